@@ -1,0 +1,105 @@
+//! Finding the daemon: connect to the socket, or start `cofferd` and wait for
+//! it (as gpg does with gpg-agent), so a newcomer never has to.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coffer_ipc::{Client, ClientError};
+
+use crate::CliError;
+
+/// How to reach (or start) the daemon.
+pub struct Target {
+    pub socket: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    pub autostart: bool,
+}
+
+fn daemon_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("cofferd")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("cofferd"))
+}
+
+fn nobody_listening(err: &ClientError) -> bool {
+    matches!(err, ClientError::Connect { source, .. }
+        if matches!(source.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused))
+}
+
+/// Connects to the daemon, starting it first when nothing answers.
+pub fn connect_or_start(target: &Target) -> Result<Client, CliError> {
+    match Client::connect(&target.socket) {
+        Ok(client) => return Ok(client),
+        Err(e) if target.autostart && nobody_listening(&e) => {}
+        Err(e) => return Err(CliError::Unavailable(e.to_string())),
+    }
+    let data_dir = target
+        .data_dir
+        .clone()
+        .unwrap_or_else(coffer_ipc::paths::default_data_dir);
+    fs::create_dir_all(&data_dir)
+        .map_err(|e| CliError::Unavailable(format!("cannot create {}: {e}", data_dir.display())))?;
+    let log_path = data_dir.join("cofferd.log");
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| CliError::Unavailable(format!("cannot open {}: {e}", log_path.display())))?;
+    let mut cmd = Command::new(daemon_binary());
+    cmd.arg("--socket")
+        .arg(&target.socket)
+        .arg("--data-dir")
+        .arg(&data_dir);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our
+    // terminal so Ctrl-C on this command does not stop it.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        CliError::Unavailable(format!(
+            "cannot start cofferd ({e}); is it installed beside coffer?"
+        ))
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match Client::connect(&target.socket) {
+            Ok(client) => return Ok(client),
+            Err(e) if !nobody_listening(&e) => return Err(CliError::Unavailable(e.to_string())),
+            Err(_) => {}
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // Another CLI may have started a daemon first: that one wins.
+            if let Ok(client) = Client::connect(&target.socket) {
+                return Ok(client);
+            }
+            return Err(CliError::Unavailable(format!(
+                "cofferd exited ({status}) before it was ready; see {}:\n{}",
+                log_path.display(),
+                tail(&log_path)
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::Unavailable(format!(
+                "cofferd did not answer on {} within 15 s",
+                target.socket.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}

@@ -1,0 +1,99 @@
+//! Reading secrets: from a hidden prompt on a terminal, else from stdin.
+//! Never from command-line arguments.
+
+use std::io::{BufRead, IsTerminal, Read};
+
+use zeroize::Zeroizing;
+
+use crate::CliError;
+
+/// A secret string, wiped from memory when dropped.
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(Zeroizing::new(value))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+pub fn stdin_is_tty() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+pub fn stdout_is_tty() -> bool {
+    std::io::stdout().is_terminal()
+}
+
+fn read_stdin_line() -> Result<Secret, CliError> {
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Other(format!("cannot read stdin: {e}")))?;
+    Ok(Secret::new(line.trim_end_matches(['\n', '\r']).to_string()))
+}
+
+fn prompt(label: &str) -> Result<Secret, CliError> {
+    rpassword::prompt_password(label)
+        .map(Secret::new)
+        .map_err(|e| CliError::Other(format!("cannot read from the terminal: {e}")))
+}
+
+/// The PIN: one stdin line with `from_stdin`, else a prompt (twice to confirm
+/// a new one).
+pub fn pin(from_stdin: bool, confirm: bool) -> Result<Secret, CliError> {
+    if from_stdin {
+        return read_stdin_line();
+    }
+    if !stdin_is_tty() {
+        return Err(CliError::Usage(
+            "no terminal to ask for the PIN: pass --pin-stdin and give it on stdin".into(),
+        ));
+    }
+    let pin = prompt("PIN: ")?;
+    if confirm {
+        let again = prompt("PIN again: ")?;
+        if again.expose() != pin.expose() {
+            return Err(CliError::Usage("the two PINs differ".into()));
+        }
+    }
+    Ok(pin)
+}
+
+/// One secret line: a hidden prompt on a terminal (twice if `confirm`), else
+/// the next stdin line. Empty is refused.
+pub fn secret_line(label: &str, confirm: bool) -> Result<Secret, CliError> {
+    let value = if stdin_is_tty() {
+        let value = prompt(label)?;
+        if confirm && prompt("Again: ")?.expose() != value.expose() {
+            return Err(CliError::Usage("the two entries differ".into()));
+        }
+        value
+    } else {
+        read_stdin_line()?
+    };
+    if value.expose().is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} is empty",
+            label.trim_end_matches([' ', ':'])
+        )));
+    }
+    Ok(value)
+}
+
+/// All of stdin (one trailing newline dropped); on a terminal, says what to type first.
+pub fn all_stdin(label: &str) -> Result<Secret, CliError> {
+    if stdin_is_tty() {
+        eprintln!("{label}");
+    }
+    let mut text = Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| CliError::Other(format!("cannot read stdin: {e}")))?;
+    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(Secret::new(trimmed.to_string()))
+}

@@ -1,0 +1,203 @@
+//! Human and JSON output.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use coffer_ipc::methods::{FolderInfo, HistoryEntry, ItemSummary, ItemView, StatusResult};
+use zeroize::Zeroizing;
+
+use crate::CliError;
+
+/// Fields masked unless `--reveal`.
+const SECRET_FIELDS: &[&str] = &["password", "notes", "totp", "number", "cvv"];
+const MASK: &str = "••••••••";
+
+pub fn json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("plain data serialises")
+    );
+}
+
+pub fn time(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+pub fn status(s: &StatusResult) {
+    println!("cofferd {} (pid {}), socket {}", s.version, s.pid, s.socket);
+    println!("data dir: {}", s.data_dir);
+    if !s.initialized {
+        println!("vault: not initialised (run `coffer init --name NAME --email EMAIL`)");
+        return;
+    }
+    println!(
+        "identity: {} <{}>, device {}",
+        s.name.as_deref().unwrap_or("?"),
+        s.email.as_deref().unwrap_or("?"),
+        s.device_id.as_deref().map(|d| &d[..16]).unwrap_or("?")
+    );
+    if s.locked {
+        println!("vault: locked");
+    } else {
+        println!(
+            "vault: unlocked, {} folders, {} items",
+            s.folders.unwrap_or(0),
+            s.items.unwrap_or(0)
+        );
+    }
+    println!("auto-lock after {} s idle", s.auto_lock_secs);
+}
+
+fn field_line(key: &str, value: &str, reveal: bool) -> String {
+    if SECRET_FIELDS.contains(&key) && !reveal {
+        return format!("{key}: {MASK}");
+    }
+    if value.contains('\n') {
+        let indented: Vec<String> = value.lines().map(|l| format!("  {l}")).collect();
+        return format!("{key}:\n{}", indented.join("\n"));
+    }
+    format!("{key}: {value}")
+}
+
+pub fn item(v: &ItemView, reveal: bool) {
+    println!(
+        "{}  ({} in {}, id {})",
+        v.name,
+        v.item_type,
+        v.folder,
+        &v.id[..8]
+    );
+    for (key, value) in &v.fields {
+        println!("{}", field_line(key, value, reveal));
+    }
+    for url in &v.urls {
+        println!("url: {url}");
+    }
+    for (key, others) in &v.conflicts {
+        println!(
+            "conflict: {key} was edited concurrently; {} other value(s) kept (see `coffer get {} --json`)",
+            others.len(),
+            &v.id[..8]
+        );
+    }
+    println!("updated: {}", time(v.updated_ms));
+    if let Some(t) = v.trashed_ms {
+        println!("in trash since {}", time(t));
+    }
+    if !reveal && v.fields.keys().any(|k| SECRET_FIELDS.contains(&k.as_str())) {
+        eprintln!("(secrets masked: --reveal shows them, --field NAME prints one)");
+    }
+}
+
+/// One field's raw value, as `--field` prints and `--copy` copies.
+pub fn field_value(v: &ItemView, field: &str) -> Result<Zeroizing<String>, CliError> {
+    let value = match field {
+        "name" => Some(v.name.clone()),
+        "id" => Some(v.id.clone()),
+        "url" | "urls" => (!v.urls.is_empty()).then(|| v.urls.join("\n")),
+        other => v.fields.get(other).cloned(),
+    };
+    value.map(Zeroizing::new).ok_or_else(|| {
+        let mut known: Vec<&str> = v.fields.keys().map(String::as_str).collect();
+        known.extend(["name", "id"]);
+        if !v.urls.is_empty() {
+            known.push("url");
+        }
+        CliError::Rpc(coffer_ipc::RpcError::new(
+            coffer_ipc::ErrorCode::NotFound,
+            format!(
+                "{} has no field {field:?} (it has: {})",
+                v.name,
+                known.join(", ")
+            ),
+        ))
+    })
+}
+
+pub fn summaries(items: &[ItemSummary]) {
+    if items.is_empty() {
+        println!("(no items)");
+        return;
+    }
+    let width = items
+        .iter()
+        .map(|i| i.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 40);
+    let fwidth = items
+        .iter()
+        .map(|i| i.folder.chars().count())
+        .max()
+        .unwrap_or(6)
+        .clamp(6, 24);
+    println!(
+        "{:<8}  {:<width$}  {:<6}  {:<fwidth$}  USERNAME / URL",
+        "ID", "NAME", "TYPE", "FOLDER"
+    );
+    for i in items {
+        let extra = i
+            .username
+            .clone()
+            .or_else(|| i.urls.first().cloned())
+            .unwrap_or_default();
+        let totp = if i.has_totp && i.item_type != "totp" {
+            " +totp"
+        } else {
+            ""
+        };
+        println!(
+            "{:<8}  {:<width$}  {:<6}  {:<fwidth$}  {extra}{totp}",
+            &i.id[..8],
+            i.name,
+            i.item_type,
+            i.folder
+        );
+    }
+}
+
+pub fn folders(folders: &[FolderInfo]) {
+    println!(
+        "{:<16}  {:<24}  {:<8}  {:>5}  {:>5}",
+        "ID", "NAME", "ROLE", "ITEMS", "TRASH"
+    );
+    for f in folders {
+        println!(
+            "{:<16}  {:<24}  {:<8}  {:>5}  {:>5}",
+            &f.id[..16],
+            f.name,
+            f.role,
+            f.items,
+            f.trashed
+        );
+    }
+}
+
+pub fn history(entries: &[HistoryEntry], reveal: bool) {
+    if entries.is_empty() {
+        println!("(no history)");
+        return;
+    }
+    for e in entries {
+        let device = e
+            .device
+            .as_deref()
+            .map(|d| &d[..16])
+            .unwrap_or("unknown device");
+        let state = if e.trashed { " [in trash]" } else { "" };
+        println!(
+            "{}  device {device}  name {:?}{state}",
+            time(e.time_ms),
+            e.name
+        );
+        for (key, value) in &e.fields {
+            println!(
+                "    {}",
+                field_line(key, value, reveal).replace('\n', "\n    ")
+            );
+        }
+        for url in &e.urls {
+            println!("    url: {url}");
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The signed envelope: the unit every space is made of and every peer judges.
+//!
+//! Wire form: postcard of [`SignedEnvelope`] — the [`EnvelopeBody`] and an
+//! Ed25519 signature over `SIGNING_DOMAIN || postcard(body)`. The id is the
+//! BLAKE3 hash of the wire bytes. Decoding rejects anything that is not the
+//! canonical encoding, so an envelope has exactly one byte form and one id.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{self, DeviceKeys};
+use crate::ids::{DeviceId, EnvelopeId, SpaceId};
+
+/// Version of the envelope format this crate writes and accepts.
+pub const ENVELOPE_VERSION: u8 = 1;
+/// Upper bound on an encoded envelope; larger input is refused before parsing.
+pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
+/// Upper bound on context heads an envelope may cite.
+pub const MAX_CONTEXT: usize = 256;
+
+const SIGNING_DOMAIN: &[u8] = b"coffer/envelope/v1\0";
+
+/// What an envelope carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// A folder membership op (plaintext, signed): create, members, key epochs.
+    Membership,
+    /// One Automerge change of the folder document, encrypted under the epoch key.
+    Content,
+    /// A record that a secret was used (revealed, copied, TOTP), encrypted.
+    Usage,
+    /// A team roster op (plaintext, signed).
+    Roster,
+}
+
+/// Everything an envelope says, without its signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeBody {
+    pub version: u8,
+    pub space: SpaceId,
+    pub author: DeviceId,
+    /// Counts the author's envelopes in this space from 1.
+    pub seq: u64,
+    /// The author's previous envelope in this space (None iff seq == 1).
+    pub prev: Option<EnvelopeId>,
+    pub kind: Kind,
+    /// The membership/roster heads the author had seen: the ACL input.
+    pub context: Vec<EnvelopeId>,
+    /// The key epoch (id of the op that set it) a content payload is encrypted under.
+    pub epoch: Option<EnvelopeId>,
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SignedEnvelope {
+    body: EnvelopeBody,
+    #[serde(with = "serde_bytes")]
+    signature: Vec<u8>,
+}
+
+/// A decoded envelope with its id and wire bytes; the signature is checked by
+/// [`Envelope::verify_signature`], not by decoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    body: EnvelopeBody,
+    signature: [u8; 64],
+    id: EnvelopeId,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input is larger than [`MAX_ENVELOPE_BYTES`].
+    #[error("envelope of {len} bytes exceeds the {max} byte limit")]
+    TooLarge { len: usize, max: usize },
+    /// The bytes are not an envelope.
+    #[error("malformed envelope")]
+    Malformed,
+    /// A format version this build does not know.
+    #[error("unsupported envelope version {0}")]
+    UnsupportedVersion(u8),
+    /// Valid postcard, but not the one canonical encoding.
+    #[error("non-canonical envelope encoding")]
+    NonCanonical,
+    /// The structure is inconsistent (seq/prev, context size, signature length).
+    #[error("invalid envelope: {0}")]
+    Invalid(&'static str),
+}
+
+impl EnvelopeBody {
+    fn signing_bytes(&self) -> Vec<u8> {
+        let mut msg = SIGNING_DOMAIN.to_vec();
+        msg.extend_from_slice(
+            &postcard::to_stdvec(self).expect("serialising to a Vec cannot fail"),
+        );
+        msg
+    }
+
+    /// Associated data binding an encrypted payload to its envelope header.
+    pub fn payload_aad(space: &SpaceId, author: &DeviceId, seq: u64, kind: Kind) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(80);
+        aad.extend_from_slice(b"coffer/payload/v1\0");
+        aad.extend_from_slice(&space.0);
+        aad.extend_from_slice(&author.0);
+        aad.extend_from_slice(&seq.to_be_bytes());
+        aad.push(kind as u8);
+        aad
+    }
+}
+
+impl Envelope {
+    /// Signs `body` with `keys` (an author other than the signer makes a forgery, which verification refuses).
+    pub fn sign(body: EnvelopeBody, keys: &DeviceKeys) -> Envelope {
+        let signature = keys.sign(&body.signing_bytes());
+        let bytes = postcard::to_stdvec(&SignedEnvelope {
+            body: body.clone(),
+            signature: signature.to_vec(),
+        })
+        .expect("serialising to a Vec cannot fail");
+        let id = EnvelopeId(*blake3::hash(&bytes).as_bytes());
+        Envelope {
+            body,
+            signature,
+            id,
+            bytes,
+        }
+    }
+
+    /// Decodes untrusted bytes. Never panics; bounded by [`MAX_ENVELOPE_BYTES`].
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: MAX_ENVELOPE_BYTES,
+            });
+        }
+        let (signed, rest): (SignedEnvelope, _) =
+            postcard::take_from_bytes(bytes).map_err(|_| DecodeError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Malformed);
+        }
+        let body = signed.body;
+        if body.version != ENVELOPE_VERSION {
+            return Err(DecodeError::UnsupportedVersion(body.version));
+        }
+        let signature: [u8; 64] = signed
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| DecodeError::Invalid("signature must be 64 bytes"))?;
+        if body.seq == 0 {
+            return Err(DecodeError::Invalid("seq starts at 1"));
+        }
+        if (body.seq == 1) != body.prev.is_none() {
+            return Err(DecodeError::Invalid(
+                "prev must be present exactly when seq > 1",
+            ));
+        }
+        if body.context.len() > MAX_CONTEXT {
+            return Err(DecodeError::Invalid("too many context heads"));
+        }
+        let canonical = postcard::to_stdvec(&SignedEnvelope {
+            body: body.clone(),
+            signature: signature.to_vec(),
+        })
+        .map_err(|_| DecodeError::Malformed)?;
+        if canonical != bytes {
+            return Err(DecodeError::NonCanonical);
+        }
+        Ok(Envelope {
+            id: EnvelopeId(*blake3::hash(bytes).as_bytes()),
+            body,
+            signature,
+            bytes: canonical,
+        })
+    }
+
+    pub fn verify_signature(&self) -> bool {
+        crypto::verify(
+            &self.body.author,
+            &self.body.signing_bytes(),
+            &self.signature,
+        )
+    }
+
+    pub fn id(&self) -> EnvelopeId {
+        self.id
+    }
+    pub fn body(&self) -> &EnvelopeBody {
+        &self.body
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    pub fn space(&self) -> SpaceId {
+        self.body.space
+    }
+    pub fn author(&self) -> DeviceId {
+        self.body.author
+    }
+    pub fn seq(&self) -> u64 {
+        self.body.seq
+    }
+    pub fn kind(&self) -> Kind {
+        self.body.kind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    fn sample(keys: &DeviceKeys) -> Envelope {
+        Envelope::sign(
+            EnvelopeBody {
+                version: ENVELOPE_VERSION,
+                space: SpaceId([7; 32]),
+                author: keys.device_id(),
+                seq: 2,
+                prev: Some(EnvelopeId([1; 32])),
+                kind: Kind::Content,
+                context: vec![EnvelopeId([2; 32])],
+                epoch: Some(EnvelopeId([3; 32])),
+                payload: vec![9; 40],
+            },
+            keys,
+        )
+    }
+
+    #[test]
+    fn roundtrip_keeps_id_and_signature() {
+        let keys = DeviceKeys::generate(&mut ChaCha20Rng::seed_from_u64(1));
+        let env = sample(&keys);
+        let again = Envelope::decode(env.bytes()).unwrap();
+        assert_eq!(again, env);
+        assert!(again.verify_signature());
+    }
+
+    #[test]
+    fn tampered_payload_fails_signature() {
+        let keys = DeviceKeys::generate(&mut ChaCha20Rng::seed_from_u64(1));
+        let env = sample(&keys);
+        let mut bytes = env.bytes().to_vec();
+        let n = bytes.len();
+        bytes[n - 70] ^= 1; // inside the payload, before the signature
+        let tampered = Envelope::decode(&bytes).unwrap();
+        assert!(!tampered.verify_signature());
+        assert_ne!(tampered.id(), env.id());
+    }
+
+    #[test]
+    fn rejects_trailing_bytes_oversize_and_bad_structure() {
+        let keys = DeviceKeys::generate(&mut ChaCha20Rng::seed_from_u64(1));
+        let mut bytes = sample(&keys).bytes().to_vec();
+        bytes.push(0);
+        assert_eq!(Envelope::decode(&bytes), Err(DecodeError::Malformed));
+        let big = vec![0u8; MAX_ENVELOPE_BYTES + 1];
+        assert!(matches!(
+            Envelope::decode(&big),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        let mut body = sample(&keys).body().clone();
+        body.prev = None;
+        let env = Envelope::sign(body, &keys);
+        assert!(matches!(
+            Envelope::decode(env.bytes()),
+            Err(DecodeError::Invalid(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Envelope::decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_envelopes_never_verify_as_original(pos in 0usize..200, bit in 0u8..8) {
+            let keys = DeviceKeys::generate(&mut ChaCha20Rng::seed_from_u64(5));
+            let env = sample(&keys);
+            let mut bytes = env.bytes().to_vec();
+            let pos = pos % bytes.len();
+            bytes[pos] ^= 1 << bit;
+            if let Ok(decoded) = Envelope::decode(&bytes) {
+                prop_assert!(!decoded.verify_signature() || decoded == env);
+            }
+        }
+    }
+}

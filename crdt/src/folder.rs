@@ -1,0 +1,611 @@
+//! The folder document: one Automerge document per folder space, holding its
+//! name and its items.
+//!
+//! Layout: `{ meta: { name }, items: { <item id hex>: { type, name, created,
+//! updated, trashed, fields: { <field>: str }, urls: [str] } } }`. Every field,
+//! secrets included, is a scalar (last writer wins, conflicts kept and shown),
+//! never Automerge Text. Each change names the items it touched in its message
+//! so history is found without decoding every change.
+
+use std::collections::{BTreeMap, HashMap};
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{
+    ActorId, AutoCommit, Change, ChangeHash, ObjType, ReadDoc, ScalarValue, Value, ROOT,
+};
+
+use crate::ids::{DeviceId, ItemId};
+
+/// Longest accepted item or folder name, field value and URL list.
+pub const MAX_NAME_LEN: usize = 512;
+pub const MAX_FIELD_LEN: usize = 64 * 1024;
+pub const MAX_URLS: usize = 64;
+
+/// The four item types of the brief.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ItemType {
+    Login,
+    Note,
+    Card,
+    Totp,
+}
+
+impl ItemType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemType::Login => "login",
+            ItemType::Note => "note",
+            ItemType::Card => "card",
+            ItemType::Totp => "totp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ItemType> {
+        Some(match s {
+            "login" => ItemType::Login,
+            "note" => ItemType::Note,
+            "card" => ItemType::Card,
+            "totp" => ItemType::Totp,
+            _ => return None,
+        })
+    }
+}
+
+/// An item as the folder document currently shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    pub id: ItemId,
+    pub item_type: ItemType,
+    pub name: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub trashed_ms: Option<i64>,
+    pub fields: BTreeMap<String, String>,
+    pub urls: Vec<String>,
+    /// Fields edited concurrently: the values that lost last-writer-wins.
+    pub conflicts: BTreeMap<String, Vec<String>>,
+}
+
+/// What an edit changes; `None` leaves a part as it is, an empty string in
+/// `fields` removes that field.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ItemEdit {
+    pub name: Option<String>,
+    pub fields: BTreeMap<String, String>,
+    pub urls: Option<Vec<String>>,
+}
+
+/// One earlier state of an item, as of a change that touched it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub change: ChangeHash,
+    pub author: Option<DeviceId>,
+    pub time_ms: i64,
+    pub item: Item,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FolderError {
+    /// No item with that id in this folder.
+    #[error("no item {0} in this folder")]
+    NoSuchItem(ItemId),
+    /// A name, field or URL list over its limit, or an empty name.
+    #[error("invalid item: {0}")]
+    Invalid(String),
+    /// A change's Automerge actor is not the one bound to its envelope author.
+    #[error("change actor does not belong to the envelope's author")]
+    ActorMismatch,
+    /// The bytes are not an Automerge change.
+    #[error("malformed Automerge change")]
+    MalformedChange,
+    /// Automerge refused an operation.
+    #[error("document error: {0}")]
+    Document(String),
+}
+
+/// The Automerge actor of a device's changes: derived, so any peer can check
+/// that a change belongs to the device that signed its envelope.
+pub fn actor_for(device: &DeviceId, incarnation: u32) -> ActorId {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"coffer/actor/v1\0");
+    hasher.update(&device.0);
+    hasher.update(&incarnation.to_be_bytes());
+    ActorId::from(&hasher.finalize().as_bytes()[..16])
+}
+
+/// A folder's decrypted document, with the item index used for history.
+pub struct FolderDoc {
+    doc: AutoCommit,
+    actors: HashMap<ActorId, DeviceId>,
+    item_changes: HashMap<ItemId, Vec<ChangeHash>>,
+}
+
+fn doc_err(e: automerge::AutomergeError) -> FolderError {
+    FolderError::Document(e.to_string())
+}
+
+fn check_name(name: &str) -> Result<(), FolderError> {
+    if name.trim().is_empty() {
+        return Err(FolderError::Invalid("name must not be empty".into()));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(FolderError::Invalid(format!(
+            "name longer than {MAX_NAME_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn check_edit(edit: &ItemEdit) -> Result<(), FolderError> {
+    if let Some(name) = &edit.name {
+        check_name(name)?;
+    }
+    for (key, value) in &edit.fields {
+        if key.is_empty() || key.len() > 64 {
+            return Err(FolderError::Invalid(format!("bad field name {key:?}")));
+        }
+        if value.len() > MAX_FIELD_LEN {
+            return Err(FolderError::Invalid(format!(
+                "field {key} longer than {MAX_FIELD_LEN} bytes"
+            )));
+        }
+    }
+    if let Some(urls) = &edit.urls {
+        if urls.len() > MAX_URLS || urls.iter().any(|u| u.len() > 4096) {
+            return Err(FolderError::Invalid("too many or too long URLs".into()));
+        }
+    }
+    Ok(())
+}
+
+fn scalar_string(value: &Value<'_>) -> Option<String> {
+    match value {
+        Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn scalar_int(value: &Value<'_>) -> Option<i64> {
+    match value {
+        Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Int(i) | ScalarValue::Timestamp(i) => Some(*i),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl FolderDoc {
+    /// An empty document whose local changes are made as `device`.
+    pub fn new(device: DeviceId) -> Self {
+        let actor = actor_for(&device, 0);
+        let mut actors = HashMap::new();
+        actors.insert(actor.clone(), device);
+        Self {
+            doc: AutoCommit::new().with_actor(actor),
+            actors,
+            item_changes: HashMap::new(),
+        }
+    }
+
+    fn commit(&mut self, message: String, now_ms: i64) -> Result<Vec<u8>, FolderError> {
+        let hash = self
+            .doc
+            .commit_with(
+                CommitOptions::default()
+                    .with_message(message.clone())
+                    .with_time(now_ms),
+            )
+            .ok_or_else(|| FolderError::Document("empty change".into()))?;
+        self.index_change(hash, Some(&message));
+        let mut change = self
+            .doc
+            .get_change_by_hash(&hash)
+            .ok_or_else(|| FolderError::Document("committed change not found".into()))?;
+        Ok(change.bytes().into_owned())
+    }
+
+    fn index_change(&mut self, hash: ChangeHash, message: Option<&str>) {
+        let Some(message) = message else { return };
+        for part in message.split(' ') {
+            if let Some(id) = part.strip_prefix("item:").and_then(ItemId::from_hex) {
+                self.item_changes.entry(id).or_default().push(hash);
+            }
+        }
+    }
+
+    /// Sets the folder's display name; returns the change bytes to wrap in an envelope.
+    pub fn set_name(&mut self, name: &str, now_ms: i64) -> Result<Vec<u8>, FolderError> {
+        check_name(name)?;
+        let meta = match self.doc.get(ROOT, "meta").map_err(doc_err)? {
+            Some((Value::Object(ObjType::Map), id)) => id,
+            _ => self
+                .doc
+                .put_object(ROOT, "meta", ObjType::Map)
+                .map_err(doc_err)?,
+        };
+        self.doc.put(&meta, "name", name).map_err(doc_err)?;
+        self.commit("meta".into(), now_ms)
+    }
+
+    pub fn name(&self) -> Option<String> {
+        let (_, meta) = self.doc.get(ROOT, "meta").ok()??;
+        let (value, _) = self.doc.get(&meta, "name").ok()??;
+        scalar_string(&value)
+    }
+
+    /// Adds an item; returns the change bytes.
+    pub fn add_item(
+        &mut self,
+        id: ItemId,
+        item_type: ItemType,
+        name: &str,
+        edit: &ItemEdit,
+        now_ms: i64,
+    ) -> Result<Vec<u8>, FolderError> {
+        check_name(name)?;
+        check_edit(edit)?;
+        let items = match self.doc.get(ROOT, "items").map_err(doc_err)? {
+            Some((Value::Object(ObjType::Map), items)) => items,
+            _ => self
+                .doc
+                .put_object(ROOT, "items", ObjType::Map)
+                .map_err(doc_err)?,
+        };
+        let obj = self
+            .doc
+            .put_object(&items, id.to_hex(), ObjType::Map)
+            .map_err(doc_err)?;
+        self.doc
+            .put(&obj, "type", item_type.as_str())
+            .map_err(doc_err)?;
+        self.doc.put(&obj, "name", name).map_err(doc_err)?;
+        self.doc.put(&obj, "created", now_ms).map_err(doc_err)?;
+        self.doc.put(&obj, "updated", now_ms).map_err(doc_err)?;
+        self.doc
+            .put(&obj, "trashed", ScalarValue::Null)
+            .map_err(doc_err)?;
+        let fields = self
+            .doc
+            .put_object(&obj, "fields", ObjType::Map)
+            .map_err(doc_err)?;
+        for (key, value) in &edit.fields {
+            if !value.is_empty() {
+                self.doc
+                    .put(&fields, key.as_str(), value.as_str())
+                    .map_err(doc_err)?;
+            }
+        }
+        let urls = self
+            .doc
+            .put_object(&obj, "urls", ObjType::List)
+            .map_err(doc_err)?;
+        for (i, url) in edit.urls.iter().flatten().enumerate() {
+            self.doc.insert(&urls, i, url.as_str()).map_err(doc_err)?;
+        }
+        self.commit(format!("add item:{}", id.to_hex()), now_ms)
+    }
+
+    fn item_obj(&self, id: &ItemId) -> Result<automerge::ObjId, FolderError> {
+        let items = match self.doc.get(ROOT, "items").map_err(doc_err)? {
+            Some((Value::Object(ObjType::Map), items)) => items,
+            _ => return Err(FolderError::NoSuchItem(*id)),
+        };
+        match self.doc.get(&items, id.to_hex()).map_err(doc_err)? {
+            Some((Value::Object(ObjType::Map), obj)) => Ok(obj),
+            _ => Err(FolderError::NoSuchItem(*id)),
+        }
+    }
+
+    fn child(
+        &self,
+        obj: &automerge::ObjId,
+        key: &str,
+        kind: ObjType,
+    ) -> Result<automerge::ObjId, FolderError> {
+        match self.doc.get(obj, key).map_err(doc_err)? {
+            Some((Value::Object(t), child)) if t == kind => Ok(child),
+            _ => Err(FolderError::Document(format!("item has no {key}"))),
+        }
+    }
+
+    /// Applies an edit to an existing item; returns the change bytes.
+    pub fn edit_item(
+        &mut self,
+        id: ItemId,
+        edit: &ItemEdit,
+        now_ms: i64,
+    ) -> Result<Vec<u8>, FolderError> {
+        check_edit(edit)?;
+        let obj = self.item_obj(&id)?;
+        if let Some(name) = &edit.name {
+            self.doc.put(&obj, "name", name.as_str()).map_err(doc_err)?;
+        }
+        if !edit.fields.is_empty() {
+            let fields = self.child(&obj, "fields", ObjType::Map)?;
+            for (key, value) in &edit.fields {
+                if value.is_empty() {
+                    self.doc.delete(&fields, key.as_str()).map_err(doc_err)?;
+                } else {
+                    self.doc
+                        .put(&fields, key.as_str(), value.as_str())
+                        .map_err(doc_err)?;
+                }
+            }
+        }
+        if let Some(new_urls) = &edit.urls {
+            let urls = self
+                .doc
+                .put_object(&obj, "urls", ObjType::List)
+                .map_err(doc_err)?;
+            for (i, url) in new_urls.iter().enumerate() {
+                self.doc.insert(&urls, i, url.as_str()).map_err(doc_err)?;
+            }
+        }
+        self.doc.put(&obj, "updated", now_ms).map_err(doc_err)?;
+        self.commit(format!("edit item:{}", id.to_hex()), now_ms)
+    }
+
+    /// Moves an item to the trash (`Some(now)`) or back out of it (`None`).
+    pub fn set_trashed(
+        &mut self,
+        id: ItemId,
+        trashed: bool,
+        now_ms: i64,
+    ) -> Result<Vec<u8>, FolderError> {
+        let obj = self.item_obj(&id)?;
+        if trashed {
+            self.doc.put(&obj, "trashed", now_ms).map_err(doc_err)?;
+        } else {
+            self.doc
+                .put(&obj, "trashed", ScalarValue::Null)
+                .map_err(doc_err)?;
+        }
+        self.doc.put(&obj, "updated", now_ms).map_err(doc_err)?;
+        let verb = if trashed { "trash" } else { "restore" };
+        self.commit(format!("{verb} item:{}", id.to_hex()), now_ms)
+    }
+
+    /// Applies a change received in an envelope from `author`. The change's
+    /// actor must be the author's derived actor.
+    pub fn apply_change(&mut self, author: &DeviceId, bytes: &[u8]) -> Result<(), FolderError> {
+        let change =
+            Change::from_bytes(bytes.to_vec()).map_err(|_| FolderError::MalformedChange)?;
+        if change.actor_id() != &actor_for(author, 0) {
+            return Err(FolderError::ActorMismatch);
+        }
+        let hash = change.hash();
+        let message = change.message().map(str::to_owned);
+        self.actors
+            .entry(change.actor_id().clone())
+            .or_insert(*author);
+        if ReadDoc::get_change_by_hash(&self.doc, &hash).is_some() {
+            return Ok(());
+        }
+        self.doc.apply_changes([change]).map_err(doc_err)?;
+        self.index_change(hash, message.as_deref());
+        Ok(())
+    }
+
+    fn read_item(
+        &self,
+        id: ItemId,
+        obj: &automerge::ObjId,
+        heads: Option<&[ChangeHash]>,
+    ) -> Option<Item> {
+        let get = |o: &automerge::ObjId, key: &str| match heads {
+            Some(h) => self.doc.get_at(o, key, h).ok().flatten(),
+            None => self.doc.get(o, key).ok().flatten(),
+        };
+        let item_type = ItemType::parse(&scalar_string(&get(obj, "type")?.0)?)?;
+        let name = scalar_string(&get(obj, "name")?.0)?;
+        let created_ms = get(obj, "created")
+            .and_then(|(v, _)| scalar_int(&v))
+            .unwrap_or(0);
+        let updated_ms = get(obj, "updated")
+            .and_then(|(v, _)| scalar_int(&v))
+            .unwrap_or(created_ms);
+        let trashed_ms = get(obj, "trashed").and_then(|(v, _)| scalar_int(&v));
+        let mut fields = BTreeMap::new();
+        let mut conflicts = BTreeMap::new();
+        if let Some((Value::Object(ObjType::Map), f)) = get(obj, "fields") {
+            let keys: Vec<String> = match heads {
+                Some(h) => self.doc.keys_at(&f, h).collect(),
+                None => self.doc.keys(&f).collect(),
+            };
+            for key in keys {
+                let all = match heads {
+                    Some(h) => self.doc.get_all_at(&f, key.as_str(), h),
+                    None => self.doc.get_all(&f, key.as_str()),
+                }
+                .unwrap_or_default();
+                let winner = get(&f, &key).and_then(|(v, _)| scalar_string(&v));
+                if let Some(winner) = winner {
+                    let losers: Vec<String> = all
+                        .iter()
+                        .filter_map(|(v, _)| scalar_string(v))
+                        .filter(|v| v != &winner)
+                        .collect();
+                    if !losers.is_empty() {
+                        conflicts.insert(key.clone(), losers);
+                    }
+                    fields.insert(key, winner);
+                }
+            }
+        }
+        let mut urls = Vec::new();
+        if let Some((Value::Object(ObjType::List), list)) = get(obj, "urls") {
+            let len = match heads {
+                Some(h) => self.doc.length_at(&list, h),
+                None => self.doc.length(&list),
+            };
+            for i in 0..len {
+                let v = match heads {
+                    Some(h) => self.doc.get_at(&list, i, h).ok().flatten(),
+                    None => self.doc.get(&list, i).ok().flatten(),
+                };
+                if let Some(url) = v.and_then(|(v, _)| scalar_string(&v)) {
+                    urls.push(url);
+                }
+            }
+        }
+        Some(Item {
+            id,
+            item_type,
+            name,
+            created_ms,
+            updated_ms,
+            trashed_ms,
+            fields,
+            urls,
+            conflicts,
+        })
+    }
+
+    pub fn item(&self, id: ItemId) -> Option<Item> {
+        let obj = self.item_obj(&id).ok()?;
+        self.read_item(id, &obj, None)
+    }
+
+    /// Every item, trashed ones included, in id order.
+    pub fn items(&self) -> Vec<Item> {
+        let Ok(Some((Value::Object(ObjType::Map), items))) = self.doc.get(ROOT, "items") else {
+            return Vec::new();
+        };
+        self.doc
+            .keys(&items)
+            .filter_map(|key| {
+                let id = ItemId::from_hex(&key)?;
+                match self.doc.get(&items, key.as_str()).ok()?? {
+                    (Value::Object(ObjType::Map), obj) => self.read_item(id, &obj, None),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// The item as it stood after each change that touched it, oldest first.
+    pub fn history(&self, id: ItemId) -> Vec<HistoryEntry> {
+        let Ok(obj) = self.item_obj(&id) else {
+            return Vec::new();
+        };
+        let hashes = self.item_changes.get(&id).cloned().unwrap_or_default();
+        let mut out: Vec<HistoryEntry> = hashes
+            .into_iter()
+            .filter_map(|hash| {
+                let change = ReadDoc::get_change_by_hash(&self.doc, &hash)?;
+                let item = self.read_item(id, &obj, Some(&[hash]))?;
+                Some(HistoryEntry {
+                    change: hash,
+                    author: self.actors.get(change.actor_id()).copied(),
+                    time_ms: change.timestamp(),
+                    item,
+                })
+            })
+            .collect();
+        out.sort_by_key(|e| (e.time_ms, e.change));
+        out
+    }
+
+    /// Hashes of the current heads, for equality checks between replicas.
+    pub fn heads(&mut self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    /// The document's full saved form (deterministic for a given set of changes).
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edit(fields: &[(&str, &str)]) -> ItemEdit {
+        ItemEdit {
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn add_edit_trash_and_history() {
+        let dev = DeviceId([1; 32]);
+        let mut doc = FolderDoc::new(dev);
+        doc.set_name("Personal", 1).unwrap();
+        let id = ItemId([5; 16]);
+        doc.add_item(
+            id,
+            ItemType::Login,
+            "github",
+            &edit(&[("username", "me"), ("password", "one")]),
+            10,
+        )
+        .unwrap();
+        doc.edit_item(id, &edit(&[("password", "two")]), 20)
+            .unwrap();
+        doc.set_trashed(id, true, 30).unwrap();
+        let item = doc.item(id).unwrap();
+        assert_eq!(item.fields["password"], "two");
+        assert_eq!(item.trashed_ms, Some(30));
+        assert_eq!(doc.name().as_deref(), Some("Personal"));
+        let history = doc.history(id);
+        let passwords: Vec<_> = history
+            .iter()
+            .map(|h| h.item.fields["password"].clone())
+            .collect();
+        assert_eq!(passwords, ["one", "two", "two"]);
+        assert!(history.iter().all(|h| h.author == Some(dev)));
+    }
+
+    #[test]
+    fn concurrent_edits_keep_both_values() {
+        let a = DeviceId([1; 32]);
+        let b = DeviceId([2; 32]);
+        let mut doc_a = FolderDoc::new(a);
+        let id = ItemId([9; 16]);
+        let c1 = doc_a
+            .add_item(id, ItemType::Login, "x", &edit(&[("password", "base")]), 1)
+            .unwrap();
+        let mut doc_b = FolderDoc::new(b);
+        doc_b.apply_change(&a, &c1).unwrap();
+        let ca = doc_a
+            .edit_item(id, &edit(&[("password", "from-a")]), 2)
+            .unwrap();
+        let cb = doc_b
+            .edit_item(id, &edit(&[("password", "from-b")]), 2)
+            .unwrap();
+        doc_a.apply_change(&b, &cb).unwrap();
+        doc_b.apply_change(&a, &ca).unwrap();
+        let (ia, ib) = (doc_a.item(id).unwrap(), doc_b.item(id).unwrap());
+        assert_eq!(ia, ib);
+        let mut all = vec![ia.fields["password"].clone()];
+        all.extend(ia.conflicts["password"].clone());
+        all.sort();
+        assert_eq!(all, ["from-a", "from-b"]);
+    }
+
+    #[test]
+    fn change_under_someone_elses_actor_is_refused() {
+        let a = DeviceId([1; 32]);
+        let mut doc_a = FolderDoc::new(a);
+        let change = doc_a.set_name("n", 1).unwrap();
+        let mut doc_b = FolderDoc::new(DeviceId([2; 32]));
+        assert_eq!(
+            doc_b.apply_change(&DeviceId([3; 32]), &change),
+            Err(FolderError::ActorMismatch)
+        );
+        assert_eq!(
+            doc_b.apply_change(&a, b"garbage"),
+            Err(FolderError::MalformedChange)
+        );
+    }
+}

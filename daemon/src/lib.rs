@@ -1,0 +1,14 @@
+//! cofferd's library: everything with IO lives here.
+//!
+//! What it is: the PIN keystore ([`keystore`]), the SQLite store ([`store`]),
+//! the vault that ties keys, spaces and folder documents together
+//! ([`vault`]), TOTP ([`totp`]) and the JSON-RPC server over the Unix socket
+//! ([`server`]). What it is not: the replication rules (those are in
+//! `coffer-crdt`, which this crate drives) or the wire types (`coffer-ipc`).
+
+pub mod config;
+pub mod keystore;
+pub mod server;
+pub mod store;
+pub mod totp;
+pub mod vault;

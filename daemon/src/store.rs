@@ -1,0 +1,181 @@
+//! The embedded ACID store: SQLite (rusqlite, bundled) in WAL mode with
+//! `synchronous=FULL`, so a write the daemon acknowledged survives `kill -9`
+//! and power loss. It holds signed envelopes (content encrypted), the
+//! keystore record, the sealed device keys and a few counters — never a
+//! plaintext secret.
+
+use std::path::Path;
+
+use coffer_crdt::{Envelope, SpaceId};
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored record {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+/// What kind of space a stored space is.
+pub const SPACE_FOLDER: &str = "folder";
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS kv (
+                 key TEXT PRIMARY KEY,
+                 value BLOB NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS spaces (
+                 id BLOB PRIMARY KEY,
+                 kind TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS envelopes (
+                 seqno INTEGER PRIMARY KEY AUTOINCREMENT,
+                 id BLOB NOT NULL UNIQUE,
+                 space BLOB NOT NULL REFERENCES spaces(id),
+                 author BLOB NOT NULL,
+                 seq INTEGER NOT NULL,
+                 bytes BLOB NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS envelopes_by_space ON envelopes(space, seqno);",
+        )?;
+        Ok(Store { conn })
+    }
+
+    pub fn get_kv(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_kv(key)?
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                    key: key.into(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    pub fn put_json<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).expect("serialising plain data cannot fail");
+        self.conn.execute(
+            "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)",
+            params![key, bytes],
+        )?;
+        Ok(())
+    }
+
+    /// Writes kv records and a new space with its first envelopes in one
+    /// transaction: `init` is all or nothing.
+    pub fn init_batch(
+        &mut self,
+        kv: &[(&str, Vec<u8>)],
+        space: SpaceId,
+        envelopes: &[&Envelope],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for (key, value) in kv {
+            tx.execute(
+                "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )?;
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO spaces (id, kind) VALUES (?1, ?2)",
+            params![&space.0[..], SPACE_FOLDER],
+        )?;
+        for env in envelopes {
+            insert_envelope(&tx, env)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a new space with its envelopes (creation and first content).
+    pub fn add_space(
+        &mut self,
+        space: SpaceId,
+        kind: &str,
+        envelopes: &[&Envelope],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO spaces (id, kind) VALUES (?1, ?2)",
+            params![&space.0[..], kind],
+        )?;
+        for env in envelopes {
+            insert_envelope(&tx, env)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Appends envelopes durably (one transaction); already-held ones are skipped.
+    pub fn append(&mut self, envelopes: &[&Envelope]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for env in envelopes {
+            insert_envelope(&tx, env)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn spaces(&self, kind: &str) -> Result<Vec<SpaceId>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM spaces WHERE kind = ?1 ORDER BY rowid")?;
+        let rows = stmt.query_map([kind], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let bytes = row?;
+            let id: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt {
+                    key: "spaces.id".into(),
+                    reason: "not 32 bytes".into(),
+                })?;
+            out.push(SpaceId(id));
+        }
+        Ok(out)
+    }
+
+    /// The raw bytes of a space's envelopes in the order they were stored.
+    pub fn envelopes(&self, space: &SpaceId) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT bytes FROM envelopes WHERE space = ?1 ORDER BY seqno")?;
+        let rows = stmt.query_map([&space.0[..]], |r| r.get::<_, Vec<u8>>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn insert_envelope(tx: &rusqlite::Transaction<'_>, env: &Envelope) -> Result<(), StoreError> {
+    tx.prepare_cached("INSERT OR IGNORE INTO envelopes (id, space, author, seq, bytes) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![
+            &env.id().0[..],
+            &env.space().0[..],
+            &env.author().0[..],
+            env.seq() as i64,
+            env.bytes()
+        ])?;
+    Ok(())
+}

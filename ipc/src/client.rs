@@ -1,0 +1,129 @@
+//! A blocking client: connect, call typed methods, read events.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::methods::{Empty, Method, Subscribe};
+use crate::wire::{Event, Notification, Request, Response, RpcError};
+use crate::MAX_FRAME_BYTES;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Nothing answers on the socket.
+    #[error("cannot connect to cofferd at {path}: {source}")]
+    Connect {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connection to cofferd failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The daemon said something that is not a valid reply.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The daemon answered with an error.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+}
+
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    next_id: u64,
+}
+
+impl Client {
+    pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let writer = stream.try_clone()?;
+        Ok(Client {
+            reader: BufReader::new(stream),
+            writer,
+            next_id: 1,
+        })
+    }
+
+    /// Bounds how long one reply may take (None: wait forever).
+    pub fn set_timeout(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        self.writer.set_read_timeout(timeout)?;
+        Ok(())
+    }
+
+    pub fn call<M: Method>(&mut self, params: &M::Params) -> Result<M::Result, ClientError> {
+        let params =
+            serde_json::to_value(params).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let result = self.call_raw(M::NAME, params)?;
+        serde_json::from_value(result)
+            .map_err(|e| ClientError::Protocol(format!("bad {} result: {e}", M::NAME)))
+    }
+
+    /// Calls a method by name with untyped params.
+    pub fn call_raw(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = serde_json::to_vec(&Request::new(id, method, params))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        line.push(b'\n');
+        self.writer.write_all(&line)?;
+        loop {
+            let line = self.read_line()?;
+            let value: Value =
+                serde_json::from_str(&line).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            if value.get("id").is_none() {
+                continue; // a notification from an earlier subscribe
+            }
+            let response: Response =
+                serde_json::from_value(value).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            if response.id != id {
+                return Err(ClientError::Protocol(format!(
+                    "reply to request {} while waiting for {id}",
+                    response.id
+                )));
+            }
+            if let Some(error) = response.error {
+                return Err(ClientError::Rpc(error));
+            }
+            return Ok(response.result.unwrap_or(Value::Null));
+        }
+    }
+
+    fn read_line(&mut self) -> Result<String, ClientError> {
+        let mut buf = Vec::new();
+        let n = (&mut self.reader)
+            .take(MAX_FRAME_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            return Err(ClientError::Protocol(
+                "cofferd closed the connection".into(),
+            ));
+        }
+        if buf.last() != Some(&b'\n') {
+            return Err(ClientError::Protocol(
+                "reply longer than the frame limit".into(),
+            ));
+        }
+        String::from_utf8(buf).map_err(|_| ClientError::Protocol("reply is not UTF-8".into()))
+    }
+
+    /// Subscribes this connection to events; then read them with [`Client::next_event`].
+    pub fn subscribe(&mut self) -> Result<(), ClientError> {
+        self.call::<Subscribe>(&Empty {})?;
+        Ok(())
+    }
+
+    /// Blocks until the next event arrives.
+    pub fn next_event(&mut self) -> Result<Event, ClientError> {
+        let line = self.read_line()?;
+        let notification: Notification =
+            serde_json::from_str(&line).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(notification.params)
+    }
+}

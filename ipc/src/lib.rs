@@ -1,0 +1,24 @@
+//! Coffer's local protocol: JSON-RPC 2.0 over a Unix socket, one message per
+//! line, and a blocking client.
+//!
+//! What it is: the wire types ([`wire`]), one typed method per request with
+//! its params and result ([`methods`]), the line framing limits, the default
+//! socket and data locations ([`paths`]) and the [`Client`] the CLI uses.
+//!
+//! What it is not: it knows nothing of Automerge, envelopes or keys; the
+//! daemon translates between its vault and these plain types.
+
+pub mod client;
+pub mod methods;
+pub mod paths;
+pub mod wire;
+
+pub use client::{Client, ClientError};
+pub use methods::Method;
+pub use wire::{ErrorCode, Event, Notification, Request, Response, RpcError};
+
+/// Version of this protocol; sent in every response.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest accepted line (one message), in bytes, on either side.
+pub const MAX_FRAME_BYTES: usize = 1 << 20;

@@ -1,0 +1,227 @@
+//! One type per method: its name, params and result.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A request the daemon answers.
+pub trait Method {
+    const NAME: &'static str;
+    type Params: Serialize + DeserializeOwned;
+    type Result: Serialize + DeserializeOwned;
+}
+
+macro_rules! method {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $params:ty, $result:ty) => {
+        $(#[$doc])*
+        pub enum $ty {}
+        impl Method for $ty {
+            const NAME: &'static str = $name;
+            type Params = $params;
+            type Result = $result;
+        }
+    };
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusResult {
+    pub version: String,
+    pub protocol: u32,
+    pub initialized: bool,
+    pub locked: bool,
+    pub device_id: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// Folder and item counts; known only while unlocked.
+    pub folders: Option<usize>,
+    pub items: Option<usize>,
+    pub auto_lock_secs: u64,
+    pub data_dir: String,
+    pub socket: String,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitParams {
+    pub name: String,
+    pub email: String,
+    pub pin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitResult {
+    pub device_id: String,
+    pub folder_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnlockParams {
+    pub pin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FolderCreateParams {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FolderInfo {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub items: usize,
+    pub trashed: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ItemAddParams {
+    /// Folder name or id prefix; default "Personal".
+    pub folder: Option<String>,
+    /// login, note, card or totp.
+    pub item_type: String,
+    pub name: String,
+    /// Field values (password, username, notes, number, cvv, holder, expiry,
+    /// totp). A `totp` value is validated and stored in canonical form.
+    pub fields: BTreeMap<String, String>,
+    pub urls: Vec<String>,
+}
+
+/// An item reference: a name, `FOLDER/NAME`, or an id prefix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemRef {
+    pub item: String,
+    /// Look in the trash instead of the live items.
+    #[serde(default)]
+    pub trash: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ItemEditParams {
+    pub item: String,
+    pub name: Option<String>,
+    /// Fields to set; an empty value removes the field.
+    pub fields: BTreeMap<String, String>,
+    pub urls: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ItemListParams {
+    pub folder: Option<String>,
+    #[serde(default)]
+    pub trash: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchParams {
+    pub query: String,
+}
+
+/// An item with every field, secrets included: the CLI decides what to show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemView {
+    pub id: String,
+    pub folder: String,
+    pub folder_id: String,
+    pub item_type: String,
+    pub name: String,
+    pub fields: BTreeMap<String, String>,
+    pub urls: Vec<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub trashed_ms: Option<i64>,
+    /// Values of concurrently edited fields that lost last-writer-wins.
+    pub conflicts: BTreeMap<String, Vec<String>>,
+}
+
+/// An item without secret values, for listings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemSummary {
+    pub id: String,
+    pub folder: String,
+    pub item_type: String,
+    pub name: String,
+    pub username: Option<String>,
+    pub urls: Vec<String>,
+    pub has_totp: bool,
+    pub updated_ms: i64,
+    pub trashed_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub time_ms: i64,
+    pub device: Option<String>,
+    pub name: String,
+    pub fields: BTreeMap<String, String>,
+    pub urls: Vec<String>,
+    pub trashed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TotpParams {
+    pub item: String,
+    /// Unix seconds to compute the code at; default now.
+    pub at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TotpCode {
+    pub code: String,
+    pub seconds_remaining: u64,
+    pub period: u64,
+    pub digits: u32,
+    pub algorithm: String,
+    pub item: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TotpSetParams {
+    pub item: String,
+    /// Base32 secret, otpauth:// URI or steam:// secret.
+    pub secret: String,
+}
+
+method!(
+    /// Daemon and vault state; answers while locked and before init.
+    Status, "status", Empty, StatusResult
+);
+method!(
+    /// Creates the device identity and the Personal folder, sets the PIN, unlocks.
+    Init, "init", InitParams, InitResult
+);
+method!(Unlock, "unlock", UnlockParams, Empty);
+method!(Lock, "lock", Empty, Empty);
+method!(
+    FolderCreate,
+    "folder.create",
+    FolderCreateParams,
+    FolderInfo
+);
+method!(FolderList, "folder.list", Empty, Vec<FolderInfo>);
+method!(ItemAdd, "item.add", ItemAddParams, ItemView);
+method!(ItemGet, "item.get", ItemRef, ItemView);
+method!(ItemList, "item.list", ItemListParams, Vec<ItemSummary>);
+method!(ItemSearch, "item.search", SearchParams, Vec<ItemSummary>);
+method!(ItemEdit, "item.edit", ItemEditParams, ItemView);
+method!(
+    /// Moves an item to the trash.
+    ItemTrash, "item.trash", ItemRef, ItemSummary
+);
+method!(
+    /// Takes an item back out of the trash.
+    ItemRestore, "item.restore", ItemRef, ItemSummary
+);
+method!(ItemHistory, "item.history", ItemRef, Vec<HistoryEntry>);
+method!(TotpGet, "totp.code", TotpParams, TotpCode);
+method!(
+    /// Links a TOTP secret to an existing item (or replaces it).
+    TotpSet, "totp.set", TotpSetParams, ItemView
+);
+method!(
+    /// Turns this connection into an event stream of [`crate::Notification`]s.
+    Subscribe, "subscribe", Empty, Empty
+);
