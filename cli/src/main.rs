@@ -122,7 +122,7 @@ struct Cli {
     #[arg(long, global = true, env = "COFFER_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Never start cofferd; fail when none answers.
-    #[arg(long, global = true, env = "COFFER_NO_AUTOSTART")]
+    #[arg(long, global = true, env = "COFFER_NO_AUTOSTART", value_parser = clap::builder::BoolishValueParser::new())]
     no_autostart: bool,
     #[command(subcommand)]
     command: Command,

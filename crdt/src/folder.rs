@@ -2,7 +2,8 @@
 //! name and its items.
 //!
 //! Layout: `{ meta: { name }, items: { <item id hex>: { type, name, created,
-//! updated, trashed, fields: { <field>: str }, urls: [str] } } }`. Every field,
+//! updated, trashed, fields: { <field>: str }, urls: str } } }` (URLs
+//! newline-joined in one scalar). Every field,
 //! secrets included, is a scalar (last writer wins, conflicts kept and shown),
 //! never Automerge Text. Each change names the items it touched in its message
 //! so history is found without decoding every change.
@@ -152,7 +153,12 @@ fn check_edit(edit: &ItemEdit) -> Result<(), FolderError> {
         }
     }
     if let Some(urls) = &edit.urls {
-        if urls.len() > MAX_URLS || urls.iter().any(|u| u.len() > 4096) {
+        // One scalar, newline-joined: an Automerge list per item costs ~250 KiB of memory.
+        if urls.len() > MAX_URLS
+            || urls
+                .iter()
+                .any(|u| u.len() > 4096 || u.contains(['\n', '\r']))
+        {
             return Err(FolderError::Invalid("too many or too long URLs".into()));
         }
     }
@@ -280,13 +286,8 @@ impl FolderDoc {
                     .map_err(doc_err)?;
             }
         }
-        let urls = self
-            .doc
-            .put_object(&obj, "urls", ObjType::List)
-            .map_err(doc_err)?;
-        for (i, url) in edit.urls.iter().flatten().enumerate() {
-            self.doc.insert(&urls, i, url.as_str()).map_err(doc_err)?;
-        }
+        let urls = edit.urls.as_deref().unwrap_or_default().join("\n");
+        self.doc.put(&obj, "urls", urls).map_err(doc_err)?;
         self.commit(format!("add item:{}", id.to_hex()), now_ms)
     }
 
@@ -338,13 +339,9 @@ impl FolderDoc {
             }
         }
         if let Some(new_urls) = &edit.urls {
-            let urls = self
-                .doc
-                .put_object(&obj, "urls", ObjType::List)
+            self.doc
+                .put(&obj, "urls", new_urls.join("\n"))
                 .map_err(doc_err)?;
-            for (i, url) in new_urls.iter().enumerate() {
-                self.doc.insert(&urls, i, url.as_str()).map_err(doc_err)?;
-            }
         }
         self.doc.put(&obj, "updated", now_ms).map_err(doc_err)?;
         self.commit(format!("edit item:{}", id.to_hex()), now_ms)
@@ -437,22 +434,16 @@ impl FolderDoc {
                 }
             }
         }
-        let mut urls = Vec::new();
-        if let Some((Value::Object(ObjType::List), list)) = get(obj, "urls") {
-            let len = match heads {
-                Some(h) => self.doc.length_at(&list, h),
-                None => self.doc.length(&list),
-            };
-            for i in 0..len {
-                let v = match heads {
-                    Some(h) => self.doc.get_at(&list, i, h).ok().flatten(),
-                    None => self.doc.get(&list, i).ok().flatten(),
-                };
-                if let Some(url) = v.and_then(|(v, _)| scalar_string(&v)) {
-                    urls.push(url);
-                }
-            }
-        }
+        let urls = get(obj, "urls")
+            .and_then(|(v, _)| scalar_string(&v))
+            .map(|joined| {
+                joined
+                    .lines()
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
         Some(Item {
             id,
             item_type,

@@ -36,13 +36,28 @@ struct Args {
     kdf_iterations: Option<u32>,
 }
 
+/// glibc raises its mmap threshold after the first large free, so Automerge's
+/// short-lived encode buffers then fragment the heap: measured 90 MB RSS
+/// after 300 adds instead of 9 MB. A fixed threshold and two arenas keep RSS
+/// proportional to the live vault.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tunables; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     match run(args) {
