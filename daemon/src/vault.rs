@@ -866,22 +866,17 @@ impl Vault {
         now: Now,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(ItemView, Vec<Event>), VaultError> {
-        let (space, _) = self.resolve_item(&p.item, false)?;
-        let item_type = self
-            .item_get(&m::ItemRef {
-                item: p.item.clone(),
-                trash: false,
-            })?
-            .item_type;
-        if !matches!(item_type.as_str(), "login" | "totp") {
+        let (space, id) = self.resolve_item(&p.item, false)?;
+        let item_type = self.item(&space, &id)?.item_type;
+        if !matches!(item_type, ItemType::Login | ItemType::Totp) {
             return Err(VaultError::Invalid(format!(
-                "a {item_type} item cannot hold a TOTP secret"
+                "a {} item cannot hold a TOTP secret",
+                item_type.as_str()
             )));
         }
-        let _ = space;
         self.item_edit(
             m::ItemEditParams {
-                item: p.item,
+                item: id.to_hex(),
                 fields: BTreeMap::from([("totp".to_string(), p.secret)]),
                 ..Default::default()
             },

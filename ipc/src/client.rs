@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::methods::{Empty, Method, Subscribe};
 use crate::wire::{Event, Notification, Request, Response, RpcError};
-use crate::MAX_FRAME_BYTES;
+use crate::MAX_REPLY_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -82,7 +82,7 @@ impl Client {
             }
             let response: Response =
                 serde_json::from_value(value).map_err(|e| ClientError::Protocol(e.to_string()))?;
-            if response.id != id {
+            if response.id != id && !(response.id.is_null() && response.error.is_some()) {
                 return Err(ClientError::Protocol(format!(
                     "reply to request {} while waiting for {id}",
                     response.id
@@ -98,7 +98,7 @@ impl Client {
     fn read_line(&mut self) -> Result<String, ClientError> {
         let mut buf = Vec::new();
         let n = (&mut self.reader)
-            .take(MAX_FRAME_BYTES as u64 + 1)
+            .take(MAX_REPLY_BYTES as u64 + 1)
             .read_until(b'\n', &mut buf)?;
         if n == 0 {
             return Err(ClientError::Protocol(

@@ -20,5 +20,9 @@ pub use wire::{ErrorCode, Event, Notification, Request, Response, RpcError};
 /// Version of this protocol; sent in every response.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Longest accepted line (one message), in bytes, on either side.
+/// Longest request line the daemon accepts, in bytes.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
+
+/// Longest reply or event line the client accepts: a listing of a large vault
+/// is several MiB.
+pub const MAX_REPLY_BYTES: usize = 256 << 20;
