@@ -78,9 +78,14 @@ pub fn connect_or_start(target: &Target) -> Result<Client, CliError> {
             Err(_) => {}
         }
         if let Ok(Some(status)) = child.try_wait() {
-            // Another CLI may have started a daemon first: that one wins.
-            if let Ok(client) = Client::connect(&target.socket) {
-                return Ok(client);
+            // Usually another CLI started a daemon first and ours lost the
+            // data-dir lock: wait a little for the winner to listen.
+            let grace = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < grace.min(deadline) {
+                if let Ok(client) = Client::connect(&target.socket) {
+                    return Ok(client);
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
             return Err(CliError::Unavailable(format!(
                 "cofferd exited ({status}) before it was ready; see {}:\n{}",

@@ -71,7 +71,9 @@ impl CliError {
                 Some(ErrorCode::Ambiguous) => exit::AMBIGUOUS,
                 Some(ErrorCode::WrongPin) => exit::WRONG_PIN,
                 Some(ErrorCode::TooManyAttempts) => exit::TOO_MANY_ATTEMPTS,
-                Some(ErrorCode::InvalidInput | ErrorCode::InvalidParams) => exit::INVALID_INPUT,
+                Some(ErrorCode::InvalidInput | ErrorCode::InvalidParams | ErrorCode::TooLarge) => {
+                    exit::INVALID_INPUT
+                }
                 Some(ErrorCode::PermissionDenied) => exit::PERMISSION_DENIED,
                 _ => exit::ERROR,
             },
@@ -563,7 +565,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             loop {
                 let event = client.next_event()?;
                 if json {
-                    output::json(&event);
+                    // One compact object a line, for scripts.
+                    println!(
+                        "{}",
+                        serde_json::to_string(&event).expect("plain data serialises")
+                    );
                 } else {
                     println!("{event:?}");
                 }

@@ -260,9 +260,6 @@ impl Vault {
         if self.identity.is_none() {
             return Err(VaultError::NotInitialized);
         }
-        if self.unlocked.is_some() {
-            return Ok(());
-        }
         let failures = self
             .store
             .get_json::<Failures>(KV_FAILURES)?
@@ -292,6 +289,10 @@ impl Vault {
         };
         if failures.count > 0 {
             self.store.put_json(KV_FAILURES, &Failures::default())?;
+        }
+        if self.unlocked.is_some() {
+            // Already open: the PIN was still checked (and failures counted).
+            return Ok(());
         }
         let sealed = self
             .store

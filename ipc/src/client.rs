@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::methods::{Empty, Method, Subscribe};
-use crate::wire::{Event, Notification, Request, Response, RpcError};
-use crate::MAX_REPLY_BYTES;
+use crate::wire::{ErrorCode, Event, Notification, Request, Response, RpcError};
+use crate::{MAX_FRAME_BYTES, MAX_REPLY_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -71,8 +71,28 @@ impl Client {
         self.next_id += 1;
         let mut line = serde_json::to_vec(&Request::new(id, method, params))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if line.len() > MAX_FRAME_BYTES {
+            return Err(ClientError::Rpc(RpcError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "request of {} bytes exceeds the {MAX_FRAME_BYTES} byte limit",
+                    line.len()
+                ),
+            )));
+        }
         line.push(b'\n');
-        self.writer.write_all(&line)?;
+        if let Err(write_err) = self.writer.write_all(&line) {
+            // The daemon may have refused us and hung up: its reason beats "broken pipe".
+            return match self.read_line() {
+                Ok(reply) => match serde_json::from_str::<Response>(&reply) {
+                    Ok(Response {
+                        error: Some(error), ..
+                    }) => Err(ClientError::Rpc(error)),
+                    _ => Err(write_err.into()),
+                },
+                Err(_) => Err(write_err.into()),
+            };
+        }
         loop {
             let line = self.read_line()?;
             let value: Value =

@@ -1,1 +1,11 @@
+//! Coffer's process-level integration tests: the real `cofferd` and `coffer`
+//! binaries as separate processes, each test in its own temp dir with its
+//! own daemon. Build first: `cargo build --workspace && cargo test --workspace`.
 
+mod autostart;
+mod bad_input;
+mod cli_e2e;
+mod crash;
+mod no_plaintext;
+mod tidy;
+mod totp_vectors;
