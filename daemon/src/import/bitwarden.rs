@@ -1,0 +1,603 @@
+//! Bitwarden: the unencrypted JSON export and the CSV export.
+//!
+//! JSON (`{"encrypted": false, "folders": [...], "items": [...]}`; an
+//! organization export has `collections` instead of `folders`):
+//! - type 1 login: `login.username`, `password`, `totp`, `uris[].uri`;
+//!   a login with only passkeys (`fido2Credentials`) and nothing else is
+//!   skipped;
+//! - type 2 secure note: `notes`;
+//! - type 3 card: `card.cardholderName`, `number`, `code` (CVV),
+//!   `expMonth`/`expYear` (→ `MM/YY`); `brand` goes to the notes;
+//! - type 4 identity and type 5 SSH key: skipped.
+//!
+//! `fields[]` (custom fields: type 0 text, 1 hidden, 2 boolean) become
+//! `name: value` lines in the notes; type 3 (linked) fields hold no value and
+//! are left out. Folder names use `/` for nesting in Bitwarden (`Work/Dev`),
+//! which becomes `Work > Dev`. An encrypted export is refused.
+//!
+//! CSV (`folder,favorite,type,name,notes,fields,reprompt,login_uri,
+//! login_username,login_password,login_totp`; `collections` instead of
+//! `folder` for organizations): `type` is `login` or `note`; `login_uri`
+//! holds one or more URIs separated by commas or newlines; `fields` holds
+//! `name: value` lines, appended to the notes as they are.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{
+    folder_from_parts, json_error, read_csv, Format, ImportError, ImportReport, ItemBuilder,
+    Skipped,
+};
+
+#[derive(Deserialize)]
+struct Export {
+    #[serde(default)]
+    encrypted: bool,
+    #[serde(default)]
+    folders: Vec<Folder>,
+    #[serde(default)]
+    collections: Vec<Folder>,
+    items: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+struct Folder {
+    id: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Item {
+    #[serde(rename = "type")]
+    kind: u8,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    notes: Option<String>,
+    #[serde(default)]
+    folder_id: Option<String>,
+    #[serde(default)]
+    collection_ids: Option<Vec<String>>,
+    #[serde(default)]
+    fields: Option<Vec<Field>>,
+    #[serde(default)]
+    login: Option<Login>,
+    #[serde(default)]
+    card: Option<Card>,
+}
+
+#[derive(Deserialize)]
+struct Field {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    value: Option<Value>,
+    #[serde(rename = "type", default)]
+    kind: u8,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Login {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    totp: Option<String>,
+    #[serde(default)]
+    uris: Option<Vec<Uri>>,
+    #[serde(default)]
+    fido2_credentials: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+struct Uri {
+    #[serde(default)]
+    uri: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Card {
+    #[serde(default)]
+    cardholder_name: Option<String>,
+    #[serde(default)]
+    brand: Option<String>,
+    #[serde(default)]
+    number: Option<String>,
+    #[serde(default)]
+    exp_month: Option<String>,
+    #[serde(default)]
+    exp_year: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+fn s(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("")
+}
+
+pub(super) fn parse_json(text: &str) -> Result<ImportReport, ImportError> {
+    const F: Format = Format::BitwardenJson;
+    let export: Export = serde_json::from_str(text).map_err(|e| json_error(F, "", &e))?;
+    if export.encrypted {
+        return Err(ImportError::Encrypted { format: F });
+    }
+    let Some(items) = export.items else {
+        return Err(ImportError::malformed(
+            F,
+            "top level",
+            "no \"items\" list: not a Bitwarden JSON export",
+        ));
+    };
+    let folders: HashMap<&str, Option<String>> = export
+        .folders
+        .iter()
+        .chain(&export.collections)
+        .map(|f| (f.id.as_str(), folder_from_parts(f.name.split('/'))))
+        .collect();
+    let mut report = ImportReport::default();
+    for (i, value) in items.into_iter().enumerate() {
+        let record = format!("item {}", i + 1);
+        let item: Item =
+            serde_json::from_value(value).map_err(|e| json_error(F, record.clone(), &e))?;
+        let name = s(&item.name).trim().to_string();
+        let kind = match item.kind {
+            1 => "login",
+            2 => "note",
+            3 => "card",
+            4 | 5 => {
+                let what = if item.kind == 4 {
+                    "identity"
+                } else {
+                    "SSH key"
+                };
+                report.skipped.push(Skipped {
+                    record: format!("{record} '{name}'"),
+                    reason: format!("{what} items are not supported"),
+                });
+                continue;
+            }
+            other => {
+                report.skipped.push(Skipped {
+                    record: format!("{record} '{name}'"),
+                    reason: format!("unknown Bitwarden item type {other}"),
+                });
+                continue;
+            }
+        };
+        let mut b = ItemBuilder::new(kind, record.clone());
+        b.name(&name);
+        let folder_id = item
+            .folder_id
+            .as_deref()
+            .or_else(|| item.collection_ids.as_ref()?.first().map(String::as_str));
+        b.folder(folder_id.and_then(|id| folders.get(id).cloned().flatten()));
+        b.notes(s(&item.notes));
+        if let Some(login) = item.login.as_ref().filter(|_| kind == "login") {
+            b.set("username", s(&login.username));
+            b.set("password", s(&login.password));
+            for uri in login.uris.iter().flatten() {
+                b.url(s(&uri.uri));
+            }
+            b.totp(s(&login.totp));
+            let passkeys = login
+                .fido2_credentials
+                .as_ref()
+                .is_some_and(|v| !v.is_empty());
+            if passkeys && b.fields.is_empty() && b.urls.is_empty() && b.notes.is_empty() {
+                report.skipped.push(Skipped {
+                    record: format!("{record} '{name}'"),
+                    reason: "passkey-only login: passkeys are not supported".into(),
+                });
+                continue;
+            }
+        }
+        if let Some(card) = item.card.as_ref().filter(|_| kind == "card") {
+            b.set("holder", s(&card.cardholder_name));
+            b.card_number(s(&card.number));
+            b.card_cvv(s(&card.code));
+            b.card_expiry(s(&card.exp_month), s(&card.exp_year));
+            b.extra("brand", s(&card.brand));
+        }
+        for field in item.fields.iter().flatten() {
+            let value = match &field.value {
+                Some(Value::String(v)) => v.clone(),
+                Some(Value::Bool(v)) => v.to_string(),
+                Some(Value::Number(v)) => v.to_string(),
+                _ => continue,
+            };
+            if field.kind != 3 {
+                b.extra(s(&field.name), &value);
+            }
+        }
+        b.finish(&mut report);
+    }
+    Ok(report)
+}
+
+pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
+    const F: Format = Format::BitwardenCsv;
+    let mut report = ImportReport::default();
+    let required = [
+        "type",
+        "name",
+        "notes",
+        "fields",
+        "login_uri",
+        "login_username",
+    ];
+    let header_has_folder = {
+        let first = text.lines().next().unwrap_or("").to_ascii_lowercase();
+        first.split(',').any(|c| {
+            let c = c.trim().trim_matches('"');
+            c == "folder" || c == "collections"
+        })
+    };
+    if !header_has_folder {
+        return Err(ImportError::malformed(
+            F,
+            "line 1",
+            "missing column(s) folder (or collections): the header must have folder, \
+             favorite, type, name, notes, fields, reprompt, login_uri, login_username, \
+             login_password, login_totp (is this a bitwarden-csv file?)",
+        ));
+    }
+    read_csv(F, text, &required, |line, row| {
+        let record = format!("line {line}");
+        let kind = match row.get("type").trim().to_ascii_lowercase().as_str() {
+            "login" | "" => "login",
+            "note" => "note",
+            other => {
+                report.skipped.push(Skipped {
+                    record: format!("{record} '{}'", row.get("name").trim()),
+                    reason: format!("item type {other:?} is not supported"),
+                });
+                return Ok(());
+            }
+        };
+        let mut b = ItemBuilder::new(kind, record);
+        b.name(row.get("name"));
+        let folder = if row.get("folder").is_empty() {
+            row.get("collections").split(',').next().unwrap_or("")
+        } else {
+            row.get("folder")
+        };
+        b.folder(folder_from_parts(folder.split('/')));
+        let mut notes = row.get("notes").to_string();
+        let fields = row.get("fields").trim_end();
+        if !fields.is_empty() {
+            if !notes.is_empty() {
+                notes.push_str("\n\n");
+            }
+            notes.push_str(fields);
+        }
+        b.notes(&notes);
+        if kind == "login" {
+            for uri in row.get("login_uri").split([',', '\n']) {
+                b.url(uri);
+            }
+            b.set("username", row.get("login_username"));
+            b.set("password", row.get("login_password"));
+            b.totp(row.get("login_totp"));
+        }
+        b.finish(&mut report);
+        Ok(())
+    })?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::*;
+
+    #[test]
+    fn json_fixture() {
+        let report = parse(Format::BitwardenJson, &fixture("bitwarden.json"), None).unwrap();
+        assert_items(
+            &report.items,
+            &[
+                item(
+                    "login",
+                    "GitHub",
+                    Some("Work > Dev"),
+                    &[
+                        ("username", "octo@example.com"),
+                        ("password", "gh-p@ss \"quoted\" \\ back"),
+                        ("totp", &uri("JBSW Y3DP EHPK 3PXP")),
+                        (
+                            "notes",
+                            "Recovery codes in the safe.\nSecond line.\n\n\
+                             Recovery email: octo+recovery@example.com\n\
+                             PIN: 4711\n\
+                             Admin: true",
+                        ),
+                    ],
+                    &["https://github.com/login", "https://gist.github.com"],
+                ),
+                item(
+                    "login",
+                    "Bücher & Co",
+                    Some("Privat"),
+                    &[
+                        ("username", "leser"),
+                        ("password", "Bücher📚2024"),
+                        (
+                            "totp",
+                            &uri("otpauth://totp/B%C3%BCcher:leser?secret=GEZDGNBVGY3TQOJQ&issuer=B%C3%BCcher&digits=8&period=60&algorithm=SHA256"),
+                        ),
+                    ],
+                    &["https://buecher.example.de"],
+                ),
+                item(
+                    "login",
+                    "Steam",
+                    None,
+                    &[
+                        ("username", "gamer"),
+                        ("password", "s7eam"),
+                        ("totp", &uri("steam://JBSWY3DPEHPK3PXP")),
+                    ],
+                    &["https://store.steampowered.com"],
+                ),
+                item(
+                    "login",
+                    "Bad TOTP",
+                    None,
+                    &[("username", "someone"), ("password", "pw")],
+                    &[],
+                ),
+                item(
+                    "note",
+                    "日本語のメモ",
+                    Some("Privat"),
+                    &[("notes", "一行目\n二行目 🎉\n\n")],
+                    &[],
+                ),
+                item(
+                    "card",
+                    "Visa Gold",
+                    Some("Finance"),
+                    &[
+                        ("holder", "Jörg Müller"),
+                        ("number", "4111111111111111"),
+                        ("cvv", "123"),
+                        ("expiry", "07/27"),
+                        ("notes", "brand: Visa"),
+                    ],
+                    &[],
+                ),
+                item(
+                    "card",
+                    "Odd card",
+                    None,
+                    &[
+                        ("holder", "X"),
+                        ("notes", "number: 1234\ncvv: 12345"),
+                    ],
+                    &[],
+                ),
+                item("login", "example.org", None, &[("password", "only-a-password")], &["https://example.org/login"]),
+            ],
+        );
+        assert_eq!(
+            report.skipped,
+            vec![
+                skipped(
+                    "item 4 'Bad TOTP'",
+                    "TOTP not imported (the item was): invalid base32 secret: character '1' at position 4 is not allowed"
+                ),
+                skipped("item 7 'Odd card'", "card number is not 8 to 19 digits: kept in the notes"),
+                skipped("item 7 'Odd card'", "CVV is not 3 or 4 digits: kept in the notes"),
+                skipped("item 8 'Jane Doe'", "identity items are not supported"),
+                skipped("item 9 'Server key'", "SSH key items are not supported"),
+                skipped("item 10 'Passkey only'", "passkey-only login: passkeys are not supported"),
+                skipped("item 11", "empty record"),
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_fixture() {
+        let report = parse(Format::BitwardenCsv, &fixture("bitwarden.csv"), None).unwrap();
+        assert_items(
+            &report.items,
+            &[
+                item(
+                    "login",
+                    "GitHub",
+                    Some("Work > Dev"),
+                    &[
+                        ("username", "octo@example.com"),
+                        ("password", "gh,p@ss\"q"),
+                        ("totp", &uri("JBSWY3DPEHPK3PXP")),
+                        (
+                            "notes",
+                            "Line one\nLine two\n\nPIN: 4711\nSecret question: Bücher",
+                        ),
+                    ],
+                    &["https://github.com/login", "https://gist.github.com"],
+                ),
+                item(
+                    "note",
+                    "日本語",
+                    None,
+                    &[("notes", "メモ 🎉\nzweite Zeile")],
+                    &[],
+                ),
+                item(
+                    "login",
+                    "Steam",
+                    Some("Games"),
+                    &[
+                        ("username", "gamer"),
+                        ("password", "s7eam"),
+                        ("totp", &uri("steam://JBSWY3DPEHPK3PXP")),
+                    ],
+                    &["https://store.steampowered.com"],
+                ),
+                item(
+                    "login",
+                    "Mail",
+                    None,
+                    &[
+                        ("username", "me@example.com"),
+                        (
+                            "totp",
+                            &uri("otpauth://totp/Mail:me?secret=GEZDGNBVGY3TQOJQ&issuer=Mail"),
+                        ),
+                    ],
+                    &[],
+                ),
+            ],
+        );
+        assert_eq!(report.skipped, vec![skipped("line 9", "empty record")]);
+    }
+
+    #[test]
+    fn json_organization_export() {
+        // Organization exports have collections instead of folders.
+        let json = br#"{
+            "encrypted": false,
+            "collections": [{"id": "c1", "organizationId": "o1", "name": "Team/Ops", "externalId": null}],
+            "items": [
+                {"type": 1, "name": "Router", "folderId": null, "organizationId": "o1",
+                 "collectionIds": ["c1"], "notes": null,
+                 "login": {"username": "admin", "password": "r0uter", "totp": null, "uris": null}}
+            ]
+        }"#;
+        let report = parse(Format::BitwardenJson, json, None).unwrap();
+        assert_items(
+            &report.items,
+            &[item(
+                "login",
+                "Router",
+                Some("Team > Ops"),
+                &[("username", "admin"), ("password", "r0uter")],
+                &[],
+            )],
+        );
+        assert!(report.skipped.is_empty());
+    }
+
+    /// The parsing part of the issue's benchmark (10,000 items, under 2 s);
+    /// generous here since tests are not optimised.
+    #[test]
+    fn ten_thousand_items() {
+        let items: Vec<String> = (0..10_000)
+            .map(|i| {
+                format!(
+                    r#"{{"type": 1, "name": "Site {i}", "folderId": "f{}", "notes": "n {i}",
+                      "fields": [{{"name": "k", "value": "v", "type": 0}}],
+                      "login": {{"username": "user{i}", "password": "pw{i}",
+                      "totp": "JBSWY3DPEHPK3PXP", "uris": [{{"uri": "https://s{i}.example"}}]}}}}"#,
+                    i % 10
+                )
+            })
+            .collect();
+        let folders: Vec<String> = (0..10)
+            .map(|i| format!(r#"{{"id": "f{i}", "name": "Folder {i}"}}"#))
+            .collect();
+        let json = format!(
+            r#"{{"encrypted": false, "folders": [{}], "items": [{}]}}"#,
+            folders.join(","),
+            items.join(",")
+        );
+        let start = std::time::Instant::now();
+        let report = parse(Format::BitwardenJson, json.as_bytes(), None).unwrap();
+        let took = start.elapsed();
+        assert_eq!(report.items.len(), 10_000);
+        assert!(report.skipped.is_empty());
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+        eprintln!("parsed 10,000 Bitwarden items in {took:?}");
+    }
+
+    #[test]
+    fn json_malformed() {
+        let f = Format::BitwardenJson;
+        let good = fixture("bitwarden.json");
+        let err = parse(f, &good[..good.len() / 2], None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("bitwarden-json: line "), "{err}");
+        assert!(err.contains("the JSON ends too early"), "{err}");
+        let err = parse(
+            f,
+            b"{\"items\": [{\"type\": \"login\", \"name\": \"x\"}]}",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "bitwarden-json: item 1: unexpected content: invalid type: string \"…\", expected u8"
+        );
+        let err = parse(
+            f,
+            b"{\"items\": [{\"type\": 1, \"login\": {\"password\": 42}}]}",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("item 1"), "{err}");
+        let err = parse(
+            f,
+            b"{\"encrypted\": true, \"encKeyValidation_DO_NOT_EDIT\": \"2.x\", \"data\": \"2.y\"}",
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ImportError::Encrypted { .. }));
+        let err = parse(f, b"{\"folders\": []}", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no \"items\" list"), "{err}");
+        let err = parse(f, b"[1,2", None).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+        // A value never shows up in a message.
+        let err = parse(f, b"{\"items\": [{\"type\": \"hunter2\"}]}", None)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn csv_malformed() {
+        let f = Format::BitwardenCsv;
+        let header = "folder,favorite,type,name,notes,fields,reprompt,login_uri,login_username,login_password,login_totp\n";
+        let err = parse(
+            f,
+            format!("{header},,login,x,\"unterminated,,,,,,\n").as_bytes(),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "bitwarden-csv: line 2: bad CSV quoting: a quoted field is never closed (truncated file?)"
+        );
+        let err = parse(f, format!("{header},,login,x,,\n").as_bytes(), None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "bitwarden-csv: line 2: 6 fields where the header has 11"
+        );
+        let err = parse(f, b"name,url,username,password\nx,y,z,w\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("bitwarden-csv: line 1: missing column(s) folder"),
+            "{err}"
+        );
+        let err = parse(f, b"folder,name,url\nx,y,z\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("bitwarden-csv: line 1: missing column(s) type, notes, fields, login_uri, login_username"), "{err}");
+    }
+}
