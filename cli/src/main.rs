@@ -220,6 +220,23 @@ enum Command {
         #[arg(long)]
         no_symbols: bool,
     },
+    /// Import another password manager's export (all or nothing; no duplicates on re-import).
+    Import {
+        /// bitwarden-json, bitwarden-csv, 1password-1pux, 1password-csv, keepass-xml,
+        /// keepassxc-csv, kdbx, lastpass-csv, chrome-csv, firefox-csv, otpauth,
+        /// otpauth-migration, or auto.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        file: PathBuf,
+        /// Put everything into this existing folder.
+        #[arg(long)]
+        folder: Option<String>,
+        /// Report what would be imported; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print daemon events (item changes, lock state) as they happen.
     Events {
         #[arg(long)]
@@ -557,6 +574,38 @@ fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", *value.map_err(CliError::Usage)?);
             if input::stdout_is_tty() {
                 eprintln!("({bits:.0} bits of entropy)");
+            }
+        }
+        Command::Import {
+            format,
+            file,
+            folder,
+            dry_run,
+            json,
+        } => {
+            let path = std::fs::canonicalize(&file)
+                .map_err(|e| CliError::Usage(format!("cannot open {}: {e}", file.display())))?;
+            let is_kdbx = format == "kdbx"
+                || (format == "auto"
+                    && path
+                        .extension()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("kdbx")));
+            let password = if is_kdbx {
+                Some(input::secret_line("KeePass database password: ", false)?)
+            } else {
+                None
+            };
+            let r = ctx.call::<m::Import>(&m::ImportParams {
+                format,
+                path: path.display().to_string(),
+                folder,
+                dry_run,
+                password: password.as_ref().map(|p| p.expose().to_string()),
+            })?;
+            if json {
+                output::json(&r);
+            } else {
+                output::import(&r);
             }
         }
         Command::Events { json } => {

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use coffer_ipc::methods::{FolderInfo, HistoryEntry, ItemSummary, ItemView, StatusResult};
+use coffer_ipc::methods::{
+    FolderInfo, HistoryEntry, ImportResult, ItemSummary, ItemView, StatusResult,
+};
 use zeroize::Zeroizing;
 
 use crate::CliError;
@@ -198,6 +200,38 @@ pub fn history(entries: &[HistoryEntry], reveal: bool) {
         }
         for url in &e.urls {
             println!("    url: {url}");
+        }
+    }
+}
+
+pub fn import(r: &ImportResult) {
+    let total: usize = r.added.values().sum();
+    let verb = if r.dry_run {
+        "Would import"
+    } else {
+        "Imported"
+    };
+    let per_type: Vec<String> = r.added.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    println!(
+        "{verb} {total} items from {} ({}).",
+        r.format,
+        if per_type.is_empty() {
+            "none".into()
+        } else {
+            per_type.join(", ")
+        }
+    );
+    if r.duplicates > 0 {
+        println!("{} already in the vault, not added again.", r.duplicates);
+    }
+    if !r.folders_created.is_empty() {
+        let verb = if r.dry_run { "Would create" } else { "Created" };
+        println!("{verb} folders: {}", r.folders_created.join(", "));
+    }
+    if !r.skipped.is_empty() {
+        println!("Skipped {}:", r.skipped.len());
+        for s in &r.skipped {
+            println!("  {}: {}", s.record, s.reason);
         }
     }
 }

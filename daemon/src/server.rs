@@ -26,6 +26,7 @@ use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::import;
 use crate::vault::{Now, Vault, VaultError};
 
 struct Shared {
@@ -93,6 +94,9 @@ impl Shared {
 
     /// Runs one request against the vault. Blocking (Argon2, SQLite fsync).
     fn dispatch(&self, method: &str, raw: Value) -> Result<Value, RpcError> {
+        if method == m::Import::NAME {
+            return self.import(raw);
+        }
         let mut vault = self
             .vault
             .lock()
@@ -212,6 +216,58 @@ impl Shared {
                 format!("unknown method {other:?}"),
             )),
         }
+    }
+}
+
+impl Shared {
+    /// Reads and parses the export outside the vault lock, then adds it.
+    fn import(&self, raw: Value) -> Result<Value, RpcError> {
+        let p = params::<m::Import>(raw)?;
+        let invalid = |msg: String| RpcError::new(ErrorCode::InvalidInput, msg);
+        let path = std::path::Path::new(&p.path);
+        let size = fs::metadata(path)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", p.path)))?
+            .len();
+        if size > import::MAX_IMPORT_BYTES as u64 {
+            return Err(invalid(format!(
+                "{} is {size} bytes; imports are limited to {} bytes",
+                p.path,
+                import::MAX_IMPORT_BYTES
+            )));
+        }
+        let bytes = fs::read(path).map_err(|e| invalid(format!("cannot read {}: {e}", p.path)))?;
+        let format = if p.format == "auto" {
+            import::detect(&bytes).ok_or_else(|| {
+                invalid("cannot tell the format of this file: name it with --format".into())
+            })?
+        } else {
+            import::Format::parse_name(&p.format).ok_or_else(|| {
+                let names: Vec<&str> = import::Format::ALL.iter().map(|f| f.name()).collect();
+                invalid(format!(
+                    "unknown format {:?} (one of: auto, {})",
+                    p.format,
+                    names.join(", ")
+                ))
+            })?
+        };
+        let report = import::parse(format, &bytes, p.password.as_deref())
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut vault = self
+            .vault
+            .lock()
+            .map_err(|_| RpcError::new(ErrorCode::Internal, "vault state poisoned"))?;
+        *self.last_activity.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        let (result, events) = vault.import(
+            report,
+            format,
+            p.folder.as_deref(),
+            p.dry_run,
+            now(),
+            &mut OsRng,
+        )?;
+        drop(vault);
+        self.publish(events);
+        reply::<m::Import>(result)
     }
 }
 

@@ -16,6 +16,7 @@ use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
+use crate::import;
 use crate::keystore::{self, Failures, KdfParams, KeystoreError, KeystoreRecord};
 use crate::store::{Store, StoreError, SPACE_FOLDER};
 use crate::totp::TotpConfig;
@@ -884,6 +885,155 @@ impl Vault {
             now,
             rng,
         )
+    }
+
+    /// Adds the items of a parsed export: folders it names are created,
+    /// items already present (same [`import::fingerprint`]) are not added
+    /// again, and every item's envelope is stored in one transaction.
+    pub fn import(
+        &mut self,
+        report: import::ImportReport,
+        format: import::Format,
+        into: Option<&str>,
+        dry_run: bool,
+        now: Now,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(m::ImportResult, Vec<Event>), VaultError> {
+        let u = self.unlocked()?;
+        let into = into.map(|f| self.resolve_folder(Some(f))).transpose()?;
+        let personal = self.resolve_folder(None)?;
+        let mut seen: BTreeSet<[u8; 32]> = BTreeSet::new();
+        for (space, folder) in &u.folders {
+            let folder_name = self.folder_name(space);
+            for item in folder.items.values() {
+                seen.insert(import::fingerprint(&import::ImportedItem {
+                    item_type: item.item_type.as_str().into(),
+                    name: item.name.clone(),
+                    folder: Some(folder_name.clone()),
+                    fields: item.fields.clone(),
+                    urls: item.urls.clone(),
+                }));
+            }
+        }
+        let target_name = |item: &import::ImportedItem| match (into, &item.folder) {
+            (Some(space), _) => self.folder_name(&space),
+            (None, Some(name)) => name.replace('/', "-"),
+            (None, None) => self.folder_name(&personal),
+        };
+        let mut planned = Vec::new();
+        let mut duplicates = 0;
+        let mut added: BTreeMap<String, usize> = BTreeMap::new();
+        for mut item in report.items {
+            item.folder = Some(target_name(&item));
+            if !seen.insert(import::fingerprint(&item)) {
+                duplicates += 1;
+                continue;
+            }
+            *added.entry(item.item_type.clone()).or_default() += 1;
+            planned.push(item);
+        }
+        let mut folders_created = Vec::new();
+        for item in &planned {
+            let name = item.folder.clone().unwrap_or_default();
+            if self.resolve_folder(Some(&name)).is_err() && !folders_created.contains(&name) {
+                folders_created.push(name);
+            }
+        }
+        let mut result = m::ImportResult {
+            format: format.name().into(),
+            dry_run,
+            added,
+            duplicates,
+            folders_created: folders_created.clone(),
+            skipped: report
+                .skipped
+                .into_iter()
+                .map(|s| m::SkippedRecord {
+                    record: s.record,
+                    reason: s.reason,
+                })
+                .collect(),
+        };
+        if dry_run || planned.is_empty() {
+            return Ok((result, Vec::new()));
+        }
+        let mut events = Vec::new();
+        for name in &folders_created {
+            let (info, mut evs) = self.folder_create(name, now, rng)?;
+            events.append(&mut evs);
+            debug!(folder = %info.id, "folder created by import");
+        }
+        let mut envelopes = Vec::with_capacity(planned.len());
+        let mut touched: BTreeMap<SpaceId, Vec<ItemId>> = BTreeMap::new();
+        let outcome = (|| -> Result<(), VaultError> {
+            for item in planned {
+                let space = self.resolve_folder(item.folder.as_deref())?;
+                let item_type = ItemType::parse(&item.item_type).ok_or_else(|| {
+                    VaultError::Invalid(format!("unknown item type {:?}", item.item_type))
+                })?;
+                let mut fields = item.fields;
+                Self::check_fields(item_type, &mut fields)?;
+                let mut raw = [0u8; 16];
+                rng.fill_bytes(&mut raw);
+                let id = ItemId(raw);
+                let u = self.unlocked.as_mut().ok_or(VaultError::Locked)?;
+                let sp = self
+                    .spaces
+                    .get_mut(&space)
+                    .ok_or_else(|| VaultError::Internal("folder space missing".into()))?;
+                if !sp
+                    .role_of(&u.keys.device_id())
+                    .is_some_and(|r| r.can_write_items())
+                {
+                    return Err(VaultError::PermissionDenied(
+                        "importing into this folder needs Item Manager or Folder Manager".into(),
+                    ));
+                }
+                let folder = u.folders.get_mut(&space).ok_or(VaultError::Locked)?;
+                let edit = ItemEdit {
+                    name: None,
+                    fields,
+                    urls: Some(item.urls),
+                };
+                let change = folder
+                    .doc
+                    .add_item(id, item_type, item.name.trim(), &edit, now.unix_ms)
+                    .map_err(|e| VaultError::Invalid(format!("item {:?}: {e}", item.name)))?;
+                envelopes.push(
+                    sp.seal_content(&u.keys, &folder.key, &change, rng)
+                        .map_err(|e| VaultError::Internal(e.to_string()))?,
+                );
+                touched.entry(space).or_default().push(id);
+            }
+            self.store.append(&envelopes.iter().collect::<Vec<_>>())?;
+            Ok(())
+        })();
+        if let Err(e) = outcome {
+            // Nothing of the items was stored: drop what memory already holds.
+            for space in touched.keys() {
+                self.reload_space(*space)?;
+            }
+            result.added.clear();
+            return Err(e);
+        }
+        if let Some(u) = self.unlocked.as_mut() {
+            for (space, ids) in &touched {
+                if let Some(folder) = u.folders.get_mut(space) {
+                    for id in ids {
+                        if let Some(item) = folder.doc.item(*id) {
+                            folder.items.insert(*id, item);
+                        }
+                        events.push(item_event(space, id, "added"));
+                    }
+                }
+            }
+        }
+        info!(
+            items = envelopes.len(),
+            format = format.name(),
+            "import done"
+        );
+        Ok((result, events))
     }
 
     /// Ids of every folder (for tests and status).

@@ -185,6 +185,38 @@ pub struct TotpSetParams {
     pub secret: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportParams {
+    /// A format name (`bitwarden-json`, `kdbx`, ...) or `auto`.
+    pub format: String,
+    /// Absolute path of the export file; the daemon reads it.
+    pub path: String,
+    /// Put every item in this existing folder instead of the export's folders.
+    pub folder: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The KDBX database password.
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SkippedRecord {
+    pub record: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportResult {
+    pub format: String,
+    pub dry_run: bool,
+    /// Items added (or, with dry_run, that would be) per item type.
+    pub added: BTreeMap<String, usize>,
+    /// Items already in the vault (same fingerprint), not added again.
+    pub duplicates: usize,
+    pub folders_created: Vec<String>,
+    pub skipped: Vec<SkippedRecord>,
+}
+
 method!(
     /// Daemon and vault state; answers while locked and before init.
     Status, "status", Empty, StatusResult
@@ -220,6 +252,10 @@ method!(TotpGet, "totp.code", TotpParams, TotpCode);
 method!(
     /// Links a TOTP secret to an existing item (or replaces it).
     TotpSet, "totp.set", TotpSetParams, ItemView
+);
+method!(
+    /// Imports another password manager's export, all or nothing.
+    Import, "import", ImportParams, ImportResult
 );
 method!(
     /// Turns this connection into an event stream of [`crate::Notification`]s.

@@ -6,6 +6,7 @@ mod autostart;
 mod bad_input;
 mod cli_e2e;
 mod crash;
+mod import;
 mod no_plaintext;
 mod tidy;
 mod totp_vectors;
