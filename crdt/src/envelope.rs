@@ -184,6 +184,25 @@ impl Envelope {
         )
     }
 
+    /// Checks many signatures at once (about twice as fast as one by one).
+    /// `true` iff every signature verifies; on `false`, check them singly.
+    pub fn verify_batch(envs: &[&Envelope]) -> bool {
+        let messages: Vec<Vec<u8>> = envs.iter().map(|e| e.body.signing_bytes()).collect();
+        let mut keys = Vec::with_capacity(envs.len());
+        for e in envs {
+            match ed25519_dalek::VerifyingKey::from_bytes(&e.body.author.0) {
+                Ok(k) => keys.push(k),
+                Err(_) => return false,
+            }
+        }
+        let signatures: Vec<ed25519_dalek::Signature> = envs
+            .iter()
+            .map(|e| ed25519_dalek::Signature::from_bytes(&e.signature))
+            .collect();
+        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        ed25519_dalek::verify_batch(&refs, &signatures, &keys).is_ok()
+    }
+
     pub fn id(&self) -> EnvelopeId {
         self.id
     }
@@ -238,6 +257,19 @@ mod tests {
         let again = Envelope::decode(env.bytes()).unwrap();
         assert_eq!(again, env);
         assert!(again.verify_signature());
+    }
+
+    #[test]
+    fn batch_verification_agrees_with_single() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let keys: Vec<DeviceKeys> = (0..4).map(|_| DeviceKeys::generate(&mut rng)).collect();
+        let envs: Vec<Envelope> = keys.iter().map(sample).collect();
+        let refs: Vec<&Envelope> = envs.iter().collect();
+        assert!(Envelope::verify_batch(&refs));
+        let forged = Envelope::sign(envs[0].body().clone(), &keys[1]);
+        let mut bad = refs.clone();
+        bad.push(&forged);
+        assert!(!Envelope::verify_batch(&bad));
     }
 
     #[test]

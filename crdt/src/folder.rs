@@ -188,7 +188,13 @@ fn scalar_int(value: &Value<'_>) -> Option<i64> {
 impl FolderDoc {
     /// An empty document whose local changes are made as `device`.
     pub fn new(device: DeviceId) -> Self {
-        let actor = actor_for(&device, 0);
+        Self::with_incarnation(device, 0)
+    }
+
+    /// An empty document whose local changes are made as `device`'s
+    /// `incarnation` (a device re-added after removal starts a new one).
+    pub fn with_incarnation(device: DeviceId, incarnation: u32) -> Self {
+        let actor = actor_for(&device, incarnation);
         let mut actors = HashMap::new();
         actors.insert(actor.clone(), device);
         Self {
@@ -291,15 +297,31 @@ impl FolderDoc {
         self.commit(format!("add item:{}", id.to_hex()), now_ms)
     }
 
-    fn item_obj(&self, id: &ItemId) -> Result<automerge::ObjId, FolderError> {
-        let items = match self.doc.get(ROOT, "items").map_err(doc_err)? {
-            Some((Value::Object(ObjType::Map), items)) => items,
-            _ => return Err(FolderError::NoSuchItem(*id)),
-        };
-        match self.doc.get(&items, id.to_hex()).map_err(doc_err)? {
-            Some((Value::Object(ObjType::Map), obj)) => Ok(obj),
-            _ => Err(FolderError::NoSuchItem(*id)),
+    /// Every `items` map: two replicas adding their first item concurrently
+    /// each create one, and Automerge keeps both as a conflict. The winning
+    /// map comes first; readers look through all of them.
+    fn item_maps(&self) -> Vec<automerge::ObjId> {
+        let mut maps = Vec::new();
+        if let Ok(Some((Value::Object(ObjType::Map), winner))) = self.doc.get(ROOT, "items") {
+            maps.push(winner);
         }
+        for (value, obj) in self.doc.get_all(ROOT, "items").unwrap_or_default() {
+            if matches!(value, Value::Object(ObjType::Map)) && !maps.contains(&obj) {
+                maps.push(obj);
+            }
+        }
+        maps
+    }
+
+    fn item_obj(&self, id: &ItemId) -> Result<automerge::ObjId, FolderError> {
+        for items in self.item_maps() {
+            if let Some((Value::Object(ObjType::Map), obj)) =
+                self.doc.get(&items, id.to_hex()).map_err(doc_err)?
+            {
+                return Ok(obj);
+            }
+        }
+        Err(FolderError::NoSuchItem(*id))
     }
 
     fn child(
@@ -372,7 +394,9 @@ impl FolderDoc {
     pub fn apply_change(&mut self, author: &DeviceId, bytes: &[u8]) -> Result<(), FolderError> {
         let change =
             Change::from_bytes(bytes.to_vec()).map_err(|_| FolderError::MalformedChange)?;
-        if change.actor_id() != &actor_for(author, 0) {
+        let bound = (0..crate::accept::MAX_INCARNATIONS)
+            .any(|i| change.actor_id() == &actor_for(author, i));
+        if !bound {
             return Err(FolderError::ActorMismatch);
         }
         let hash = change.hash();
@@ -385,6 +409,46 @@ impl FolderDoc {
         }
         self.doc.apply_changes([change]).map_err(doc_err)?;
         self.index_change(hash, message.as_deref());
+        Ok(())
+    }
+
+    /// Applies many received changes in one Automerge call (far faster than
+    /// one at a time: use it to rebuild a document from
+    /// [`crate::Space::accepted_content`]). Each change's actor must be bound
+    /// to its author; on an error nothing is applied.
+    pub fn apply_changes<'a>(
+        &mut self,
+        changes: impl IntoIterator<Item = (DeviceId, &'a [u8])>,
+    ) -> Result<(), FolderError> {
+        let mut batch = Vec::new();
+        let mut index = Vec::new();
+        let mut actors = Vec::new();
+        let mut bound: HashMap<DeviceId, Vec<ActorId>> = HashMap::new();
+        for (author, bytes) in changes {
+            let change =
+                Change::from_bytes(bytes.to_vec()).map_err(|_| FolderError::MalformedChange)?;
+            let allowed = bound.entry(author).or_insert_with(|| {
+                (0..crate::accept::MAX_INCARNATIONS)
+                    .map(|i| actor_for(&author, i))
+                    .collect()
+            });
+            if !allowed.contains(change.actor_id()) {
+                return Err(FolderError::ActorMismatch);
+            }
+            if ReadDoc::get_change_by_hash(&self.doc, &change.hash()).is_some() {
+                continue;
+            }
+            actors.push((change.actor_id().clone(), author));
+            index.push((change.hash(), change.message().map(str::to_owned)));
+            batch.push(change);
+        }
+        self.doc.apply_changes(batch).map_err(doc_err)?;
+        for (actor, author) in actors {
+            self.actors.entry(actor).or_insert(author);
+        }
+        for (hash, message) in index {
+            self.index_change(hash, message.as_deref());
+        }
         Ok(())
     }
 
@@ -464,19 +528,25 @@ impl FolderDoc {
 
     /// Every item, trashed ones included, in id order.
     pub fn items(&self) -> Vec<Item> {
-        let Ok(Some((Value::Object(ObjType::Map), items))) = self.doc.get(ROOT, "items") else {
-            return Vec::new();
-        };
-        self.doc
-            .keys(&items)
-            .filter_map(|key| {
-                let id = ItemId::from_hex(&key)?;
-                match self.doc.get(&items, key.as_str()).ok()?? {
-                    (Value::Object(ObjType::Map), obj) => self.read_item(id, &obj, None),
-                    _ => None,
+        let mut out: BTreeMap<ItemId, Item> = BTreeMap::new();
+        for items in self.item_maps() {
+            for key in self.doc.keys(&items) {
+                let Some(id) = ItemId::from_hex(&key) else {
+                    continue;
+                };
+                if out.contains_key(&id) {
+                    continue;
                 }
-            })
-            .collect()
+                if let Ok(Some((Value::Object(ObjType::Map), obj))) =
+                    self.doc.get(&items, key.as_str())
+                {
+                    if let Some(item) = self.read_item(id, &obj, None) {
+                        out.insert(id, item);
+                    }
+                }
+            }
+        }
+        out.into_values().collect()
     }
 
     /// The item as it stood after each change that touched it, oldest first.
@@ -582,6 +652,47 @@ mod tests {
         all.extend(ia.conflicts["password"].clone());
         all.sort();
         assert_eq!(all, ["from-a", "from-b"]);
+    }
+
+    #[test]
+    fn first_items_added_concurrently_are_both_visible() {
+        let (a, b) = (DeviceId([1; 32]), DeviceId([2; 32]));
+        let mut doc_a = FolderDoc::new(a);
+        let mut doc_b = FolderDoc::new(b);
+        let ca = doc_a
+            .add_item(ItemId([1; 16]), ItemType::Note, "a", &edit(&[]), 1)
+            .unwrap();
+        let cb = doc_b
+            .add_item(ItemId([2; 16]), ItemType::Note, "b", &edit(&[]), 1)
+            .unwrap();
+        doc_a.apply_change(&b, &cb).unwrap();
+        doc_b.apply_change(&a, &ca).unwrap();
+        assert_eq!(doc_a.items().len(), 2);
+        assert_eq!(doc_a.items(), doc_b.items());
+        assert!(doc_a.item(ItemId([2; 16])).is_some());
+    }
+
+    #[test]
+    fn batch_apply_matches_one_by_one() {
+        let a = DeviceId([1; 32]);
+        let mut src = FolderDoc::new(a);
+        let changes: Vec<Vec<u8>> = (0..5)
+            .map(|i| {
+                src.add_item(ItemId([i; 16]), ItemType::Note, "n", &edit(&[]), i as i64)
+                    .unwrap()
+            })
+            .collect();
+        let mut batch = FolderDoc::new(DeviceId([2; 32]));
+        batch
+            .apply_changes(changes.iter().map(|c| (a, c.as_slice())))
+            .unwrap();
+        assert_eq!(batch.items(), src.items());
+        assert_eq!(batch.history(ItemId([3; 16])).len(), 1);
+        let mut wrong = FolderDoc::new(DeviceId([2; 32]));
+        assert_eq!(
+            wrong.apply_changes([(DeviceId([3; 32]), changes[0].as_slice())]),
+            Err(FolderError::ActorMismatch)
+        );
     }
 
     #[test]

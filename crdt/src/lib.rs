@@ -2,21 +2,33 @@
 //!
 //! What it is: the folder document model over Automerge ([`folder`]), the
 //! signed envelope format ([`envelope`]), the key material and primitives
-//! ([`crypto`]) and the per-space acceptance state ([`space`]).
+//! ([`crypto`]), the control ops of folders and the team roster ([`ops`]),
+//! the membership state and the per-op rule ([`state`]), the acceptance rule
+//! that decides which envelopes take effect ([`accept`]) and the per-space
+//! state machine the daemon drives ([`space`]). `docs/security.md` states the
+//! rules in words.
 //!
 //! What it is not: there is no networking, no file or socket access, no clock
 //! and no OS randomness here. Time (`now_ms`), randomness (`rng`) and keys come
 //! in as arguments, so every replica's behaviour is a pure function of its
 //! inputs and can be tested deterministically. The daemon drives it.
+//!
+//! Principal types: [`Space`] (ingest envelopes, write ops, read the accepted
+//! state), [`Envelope`], [`FolderDoc`], [`ops::ControlOp`], [`state::State`].
 
+pub mod accept;
 pub mod crypto;
 pub mod envelope;
 pub mod folder;
 pub mod ids;
+pub mod ops;
 pub mod space;
+pub mod state;
 
+pub use accept::{ChangeMeta, Reason};
 pub use crypto::{CryptoError, DeviceKeys, FolderKey};
 pub use envelope::{DecodeError, Envelope, EnvelopeBody, Kind};
 pub use folder::{FolderDoc, FolderError, HistoryEntry, Item, ItemEdit, ItemType};
 pub use ids::{DeviceId, EnvelopeId, ItemId, SpaceId};
-pub use space::{IngestError, Outcome, Role, Space, SpaceError};
+pub use ops::{ControlOp, MembershipOp, Principal, Role, RosterOp, UserId};
+pub use space::{IngestError, Outcome, Report, Space, SpaceError};

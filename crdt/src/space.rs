@@ -1,57 +1,27 @@
-//! A space: the set of envelopes of one folder, and which of them take effect.
+//! A space: the set of envelopes of one folder (plus its team's roster) or of
+//! the team roster alone, and which of them take effect.
 //!
-//! This is the single-writer-set subset of the acceptance rule: the creating
-//! device is the folder's manager, per-author chains must be contiguous and
-//! unforked, and content is accepted only from a member with a write role
-//! under the current key epoch. Envelopes that fail a rule are quarantined
-//! with their reason (kept, never applied); those waiting for an earlier
-//! envelope are pending.
+//! Shaped like a sans-IO state machine: `ingest*` takes envelopes from
+//! anywhere (this device, the store, a peer) and returns data outcomes;
+//! commands (`seal_content`, `grant`, `remove`, `rotate`, `rewrap`,
+//! `roster_op`) sign this device's next envelope and ingest it; getters
+//! expose the accepted state. Acceptance itself lives in [`crate::accept`],
+//! the per-op rule in [`crate::state`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use rand_core::CryptoRngCore;
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::accept::{evaluate, Evaluation};
+pub use crate::accept::{ChangeMeta, Reason};
 use crate::crypto::{CryptoError, DeviceKeys, FolderKey};
 use crate::envelope::{Envelope, EnvelopeBody, Kind, ENVELOPE_VERSION};
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
-
-/// A member's role in a folder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Role {
-    /// Folder Manager: the folder, its members and its items.
-    Manager,
-    /// Item Manager: view, add, edit, delete items.
-    Editor,
-    /// Folder Member: use items only.
-    Member,
-}
-
-impl Role {
-    pub fn can_write_items(self) -> bool {
-        matches!(self, Role::Manager | Role::Editor)
-    }
-}
-
-/// A folder key sealed to one device's X25519 key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyWrap {
-    pub device: DeviceId,
-    #[serde(with = "serde_bytes")]
-    pub sealed: Vec<u8>,
-}
-
-/// The plaintext (signed) payload of a membership envelope.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MembershipOp {
-    /// Founds the folder; its author becomes Folder Manager and the envelope's
-    /// id names the first key epoch.
-    Create {
-        nonce: [u8; 16],
-        wraps: Vec<KeyWrap>,
-    },
-}
+pub use crate::ops::{
+    ChainLink, ControlOp, Cutoff, Cutoffs, KeyWrap, MembershipOp, Principal, Role, RosterOp, UserId,
+};
+use crate::state::{OpInfo, State};
 
 /// What became of an envelope handed to [`Space::ingest`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,20 +30,20 @@ pub enum Outcome {
     Accepted,
     /// Already held.
     Duplicate,
-    /// Waiting for an earlier envelope of its author or for the folder's creation.
+    /// Waiting for an earlier envelope of its author, its context or its deps.
     Pending,
     /// Kept but without effect, for the given reason.
-    Quarantined(String),
+    Quarantined(Reason),
 }
 
 /// Envelopes refused outright (not kept): they prove nothing about anyone.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IngestError {
     /// The signature does not verify under the claimed author's key.
     #[error("envelope signature does not verify")]
     BadSignature,
-    /// The envelope belongs to another space.
+    /// The envelope belongs to another space (nor is it this folder's team roster).
     #[error("envelope is for another space")]
     WrongSpace,
 }
@@ -81,23 +51,41 @@ pub enum IngestError {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SpaceError {
-    /// This device holds no wrap of the current epoch key.
+    /// This device holds no wrap of the epoch key (nor a chain to it).
     #[error("this device has no key for the folder")]
     NoKey,
     /// The folder has not been created (its first envelope is missing).
     #[error("folder creation envelope is missing")]
     NotCreated,
-    /// This device may not write items here.
+    /// This device may not do this here.
     #[error("permission denied: writing items needs the Folder Manager or Item Manager role")]
     PermissionDenied,
+    /// A member left since the current epoch began: call [`Space::rotate`] first.
+    #[error("a member was removed: the folder key must rotate before new content")]
+    RotationDue,
+    /// The op would not take effect, for this reason (it was not published).
+    #[error("refused: {0}")]
+    Refused(String),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     #[error("malformed membership payload")]
     MalformedPayload,
 }
 
-/// Derives a folder's id from its founding envelope's author and nonce, so
-/// nobody can found a second, competing folder under the same id.
+/// What an [`Space::ingest_batch`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Outcome per envelope, in input order (refused ones as errors).
+    pub outcomes: Vec<Result<Outcome, IngestError>>,
+    /// Previously accepted envelopes that no longer take effect (a late removal).
+    pub revoked: Vec<EnvelopeId>,
+    /// Whether accepted content shrank or was reordered: rebuild the document
+    /// from [`Space::accepted_content`] instead of applying the new changes.
+    pub rebuild: bool,
+}
+
+/// Derives a space's id from its founding envelope's author and nonce, so
+/// nobody can found a second, competing space under the same id.
 pub fn space_id_for(author: &DeviceId, nonce: &[u8; 16]) -> SpaceId {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"coffer/space/v1\0");
@@ -106,37 +94,46 @@ pub fn space_id_for(author: &DeviceId, nonce: &[u8; 16]) -> SpaceId {
     SpaceId(*hasher.finalize().as_bytes())
 }
 
-/// One folder space's envelopes and acceptance state.
-#[derive(Debug)]
+fn chain_aad(space: &SpaceId, epoch: &EnvelopeId) -> Vec<u8> {
+    let mut aad = b"coffer/epoch-chain/v1\0".to_vec();
+    aad.extend_from_slice(&space.0);
+    aad.extend_from_slice(&epoch.0);
+    aad
+}
+
+/// One space's envelopes and acceptance state.
+#[derive(Clone, Debug)]
 pub struct Space {
     id: SpaceId,
+    team: Option<SpaceId>,
     held: HashMap<EnvelopeId, Envelope>,
-    /// Per author, the ids of its contiguous chain: index = seq - 1.
-    chains: BTreeMap<DeviceId, Vec<EnvelopeId>>,
-    pending: Vec<Envelope>,
-    genesis: Option<EnvelopeId>,
-    members: BTreeMap<DeviceId, Role>,
-    epoch: Option<EnvelopeId>,
-    wraps: BTreeMap<DeviceId, Vec<u8>>,
-    quarantined: BTreeMap<EnvelopeId, String>,
-    /// Accepted content envelopes, in the order they took effect.
-    accepted_content: Vec<EnvelopeId>,
+    /// Per (space, author), the held envelope with the highest (seq, id).
+    last: HashMap<(SpaceId, DeviceId), (u64, EnvelopeId)>,
+    metas: HashMap<EnvelopeId, ChangeMeta>,
+    eval: Evaluation,
 }
 
 impl Space {
+    /// A folder space outside any team (a personal folder).
     pub fn new(id: SpaceId) -> Self {
+        Self::new_in_team(id, None)
+    }
+
+    /// A folder space of `team` (or, with `team == Some(id)`, the roster itself).
+    pub fn new_in_team(id: SpaceId, team: Option<SpaceId>) -> Self {
         Self {
             id,
+            team,
             held: HashMap::new(),
-            chains: BTreeMap::new(),
-            pending: Vec::new(),
-            genesis: None,
-            members: BTreeMap::new(),
-            epoch: None,
-            wraps: BTreeMap::new(),
-            quarantined: BTreeMap::new(),
-            accepted_content: Vec::new(),
+            last: HashMap::new(),
+            metas: HashMap::new(),
+            eval: Evaluation::default(),
         }
+    }
+
+    /// The team roster space.
+    pub fn new_roster(team: SpaceId) -> Self {
+        Self::new_in_team(team, Some(team))
     }
 
     /// Founds a folder owned by `keys`' device, with `folder_key` as its first
@@ -144,6 +141,16 @@ impl Space {
     pub fn create(
         keys: &DeviceKeys,
         folder_key: &FolderKey,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(Space, Envelope), SpaceError> {
+        Self::create_in_team(keys, folder_key, None, rng)
+    }
+
+    /// Founds a folder that belongs to `team` (its users and groups may be members).
+    pub fn create_in_team(
+        keys: &DeviceKeys,
+        folder_key: &FolderKey,
+        team: Option<&Space>,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(Space, Envelope), SpaceError> {
         let mut nonce = [0u8; 16];
@@ -154,27 +161,44 @@ impl Space {
             device: author,
             sealed: folder_key.seal_to(&keys.exchange_public(), rng)?,
         }];
-        let payload = postcard::to_stdvec(&MembershipOp::Create { nonce, wraps })
-            .expect("serialising to a Vec cannot fail");
-        let env = Envelope::sign(
-            EnvelopeBody {
-                version: ENVELOPE_VERSION,
-                space: id,
-                author,
-                seq: 1,
-                prev: None,
-                kind: Kind::Membership,
-                context: Vec::new(),
-                epoch: None,
-                payload,
-            },
-            keys,
-        );
-        let mut space = Space::new(id);
-        let outcome = space
-            .ingest(env.clone())
-            .map_err(|_| SpaceError::MalformedPayload)?;
-        debug_assert_eq!(outcome, Outcome::Accepted);
+        let op = ControlOp::Membership(MembershipOp::Found {
+            nonce,
+            wraps,
+            exchange: keys.exchange_public(),
+        });
+        let mut space = Space::new_in_team(id, team.map(Space::id));
+        if let Some(team) = team {
+            space.ingest_batch(team.held.values().cloned().collect());
+        }
+        let (env, outcome) = space.write_control(keys, &op);
+        if outcome != Outcome::Accepted {
+            return Err(SpaceError::Refused(format!("{outcome:?}")));
+        }
+        Ok((space, env))
+    }
+
+    /// Founds a team roster with `founder` as its founding admin and this
+    /// device as the founder's first device.
+    pub fn create_team(
+        keys: &DeviceKeys,
+        founder: UserId,
+        name: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(Space, Envelope), SpaceError> {
+        let mut nonce = [0u8; 16];
+        rng.fill_bytes(&mut nonce);
+        let id = space_id_for(&keys.device_id(), &nonce);
+        let mut space = Space::new_roster(id);
+        let op = ControlOp::Roster(RosterOp::Found {
+            nonce,
+            name: name.to_string(),
+            founder,
+            exchange: keys.exchange_public(),
+        });
+        let (env, outcome) = space.write_control(keys, &op);
+        if outcome != Outcome::Accepted {
+            return Err(SpaceError::Refused(format!("{outcome:?}")));
+        }
         Ok((space, env))
     }
 
@@ -182,89 +206,229 @@ impl Space {
         self.id
     }
 
+    /// The team roster whose envelopes this space also judges.
+    pub fn team(&self) -> Option<SpaceId> {
+        self.team
+    }
+
+    pub fn is_roster(&self) -> bool {
+        self.team == Some(self.id)
+    }
+
+    /// The membership state (roster and folder) of the accepted control ops.
+    pub fn state(&self) -> &State {
+        &self.eval.state
+    }
+
     pub fn role_of(&self, device: &DeviceId) -> Option<Role> {
-        self.members.get(device).copied()
+        self.eval.state.role_of(device)
     }
 
-    pub fn members(&self) -> &BTreeMap<DeviceId, Role> {
-        &self.members
+    /// May this device change membership (Folder Manager or team admin)?
+    pub fn can_manage(&self, device: &DeviceId) -> bool {
+        self.eval.state.rights(device).manager
     }
 
-    /// {device -> highest contiguous seq}.
-    pub fn version_vector(&self) -> BTreeMap<DeviceId, u64> {
-        self.chains
-            .iter()
-            .map(|(d, c)| (*d, c.len() as u64))
+    /// Every member device and its role.
+    pub fn members(&self) -> BTreeMap<DeviceId, Role> {
+        self.eval
+            .state
+            .member_devices()
+            .into_keys()
+            .filter_map(|d| Some((d, self.role_of(&d)?)))
             .collect()
     }
 
-    pub fn quarantined(&self) -> &BTreeMap<EnvelopeId, String> {
-        &self.quarantined
+    /// {device -> highest contiguous seq} of this space's own envelopes.
+    pub fn version_vector(&self) -> BTreeMap<DeviceId, u64> {
+        self.version_vector_of(&self.id)
+    }
+
+    /// {device -> highest contiguous seq} of `space` (this one or its roster).
+    pub fn version_vector_of(&self, space: &SpaceId) -> BTreeMap<DeviceId, u64> {
+        self.eval
+            .tips
+            .iter()
+            .filter(|((s, _), _)| s == space)
+            .map(|((_, d), (seq, _))| (*d, *seq))
+            .collect()
+    }
+
+    /// {device -> (seq, id)} of every chain's last unforked envelope.
+    pub fn chain_tips(&self) -> BTreeMap<(SpaceId, DeviceId), (u64, EnvelopeId)> {
+        self.eval.tips.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// The cutoff a removal written now records: this space's version vector.
+    pub fn cutoff(&self) -> Cutoff {
+        self.version_vector()
+    }
+
+    /// Held envelopes that do not take effect, with the reason.
+    pub fn quarantined(&self) -> &BTreeMap<EnvelopeId, Reason> {
+        &self.eval.quarantined
     }
 
     pub fn pending_count(&self) -> usize {
-        self.pending.len()
+        self.eval.pending.len()
+    }
+
+    pub fn pending(&self) -> &BTreeSet<EnvelopeId> {
+        &self.eval.pending
+    }
+
+    pub fn is_accepted(&self, id: &EnvelopeId) -> bool {
+        self.eval.accepted.contains(id)
+    }
+
+    /// Invalid content kept because another user's accepted change built on it.
+    pub fn endorsed_by(&self) -> &BTreeMap<EnvelopeId, EnvelopeId> {
+        &self.eval.endorsed_by
     }
 
     pub fn get(&self, id: &EnvelopeId) -> Option<&Envelope> {
         self.held.get(id)
     }
 
-    /// Accepted content envelopes in the order they took effect.
+    /// Every held envelope (accepted, quarantined and pending), to forward.
+    pub fn held(&self) -> impl Iterator<Item = &Envelope> {
+        self.held.values()
+    }
+
+    /// Accepted control ops nobody built on yet.
+    pub fn control_heads(&self) -> &[EnvelopeId] {
+        &self.eval.control_heads
+    }
+
+    /// Accepted content envelopes, Automerge deps first.
     pub fn accepted_content(&self) -> impl Iterator<Item = &Envelope> {
-        self.accepted_content
+        self.eval
+            .content_order
             .iter()
             .filter_map(|id| self.held.get(id))
     }
 
+    /// Accepted usage events.
+    pub fn accepted_usage(&self) -> impl Iterator<Item = &Envelope> {
+        self.eval
+            .usage_order
+            .iter()
+            .filter_map(|id| self.held.get(id))
+    }
+
+    /// The outcome an already held envelope has now.
+    pub fn outcome_of(&self, id: &EnvelopeId) -> Option<Outcome> {
+        if self.eval.accepted.contains(id) {
+            Some(Outcome::Accepted)
+        } else if let Some(r) = self.eval.quarantined.get(id) {
+            Some(Outcome::Quarantined(r.clone()))
+        } else if self.held.contains_key(id) {
+            Some(Outcome::Pending)
+        } else {
+            None
+        }
+    }
+
+    /// Whether new content needs [`Space::rotate`] first.
+    pub fn rotation_due(&self) -> bool {
+        self.eval.state.rotation_due()
+    }
+
+    /// Member devices lacking the current epoch key: call [`Space::rewrap`].
+    pub fn missing_wraps(&self) -> Vec<DeviceId> {
+        self.eval
+            .state
+            .missing_wraps()
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect()
+    }
+
+    pub fn current_epoch(&self) -> Option<EnvelopeId> {
+        self.eval.state.folder.current_epoch
+    }
+
+    /// A canonical digest of the accepted state: accepted, quarantined and
+    /// pending ids, reasons, and the membership state. Equal on replicas
+    /// holding equal sets.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"coffer/space-digest/v1\0");
+        for id in &self.eval.accepted {
+            h.update(&id.0);
+        }
+        h.update(b"q");
+        for (id, r) in &self.eval.quarantined {
+            h.update(&id.0);
+            h.update(r.to_string().as_bytes());
+        }
+        h.update(b"p");
+        for id in &self.eval.pending {
+            h.update(&id.0);
+        }
+        h.update(&postcard::to_stdvec(&self.eval.state).expect("serialising to a Vec cannot fail"));
+        *h.finalize().as_bytes()
+    }
+
     /// Opens the current epoch key with this device's keys.
     pub fn folder_key(&self, keys: &DeviceKeys) -> Result<FolderKey, SpaceError> {
-        let sealed = self.wraps.get(&keys.device_id()).ok_or(SpaceError::NoKey)?;
-        Ok(keys.open_folder_key(sealed)?)
+        let epoch = self.current_epoch().ok_or(SpaceError::NotCreated)?;
+        self.epoch_key(keys, &epoch)
     }
 
-    /// Wraps one Automerge change as this device's next content envelope and
-    /// ingests it.
-    pub fn seal_content(
-        &mut self,
+    /// Opens any epoch's key: directly from a wrap, or through the key chain
+    /// from a later epoch this device holds.
+    pub fn epoch_key(
+        &self,
         keys: &DeviceKeys,
-        folder_key: &FolderKey,
-        change: &[u8],
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<Envelope, SpaceError> {
-        let author = keys.device_id();
-        let genesis = self.genesis.ok_or(SpaceError::NotCreated)?;
-        if !self.role_of(&author).is_some_and(Role::can_write_items) {
-            return Err(SpaceError::PermissionDenied);
-        }
-        let chain = self
-            .chains
-            .get(&author)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let seq = chain.len() as u64 + 1;
-        let aad = EnvelopeBody::payload_aad(&self.id, &author, seq, Kind::Content);
-        let env = Envelope::sign(
-            EnvelopeBody {
-                version: ENVELOPE_VERSION,
-                space: self.id,
-                author,
-                seq,
-                prev: chain.last().copied(),
-                kind: Kind::Content,
-                context: vec![genesis],
-                epoch: self.epoch,
-                payload: folder_key.encrypt(change, &aad, rng),
-            },
-            keys,
-        );
-        match self.ingest(env.clone()) {
-            Ok(Outcome::Accepted) => Ok(env),
-            _ => Err(SpaceError::PermissionDenied),
-        }
+        epoch: &EnvelopeId,
+    ) -> Result<FolderKey, SpaceError> {
+        let mut visited = HashSet::new();
+        self.epoch_key_inner(keys, epoch, &mut visited)
     }
 
-    /// Decrypts an accepted content envelope's Automerge change.
+    fn epoch_key_inner(
+        &self,
+        keys: &DeviceKeys,
+        epoch: &EnvelopeId,
+        visited: &mut HashSet<EnvelopeId>,
+    ) -> Result<FolderKey, SpaceError> {
+        if !visited.insert(*epoch) {
+            return Err(SpaceError::NoKey);
+        }
+        let epochs = &self.eval.state.folder.epochs;
+        if let Some(sealed) = epochs
+            .get(epoch)
+            .and_then(|e| e.wraps.get(&keys.device_id()))
+        {
+            return Ok(keys.open_folder_key(sealed)?);
+        }
+        for (later, e) in epochs {
+            for link in e.chain.iter().filter(|l| &l.epoch == epoch) {
+                if let Ok(k) = self.epoch_key_inner(keys, later, visited) {
+                    if let Ok(bytes) = k.decrypt(&link.sealed, &chain_aad(&self.id, epoch)) {
+                        if let Ok(b) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                            return Ok(FolderKey::from_bytes(b));
+                        }
+                    }
+                }
+            }
+        }
+        Err(SpaceError::NoKey)
+    }
+
+    /// Every epoch key this device can open, by epoch.
+    pub fn epoch_keys(&self, keys: &DeviceKeys) -> BTreeMap<EnvelopeId, FolderKey> {
+        self.eval
+            .state
+            .folder
+            .epochs
+            .keys()
+            .filter_map(|e| Some((*e, self.epoch_key(keys, e).ok()?)))
+            .collect()
+    }
+
+    /// Decrypts a content envelope's Automerge change.
     pub fn open_content(
         env: &Envelope,
         folder_key: &FolderKey,
@@ -274,128 +438,555 @@ impl Space {
         folder_key.decrypt(&body.payload, &aad)
     }
 
-    /// Takes in one envelope from anywhere (this device, the store, a peer).
-    pub fn ingest(&mut self, env: Envelope) -> Result<Outcome, IngestError> {
-        if env.space() != self.id {
-            return Err(IngestError::WrongSpace);
+    /// Decrypts a content envelope with the key of its own epoch.
+    pub fn open(
+        &self,
+        keys: &DeviceKeys,
+        env: &Envelope,
+    ) -> Result<Zeroizing<Vec<u8>>, SpaceError> {
+        let epoch = env.body().epoch.ok_or(SpaceError::NoKey)?;
+        let key = self.epoch_key(keys, &epoch)?;
+        Ok(Self::open_content(env, &key)?)
+    }
+
+    /// Decrypts every held content envelope this device can read and supplies
+    /// its change metadata, so endorsement and Automerge deps count.
+    /// Returns how many were newly learned.
+    pub fn learn_metas(&mut self, keys: &DeviceKeys) -> usize {
+        let keys_by_epoch = self.epoch_keys(keys);
+        let mut learned = Vec::new();
+        for env in self.held.values() {
+            if env.kind() != Kind::Content || self.metas.contains_key(&env.id()) {
+                continue;
+            }
+            let Some(key) = env.body().epoch.and_then(|e| keys_by_epoch.get(&e)) else {
+                continue;
+            };
+            if let Ok(change) = Self::open_content(env, key) {
+                if let Some(meta) = ChangeMeta::from_change(&change) {
+                    learned.push((env.id(), meta));
+                }
+            }
         }
-        if self.held.contains_key(&env.id()) || self.pending.iter().any(|p| p.id() == env.id()) {
-            return Ok(Outcome::Duplicate);
+        let n = learned.len();
+        if n > 0 {
+            self.metas.extend(learned);
+            self.reevaluate();
+        }
+        n
+    }
+
+    /// Supplies decrypted change metadata for held content envelopes.
+    pub fn supply_metas(&mut self, metas: impl IntoIterator<Item = (EnvelopeId, ChangeMeta)>) {
+        let before = self.metas.len();
+        self.metas.extend(metas);
+        if self.metas.len() != before {
+            self.reevaluate();
+        }
+    }
+
+    /// Re-judges the held set from scratch. Afterwards
+    /// [`Space::accepted_content`] is in its canonical order (the fast path
+    /// appends in arrival order, which is also deps-first).
+    pub fn refresh(&mut self) {
+        self.reevaluate();
+    }
+
+    fn reevaluate(&mut self) {
+        self.eval = evaluate(self.id, self.team, &self.held, &self.metas);
+    }
+
+    fn check(&self, env: &Envelope) -> Result<(), IngestError> {
+        if env.space() != self.id && Some(env.space()) != self.team {
+            return Err(IngestError::WrongSpace);
         }
         if !env.verify_signature() {
             return Err(IngestError::BadSignature);
         }
-        let outcome = self.try_chain(env);
-        if outcome == Outcome::Accepted {
-            self.drain_pending();
+        Ok(())
+    }
+
+    /// Takes in one envelope from anywhere (this device, the store, a peer).
+    pub fn ingest(&mut self, env: Envelope) -> Result<Outcome, IngestError> {
+        self.ingest_with_meta(env, None)
+    }
+
+    /// Takes in one envelope with its change metadata if the caller could
+    /// decrypt it (see [`ChangeMeta::from_change`]).
+    pub fn ingest_with_meta(
+        &mut self,
+        env: Envelope,
+        meta: Option<ChangeMeta>,
+    ) -> Result<Outcome, IngestError> {
+        if env.space() != self.id && Some(env.space()) != self.team {
+            return Err(IngestError::WrongSpace);
         }
-        Ok(outcome)
-    }
-
-    fn drain_pending(&mut self) {
-        loop {
-            let ready = self
-                .pending
-                .iter()
-                .position(|p| self.is_next_in_chain(p) && (self.genesis.is_some() || p.seq() == 1));
-            let Some(i) = ready else { break };
-            let env = self.pending.swap_remove(i);
-            self.try_chain(env);
+        if self.held.contains_key(&env.id()) {
+            return Ok(Outcome::Duplicate);
         }
-    }
-
-    fn is_next_in_chain(&self, env: &Envelope) -> bool {
-        let chain = self
-            .chains
-            .get(&env.author())
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        env.seq() == chain.len() as u64 + 1 && env.body().prev == chain.last().copied()
-    }
-
-    fn try_chain(&mut self, env: Envelope) -> Outcome {
+        self.check(&env)?;
         let id = env.id();
-        let chain = self
-            .chains
-            .get(&env.author())
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let seq = env.seq() as usize;
-        if seq <= chain.len() {
-            // Same author and seq, different content: a fork.
-            let reason =
-                "equivocation: another envelope already holds this author's seq".to_string();
-            self.held.insert(id, env);
-            self.quarantined.insert(id, reason.clone());
-            return Outcome::Quarantined(reason);
-        }
-        if seq > chain.len() + 1 || (env.kind() != Kind::Membership && self.genesis.is_none()) {
-            self.pending.push(env);
-            return Outcome::Pending;
-        }
-        if env.body().prev != chain.last().copied() {
-            let reason = "prev does not name the author's previous envelope".to_string();
-            self.held.insert(id, env);
-            self.quarantined.insert(id, reason.clone());
-            return Outcome::Quarantined(reason);
-        }
-        let verdict = self.judge(&env);
-        self.chains.entry(env.author()).or_default().push(id);
-        let outcome = match verdict {
-            Ok(()) => {
-                if env.kind() == Kind::Content {
-                    self.accepted_content.push(id);
-                }
-                Outcome::Accepted
+        if self.fast_accept(&env, meta.as_ref()) {
+            let key = (env.space(), env.author());
+            self.eval.tips.insert(key, (env.seq(), id));
+            self.eval.accepted.insert(id);
+            self.eval.content_order.push(id);
+            if let Some(m) = &meta {
+                self.eval.hashes.insert(m.hash, id);
+                self.eval.actor_seqs.insert((m.actor.clone(), m.seq));
+                self.metas.insert(id, m.clone());
             }
-            Err(reason) => {
-                self.quarantined.insert(id, reason.clone());
-                Outcome::Quarantined(reason)
-            }
-        };
-        self.held.insert(id, env);
-        outcome
+            self.hold(env);
+            return Ok(Outcome::Accepted);
+        }
+        self.hold(env);
+        if let Some(m) = meta {
+            self.metas.insert(id, m);
+        }
+        self.reevaluate();
+        Ok(self.outcome_of(&id).unwrap_or(Outcome::Pending))
     }
 
-    /// The authority check; applies membership effects when valid.
-    fn judge(&mut self, env: &Envelope) -> Result<(), String> {
+    /// The common case without a full re-evaluation: content that extends
+    /// its author's chain, under a context already judged, by an author no
+    /// removal touched, whose deps are all accepted.
+    fn fast_accept(&self, env: &Envelope, meta: Option<&ChangeMeta>) -> bool {
         let body = env.body();
-        match body.kind {
-            Kind::Membership => {
-                let op: MembershipOp = postcard::from_bytes(&body.payload)
-                    .map_err(|_| "malformed membership op".to_string())?;
-                match op {
-                    MembershipOp::Create { nonce, wraps } => {
-                        if self.genesis.is_some() {
-                            return Err("folder already created".into());
-                        }
-                        if body.seq != 1 || space_id_for(&body.author, &nonce) != self.id {
-                            return Err("creation does not match the folder id".into());
-                        }
-                        self.genesis = Some(env.id());
-                        self.epoch = Some(env.id());
-                        self.members.insert(body.author, Role::Manager);
-                        self.wraps = wraps.into_iter().map(|w| (w.device, w.sealed)).collect();
-                        Ok(())
-                    }
-                }
+        if body.kind != Kind::Content || body.space != self.id || self.is_roster() {
+            return false;
+        }
+        let key = (body.space, body.author);
+        if self.eval.forked.contains(&key) {
+            return false;
+        }
+        // Something pending might be waiting for exactly this envelope.
+        for p in &self.eval.pending {
+            let Some(pe) = self.held.get(p) else {
+                continue;
+            };
+            if (pe.author() == body.author && pe.space() == body.space)
+                || pe.body().context.contains(&env.id())
+            {
+                return false;
             }
-            Kind::Content => {
-                if !self
-                    .role_of(&body.author)
-                    .is_some_and(Role::can_write_items)
-                {
-                    return Err("author has no write role in this folder".into());
+            if let Some(pm) = self.metas.get(p) {
+                match meta {
+                    Some(m) if !pm.deps.contains(&m.hash) => {}
+                    _ => return false,
                 }
-                if body.epoch != self.epoch {
-                    return Err("content is not under the current key epoch".into());
-                }
-                Ok(())
-            }
-            Kind::Usage | Kind::Roster => {
-                Err("envelope kind not valid in a folder space in this version".into())
             }
         }
+        let tip = self.eval.tips.get(&key).copied();
+        let chained = match tip {
+            None => body.seq == 1 && body.prev.is_none(),
+            Some((seq, id)) => body.seq == seq + 1 && body.prev == Some(id),
+        };
+        if !chained {
+            return false;
+        }
+        if let Some(prev) = body.prev {
+            // The previous envelope must be accepted content with the same context.
+            let Some(p) = self.held.get(&prev) else {
+                return false;
+            };
+            if p.kind() != Kind::Content
+                || !self.eval.accepted.contains(&prev)
+                || p.body().context != body.context
+            {
+                return false;
+            }
+        }
+        let mut ctx = body.context.clone();
+        ctx.sort();
+        ctx.dedup();
+        let Some(at) = self.eval.contexts.get(&ctx) else {
+            return false;
+        };
+        if !at.rights(&body.author).writer
+            || body.epoch.is_none()
+            || body.epoch != at.folder.current_epoch
+            || at.rotation_due()
+            || !body
+                .epoch
+                .is_some_and(|e| self.eval.state.folder.epochs.contains_key(&e))
+        {
+            return false;
+        }
+        if self.eval.removals.iter().any(|(_, e)| {
+            e.lost_writers.contains(&body.author) || e.lost_members.contains(&body.author)
+        }) {
+            return false;
+        }
+        match meta {
+            None => self.metas.is_empty() || body.seq == 1,
+            Some(m) => {
+                m.incarnation(&body.author).is_some()
+                    && !self.eval.actor_seqs.contains(&(m.actor.clone(), m.seq))
+                    && m.deps.iter().all(|d| self.eval.hashes.contains_key(d))
+                    && !self.eval.hashes.contains_key(&m.hash)
+            }
+        }
+    }
+
+    /// [`Space::ingest_batch`] with the change metadata the caller decrypted,
+    /// judged in the same single evaluation.
+    pub fn ingest_batch_with_metas(
+        &mut self,
+        envs: Vec<Envelope>,
+        metas: impl IntoIterator<Item = (EnvelopeId, ChangeMeta)>,
+    ) -> Report {
+        self.metas.extend(metas);
+        self.ingest_batch(envs)
+    }
+
+    /// Takes in many envelopes with one evaluation. Refused envelopes are
+    /// reported, not kept.
+    pub fn ingest_batch(&mut self, envs: Vec<Envelope>) -> Report {
+        let before: BTreeSet<EnvelopeId> = self.eval.accepted.clone();
+        let before_order = self.eval.content_order.clone();
+        let mut report = Report::default();
+        let mut fresh = Vec::new();
+        // Signatures in chunks with batch verification; a failing chunk is
+        // checked envelope by envelope.
+        let mut verified: HashSet<EnvelopeId> = HashSet::new();
+        for chunk in envs.chunks(256) {
+            let candidates: Vec<&Envelope> = chunk
+                .iter()
+                .filter(|e| e.space() == self.id || Some(e.space()) == self.team)
+                .filter(|e| !self.held.contains_key(&e.id()))
+                .collect();
+            if Envelope::verify_batch(&candidates) {
+                verified.extend(candidates.iter().map(|e| e.id()));
+            }
+        }
+        let mut seen: HashSet<EnvelopeId> = HashSet::new();
+        for env in envs {
+            let id = env.id();
+            if env.space() != self.id && Some(env.space()) != self.team {
+                report.outcomes.push(Err(IngestError::WrongSpace));
+            } else if self.held.contains_key(&id) || !seen.insert(id) {
+                report.outcomes.push(Ok(Outcome::Duplicate));
+            } else if !verified.contains(&id) && !env.verify_signature() {
+                report.outcomes.push(Err(IngestError::BadSignature));
+            } else {
+                self.hold(env);
+                fresh.push((report.outcomes.len(), id));
+                report.outcomes.push(Ok(Outcome::Pending));
+            }
+        }
+        self.reevaluate();
+        for (i, id) in fresh {
+            report.outcomes[i] = Ok(self.outcome_of(&id).unwrap_or(Outcome::Pending));
+        }
+        report.revoked = before.difference(&self.eval.accepted).copied().collect();
+        report.rebuild =
+            !report.revoked.is_empty() || !self.eval.content_order.starts_with(&before_order);
+        report
+    }
+
+    fn hold(&mut self, env: Envelope) {
+        let key = (env.space(), env.author());
+        let here = (env.seq(), env.id());
+        let last = self.last.entry(key).or_insert(here);
+        *last = (*last).max(here);
+        self.held.insert(env.id(), env);
+    }
+
+    fn next_body(&self, author: DeviceId, space: SpaceId, kind: Kind) -> EnvelopeBody {
+        // Our own chain: every envelope we hold of ours, not just the accepted prefix.
+        let mine = self.last.get(&(space, author));
+        EnvelopeBody {
+            version: ENVELOPE_VERSION,
+            space,
+            author,
+            seq: mine.map_or(1, |(seq, _)| seq + 1),
+            prev: mine.map(|(_, id)| *id),
+            kind,
+            context: self.eval.control_heads.clone(),
+            epoch: None,
+            payload: Vec::new(),
+        }
+    }
+
+    /// Signs and ingests a control op as this device's next envelope, without
+    /// checking that it will take effect (the outcome says). Roster ops go
+    /// to the team roster's chain.
+    pub fn write_control(&mut self, keys: &DeviceKeys, op: &ControlOp) -> (Envelope, Outcome) {
+        let space = match op {
+            ControlOp::Roster(_) => self.team.unwrap_or(self.id),
+            ControlOp::Membership(_) => self.id,
+        };
+        let mut body = self.next_body(keys.device_id(), space, op.kind());
+        body.payload = op.encode();
+        let env = Envelope::sign(body, keys);
+        let outcome = self
+            .ingest(env.clone())
+            .unwrap_or_else(|e| Outcome::Quarantined(Reason::Malformed(e.to_string())));
+        (env, outcome)
+    }
+
+    /// Signs a control op only if it would take effect here; else refuses
+    /// without publishing anything.
+    pub fn propose(&mut self, keys: &DeviceKeys, op: &ControlOp) -> Result<Envelope, SpaceError> {
+        let space = match op {
+            ControlOp::Roster(_) => self
+                .team
+                .ok_or(SpaceError::Refused("no team roster".into()))?,
+            ControlOp::Membership(_) => self.id,
+        };
+        let mut trial = self.eval.state.clone();
+        let body = self.next_body(keys.device_id(), space, op.kind());
+        let info = OpInfo {
+            id: EnvelopeId([0; 32]),
+            author: keys.device_id(),
+            seq: body.seq,
+            space,
+            home: self.id,
+            team: self.team,
+        };
+        if let Err(why) = trial.apply(&info, op) {
+            return Err(SpaceError::Refused(why));
+        }
+        let (env, outcome) = self.write_control(keys, op);
+        match outcome {
+            Outcome::Accepted => Ok(env),
+            other => {
+                self.unpublish(&env.id());
+                Err(SpaceError::Refused(format!("{other:?}")))
+            }
+        }
+    }
+
+    /// Applies a roster op (this space must be the roster or a folder of its team).
+    pub fn roster_op(&mut self, keys: &DeviceKeys, op: RosterOp) -> Result<Envelope, SpaceError> {
+        self.propose(keys, &ControlOp::Roster(op))
+    }
+
+    /// Adds `principal` with `role` (or raises its role), handing the current
+    /// epoch key to its devices when `current_key` is given.
+    pub fn grant(
+        &mut self,
+        keys: &DeviceKeys,
+        principal: Principal,
+        role: Role,
+        exchange: Option<[u8; 32]>,
+        current_key: Option<&FolderKey>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Envelope, SpaceError> {
+        let mut trial = self.eval.state.clone();
+        let info = OpInfo {
+            id: EnvelopeId([0; 32]),
+            author: keys.device_id(),
+            seq: 0,
+            space: self.id,
+            home: self.id,
+            team: self.team,
+        };
+        let bare = ControlOp::Membership(MembershipOp::Grant {
+            principal: principal.clone(),
+            role,
+            exchange,
+            epoch: None,
+            wraps: Vec::new(),
+        });
+        trial.apply(&info, &bare).map_err(SpaceError::Refused)?;
+        let mut wraps = Vec::new();
+        if let Some(key) = current_key {
+            for (device, x) in trial.missing_wraps() {
+                wraps.push(KeyWrap {
+                    device,
+                    sealed: key.seal_to(&x, rng)?,
+                });
+            }
+        }
+        let op = ControlOp::Membership(MembershipOp::Grant {
+            principal,
+            role,
+            exchange,
+            epoch: self.current_epoch(),
+            wraps,
+        });
+        self.propose(keys, &op)
+    }
+
+    /// Removes `principal` (`to: None`) or demotes it, with this device's
+    /// view of the folder as the cutoff. Rotate afterwards.
+    pub fn remove(
+        &mut self,
+        keys: &DeviceKeys,
+        principal: Principal,
+        to: Option<Role>,
+    ) -> Result<Envelope, SpaceError> {
+        let op = ControlOp::Membership(MembershipOp::Remove {
+            principal,
+            to,
+            cutoff: self.cutoff(),
+        });
+        self.propose(keys, &op)
+    }
+
+    /// Starts a new key epoch: a fresh key wrapped to every member device,
+    /// chaining the key(s) of the epochs it supersedes, and supplying this
+    /// folder's cutoff for roster removals that lack one. Returns the new key.
+    pub fn rotate(
+        &mut self,
+        keys: &DeviceKeys,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(Envelope, FolderKey), SpaceError> {
+        if self.current_epoch().is_none() {
+            return Err(SpaceError::NotCreated);
+        }
+        let key = FolderKey::generate(rng);
+        let mut wraps = Vec::new();
+        for (device, x) in self.eval.state.member_devices() {
+            if let Some(x) = x {
+                wraps.push(KeyWrap {
+                    device,
+                    sealed: key.seal_to(&x, rng)?,
+                });
+            }
+        }
+        let epochs = &self.eval.state.folder.epochs;
+        let linked: BTreeSet<EnvelopeId> = epochs
+            .values()
+            .flat_map(|e| e.chain.iter().map(|l| l.epoch))
+            .collect();
+        let mut chain = Vec::new();
+        for epoch in epochs.keys().filter(|e| !linked.contains(e)) {
+            if let Ok(old) = self.epoch_key(keys, epoch) {
+                chain.push(ChainLink {
+                    epoch: *epoch,
+                    sealed: key.encrypt(old.expose_secret(), &chain_aad(&self.id, epoch), rng),
+                });
+            }
+        }
+        let cutoffs = self
+            .eval
+            .removals
+            .iter()
+            .filter(|(id, _)| {
+                self.held.get(id).is_some_and(|e| {
+                    e.kind() == Kind::Roster
+                        && ControlOp::decode(Kind::Roster, &e.body().payload)
+                            .is_ok_and(|op| op.cutoff_for(&self.id, &self.id).is_none())
+                })
+            })
+            .map(|(id, _)| (*id, self.cutoff()))
+            .collect();
+        let op = ControlOp::Membership(MembershipOp::Rotate {
+            wraps,
+            chain,
+            cutoffs,
+        });
+        let env = self.propose(keys, &op)?;
+        Ok((env, key))
+    }
+
+    /// Hands the current epoch key to member devices that lack it.
+    pub fn rewrap(
+        &mut self,
+        keys: &DeviceKeys,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Option<Envelope>, SpaceError> {
+        let missing = self.eval.state.missing_wraps();
+        if missing.is_empty() {
+            return Ok(None);
+        }
+        let epoch = self.current_epoch().ok_or(SpaceError::NotCreated)?;
+        let key = self.epoch_key(keys, &epoch)?;
+        let mut wraps = Vec::new();
+        for (device, x) in missing {
+            wraps.push(KeyWrap {
+                device,
+                sealed: key.seal_to(&x, rng)?,
+            });
+        }
+        let op = ControlOp::Membership(MembershipOp::Rewrap { epoch, wraps });
+        self.propose(keys, &op).map(Some)
+    }
+
+    fn seal_payload(
+        &mut self,
+        keys: &DeviceKeys,
+        folder_key: &FolderKey,
+        kind: Kind,
+        plain: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Envelope, SpaceError> {
+        let author = keys.device_id();
+        let epoch = self.current_epoch().ok_or(SpaceError::NotCreated)?;
+        let rights = self.eval.state.rights(&author);
+        let allowed = match kind {
+            Kind::Content => rights.writer,
+            _ => rights.member,
+        };
+        if !allowed {
+            return Err(SpaceError::PermissionDenied);
+        }
+        if self.rotation_due() {
+            return Err(SpaceError::RotationDue);
+        }
+        let mut body = self.next_body(author, self.id, kind);
+        body.epoch = Some(epoch);
+        let aad = EnvelopeBody::payload_aad(&self.id, &author, body.seq, kind);
+        body.payload = folder_key.encrypt(plain, &aad, rng);
+        let env = Envelope::sign(body, keys);
+        let meta = if kind == Kind::Content && !self.metas.is_empty() {
+            ChangeMeta::from_change(plain)
+        } else {
+            None
+        };
+        match self.ingest_with_meta(env.clone(), meta) {
+            Ok(Outcome::Accepted) => Ok(env),
+            Ok(other) => {
+                self.unpublish(&env.id());
+                Err(SpaceError::Refused(format!("{other:?}")))
+            }
+            Err(e) => Err(SpaceError::Refused(e.to_string())),
+        }
+    }
+
+    /// Forgets an envelope of ours that did not take effect and that nobody
+    /// else has seen, so our chain stays free of it.
+    fn unpublish(&mut self, id: &EnvelopeId) {
+        if let Some(env) = self.held.remove(id) {
+            let key = (env.space(), env.author());
+            let rest = self
+                .held
+                .values()
+                .filter(|e| (e.space(), e.author()) == key)
+                .map(|e| (e.seq(), e.id()))
+                .max();
+            match rest {
+                Some(r) => self.last.insert(key, r),
+                None => self.last.remove(&key),
+            };
+        }
+        self.metas.remove(id);
+        self.reevaluate();
+    }
+
+    /// Wraps one Automerge change as this device's next content envelope
+    /// (under the current epoch, whose key `folder_key` must be) and ingests it.
+    pub fn seal_content(
+        &mut self,
+        keys: &DeviceKeys,
+        folder_key: &FolderKey,
+        change: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Envelope, SpaceError> {
+        self.seal_payload(keys, folder_key, Kind::Content, change, rng)
+    }
+
+    /// Records a usage event (reveal, copy, TOTP) as an encrypted envelope.
+    pub fn seal_usage(
+        &mut self,
+        keys: &DeviceKeys,
+        folder_key: &FolderKey,
+        event: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Envelope, SpaceError> {
+        self.seal_payload(keys, folder_key, Kind::Usage, event, rng)
     }
 }
 
@@ -460,8 +1051,9 @@ mod tests {
             &stranger,
         );
         assert_eq!(space.ingest(forged), Err(IngestError::BadSignature));
+        let epoch = space.current_epoch().unwrap();
         assert!(stranger
-            .open_folder_key(&space.wraps[&owner.device_id()])
+            .open_folder_key(&space.state().folder.epochs[&epoch].wraps[&owner.device_id()])
             .is_err());
     }
 
@@ -479,9 +1071,15 @@ mod tests {
             },
             &keys,
         );
-        assert!(
-            matches!(space.ingest(twin), Ok(Outcome::Quarantined(r)) if r.contains("equivocation"))
+        assert_eq!(
+            space.ingest(twin.clone()),
+            Ok(Outcome::Quarantined(Reason::Equivocation { seq: 2 }))
         );
-        assert_eq!(space.accepted_content().count(), 1);
+        // Both branches of the fork lose effect (none was endorsed).
+        assert_eq!(space.accepted_content().count(), 0);
+        assert_eq!(
+            space.outcome_of(&first.id()),
+            Some(Outcome::Quarantined(Reason::Equivocation { seq: 2 }))
+        );
     }
 }

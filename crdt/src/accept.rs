@@ -1,0 +1,986 @@
+//! The acceptance rule: which held envelopes take effect. A pure function of
+//! the held set ([`evaluate`]); [`crate::space::Space`] caches its result and
+//! takes a fast path for content that merely extends it.
+//!
+//! Steps (each named after the function doing it):
+//! 1. [`chains`]: per (space, author), envelopes must form one chain
+//!    seq 1, 2, ... linked by `prev`. A gap makes the rest *pending*; two
+//!    envelopes at one seq, or a `prev` that names the wrong envelope, is
+//!    equivocation: the author's envelopes from that seq on are invalid
+//!    (content among them may still be kept by endorsement).
+//! 2. [`Graph::build`]: control ops (roster + membership) form a DAG through
+//!    their `context`; an op citing a missing envelope is pending.
+//! 3. [`Graph::resolve`] = `R(X)` for a causally closed set X: Kahn's
+//!    topological sort, among ready ops removals first then the lowest id,
+//!    each op applied by [`State::apply`] against the state built so far
+//!    ([`Graph::pass`]); then a second pass that voids the ops of a removed
+//!    device that are concurrent with its removal and beyond the removal's
+//!    cutoff ([`Graph::voids`]) — a concurrent *removal* only when the
+//!    remover's rank is strictly stronger.
+//! 4. [`content_validity`]: a content change is valid iff its author may write
+//!    in `R(past(context))`, it uses that state's current epoch with no
+//!    rotation due, the epoch still stands in `R(all)`, and for every removal
+//!    in `R(all)` that took the author's write right and is not in its past,
+//!    `seq <= cutoff`.
+//! 5. [`endorse`]: accepted content = the largest set of valid or endorsable
+//!    changes whose Automerge deps are all in it, where an invalid change
+//!    stays only if an accepted change by a *different user* depends on it.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::envelope::{Envelope, Kind};
+use crate::folder::actor_for;
+use crate::ids::{DeviceId, EnvelopeId, SpaceId};
+use crate::ops::{ControlOp, MembershipOp};
+use crate::state::{OpInfo, RemovalEffect, State};
+
+/// Incarnations a device's Automerge actor may use (a re-added device starts
+/// a new one, so it cannot vouch for its own quarantined past).
+pub const MAX_INCARNATIONS: u32 = 16;
+
+/// What the daemon learns by decrypting a content envelope: the Automerge
+/// change's hash, actor, seq and deps. A locked peer has none and judges
+/// envelope-level rules only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeMeta {
+    pub hash: [u8; 32],
+    pub actor: Vec<u8>,
+    pub seq: u64,
+    pub deps: Vec<[u8; 32]>,
+}
+
+impl ChangeMeta {
+    /// Reads the metadata of an Automerge change.
+    pub fn from_change(bytes: &[u8]) -> Option<ChangeMeta> {
+        let change = automerge::Change::from_bytes(bytes.to_vec()).ok()?;
+        Some(ChangeMeta {
+            hash: change.hash().0,
+            actor: change.actor_id().to_bytes().to_vec(),
+            seq: change.seq(),
+            deps: change.deps().iter().map(|h| h.0).collect(),
+        })
+    }
+
+    /// The incarnation of `author` this change's actor belongs to, if any.
+    pub fn incarnation(&self, author: &DeviceId) -> Option<u32> {
+        (0..MAX_INCARNATIONS).find(|i| actor_for(author, *i).to_bytes() == self.actor.as_slice())
+    }
+}
+
+/// Why a held envelope does not take effect. Data, not an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The payload or structure is invalid (never endorsable).
+    Malformed(String),
+    /// The author signed two envelopes at `seq` (or broke its chain there).
+    Equivocation { seq: u64 },
+    /// The context goes back behind the author's previous envelope.
+    ContextRegressed,
+    /// The author lacked the right in the state the op is judged against.
+    Unauthorized(String),
+    /// A control op concurrent with (and beyond the cutoff of) the removal `by`.
+    Voided { by: EnvelopeId },
+    /// Content beyond the cutoff of the removal `by`.
+    Removed { by: EnvelopeId },
+    /// Content not under the epoch its context requires.
+    StaleEpoch(&'static str),
+    /// Content that builds on a change that is not accepted.
+    BuildsOnQuarantined,
+}
+
+impl Reason {
+    /// Whether a different user's accepted change may still keep it.
+    pub fn endorsable(&self) -> bool {
+        !matches!(self, Reason::Malformed(_) | Reason::ContextRegressed)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Malformed(why) => write!(f, "malformed: {why}"),
+            Reason::Equivocation { seq } => {
+                write!(f, "equivocation: the author forked its chain at seq {seq}")
+            }
+            Reason::ContextRegressed => {
+                f.write_str("context goes back behind the author's previous envelope")
+            }
+            Reason::Unauthorized(why) => write!(f, "not authorised: {why}"),
+            Reason::Voided { by } => write!(
+                f,
+                "made concurrently with the author's removal {} and after its cutoff",
+                by.short()
+            ),
+            Reason::Removed { by } => write!(
+                f,
+                "written after the author's removal {} (beyond its cutoff)",
+                by.short()
+            ),
+            Reason::StaleEpoch(why) => write!(f, "wrong key epoch: {why}"),
+            Reason::BuildsOnQuarantined => f.write_str("builds on a quarantined change"),
+        }
+    }
+}
+
+/// The result of judging a held set.
+#[derive(Clone, Debug, Default)]
+pub struct Evaluation {
+    pub state: State,
+    pub accepted: BTreeSet<EnvelopeId>,
+    pub quarantined: BTreeMap<EnvelopeId, Reason>,
+    pub pending: BTreeSet<EnvelopeId>,
+    /// Control ops nobody built on yet: the context of the next envelope.
+    pub control_heads: Vec<EnvelopeId>,
+    /// Accepted content, Automerge deps (and author chains) first.
+    pub content_order: Vec<EnvelopeId>,
+    pub usage_order: Vec<EnvelopeId>,
+    /// Invalid content kept because the named change of another user built on it.
+    pub endorsed_by: BTreeMap<EnvelopeId, EnvelopeId>,
+    /// Valid removals of `R(all)` and what they took.
+    pub removals: Vec<(EnvelopeId, RemovalEffect)>,
+    /// Per chain, the last envelope of the unforked contiguous prefix.
+    pub tips: HashMap<(SpaceId, DeviceId), (u64, EnvelopeId)>,
+    pub forked: BTreeSet<(SpaceId, DeviceId)>,
+    /// `R(past(context))` per sorted context, for the fast path.
+    pub contexts: HashMap<Vec<EnvelopeId>, Arc<State>>,
+    /// Automerge change hash -> accepted content envelope.
+    pub hashes: HashMap<[u8; 32], EnvelopeId>,
+    /// (actor, seq) of every held content change with metadata.
+    pub actor_seqs: HashSet<(Vec<u8>, u64)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChainStatus {
+    Ok,
+    Pending,
+    Forked(u64),
+}
+
+/// Step 1: chain status of every held envelope.
+fn chains(
+    held: &HashMap<EnvelopeId, Envelope>,
+    ev: &mut Evaluation,
+) -> HashMap<EnvelopeId, ChainStatus> {
+    let mut by_chain: BTreeMap<(SpaceId, DeviceId), BTreeMap<u64, Vec<EnvelopeId>>> =
+        BTreeMap::new();
+    for env in held.values() {
+        by_chain
+            .entry((env.space(), env.author()))
+            .or_default()
+            .entry(env.seq())
+            .or_default()
+            .push(env.id());
+    }
+    let mut out = HashMap::with_capacity(held.len());
+    for (key, seqs) in by_chain {
+        let mut prev: Option<EnvelopeId> = None;
+        let mut expected = 1u64;
+        let mut status = ChainStatus::Ok;
+        for (seq, ids) in seqs {
+            if status == ChainStatus::Ok {
+                if seq != expected {
+                    status = ChainStatus::Pending;
+                } else if ids.len() > 1 || held[&ids[0]].body().prev != prev {
+                    status = ChainStatus::Forked(seq);
+                    ev.forked.insert(key);
+                }
+            }
+            for id in &ids {
+                out.insert(*id, status);
+            }
+            if status == ChainStatus::Ok {
+                prev = Some(ids[0]);
+                ev.tips.insert(key, (seq, ids[0]));
+                expected += 1;
+            }
+        }
+    }
+    out
+}
+
+type Mask = Vec<u64>;
+
+fn mask_new(n: usize) -> Mask {
+    vec![0; n.div_ceil(64)]
+}
+fn mask_has(m: &Mask, i: usize) -> bool {
+    m[i / 64] >> (i % 64) & 1 == 1
+}
+fn mask_set(m: &mut Mask, i: usize) {
+    m[i / 64] |= 1 << (i % 64);
+}
+fn mask_or(a: &mut Mask, b: &Mask) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x |= *y;
+    }
+}
+fn mask_subset(a: &Mask, b: &Mask) -> bool {
+    a.iter().zip(b).all(|(x, y)| x & !y == 0)
+}
+
+struct Node {
+    id: EnvelopeId,
+    author: DeviceId,
+    seq: u64,
+    space: SpaceId,
+    op: Option<ControlOp>,
+    removal: bool,
+    bad: Option<Reason>,
+    preds: Vec<usize>,
+    succs: Vec<usize>,
+}
+
+/// One run of `R(X)`.
+#[derive(Default)]
+struct Resolved {
+    state: State,
+    valid: BTreeSet<usize>,
+    reasons: BTreeMap<usize, Reason>,
+    removals: Vec<(usize, RemovalEffect)>,
+}
+
+struct Graph {
+    home: SpaceId,
+    team: Option<SpaceId>,
+    nodes: Vec<Node>,
+    index: HashMap<EnvelopeId, usize>,
+    /// Ancestors including self, for non-pending nodes.
+    past: Vec<Mask>,
+    pending: Vec<bool>,
+    memo: HashMap<Mask, Rc<Resolved>>,
+}
+
+impl Graph {
+    /// Step 2: the control DAG over the held, chain-complete control ops.
+    fn build(
+        home: SpaceId,
+        team: Option<SpaceId>,
+        held: &HashMap<EnvelopeId, Envelope>,
+        status: &HashMap<EnvelopeId, ChainStatus>,
+    ) -> Graph {
+        let mut ids: Vec<EnvelopeId> = held
+            .values()
+            .filter(|e| matches!(e.kind(), Kind::Membership | Kind::Roster))
+            .filter(|e| status[&e.id()] != ChainStatus::Pending)
+            .map(Envelope::id)
+            .collect();
+        ids.sort();
+        let index: HashMap<EnvelopeId, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let n = ids.len();
+        let mut pending = vec![false; n];
+        let mut nodes: Vec<Node> = ids
+            .iter()
+            .map(|id| {
+                let env = &held[id];
+                let op = ControlOp::decode(env.kind(), &env.body().payload);
+                let mut bad = match &op {
+                    Err(e) => Some(Reason::Malformed(e.to_string())),
+                    Ok(_) => None,
+                };
+                if let ChainStatus::Forked(seq) = status[id] {
+                    bad.get_or_insert(Reason::Equivocation { seq });
+                }
+                let op = op.ok();
+                Node {
+                    id: *id,
+                    author: env.author(),
+                    seq: env.seq(),
+                    space: env.space(),
+                    removal: op.as_ref().is_some_and(ControlOp::is_removal),
+                    op,
+                    bad,
+                    preds: Vec::new(),
+                    succs: Vec::new(),
+                }
+            })
+            .collect();
+        for i in 0..n {
+            let env = &held[&nodes[i].id];
+            let mut seen = BTreeSet::new();
+            for c in &env.body().context {
+                if !seen.insert(*c) {
+                    continue;
+                }
+                match index.get(c) {
+                    Some(&j) => {
+                        nodes[i].preds.push(j);
+                        nodes[j].succs.push(i);
+                    }
+                    None if held
+                        .get(c)
+                        .is_some_and(|e| matches!(e.kind(), Kind::Content | Kind::Usage)) =>
+                    {
+                        nodes[i]
+                            .bad
+                            .get_or_insert(Reason::Malformed("context names content".into()));
+                    }
+                    None => pending[i] = true,
+                }
+            }
+        }
+        // Topological order over all nodes; unreached ones (a cycle, which
+        // needs a hash collision) stay pending.
+        let mut indeg: Vec<usize> = nodes.iter().map(|n| n.preds.len()).collect();
+        let mut queue: Vec<usize> = (0..n).filter(|i| indeg[*i] == 0).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(i) = queue.pop() {
+            order.push(i);
+            for &s in &nodes[i].succs {
+                indeg[s] -= 1;
+                if indeg[s] == 0 {
+                    queue.push(s);
+                }
+            }
+        }
+        let mut reached = vec![false; n];
+        let mut past = vec![mask_new(n); n];
+        for &i in &order {
+            reached[i] = true;
+            if nodes[i].preds.iter().any(|p| pending[*p]) {
+                pending[i] = true;
+            }
+            if !pending[i] {
+                let mut m = mask_new(n);
+                mask_set(&mut m, i);
+                for &p in &nodes[i].preds {
+                    mask_or(&mut m, &past[p]);
+                }
+                past[i] = m;
+            }
+        }
+        for i in 0..n {
+            if !reached[i] {
+                pending[i] = true;
+            }
+        }
+        Graph {
+            home,
+            team,
+            nodes,
+            index,
+            past,
+            pending,
+            memo: HashMap::new(),
+        }
+    }
+
+    /// The past of a context (the union of its heads' pasts); `None` if a
+    /// head is not a resolvable control op.
+    fn context_mask(&self, context: &[EnvelopeId]) -> Option<Mask> {
+        let mut m = mask_new(self.nodes.len());
+        for c in context {
+            let &i = self.index.get(c)?;
+            if self.pending[i] {
+                return None;
+            }
+            mask_or(&mut m, &self.past[i]);
+        }
+        Some(m)
+    }
+
+    fn info(&self, i: usize) -> OpInfo {
+        let n = &self.nodes[i];
+        OpInfo {
+            id: n.id,
+            author: n.author,
+            seq: n.seq,
+            space: n.space,
+            home: self.home,
+            team: self.team,
+        }
+    }
+
+    /// Step 3: `R(mask)`, memoised.
+    fn resolve(&mut self, mask: &Mask) -> Rc<Resolved> {
+        if let Some(r) = self.memo.get(mask) {
+            return r.clone();
+        }
+        let first = self.pass(mask, &BTreeMap::new());
+        let voids = self.voids(&first, mask);
+        let result = if voids.is_empty() {
+            first
+        } else {
+            self.pass(mask, &voids)
+        };
+        let rc = Rc::new(result);
+        self.memo.insert(mask.clone(), rc.clone());
+        rc
+    }
+
+    /// One linear pass in the deterministic order.
+    fn pass(&self, mask: &Mask, voids: &BTreeMap<usize, EnvelopeId>) -> Resolved {
+        let n = self.nodes.len();
+        let mut out = Resolved::default();
+        let mut indeg = vec![0usize; n];
+        let mut heap = BinaryHeap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !mask_has(mask, i) {
+                continue;
+            }
+            indeg[i] = node.preds.len();
+            if indeg[i] == 0 {
+                heap.push(Reverse((!node.removal, node.id, i)));
+            }
+        }
+        while let Some(Reverse((_, _, i))) = heap.pop() {
+            let node = &self.nodes[i];
+            let verdict = if let Some(bad) = &node.bad {
+                Err(bad.clone())
+            } else if let Some(by) = voids.get(&i) {
+                Err(Reason::Voided { by: *by })
+            } else {
+                let op = node.op.as_ref().expect("ops without a bad reason decoded");
+                out.state
+                    .apply(&self.info(i), op)
+                    .map_err(Reason::Unauthorized)
+            };
+            match verdict {
+                Ok(effect) => {
+                    out.valid.insert(i);
+                    if let Some(e) = effect {
+                        out.removals.push((i, e));
+                    }
+                }
+                Err(reason) => {
+                    out.reasons.insert(i, reason);
+                }
+            }
+            for &s in &node.succs {
+                if mask_has(mask, s) {
+                    indeg[s] -= 1;
+                    if indeg[s] == 0 {
+                        heap.push(Reverse((!self.nodes[s].removal, self.nodes[s].id, s)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The cutoff removal `r` gives for `device`'s envelopes in `space`:
+    /// its own cutoff map for that space, else the largest one supplied by a
+    /// valid rotation in the folder citing `r`, else none (then only the
+    /// context decides: weak removal until a rotation supplies one).
+    fn cutoff(
+        &self,
+        r: usize,
+        space: &SpaceId,
+        device: &DeviceId,
+        valid: &BTreeSet<usize>,
+    ) -> Option<u64> {
+        let op = self.nodes[r].op.as_ref()?;
+        if let Some(map) = op.cutoff_for(space, &self.home) {
+            return Some(map.get(device).copied().unwrap_or(0));
+        }
+        if space != &self.home {
+            return None;
+        }
+        let rid = self.nodes[r].id;
+        valid
+            .iter()
+            .filter_map(|&i| match &self.nodes[i].op {
+                Some(ControlOp::Membership(MembershipOp::Rotate { cutoffs, .. })) => cutoffs
+                    .iter()
+                    .find(|(id, _)| *id == rid)
+                    .map(|(_, c)| c.get(device).copied().unwrap_or(0)),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// Control ops of removed devices that are concurrent with their removal
+    /// and beyond its cutoff; a removal only if the remover outranks strictly.
+    fn voids(&self, first: &Resolved, mask: &Mask) -> BTreeMap<usize, EnvelopeId> {
+        let mut out = BTreeMap::new();
+        for (r, effect) in &first.removals {
+            let affected: BTreeSet<&DeviceId> = effect
+                .lost_managers
+                .iter()
+                .chain(&effect.lost_members)
+                .collect();
+            if affected.is_empty() {
+                continue;
+            }
+            for (o, node) in self.nodes.iter().enumerate() {
+                if o == *r
+                    || !mask_has(mask, o)
+                    || node.bad.is_some()
+                    || !affected.contains(&node.author)
+                {
+                    continue;
+                }
+                if mask_has(&self.past[*r], o) || mask_has(&self.past[o], *r) {
+                    continue;
+                }
+                match self.cutoff(*r, &node.space, &node.author, &first.valid) {
+                    Some(c) if node.seq > c => {}
+                    _ => continue,
+                }
+                if node.removal {
+                    let target = effect
+                        .target_ranks
+                        .get(&node.author)
+                        .copied()
+                        .unwrap_or(u32::MAX);
+                    if effect.author_rank >= target {
+                        continue;
+                    }
+                }
+                out.entry(o).or_insert(self.nodes[*r].id);
+            }
+        }
+        out
+    }
+}
+
+/// Judges a held set. `held` holds the home space's envelopes and (for a
+/// folder of a team) the team roster's; `metas` the decrypted change metadata
+/// the daemon supplied.
+pub fn evaluate(
+    home: SpaceId,
+    team: Option<SpaceId>,
+    held: &HashMap<EnvelopeId, Envelope>,
+    metas: &HashMap<EnvelopeId, ChangeMeta>,
+) -> Evaluation {
+    let mut ev = Evaluation::default();
+    let status = chains(held, &mut ev);
+    let mut graph = Graph::build(home, team, held, &status);
+    let n = graph.nodes.len();
+    let mut all = mask_new(n);
+    for i in 0..n {
+        if graph.pending[i] {
+            ev.pending.insert(graph.nodes[i].id);
+        } else {
+            mask_set(&mut all, i);
+        }
+    }
+    for (id, st) in &status {
+        if *st == ChainStatus::Pending {
+            ev.pending.insert(*id);
+        }
+    }
+    // Monotone authors: a control op's context covers its previous op's.
+    for i in 0..n {
+        if graph.pending[i] || graph.nodes[i].bad.is_some() {
+            continue;
+        }
+        let prev = held[&graph.nodes[i].id].body().prev;
+        if let Some(p) = prev.and_then(|p| held.get(&p)) {
+            let mine = &graph.past[i];
+            let theirs = match graph.index.get(&p.id()) {
+                Some(&j) if !graph.pending[j] => Some(graph.past[j].clone()),
+                Some(_) => None,
+                None => graph.context_mask(&p.body().context),
+            };
+            if !theirs.is_some_and(|t| mask_subset(&t, mine)) {
+                graph.nodes[i].bad = Some(Reason::ContextRegressed);
+            }
+        }
+    }
+    let fin = graph.resolve(&all);
+    for i in 0..n {
+        if !mask_has(&all, i) {
+            continue;
+        }
+        let id = graph.nodes[i].id;
+        if fin.valid.contains(&i) {
+            ev.accepted.insert(id);
+        } else if let Some(r) = fin.reasons.get(&i) {
+            ev.quarantined.insert(id, r.clone());
+        }
+    }
+    let mut heads: Vec<EnvelopeId> = (0..n)
+        .filter(|i| mask_has(&all, *i))
+        .filter(|i| graph.nodes[*i].succs.iter().all(|s| graph.pending[*s]))
+        .map(|i| graph.nodes[i].id)
+        .collect();
+    heads.sort();
+    ev.control_heads = heads;
+    ev.removals = fin
+        .removals
+        .iter()
+        .map(|(i, e)| (graph.nodes[*i].id, e.clone()))
+        .collect();
+    ev.state = fin.state.clone();
+    content_validity(&mut graph, &fin, held, &status, metas, &mut ev);
+    ev
+}
+
+struct ContentJudgement {
+    valid: bool,
+    reason: Option<Reason>,
+}
+
+/// Step 4 (and 5): judges every content and usage envelope.
+fn content_validity(
+    graph: &mut Graph,
+    fin: &Resolved,
+    held: &HashMap<EnvelopeId, Envelope>,
+    status: &HashMap<EnvelopeId, ChainStatus>,
+    metas: &HashMap<EnvelopeId, ChangeMeta>,
+    ev: &mut Evaluation,
+) {
+    let home = graph.home;
+    let mut ids: Vec<EnvelopeId> = held
+        .values()
+        .filter(|e| matches!(e.kind(), Kind::Content | Kind::Usage))
+        .filter(|e| status[&e.id()] != ChainStatus::Pending)
+        .map(Envelope::id)
+        .collect();
+    ids.sort();
+    let mut ctx_masks: HashMap<Vec<EnvelopeId>, Option<Rc<Mask>>> = HashMap::new();
+    let mut mask_of = |graph: &Graph, ctx: &[EnvelopeId]| -> Option<Rc<Mask>> {
+        let mut key = ctx.to_vec();
+        key.sort();
+        key.dedup();
+        ctx_masks
+            .entry(key)
+            .or_insert_with_key(|k| graph.context_mask(k).map(Rc::new))
+            .clone()
+    };
+    let mut judged: BTreeMap<EnvelopeId, ContentJudgement> = BTreeMap::new();
+    for id in ids {
+        let env = &held[&id];
+        let body = env.body();
+        let author = body.author;
+        if body.space != home || graph.team == Some(home) {
+            ev.quarantined.insert(
+                id,
+                Reason::Malformed("content outside a folder space".into()),
+            );
+            continue;
+        }
+        if body.context.is_empty() {
+            ev.quarantined
+                .insert(id, Reason::Malformed("content cites no context".into()));
+            continue;
+        }
+        let Some(mask) = mask_of(graph, &body.context) else {
+            let names_content = body.context.iter().any(|c| {
+                held.get(c)
+                    .is_some_and(|e| matches!(e.kind(), Kind::Content | Kind::Usage))
+            });
+            if names_content {
+                ev.quarantined
+                    .insert(id, Reason::Malformed("context names content".into()));
+            } else {
+                ev.pending.insert(id);
+            }
+            continue;
+        };
+        // Monotone authors.
+        if let Some(p) = body.prev.and_then(|p| held.get(&p)) {
+            let theirs = match graph.index.get(&p.id()) {
+                Some(&j) if !graph.pending[j] => Some(Rc::new(graph.past[j].clone())),
+                Some(_) => None,
+                None => mask_of(graph, &p.body().context),
+            };
+            if !theirs.is_some_and(|t| mask_subset(&t, &mask)) {
+                ev.quarantined.insert(id, Reason::ContextRegressed);
+                continue;
+            }
+        }
+        if let Some(meta) = metas.get(&id) {
+            if env.kind() != Kind::Content || meta.incarnation(&author).is_none() {
+                ev.quarantined.insert(
+                    id,
+                    Reason::Malformed("change actor is not bound to the envelope's author".into()),
+                );
+                continue;
+            }
+        }
+        let at = graph.resolve(&mask);
+        let mut key = body.context.clone();
+        key.sort();
+        key.dedup();
+        ev.contexts
+            .entry(key)
+            .or_insert_with(|| Arc::new(at.state.clone()));
+        let reason = judge_content(graph, fin, &at.state, env, &mask, status[&id]);
+        judged.insert(
+            id,
+            ContentJudgement {
+                valid: reason.is_none(),
+                reason,
+            },
+        );
+    }
+    endorse(held, metas, &fin.state, judged, ev);
+}
+
+fn judge_content(
+    graph: &Graph,
+    fin: &Resolved,
+    at: &State,
+    env: &Envelope,
+    mask: &Mask,
+    status: ChainStatus,
+) -> Option<Reason> {
+    let body = env.body();
+    if let ChainStatus::Forked(seq) = status {
+        return Some(Reason::Equivocation { seq });
+    }
+    let rights = at.rights(&body.author);
+    let (ok, lost_of): (bool, fn(&RemovalEffect) -> &BTreeSet<DeviceId>) = match body.kind {
+        Kind::Content => (rights.writer, |e| &e.lost_writers),
+        _ => (rights.member, |e| &e.lost_members),
+    };
+    if !ok {
+        return Some(Reason::Unauthorized(match body.kind {
+            Kind::Content => "writing items needs Folder Manager or Item Manager".into(),
+            _ => "usage events come from member devices only".into(),
+        }));
+    }
+    if body.epoch.is_none() || body.epoch != at.folder.current_epoch {
+        return Some(Reason::StaleEpoch("not the current epoch of its context"));
+    }
+    if at.rotation_due() {
+        return Some(Reason::StaleEpoch("a member left since this epoch began"));
+    }
+    if !body
+        .epoch
+        .is_some_and(|e| fin.state.folder.epochs.contains_key(&e))
+    {
+        return Some(Reason::StaleEpoch(
+            "the epoch's rotation did not take effect",
+        ));
+    }
+    for (r, effect) in &fin.removals {
+        if !lost_of(effect).contains(&body.author) || mask_has(mask, *r) {
+            continue;
+        }
+        if let Some(c) = graph.cutoff(*r, &body.space, &body.author, &fin.valid) {
+            if body.seq > c {
+                return Some(Reason::Removed {
+                    by: graph.nodes[*r].id,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Step 5: the accepted content closure, with endorsement.
+fn endorse(
+    held: &HashMap<EnvelopeId, Envelope>,
+    metas: &HashMap<EnvelopeId, ChangeMeta>,
+    fin: &State,
+    judged: BTreeMap<EnvelopeId, ContentJudgement>,
+    ev: &mut Evaluation,
+) {
+    // Usage events: valid or not, nothing builds on them.
+    let mut content: Vec<EnvelopeId> = Vec::new();
+    for (id, j) in &judged {
+        if held[id].kind() == Kind::Usage {
+            match &j.reason {
+                None => {
+                    ev.accepted.insert(*id);
+                    ev.usage_order.push(*id);
+                }
+                Some(r) => {
+                    ev.quarantined.insert(*id, r.clone());
+                }
+            }
+        } else {
+            content.push(*id);
+        }
+    }
+    let idx: HashMap<EnvelopeId, usize> =
+        content.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let n = content.len();
+    let mut by_hash: HashMap<[u8; 32], usize> = HashMap::new();
+    for (i, id) in content.iter().enumerate() {
+        if let Some(m) = metas.get(id) {
+            by_hash.entry(m.hash).or_insert(i);
+        }
+    }
+    // Parents: Automerge deps. The order also follows each author's chain
+    // (`prev`), which is no dependency: a valid change may follow its
+    // author's quarantined one.
+    let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut order_parents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut missing = vec![false; n];
+    for (i, id) in content.iter().enumerate() {
+        if let Some(m) = metas.get(id) {
+            for d in &m.deps {
+                match by_hash.get(d) {
+                    Some(&j) => parents[i].push(j),
+                    None => missing[i] = true,
+                }
+            }
+        }
+        parents[i].sort_unstable();
+        parents[i].dedup();
+        order_parents[i] = parents[i].clone();
+        if let Some(&j) = held[id].body().prev.as_ref().and_then(|p| idx.get(p)) {
+            if !order_parents[i].contains(&j) {
+                order_parents[i].push(j);
+            }
+        }
+    }
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut order_children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, ps) in parents.iter().enumerate() {
+        for &p in ps {
+            children[p].push(i);
+        }
+    }
+    for (i, ps) in order_parents.iter().enumerate() {
+        for &p in ps {
+            order_children[p].push(i);
+        }
+    }
+    // Topological order (ties by id, i.e. index).
+    let mut indeg: Vec<usize> = order_parents.iter().map(Vec::len).collect();
+    let mut heap: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|i| indeg[*i] == 0).map(Reverse).collect();
+    let mut topo = Vec::with_capacity(n);
+    while let Some(Reverse(i)) = heap.pop() {
+        topo.push(i);
+        for &c in &order_children[i] {
+            indeg[c] -= 1;
+            if indeg[c] == 0 {
+                heap.push(Reverse(c));
+            }
+        }
+    }
+    let mut in_topo = vec![false; n];
+    for &i in &topo {
+        in_topo[i] = true;
+        if parents[i].iter().any(|p| missing[*p]) {
+            missing[i] = true;
+        }
+    }
+    for i in 0..n {
+        if !in_topo[i] {
+            missing[i] = true;
+        }
+    }
+    let mut user_ids: HashMap<String, u32> = HashMap::new();
+    let user: Vec<u32> = content
+        .iter()
+        .map(|id| {
+            let author = held[id].author();
+            let key = match fin.user_of(&author) {
+                Some(u) => format!("u:{}", u.0),
+                None => format!("d:{}", author.to_hex()),
+            };
+            let next = user_ids.len() as u32;
+            *user_ids.entry(key).or_insert(next)
+        })
+        .collect();
+    let judgement: Vec<&ContentJudgement> = content.iter().map(|id| &judged[id]).collect();
+    // One Automerge actor must not have two changes with one seq (Automerge
+    // refuses such a document): all of them are malformed, never endorsed.
+    // An honest device that lost a change starts a new incarnation instead.
+    let mut by_actor_seq: HashMap<(&[u8], u64), Vec<usize>> = HashMap::new();
+    for (i, id) in content.iter().enumerate() {
+        if let Some(m) = metas.get(id) {
+            by_actor_seq
+                .entry((m.actor.as_slice(), m.seq))
+                .or_default()
+                .push(i);
+        }
+    }
+    ev.actor_seqs = by_actor_seq.keys().map(|(a, s)| (a.to_vec(), *s)).collect();
+    let mut actor_fork = vec![false; n];
+    for group in by_actor_seq.values().filter(|g| g.len() > 1) {
+        for &i in group {
+            actor_fork[i] = true;
+        }
+    }
+    let mut keep: Vec<bool> = (0..n)
+        .map(|i| {
+            !missing[i]
+                && !actor_fork[i]
+                && (judgement[i].valid
+                    || (metas.contains_key(&content[i])
+                        && judgement[i].reason.as_ref().is_some_and(Reason::endorsable)))
+        })
+        .collect();
+    let mut endorser: Vec<Option<usize>> = vec![None; n];
+    loop {
+        let mut changed = false;
+        for &i in &topo {
+            if keep[i] && parents[i].iter().any(|p| !keep[*p]) {
+                keep[i] = false;
+                changed = true;
+            }
+        }
+        // Up to two (user, change) pairs of distinct users among each
+        // change's kept descendants.
+        let mut desc: Vec<[Option<(u32, usize)>; 2]> = vec![[None, None]; n];
+        for &i in topo.iter().rev() {
+            let mut acc: [Option<(u32, usize)>; 2] = [None, None];
+            let mut add = |pair: (u32, usize)| {
+                if acc[0].is_none() {
+                    acc[0] = Some(pair);
+                } else if acc[0].map(|a| a.0) != Some(pair.0) && acc[1].is_none() {
+                    acc[1] = Some(pair);
+                }
+            };
+            for &c in &children[i] {
+                if keep[c] && metas.contains_key(&content[c]) {
+                    add((user[c], c));
+                    for p in desc[c].into_iter().flatten() {
+                        add(p);
+                    }
+                }
+            }
+            desc[i] = acc;
+            endorser[i] = acc
+                .into_iter()
+                .flatten()
+                .find(|(u, _)| *u != user[i])
+                .map(|(_, c)| c);
+            if keep[i] && !judgement[i].valid && endorser[i].is_none() {
+                keep[i] = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for &i in &topo {
+        let id = content[i];
+        if keep[i] {
+            ev.accepted.insert(id);
+            ev.content_order.push(id);
+            if let Some(m) = metas.get(&id) {
+                ev.hashes.insert(m.hash, id);
+            }
+            if !judgement[i].valid {
+                if let Some(e) = endorser[i] {
+                    ev.endorsed_by.insert(id, content[e]);
+                }
+            }
+        }
+    }
+    for i in 0..n {
+        let id = content[i];
+        if keep[i] {
+            continue;
+        }
+        if actor_fork[i] {
+            ev.quarantined.insert(
+                id,
+                Reason::Malformed("another change of its Automerge actor has the same seq".into()),
+            );
+        } else if missing[i] && judgement[i].valid {
+            ev.pending.insert(id);
+        } else {
+            let reason = judgement[i]
+                .reason
+                .clone()
+                .unwrap_or(Reason::BuildsOnQuarantined);
+            ev.quarantined.insert(id, reason);
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The plaintext (signed) payloads of control envelopes: folder membership
+//! ops ([`Kind::Membership`]) and team roster ops ([`Kind::Roster`]).
+//!
+//! Control ops carry no secrets in the clear: folder keys travel only as
+//! sealed boxes ([`KeyWrap`]) and chained epoch keys ([`ChainLink`]), so a
+//! locked peer (or a keyless relay) can validate and forward them.
+//! Decoding is canonical (re-encoding must give the same bytes) and bounded.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::Kind;
+use crate::ids::{DeviceId, EnvelopeId, SpaceId};
+
+/// Most key wraps, members or cutoff entries one op may carry.
+pub const MAX_OP_ENTRIES: usize = 4096;
+/// Longest user id (email), group or team name.
+pub const MAX_NAME: usize = 256;
+
+/// A member's role in a folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Folder Manager: the folder, its members and its items.
+    Manager,
+    /// Item Manager: view, add, edit, delete items.
+    Editor,
+    /// Folder Member: use items only.
+    Member,
+}
+
+impl Role {
+    pub fn can_write_items(self) -> bool {
+        matches!(self, Role::Manager | Role::Editor)
+    }
+
+    pub fn can_manage(self) -> bool {
+        self == Role::Manager
+    }
+
+    /// Larger is more powerful.
+    pub fn strength(self) -> u8 {
+        match self {
+            Role::Manager => 3,
+            Role::Editor => 2,
+            Role::Member => 1,
+        }
+    }
+}
+
+/// A user of the team, named by their (lower-case) email address.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct UserId(pub String);
+
+impl UserId {
+    /// Normalises an email address (trimmed, lower-case); `None` if it is not one.
+    pub fn new(email: &str) -> Option<UserId> {
+        let e = email.trim().to_lowercase();
+        let ok = e.len() <= MAX_NAME
+            && e.contains('@')
+            && !e.starts_with('@')
+            && !e.ends_with('@')
+            && !e.chars().any(char::is_whitespace);
+        ok.then_some(UserId(e))
+    }
+}
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({})", self.0)
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who a folder grant names.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Principal {
+    /// One device (personal folders; devices not in a team roster).
+    Device(DeviceId),
+    /// A user of the team roster: all their unrevoked devices.
+    User(UserId),
+    /// A user group of the team roster: all its users' devices.
+    Group(String),
+}
+
+/// A folder key sealed to one device's X25519 key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyWrap {
+    pub device: DeviceId,
+    #[serde(with = "serde_bytes")]
+    pub sealed: Vec<u8>,
+}
+
+/// An earlier epoch's key, encrypted under the key of the epoch that carries
+/// this link, so holders of the newer key can read older content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    pub epoch: EnvelopeId,
+    #[serde(with = "serde_bytes")]
+    pub sealed: Vec<u8>,
+}
+
+/// {device -> highest seq seen} of one space: the remover's view.
+pub type Cutoff = BTreeMap<DeviceId, u64>;
+/// Cutoffs per space (roster removals reach every folder).
+pub type Cutoffs = BTreeMap<SpaceId, Cutoff>;
+
+/// A folder membership op (payload of a [`Kind::Membership`] envelope).
+///
+/// Variant order is part of the wire format: append only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipOp {
+    /// Founds the folder (format of the first release; no exchange key).
+    Create {
+        nonce: [u8; 16],
+        wraps: Vec<KeyWrap>,
+    },
+    /// Founds the folder: its author's device becomes Folder Manager (rank
+    /// [`crate::state::FOLDER_CREATOR_RANK`]); this envelope's id names the
+    /// first key epoch.
+    Found {
+        nonce: [u8; 16],
+        wraps: Vec<KeyWrap>,
+        exchange: [u8; 32],
+    },
+    /// Adds a principal with a role, or raises its role. `wraps` hand the
+    /// key of `epoch` to the new member's devices; `exchange` is the
+    /// X25519 key of a [`Principal::Device`] that no roster describes.
+    Grant {
+        principal: Principal,
+        role: Role,
+        exchange: Option<[u8; 32]>,
+        /// The epoch whose key `wraps` carry (the author's current epoch).
+        epoch: Option<EnvelopeId>,
+        wraps: Vec<KeyWrap>,
+    },
+    /// Removes a principal (`to: None`) or demotes it (`to: Some(lower role)`).
+    /// `cutoff` is the folder content the remover had seen.
+    Remove {
+        principal: Principal,
+        to: Option<Role>,
+        cutoff: Cutoff,
+    },
+    /// Starts a new key epoch named by this envelope's id. `wraps` must only
+    /// name current member devices; `chain` encrypts the previous epoch
+    /// key(s) under the new key; `cutoffs` supplies this folder's cutoff for
+    /// roster removals whose author did not hold the folder.
+    Rotate {
+        wraps: Vec<KeyWrap>,
+        chain: Vec<ChainLink>,
+        cutoffs: Vec<(EnvelopeId, Cutoff)>,
+    },
+    /// Hands an existing epoch's key to member devices that lack it.
+    Rewrap {
+        epoch: EnvelopeId,
+        wraps: Vec<KeyWrap>,
+    },
+}
+
+/// A team roster op (payload of a [`Kind::Roster`] envelope).
+///
+/// Variant order is part of the wire format: append only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RosterOp {
+    /// Founds the team: `founder` is its founding admin (rank 0), the
+    /// author's device its first device.
+    Found {
+        nonce: [u8; 16],
+        name: String,
+        founder: UserId,
+        exchange: [u8; 32],
+    },
+    AddUser {
+        user: UserId,
+    },
+    RemoveUser {
+        user: UserId,
+        cutoffs: Cutoffs,
+    },
+    /// Adds a device to a user (by an admin, or by one of the user's own devices).
+    AddDevice {
+        user: UserId,
+        device: DeviceId,
+        exchange: [u8; 32],
+    },
+    RevokeDevice {
+        device: DeviceId,
+        cutoffs: Cutoffs,
+    },
+    AddAdmin {
+        user: UserId,
+    },
+    RemoveAdmin {
+        user: UserId,
+        cutoffs: Cutoffs,
+    },
+    AddToGroup {
+        group: String,
+        user: UserId,
+    },
+    RemoveFromGroup {
+        group: String,
+        user: UserId,
+        cutoffs: Cutoffs,
+    },
+    /// The founder hands the founding-admin role to another admin.
+    HandOver {
+        to: UserId,
+    },
+}
+
+/// Either kind of control op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlOp {
+    Membership(MembershipOp),
+    Roster(RosterOp),
+}
+
+/// Why a control payload did not decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpDecodeError {
+    /// Not a control kind, not postcard, or trailing bytes.
+    #[error("malformed control op")]
+    Malformed,
+    /// Decodes, but is not the canonical encoding.
+    #[error("non-canonical control op")]
+    NonCanonical,
+    /// Over a size bound (entries, names).
+    #[error("control op over its size bounds")]
+    TooLarge,
+}
+
+fn decode_exact<T: Serialize + for<'a> Deserialize<'a>>(bytes: &[u8]) -> Result<T, OpDecodeError> {
+    let (value, rest): (T, _) =
+        postcard::take_from_bytes(bytes).map_err(|_| OpDecodeError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(OpDecodeError::Malformed);
+    }
+    let again = postcard::to_stdvec(&value).map_err(|_| OpDecodeError::Malformed)?;
+    if again != bytes {
+        return Err(OpDecodeError::NonCanonical);
+    }
+    Ok(value)
+}
+
+impl ControlOp {
+    /// Decodes a control payload of the given envelope kind. Never panics.
+    pub fn decode(kind: Kind, bytes: &[u8]) -> Result<ControlOp, OpDecodeError> {
+        let op = match kind {
+            Kind::Membership => ControlOp::Membership(decode_exact(bytes)?),
+            Kind::Roster => ControlOp::Roster(decode_exact(bytes)?),
+            Kind::Content | Kind::Usage => return Err(OpDecodeError::Malformed),
+        };
+        if !op.within_bounds() {
+            return Err(OpDecodeError::TooLarge);
+        }
+        Ok(op)
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            ControlOp::Membership(_) => Kind::Membership,
+            ControlOp::Roster(_) => Kind::Roster,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            ControlOp::Membership(op) => postcard::to_stdvec(op),
+            ControlOp::Roster(op) => postcard::to_stdvec(op),
+        }
+        .expect("serialising to a Vec cannot fail")
+    }
+
+    /// Removals sort first among concurrent ops and carry cutoffs.
+    pub fn is_removal(&self) -> bool {
+        matches!(
+            self,
+            ControlOp::Membership(MembershipOp::Remove { .. })
+                | ControlOp::Roster(
+                    RosterOp::RemoveUser { .. }
+                        | RosterOp::RevokeDevice { .. }
+                        | RosterOp::RemoveAdmin { .. }
+                        | RosterOp::RemoveFromGroup { .. }
+                )
+        )
+    }
+
+    fn within_bounds(&self) -> bool {
+        let name_ok = |s: &str| s.len() <= MAX_NAME;
+        let user_ok = |u: &UserId| name_ok(&u.0);
+        let cutoffs_ok = |c: &Cutoffs| {
+            c.len() <= MAX_OP_ENTRIES && c.values().all(|x| x.len() <= MAX_OP_ENTRIES)
+        };
+        let principal_ok = |p: &Principal| match p {
+            Principal::Device(_) => true,
+            Principal::User(u) => user_ok(u),
+            Principal::Group(g) => name_ok(g),
+        };
+        match self {
+            ControlOp::Membership(op) => match op {
+                MembershipOp::Create { wraps, .. } | MembershipOp::Found { wraps, .. } => {
+                    wraps.len() <= MAX_OP_ENTRIES
+                }
+                MembershipOp::Grant {
+                    principal, wraps, ..
+                } => principal_ok(principal) && wraps.len() <= MAX_OP_ENTRIES,
+                MembershipOp::Remove {
+                    principal, cutoff, ..
+                } => principal_ok(principal) && cutoff.len() <= MAX_OP_ENTRIES,
+                MembershipOp::Rotate {
+                    wraps,
+                    chain,
+                    cutoffs,
+                } => {
+                    wraps.len() <= MAX_OP_ENTRIES
+                        && chain.len() <= MAX_OP_ENTRIES
+                        && cutoffs.len() <= MAX_OP_ENTRIES
+                        && cutoffs.iter().all(|(_, c)| c.len() <= MAX_OP_ENTRIES)
+                }
+                MembershipOp::Rewrap { wraps, .. } => wraps.len() <= MAX_OP_ENTRIES,
+            },
+            ControlOp::Roster(op) => match op {
+                RosterOp::Found { name, founder, .. } => name_ok(name) && user_ok(founder),
+                RosterOp::AddUser { user }
+                | RosterOp::AddAdmin { user }
+                | RosterOp::AddDevice { user, .. }
+                | RosterOp::HandOver { to: user } => user_ok(user),
+                RosterOp::RemoveUser { user, cutoffs }
+                | RosterOp::RemoveAdmin { user, cutoffs } => user_ok(user) && cutoffs_ok(cutoffs),
+                RosterOp::RevokeDevice { cutoffs, .. } => cutoffs_ok(cutoffs),
+                RosterOp::AddToGroup { group, user } => name_ok(group) && user_ok(user),
+                RosterOp::RemoveFromGroup {
+                    group,
+                    user,
+                    cutoffs,
+                } => name_ok(group) && user_ok(user) && cutoffs_ok(cutoffs),
+            },
+        }
+    }
+
+    /// The cutoff this op gives for `space`, if it is a removal that names one.
+    pub fn cutoff_for(&self, space: &SpaceId, folder: &SpaceId) -> Option<&Cutoff> {
+        match self {
+            ControlOp::Membership(MembershipOp::Remove { cutoff, .. }) => {
+                (space == folder).then_some(cutoff)
+            }
+            ControlOp::Roster(
+                RosterOp::RemoveUser { cutoffs, .. }
+                | RosterOp::RevokeDevice { cutoffs, .. }
+                | RosterOp::RemoveAdmin { cutoffs, .. }
+                | RosterOp::RemoveFromGroup { cutoffs, .. },
+            ) => cutoffs.get(space),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn roundtrip_and_canonical() {
+        let op = ControlOp::Roster(RosterOp::AddToGroup {
+            group: "ops".into(),
+            user: UserId::new("A@b.c").unwrap(),
+        });
+        let bytes = op.encode();
+        assert_eq!(ControlOp::decode(Kind::Roster, &bytes), Ok(op));
+        assert!(
+            ControlOp::decode(Kind::Membership, &bytes).is_err(),
+            "a roster op is not a membership op"
+        );
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            ControlOp::decode(Kind::Roster, &long),
+            Err(OpDecodeError::Malformed)
+        );
+        assert!(UserId::new("no-at").is_none());
+        assert_eq!(UserId::new(" X@Y.z ").unwrap().0, "x@y.z");
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = ControlOp::decode(Kind::Membership, &bytes);
+            let _ = ControlOp::decode(Kind::Roster, &bytes);
+        }
+    }
+}

@@ -1,0 +1,718 @@
+//! The membership state that control ops build, and the rule each op must
+//! pass to take effect ([`State::apply`]). The acceptance engine
+//! ([`crate::accept`]) feeds ops to it in a deterministic order.
+//!
+//! Ranks (lower is stronger): the team's founding admin is
+//! [`FOUNDER_RANK`]; an admin appointed by rank `r` gets `r + 1`; a folder's
+//! creating device is [`FOLDER_CREATOR_RANK`]; a Folder Manager granted by
+//! rank `r` gets `max(r + 1, FOLDER_CREATOR_RANK + 1)`. Removing or demoting
+//! someone needs a rank at least as strong as theirs; removing oneself is
+//! always allowed; the founder can only hand over.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::ids::{DeviceId, EnvelopeId, SpaceId};
+use crate::ops::{ChainLink, ControlOp, KeyWrap, MembershipOp, Principal, Role, RosterOp, UserId};
+use crate::space::space_id_for;
+
+/// Rank of the team's founding admin.
+pub const FOUNDER_RANK: u32 = 0;
+/// Rank of a folder's creating device.
+pub const FOLDER_CREATOR_RANK: u32 = 1000;
+/// Rank of a grant that cannot manage.
+pub const NO_RANK: u32 = u32::MAX;
+
+/// A device of the team roster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeviceRecord {
+    pub user: UserId,
+    pub exchange: [u8; 32],
+    pub revoked: bool,
+}
+
+/// The team roster as built so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TeamState {
+    pub founded: bool,
+    pub name: String,
+    pub founder: Option<UserId>,
+    /// Admins and their rank.
+    pub admins: BTreeMap<UserId, u32>,
+    pub users: BTreeSet<UserId>,
+    pub devices: BTreeMap<DeviceId, DeviceRecord>,
+    pub groups: BTreeMap<String, BTreeSet<UserId>>,
+}
+
+/// One folder grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub role: Role,
+    /// Manager rank ([`NO_RANK`] for the other roles).
+    pub rank: u32,
+}
+
+/// One key epoch of a folder, named by the op that started it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Epoch {
+    /// 0 for the founding epoch, then in acceptance order.
+    pub number: u32,
+    pub wraps: BTreeMap<DeviceId, Vec<u8>>,
+    pub chain: Vec<ChainLink>,
+}
+
+/// The folder's membership as built so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FolderState {
+    pub genesis: Option<EnvelopeId>,
+    pub grants: BTreeMap<Principal, Grant>,
+    /// X25519 keys of device principals that no roster describes.
+    pub exchange: BTreeMap<DeviceId, [u8; 32]>,
+    pub epochs: BTreeMap<EnvelopeId, Epoch>,
+    pub current_epoch: Option<EnvelopeId>,
+}
+
+/// Roster and folder state together: what a space's control ops built.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct State {
+    pub team: TeamState,
+    pub folder: FolderState,
+}
+
+/// Where an op sits: the facts [`State::apply`] judges it with.
+#[derive(Clone, Copy, Debug)]
+pub struct OpInfo {
+    pub id: EnvelopeId,
+    pub author: DeviceId,
+    pub seq: u64,
+    /// The space the op's envelope belongs to.
+    pub space: SpaceId,
+    /// The space being evaluated (a folder, or the roster itself).
+    pub home: SpaceId,
+    pub team: Option<SpaceId>,
+}
+
+/// A device's rights in a state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rights {
+    pub member: bool,
+    pub writer: bool,
+    /// May change folder membership (Folder Manager or team admin).
+    pub manager: bool,
+    pub admin: bool,
+    /// Strongest rank (lower is stronger), [`NO_RANK`] if none.
+    pub rank: u32,
+}
+
+/// What a removal took away, for strong removal (cutoffs) and voiding.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemovalEffect {
+    pub lost_members: BTreeSet<DeviceId>,
+    pub lost_writers: BTreeSet<DeviceId>,
+    /// Devices that lost manage or admin rights.
+    pub lost_managers: BTreeSet<DeviceId>,
+    /// Ranks of the affected devices just before the removal.
+    pub target_ranks: BTreeMap<DeviceId, u32>,
+    pub author_rank: u32,
+}
+
+/// Why a control op did not take effect.
+pub type Denial = String;
+
+fn deny<T>(why: &str) -> Result<T, Denial> {
+    Err(why.to_string())
+}
+
+impl State {
+    /// `Ok(Some(user))` for a live roster device, `Ok(None)` for a device the
+    /// roster does not know, `Err` for a revoked device or a removed user's.
+    fn device_user(&self, d: &DeviceId) -> Result<Option<&UserId>, ()> {
+        match self.team.devices.get(d) {
+            Some(rec) if rec.revoked || !self.team.users.contains(&rec.user) => Err(()),
+            Some(rec) => Ok(Some(&rec.user)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the roster revoked this device (or removed its user).
+    pub fn is_dead(&self, d: &DeviceId) -> bool {
+        self.device_user(d).is_err()
+    }
+
+    /// The user a device belongs to, if the roster names one.
+    pub fn user_of(&self, d: &DeviceId) -> Option<&UserId> {
+        self.team.devices.get(d).map(|r| &r.user)
+    }
+
+    /// The device's strongest folder grant (role and manager rank).
+    pub fn folder_grant(&self, d: &DeviceId) -> Option<Grant> {
+        let user = self.device_user(d).ok()?;
+        let mut best: Option<Grant> = None;
+        let mut consider = |g: Option<&Grant>| {
+            if let Some(g) = g {
+                best = Some(match best {
+                    None => *g,
+                    Some(b) => Grant {
+                        role: if g.role.strength() > b.role.strength() {
+                            g.role
+                        } else {
+                            b.role
+                        },
+                        rank: b.rank.min(g.rank),
+                    },
+                });
+            }
+        };
+        consider(self.folder.grants.get(&Principal::Device(*d)));
+        if let Some(u) = user {
+            consider(self.folder.grants.get(&Principal::User(u.clone())));
+            for (g, members) in &self.team.groups {
+                if members.contains(u) {
+                    consider(self.folder.grants.get(&Principal::Group(g.clone())));
+                }
+            }
+        }
+        best
+    }
+
+    pub fn role_of(&self, d: &DeviceId) -> Option<Role> {
+        self.folder_grant(d).map(|g| g.role)
+    }
+
+    fn admin_rank(&self, d: &DeviceId) -> Option<u32> {
+        let user = self.device_user(d).ok()??;
+        self.team.admins.get(user).copied()
+    }
+
+    pub fn rights(&self, d: &DeviceId) -> Rights {
+        let grant = self.folder_grant(d);
+        let admin = self.admin_rank(d);
+        let folder_rank = grant
+            .filter(|g| g.role.can_manage())
+            .map_or(NO_RANK, |g| g.rank);
+        Rights {
+            member: grant.is_some(),
+            writer: grant.is_some_and(|g| g.role.can_write_items()),
+            manager: grant.is_some_and(|g| g.role.can_manage()) || admin.is_some(),
+            admin: admin.is_some(),
+            rank: folder_rank.min(admin.unwrap_or(NO_RANK)),
+        }
+    }
+
+    fn devices_of_user<'a>(
+        &'a self,
+        u: &'a UserId,
+    ) -> impl Iterator<Item = (&'a DeviceId, &'a DeviceRecord)> + 'a {
+        let live = self.team.users.contains(u);
+        self.team
+            .devices
+            .iter()
+            .filter(move |(_, r)| live && &r.user == u && !r.revoked)
+    }
+
+    /// Every device the folder's grants reach, with its X25519 key if known.
+    pub fn member_devices(&self) -> BTreeMap<DeviceId, Option<[u8; 32]>> {
+        let mut out = BTreeMap::new();
+        for p in self.folder.grants.keys() {
+            match p {
+                Principal::Device(d) => {
+                    if !self.is_dead(d) {
+                        let x = self
+                            .folder
+                            .exchange
+                            .get(d)
+                            .copied()
+                            .or_else(|| self.team.devices.get(d).map(|r| r.exchange));
+                        out.insert(*d, x);
+                    }
+                }
+                Principal::User(u) => {
+                    for (d, r) in self.devices_of_user(u) {
+                        out.insert(*d, Some(r.exchange));
+                    }
+                }
+                Principal::Group(g) => {
+                    for u in self.team.groups.get(g).into_iter().flatten() {
+                        for (d, r) in self.devices_of_user(u) {
+                            out.insert(*d, Some(r.exchange));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A device that holds the current epoch key is no longer a member: the
+    /// next content must come under a new epoch.
+    pub fn rotation_due(&self) -> bool {
+        let Some(epoch) = self
+            .folder
+            .current_epoch
+            .and_then(|e| self.folder.epochs.get(&e))
+        else {
+            return false;
+        };
+        let members = self.member_devices();
+        epoch.wraps.keys().any(|d| !members.contains_key(d))
+    }
+
+    /// Member devices with a known X25519 key but no wrap of the current epoch.
+    pub fn missing_wraps(&self) -> Vec<(DeviceId, [u8; 32])> {
+        let Some(epoch) = self
+            .folder
+            .current_epoch
+            .and_then(|e| self.folder.epochs.get(&e))
+        else {
+            return Vec::new();
+        };
+        self.member_devices()
+            .into_iter()
+            .filter_map(|(d, x)| Some((d, x?)))
+            .filter(|(d, _)| !epoch.wraps.contains_key(d))
+            .collect()
+    }
+
+    fn snapshot(&self) -> BTreeMap<DeviceId, Rights> {
+        let mut devices: BTreeSet<DeviceId> = self.member_devices().into_keys().collect();
+        for (d, r) in &self.team.devices {
+            if self.team.admins.contains_key(&r.user) {
+                devices.insert(*d);
+            }
+        }
+        devices.into_iter().map(|d| (d, self.rights(&d))).collect()
+    }
+
+    fn any_manager(&self) -> bool {
+        !self.team.admins.is_empty() || self.member_devices().keys().any(|d| self.rights(d).manager)
+    }
+
+    /// Applies one control op if its author may make it; on `Err` the state
+    /// is unchanged. Removals report what they took away.
+    pub fn apply(
+        &mut self,
+        info: &OpInfo,
+        op: &ControlOp,
+    ) -> Result<Option<RemovalEffect>, Denial> {
+        let before = op.is_removal().then(|| self.snapshot());
+        let author_rank = self.rights(&info.author).rank;
+        let mut next = self.clone();
+        match op {
+            ControlOp::Roster(op) => {
+                if Some(info.space) != info.team {
+                    return deny("roster op outside the team roster");
+                }
+                next.apply_roster(info, op)?;
+            }
+            ControlOp::Membership(op) => {
+                if info.space != info.home || Some(info.home) == info.team {
+                    return deny("membership op outside its folder");
+                }
+                next.apply_membership(info, op)?;
+            }
+        }
+        *self = next;
+        Ok(before.map(|before| {
+            let after = self.snapshot();
+            let mut effect = RemovalEffect {
+                author_rank,
+                ..Default::default()
+            };
+            for (d, b) in before {
+                let a = after.get(&d).copied().unwrap_or_default();
+                let mut hit = false;
+                if b.member && !a.member {
+                    effect.lost_members.insert(d);
+                    hit = true;
+                }
+                if b.writer && !a.writer {
+                    effect.lost_writers.insert(d);
+                    hit = true;
+                }
+                if (b.manager && !a.manager) || (b.admin && !a.admin) {
+                    effect.lost_managers.insert(d);
+                    hit = true;
+                }
+                if hit {
+                    effect.target_ranks.insert(d, b.rank);
+                }
+            }
+            effect
+        }))
+    }
+
+    fn check_wraps(&self, wraps: &[KeyWrap]) -> Result<(), Denial> {
+        let members = self.member_devices();
+        let mut seen = BTreeSet::new();
+        for w in wraps {
+            if !members.contains_key(&w.device) {
+                return deny("a key wrap names a device that is not a member");
+            }
+            if !seen.insert(w.device) {
+                return deny("two key wraps for one device");
+            }
+        }
+        Ok(())
+    }
+
+    fn add_wraps(&mut self, epoch: EnvelopeId, wraps: &[KeyWrap]) {
+        if let Some(e) = self.folder.epochs.get_mut(&epoch) {
+            for w in wraps {
+                e.wraps.entry(w.device).or_insert_with(|| w.sealed.clone());
+            }
+        }
+    }
+
+    fn principal_devices_include(&self, p: &Principal, d: &DeviceId) -> bool {
+        match p {
+            Principal::Device(x) => x == d,
+            Principal::User(u) => self.user_of(d) == Some(u),
+            Principal::Group(_) => false,
+        }
+    }
+
+    fn apply_membership(&mut self, info: &OpInfo, op: &MembershipOp) -> Result<(), Denial> {
+        let author = info.author;
+        if let MembershipOp::Create { nonce, wraps } | MembershipOp::Found { nonce, wraps, .. } = op
+        {
+            if self.folder.genesis.is_some() {
+                return deny("folder already created");
+            }
+            if info.seq != 1 || space_id_for(&author, nonce) != info.home {
+                return deny("creation does not match the folder id");
+            }
+            if self.is_dead(&author) {
+                return deny("author device is revoked");
+            }
+            self.folder.genesis = Some(info.id);
+            self.folder.grants.insert(
+                Principal::Device(author),
+                Grant {
+                    role: Role::Manager,
+                    rank: FOLDER_CREATOR_RANK,
+                },
+            );
+            if let MembershipOp::Found { exchange, .. } = op {
+                self.folder.exchange.insert(author, *exchange);
+            }
+            let wraps: BTreeMap<DeviceId, Vec<u8>> = wraps
+                .iter()
+                .filter(|w| w.device == author)
+                .map(|w| (w.device, w.sealed.clone()))
+                .collect();
+            self.folder.epochs.insert(
+                info.id,
+                Epoch {
+                    number: 0,
+                    wraps,
+                    chain: Vec::new(),
+                },
+            );
+            self.folder.current_epoch = Some(info.id);
+            return Ok(());
+        }
+        if self.folder.genesis.is_none() {
+            return deny("the folder's creation is not in this op's context");
+        }
+        let rights = self.rights(&author);
+        match op {
+            MembershipOp::Create { .. } | MembershipOp::Found { .. } => unreachable!(),
+            MembershipOp::Grant {
+                principal,
+                role,
+                exchange,
+                epoch,
+                wraps,
+            } => {
+                if !rights.manager {
+                    return deny("only a Folder Manager or team admin may change membership");
+                }
+                match principal {
+                    Principal::User(u) if self.team.founded && !self.team.users.contains(u) => {
+                        return deny("no such user in the team roster")
+                    }
+                    Principal::User(_) | Principal::Group(_) if !self.team.founded => {
+                        return deny("users and groups need a team roster")
+                    }
+                    Principal::Device(d) if self.is_dead(d) => {
+                        return deny("the device is revoked")
+                    }
+                    _ => {}
+                }
+                let existing = self.folder.grants.get(principal).copied();
+                if existing.is_some_and(|g| g.role.strength() > role.strength()) {
+                    return deny("a demotion must be a Remove with a cutoff");
+                }
+                let rank = if role.can_manage() {
+                    let granted = rights.rank.saturating_add(1).max(FOLDER_CREATOR_RANK + 1);
+                    existing.map_or(granted, |g| g.rank.min(granted))
+                } else {
+                    NO_RANK
+                };
+                if let (Principal::Device(d), Some(x)) = (principal, exchange) {
+                    self.folder.exchange.entry(*d).or_insert(*x);
+                }
+                self.folder
+                    .grants
+                    .insert(principal.clone(), Grant { role: *role, rank });
+                self.check_wraps(wraps)?;
+                if !wraps.is_empty() {
+                    match epoch {
+                        Some(e) if self.folder.epochs.contains_key(e) => self.add_wraps(*e, wraps),
+                        _ => return deny("key wraps for an unknown epoch"),
+                    }
+                }
+                Ok(())
+            }
+            MembershipOp::Remove { principal, to, .. } => {
+                let Some(existing) = self.folder.grants.get(principal).copied() else {
+                    return deny("the principal is not a member");
+                };
+                let own = self.principal_devices_include(principal, &author);
+                if !own {
+                    if !rights.manager {
+                        return deny("only a Folder Manager or team admin may remove members");
+                    }
+                    if existing.role.can_manage() && rights.rank > existing.rank {
+                        return deny("the remover's rank is below the target's");
+                    }
+                }
+                match to {
+                    None => {
+                        self.folder.grants.remove(principal);
+                    }
+                    Some(role) if role.strength() < existing.role.strength() => {
+                        self.folder.grants.insert(
+                            principal.clone(),
+                            Grant {
+                                role: *role,
+                                rank: NO_RANK,
+                            },
+                        );
+                    }
+                    Some(_) => return deny("a demotion must lower the role"),
+                }
+                if !self.any_manager() {
+                    return deny("the folder would be left without a manager");
+                }
+                Ok(())
+            }
+            MembershipOp::Rotate { wraps, chain, .. } => {
+                if !rights.member {
+                    return deny("only a member device may rotate the folder key");
+                }
+                self.check_wraps(wraps)?;
+                if chain
+                    .iter()
+                    .any(|l| !self.folder.epochs.contains_key(&l.epoch))
+                {
+                    return deny("the key chain names an unknown epoch");
+                }
+                let number = self.folder.epochs.len() as u32;
+                self.folder.epochs.insert(
+                    info.id,
+                    Epoch {
+                        number,
+                        wraps: wraps.iter().map(|w| (w.device, w.sealed.clone())).collect(),
+                        chain: chain.clone(),
+                    },
+                );
+                self.folder.current_epoch = Some(info.id);
+                Ok(())
+            }
+            MembershipOp::Rewrap { epoch, wraps } => {
+                if !rights.member {
+                    return deny("only a member device may re-wrap the folder key");
+                }
+                if !self.folder.epochs.contains_key(epoch) {
+                    return deny("unknown epoch");
+                }
+                self.check_wraps(wraps)?;
+                self.add_wraps(*epoch, wraps);
+                Ok(())
+            }
+        }
+    }
+
+    fn apply_roster(&mut self, info: &OpInfo, op: &RosterOp) -> Result<(), Denial> {
+        let author = info.author;
+        if let RosterOp::Found {
+            nonce,
+            name,
+            founder,
+            exchange,
+        } = op
+        {
+            if self.team.founded {
+                return deny("team already founded");
+            }
+            if info.seq != 1 || space_id_for(&author, nonce) != info.space {
+                return deny("founding does not match the team id");
+            }
+            let t = &mut self.team;
+            t.founded = true;
+            t.name = name.clone();
+            t.founder = Some(founder.clone());
+            t.admins.insert(founder.clone(), FOUNDER_RANK);
+            t.users.insert(founder.clone());
+            t.devices.insert(
+                author,
+                DeviceRecord {
+                    user: founder.clone(),
+                    exchange: *exchange,
+                    revoked: false,
+                },
+            );
+            return Ok(());
+        }
+        if !self.team.founded {
+            return deny("the team's founding is not in this op's context");
+        }
+        let Ok(Some(author_user)) = self.device_user(&author).map(|u| u.cloned()) else {
+            return deny("author is not a live device of the team");
+        };
+        let admin = self.team.admins.get(&author_user).copied();
+        let need_admin = || admin.ok_or_else(|| "only a team admin may do this".to_string());
+        let founder = self.team.founder.clone();
+        // Rank check for acting on `target`: admins need a rank at least as strong.
+        let outranks = |t: &TeamState, target: &UserId, r: u32| -> Result<(), Denial> {
+            if Some(target) == founder.as_ref() {
+                return deny("the founding admin can only hand over");
+            }
+            match t.admins.get(target) {
+                Some(&tr) if r > tr => deny("the remover's rank is below the target's"),
+                _ => Ok(()),
+            }
+        };
+        match op {
+            RosterOp::Found { .. } => unreachable!(),
+            RosterOp::AddUser { user } => {
+                need_admin()?;
+                self.team.users.insert(user.clone());
+            }
+            RosterOp::RemoveUser { user, .. } => {
+                if !self.team.users.contains(user) {
+                    return deny("no such user");
+                }
+                if Some(user) == founder.as_ref() {
+                    return deny("the founding admin can only hand over");
+                }
+                if *user != author_user {
+                    outranks(&self.team, user, need_admin()?)?;
+                }
+                self.team.users.remove(user);
+                self.team.admins.remove(user);
+                for members in self.team.groups.values_mut() {
+                    members.remove(user);
+                }
+                for rec in self.team.devices.values_mut() {
+                    if &rec.user == user {
+                        rec.revoked = true;
+                    }
+                }
+            }
+            RosterOp::AddDevice {
+                user,
+                device,
+                exchange,
+            } => {
+                if *user != author_user {
+                    need_admin()?;
+                }
+                if !self.team.users.contains(user) {
+                    return deny("no such user");
+                }
+                match self.team.devices.get(device) {
+                    Some(r) if r.revoked => return deny("a revoked device stays revoked"),
+                    Some(r) if &r.user != user || &r.exchange != exchange => {
+                        return deny("the device is already enrolled differently")
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.team.devices.insert(
+                            *device,
+                            DeviceRecord {
+                                user: user.clone(),
+                                exchange: *exchange,
+                                revoked: false,
+                            },
+                        );
+                    }
+                }
+            }
+            RosterOp::RevokeDevice { device, .. } => {
+                let Some(rec) = self.team.devices.get(device).cloned() else {
+                    return deny("no such device");
+                };
+                if rec.revoked {
+                    return deny("already revoked");
+                }
+                if rec.user != author_user {
+                    let r = need_admin()?;
+                    if Some(&rec.user) == founder.as_ref() {
+                        return deny("only the founding admin may revoke the founder's devices");
+                    }
+                    outranks(&self.team, &rec.user, r)?;
+                }
+                if let Some(rec) = self.team.devices.get_mut(device) {
+                    rec.revoked = true;
+                }
+            }
+            RosterOp::AddAdmin { user } => {
+                let r = need_admin()?;
+                if !self.team.users.contains(user) {
+                    return deny("no such user");
+                }
+                let rank = r.saturating_add(1).min(FOLDER_CREATOR_RANK - 1);
+                let entry = self.team.admins.entry(user.clone()).or_insert(rank);
+                *entry = (*entry).min(rank);
+            }
+            RosterOp::RemoveAdmin { user, .. } => {
+                if !self.team.admins.contains_key(user) {
+                    return deny("not an admin");
+                }
+                if *user != author_user || Some(user) == founder.as_ref() {
+                    outranks(&self.team, user, need_admin()?)?;
+                }
+                self.team.admins.remove(user);
+            }
+            RosterOp::AddToGroup { group, user } => {
+                need_admin()?;
+                if !self.team.users.contains(user) {
+                    return deny("no such user");
+                }
+                self.team
+                    .groups
+                    .entry(group.clone())
+                    .or_default()
+                    .insert(user.clone());
+            }
+            RosterOp::RemoveFromGroup { group, user, .. } => {
+                if *user != author_user {
+                    need_admin()?;
+                }
+                let removed = self
+                    .team
+                    .groups
+                    .get_mut(group)
+                    .is_some_and(|m| m.remove(user));
+                if !removed {
+                    return deny("the user is not in that group");
+                }
+            }
+            RosterOp::HandOver { to } => {
+                if Some(&author_user) != founder.as_ref() {
+                    return deny("only the founding admin may hand over");
+                }
+                if !self.team.admins.contains_key(to) {
+                    return deny("the founder role goes to an admin");
+                }
+                self.team.admins.insert(author_user, FOUNDER_RANK + 1);
+                self.team.admins.insert(to.clone(), FOUNDER_RANK);
+                self.team.founder = Some(to.clone());
+            }
+        }
+        Ok(())
+    }
+}

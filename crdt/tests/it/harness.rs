@@ -1,0 +1,139 @@
+//! Shared test helpers: replicas, forged envelopes, digests.
+
+use std::collections::BTreeMap;
+
+use coffer_crdt::envelope::ENVELOPE_VERSION;
+use coffer_crdt::{
+    DeviceKeys, Envelope, EnvelopeBody, EnvelopeId, FolderDoc, FolderKey, ItemEdit, ItemId,
+    ItemType, Kind, Space,
+};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+pub fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+/// Rebuilds a replica's view of the folder document from its accepted
+/// content, with whatever epoch keys it can open.
+pub fn doc_of(space: &Space, keys: &DeviceKeys) -> FolderDoc {
+    // A device whose own changes were dropped (quarantined) writes as a new
+    // incarnation, so it never reuses an Automerge (actor, seq).
+    let me = keys.device_id();
+    let dropped = space
+        .quarantined()
+        .keys()
+        .filter(|id| {
+            space
+                .get(id)
+                .is_some_and(|e| e.author() == me && e.kind() == coffer_crdt::Kind::Content)
+        })
+        .count() as u32;
+    let mut doc = FolderDoc::with_incarnation(me, dropped.min(15));
+    let epoch_keys = space.epoch_keys(keys);
+    for env in space.accepted_content() {
+        if let Some(k) = env.body().epoch.and_then(|e| epoch_keys.get(&e)) {
+            if let Ok(change) = Space::open_content(env, k) {
+                doc.apply_change(&env.author(), &change).unwrap();
+            }
+        }
+    }
+    doc
+}
+
+/// The document of the accepted content, decrypted with every key in `keyring`.
+pub fn doc_with(space: &Space, keyring: &BTreeMap<EnvelopeId, FolderKey>) -> FolderDoc {
+    let mut doc = FolderDoc::new(coffer_crdt::DeviceId([0; 32]));
+    for env in space.accepted_content() {
+        let key = &keyring[&env.body().epoch.unwrap()];
+        let change = Space::open_content(env, key).unwrap();
+        doc.apply_change(&env.author(), &change).unwrap();
+    }
+    doc
+}
+
+/// Canonical digest: the space's accepted state and the saved document.
+pub fn digest(space: &Space, keyring: &BTreeMap<EnvelopeId, FolderKey>) -> (String, Vec<u8>) {
+    // Automerge's saved bytes depend on the order changes were applied in:
+    // use the canonical order.
+    let mut canonical = space.clone();
+    canonical.refresh();
+    let mut doc = doc_with(&canonical, keyring);
+    (hex::encode(space.digest()), doc.save())
+}
+
+/// An Automerge change adding an item, built on the replica's current view.
+pub fn add_item_change(space: &Space, keys: &DeviceKeys, name: &str, now: i64) -> Vec<u8> {
+    let mut doc = doc_of(space, keys);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&(now as u64).to_be_bytes());
+    id[8..].copy_from_slice(&keys.device_id().0[..8]);
+    doc.add_item(ItemId(id), ItemType::Note, name, &ItemEdit::default(), now)
+        .unwrap()
+}
+
+/// Writes an item honestly (learning metas first so deps count).
+pub fn write(
+    space: &mut Space,
+    keys: &DeviceKeys,
+    name: &str,
+    now: i64,
+    rng: &mut ChaCha20Rng,
+) -> Envelope {
+    space.learn_metas(keys);
+    let change = add_item_change(space, keys, name, now);
+    let key = space.folder_key(keys).unwrap();
+    space.seal_content(keys, &key, &change, rng).unwrap()
+}
+
+/// Builds (without any permission check) this device's next content
+/// envelope under `epoch`, as a malicious or out-of-date client could.
+pub fn force_content(
+    space: &mut Space,
+    keys: &DeviceKeys,
+    key: &FolderKey,
+    epoch: EnvelopeId,
+    change: &[u8],
+    rng: &mut ChaCha20Rng,
+) -> Envelope {
+    let author = keys.device_id();
+    let mine = space
+        .held()
+        .filter(|e| e.author() == author && e.space() == space.id())
+        .max_by_key(|e| e.seq())
+        .cloned();
+    let seq = mine.as_ref().map_or(1, |e| e.seq() + 1);
+    let aad = EnvelopeBody::payload_aad(&space.id(), &author, seq, Kind::Content);
+    let env = Envelope::sign(
+        EnvelopeBody {
+            version: ENVELOPE_VERSION,
+            space: space.id(),
+            author,
+            seq,
+            prev: mine.map(|e| e.id()),
+            kind: Kind::Content,
+            context: space.control_heads().to_vec(),
+            epoch: Some(epoch),
+            payload: key.encrypt(change, &aad, rng),
+        },
+        keys,
+    );
+    let _ = space.ingest(env.clone());
+    env
+}
+
+/// Delivers every envelope of `from` to `to` (in a shuffled order) and
+/// lets `to` learn change metadata with `keys`.
+pub fn sync(from: &Space, to: &mut Space, keys: &DeviceKeys, seed: u64) {
+    let mut envs: Vec<Envelope> = from.held().cloned().collect();
+    envs.sort_by_key(|e| e.id());
+    let mut r = rng(seed);
+    for i in (1..envs.len()).rev() {
+        let j = (r.next_u32() as usize) % (i + 1);
+        envs.swap(i, j);
+    }
+    for env in envs {
+        let _ = to.ingest(env);
+    }
+    to.learn_metas(keys);
+}

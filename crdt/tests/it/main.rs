@@ -1,0 +1,6 @@
+//! Integration tests of the replicated core: named scenarios and the
+//! deterministic multi-replica simulator.
+
+mod harness;
+mod scenarios;
+mod sim;

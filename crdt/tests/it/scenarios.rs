@@ -1,0 +1,759 @@
+//! Named scenarios of issue 3, each asserting the exact outcome.
+
+use std::collections::BTreeMap;
+
+use coffer_crdt::ops::{ControlOp, MembershipOp, Principal, Role, RosterOp, UserId};
+use coffer_crdt::space::{IngestError, Outcome, Reason};
+use coffer_crdt::{DeviceKeys, Envelope, EnvelopeBody, EnvelopeId, FolderKey, Space, SpaceId};
+
+use crate::harness::*;
+
+/// A folder founded by device 0 with devices 1.. granted the given roles,
+/// every replica fully synced. Returns keys, replicas and the keyring.
+struct World {
+    keys: Vec<DeviceKeys>,
+    reps: Vec<Space>,
+    keyring: BTreeMap<EnvelopeId, FolderKey>,
+    rng: rand_chacha::ChaCha20Rng,
+}
+
+impl World {
+    fn new(seed: u64, roles: &[Role]) -> World {
+        let mut rng = rng(seed);
+        let keys: Vec<DeviceKeys> = (0..=roles.len())
+            .map(|_| DeviceKeys::generate(&mut rng))
+            .collect();
+        let key = FolderKey::generate(&mut rng);
+        let (mut founder, _) = Space::create(&keys[0], &key, &mut rng).unwrap();
+        let mut keyring = BTreeMap::new();
+        keyring.insert(founder.current_epoch().unwrap(), key.clone());
+        for (i, role) in roles.iter().enumerate() {
+            let k = &keys[i + 1];
+            founder
+                .grant(
+                    &keys[0],
+                    Principal::Device(k.device_id()),
+                    *role,
+                    Some(k.exchange_public()),
+                    Some(&key),
+                    &mut rng,
+                )
+                .unwrap();
+        }
+        let mut reps = vec![founder];
+        for (i, k) in keys.iter().enumerate().skip(1) {
+            let mut s = Space::new(reps[0].id());
+            sync(&reps[0], &mut s, k, i as u64);
+            reps.push(s);
+        }
+        World {
+            keys,
+            reps,
+            keyring,
+            rng,
+        }
+    }
+
+    fn id(&self, i: usize) -> coffer_crdt::DeviceId {
+        self.keys[i].device_id()
+    }
+
+    /// Full delivery between all replicas (twice around, shuffled).
+    fn converge(&mut self) {
+        for round in 0..2 {
+            for i in 0..self.reps.len() {
+                for j in 0..self.reps.len() {
+                    if i != j {
+                        let (a, b) = two(&mut self.reps, i, j);
+                        sync(a, b, &self.keys[j], (round * 100 + i * 10 + j) as u64);
+                    }
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, i: usize, name: &str, now: i64) -> Envelope {
+        write(&mut self.reps[i], &self.keys[i], name, now, &mut self.rng)
+    }
+
+    fn assert_identical(&self) {
+        let first = digest(&self.reps[0], &self.keyring);
+        for r in &self.reps[1..] {
+            assert_eq!(digest(r, &self.keyring), first);
+        }
+    }
+
+    fn outcome_everywhere(&self, id: &EnvelopeId) -> Outcome {
+        let o = self.reps[0].outcome_of(id).unwrap();
+        for r in &self.reps {
+            assert_eq!(r.outcome_of(id).as_ref(), Some(&o));
+        }
+        o
+    }
+}
+
+fn two<T>(v: &mut [T], i: usize, j: usize) -> (&T, &mut T) {
+    assert_ne!(i, j);
+    if i < j {
+        let (l, r) = v.split_at_mut(j);
+        (&l[i], &mut r[0])
+    } else {
+        let (l, r) = v.split_at_mut(i);
+        (&r[0], &mut l[j])
+    }
+}
+
+#[test]
+fn folder_member_writes_are_quarantined_everywhere() {
+    let mut w = World::new(1, &[Role::Member, Role::Editor]);
+    let epoch = w.reps[1].current_epoch().unwrap();
+    let key = w.reps[1].folder_key(&w.keys[1]).unwrap();
+    // The honest API refuses; a modified client signs anyway.
+    let change = add_item_change(&w.reps[1], &w.keys[1], "sneaky", 5);
+    assert!(w.reps[1]
+        .seal_content(&w.keys[1], &key, &change, &mut w.rng)
+        .is_err());
+    let env = force_content(&mut w.reps[1], &w.keys[1], &key, epoch, &change, &mut w.rng);
+    w.converge();
+    assert!(matches!(
+        w.outcome_everywhere(&env.id()),
+        Outcome::Quarantined(Reason::Unauthorized(_))
+    ));
+    assert!(w.reps.iter().all(|r| r.get(&env.id()).is_some()), "kept");
+    assert!(doc_of(&w.reps[2], &w.keys[2]).items().is_empty());
+    w.assert_identical();
+}
+
+#[test]
+fn item_manager_edits_are_accepted() {
+    let mut w = World::new(2, &[Role::Editor, Role::Member]);
+    let env = w.write(1, "from the editor", 7);
+    w.converge();
+    assert_eq!(w.outcome_everywhere(&env.id()), Outcome::Accepted);
+    let items = doc_of(&w.reps[2], &w.keys[2]).items();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].name, "from the editor");
+    w.assert_identical();
+}
+
+#[test]
+fn item_manager_membership_change_is_rejected() {
+    let mut w = World::new(3, &[Role::Editor, Role::Member]);
+    let target = Principal::Device(w.keys[2].device_id());
+    // The honest API refuses without publishing.
+    assert!(w.reps[1]
+        .grant(
+            &w.keys[1],
+            target.clone(),
+            Role::Manager,
+            None,
+            None,
+            &mut w.rng
+        )
+        .is_err());
+    let op = ControlOp::Membership(MembershipOp::Grant {
+        principal: target,
+        role: Role::Manager,
+        exchange: None,
+        epoch: None,
+        wraps: vec![],
+    });
+    let (env, outcome) = w.reps[1].write_control(&w.keys[1], &op);
+    assert!(matches!(
+        outcome,
+        Outcome::Quarantined(Reason::Unauthorized(_))
+    ));
+    w.converge();
+    assert!(matches!(
+        w.outcome_everywhere(&env.id()),
+        Outcome::Quarantined(Reason::Unauthorized(_))
+    ));
+    assert!(w
+        .reps
+        .iter()
+        .all(|r| r.role_of(&w.id(2)) == Some(Role::Member)));
+    w.assert_identical();
+}
+
+#[test]
+fn offline_edits_of_a_removed_editor_are_quarantined_not_lost() {
+    let mut w = World::new(4, &[Role::Editor, Role::Editor]);
+    let seen = w.write(1, "seen by the manager", 1);
+    w.converge();
+    // Editor 1 goes offline and keeps writing.
+    let offline1 = w.write(1, "offline one", 2);
+    let offline2 = w.write(1, "offline two", 3);
+    // Meanwhile the manager removes editor 1 and rotates.
+    let removal = w.reps[0]
+        .remove(&w.keys[0], Principal::Device(w.keys[1].device_id()), None)
+        .unwrap();
+    let (_, new_key) = w.reps[0].rotate(&w.keys[0], &mut w.rng).unwrap();
+    w.keyring
+        .insert(w.reps[0].current_epoch().unwrap(), new_key);
+    let after = w.write(0, "after the removal", 4);
+    w.converge();
+    assert_eq!(w.outcome_everywhere(&seen.id()), Outcome::Accepted);
+    for e in [&offline1, &offline2] {
+        assert_eq!(
+            w.outcome_everywhere(&e.id()),
+            Outcome::Quarantined(Reason::Removed { by: removal.id() })
+        );
+        assert!(
+            w.reps.iter().all(|r| r.get(&e.id()).is_some()),
+            "kept, not lost"
+        );
+    }
+    assert_eq!(w.outcome_everywhere(&after.id()), Outcome::Accepted);
+    let names: Vec<String> = doc_of(&w.reps[2], &w.keys[2])
+        .items()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert!(names.contains(&"seen by the manager".to_string()));
+    assert!(!names.iter().any(|n| n.starts_with("offline")));
+    w.assert_identical();
+}
+
+#[test]
+fn a_change_an_honest_member_built_on_is_kept_everywhere() {
+    let mut w = World::new(5, &[Role::Editor, Role::Editor]);
+    // Editor 1 writes; editor 2 (another user) sees it and builds on it,
+    // before either hears of the removal.
+    let doomed = w.write(1, "built upon", 1);
+    let (a, b) = two(&mut w.reps, 1, 2);
+    sync(a, b, &w.keys[2], 9);
+    let builder = w.write(2, "on top", 2);
+    // The manager never saw `doomed` when removing editor 1.
+    let removal = w.reps[0]
+        .remove(&w.keys[0], Principal::Device(w.keys[1].device_id()), None)
+        .unwrap();
+    let (_, k) = w.reps[0].rotate(&w.keys[0], &mut w.rng).unwrap();
+    w.keyring.insert(w.reps[0].current_epoch().unwrap(), k);
+    // Editor 1 writes more that nobody builds on.
+    let lonely = w.write(1, "lonely", 3);
+    w.converge();
+    assert_eq!(w.outcome_everywhere(&doomed.id()), Outcome::Accepted);
+    assert_eq!(w.outcome_everywhere(&builder.id()), Outcome::Accepted);
+    for r in &w.reps {
+        assert_eq!(r.endorsed_by().get(&doomed.id()), Some(&builder.id()));
+    }
+    assert_eq!(
+        w.outcome_everywhere(&lonely.id()),
+        Outcome::Quarantined(Reason::Removed { by: removal.id() })
+    );
+    w.assert_identical();
+}
+
+#[test]
+fn concurrent_mutual_removal_first_in_order_wins_and_folder_stays_manageable() {
+    let mut w = World::new(6, &[Role::Manager, Role::Manager, Role::Editor]);
+    let r1 = w.reps[1]
+        .remove(&w.keys[1], Principal::Device(w.keys[2].device_id()), None)
+        .unwrap();
+    let r2 = w.reps[2]
+        .remove(&w.keys[2], Principal::Device(w.keys[1].device_id()), None)
+        .unwrap();
+    w.converge();
+    // Documented rule: among concurrent removals the lower envelope id applies
+    // first; the loser is no longer a manager when its own removal is judged.
+    let (winner, loser, won, lost) = if r1.id() < r2.id() {
+        (1, 2, r1, r2)
+    } else {
+        (2, 1, r2, r1)
+    };
+    assert_eq!(w.outcome_everywhere(&won.id()), Outcome::Accepted);
+    assert!(matches!(
+        w.outcome_everywhere(&lost.id()),
+        Outcome::Quarantined(Reason::Unauthorized(_))
+    ));
+    for r in &w.reps {
+        assert_eq!(r.role_of(&w.id(winner)), Some(Role::Manager));
+        assert_eq!(r.role_of(&w.id(loser)), None);
+        assert_eq!(
+            r.role_of(&w.id(0)),
+            Some(Role::Manager),
+            "the creator remains"
+        );
+    }
+    // Still manageable: the creator re-adds the loser as an editor.
+    let key = w.reps[0].folder_key(&w.keys[0]).unwrap();
+    let lk = w.keys[loser].exchange_public();
+    w.reps[0]
+        .grant(
+            &w.keys[0],
+            Principal::Device(w.keys[loser].device_id()),
+            Role::Editor,
+            Some(lk),
+            Some(&key),
+            &mut w.rng,
+        )
+        .unwrap();
+    w.converge();
+    assert!(w
+        .reps
+        .iter()
+        .all(|r| r.role_of(&w.id(loser)) == Some(Role::Editor)));
+    w.assert_identical();
+}
+
+#[test]
+fn forged_unknown_replayed_duplicate_and_equivocating_envelopes() {
+    let mut w = World::new(7, &[Role::Editor]);
+    let env = w.write(1, "genuine", 1);
+    // Duplicate: same bytes again.
+    assert_eq!(w.reps[1].ingest(env.clone()), Ok(Outcome::Duplicate));
+    // Forged: someone else's signature on editor 1's header.
+    let stranger = DeviceKeys::generate(&mut w.rng);
+    let mut body = env.body().clone();
+    body.seq += 1;
+    body.prev = Some(env.id());
+    let forged = Envelope::sign(body, &stranger);
+    assert_eq!(
+        w.reps[0].ingest(forged.clone()),
+        Err(IngestError::BadSignature)
+    );
+    assert!(w.reps[0].get(&forged.id()).is_none(), "refused, not kept");
+    // Unknown device: a well-signed envelope from a non-member.
+    let epoch = w.reps[0].current_epoch().unwrap();
+    let key = w.reps[0].folder_key(&w.keys[0]).unwrap();
+    let mut scratch = Space::new(w.reps[0].id());
+    sync(&w.reps[0], &mut scratch, &stranger, 1);
+    let change = add_item_change(&scratch, &stranger, "intruder", 2);
+    let unknown = force_content(&mut scratch, &stranger, &key, epoch, &change, &mut w.rng);
+    assert!(matches!(
+        w.reps[0].ingest(unknown.clone()),
+        Ok(Outcome::Quarantined(Reason::Unauthorized(_)))
+    ));
+    // Replay into another space: refused.
+    let mut other = Space::new(SpaceId([9; 32]));
+    assert_eq!(other.ingest(env.clone()), Err(IngestError::WrongSpace));
+    // Equivocation: editor 1 signs a second envelope at an existing seq.
+    let twin = Envelope::sign(
+        EnvelopeBody {
+            payload: vec![1, 2, 3],
+            ..env.body().clone()
+        },
+        &w.keys[1],
+    );
+    w.reps[0].ingest(twin.clone()).unwrap();
+    w.converge();
+    for e in [&env, &twin] {
+        assert_eq!(
+            w.outcome_everywhere(&e.id()),
+            Outcome::Quarantined(Reason::Equivocation { seq: env.seq() })
+        );
+    }
+    w.assert_identical();
+}
+
+#[test]
+fn removed_member_cannot_decrypt_later_content_with_any_key_it_received() {
+    let mut w = World::new(8, &[Role::Editor, Role::Member]);
+    w.write(0, "before", 1);
+    w.converge();
+    // Every key device 2 ever received: each epoch wrap addressed to it,
+    // and everything its replica can open.
+    let removed = 2;
+    w.reps[0]
+        .remove(
+            &w.keys[0],
+            Principal::Device(w.keys[removed].device_id()),
+            None,
+        )
+        .unwrap();
+    let (_, k) = w.reps[0].rotate(&w.keys[0], &mut w.rng).unwrap();
+    w.keyring.insert(w.reps[0].current_epoch().unwrap(), k);
+    let secret = w.write(0, "after", 2);
+    let editor_write = {
+        w.converge();
+        w.write(1, "editor after", 3)
+    };
+    w.converge();
+    let r = &w.reps[removed];
+    let mut got: Vec<FolderKey> = r.epoch_keys(&w.keys[removed]).into_values().collect();
+    for epoch in r.state().folder.epochs.values() {
+        if let Some(sealed) = epoch.wraps.get(&w.id(removed)) {
+            got.push(w.keys[removed].open_folder_key(sealed).unwrap());
+        }
+    }
+    assert!(!got.is_empty());
+    for key in &got {
+        assert!(Space::open_content(&secret, key).is_err());
+        assert!(Space::open_content(&editor_write, key).is_err());
+    }
+    assert!(r.open(&w.keys[removed], &secret).is_err());
+    // Current members read everything, old content included.
+    for i in [0, 1] {
+        let items = doc_of(&w.reps[i], &w.keys[i]).items();
+        assert_eq!(items.len(), 3, "replica {i}");
+    }
+    w.assert_identical();
+}
+
+#[test]
+fn concurrent_rotations_resolve_deterministically_and_stay_readable() {
+    let mut w = World::new(9, &[Role::Editor, Role::Editor, Role::Member]);
+    w.write(1, "first", 1);
+    w.converge();
+    let (ea, ka) = w.reps[1].rotate(&w.keys[1], &mut w.rng).unwrap();
+    let (eb, kb) = w.reps[2].rotate(&w.keys[2], &mut w.rng).unwrap();
+    w.keyring.insert(ea.id(), ka);
+    w.keyring.insert(eb.id(), kb);
+    let a = w.write(1, "under a", 2);
+    let b = w.write(2, "under b", 3);
+    w.converge();
+    let current = w.reps[0].current_epoch().unwrap();
+    assert!(current == ea.id() || current == eb.id());
+    assert!(w.reps.iter().all(|r| r.current_epoch() == Some(current)));
+    assert_eq!(w.outcome_everywhere(&a.id()), Outcome::Accepted);
+    assert_eq!(w.outcome_everywhere(&b.id()), Outcome::Accepted);
+    // Every member (even the read-only one) reads both branches.
+    for i in 0..4 {
+        assert_eq!(
+            doc_of(&w.reps[i], &w.keys[i]).items().len(),
+            3,
+            "replica {i}"
+        );
+    }
+    // A later rotation chains both branches for future members.
+    let (_, k) = w.reps[0].rotate(&w.keys[0], &mut w.rng).unwrap();
+    w.keyring.insert(w.reps[0].current_epoch().unwrap(), k);
+    w.converge();
+    w.assert_identical();
+}
+
+#[test]
+fn personal_folder_becomes_shared_by_adding_members_nothing_copied() {
+    let mut rng = rng(10);
+    let owner = DeviceKeys::generate(&mut rng);
+    let friend = DeviceKeys::generate(&mut rng);
+    let key = FolderKey::generate(&mut rng);
+    let (mut space, _) = Space::create(&owner, &key, &mut rng).unwrap();
+    for n in 0..3 {
+        write(&mut space, &owner, &format!("item {n}"), n, &mut rng);
+    }
+    let before: Vec<EnvelopeId> = space.accepted_content().map(|e| e.id()).collect();
+    let id = space.id();
+    space
+        .grant(
+            &owner,
+            Principal::Device(friend.device_id()),
+            Role::Editor,
+            Some(friend.exchange_public()),
+            Some(&key),
+            &mut rng,
+        )
+        .unwrap();
+    assert_eq!(space.id(), id, "same folder");
+    let after: Vec<EnvelopeId> = space.accepted_content().map(|e| e.id()).collect();
+    assert_eq!(before, after, "nothing re-encrypted or copied");
+    let mut theirs = Space::new(id);
+    sync(&space, &mut theirs, &friend, 3);
+    assert_eq!(doc_of(&theirs, &friend).items().len(), 3);
+    assert_eq!(theirs.role_of(&friend.device_id()), Some(Role::Editor));
+}
+
+/// A team: founder (admin), an admin, users in a group; a folder shared
+/// with the group; a device revocation and a group removal.
+#[test]
+fn team_roster_groups_devices_and_revocation() {
+    let mut rng = rng(11);
+    let founder = DeviceKeys::generate(&mut rng);
+    let ann_laptop = DeviceKeys::generate(&mut rng);
+    let ann_phone = DeviceKeys::generate(&mut rng);
+    let bob = DeviceKeys::generate(&mut rng);
+    let u = |s: &str| UserId::new(s).unwrap();
+    let (mut roster, _) =
+        Space::create_team(&founder, u("boss@acme.test"), "Acme", &mut rng).unwrap();
+    for (user, dev) in [
+        ("ann@acme.test", &ann_laptop),
+        ("ann@acme.test", &ann_phone),
+        ("bob@acme.test", &bob),
+    ] {
+        if !roster.state().team.users.contains(&u(user)) {
+            roster
+                .roster_op(&founder, RosterOp::AddUser { user: u(user) })
+                .unwrap();
+        }
+        roster
+            .roster_op(
+                &founder,
+                RosterOp::AddDevice {
+                    user: u(user),
+                    device: dev.device_id(),
+                    exchange: dev.exchange_public(),
+                },
+            )
+            .unwrap();
+    }
+    for user in ["ann@acme.test", "bob@acme.test"] {
+        roster
+            .roster_op(
+                &founder,
+                RosterOp::AddToGroup {
+                    group: "it".into(),
+                    user: u(user),
+                },
+            )
+            .unwrap();
+    }
+    // A non-admin cannot add users.
+    assert!(roster
+        .roster_op(&bob, RosterOp::AddUser { user: u("eve@x.y") })
+        .is_err());
+    // The founder's folder, shared with the group as Item Managers.
+    let key = FolderKey::generate(&mut rng);
+    let (mut folder, _) = Space::create_in_team(&founder, &key, Some(&roster), &mut rng).unwrap();
+    let mut keyring = BTreeMap::new();
+    keyring.insert(folder.current_epoch().unwrap(), key.clone());
+    folder
+        .grant(
+            &founder,
+            Principal::Group("it".into()),
+            Role::Editor,
+            None,
+            Some(&key),
+            &mut rng,
+        )
+        .unwrap();
+    assert!(folder.missing_wraps().is_empty());
+    let mut phone = Space::new_in_team(folder.id(), Some(roster.id()));
+    sync(&folder, &mut phone, &ann_phone, 1);
+    let mut bobs = Space::new_in_team(folder.id(), Some(roster.id()));
+    sync(&folder, &mut bobs, &bob, 2);
+    let ok = write(&mut phone, &ann_phone, "from ann's phone", 1, &mut rng);
+    let b1 = write(&mut bobs, &bob, "from bob", 2, &mut rng);
+    sync(&phone, &mut folder, &founder, 3);
+    sync(&bobs, &mut folder, &founder, 4);
+    assert!(folder.is_accepted(&ok.id()) && folder.is_accepted(&b1.id()));
+    // Ann's phone is lost: the founder revokes it in the roster (cutoff:
+    // what the founder holds of the folder), then rotates the folder key.
+    let cutoffs = BTreeMap::from([(folder.id(), folder.cutoff())]);
+    let revoke = folder
+        .roster_op(
+            &founder,
+            RosterOp::RevokeDevice {
+                device: ann_phone.device_id(),
+                cutoffs,
+            },
+        )
+        .unwrap();
+    assert!(folder.rotation_due());
+    let (_, k2) = folder.rotate(&founder, &mut rng).unwrap();
+    keyring.insert(folder.current_epoch().unwrap(), k2);
+    // Bob is taken out of the group: he loses write access here too.
+    let cutoffs = BTreeMap::from([(folder.id(), folder.cutoff())]);
+    let out = folder
+        .roster_op(
+            &founder,
+            RosterOp::RemoveFromGroup {
+                group: "it".into(),
+                user: u("bob@acme.test"),
+                cutoffs,
+            },
+        )
+        .unwrap();
+    let (_, k3) = folder.rotate(&founder, &mut rng).unwrap();
+    keyring.insert(folder.current_epoch().unwrap(), k3);
+    // Meanwhile, offline: the phone and bob keep writing under old keys.
+    let stolen = write(&mut phone, &ann_phone, "thief", 5, &mut rng);
+    let late = write(&mut bobs, &bob, "bob late", 6, &mut rng);
+    sync(&phone, &mut folder, &founder, 5);
+    sync(&bobs, &mut folder, &founder, 6);
+    sync(&folder, &mut phone, &ann_phone, 7);
+    sync(&folder, &mut bobs, &bob, 8);
+    for s in [&folder, &phone, &bobs] {
+        assert_eq!(
+            s.outcome_of(&stolen.id()),
+            Some(Outcome::Quarantined(Reason::Removed { by: revoke.id() }))
+        );
+        assert_eq!(
+            s.outcome_of(&late.id()),
+            Some(Outcome::Quarantined(Reason::Removed { by: out.id() }))
+        );
+        assert!(s.is_accepted(&ok.id()) && s.is_accepted(&b1.id()));
+        assert_eq!(s.role_of(&ann_phone.device_id()), None);
+        assert_eq!(s.role_of(&ann_laptop.device_id()), Some(Role::Editor));
+        assert_eq!(s.role_of(&bob.device_id()), None);
+    }
+    assert_eq!(digest(&folder, &keyring), digest(&phone, &keyring));
+    assert_eq!(digest(&folder, &keyring), digest(&bobs, &keyring));
+    // The phone's keys open nothing of the new epochs.
+    assert!(folder
+        .epoch_key(&ann_phone, &folder.current_epoch().unwrap())
+        .is_err());
+    // Ann's laptop was never wrapped before: a re-wrap hands it the key, and
+    // the chain gives it the history.
+    let mut laptop = Space::new_in_team(folder.id(), Some(roster.id()));
+    sync(&folder, &mut laptop, &ann_laptop, 9);
+    assert_eq!(doc_of(&laptop, &ann_laptop).items().len(), 2);
+    // The founder cannot be removed by another admin; admins can repair.
+    roster
+        .roster_op(
+            &founder,
+            RosterOp::AddAdmin {
+                user: u("ann@acme.test"),
+            },
+        )
+        .unwrap();
+    let mut annroster = Space::new_roster(roster.id());
+    sync(&roster, &mut annroster, &ann_laptop, 10);
+    assert!(annroster
+        .roster_op(
+            &ann_laptop,
+            RosterOp::RemoveAdmin {
+                user: u("boss@acme.test"),
+                cutoffs: BTreeMap::new()
+            }
+        )
+        .is_err());
+}
+
+#[test]
+fn ranks_guard_the_creator_and_anyone_may_leave() {
+    let mut w = World::new(12, &[Role::Manager, Role::Editor]);
+    // A manager the creator appointed cannot remove the creator...
+    let creator = Principal::Device(w.keys[0].device_id());
+    assert!(w.reps[1].remove(&w.keys[1], creator, None).is_err());
+    // ...but the editor may leave on its own.
+    let me = Principal::Device(w.keys[2].device_id());
+    w.reps[2].remove(&w.keys[2], me, None).unwrap();
+    // And the creator cannot leave the folder without a manager: the
+    // appointed manager remains, so it may.
+    let creator = Principal::Device(w.keys[0].device_id());
+    w.reps[0].remove(&w.keys[0], creator, None).unwrap();
+    w.converge();
+    assert!(w
+        .reps
+        .iter()
+        .all(|r| r.role_of(&w.id(1)) == Some(Role::Manager)));
+    assert!(w.reps.iter().all(|r| r.role_of(&w.id(0)).is_none()));
+    // The last manager cannot leave.
+    let last = Principal::Device(w.keys[1].device_id());
+    assert!(w.reps[1].remove(&w.keys[1], last, None).is_err());
+    w.assert_identical();
+}
+
+#[test]
+fn a_late_removal_reports_revoked_content_for_a_rebuild() {
+    let mut w = World::new(13, &[Role::Editor]);
+    let seen = w.write(1, "seen", 1);
+    w.converge();
+    let removal = w.reps[0]
+        .remove(&w.keys[0], Principal::Device(w.keys[1].device_id()), None)
+        .unwrap();
+    let late = w.write(1, "unseen", 2);
+    // Replica 1 accepted its own write; the removal then arrives.
+    assert!(w.reps[1].is_accepted(&late.id()));
+    let report = w.reps[1].ingest_batch(vec![removal.clone()]);
+    assert_eq!(report.outcomes, vec![Ok(Outcome::Accepted)]);
+    assert_eq!(report.revoked, vec![late.id()]);
+    assert!(report.rebuild);
+    assert!(w.reps[1].is_accepted(&seen.id()));
+    assert_eq!(
+        w.reps[1].outcome_of(&late.id()),
+        Some(Outcome::Quarantined(Reason::Removed { by: removal.id() }))
+    );
+}
+
+#[test]
+fn a_team_admin_repairs_a_folder_it_is_not_a_member_of() {
+    let mut rng = rng(14);
+    let boss = DeviceKeys::generate(&mut rng);
+    let ann = DeviceKeys::generate(&mut rng);
+    let u = |s: &str| UserId::new(s).unwrap();
+    let (mut roster, _) = Space::create_team(&boss, u("boss@x.test"), "X", &mut rng).unwrap();
+    roster
+        .roster_op(
+            &boss,
+            RosterOp::AddUser {
+                user: u("ann@x.test"),
+            },
+        )
+        .unwrap();
+    roster
+        .roster_op(
+            &boss,
+            RosterOp::AddDevice {
+                user: u("ann@x.test"),
+                device: ann.device_id(),
+                exchange: ann.exchange_public(),
+            },
+        )
+        .unwrap();
+    // Ann creates a folder; the boss is no member of it.
+    let key = FolderKey::generate(&mut rng);
+    let (folder, _) = Space::create_in_team(&ann, &key, Some(&roster), &mut rng).unwrap();
+    let mut bosses = Space::new_in_team(folder.id(), Some(roster.id()));
+    sync(&folder, &mut bosses, &boss, 1);
+    assert_eq!(bosses.role_of(&boss.device_id()), None);
+    assert!(bosses.can_manage(&boss.device_id()));
+    // The admin grants itself Folder Manager (no key to wrap yet)...
+    bosses
+        .grant(
+            &boss,
+            Principal::User(u("boss@x.test")),
+            Role::Manager,
+            None,
+            None,
+            &mut rng,
+        )
+        .unwrap();
+    assert_eq!(bosses.missing_wraps(), vec![boss.device_id()]);
+    // ...and Ann's device, seeing the member without a wrap, re-wraps.
+    let mut anns = folder;
+    sync(&bosses, &mut anns, &ann, 2);
+    anns.rewrap(&ann, &mut rng).unwrap().unwrap();
+    sync(&anns, &mut bosses, &boss, 3);
+    assert!(bosses.folder_key(&boss).is_ok());
+    assert!(bosses.missing_wraps().is_empty());
+}
+
+#[test]
+fn usage_events_come_from_members_only() {
+    let mut w = World::new(15, &[Role::Member]);
+    let key = w.reps[1].folder_key(&w.keys[1]).unwrap();
+    let used = w.reps[1]
+        .seal_usage(&w.keys[1], &key, b"revealed item 1", &mut w.rng)
+        .unwrap();
+    // After removal, the device can no longer record usage.
+    let target = Principal::Device(w.keys[1].device_id());
+    w.converge();
+    w.reps[0].remove(&w.keys[0], target, None).unwrap();
+    w.converge();
+    assert!(w.reps[1]
+        .seal_usage(&w.keys[1], &key, b"again", &mut w.rng)
+        .is_err());
+    assert_eq!(w.outcome_everywhere(&used.id()), Outcome::Accepted);
+    assert!(w.reps.iter().all(|r| r.accepted_usage().count() == 1));
+    assert_eq!(
+        Space::open_content(&used, &key).unwrap().as_slice(),
+        b"revealed item 1"
+    );
+    w.assert_identical();
+}
+
+#[test]
+fn two_changes_of_one_automerge_actor_with_one_seq_are_both_quarantined() {
+    let mut w = World::new(16, &[Role::Editor]);
+    let first = w.write(1, "first", 1);
+    // A second change at the same Automerge seq (a device that lost its
+    // document and did not start a new incarnation), in a valid envelope.
+    let mut fresh = coffer_crdt::FolderDoc::new(w.id(1));
+    let change = fresh.set_name("same actor, same seq", 2).unwrap();
+    let key = w.reps[1].folder_key(&w.keys[1]).unwrap();
+    let second = w.reps[1]
+        .seal_content(&w.keys[1], &key, &change, &mut w.rng)
+        .unwrap_or_else(|_| {
+            let epoch = w.reps[1].current_epoch().unwrap();
+            force_content(&mut w.reps[1], &w.keys[1], &key, epoch, &change, &mut w.rng)
+        });
+    w.converge();
+    for e in [&first, &second] {
+        assert!(matches!(
+            w.outcome_everywhere(&e.id()),
+            Outcome::Quarantined(Reason::Malformed(_))
+        ));
+    }
+    w.assert_identical();
+}

@@ -1,0 +1,16 @@
+//! Control-op payloads (membership and roster) never panic the decoder, and
+//! what decodes re-encodes to the same bytes.
+#![no_main]
+
+use coffer_crdt::ops::ControlOp;
+use coffer_crdt::Kind;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    for kind in [Kind::Membership, Kind::Roster] {
+        if let Ok(op) = ControlOp::decode(kind, data) {
+            assert_eq!(op.encode(), data);
+            let _ = op.is_removal();
+        }
+    }
+});
