@@ -566,15 +566,16 @@ impl Vault {
             .ok_or_else(|| VaultError::Internal("resolved item vanished".into()))
     }
 
-    /// Records one local change: checks the role, lets `edit` change the
-    /// document, seals the change in an envelope and stores it durably.
-    fn write<F>(
+    /// Checks the role, lets `edit` change the folder document, and seals the
+    /// change as this device's next envelope (held in memory, not yet
+    /// stored). If sealing fails after the document changed, the folder is
+    /// rebuilt from the store so memory never runs ahead of disk.
+    fn seal_local_change<F>(
         &mut self,
         space: SpaceId,
-        item: ItemId,
         rng: &mut impl CryptoRngCore,
         edit: F,
-    ) -> Result<(), VaultError>
+    ) -> Result<Envelope, VaultError>
     where
         F: FnOnce(&mut FolderDoc) -> Result<Vec<u8>, coffer_crdt::FolderError>,
     {
@@ -595,17 +596,42 @@ impl Vault {
             coffer_crdt::FolderError::Invalid(msg) => VaultError::Invalid(msg),
             other => VaultError::Internal(other.to_string()),
         })?;
-        let env = sp
-            .seal_content(&u.keys, &folder.key, &change, rng)
-            .map_err(|e| VaultError::Internal(e.to_string()))?;
+        match sp.seal_content(&u.keys, &folder.key, &change, rng) {
+            Ok(env) => Ok(env),
+            Err(e) => {
+                self.reload_space(space)?;
+                Err(VaultError::Internal(e.to_string()))
+            }
+        }
+    }
+
+    /// Records one local change durably (see [`Vault::seal_local_change`])
+    /// and refreshes the item's cached view.
+    fn write<F>(
+        &mut self,
+        space: SpaceId,
+        item: ItemId,
+        rng: &mut impl CryptoRngCore,
+        edit: F,
+    ) -> Result<(), VaultError>
+    where
+        F: FnOnce(&mut FolderDoc) -> Result<Vec<u8>, coffer_crdt::FolderError>,
+    {
+        let env = self.seal_local_change(space, rng, edit)?;
         if let Err(e) = self.store.append(&[&env]) {
             // Memory is ahead of disk: rebuild this folder from what is stored.
             warn!(error = %e, "write failed; reloading folder from the store");
             self.reload_space(space)?;
             return Err(e.into());
         }
-        if let Some(updated) = folder.doc.item(item) {
-            folder.items.insert(item, updated);
+        if let Some(folder) = self
+            .unlocked
+            .as_mut()
+            .and_then(|u| u.folders.get_mut(&space))
+        {
+            if let Some(updated) = folder.doc.item(item) {
+                folder.items.insert(item, updated);
+            }
         }
         Ok(())
     }
@@ -977,33 +1003,22 @@ impl Vault {
                 let mut raw = [0u8; 16];
                 rng.fill_bytes(&mut raw);
                 let id = ItemId(raw);
-                let u = self.unlocked.as_mut().ok_or(VaultError::Locked)?;
-                let sp = self
-                    .spaces
-                    .get_mut(&space)
-                    .ok_or_else(|| VaultError::Internal("folder space missing".into()))?;
-                if !sp
-                    .role_of(&u.keys.device_id())
-                    .is_some_and(|r| r.can_write_items())
-                {
-                    return Err(VaultError::PermissionDenied(
-                        "importing into this folder needs Item Manager or Folder Manager".into(),
-                    ));
-                }
-                let folder = u.folders.get_mut(&space).ok_or(VaultError::Locked)?;
                 let edit = ItemEdit {
                     name: None,
                     fields,
                     urls: Some(item.urls),
                 };
-                let change = folder
-                    .doc
-                    .add_item(id, item_type, item.name.trim(), &edit, now.unix_ms)
-                    .map_err(|e| VaultError::Invalid(format!("item {:?}: {e}", item.name)))?;
-                envelopes.push(
-                    sp.seal_content(&u.keys, &folder.key, &change, rng)
-                        .map_err(|e| VaultError::Internal(e.to_string()))?,
-                );
+                let name = item.name.trim().to_string();
+                let env = self.seal_local_change(space, rng, |doc| {
+                    doc.add_item(id, item_type, &name, &edit, now.unix_ms)
+                        .map_err(|e| match e {
+                            coffer_crdt::FolderError::Invalid(msg) => {
+                                coffer_crdt::FolderError::Invalid(format!("item {name:?}: {msg}"))
+                            }
+                            other => other,
+                        })
+                })?;
+                envelopes.push(env);
                 touched.entry(space).or_default().push(id);
             }
             self.store.append(&envelopes.iter().collect::<Vec<_>>())?;
