@@ -64,6 +64,43 @@ pub fn pin(from_stdin: bool, confirm: bool) -> Result<Secret, CliError> {
     Ok(pin)
 }
 
+/// A backup passphrase: one stdin line with `from_stdin`, else a hidden
+/// prompt (twice when making a backup).
+pub fn passphrase(from_stdin: bool, confirm: bool) -> Result<Secret, CliError> {
+    let value = if from_stdin {
+        read_stdin_line()?
+    } else if stdin_is_tty() {
+        let value = prompt("Backup passphrase: ")?;
+        if confirm && prompt("Passphrase again: ")?.expose() != value.expose() {
+            return Err(CliError::Usage("the two passphrases differ".into()));
+        }
+        value
+    } else {
+        return Err(CliError::Usage(
+            "no terminal to ask for the passphrase: pass --passphrase-stdin and give it on stdin"
+                .into(),
+        ));
+    };
+    if value.expose().is_empty() {
+        return Err(CliError::Usage("the passphrase is empty".into()));
+    }
+    Ok(value)
+}
+
+/// Asks a yes/no question on the terminal; only `yes` (or `y`) agrees.
+pub fn confirm(question: &str) -> Result<bool, CliError> {
+    eprint!("{question}");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Other(format!("cannot read stdin: {e}")))?;
+    Ok(matches!(
+        line.trim().to_ascii_lowercase().as_str(),
+        "yes" | "y"
+    ))
+}
+
 /// One secret line: a hidden prompt on a terminal (twice if `confirm`), else
 /// the next stdin line. Empty is refused.
 pub fn secret_line(label: &str, confirm: bool) -> Result<Secret, CliError> {

@@ -35,6 +35,7 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 11;
     pub const NO_CLIPBOARD: u8 = 12;
     pub const ALREADY_INITIALIZED: u8 = 13;
+    pub const WRONG_PASSPHRASE: u8 = 14;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +76,7 @@ impl CliError {
                     exit::INVALID_INPUT
                 }
                 Some(ErrorCode::PermissionDenied) => exit::PERMISSION_DENIED,
+                Some(ErrorCode::WrongPassphrase) => exit::WRONG_PASSPHRASE,
                 _ => exit::ERROR,
             },
             CliError::Unavailable(_) => exit::UNAVAILABLE,
@@ -224,7 +226,7 @@ enum Command {
     Import {
         /// bitwarden-json, bitwarden-csv, 1password-1pux, 1password-csv, keepass-xml,
         /// keepassxc-csv, kdbx, lastpass-csv, chrome-csv, firefox-csv, otpauth,
-        /// otpauth-migration, or auto.
+        /// otpauth-migration, coffer-json, or auto.
         #[arg(long, default_value = "auto")]
         format: String,
         file: PathBuf,
@@ -232,6 +234,47 @@ enum Command {
         #[arg(long)]
         folder: Option<String>,
         /// Report what would be imported; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write items in plaintext, as JSON (re-importable with `coffer import`)
+    /// or CSV, to standard output or --output.
+    Export {
+        #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
+        format: String,
+        /// Only this folder.
+        #[arg(long)]
+        folder: Option<String>,
+        /// Write to this new file (mode 0600) instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Also export the items in the trash.
+        #[arg(long)]
+        include_trash: bool,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Write an encrypted backup of every item you can read, trash included
+    /// (age format with a passphrase: `age -d FILE` opens it too).
+    Backup {
+        file: PathBuf,
+        /// Read the passphrase from one stdin line instead of a prompt.
+        #[arg(long)]
+        passphrase_stdin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the items of a backup to this vault (all or nothing; items already
+    /// present are not added again).
+    RestoreBackup {
+        file: PathBuf,
+        /// Read the passphrase from one stdin line instead of a prompt.
+        #[arg(long)]
+        passphrase_stdin: bool,
+        /// Report what would be restored; change nothing.
         #[arg(long)]
         dry_run: bool,
         #[arg(long)]
@@ -417,6 +460,12 @@ impl Ctx {
     }
 }
 
+/// `path` made absolute against the current folder (the daemon has its own).
+fn absolute(path: &std::path::Path) -> Result<PathBuf, CliError> {
+    std::path::absolute(path)
+        .map_err(|e| CliError::Usage(format!("bad path {}: {e}", path.display())))
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
     let mut ctx = Ctx {
         target: Target {
@@ -595,12 +644,98 @@ fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 None
             };
-            let r = ctx.call::<m::Import>(&m::ImportParams {
+            let params = m::ImportParams {
                 format,
                 path: path.display().to_string(),
                 folder,
                 dry_run,
                 password: password.as_ref().map(|p| p.expose().to_string()),
+                progress: !json && output::stderr_is_tty(),
+            };
+            let r = output::with_progress(|on_progress| {
+                Ok(ctx
+                    .client()?
+                    .call_with_progress::<m::Import>(&params, on_progress)?)
+            })?;
+            if json {
+                output::json(&r);
+            } else {
+                output::import(&r);
+            }
+        }
+        Command::Export {
+            format,
+            folder,
+            output,
+            include_trash,
+            yes,
+        } => {
+            let what = folder.as_deref().unwrap_or("every folder");
+            eprintln!(
+                "Warning: the export holds your passwords and TOTP secrets in plaintext ({what}). \
+                 Store it encrypted, or use `coffer backup` instead."
+            );
+            if input::stdin_is_tty() && !yes && !input::confirm("Type \"yes\" to export: ")? {
+                return Err(CliError::Usage("export cancelled".into()));
+            }
+            let r = ctx.call::<m::Export>(&m::ExportParams {
+                format,
+                folder,
+                include_trash,
+            })?;
+            let text = zeroize::Zeroizing::new(r.text);
+            match output {
+                Some(path) => {
+                    output::write_new_private_file(&path, text.as_bytes())?;
+                    eprintln!("Exported {} items to {}.", r.items, path.display());
+                }
+                None => {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .write_all(text.as_bytes())
+                        .map_err(|e| CliError::Other(format!("cannot write the export: {e}")))?;
+                }
+            }
+        }
+        Command::Backup {
+            file,
+            passphrase_stdin,
+            json,
+        } => {
+            let path = absolute(&file)?;
+            let passphrase = input::passphrase(passphrase_stdin, true)?;
+            let r = ctx.call::<m::Backup>(&m::BackupParams {
+                path: path.display().to_string(),
+                passphrase: passphrase.expose().to_string(),
+            })?;
+            if json {
+                output::json(&r);
+            } else {
+                println!(
+                    "Backed up {} items from {} folders to {} ({} bytes, age-encrypted).",
+                    r.items, r.folders, r.path, r.bytes
+                );
+            }
+        }
+        Command::RestoreBackup {
+            file,
+            passphrase_stdin,
+            dry_run,
+            json,
+        } => {
+            let path = std::fs::canonicalize(&file)
+                .map_err(|e| CliError::Usage(format!("cannot open {}: {e}", file.display())))?;
+            let passphrase = input::passphrase(passphrase_stdin, false)?;
+            let params = m::RestoreBackupParams {
+                path: path.display().to_string(),
+                passphrase: passphrase.expose().to_string(),
+                dry_run,
+                progress: !json && output::stderr_is_tty(),
+            };
+            let r = output::with_progress(|on_progress| {
+                Ok(ctx
+                    .client()?
+                    .call_with_progress::<m::RestoreBackup>(&params, on_progress)?)
             })?;
             if json {
                 output::json(&r);

@@ -1,5 +1,6 @@
 //! Human and JSON output.
 
+use std::io::IsTerminal;
 use std::time::{Duration, UNIX_EPOCH};
 
 use coffer_ipc::methods::{
@@ -234,4 +235,63 @@ pub fn import(r: &ImportResult) {
             println!("  {}: {}", s.record, s.reason);
         }
     }
+}
+
+pub fn stderr_is_tty() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// Runs a request that reports progress, drawing a bar on stderr once it is
+/// clearly large (a thousand items or more).
+pub fn with_progress<T>(
+    call: impl FnOnce(&mut dyn FnMut(coffer_ipc::Progress)) -> Result<T, crate::CliError>,
+) -> Result<T, crate::CliError> {
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let result = call(&mut |p| {
+        if p.total < 1000 {
+            return;
+        }
+        let bar = bar.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::new(p.total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:>8} [{bar:40}] {pos}/{len} items ({elapsed})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(p.phase.clone());
+            bar
+        });
+        bar.set_position(p.done);
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    result
+}
+
+/// Creates `path` with mode 0600 and writes `bytes`; refuses to replace a file.
+pub fn write_new_private_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), crate::CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail =
+        |e: std::io::Error| crate::CliError::Other(format!("cannot write {}: {e}", path.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                crate::CliError::Usage(format!(
+                    "{} exists: remove it or choose another name",
+                    path.display()
+                ))
+            } else {
+                fail(e)
+            }
+        })?;
+    file.write_all(bytes).map_err(fail)?;
+    file.sync_all().map_err(fail)
 }

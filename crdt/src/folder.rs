@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
-    ActorId, AutoCommit, Change, ChangeHash, ObjType, ReadDoc, ScalarValue, Value, ROOT,
+    hydrate, ActorId, AutoCommit, Change, ChangeHash, ObjType, ReadDoc, ScalarValue, Value, ROOT,
 };
 
 use crate::ids::{DeviceId, ItemId};
@@ -21,6 +21,9 @@ use crate::ids::{DeviceId, ItemId};
 pub const MAX_NAME_LEN: usize = 512;
 pub const MAX_FIELD_LEN: usize = 64 * 1024;
 pub const MAX_URLS: usize = 64;
+/// Upper bound on the bytes one edit writes (name, fields, URLs), so that a
+/// change always fits in an envelope.
+pub const MAX_EDIT_BYTES: usize = 512 * 1024;
 
 /// The four item types of the brief.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,6 +77,50 @@ pub struct ItemEdit {
     pub name: Option<String>,
     pub fields: BTreeMap<String, String>,
     pub urls: Option<Vec<String>>,
+}
+
+/// One item of a batch for [`FolderDoc::add_items`]; the times let a
+/// restored backup keep its items' history of when.
+#[derive(Clone, Copy, Debug)]
+pub struct NewItem<'a> {
+    pub id: ItemId,
+    pub item_type: ItemType,
+    pub name: &'a str,
+    pub edit: &'a ItemEdit,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub trashed_ms: Option<i64>,
+}
+
+impl NewItem<'_> {
+    /// The item exactly as [`FolderDoc::item`] reads it back right after
+    /// [`FolderDoc::add_items`], without reading the document.
+    pub fn to_item(&self) -> Item {
+        Item {
+            id: self.id,
+            item_type: self.item_type,
+            name: self.name.to_owned(),
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+            trashed_ms: self.trashed_ms,
+            fields: self
+                .edit
+                .fields
+                .iter()
+                .filter(|(_, value)| !value.is_empty())
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+            urls: self
+                .edit
+                .urls
+                .iter()
+                .flatten()
+                .filter(|url| !url.is_empty())
+                .cloned()
+                .collect(),
+            conflicts: BTreeMap::new(),
+        }
+    }
 }
 
 /// One earlier state of an item, as of a change that touched it.
@@ -151,6 +198,19 @@ fn check_edit(edit: &ItemEdit) -> Result<(), FolderError> {
                 "field {key} longer than {MAX_FIELD_LEN} bytes"
             )));
         }
+    }
+    let total: usize = edit.name.as_ref().map_or(0, String::len)
+        + edit
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+        + edit.urls.iter().flatten().map(String::len).sum::<usize>();
+    if total > MAX_EDIT_BYTES {
+        return Err(FolderError::Invalid(format!(
+            "item larger than {} KiB",
+            MAX_EDIT_BYTES / 1024
+        )));
     }
     if let Some(urls) = &edit.urls {
         // One scalar, newline-joined: an Automerge list per item costs ~250 KiB of memory.
@@ -259,8 +319,48 @@ impl FolderDoc {
         edit: &ItemEdit,
         now_ms: i64,
     ) -> Result<Vec<u8>, FolderError> {
-        check_name(name)?;
-        check_edit(edit)?;
+        self.add_items(
+            &[NewItem {
+                id,
+                item_type,
+                name,
+                edit,
+                created_ms: now_ms,
+                updated_ms: now_ms,
+                trashed_ms: None,
+            }],
+            now_ms,
+        )
+    }
+
+    /// Adds several items as one change (an import) committed at `now_ms`: one Automerge change and
+    /// one envelope instead of one per item. Every item is checked before any
+    /// is written, so an invalid item leaves the document as it was.
+    pub fn add_items(
+        &mut self,
+        items: &[NewItem<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<u8>, FolderError> {
+        if items.is_empty() {
+            return Err(FolderError::Invalid("no items to add".into()));
+        }
+        for item in items {
+            check_name(item.name)?;
+            check_edit(item.edit)?;
+        }
+        let mut message = String::from("add");
+        for item in items {
+            if let Err(e) = self.put_item(item) {
+                self.doc.rollback();
+                return Err(e);
+            }
+            message.push_str(" item:");
+            message.push_str(&item.id.to_hex());
+        }
+        self.commit(message, now_ms)
+    }
+
+    fn put_item(&mut self, item: &NewItem<'_>) -> Result<(), FolderError> {
         let items = match self.doc.get(ROOT, "items").map_err(doc_err)? {
             Some((Value::Object(ObjType::Map), items)) => items,
             _ => self
@@ -268,33 +368,34 @@ impl FolderDoc {
                 .put_object(ROOT, "items", ObjType::Map)
                 .map_err(doc_err)?,
         };
-        let obj = self
-            .doc
-            .put_object(&items, id.to_hex(), ObjType::Map)
-            .map_err(doc_err)?;
+        // One batched object creation: two op-set splices instead of one per
+        // key, which makes a 10,000-item import several times faster.
+        let fields: HashMap<&str, hydrate::Value> = item
+            .edit
+            .fields
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(key, value)| (key.as_str(), value.as_str().into()))
+            .collect();
+        let urls = item.edit.urls.as_deref().unwrap_or_default().join("\n");
+        let value: HashMap<&str, hydrate::Value> = HashMap::from([
+            ("type", item.item_type.as_str().into()),
+            ("name", item.name.into()),
+            ("created", item.created_ms.into()),
+            ("updated", item.updated_ms.into()),
+            (
+                "trashed",
+                item.trashed_ms
+                    .map_or(ScalarValue::Null, ScalarValue::Int)
+                    .into(),
+            ),
+            ("fields", fields.into()),
+            ("urls", urls.as_str().into()),
+        ]);
         self.doc
-            .put(&obj, "type", item_type.as_str())
+            .batch_create_object(&items, item.id.to_hex(), &value.into(), false)
             .map_err(doc_err)?;
-        self.doc.put(&obj, "name", name).map_err(doc_err)?;
-        self.doc.put(&obj, "created", now_ms).map_err(doc_err)?;
-        self.doc.put(&obj, "updated", now_ms).map_err(doc_err)?;
-        self.doc
-            .put(&obj, "trashed", ScalarValue::Null)
-            .map_err(doc_err)?;
-        let fields = self
-            .doc
-            .put_object(&obj, "fields", ObjType::Map)
-            .map_err(doc_err)?;
-        for (key, value) in &edit.fields {
-            if !value.is_empty() {
-                self.doc
-                    .put(&fields, key.as_str(), value.as_str())
-                    .map_err(doc_err)?;
-            }
-        }
-        let urls = edit.urls.as_deref().unwrap_or_default().join("\n");
-        self.doc.put(&obj, "urls", urls).map_err(doc_err)?;
-        self.commit(format!("add item:{}", id.to_hex()), now_ms)
+        Ok(())
     }
 
     /// Every `items` map: two replicas adding their first item concurrently
@@ -458,34 +559,62 @@ impl FolderDoc {
         obj: &automerge::ObjId,
         heads: Option<&[ChangeHash]>,
     ) -> Option<Item> {
-        let get = |o: &automerge::ObjId, key: &str| match heads {
-            Some(h) => self.doc.get_at(o, key, h).ok().flatten(),
-            None => self.doc.get(o, key).ok().flatten(),
-        };
-        let item_type = ItemType::parse(&scalar_string(&get(obj, "type")?.0)?)?;
-        let name = scalar_string(&get(obj, "name")?.0)?;
-        let created_ms = get(obj, "created")
-            .and_then(|(v, _)| scalar_int(&v))
-            .unwrap_or(0);
-        let updated_ms = get(obj, "updated")
-            .and_then(|(v, _)| scalar_int(&v))
-            .unwrap_or(created_ms);
-        let trashed_ms = get(obj, "trashed").and_then(|(v, _)| scalar_int(&v));
+        // One pass over each map (not a seek per key): reading every item at
+        // unlock is dominated by this.
+        let entries =
+            |o: &automerge::ObjId| -> Vec<(String, Value<'static>, automerge::ObjId, bool)> {
+                let range = match heads {
+                    Some(h) => self.doc.map_range_at(o, .., h),
+                    None => self.doc.map_range(o, ..),
+                };
+                range
+                    .map(|e| {
+                        let id = e.id();
+                        (e.key.into_owned(), e.value.into(), id, e.conflict)
+                    })
+                    .collect()
+            };
+        let (mut item_type, mut name, mut created_ms, mut updated_ms, mut trashed_ms) =
+            (None, None, None, None, None);
+        let (mut fields_obj, mut urls) = (None, Vec::new());
+        for (key, value, obj_id, _) in entries(obj) {
+            match key.as_str() {
+                "type" => item_type = scalar_string(&value).and_then(|t| ItemType::parse(&t)),
+                "name" => name = scalar_string(&value),
+                "created" => created_ms = scalar_int(&value),
+                "updated" => updated_ms = scalar_int(&value),
+                "trashed" => trashed_ms = scalar_int(&value),
+                "fields" if value == Value::Object(ObjType::Map) => fields_obj = Some(obj_id),
+                "urls" => {
+                    urls = scalar_string(&value)
+                        .map(|joined| {
+                            joined
+                                .lines()
+                                .filter(|u| !u.is_empty())
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                }
+                _ => {}
+            }
+        }
+        let (item_type, name) = (item_type?, name?);
+        let created_ms = created_ms.unwrap_or(0);
+        let updated_ms = updated_ms.unwrap_or(created_ms);
         let mut fields = BTreeMap::new();
         let mut conflicts = BTreeMap::new();
-        if let Some((Value::Object(ObjType::Map), f)) = get(obj, "fields") {
-            let keys: Vec<String> = match heads {
-                Some(h) => self.doc.keys_at(&f, h).collect(),
-                None => self.doc.keys(&f).collect(),
-            };
-            for key in keys {
-                let all = match heads {
-                    Some(h) => self.doc.get_all_at(&f, key.as_str(), h),
-                    None => self.doc.get_all(&f, key.as_str()),
-                }
-                .unwrap_or_default();
-                let winner = get(&f, &key).and_then(|(v, _)| scalar_string(&v));
-                if let Some(winner) = winner {
+        if let Some(f) = fields_obj {
+            for (key, value, _, conflict) in entries(&f) {
+                let Some(winner) = scalar_string(&value) else {
+                    continue;
+                };
+                if conflict {
+                    let all = match heads {
+                        Some(h) => self.doc.get_all_at(&f, key.as_str(), h),
+                        None => self.doc.get_all(&f, key.as_str()),
+                    }
+                    .unwrap_or_default();
                     let losers: Vec<String> = all
                         .iter()
                         .filter_map(|(v, _)| scalar_string(v))
@@ -494,20 +623,10 @@ impl FolderDoc {
                     if !losers.is_empty() {
                         conflicts.insert(key.clone(), losers);
                     }
-                    fields.insert(key, winner);
                 }
+                fields.insert(key, winner);
             }
         }
-        let urls = get(obj, "urls")
-            .and_then(|(v, _)| scalar_string(&v))
-            .map(|joined| {
-                joined
-                    .lines()
-                    .filter(|u| !u.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
         Some(Item {
             id,
             item_type,
@@ -595,6 +714,85 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    fn new<'a>(n: u8, item_type: ItemType, name: &'a str, edit: &'a ItemEdit) -> NewItem<'a> {
+        NewItem {
+            id: ItemId([n; 16]),
+            item_type,
+            name,
+            edit,
+            created_ms: 7,
+            updated_ms: 7,
+            trashed_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_one_change_and_all_or_nothing() {
+        let dev = DeviceId([1; 32]);
+        let mut doc = FolderDoc::new(dev);
+        let a = edit(&[("password", "pa")]);
+        let mut b = edit(&[("notes", "line 1\nline 2"), ("pin", "")]);
+        b.urls = Some(vec!["https://a.example".into(), String::new()]);
+        let batch = [
+            new(1, ItemType::Login, "alpha", &a),
+            NewItem {
+                trashed_ms: Some(6),
+                created_ms: 1,
+                ..new(2, ItemType::Note, "beta", &b)
+            },
+        ];
+        let change = doc.add_items(&batch, 7).unwrap();
+        assert_eq!(doc.heads().len(), 1);
+        for new in &batch {
+            assert_eq!(doc.item(new.id), Some(new.to_item()));
+        }
+        assert_eq!(doc.items().len(), 2);
+        assert_eq!(
+            doc.item(ItemId([2; 16])).unwrap().fields["notes"],
+            "line 1\nline 2"
+        );
+        // Each item's history names the batch change.
+        assert_eq!(doc.history(ItemId([1; 16])).len(), 1);
+        assert_eq!(doc.history(ItemId([2; 16])).len(), 1);
+
+        // A replica applying the one change sees both items.
+        let mut other = FolderDoc::new(DeviceId([2; 32]));
+        other.apply_change(&dev, &change).unwrap();
+        assert_eq!(other.items(), doc.items());
+
+        // One bad item refuses the whole batch and writes nothing.
+        let huge = edit(&[("notes", &"x".repeat(MAX_FIELD_LEN + 1))]);
+        let bad = [
+            new(3, ItemType::Note, "gamma", &a),
+            new(4, ItemType::Note, "delta", &huge),
+        ];
+        assert!(matches!(
+            doc.add_items(&bad, 8),
+            Err(FolderError::Invalid(_))
+        ));
+        assert_eq!(doc.items().len(), 2);
+        assert!(matches!(
+            doc.add_items(&[], 8),
+            Err(FolderError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn one_edit_is_bounded_so_it_fits_an_envelope() {
+        let mut doc = FolderDoc::new(DeviceId([1; 32]));
+        let value = "v".repeat(MAX_FIELD_LEN);
+        let fields: Vec<(String, String)> =
+            (0..9).map(|i| (format!("f{i}"), value.clone())).collect();
+        let big = ItemEdit {
+            fields: fields.into_iter().collect(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            doc.add_item(ItemId([9; 16]), ItemType::Note, "big", &big, 1),
+            Err(FolderError::Invalid(_))
+        ));
     }
 
     #[test]

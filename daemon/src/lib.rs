@@ -7,6 +7,7 @@
 //! `coffer-crdt`, which this crate drives) or the wire types (`coffer-ipc`).
 
 pub mod config;
+pub mod export;
 pub mod import;
 pub mod keystore;
 pub mod server;

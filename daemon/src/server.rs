@@ -14,26 +14,44 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use coffer_ipc::methods::{self as m, Method};
-use coffer_ipc::{ErrorCode, Event, Notification, Request, Response, RpcError, MAX_FRAME_BYTES};
+use coffer_ipc::{
+    ErrorCode, Event, Notification, Progress, ProgressNotification, Request, Response, RpcError,
+    MAX_FRAME_BYTES,
+};
 use futures::{SinkExt, StreamExt};
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::export::{self, ExportError, ExportFile};
 use crate::import;
-use crate::vault::{Now, Vault, VaultError};
+use crate::vault::{ImportRequest, Now, Vault, VaultError};
 
 struct Shared {
     config: Config,
     vault: Mutex<Vault>,
     events: broadcast::Sender<Event>,
     last_activity: Mutex<Instant>,
+}
+
+/// Where a long request reports how far it has got (see [`Progress`]).
+type ProgressSink = mpsc::UnboundedSender<Progress>;
+
+impl From<ExportError> for RpcError {
+    fn from(e: ExportError) -> Self {
+        let code = match e {
+            ExportError::WrongPassphrase => ErrorCode::WrongPassphrase,
+            ExportError::Io(_) | ExportError::Csv(_) => ErrorCode::Internal,
+            _ => ErrorCode::InvalidInput,
+        };
+        RpcError::new(code, e.to_string())
+    }
 }
 
 fn now() -> Now {
@@ -93,9 +111,18 @@ impl Shared {
     }
 
     /// Runs one request against the vault. Blocking (Argon2, SQLite fsync).
-    fn dispatch(&self, method: &str, raw: Value) -> Result<Value, RpcError> {
-        if method == m::Import::NAME {
-            return self.import(raw);
+    fn dispatch(
+        &self,
+        method: &str,
+        raw: Value,
+        progress: ProgressSink,
+    ) -> Result<Value, RpcError> {
+        // These do their slow parts (reading, parsing, scrypt) outside the vault lock.
+        match method {
+            m::Import::NAME => return self.import(raw, progress),
+            m::Backup::NAME => return self.backup(raw),
+            m::RestoreBackup::NAME => return self.restore_backup(raw, progress),
+            _ => {}
         }
         let mut vault = self
             .vault
@@ -211,6 +238,7 @@ impl Shared {
                 self.publish(events);
                 reply::<m::TotpSet>(view)
             }
+            m::Export::NAME => Self::export(&vault, raw),
             other => Err(RpcError::new(
                 ErrorCode::MethodNotFound,
                 format!("unknown method {other:?}"),
@@ -221,21 +249,10 @@ impl Shared {
 
 impl Shared {
     /// Reads and parses the export outside the vault lock, then adds it.
-    fn import(&self, raw: Value) -> Result<Value, RpcError> {
+    fn import(&self, raw: Value, progress: ProgressSink) -> Result<Value, RpcError> {
         let p = params::<m::Import>(raw)?;
         let invalid = |msg: String| RpcError::new(ErrorCode::InvalidInput, msg);
-        let path = std::path::Path::new(&p.path);
-        let size = fs::metadata(path)
-            .map_err(|e| invalid(format!("cannot read {}: {e}", p.path)))?
-            .len();
-        if size > import::MAX_IMPORT_BYTES as u64 {
-            return Err(invalid(format!(
-                "{} is {size} bytes; imports are limited to {} bytes",
-                p.path,
-                import::MAX_IMPORT_BYTES
-            )));
-        }
-        let bytes = fs::read(path).map_err(|e| invalid(format!("cannot read {}: {e}", p.path)))?;
+        let bytes = read_bounded(&p.path, import::MAX_IMPORT_BYTES)?;
         let format = if p.format == "auto" {
             import::detect(&bytes).ok_or_else(|| {
                 invalid("cannot tell the format of this file: name it with --format".into())
@@ -250,25 +267,202 @@ impl Shared {
                 ))
             })?
         };
-        let report = import::parse(format, &bytes, p.password.as_deref())
-            .map_err(|e| invalid(e.to_string()))?;
-        let mut vault = self
-            .vault
-            .lock()
-            .map_err(|_| RpcError::new(ErrorCode::Internal, "vault state poisoned"))?;
-        *self.last_activity.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        let (result, events) = vault.import(
+        let report = import::parse(format, &bytes, p.password.as_deref()).map_err(|e| {
+            let code = match e {
+                import::ImportError::WrongPassword => ErrorCode::WrongPassphrase,
+                _ => ErrorCode::InvalidInput,
+            };
+            RpcError::new(code, e.to_string())
+        })?;
+        let result = self.store_import(
             report,
             format,
             p.folder.as_deref(),
             p.dry_run,
-            now(),
-            &mut OsRng,
+            p.progress.then_some(progress),
         )?;
-        drop(vault);
-        self.publish(events);
         reply::<m::Import>(result)
     }
+
+    /// Adds parsed items to the vault (all or nothing) and publishes the events.
+    fn store_import(
+        &self,
+        report: import::ImportReport,
+        format: import::Format,
+        folder: Option<&str>,
+        dry_run: bool,
+        progress: Option<ProgressSink>,
+    ) -> Result<m::ImportResult, RpcError> {
+        let mut vault = self.lock_vault()?;
+        let mut on_progress = |done: usize, total: usize| {
+            if let Some(sink) = &progress {
+                let _ = sink.send(Progress {
+                    phase: "store".into(),
+                    done: done as u64,
+                    total: total as u64,
+                });
+            }
+        };
+        let request = ImportRequest {
+            report,
+            format,
+            into: folder,
+            dry_run,
+        };
+        let (result, events) = vault.import(request, now(), &mut OsRng, &mut on_progress)?;
+        drop(vault);
+        self.publish(events);
+        Ok(result)
+    }
+
+    fn lock_vault(&self) -> Result<std::sync::MutexGuard<'_, Vault>, RpcError> {
+        let vault = self
+            .vault
+            .lock()
+            .map_err(|_| RpcError::new(ErrorCode::Internal, "vault state poisoned"))?;
+        *self.last_activity.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        Ok(vault)
+    }
+
+    /// Seals everything readable (trash included) into an age file; the
+    /// scrypt work runs after the vault lock is released.
+    fn backup(&self, raw: Value) -> Result<Value, RpcError> {
+        let p = params::<m::Backup>(raw)?;
+        check_passphrase(&p.passphrase)?;
+        let path = Path::new(&p.path);
+        if !path.is_absolute() || path.is_dir() {
+            return Err(RpcError::new(
+                ErrorCode::InvalidInput,
+                format!("{} is not a file path", p.path),
+            ));
+        }
+        let vault = self.lock_vault()?;
+        let items = vault.export_items(None, true)?;
+        let folders = vault.folder_ids().len();
+        drop(vault);
+        let count = items.len();
+        let plaintext = ExportFile::new(items, now().unix_ms).to_json();
+        let sealed = export::seal_backup(&plaintext, &p.passphrase)?;
+        write_atomically(path, &sealed).map_err(|e| {
+            RpcError::new(
+                ErrorCode::InvalidInput,
+                format!("cannot write {}: {e}", p.path),
+            )
+        })?;
+        info!(items = count, bytes = sealed.len(), "backup written");
+        reply::<m::Backup>(m::BackupResult {
+            path: p.path,
+            items: count,
+            folders,
+            bytes: sealed.len() as u64,
+        })
+    }
+
+    fn restore_backup(&self, raw: Value, progress: ProgressSink) -> Result<Value, RpcError> {
+        let p = params::<m::RestoreBackup>(raw)?;
+        // The age header and stream framing add a little to the plaintext limit.
+        let sealed = read_bounded(&p.path, import::MAX_IMPORT_BYTES + (1 << 20))?;
+        let plaintext = export::open_backup(&sealed, &p.passphrase)?;
+        let format = import::Format::CofferJson;
+        let report = import::parse(format, &plaintext, None).map_err(|e| {
+            RpcError::new(
+                ErrorCode::InvalidInput,
+                format!("the backup opened but its content is not valid: {e}"),
+            )
+        })?;
+        let result = self.store_import(
+            report,
+            format,
+            None,
+            p.dry_run,
+            p.progress.then_some(progress),
+        )?;
+        info!(dry_run = p.dry_run, "backup restored");
+        reply::<m::RestoreBackup>(result)
+    }
+
+    fn export(vault: &Vault, raw: Value) -> Result<Value, RpcError> {
+        let p = params::<m::Export>(raw)?;
+        let items = vault.export_items(p.folder.as_deref(), p.include_trash)?;
+        let count = items.len();
+        let text = match p.format.as_str() {
+            "json" => ExportFile::new(items, now().unix_ms).to_json(),
+            "csv" => export::to_csv(&items)?,
+            other => {
+                return Err(RpcError::new(
+                    ErrorCode::InvalidInput,
+                    format!("unknown export format {other:?} (json or csv)"),
+                ))
+            }
+        };
+        // Serde's strings are UTF-8 already; the copy is the reply's.
+        let text = String::from_utf8_lossy(&text).into_owned();
+        info!(items = count, format = %p.format, "plaintext export");
+        reply::<m::Export>(m::ExportResult {
+            format: p.format,
+            items: count,
+            text,
+        })
+    }
+}
+
+fn check_passphrase(passphrase: &str) -> Result<(), RpcError> {
+    if passphrase.chars().count() < 8 {
+        return Err(RpcError::new(
+            ErrorCode::InvalidInput,
+            "a backup passphrase needs at least 8 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a file named by a client, refusing one larger than `max` before
+/// reading it.
+fn read_bounded(path: &str, max: usize) -> Result<Vec<u8>, RpcError> {
+    let invalid = |msg: String| RpcError::new(ErrorCode::InvalidInput, msg);
+    let size = fs::metadata(path)
+        .map_err(|e| invalid(format!("cannot read {path}: {e}")))?
+        .len();
+    if size > max as u64 {
+        return Err(invalid(format!(
+            "{path} is {size} bytes; the limit is {max} bytes"
+        )));
+    }
+    fs::read(path).map_err(|e| invalid(format!("cannot read {path}: {e}")))
+}
+
+/// Writes `bytes` to `path` through a 0600 temporary file in the same folder,
+/// synced and renamed, so a crash leaves the old file or the new one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Creates the socket's folder (0700, ours, not a link), clears a stale
@@ -493,11 +687,21 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream, uid: u32) -> 
         } else {
             let shared = shared.clone();
             let method = request.method.clone();
-            tokio::task::spawn_blocking(move || shared.dispatch(&method, request.params))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(RpcError::new(ErrorCode::Internal, "request handler failed"))
-                })
+            let (progress, mut progress_rx) = mpsc::unbounded_channel();
+            let mut handler = tokio::task::spawn_blocking(move || {
+                shared.dispatch(&method, request.params, progress)
+            });
+            // Progress notes go out on this connection while the request runs.
+            loop {
+                tokio::select! {
+                    done = &mut handler => break done.unwrap_or_else(|_| {
+                        Err(RpcError::new(ErrorCode::Internal, "request handler failed"))
+                    }),
+                    Some(note) = progress_rx.recv() => {
+                        send(&mut framed, &ProgressNotification::new(note)).await?;
+                    }
+                }
+            }
         };
         if request.id.is_none() {
             continue; // a notification: no reply

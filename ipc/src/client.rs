@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::methods::{Empty, Method, Subscribe};
-use crate::wire::{ErrorCode, Event, Notification, Request, Response, RpcError};
+use crate::wire::{
+    ErrorCode, Event, Notification, Progress, ProgressNotification, Request, Response, RpcError,
+};
 use crate::{MAX_FRAME_BYTES, MAX_REPLY_BYTES};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +68,30 @@ impl Client {
     }
 
     /// Calls a method by name with untyped params.
+    /// Like [`Client::call`], handing every progress notification the daemon
+    /// sends before the reply to `on_progress`.
+    pub fn call_with_progress<M: Method>(
+        &mut self,
+        params: &M::Params,
+        mut on_progress: impl FnMut(Progress),
+    ) -> Result<M::Result, ClientError> {
+        let params =
+            serde_json::to_value(params).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let result = self.call_inner(M::NAME, params, &mut on_progress)?;
+        serde_json::from_value(result)
+            .map_err(|e| ClientError::Protocol(format!("bad {} result: {e}", M::NAME)))
+    }
+
     pub fn call_raw(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        self.call_inner(method, params, &mut |_| {})
+    }
+
+    fn call_inner(
+        &mut self,
+        method: &str,
+        params: Value,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let mut line = serde_json::to_vec(&Request::new(id, method, params))
@@ -98,7 +123,12 @@ impl Client {
             let value: Value =
                 serde_json::from_str(&line).map_err(|e| ClientError::Protocol(e.to_string()))?;
             if value.get("id").is_none() {
-                continue; // a notification from an earlier subscribe
+                if value.get("method").and_then(Value::as_str) == Some("progress") {
+                    if let Ok(n) = serde_json::from_value::<ProgressNotification>(value) {
+                        on_progress(n.params);
+                    }
+                }
+                continue; // otherwise a notification from an earlier subscribe
             }
             let response: Response =
                 serde_json::from_value(value).map_err(|e| ClientError::Protocol(e.to_string()))?;

@@ -15,7 +15,9 @@ pub mod wire;
 
 pub use client::{Client, ClientError};
 pub use methods::Method;
-pub use wire::{ErrorCode, Event, Notification, Request, Response, RpcError};
+pub use wire::{
+    ErrorCode, Event, Notification, Progress, ProgressNotification, Request, Response, RpcError,
+};
 
 /// Version of this protocol; sent in every response.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -197,6 +197,9 @@ pub struct ImportParams {
     pub dry_run: bool,
     /// The KDBX database password.
     pub password: Option<String>,
+    /// Send [`crate::Progress`] notifications before the reply.
+    #[serde(default)]
+    pub progress: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -256,6 +259,64 @@ method!(
 method!(
     /// Imports another password manager's export, all or nothing.
     Import, "import", ImportParams, ImportResult
+);
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportParams {
+    /// `json` (Coffer's own format, importable as `coffer-json`) or `csv`.
+    pub format: String,
+    /// Only this folder; every folder when absent.
+    pub folder: Option<String>,
+    /// Also export items in the trash.
+    #[serde(default)]
+    pub include_trash: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportResult {
+    pub format: String,
+    pub items: usize,
+    /// The export itself (plaintext secrets).
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupParams {
+    /// Absolute path of the backup file to write (replaced atomically).
+    pub path: String,
+    pub passphrase: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupResult {
+    pub path: String,
+    pub items: usize,
+    pub folders: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreBackupParams {
+    /// Absolute path of a file written by `backup`.
+    pub path: String,
+    pub passphrase: String,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Send [`crate::Progress`] notifications before the reply.
+    #[serde(default)]
+    pub progress: bool,
+}
+
+method!(
+    /// Everything readable (or one folder) as plaintext JSON or CSV.
+    Export, "export", ExportParams, ExportResult
+);
+method!(
+    /// Writes an age-encrypted (passphrase) backup of every readable item.
+    Backup, "backup", BackupParams, BackupResult
+);
+method!(
+    /// Adds a backup's items to the vault, all or nothing, without duplicates.
+    RestoreBackup, "restore_backup", RestoreBackupParams, ImportResult
 );
 method!(
     /// Turns this connection into an event stream of [`crate::Notification`]s.

@@ -115,6 +115,8 @@ pub enum ErrorCode {
     PermissionDenied = 1009,
     /// A message longer than [`crate::MAX_FRAME_BYTES`].
     TooLarge = 1010,
+    /// A backup's passphrase (or a KDBX password) does not open the file.
+    WrongPassphrase = 1011,
 }
 
 impl ErrorCode {
@@ -136,6 +138,7 @@ impl ErrorCode {
             InvalidInput,
             PermissionDenied,
             TooLarge,
+            WrongPassphrase,
         ]
         .into_iter()
         .find(|c| *c as i64 == code)
@@ -172,6 +175,34 @@ impl Notification {
             jsonrpc: "2.0".into(),
             method: "event".into(),
             params: event,
+        }
+    }
+}
+
+/// How far a long request (an import) has got; sent on the request's own
+/// connection before its reply, only when the request asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// `store` while items are sealed and written.
+    pub phase: String,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// The JSON-RPC notification carrying a [`Progress`] (method `progress`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProgressNotification {
+    pub jsonrpc: String,
+    pub method: String,
+    pub params: Progress,
+}
+
+impl ProgressNotification {
+    pub fn new(progress: Progress) -> Self {
+        Self {
+            jsonrpc: "2.0".into(),
+            method: "progress".into(),
+            params: progress,
         }
     }
 }

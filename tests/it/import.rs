@@ -141,7 +141,7 @@ fn malformed_files_and_wrong_kdbx_password_change_nothing() {
     let err = d.fails(
         &["import", "--format", "kdbx", &fixture("keepass.kdbx")],
         "not-the-password\n",
-        9,
+        14,
     );
     assert!(err.to_lowercase().contains("password"), "{err}");
     assert!(item_names(&d).is_empty());

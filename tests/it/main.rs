@@ -6,6 +6,7 @@ mod autostart;
 mod bad_input;
 mod cli_e2e;
 mod crash;
+mod export;
 mod import;
 mod no_plaintext;
 mod tidy;

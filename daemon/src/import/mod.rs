@@ -48,6 +48,7 @@
 
 mod bitwarden;
 mod browser;
+mod coffer;
 mod keepass;
 mod lastpass;
 mod onepassword;
@@ -93,11 +94,13 @@ pub enum Format {
     Otpauth,
     /// Google Authenticator's `otpauth-migration://offline?data=` export.
     OtpauthMigration,
+    /// Coffer's own `coffer export --format json` (and the inside of a backup).
+    CofferJson,
 }
 
 impl Format {
     /// Every format, in the order shown to users.
-    pub const ALL: [Format; 12] = [
+    pub const ALL: [Format; 13] = [
         Format::BitwardenJson,
         Format::BitwardenCsv,
         Format::OnePassword1pux,
@@ -110,6 +113,7 @@ impl Format {
         Format::FirefoxCsv,
         Format::Otpauth,
         Format::OtpauthMigration,
+        Format::CofferJson,
     ];
 
     /// The format for a CLI name (`bitwarden-json`, ...), case-insensitive.
@@ -135,6 +139,7 @@ impl Format {
             Format::FirefoxCsv => "firefox-csv",
             Format::Otpauth => "otpauth",
             Format::OtpauthMigration => "otpauth-migration",
+            Format::CofferJson => "coffer-json",
         }
     }
 
@@ -163,6 +168,17 @@ pub struct ImportedItem {
     pub folder: Option<String>,
     pub fields: BTreeMap<String, String>,
     pub urls: Vec<String>,
+    /// Times the source recorded (only Coffer's own export has them); the
+    /// import time is used for any that is absent.
+    pub times: ItemTimes,
+}
+
+/// When an item was created, last changed and trashed, in Unix ms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ItemTimes {
+    pub created_ms: Option<i64>,
+    pub updated_ms: Option<i64>,
+    pub trashed_ms: Option<i64>,
 }
 
 impl ImportedItem {
@@ -281,6 +297,7 @@ pub fn parse(
         Format::FirefoxCsv => browser::parse_firefox(text)?,
         Format::Otpauth => otpauth::parse_uris(text)?,
         Format::OtpauthMigration => otpauth::parse_migration(text)?,
+        Format::CofferJson => coffer::parse_json(text)?,
         Format::OnePassword1pux | Format::Kdbx => ImportReport::default(),
     };
     report.items.shrink_to_fit();
@@ -312,6 +329,9 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
     };
     let head = head.trim_start_matches('\u{feff}').trim_start();
     if head.starts_with('{') {
+        if head.contains("\"coffer-export\"") {
+            return Some(Format::CofferJson);
+        }
         return (head.contains("\"items\"") || head.contains("\"encrypted\""))
             .then_some(Format::BitwardenJson);
     }
@@ -694,6 +714,7 @@ impl ItemBuilder {
             folder: self.folder,
             fields: self.fields,
             urls: self.urls,
+            times: ItemTimes::default(),
         });
     }
 }
@@ -907,6 +928,7 @@ pub(crate) mod test_support {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             urls: urls.iter().map(|u| u.to_string()).collect(),
+            times: ItemTimes::default(),
         }
     }
 
