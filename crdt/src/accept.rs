@@ -36,7 +36,7 @@ use crate::envelope::{Envelope, Kind};
 use crate::folder::actor_for;
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 use crate::ops::{ControlOp, MembershipOp};
-use crate::state::{OpInfo, RemovalEffect, State};
+use crate::state::{OpInfo, RemovalEffect, State, NO_RANK};
 
 /// Incarnations a device's Automerge actor may use (a re-added device starts
 /// a new one, so it cannot vouch for its own quarantined past).
@@ -219,6 +219,9 @@ fn mask_or(a: &mut Mask, b: &Mask) {
         *x |= *y;
     }
 }
+fn mask_clear(m: &mut Mask, i: usize) {
+    m[i / 64] &= !(1 << (i % 64));
+}
 fn mask_subset(a: &Mask, b: &Mask) -> bool {
     a.iter().zip(b).all(|(x, y)| x & !y == 0)
 }
@@ -244,6 +247,14 @@ struct Resolved {
     removals: Vec<(usize, RemovalEffect)>,
 }
 
+/// An op judged in its own context `R(past(o) \ {o})`.
+struct Judged {
+    /// Authorised there (with what a removal takes), or why not.
+    verdict: Result<Option<RemovalEffect>, Reason>,
+    /// The author's rank there: the grant it cites through its context.
+    rank: u32,
+}
+
 struct Graph {
     home: SpaceId,
     team: Option<SpaceId>,
@@ -252,6 +263,9 @@ struct Graph {
     /// Ancestors including self, for non-pending nodes.
     past: Vec<Mask>,
     pending: Vec<bool>,
+    /// Topological order of all nodes.
+    order: Vec<usize>,
+    judged: Vec<Option<Judged>>,
     memo: HashMap<Mask, Rc<Resolved>>,
 }
 
@@ -366,6 +380,8 @@ impl Graph {
             index,
             past,
             pending,
+            order,
+            judged: (0..n).map(|_| None).collect(),
             memo: HashMap::new(),
         }
     }
@@ -384,7 +400,7 @@ impl Graph {
         Some(m)
     }
 
-    fn info(&self, i: usize) -> OpInfo {
+    fn info(&self, i: usize, strict: bool) -> OpInfo {
         let n = &self.nodes[i];
         OpInfo {
             id: n.id,
@@ -393,27 +409,132 @@ impl Graph {
             space: n.space,
             home: self.home,
             team: self.team,
+            strict,
         }
     }
 
-    /// Step 3: `R(mask)`, memoised.
+    /// Judges every resolvable op in its own context `R(past(o) \ {o})`,
+    /// in topological order, so each context only needs ops judged before.
+    fn judge_all(&mut self) {
+        for k in 0..self.order.len() {
+            let i = self.order[k];
+            if self.pending[i] || self.nodes[i].bad.is_some() {
+                continue;
+            }
+            let mut ctx = self.past[i].clone();
+            mask_clear(&mut ctx, i);
+            let at = self.resolve(&ctx);
+            let op = self.nodes[i]
+                .op
+                .as_ref()
+                .expect("ops without a bad reason decoded");
+            let rank = at.state.rights(&self.nodes[i].author).rank;
+            let mut state = at.state.clone();
+            let verdict = state
+                .apply(&self.info(i, true), op)
+                .map_err(Reason::Unauthorized);
+            self.judged[i] = Some(Judged { verdict, rank });
+        }
+    }
+
+    fn judged_ok(&self, i: usize) -> bool {
+        matches!(&self.judged[i], Some(Judged { verdict: Ok(_), .. }))
+    }
+
+    /// Step 3: `R(mask)`, memoised. Well-founded: it uses the judgements of
+    /// the ops in `mask` in their own contexts (strictly smaller sets) and
+    /// `R` of strictly smaller sets (in [`Graph::voids_op`]).
     fn resolve(&mut self, mask: &Mask) -> Rc<Resolved> {
         if let Some(r) = self.memo.get(mask) {
             return r.clone();
         }
-        let first = self.pass(mask, &BTreeMap::new());
-        let voids = self.voids(&first, mask);
-        let result = if voids.is_empty() {
-            first
-        } else {
-            self.pass(mask, &voids)
-        };
-        let rc = Rc::new(result);
+        // Removals that stand, by induction on (rank, id): a removal can
+        // only be voided by a standing removal of a stronger rank, or of the
+        // same rank and a lower id, decided before it.
+        let mut removals: Vec<(u32, EnvelopeId, usize)> = (0..self.nodes.len())
+            .filter(|&i| mask_has(mask, i) && self.nodes[i].removal && self.judged_ok(i))
+            .map(|i| {
+                let rank = self.judged[i].as_ref().map_or(NO_RANK, |j| j.rank);
+                (rank, self.nodes[i].id, i)
+            })
+            .collect();
+        removals.sort();
+        let mut standing: Vec<usize> = Vec::new();
+        let mut voids: BTreeMap<usize, EnvelopeId> = BTreeMap::new();
+        for (_, _, r) in removals {
+            let mut by = None;
+            for k in 0..standing.len() {
+                if self.voids_op(standing[k], r, mask) {
+                    by = Some(standing[k]);
+                    break;
+                }
+            }
+            match by {
+                Some(s) => {
+                    voids.insert(r, self.nodes[s].id);
+                }
+                None => standing.push(r),
+            }
+        }
+        // Every other op falls to any standing removal that voids it.
+        for o in 0..self.nodes.len() {
+            if !mask_has(mask, o) || self.nodes[o].removal || !self.judged_ok(o) {
+                continue;
+            }
+            for k in 0..standing.len() {
+                if self.voids_op(standing[k], o, mask) {
+                    voids.insert(o, self.nodes[standing[k]].id);
+                    break;
+                }
+            }
+        }
+        let rc = Rc::new(self.pass(mask, &voids));
         self.memo.insert(mask.clone(), rc.clone());
         rc
     }
 
-    /// One linear pass in the deterministic order.
+    /// Strong removal of control ops: removal `r` voids op `o` iff they are
+    /// concurrent, `r` (in its own context) took rights from `o`'s author,
+    /// `o` is beyond `r`'s cutoff for its space, and `o` is no longer
+    /// authorised in `R(past(o) \ {o} ∪ past(r))` (effective rights: another
+    /// grant may still carry it).
+    fn voids_op(&mut self, r: usize, o: usize, mask: &Mask) -> bool {
+        if r == o || mask_has(&self.past[r], o) || mask_has(&self.past[o], r) {
+            return false;
+        }
+        let author = self.nodes[o].author;
+        let hit = match &self.judged[r] {
+            Some(Judged {
+                verdict: Ok(Some(e)),
+                ..
+            }) => {
+                e.lost_managers.contains(&author)
+                    || e.lost_members.contains(&author)
+                    || e.lost_writers.contains(&author)
+            }
+            _ => false,
+        };
+        if !hit {
+            return false;
+        }
+        let space = self.nodes[o].space;
+        match self.cutoff(r, &space, &author, mask) {
+            Some(c) if self.nodes[o].seq > c => {}
+            _ => return false,
+        }
+        let mut union = self.past[o].clone();
+        mask_clear(&mut union, o);
+        mask_or(&mut union, &self.past[r]);
+        let at = self.resolve(&union);
+        let mut state = at.state.clone();
+        let op = self.nodes[o].op.as_ref().expect("judged ops decoded");
+        state.apply(&self.info(o, false), op).is_err()
+    }
+
+    /// One linear pass in the deterministic order: Kahn's sort, among ready
+    /// ops removals first, then the lowest id. An op takes effect iff it was
+    /// authorised in its own context, is not voided, and its author still
+    /// has the right in the state built so far.
     fn pass(&self, mask: &Mask, voids: &BTreeMap<usize, EnvelopeId>) -> Resolved {
         let n = self.nodes.len();
         let mut out = Resolved::default();
@@ -432,12 +553,17 @@ impl Graph {
             let node = &self.nodes[i];
             let verdict = if let Some(bad) = &node.bad {
                 Err(bad.clone())
+            } else if let Some(Judged {
+                verdict: Err(why), ..
+            }) = &self.judged[i]
+            {
+                Err(why.clone())
             } else if let Some(by) = voids.get(&i) {
                 Err(Reason::Voided { by: *by })
             } else {
                 let op = node.op.as_ref().expect("ops without a bad reason decoded");
                 out.state
-                    .apply(&self.info(i), op)
+                    .apply(&self.info(i, false), op)
                     .map_err(Reason::Unauthorized)
             };
             match verdict {
@@ -465,15 +591,10 @@ impl Graph {
 
     /// The cutoff removal `r` gives for `device`'s envelopes in `space`:
     /// its own cutoff map for that space, else the largest one supplied by a
-    /// valid rotation in the folder citing `r`, else none (then only the
-    /// context decides: weak removal until a rotation supplies one).
-    fn cutoff(
-        &self,
-        r: usize,
-        space: &SpaceId,
-        device: &DeviceId,
-        valid: &BTreeSet<usize>,
-    ) -> Option<u64> {
+    /// rotation in `mask`, authorised in its context, citing `r`, else none
+    /// (then only the context decides: weak removal until a rotation
+    /// supplies one).
+    fn cutoff(&self, r: usize, space: &SpaceId, device: &DeviceId, mask: &Mask) -> Option<u64> {
         let op = self.nodes[r].op.as_ref()?;
         if let Some(map) = op.cutoff_for(space, &self.home) {
             return Some(map.get(device).copied().unwrap_or(0));
@@ -482,9 +603,9 @@ impl Graph {
             return None;
         }
         let rid = self.nodes[r].id;
-        valid
-            .iter()
-            .filter_map(|&i| match &self.nodes[i].op {
+        (0..self.nodes.len())
+            .filter(|&i| mask_has(mask, i) && self.judged_ok(i))
+            .filter_map(|i| match &self.nodes[i].op {
                 Some(ControlOp::Membership(MembershipOp::Rotate { cutoffs, .. })) => cutoffs
                     .iter()
                     .find(|(id, _)| *id == rid)
@@ -492,50 +613,6 @@ impl Graph {
                 _ => None,
             })
             .max()
-    }
-
-    /// Control ops of removed devices that are concurrent with their removal
-    /// and beyond its cutoff; a removal only if the remover outranks strictly.
-    fn voids(&self, first: &Resolved, mask: &Mask) -> BTreeMap<usize, EnvelopeId> {
-        let mut out = BTreeMap::new();
-        for (r, effect) in &first.removals {
-            let affected: BTreeSet<&DeviceId> = effect
-                .lost_managers
-                .iter()
-                .chain(&effect.lost_members)
-                .collect();
-            if affected.is_empty() {
-                continue;
-            }
-            for (o, node) in self.nodes.iter().enumerate() {
-                if o == *r
-                    || !mask_has(mask, o)
-                    || node.bad.is_some()
-                    || !affected.contains(&node.author)
-                {
-                    continue;
-                }
-                if mask_has(&self.past[*r], o) || mask_has(&self.past[o], *r) {
-                    continue;
-                }
-                match self.cutoff(*r, &node.space, &node.author, &first.valid) {
-                    Some(c) if node.seq > c => {}
-                    _ => continue,
-                }
-                if node.removal {
-                    let target = effect
-                        .target_ranks
-                        .get(&node.author)
-                        .copied()
-                        .unwrap_or(u32::MAX);
-                    if effect.author_rank >= target {
-                        continue;
-                    }
-                }
-                out.entry(o).or_insert(self.nodes[*r].id);
-            }
-        }
-        out
     }
 }
 
@@ -583,6 +660,7 @@ pub fn evaluate(
             }
         }
     }
+    graph.judge_all();
     let fin = graph.resolve(&all);
     for i in 0..n {
         if !mask_has(&all, i) {
@@ -608,7 +686,7 @@ pub fn evaluate(
         .map(|(i, e)| (graph.nodes[*i].id, e.clone()))
         .collect();
     ev.state = fin.state.clone();
-    content_validity(&mut graph, &fin, held, &status, metas, &mut ev);
+    content_validity(&mut graph, &fin, &all, held, &status, metas, &mut ev);
     ev
 }
 
@@ -621,6 +699,7 @@ struct ContentJudgement {
 fn content_validity(
     graph: &mut Graph,
     fin: &Resolved,
+    all: &Mask,
     held: &HashMap<EnvelopeId, Envelope>,
     status: &HashMap<EnvelopeId, ChainStatus>,
     metas: &HashMap<EnvelopeId, ChangeMeta>,
@@ -702,7 +781,7 @@ fn content_validity(
         ev.contexts
             .entry(key)
             .or_insert_with(|| Arc::new(at.state.clone()));
-        let reason = judge_content(graph, fin, &at.state, env, &mask, status[&id]);
+        let reason = judge_content(graph, fin, all, &at.state, env, &mask, status[&id]);
         judged.insert(
             id,
             ContentJudgement {
@@ -715,8 +794,9 @@ fn content_validity(
 }
 
 fn judge_content(
-    graph: &Graph,
+    graph: &mut Graph,
     fin: &Resolved,
+    all: &Mask,
     at: &State,
     env: &Envelope,
     mask: &Mask,
@@ -755,12 +835,26 @@ fn judge_content(
         if !lost_of(effect).contains(&body.author) || mask_has(mask, *r) {
             continue;
         }
-        if let Some(c) = graph.cutoff(*r, &body.space, &body.author, &fin.valid) {
-            if body.seq > c {
-                return Some(Reason::Removed {
-                    by: graph.nodes[*r].id,
-                });
-            }
+        let Some(c) = graph.cutoff(*r, &body.space, &body.author, all) else {
+            continue;
+        };
+        if body.seq <= c {
+            continue;
+        }
+        // Effective rights: judged in R(past(c) ∪ past(r)), where another
+        // grant the author had seen (or the removal's author had) may still
+        // carry the right.
+        let mut union = mask.clone();
+        mask_or(&mut union, &graph.past[*r]);
+        let rights = graph.resolve(&union).state.rights(&body.author);
+        let still = match body.kind {
+            Kind::Content => rights.writer,
+            _ => rights.member,
+        };
+        if !still {
+            return Some(Reason::Removed {
+                by: graph.nodes[*r].id,
+            });
         }
     }
     None

@@ -743,6 +743,7 @@ impl Space {
             space,
             home: self.id,
             team: self.team,
+            strict: true,
         };
         if let Err(why) = trial.apply(&info, op) {
             return Err(SpaceError::Refused(why));
@@ -781,6 +782,7 @@ impl Space {
             space: self.id,
             home: self.id,
             team: self.team,
+            strict: true,
         };
         let bare = ControlOp::Membership(MembershipOp::Grant {
             principal: principal.clone(),

@@ -254,18 +254,19 @@ fn concurrent_mutual_removal_first_in_order_wins_and_folder_stays_manageable() {
         .remove(&w.keys[2], Principal::Device(w.keys[1].device_id()), None)
         .unwrap();
     w.converge();
-    // Documented rule: among concurrent removals the lower envelope id applies
-    // first; the loser is no longer a manager when its own removal is judged.
+    // Documented rule: removals stand by induction on (rank, id); both
+    // managers have rank 1001, so the lower envelope id stands and voids the
+    // other (its author lost the right beyond the winner's cutoff).
     let (winner, loser, won, lost) = if r1.id() < r2.id() {
         (1, 2, r1, r2)
     } else {
         (2, 1, r2, r1)
     };
     assert_eq!(w.outcome_everywhere(&won.id()), Outcome::Accepted);
-    assert!(matches!(
+    assert_eq!(
         w.outcome_everywhere(&lost.id()),
-        Outcome::Quarantined(Reason::Unauthorized(_))
-    ));
+        Outcome::Quarantined(Reason::Voided { by: won.id() })
+    );
     for r in &w.reps {
         assert_eq!(r.role_of(&w.id(winner)), Some(Role::Manager));
         assert_eq!(r.role_of(&w.id(loser)), None);
@@ -756,4 +757,218 @@ fn two_changes_of_one_automerge_actor_with_one_seq_are_both_quarantined() {
         ));
     }
     w.assert_identical();
+}
+
+/// Gap "hole 3": validity by induction on (rank, id). Two managers (rank
+/// 1001) each appointed a manager (rank 1002). In two partitions each
+/// manager removes the *other's* appointee, while the appointees remove
+/// each other and appoint someone new. After the merge, on every replica:
+/// both managers' removals stand (nothing of a stronger rank touched them),
+/// they void the appointees' concurrent removals and grants (strictly
+/// weaker rank, beyond the cutoff, no right left), whatever the envelope
+/// ids; the folder stays manageable.
+#[test]
+fn two_partition_cross_appointment_resolves_by_rank() {
+    use Role::*;
+    let mut w = World::new(21, &[Manager, Manager, Member, Member, Member, Member]);
+    let dev = |w: &World, i: usize| Principal::Device(w.keys[i].device_id());
+    // M1 (1) appoints A1 (3), M2 (2) appoints A2 (4).
+    for (m, a) in [(1, 3), (2, 4)] {
+        let p = dev(&w, a);
+        w.reps[m]
+            .grant(&w.keys[m], p, Manager, None, None, &mut w.rng)
+            .unwrap();
+    }
+    w.converge();
+    for a in [3, 4] {
+        let g = w.reps[0].state().folder.grants[&dev(&w, a)];
+        assert_eq!((g.role, g.rank), (Manager, 1002));
+    }
+    // Partition {1, 3} | {2, 4}: nothing crosses until the merge.
+    let p = dev(&w, 4);
+    let r1 = w.reps[1].remove(&w.keys[1], p, None).unwrap();
+    let p = dev(&w, 3);
+    let r2 = w.reps[2].remove(&w.keys[2], p, None).unwrap();
+    let p = dev(&w, 4);
+    let ra1 = w.reps[3].remove(&w.keys[3], p, None).unwrap();
+    let (p, x) = (dev(&w, 5), w.keys[5].exchange_public());
+    let g1 = w.reps[3]
+        .grant(&w.keys[3], p, Manager, Some(x), None, &mut w.rng)
+        .unwrap();
+    let p = dev(&w, 3);
+    let ra2 = w.reps[4].remove(&w.keys[4], p, None).unwrap();
+    let (p, x) = (dev(&w, 6), w.keys[6].exchange_public());
+    let g2 = w.reps[4]
+        .grant(&w.keys[4], p, Editor, Some(x), None, &mut w.rng)
+        .unwrap();
+    w.converge();
+    assert_eq!(w.outcome_everywhere(&r1.id()), Outcome::Accepted);
+    assert_eq!(w.outcome_everywhere(&r2.id()), Outcome::Accepted);
+    for (op, by) in [(&ra1, &r2), (&g1, &r2), (&ra2, &r1), (&g2, &r1)] {
+        assert_eq!(
+            w.outcome_everywhere(&op.id()),
+            Outcome::Quarantined(Reason::Voided { by: by.id() })
+        );
+    }
+    for r in &w.reps {
+        for m in [0, 1, 2] {
+            assert_eq!(r.role_of(&w.id(m)), Some(Manager));
+        }
+        assert_eq!(r.role_of(&w.id(3)), None);
+        assert_eq!(r.role_of(&w.id(4)), None);
+        assert_eq!(r.role_of(&w.id(5)), Some(Member));
+        assert_eq!(r.role_of(&w.id(6)), Some(Member));
+    }
+    w.assert_identical();
+    // Still manageable: M2 rotates the key away from the removed appointees
+    // and re-appoints A1 as an editor (observed-remove: the re-add has the
+    // removal in its past, so it stands).
+    let (_, k) = w.reps[2].rotate(&w.keys[2], &mut w.rng).unwrap();
+    w.keyring
+        .insert(w.reps[2].current_epoch().unwrap(), k.clone());
+    let (p, x) = (dev(&w, 3), w.keys[3].exchange_public());
+    w.reps[2]
+        .grant(&w.keys[2], p, Editor, Some(x), Some(&k), &mut w.rng)
+        .unwrap();
+    w.converge();
+    assert!(w.reps.iter().all(|r| r.role_of(&w.id(3)) == Some(Editor)));
+    w.assert_identical();
+}
+
+/// A team with admin `boss` (device 0) and users ann (1), bob (2), mgr (3);
+/// ann and bob in group "it". A folder founded by boss shared with "it" as
+/// Item Managers and with mgr as Folder Manager; every replica synced.
+fn team_folder(seed: u64) -> (Vec<DeviceKeys>, Vec<Space>, rand_chacha::ChaCha20Rng) {
+    let mut rng = rng(seed);
+    let keys: Vec<DeviceKeys> = (0..4).map(|_| DeviceKeys::generate(&mut rng)).collect();
+    let names = ["boss", "ann", "bob", "mgr"];
+    let u = |i: usize| UserId::new(&format!("{}@t.test", names[i])).unwrap();
+    let (mut roster, _) = Space::create_team(&keys[0], u(0), "T", &mut rng).unwrap();
+    for (i, k) in keys.iter().enumerate().skip(1) {
+        roster
+            .roster_op(&keys[0], RosterOp::AddUser { user: u(i) })
+            .unwrap();
+        roster
+            .roster_op(
+                &keys[0],
+                RosterOp::AddDevice {
+                    user: u(i),
+                    device: k.device_id(),
+                    exchange: k.exchange_public(),
+                },
+            )
+            .unwrap();
+    }
+    for i in [1, 2] {
+        roster
+            .roster_op(
+                &keys[0],
+                RosterOp::AddToGroup {
+                    group: "it".into(),
+                    user: u(i),
+                },
+            )
+            .unwrap();
+    }
+    let key = FolderKey::generate(&mut rng);
+    let (mut folder, _) = Space::create_in_team(&keys[0], &key, Some(&roster), &mut rng).unwrap();
+    folder
+        .grant(
+            &keys[0],
+            Principal::Group("it".into()),
+            Role::Editor,
+            None,
+            Some(&key),
+            &mut rng,
+        )
+        .unwrap();
+    folder
+        .grant(
+            &keys[0],
+            Principal::User(u(3)),
+            Role::Manager,
+            None,
+            Some(&key),
+            &mut rng,
+        )
+        .unwrap();
+    let mut reps = vec![folder];
+    for (i, k) in keys.iter().enumerate().skip(1) {
+        let mut s = Space::new_in_team(reps[0].id(), Some(roster.id()));
+        sync(&reps[0], &mut s, k, i as u64);
+        reps.push(s);
+    }
+    (keys, reps, rng)
+}
+
+/// Gap "hole 6": a removal voids a change only if its author has no write
+/// right left in R(past(c) ∪ past(r) ∪ {r}). Boss takes ann and bob out of
+/// group "it"; concurrently mgr grants ann Item Manager directly, and ann
+/// writes after seeing that grant (but not the removal). In the final
+/// linear order the removal applies before the grant, so judging "at the
+/// removal" would void ann's write; judged in the union of both pasts, ann
+/// still writes through her own grant. Bob, with no other grant, is removed.
+#[test]
+fn effective_rights_after_a_removal_count_grants_the_writer_had_seen() {
+    let (keys, mut reps, mut rng) = team_folder(22);
+    let u = |s: &str| UserId::new(&format!("{s}@t.test")).unwrap();
+    let folder = reps[0].id();
+    let cutoffs = BTreeMap::from([(folder, reps[0].cutoff())]);
+    let out_ann = reps[0]
+        .roster_op(
+            &keys[0],
+            RosterOp::RemoveFromGroup {
+                group: "it".into(),
+                user: u("ann"),
+                cutoffs: cutoffs.clone(),
+            },
+        )
+        .unwrap();
+    let out_bob = reps[0]
+        .roster_op(
+            &keys[0],
+            RosterOp::RemoveFromGroup {
+                group: "it".into(),
+                user: u("bob"),
+                cutoffs,
+            },
+        )
+        .unwrap();
+    let grant = reps[3]
+        .grant(
+            &keys[3],
+            Principal::User(u("ann")),
+            Role::Editor,
+            None,
+            None,
+            &mut rng,
+        )
+        .unwrap();
+    let (m, a) = two(&mut reps, 3, 1);
+    sync(m, a, &keys[1], 1);
+    let ann = write(&mut reps[1], &keys[1], "ann, direct grant", 5, &mut rng);
+    let bob = write(&mut reps[2], &keys[2], "bob, group only", 6, &mut rng);
+    assert!(ann.body().context.contains(&grant.id()));
+    // Everyone gets everything.
+    for round in 0..2 {
+        for i in 0..4 {
+            for j in 0..4 {
+                if i != j {
+                    let (f, t) = two(&mut reps, i, j);
+                    sync(f, t, &keys[j], (round * 100 + i * 10 + j) as u64);
+                }
+            }
+        }
+    }
+    for r in &reps {
+        assert!(r.is_accepted(&out_ann.id()) && r.is_accepted(&grant.id()));
+        assert_eq!(r.outcome_of(&ann.id()), Some(Outcome::Accepted));
+        assert_eq!(
+            r.outcome_of(&bob.id()),
+            Some(Outcome::Quarantined(Reason::Removed { by: out_bob.id() }))
+        );
+        assert_eq!(r.role_of(&keys[1].device_id()), Some(Role::Editor));
+        assert_eq!(r.role_of(&keys[2].device_id()), None);
+        assert_eq!(r.digest(), reps[0].digest());
+    }
 }
