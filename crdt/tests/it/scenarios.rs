@@ -972,3 +972,56 @@ fn effective_rights_after_a_removal_count_grants_the_writer_had_seen() {
         assert_eq!(r.digest(), reps[0].digest());
     }
 }
+
+/// Gap "hole 7": a rotation's wrap set must be exactly the member devices
+/// of its context. Leaving a member out, or wrapping to a stranger, is
+/// quarantined on every replica with the reason; the exact set is accepted.
+#[test]
+fn rotation_wraps_must_be_exactly_the_member_devices() {
+    use coffer_crdt::ops::KeyWrap;
+    let mut w = World::new(23, &[Role::Editor, Role::Member]);
+    let stranger = DeviceKeys::generate(&mut w.rng);
+    let key = FolderKey::generate(&mut w.rng);
+    let mut wrap = |k: &DeviceKeys, rng: &mut rand_chacha::ChaCha20Rng| KeyWrap {
+        device: k.device_id(),
+        sealed: key.seal_to(&k.exchange_public(), rng).unwrap(),
+    };
+    let members: Vec<KeyWrap> = (0..3).map(|i| wrap(&w.keys[i], &mut w.rng)).collect();
+    let omits = members[..2].to_vec();
+    let mut extra = members.clone();
+    extra.push(wrap(&stranger, &mut w.rng));
+    let rotate = |wraps: Vec<KeyWrap>| {
+        ControlOp::Membership(MembershipOp::Rotate {
+            wraps,
+            chain: vec![],
+            cutoffs: vec![],
+        })
+    };
+    // The honest API refuses to publish either.
+    assert!(w.reps[1]
+        .propose(&w.keys[1], &rotate(omits.clone()))
+        .is_err());
+    let (bad1, _) = w.reps[1].write_control(&w.keys[1], &rotate(omits));
+    let (bad2, _) = w.reps[1].write_control(&w.keys[1], &rotate(extra));
+    w.converge();
+    assert_eq!(
+        w.outcome_everywhere(&bad1.id()),
+        Outcome::Quarantined(Reason::Unauthorized(
+            "a rotation leaves a member device without the new key".into()
+        ))
+    );
+    assert_eq!(
+        w.outcome_everywhere(&bad2.id()),
+        Outcome::Quarantined(Reason::Unauthorized(
+            "a rotation wraps the key to a device that is not a member".into()
+        ))
+    );
+    let genesis = w.reps[0].state().folder.genesis.unwrap();
+    assert!(w.reps.iter().all(|r| r.current_epoch() == Some(genesis)));
+    let (good, _) = w.reps[1].write_control(&w.keys[1], &rotate(members));
+    w.converge();
+    assert_eq!(w.outcome_everywhere(&good.id()), Outcome::Accepted);
+    assert!(w.reps.iter().all(|r| r.current_epoch() == Some(good.id())));
+    w.keyring.insert(good.id(), key.clone());
+    w.assert_identical();
+}
