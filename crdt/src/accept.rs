@@ -161,7 +161,12 @@ enum ChainStatus {
     Forked(u64),
 }
 
-/// Step 1: chain status of every held envelope.
+/// Step 1: chain status of every held envelope. Per chain, the accepted
+/// line is built from seq 1: at each seq, among the envelopes whose `prev`
+/// is the line's tip, the lowest id continues it. Any other envelope at a
+/// seq the line reaches (or right after its tip) is a losing branch of a
+/// fork: [`ChainStatus::Forked`] with the first seq where the author forked.
+/// Beyond a gap, envelopes are pending.
 fn chains(
     held: &HashMap<EnvelopeId, Envelope>,
     ev: &mut Evaluation,
@@ -177,27 +182,48 @@ fn chains(
             .push(env.id());
     }
     let mut out = HashMap::with_capacity(held.len());
-    for (key, seqs) in by_chain {
-        let mut prev: Option<EnvelopeId> = None;
-        let mut expected = 1u64;
-        let mut status = ChainStatus::Ok;
-        for (seq, ids) in seqs {
-            if status == ChainStatus::Ok {
-                if seq != expected {
-                    status = ChainStatus::Pending;
-                } else if ids.len() > 1 || held[&ids[0]].body().prev != prev {
-                    status = ChainStatus::Forked(seq);
-                    ev.forked.insert(key);
-                }
+    for (key, mut seqs) in by_chain {
+        // The accepted line.
+        let mut line: Vec<EnvelopeId> = Vec::new();
+        for (seq, ids) in seqs.iter_mut() {
+            if *seq != line.len() as u64 + 1 {
+                break;
             }
-            for id in &ids {
-                out.insert(*id, status);
+            ids.sort();
+            let tip = line.last().copied();
+            match ids.iter().find(|id| held[*id].body().prev == tip) {
+                Some(id) => line.push(*id),
+                None => break,
             }
-            if status == ChainStatus::Ok {
-                prev = Some(ids[0]);
-                ev.tips.insert(key, (seq, ids[0]));
-                expected += 1;
+        }
+        let top = line.len() as u64;
+        let mut fork_at: Option<u64> = None;
+        for (seq, ids) in &seqs {
+            if *seq > top + 1 {
+                break;
             }
+            if ids.iter().any(|id| !line.contains(id)) {
+                fork_at = Some(*seq);
+                break;
+            }
+        }
+        for (seq, ids) in &seqs {
+            for id in ids {
+                let st = if line.get(*seq as usize - 1) == Some(id) {
+                    ChainStatus::Ok
+                } else if *seq <= top + 1 {
+                    ChainStatus::Forked(fork_at.unwrap_or(*seq))
+                } else {
+                    ChainStatus::Pending
+                };
+                out.insert(*id, st);
+            }
+        }
+        if fork_at.is_some() {
+            ev.forked.insert(key);
+        }
+        if let Some(tip) = line.last() {
+            ev.tips.insert(key, (top, *tip));
         }
     }
     out
@@ -983,10 +1009,16 @@ fn endorse(
         }
     }
     ev.actor_seqs = by_actor_seq.keys().map(|(a, s)| (a.to_vec(), *s)).collect();
+    // Where a fork's losing branch clashes with the line's change at one
+    // (actor, seq), only the losers go.
     let mut actor_fork = vec![false; n];
     for group in by_actor_seq.values().filter(|g| g.len() > 1) {
+        let losing = |i: &usize| matches!(judgement[*i].reason, Some(Reason::Equivocation { .. }));
+        let winners = group.iter().filter(|i| !losing(i)).count();
         for &i in group {
-            actor_fork[i] = true;
+            if winners != 1 || losing(&i) {
+                actor_fork[i] = true;
+            }
         }
     }
     let mut keep: Vec<bool> = (0..n)
@@ -1062,7 +1094,9 @@ fn endorse(
         if keep[i] {
             continue;
         }
-        if actor_fork[i] {
+        if let Some(r @ Reason::Equivocation { .. }) = &judgement[i].reason {
+            ev.quarantined.insert(id, r.clone());
+        } else if actor_fork[i] {
             ev.quarantined.insert(
                 id,
                 Reason::Malformed("another change of its Automerge actor has the same seq".into()),

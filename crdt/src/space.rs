@@ -1060,7 +1060,7 @@ mod tests {
     }
 
     #[test]
-    fn equivocation_is_quarantined() {
+    fn equivocation_keeps_the_lowest_id_branch() {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         let keys = DeviceKeys::generate(&mut rng);
         let key = FolderKey::generate(&mut rng);
@@ -1073,15 +1073,22 @@ mod tests {
             },
             &keys,
         );
+        // At the fork, the lower id continues the chain; the other branch is
+        // quarantined.
+        let (lo, hi) = if first.id() < twin.id() {
+            (&first, &twin)
+        } else {
+            (&twin, &first)
+        };
+        space.ingest(twin.clone()).unwrap();
+        assert_eq!(space.outcome_of(&lo.id()), Some(Outcome::Accepted));
         assert_eq!(
-            space.ingest(twin.clone()),
-            Ok(Outcome::Quarantined(Reason::Equivocation { seq: 2 }))
-        );
-        // Both branches of the fork lose effect (none was endorsed).
-        assert_eq!(space.accepted_content().count(), 0);
-        assert_eq!(
-            space.outcome_of(&first.id()),
+            space.outcome_of(&hi.id()),
             Some(Outcome::Quarantined(Reason::Equivocation { seq: 2 }))
+        );
+        assert_eq!(
+            space.chain_tips()[&(space.id(), keys.device_id())],
+            (2, lo.id())
         );
     }
 }

@@ -338,12 +338,17 @@ fn forged_unknown_replayed_duplicate_and_equivocating_envelopes() {
     );
     w.reps[0].ingest(twin.clone()).unwrap();
     w.converge();
-    for e in [&env, &twin] {
-        assert_eq!(
-            w.outcome_everywhere(&e.id()),
-            Outcome::Quarantined(Reason::Equivocation { seq: env.seq() })
-        );
-    }
+    // The lower id continues the author's chain; the other is quarantined.
+    let (lo, hi) = if env.id() < twin.id() {
+        (&env, &twin)
+    } else {
+        (&twin, &env)
+    };
+    assert_eq!(w.outcome_everywhere(&lo.id()), Outcome::Accepted);
+    assert_eq!(
+        w.outcome_everywhere(&hi.id()),
+        Outcome::Quarantined(Reason::Equivocation { seq: env.seq() })
+    );
     w.assert_identical();
 }
 
@@ -1023,5 +1028,52 @@ fn rotation_wraps_must_be_exactly_the_member_devices() {
     assert_eq!(w.outcome_everywhere(&good.id()), Outcome::Accepted);
     assert!(w.reps.iter().all(|r| r.current_epoch() == Some(good.id())));
     w.keyring.insert(good.id(), key.clone());
+    w.assert_identical();
+}
+
+/// Gap "hole 4": an equivocating editor signs two real, different changes
+/// at one seq (same Automerge actor and seq too). Every replica keeps the
+/// branch with the lower envelope id, quarantines the other as
+/// equivocation, and shows only the kept change; the chain goes on from the
+/// kept branch.
+#[test]
+fn equivocation_keeps_the_lowest_id_branch_everywhere() {
+    let mut w = World::new(24, &[Role::Editor, Role::Editor]);
+    w.write(1, "before", 1);
+    w.converge();
+    let mut shadow = w.reps[1].clone();
+    let a = w.write(1, "branch a", 2);
+    let b = write(&mut shadow, &w.keys[1], "branch b", 3, &mut w.rng);
+    assert_eq!((a.seq(), a.body().prev), (b.seq(), b.body().prev));
+    let (a_meta, b_meta) = (
+        coffer_crdt::ChangeMeta::from_change(&w.reps[1].open(&w.keys[1], &a).unwrap()).unwrap(),
+        coffer_crdt::ChangeMeta::from_change(&shadow.open(&w.keys[1], &b).unwrap()).unwrap(),
+    );
+    assert_eq!((&a_meta.actor, a_meta.seq), (&b_meta.actor, b_meta.seq));
+    sync(&shadow, &mut w.reps[2], &w.keys[2], 1);
+    w.converge();
+    let ((lo, lo_name), (hi, _)) = if a.id() < b.id() {
+        ((&a, "branch a"), (&b, "branch b"))
+    } else {
+        ((&b, "branch b"), (&a, "branch a"))
+    };
+    assert_eq!(w.outcome_everywhere(&lo.id()), Outcome::Accepted);
+    assert_eq!(
+        w.outcome_everywhere(&hi.id()),
+        Outcome::Quarantined(Reason::Equivocation { seq: a.seq() })
+    );
+    for i in 0..3 {
+        let mut names: Vec<String> = doc_of(&w.reps[i], &w.keys[i])
+            .items()
+            .into_iter()
+            .map(|it| it.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["before".to_string(), lo_name.to_string()]);
+        assert_eq!(
+            w.reps[i].chain_tips()[&(w.reps[i].id(), w.id(1))],
+            (a.seq(), lo.id())
+        );
+    }
     w.assert_identical();
 }
