@@ -38,13 +38,15 @@ use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 use crate::ops::{ControlOp, MembershipOp};
 use crate::state::{OpInfo, RemovalEffect, State, NO_RANK};
 
-/// Incarnations a device's Automerge actor may use (a re-added device starts
-/// a new one, so it cannot vouch for its own quarantined past).
-pub const MAX_INCARNATIONS: u32 = 16;
+/// Incarnations a device's Automerge actor may use (a device removed from
+/// a folder starts a new one when re-added, so its new changes never extend
+/// its quarantined past).
+pub const MAX_INCARNATIONS: u32 = 64;
 
-/// What the daemon learns by decrypting a content envelope: the Automerge
-/// change's hash, actor, seq and deps. A locked peer has none and judges
-/// envelope-level rules only.
+/// What a key holder learns by decrypting a content envelope: the Automerge
+/// change's hash, actor, seq and deps. Acceptance never needs it (it reads
+/// the envelope's [`crate::envelope::ChangeHeader`]); [`crate::Space`] uses
+/// it to name a new change's deps and to check a payload against its header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChangeMeta {
     pub hash: [u8; 32],
@@ -89,6 +91,9 @@ pub enum Reason {
     Removed { by: EnvelopeId },
     /// Content not under the epoch its context requires.
     StaleEpoch(&'static str),
+    /// Content written as an incarnation of its device older than the one
+    /// its context requires (the device was removed and re-added since).
+    StaleIncarnation { got: u32, need: u32 },
     /// Content that builds on a change that is not accepted.
     BuildsOnQuarantined,
 }
@@ -96,7 +101,10 @@ pub enum Reason {
 impl Reason {
     /// Whether a different user's accepted change may still keep it.
     pub fn endorsable(&self) -> bool {
-        !matches!(self, Reason::Malformed(_) | Reason::ContextRegressed)
+        !matches!(
+            self,
+            Reason::Malformed(_) | Reason::ContextRegressed | Reason::StaleIncarnation { .. }
+        )
     }
 }
 
@@ -122,6 +130,10 @@ impl fmt::Display for Reason {
                 by.short()
             ),
             Reason::StaleEpoch(why) => write!(f, "wrong key epoch: {why}"),
+            Reason::StaleIncarnation { got, need } => write!(
+                f,
+                "written as incarnation {got} of its device; its context requires {need} or later"
+            ),
             Reason::BuildsOnQuarantined => f.write_str("builds on a quarantined change"),
         }
     }
@@ -148,10 +160,10 @@ pub struct Evaluation {
     pub forked: BTreeSet<(SpaceId, DeviceId)>,
     /// `R(past(context))` per sorted context, for the fast path.
     pub contexts: HashMap<Vec<EnvelopeId>, Arc<State>>,
-    /// Automerge change hash -> accepted content envelope.
-    pub hashes: HashMap<[u8; 32], EnvelopeId>,
-    /// (actor, seq) of every held content change with metadata.
-    pub actor_seqs: HashSet<(Vec<u8>, u64)>,
+    /// (author, incarnation, change seq) of every judged content change.
+    pub change_keys: HashSet<(DeviceId, u32, u64)>,
+    /// The same key -> the accepted content envelope carrying it.
+    pub accepted_changes: HashMap<(DeviceId, u32, u64), EnvelopeId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -489,9 +501,9 @@ impl Graph {
         let mut voids: BTreeMap<usize, EnvelopeId> = BTreeMap::new();
         for (_, _, r) in removals {
             let mut by = None;
-            for k in 0..standing.len() {
-                if self.voids_op(standing[k], r, mask) {
-                    by = Some(standing[k]);
+            for &s in &standing {
+                if self.voids_op(s, r, mask) {
+                    by = Some(s);
                     break;
                 }
             }
@@ -507,9 +519,9 @@ impl Graph {
             if !mask_has(mask, o) || self.nodes[o].removal || !self.judged_ok(o) {
                 continue;
             }
-            for k in 0..standing.len() {
-                if self.voids_op(standing[k], o, mask) {
-                    voids.insert(o, self.nodes[standing[k]].id);
+            for &s in &standing {
+                if self.voids_op(s, o, mask) {
+                    voids.insert(o, self.nodes[s].id);
                     break;
                 }
             }
@@ -643,13 +655,12 @@ impl Graph {
 }
 
 /// Judges a held set. `held` holds the home space's envelopes and (for a
-/// folder of a team) the team roster's; `metas` the decrypted change metadata
-/// the daemon supplied.
+/// folder of a team) the team roster's. Needs no key: everything it reads
+/// is in plaintext headers and control ops.
 pub fn evaluate(
     home: SpaceId,
     team: Option<SpaceId>,
     held: &HashMap<EnvelopeId, Envelope>,
-    metas: &HashMap<EnvelopeId, ChangeMeta>,
 ) -> Evaluation {
     let mut ev = Evaluation::default();
     let status = chains(held, &mut ev);
@@ -712,7 +723,7 @@ pub fn evaluate(
         .map(|(i, e)| (graph.nodes[*i].id, e.clone()))
         .collect();
     ev.state = fin.state.clone();
-    content_validity(&mut graph, &fin, &all, held, &status, metas, &mut ev);
+    content_validity(&mut graph, &fin, &all, held, &status, &mut ev);
     ev
 }
 
@@ -728,7 +739,6 @@ fn content_validity(
     all: &Mask,
     held: &HashMap<EnvelopeId, Envelope>,
     status: &HashMap<EnvelopeId, ChainStatus>,
-    metas: &HashMap<EnvelopeId, ChangeMeta>,
     ev: &mut Evaluation,
 ) {
     let home = graph.home;
@@ -766,6 +776,13 @@ fn content_validity(
                 .insert(id, Reason::Malformed("content cites no context".into()));
             continue;
         }
+        if body.change.is_some() != (body.kind == Kind::Content) {
+            ev.quarantined.insert(
+                id,
+                Reason::Malformed("a change header goes with content only".into()),
+            );
+            continue;
+        }
         let Some(mask) = mask_of(graph, &body.context) else {
             let names_content = body.context.iter().any(|c| {
                 held.get(c)
@@ -791,15 +808,6 @@ fn content_validity(
                 continue;
             }
         }
-        if let Some(meta) = metas.get(&id) {
-            if env.kind() != Kind::Content || meta.incarnation(&author).is_none() {
-                ev.quarantined.insert(
-                    id,
-                    Reason::Malformed("change actor is not bound to the envelope's author".into()),
-                );
-                continue;
-            }
-        }
         let at = graph.resolve(&mask);
         let mut key = body.context.clone();
         key.sort();
@@ -807,6 +815,26 @@ fn content_validity(
         ev.contexts
             .entry(key)
             .or_insert_with(|| Arc::new(at.state.clone()));
+        if let Some(h) = &body.change {
+            // Incarnations: a device removed from the folder writes as a
+            // later incarnation once its context shows the removal.
+            let need = at.state.incarnation(&author);
+            if h.incarnation >= MAX_INCARNATIONS {
+                ev.quarantined
+                    .insert(id, Reason::Malformed("incarnation out of range".into()));
+                continue;
+            }
+            if h.incarnation < need {
+                ev.quarantined.insert(
+                    id,
+                    Reason::StaleIncarnation {
+                        got: h.incarnation,
+                        need,
+                    },
+                );
+                continue;
+            }
+        }
         let reason = judge_content(graph, fin, all, &at.state, env, &mask, status[&id]);
         judged.insert(
             id,
@@ -816,7 +844,7 @@ fn content_validity(
             },
         );
     }
-    endorse(held, metas, &fin.state, judged, ev);
+    endorse(held, &fin.state, judged, ev);
 }
 
 fn judge_content(
@@ -886,10 +914,10 @@ fn judge_content(
     None
 }
 
-/// Step 5: the accepted content closure, with endorsement.
+/// Step 5: the accepted content closure, with endorsement, from the
+/// change headers alone.
 fn endorse(
     held: &HashMap<EnvelopeId, Envelope>,
-    metas: &HashMap<EnvelopeId, ChangeMeta>,
     fin: &State,
     judged: BTreeMap<EnvelopeId, ContentJudgement>,
     ev: &mut Evaluation,
@@ -914,31 +942,65 @@ fn endorse(
     let idx: HashMap<EnvelopeId, usize> =
         content.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let n = content.len();
-    let mut by_hash: HashMap<[u8; 32], usize> = HashMap::new();
-    for (i, id) in content.iter().enumerate() {
-        if let Some(m) = metas.get(id) {
-            by_hash.entry(m.hash).or_insert(i);
-        }
+    let header = |i: usize| {
+        held[&content[i]]
+            .body()
+            .change
+            .as_ref()
+            .expect("decoding guarantees content has a change header")
+    };
+    let key_of = |i: usize| {
+        let h = header(i);
+        (held[&content[i]].author(), h.incarnation, h.seq)
+    };
+    let mut by_key: HashMap<(DeviceId, u32, u64), Vec<usize>> = HashMap::new();
+    for i in 0..n {
+        by_key.entry(key_of(i)).or_default().push(i);
     }
-    // Parents: Automerge deps. The order also follows each author's chain
-    // (`prev`), which is no dependency: a valid change may follow its
-    // author's quarantined one.
+    ev.change_keys = by_key.keys().copied().collect();
+    // Parents: the header's deps, and the change before it of the same
+    // (device, incarnation) — Automerge needs it. The order also follows
+    // each author's chain (`prev`), which is no dependency: a valid change
+    // may follow its author's quarantined one.
     let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut order_parents: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut missing = vec![false; n];
-    for (i, id) in content.iter().enumerate() {
-        if let Some(m) = metas.get(id) {
-            for d in &m.deps {
-                match by_hash.get(d) {
-                    Some(&j) => parents[i].push(j),
-                    None => missing[i] = true,
+    let mut dead = vec![false; n];
+    let mut bad_seq = vec![false; n];
+    for i in 0..n {
+        for d in &header(i).deps {
+            match idx.get(d) {
+                Some(&j) => parents[i].push(j),
+                None if ev.quarantined.contains_key(d)
+                    || (held.contains_key(d) && !ev.pending.contains(d)) =>
+                {
+                    dead[i] = true
                 }
+                None => missing[i] = true,
+            }
+        }
+        let (author, inc, seq) = key_of(i);
+        if seq > 1 {
+            let before = by_key.get(&(author, inc, seq - 1)).and_then(|g| {
+                g.iter()
+                    .copied()
+                    .filter(|&j| held[&content[j]].seq() < held[&content[i]].seq())
+                    .min_by_key(|&j| held[&content[j]].seq())
+            });
+            match before {
+                Some(j) => parents[i].push(j),
+                None => bad_seq[i] = true,
             }
         }
         parents[i].sort_unstable();
         parents[i].dedup();
         order_parents[i] = parents[i].clone();
-        if let Some(&j) = held[id].body().prev.as_ref().and_then(|p| idx.get(p)) {
+        if let Some(&j) = held[&content[i]]
+            .body()
+            .prev
+            .as_ref()
+            .and_then(|p| idx.get(p))
+        {
             if !order_parents[i].contains(&j) {
                 order_parents[i].push(j);
             }
@@ -997,22 +1059,12 @@ fn endorse(
         .collect();
     let judgement: Vec<&ContentJudgement> = content.iter().map(|id| &judged[id]).collect();
     // One Automerge actor must not have two changes with one seq (Automerge
-    // refuses such a document): all of them are malformed, never endorsed.
-    // An honest device that lost a change starts a new incarnation instead.
-    let mut by_actor_seq: HashMap<(&[u8], u64), Vec<usize>> = HashMap::new();
-    for (i, id) in content.iter().enumerate() {
-        if let Some(m) = metas.get(id) {
-            by_actor_seq
-                .entry((m.actor.as_slice(), m.seq))
-                .or_default()
-                .push(i);
-        }
-    }
-    ev.actor_seqs = by_actor_seq.keys().map(|(a, s)| (a.to_vec(), *s)).collect();
-    // Where a fork's losing branch clashes with the line's change at one
-    // (actor, seq), only the losers go.
+    // refuses such a document): all of them are malformed, never endorsed —
+    // except where a fork's losing branch clashes with the line's change:
+    // then only the losers go. An honest device that lost a change starts a
+    // new incarnation instead.
     let mut actor_fork = vec![false; n];
-    for group in by_actor_seq.values().filter(|g| g.len() > 1) {
+    for group in by_key.values().filter(|g| g.len() > 1) {
         let losing = |i: &usize| matches!(judgement[*i].reason, Some(Reason::Equivocation { .. }));
         let winners = group.iter().filter(|i| !losing(i)).count();
         for &i in group {
@@ -1024,10 +1076,11 @@ fn endorse(
     let mut keep: Vec<bool> = (0..n)
         .map(|i| {
             !missing[i]
+                && !dead[i]
                 && !actor_fork[i]
+                && !bad_seq[i]
                 && (judgement[i].valid
-                    || (metas.contains_key(&content[i])
-                        && judgement[i].reason.as_ref().is_some_and(Reason::endorsable)))
+                    || judgement[i].reason.as_ref().is_some_and(Reason::endorsable))
         })
         .collect();
     let mut endorser: Vec<Option<usize>> = vec![None; n];
@@ -1052,7 +1105,7 @@ fn endorse(
                 }
             };
             for &c in &children[i] {
-                if keep[c] && metas.contains_key(&content[c]) {
+                if keep[c] {
                     add((user[c], c));
                     for p in desc[c].into_iter().flatten() {
                         add(p);
@@ -1079,9 +1132,7 @@ fn endorse(
         if keep[i] {
             ev.accepted.insert(id);
             ev.content_order.push(id);
-            if let Some(m) = metas.get(&id) {
-                ev.hashes.insert(m.hash, id);
-            }
+            ev.accepted_changes.insert(key_of(i), id);
             if !judgement[i].valid {
                 if let Some(e) = endorser[i] {
                     ev.endorsed_by.insert(id, content[e]);
@@ -1101,7 +1152,14 @@ fn endorse(
                 id,
                 Reason::Malformed("another change of its Automerge actor has the same seq".into()),
             );
-        } else if missing[i] && judgement[i].valid {
+        } else if bad_seq[i] {
+            ev.quarantined.insert(
+                id,
+                Reason::Malformed(
+                    "the change's seq does not follow its incarnation's previous change".into(),
+                ),
+            );
+        } else if missing[i] && !dead[i] && judgement[i].valid {
             ev.pending.insert(id);
         } else {
             let reason = judgement[i]

@@ -10,14 +10,17 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{self, DeviceKeys};
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 
-/// Version of the envelope format this crate writes and accepts.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// Version of the envelope format this crate writes and accepts (2: content
+/// carries a plaintext [`ChangeHeader`]).
+pub const ENVELOPE_VERSION: u8 = 2;
 /// Upper bound on an encoded envelope; larger input is refused before parsing.
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
 /// Upper bound on context heads an envelope may cite.
 pub const MAX_CONTEXT: usize = 256;
+/// Upper bound on the change deps a content envelope may cite.
+pub const MAX_DEPS: usize = 1024;
 
-const SIGNING_DOMAIN: &[u8] = b"coffer/envelope/v1\0";
+const SIGNING_DOMAIN: &[u8] = b"coffer/envelope/v2\0";
 
 /// What an envelope carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +33,21 @@ pub enum Kind {
     Usage,
     /// A team roster op (plaintext, signed).
     Roster,
+}
+
+/// What a content envelope says in plaintext about the Automerge change it
+/// encrypts, so that every peer — a locked daemon or a keyless relay too —
+/// judges acceptance and endorsement from headers alone. Key holders check
+/// that the decrypted change matches it ([`crate::Space::binding_matches`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeHeader {
+    /// The change's Automerge actor is `folder::actor_for(author, incarnation)`.
+    pub incarnation: u32,
+    /// The change's Automerge seq (that actor's changes count from 1).
+    pub seq: u64,
+    /// The content envelopes carrying the change's Automerge deps, sorted,
+    /// without duplicates. A dep is a signed vouch: it endorses.
+    pub deps: Vec<EnvelopeId>,
 }
 
 /// Everything an envelope says, without its signature.
@@ -47,6 +65,8 @@ pub struct EnvelopeBody {
     pub context: Vec<EnvelopeId>,
     /// The key epoch (id of the op that set it) a content payload is encrypted under.
     pub epoch: Option<EnvelopeId>,
+    /// Present exactly on [`Kind::Content`].
+    pub change: Option<ChangeHeader>,
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
@@ -160,6 +180,25 @@ impl Envelope {
         if body.context.len() > MAX_CONTEXT {
             return Err(DecodeError::Invalid("too many context heads"));
         }
+        match (&body.change, body.kind) {
+            (None, Kind::Content) => {
+                return Err(DecodeError::Invalid("content needs a change header"))
+            }
+            (Some(_), k) if k != Kind::Content => {
+                return Err(DecodeError::Invalid("only content has a change header"))
+            }
+            (Some(h), _) => {
+                if h.deps.len() > MAX_DEPS {
+                    return Err(DecodeError::Invalid("too many change deps"));
+                }
+                if h.seq == 0 || h.deps.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(DecodeError::Invalid(
+                        "change seq starts at 1; deps sorted, no duplicates",
+                    ));
+                }
+            }
+            (None, _) => {}
+        }
         let canonical = postcard::to_stdvec(&SignedEnvelope {
             body: body.clone(),
             signature: signature.to_vec(),
@@ -244,6 +283,11 @@ mod tests {
                 kind: Kind::Content,
                 context: vec![EnvelopeId([2; 32])],
                 epoch: Some(EnvelopeId([3; 32])),
+                change: Some(ChangeHeader {
+                    incarnation: 0,
+                    seq: 1,
+                    deps: vec![EnvelopeId([4; 32])],
+                }),
                 payload: vec![9; 40],
             },
             keys,

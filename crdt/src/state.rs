@@ -71,6 +71,10 @@ pub struct FolderState {
     pub exchange: BTreeMap<DeviceId, [u8; 32]>,
     pub epochs: BTreeMap<EnvelopeId, Epoch>,
     pub current_epoch: Option<EnvelopeId>,
+    /// Each device's current incarnation here: how many times a removal
+    /// took its membership. Its content must be written as this
+    /// incarnation or a later one (`folder::actor_for(device, incarnation)`).
+    pub incarnations: BTreeMap<DeviceId, u32>,
 }
 
 /// Roster and folder state together: what a space's control ops built.
@@ -144,6 +148,12 @@ impl State {
     /// Whether the roster revoked this device (or removed its user).
     pub fn is_dead(&self, d: &DeviceId) -> bool {
         self.device_user(d).is_err()
+    }
+
+    /// The device's current incarnation in this folder (0 until a removal
+    /// takes its membership).
+    pub fn incarnation(&self, d: &DeviceId) -> u32 {
+        self.folder.incarnations.get(d).copied().unwrap_or(0)
     }
 
     /// The user a device belongs to, if the roster names one.
@@ -343,6 +353,9 @@ impl State {
                 if hit {
                     effect.target_ranks.insert(d, b.rank);
                 }
+            }
+            for d in &effect.lost_members {
+                *self.folder.incarnations.entry(*d).or_insert(0) += 1;
             }
             effect
         }))

@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use coffer_crdt::accept::MAX_INCARNATIONS;
 use coffer_crdt::envelope::ENVELOPE_VERSION;
 use coffer_crdt::{
-    DeviceKeys, Envelope, EnvelopeBody, EnvelopeId, FolderDoc, FolderKey, ItemEdit, ItemId,
-    ItemType, Kind, Space,
+    ChangeHeader, ChangeMeta, DeviceKeys, Envelope, EnvelopeBody, EnvelopeId, FolderDoc, FolderKey,
+    ItemEdit, ItemId, ItemType, Kind, Space,
 };
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -29,7 +30,14 @@ pub fn doc_of(space: &Space, keys: &DeviceKeys) -> FolderDoc {
                 .is_some_and(|e| e.author() == me && e.kind() == coffer_crdt::Kind::Content)
         })
         .count() as u32;
-    let mut doc = FolderDoc::with_incarnation(me, dropped.min(15));
+    let incarnation = (space.incarnation(&me) + dropped).min(MAX_INCARNATIONS - 1);
+    doc_as(space, keys, incarnation)
+}
+
+/// The replica's document, writing as the given incarnation of its device.
+pub fn doc_as(space: &Space, keys: &DeviceKeys, incarnation: u32) -> FolderDoc {
+    let me = keys.device_id();
+    let mut doc = FolderDoc::with_incarnation(me, incarnation);
     let epoch_keys = space.epoch_keys(keys);
     for env in space.accepted_content() {
         if let Some(k) = env.body().epoch.and_then(|e| epoch_keys.get(&e)) {
@@ -103,6 +111,15 @@ pub fn force_content(
         .max_by_key(|e| e.seq())
         .cloned();
     let seq = mine.as_ref().map_or(1, |e| e.seq() + 1);
+    // The header an honest client would write (a stale incarnation too).
+    let change_header = space.change_header(keys, change).unwrap_or_else(|_| {
+        let meta = ChangeMeta::from_change(change).unwrap();
+        ChangeHeader {
+            incarnation: meta.incarnation(&author).unwrap(),
+            seq: meta.seq,
+            deps: Vec::new(),
+        }
+    });
     let aad = EnvelopeBody::payload_aad(&space.id(), &author, seq, Kind::Content);
     let env = Envelope::sign(
         EnvelopeBody {
@@ -114,6 +131,7 @@ pub fn force_content(
             kind: Kind::Content,
             context: space.control_heads().to_vec(),
             epoch: Some(epoch),
+            change: Some(change_header),
             payload: key.encrypt(change, &aad, rng),
         },
         keys,

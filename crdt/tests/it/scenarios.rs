@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use coffer_crdt::ops::{ControlOp, MembershipOp, Principal, Role, RosterOp, UserId};
 use coffer_crdt::space::{IngestError, Outcome, Reason};
-use coffer_crdt::{DeviceKeys, Envelope, EnvelopeBody, EnvelopeId, FolderKey, Space, SpaceId};
+use coffer_crdt::{
+    DeviceKeys, Envelope, EnvelopeId, FolderKey, ItemEdit, ItemId, ItemType, Space, SpaceId,
+};
 
 use crate::harness::*;
 
@@ -300,6 +302,7 @@ fn concurrent_mutual_removal_first_in_order_wins_and_folder_stays_manageable() {
 #[test]
 fn forged_unknown_replayed_duplicate_and_equivocating_envelopes() {
     let mut w = World::new(7, &[Role::Editor]);
+    let mut shadow = w.reps[1].clone();
     let env = w.write(1, "genuine", 1);
     // Duplicate: same bytes again.
     assert_eq!(w.reps[1].ingest(env.clone()), Ok(Outcome::Duplicate));
@@ -329,13 +332,8 @@ fn forged_unknown_replayed_duplicate_and_equivocating_envelopes() {
     let mut other = Space::new(SpaceId([9; 32]));
     assert_eq!(other.ingest(env.clone()), Err(IngestError::WrongSpace));
     // Equivocation: editor 1 signs a second envelope at an existing seq.
-    let twin = Envelope::sign(
-        EnvelopeBody {
-            payload: vec![1, 2, 3],
-            ..env.body().clone()
-        },
-        &w.keys[1],
-    );
+    let twin = write(&mut shadow, &w.keys[1], "twin", 9, &mut w.rng);
+    assert_eq!((twin.seq(), twin.body().prev), (env.seq(), env.body().prev));
     w.reps[0].ingest(twin.clone()).unwrap();
     w.converge();
     // The lower id continues the author's chain; the other is quarantined.
@@ -957,10 +955,10 @@ fn effective_rights_after_a_removal_count_grants_the_writer_had_seen() {
     // Everyone gets everything.
     for round in 0..2 {
         for i in 0..4 {
-            for j in 0..4 {
+            for (j, k) in keys.iter().enumerate() {
                 if i != j {
                     let (f, t) = two(&mut reps, i, j);
-                    sync(f, t, &keys[j], (round * 100 + i * 10 + j) as u64);
+                    sync(f, t, k, (round * 100 + i * 10 + j) as u64);
                 }
             }
         }
@@ -987,7 +985,7 @@ fn rotation_wraps_must_be_exactly_the_member_devices() {
     let mut w = World::new(23, &[Role::Editor, Role::Member]);
     let stranger = DeviceKeys::generate(&mut w.rng);
     let key = FolderKey::generate(&mut w.rng);
-    let mut wrap = |k: &DeviceKeys, rng: &mut rand_chacha::ChaCha20Rng| KeyWrap {
+    let wrap = |k: &DeviceKeys, rng: &mut rand_chacha::ChaCha20Rng| KeyWrap {
         device: k.device_id(),
         sealed: key.seal_to(&k.exchange_public(), rng).unwrap(),
     };
@@ -1076,4 +1074,127 @@ fn equivocation_keeps_the_lowest_id_branch_everywhere() {
         );
     }
     w.assert_identical();
+}
+
+/// Gap "hole 5": the folder state tracks each device's incarnation. A
+/// removal bumps it; once re-added, the device must write as the new
+/// incarnation: a change under the old actor (whose quarantined past it
+/// would extend) is quarantined as `StaleIncarnation`, the new one accepted.
+#[test]
+fn a_re_added_device_writes_as_a_new_incarnation() {
+    let mut w = World::new(26, &[Role::Editor, Role::Editor]);
+    let first = w.write(1, "first", 1);
+    w.converge();
+    assert!(w.reps.iter().all(|r| r.incarnation(&w.id(1)) == 0));
+    let dev1 = Principal::Device(w.id(1));
+    w.reps[0].remove(&w.keys[0], dev1.clone(), None).unwrap();
+    let (_, k) = w.reps[0].rotate(&w.keys[0], &mut w.rng).unwrap();
+    w.keyring
+        .insert(w.reps[0].current_epoch().unwrap(), k.clone());
+    let x = w.keys[1].exchange_public();
+    w.reps[0]
+        .grant(
+            &w.keys[0],
+            dev1,
+            Role::Editor,
+            Some(x),
+            Some(&k),
+            &mut w.rng,
+        )
+        .unwrap();
+    w.converge();
+    for r in &w.reps {
+        assert_eq!(r.incarnation(&w.id(1)), 1);
+        assert_eq!(r.state().folder.incarnations.get(&w.id(1)), Some(&1));
+        assert_eq!(r.role_of(&w.id(1)), Some(Role::Editor));
+    }
+    let add = |doc: &mut coffer_crdt::FolderDoc, name: &str, n: u8| {
+        doc.add_item(
+            ItemId([n; 16]),
+            ItemType::Note,
+            name,
+            &ItemEdit::default(),
+            9,
+        )
+        .unwrap()
+    };
+    // The old actor: the honest API refuses; a stale client signs anyway.
+    let stale_change = add(&mut doc_as(&w.reps[1], &w.keys[1], 0), "stale", 1);
+    let key = w.reps[1].folder_key(&w.keys[1]).unwrap();
+    assert_eq!(
+        w.reps[1]
+            .seal_content(&w.keys[1], &key, &stale_change, &mut w.rng)
+            .unwrap_err(),
+        coffer_crdt::SpaceError::StaleIncarnation { need: 1 }
+    );
+    let epoch = w.reps[1].current_epoch().unwrap();
+    let stale = force_content(
+        &mut w.reps[1],
+        &w.keys[1],
+        &key,
+        epoch,
+        &stale_change,
+        &mut w.rng,
+    );
+    let fresh_change = add(&mut doc_as(&w.reps[1], &w.keys[1], 1), "fresh", 2);
+    let fresh = w.reps[1]
+        .seal_content(&w.keys[1], &key, &fresh_change, &mut w.rng)
+        .unwrap();
+    assert_eq!(fresh.body().change.as_ref().unwrap().incarnation, 1);
+    w.converge();
+    assert_eq!(w.outcome_everywhere(&first.id()), Outcome::Accepted);
+    assert_eq!(
+        w.outcome_everywhere(&stale.id()),
+        Outcome::Quarantined(Reason::StaleIncarnation { got: 0, need: 1 })
+    );
+    assert_eq!(w.outcome_everywhere(&fresh.id()), Outcome::Accepted);
+    // Key holders check payloads against headers.
+    assert!(w.reps[2].binding_matches(&fresh, &fresh_change));
+    assert!(!w.reps[2].binding_matches(&fresh, &stale_change));
+    w.assert_identical();
+}
+
+/// Gap 6: acceptance and endorsement read plaintext headers only. A peer
+/// holding no key at all (a locked daemon, a relay), fed the envelopes one
+/// by one in a shuffled order or in one batch, reaches exactly the verdicts
+/// of the members: the removed editor's change that another user built on
+/// is kept (endorsed), its lonely one quarantined.
+#[test]
+fn a_locked_peer_reaches_the_same_verdicts_from_headers_alone() {
+    let mut w = World::new(27, &[Role::Editor, Role::Editor, Role::Member]);
+    let doomed = w.write(1, "built upon", 1);
+    let (a, b) = two(&mut w.reps, 1, 2);
+    sync(a, b, &w.keys[2], 9);
+    let builder = w.write(2, "on top", 2);
+    let dev1 = Principal::Device(w.id(1));
+    let removal = w.reps[0].remove(&w.keys[0], dev1, None).unwrap();
+    let (_, k) = w.reps[0].rotate(&w.keys[0], &mut w.rng).unwrap();
+    w.keyring.insert(w.reps[0].current_epoch().unwrap(), k);
+    let lonely = w.write(1, "lonely", 3);
+    w.converge();
+    let nobody = DeviceKeys::generate(&mut w.rng);
+    let mut one_by_one = Space::new(w.reps[0].id());
+    sync(&w.reps[0], &mut one_by_one, &nobody, 5);
+    let mut batch = Space::new(w.reps[0].id());
+    batch.ingest_batch(w.reps[0].held().cloned().collect());
+    for locked in [&one_by_one, &batch] {
+        assert!(locked.epoch_keys(&nobody).is_empty(), "holds no key");
+        assert_eq!(locked.digest(), w.reps[0].digest());
+        assert_eq!(locked.quarantined(), w.reps[0].quarantined());
+        assert_eq!(locked.outcome_of(&doomed.id()), Some(Outcome::Accepted));
+        assert_eq!(locked.endorsed_by().get(&doomed.id()), Some(&builder.id()));
+        assert_eq!(
+            locked.outcome_of(&lonely.id()),
+            Some(Outcome::Quarantined(Reason::Removed { by: removal.id() }))
+        );
+        let content: Vec<EnvelopeId> = locked.accepted_content().map(|e| e.id()).collect();
+        let mut refreshed = w.reps[0].clone();
+        refreshed.refresh();
+        let theirs: Vec<EnvelopeId> = refreshed.accepted_content().map(|e| e.id()).collect();
+        let mut mine = content.clone();
+        mine.sort();
+        let mut t = theirs.clone();
+        t.sort();
+        assert_eq!(mine, t);
+    }
 }

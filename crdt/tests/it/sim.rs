@@ -178,7 +178,8 @@ impl Sim {
         self.writes += 1;
         let now = self.now as i64 * 10 + self.reps[i].skew;
         let r = &mut self.reps[i];
-        r.space.supply_metas(self.metas.clone());
+        r.space
+            .supply_metas(self.metas.iter().map(|(k, v)| (*k, v.clone())));
         let change = add_item_change(&r.space, &r.keys, &name, now);
         let env = match r.space.folder_key(&r.keys) {
             Ok(key) => match r.space.seal_content(&r.keys, &key, &change, &mut self.rng) {
@@ -334,7 +335,6 @@ impl Sim {
             for env in &all {
                 let _ = r.space.ingest(env.clone());
             }
-            r.space.supply_metas(self.metas.clone());
         }
     }
 
@@ -349,27 +349,16 @@ impl Sim {
                 reference,
                 "replica {i} diverged; COFFER_SIM_SEED={seed}"
             );
-            // Members that can open every epoch learn the same metadata
-            // themselves (others judge what they cannot read at envelope
-            // level only, without endorsement).
-            let epochs = r.space.epoch_keys(&r.keys);
-            let reads_all = r
-                .space
-                .held()
-                .filter_map(|e| e.body().epoch)
-                .all(|e| epochs.contains_key(&e));
-            if reads_all {
-                let mut own = Space::new_in_team(r.space.id(), r.space.team());
-                for env in r.space.held() {
-                    let _ = own.ingest(env.clone());
-                }
-                own.learn_metas(&r.keys);
-                assert_eq!(
-                    own.digest(),
-                    r.space.digest(),
-                    "member {i} learns the same metadata itself; COFFER_SIM_SEED={seed}"
-                );
-            }
+            // A locked peer (no key at all) reaches the same verdicts from
+            // envelope headers alone.
+            let mut locked = Space::new_in_team(r.space.id(), r.space.team());
+            locked.ingest_batch(r.space.held().cloned().collect());
+            assert_eq!(
+                locked.digest(),
+                r.space.digest(),
+                "a keyless replica of {i} judges the same; COFFER_SIM_SEED={seed}"
+            );
+            assert_eq!(locked.endorsed_by(), r.space.endorsed_by());
         }
         // No state contains the effect of a rejected envelope: a quarantined
         // write's item is absent, and dropping every quarantined content
