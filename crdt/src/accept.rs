@@ -285,7 +285,29 @@ struct Resolved {
     removals: Vec<(usize, RemovalEffect)>,
 }
 
+/// What carries over between evaluations of a growing set. `R(X)` of a
+/// causally closed set is a function of X's maximal ops and of which ops in
+/// X are unusable (malformed, forked, regressed) — an op's context never
+/// changes — so states and judgements are keyed by exactly that.
+#[derive(Clone, Debug, Default)]
+pub struct Cache {
+    states: HashMap<(Vec<EnvelopeId>, Vec<EnvelopeId>), Arc<State>>,
+    judged: HashMap<(EnvelopeId, Vec<EnvelopeId>), Judged>,
+}
+
+impl Cache {
+    /// Entries kept before the cache starts over (bounds memory).
+    const LIMIT: usize = 1 << 14;
+
+    fn trim(&mut self) {
+        if self.states.len() + self.judged.len() > Self::LIMIT {
+            *self = Cache::default();
+        }
+    }
+}
+
 /// An op judged in its own context `R(past(o) \ {o})`.
+#[derive(Clone, Debug)]
 struct Judged {
     /// Authorised there (with what a removal takes), or why not.
     verdict: Result<Option<RemovalEffect>, Reason>,
@@ -305,6 +327,7 @@ struct Graph {
     order: Vec<usize>,
     judged: Vec<Option<Judged>>,
     memo: HashMap<Mask, Rc<Resolved>>,
+    cache: Cache,
 }
 
 impl Graph {
@@ -421,6 +444,7 @@ impl Graph {
             order,
             judged: (0..n).map(|_| None).collect(),
             memo: HashMap::new(),
+            cache: Cache::default(),
         }
     }
 
@@ -461,18 +485,49 @@ impl Graph {
             }
             let mut ctx = self.past[i].clone();
             mask_clear(&mut ctx, i);
-            let at = self.resolve(&ctx);
+            let key = (self.nodes[i].id, self.bad_in(&ctx));
+            if let Some(j) = self.cache.judged.get(&key) {
+                self.judged[i] = Some(j.clone());
+                continue;
+            }
+            let at = self.state_of(&ctx);
             let op = self.nodes[i]
                 .op
                 .as_ref()
                 .expect("ops without a bad reason decoded");
-            let rank = at.state.rights(&self.nodes[i].author).rank;
-            let mut state = at.state.clone();
+            let rank = at.rights(&self.nodes[i].author).rank;
+            let mut state = (*at).clone();
             let verdict = state
                 .apply(&self.info(i, true), op)
                 .map_err(Reason::Unauthorized);
-            self.judged[i] = Some(Judged { verdict, rank });
+            let j = Judged { verdict, rank };
+            self.cache.judged.insert(key, j.clone());
+            self.judged[i] = Some(j);
         }
+    }
+
+    /// The unusable ops in a mask, by id.
+    fn bad_in(&self, mask: &Mask) -> Vec<EnvelopeId> {
+        (0..self.nodes.len())
+            .filter(|&i| mask_has(mask, i) && self.nodes[i].bad.is_some())
+            .map(|i| self.nodes[i].id)
+            .collect()
+    }
+
+    /// The state of `R(mask)`, from the cache when this set was seen before.
+    fn state_of(&mut self, mask: &Mask) -> Arc<State> {
+        let maximal: Vec<EnvelopeId> = (0..self.nodes.len())
+            .filter(|&i| mask_has(mask, i))
+            .filter(|&i| !self.nodes[i].succs.iter().any(|&s| mask_has(mask, s)))
+            .map(|i| self.nodes[i].id)
+            .collect();
+        let key = (maximal, self.bad_in(mask));
+        if let Some(s) = self.cache.states.get(&key) {
+            return s.clone();
+        }
+        let state = Arc::new(self.resolve(mask).state.clone());
+        self.cache.states.insert(key, state.clone());
+        state
     }
 
     fn judged_ok(&self, i: usize) -> bool {
@@ -563,8 +618,7 @@ impl Graph {
         let mut union = self.past[o].clone();
         mask_clear(&mut union, o);
         mask_or(&mut union, &self.past[r]);
-        let at = self.resolve(&union);
-        let mut state = at.state.clone();
+        let mut state = (*self.state_of(&union)).clone();
         let op = self.nodes[o].op.as_ref().expect("judged ops decoded");
         state.apply(&self.info(o, false), op).is_err()
     }
@@ -662,9 +716,22 @@ pub fn evaluate(
     team: Option<SpaceId>,
     held: &HashMap<EnvelopeId, Envelope>,
 ) -> Evaluation {
+    evaluate_cached(home, team, held, &mut Cache::default())
+}
+
+/// [`evaluate`] reusing (and filling) a [`Cache`] from earlier evaluations
+/// of the same space; the result is the same.
+pub fn evaluate_cached(
+    home: SpaceId,
+    team: Option<SpaceId>,
+    held: &HashMap<EnvelopeId, Envelope>,
+    cache: &mut Cache,
+) -> Evaluation {
     let mut ev = Evaluation::default();
     let status = chains(held, &mut ev);
     let mut graph = Graph::build(home, team, held, &status);
+    cache.trim();
+    graph.cache = std::mem::take(cache);
     let n = graph.nodes.len();
     let mut all = mask_new(n);
     for i in 0..n {
@@ -724,6 +791,7 @@ pub fn evaluate(
         .collect();
     ev.state = fin.state.clone();
     content_validity(&mut graph, &fin, &all, held, &status, &mut ev);
+    *cache = std::mem::take(&mut graph.cache);
     ev
 }
 
@@ -808,17 +876,15 @@ fn content_validity(
                 continue;
             }
         }
-        let at = graph.resolve(&mask);
+        let at = graph.state_of(&mask);
         let mut key = body.context.clone();
         key.sort();
         key.dedup();
-        ev.contexts
-            .entry(key)
-            .or_insert_with(|| Arc::new(at.state.clone()));
+        ev.contexts.entry(key).or_insert_with(|| at.clone());
         if let Some(h) = &body.change {
             // Incarnations: a device removed from the folder writes as a
             // later incarnation once its context shows the removal.
-            let need = at.state.incarnation(&author);
+            let need = at.incarnation(&author);
             if h.incarnation >= MAX_INCARNATIONS {
                 ev.quarantined
                     .insert(id, Reason::Malformed("incarnation out of range".into()));
@@ -835,7 +901,7 @@ fn content_validity(
                 continue;
             }
         }
-        let reason = judge_content(graph, fin, all, &at.state, env, &mask, status[&id]);
+        let reason = judge_content(graph, fin, all, &at, env, &mask, status[&id]);
         judged.insert(
             id,
             ContentJudgement {
@@ -900,7 +966,7 @@ fn judge_content(
         // carry the right.
         let mut union = mask.clone();
         mask_or(&mut union, &graph.past[*r]);
-        let rights = graph.resolve(&union).state.rights(&body.author);
+        let rights = graph.state_of(&union).rights(&body.author);
         let still = match body.kind {
             Kind::Content => rights.writer,
             _ => rights.member,

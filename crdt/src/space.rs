@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
-use crate::accept::{evaluate, Evaluation, MAX_INCARNATIONS};
+use crate::accept::{evaluate_cached, Cache, Evaluation, MAX_INCARNATIONS};
 pub use crate::accept::{ChangeMeta, Reason};
 use crate::crypto::{CryptoError, DeviceKeys, FolderKey};
 use crate::envelope::{ChangeHeader, Envelope, EnvelopeBody, Kind, ENVELOPE_VERSION};
@@ -125,6 +125,8 @@ pub struct Space {
     /// Automerge change hash -> held content envelope, from `metas`.
     by_hash: HashMap<[u8; 32], EnvelopeId>,
     eval: Evaluation,
+    /// Context states of earlier evaluations (a pure speed-up).
+    cache: Cache,
 }
 
 impl Space {
@@ -143,6 +145,7 @@ impl Space {
             metas: HashMap::new(),
             by_hash: HashMap::new(),
             eval: Evaluation::default(),
+            cache: Cache::default(),
         }
     }
 
@@ -573,7 +576,7 @@ impl Space {
     }
 
     fn reevaluate(&mut self) {
-        self.eval = evaluate(self.id, self.team, &self.held);
+        self.eval = evaluate_cached(self.id, self.team, &self.held, &mut self.cache);
     }
 
     fn check(&self, env: &Envelope) -> Result<(), IngestError> {

@@ -18,20 +18,7 @@ pub fn rng(seed: u64) -> ChaCha20Rng {
 /// Rebuilds a replica's view of the folder document from its accepted
 /// content, with whatever epoch keys it can open.
 pub fn doc_of(space: &Space, keys: &DeviceKeys) -> FolderDoc {
-    // A device whose own changes were dropped (quarantined) writes as a new
-    // incarnation, so it never reuses an Automerge (actor, seq).
-    let me = keys.device_id();
-    let dropped = space
-        .quarantined()
-        .keys()
-        .filter(|id| {
-            space
-                .get(id)
-                .is_some_and(|e| e.author() == me && e.kind() == coffer_crdt::Kind::Content)
-        })
-        .count() as u32;
-    let incarnation = (space.incarnation(&me) + dropped).min(MAX_INCARNATIONS - 1);
-    doc_as(space, keys, incarnation)
+    doc_as(space, keys, incarnation_for(space, keys))
 }
 
 /// The replica's document, writing as the given incarnation of its device.
@@ -52,12 +39,33 @@ pub fn doc_as(space: &Space, keys: &DeviceKeys, incarnation: u32) -> FolderDoc {
 /// The document of the accepted content, decrypted with every key in `keyring`.
 pub fn doc_with(space: &Space, keyring: &BTreeMap<EnvelopeId, FolderKey>) -> FolderDoc {
     let mut doc = FolderDoc::new(coffer_crdt::DeviceId([0; 32]));
-    for env in space.accepted_content() {
-        let key = &keyring[&env.body().epoch.unwrap()];
-        let change = Space::open_content(env, key).unwrap();
-        doc.apply_change(&env.author(), &change).unwrap();
-    }
+    let changes: Vec<_> = space
+        .accepted_content()
+        .map(|env| {
+            let key = &keyring[&env.body().epoch.unwrap()];
+            (env.author(), Space::open_content(env, key).unwrap())
+        })
+        .collect();
+    doc.apply_changes(changes.iter().map(|(a, c)| (*a, c.as_slice())))
+        .unwrap();
     doc
+}
+
+/// How many of its own content changes a replica lost (quarantined): it
+/// writes as a later incarnation by that much, so it never reuses an
+/// Automerge (actor, seq).
+pub fn incarnation_for(space: &Space, keys: &DeviceKeys) -> u32 {
+    let me = keys.device_id();
+    let dropped = space
+        .quarantined()
+        .keys()
+        .filter(|id| {
+            space
+                .get(id)
+                .is_some_and(|e| e.author() == me && e.kind() == coffer_crdt::Kind::Content)
+        })
+        .count() as u32;
+    (space.incarnation(&me) + dropped).min(MAX_INCARNATIONS - 1)
 }
 
 /// Canonical digest: the space's accepted state and the saved document.
