@@ -2,29 +2,33 @@
 //! the held set ([`evaluate`]); [`crate::space::Space`] caches its result and
 //! takes a fast path for content that merely extends it.
 //!
-//! Steps (each named after the function doing it):
-//! 1. [`chains`]: per (space, author), envelopes must form one chain
-//!    seq 1, 2, ... linked by `prev`. A gap makes the rest *pending*; two
-//!    envelopes at one seq, or a `prev` that names the wrong envelope, is
-//!    equivocation: the author's envelopes from that seq on are invalid
-//!    (content among them may still be kept by endorsement).
+//! Steps (each named after the function doing it; `docs/security.md`
+//! section 4 says the same in words):
+//! 1. [`chains`]: per (space, author), the accepted line runs seq 1, 2, ...
+//!    linked by `prev`; at a fork the lowest id continues it and the other
+//!    branches are equivocation. A gap makes the rest *pending*.
 //! 2. [`Graph::build`]: control ops (roster + membership) form a DAG through
 //!    their `context`; an op citing a missing envelope is pending.
-//! 3. [`Graph::resolve`] = `R(X)` for a causally closed set X: Kahn's
-//!    topological sort, among ready ops removals first then the lowest id,
-//!    each op applied by [`State::apply`] against the state built so far
-//!    ([`Graph::pass`]); then a second pass that voids the ops of a removed
-//!    device that are concurrent with its removal and beyond the removal's
-//!    cutoff ([`Graph::voids`]) — a concurrent *removal* only when the
-//!    remover's rank is strictly stronger.
-//! 4. [`content_validity`]: a content change is valid iff its author may write
-//!    in `R(past(context))`, it uses that state's current epoch with no
-//!    rotation due, the epoch still stands in `R(all)`, and for every removal
-//!    in `R(all)` that took the author's write right and is not in its past,
-//!    `seq <= cutoff`.
-//! 5. [`endorse`]: accepted content = the largest set of valid or endorsable
-//!    changes whose Automerge deps are all in it, where an invalid change
+//! 3. [`Graph::judge_all`]: every op judged by [`State::apply`] in its own
+//!    context `R(past(o) \ {o})` (the grant it cites, its rank, strict
+//!    wrap checks).
+//! 4. [`Graph::resolve`] = `R(X)` for a causally closed set X: standing
+//!    removals by induction on (rank, id); every op a standing removal
+//!    voids is dropped ([`Graph::voids_op`]: concurrent, beyond the cutoff,
+//!    and no right left in `R(past(o) \ {o} ∪ past(r))`); then one linear
+//!    pass ([`Graph::pass`]), Kahn's sort with removals first then the
+//!    lowest id.
+//! 5. [`content_validity`]: a content change is valid iff its header's
+//!    incarnation is current in `R(past(context))`, its author may write
+//!    there, it uses that state's current epoch with no rotation due, the
+//!    epoch still stands in `R(all)`, and for every removal in `R(all)`
+//!    that took the author's write right and is not in its past, `seq <=
+//!    cutoff` or the author still writes in `R(past(c) ∪ past(r))`.
+//! 6. [`endorse`]: accepted content = the largest set of valid or endorsable
+//!    changes whose header deps are all in it, where an invalid change
 //!    stays only if an accepted change by a *different user* depends on it.
+//!
+//! Nothing here decrypts: a peer without keys computes the same result.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
