@@ -125,7 +125,11 @@ fn main() {
         payload,
     };
     let mut envs = vec![
-        body(3, Kind::Content, key.encrypt(b"an automerge change", b"", &mut rng)),
+        body(
+            3,
+            Kind::Content,
+            key.encrypt(b"an automerge change", b"", &mut rng),
+        ),
         body(4, Kind::Usage, key.encrypt(b"revealed", b"", &mut rng)),
     ];
     for (n, op) in ops.iter().enumerate() {
