@@ -2,29 +2,33 @@
 //! the held set ([`evaluate`]); [`crate::space::Space`] caches its result and
 //! takes a fast path for content that merely extends it.
 //!
-//! Steps (each named after the function doing it):
-//! 1. [`chains`]: per (space, author), envelopes must form one chain
-//!    seq 1, 2, ... linked by `prev`. A gap makes the rest *pending*; two
-//!    envelopes at one seq, or a `prev` that names the wrong envelope, is
-//!    equivocation: the author's envelopes from that seq on are invalid
-//!    (content among them may still be kept by endorsement).
+//! Steps (each named after the function doing it; `docs/security.md`
+//! section 4 says the same in words):
+//! 1. [`chains`]: per (space, author), the accepted line runs seq 1, 2, ...
+//!    linked by `prev`; at a fork the lowest id continues it and the other
+//!    branches are equivocation. A gap makes the rest *pending*.
 //! 2. [`Graph::build`]: control ops (roster + membership) form a DAG through
 //!    their `context`; an op citing a missing envelope is pending.
-//! 3. [`Graph::resolve`] = `R(X)` for a causally closed set X: Kahn's
-//!    topological sort, among ready ops removals first then the lowest id,
-//!    each op applied by [`State::apply`] against the state built so far
-//!    ([`Graph::pass`]); then a second pass that voids the ops of a removed
-//!    device that are concurrent with its removal and beyond the removal's
-//!    cutoff ([`Graph::voids`]) — a concurrent *removal* only when the
-//!    remover's rank is strictly stronger.
-//! 4. [`content_validity`]: a content change is valid iff its author may write
-//!    in `R(past(context))`, it uses that state's current epoch with no
-//!    rotation due, the epoch still stands in `R(all)`, and for every removal
-//!    in `R(all)` that took the author's write right and is not in its past,
-//!    `seq <= cutoff`.
-//! 5. [`endorse`]: accepted content = the largest set of valid or endorsable
-//!    changes whose Automerge deps are all in it, where an invalid change
+//! 3. [`Graph::judge_all`]: every op judged by [`State::apply`] in its own
+//!    context `R(past(o) \ {o})` (the grant it cites, its rank, strict
+//!    wrap checks).
+//! 4. [`Graph::resolve`] = `R(X)` for a causally closed set X: standing
+//!    removals by induction on (rank, id); every op a standing removal
+//!    voids is dropped ([`Graph::voids_op`]: concurrent, beyond the cutoff,
+//!    and no right left in `R(past(o) \ {o} ∪ past(r))`); then one linear
+//!    pass ([`Graph::pass`]), Kahn's sort with removals first then the
+//!    lowest id.
+//! 5. [`content_validity`]: a content change is valid iff its header's
+//!    incarnation is current in `R(past(context))`, its author may write
+//!    there, it uses that state's current epoch with no rotation due, the
+//!    epoch still stands in `R(all)`, and for every removal in `R(all)`
+//!    that took the author's write right and is not in its past, `seq <=
+//!    cutoff` or the author still writes in `R(past(c) ∪ past(r))`.
+//! 6. [`endorse`]: accepted content = the largest set of valid or endorsable
+//!    changes whose header deps are all in it, where an invalid change
 //!    stays only if an accepted change by a *different user* depends on it.
+//!
+//! Nothing here decrypts: a peer without keys computes the same result.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
@@ -36,15 +40,17 @@ use crate::envelope::{Envelope, Kind};
 use crate::folder::actor_for;
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 use crate::ops::{ControlOp, MembershipOp};
-use crate::state::{OpInfo, RemovalEffect, State};
+use crate::state::{OpInfo, RemovalEffect, State, NO_RANK};
 
-/// Incarnations a device's Automerge actor may use (a re-added device starts
-/// a new one, so it cannot vouch for its own quarantined past).
-pub const MAX_INCARNATIONS: u32 = 16;
+/// Incarnations a device's Automerge actor may use (a device removed from
+/// a folder starts a new one when re-added, so its new changes never extend
+/// its quarantined past).
+pub const MAX_INCARNATIONS: u32 = 64;
 
-/// What the daemon learns by decrypting a content envelope: the Automerge
-/// change's hash, actor, seq and deps. A locked peer has none and judges
-/// envelope-level rules only.
+/// What a key holder learns by decrypting a content envelope: the Automerge
+/// change's hash, actor, seq and deps. Acceptance never needs it (it reads
+/// the envelope's [`crate::envelope::ChangeHeader`]); [`crate::Space`] uses
+/// it to name a new change's deps and to check a payload against its header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChangeMeta {
     pub hash: [u8; 32],
@@ -89,6 +95,9 @@ pub enum Reason {
     Removed { by: EnvelopeId },
     /// Content not under the epoch its context requires.
     StaleEpoch(&'static str),
+    /// Content written as an incarnation of its device older than the one
+    /// its context requires (the device was removed and re-added since).
+    StaleIncarnation { got: u32, need: u32 },
     /// Content that builds on a change that is not accepted.
     BuildsOnQuarantined,
 }
@@ -96,7 +105,10 @@ pub enum Reason {
 impl Reason {
     /// Whether a different user's accepted change may still keep it.
     pub fn endorsable(&self) -> bool {
-        !matches!(self, Reason::Malformed(_) | Reason::ContextRegressed)
+        !matches!(
+            self,
+            Reason::Malformed(_) | Reason::ContextRegressed | Reason::StaleIncarnation { .. }
+        )
     }
 }
 
@@ -122,6 +134,10 @@ impl fmt::Display for Reason {
                 by.short()
             ),
             Reason::StaleEpoch(why) => write!(f, "wrong key epoch: {why}"),
+            Reason::StaleIncarnation { got, need } => write!(
+                f,
+                "written as incarnation {got} of its device; its context requires {need} or later"
+            ),
             Reason::BuildsOnQuarantined => f.write_str("builds on a quarantined change"),
         }
     }
@@ -148,10 +164,10 @@ pub struct Evaluation {
     pub forked: BTreeSet<(SpaceId, DeviceId)>,
     /// `R(past(context))` per sorted context, for the fast path.
     pub contexts: HashMap<Vec<EnvelopeId>, Arc<State>>,
-    /// Automerge change hash -> accepted content envelope.
-    pub hashes: HashMap<[u8; 32], EnvelopeId>,
-    /// (actor, seq) of every held content change with metadata.
-    pub actor_seqs: HashSet<(Vec<u8>, u64)>,
+    /// (author, incarnation, change seq) of every judged content change.
+    pub change_keys: HashSet<(DeviceId, u32, u64)>,
+    /// The same key -> the accepted content envelope carrying it.
+    pub accepted_changes: HashMap<(DeviceId, u32, u64), EnvelopeId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +177,12 @@ enum ChainStatus {
     Forked(u64),
 }
 
-/// Step 1: chain status of every held envelope.
+/// Step 1: chain status of every held envelope. Per chain, the accepted
+/// line is built from seq 1: at each seq, among the envelopes whose `prev`
+/// is the line's tip, the lowest id continues it. Any other envelope at a
+/// seq the line reaches (or right after its tip) is a losing branch of a
+/// fork: [`ChainStatus::Forked`] with the first seq where the author forked.
+/// Beyond a gap, envelopes are pending.
 fn chains(
     held: &HashMap<EnvelopeId, Envelope>,
     ev: &mut Evaluation,
@@ -177,27 +198,48 @@ fn chains(
             .push(env.id());
     }
     let mut out = HashMap::with_capacity(held.len());
-    for (key, seqs) in by_chain {
-        let mut prev: Option<EnvelopeId> = None;
-        let mut expected = 1u64;
-        let mut status = ChainStatus::Ok;
-        for (seq, ids) in seqs {
-            if status == ChainStatus::Ok {
-                if seq != expected {
-                    status = ChainStatus::Pending;
-                } else if ids.len() > 1 || held[&ids[0]].body().prev != prev {
-                    status = ChainStatus::Forked(seq);
-                    ev.forked.insert(key);
-                }
+    for (key, mut seqs) in by_chain {
+        // The accepted line.
+        let mut line: Vec<EnvelopeId> = Vec::new();
+        for (seq, ids) in seqs.iter_mut() {
+            if *seq != line.len() as u64 + 1 {
+                break;
             }
-            for id in &ids {
-                out.insert(*id, status);
+            ids.sort();
+            let tip = line.last().copied();
+            match ids.iter().find(|id| held[*id].body().prev == tip) {
+                Some(id) => line.push(*id),
+                None => break,
             }
-            if status == ChainStatus::Ok {
-                prev = Some(ids[0]);
-                ev.tips.insert(key, (seq, ids[0]));
-                expected += 1;
+        }
+        let top = line.len() as u64;
+        let mut fork_at: Option<u64> = None;
+        for (seq, ids) in &seqs {
+            if *seq > top + 1 {
+                break;
             }
+            if ids.iter().any(|id| !line.contains(id)) {
+                fork_at = Some(*seq);
+                break;
+            }
+        }
+        for (seq, ids) in &seqs {
+            for id in ids {
+                let st = if line.get(*seq as usize - 1) == Some(id) {
+                    ChainStatus::Ok
+                } else if *seq <= top + 1 {
+                    ChainStatus::Forked(fork_at.unwrap_or(*seq))
+                } else {
+                    ChainStatus::Pending
+                };
+                out.insert(*id, st);
+            }
+        }
+        if fork_at.is_some() {
+            ev.forked.insert(key);
+        }
+        if let Some(tip) = line.last() {
+            ev.tips.insert(key, (top, *tip));
         }
     }
     out
@@ -218,6 +260,9 @@ fn mask_or(a: &mut Mask, b: &Mask) {
     for (x, y) in a.iter_mut().zip(b) {
         *x |= *y;
     }
+}
+fn mask_clear(m: &mut Mask, i: usize) {
+    m[i / 64] &= !(1 << (i % 64));
 }
 fn mask_subset(a: &Mask, b: &Mask) -> bool {
     a.iter().zip(b).all(|(x, y)| x & !y == 0)
@@ -244,6 +289,36 @@ struct Resolved {
     removals: Vec<(usize, RemovalEffect)>,
 }
 
+/// What carries over between evaluations of a growing set. `R(X)` of a
+/// causally closed set is a function of X's maximal ops and of which ops in
+/// X are unusable (malformed, forked, regressed) — an op's context never
+/// changes — so states and judgements are keyed by exactly that.
+#[derive(Clone, Debug, Default)]
+pub struct Cache {
+    states: HashMap<(Vec<EnvelopeId>, Vec<EnvelopeId>), Arc<State>>,
+    judged: HashMap<(EnvelopeId, Vec<EnvelopeId>), Judged>,
+}
+
+impl Cache {
+    /// Entries kept before the cache starts over (bounds memory).
+    const LIMIT: usize = 1 << 14;
+
+    fn trim(&mut self) {
+        if self.states.len() + self.judged.len() > Self::LIMIT {
+            *self = Cache::default();
+        }
+    }
+}
+
+/// An op judged in its own context `R(past(o) \ {o})`.
+#[derive(Clone, Debug)]
+struct Judged {
+    /// Authorised there (with what a removal takes), or why not.
+    verdict: Result<Option<RemovalEffect>, Reason>,
+    /// The author's rank there: the grant it cites through its context.
+    rank: u32,
+}
+
 struct Graph {
     home: SpaceId,
     team: Option<SpaceId>,
@@ -252,7 +327,11 @@ struct Graph {
     /// Ancestors including self, for non-pending nodes.
     past: Vec<Mask>,
     pending: Vec<bool>,
+    /// Topological order of all nodes.
+    order: Vec<usize>,
+    judged: Vec<Option<Judged>>,
     memo: HashMap<Mask, Rc<Resolved>>,
+    cache: Cache,
 }
 
 impl Graph {
@@ -366,7 +445,10 @@ impl Graph {
             index,
             past,
             pending,
+            order,
+            judged: (0..n).map(|_| None).collect(),
             memo: HashMap::new(),
+            cache: Cache::default(),
         }
     }
 
@@ -384,7 +466,7 @@ impl Graph {
         Some(m)
     }
 
-    fn info(&self, i: usize) -> OpInfo {
+    fn info(&self, i: usize, strict: bool) -> OpInfo {
         let n = &self.nodes[i];
         OpInfo {
             id: n.id,
@@ -393,27 +475,162 @@ impl Graph {
             space: n.space,
             home: self.home,
             team: self.team,
+            strict,
         }
     }
 
-    /// Step 3: `R(mask)`, memoised.
+    /// Judges every resolvable op in its own context `R(past(o) \ {o})`,
+    /// in topological order, so each context only needs ops judged before.
+    fn judge_all(&mut self) {
+        for k in 0..self.order.len() {
+            let i = self.order[k];
+            if self.pending[i] || self.nodes[i].bad.is_some() {
+                continue;
+            }
+            let mut ctx = self.past[i].clone();
+            mask_clear(&mut ctx, i);
+            let key = (self.nodes[i].id, self.bad_in(&ctx));
+            if let Some(j) = self.cache.judged.get(&key) {
+                self.judged[i] = Some(j.clone());
+                continue;
+            }
+            let at = self.state_of(&ctx);
+            let op = self.nodes[i]
+                .op
+                .as_ref()
+                .expect("ops without a bad reason decoded");
+            let rank = at.rights(&self.nodes[i].author).rank;
+            let mut state = (*at).clone();
+            let verdict = state
+                .apply(&self.info(i, true), op)
+                .map_err(Reason::Unauthorized);
+            let j = Judged { verdict, rank };
+            self.cache.judged.insert(key, j.clone());
+            self.judged[i] = Some(j);
+        }
+    }
+
+    /// The unusable ops in a mask, by id.
+    fn bad_in(&self, mask: &Mask) -> Vec<EnvelopeId> {
+        (0..self.nodes.len())
+            .filter(|&i| mask_has(mask, i) && self.nodes[i].bad.is_some())
+            .map(|i| self.nodes[i].id)
+            .collect()
+    }
+
+    /// The state of `R(mask)`, from the cache when this set was seen before.
+    fn state_of(&mut self, mask: &Mask) -> Arc<State> {
+        let maximal: Vec<EnvelopeId> = (0..self.nodes.len())
+            .filter(|&i| mask_has(mask, i))
+            .filter(|&i| !self.nodes[i].succs.iter().any(|&s| mask_has(mask, s)))
+            .map(|i| self.nodes[i].id)
+            .collect();
+        let key = (maximal, self.bad_in(mask));
+        if let Some(s) = self.cache.states.get(&key) {
+            return s.clone();
+        }
+        let state = Arc::new(self.resolve(mask).state.clone());
+        self.cache.states.insert(key, state.clone());
+        state
+    }
+
+    fn judged_ok(&self, i: usize) -> bool {
+        matches!(&self.judged[i], Some(Judged { verdict: Ok(_), .. }))
+    }
+
+    /// Step 3: `R(mask)`, memoised. Well-founded: it uses the judgements of
+    /// the ops in `mask` in their own contexts (strictly smaller sets) and
+    /// `R` of strictly smaller sets (in [`Graph::voids_op`]).
     fn resolve(&mut self, mask: &Mask) -> Rc<Resolved> {
         if let Some(r) = self.memo.get(mask) {
             return r.clone();
         }
-        let first = self.pass(mask, &BTreeMap::new());
-        let voids = self.voids(&first, mask);
-        let result = if voids.is_empty() {
-            first
-        } else {
-            self.pass(mask, &voids)
-        };
-        let rc = Rc::new(result);
+        // Removals that stand, by induction on (rank, id): a removal can
+        // only be voided by a standing removal of a stronger rank, or of the
+        // same rank and a lower id, decided before it.
+        let mut removals: Vec<(u32, EnvelopeId, usize)> = (0..self.nodes.len())
+            .filter(|&i| mask_has(mask, i) && self.nodes[i].removal && self.judged_ok(i))
+            .map(|i| {
+                let rank = self.judged[i].as_ref().map_or(NO_RANK, |j| j.rank);
+                (rank, self.nodes[i].id, i)
+            })
+            .collect();
+        removals.sort();
+        let mut standing: Vec<usize> = Vec::new();
+        let mut voids: BTreeMap<usize, EnvelopeId> = BTreeMap::new();
+        for (_, _, r) in removals {
+            let mut by = None;
+            for &s in &standing {
+                if self.voids_op(s, r, mask) {
+                    by = Some(s);
+                    break;
+                }
+            }
+            match by {
+                Some(s) => {
+                    voids.insert(r, self.nodes[s].id);
+                }
+                None => standing.push(r),
+            }
+        }
+        // Every other op falls to any standing removal that voids it.
+        for o in 0..self.nodes.len() {
+            if !mask_has(mask, o) || self.nodes[o].removal || !self.judged_ok(o) {
+                continue;
+            }
+            for &s in &standing {
+                if self.voids_op(s, o, mask) {
+                    voids.insert(o, self.nodes[s].id);
+                    break;
+                }
+            }
+        }
+        let rc = Rc::new(self.pass(mask, &voids));
         self.memo.insert(mask.clone(), rc.clone());
         rc
     }
 
-    /// One linear pass in the deterministic order.
+    /// Strong removal of control ops: removal `r` voids op `o` iff they are
+    /// concurrent, `r` (in its own context) took rights from `o`'s author,
+    /// `o` is beyond `r`'s cutoff for its space, and `o` is no longer
+    /// authorised in `R(past(o) \ {o} ∪ past(r))` (effective rights: another
+    /// grant may still carry it).
+    fn voids_op(&mut self, r: usize, o: usize, mask: &Mask) -> bool {
+        if r == o || mask_has(&self.past[r], o) || mask_has(&self.past[o], r) {
+            return false;
+        }
+        let author = self.nodes[o].author;
+        let hit = match &self.judged[r] {
+            Some(Judged {
+                verdict: Ok(Some(e)),
+                ..
+            }) => {
+                e.lost_managers.contains(&author)
+                    || e.lost_members.contains(&author)
+                    || e.lost_writers.contains(&author)
+            }
+            _ => false,
+        };
+        if !hit {
+            return false;
+        }
+        let space = self.nodes[o].space;
+        match self.cutoff(r, &space, &author, mask) {
+            Some(c) if self.nodes[o].seq > c => {}
+            _ => return false,
+        }
+        let mut union = self.past[o].clone();
+        mask_clear(&mut union, o);
+        mask_or(&mut union, &self.past[r]);
+        let mut state = (*self.state_of(&union)).clone();
+        let op = self.nodes[o].op.as_ref().expect("judged ops decoded");
+        state.apply(&self.info(o, false), op).is_err()
+    }
+
+    /// One linear pass in the deterministic order: Kahn's sort, among ready
+    /// ops removals first, then the lowest id. An op takes effect iff it was
+    /// authorised in its own context, is not voided, and its author still
+    /// has the right in the state built so far.
     fn pass(&self, mask: &Mask, voids: &BTreeMap<usize, EnvelopeId>) -> Resolved {
         let n = self.nodes.len();
         let mut out = Resolved::default();
@@ -432,12 +649,17 @@ impl Graph {
             let node = &self.nodes[i];
             let verdict = if let Some(bad) = &node.bad {
                 Err(bad.clone())
+            } else if let Some(Judged {
+                verdict: Err(why), ..
+            }) = &self.judged[i]
+            {
+                Err(why.clone())
             } else if let Some(by) = voids.get(&i) {
                 Err(Reason::Voided { by: *by })
             } else {
                 let op = node.op.as_ref().expect("ops without a bad reason decoded");
                 out.state
-                    .apply(&self.info(i), op)
+                    .apply(&self.info(i, false), op)
                     .map_err(Reason::Unauthorized)
             };
             match verdict {
@@ -465,15 +687,10 @@ impl Graph {
 
     /// The cutoff removal `r` gives for `device`'s envelopes in `space`:
     /// its own cutoff map for that space, else the largest one supplied by a
-    /// valid rotation in the folder citing `r`, else none (then only the
-    /// context decides: weak removal until a rotation supplies one).
-    fn cutoff(
-        &self,
-        r: usize,
-        space: &SpaceId,
-        device: &DeviceId,
-        valid: &BTreeSet<usize>,
-    ) -> Option<u64> {
+    /// rotation in `mask`, authorised in its context, citing `r`, else none
+    /// (then only the context decides: weak removal until a rotation
+    /// supplies one).
+    fn cutoff(&self, r: usize, space: &SpaceId, device: &DeviceId, mask: &Mask) -> Option<u64> {
         let op = self.nodes[r].op.as_ref()?;
         if let Some(map) = op.cutoff_for(space, &self.home) {
             return Some(map.get(device).copied().unwrap_or(0));
@@ -482,9 +699,9 @@ impl Graph {
             return None;
         }
         let rid = self.nodes[r].id;
-        valid
-            .iter()
-            .filter_map(|&i| match &self.nodes[i].op {
+        (0..self.nodes.len())
+            .filter(|&i| mask_has(mask, i) && self.judged_ok(i))
+            .filter_map(|i| match &self.nodes[i].op {
                 Some(ControlOp::Membership(MembershipOp::Rotate { cutoffs, .. })) => cutoffs
                     .iter()
                     .find(|(id, _)| *id == rid)
@@ -493,64 +710,32 @@ impl Graph {
             })
             .max()
     }
-
-    /// Control ops of removed devices that are concurrent with their removal
-    /// and beyond its cutoff; a removal only if the remover outranks strictly.
-    fn voids(&self, first: &Resolved, mask: &Mask) -> BTreeMap<usize, EnvelopeId> {
-        let mut out = BTreeMap::new();
-        for (r, effect) in &first.removals {
-            let affected: BTreeSet<&DeviceId> = effect
-                .lost_managers
-                .iter()
-                .chain(&effect.lost_members)
-                .collect();
-            if affected.is_empty() {
-                continue;
-            }
-            for (o, node) in self.nodes.iter().enumerate() {
-                if o == *r
-                    || !mask_has(mask, o)
-                    || node.bad.is_some()
-                    || !affected.contains(&node.author)
-                {
-                    continue;
-                }
-                if mask_has(&self.past[*r], o) || mask_has(&self.past[o], *r) {
-                    continue;
-                }
-                match self.cutoff(*r, &node.space, &node.author, &first.valid) {
-                    Some(c) if node.seq > c => {}
-                    _ => continue,
-                }
-                if node.removal {
-                    let target = effect
-                        .target_ranks
-                        .get(&node.author)
-                        .copied()
-                        .unwrap_or(u32::MAX);
-                    if effect.author_rank >= target {
-                        continue;
-                    }
-                }
-                out.entry(o).or_insert(self.nodes[*r].id);
-            }
-        }
-        out
-    }
 }
 
 /// Judges a held set. `held` holds the home space's envelopes and (for a
-/// folder of a team) the team roster's; `metas` the decrypted change metadata
-/// the daemon supplied.
+/// folder of a team) the team roster's. Needs no key: everything it reads
+/// is in plaintext headers and control ops.
 pub fn evaluate(
     home: SpaceId,
     team: Option<SpaceId>,
     held: &HashMap<EnvelopeId, Envelope>,
-    metas: &HashMap<EnvelopeId, ChangeMeta>,
+) -> Evaluation {
+    evaluate_cached(home, team, held, &mut Cache::default())
+}
+
+/// [`evaluate`] reusing (and filling) a [`Cache`] from earlier evaluations
+/// of the same space; the result is the same.
+pub fn evaluate_cached(
+    home: SpaceId,
+    team: Option<SpaceId>,
+    held: &HashMap<EnvelopeId, Envelope>,
+    cache: &mut Cache,
 ) -> Evaluation {
     let mut ev = Evaluation::default();
     let status = chains(held, &mut ev);
     let mut graph = Graph::build(home, team, held, &status);
+    cache.trim();
+    graph.cache = std::mem::take(cache);
     let n = graph.nodes.len();
     let mut all = mask_new(n);
     for i in 0..n {
@@ -583,6 +768,7 @@ pub fn evaluate(
             }
         }
     }
+    graph.judge_all();
     let fin = graph.resolve(&all);
     for i in 0..n {
         if !mask_has(&all, i) {
@@ -608,7 +794,8 @@ pub fn evaluate(
         .map(|(i, e)| (graph.nodes[*i].id, e.clone()))
         .collect();
     ev.state = fin.state.clone();
-    content_validity(&mut graph, &fin, held, &status, metas, &mut ev);
+    content_validity(&mut graph, &fin, &all, held, &status, &mut ev);
+    *cache = std::mem::take(&mut graph.cache);
     ev
 }
 
@@ -621,9 +808,9 @@ struct ContentJudgement {
 fn content_validity(
     graph: &mut Graph,
     fin: &Resolved,
+    all: &Mask,
     held: &HashMap<EnvelopeId, Envelope>,
     status: &HashMap<EnvelopeId, ChainStatus>,
-    metas: &HashMap<EnvelopeId, ChangeMeta>,
     ev: &mut Evaluation,
 ) {
     let home = graph.home;
@@ -661,6 +848,13 @@ fn content_validity(
                 .insert(id, Reason::Malformed("content cites no context".into()));
             continue;
         }
+        if body.change.is_some() != (body.kind == Kind::Content) {
+            ev.quarantined.insert(
+                id,
+                Reason::Malformed("a change header goes with content only".into()),
+            );
+            continue;
+        }
         let Some(mask) = mask_of(graph, &body.context) else {
             let names_content = body.context.iter().any(|c| {
                 held.get(c)
@@ -686,23 +880,32 @@ fn content_validity(
                 continue;
             }
         }
-        if let Some(meta) = metas.get(&id) {
-            if env.kind() != Kind::Content || meta.incarnation(&author).is_none() {
+        let at = graph.state_of(&mask);
+        let mut key = body.context.clone();
+        key.sort();
+        key.dedup();
+        ev.contexts.entry(key).or_insert_with(|| at.clone());
+        if let Some(h) = &body.change {
+            // Incarnations: a device removed from the folder writes as a
+            // later incarnation once its context shows the removal.
+            let need = at.incarnation(&author);
+            if h.incarnation >= MAX_INCARNATIONS {
+                ev.quarantined
+                    .insert(id, Reason::Malformed("incarnation out of range".into()));
+                continue;
+            }
+            if h.incarnation < need {
                 ev.quarantined.insert(
                     id,
-                    Reason::Malformed("change actor is not bound to the envelope's author".into()),
+                    Reason::StaleIncarnation {
+                        got: h.incarnation,
+                        need,
+                    },
                 );
                 continue;
             }
         }
-        let at = graph.resolve(&mask);
-        let mut key = body.context.clone();
-        key.sort();
-        key.dedup();
-        ev.contexts
-            .entry(key)
-            .or_insert_with(|| Arc::new(at.state.clone()));
-        let reason = judge_content(graph, fin, &at.state, env, &mask, status[&id]);
+        let reason = judge_content(graph, fin, all, &at, env, &mask, status[&id]);
         judged.insert(
             id,
             ContentJudgement {
@@ -711,12 +914,13 @@ fn content_validity(
             },
         );
     }
-    endorse(held, metas, &fin.state, judged, ev);
+    endorse(held, &fin.state, judged, ev);
 }
 
 fn judge_content(
-    graph: &Graph,
+    graph: &mut Graph,
     fin: &Resolved,
+    all: &Mask,
     at: &State,
     env: &Envelope,
     mask: &Mask,
@@ -755,21 +959,35 @@ fn judge_content(
         if !lost_of(effect).contains(&body.author) || mask_has(mask, *r) {
             continue;
         }
-        if let Some(c) = graph.cutoff(*r, &body.space, &body.author, &fin.valid) {
-            if body.seq > c {
-                return Some(Reason::Removed {
-                    by: graph.nodes[*r].id,
-                });
-            }
+        let Some(c) = graph.cutoff(*r, &body.space, &body.author, all) else {
+            continue;
+        };
+        if body.seq <= c {
+            continue;
+        }
+        // Effective rights: judged in R(past(c) ∪ past(r)), where another
+        // grant the author had seen (or the removal's author had) may still
+        // carry the right.
+        let mut union = mask.clone();
+        mask_or(&mut union, &graph.past[*r]);
+        let rights = graph.state_of(&union).rights(&body.author);
+        let still = match body.kind {
+            Kind::Content => rights.writer,
+            _ => rights.member,
+        };
+        if !still {
+            return Some(Reason::Removed {
+                by: graph.nodes[*r].id,
+            });
         }
     }
     None
 }
 
-/// Step 5: the accepted content closure, with endorsement.
+/// Step 5: the accepted content closure, with endorsement, from the
+/// change headers alone.
 fn endorse(
     held: &HashMap<EnvelopeId, Envelope>,
-    metas: &HashMap<EnvelopeId, ChangeMeta>,
     fin: &State,
     judged: BTreeMap<EnvelopeId, ContentJudgement>,
     ev: &mut Evaluation,
@@ -794,31 +1012,65 @@ fn endorse(
     let idx: HashMap<EnvelopeId, usize> =
         content.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let n = content.len();
-    let mut by_hash: HashMap<[u8; 32], usize> = HashMap::new();
-    for (i, id) in content.iter().enumerate() {
-        if let Some(m) = metas.get(id) {
-            by_hash.entry(m.hash).or_insert(i);
-        }
+    let header = |i: usize| {
+        held[&content[i]]
+            .body()
+            .change
+            .as_ref()
+            .expect("decoding guarantees content has a change header")
+    };
+    let key_of = |i: usize| {
+        let h = header(i);
+        (held[&content[i]].author(), h.incarnation, h.seq)
+    };
+    let mut by_key: HashMap<(DeviceId, u32, u64), Vec<usize>> = HashMap::new();
+    for i in 0..n {
+        by_key.entry(key_of(i)).or_default().push(i);
     }
-    // Parents: Automerge deps. The order also follows each author's chain
-    // (`prev`), which is no dependency: a valid change may follow its
-    // author's quarantined one.
+    ev.change_keys = by_key.keys().copied().collect();
+    // Parents: the header's deps, and the change before it of the same
+    // (device, incarnation) — Automerge needs it. The order also follows
+    // each author's chain (`prev`), which is no dependency: a valid change
+    // may follow its author's quarantined one.
     let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut order_parents: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut missing = vec![false; n];
-    for (i, id) in content.iter().enumerate() {
-        if let Some(m) = metas.get(id) {
-            for d in &m.deps {
-                match by_hash.get(d) {
-                    Some(&j) => parents[i].push(j),
-                    None => missing[i] = true,
+    let mut dead = vec![false; n];
+    let mut bad_seq = vec![false; n];
+    for i in 0..n {
+        for d in &header(i).deps {
+            match idx.get(d) {
+                Some(&j) => parents[i].push(j),
+                None if ev.quarantined.contains_key(d)
+                    || (held.contains_key(d) && !ev.pending.contains(d)) =>
+                {
+                    dead[i] = true
                 }
+                None => missing[i] = true,
+            }
+        }
+        let (author, inc, seq) = key_of(i);
+        if seq > 1 {
+            let before = by_key.get(&(author, inc, seq - 1)).and_then(|g| {
+                g.iter()
+                    .copied()
+                    .filter(|&j| held[&content[j]].seq() < held[&content[i]].seq())
+                    .min_by_key(|&j| held[&content[j]].seq())
+            });
+            match before {
+                Some(j) => parents[i].push(j),
+                None => bad_seq[i] = true,
             }
         }
         parents[i].sort_unstable();
         parents[i].dedup();
         order_parents[i] = parents[i].clone();
-        if let Some(&j) = held[id].body().prev.as_ref().and_then(|p| idx.get(p)) {
+        if let Some(&j) = held[&content[i]]
+            .body()
+            .prev
+            .as_ref()
+            .and_then(|p| idx.get(p))
+        {
             if !order_parents[i].contains(&j) {
                 order_parents[i].push(j);
             }
@@ -877,31 +1129,28 @@ fn endorse(
         .collect();
     let judgement: Vec<&ContentJudgement> = content.iter().map(|id| &judged[id]).collect();
     // One Automerge actor must not have two changes with one seq (Automerge
-    // refuses such a document): all of them are malformed, never endorsed.
-    // An honest device that lost a change starts a new incarnation instead.
-    let mut by_actor_seq: HashMap<(&[u8], u64), Vec<usize>> = HashMap::new();
-    for (i, id) in content.iter().enumerate() {
-        if let Some(m) = metas.get(id) {
-            by_actor_seq
-                .entry((m.actor.as_slice(), m.seq))
-                .or_default()
-                .push(i);
-        }
-    }
-    ev.actor_seqs = by_actor_seq.keys().map(|(a, s)| (a.to_vec(), *s)).collect();
+    // refuses such a document): all of them are malformed, never endorsed —
+    // except where a fork's losing branch clashes with the line's change:
+    // then only the losers go. An honest device that lost a change starts a
+    // new incarnation instead.
     let mut actor_fork = vec![false; n];
-    for group in by_actor_seq.values().filter(|g| g.len() > 1) {
+    for group in by_key.values().filter(|g| g.len() > 1) {
+        let losing = |i: &usize| matches!(judgement[*i].reason, Some(Reason::Equivocation { .. }));
+        let winners = group.iter().filter(|i| !losing(i)).count();
         for &i in group {
-            actor_fork[i] = true;
+            if winners != 1 || losing(&i) {
+                actor_fork[i] = true;
+            }
         }
     }
     let mut keep: Vec<bool> = (0..n)
         .map(|i| {
             !missing[i]
+                && !dead[i]
                 && !actor_fork[i]
+                && !bad_seq[i]
                 && (judgement[i].valid
-                    || (metas.contains_key(&content[i])
-                        && judgement[i].reason.as_ref().is_some_and(Reason::endorsable)))
+                    || judgement[i].reason.as_ref().is_some_and(Reason::endorsable))
         })
         .collect();
     let mut endorser: Vec<Option<usize>> = vec![None; n];
@@ -926,7 +1175,7 @@ fn endorse(
                 }
             };
             for &c in &children[i] {
-                if keep[c] && metas.contains_key(&content[c]) {
+                if keep[c] {
                     add((user[c], c));
                     for p in desc[c].into_iter().flatten() {
                         add(p);
@@ -953,9 +1202,7 @@ fn endorse(
         if keep[i] {
             ev.accepted.insert(id);
             ev.content_order.push(id);
-            if let Some(m) = metas.get(&id) {
-                ev.hashes.insert(m.hash, id);
-            }
+            ev.accepted_changes.insert(key_of(i), id);
             if !judgement[i].valid {
                 if let Some(e) = endorser[i] {
                     ev.endorsed_by.insert(id, content[e]);
@@ -968,12 +1215,21 @@ fn endorse(
         if keep[i] {
             continue;
         }
-        if actor_fork[i] {
+        if let Some(r @ Reason::Equivocation { .. }) = &judgement[i].reason {
+            ev.quarantined.insert(id, r.clone());
+        } else if actor_fork[i] {
             ev.quarantined.insert(
                 id,
                 Reason::Malformed("another change of its Automerge actor has the same seq".into()),
             );
-        } else if missing[i] && judgement[i].valid {
+        } else if bad_seq[i] {
+            ev.quarantined.insert(
+                id,
+                Reason::Malformed(
+                    "the change's seq does not follow its incarnation's previous change".into(),
+                ),
+            );
+        } else if missing[i] && !dead[i] && judgement[i].valid {
             ev.pending.insert(id);
         } else {
             let reason = judgement[i]

@@ -5,19 +5,24 @@
 //! BLAKE3 hash of the wire bytes. Decoding rejects anything that is not the
 //! canonical encoding, so an envelope has exactly one byte form and one id.
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{self, DeviceKeys};
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 
-/// Version of the envelope format this crate writes and accepts.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// Version of the envelope format this crate writes and accepts (2: content
+/// carries a plaintext [`ChangeHeader`]).
+pub const ENVELOPE_VERSION: u8 = 2;
 /// Upper bound on an encoded envelope; larger input is refused before parsing.
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
 /// Upper bound on context heads an envelope may cite.
 pub const MAX_CONTEXT: usize = 256;
+/// Upper bound on the change deps a content envelope may cite.
+pub const MAX_DEPS: usize = 1024;
 
-const SIGNING_DOMAIN: &[u8] = b"coffer/envelope/v1\0";
+const SIGNING_DOMAIN: &[u8] = b"coffer/envelope/v2\0";
 
 /// What an envelope carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +35,21 @@ pub enum Kind {
     Usage,
     /// A team roster op (plaintext, signed).
     Roster,
+}
+
+/// What a content envelope says in plaintext about the Automerge change it
+/// encrypts, so that every peer — a locked daemon or a keyless relay too —
+/// judges acceptance and endorsement from headers alone. Key holders check
+/// that the decrypted change matches it ([`crate::Space::binding_matches`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeHeader {
+    /// The change's Automerge actor is `folder::actor_for(author, incarnation)`.
+    pub incarnation: u32,
+    /// The change's Automerge seq (that actor's changes count from 1).
+    pub seq: u64,
+    /// The content envelopes carrying the change's Automerge deps, sorted,
+    /// without duplicates. A dep is a signed vouch: it endorses.
+    pub deps: Vec<EnvelopeId>,
 }
 
 /// Everything an envelope says, without its signature.
@@ -47,6 +67,8 @@ pub struct EnvelopeBody {
     pub context: Vec<EnvelopeId>,
     /// The key epoch (id of the op that set it) a content payload is encrypted under.
     pub epoch: Option<EnvelopeId>,
+    /// Present exactly on [`Kind::Content`].
+    pub change: Option<ChangeHeader>,
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
@@ -59,14 +81,25 @@ struct SignedEnvelope {
 }
 
 /// A decoded envelope with its id and wire bytes; the signature is checked by
-/// [`Envelope::verify_signature`], not by decoding.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// [`Envelope::verify_signature`], not by decoding. The verdict is
+/// remembered with the (immutable) envelope and its clones, so an envelope
+/// is verified at most once however many spaces or replicas take it in.
+#[derive(Clone, Debug)]
 pub struct Envelope {
     body: EnvelopeBody,
     signature: [u8; 64],
     id: EnvelopeId,
     bytes: Vec<u8>,
+    verified: OnceLock<bool>,
 }
+
+impl PartialEq for Envelope {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.bytes == other.bytes
+    }
+}
+
+impl Eq for Envelope {}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -119,11 +152,14 @@ impl Envelope {
         })
         .expect("serialising to a Vec cannot fail");
         let id = EnvelopeId(*blake3::hash(&bytes).as_bytes());
+        // Signed right here: valid iff the signer is the claimed author.
+        let verified = OnceLock::from(body.author == keys.device_id());
         Envelope {
             body,
             signature,
             id,
             bytes,
+            verified,
         }
     }
 
@@ -160,6 +196,25 @@ impl Envelope {
         if body.context.len() > MAX_CONTEXT {
             return Err(DecodeError::Invalid("too many context heads"));
         }
+        match (&body.change, body.kind) {
+            (None, Kind::Content) => {
+                return Err(DecodeError::Invalid("content needs a change header"))
+            }
+            (Some(_), k) if k != Kind::Content => {
+                return Err(DecodeError::Invalid("only content has a change header"))
+            }
+            (Some(h), _) => {
+                if h.deps.len() > MAX_DEPS {
+                    return Err(DecodeError::Invalid("too many change deps"));
+                }
+                if h.seq == 0 || h.deps.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(DecodeError::Invalid(
+                        "change seq starts at 1; deps sorted, no duplicates",
+                    ));
+                }
+            }
+            (None, _) => {}
+        }
         let canonical = postcard::to_stdvec(&SignedEnvelope {
             body: body.clone(),
             signature: signature.to_vec(),
@@ -173,20 +228,44 @@ impl Envelope {
             body,
             signature,
             bytes: canonical,
+            verified: OnceLock::new(),
         })
     }
 
     pub fn verify_signature(&self) -> bool {
-        crypto::verify(
-            &self.body.author,
-            &self.body.signing_bytes(),
-            &self.signature,
-        )
+        *self.verified.get_or_init(|| {
+            crypto::verify(
+                &self.body.author,
+                &self.body.signing_bytes(),
+                &self.signature,
+            )
+        })
     }
 
     /// Checks many signatures at once (about twice as fast as one by one).
     /// `true` iff every signature verifies; on `false`, check them singly.
     pub fn verify_batch(envs: &[&Envelope]) -> bool {
+        let todo: Vec<&Envelope> = envs
+            .iter()
+            .copied()
+            .filter(|e| e.verified.get().is_none())
+            .collect();
+        if envs.iter().any(|e| e.verified.get() == Some(&false)) {
+            return false;
+        }
+        if todo.is_empty() {
+            return true;
+        }
+        let ok = Self::verify_batch_uncached(&todo);
+        if ok {
+            for e in todo {
+                let _ = e.verified.set(true);
+            }
+        }
+        ok
+    }
+
+    fn verify_batch_uncached(envs: &[&Envelope]) -> bool {
         let messages: Vec<Vec<u8>> = envs.iter().map(|e| e.body.signing_bytes()).collect();
         let mut keys = Vec::with_capacity(envs.len());
         for e in envs {
@@ -244,6 +323,11 @@ mod tests {
                 kind: Kind::Content,
                 context: vec![EnvelopeId([2; 32])],
                 epoch: Some(EnvelopeId([3; 32])),
+                change: Some(ChangeHeader {
+                    incarnation: 0,
+                    seq: 1,
+                    deps: vec![EnvelopeId([4; 32])],
+                }),
                 payload: vec![9; 40],
             },
             keys,

@@ -27,7 +27,7 @@ pub mod state;
 
 pub use accept::{ChangeMeta, Reason};
 pub use crypto::{CryptoError, DeviceKeys, FolderKey};
-pub use envelope::{DecodeError, Envelope, EnvelopeBody, Kind};
+pub use envelope::{ChangeHeader, DecodeError, Envelope, EnvelopeBody, Kind};
 pub use folder::{FolderDoc, FolderError, HistoryEntry, Item, ItemEdit, ItemType, NewItem};
 pub use ids::{DeviceId, EnvelopeId, ItemId, SpaceId};
 pub use ops::{ControlOp, MembershipOp, Principal, Role, RosterOp, UserId};

@@ -13,10 +13,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
-use crate::accept::{evaluate, Evaluation};
+use crate::accept::{evaluate_cached, Cache, Evaluation, MAX_INCARNATIONS};
 pub use crate::accept::{ChangeMeta, Reason};
 use crate::crypto::{CryptoError, DeviceKeys, FolderKey};
-use crate::envelope::{Envelope, EnvelopeBody, Kind, ENVELOPE_VERSION};
+use crate::envelope::{ChangeHeader, Envelope, EnvelopeBody, Kind, ENVELOPE_VERSION};
+use crate::folder::actor_for;
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 pub use crate::ops::{
     ChainLink, ControlOp, Cutoff, Cutoffs, KeyWrap, MembershipOp, Principal, Role, RosterOp, UserId,
@@ -70,6 +71,15 @@ pub enum SpaceError {
     Crypto(#[from] CryptoError),
     #[error("malformed membership payload")]
     MalformedPayload,
+    /// The bytes are not an Automerge change of this device's actor.
+    #[error("not an Automerge change of this device")]
+    MalformedChange,
+    /// The change is written as an older incarnation than the folder requires.
+    #[error("the change must be written as incarnation {need} or later")]
+    StaleIncarnation { need: u32 },
+    /// A dep of the change is in no held content envelope this device can read.
+    #[error("the change depends on a change this device does not hold")]
+    UnknownDep,
 }
 
 /// What an [`Space::ingest_batch`] did.
@@ -109,8 +119,14 @@ pub struct Space {
     held: HashMap<EnvelopeId, Envelope>,
     /// Per (space, author), the held envelope with the highest (seq, id).
     last: HashMap<(SpaceId, DeviceId), (u64, EnvelopeId)>,
+    /// Decrypted change metadata (key holders only): names a new change's
+    /// deps and checks payloads against headers. Acceptance never reads it.
     metas: HashMap<EnvelopeId, ChangeMeta>,
+    /// Automerge change hash -> held content envelope, from `metas`.
+    by_hash: HashMap<[u8; 32], EnvelopeId>,
     eval: Evaluation,
+    /// Context states of earlier evaluations (a pure speed-up).
+    cache: Cache,
 }
 
 impl Space {
@@ -127,7 +143,9 @@ impl Space {
             held: HashMap::new(),
             last: HashMap::new(),
             metas: HashMap::new(),
+            by_hash: HashMap::new(),
             eval: Evaluation::default(),
+            cache: Cache::default(),
         }
     }
 
@@ -449,9 +467,10 @@ impl Space {
         Ok(Self::open_content(env, &key)?)
     }
 
-    /// Decrypts every held content envelope this device can read and supplies
-    /// its change metadata, so endorsement and Automerge deps count.
-    /// Returns how many were newly learned.
+    /// Decrypts every held content envelope this device can read and records
+    /// its change metadata (to name deps of new changes and to check
+    /// payloads with [`Space::binding_matches`]; acceptance does not need
+    /// it). Returns how many were newly learned.
     pub fn learn_metas(&mut self, keys: &DeviceKeys) -> usize {
         let keys_by_epoch = self.epoch_keys(keys);
         let mut learned = Vec::new();
@@ -469,20 +488,84 @@ impl Space {
             }
         }
         let n = learned.len();
-        if n > 0 {
-            self.metas.extend(learned);
-            self.reevaluate();
-        }
+        self.supply_metas(learned);
         n
     }
 
-    /// Supplies decrypted change metadata for held content envelopes.
+    /// Records decrypted change metadata of held content envelopes.
     pub fn supply_metas(&mut self, metas: impl IntoIterator<Item = (EnvelopeId, ChangeMeta)>) {
-        let before = self.metas.len();
-        self.metas.extend(metas);
-        if self.metas.len() != before {
-            self.reevaluate();
+        for (id, meta) in metas {
+            self.record_meta(id, meta);
         }
+    }
+
+    fn record_meta(&mut self, id: EnvelopeId, meta: ChangeMeta) {
+        if self.metas.contains_key(&id) {
+            return;
+        }
+        self.by_hash.entry(meta.hash).or_insert(id);
+        self.metas.insert(id, meta);
+    }
+
+    /// This device's current incarnation in the folder: write changes with
+    /// `FolderDoc::with_incarnation(device, space.incarnation(&device))` (or
+    /// later, e.g. after losing changes of one's own to a fork).
+    pub fn incarnation(&self, device: &DeviceId) -> u32 {
+        self.eval.state.incarnation(device)
+    }
+
+    /// The plaintext header of a content envelope carrying `change` by
+    /// `keys`' device: its incarnation, Automerge seq and the envelopes of
+    /// its deps. Learns metadata (decrypting with `keys`) if a dep is not
+    /// known yet.
+    pub fn change_header(
+        &mut self,
+        keys: &DeviceKeys,
+        change: &[u8],
+    ) -> Result<ChangeHeader, SpaceError> {
+        let meta = ChangeMeta::from_change(change).ok_or(SpaceError::MalformedChange)?;
+        let author = keys.device_id();
+        let incarnation = meta
+            .incarnation(&author)
+            .ok_or(SpaceError::MalformedChange)?;
+        let need = self.incarnation(&author);
+        if incarnation < need {
+            return Err(SpaceError::StaleIncarnation { need });
+        }
+        if meta.deps.iter().any(|h| !self.by_hash.contains_key(h)) {
+            self.learn_metas(keys);
+        }
+        let mut deps = Vec::with_capacity(meta.deps.len());
+        for h in &meta.deps {
+            deps.push(*self.by_hash.get(h).ok_or(SpaceError::UnknownDep)?);
+        }
+        deps.sort();
+        deps.dedup();
+        Ok(ChangeHeader {
+            incarnation,
+            seq: meta.seq,
+            deps,
+        })
+    }
+
+    /// Whether a decrypted change matches its envelope's header: actor of
+    /// the header's incarnation, same Automerge seq, and (where the deps'
+    /// metadata is known) the same deps. A mismatching change is accepted
+    /// (acceptance reads headers) but must not be applied: the daemon skips
+    /// it, as every key holder does, so documents stay identical.
+    pub fn binding_matches(&self, env: &Envelope, change: &[u8]) -> bool {
+        let (Some(h), Some(meta)) = (&env.body().change, ChangeMeta::from_change(change)) else {
+            return false;
+        };
+        if meta.actor != actor_for(&env.author(), h.incarnation).to_bytes() || meta.seq != h.seq {
+            return false;
+        }
+        let known: Option<BTreeSet<EnvelopeId>> = meta
+            .deps
+            .iter()
+            .map(|d| self.by_hash.get(d).copied())
+            .collect();
+        known.is_none_or(|k| k.into_iter().eq(h.deps.iter().copied()))
     }
 
     /// Re-judges the held set from scratch. Afterwards
@@ -493,7 +576,7 @@ impl Space {
     }
 
     fn reevaluate(&mut self) {
-        self.eval = evaluate(self.id, self.team, &self.held, &self.metas);
+        self.eval = evaluate_cached(self.id, self.team, &self.held, &mut self.cache);
     }
 
     fn check(&self, env: &Envelope) -> Result<(), IngestError> {
@@ -526,22 +609,25 @@ impl Space {
         }
         self.check(&env)?;
         let id = env.id();
-        if self.fast_accept(&env, meta.as_ref()) {
+        if self.fast_accept(&env) {
             let key = (env.space(), env.author());
             self.eval.tips.insert(key, (env.seq(), id));
             self.eval.accepted.insert(id);
             self.eval.content_order.push(id);
-            if let Some(m) = &meta {
-                self.eval.hashes.insert(m.hash, id);
-                self.eval.actor_seqs.insert((m.actor.clone(), m.seq));
-                self.metas.insert(id, m.clone());
+            if let Some(h) = &env.body().change {
+                let k = (env.author(), h.incarnation, h.seq);
+                self.eval.change_keys.insert(k);
+                self.eval.accepted_changes.insert(k, id);
+            }
+            if let Some(m) = meta {
+                self.record_meta(id, m);
             }
             self.hold(env);
             return Ok(Outcome::Accepted);
         }
         self.hold(env);
         if let Some(m) = meta {
-            self.metas.insert(id, m);
+            self.record_meta(id, m);
         }
         self.reevaluate();
         Ok(self.outcome_of(&id).unwrap_or(Outcome::Pending))
@@ -550,7 +636,7 @@ impl Space {
     /// The common case without a full re-evaluation: content that extends
     /// its author's chain, under a context already judged, by an author no
     /// removal touched, whose deps are all accepted.
-    fn fast_accept(&self, env: &Envelope, meta: Option<&ChangeMeta>) -> bool {
+    fn fast_accept(&self, env: &Envelope) -> bool {
         let body = env.body();
         if body.kind != Kind::Content || body.space != self.id || self.is_roster() {
             return false;
@@ -569,11 +655,13 @@ impl Space {
             {
                 return false;
             }
-            if let Some(pm) = self.metas.get(p) {
-                match meta {
-                    Some(m) if !pm.deps.contains(&m.hash) => {}
-                    _ => return false,
-                }
+            if pe
+                .body()
+                .change
+                .as_ref()
+                .is_some_and(|h| h.deps.contains(&env.id()))
+            {
+                return false;
             }
         }
         let tip = self.eval.tips.get(&key).copied();
@@ -617,15 +705,23 @@ impl Space {
         }) {
             return false;
         }
-        match meta {
-            None => self.metas.is_empty() || body.seq == 1,
-            Some(m) => {
-                m.incarnation(&body.author).is_some()
-                    && !self.eval.actor_seqs.contains(&(m.actor.clone(), m.seq))
-                    && m.deps.iter().all(|d| self.eval.hashes.contains_key(d))
-                    && !self.eval.hashes.contains_key(&m.hash)
-            }
-        }
+        let Some(h) = &body.change else {
+            return false;
+        };
+        let me = (body.author, h.incarnation, h.seq);
+        h.incarnation >= at.incarnation(&body.author)
+            && h.incarnation < MAX_INCARNATIONS
+            && !self.eval.change_keys.contains(&me)
+            && (h.seq == 1
+                || self.eval.accepted_changes.contains_key(&(
+                    body.author,
+                    h.incarnation,
+                    h.seq - 1,
+                )))
+            && h.deps.iter().all(|d| {
+                self.eval.accepted.contains(d)
+                    && self.held.get(d).is_some_and(|e| e.kind() == Kind::Content)
+            })
     }
 
     /// [`Space::ingest_batch`] with the change metadata the caller decrypted,
@@ -635,7 +731,7 @@ impl Space {
         envs: Vec<Envelope>,
         metas: impl IntoIterator<Item = (EnvelopeId, ChangeMeta)>,
     ) -> Report {
-        self.metas.extend(metas);
+        self.supply_metas(metas);
         self.ingest_batch(envs)
     }
 
@@ -704,6 +800,7 @@ impl Space {
             kind,
             context: self.eval.control_heads.clone(),
             epoch: None,
+            change: None,
             payload: Vec::new(),
         }
     }
@@ -743,6 +840,7 @@ impl Space {
             space,
             home: self.id,
             team: self.team,
+            strict: true,
         };
         if let Err(why) = trial.apply(&info, op) {
             return Err(SpaceError::Refused(why));
@@ -781,6 +879,7 @@ impl Space {
             space: self.id,
             home: self.id,
             team: self.team,
+            strict: true,
         };
         let bare = ControlOp::Membership(MembershipOp::Grant {
             principal: principal.clone(),
@@ -926,16 +1025,18 @@ impl Space {
         if self.rotation_due() {
             return Err(SpaceError::RotationDue);
         }
+        let (change, meta) = if kind == Kind::Content {
+            let header = self.change_header(keys, plain)?;
+            (Some(header), ChangeMeta::from_change(plain))
+        } else {
+            (None, None)
+        };
         let mut body = self.next_body(author, self.id, kind);
         body.epoch = Some(epoch);
+        body.change = change;
         let aad = EnvelopeBody::payload_aad(&self.id, &author, body.seq, kind);
         body.payload = folder_key.encrypt(plain, &aad, rng);
         let env = Envelope::sign(body, keys);
-        let meta = if kind == Kind::Content && !self.metas.is_empty() {
-            ChangeMeta::from_change(plain)
-        } else {
-            None
-        };
         match self.ingest_with_meta(env.clone(), meta) {
             Ok(Outcome::Accepted) => Ok(env),
             Ok(other) => {
@@ -962,7 +1063,11 @@ impl Space {
                 None => self.last.remove(&key),
             };
         }
-        self.metas.remove(id);
+        if let Some(m) = self.metas.remove(id) {
+            if self.by_hash.get(&m.hash) == Some(id) {
+                self.by_hash.remove(&m.hash);
+            }
+        }
         self.reevaluate();
     }
 
@@ -1002,14 +1107,15 @@ mod tests {
         let keys = DeviceKeys::generate(&mut rng);
         let key = FolderKey::generate(&mut rng);
         let (mut space, genesis) = Space::create(&keys, &key, &mut rng).unwrap();
-        let env = space
-            .seal_content(&keys, &key, b"change", &mut rng)
+        let change = crate::FolderDoc::new(keys.device_id())
+            .set_name("mine", 1)
             .unwrap();
+        let env = space.seal_content(&keys, &key, &change, &mut rng).unwrap();
         assert_eq!(
             Space::open_content(&env, &space.folder_key(&keys).unwrap())
                 .unwrap()
                 .as_slice(),
-            b"change"
+            change.as_slice()
         );
 
         // A replica fed the envelopes in reverse order ends in the same place.
@@ -1037,6 +1143,11 @@ mod tests {
             kind: Kind::Content,
             context: vec![genesis.id()],
             epoch: Some(genesis.id()),
+            change: Some(ChangeHeader {
+                incarnation: 0,
+                seq: 1,
+                deps: vec![],
+            }),
             payload: vec![1, 2, 3],
         };
         let env = Envelope::sign(body.clone(), &stranger);
@@ -1058,12 +1169,15 @@ mod tests {
     }
 
     #[test]
-    fn equivocation_is_quarantined() {
+    fn equivocation_keeps_the_lowest_id_branch() {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         let keys = DeviceKeys::generate(&mut rng);
         let key = FolderKey::generate(&mut rng);
         let (mut space, _) = Space::create(&keys, &key, &mut rng).unwrap();
-        let first = space.seal_content(&keys, &key, b"a", &mut rng).unwrap();
+        let change = crate::FolderDoc::new(keys.device_id())
+            .set_name("a", 1)
+            .unwrap();
+        let first = space.seal_content(&keys, &key, &change, &mut rng).unwrap();
         let twin = Envelope::sign(
             EnvelopeBody {
                 payload: vec![0; 8],
@@ -1071,15 +1185,22 @@ mod tests {
             },
             &keys,
         );
+        // At the fork, the lower id continues the chain; the other branch is
+        // quarantined.
+        let (lo, hi) = if first.id() < twin.id() {
+            (&first, &twin)
+        } else {
+            (&twin, &first)
+        };
+        space.ingest(twin.clone()).unwrap();
+        assert_eq!(space.outcome_of(&lo.id()), Some(Outcome::Accepted));
         assert_eq!(
-            space.ingest(twin.clone()),
-            Ok(Outcome::Quarantined(Reason::Equivocation { seq: 2 }))
-        );
-        // Both branches of the fork lose effect (none was endorsed).
-        assert_eq!(space.accepted_content().count(), 0);
-        assert_eq!(
-            space.outcome_of(&first.id()),
+            space.outcome_of(&hi.id()),
             Some(Outcome::Quarantined(Reason::Equivocation { seq: 2 }))
+        );
+        assert_eq!(
+            space.chain_tips()[&(space.id(), keys.device_id())],
+            (2, lo.id())
         );
     }
 }

@@ -2,7 +2,7 @@
 //! very same bytes (one canonical form, one id).
 #![no_main]
 
-use coffer_crdt::Envelope;
+use coffer_decoders::envelope::Envelope;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,8 +2,8 @@
 //! what decodes re-encodes to the same bytes.
 #![no_main]
 
-use coffer_crdt::ops::ControlOp;
-use coffer_crdt::Kind;
+use coffer_decoders::envelope::Kind;
+use coffer_decoders::ops::ControlOp;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

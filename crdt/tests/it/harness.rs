@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use coffer_crdt::accept::MAX_INCARNATIONS;
 use coffer_crdt::envelope::ENVELOPE_VERSION;
 use coffer_crdt::{
-    DeviceKeys, Envelope, EnvelopeBody, EnvelopeId, FolderDoc, FolderKey, ItemEdit, ItemId,
-    ItemType, Kind, Space,
+    ChangeHeader, ChangeMeta, DeviceKeys, Envelope, EnvelopeBody, EnvelopeId, FolderDoc, FolderKey,
+    ItemEdit, ItemId, ItemType, Kind, Space,
 };
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -17,19 +18,13 @@ pub fn rng(seed: u64) -> ChaCha20Rng {
 /// Rebuilds a replica's view of the folder document from its accepted
 /// content, with whatever epoch keys it can open.
 pub fn doc_of(space: &Space, keys: &DeviceKeys) -> FolderDoc {
-    // A device whose own changes were dropped (quarantined) writes as a new
-    // incarnation, so it never reuses an Automerge (actor, seq).
+    doc_as(space, keys, incarnation_for(space, keys))
+}
+
+/// The replica's document, writing as the given incarnation of its device.
+pub fn doc_as(space: &Space, keys: &DeviceKeys, incarnation: u32) -> FolderDoc {
     let me = keys.device_id();
-    let dropped = space
-        .quarantined()
-        .keys()
-        .filter(|id| {
-            space
-                .get(id)
-                .is_some_and(|e| e.author() == me && e.kind() == coffer_crdt::Kind::Content)
-        })
-        .count() as u32;
-    let mut doc = FolderDoc::with_incarnation(me, dropped.min(15));
+    let mut doc = FolderDoc::with_incarnation(me, incarnation);
     let epoch_keys = space.epoch_keys(keys);
     for env in space.accepted_content() {
         if let Some(k) = env.body().epoch.and_then(|e| epoch_keys.get(&e)) {
@@ -44,12 +39,33 @@ pub fn doc_of(space: &Space, keys: &DeviceKeys) -> FolderDoc {
 /// The document of the accepted content, decrypted with every key in `keyring`.
 pub fn doc_with(space: &Space, keyring: &BTreeMap<EnvelopeId, FolderKey>) -> FolderDoc {
     let mut doc = FolderDoc::new(coffer_crdt::DeviceId([0; 32]));
-    for env in space.accepted_content() {
-        let key = &keyring[&env.body().epoch.unwrap()];
-        let change = Space::open_content(env, key).unwrap();
-        doc.apply_change(&env.author(), &change).unwrap();
-    }
+    let changes: Vec<_> = space
+        .accepted_content()
+        .map(|env| {
+            let key = &keyring[&env.body().epoch.unwrap()];
+            (env.author(), Space::open_content(env, key).unwrap())
+        })
+        .collect();
+    doc.apply_changes(changes.iter().map(|(a, c)| (*a, c.as_slice())))
+        .unwrap();
     doc
+}
+
+/// How many of its own content changes a replica lost (quarantined): it
+/// writes as a later incarnation by that much, so it never reuses an
+/// Automerge (actor, seq).
+pub fn incarnation_for(space: &Space, keys: &DeviceKeys) -> u32 {
+    let me = keys.device_id();
+    let dropped = space
+        .quarantined()
+        .keys()
+        .filter(|id| {
+            space
+                .get(id)
+                .is_some_and(|e| e.author() == me && e.kind() == coffer_crdt::Kind::Content)
+        })
+        .count() as u32;
+    (space.incarnation(&me) + dropped).min(MAX_INCARNATIONS - 1)
 }
 
 /// Canonical digest: the space's accepted state and the saved document.
@@ -103,6 +119,15 @@ pub fn force_content(
         .max_by_key(|e| e.seq())
         .cloned();
     let seq = mine.as_ref().map_or(1, |e| e.seq() + 1);
+    // The header an honest client would write (a stale incarnation too).
+    let change_header = space.change_header(keys, change).unwrap_or_else(|_| {
+        let meta = ChangeMeta::from_change(change).unwrap();
+        ChangeHeader {
+            incarnation: meta.incarnation(&author).unwrap(),
+            seq: meta.seq,
+            deps: Vec::new(),
+        }
+    });
     let aad = EnvelopeBody::payload_aad(&space.id(), &author, seq, Kind::Content);
     let env = Envelope::sign(
         EnvelopeBody {
@@ -114,6 +139,7 @@ pub fn force_content(
             kind: Kind::Content,
             context: space.control_heads().to_vec(),
             epoch: Some(epoch),
+            change: Some(change_header),
             payload: key.encrypt(change, &aad, rng),
         },
         keys,

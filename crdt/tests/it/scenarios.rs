@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use coffer_crdt::ops::{ControlOp, MembershipOp, Principal, Role, RosterOp, UserId};
 use coffer_crdt::space::{IngestError, Outcome, Reason};
-use coffer_crdt::{DeviceKeys, Envelope, EnvelopeBody, EnvelopeId, FolderKey, Space, SpaceId};
+use coffer_crdt::{
+    DeviceKeys, Envelope, EnvelopeId, FolderKey, ItemEdit, ItemId, ItemType, Space, SpaceId,
+};
 
 use crate::harness::*;
 
@@ -254,18 +256,19 @@ fn concurrent_mutual_removal_first_in_order_wins_and_folder_stays_manageable() {
         .remove(&w.keys[2], Principal::Device(w.keys[1].device_id()), None)
         .unwrap();
     w.converge();
-    // Documented rule: among concurrent removals the lower envelope id applies
-    // first; the loser is no longer a manager when its own removal is judged.
+    // Documented rule: removals stand by induction on (rank, id); both
+    // managers have rank 1001, so the lower envelope id stands and voids the
+    // other (its author lost the right beyond the winner's cutoff).
     let (winner, loser, won, lost) = if r1.id() < r2.id() {
         (1, 2, r1, r2)
     } else {
         (2, 1, r2, r1)
     };
     assert_eq!(w.outcome_everywhere(&won.id()), Outcome::Accepted);
-    assert!(matches!(
+    assert_eq!(
         w.outcome_everywhere(&lost.id()),
-        Outcome::Quarantined(Reason::Unauthorized(_))
-    ));
+        Outcome::Quarantined(Reason::Voided { by: won.id() })
+    );
     for r in &w.reps {
         assert_eq!(r.role_of(&w.id(winner)), Some(Role::Manager));
         assert_eq!(r.role_of(&w.id(loser)), None);
@@ -299,6 +302,7 @@ fn concurrent_mutual_removal_first_in_order_wins_and_folder_stays_manageable() {
 #[test]
 fn forged_unknown_replayed_duplicate_and_equivocating_envelopes() {
     let mut w = World::new(7, &[Role::Editor]);
+    let mut shadow = w.reps[1].clone();
     let env = w.write(1, "genuine", 1);
     // Duplicate: same bytes again.
     assert_eq!(w.reps[1].ingest(env.clone()), Ok(Outcome::Duplicate));
@@ -328,21 +332,21 @@ fn forged_unknown_replayed_duplicate_and_equivocating_envelopes() {
     let mut other = Space::new(SpaceId([9; 32]));
     assert_eq!(other.ingest(env.clone()), Err(IngestError::WrongSpace));
     // Equivocation: editor 1 signs a second envelope at an existing seq.
-    let twin = Envelope::sign(
-        EnvelopeBody {
-            payload: vec![1, 2, 3],
-            ..env.body().clone()
-        },
-        &w.keys[1],
-    );
+    let twin = write(&mut shadow, &w.keys[1], "twin", 9, &mut w.rng);
+    assert_eq!((twin.seq(), twin.body().prev), (env.seq(), env.body().prev));
     w.reps[0].ingest(twin.clone()).unwrap();
     w.converge();
-    for e in [&env, &twin] {
-        assert_eq!(
-            w.outcome_everywhere(&e.id()),
-            Outcome::Quarantined(Reason::Equivocation { seq: env.seq() })
-        );
-    }
+    // The lower id continues the author's chain; the other is quarantined.
+    let (lo, hi) = if env.id() < twin.id() {
+        (&env, &twin)
+    } else {
+        (&twin, &env)
+    };
+    assert_eq!(w.outcome_everywhere(&lo.id()), Outcome::Accepted);
+    assert_eq!(
+        w.outcome_everywhere(&hi.id()),
+        Outcome::Quarantined(Reason::Equivocation { seq: env.seq() })
+    );
     w.assert_identical();
 }
 
@@ -756,4 +760,441 @@ fn two_changes_of_one_automerge_actor_with_one_seq_are_both_quarantined() {
         ));
     }
     w.assert_identical();
+}
+
+/// Gap "hole 3": validity by induction on (rank, id). Two managers (rank
+/// 1001) each appointed a manager (rank 1002). In two partitions each
+/// manager removes the *other's* appointee, while the appointees remove
+/// each other and appoint someone new. After the merge, on every replica:
+/// both managers' removals stand (nothing of a stronger rank touched them),
+/// they void the appointees' concurrent removals and grants (strictly
+/// weaker rank, beyond the cutoff, no right left), whatever the envelope
+/// ids; the folder stays manageable.
+#[test]
+fn two_partition_cross_appointment_resolves_by_rank() {
+    use Role::*;
+    let mut w = World::new(21, &[Manager, Manager, Member, Member, Member, Member]);
+    let dev = |w: &World, i: usize| Principal::Device(w.keys[i].device_id());
+    // M1 (1) appoints A1 (3), M2 (2) appoints A2 (4).
+    for (m, a) in [(1, 3), (2, 4)] {
+        let p = dev(&w, a);
+        w.reps[m]
+            .grant(&w.keys[m], p, Manager, None, None, &mut w.rng)
+            .unwrap();
+    }
+    w.converge();
+    for a in [3, 4] {
+        let g = w.reps[0].state().folder.grants[&dev(&w, a)];
+        assert_eq!((g.role, g.rank), (Manager, 1002));
+    }
+    // Partition {1, 3} | {2, 4}: nothing crosses until the merge.
+    let p = dev(&w, 4);
+    let r1 = w.reps[1].remove(&w.keys[1], p, None).unwrap();
+    let p = dev(&w, 3);
+    let r2 = w.reps[2].remove(&w.keys[2], p, None).unwrap();
+    let p = dev(&w, 4);
+    let ra1 = w.reps[3].remove(&w.keys[3], p, None).unwrap();
+    let (p, x) = (dev(&w, 5), w.keys[5].exchange_public());
+    let g1 = w.reps[3]
+        .grant(&w.keys[3], p, Manager, Some(x), None, &mut w.rng)
+        .unwrap();
+    let p = dev(&w, 3);
+    let ra2 = w.reps[4].remove(&w.keys[4], p, None).unwrap();
+    let (p, x) = (dev(&w, 6), w.keys[6].exchange_public());
+    let g2 = w.reps[4]
+        .grant(&w.keys[4], p, Editor, Some(x), None, &mut w.rng)
+        .unwrap();
+    w.converge();
+    assert_eq!(w.outcome_everywhere(&r1.id()), Outcome::Accepted);
+    assert_eq!(w.outcome_everywhere(&r2.id()), Outcome::Accepted);
+    for (op, by) in [(&ra1, &r2), (&g1, &r2), (&ra2, &r1), (&g2, &r1)] {
+        assert_eq!(
+            w.outcome_everywhere(&op.id()),
+            Outcome::Quarantined(Reason::Voided { by: by.id() })
+        );
+    }
+    for r in &w.reps {
+        for m in [0, 1, 2] {
+            assert_eq!(r.role_of(&w.id(m)), Some(Manager));
+        }
+        assert_eq!(r.role_of(&w.id(3)), None);
+        assert_eq!(r.role_of(&w.id(4)), None);
+        assert_eq!(r.role_of(&w.id(5)), Some(Member));
+        assert_eq!(r.role_of(&w.id(6)), Some(Member));
+    }
+    w.assert_identical();
+    // Still manageable: M2 rotates the key away from the removed appointees
+    // and re-appoints A1 as an editor (observed-remove: the re-add has the
+    // removal in its past, so it stands).
+    let (_, k) = w.reps[2].rotate(&w.keys[2], &mut w.rng).unwrap();
+    w.keyring
+        .insert(w.reps[2].current_epoch().unwrap(), k.clone());
+    let (p, x) = (dev(&w, 3), w.keys[3].exchange_public());
+    w.reps[2]
+        .grant(&w.keys[2], p, Editor, Some(x), Some(&k), &mut w.rng)
+        .unwrap();
+    w.converge();
+    assert!(w.reps.iter().all(|r| r.role_of(&w.id(3)) == Some(Editor)));
+    w.assert_identical();
+}
+
+/// A team with admin `boss` (device 0) and users ann (1), bob (2), mgr (3);
+/// ann and bob in group "it". A folder founded by boss shared with "it" as
+/// Item Managers and with mgr as Folder Manager; every replica synced.
+fn team_folder(seed: u64) -> (Vec<DeviceKeys>, Vec<Space>, rand_chacha::ChaCha20Rng) {
+    let mut rng = rng(seed);
+    let keys: Vec<DeviceKeys> = (0..4).map(|_| DeviceKeys::generate(&mut rng)).collect();
+    let names = ["boss", "ann", "bob", "mgr"];
+    let u = |i: usize| UserId::new(&format!("{}@t.test", names[i])).unwrap();
+    let (mut roster, _) = Space::create_team(&keys[0], u(0), "T", &mut rng).unwrap();
+    for (i, k) in keys.iter().enumerate().skip(1) {
+        roster
+            .roster_op(&keys[0], RosterOp::AddUser { user: u(i) })
+            .unwrap();
+        roster
+            .roster_op(
+                &keys[0],
+                RosterOp::AddDevice {
+                    user: u(i),
+                    device: k.device_id(),
+                    exchange: k.exchange_public(),
+                },
+            )
+            .unwrap();
+    }
+    for i in [1, 2] {
+        roster
+            .roster_op(
+                &keys[0],
+                RosterOp::AddToGroup {
+                    group: "it".into(),
+                    user: u(i),
+                },
+            )
+            .unwrap();
+    }
+    let key = FolderKey::generate(&mut rng);
+    let (mut folder, _) = Space::create_in_team(&keys[0], &key, Some(&roster), &mut rng).unwrap();
+    folder
+        .grant(
+            &keys[0],
+            Principal::Group("it".into()),
+            Role::Editor,
+            None,
+            Some(&key),
+            &mut rng,
+        )
+        .unwrap();
+    folder
+        .grant(
+            &keys[0],
+            Principal::User(u(3)),
+            Role::Manager,
+            None,
+            Some(&key),
+            &mut rng,
+        )
+        .unwrap();
+    let mut reps = vec![folder];
+    for (i, k) in keys.iter().enumerate().skip(1) {
+        let mut s = Space::new_in_team(reps[0].id(), Some(roster.id()));
+        sync(&reps[0], &mut s, k, i as u64);
+        reps.push(s);
+    }
+    (keys, reps, rng)
+}
+
+/// Gap "hole 6": a removal voids a change only if its author has no write
+/// right left in R(past(c) ∪ past(r) ∪ {r}). Boss takes ann and bob out of
+/// group "it"; concurrently mgr grants ann Item Manager directly, and ann
+/// writes after seeing that grant (but not the removal). In the final
+/// linear order the removal applies before the grant, so judging "at the
+/// removal" would void ann's write; judged in the union of both pasts, ann
+/// still writes through her own grant. Bob, with no other grant, is removed.
+#[test]
+fn effective_rights_after_a_removal_count_grants_the_writer_had_seen() {
+    let (keys, mut reps, mut rng) = team_folder(22);
+    let u = |s: &str| UserId::new(&format!("{s}@t.test")).unwrap();
+    let folder = reps[0].id();
+    let cutoffs = BTreeMap::from([(folder, reps[0].cutoff())]);
+    let out_ann = reps[0]
+        .roster_op(
+            &keys[0],
+            RosterOp::RemoveFromGroup {
+                group: "it".into(),
+                user: u("ann"),
+                cutoffs: cutoffs.clone(),
+            },
+        )
+        .unwrap();
+    let out_bob = reps[0]
+        .roster_op(
+            &keys[0],
+            RosterOp::RemoveFromGroup {
+                group: "it".into(),
+                user: u("bob"),
+                cutoffs,
+            },
+        )
+        .unwrap();
+    let grant = reps[3]
+        .grant(
+            &keys[3],
+            Principal::User(u("ann")),
+            Role::Editor,
+            None,
+            None,
+            &mut rng,
+        )
+        .unwrap();
+    let (m, a) = two(&mut reps, 3, 1);
+    sync(m, a, &keys[1], 1);
+    let ann = write(&mut reps[1], &keys[1], "ann, direct grant", 5, &mut rng);
+    let bob = write(&mut reps[2], &keys[2], "bob, group only", 6, &mut rng);
+    assert!(ann.body().context.contains(&grant.id()));
+    // Everyone gets everything.
+    for round in 0..2 {
+        for i in 0..4 {
+            for (j, k) in keys.iter().enumerate() {
+                if i != j {
+                    let (f, t) = two(&mut reps, i, j);
+                    sync(f, t, k, (round * 100 + i * 10 + j) as u64);
+                }
+            }
+        }
+    }
+    for r in &reps {
+        assert!(r.is_accepted(&out_ann.id()) && r.is_accepted(&grant.id()));
+        assert_eq!(r.outcome_of(&ann.id()), Some(Outcome::Accepted));
+        assert_eq!(
+            r.outcome_of(&bob.id()),
+            Some(Outcome::Quarantined(Reason::Removed { by: out_bob.id() }))
+        );
+        assert_eq!(r.role_of(&keys[1].device_id()), Some(Role::Editor));
+        assert_eq!(r.role_of(&keys[2].device_id()), None);
+        assert_eq!(r.digest(), reps[0].digest());
+    }
+}
+
+/// Gap "hole 7": a rotation's wrap set must be exactly the member devices
+/// of its context. Leaving a member out, or wrapping to a stranger, is
+/// quarantined on every replica with the reason; the exact set is accepted.
+#[test]
+fn rotation_wraps_must_be_exactly_the_member_devices() {
+    use coffer_crdt::ops::KeyWrap;
+    let mut w = World::new(23, &[Role::Editor, Role::Member]);
+    let stranger = DeviceKeys::generate(&mut w.rng);
+    let key = FolderKey::generate(&mut w.rng);
+    let wrap = |k: &DeviceKeys, rng: &mut rand_chacha::ChaCha20Rng| KeyWrap {
+        device: k.device_id(),
+        sealed: key.seal_to(&k.exchange_public(), rng).unwrap(),
+    };
+    let members: Vec<KeyWrap> = (0..3).map(|i| wrap(&w.keys[i], &mut w.rng)).collect();
+    let omits = members[..2].to_vec();
+    let mut extra = members.clone();
+    extra.push(wrap(&stranger, &mut w.rng));
+    let rotate = |wraps: Vec<KeyWrap>| {
+        ControlOp::Membership(MembershipOp::Rotate {
+            wraps,
+            chain: vec![],
+            cutoffs: vec![],
+        })
+    };
+    // The honest API refuses to publish either.
+    assert!(w.reps[1]
+        .propose(&w.keys[1], &rotate(omits.clone()))
+        .is_err());
+    let (bad1, _) = w.reps[1].write_control(&w.keys[1], &rotate(omits));
+    let (bad2, _) = w.reps[1].write_control(&w.keys[1], &rotate(extra));
+    w.converge();
+    assert_eq!(
+        w.outcome_everywhere(&bad1.id()),
+        Outcome::Quarantined(Reason::Unauthorized(
+            "a rotation leaves a member device without the new key".into()
+        ))
+    );
+    assert_eq!(
+        w.outcome_everywhere(&bad2.id()),
+        Outcome::Quarantined(Reason::Unauthorized(
+            "a rotation wraps the key to a device that is not a member".into()
+        ))
+    );
+    let genesis = w.reps[0].state().folder.genesis.unwrap();
+    assert!(w.reps.iter().all(|r| r.current_epoch() == Some(genesis)));
+    let (good, _) = w.reps[1].write_control(&w.keys[1], &rotate(members));
+    w.converge();
+    assert_eq!(w.outcome_everywhere(&good.id()), Outcome::Accepted);
+    assert!(w.reps.iter().all(|r| r.current_epoch() == Some(good.id())));
+    w.keyring.insert(good.id(), key.clone());
+    w.assert_identical();
+}
+
+/// Gap "hole 4": an equivocating editor signs two real, different changes
+/// at one seq (same Automerge actor and seq too). Every replica keeps the
+/// branch with the lower envelope id, quarantines the other as
+/// equivocation, and shows only the kept change; the chain goes on from the
+/// kept branch.
+#[test]
+fn equivocation_keeps_the_lowest_id_branch_everywhere() {
+    let mut w = World::new(24, &[Role::Editor, Role::Editor]);
+    w.write(1, "before", 1);
+    w.converge();
+    let mut shadow = w.reps[1].clone();
+    let a = w.write(1, "branch a", 2);
+    let b = write(&mut shadow, &w.keys[1], "branch b", 3, &mut w.rng);
+    assert_eq!((a.seq(), a.body().prev), (b.seq(), b.body().prev));
+    let (a_meta, b_meta) = (
+        coffer_crdt::ChangeMeta::from_change(&w.reps[1].open(&w.keys[1], &a).unwrap()).unwrap(),
+        coffer_crdt::ChangeMeta::from_change(&shadow.open(&w.keys[1], &b).unwrap()).unwrap(),
+    );
+    assert_eq!((&a_meta.actor, a_meta.seq), (&b_meta.actor, b_meta.seq));
+    sync(&shadow, &mut w.reps[2], &w.keys[2], 1);
+    w.converge();
+    let ((lo, lo_name), (hi, _)) = if a.id() < b.id() {
+        ((&a, "branch a"), (&b, "branch b"))
+    } else {
+        ((&b, "branch b"), (&a, "branch a"))
+    };
+    assert_eq!(w.outcome_everywhere(&lo.id()), Outcome::Accepted);
+    assert_eq!(
+        w.outcome_everywhere(&hi.id()),
+        Outcome::Quarantined(Reason::Equivocation { seq: a.seq() })
+    );
+    for i in 0..3 {
+        let mut names: Vec<String> = doc_of(&w.reps[i], &w.keys[i])
+            .items()
+            .into_iter()
+            .map(|it| it.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["before".to_string(), lo_name.to_string()]);
+        assert_eq!(
+            w.reps[i].chain_tips()[&(w.reps[i].id(), w.id(1))],
+            (a.seq(), lo.id())
+        );
+    }
+    w.assert_identical();
+}
+
+/// Gap "hole 5": the folder state tracks each device's incarnation. A
+/// removal bumps it; once re-added, the device must write as the new
+/// incarnation: a change under the old actor (whose quarantined past it
+/// would extend) is quarantined as `StaleIncarnation`, the new one accepted.
+#[test]
+fn a_re_added_device_writes_as_a_new_incarnation() {
+    let mut w = World::new(26, &[Role::Editor, Role::Editor]);
+    let first = w.write(1, "first", 1);
+    w.converge();
+    assert!(w.reps.iter().all(|r| r.incarnation(&w.id(1)) == 0));
+    let dev1 = Principal::Device(w.id(1));
+    w.reps[0].remove(&w.keys[0], dev1.clone(), None).unwrap();
+    let (_, k) = w.reps[0].rotate(&w.keys[0], &mut w.rng).unwrap();
+    w.keyring
+        .insert(w.reps[0].current_epoch().unwrap(), k.clone());
+    let x = w.keys[1].exchange_public();
+    w.reps[0]
+        .grant(
+            &w.keys[0],
+            dev1,
+            Role::Editor,
+            Some(x),
+            Some(&k),
+            &mut w.rng,
+        )
+        .unwrap();
+    w.converge();
+    for r in &w.reps {
+        assert_eq!(r.incarnation(&w.id(1)), 1);
+        assert_eq!(r.state().folder.incarnations.get(&w.id(1)), Some(&1));
+        assert_eq!(r.role_of(&w.id(1)), Some(Role::Editor));
+    }
+    let add = |doc: &mut coffer_crdt::FolderDoc, name: &str, n: u8| {
+        doc.add_item(
+            ItemId([n; 16]),
+            ItemType::Note,
+            name,
+            &ItemEdit::default(),
+            9,
+        )
+        .unwrap()
+    };
+    // The old actor: the honest API refuses; a stale client signs anyway.
+    let stale_change = add(&mut doc_as(&w.reps[1], &w.keys[1], 0), "stale", 1);
+    let key = w.reps[1].folder_key(&w.keys[1]).unwrap();
+    assert_eq!(
+        w.reps[1]
+            .seal_content(&w.keys[1], &key, &stale_change, &mut w.rng)
+            .unwrap_err(),
+        coffer_crdt::SpaceError::StaleIncarnation { need: 1 }
+    );
+    let epoch = w.reps[1].current_epoch().unwrap();
+    let stale = force_content(
+        &mut w.reps[1],
+        &w.keys[1],
+        &key,
+        epoch,
+        &stale_change,
+        &mut w.rng,
+    );
+    let fresh_change = add(&mut doc_as(&w.reps[1], &w.keys[1], 1), "fresh", 2);
+    let fresh = w.reps[1]
+        .seal_content(&w.keys[1], &key, &fresh_change, &mut w.rng)
+        .unwrap();
+    assert_eq!(fresh.body().change.as_ref().unwrap().incarnation, 1);
+    w.converge();
+    assert_eq!(w.outcome_everywhere(&first.id()), Outcome::Accepted);
+    assert_eq!(
+        w.outcome_everywhere(&stale.id()),
+        Outcome::Quarantined(Reason::StaleIncarnation { got: 0, need: 1 })
+    );
+    assert_eq!(w.outcome_everywhere(&fresh.id()), Outcome::Accepted);
+    // Key holders check payloads against headers.
+    assert!(w.reps[2].binding_matches(&fresh, &fresh_change));
+    assert!(!w.reps[2].binding_matches(&fresh, &stale_change));
+    w.assert_identical();
+}
+
+/// Gap 6: acceptance and endorsement read plaintext headers only. A peer
+/// holding no key at all (a locked daemon, a relay), fed the envelopes one
+/// by one in a shuffled order or in one batch, reaches exactly the verdicts
+/// of the members: the removed editor's change that another user built on
+/// is kept (endorsed), its lonely one quarantined.
+#[test]
+fn a_locked_peer_reaches_the_same_verdicts_from_headers_alone() {
+    let mut w = World::new(27, &[Role::Editor, Role::Editor, Role::Member]);
+    let doomed = w.write(1, "built upon", 1);
+    let (a, b) = two(&mut w.reps, 1, 2);
+    sync(a, b, &w.keys[2], 9);
+    let builder = w.write(2, "on top", 2);
+    let dev1 = Principal::Device(w.id(1));
+    let removal = w.reps[0].remove(&w.keys[0], dev1, None).unwrap();
+    let (_, k) = w.reps[0].rotate(&w.keys[0], &mut w.rng).unwrap();
+    w.keyring.insert(w.reps[0].current_epoch().unwrap(), k);
+    let lonely = w.write(1, "lonely", 3);
+    w.converge();
+    let nobody = DeviceKeys::generate(&mut w.rng);
+    let mut one_by_one = Space::new(w.reps[0].id());
+    sync(&w.reps[0], &mut one_by_one, &nobody, 5);
+    let mut batch = Space::new(w.reps[0].id());
+    batch.ingest_batch(w.reps[0].held().cloned().collect());
+    for locked in [&one_by_one, &batch] {
+        assert!(locked.epoch_keys(&nobody).is_empty(), "holds no key");
+        assert_eq!(locked.digest(), w.reps[0].digest());
+        assert_eq!(locked.quarantined(), w.reps[0].quarantined());
+        assert_eq!(locked.outcome_of(&doomed.id()), Some(Outcome::Accepted));
+        assert_eq!(locked.endorsed_by().get(&doomed.id()), Some(&builder.id()));
+        assert_eq!(
+            locked.outcome_of(&lonely.id()),
+            Some(Outcome::Quarantined(Reason::Removed { by: removal.id() }))
+        );
+        let content: Vec<EnvelopeId> = locked.accepted_content().map(|e| e.id()).collect();
+        let mut refreshed = w.reps[0].clone();
+        refreshed.refresh();
+        let theirs: Vec<EnvelopeId> = refreshed.accepted_content().map(|e| e.id()).collect();
+        let mut mine = content.clone();
+        mine.sort();
+        let mut t = theirs.clone();
+        t.sort();
+        assert_eq!(mine, t);
+    }
 }
