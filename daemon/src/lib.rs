@@ -9,6 +9,7 @@
 pub mod config;
 pub mod import;
 pub mod keystore;
+pub mod net;
 pub mod server;
 pub mod store;
 pub mod totp;

@@ -21,6 +21,8 @@ use crate::keystore::{self, Failures, KdfParams, KeystoreError, KeystoreRecord};
 use crate::store::{Store, StoreError, SPACE_FOLDER};
 use crate::totp::TotpConfig;
 
+pub mod sync;
+
 const KV_KEYSTORE: &str = "keystore";
 const KV_DEVICE_KEYS: &str = "device_keys";
 const KV_IDENTITY: &str = "identity";
