@@ -301,6 +301,8 @@ async fn run(
             let _ = jobs.send(Job::Error(code, text.clone()));
             let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer_task).await;
             writer_task.abort();
+            // Let the error frame leave before the connection is closed.
+            tokio::time::sleep(Duration::from_millis(200)).await;
             (text, true)
         }
     }

@@ -242,6 +242,19 @@ impl Actor {
                 }
             }
             Command::SetAllowed(set) => {
+                // Newly allowed devices are worth dialling at once.
+                let now = Instant::now();
+                for s in &mut self.statics {
+                    s.attempt = 0;
+                    s.next_at = now;
+                }
+                for (p, r) in &mut self.redial {
+                    if device_of(p).is_some_and(|d| set.contains(&d) && !self.allowed.contains(&d))
+                    {
+                        r.attempt = 0;
+                        r.next_at = now;
+                    }
+                }
                 self.allowed = set;
                 let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 for peer in connected {

@@ -34,6 +34,8 @@ const NET_IDENTITY_AAD: &[u8] = b"coffer/net-identity/v1";
 /// Above this many touched items in one batch, one folder event replaces
 /// the per-item events.
 const MAX_ITEM_EVENTS: usize = 64;
+/// Batches up to this size are ingested envelope by envelope.
+const SMALL_BATCH: usize = 8;
 /// Prefix of a pairing key.
 pub const PAIRING_PREFIX: &str = "coffer1:";
 
@@ -358,9 +360,15 @@ impl Vault {
         };
         let ids: Vec<EnvelopeId> = envelopes.iter().map(Envelope::id).collect();
         let kinds: Vec<Kind> = envelopes.iter().map(Envelope::kind).collect();
-        let report = space.ingest_batch(envelopes);
+        // A push of a few envelopes takes the incremental path (no full
+        // re-evaluation of a large folder); bulk transfers one evaluation.
+        let outcomes = if envelopes.len() <= SMALL_BATCH {
+            envelopes.into_iter().map(|e| space.ingest(e)).collect()
+        } else {
+            space.ingest_batch(envelopes).outcomes
+        };
         let mut new_ids = Vec::new();
-        for ((id, kind), outcome) in ids.iter().zip(&kinds).zip(&report.outcomes) {
+        for ((id, kind), outcome) in ids.iter().zip(&kinds).zip(&outcomes) {
             match outcome {
                 Err(_) => out.invalid += 1,
                 Ok(Outcome::Duplicate) => {}
@@ -378,7 +386,9 @@ impl Vault {
             }
         }
         out.new = new_ids.len();
-        if !report.revoked.is_empty() {
+        // Accepted content shrank (a late removal): rebuild, not apply.
+        let shrank = before.iter().any(|id| !space.is_accepted(id));
+        if shrank {
             out.membership_changed = true;
         }
         if is_new && space.role_of(&me).is_none() && !grants_device(space, &me) {
@@ -411,7 +421,7 @@ impl Vault {
         }
         // Accepted content that only grew is applied as is (Automerge does
         // not care about order); a late removal that shrank it rebuilds.
-        self.apply_synced(space_id, &before, !report.revoked.is_empty(), &mut out);
+        self.apply_synced(space_id, &before, shrank, &mut out);
         Ok(out)
     }
 
