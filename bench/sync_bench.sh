@@ -11,7 +11,8 @@
 #     same run (its own OUTDIR subfolder), with the ratio of medians.
 #
 # Usage: bench/sync_bench.sh            Env: RUNS (100), N (10000),
-#        PROFILE (release|debug, default release), OUTDIR, SKIP_SYNCTHING=1
+#        PROFILE (release|debug, default release), OUTDIR, SKIP_SYNCTHING=1,
+#        SKIP_BUILD=1 (use the binaries already built)
 # Needs: bash >= 5 (EPOCHREALTIME), jq, ss (iproute2).
 # Kills only the daemons and subscribers it started (by pid).
 set -euo pipefail
@@ -27,7 +28,9 @@ mkdir -p "$OUTDIR"
 for tool in jq ss; do command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 2; }; done
 [[ -n ${EPOCHREALTIME:-} ]] || { echo "needs bash >= 5 (EPOCHREALTIME)" >&2; exit 2; }
 
-if [[ $PROFILE == release ]]; then
+if [[ -n ${SKIP_BUILD:-} ]]; then
+  :
+elif [[ $PROFILE == release ]]; then
   cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p coffer-daemon -p coffer-cli
 else
   cargo build --quiet --manifest-path "$ROOT/Cargo.toml" -p coffer-daemon -p coffer-cli
@@ -39,7 +42,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$W"/a "$W"/b
+  rm -rf "$W"/a "$W"/b "$W"/c "$W"/d
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -64,7 +67,8 @@ events() { # NAME FILE: timestamped event lines
   sleep 0.3
 }
 wait_for() { # FILE PATTERN COUNT TIMEOUT_S
-  local f=$1 pat=$2 want=$3 t=$4 end=$((SECONDS + t))
+  local f=$1 pat=$2 want=$3 t=$4
+  local end=$((SECONDS + t))
   while (( $(grep -c -- "$pat" "$f" 2>/dev/null || true) < want )); do
     (( SECONDS < end )) || { echo "timed out waiting for $want x $pat in $f" >&2; exit 1; }
     sleep 0.01
@@ -118,40 +122,56 @@ cf a folder create Bulk >/dev/null
 t_imp=$EPOCHREALTIME
 cf a import "$W/bulk.csv" --folder Bulk >/dev/null
 echo "import of $N items on A: $(awk -v a="$t_imp" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.2f", b-a}') s"
-PC=$(free_port)
-start c "$PC" "$PA"
-echo 2468 | cf c init --name C --email c@example.invalid --pin-stdin >/dev/null
-KC=$(cf c device id --json | jq -r .pairing_key)
-cf c device trust "$KA" >/dev/null
-cf a device trust "$KC" >/dev/null
-for _ in $(seq 1 1000); do cf c peers --json | jq -e 'any(.peers[]; .connected)' >/dev/null && break; sleep 0.01; done
 BULK=$(cf a folder ls --json | jq -r '.[] | select(.name=="Bulk") | .id')
-SENT0=$(cf a peers --json | jq --arg k "${KC#coffer1:}" '.peers[] | select(.device_id==($k|split(":")[0])) | .bytes_sent')
-events c "$W/ev_c.log"
-# TCP payload A has sent on its accepted connections (B's and C's), before.
-tcp_sent() { ss -tinH state established "( sport = :$PA )" | grep -o 'bytes_sent:[0-9]*' | cut -d: -f2 | awk '{s+=$1} END{print s+0}'; }
-tcp_sent >"$W/tcp0"
-t0=$EPOCHREALTIME
-cf a device trust "$KC" --share Bulk >/dev/null
-wait_for "$W/ev_c.log" "\"folder_id\":\"$BULK\",\"received\":0,\"caught_up\":true" 1 120
-t1=$(grep "\"folder_id\":\"$BULK\",\"received\":0,\"caught_up\":true" "$W/ev_c.log" | head -1 | awk '{print $1}')
-tcp_sent >"$W/tcp1"
-SYNC_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')
-ITEMS_C=$(cf c ls --folder Bulk --json | jq length)
-SENT1=$(cf a peers --json | jq --arg k "${KC#coffer1:}" '.peers[] | select(.device_id==($k|split(":")[0])) | .bytes_sent')
 ENV_BYTES=$(cf a sync status --json | jq --arg id "$BULK" '.spaces[] | select(.folder_id==$id) | .envelope_bytes')
-PROTO=$((SENT1 - SENT0))
-TCP=$(( $(cat "$W/tcp1") - $(cat "$W/tcp0") ))
-echo "initial sync of $N items to a fresh device: ${SYNC_S} s (C shows $ITEMS_C items)"
-echo "  envelopes total ${ENV_BYTES} B; sync frames ${PROTO} B ($(awk -v a="$PROTO" -v b="$ENV_BYTES" 'BEGIN{printf "%.3f", a/b}')x); TCP payload ${TCP} B ($(awk -v a="$TCP" -v b="$ENV_BYTES" 'BEGIN{printf "%.3f", a/b}')x)"
+tcp_sent() { ss -tinH state established "( sport = :$PA )" | grep -o 'bytes_sent:[0-9]*' | cut -d: -f2 | awk '{s+=$1} END{print s+0}'; }
+sent_to() { cf a peers --json | jq --arg d "$1" '.peers[] | select(.device_id==$d) | .bytes_sent'; }
+initial_sync() { # NAME locked|unlocked -> sets SYNC_S PROTO TCP ITEMS
+  local n=$1 mode=$2 port key dev t0 t1 s0 s1 c0 c1
+  port=$(free_port)
+  start "$n" "$port" "$PA"
+  echo 2468 | cf "$n" init --name "$n" --email "$n@example.invalid" --pin-stdin >/dev/null
+  key=$(cf "$n" device id --json | jq -r .pairing_key)
+  dev=$(cf "$n" device id --json | jq -r .device_id)
+  cf "$n" device trust "$KA" >/dev/null
+  cf a device trust "$key" >/dev/null
+  for _ in $(seq 1 1000); do cf "$n" peers --json | jq -e 'any(.peers[]; .connected)' >/dev/null && break; sleep 0.01; done
+  events "$n" "$W/ev_$n.log"
+  [[ $mode == locked ]] && cf "$n" lock >/dev/null
+  s0=$(sent_to "$dev"); c0=$(tcp_sent)
+  t0=$EPOCHREALTIME
+  cf a device trust "$key" --share Bulk >/dev/null
+  wait_for "$W/ev_$n.log" "\"folder_id\":\"$BULK\",\"received\":0,\"caught_up\":true" 1 300
+  t1=$(grep "\"folder_id\":\"$BULK\",\"received\":0,\"caught_up\":true" "$W/ev_$n.log" | head -1 | awk '{print $1}')
+  s1=$(sent_to "$dev"); c1=$(tcp_sent)
+  ENV_BYTES=$(cf a sync status --json | jq --arg id "$BULK" '.spaces[] | select(.folder_id==$id) | .envelope_bytes')
+  SYNC_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')
+  PROTO=$((s1 - s0)); TCP=$((c1 - c0))
+  if [[ $mode == locked ]]; then
+    local u0=$EPOCHREALTIME
+    echo 2468 | cf "$n" unlock --pin-stdin >/dev/null
+    UNLOCK_S=$(awk -v a="$u0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.3f", b-a}')
+  fi
+  ITEMS=$(cf "$n" ls --folder Bulk --json | jq length)
+}
+initial_sync c locked
+L_SYNC=$SYNC_S L_PROTO=$PROTO L_TCP=$TCP L_ITEMS=$ITEMS L_UNLOCK=$UNLOCK_S L_ENV=$ENV_BYTES
+initial_sync d unlocked
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", a/b}'; }
+echo "initial sync of $N items, envelopes total ${ENV_BYTES} B:"
+echo "  to a locked fresh device (transfer + validation + durable store): ${L_SYNC} s;" \
+  "frames ${L_PROTO} B ($(ratio "$L_PROTO" "$L_ENV")x), TCP payload ${L_TCP} B ($(ratio "$L_TCP" "$L_ENV")x); then unlock ${L_UNLOCK} s, $L_ITEMS items"
+echo "  to an unlocked fresh device (until every item is readable): ${SYNC_S} s;" \
+  "frames ${PROTO} B ($(ratio "$PROTO" "$ENV_BYTES")x), TCP payload ${TCP} B ($(ratio "$TCP" "$ENV_BYTES")x); $ITEMS items"
 
 {
   printf 'metric\tvalue\n'
   printf 'runs\t%s\n' "$RUNS"
   printf 'latency_event_p50_ms\t%s\nlatency_event_p99_ms\t%s\n' "$P50" "$P99"
   printf 'latency_cmd_p50_ms\t%s\nlatency_cmd_p99_ms\t%s\n' "$C50" "$C99"
-  printf 'initial_sync_items\t%s\ninitial_sync_s\t%s\n' "$N" "$SYNC_S"
-  printf 'envelope_bytes\t%s\nsync_frame_bytes\t%s\ntcp_payload_bytes\t%s\n' "$ENV_BYTES" "$PROTO" "$TCP"
+  printf 'initial_sync_items\t%s\nenvelope_bytes\t%s\n' "$N" "$ENV_BYTES"
+  printf 'initial_sync_locked_s\t%s\nlocked_frame_bytes\t%s\nlocked_tcp_bytes\t%s\nunlock_after_s\t%s\n' "$L_SYNC" "$L_PROTO" "$L_TCP" "$L_UNLOCK"
+  printf 'initial_sync_unlocked_s\t%s\nunlocked_frame_bytes\t%s\nunlocked_tcp_bytes\t%s\n' "$SYNC_S" "$PROTO" "$TCP"
 } >"$OUTDIR/coffer_sync.tsv"
 
 # 3. Syncthing, same machine, same run.
@@ -161,8 +181,12 @@ if [[ -z ${SKIP_SYNCTHING:-} ]] && command -v syncthing >/dev/null && [[ -x $SHA
     bash "$SHARED/bench/syncthing_latency.sh" || echo "syncthing benchmark failed" >&2
   if [[ -f $OUTDIR/syncthing/syncthing.tsv ]]; then
     cat "$OUTDIR/syncthing/syncthing.tsv"
-    ST50=$(awk -F'\t' 'NR>1 && $0 ~ /median|p50/ {for(i=1;i<=NF;i++) if($i ~ /^[0-9.]+$/){print $i; exit}}' "$OUTDIR/syncthing/syncthing.tsv" || true)
-    [[ -n ${ST50:-} ]] && echo "ratio syncthing/coffer (p50): $(awk -v s="$ST50" -v c="$P50" 'BEGIN{printf "%.1f", s/c}')"
+    ST50=$(awk -F'\t' '$1 ~ /^single_file_.*_delay1s$/ {print $2; exit}' "$OUTDIR/syncthing/syncthing.tsv" || true)
+    if [[ -n ${ST50:-} ]]; then
+      echo "syncthing single small file, fsWatcherDelayS=1: median ${ST50} ms; coffer edit->event p50 ${P50} ms, command->event p50 ${C50} ms"
+      echo "ratio syncthing/coffer: $(awk -v s="$ST50" -v c="$P50" 'BEGIN{printf "%.0f", s/c}')x (event to event), $(awk -v s="$ST50" -v c="$C50" 'BEGIN{printf "%.0f", s/c}')x (from the command)"
+      printf 'syncthing_single_file_delay1s_median_ms\t%s\n' "$ST50" >>"$OUTDIR/coffer_sync.tsv"
+    fi
   fi
 else
   echo "syncthing: not installed (or SKIP_SYNCTHING set): skipped"

@@ -22,7 +22,7 @@ pub const NOISE_PROLOGUE: &[u8] = b"coffer/noise/v1";
 /// Largest frame accepted or sent (one envelope may be 1 MiB).
 pub const MAX_FRAME_BYTES: usize = 2 << 20;
 /// A batch of envelopes is cut at this size (or [`MAX_BATCH_ENVELOPES`]).
-pub const TARGET_BATCH_BYTES: usize = 512 << 10;
+pub const TARGET_BATCH_BYTES: usize = 1 << 20;
 pub const MAX_BATCH_ENVELOPES: usize = 8192;
 /// Most spaces one summary may describe.
 pub const MAX_SPACES: usize = 1024;
@@ -335,7 +335,7 @@ mod tests {
     fn batches_respect_the_target_size() {
         let envs: Vec<Vec<u8>> = (0..100).map(|_| vec![7u8; 20_000]).collect();
         let out = batches(SpaceId([0; 32]), envs);
-        assert!(out.len() >= 4);
+        assert!(out.len() >= 2);
         let mut total = 0;
         for m in &out {
             let Message::Envelopes { envelopes, .. } = m else {

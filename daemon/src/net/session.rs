@@ -183,8 +183,9 @@ async fn writer(
     "session closed".into()
 }
 
-/// Sends, per space shared with the peer, the envelopes it lacks; with
-/// `caught`, a [`Message::Caught`] after each space (an answer to its summary).
+/// Sends, per space shared with the peer, the envelopes it lacks, each
+/// followed by [`Message::Caught`]; with `caught` (an answer to its
+/// summary) a `Caught` for every shared space, even with nothing to send.
 async fn send_missing(
     ctx: &Arc<Ctx>,
     device: DeviceId,
@@ -207,7 +208,8 @@ async fn send_missing(
         .await
         .unwrap_or_default();
     for (space, envs) in missing {
-        if !envs.is_empty() {
+        let sent_any = !envs.is_empty();
+        if sent_any {
             let count = envs.len();
             let mut bytes = Vec::with_capacity(count);
             for (tip, b) in envs {
@@ -224,7 +226,8 @@ async fn send_missing(
             });
             debug!(space = %space.short(), count, "sent envelopes");
         }
-        if caught {
+        // After everything it lacked, the peer is caught up (per our view).
+        if caught || sent_any {
             let n = write_message(out, &Message::Caught { space }).await?;
             ctx.stat(&device, |s| s.bytes_sent += n as u64);
         }
