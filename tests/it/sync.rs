@@ -295,6 +295,19 @@ fn daemon_restarted_mid_sync_converges() {
     });
     let v = item(&b, "Bulk/svc01234").unwrap();
     assert_eq!(v["fields"]["password"], "pw-01234-secret");
+    // The grant took effect once A's chain was complete: B may edit.
+    wait_until(SYNC_TIMEOUT, "B is an editor of the folder", || {
+        let folders = b.json(&["folder", "ls", "--json"], "");
+        folders
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "Bulk" && f["role"] == "editor")
+    });
+    b.ok(&["edit", "Bulk/svc00007", "--username", "edited-on-b"], "");
+    wait_until(SYNC_TIMEOUT, "B's edit reaches A", || {
+        item(&a, "Bulk/svc00007").is_some_and(|v| v["fields"]["username"] == "edited-on-b")
+    });
 }
 
 fn probe(args: &[&str]) -> Value {
