@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use coffer_crdt::folder::touched_items;
 use coffer_crdt::{
-    ControlOp, DeviceId, Envelope, EnvelopeId, FolderDoc, Kind, MembershipOp, Outcome, Principal,
-    Role, Space, SpaceId,
+    ControlOp, DeviceId, Envelope, EnvelopeId, Kind, MembershipOp, Outcome, Principal, Role, Space,
+    SpaceId,
 };
 use coffer_ipc::methods as m;
 use coffer_ipc::Event;
@@ -87,45 +87,6 @@ fn grants_device(space: &Space, device: &DeviceId) -> bool {
                 })) if &d == device
             )
     })
-}
-
-/// A folder shared with this device whose grant is still pending (its
-/// author's chain is incomplete: a grant written after thousands of items
-/// arrives with the last of them). The grant's wrap already opens the epoch
-/// key, so the accepted content is decrypted batch by batch as it arrives
-/// instead of all at once at the end. Only when every accepted change is
-/// under that epoch; the folder's role stays "none" until the grant takes
-/// effect.
-fn early_folder(space: &Space, keys: &coffer_crdt::DeviceKeys) -> Option<super::OpenFolder> {
-    let me = keys.device_id();
-    let (epoch, key) = space.held().find_map(|e| {
-        if e.kind() != Kind::Membership || space.outcome_of(&e.id()) != Some(Outcome::Pending) {
-            return None;
-        }
-        let Ok(ControlOp::Membership(MembershipOp::Grant {
-            principal: Principal::Device(d),
-            epoch: Some(epoch),
-            wraps,
-            ..
-        })) = ControlOp::decode(Kind::Membership, &e.body().payload)
-        else {
-            return None;
-        };
-        let wrap = wraps.iter().find(|w| d == me && w.device == me)?;
-        Some((epoch, keys.open_folder_key(&wrap.sealed).ok()?))
-    })?;
-    let mut changes = Vec::new();
-    for env in space.accepted_content() {
-        if env.body().epoch != Some(epoch) {
-            return None;
-        }
-        changes.push((env.author(), Space::open_content(env, &key).ok()?));
-    }
-    let mut doc = FolderDoc::new(me);
-    doc.apply_changes(changes.iter().map(|(a, c)| (*a, c.as_slice())))
-        .ok()?;
-    let items = doc.items().into_iter().map(|i| (i.id, i)).collect();
-    Some(super::OpenFolder { key, doc, items })
 }
 
 fn kind_rank(k: Kind) -> u8 {
@@ -490,12 +451,7 @@ impl Vault {
                 .accepted_content()
                 .filter(|e| !before.contains(&e.id()))
             {
-                // The folder's own epoch keys, else the key it was opened
-                // with early (see `early_folder`).
-                let opened = space
-                    .open(&u.keys, env)
-                    .ok()
-                    .or_else(|| Space::open_content(env, &folder.key).ok());
+                let opened = space.open(&u.keys, env).ok();
                 match opened {
                     Some(change) => changes.push((env.author(), change)),
                     None => {
@@ -550,10 +506,6 @@ impl Vault {
         };
         match open_folder(space, &u.keys) {
             Ok(folder) => {
-                u.folders.insert(space_id, folder);
-            }
-            Err(_) if early_folder(space, &u.keys).is_some() => {
-                let folder = early_folder(space, &u.keys).expect("just checked");
                 u.folders.insert(space_id, folder);
             }
             Err(e) => {
