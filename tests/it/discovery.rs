@@ -28,6 +28,11 @@ fn cannot_run() -> Option<String> {
     if !ip(&["netns", "list"]) {
         return Some("`ip netns` is not available (apt-get install iproute2)".into());
     }
+    let probe = format!("cf{}probe", std::process::id());
+    if !ip(&["netns", "add", &probe]) {
+        return Some("this sandbox does not allow creating network namespaces".into());
+    }
+    let _ = ip(&["netns", "del", &probe]);
     None
 }
 
