@@ -27,6 +27,8 @@ cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
 C=$ROOT/target/release/coffer
 D=$ROOT/target/release/cofferd
 export COFFER_DATA_DIR=$W/data COFFER_SOCKET=$W/run/cofferd.sock COFFER_NO_AUTOSTART=1
+# No peer-to-peer networking in this single-device benchmark.
+export COFFER_NO_NETWORK=1
 DPID=
 cleanup() { [[ -n $DPID ]] && kill "$DPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W/data" "$W/run"; }
 trap cleanup EXIT

@@ -22,6 +22,9 @@ use coffer_ipc::Client;
 use serde_json::Value;
 use tempfile::TempDir;
 
+/// Where test daemons listen for peers unless told otherwise: loopback only.
+pub const LOOPBACK_ANY_PORT: &str = "/ip4/127.0.0.1/tcp/0";
+
 /// The PIN [`Cli::init`] sets.
 pub const PIN: &str = "2468";
 /// Cheap Argon2 for tests (never the users' defaults).
@@ -154,6 +157,9 @@ impl Cli {
             .env("COFFER_SOCKET", &self.socket)
             .env("COFFER_DATA_DIR", &self.data_dir)
             .env("COFFER_NO_AUTOSTART", "1")
+            // A daemon this command autostarts stays off the LAN.
+            .env("COFFER_NO_MDNS", "1")
+            .env("COFFER_LISTEN", LOOPBACK_ANY_PORT)
             .env_remove("COFFER_CONFIG");
         cmd
     }
@@ -266,6 +272,13 @@ pub struct Options {
     pub auto_lock_secs: Option<u64>,
     /// Extra environment for `cofferd` (e.g. `RUST_LOG=trace`).
     pub env: Vec<(String, String)>,
+    /// Extra `cofferd` arguments (e.g. `--listen`, `--peer`).
+    pub args: Vec<String>,
+    /// Run `cofferd` under this command (e.g. `ip netns exec NS`).
+    pub wrapper: Vec<String>,
+    /// Let the daemon use mDNS. Only ever inside a network namespace the
+    /// test created: every other daemon gets `--no-mdns`.
+    pub mdns: bool,
 }
 
 /// One `cofferd` in its own temp dir: data in `dir/data`, socket in
@@ -348,7 +361,14 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("open the daemon log");
-        let mut cmd = Command::new(cofferd_bin());
+        let mut cmd = match self.opts.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(cofferd_bin());
+                c
+            }
+            None => Command::new(cofferd_bin()),
+        };
         cmd.arg("--data-dir")
             .arg(&self.cli.data_dir)
             .arg("--socket")
@@ -367,6 +387,16 @@ impl Daemon {
         if let Some(secs) = self.opts.auto_lock_secs {
             cmd.arg("--auto-lock-secs").arg(secs.to_string());
         }
+        cmd.env_remove("COFFER_NO_MDNS")
+            .env_remove("COFFER_LISTEN")
+            .env_remove("COFFER_NO_NETWORK");
+        if !self.opts.mdns {
+            cmd.arg("--no-mdns");
+        }
+        if !self.opts.args.iter().any(|a| a == "--listen") {
+            cmd.args(["--listen", LOOPBACK_ANY_PORT]);
+        }
+        cmd.args(&self.opts.args);
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }
@@ -464,6 +494,11 @@ impl Daemon {
         let mut child = self.child.take().expect("daemon is running");
         child.kill().expect("SIGKILL cofferd");
         child.wait().expect("reap cofferd");
+    }
+
+    /// Replaces the extra `cofferd` arguments for the next start.
+    pub fn set_args(&mut self, args: Vec<String>) {
+        self.opts.args = args;
     }
 
     /// Clean stop (SIGTERM) then start again on the same dir.

@@ -7,6 +7,7 @@ mod connect;
 mod generate;
 mod input;
 mod output;
+mod sync;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -285,6 +286,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// This device's id and pairing key; trust (pair with) other devices.
+    #[command(subcommand)]
+    Device(sync::DeviceCommand),
+    /// Devices this one syncs with, and their connections.
+    Peers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sync state per folder, or sync now.
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
     #[command(name = "__clear-clipboard", hide = true)]
     ClearClipboard {
         #[arg(long)]
@@ -760,6 +772,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::ClearClipboard { after, sha256 } => clipboard::clear_later(after, &sha256),
+        Command::Device(cmd) => sync::device(&mut ctx, cmd)?,
+        Command::Peers { json } => sync::peers(&mut ctx, json)?,
+        Command::Sync(cmd) => sync::sync(&mut ctx, cmd)?,
     }
     Ok(())
 }

@@ -702,6 +702,22 @@ impl FolderDoc {
     }
 }
 
+/// The items an encoded change says it touches (from its commit message),
+/// without applying it: how the daemon names what a synced change altered.
+pub fn touched_items(change: &[u8]) -> Vec<ItemId> {
+    let Ok(change) = Change::from_bytes(change.to_vec()) else {
+        return Vec::new();
+    };
+    change
+        .message()
+        .map(|m| {
+            m.split(' ')
+                .filter_map(|p| p.strip_prefix("item:").and_then(ItemId::from_hex))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

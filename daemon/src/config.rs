@@ -16,6 +16,8 @@ pub struct Config {
     pub socket: PathBuf,
     pub auto_lock: Duration,
     pub kdf: KdfParams,
+    /// Listen addresses, static peers, mDNS.
+    pub net: crate::net::NetConfig,
 }
 
 /// What `config.toml` may set (every key optional).
@@ -25,6 +27,12 @@ pub struct ConfigFile {
     pub auto_lock_secs: Option<u64>,
     pub kdf_memory_kib: Option<u32>,
     pub kdf_iterations: Option<u32>,
+    /// Multiaddrs to listen on (`--listen` replaces them).
+    pub listen: Option<Vec<String>>,
+    /// Static peers' multiaddrs (`--peer` adds to them).
+    pub peers: Option<Vec<String>>,
+    /// LAN discovery (default true; `--no-mdns` turns it off).
+    pub mdns: Option<bool>,
 }
 
 impl ConfigFile {

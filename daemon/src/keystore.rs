@@ -191,6 +191,16 @@ pub fn open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> Option<Zeroizing<Vec<u
         .map(Zeroizing::new)
 }
 
+/// A purpose-bound key derived from the pepper file alone (no PIN): for the
+/// few things a locked daemon must open, such as its network identity.
+pub fn pepper_subkey(data_dir: &Path, purpose: &str) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
+    let pepper = read_secret_file(&secret_file_path(data_dir))?;
+    Ok(Zeroizing::new(blake3::derive_key(
+        purpose,
+        pepper.as_slice(),
+    )))
+}
+
 const ROOT_AAD: &[u8] = b"coffer/root-secret/v1";
 
 /// Creates a new root secret protected by `pin`; writes the pepper file.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use coffer_daemon::config::{Config, ConfigFile, DEFAULT_AUTO_LOCK_SECS};
 use coffer_daemon::keystore::KdfParams;
+use coffer_daemon::net::NetConfig;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +35,36 @@ struct Args {
     /// Argon2id passes for a new PIN keystore (default 3). For tests.
     #[arg(long)]
     kdf_iterations: Option<u32>,
+    /// Listen for peers on this multiaddr (repeatable; default
+    /// /ip4/0.0.0.0/tcp/7373, or an ephemeral port when that is taken).
+    #[arg(
+        long,
+        value_name = "MULTIADDR",
+        env = "COFFER_LISTEN",
+        value_delimiter = ','
+    )]
+    listen: Vec<String>,
+    /// Dial this peer (repeatable; added to `peers` in the config file).
+    #[arg(long, value_name = "MULTIADDR")]
+    peer: Vec<String>,
+    /// Neither advertise nor browse for peers on the LAN (mDNS).
+    #[arg(long, env = "COFFER_NO_MDNS", value_parser = clap::builder::BoolishValueParser::new())]
+    no_mdns: bool,
+    /// No peer-to-peer networking at all.
+    #[arg(long, env = "COFFER_NO_NETWORK", value_parser = clap::builder::BoolishValueParser::new())]
+    no_network: bool,
+}
+
+fn multiaddrs(list: &[String], what: &str) -> anyhow::Result<Vec<libp2p::Multiaddr>> {
+    list.iter()
+        .map(|a| {
+            a.parse().map_err(|e| {
+                anyhow::anyhow!(
+                    "{what} {a:?} is not a multiaddr ({e}); e.g. /ip4/192.168.1.20/tcp/7373"
+                )
+            })
+        })
+        .collect()
 }
 
 /// glibc raises its mmap threshold after the first large free, so Automerge's
@@ -97,6 +128,28 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .or(file.kdf_iterations)
                 .unwrap_or(defaults.iterations),
             parallelism: defaults.parallelism,
+        },
+        net: NetConfig {
+            listen: multiaddrs(
+                if args.listen.is_empty() {
+                    file.listen.as_deref().unwrap_or_default()
+                } else {
+                    &args.listen
+                },
+                "--listen",
+            )?,
+            peers: multiaddrs(
+                &file
+                    .peers
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(args.peer)
+                    .collect::<Vec<_>>(),
+                "--peer",
+            )?,
+            mdns: !args.no_mdns && file.mdns.unwrap_or(true),
+            disabled: args.no_network,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -31,13 +31,17 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::export::{self, ExportError, ExportFile};
 use crate::import;
+use crate::net::Net;
 use crate::vault::{ImportRequest, Now, Vault, VaultError};
+
+mod net_rpc;
 
 struct Shared {
     config: Config,
-    vault: Mutex<Vault>,
+    vault: Arc<Mutex<Vault>>,
     events: broadcast::Sender<Event>,
     last_activity: Mutex<Instant>,
+    net: Net,
 }
 
 /// Where a long request reports how far it has got (see [`Progress`]).
@@ -105,6 +109,12 @@ fn reply<M: Method>(result: M::Result) -> Result<Value, RpcError> {
 
 impl Shared {
     fn publish(&self, events: Vec<Event>) {
+        if events
+            .iter()
+            .any(|e| matches!(e, Event::ItemChanged { .. } | Event::FolderChanged { .. }))
+        {
+            self.net.changed();
+        }
         for event in events {
             let _ = self.events.send(event);
         }
@@ -123,6 +133,9 @@ impl Shared {
             m::Backup::NAME => return self.backup(raw),
             m::RestoreBackup::NAME => return self.restore_backup(raw, progress),
             _ => {}
+        }
+        if net_rpc::handles(method) {
+            return self.dispatch_net(method, raw);
         }
         let mut vault = self
             .vault
@@ -156,6 +169,7 @@ impl Shared {
                 let p = params::<m::Init>(raw)?;
                 let (device, folder) = vault.init(&p.name, &p.email, &p.pin, now(), rng)?;
                 drop(vault);
+                self.net.identity_maybe_ready();
                 self.publish(vec![Event::LockState {
                     locked: false,
                     reason: "init".into(),
@@ -170,6 +184,7 @@ impl Shared {
                 let was_locked = vault.is_locked();
                 vault.unlock(&p.pin, now())?;
                 drop(vault);
+                self.net.identity_maybe_ready();
                 if was_locked {
                     self.publish(vec![Event::LockState {
                         locked: false,
@@ -521,11 +536,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let vault = Vault::open(&config.data_dir, config.kdf).context("cannot open the vault store")?;
     let listener = bind_socket(&config.socket)?;
     let (events, _) = broadcast::channel(256);
+    let vault = Arc::new(Mutex::new(vault));
+    let net = Net::spawn(config.net.clone(), vault.clone(), events.clone());
     let shared = Arc::new(Shared {
-        vault: Mutex::new(vault),
+        vault,
         events,
         last_activity: Mutex::new(Instant::now()),
         config,
+        net,
     });
     info!(socket = %shared.config.socket.display(), data = %shared.config.data_dir.display(), "cofferd ready");
     tokio::spawn(auto_lock(shared.clone()));

@@ -22,6 +22,8 @@ use crate::keystore::{self, Failures, KdfParams, KeystoreError, KeystoreRecord};
 use crate::store::{Store, StoreError, SPACE_FOLDER};
 use crate::totp::TotpConfig;
 
+pub mod sync;
+
 const KV_KEYSTORE: &str = "keystore";
 const KV_DEVICE_KEYS: &str = "device_keys";
 const KV_IDENTITY: &str = "identity";
@@ -128,20 +130,7 @@ impl Vault {
         let identity = store.get_json::<Identity>(KV_IDENTITY)?;
         let mut spaces = BTreeMap::new();
         for id in store.spaces(SPACE_FOLDER)? {
-            let mut space = Space::new(id);
-            for bytes in store.envelopes(&id)? {
-                match Envelope::decode(&bytes) {
-                    Ok(env) => {
-                        if let Err(e) = space.ingest(env) {
-                            warn!(space = %id.short(), error = %e, "stored envelope refused");
-                        }
-                    }
-                    Err(e) => {
-                        warn!(space = %id.short(), error = %e, "stored envelope does not decode")
-                    }
-                }
-            }
-            spaces.insert(id, space);
+            spaces.insert(id, load_space(&store, id)?);
         }
         info!(
             folders = spaces.len(),
@@ -638,12 +627,7 @@ impl Vault {
     }
 
     fn reload_space(&mut self, id: SpaceId) -> Result<(), VaultError> {
-        let mut space = Space::new(id);
-        for bytes in self.store.envelopes(&id)? {
-            if let Ok(env) = Envelope::decode(&bytes) {
-                let _ = space.ingest(env);
-            }
-        }
+        let space = load_space(&self.store, id)?;
         if let Some(u) = self.unlocked.as_mut() {
             if let Ok(folder) = open_folder(&space, &u.keys) {
                 u.folders.insert(id, folder);
@@ -1217,6 +1201,26 @@ fn valid_expiry(s: &str) -> bool {
     let month_ok = mm.len() == 2 && mm.parse::<u8>().is_ok_and(|m| (1..=12).contains(&m));
     let year_ok = (yy.len() == 2 || yy.len() == 4) && yy.chars().all(|c| c.is_ascii_digit());
     month_ok && year_ok
+}
+
+/// A space from its stored envelopes, judged in one evaluation (one at a
+/// time is quadratic while an envelope is pending, e.g. a folder whose
+/// sync was interrupted).
+fn load_space(store: &Store, id: SpaceId) -> Result<Space, VaultError> {
+    let mut space = Space::new(id);
+    let mut envs = Vec::new();
+    for bytes in store.envelopes(&id)? {
+        match Envelope::decode(&bytes) {
+            Ok(env) => envs.push(env),
+            Err(e) => warn!(space = %id.short(), error = %e, "stored envelope does not decode"),
+        }
+    }
+    for outcome in space.ingest_batch(envs).outcomes {
+        if let Err(e) = outcome {
+            warn!(space = %id.short(), error = %e, "stored envelope refused");
+        }
+    }
+    Ok(space)
 }
 
 /// Opens a folder's key and rebuilds its document from the accepted content.

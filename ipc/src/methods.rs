@@ -322,3 +322,149 @@ method!(
     /// Turns this connection into an event stream of [`crate::Notification`]s.
     Subscribe, "subscribe", Empty, Empty
 );
+
+// ---- Peer-to-peer sync (issue 4) ----
+
+/// This device's id and the pairing key another device trusts it by.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceIdResult {
+    pub device_id: String,
+    /// `coffer1:<Ed25519 public key hex>:<X25519 public key hex>`.
+    pub pairing_key: String,
+    /// The libp2p PeerId (derived from the device id).
+    pub peer_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeviceTrustParams {
+    /// The other device's pairing key (`coffer device id` there).
+    pub key: String,
+    /// A label for `coffer peers`.
+    pub name: Option<String>,
+    /// Folders to share with the device (names or id prefixes).
+    #[serde(default)]
+    pub share: Vec<String>,
+    /// Its role in those folders: manager, editor (default) or member.
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceTrustResult {
+    pub device_id: String,
+    /// Ids of the folders now shared with it.
+    pub shared: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceRevokeParams {
+    /// Device id (hex) or pairing key.
+    pub device: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceRevokeResult {
+    pub device_id: String,
+    /// Folders it was removed from (their keys rotated).
+    pub folders: Vec<String>,
+}
+
+/// A device this one trusts for sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustedDevice {
+    pub device_id: String,
+    pub name: Option<String>,
+    pub added_ms: i64,
+}
+
+/// A peer: trusted, a folder member, or connected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub device_id: String,
+    pub peer_id: String,
+    /// The label given at `coffer device trust`.
+    pub name: Option<String>,
+    /// The team user of the device, once team rosters exist.
+    pub user: Option<String>,
+    pub connected: bool,
+    /// The remote address of the current connection.
+    pub address: Option<String>,
+    pub connected_since_ms: Option<i64>,
+    /// When envelopes last arrived from it, or it said we were caught up.
+    pub last_sync_ms: Option<i64>,
+    /// Sync-protocol bytes (frames) sent to and received from it.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub envelopes_sent: u64,
+    pub envelopes_received: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeersResult {
+    /// Whether the network runs (it starts once the device has an identity).
+    pub running: bool,
+    pub listen: Vec<String>,
+    pub mdns: bool,
+    pub peers: Vec<PeerInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantinedEnvelope {
+    pub id: String,
+    pub author: String,
+    pub seq: u64,
+    pub reason: String,
+}
+
+/// The sync state of one folder space.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpaceSyncStatus {
+    pub folder_id: String,
+    /// Known only while unlocked.
+    pub name: Option<String>,
+    pub envelopes: usize,
+    /// Total encoded size of the held envelopes (encrypted content included).
+    pub envelope_bytes: u64,
+    /// {device id -> highest contiguous seq held}.
+    pub version_vector: BTreeMap<String, u64>,
+    pub pending: usize,
+    pub quarantined: Vec<QuarantinedEnvelope>,
+    /// Member devices other than this one.
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncStatusResult {
+    pub device_id: Option<String>,
+    pub spaces: Vec<SpaceSyncStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncNowResult {
+    /// Connected peers asked for what this device lacks.
+    pub peers: usize,
+    /// Peers being dialled again.
+    pub dialing: usize,
+}
+
+method!(
+    /// This device's id and pairing key.
+    DeviceId, "device.id", Empty, DeviceIdResult
+);
+method!(
+    /// Pre-enrolment pairing: trust a device for sync and share folders with it.
+    DeviceTrust, "device.trust", DeviceTrustParams, DeviceTrustResult
+);
+method!(
+    /// Stops trusting a device; removes it from the folders this device manages and rotates their keys.
+    DeviceRevoke, "device.revoke", DeviceRevokeParams, DeviceRevokeResult
+);
+method!(DeviceTrusted, "device.trusted", Empty, Vec<TrustedDevice>);
+method!(
+    /// Known peers and their connections.
+    Peers, "peers", Empty, PeersResult
+);
+method!(SyncStatus, "sync.status", Empty, SyncStatusResult);
+method!(
+    /// Asks every connected peer for what this device lacks and redials the others.
+    SyncNow, "sync.now", Empty, SyncNowResult
+);

@@ -159,6 +159,18 @@ pub enum Event {
     FolderChanged { folder_id: String },
     /// The vault was locked (`locked: true`, with the reason) or unlocked.
     LockState { locked: bool, reason: String },
+    /// A peer device connected and passed the roster check.
+    PeerUp { device_id: String, address: String },
+    /// A peer device disconnected (or was cut off, with the reason).
+    PeerDown { device_id: String, reason: String },
+    /// Envelopes of a folder arrived from a peer: how many were new, and
+    /// whether the peer says this device now holds all it had (`caught_up`).
+    SyncProgress {
+        device_id: String,
+        folder_id: String,
+        received: usize,
+        caught_up: bool,
+    },
 }
 
 /// A JSON-RPC notification (no id): how events travel.

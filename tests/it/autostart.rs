@@ -40,7 +40,7 @@ fn cheap_env(dir: &std::path::Path) -> Env {
     // the file was read.
     std::fs::write(
         &env.config,
-        "kdf_memory_kib = 256\nkdf_iterations = 1\nauto_lock_secs = 777\n",
+        "kdf_memory_kib = 256\nkdf_iterations = 1\nauto_lock_secs = 777\nmdns = false\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n",
     )
     .unwrap();
     env

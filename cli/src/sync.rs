@@ -1,0 +1,228 @@
+//! `coffer device`, `coffer peers`, `coffer sync`: pairing and peer-to-peer sync.
+
+use clap::Subcommand;
+use coffer_ipc::methods as m;
+
+use crate::output::{self, time};
+use crate::{CliError, Ctx};
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Print this device's id and the pairing key other devices trust it by.
+    Id {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pair with another device (before team enrolment exists): sync with
+    /// it, and share folders with it.
+    Trust {
+        /// The other device's pairing key (`coffer device id` there).
+        key: String,
+        /// A label shown by `coffer peers`.
+        #[arg(long)]
+        name: Option<String>,
+        /// Share this folder with the device (repeatable).
+        #[arg(long, value_name = "FOLDER")]
+        share: Vec<String>,
+        /// Its role in the shared folders: manager, editor or member.
+        #[arg(long, default_value = "editor")]
+        role: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop syncing with a device: remove it from the folders this device
+    /// manages and rotate their keys.
+    Revoke {
+        /// Device id (64 hex) or pairing key.
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the devices this one trusts.
+    Trusted {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SyncCommand {
+    /// Per folder: version vector, pending and quarantined envelopes.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask every connected peer for what this device lacks; redial the others.
+    Now {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(16)]
+}
+
+pub fn device(ctx: &mut Ctx, cmd: DeviceCommand) -> Result<(), CliError> {
+    match cmd {
+        DeviceCommand::Id { json } => {
+            let r = ctx.call::<m::DeviceId>(&m::Empty {})?;
+            if json {
+                output::json(&r);
+            } else {
+                println!("device id:   {}", r.device_id);
+                if let Some(p) = &r.peer_id {
+                    println!("peer id:     {p}");
+                }
+                println!("pairing key: {}", r.pairing_key);
+                println!(
+                    "(on the other device: coffer device trust {})",
+                    r.pairing_key
+                );
+            }
+        }
+        DeviceCommand::Trust {
+            key,
+            name,
+            share,
+            role,
+            json,
+        } => {
+            let r = ctx.call::<m::DeviceTrust>(&m::DeviceTrustParams {
+                key,
+                name,
+                share,
+                role: Some(role),
+            })?;
+            if json {
+                output::json(&r);
+            } else {
+                println!(
+                    "Trusted device {}; shared {} folder(s) with it.",
+                    short(&r.device_id),
+                    r.shared.len()
+                );
+            }
+        }
+        DeviceCommand::Revoke { device, json } => {
+            let r = ctx.call::<m::DeviceRevoke>(&m::DeviceRevokeParams { device })?;
+            if json {
+                output::json(&r);
+            } else {
+                println!(
+                    "Revoked device {}; removed from {} folder(s), whose keys rotated.",
+                    short(&r.device_id),
+                    r.folders.len()
+                );
+            }
+        }
+        DeviceCommand::Trusted { json } => {
+            let r = ctx.call::<m::DeviceTrusted>(&m::Empty {})?;
+            if json {
+                output::json(&r);
+            } else if r.is_empty() {
+                println!("No trusted devices (see `coffer device trust`).");
+            } else {
+                for d in r {
+                    println!(
+                        "{}  {}  since {}",
+                        short(&d.device_id),
+                        d.name.as_deref().unwrap_or("-"),
+                        time(d.added_ms)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn peers(ctx: &mut Ctx, json: bool) -> Result<(), CliError> {
+    let r = ctx.call::<m::Peers>(&m::Empty {})?;
+    if json {
+        output::json(&r);
+        return Ok(());
+    }
+    if !r.running {
+        println!("Network not running (it starts after `coffer init` or the first unlock).");
+    } else {
+        println!(
+            "Listening on {} (mDNS {})",
+            if r.listen.is_empty() {
+                "nothing".to_string()
+            } else {
+                r.listen.join(", ")
+            },
+            if r.mdns { "on" } else { "off" }
+        );
+    }
+    if r.peers.is_empty() {
+        println!("No peers (pair with `coffer device trust KEY`).");
+    }
+    for p in &r.peers {
+        let state = if p.connected {
+            format!(
+                "connected {} since {}",
+                p.address.as_deref().unwrap_or("?"),
+                p.connected_since_ms.map(time).unwrap_or_default()
+            )
+        } else {
+            "not connected".into()
+        };
+        println!(
+            "{}  {:<12} {}  last sync {}",
+            short(&p.device_id),
+            p.name.as_deref().or(p.user.as_deref()).unwrap_or("-"),
+            state,
+            p.last_sync_ms.map(time).unwrap_or_else(|| "never".into())
+        );
+    }
+    Ok(())
+}
+
+pub fn sync(ctx: &mut Ctx, cmd: SyncCommand) -> Result<(), CliError> {
+    match cmd {
+        SyncCommand::Status { json } => {
+            let r = ctx.call::<m::SyncStatus>(&m::Empty {})?;
+            if json {
+                output::json(&r);
+                return Ok(());
+            }
+            for s in &r.spaces {
+                println!(
+                    "{} {}: {} envelopes, {} pending, {} quarantined, shared with {} device(s)",
+                    short(&s.folder_id),
+                    s.name.as_deref().unwrap_or("(locked)"),
+                    s.envelopes,
+                    s.pending,
+                    s.quarantined.len(),
+                    s.members.len()
+                );
+                for (d, seq) in &s.version_vector {
+                    println!("    {}  seq {seq}", short(d));
+                }
+                for q in &s.quarantined {
+                    println!(
+                        "    quarantined {} by {} seq {}: {}",
+                        short(&q.id),
+                        short(&q.author),
+                        q.seq,
+                        q.reason
+                    );
+                }
+            }
+        }
+        SyncCommand::Now { json } => {
+            let r = ctx.call::<m::SyncNow>(&m::Empty {})?;
+            if json {
+                output::json(&r);
+            } else {
+                println!(
+                    "Asked {} connected peer(s) for news; dialling {} other(s).",
+                    r.peers, r.dialing
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! Peer-to-peer sync: the libp2p swarm, the sync protocol and LAN discovery.
+//!
+//! Actors, each owned by one task (see `docs/ARCHITECTURE.md`):
+//! - the **swarm actor** ([`swarm`]) owns the libp2p `Swarm`: listening,
+//!   dialling (static `--peer` addresses, mDNS finds, known peers) with
+//!   backoff, the roster check right after the Noise handshake, and one
+//!   session per allowed peer. Input: [`Command`] on a bounded channel.
+//! - a **session** per connected peer ([`session`]): reads the peer's
+//!   stream and ingests what it sends (through the vault, on the blocking
+//!   pool), and a writer task that sends what the peer lacks.
+//! - **discovery** ([`discovery`]): an `mdns-sd` DNS-SD service
+//!   `_coffer._tcp` advertised and browsed; finds go to the swarm actor.
+//!
+//! The identity is the device's Ed25519 key (PeerId = device id). The
+//! network starts once that key is available: at boot when a sealed copy
+//! exists (see [`crate::vault::Vault::network_secret`]), else at init or
+//! the first unlock.
+
+pub mod discovery;
+pub mod protocol;
+mod session;
+mod swarm;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use coffer_crdt::DeviceId;
+use coffer_ipc::Event;
+use libp2p::{Multiaddr, PeerId};
+use rand::rngs::OsRng;
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use tracing::{info, warn};
+
+use crate::vault::{Vault, VaultError};
+
+/// The default TCP port (falls back to an ephemeral port when taken).
+pub const DEFAULT_PORT: u16 = 7373;
+
+/// The network settings: flags over `config.toml`.
+#[derive(Clone, Debug, Default)]
+pub struct NetConfig {
+    /// Addresses to listen on; empty means the default
+    /// (`/ip4/0.0.0.0/tcp/7373`, else an ephemeral port).
+    pub listen: Vec<Multiaddr>,
+    /// Static peers, dialled at start and redialled with backoff.
+    pub peers: Vec<Multiaddr>,
+    /// Advertise and browse `_coffer._tcp` with mDNS.
+    pub mdns: bool,
+    /// Turn the network off entirely.
+    pub disabled: bool,
+}
+
+/// The libp2p PeerId of a device (its Ed25519 public key).
+pub fn peer_id_of(device: &DeviceId) -> Option<PeerId> {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(&device.0).ok()?;
+    Some(libp2p::identity::PublicKey::from(pk).to_peer_id())
+}
+
+/// The device behind a PeerId, if it is an inline Ed25519 key.
+pub fn device_of(peer: &PeerId) -> Option<DeviceId> {
+    let mh = peer.as_ref();
+    if mh.code() != 0 {
+        return None;
+    }
+    let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    let ed = pk.try_into_ed25519().ok()?;
+    Some(DeviceId(ed.to_bytes()))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Input of the swarm actor.
+pub(crate) enum Command {
+    /// New local (or newly received) envelopes: push to every session.
+    Changed,
+    /// The devices this one syncs with (recomputed after trust or membership changes).
+    SetAllowed(BTreeSet<DeviceId>),
+    /// `coffer sync now`.
+    SyncNow(oneshot::Sender<(usize, usize)>),
+    /// mDNS found a peer.
+    Discovered { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// A peer's session ended (stream closed, protocol violation).
+    SessionEnded {
+        peer: PeerId,
+        session: u64,
+        reason: String,
+        violation: bool,
+    },
+}
+
+/// Per-peer counters shown by `coffer peers`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PeerStat {
+    pub peer_id: Option<PeerId>,
+    pub connected: bool,
+    pub address: Option<String>,
+    pub connected_since_ms: Option<i64>,
+    pub last_sync_ms: Option<i64>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub envelopes_sent: u64,
+    pub envelopes_received: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Status {
+    pub running: bool,
+    pub listen: Vec<String>,
+    pub peers: BTreeMap<DeviceId, PeerStat>,
+}
+
+/// What the actors share: the vault, the event bus and the status table.
+pub(crate) struct Ctx {
+    pub vault: Arc<Mutex<Vault>>,
+    pub events: broadcast::Sender<Event>,
+    pub status: Mutex<Status>,
+    pub cmd: mpsc::Sender<Command>,
+    pub config: NetConfig,
+}
+
+impl Ctx {
+    /// Runs `f` on the vault on the blocking pool.
+    pub async fn vault<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Vault) -> T + Send + 'static,
+    ) -> Option<T> {
+        let ctx = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut v = ctx.vault.lock().ok()?;
+            Some(f(&mut v))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    pub fn status(&self) -> MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn publish(&self, events: impl IntoIterator<Item = Event>) {
+        for e in events {
+            let _ = self.events.send(e);
+        }
+    }
+
+    pub fn stat<R>(&self, device: &DeviceId, f: impl FnOnce(&mut PeerStat) -> R) -> R {
+        let mut s = self.status();
+        f(s.peers.entry(*device).or_default())
+    }
+}
+
+/// The handle the IPC server holds. Cheap to clone.
+#[derive(Clone)]
+pub struct Net {
+    ctx: Arc<Ctx>,
+    identity_ready: Arc<Notify>,
+}
+
+impl Net {
+    /// Starts the network task: it waits for the device identity, then runs
+    /// the swarm until the process ends.
+    pub fn spawn(
+        config: NetConfig,
+        vault: Arc<Mutex<Vault>>,
+        events: broadcast::Sender<Event>,
+    ) -> Net {
+        let (cmd, rx) = mpsc::channel(256);
+        let ctx = Arc::new(Ctx {
+            vault,
+            events,
+            status: Mutex::new(Status::default()),
+            cmd,
+            config,
+        });
+        let identity_ready = Arc::new(Notify::new());
+        let net = Net {
+            ctx: ctx.clone(),
+            identity_ready: identity_ready.clone(),
+        };
+        if ctx.config.disabled {
+            info!("network disabled");
+            return net;
+        }
+        tokio::spawn(async move {
+            let seed = loop {
+                let got = ctx
+                    .vault(|v| v.network_secret(&mut OsRng))
+                    .await
+                    .unwrap_or(Err(VaultError::Internal("vault unavailable".into())));
+                match got {
+                    Ok(Some(seed)) => break seed,
+                    Ok(None) => {}
+                    Err(e) => warn!(error = %e, "network identity unavailable"),
+                }
+                identity_ready.notified().await;
+            };
+            if let Err(e) = swarm::run(ctx, seed, rx).await {
+                warn!(error = %e, "the network stopped");
+            }
+        });
+        net
+    }
+
+    /// Called after init and unlock: the identity may be available now.
+    pub fn identity_maybe_ready(&self) {
+        self.identity_ready.notify_one();
+    }
+
+    /// Local envelopes were written: push them to connected peers now.
+    pub fn changed(&self) {
+        let _ = self.ctx.cmd.try_send(Command::Changed);
+    }
+
+    /// The trust list or membership changed (call with the vault locked by the caller).
+    pub fn allowed_changed(&self, vault: &Vault) {
+        let _ = self
+            .ctx
+            .cmd
+            .try_send(Command::SetAllowed(vault.known_peers()));
+    }
+
+    /// `coffer sync now`: (peers asked, peers being dialled).
+    pub fn sync_now(&self) -> (usize, usize) {
+        let (tx, rx) = oneshot::channel();
+        if self.ctx.cmd.try_send(Command::SyncNow(tx)).is_err() {
+            return (0, 0);
+        }
+        rx.blocking_recv().unwrap_or((0, 0))
+    }
+
+    /// `coffer peers` (call with the vault locked by the caller).
+    pub fn peers(&self, vault: &Vault) -> coffer_ipc::methods::PeersResult {
+        use coffer_ipc::methods::{PeerInfo, PeersResult};
+        let status = self.ctx.status();
+        let mut devices: BTreeSet<DeviceId> = vault.known_peers();
+        devices.extend(
+            status
+                .peers
+                .iter()
+                .filter(|(_, s)| s.connected)
+                .map(|(d, _)| *d),
+        );
+        let peers = devices
+            .into_iter()
+            .map(|d| {
+                let s = status.peers.get(&d).cloned().unwrap_or_default();
+                PeerInfo {
+                    device_id: d.to_hex(),
+                    peer_id: peer_id_of(&d).map(|p| p.to_string()).unwrap_or_default(),
+                    name: vault.trusted_name(&d),
+                    user: None,
+                    connected: s.connected,
+                    address: s.address.clone(),
+                    connected_since_ms: s.connected_since_ms,
+                    last_sync_ms: s.last_sync_ms,
+                    bytes_sent: s.bytes_sent,
+                    bytes_received: s.bytes_received,
+                    envelopes_sent: s.envelopes_sent,
+                    envelopes_received: s.envelopes_received,
+                }
+            })
+            .collect();
+        PeersResult {
+            running: status.running,
+            listen: status.listen.clone(),
+            mdns: self.ctx.config.mdns,
+            peers,
+        }
+    }
+}
+
+/// How long to wait before redialling after `attempt` failures.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let ms = 500u64.saturating_mul(1 << attempt.min(6));
+    Duration::from_millis(ms.min(30_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_and_peer_ids_correspond() {
+        let keys = coffer_crdt::DeviceKeys::generate(&mut OsRng);
+        let d = keys.device_id();
+        let p = peer_id_of(&d).expect("an Ed25519 key");
+        assert_eq!(device_of(&p), Some(d));
+        // The libp2p keypair made from the device seed has the same PeerId.
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&keys.to_secret_bytes()[..32]);
+        let kp = libp2p::identity::Keypair::ed25519_from_bytes(seed).unwrap();
+        assert_eq!(kp.public().to_peer_id(), p);
+        assert_eq!(backoff(0), Duration::from_millis(500));
+        assert_eq!(backoff(20), Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,556 @@
+//! The swarm actor: owns the libp2p `Swarm` (TCP + Noise + yamux, QUIC with
+//! the `quic` feature), decides which connections stay (devices this one
+//! syncs with), dials and redials, and runs one session per allowed peer.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use coffer_crdt::DeviceId;
+use coffer_ipc::Event;
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
+
+use super::protocol::{NOISE_PROLOGUE, PROTOCOL_NAME};
+use super::session::{self, SessionHandle};
+use super::{backoff, device_of, discovery, now_ms, Command, Ctx, DEFAULT_PORT};
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    stream: libp2p_stream::Behaviour,
+    identify: identify::Behaviour,
+}
+
+/// Refused connections are logged at most this often per peer.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+/// How often due redials are checked.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Where and when to dial a peer again.
+#[derive(Debug)]
+struct Redial {
+    addrs: Vec<Multiaddr>,
+    attempt: u32,
+    next_at: Instant,
+}
+
+/// A `--peer` address (its PeerId learnt on first connection if not given).
+#[derive(Debug)]
+struct StaticPeer {
+    addr: Multiaddr,
+    peer: Option<PeerId>,
+    attempt: u32,
+    next_at: Instant,
+}
+
+struct Actor {
+    ctx: Arc<Ctx>,
+    swarm: Swarm<Behaviour>,
+    control: libp2p_stream::Control,
+    allowed: BTreeSet<DeviceId>,
+    sessions: HashMap<PeerId, SessionHandle>,
+    /// Streams of allowed peers that arrived before their session started.
+    early_streams: HashMap<PeerId, libp2p::Stream>,
+    next_session: u64,
+    redial: HashMap<PeerId, Redial>,
+    statics: Vec<StaticPeer>,
+    refused_logged: HashMap<PeerId, Instant>,
+    refused_total: u64,
+    discovery: Option<discovery::Discovery>,
+    local: PeerId,
+}
+
+fn protocol() -> StreamProtocol {
+    StreamProtocol::new(PROTOCOL_NAME)
+}
+
+fn build_swarm(seed: Zeroizing<[u8; 32]>) -> anyhow::Result<Swarm<Behaviour>> {
+    let mut bytes = *seed;
+    let key = libp2p::identity::Keypair::ed25519_from_bytes(&mut bytes)
+        .context("the device key is not an Ed25519 key")?;
+    let noise_config = |k: &libp2p::identity::Keypair| {
+        noise::Config::new(k).map(|c| c.with_prologue(NOISE_PROLOGUE.to_vec()))
+    };
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise_config,
+            yamux::Config::default,
+        )?;
+    #[cfg(feature = "quic")]
+    let builder = builder.with_quic();
+    let swarm = builder
+        .with_behaviour(|key| Behaviour {
+            stream: libp2p_stream::Behaviour::new(),
+            identify: identify::Behaviour::new(
+                identify::Config::new("/coffer/id/1".into(), key.public())
+                    .with_agent_version(format!("cofferd/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    Ok(swarm)
+}
+
+fn tcp_port(addr: &Multiaddr) -> Option<u16> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Tcp(port) => Some(port),
+        _ => None,
+    })
+}
+
+fn without_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
+    let mut out = Multiaddr::empty();
+    let mut peer = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(id) => peer = Some(id),
+            other => out.push(other),
+        }
+    }
+    (out, peer)
+}
+
+/// Runs the swarm until the process ends.
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    seed: Zeroizing<[u8; 32]>,
+    mut rx: mpsc::Receiver<Command>,
+) -> anyhow::Result<()> {
+    let mut swarm = build_swarm(seed)?;
+    let local = *swarm.local_peer_id();
+    let mut control = swarm.behaviour().stream.new_control();
+    let mut incoming = control
+        .accept(protocol())
+        .map_err(|_| anyhow::anyhow!("sync protocol registered twice"))?;
+
+    // Listen: the given addresses, else the default port, else an ephemeral one.
+    let mut listening = 0;
+    for addr in &ctx.config.listen {
+        match swarm.listen_on(addr.clone()) {
+            Ok(_) => listening += 1,
+            Err(e) => warn!(%addr, error = %e, "cannot listen"),
+        }
+    }
+    if ctx.config.listen.is_empty() {
+        let default: Multiaddr = format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")
+            .parse()
+            .expect("a valid multiaddr");
+        match swarm.listen_on(default) {
+            Ok(_) => listening += 1,
+            Err(e) => {
+                warn!(port = DEFAULT_PORT, error = %e, "default port unavailable; using an ephemeral port");
+                let any: Multiaddr = "/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr");
+                if swarm.listen_on(any).is_ok() {
+                    listening += 1;
+                }
+            }
+        }
+    }
+    if listening == 0 {
+        warn!("listening on no address: only outgoing connections");
+    }
+
+    let allowed = ctx.vault(|v| v.known_peers()).await.unwrap_or_default();
+    let now = Instant::now();
+    let statics = ctx
+        .config
+        .peers
+        .iter()
+        .map(|a| {
+            let (addr, peer) = without_p2p(a);
+            StaticPeer {
+                addr,
+                peer,
+                attempt: 0,
+                next_at: now,
+            }
+        })
+        .collect();
+    ctx.status().running = true;
+    info!(peer_id = %local, "network started");
+    let mut actor = Actor {
+        ctx: ctx.clone(),
+        swarm,
+        control,
+        allowed,
+        sessions: HashMap::new(),
+        early_streams: HashMap::new(),
+        next_session: 1,
+        redial: HashMap::new(),
+        statics,
+        refused_logged: HashMap::new(),
+        refused_total: 0,
+        discovery: None,
+        local,
+    };
+    let (inbound_tx, mut inbound_rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some(pair) = incoming.next().await {
+            if inbound_tx.send(pair).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            // Local work first (bounded everything, local before remote).
+            Some(cmd) = rx.recv() => actor.command(cmd),
+            Some((peer, stream)) = inbound_rx.recv() => actor.inbound(peer, stream),
+            event = actor.swarm.select_next_some() => actor.swarm_event(event),
+            _ = tick.tick() => actor.dial_due(),
+        }
+    }
+}
+
+impl Actor {
+    fn is_allowed(&self, peer: &PeerId) -> Option<DeviceId> {
+        let d = device_of(peer)?;
+        self.allowed.contains(&d).then_some(d)
+    }
+
+    fn refuse(&mut self, peer: PeerId, why: &str) {
+        self.refused_total += 1;
+        let now = Instant::now();
+        let due = self
+            .refused_logged
+            .get(&peer)
+            .is_none_or(|t| now.duration_since(*t) >= REFUSAL_LOG_EVERY);
+        if due {
+            self.refused_logged.insert(peer, now);
+            warn!(%peer, reason = why, refused_total = self.refused_total, "refused a peer");
+        }
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Changed => {
+                for s in self.sessions.values() {
+                    s.push();
+                }
+            }
+            Command::SetAllowed(set) => {
+                // Newly allowed devices are worth dialling at once.
+                let now = Instant::now();
+                for s in &mut self.statics {
+                    s.attempt = 0;
+                    s.next_at = now;
+                }
+                for (p, r) in &mut self.redial {
+                    if device_of(p).is_some_and(|d| set.contains(&d) && !self.allowed.contains(&d))
+                    {
+                        r.attempt = 0;
+                        r.next_at = now;
+                    }
+                }
+                self.allowed = set;
+                let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                for peer in connected {
+                    match self.is_allowed(&peer) {
+                        None => {
+                            self.redial.remove(&peer);
+                            self.refuse(peer, "no longer a device this one syncs with");
+                        }
+                        Some(d) if !self.sessions.contains_key(&peer) => {
+                            self.start_session(peer, d)
+                        }
+                        Some(_) => {
+                            if let Some(s) = self.sessions.get(&peer) {
+                                s.push();
+                            }
+                        }
+                    }
+                }
+            }
+            Command::SyncNow(reply) => {
+                for s in self.sessions.values() {
+                    s.resync();
+                }
+                let now = Instant::now();
+                let mut dialing = 0;
+                for r in self.redial.values_mut() {
+                    r.attempt = 0;
+                    r.next_at = now;
+                    dialing += 1;
+                }
+                for s in &mut self.statics {
+                    s.attempt = 0;
+                    s.next_at = now;
+                }
+                self.dial_due();
+                let _ = reply.send((self.sessions.len(), dialing));
+            }
+            Command::Discovered { peer, addrs } => {
+                if peer == self.local || self.is_allowed(&peer).is_none() {
+                    debug!(%peer, "mDNS: ignoring a peer this device does not sync with");
+                    return;
+                }
+                let r = self.redial.entry(peer).or_insert(Redial {
+                    addrs: Vec::new(),
+                    attempt: 0,
+                    next_at: Instant::now(),
+                });
+                for a in addrs {
+                    if !r.addrs.contains(&a) {
+                        r.addrs.push(a);
+                    }
+                }
+                if !self.swarm.is_connected(&peer) {
+                    self.dial_due();
+                }
+            }
+            Command::SessionEnded {
+                peer,
+                session,
+                reason,
+                violation,
+            } => {
+                if self.sessions.get(&peer).is_some_and(|s| s.id == session) {
+                    self.sessions.remove(&peer);
+                    if violation {
+                        warn!(%peer, %reason, "peer broke the sync protocol: disconnecting");
+                        if let Some(r) = self.redial.get_mut(&peer) {
+                            r.attempt = r.attempt.saturating_add(3);
+                            r.next_at = Instant::now() + backoff(r.attempt);
+                        }
+                    } else {
+                        debug!(%peer, %reason, "session ended");
+                    }
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+            }
+        }
+    }
+
+    fn inbound(&mut self, peer: PeerId, stream: libp2p::Stream) {
+        match self.sessions.get(&peer) {
+            Some(s) => s.inbound(stream),
+            None => {
+                if self.is_allowed(&peer).is_none() {
+                    self.refuse(peer, "stream from a device this one does not sync with");
+                } else {
+                    // The connection event has not been handled yet.
+                    self.early_streams.insert(peer, stream);
+                }
+            }
+        }
+    }
+
+    fn start_session(&mut self, peer: PeerId, device: DeviceId) {
+        let id = self.next_session;
+        self.next_session += 1;
+        let handle = session::spawn(self.ctx.clone(), peer, device, id, self.control.clone());
+        if let Some(stream) = self.early_streams.remove(&peer) {
+            handle.inbound(stream);
+        }
+        self.sessions.insert(peer, handle);
+    }
+
+    fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.ctx.status().listen.push(address.to_string());
+                if self.ctx.config.mdns && self.discovery.is_none() {
+                    if let Some(port) = tcp_port(&address) {
+                        match discovery::Discovery::start(self.local, port, self.ctx.cmd.clone()) {
+                            Ok(d) => self.discovery = Some(d),
+                            Err(e) => warn!(error = %e, "mDNS discovery unavailable"),
+                        }
+                    }
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let a = address.to_string();
+                self.ctx.status().listen.retain(|l| l != &a);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let remote = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address.clone(),
+                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
+                };
+                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    let (bare, _) = without_p2p(address);
+                    for s in &mut self.statics {
+                        if s.addr == bare {
+                            s.peer.get_or_insert(peer_id);
+                            s.attempt = 0;
+                        }
+                    }
+                }
+                let Some(device) = self.is_allowed(&peer_id) else {
+                    self.refuse(peer_id, "not a device this one syncs with");
+                    return;
+                };
+                if let Some(r) = self.redial.get_mut(&peer_id) {
+                    r.attempt = 0;
+                }
+                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    let (bare, _) = without_p2p(address);
+                    let r = self.redial.entry(peer_id).or_insert(Redial {
+                        addrs: Vec::new(),
+                        attempt: 0,
+                        next_at: Instant::now(),
+                    });
+                    if !r.addrs.contains(&bare) {
+                        r.addrs.push(bare);
+                    }
+                }
+                if num_established.get() == 1 || !self.sessions.contains_key(&peer_id) {
+                    let address = remote.to_string();
+                    self.ctx.stat(&device, |s| {
+                        s.peer_id = Some(peer_id);
+                        s.connected = true;
+                        s.address = Some(address.clone());
+                        s.connected_since_ms = Some(now_ms());
+                    });
+                    info!(peer = %peer_id, %address, "peer connected");
+                    self.ctx.publish([Event::PeerUp {
+                        device_id: device.to_hex(),
+                        address,
+                    }]);
+                    if !self.sessions.contains_key(&peer_id) {
+                        self.start_session(peer_id, device);
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                if num_established > 0 {
+                    return;
+                }
+                let had_session = self.sessions.remove(&peer_id).is_some();
+                self.early_streams.remove(&peer_id);
+                if let Some(device) = device_of(&peer_id) {
+                    let was = self.ctx.stat(&device, |s| {
+                        let was = s.connected;
+                        s.connected = false;
+                        s.connected_since_ms = None;
+                        was
+                    });
+                    if was || had_session {
+                        let reason = cause
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| "closed".into());
+                        info!(peer = %peer_id, %reason, "peer disconnected");
+                        self.ctx.publish([Event::PeerDown {
+                            device_id: device.to_hex(),
+                            reason,
+                        }]);
+                    }
+                }
+                if let Some(r) = self.redial.get_mut(&peer_id) {
+                    r.next_at = Instant::now() + backoff(r.attempt);
+                }
+                for s in &mut self.statics {
+                    if s.peer == Some(peer_id) {
+                        s.next_at = Instant::now() + backoff(s.attempt);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id, error = %error, "dial failed");
+                if let Some(r) = peer_id.and_then(|p| self.redial.get_mut(&p)) {
+                    r.attempt = r.attempt.saturating_add(1);
+                    r.next_at = Instant::now() + backoff(r.attempt);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if self.is_allowed(&peer_id).is_none() {
+                    return;
+                }
+                let r = self.redial.entry(peer_id).or_insert(Redial {
+                    addrs: Vec::new(),
+                    attempt: 0,
+                    next_at: Instant::now(),
+                });
+                for a in info.listen_addrs {
+                    let unspecified = a.iter().any(|p| match p {
+                        Protocol::Ip4(ip) => ip.is_unspecified(),
+                        Protocol::Ip6(ip) => ip.is_unspecified(),
+                        _ => false,
+                    });
+                    if !unspecified && !r.addrs.contains(&a) && r.addrs.len() < 16 {
+                        r.addrs.push(a);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Dials static addresses and known peers whose backoff expired.
+    fn dial_due(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.statics.len() {
+            let s = &self.statics[i];
+            if s.next_at > now || s.peer.is_some_and(|p| self.swarm.is_connected(&p)) {
+                continue;
+            }
+            let opts = match s.peer {
+                Some(p) => DialOpts::peer_id(p)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .addresses(vec![s.addr.clone()])
+                    .build(),
+                None => DialOpts::unknown_peer_id().address(s.addr.clone()).build(),
+            };
+            let s = &mut self.statics[i];
+            s.attempt = s.attempt.saturating_add(1);
+            s.next_at = now + backoff(s.attempt);
+            if let Err(e) = self.swarm.dial(opts) {
+                debug!(error = %e, "cannot dial a static peer");
+            }
+        }
+        let due: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .redial
+            .iter()
+            .filter(|(p, r)| {
+                r.next_at <= now
+                    && !r.addrs.is_empty()
+                    && !self.swarm.is_connected(p)
+                    && device_of(p).is_some_and(|d| self.allowed.contains(&d))
+            })
+            .map(|(p, r)| (*p, r.addrs.clone()))
+            .collect();
+        for (peer, addrs) in due {
+            if let Some(r) = self.redial.get_mut(&peer) {
+                r.attempt = r.attempt.saturating_add(1);
+                r.next_at = now + backoff(r.attempt);
+            }
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .addresses(addrs)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                debug!(%peer, error = %e, "cannot dial");
+            }
+        }
+        // Known peers with no address yet are reached when they dial us or
+        // mDNS finds them.
+    }
+}
