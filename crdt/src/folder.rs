@@ -123,6 +123,20 @@ impl NewItem<'_> {
     }
 }
 
+impl ItemEdit {
+    /// The bytes of text this edit writes (name, field names and values,
+    /// URLs): what [`MAX_EDIT_BYTES`] bounds.
+    pub fn text_bytes(&self) -> usize {
+        self.name.as_ref().map_or(0, String::len)
+            + self
+                .fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + self.urls.iter().flatten().map(String::len).sum::<usize>()
+    }
+}
+
 /// One earlier state of an item, as of a change that touched it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistoryEntry {
@@ -199,14 +213,7 @@ fn check_edit(edit: &ItemEdit) -> Result<(), FolderError> {
             )));
         }
     }
-    let total: usize = edit.name.as_ref().map_or(0, String::len)
-        + edit
-            .fields
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
-        + edit.urls.iter().flatten().map(String::len).sum::<usize>();
-    if total > MAX_EDIT_BYTES {
+    if edit.text_bytes() > MAX_EDIT_BYTES {
         return Err(FolderError::Invalid(format!(
             "item larger than {} KiB",
             MAX_EDIT_BYTES / 1024

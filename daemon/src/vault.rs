@@ -1158,14 +1158,7 @@ fn import_chunks(items: &[PlannedItem]) -> impl Iterator<Item = &[PlannedItem]> 
         let mut n = 0;
         while n < rest.len() && n < MAX_ITEMS {
             let PlannedItem { name, edit, .. } = &rest[n];
-            let size = 128
-                + name.len()
-                + edit
-                    .fields
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len())
-                    .sum::<usize>()
-                + edit.urls.iter().flatten().map(String::len).sum::<usize>();
+            let size = 128 + name.len() + edit.text_bytes();
             if n > 0 && text + size > MAX_TEXT {
                 break;
             }
