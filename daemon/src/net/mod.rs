@@ -17,6 +17,7 @@
 //! the first unlock.
 
 pub mod discovery;
+pub mod enrol;
 pub mod protocol;
 mod session;
 mod swarm;

@@ -1,0 +1,1549 @@
+//! Enrolment: a new device joins a team (`coffer invite` / `coffer join`),
+//! or a user's new laptop joins that user (`coffer device link` / `coffer
+//! device join`), with a one-time code, over `/coffer/enrol/1` streams.
+//!
+//! - [`InviteCode`]: inviter device id, invite id and a 128-bit secret,
+//!   base32 with a `coffer-invite-` prefix and a 2-byte check. The parser
+//!   takes untrusted input: bounded, never panics.
+//! - The channel: `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s` (snow) keyed from
+//!   the secret, its prologue binding both libp2p identities; the joiner
+//!   proves its device key again inside it; both sides show a 6-digit
+//!   verification code derived from the handshake hash.
+//! - [`InviteTable`]: the inviter's open invites (in memory only: a daemon
+//!   restart cancels them) and the joins waiting for confirmation.
+//! - [`serve`] (inviter) and [`join`] (joiner) run the protocol over any
+//!   byte stream (a libp2p stream, or an in-memory pipe in tests);
+//!   [`connect`] is the joiner's short-lived swarm.
+//!
+//! The wire format is `docs/protocol.md`, "Enrolment".
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use coffer_crdt::{DeviceId, DeviceKeys};
+use data_encoding::BASE32_NOPAD;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
+use rand_core::CryptoRngCore;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use tokio::sync::oneshot;
+use tracing::{debug, info};
+use zeroize::Zeroizing;
+
+use super::discovery::SERVICE_TYPE;
+use super::peer_id_of;
+use super::protocol::NOISE_PROLOGUE;
+
+/// The stream protocol.
+pub const PROTOCOL_NAME: &str = "/coffer/enrol/1";
+/// What every code starts with (either case).
+pub const CODE_PREFIX: &str = "coffer-invite-";
+const CODE_VERSION: u8 = 1;
+/// version, inviter device id, invite id, secret, check.
+const CODE_BYTES: usize = 1 + 32 + 8 + 16 + 2;
+/// Longer input is not a code (a code is about 110 characters).
+pub const MAX_CODE_CHARS: usize = 512;
+
+const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
+const PSK_CONTEXT: &str = "coffer 2026 invite psk v1";
+const VERIFY_CONTEXT: &str = "coffer 2026 verification code v1";
+const CHECK_CONTEXT: &str = "coffer 2026 invite code check v1";
+const PROOF_DOMAIN: &[u8] = b"coffer/enrol/1 device proof";
+const PROLOGUE: &[u8] = b"coffer/enrol/1";
+
+/// Noise's limit on one message.
+const NOISE_MAX: usize = 65535;
+const AEAD_TAG: usize = 16;
+/// Plaintext bytes of one transport chunk (one byte says whether more follow).
+const CHUNK: usize = NOISE_MAX - AEAD_TAG - 1;
+/// A frame: tag byte + (invite id +) one Noise message.
+pub const MAX_FRAME_BYTES: usize = 1 + 8 + NOISE_MAX;
+/// One application message, reassembled from chunks.
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+/// Names and emails in the messages.
+pub const MAX_NAME: usize = 256;
+/// Roster envelopes in an admission.
+pub const MAX_ROSTER_ENVELOPES: usize = 65_536;
+/// Wrong-secret handshakes after which an invite is cancelled.
+pub const MAX_FAILURES: u8 = 3;
+/// Open (unused, unexpired) invites at a time.
+pub const MAX_OPEN_INVITES: usize = 64;
+/// Invites remembered (open, used or cancelled) at a time.
+const MAX_KEPT_INVITES: usize = 256;
+/// Joins waiting for confirmation at a time.
+pub const MAX_PENDING: usize = 16;
+/// Bound on each handshake step.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a handshaken join waits for the inviter's decision.
+pub const DECISION_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long an unknown peer's connection is kept to start an enrolment.
+pub const GUEST_GRACE: Duration = Duration::from_secs(60);
+/// Unknown peers' connections kept at a time.
+pub const MAX_GUESTS: usize = 16;
+/// The longest `--expires`.
+pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The default `--expires`.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+const TAG_HELLO: u8 = 0;
+const TAG_NOISE: u8 = 1;
+const TAG_REFUSE: u8 = 2;
+
+pub fn protocol() -> StreamProtocol {
+    StreamProtocol::new(PROTOCOL_NAME)
+}
+
+/// Why an enrolment failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnrolError {
+    /// The text is not an invite code (what is wrong with it).
+    #[error("not an invite code: {0}")]
+    BadCode(&'static str),
+    /// The inviter has no invite with this id.
+    #[error("no open invite matches this code (a wrong code, or the inviter's daemon restarted): ask for a new one")]
+    UnknownInvite,
+    /// The secret was wrong.
+    #[error("wrong invite code")]
+    WrongCode,
+    #[error("this invite code has expired: ask for a new one")]
+    Expired,
+    #[error("this invite code was already used: ask for a new one")]
+    Used,
+    /// Cancelled after [`MAX_FAILURES`] wrong secrets.
+    #[error(
+        "this invite code was cancelled after {MAX_FAILURES} failed attempts: ask for a new one"
+    )]
+    Burnt,
+    #[error("the inviter has too many joins waiting: try again later")]
+    Busy,
+    #[error("the inviter rejected this join (did the verification codes match?)")]
+    Rejected,
+    /// The inviter could not be found or reached.
+    #[error("inviter not found: {0}")]
+    NotFound(String),
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    #[error("the other side ended the enrolment before it was confirmed")]
+    Closed,
+    #[error("the other side broke the enrolment protocol: {0}")]
+    Protocol(&'static str),
+    #[error("the enrolment handshake failed")]
+    Noise,
+    #[error("connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(
+        "too many open invites (at most {MAX_OPEN_INVITES}): wait for some to be used or expire"
+    )]
+    TooManyInvites,
+}
+
+// ----------------------------------------------------------------------------
+// The code
+
+/// An invite's id (picks the secret on the inviter's side).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InviteId(pub [u8; 8]);
+
+/// The 128-bit secret of a code.
+#[derive(Clone)]
+pub struct InviteSecret(Zeroizing<[u8; 16]>);
+
+impl fmt::Debug for InviteSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InviteSecret(..)")
+    }
+}
+
+impl InviteSecret {
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        let mut s = Zeroizing::new([0u8; 16]);
+        rng.fill_bytes(s.as_mut_slice());
+        InviteSecret(s)
+    }
+
+    pub fn expose_secret(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// The Noise pre-shared key.
+    fn psk(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(blake3::derive_key(PSK_CONTEXT, self.expose_secret()))
+    }
+}
+
+/// A one-time code: who to find, which invite, and the secret.
+#[derive(Clone)]
+pub struct InviteCode {
+    pub inviter: DeviceId,
+    pub invite: InviteId,
+    pub secret: InviteSecret,
+}
+
+impl fmt::Debug for InviteCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "InviteCode({}, {}, ..)",
+            self.inviter.short(),
+            hex::encode(self.invite.0)
+        )
+    }
+}
+
+fn check_bytes(body: &[u8]) -> [u8; 2] {
+    let h = blake3::derive_key(CHECK_CONTEXT, body);
+    [h[0], h[1]]
+}
+
+impl InviteCode {
+    /// The code as text (a secret: never log it).
+    pub fn encode(&self) -> Zeroizing<String> {
+        let mut raw = Zeroizing::new(Vec::with_capacity(CODE_BYTES));
+        raw.push(CODE_VERSION);
+        raw.extend_from_slice(&self.inviter.0);
+        raw.extend_from_slice(&self.invite.0);
+        raw.extend_from_slice(self.secret.expose_secret());
+        let check = check_bytes(&raw);
+        raw.extend_from_slice(&check);
+        let body = Zeroizing::new(BASE32_NOPAD.encode(&raw).to_ascii_lowercase());
+        Zeroizing::new(format!("{CODE_PREFIX}{}", body.as_str()))
+    }
+
+    /// Parses a code: either case, with or without the prefix, dashes and
+    /// spaces ignored. Untrusted input: bounded, never panics.
+    pub fn parse(text: &str) -> Result<InviteCode, EnrolError> {
+        if text.len() > MAX_CODE_CHARS {
+            return Err(EnrolError::BadCode("too long"));
+        }
+        let mut compact = Zeroizing::new(String::with_capacity(text.len()));
+        for c in text.chars() {
+            if c == '-' || c.is_whitespace() {
+                continue;
+            }
+            if !c.is_ascii_alphanumeric() {
+                return Err(EnrolError::BadCode("unexpected characters"));
+            }
+            compact.push(c.to_ascii_uppercase());
+        }
+        let prefix: String = CODE_PREFIX
+            .chars()
+            .filter(|c| *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let body = compact.strip_prefix(prefix.as_str()).unwrap_or(&compact);
+        let raw = Zeroizing::new(
+            BASE32_NOPAD
+                .decode(body.as_bytes())
+                .map_err(|_| EnrolError::BadCode("not base32"))?,
+        );
+        if raw.len() != CODE_BYTES {
+            return Err(EnrolError::BadCode(
+                "wrong length (a character missing or extra?)",
+            ));
+        }
+        if raw[0] != CODE_VERSION {
+            return Err(EnrolError::BadCode("made by another version of Coffer"));
+        }
+        let (body, check) = raw.split_at(CODE_BYTES - 2);
+        if check_bytes(body) != check {
+            return Err(EnrolError::BadCode(
+                "mistyped (its check digits do not match)",
+            ));
+        }
+        let mut inviter = [0u8; 32];
+        inviter.copy_from_slice(&body[1..33]);
+        let inviter = DeviceId(inviter);
+        if peer_id_of(&inviter).is_none() {
+            return Err(EnrolError::BadCode("no valid inviter key in it"));
+        }
+        let mut invite = [0u8; 8];
+        invite.copy_from_slice(&body[33..41]);
+        let mut secret = Zeroizing::new([0u8; 16]);
+        secret.copy_from_slice(&body[41..57]);
+        Ok(InviteCode {
+            inviter,
+            invite: InviteId(invite),
+            secret: InviteSecret(secret),
+        })
+    }
+}
+
+/// Parses `30m`, `24h`, `7d`, `90s` (at most [`MAX_TTL`]).
+pub fn parse_ttl(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    let d = Duration::from_secs(secs);
+    (secs > 0 && d <= MAX_TTL).then_some(d)
+}
+
+/// The code both sides show: 6 digits as `123 456`.
+pub fn verification_code(handshake_hash: &[u8]) -> String {
+    let k = blake3::derive_key(VERIFY_CONTEXT, handshake_hash);
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&k[..8]);
+    let v = u64::from_le_bytes(n) % 1_000_000;
+    format!("{:03} {:03}", v / 1000, v % 1000)
+}
+
+/// A typed verification code reduced to its digits.
+pub fn verification_digits(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+// ----------------------------------------------------------------------------
+// Messages
+
+/// What is joining: a new user, or a new device of an existing user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnrolKind {
+    User,
+    Device,
+}
+
+impl EnrolKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EnrolKind::User => "user",
+            EnrolKind::Device => "device",
+        }
+    }
+}
+
+/// Inviter → joiner, inside the second handshake message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviterHello {
+    pub kind: EnrolKind,
+    pub team: [u8; 32],
+    pub team_name: String,
+    /// The joining user's email (the invitee, or the linking user).
+    pub email: String,
+    /// The joining user's display name.
+    pub name: String,
+}
+
+/// Joiner → inviter, the first transport message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinerHello {
+    pub device_name: String,
+    /// The device's X25519 key (folder keys are sealed to it).
+    pub exchange: [u8; 32],
+    /// Ed25519 by the device over [`PROOF_DOMAIN`] ‖ handshake hash.
+    pub proof: ByteBuf,
+}
+
+/// Inviter → joiner, once the inviter decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Decision {
+    Admit {
+        team: [u8; 32],
+        /// The roster envelopes' wire bytes.
+        roster: Vec<ByteBuf>,
+    },
+    Reject,
+}
+
+fn name_ok(s: &str) -> bool {
+    s.len() <= MAX_NAME
+}
+
+trait Bounded {
+    fn within_bounds(&self) -> bool;
+}
+
+impl Bounded for InviterHello {
+    fn within_bounds(&self) -> bool {
+        name_ok(&self.team_name) && name_ok(&self.email) && name_ok(&self.name)
+    }
+}
+
+impl Bounded for JoinerHello {
+    fn within_bounds(&self) -> bool {
+        name_ok(&self.device_name) && self.proof.len() == 64
+    }
+}
+
+impl Bounded for Decision {
+    fn within_bounds(&self) -> bool {
+        match self {
+            Decision::Admit { roster, .. } => roster.len() <= MAX_ROSTER_ENVELOPES,
+            Decision::Reject => true,
+        }
+    }
+}
+
+/// Decodes one message: postcard, no trailing bytes, within its bounds.
+fn decode<T: DeserializeOwned + Bounded>(bytes: &[u8]) -> Result<T, EnrolError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(EnrolError::Protocol("message too large"));
+    }
+    let (v, rest): (T, _) =
+        postcard::take_from_bytes(bytes).map_err(|_| EnrolError::Protocol("malformed message"))?;
+    if !rest.is_empty() {
+        return Err(EnrolError::Protocol("trailing bytes"));
+    }
+    if !v.within_bounds() {
+        return Err(EnrolError::Protocol("message over its bounds"));
+    }
+    Ok(v)
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, EnrolError> {
+    let b = postcard::to_stdvec(v).map_err(|_| EnrolError::Protocol("cannot encode"))?;
+    if b.len() > MAX_MESSAGE_BYTES {
+        return Err(EnrolError::Protocol("message too large"));
+    }
+    Ok(b)
+}
+
+/// A refusal the inviter sends in clear before (or instead of) the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Refusal {
+    Unknown = 0,
+    WrongCode = 1,
+    Expired = 2,
+    Used = 3,
+    Burnt = 4,
+    Busy = 5,
+}
+
+impl Refusal {
+    fn from_byte(b: u8) -> Option<Refusal> {
+        use Refusal::*;
+        [Unknown, WrongCode, Expired, Used, Burnt, Busy]
+            .into_iter()
+            .find(|r| *r as u8 == b)
+    }
+
+    fn error(self) -> EnrolError {
+        match self {
+            Refusal::Unknown => EnrolError::UnknownInvite,
+            Refusal::WrongCode => EnrolError::WrongCode,
+            Refusal::Expired => EnrolError::Expired,
+            Refusal::Used => EnrolError::Used,
+            Refusal::Burnt => EnrolError::Burnt,
+            Refusal::Busy => EnrolError::Busy,
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Framing and the channel
+
+async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    tag: u8,
+    body: &[u8],
+) -> Result<(), EnrolError> {
+    let len = 1 + body.len();
+    if len > MAX_FRAME_BYTES {
+        return Err(EnrolError::Protocol("frame too large"));
+    }
+    let mut out = Vec::with_capacity(4 + len);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.push(tag);
+    out.extend_from_slice(body);
+    w.write_all(&out).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Reads one frame: (tag, body). A clean end of stream is [`EnrolError::Closed`].
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u8, Vec<u8>), EnrolError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(EnrolError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > MAX_FRAME_BYTES {
+        return Err(EnrolError::Protocol("frame length out of bounds"));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    let tag = body.remove(0);
+    Ok((tag, body))
+}
+
+async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, why: Refusal) -> EnrolError {
+    let _ = write_frame(w, TAG_REFUSE, &[why as u8]).await;
+    let _ = w.close().await;
+    why.error()
+}
+
+fn refusal_of(body: &[u8]) -> EnrolError {
+    match body {
+        [b] => {
+            Refusal::from_byte(*b).map_or(EnrolError::Protocol("unknown refusal"), Refusal::error)
+        }
+        _ => EnrolError::Protocol("malformed refusal"),
+    }
+}
+
+/// The Noise transport after the handshake: messages chunked into Noise
+/// messages, each in one frame.
+struct Channel {
+    noise: snow::TransportState,
+}
+
+impl Channel {
+    async fn send<W: AsyncWrite + Unpin, T: Serialize>(
+        &mut self,
+        w: &mut W,
+        msg: &T,
+    ) -> Result<(), EnrolError> {
+        let bytes = Zeroizing::new(encode(msg)?);
+        let mut chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        let last = chunks.len() - 1;
+        let mut out = vec![0u8; NOISE_MAX];
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let mut plain = Zeroizing::new(Vec::with_capacity(chunk.len() + 1));
+            plain.push(u8::from(i != last));
+            plain.extend_from_slice(chunk);
+            let n = self
+                .noise
+                .write_message(&plain, &mut out)
+                .map_err(|_| EnrolError::Noise)?;
+            write_frame(w, TAG_NOISE, &out[..n]).await?;
+        }
+        Ok(())
+    }
+
+    async fn recv<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+    ) -> Result<Zeroizing<Vec<u8>>, EnrolError> {
+        let mut msg = Zeroizing::new(Vec::new());
+        let mut plain = Zeroizing::new(vec![0u8; NOISE_MAX]);
+        loop {
+            let (tag, body) = read_frame(r).await?;
+            match tag {
+                TAG_NOISE => {}
+                TAG_REFUSE => return Err(refusal_of(&body)),
+                _ => return Err(EnrolError::Protocol("unexpected frame")),
+            }
+            if body.len() > NOISE_MAX {
+                return Err(EnrolError::Protocol("Noise message too large"));
+            }
+            let n = self
+                .noise
+                .read_message(&body, &mut plain)
+                .map_err(|_| EnrolError::Noise)?;
+            let Some((&more, data)) = plain[..n].split_first() else {
+                return Err(EnrolError::Protocol("empty chunk"));
+            };
+            if msg.len() + data.len() > MAX_MESSAGE_BYTES {
+                return Err(EnrolError::Protocol("message too large"));
+            }
+            msg.extend_from_slice(data);
+            match more {
+                0 => return Ok(msg),
+                1 => {}
+                _ => return Err(EnrolError::Protocol("bad chunk flag")),
+            }
+        }
+    }
+}
+
+fn noise_builder<'a>(
+    psk: &'a [u8; 32],
+    prologue: &'a [u8],
+) -> Result<snow::Builder<'a>, EnrolError> {
+    let params: snow::params::NoiseParams = NOISE_PARAMS.parse().map_err(|_| EnrolError::Noise)?;
+    snow::Builder::new(params)
+        .psk(0, psk)
+        .and_then(|b| b.prologue(prologue))
+        .map_err(|_| EnrolError::Noise)
+}
+
+/// `coffer/enrol/1` ‖ inviter device id ‖ joiner device id: binds the
+/// channel to the identities the libp2p handshake proved.
+fn prologue(inviter: &DeviceId, joiner: &DeviceId) -> Vec<u8> {
+    let mut p = PROLOGUE.to_vec();
+    p.extend_from_slice(&inviter.0);
+    p.extend_from_slice(&joiner.0);
+    p
+}
+
+fn proof_message(handshake_hash: &[u8]) -> Vec<u8> {
+    let mut m = PROOF_DOMAIN.to_vec();
+    m.extend_from_slice(handshake_hash);
+    m
+}
+
+async fn timed<T>(
+    what: &'static str,
+    d: Duration,
+    f: impl std::future::Future<Output = Result<T, EnrolError>>,
+) -> Result<T, EnrolError> {
+    tokio::time::timeout(d, f)
+        .await
+        .map_err(|_| EnrolError::Timeout(what))?
+}
+
+// ----------------------------------------------------------------------------
+// The inviter's table
+
+/// What an invite admits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InviteSpec {
+    pub kind: EnrolKind,
+    pub email: String,
+    pub name: String,
+    pub groups: Vec<String>,
+    pub admin: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InviteState {
+    Open,
+    Used,
+    Burnt,
+}
+
+struct Invite {
+    secret: InviteSecret,
+    hello: InviterHello,
+    spec: InviteSpec,
+    expires: Instant,
+    failures: u8,
+    state: InviteState,
+}
+
+/// A handshaken join waiting for the inviter's decision.
+pub struct Pending {
+    pub id: u64,
+    pub invite: InviteId,
+    pub spec: InviteSpec,
+    pub joiner: DeviceId,
+    pub exchange: [u8; 32],
+    pub device_name: String,
+    pub verification: String,
+    pub since_ms: i64,
+    tx: oneshot::Sender<Decided>,
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("id", &self.id)
+            .field("spec", &self.spec)
+            .field("joiner", &self.joiner.short())
+            .field("verification", &self.verification)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Decided {
+    decision: Decision,
+    delivered: oneshot::Sender<bool>,
+}
+
+impl Pending {
+    /// Sends the decision to the waiting joiner; the receiver says whether
+    /// it was delivered.
+    pub fn decide(self, decision: Decision) -> oneshot::Receiver<bool> {
+        let (delivered, rx) = oneshot::channel();
+        let _ = self.tx.send(Decided {
+            decision,
+            delivered,
+        });
+        rx
+    }
+
+    /// Whether the join is still waiting (its connection open).
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+}
+
+/// A pending join as listed.
+#[derive(Clone, Debug)]
+pub struct PendingView {
+    pub spec: InviteSpec,
+    pub joiner: DeviceId,
+    pub device_name: String,
+    pub verification: String,
+    pub since_ms: i64,
+}
+
+/// The inviter's open invites and pending joins (memory only).
+#[derive(Default)]
+pub struct InviteTable {
+    invites: HashMap<InviteId, Invite>,
+    pending: Vec<Pending>,
+    next: u64,
+}
+
+impl InviteTable {
+    fn purge(&mut self, now: Instant) {
+        // Forget invites an hour after they expired; keep used ones until
+        // then so that a second joiner hears "already used".
+        self.invites
+            .retain(|_, i| now < i.expires + Duration::from_secs(3600));
+        self.pending.retain(Pending::is_alive);
+    }
+
+    /// Opens an invite; returns its code.
+    pub fn open(
+        &mut self,
+        me: DeviceId,
+        hello: InviterHello,
+        spec: InviteSpec,
+        ttl: Duration,
+        now: Instant,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<InviteCode, EnrolError> {
+        self.purge(now);
+        let open = self
+            .invites
+            .values()
+            .filter(|i| i.state == InviteState::Open && now < i.expires)
+            .count();
+        if open >= MAX_OPEN_INVITES {
+            return Err(EnrolError::TooManyInvites);
+        }
+        if self.invites.len() >= MAX_KEPT_INVITES {
+            // Drop the invite that expires first (a used or cancelled one, or else the oldest).
+            let victim = self
+                .invites
+                .iter()
+                .min_by_key(|(_, i)| (i.state == InviteState::Open, i.expires))
+                .map(|(id, _)| *id);
+            if let Some(v) = victim {
+                self.invites.remove(&v);
+            }
+        }
+        let mut id = [0u8; 8];
+        rng.fill_bytes(&mut id);
+        let invite = InviteId(id);
+        let secret = InviteSecret::generate(rng);
+        self.invites.insert(
+            invite,
+            Invite {
+                secret: secret.clone(),
+                hello,
+                spec,
+                expires: now + ttl,
+                failures: 0,
+                state: InviteState::Open,
+            },
+        );
+        Ok(InviteCode {
+            inviter: me,
+            invite,
+            secret,
+        })
+    }
+
+    /// Whether an unknown peer may start an enrolment now.
+    pub fn accepting(&mut self, now: Instant) -> bool {
+        self.purge(now);
+        !self.pending.is_empty()
+            || self
+                .invites
+                .values()
+                .any(|i| i.state == InviteState::Open && now < i.expires)
+    }
+
+    /// Whether `d` has a join waiting for a decision.
+    pub fn is_pending(&self, d: &DeviceId) -> bool {
+        self.pending.iter().any(|p| &p.joiner == d && p.is_alive())
+    }
+
+    fn begin(
+        &mut self,
+        id: &InviteId,
+        now: Instant,
+    ) -> Result<(Zeroizing<[u8; 32]>, InviterHello), Refusal> {
+        let i = self.invites.get(id).ok_or(Refusal::Unknown)?;
+        match i.state {
+            InviteState::Burnt => Err(Refusal::Burnt),
+            InviteState::Used => Err(Refusal::Used),
+            InviteState::Open if now >= i.expires => Err(Refusal::Expired),
+            InviteState::Open => Ok((i.secret.psk(), i.hello.clone())),
+        }
+    }
+
+    /// A handshake with a wrong secret: cancels the invite at the limit.
+    fn failed(&mut self, id: &InviteId) -> Refusal {
+        let Some(i) = self.invites.get_mut(id) else {
+            return Refusal::Unknown;
+        };
+        i.failures = i.failures.saturating_add(1);
+        if i.failures >= MAX_FAILURES && i.state == InviteState::Open {
+            i.state = InviteState::Burnt;
+            info!(invite = %hex::encode(id.0), "invite cancelled after failed attempts");
+            return Refusal::Burnt;
+        }
+        Refusal::WrongCode
+    }
+
+    /// The first good handshake uses the invite up.
+    fn claim(&mut self, id: &InviteId, now: Instant) -> Result<InviteSpec, Refusal> {
+        self.begin(id, now)?;
+        if self.pending.len() >= MAX_PENDING {
+            return Err(Refusal::Busy);
+        }
+        let i = self.invites.get_mut(id).ok_or(Refusal::Unknown)?;
+        i.state = InviteState::Used;
+        Ok(i.spec.clone())
+    }
+
+    fn add_pending(
+        &mut self,
+        invite: InviteId,
+        spec: InviteSpec,
+        joiner: DeviceId,
+        hello: &JoinerHello,
+        verification: String,
+        now_ms: i64,
+    ) -> (u64, oneshot::Receiver<Decided>) {
+        self.next += 1;
+        let (tx, rx) = oneshot::channel();
+        self.pending.push(Pending {
+            id: self.next,
+            invite,
+            spec,
+            joiner,
+            exchange: hello.exchange,
+            device_name: hello.device_name.clone(),
+            verification,
+            since_ms: now_ms,
+            tx,
+        });
+        (self.next, rx)
+    }
+
+    fn remove_pending(&mut self, id: u64) {
+        self.pending.retain(|p| p.id != id);
+    }
+
+    /// The joins waiting for a decision, of one kind.
+    pub fn pending(&self, kind: EnrolKind) -> Vec<PendingView> {
+        self.pending
+            .iter()
+            .filter(|p| p.spec.kind == kind && p.is_alive())
+            .map(|p| PendingView {
+                spec: p.spec.clone(),
+                joiner: p.joiner,
+                device_name: p.device_name.clone(),
+                verification: p.verification.clone(),
+                since_ms: p.since_ms,
+            })
+            .collect()
+    }
+
+    /// Takes the pending join of `kind` whose verification code is `typed`
+    /// (digits compared, spaces ignored).
+    pub fn take_pending(&mut self, typed: &str, kind: EnrolKind) -> Option<Pending> {
+        let digits = verification_digits(typed);
+        if digits.len() != 6 {
+            return None;
+        }
+        let at = self.pending.iter().position(|p| {
+            p.spec.kind == kind && p.is_alive() && verification_digits(&p.verification) == digits
+        })?;
+        Some(self.pending.remove(at))
+    }
+}
+
+// ----------------------------------------------------------------------------
+// The two sides
+
+/// The inviter's side of one enrolment stream, from the joiner's first
+/// frame to the decision. `joiner` is the device the libp2p handshake proved.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    me: DeviceId,
+    joiner: DeviceId,
+    table: &std::sync::Mutex<InviteTable>,
+    now_ms: impl Fn() -> i64,
+) -> Result<EnrolKind, EnrolError> {
+    let lock = || table.lock().unwrap_or_else(|p| p.into_inner());
+    let (tag, body) = timed("waiting for the joiner", STEP_TIMEOUT, read_frame(&mut io)).await?;
+    if tag != TAG_HELLO || body.len() < 8 {
+        return Err(EnrolError::Protocol("expected a hello frame"));
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&body[..8]);
+    let invite = InviteId(id);
+    let begun = lock().begin(&invite, Instant::now());
+    let (psk, hello) = match begun {
+        Ok(x) => x,
+        Err(r) => return Err(refuse(&mut io, r).await),
+    };
+    let prologue = prologue(&me, &joiner);
+    let mut hs = noise_builder(&psk, &prologue)?
+        .build_responder()
+        .map_err(|_| EnrolError::Noise)?;
+    let mut buf = vec![0u8; NOISE_MAX];
+    if hs.read_message(&body[8..], &mut buf).is_err() {
+        let why = lock().failed(&invite);
+        info!(joiner = %joiner.short(), "enrolment with a wrong code");
+        return Err(refuse(&mut io, why).await);
+    }
+    let claimed = lock().claim(&invite, Instant::now());
+    let spec = match claimed {
+        Ok(s) => s,
+        Err(r) => return Err(refuse(&mut io, r).await),
+    };
+    let n = hs
+        .write_message(&encode(&hello)?, &mut buf)
+        .map_err(|_| EnrolError::Noise)?;
+    write_frame(&mut io, TAG_NOISE, &buf[..n]).await?;
+    let hash = hs.get_handshake_hash().to_vec();
+    let mut channel = Channel {
+        noise: hs.into_transport_mode().map_err(|_| EnrolError::Noise)?,
+    };
+    let jh: JoinerHello = decode(
+        &timed(
+            "waiting for the joiner's device",
+            STEP_TIMEOUT,
+            channel.recv(&mut io),
+        )
+        .await?,
+    )?;
+    let proof: [u8; 64] = jh
+        .proof
+        .as_slice()
+        .try_into()
+        .map_err(|_| EnrolError::Protocol("bad device proof"))?;
+    if !coffer_crdt::crypto::verify(&joiner, &proof_message(&hash), &proof) {
+        return Err(EnrolError::Protocol("bad device proof"));
+    }
+    let verification = verification_code(&hash);
+    let kind = spec.kind;
+    let (pid, rx) = lock().add_pending(invite, spec, joiner, &jh, verification, now_ms());
+    info!(joiner = %joiner.short(), kind = kind.name(), "enrolment waiting for confirmation");
+    // Wait for the decision; a frame or the end of the stream from the
+    // joiner means it gave up.
+    enum Next {
+        Decided(Decided),
+        Dropped,
+        Gone,
+        Late,
+    }
+    let next = tokio::select! {
+        d = rx => d.map_or(Next::Dropped, Next::Decided),
+        _ = read_frame(&mut io) => Next::Gone,
+        _ = tokio::time::sleep(DECISION_TIMEOUT) => Next::Late,
+    };
+    lock().remove_pending(pid);
+    match next {
+        Next::Decided(d) => {
+            let sent = channel.send(&mut io, &d.decision).await;
+            let _ = io.close().await;
+            let _ = d.delivered.send(sent.is_ok());
+            sent?;
+            Ok(kind)
+        }
+        Next::Dropped => Err(EnrolError::Closed),
+        Next::Gone => Err(EnrolError::Closed),
+        Next::Late => Err(EnrolError::Timeout("waiting for a decision")),
+    }
+}
+
+/// The joiner after the handshake: shows [`Joined::verification`] and
+/// waits for [`Joined::decision`].
+pub struct Joined<S> {
+    io: S,
+    channel: Channel,
+    pub hello: InviterHello,
+    pub verification: String,
+}
+
+impl<S> fmt::Debug for Joined<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Joined")
+            .field("hello", &self.hello)
+            .field("verification", &self.verification)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an admitted joiner receives.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    pub team: [u8; 32],
+    pub roster: Vec<Vec<u8>>,
+}
+
+/// The joiner's handshake over `io` with the device `keys`.
+pub async fn join<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    code: &InviteCode,
+    keys: &DeviceKeys,
+    device_name: &str,
+) -> Result<Joined<S>, EnrolError> {
+    let psk = code.secret.psk();
+    let prologue = prologue(&code.inviter, &keys.device_id());
+    let mut hs = noise_builder(&psk, &prologue)?
+        .build_initiator()
+        .map_err(|_| EnrolError::Noise)?;
+    let mut buf = vec![0u8; NOISE_MAX];
+    let n = hs
+        .write_message(&[], &mut buf)
+        .map_err(|_| EnrolError::Noise)?;
+    let mut first = code.invite.0.to_vec();
+    first.extend_from_slice(&buf[..n]);
+    write_frame(&mut io, TAG_HELLO, &first).await?;
+    let (tag, body) = timed("waiting for the inviter", STEP_TIMEOUT, read_frame(&mut io)).await?;
+    match tag {
+        TAG_NOISE => {}
+        TAG_REFUSE => return Err(refusal_of(&body)),
+        _ => return Err(EnrolError::Protocol("unexpected frame")),
+    }
+    let n = hs
+        .read_message(&body, &mut buf)
+        .map_err(|_| EnrolError::Noise)?;
+    let hello: InviterHello = decode(&buf[..n])?;
+    let hash = hs.get_handshake_hash().to_vec();
+    let mut channel = Channel {
+        noise: hs.into_transport_mode().map_err(|_| EnrolError::Noise)?,
+    };
+    let mut name = device_name.to_string();
+    truncate(&mut name, MAX_NAME);
+    let jh = JoinerHello {
+        device_name: name,
+        exchange: keys.exchange_public(),
+        proof: ByteBuf::from(keys.sign(&proof_message(&hash)).to_vec()),
+    };
+    channel.send(&mut io, &jh).await?;
+    Ok(Joined {
+        io,
+        channel,
+        hello,
+        verification: verification_code(&hash),
+    })
+}
+
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Joined<S> {
+    /// Waits (at most `wait`) for the inviter's decision.
+    pub async fn decision(mut self, wait: Duration) -> Result<Admission, EnrolError> {
+        let bytes = timed(
+            "waiting for the inviter's confirmation",
+            wait,
+            self.channel.recv(&mut self.io),
+        )
+        .await?;
+        let _ = self.io.close().await;
+        match decode::<Decision>(&bytes)? {
+            Decision::Admit { team, roster } => Ok(Admission {
+                team,
+                roster: roster.into_iter().map(ByteBuf::into_vec).collect(),
+            }),
+            Decision::Reject => Err(EnrolError::Rejected),
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// The joiner's short-lived swarm
+
+/// Keeps the joiner's swarm running; dropping it stops the swarm.
+pub struct SwarmGuard {
+    _stop: oneshot::Sender<()>,
+}
+
+/// A joiner connected to its inviter, after the handshake.
+pub struct Connected {
+    pub joined: Joined<libp2p::Stream>,
+    pub inviter: PeerId,
+    /// The addresses that reached the inviter.
+    pub addrs: Vec<Multiaddr>,
+    pub guard: SwarmGuard,
+}
+
+fn without_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
+    let mut out = Multiaddr::empty();
+    let mut peer = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(id) => peer = Some(id),
+            other => out.push(other),
+        }
+    }
+    (out, peer)
+}
+
+/// Browses `_coffer._tcp` (at most `wait`) for the record of `peer`.
+async fn browse_for(peer: PeerId, wait: Duration) -> Result<Vec<Multiaddr>, EnrolError> {
+    let daemon = mdns_sd::ServiceDaemon::new()
+        .map_err(|e| EnrolError::NotFound(format!("mDNS unavailable: {e}")))?;
+    let events = daemon
+        .browse(SERVICE_TYPE)
+        .map_err(|e| EnrolError::NotFound(format!("mDNS unavailable: {e}")))?;
+    let wanted = peer.to_base58();
+    let found = tokio::time::timeout(wait, async {
+        while let Ok(event) = events.recv_async().await {
+            let mdns_sd::ServiceEvent::ServiceResolved(svc) = event else {
+                continue;
+            };
+            if svc.get_property_val_str("peer") != Some(wanted.as_str()) {
+                continue;
+            }
+            let addrs: Vec<Multiaddr> = svc
+                .addresses
+                .iter()
+                .map(|ip| {
+                    let mut a = Multiaddr::empty();
+                    match ip.to_ip_addr() {
+                        std::net::IpAddr::V4(v4) => a.push(Protocol::Ip4(v4)),
+                        std::net::IpAddr::V6(v6) => a.push(Protocol::Ip6(v6)),
+                    }
+                    a.push(Protocol::Tcp(svc.port));
+                    a
+                })
+                .collect();
+            if !addrs.is_empty() {
+                return Some(addrs);
+            }
+        }
+        None
+    })
+    .await;
+    let _ = daemon.shutdown();
+    found.ok().flatten().ok_or_else(|| {
+        EnrolError::NotFound("no inviter answered on the LAN (mDNS); is its daemon running? or pass --peer MULTIADDR".into())
+    })
+}
+
+/// Finds the inviter (the `peers` given, else mDNS when `mdns`), connects
+/// with a swarm made from the joiner's device key, and runs the handshake.
+pub async fn connect(
+    code: &InviteCode,
+    keys: &DeviceKeys,
+    device_name: &str,
+    peers: &[Multiaddr],
+    mdns: bool,
+) -> Result<Connected, EnrolError> {
+    let inviter =
+        peer_id_of(&code.inviter).ok_or(EnrolError::BadCode("no valid inviter key in it"))?;
+    let mut addrs = Vec::new();
+    for a in peers {
+        let (bare, p) = without_p2p(a);
+        if p.is_some_and(|p| p != inviter) {
+            return Err(EnrolError::NotFound(format!(
+                "{a} names another device than the one that made this code"
+            )));
+        }
+        addrs.push(bare);
+    }
+    if addrs.is_empty() {
+        if !mdns {
+            return Err(EnrolError::NotFound(
+                "mDNS is off on this device: pass --peer MULTIADDR (the inviter's address)".into(),
+            ));
+        }
+        addrs = browse_for(inviter, Duration::from_secs(15)).await?;
+    }
+    let mut seed = Zeroizing::new([0u8; 32]);
+    seed.copy_from_slice(&keys.to_secret_bytes()[..32]);
+    let key = libp2p::identity::Keypair::ed25519_from_bytes(seed.as_mut_slice())
+        .map_err(|_| EnrolError::Protocol("the device key is not an Ed25519 key"))?;
+    let noise_config = |k: &libp2p::identity::Keypair| {
+        noise::Config::new(k).map(|c| c.with_prologue(NOISE_PROLOGUE.to_vec()))
+    };
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise_config,
+            yamux::Config::default,
+        )
+        .map_err(|e| EnrolError::NotFound(format!("cannot start the network: {e}")))?
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .map_err(|e| EnrolError::NotFound(format!("cannot start the network: {e}")))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(DECISION_TIMEOUT + STEP_TIMEOUT))
+        .build();
+    let mut control = swarm.behaviour().new_control();
+    swarm
+        .dial(DialOpts::peer_id(inviter).addresses(addrs.clone()).build())
+        .map_err(|e| EnrolError::NotFound(format!("cannot dial the inviter: {e}")))?;
+    // Drive the swarm until connected.
+    let connected = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == inviter => {
+                    return Ok(());
+                }
+                SwarmEvent::OutgoingConnectionError { peer_id, error, .. }
+                    if peer_id == Some(inviter) =>
+                {
+                    return Err(EnrolError::NotFound(format!(
+                        "cannot connect to the inviter: {error}"
+                    )));
+                }
+                other => debug!(event = ?other, "enrolment swarm"),
+            }
+        }
+    })
+    .await
+    .map_err(|_| EnrolError::Timeout("connecting to the inviter"))?;
+    connected?;
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = swarm.select_next_some() => {}
+            }
+        }
+    });
+    let guard = SwarmGuard { _stop: stop };
+    let stream = timed("opening the enrolment stream", STEP_TIMEOUT, async {
+        control.open_stream(inviter, protocol()).await.map_err(|e| {
+            EnrolError::NotFound(format!("the inviter does not accept enrolments now: {e}"))
+        })
+    })
+    .await?;
+    let joined = join(stream, code, keys, device_name).await?;
+    Ok(Connected {
+        joined,
+        inviter,
+        addrs,
+        guard,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::OsRng;
+    use std::sync::{Arc, Mutex};
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+
+    fn hello() -> InviterHello {
+        InviterHello {
+            kind: EnrolKind::User,
+            team: [7; 32],
+            team_name: "Acme".into(),
+            email: "bob@example.com".into(),
+            name: "Bob".into(),
+        }
+    }
+
+    fn spec() -> InviteSpec {
+        InviteSpec {
+            kind: EnrolKind::User,
+            email: "bob@example.com".into(),
+            name: "Bob".into(),
+            groups: vec!["it".into()],
+            admin: false,
+        }
+    }
+
+    fn setup(ttl: Duration) -> (DeviceKeys, Arc<Mutex<InviteTable>>, InviteCode) {
+        let inviter = DeviceKeys::generate(&mut OsRng);
+        let table = Arc::new(Mutex::new(InviteTable::default()));
+        let code = table
+            .lock()
+            .unwrap()
+            .open(
+                inviter.device_id(),
+                hello(),
+                spec(),
+                ttl,
+                Instant::now(),
+                &mut OsRng,
+            )
+            .unwrap();
+        (inviter, table, code)
+    }
+
+    /// Runs the inviter's side on one end of a pipe; returns its task.
+    fn spawn_serve(
+        inviter: DeviceId,
+        joiner: DeviceId,
+        table: Arc<Mutex<InviteTable>>,
+    ) -> (
+        tokio::io::DuplexStream,
+        tokio::task::JoinHandle<Result<EnrolKind, EnrolError>>,
+    ) {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let task =
+            tokio::spawn(async move { serve(b.compat(), inviter, joiner, &table, || 1).await });
+        (a, task)
+    }
+
+    async fn wait_pending(table: &Mutex<InviteTable>) -> PendingView {
+        for _ in 0..200 {
+            if let Some(p) = table.lock().unwrap().pending(EnrolKind::User).pop() {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no pending join");
+    }
+
+    #[tokio::test]
+    async fn right_code_same_verification_then_admit() {
+        let (inviter, table, code) = setup(DEFAULT_TTL);
+        let joiner = DeviceKeys::generate(&mut OsRng);
+        let (pipe, server) = spawn_serve(inviter.device_id(), joiner.device_id(), table.clone());
+        let joined = join(pipe.compat(), &code, &joiner, "laptop").await.unwrap();
+        assert_eq!(joined.hello, hello());
+        let p = wait_pending(&table).await;
+        assert_eq!(p.verification, joined.verification);
+        assert_eq!(p.joiner, joiner.device_id());
+        assert_eq!(p.device_name, "laptop");
+        assert_eq!(joined.verification.len(), 7);
+        let pending = table
+            .lock()
+            .unwrap()
+            .take_pending(&verification_digits(&p.verification), EnrolKind::User)
+            .unwrap();
+        assert_eq!(pending.exchange, joiner.exchange_public());
+        let roster = vec![
+            ByteBuf::from(vec![1u8; 100_000]),
+            ByteBuf::from(vec![2u8; 5]),
+        ];
+        let delivered = pending.decide(Decision::Admit {
+            team: [7; 32],
+            roster,
+        });
+        let admitted = joined.decision(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(admitted.team, [7; 32]);
+        assert_eq!(admitted.roster.len(), 2);
+        assert_eq!(admitted.roster[0].len(), 100_000);
+        assert!(delivered.await.unwrap());
+        assert_eq!(server.await.unwrap().unwrap(), EnrolKind::User);
+    }
+
+    #[tokio::test]
+    async fn reject_reaches_the_joiner() {
+        let (inviter, table, code) = setup(DEFAULT_TTL);
+        let joiner = DeviceKeys::generate(&mut OsRng);
+        let (pipe, _server) = spawn_serve(inviter.device_id(), joiner.device_id(), table.clone());
+        let joined = join(pipe.compat(), &code, &joiner, "x").await.unwrap();
+        let p = wait_pending(&table).await;
+        assert!(table
+            .lock()
+            .unwrap()
+            .take_pending("000 00", EnrolKind::User)
+            .is_none());
+        assert!(table
+            .lock()
+            .unwrap()
+            .take_pending(&p.verification, EnrolKind::Device)
+            .is_none());
+        let pending = table
+            .lock()
+            .unwrap()
+            .take_pending(&p.verification, EnrolKind::User)
+            .unwrap();
+        pending.decide(Decision::Reject);
+        assert!(matches!(
+            joined.decision(Duration::from_secs(5)).await,
+            Err(EnrolError::Rejected)
+        ));
+    }
+
+    #[tokio::test]
+    async fn wrong_secret_fails_and_burns_after_three() {
+        let (inviter, table, code) = setup(DEFAULT_TTL);
+        let mut wrong = code.clone();
+        wrong.secret = InviteSecret::generate(&mut OsRng);
+        for attempt in 1..=4 {
+            let joiner = DeviceKeys::generate(&mut OsRng);
+            let (pipe, server) =
+                spawn_serve(inviter.device_id(), joiner.device_id(), table.clone());
+            let got = join(pipe.compat(), &wrong, &joiner, "x").await;
+            match attempt {
+                1 | 2 => assert!(matches!(got, Err(EnrolError::WrongCode)), "{got:?}"),
+                _ => assert!(matches!(got, Err(EnrolError::Burnt)), "{got:?}"),
+            }
+            assert!(server.await.unwrap().is_err());
+        }
+        assert!(table.lock().unwrap().pending(EnrolKind::User).is_empty());
+        // The right secret no longer works either.
+        let joiner = DeviceKeys::generate(&mut OsRng);
+        let (pipe, _s) = spawn_serve(inviter.device_id(), joiner.device_id(), table.clone());
+        assert!(matches!(
+            join(pipe.compat(), &code, &joiner, "x").await,
+            Err(EnrolError::Burnt)
+        ));
+    }
+
+    #[tokio::test]
+    async fn reused_expired_and_unknown_codes_are_refused() {
+        let (inviter, table, code) = setup(DEFAULT_TTL);
+        let first = DeviceKeys::generate(&mut OsRng);
+        let (pipe, _s1) = spawn_serve(inviter.device_id(), first.device_id(), table.clone());
+        let _joined = join(pipe.compat(), &code, &first, "x").await.unwrap();
+        let second = DeviceKeys::generate(&mut OsRng);
+        let (pipe, _s2) = spawn_serve(inviter.device_id(), second.device_id(), table.clone());
+        assert!(matches!(
+            join(pipe.compat(), &code, &second, "x").await,
+            Err(EnrolError::Used)
+        ));
+
+        let (inviter, table, code) = setup(Duration::from_millis(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let j = DeviceKeys::generate(&mut OsRng);
+        let (pipe, _s) = spawn_serve(inviter.device_id(), j.device_id(), table.clone());
+        assert!(matches!(
+            join(pipe.compat(), &code, &j, "x").await,
+            Err(EnrolError::Expired)
+        ));
+        assert!(!table.lock().unwrap().accepting(Instant::now()));
+
+        let (inviter, table, mut code) = setup(DEFAULT_TTL);
+        code.invite = InviteId([9; 8]);
+        let (pipe, _s) = spawn_serve(inviter.device_id(), j.device_id(), table.clone());
+        assert!(matches!(
+            join(pipe.compat(), &code, &j, "x").await,
+            Err(EnrolError::UnknownInvite)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_joiner_with_another_identity_fails() {
+        // The libp2p layer proved device X, but the joiner signs as Y: the
+        // prologue differs, so the handshake fails.
+        let (inviter, table, code) = setup(DEFAULT_TTL);
+        let claimed = DeviceKeys::generate(&mut OsRng);
+        let actual = DeviceKeys::generate(&mut OsRng);
+        let (pipe, server) = spawn_serve(inviter.device_id(), claimed.device_id(), table.clone());
+        assert!(join(pipe.compat(), &code, &actual, "x").await.is_err());
+        assert!(server.await.unwrap().is_err());
+        assert!(table.lock().unwrap().pending(EnrolKind::User).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_inviter_notices_a_joiner_that_leaves() {
+        let (inviter, table, code) = setup(DEFAULT_TTL);
+        let joiner = DeviceKeys::generate(&mut OsRng);
+        let (pipe, server) = spawn_serve(inviter.device_id(), joiner.device_id(), table.clone());
+        let joined = join(pipe.compat(), &code, &joiner, "x").await.unwrap();
+        wait_pending(&table).await;
+        drop(joined);
+        assert!(matches!(server.await.unwrap(), Err(EnrolError::Closed)));
+        assert!(table.lock().unwrap().pending(EnrolKind::User).is_empty());
+    }
+
+    #[test]
+    fn codes_round_trip_in_any_case_with_dashes() {
+        let keys = DeviceKeys::generate(&mut OsRng);
+        let code = InviteCode {
+            inviter: keys.device_id(),
+            invite: InviteId([1, 2, 3, 4, 5, 6, 7, 8]),
+            secret: InviteSecret::generate(&mut OsRng),
+        };
+        let text = code.encode();
+        assert!(text.starts_with(CODE_PREFIX));
+        let check = |t: &str| {
+            let c = InviteCode::parse(t).unwrap();
+            assert_eq!(c.inviter, code.inviter);
+            assert_eq!(c.invite, code.invite);
+            assert_eq!(c.secret.expose_secret(), code.secret.expose_secret());
+        };
+        check(&text);
+        check(&text.to_uppercase());
+        check(text.strip_prefix(CODE_PREFIX).unwrap());
+        let dashed: String = text
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                if i % 5 == 4 {
+                    vec![c, '-']
+                } else {
+                    vec![c, ' ']
+                }
+            })
+            .collect();
+        check(&dashed);
+        // One changed character is caught by the check bytes (or length).
+        let mut bad = text.to_string();
+        let last = bad.pop().unwrap();
+        bad.push(if last == 'a' { 'b' } else { 'a' });
+        assert!(InviteCode::parse(&bad).is_err());
+        assert!(InviteCode::parse("").is_err());
+        assert!(InviteCode::parse(&"a".repeat(10_000)).is_err());
+        assert!(!format!("{code:?}").contains(&hex::encode(code.secret.expose_secret())));
+    }
+
+    #[test]
+    fn ttl_and_verification_digits() {
+        assert_eq!(parse_ttl("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_ttl("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_ttl("7d"), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_ttl("1s"), Some(Duration::from_secs(1)));
+        for bad in [
+            "",
+            "0s",
+            "h",
+            "5",
+            "5w",
+            "31d",
+            "-1h",
+            "99999999999999999999d",
+        ] {
+            assert_eq!(parse_ttl(bad), None, "{bad}");
+        }
+        assert_eq!(verification_digits(" 123 456 "), "123456");
+        let v = verification_code(b"hash");
+        assert_eq!(v.as_bytes()[3], b' ');
+        assert_eq!(verification_digits(&v).len(), 6);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_text_never_panics(s in ".{0,600}") {
+            let _ = InviteCode::parse(&s);
+        }
+
+        #[test]
+        fn parsing_base32ish_text_never_panics(s in "[a-zA-Z2-7 -]{0,200}") {
+            let _ = InviteCode::parse(&s);
+        }
+
+        #[test]
+        fn decoding_any_bytes_never_panics(b in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode::<InviterHello>(&b);
+            let _ = decode::<JoinerHello>(&b);
+            let _ = decode::<Decision>(&b);
+            let _ = refusal_of(&b);
+        }
+
+        #[test]
+        fn frames_of_any_bytes_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let mut r = futures::io::Cursor::new(b);
+                let _ = read_frame(&mut r).await;
+            });
+        }
+    }
+}
