@@ -4,6 +4,7 @@
 
 mod clipboard;
 mod connect;
+mod enrol;
 mod generate;
 mod input;
 mod output;
@@ -37,6 +38,11 @@ pub mod exit {
     pub const NO_CLIPBOARD: u8 = 12;
     pub const ALREADY_INITIALIZED: u8 = 13;
     pub const WRONG_PASSPHRASE: u8 = 14;
+    pub const INVITE_INVALID: u8 = 15;
+    pub const INVITE_EXPIRED: u8 = 16;
+    pub const INVITE_USED: u8 = 17;
+    pub const JOIN_REJECTED: u8 = 18;
+    pub const INVITER_UNREACHABLE: u8 = 19;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +84,11 @@ impl CliError {
                 }
                 Some(ErrorCode::PermissionDenied) => exit::PERMISSION_DENIED,
                 Some(ErrorCode::WrongPassphrase) => exit::WRONG_PASSPHRASE,
+                Some(ErrorCode::InviteInvalid) => exit::INVITE_INVALID,
+                Some(ErrorCode::InviteExpired) => exit::INVITE_EXPIRED,
+                Some(ErrorCode::InviteUsed) => exit::INVITE_USED,
+                Some(ErrorCode::JoinRejected) => exit::JOIN_REJECTED,
+                Some(ErrorCode::InviterUnreachable) => exit::INVITER_UNREACHABLE,
                 _ => exit::ERROR,
             },
             CliError::Unavailable(_) => exit::UNAVAILABLE,
@@ -297,6 +308,11 @@ enum Command {
     /// Sync state per folder, or sync now.
     #[command(subcommand)]
     Sync(sync::SyncCommand),
+    /// Invite a person into the team (team admins): prints a one-time code;
+    /// `invite pending|confirm|reject` decide on the joins.
+    Invite(enrol::InviteArgs),
+    /// Join a team with an invite code from `coffer invite`.
+    Join(enrol::JoinArgs),
     #[command(name = "__clear-clipboard", hide = true)]
     ClearClipboard {
         #[arg(long)]
@@ -775,6 +791,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Device(cmd) => sync::device(&mut ctx, cmd)?,
         Command::Peers { json } => sync::peers(&mut ctx, json)?,
         Command::Sync(cmd) => sync::sync(&mut ctx, cmd)?,
+        Command::Invite(args) => enrol::invite(&mut ctx, args)?,
+        Command::Join(args) => enrol::join(&mut ctx, args, false)?,
     }
     Ok(())
 }

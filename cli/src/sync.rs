@@ -43,6 +43,35 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a one-time code for adding your new device (`coffer device join CODE` there).
+    Link {
+        /// How long the code stays valid: like 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// On your new device: join your user with a code from `coffer device link`.
+    Join(crate::enrol::JoinArgs),
+    /// Device joins waiting for your confirmation, with their verification codes.
+    Pending {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admit the new device whose screen shows this verification code.
+    Confirm {
+        #[arg(num_args = 1..=2, required = true)]
+        verification_code: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse the new device whose screen shows this verification code.
+    Reject {
+        #[arg(num_args = 1..=2, required = true)]
+        verification_code: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,6 +145,17 @@ pub fn device(ctx: &mut Ctx, cmd: DeviceCommand) -> Result<(), CliError> {
                 );
             }
         }
+        DeviceCommand::Link { expires, json } => crate::enrol::link(ctx, expires, json)?,
+        DeviceCommand::Join(args) => crate::enrol::join(ctx, args, true)?,
+        DeviceCommand::Pending { json } => crate::enrol::pending(ctx, true, json)?,
+        DeviceCommand::Confirm {
+            verification_code,
+            json,
+        } => crate::enrol::decide(ctx, true, &verification_code.join(" "), true, json)?,
+        DeviceCommand::Reject {
+            verification_code,
+            json,
+        } => crate::enrol::decide(ctx, true, &verification_code.join(" "), false, json)?,
         DeviceCommand::Trusted { json } => {
             let r = ctx.call::<m::DeviceTrusted>(&m::Empty {})?;
             if json {

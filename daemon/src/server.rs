@@ -34,6 +34,7 @@ use crate::import;
 use crate::net::Net;
 use crate::vault::{ImportRequest, Now, Vault, VaultError};
 
+mod enrol_rpc;
 mod net_rpc;
 
 struct Shared {
@@ -42,6 +43,8 @@ struct Shared {
     events: broadcast::Sender<Event>,
     last_activity: Mutex<Instant>,
     net: Net,
+    /// Joins in progress on this device (`enrol_rpc`).
+    joins: Mutex<enrol_rpc::Joins>,
 }
 
 /// Where a long request reports how far it has got (see [`Progress`]).
@@ -136,6 +139,9 @@ impl Shared {
         }
         if net_rpc::handles(method) {
             return self.dispatch_net(method, raw);
+        }
+        if enrol_rpc::handles(method) {
+            return self.dispatch_enrol(method, raw);
         }
         let mut vault = self
             .vault
@@ -544,6 +550,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         last_activity: Mutex::new(Instant::now()),
         config,
         net,
+        joins: Mutex::new(enrol_rpc::Joins::default()),
     });
     info!(socket = %shared.config.socket.display(), data = %shared.config.data_dir.display(), "cofferd ready");
     tokio::spawn(auto_lock(shared.clone()));

@@ -22,7 +22,9 @@ use crate::keystore::{self, Failures, KdfParams, KeystoreError, KeystoreRecord};
 use crate::store::{Store, StoreError, SPACE_FOLDER};
 use crate::totp::TotpConfig;
 
+pub mod enrol;
 pub mod sync;
+mod team_shim;
 
 const KV_KEYSTORE: &str = "keystore";
 const KV_DEVICE_KEYS: &str = "device_keys";

@@ -468,3 +468,156 @@ method!(
     /// Asks every connected peer for what this device lacks and redials the others.
     SyncNow, "sync.now", Empty, SyncNowResult
 );
+
+// ---------------------------------------------------------------------------
+// Enrolment: invites, device links and joins (`docs/protocol.md`, "Enrolment").
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteParams {
+    pub email: String,
+    /// The invitee's display name (default: the email).
+    pub name: Option<String>,
+    /// Groups the invitee joins (created if they do not exist).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub admin: bool,
+    /// Lifetime of the code, like `30m`, `24h`, `7d` (default 24h).
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkParams {
+    /// Lifetime of the code, like `30m`, `24h` (default 24h).
+    pub expires: Option<String>,
+}
+
+/// A one-time code (a secret: give it only to the joiner).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteResult {
+    pub code: String,
+    /// "user" (an invite) or "device" (a device link).
+    pub kind: String,
+    pub email: String,
+    pub expires_ms: i64,
+    /// The inviter's listen addresses (for `--peer`).
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingParams {
+    /// "user" (joins from invites) or "device" (device links).
+    pub kind: String,
+}
+
+/// A join waiting for the inviter's confirmation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingJoin {
+    pub kind: String,
+    pub email: String,
+    pub name: String,
+    pub groups: Vec<String>,
+    pub admin: bool,
+    pub verification_code: String,
+    pub device_id: String,
+    pub device_name: String,
+    pub since_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecideParams {
+    /// "user" or "device".
+    pub kind: String,
+    /// The code the joiner shows (digits compared, spaces ignored).
+    pub verification_code: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecideResult {
+    pub kind: String,
+    pub email: String,
+    pub device_id: String,
+    /// Whether the joiner received the decision.
+    pub delivered: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinStartParams {
+    pub code: String,
+    /// "user" (`coffer join`) or "device" (`coffer device join`).
+    pub kind: String,
+    /// The inviter's addresses (else mDNS).
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// A fresh device's PIN, given up front (`--pin-stdin`).
+    pub pin: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinStartResult {
+    /// Names this join in `join.wait` / `join.finish`.
+    pub join_id: u64,
+    pub verification_code: String,
+    pub kind: String,
+    pub team_name: String,
+    pub email: String,
+    pub name: String,
+    /// Whether this device has no vault yet (it is created at the end).
+    pub fresh: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinIdParams {
+    pub join_id: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinFinishParams {
+    pub join_id: u64,
+    pub pin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinResult {
+    /// Whether the device is enrolled; false when admitted but a fresh
+    /// device still needs its PIN (`join.finish`).
+    pub enrolled: bool,
+    pub needs_pin: bool,
+    pub device_id: Option<String>,
+    pub team_id: String,
+    pub team_name: String,
+    pub email: String,
+}
+
+method!(
+    /// Opens an invite (team admins): a one-time code for a new user's device.
+    InviteCreate, "invite.create", InviteParams, InviteResult
+);
+method!(
+    /// Opens a device link: a one-time code for this user's new device.
+    DeviceLink, "device.link", LinkParams, InviteResult
+);
+method!(
+    /// Joins waiting for confirmation.
+    InvitePending, "invite.pending", PendingParams, Vec<PendingJoin>
+);
+method!(
+    /// Admits the pending join showing this verification code.
+    InviteConfirm, "invite.confirm", DecideParams, DecideResult
+);
+method!(
+    /// Refuses the pending join showing this verification code.
+    InviteReject, "invite.reject", DecideParams, DecideResult
+);
+method!(
+    /// Finds the inviter and runs the handshake; returns the verification code.
+    JoinStart, "join.start", JoinStartParams, JoinStartResult
+);
+method!(
+    /// Waits (up to 10 minutes) for the inviter's decision.
+    JoinWait, "join.wait", JoinIdParams, JoinResult
+);
+method!(
+    /// Sets a fresh device's PIN and completes an admitted join.
+    JoinFinish, "join.finish", JoinFinishParams, JoinResult
+);

@@ -117,6 +117,16 @@ pub enum ErrorCode {
     TooLarge = 1010,
     /// A backup's passphrase (or a KDBX password) does not open the file.
     WrongPassphrase = 1011,
+    /// Not an invite code, or one no open invite matches (wrong code,
+    /// cancelled after failed attempts, inviter restarted).
+    InviteInvalid = 1012,
+    InviteExpired = 1013,
+    /// The invite code was used already.
+    InviteUsed = 1014,
+    /// The inviter rejected the join.
+    JoinRejected = 1015,
+    /// The inviter could not be found or reached, or did not answer in time.
+    InviterUnreachable = 1016,
 }
 
 impl ErrorCode {
@@ -139,6 +149,11 @@ impl ErrorCode {
             PermissionDenied,
             TooLarge,
             WrongPassphrase,
+            InviteInvalid,
+            InviteExpired,
+            InviteUsed,
+            JoinRejected,
+            InviterUnreachable,
         ]
         .into_iter()
         .find(|c| *c as i64 == code)

@@ -839,6 +839,14 @@ impl InviteTable {
         self.pending.retain(|p| p.id != id);
     }
 
+    /// Puts back a join taken with [`InviteTable::take_pending`] that
+    /// could not be decided (the vault was locked, say).
+    pub fn restore(&mut self, pending: Pending) {
+        if pending.is_alive() {
+            self.pending.push(pending);
+        }
+    }
+
     /// The joins waiting for a decision, of one kind.
     pub fn pending(&self, kind: EnrolKind) -> Vec<PendingView> {
         self.pending

@@ -123,6 +123,8 @@ pub(crate) struct Ctx {
     pub status: Mutex<Status>,
     pub cmd: mpsc::Sender<Command>,
     pub config: NetConfig,
+    /// Open invites and joins waiting for confirmation (memory only).
+    pub invites: Mutex<enrol::InviteTable>,
 }
 
 impl Ctx {
@@ -179,6 +181,7 @@ impl Net {
             status: Mutex::new(Status::default()),
             cmd,
             config,
+            invites: Mutex::new(enrol::InviteTable::default()),
         });
         let identity_ready = Arc::new(Notify::new());
         let net = Net {
@@ -225,6 +228,27 @@ impl Net {
             .ctx
             .cmd
             .try_send(Command::SetAllowed(vault.known_peers()));
+    }
+
+    /// The inviter's table of open invites and pending joins.
+    pub fn invites(&self) -> MutexGuard<'_, enrol::InviteTable> {
+        self.ctx.invites.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The network settings.
+    pub fn config(&self) -> &NetConfig {
+        &self.ctx.config
+    }
+
+    /// The addresses the swarm listens on (empty until it runs).
+    pub fn listen_addrs(&self) -> Vec<String> {
+        self.ctx.status().listen.clone()
+    }
+
+    /// A device this one now syncs with was reached at `addrs` (after an
+    /// enrolment): remember them for dialling. Queued until the swarm runs.
+    pub fn learned(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let _ = self.ctx.cmd.try_send(Command::Discovered { peer, addrs });
     }
 
     /// `coffer sync now`: (peers asked, peers being dialled).

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
+use super::enrol;
 use super::protocol::{NOISE_PROLOGUE, PROTOCOL_NAME};
 use super::session::{self, SessionHandle};
 use super::{backoff, device_of, discovery, now_ms, Command, Ctx, DEFAULT_PORT};
@@ -66,6 +67,11 @@ struct Actor {
     refused_total: u64,
     discovery: Option<discovery::Discovery>,
     local: PeerId,
+    /// Unknown peers' connections kept while invites are open, until when
+    /// (an enrolment may be started on them; never a sync session).
+    guests: HashMap<PeerId, Instant>,
+    /// Bounds the enrolment streams served at once.
+    enrolments: Arc<tokio::sync::Semaphore>,
 }
 
 fn protocol() -> StreamProtocol {
@@ -132,6 +138,9 @@ pub(crate) async fn run(
     let mut incoming = control
         .accept(protocol())
         .map_err(|_| anyhow::anyhow!("sync protocol registered twice"))?;
+    let mut enrol_incoming = control
+        .accept(enrol::protocol())
+        .map_err(|_| anyhow::anyhow!("enrolment protocol registered twice"))?;
 
     // Listen: the given addresses, else the default port, else an ephemeral one.
     let mut listening = 0;
@@ -192,11 +201,21 @@ pub(crate) async fn run(
         refused_total: 0,
         discovery: None,
         local,
+        guests: HashMap::new(),
+        enrolments: Arc::new(tokio::sync::Semaphore::new(enrol::MAX_GUESTS)),
     };
     let (inbound_tx, mut inbound_rx) = mpsc::channel(16);
     tokio::spawn(async move {
         while let Some(pair) = incoming.next().await {
             if inbound_tx.send(pair).await.is_err() {
+                return;
+            }
+        }
+    });
+    let (enrol_tx, mut enrol_rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some(pair) = enrol_incoming.next().await {
+            if enrol_tx.send(pair).await.is_err() {
                 return;
             }
         }
@@ -208,8 +227,12 @@ pub(crate) async fn run(
             // Local work first (bounded everything, local before remote).
             Some(cmd) = rx.recv() => actor.command(cmd),
             Some((peer, stream)) = inbound_rx.recv() => actor.inbound(peer, stream),
+            Some((peer, stream)) = enrol_rx.recv() => actor.enrol_inbound(peer, stream),
             event = actor.swarm.select_next_some() => actor.swarm_event(event),
-            _ = tick.tick() => actor.dial_due(),
+            _ = tick.tick() => {
+                actor.expire_guests();
+                actor.dial_due();
+            }
         }
     }
 }
@@ -259,6 +282,11 @@ impl Actor {
                 let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 for peer in connected {
                     match self.is_allowed(&peer) {
+                        // A guest stays until its enrolment ends or its time is up.
+                        None if self.guests.contains_key(&peer) => {}
+                        // Newly admitted: its sync session starts when its
+                        // daemon connects (the enrolment swarm cannot sync).
+                        Some(_) if self.guests.contains_key(&peer) => {}
                         None => {
                             self.redial.remove(&peer);
                             self.refuse(peer, "no longer a device this one syncs with");
@@ -348,6 +376,94 @@ impl Actor {
         }
     }
 
+    /// Keeps an unknown peer's connection for [`enrol::GUEST_GRACE`] while
+    /// this device has invites open (at most [`enrol::MAX_GUESTS`]).
+    fn admit_guest(&mut self, peer: PeerId) -> bool {
+        if device_of(&peer).is_none() {
+            return false;
+        }
+        if self.guests.contains_key(&peer) {
+            return true;
+        }
+        let accepting = self
+            .ctx
+            .invites
+            .lock()
+            .map(|mut t| t.accepting(Instant::now()))
+            .unwrap_or(false);
+        if !accepting || self.guests.len() >= enrol::MAX_GUESTS {
+            return false;
+        }
+        debug!(%peer, "kept an unknown peer's connection for enrolment");
+        self.guests
+            .insert(peer, Instant::now() + enrol::GUEST_GRACE);
+        true
+    }
+
+    /// Closes guests whose time is up, unless their join awaits a decision.
+    fn expire_guests(&mut self) {
+        let now = Instant::now();
+        let due: Vec<PeerId> = self
+            .guests
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            if self.is_allowed(&peer).is_some() {
+                // Admitted meanwhile: an ordinary peer from now on.
+                self.guests.remove(&peer);
+                continue;
+            }
+            let waiting = device_of(&peer).is_some_and(|d| {
+                self.ctx
+                    .invites
+                    .lock()
+                    .map(|t| t.is_pending(&d))
+                    .unwrap_or(false)
+            });
+            if waiting {
+                self.guests.insert(peer, now + Duration::from_secs(5));
+            } else {
+                self.guests.remove(&peer);
+                self.refuse(peer, "enrolment time is up");
+            }
+        }
+    }
+
+    /// An enrolment stream: served while invites are open, by any peer
+    /// (unknown ones are guests), at most [`enrol::MAX_GUESTS`] at once.
+    fn enrol_inbound(&mut self, peer: PeerId, stream: libp2p::Stream) {
+        let (Some(joiner), Some(me)) = (device_of(&peer), device_of(&self.local)) else {
+            return;
+        };
+        let accepting = self
+            .ctx
+            .invites
+            .lock()
+            .map(|mut t| t.accepting(Instant::now()))
+            .unwrap_or(false);
+        if !accepting {
+            debug!(%peer, "enrolment stream while no invite is open: dropped");
+            return;
+        }
+        let Ok(permit) = self.enrolments.clone().try_acquire_owned() else {
+            warn!(%peer, "too many enrolments at once: dropped a stream");
+            return;
+        };
+        if let Some(until) = self.guests.get_mut(&peer) {
+            *until = (*until).max(Instant::now() + enrol::GUEST_GRACE);
+        }
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match enrol::serve(stream, me, joiner, &ctx.invites, now_ms).await {
+                Ok(kind) => info!(joiner = %joiner.short(), kind = kind.name(), "enrolment answered"),
+                Err(e) => info!(joiner = %joiner.short(), error = %e, "enrolment ended"),
+            }
+        });
+    }
+
     fn start_session(&mut self, peer: PeerId, device: DeviceId) {
         let id = self.next_session;
         self.next_session += 1;
@@ -396,9 +512,12 @@ impl Actor {
                     }
                 }
                 let Some(device) = self.is_allowed(&peer_id) else {
-                    self.refuse(peer_id, "not a device this one syncs with");
+                    if !self.admit_guest(peer_id) {
+                        self.refuse(peer_id, "not a device this one syncs with");
+                    }
                     return;
                 };
+                self.guests.remove(&peer_id);
                 if let Some(r) = self.redial.get_mut(&peer_id) {
                     r.attempt = 0;
                 }
@@ -438,6 +557,10 @@ impl Actor {
                 ..
             } => {
                 if num_established > 0 {
+                    return;
+                }
+                if self.guests.remove(&peer_id).is_some() {
+                    debug!(peer = %peer_id, "guest disconnected");
                     return;
                 }
                 let had_session = self.sessions.remove(&peer_id).is_some();

@@ -1,0 +1,293 @@
+//! `coffer invite`, `coffer join` and the device-link commands (`coffer
+//! device link|join|pending|confirm|reject`): enrolment with a one-time
+//! code and a verification code both screens show.
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use coffer_ipc::methods as m;
+use coffer_ipc::ErrorCode;
+
+use crate::output::{self, time};
+use crate::{input, CliError, Ctx};
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct InviteArgs {
+    #[command(subcommand)]
+    pub command: Option<InviteCommand>,
+    /// The invitee's email address.
+    #[arg(required = true)]
+    pub email: Option<String>,
+    /// The invitee's name (default: the email).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A user group the invitee joins (repeatable; created if new).
+    #[arg(long = "group", value_name = "G")]
+    pub groups: Vec<String>,
+    /// Make the invitee a team admin.
+    #[arg(long)]
+    pub admin: bool,
+    /// How long the code stays valid: like 30m, 24h, 7d.
+    #[arg(long, default_value = "24h")]
+    pub expires: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InviteCommand {
+    /// Joins waiting for your confirmation, with their verification codes.
+    Pending {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admit the join whose screen shows this verification code.
+    Confirm {
+        /// The 6 digits (`123 456` or `123456`).
+        #[arg(num_args = 1..=2, required = true)]
+        verification_code: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse the join whose screen shows this verification code.
+    Reject {
+        #[arg(num_args = 1..=2, required = true)]
+        verification_code: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct JoinArgs {
+    /// The invite code (`coffer invite` on the inviter's device).
+    pub code: String,
+    /// The inviter's address, e.g. /ip4/192.168.1.5/tcp/7373 (default: find it with mDNS).
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    pub peers: Vec<String>,
+    /// Read the new PIN as one line from stdin (read first, set once admitted).
+    #[arg(long)]
+    pub pin_stdin: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn kind_name(device: bool) -> &'static str {
+    if device {
+        "device"
+    } else {
+        "user"
+    }
+}
+
+fn print_code(r: &m::InviteResult, json: bool, device: bool) {
+    if json {
+        output::json(r);
+        return;
+    }
+    let (what, join) = if device {
+        ("Device link code", "coffer device join")
+    } else {
+        ("Invite code", "coffer join")
+    };
+    eprintln!(
+        "{what} for {} (single use, valid until {}); give it to them privately:",
+        r.email,
+        time(r.expires_ms)
+    );
+    println!("{}", r.code);
+    let peer = r
+        .addresses
+        .iter()
+        .find(|a| !a.contains("/0.0.0.0/") && !a.contains("/::/"))
+        .or(r.addresses.first());
+    eprintln!(
+        "On the new device: {join} CODE{}",
+        peer.map(|a| format!("   (or with --peer {a} if mDNS cannot find this device)"))
+            .unwrap_or_default()
+    );
+    eprintln!(
+        "Then compare the verification codes: `coffer {} pending`, and `coffer {} confirm CODE`.",
+        if device { "device" } else { "invite" },
+        if device { "device" } else { "invite" }
+    );
+}
+
+pub fn invite(ctx: &mut Ctx, args: InviteArgs) -> Result<(), CliError> {
+    match args.command {
+        Some(InviteCommand::Pending { json }) => pending(ctx, false, json),
+        Some(InviteCommand::Confirm {
+            verification_code,
+            json,
+        }) => decide(ctx, false, &verification_code.join(" "), true, json),
+        Some(InviteCommand::Reject {
+            verification_code,
+            json,
+        }) => decide(ctx, false, &verification_code.join(" "), false, json),
+        None => {
+            let email = args
+                .email
+                .ok_or_else(|| CliError::Usage("an email address is needed".into()))?;
+            let r = ctx.call::<m::InviteCreate>(&m::InviteParams {
+                email,
+                name: args.name,
+                groups: args.groups,
+                admin: args.admin,
+                expires: Some(args.expires),
+            })?;
+            print_code(&r, args.json, false);
+            Ok(())
+        }
+    }
+}
+
+/// `coffer device link`.
+pub fn link(ctx: &mut Ctx, expires: String, json: bool) -> Result<(), CliError> {
+    let r = ctx.call::<m::DeviceLink>(&m::LinkParams {
+        expires: Some(expires),
+    })?;
+    print_code(&r, json, true);
+    Ok(())
+}
+
+/// `coffer invite pending` / `coffer device pending`.
+pub fn pending(ctx: &mut Ctx, device: bool, json: bool) -> Result<(), CliError> {
+    let list = ctx.call::<m::InvitePending>(&m::PendingParams {
+        kind: kind_name(device).into(),
+    })?;
+    if json {
+        output::json(&list);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("No join is waiting for confirmation.");
+        return Ok(());
+    }
+    for p in &list {
+        let mut extra = Vec::new();
+        if !p.groups.is_empty() {
+            extra.push(format!("groups {}", p.groups.join(", ")));
+        }
+        if p.admin {
+            extra.push("admin".into());
+        }
+        println!(
+            "{}  {} <{}>  device {} ({}){}  since {}",
+            p.verification_code,
+            p.name,
+            p.email,
+            &p.device_id[..16.min(p.device_id.len())],
+            p.device_name,
+            if extra.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", extra.join("; "))
+            },
+            time(p.since_ms)
+        );
+    }
+    println!(
+        "Confirm only the code the new device shows: coffer {} confirm CODE",
+        if device { "device" } else { "invite" }
+    );
+    Ok(())
+}
+
+/// `coffer invite confirm|reject` / `coffer device confirm|reject`.
+pub fn decide(
+    ctx: &mut Ctx,
+    device: bool,
+    code: &str,
+    admit: bool,
+    json: bool,
+) -> Result<(), CliError> {
+    let params = m::DecideParams {
+        kind: kind_name(device).into(),
+        verification_code: code.to_string(),
+    };
+    let r = if admit {
+        ctx.call::<m::InviteConfirm>(&params)?
+    } else {
+        ctx.call::<m::InviteReject>(&params)?
+    };
+    if json {
+        output::json(&r);
+        return Ok(());
+    }
+    let who = format!("{} (device {})", r.email, &r.device_id[..16.min(r.device_id.len())]);
+    match (admit, r.delivered) {
+        (true, true) => println!("Admitted {who}."),
+        (true, false) => println!(
+            "Admitted {who} to the roster, but the joiner had gone: it cannot finish this join (revoke the device, or invite again)."
+        ),
+        (false, _) => println!("Rejected {who}."),
+    }
+    Ok(())
+}
+
+/// `coffer join` / `coffer device join`.
+pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError> {
+    // The PIN is read first (the stdin line), and set once admitted.
+    let pin = if args.pin_stdin {
+        Some(input::pin(true, false)?)
+    } else {
+        None
+    };
+    let started = ctx.call::<m::JoinStart>(&m::JoinStartParams {
+        code: args.code,
+        kind: kind_name(device).into(),
+        peers: args.peers,
+        pin: pin.as_ref().map(|p| p.expose().to_string()),
+    })?;
+    if args.json {
+        output::json(&started);
+    } else {
+        println!(
+            "Found the inviter: team {:?}, joining as {} <{}>.",
+            started.team_name, started.name, started.email
+        );
+        println!("Verification code: {}", started.verification_code);
+        println!(
+            "Check that the inviter's `coffer {} pending` shows the same code; waiting for their confirmation...",
+            if device { "device" } else { "invite" }
+        );
+    }
+    let _ = std::io::stdout().flush();
+    let mut r = ctx.call::<m::JoinWait>(&m::JoinIdParams {
+        join_id: started.join_id,
+    })?;
+    let mut attempts = 0;
+    while r.needs_pin {
+        attempts += 1;
+        if !args.json {
+            println!("Admitted. Choose a PIN for this device.");
+        }
+        let pin = input::pin(false, true)?;
+        match ctx.call::<m::JoinFinish>(&m::JoinFinishParams {
+            join_id: started.join_id,
+            pin: pin.expose().to_string(),
+        }) {
+            Ok(done) => r = done,
+            Err(CliError::Rpc(e)) if e.kind() == Some(ErrorCode::InvalidInput) && attempts < 3 => {
+                eprintln!("error: {}", e.message);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if args.json {
+        output::json(&r);
+    } else {
+        println!(
+            "Enrolled: this device is in team {:?} as {}{}.",
+            r.team_name,
+            r.email,
+            if started.fresh {
+                "; the vault is unlocked"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,496 @@
+//! IPC methods of enrolment: `invite.*` and `device.link` on the inviter,
+//! `join.*` on the joiner (the protocol is `net/enrol.rs`).
+//!
+//! A join spans three calls so that the CLI can show the verification code
+//! while it waits: `join.start` (find the inviter, handshake), `join.wait`
+//! (up to 10 minutes for the decision) and, for a fresh device whose PIN
+//! was not given up front, `join.finish` (the PIN). The waiting happens on
+//! the blocking pool with the vault mutex released.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use coffer_crdt::{DeviceKeys, SpaceId};
+use coffer_ipc::methods::{self as m, Method};
+use coffer_ipc::{ErrorCode, RpcError};
+use libp2p::{Multiaddr, PeerId};
+use rand::rngs::OsRng;
+use serde_json::Value;
+use tracing::info;
+use zeroize::Zeroizing;
+
+use super::{now, params, reply, Shared};
+use crate::keystore;
+use crate::net::enrol::{
+    self, Admission, Connected, Decision, EnrolError, EnrolKind, InviteSpec, InviterHello,
+};
+use crate::net::now_ms;
+use crate::vault::enrol::FreshIdentity;
+use crate::vault::VaultError;
+
+const METHODS: &[&str] = &[
+    m::InviteCreate::NAME,
+    m::DeviceLink::NAME,
+    m::InvitePending::NAME,
+    m::InviteConfirm::NAME,
+    m::InviteReject::NAME,
+    m::JoinStart::NAME,
+    m::JoinWait::NAME,
+    m::JoinFinish::NAME,
+];
+
+/// Joins in progress on one daemon at a time.
+const MAX_JOINS: usize = 4;
+/// An admitted fresh join waits this long for its PIN.
+const PIN_WAIT: Duration = Duration::from_secs(600);
+
+/// Whether `method` is one of these.
+pub(super) fn handles(method: &str) -> bool {
+    METHODS.contains(&method)
+}
+
+enum Stage {
+    /// Handshaken, waiting for the inviter's decision.
+    Waiting(Box<Connected>),
+    /// Admitted; a fresh device waits for its PIN.
+    Admitted(Admission),
+}
+
+/// A join in progress on this (joining) device.
+pub(super) struct JoinState {
+    kind: EnrolKind,
+    /// A fresh device's new keys (an initialised device uses its own).
+    fresh_keys: Option<DeviceKeys>,
+    pin: Option<Zeroizing<String>>,
+    hello: InviterHello,
+    inviter: PeerId,
+    addrs: Vec<Multiaddr>,
+    stage: Stage,
+    since: Instant,
+}
+
+/// The joins in progress (memory only).
+#[derive(Default)]
+pub(super) struct Joins {
+    next: u64,
+    map: HashMap<u64, JoinState>,
+}
+
+impl Joins {
+    fn purge(&mut self) {
+        let limit = enrol::DECISION_TIMEOUT + PIN_WAIT + enrol::STEP_TIMEOUT;
+        self.map.retain(|_, j| j.since.elapsed() < limit);
+    }
+}
+
+fn kind_of(s: &str) -> Result<EnrolKind, RpcError> {
+    match s {
+        "user" => Ok(EnrolKind::User),
+        "device" => Ok(EnrolKind::Device),
+        other => Err(RpcError::new(
+            ErrorCode::InvalidParams,
+            format!("kind must be \"user\" or \"device\", not {other:?}"),
+        )),
+    }
+}
+
+/// The RPC error of a failed enrolment.
+fn enrol_error(e: EnrolError) -> RpcError {
+    let code = match &e {
+        EnrolError::BadCode(_)
+        | EnrolError::UnknownInvite
+        | EnrolError::WrongCode
+        | EnrolError::Burnt => ErrorCode::InviteInvalid,
+        EnrolError::Expired => ErrorCode::InviteExpired,
+        EnrolError::Used => ErrorCode::InviteUsed,
+        EnrolError::Rejected => ErrorCode::JoinRejected,
+        EnrolError::TooManyInvites => ErrorCode::InvalidInput,
+        _ => ErrorCode::InviterUnreachable,
+    };
+    RpcError::new(code, e.to_string())
+}
+
+fn ttl_of(text: Option<&str>) -> Result<Duration, RpcError> {
+    match text {
+        None => Ok(enrol::DEFAULT_TTL),
+        Some(t) => enrol::parse_ttl(t).ok_or_else(|| {
+            RpcError::new(
+                ErrorCode::InvalidInput,
+                format!("bad --expires {t:?}: a number and s, m, h or d (like 30m, 24h, 7d), at most 30d"),
+            )
+        }),
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it or truncates.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(s) if ok && !s.is_empty() => s.to_string(),
+        _ => "new device".into(),
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Handle::current().block_on(f)
+}
+
+impl Shared {
+    pub(super) fn dispatch_enrol(&self, method: &str, raw: Value) -> Result<Value, RpcError> {
+        match method {
+            m::InviteCreate::NAME => {
+                let p = params::<m::InviteCreate>(raw)?;
+                let email = p.email.trim().to_lowercase();
+                let spec = InviteSpec {
+                    kind: EnrolKind::User,
+                    name: p
+                        .name
+                        .map(|n| n.trim().to_string())
+                        .unwrap_or_else(|| email.clone()),
+                    email,
+                    groups: p.groups.iter().map(|g| g.trim().to_string()).collect(),
+                    admin: p.admin,
+                };
+                self.open_invite(spec, p.expires.as_deref())
+            }
+            m::DeviceLink::NAME => {
+                let p = params::<m::DeviceLink>(raw)?;
+                let ctx = self.lock_vault()?.enrol_inviter(EnrolKind::Device)?;
+                let spec = InviteSpec {
+                    kind: EnrolKind::Device,
+                    email: ctx.email,
+                    name: ctx.name,
+                    groups: Vec::new(),
+                    admin: false,
+                };
+                self.open_invite(spec, p.expires.as_deref())
+            }
+            m::InvitePending::NAME => {
+                let kind = kind_of(&params::<m::InvitePending>(raw)?.kind)?;
+                let list = self
+                    .net
+                    .invites()
+                    .pending(kind)
+                    .into_iter()
+                    .map(|p| m::PendingJoin {
+                        kind: kind.name().into(),
+                        email: p.spec.email,
+                        name: p.spec.name,
+                        groups: p.spec.groups,
+                        admin: p.spec.admin,
+                        verification_code: p.verification,
+                        device_id: p.joiner.to_hex(),
+                        device_name: p.device_name,
+                        since_ms: p.since_ms,
+                    })
+                    .collect();
+                reply::<m::InvitePending>(list)
+            }
+            m::InviteConfirm::NAME | m::InviteReject::NAME => {
+                let p = params::<m::InviteConfirm>(raw)?;
+                self.decide(&p, method == m::InviteConfirm::NAME)
+            }
+            m::JoinStart::NAME => self.join_start(params::<m::JoinStart>(raw)?),
+            m::JoinWait::NAME => {
+                let p = params::<m::JoinWait>(raw)?;
+                let state = self.take_join(p.join_id)?;
+                self.join_wait(p.join_id, state)
+            }
+            m::JoinFinish::NAME => {
+                let p = params::<m::JoinFinish>(raw)?;
+                let mut state = self.take_join(p.join_id)?;
+                if !matches!(state.stage, Stage::Admitted(_)) {
+                    self.put_join(p.join_id, state);
+                    return Err(RpcError::new(
+                        ErrorCode::InvalidInput,
+                        "this join is not admitted yet: wait for it first",
+                    ));
+                }
+                if let Err(e) = keystore::check_pin(&p.pin) {
+                    self.put_join(p.join_id, state);
+                    return Err(RpcError::from(VaultError::from(e)));
+                }
+                state.pin = Some(Zeroizing::new(p.pin));
+                self.join_complete(state)
+            }
+            other => Err(RpcError::new(
+                ErrorCode::MethodNotFound,
+                format!("unknown method {other:?}"),
+            )),
+        }
+    }
+
+    fn open_invite(&self, spec: InviteSpec, expires: Option<&str>) -> Result<Value, RpcError> {
+        let ttl = ttl_of(expires)?;
+        if self.net.config().disabled {
+            return Err(RpcError::new(
+                ErrorCode::InvalidInput,
+                "the network is off on this device (--no-network): nobody could join",
+            ));
+        }
+        let vault = self.lock_vault()?;
+        let ctx = vault.enrol_inviter(spec.kind)?;
+        vault.enrol_check_invite(&spec)?;
+        drop(vault);
+        let hello = InviterHello {
+            kind: spec.kind,
+            team: ctx.team.0,
+            team_name: ctx.team_name,
+            email: spec.email.clone(),
+            name: spec.name.clone(),
+        };
+        let kind = spec.kind;
+        let email = spec.email.clone();
+        let code = self
+            .net
+            .invites()
+            .open(ctx.me, hello, spec, ttl, Instant::now(), &mut OsRng)
+            .map_err(enrol_error)?;
+        let expires_ms = now_ms().saturating_add(ttl.as_millis() as i64);
+        info!(kind = kind.name(), ttl_secs = ttl.as_secs(), "invite opened");
+        let code_text = code.encode();
+        reply::<m::InviteCreate>(m::InviteResult {
+            code: code_text.to_string(),
+            kind: kind.name().into(),
+            email,
+            expires_ms,
+            addresses: self.net.listen_addrs(),
+        })
+    }
+
+    fn decide(&self, p: &m::DecideParams, admit: bool) -> Result<Value, RpcError> {
+        let kind = kind_of(&p.kind)?;
+        let not_found = || {
+            RpcError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "no join is waiting with verification code {:?} (`coffer {} pending` lists them)",
+                    p.verification_code,
+                    if kind == EnrolKind::User { "invite" } else { "device" }
+                ),
+            )
+        };
+        let pending = self
+            .net
+            .invites()
+            .take_pending(&p.verification_code, kind)
+            .ok_or_else(not_found)?;
+        let email = pending.spec.email.clone();
+        let device = pending.joiner;
+        let decision = if admit {
+            let mut vault = self.lock_vault()?;
+            match vault.enrol_admit(&pending.spec, device, pending.exchange, &mut OsRng) {
+                Ok((team, roster, events)) => {
+                    self.net.allowed_changed(&vault);
+                    drop(vault);
+                    self.publish(events);
+                    Decision::Admit {
+                        team: team.0,
+                        roster: roster.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                    }
+                }
+                Err(e) => {
+                    drop(vault);
+                    self.net.invites().restore(pending);
+                    return Err(e.into());
+                }
+            }
+        } else {
+            Decision::Reject
+        };
+        let delivered = pending.decide(decision);
+        let delivered = block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), delivered)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(false)
+        });
+        info!(device = %device.short(), admit, delivered, "enrolment decided");
+        reply::<m::InviteConfirm>(m::DecideResult {
+            kind: kind.name().into(),
+            email,
+            device_id: device.to_hex(),
+            delivered,
+        })
+    }
+
+    fn take_join(&self, id: u64) -> Result<JoinState, RpcError> {
+        let mut joins = self.joins.lock().unwrap_or_else(|p| p.into_inner());
+        joins.purge();
+        joins.map.remove(&id).ok_or_else(|| {
+            RpcError::new(
+                ErrorCode::NotFound,
+                "no such join in progress (it ended, timed out, or the daemon restarted): run the join again",
+            )
+        })
+    }
+
+    fn put_join(&self, id: u64, state: JoinState) {
+        let mut joins = self.joins.lock().unwrap_or_else(|p| p.into_inner());
+        joins.map.insert(id, state);
+    }
+
+    fn join_start(&self, p: m::JoinStartParams) -> Result<Value, RpcError> {
+        let kind = kind_of(&p.kind)?;
+        let code = enrol::InviteCode::parse(&p.code).map_err(enrol_error)?;
+        let peers = p
+            .peers
+            .iter()
+            .map(|a| {
+                a.parse::<Multiaddr>().map_err(|e| {
+                    RpcError::new(ErrorCode::InvalidInput, format!("bad --peer {a:?}: {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        {
+            let mut joins = self.joins.lock().unwrap_or_else(|p| p.into_inner());
+            joins.purge();
+            if joins.map.len() >= MAX_JOINS {
+                return Err(RpcError::new(
+                    ErrorCode::InvalidInput,
+                    "too many joins in progress on this device",
+                ));
+            }
+        }
+        let joiner = self.lock_vault()?.enrol_joiner()?;
+        let (keys, fresh_keys, device_name) = match joiner {
+            Some((keys, name)) => (keys, None, name),
+            None => {
+                if let Some(pin) = &p.pin {
+                    keystore::check_pin(pin).map_err(|e| RpcError::from(VaultError::from(e)))?;
+                }
+                let keys = DeviceKeys::generate(&mut OsRng);
+                (keys.clone(), Some(keys), hostname())
+            }
+        };
+        let mdns = self.net.config().mdns;
+        let connected = block_on(enrol::connect(&code, &keys, &device_name, &peers, mdns))
+            .map_err(enrol_error)?;
+        let hello = connected.joined.hello.clone();
+        if hello.kind != kind {
+            return Err(RpcError::new(
+                ErrorCode::InviteInvalid,
+                match hello.kind {
+                    EnrolKind::User => "this is an invite code: run `coffer join CODE`",
+                    EnrolKind::Device => "this is a device-link code: run `coffer device join CODE`",
+                },
+            ));
+        }
+        let verification = connected.joined.verification.clone();
+        info!(kind = kind.name(), "enrolment handshake done; waiting for confirmation");
+        let fresh = fresh_keys.is_some();
+        let state = JoinState {
+            kind,
+            fresh_keys,
+            pin: p.pin.map(Zeroizing::new),
+            hello: hello.clone(),
+            inviter: connected.inviter,
+            addrs: connected.addrs.clone(),
+            stage: Stage::Waiting(Box::new(connected)),
+            since: Instant::now(),
+        };
+        let id = {
+            let mut joins = self.joins.lock().unwrap_or_else(|p| p.into_inner());
+            joins.next += 1;
+            let id = joins.next;
+            joins.map.insert(id, state);
+            id
+        };
+        reply::<m::JoinStart>(m::JoinStartResult {
+            join_id: id,
+            verification_code: verification,
+            kind: kind.name().into(),
+            team_name: hello.team_name,
+            email: hello.email,
+            name: hello.name,
+            fresh,
+        })
+    }
+
+    fn join_wait(&self, id: u64, mut state: JoinState) -> Result<Value, RpcError> {
+        let Stage::Waiting(connected) = state.stage else {
+            // Admitted already: only the PIN is missing.
+            let r = self.pin_needed(&state);
+            self.put_join(id, state);
+            return r;
+        };
+        let Connected { joined, guard, .. } = *connected;
+        let decided = block_on(joined.decision(enrol::DECISION_TIMEOUT));
+        drop(guard); // the enrolment swarm is done
+        let admission = decided.map_err(|e| {
+            info!(error = %e, "join not admitted");
+            enrol_error(e)
+        })?;
+        state.stage = Stage::Admitted(admission);
+        if state.fresh_keys.is_some() && state.pin.is_none() {
+            let r = self.pin_needed(&state);
+            self.put_join(id, state);
+            return r;
+        }
+        self.join_complete(state)
+    }
+
+    fn pin_needed(&self, state: &JoinState) -> Result<Value, RpcError> {
+        let team = match &state.stage {
+            Stage::Admitted(a) => SpaceId(a.team).to_hex(),
+            Stage::Waiting(_) => String::new(),
+        };
+        reply::<m::JoinWait>(m::JoinResult {
+            enrolled: false,
+            needs_pin: true,
+            device_id: state.fresh_keys.as_ref().map(|k| k.device_id().to_hex()),
+            team_id: team,
+            team_name: state.hello.team_name.clone(),
+            email: state.hello.email.clone(),
+        })
+    }
+
+    /// Writes the admitted join to the vault and starts syncing.
+    fn join_complete(&self, state: JoinState) -> Result<Value, RpcError> {
+        let Stage::Admitted(admission) = state.stage else {
+            return Err(RpcError::new(ErrorCode::Internal, "join not admitted"));
+        };
+        let team = SpaceId(admission.team);
+        let fresh = match (state.fresh_keys, state.pin) {
+            (Some(keys), Some(pin)) => Some(FreshIdentity {
+                name: state.hello.name.clone(),
+                email: state.hello.email.clone(),
+                pin,
+                keys,
+            }),
+            (Some(_), None) => {
+                return Err(RpcError::new(ErrorCode::InvalidInput, "a PIN is needed"))
+            }
+            (None, _) => None,
+        };
+        let was_fresh = fresh.is_some();
+        let mut vault = self.lock_vault()?;
+        let (device, events) =
+            vault.enrol_finish(fresh, team, &admission.roster, now(), &mut OsRng)?;
+        self.net.allowed_changed(&vault);
+        drop(vault);
+        self.net.identity_maybe_ready();
+        self.net.learned(state.inviter, state.addrs);
+        let mut events = events;
+        if was_fresh {
+            events.push(coffer_ipc::Event::LockState {
+                locked: false,
+                reason: "init".into(),
+            });
+        }
+        self.publish(events);
+        info!(device = %device.short(), kind = state.kind.name(), team = %team.short(), "enrolled");
+        reply::<m::JoinWait>(m::JoinResult {
+            enrolled: true,
+            needs_pin: false,
+            device_id: Some(device.to_hex()),
+            team_id: team.to_hex(),
+            team_name: state.hello.team_name,
+            email: state.hello.email,
+        })
+    }
+}
