@@ -215,7 +215,11 @@ pub fn decide(
         output::json(&r);
         return Ok(());
     }
-    let who = format!("{} (device {})", r.email, &r.device_id[..16.min(r.device_id.len())]);
+    let who = format!(
+        "{} (device {})",
+        r.email,
+        &r.device_id[..16.min(r.device_id.len())]
+    );
     match (admit, r.delivered) {
         (true, true) => println!("Admitted {who}."),
         (true, false) => println!(

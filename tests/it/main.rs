@@ -7,6 +7,7 @@ mod bad_input;
 mod cli_e2e;
 mod crash;
 mod discovery;
+mod enrol;
 mod export;
 mod import;
 mod no_plaintext;

@@ -458,7 +458,9 @@ impl Actor {
         tokio::spawn(async move {
             let _permit = permit;
             match enrol::serve(stream, me, joiner, &ctx.invites, now_ms).await {
-                Ok(kind) => info!(joiner = %joiner.short(), kind = kind.name(), "enrolment answered"),
+                Ok(kind) => {
+                    info!(joiner = %joiner.short(), kind = kind.name(), "enrolment answered")
+                }
                 Err(e) => info!(joiner = %joiner.short(), error = %e, "enrolment ended"),
             }
         });

@@ -250,7 +250,11 @@ impl Shared {
             .open(ctx.me, hello, spec, ttl, Instant::now(), &mut OsRng)
             .map_err(enrol_error)?;
         let expires_ms = now_ms().saturating_add(ttl.as_millis() as i64);
-        info!(kind = kind.name(), ttl_secs = ttl.as_secs(), "invite opened");
+        info!(
+            kind = kind.name(),
+            ttl_secs = ttl.as_secs(),
+            "invite opened"
+        );
         let code_text = code.encode();
         reply::<m::InviteCreate>(m::InviteResult {
             code: code_text.to_string(),
@@ -376,12 +380,17 @@ impl Shared {
                 ErrorCode::InviteInvalid,
                 match hello.kind {
                     EnrolKind::User => "this is an invite code: run `coffer join CODE`",
-                    EnrolKind::Device => "this is a device-link code: run `coffer device join CODE`",
+                    EnrolKind::Device => {
+                        "this is a device-link code: run `coffer device join CODE`"
+                    }
                 },
             ));
         }
         let verification = connected.joined.verification.clone();
-        info!(kind = kind.name(), "enrolment handshake done; waiting for confirmation");
+        info!(
+            kind = kind.name(),
+            "enrolment handshake done; waiting for confirmation"
+        );
         let fresh = fresh_keys.is_some();
         let state = JoinState {
             kind,

@@ -68,8 +68,9 @@ impl Vault {
     /// Validates an invite before its code is made: the email, the name
     /// and the group names.
     pub fn enrol_check_invite(&self, spec: &InviteSpec) -> Result<(), VaultError> {
-        UserId::new(&spec.email)
-            .ok_or_else(|| VaultError::Invalid(format!("{:?} is not an email address", spec.email)))?;
+        UserId::new(&spec.email).ok_or_else(|| {
+            VaultError::Invalid(format!("{:?} is not an email address", spec.email))
+        })?;
         if spec.name.trim().is_empty() || spec.name.len() > MAX_NAME {
             return Err(VaultError::Invalid("a name is 1 to 256 bytes".into()));
         }
