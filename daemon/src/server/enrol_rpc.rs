@@ -287,13 +287,17 @@ impl Shared {
         let decision = if admit {
             let mut vault = self.lock_vault()?;
             match vault.enrol_admit(&pending.spec, device, pending.exchange, &mut OsRng) {
-                Ok((team, roster, events)) => {
+                Ok(admitted) => {
                     self.net.allowed_changed(&vault);
                     drop(vault);
-                    self.publish(events);
+                    self.publish(admitted.events);
                     Decision::Admit {
-                        team: team.0,
-                        roster: roster.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                        team: admitted.team.0,
+                        roster: admitted
+                            .roster
+                            .into_iter()
+                            .map(serde_bytes::ByteBuf::from)
+                            .collect(),
                     }
                 }
                 Err(e) => {

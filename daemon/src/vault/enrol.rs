@@ -24,6 +24,13 @@ pub struct InviterContext {
     pub name: String,
 }
 
+/// An admission: the team, the roster to send the joiner, and the events.
+pub struct Admitted {
+    pub team: SpaceId,
+    pub roster: Vec<Vec<u8>>,
+    pub events: Vec<Event>,
+}
+
 /// A fresh device's identity, made once the inviter admitted it.
 pub struct FreshIdentity {
     pub name: String,
@@ -94,7 +101,7 @@ impl Vault {
         device: DeviceId,
         exchange: [u8; 32],
         rng: &mut impl CryptoRngCore,
-    ) -> Result<(SpaceId, Vec<Vec<u8>>, Vec<Event>), VaultError> {
+    ) -> Result<Admitted, VaultError> {
         let team = self.team_id().ok_or_else(no_team)?;
         let state = self.team_state().ok_or_else(no_team)?;
         if state.devices.contains_key(&device) {
@@ -133,7 +140,11 @@ impl Vault {
         }
         let events = self.roster_write_ops(ops, rng)?;
         info!(device = %device.short(), kind = spec.kind.name(), "enrolment admitted");
-        Ok((team, self.roster_bytes(), events))
+        Ok(Admitted {
+            team,
+            roster: self.roster_bytes(),
+            events,
+        })
     }
 
     /// The joiner's keys and name: `None` on a fresh device (the caller
