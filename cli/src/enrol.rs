@@ -230,6 +230,14 @@ pub fn decide(
     Ok(())
 }
 
+/// One compact JSON line (a join prints two: the handshake, then the result).
+fn json_line<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("plain data serialises")
+    );
+}
+
 /// `coffer join` / `coffer device join`.
 pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError> {
     // The PIN is read first (the stdin line), and set once admitted.
@@ -245,7 +253,7 @@ pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError>
         pin: pin.as_ref().map(|p| p.expose().to_string()),
     })?;
     if args.json {
-        output::json(&started);
+        json_line(&started);
     } else {
         println!(
             "Found the inviter: team {:?}, joining as {} <{}>.",
@@ -280,7 +288,7 @@ pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError>
         }
     }
     if args.json {
-        output::json(&r);
+        json_line(&r);
     } else {
         println!(
             "Enrolled: this device is in team {:?} as {}{}.",

@@ -209,6 +209,30 @@ fn invite_join_confirm_enrols_a_fresh_device() {
         "the inviter is connected to the new device",
         || crate::sync::connected(&a, &b_id),
     );
+    // Folders shared with the new user's group follow.
+    a.ok(&["folder", "create", "Registrar"], "");
+    a.ok(
+        &[
+            "folder",
+            "share",
+            "Registrar",
+            "--group",
+            "it",
+            "--role",
+            "member",
+        ],
+        "",
+    );
+    a.add_login("Domain", "s3cret", &["--folder", "Registrar"]);
+    wait_until(
+        SYNC_TIMEOUT,
+        "the new device reads the shared folder",
+        || crate::sync::item(&b, "Registrar/Domain").is_some(),
+    );
+    // Only a team admin invites.
+    assert!(b
+        .fails(&["invite", "carol@example.com"], "", 10)
+        .contains("admin"));
     // The code is single-use and was never logged.
     assert!(pending(&a, "invite").is_empty());
     assert!(!a.log_text().contains(&code) && !b.log_text().contains(&code));
