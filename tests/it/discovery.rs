@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use coffer_tests::{run_with_timeout, Daemon, Options};
 
+use coffer_tests::{str_field, PIN};
+
+use crate::enrol::{one_pending, users, Joining};
 use crate::sync::{has_folder, item, pairing_key, wait_until};
 
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -144,4 +147,35 @@ fn daemons_discover_each_other_in_network_namespaces() {
         pair_and_sync(&a, &b);
         drop((a, b));
     }
+}
+
+/// `coffer join CODE` without `--peer`: the joiner's daemon finds the
+/// inviter's record with mDNS (inside one loopback-only namespace).
+#[test]
+fn join_finds_the_inviter_with_mdns_in_a_namespace() {
+    if let Some(why) = cannot_run() {
+        println!("join_finds_the_inviter_with_mdns_in_a_namespace: SKIPPED: {why}");
+        return;
+    }
+    let ns = Netns::new("jn");
+    let a = start_in(&ns, "/ip4/127.0.0.1/tcp/0");
+    let b = start_in(&ns, "/ip4/127.0.0.1/tcp/0");
+    a.init();
+    a.ok(&["team", "create", "Acme"], "");
+    let code = str_field(
+        &a.json(&["invite", "bob@example.com", "--json"], ""),
+        "code",
+    )
+    .to_string();
+    let mut join = Joining::spawn(&b, &["join", &code, "--pin-stdin"], &format!("{PIN}\n"));
+    let shown = join.verification_code();
+    assert_eq!(
+        one_pending(&a, "invite")["verification_code"],
+        shown.as_str()
+    );
+    a.ok(&["invite", "confirm", &shown], "");
+    let (exit, out, err) = join.finish();
+    assert_eq!(exit, 0, "{out}\n{err}");
+    assert_eq!(b.status()["email"], "bob@example.com");
+    assert_eq!(users(&a).len(), 2);
 }

@@ -19,7 +19,7 @@ use crate::sync::{addr, free_port, start_node, wait_until, SYNC_TIMEOUT};
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A `coffer join` running in the background, its stdout read line by line.
-struct Joining {
+pub(crate) struct Joining {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -27,7 +27,7 @@ struct Joining {
 }
 
 impl Joining {
-    fn spawn(cli: &Cli, args: &[&str], stdin: &str) -> Joining {
+    pub(crate) fn spawn(cli: &Cli, args: &[&str], stdin: &str) -> Joining {
         let mut child = cli
             .command(args)
             .stdin(Stdio::piped())
@@ -63,7 +63,7 @@ impl Joining {
     }
 
     /// The verification code the joiner prints.
-    fn verification_code(&mut self) -> String {
+    pub(crate) fn verification_code(&mut self) -> String {
         let deadline = Instant::now() + JOIN_TIMEOUT;
         loop {
             if let Some(code) = self
@@ -89,7 +89,7 @@ impl Joining {
     }
 
     /// Waits for the join to end: (exit code, stdout, stderr).
-    fn finish(mut self) -> (i32, String, String) {
+    pub(crate) fn finish(mut self) -> (i32, String, String) {
         let deadline = Instant::now() + JOIN_TIMEOUT;
         let status = loop {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
@@ -119,7 +119,7 @@ fn inviter(port: u16) -> Daemon {
     a
 }
 
-fn users(cli: &Cli) -> Vec<Value> {
+pub(crate) fn users(cli: &Cli) -> Vec<Value> {
     cli.json(&["user", "ls", "--json"], "")
         .as_array()
         .cloned()
@@ -138,7 +138,7 @@ fn pending(cli: &Cli, what: &str) -> Vec<Value> {
 }
 
 /// Waits until the inviter lists one pending join; returns it.
-fn one_pending(cli: &Cli, what: &str) -> Value {
+pub(crate) fn one_pending(cli: &Cli, what: &str) -> Value {
     let mut got = Vec::new();
     wait_until(SYNC_TIMEOUT, "a join is pending", || {
         got = pending(cli, what);
