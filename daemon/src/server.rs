@@ -35,6 +35,7 @@ use crate::net::Net;
 use crate::vault::{ImportRequest, Now, Vault, VaultError};
 
 mod net_rpc;
+mod team_rpc;
 
 struct Shared {
     config: Config,
@@ -136,6 +137,9 @@ impl Shared {
         }
         if net_rpc::handles(method) {
             return self.dispatch_net(method, raw);
+        }
+        if team_rpc::handles(method) {
+            return self.dispatch_team(method, raw);
         }
         let mut vault = self
             .vault
