@@ -318,3 +318,75 @@ fn four_daemons_run_a_team() {
         .unwrap_or(0);
     assert_eq!(quarantined, 0, "{sync}");
 }
+
+#[test]
+fn team_commands_on_one_device() {
+    let a = coffer_tests::Daemon::start();
+    init_as(&a, "Ada Admin", "Ada@Example.com");
+    // Outside a team: clear errors, and `device ls` shows this device.
+    let err = a.fails(&["team", "show"], "", 5);
+    assert!(err.contains("coffer team create"), "{err}");
+    let devices = a.json(&["device", "ls", "--json"], "");
+    assert_eq!(devices[0]["this_device"], true);
+
+    a.add_login("early", "pw", &[]);
+    let team = a.json(&["team", "create", "Acme", "--json"], "");
+    assert_eq!(team["founder"], "ada@example.com");
+    assert_eq!(team["admin"], true);
+    let err = a.fails(&["team", "create", "Again"], "", 9);
+    assert!(err.contains("already in team"), "{err}");
+    a.ok(&["group", "create", "it"], "");
+    a.fails(&["group", "create", "it"], "", 9);
+    let err = a.fails(&["group", "add", "it", "nobody@example.com"], "", 5);
+    assert!(err.contains("no user nobody@example.com"), "{err}");
+    assert_eq!(
+        a.json(&["group", "ls", "--json"], ""),
+        serde_json::json!([{"name": "it", "members": []}])
+    );
+    // Sharing needs a known user or group, exactly one, and a role.
+    let err = a.fails(
+        &[
+            "folder",
+            "share",
+            "Personal",
+            "--user",
+            "bob@example.com",
+            "--role",
+            "editor",
+        ],
+        "",
+        5,
+    );
+    assert!(err.contains("no user bob@example.com"), "{err}");
+    a.fails(&["folder", "share", "Personal", "--group", "it"], "", 2);
+    a.fails(
+        &[
+            "folder", "share", "Personal", "--group", "it", "--role", "owner",
+        ],
+        "",
+        9,
+    );
+    // The personal folder becomes shared in place: same items.
+    let members = a.json(
+        &[
+            "folder", "share", "Personal", "--group", "it", "--role", "member", "--json",
+        ],
+        "",
+    );
+    assert_eq!(members["team_id"], team["team_id"]);
+    assert!(members["members"].as_array().is_some_and(|m| m
+        .iter()
+        .any(|x| x["kind"] == "group" && x["role"] == "member")));
+    assert_eq!(item_names(&a, "Personal"), ["early"]);
+    // Survives a restart.
+    let mut a = a;
+    a.restart();
+    a.unlock();
+    assert_eq!(item_names(&a, "Personal"), ["early"]);
+    let members = a.json(&["folder", "members", "Personal", "--json"], "");
+    assert_eq!(members["team_id"], team["team_id"]);
+    a.ok(&["folder", "unshare", "Personal", "--group", "it"], "");
+    let users = a.json(&["user", "ls", "--json"], "");
+    assert_eq!(users[0]["email"], "ada@example.com");
+    assert_eq!(users[0]["founder"], true);
+}
