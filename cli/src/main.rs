@@ -9,6 +9,7 @@ mod generate;
 mod input;
 mod output;
 mod sync;
+mod team;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -297,9 +298,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// This device's id and pairing key; trust (pair with) other devices.
+    /// This team's devices; revoke one; this device's id and pairing key.
     #[command(subcommand)]
     Device(sync::DeviceCommand),
+    /// Create or show the team.
+    #[command(subcommand)]
+    Team(team::TeamCommand),
+    /// The team's users (by email).
+    #[command(subcommand)]
+    User(team::UserCommand),
+    /// User groups: folders shared with a group reach all its users.
+    #[command(subcommand)]
+    Group(team::GroupCommand),
     /// Devices this one syncs with, and their connections.
     Peers {
         #[arg(long)]
@@ -448,6 +458,8 @@ enum FolderCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Sharing(team::ShareCommand),
 }
 
 fn main() -> ExitCode {
@@ -621,6 +633,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 println!("Created folder {} ({}).", f.name, &f.id[..16]);
             }
         }
+        Command::Folder(FolderCommand::Sharing(cmd)) => team::share(&mut ctx, cmd)?,
+        Command::Team(cmd) => team::team(&mut ctx, cmd)?,
+        Command::User(cmd) => team::user(&mut ctx, cmd)?,
+        Command::Group(cmd) => team::group(&mut ctx, cmd)?,
         Command::Folder(FolderCommand::Ls { json }) => {
             let folders = ctx.call::<m::FolderList>(&m::Empty {})?;
             if json {

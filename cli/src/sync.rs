@@ -30,8 +30,14 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Stop syncing with a device: remove it from the folders this device
-    /// manages and rotate their keys.
+    /// The team's devices (or this one, outside a team).
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device: a team device (your own, or any as an admin) stops
+    /// syncing at once and the keys of its folders rotate; a paired device
+    /// is removed from the folders this device manages.
     Revoke {
         /// Device id (64 hex) or pairing key.
         device: String,
@@ -94,6 +100,7 @@ fn short(hex: &str) -> &str {
 
 pub fn device(ctx: &mut Ctx, cmd: DeviceCommand) -> Result<(), CliError> {
     match cmd {
+        DeviceCommand::Ls { json } => crate::team::devices(ctx, json)?,
         DeviceCommand::Id { json } => {
             let r = ctx.call::<m::DeviceId>(&m::Empty {})?;
             if json {

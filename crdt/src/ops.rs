@@ -213,6 +213,10 @@ pub enum RosterOp {
     HandOver {
         to: UserId,
     },
+    /// Creates an empty user group (groups also appear with their first member).
+    CreateGroup {
+        group: String,
+    },
 }
 
 /// Either kind of control op.
@@ -337,6 +341,7 @@ impl ControlOp {
                 | RosterOp::RemoveAdmin { user, cutoffs } => user_ok(user) && cutoffs_ok(cutoffs),
                 RosterOp::RevokeDevice { cutoffs, .. } => cutoffs_ok(cutoffs),
                 RosterOp::AddToGroup { group, user } => name_ok(group) && user_ok(user),
+                RosterOp::CreateGroup { group } => name_ok(group),
                 RosterOp::RemoveFromGroup {
                     group,
                     user,

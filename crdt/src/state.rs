@@ -749,6 +749,16 @@ impl State {
                     return deny("the user is not in that group");
                 }
             }
+            RosterOp::CreateGroup { group } => {
+                need_admin()?;
+                if group.trim().is_empty() {
+                    return deny("a group needs a name");
+                }
+                if self.team.groups.contains_key(group) {
+                    return deny("the group already exists");
+                }
+                self.team.groups.insert(group.clone(), BTreeSet::new());
+            }
             RosterOp::HandOver { to } => {
                 if Some(&author_user) != founder.as_ref() {
                     return deny("only the founding admin may hand over");

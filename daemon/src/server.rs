@@ -36,6 +36,7 @@ use crate::vault::{ImportRequest, Now, Vault, VaultError};
 
 mod enrol_rpc;
 mod net_rpc;
+mod team_rpc;
 
 struct Shared {
     config: Config,
@@ -142,6 +143,9 @@ impl Shared {
         }
         if enrol_rpc::handles(method) {
             return self.dispatch_enrol(method, raw);
+        }
+        if team_rpc::handles(method) {
+            return self.dispatch_team(method, raw);
         }
         let mut vault = self
             .vault

@@ -24,6 +24,8 @@ pub struct Store {
 
 /// What kind of space a stored space is.
 pub const SPACE_FOLDER: &str = "folder";
+/// The team roster (at most one per device).
+pub const SPACE_TEAM: &str = "team";
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -50,6 +52,15 @@ impl Store {
              );
              CREATE INDEX IF NOT EXISTS envelopes_by_space ON envelopes(space, seqno);",
         )?;
+        // A folder's team (NULL: a personal folder); added after the first release.
+        let has_team: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('spaces') WHERE name = 'team'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_team {
+            conn.execute_batch("ALTER TABLE spaces ADD COLUMN team BLOB")?;
+        }
         Ok(Store { conn })
     }
 
@@ -114,12 +125,13 @@ impl Store {
         &mut self,
         space: SpaceId,
         kind: &str,
+        team: Option<SpaceId>,
         envelopes: &[&Envelope],
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT OR IGNORE INTO spaces (id, kind) VALUES (?1, ?2)",
-            params![&space.0[..], kind],
+            "INSERT OR IGNORE INTO spaces (id, kind, team) VALUES (?1, ?2, ?3)",
+            params![&space.0[..], kind, team.as_ref().map(|t| t.0.to_vec())],
         )?;
         for env in envelopes {
             insert_envelope(&tx, env)?;
@@ -138,6 +150,31 @@ impl Store {
         Ok(())
     }
 
+    /// Binds a folder to its team (a personal folder becoming shared).
+    pub fn set_space_team(&mut self, space: SpaceId, team: SpaceId) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE spaces SET team = ?2 WHERE id = ?1",
+            params![&space.0[..], &team.0[..]],
+        )?;
+        Ok(())
+    }
+
+    /// The team a stored folder belongs to.
+    pub fn space_team(&self, space: &SpaceId) -> Result<Option<SpaceId>, StoreError> {
+        let team: Option<Option<Vec<u8>>> = self
+            .conn
+            .query_row(
+                "SELECT team FROM spaces WHERE id = ?1",
+                [&space.0[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match team.flatten() {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(space_id(bytes, "spaces.team")?)),
+        }
+    }
+
     pub fn spaces(&self, kind: &str) -> Result<Vec<SpaceId>, StoreError> {
         let mut stmt = self
             .conn
@@ -145,15 +182,7 @@ impl Store {
         let rows = stmt.query_map([kind], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = Vec::new();
         for row in rows {
-            let bytes = row?;
-            let id: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt {
-                    key: "spaces.id".into(),
-                    reason: "not 32 bytes".into(),
-                })?;
-            out.push(SpaceId(id));
+            out.push(space_id(row?, "spaces.id")?);
         }
         Ok(out)
     }
@@ -166,6 +195,17 @@ impl Store {
         let rows = stmt.query_map([&space.0[..]], |r| r.get::<_, Vec<u8>>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+fn space_id(bytes: Vec<u8>, key: &str) -> Result<SpaceId, StoreError> {
+    let id: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| StoreError::Corrupt {
+            key: key.into(),
+            reason: "not 32 bytes".into(),
+        })?;
+    Ok(SpaceId(id))
 }
 
 fn insert_envelope(tx: &rusqlite::Transaction<'_>, env: &Envelope) -> Result<(), StoreError> {

@@ -19,12 +19,12 @@ use tracing::{debug, info, warn};
 use crate::export::ExportItem;
 use crate::import;
 use crate::keystore::{self, Failures, KdfParams, KeystoreError, KeystoreRecord};
-use crate::store::{Store, StoreError, SPACE_FOLDER};
+use crate::store::{Store, StoreError, SPACE_FOLDER, SPACE_TEAM};
 use crate::totp::TotpConfig;
 
 pub mod enrol;
 pub mod sync;
-mod team_shim;
+pub mod team;
 
 const KV_KEYSTORE: &str = "keystore";
 const KV_DEVICE_KEYS: &str = "device_keys";
@@ -115,7 +115,10 @@ pub struct Vault {
     store: Store,
     kdf: KdfParams,
     identity: Option<Identity>,
+    /// Folder spaces.
     spaces: BTreeMap<SpaceId, Space>,
+    /// The team roster, once this device founded or joined a team.
+    roster: Option<Space>,
     unlocked: Option<Unlocked>,
 }
 
@@ -130,9 +133,14 @@ impl Vault {
     pub fn open(data_dir: &Path, kdf: KdfParams) -> Result<Vault, VaultError> {
         let store = Store::open(&data_dir.join("vault.sqlite3"))?;
         let identity = store.get_json::<Identity>(KV_IDENTITY)?;
+        let mut roster = None;
+        if let Some(team) = store.spaces(SPACE_TEAM)?.first() {
+            roster = Some(load_space(&store, *team, Some(*team))?);
+        }
         let mut spaces = BTreeMap::new();
         for id in store.spaces(SPACE_FOLDER)? {
-            spaces.insert(id, load_space(&store, id)?);
+            let team = store.space_team(&id)?;
+            spaces.insert(id, load_space(&store, id, team)?);
         }
         info!(
             folders = spaces.len(),
@@ -145,6 +153,7 @@ impl Vault {
             kdf,
             identity,
             spaces,
+            roster,
             unlocked: None,
         })
     }
@@ -182,6 +191,19 @@ impl Vault {
         now: Now,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(DeviceId, SpaceId), VaultError> {
+        let keys = DeviceKeys::generate(rng);
+        self.init_inner(name, email, pin, keys, now, rng)
+    }
+
+    fn init_inner(
+        &mut self,
+        name: &str,
+        email: &str,
+        pin: &str,
+        keys: DeviceKeys,
+        now: Now,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(DeviceId, SpaceId), VaultError> {
         if self.identity.is_some() {
             return Err(VaultError::AlreadyInitialized);
         }
@@ -196,7 +218,6 @@ impl Vault {
             )));
         }
         keystore::check_pin(pin)?;
-        let keys = DeviceKeys::generate(rng);
         let (record, root) = keystore::create(&self.data_dir, pin, self.kdf, rng)?;
         let sealed_keys = keystore::seal(
             &root.derive(DEVICE_KEYS_PURPOSE),
@@ -382,8 +403,10 @@ impl Vault {
         }
         let u = self.unlocked.as_mut().ok_or(VaultError::Locked)?;
         let folder_key = FolderKey::generate(rng);
-        let (mut space, genesis) = Space::create(&u.keys, &folder_key, rng)
-            .map_err(|e| VaultError::Internal(e.to_string()))?;
+        // Inside a team, new folders belong to it (shareable with its users).
+        let (mut space, genesis) =
+            Space::create_in_team(&u.keys, &folder_key, self.roster.as_ref(), rng)
+                .map_err(|e| VaultError::Internal(e.to_string()))?;
         let mut doc = FolderDoc::new(u.keys.device_id());
         let change = doc
             .set_name(name, now.unix_ms)
@@ -392,7 +415,7 @@ impl Vault {
             .seal_content(&u.keys, &folder_key, &change, rng)
             .map_err(|e| VaultError::Internal(e.to_string()))?;
         self.store
-            .add_space(space.id(), SPACE_FOLDER, &[&genesis, &named])?;
+            .add_space(space.id(), SPACE_FOLDER, space.team(), &[&genesis, &named])?;
         let id = space.id();
         u.folders.insert(
             id,
@@ -579,11 +602,22 @@ impl Vault {
         let role = sp.role_of(&u.keys.device_id());
         if !role.is_some_and(|r| r.can_write_items()) {
             return Err(VaultError::PermissionDenied(format!(
-                "your role in this folder is {}; changing items needs Item Manager or Folder Manager",
-                role.map(|r| format!("{r:?}")).unwrap_or_else(|| "none".into())
+                "your role in this folder is {}; changing items needs the Item Manager (editor) or Folder Manager role",
+                role.map(role_title).unwrap_or("none")
             )));
         }
         let folder = u.folders.get_mut(&space).ok_or(VaultError::Locked)?;
+        if sp.rotation_due() {
+            // Someone with the current key lost access: new content needs a new key.
+            let (env, key) = sp
+                .rotate(&u.keys, rng)
+                .map_err(|e| VaultError::Internal(format!("key rotation failed: {e}")))?;
+            if let Err(e) = self.store.append(&[&env]) {
+                self.reload_space(space)?;
+                return Err(e.into());
+            }
+            folder.key = key;
+        }
         let change = edit(&mut folder.doc).map_err(|e| match e {
             coffer_crdt::FolderError::Invalid(msg) => VaultError::Invalid(msg),
             other => VaultError::Internal(other.to_string()),
@@ -629,7 +663,8 @@ impl Vault {
     }
 
     fn reload_space(&mut self, id: SpaceId) -> Result<(), VaultError> {
-        let space = load_space(&self.store, id)?;
+        let team = self.store.space_team(&id)?;
+        let space = load_space(&self.store, id, team)?;
         if let Some(u) = self.unlocked.as_mut() {
             if let Ok(folder) = open_folder(&space, &u.keys) {
                 u.folders.insert(id, folder);
@@ -1181,6 +1216,15 @@ fn release_freed_memory() {
     }
 }
 
+/// A role as the product names it.
+fn role_title(role: coffer_crdt::Role) -> &'static str {
+    match role {
+        coffer_crdt::Role::Manager => "Folder Manager",
+        coffer_crdt::Role::Editor => "Item Manager",
+        coffer_crdt::Role::Member => "Folder Member",
+    }
+}
+
 fn item_event(space: &SpaceId, id: &ItemId, action: &str) -> Event {
     Event::ItemChanged {
         folder_id: space.to_hex(),
@@ -1201,10 +1245,16 @@ fn valid_expiry(s: &str) -> bool {
 /// A space from its stored envelopes, judged in one evaluation (one at a
 /// time is quadratic while an envelope is pending, e.g. a folder whose
 /// sync was interrupted).
-fn load_space(store: &Store, id: SpaceId) -> Result<Space, VaultError> {
-    let mut space = Space::new(id);
+/// A folder of a team also holds the team's roster envelopes.
+fn load_space(store: &Store, id: SpaceId, team: Option<SpaceId>) -> Result<Space, VaultError> {
+    let mut space = Space::new_in_team(id, team);
     let mut envs = Vec::new();
-    for bytes in store.envelopes(&id)? {
+    let mut stored = match team {
+        Some(t) if t != id => store.envelopes(&t)?,
+        _ => Vec::new(),
+    };
+    stored.extend(store.envelopes(&id)?);
+    for bytes in stored {
         match Envelope::decode(&bytes) {
             Ok(env) => envs.push(env),
             Err(e) => warn!(space = %id.short(), error = %e, "stored envelope does not decode"),
@@ -1223,7 +1273,8 @@ fn open_folder(space: &Space, keys: &DeviceKeys) -> Result<OpenFolder, VaultErro
     let key = space
         .folder_key(keys)
         .map_err(|e| VaultError::Internal(e.to_string()))?;
-    let mut doc = FolderDoc::new(keys.device_id());
+    let me = keys.device_id();
+    let mut doc = FolderDoc::with_incarnation(me, space.incarnation(&me));
     let mut changes = Vec::new();
     for env in space.accepted_content() {
         match Space::open_content(env, &key) {

@@ -446,6 +446,160 @@ pub struct SyncNowResult {
     pub dialing: usize,
 }
 
+// ---- Teams: roster, users, groups, shared folders, devices ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TeamCreateParams {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamInfo {
+    pub team_id: String,
+    pub name: String,
+    /// The founding admin.
+    pub founder: Option<String>,
+    pub admins: Vec<String>,
+    pub users: usize,
+    pub groups: Vec<String>,
+    /// Live (unrevoked) devices.
+    pub devices: usize,
+    /// This device's user, and whether they are a team admin.
+    pub me: Option<String>,
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub email: String,
+    pub admin: bool,
+    pub founder: bool,
+    pub groups: Vec<String>,
+    /// Live devices.
+    pub devices: usize,
+    /// The user of this device.
+    pub me: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserParams {
+    pub user: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupParams {
+    pub group: String,
+    /// The user to add or remove (not for `group.create`).
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+/// What a roster or membership change did besides itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TeamChangeResult {
+    /// Folders whose key rotated (names, or short ids while unknown).
+    pub rotated: Vec<String>,
+    /// Folders whose key was handed to new member devices.
+    pub rewrapped: Vec<String>,
+}
+
+/// `folder.share` / `folder.role` / `folder.unshare`: a user or a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FolderShareParams {
+    pub folder: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    /// manager, editor or member (not for `folder.unshare`).
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FolderRef {
+    pub folder: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FolderMember {
+    /// "user", "group" or "device".
+    pub kind: String,
+    /// Email, group name or device id.
+    pub name: String,
+    /// manager, editor or member.
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FolderMemberDevice {
+    pub device_id: String,
+    pub user: Option<String>,
+    pub role: String,
+    /// Whether the device holds the current key.
+    pub has_key: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FolderMembersResult {
+    pub folder_id: String,
+    pub name: String,
+    pub team_id: Option<String>,
+    pub members: Vec<FolderMember>,
+    pub devices: Vec<FolderMemberDevice>,
+    /// Key epochs so far (1 + rotations).
+    pub epochs: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub device_id: String,
+    pub user: String,
+    pub revoked: bool,
+    /// This device.
+    pub this_device: bool,
+}
+
+method!(
+    /// Founds a team with this device's user as its founding admin.
+    TeamCreate, "team.create", TeamCreateParams, TeamInfo
+);
+method!(TeamShow, "team.show", Empty, TeamInfo);
+method!(UserList, "user.list", Empty, Vec<UserInfo>);
+method!(
+    /// Removes a user from the team: their devices stop syncing, keys rotate.
+    UserRemove, "user.remove", UserParams, TeamChangeResult
+);
+method!(GroupCreate, "group.create", GroupParams, TeamChangeResult);
+method!(GroupAdd, "group.add", GroupParams, TeamChangeResult);
+method!(GroupRemove, "group.remove", GroupParams, TeamChangeResult);
+method!(GroupList, "group.list", Empty, Vec<GroupInfo>);
+method!(
+    /// Shares a folder with a user or group (a personal folder becomes shared in place).
+    FolderShare, "folder.share", FolderShareParams, FolderMembersResult
+);
+method!(
+    /// Changes a user's or group's role in a folder.
+    FolderRole, "folder.role", FolderShareParams, FolderMembersResult
+);
+method!(
+    /// Takes a user or group out of a folder and rotates its key.
+    FolderUnshare, "folder.unshare", FolderShareParams, FolderMembersResult
+);
+method!(
+    FolderMembers,
+    "folder.members",
+    FolderRef,
+    FolderMembersResult
+);
+method!(DeviceList, "device.list", Empty, Vec<DeviceInfo>);
+
 method!(
     /// This device's id and pairing key.
     DeviceId, "device.id", Empty, DeviceIdResult

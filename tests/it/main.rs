@@ -12,5 +12,6 @@ mod export;
 mod import;
 mod no_plaintext;
 mod sync;
+mod team;
 mod tidy;
 mod totp_vectors;

@@ -208,3 +208,15 @@ impl Vault {
         Ok((device, events))
     }
 }
+
+impl Vault {
+    /// One roster write (see `Vault::roster_write`); the events it caused.
+    fn roster_write_ops(
+        &mut self,
+        ops: Vec<RosterOp>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<Event>, VaultError> {
+        let (_envelopes, _change, events) = self.roster_write(ops, rng)?;
+        Ok(events)
+    }
+}

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use coffer_crdt::folder::touched_items;
 use coffer_crdt::{
-    ControlOp, DeviceId, Envelope, EnvelopeId, Kind, MembershipOp, Outcome, Principal, Role, Space,
+    ControlOp, DeviceId, Envelope, EnvelopeId, Kind, MembershipOp, Outcome, Principal, Space,
     SpaceId,
 };
 use coffer_ipc::methods as m;
@@ -35,7 +35,7 @@ const NET_IDENTITY_AAD: &[u8] = b"coffer/net-identity/v1";
 /// the per-item events.
 const MAX_ITEM_EVENTS: usize = 64;
 /// Batches up to this size are ingested envelope by envelope.
-const SMALL_BATCH: usize = 8;
+pub(super) const SMALL_BATCH: usize = 8;
 /// Prefix of a pairing key.
 pub const PAIRING_PREFIX: &str = "coffer1:";
 
@@ -95,17 +95,6 @@ fn kind_rank(k: Kind) -> u8 {
         Kind::Membership => 1,
         Kind::Content => 2,
         Kind::Usage => 3,
-    }
-}
-
-fn parse_role(role: Option<&str>) -> Result<Role, VaultError> {
-    match role.unwrap_or("editor").to_ascii_lowercase().as_str() {
-        "manager" => Ok(Role::Manager),
-        "editor" => Ok(Role::Editor),
-        "member" => Ok(Role::Member),
-        other => Err(VaultError::Invalid(format!(
-            "unknown role {other:?} (manager, editor or member)"
-        ))),
     }
 }
 
@@ -229,8 +218,11 @@ impl Vault {
     /// Devices this one syncs with: members of a folder it holds, and
     /// trusted devices that no folder removed.
     pub fn peer_allowed(&self, d: &DeviceId) -> bool {
-        if self.device_id().as_ref() == Some(d) {
+        if self.device_id().as_ref() == Some(d) || self.dead_team_device(d) {
             return false;
+        }
+        if self.live_team_device(d) {
+            return true;
         }
         if self
             .spaces
@@ -257,15 +249,26 @@ impl Vault {
         for s in self.spaces.values() {
             out.extend(s.state().member_devices().into_keys());
         }
+        if let Some(t) = self.team_state() {
+            out.extend(t.devices.keys().copied());
+        }
         out.into_iter().filter(|d| self.peer_allowed(d)).collect()
     }
 
     /// Folder spaces `peer` is a member of: the only ones it is sent.
+    /// The team roster goes to every live device of the team, first.
     pub fn shared_with(&self, peer: &DeviceId) -> Vec<SpaceId> {
-        self.spaces
-            .iter()
-            .filter(|(_, s)| s.state().member_devices().contains_key(peer))
-            .map(|(id, _)| *id)
+        let roster = self
+            .team_id()
+            .filter(|_| self.live_team_device(peer))
+            .into_iter();
+        roster
+            .chain(
+                self.spaces
+                    .iter()
+                    .filter(|(_, s)| s.state().member_devices().contains_key(peer))
+                    .map(|(id, _)| *id),
+            )
             .collect()
     }
 
@@ -274,7 +277,7 @@ impl Vault {
         self.shared_with(peer)
             .into_iter()
             .filter_map(|id| {
-                let s = self.spaces.get(&id)?;
+                let s = self.space_ref(&id)?;
                 Some(SpaceSummary {
                     space: id,
                     tips: s
@@ -302,12 +305,12 @@ impl Vault {
         space: &SpaceId,
         known: &BTreeMap<(SpaceId, DeviceId), (u64, EnvelopeId)>,
     ) -> Vec<(Tip, Vec<u8>)> {
-        let Some(s) = self.spaces.get(space) else {
-            return Vec::new();
-        };
-        if !s.state().member_devices().contains_key(peer) {
+        if !self.shared_with(peer).contains(space) {
             return Vec::new();
         }
+        let Some(s) = self.space_ref(space) else {
+            return Vec::new();
+        };
         let mut out: Vec<&Envelope> = s
             .held()
             .filter(|e| match known.get(&(e.space(), e.author())) {
@@ -336,14 +339,40 @@ impl Vault {
     pub fn ingest_remote(
         &mut self,
         space_id: SpaceId,
-        envelopes: Vec<Envelope>,
+        mut envelopes: Vec<Envelope>,
     ) -> Result<RemoteIngest, VaultError> {
         let me = self.device_id().ok_or(VaultError::NotInitialized)?;
+        let team = self.team_id();
+        if team == Some(space_id) {
+            return self.ingest_roster_remote(envelopes);
+        }
+        // A team folder's batch carries the roster envelopes the receiver
+        // lacks: they go through the roster (and on to every team folder).
         let mut out = RemoteIngest::default();
+        let mut in_team = self.spaces.get(&space_id).and_then(Space::team);
+        if let Some(t) = team {
+            let (roster_part, rest): (Vec<Envelope>, Vec<Envelope>) =
+                envelopes.into_iter().partition(|e| e.space() == t);
+            envelopes = rest;
+            if !roster_part.is_empty() {
+                in_team = in_team.or(Some(t));
+                let r = self.ingest_roster_remote(roster_part)?;
+                out.new += r.new;
+                out.accepted += r.accepted;
+                out.quarantined += r.quarantined;
+                out.invalid += r.invalid;
+                out.membership_changed |= r.membership_changed;
+                out.events.extend(r.events);
+            }
+        }
         let is_new = !self.spaces.contains_key(&space_id);
         let mut fresh_space = None;
         let space = if is_new {
-            fresh_space.insert(Space::new(space_id))
+            let space = fresh_space.insert(Space::new_in_team(space_id, in_team));
+            if let Some(roster) = self.roster.as_ref().filter(|_| in_team.is_some()) {
+                space.ingest_batch(roster.held().cloned().collect());
+            }
+            space
         } else {
             self.spaces
                 .get_mut(&space_id)
@@ -385,7 +414,7 @@ impl Vault {
                 }
             }
         }
-        out.new = new_ids.len();
+        out.new += new_ids.len();
         // Accepted content shrank (a late removal): rebuild, not apply.
         let shrank = before.iter().any(|id| !space.is_accepted(id));
         if shrank {
@@ -401,7 +430,8 @@ impl Vault {
         }
         let to_store: Vec<&Envelope> = new_ids.iter().filter_map(|id| space.get(id)).collect();
         let stored = if is_new {
-            self.store.add_space(space_id, SPACE_FOLDER, &to_store)
+            self.store
+                .add_space(space_id, SPACE_FOLDER, in_team, &to_store)
         } else {
             self.store.append(&to_store)
         };
@@ -422,13 +452,17 @@ impl Vault {
         // Accepted content that only grew is applied as is (Automerge does
         // not care about order); a late removal that shrank it rebuilds.
         self.apply_synced(space_id, &before, shrank, &mut out);
+        if out.membership_changed && self.unlocked.is_some() {
+            let (_, events) = self.upkeep_keys(false, &mut rand::rngs::OsRng)?;
+            out.events.extend(events);
+        }
         Ok(out)
     }
 
     /// Brings the open folder document up to date after an ingest: applies
     /// newly accepted content (or rebuilds when acceptance shrank), opens a
     /// folder whose key just arrived, and names the touched items.
-    fn apply_synced(
+    pub(super) fn apply_synced(
         &mut self,
         space_id: SpaceId,
         before: &HashSet<EnvelopeId>,
@@ -538,7 +572,7 @@ impl Vault {
                 "that is this device's own pairing key".into(),
             ));
         }
-        let role = parse_role(p.role.as_deref())?;
+        let role = super::team::parse_role(p.role.as_deref().unwrap_or("editor"))?;
         let folders = p
             .share
             .iter()
@@ -620,6 +654,19 @@ impl Vault {
             .ok_or_else(|| {
                 VaultError::Invalid("expected a device id (64 hex) or a pairing key".into())
             })?;
+        if self
+            .team_state()
+            .is_some_and(|t| t.devices.contains_key(&device))
+        {
+            let (change, events) = self.revoke_team_device(device, rng)?;
+            return Ok((
+                m::DeviceRevokeResult {
+                    device_id: device.to_hex(),
+                    folders: change.rotated,
+                },
+                events,
+            ));
+        }
         let mut list = self.trusted_list()?;
         let was_trusted = list.iter().any(|t| t.device == device);
         list.retain(|t| t.device != device);

@@ -1,0 +1,335 @@
+//! `coffer team`, `coffer user`, `coffer group`, folder sharing and
+//! `coffer device ls`: the team roster and who may use which folder.
+
+use clap::{Args, Subcommand};
+use coffer_ipc::methods as m;
+
+use crate::output;
+use crate::{CliError, Ctx};
+
+#[derive(Subcommand, Debug)]
+pub enum TeamCommand {
+    /// Found a team; you become its founding admin.
+    Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The team: name, admins, users, groups, devices.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// List the team's users.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user (admins only): their devices stop syncing and the keys
+    /// of the folders they could read rotate.
+    Remove {
+        /// The user's email.
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Create a user group (admins only).
+    Create {
+        group: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a user to a group: they get every folder shared with it.
+    Add {
+        group: String,
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a user out of a group: they lose its folders (keys rotate).
+    Remove {
+        group: String,
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List groups and their members.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Who a folder is shared with: one user or one group.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct Grantee {
+    /// A user, by email.
+    #[arg(long)]
+    user: Option<String>,
+    /// A user group.
+    #[arg(long)]
+    group: Option<String>,
+}
+
+/// `coffer folder share|role|unshare|members`.
+#[derive(Subcommand, Debug)]
+pub enum ShareCommand {
+    /// Share a folder with a user or group (a personal folder becomes shared in place).
+    Share {
+        folder: String,
+        #[command(flatten)]
+        to: Grantee,
+        /// manager (Folder Manager), editor (Item Manager) or member (Folder Member).
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a user's or group's role in a folder.
+    Role {
+        folder: String,
+        #[command(flatten)]
+        to: Grantee,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a user or group out of a folder; its key rotates.
+    Unshare {
+        folder: String,
+        #[command(flatten)]
+        to: Grantee,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who may use a folder, with which role, and which devices hold its key.
+    Members {
+        folder: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn team(ctx: &mut Ctx, cmd: TeamCommand) -> Result<(), CliError> {
+    let (info, json, created) = match cmd {
+        TeamCommand::Create { name, json } => (
+            ctx.call::<m::TeamCreate>(&m::TeamCreateParams { name })?,
+            json,
+            true,
+        ),
+        TeamCommand::Show { json } => (ctx.call::<m::TeamShow>(&m::Empty {})?, json, false),
+    };
+    if json {
+        output::json(&info);
+        return Ok(());
+    }
+    if created {
+        println!("Created team {:?}; you are its founding admin.", info.name);
+    }
+    println!("team:    {} ({})", info.name, &info.team_id[..16]);
+    if let Some(f) = &info.founder {
+        println!("founder: {f}");
+    }
+    println!("admins:  {}", info.admins.join(", "));
+    println!("users:   {}", info.users);
+    println!("devices: {}", info.devices);
+    if !info.groups.is_empty() {
+        println!("groups:  {}", info.groups.join(", "));
+    }
+    if let Some(me) = &info.me {
+        println!("you:     {me}{}", if info.admin { " (admin)" } else { "" });
+    }
+    Ok(())
+}
+
+fn print_change(json: bool, what: &str, change: &m::TeamChangeResult) {
+    if json {
+        output::json(change);
+        return;
+    }
+    println!("{what}");
+    if !change.rotated.is_empty() {
+        println!("Rotated the key of: {}", change.rotated.join(", "));
+    }
+}
+
+pub fn user(ctx: &mut Ctx, cmd: UserCommand) -> Result<(), CliError> {
+    match cmd {
+        UserCommand::Ls { json } => {
+            let users = ctx.call::<m::UserList>(&m::Empty {})?;
+            if json {
+                output::json(&users);
+                return Ok(());
+            }
+            for u in users {
+                let mut tags = Vec::new();
+                if u.founder {
+                    tags.push("founder".to_string());
+                } else if u.admin {
+                    tags.push("admin".to_string());
+                }
+                if u.me {
+                    tags.push("you".to_string());
+                }
+                println!(
+                    "{:<32} {} device(s){}{}",
+                    u.email,
+                    u.devices,
+                    if u.groups.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  groups: {}", u.groups.join(", "))
+                    },
+                    if tags.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", tags.join(", "))
+                    }
+                );
+            }
+        }
+        UserCommand::Remove { user, json } => {
+            let r = ctx.call::<m::UserRemove>(&m::UserParams { user: user.clone() })?;
+            print_change(json, &format!("Removed {user} from the team."), &r);
+        }
+    }
+    Ok(())
+}
+
+pub fn group(ctx: &mut Ctx, cmd: GroupCommand) -> Result<(), CliError> {
+    match cmd {
+        GroupCommand::Create { group, json } => {
+            let r = ctx.call::<m::GroupCreate>(&m::GroupParams {
+                group: group.clone(),
+                user: None,
+            })?;
+            print_change(json, &format!("Created group {group:?}."), &r);
+        }
+        GroupCommand::Add { group, user, json } => {
+            let r = ctx.call::<m::GroupAdd>(&m::GroupParams {
+                group: group.clone(),
+                user: Some(user.clone()),
+            })?;
+            print_change(json, &format!("Added {user} to group {group:?}."), &r);
+        }
+        GroupCommand::Remove { group, user, json } => {
+            let r = ctx.call::<m::GroupRemove>(&m::GroupParams {
+                group: group.clone(),
+                user: Some(user.clone()),
+            })?;
+            print_change(json, &format!("Took {user} out of group {group:?}."), &r);
+        }
+        GroupCommand::Ls { json } => {
+            let groups = ctx.call::<m::GroupList>(&m::Empty {})?;
+            if json {
+                output::json(&groups);
+                return Ok(());
+            }
+            if groups.is_empty() {
+                println!("No groups (coffer group create NAME).");
+            }
+            for g in groups {
+                println!("{:<24} {}", g.name, g.members.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_members(r: &m::FolderMembersResult) {
+    println!("folder {} ({})", r.name, &r.folder_id[..16]);
+    for member in &r.members {
+        println!("  {:<6} {:<32} {}", member.kind, member.name, member.role);
+    }
+    let keyless = r.devices.iter().filter(|d| !d.has_key).count();
+    println!(
+        "  {} device(s), key epoch {}{}",
+        r.devices.len(),
+        r.epochs,
+        if keyless > 0 {
+            format!(", {keyless} still waiting for the key")
+        } else {
+            String::new()
+        }
+    );
+}
+
+pub fn share(ctx: &mut Ctx, cmd: ShareCommand) -> Result<(), CliError> {
+    let (r, json) = match cmd {
+        ShareCommand::Share {
+            folder,
+            to,
+            role,
+            json,
+        } => (
+            ctx.call::<m::FolderShare>(&m::FolderShareParams {
+                folder,
+                user: to.user,
+                group: to.group,
+                role: Some(role),
+            })?,
+            json,
+        ),
+        ShareCommand::Role {
+            folder,
+            to,
+            role,
+            json,
+        } => (
+            ctx.call::<m::FolderRole>(&m::FolderShareParams {
+                folder,
+                user: to.user,
+                group: to.group,
+                role: Some(role),
+            })?,
+            json,
+        ),
+        ShareCommand::Unshare { folder, to, json } => (
+            ctx.call::<m::FolderUnshare>(&m::FolderShareParams {
+                folder,
+                user: to.user,
+                group: to.group,
+                role: None,
+            })?,
+            json,
+        ),
+        ShareCommand::Members { folder, json } => (
+            ctx.call::<m::FolderMembers>(&m::FolderRef { folder })?,
+            json,
+        ),
+    };
+    if json {
+        output::json(&r);
+    } else {
+        print_members(&r);
+    }
+    Ok(())
+}
+
+pub fn devices(ctx: &mut Ctx, json: bool) -> Result<(), CliError> {
+    let devices = ctx.call::<m::DeviceList>(&m::Empty {})?;
+    if json {
+        output::json(&devices);
+        return Ok(());
+    }
+    for d in devices {
+        println!(
+            "{}  {:<32}{}{}",
+            &d.device_id[..16],
+            d.user,
+            if d.revoked { "  revoked" } else { "" },
+            if d.this_device { "  (this device)" } else { "" }
+        );
+    }
+    Ok(())
+}

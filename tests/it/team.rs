@@ -1,0 +1,392 @@
+//! Teams end to end (issue 5): four `cofferd` processes on loopback — admin
+//! A, users B and C (C in group "it"), and B's second laptop B2 — enrolled
+//! with invite codes and verification codes, a shared folder with roles, a
+//! linked TOTP, a group change and a device revocation.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use coffer_tests::{str_field, Cli, PIN};
+use serde_json::Value;
+
+use crate::sync::{addr, free_port, start_node, wait_until, SYNC_TIMEOUT};
+
+const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXP";
+
+pub fn init_as(cli: &Cli, name: &str, email: &str) {
+    cli.ok(
+        &["init", "--name", name, "--email", email, "--pin-stdin"],
+        format!("{PIN}\n"),
+    );
+}
+
+/// A `coffer join`/`device join` running in the background, its stdout
+/// lines collected as they come.
+pub struct Joining {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Joining {
+    pub fn start(cli: &Cli, args: &[&str]) -> Joining {
+        let mut child = cli
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn coffer join");
+        if let Some(mut stdin) = child.stdin.take() {
+            // --pin-stdin: the PIN is read up front and used once admitted.
+            let _ = stdin.write_all(format!("{PIN}\n").as_bytes());
+        }
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Joining {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until the joiner printed `code` (digits compared, spacing ignored).
+    #[track_caller]
+    pub fn wait_for_code(&mut self, code: &str) {
+        let want = digits(code);
+        let deadline = Instant::now() + SYNC_TIMEOUT;
+        while !self.seen.iter().any(|l| digits(l).contains(&want)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "the joiner never showed verification code {code}; it printed:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for the join to end; returns its exit code and stderr.
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + SYNC_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                return (status.code(), err);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the join did not end; it printed:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Joining {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// The one join waiting at `inviter` (`invite pending` or `device pending`).
+#[track_caller]
+pub fn one_pending(inviter: &Cli, what: &str) -> Value {
+    let mut pending = Value::Null;
+    wait_until(SYNC_TIMEOUT, "a join is pending", || {
+        pending = inviter.json(&[what, "pending", "--json"], "");
+        pending.as_array().is_some_and(|a| !a.is_empty())
+    });
+    let list = pending.as_array().expect("a list");
+    assert_eq!(list.len(), 1, "exactly one join pending: {pending}");
+    list[0].clone()
+}
+
+/// Invites `email` at `inviter` (listening on `port`) and joins from
+/// `joiner` with matching verification codes.
+pub fn enrol(inviter: &Cli, port: u16, joiner: &Cli, email: &str, extra: &[&str]) {
+    let mut args = vec!["invite", email, "--json"];
+    args.extend_from_slice(extra);
+    let code = str_field(&inviter.json(&args, ""), "code").to_string();
+    let peer = addr(port);
+    let mut join = Joining::start(joiner, &["join", &code, "--peer", &peer, "--pin-stdin"]);
+    let pending = one_pending(inviter, "invite");
+    assert_eq!(str_field(&pending, "email"), email);
+    let vc = str_field(&pending, "verification_code").to_string();
+    join.wait_for_code(&vc);
+    inviter.ok(&["invite", "confirm", &vc], "");
+    let (code, err) = join.finish();
+    assert_eq!(code, Some(0), "join failed: {err}");
+}
+
+fn item_names(cli: &Cli, folder: &str) -> Vec<String> {
+    let out = cli.coffer(&["ls", "--folder", folder, "--json"], "");
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ls --json prints JSON");
+    let mut names: Vec<String> = v
+        .as_array()
+        .map(|a| a.iter().map(|i| str_field(i, "name").to_string()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn totp_at(cli: &Cli, item: &str, at: u64) -> String {
+    let v = cli.json(&["totp", item, "--at", &at.to_string(), "--json"], "");
+    str_field(&v, "code").to_string()
+}
+
+fn device_id(cli: &Cli) -> String {
+    str_field(&cli.status(), "device_id").to_string()
+}
+
+#[test]
+fn four_daemons_run_a_team() {
+    let (pa, pb, pc, pb2) = (free_port(), free_port(), free_port(), free_port());
+    // A knows nobody up front: every peer address comes from enrolment.
+    let a = start_node(pa, &[]);
+    let b = start_node(pb, &[pa]);
+    let c = start_node(pc, &[pa]);
+    let b2 = start_node(pb2, &[pb, pa]);
+
+    init_as(&a, "Ada Admin", "ada@example.com");
+    let team = a.json(&["team", "create", "Acme IT", "--json"], "");
+    assert_eq!(str_field(&team, "name"), "Acme IT");
+    a.ok(&["group", "create", "it"], "");
+
+    // B and C join on fresh devices; C straight into group "it".
+    enrol(&a, pa, &b, "bob@example.com", &["--name", "Bob"]);
+    enrol(&a, pa, &c, "cyd@example.com", &["--group", "it"]);
+    let users = a.json(&["user", "ls", "--json"], "");
+    assert_eq!(users.as_array().map(Vec::len), Some(3), "{users}");
+    let groups = a.json(&["group", "ls", "--json"], "");
+    assert_eq!(groups[0]["members"], serde_json::json!(["cyd@example.com"]));
+    wait_until(SYNC_TIMEOUT, "B learns the roster", || {
+        b.json(&["user", "ls", "--json"], "")
+            .as_array()
+            .map(Vec::len)
+            == Some(3)
+    });
+
+    // The shared folder, with a login whose TOTP is linked.
+    a.ok(&["folder", "create", "Registrar"], "");
+    a.ok(
+        &[
+            "folder",
+            "share",
+            "Registrar",
+            "--user",
+            "bob@example.com",
+            "--role",
+            "editor",
+        ],
+        "",
+    );
+    a.ok(
+        &[
+            "folder",
+            "share",
+            "Registrar",
+            "--group",
+            "it",
+            "--role",
+            "member",
+        ],
+        "",
+    );
+    a.add_login(
+        "dns",
+        "hunter2",
+        &["--folder", "Registrar", "--username", "ops"],
+    );
+    a.ok(
+        &["totp", "set", "Registrar/dns"],
+        format!("{TOTP_SECRET}\n"),
+    );
+
+    // B2: Bob's second laptop, linked from B with the same ceremony.
+    let link = b.json(&["device", "link", "--json"], "");
+    let code = str_field(&link, "code").to_string();
+    let peer_b = addr(pb);
+    let mut join = Joining::start(
+        &b2,
+        &["device", "join", &code, "--peer", &peer_b, "--pin-stdin"],
+    );
+    let pending = one_pending(&b, "device");
+    let vc = str_field(&pending, "verification_code").to_string();
+    join.wait_for_code(&vc);
+    b.ok(&["device", "confirm", &vc], "");
+    let (status, err) = join.finish();
+    assert_eq!(status, Some(0), "device join failed: {err}");
+
+    // B, B2 and C all show the same TOTP code.
+    let at = 1_900_000_000;
+    let want = totp_at(&a, "Registrar/dns", at);
+    for (who, cli) in [("B", &b), ("B2", &b2), ("C", &c)] {
+        wait_until(SYNC_TIMEOUT, &format!("{who} has the TOTP"), || {
+            let out = cli.coffer(
+                &["totp", "Registrar/dns", "--at", &at.to_string(), "--json"],
+                "",
+            );
+            out.status.success()
+                && serde_json::from_slice::<Value>(&out.stdout)
+                    .is_ok_and(|v| v["code"].as_str() == Some(want.as_str()))
+        });
+    }
+
+    // C (Folder Member) may not edit; B (Item Manager) may, and A sees it.
+    let err = c.fails(&["edit", "Registrar/dns", "--username", "cyd"], "", 10);
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(err.contains("Item Manager"), "names the role needed: {err}");
+    b.ok(&["edit", "Registrar/dns", "--username", "bob"], "");
+    wait_until(SYNC_TIMEOUT, "A sees B's edit", || {
+        let v = a.json(&["get", "Registrar/dns", "--json"], "");
+        v["fields"]["username"].as_str() == Some("bob")
+    });
+
+    // C leaves group "it": A's key rotates, C sees nothing written after.
+    a.ok(&["group", "remove", "it", "cyd@example.com"], "");
+    a.add_login("after-cyd", "pw1", &["--folder", "Registrar"]);
+    wait_until(SYNC_TIMEOUT, "B sees the new login", || {
+        item_names(&b, "Registrar").contains(&"after-cyd".to_string())
+    });
+
+    // B2 is revoked (by its own user, from B): it cannot sync or read anything after.
+    let b2_id = device_id(&b2);
+    b.ok(&["device", "revoke", &b2_id], "");
+    wait_until(SYNC_TIMEOUT, "A learns the revocation", || {
+        let devices = a.json(&["device", "ls", "--json"], "");
+        devices.as_array().is_some_and(|d| {
+            d.iter()
+                .any(|x| x["device_id"] == b2_id.as_str() && x["revoked"] == true)
+        })
+    });
+    a.add_login("after-b2", "pw2", &["--folder", "Registrar"]);
+    wait_until(
+        SYNC_TIMEOUT,
+        "B sees the login written after the revocation",
+        || item_names(&b, "Registrar").contains(&"after-b2".to_string()),
+    );
+
+    // Give stray pushes time to arrive, then check what each one holds.
+    thread::sleep(Duration::from_secs(2));
+    let full = item_names(&a, "Registrar");
+    assert_eq!(full, ["after-b2", "after-cyd", "dns"]);
+    assert_eq!(item_names(&b, "Registrar"), full, "A and B agree");
+    let on_c = item_names(&c, "Registrar");
+    assert!(!on_c.contains(&"after-cyd".to_string()), "C: {on_c:?}");
+    assert!(!on_c.contains(&"after-b2".to_string()), "C: {on_c:?}");
+    let on_b2 = item_names(&b2, "Registrar");
+    assert!(!on_b2.contains(&"after-b2".to_string()), "B2: {on_b2:?}");
+    let members = a.json(&["folder", "members", "Registrar", "--json"], "");
+    assert!(
+        members["epochs"].as_u64().unwrap_or(0) >= 3,
+        "two rotations: {members}"
+    );
+    let sync = a.json(&["sync", "status", "--json"], "");
+    let quarantined: usize = sync["spaces"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|x| x["quarantined"].as_array().map_or(0, Vec::len))
+                .sum()
+        })
+        .unwrap_or(0);
+    assert_eq!(quarantined, 0, "{sync}");
+}
+
+#[test]
+fn team_commands_on_one_device() {
+    let a = coffer_tests::Daemon::start();
+    init_as(&a, "Ada Admin", "Ada@Example.com");
+    // Outside a team: clear errors, and `device ls` shows this device.
+    let err = a.fails(&["team", "show"], "", 5);
+    assert!(err.contains("coffer team create"), "{err}");
+    let devices = a.json(&["device", "ls", "--json"], "");
+    assert_eq!(devices[0]["this_device"], true);
+
+    a.add_login("early", "pw", &[]);
+    let team = a.json(&["team", "create", "Acme", "--json"], "");
+    assert_eq!(team["founder"], "ada@example.com");
+    assert_eq!(team["admin"], true);
+    let err = a.fails(&["team", "create", "Again"], "", 9);
+    assert!(err.contains("already in team"), "{err}");
+    a.ok(&["group", "create", "it"], "");
+    a.fails(&["group", "create", "it"], "", 9);
+    let err = a.fails(&["group", "add", "it", "nobody@example.com"], "", 5);
+    assert!(err.contains("no user nobody@example.com"), "{err}");
+    assert_eq!(
+        a.json(&["group", "ls", "--json"], ""),
+        serde_json::json!([{"name": "it", "members": []}])
+    );
+    // Sharing needs a known user or group, exactly one, and a role.
+    let err = a.fails(
+        &[
+            "folder",
+            "share",
+            "Personal",
+            "--user",
+            "bob@example.com",
+            "--role",
+            "editor",
+        ],
+        "",
+        5,
+    );
+    assert!(err.contains("no user bob@example.com"), "{err}");
+    a.fails(&["folder", "share", "Personal", "--group", "it"], "", 2);
+    a.fails(
+        &[
+            "folder", "share", "Personal", "--group", "it", "--role", "owner",
+        ],
+        "",
+        9,
+    );
+    // The personal folder becomes shared in place: same items.
+    let members = a.json(
+        &[
+            "folder", "share", "Personal", "--group", "it", "--role", "member", "--json",
+        ],
+        "",
+    );
+    assert_eq!(members["team_id"], team["team_id"]);
+    assert!(members["members"].as_array().is_some_and(|m| m
+        .iter()
+        .any(|x| x["kind"] == "group" && x["role"] == "member")));
+    assert_eq!(item_names(&a, "Personal"), ["early"]);
+    // Survives a restart.
+    let mut a = a;
+    a.restart();
+    a.unlock();
+    assert_eq!(item_names(&a, "Personal"), ["early"]);
+    let members = a.json(&["folder", "members", "Personal", "--json"], "");
+    assert_eq!(members["team_id"], team["team_id"]);
+    a.ok(&["folder", "unshare", "Personal", "--group", "it"], "");
+    let users = a.json(&["user", "ls", "--json"], "");
+    assert_eq!(users[0]["email"], "ada@example.com");
+    assert_eq!(users[0]["founder"], true);
+}
