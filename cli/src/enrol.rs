@@ -246,6 +246,14 @@ pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError>
     } else {
         None
     };
+    // A fresh device will need a PIN once admitted: fail now, not then.
+    if pin.is_none() && !input::stdin_is_tty() && !ctx.call::<m::Status>(&m::Empty {})?.initialized
+    {
+        return Err(CliError::Usage(
+            "no terminal to ask for this device's new PIN: pass --pin-stdin and give it on stdin"
+                .into(),
+        ));
+    }
     let started = ctx.call::<m::JoinStart>(&m::JoinStartParams {
         code: args.code,
         kind: kind_name(device).into(),

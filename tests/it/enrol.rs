@@ -246,6 +246,10 @@ fn join_keeps_an_initialised_vault() {
     b.init();
     b.add_login("Mail", "hunter2", &[]);
     let code = invite_code(&a, &["test2@example.org", "--admin"]);
+    // Joining with an initialised device needs its keys: unlocked.
+    b.ok(&["lock"], "");
+    b.fails(&["join", &code, "--peer", &addr(pa)], "", 3);
+    b.unlock();
     let mut join = Joining::spawn(&b, &["join", &code, "--peer", &addr(pa)], "");
     let shown = join.verification_code();
     assert_eq!(
@@ -326,6 +330,10 @@ fn enrolment_failures_add_nobody() {
     let mut wrong = InviteCode::parse(&code).unwrap();
     wrong.secret = InviteSecret::generate(&mut rand::rngs::OsRng);
     assert!(fails(&b, &wrong.encode(), 15).contains("wrong invite code"));
+    // A fresh device with no terminal and no --pin-stdin fails up front.
+    assert!(b
+        .fails(&["join", &code, "--peer", &peer], "", 2)
+        .contains("--pin-stdin"));
     // Without --peer and without mDNS, the inviter cannot be found.
     assert!(b
         .fails(&["join", &code, "--pin-stdin"], format!("{PIN}\n"), 19)
