@@ -108,7 +108,7 @@ fn print_code(r: &m::InviteResult, json: bool, device: bool) {
             .unwrap_or_default()
     );
     eprintln!(
-        "Then compare the verification codes: `coffer {} pending`, and `coffer {} confirm CODE`.",
+        "Then compare the verification codes: `coffer {} pending`, and `coffer {} confirm VERIFICATION_CODE`.",
         if device { "device" } else { "invite" },
         if device { "device" } else { "invite" }
     );
@@ -188,7 +188,7 @@ pub fn pending(ctx: &mut Ctx, device: bool, json: bool) -> Result<(), CliError> 
         );
     }
     println!(
-        "Confirm only the code the new device shows: coffer {} confirm CODE",
+        "Confirm only the code the new device shows: coffer {} confirm VERIFICATION_CODE",
         if device { "device" } else { "invite" }
     );
     Ok(())
