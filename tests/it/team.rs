@@ -307,16 +307,16 @@ fn four_daemons_run_a_team() {
         members["epochs"].as_u64().unwrap_or(0) >= 3,
         "two rotations: {members}"
     );
+    // Only the removed parties' envelopes may be quarantined (ops racing
+    // their removal); everything A and B wrote took effect.
+    let c_id = device_id(&c);
     let sync = a.json(&["sync", "status", "--json"], "");
-    let quarantined: usize = sync["spaces"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .map(|x| x["quarantined"].as_array().map_or(0, Vec::len))
-                .sum()
-        })
-        .unwrap_or(0);
-    assert_eq!(quarantined, 0, "{sync}");
+    for space in sync["spaces"].as_array().expect("spaces") {
+        for q in space["quarantined"].as_array().expect("quarantined") {
+            let author = q["author"].as_str().unwrap_or_default();
+            assert!(author == c_id || author == b2_id, "quarantined: {q}");
+        }
+    }
 }
 
 #[test]

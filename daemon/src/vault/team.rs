@@ -356,7 +356,10 @@ impl Vault {
 
     /// Rotates the key of folders where a member with the key lost access
     /// (`rotate`: only when this device made the change, or manages the
-    /// folder), and hands the current key to member devices that lack it.
+    /// folder), and hands the current key to member devices that lack it
+    /// (writers only). A re-wrap racing a removal of its author ends up
+    /// quarantined on the other devices: harmless, the key it carried is
+    /// re-wrapped by someone else.
     pub(super) fn upkeep_keys(
         &mut self,
         rotate: bool,
@@ -388,7 +391,8 @@ impl Vault {
                     }
                     Err(e) => warn!(folder = %sid.short(), error = %e, "key rotation failed"),
                 }
-            } else if !space.rotation_due() && rights.member {
+            } else if !space.rotation_due() && rights.writer {
+                // Folder Members only use items: the writers hand out keys.
                 match space.rewrap(&u.keys, rng) {
                     Ok(Some(env)) => {
                         envs.push(env);
