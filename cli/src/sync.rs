@@ -13,8 +13,10 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Pair with another device (before team enrolment exists): sync with
-    /// it, and share folders with it.
+    /// Pair with another device outside any team (tests, single-user
+    /// setups): sync with it, and share folders with it. Teams use
+    /// `coffer invite` and `coffer device link` instead.
+    #[command(hide = true)]
     Trust {
         /// The other device's pairing key (`coffer device id` there).
         key: String,
@@ -44,7 +46,8 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List the devices this one trusts.
+    /// List the devices paired with `device trust`.
+    #[command(hide = true)]
     Trusted {
         #[arg(long)]
         json: bool,

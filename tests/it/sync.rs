@@ -373,6 +373,49 @@ fn unknown_device_is_cut_off_and_cannot_push() {
     );
 }
 
+/// While an invite is open, an unknown device's connection is kept (for
+/// enrolment): it can open the sync protocol and push, and must be refused.
+#[test]
+fn a_guest_cannot_push_while_an_invite_is_open() {
+    let pa = free_port();
+    let a = start_node(pa, &[]);
+    a.init();
+    a.ok(&["team", "create", "Acme"], "");
+    let folder = a.json(&["folder", "ls", "--json"], "")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.json(&["invite", "someone@example.com", "--json"], "");
+    let before = a.json(&["sync", "status", "--json"], "");
+    let r = probe(&["guest", "push", &addr(pa), &folder]);
+    // The guest's connection is kept (enrolment may follow) until it opens
+    // the sync protocol: then it is cut off, often before its side of the
+    // stream negotiation even completes (`stream_opened` may be false);
+    // the daemon's log shows the stream arrived.
+    assert_eq!(r["connected"], true, "{r}");
+    assert_eq!(r["closed"], true, "a guest that pushed was kept: {r}");
+    assert!(
+        !r["received"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "hello"),
+        "the daemon synced with a guest: {r}"
+    );
+    assert_eq!(a.json(&["sync", "status", "--json"], ""), before);
+    assert!(
+        a.log_text()
+            .contains("stream from a device this one does not sync with"),
+        "{}",
+        a.log_text()
+    );
+    // The invite still works afterwards (the guest did not burn it).
+    assert_eq!(
+        a.json(&["invite", "pending", "--json"], ""),
+        serde_json::json!([])
+    );
+}
+
 #[test]
 fn revoked_device_is_cut_off_and_gets_nothing_new() {
     let m = Mesh::start();

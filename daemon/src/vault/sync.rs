@@ -562,6 +562,11 @@ impl Vault {
         rng: &mut impl CryptoRngCore,
     ) -> Result<(m::DeviceTrustResult, Vec<Event>), VaultError> {
         self.unlocked()?;
+        if self.team_id().is_some() {
+            return Err(VaultError::Invalid(
+                "this device is in a team: add your devices with `coffer device link`, people with `coffer invite`".into(),
+            ));
+        }
         let (device, exchange) = parse_pairing_key(&p.key).ok_or_else(|| {
             VaultError::Invalid(format!(
                 "not a pairing key: expected {PAIRING_PREFIX}<64 hex>:<64 hex> (run `coffer device id` on the other device)"
