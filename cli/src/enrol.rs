@@ -215,15 +215,11 @@ pub fn decide(
         output::json(&r);
         return Ok(());
     }
-    let who = format!(
-        "{} (device {})",
-        r.email,
-        &r.device_id[..16.min(r.device_id.len())]
-    );
+    let who = format!("{} (device {})", r.email, output::short(&r.device_id));
     match (admit, r.delivered) {
         (true, true) => println!("Admitted {who}."),
         (true, false) => println!(
-            "Admitted {who} to the roster, but the joiner had gone: it cannot finish this join (revoke the device, or invite again)."
+            "Admitted {who} to the roster, but the joiner had gone: they can run the same join again with a new code from you, and it will finish."
         ),
         (false, _) => println!("Rejected {who}."),
     }

@@ -531,7 +531,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             })?;
             println!(
                 "Initialised device {} with a Personal folder. The vault is unlocked.",
-                &r.device_id[..16]
+                output::short(&r.device_id)
             );
         }
         Command::Unlock { pin_stdin } => {
@@ -609,7 +609,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 "Moved {}/{} to the trash (`coffer restore {}` brings it back).",
                 s.folder,
                 s.name,
-                &s.id[..8]
+                output::prefix(&s.id, 8)
             );
         }
         Command::Restore { item } => {
@@ -630,7 +630,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             if json {
                 output::json(&f);
             } else {
-                println!("Created folder {} ({}).", f.name, &f.id[..16]);
+                println!("Created folder {} ({}).", f.name, output::short(&f.id));
             }
         }
         Command::Folder(FolderCommand::Sharing(cmd)) => team::share(&mut ctx, cmd)?,
@@ -898,7 +898,7 @@ fn add_item(ctx: &mut Ctx, add: AddCommand) -> Result<(), CliError> {
             view.item_type,
             view.folder,
             view.name,
-            &view.id[..8]
+            output::prefix(&view.id, 8)
         );
     }
     Ok(())

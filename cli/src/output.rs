@@ -37,7 +37,7 @@ pub fn status(s: &StatusResult) {
         "identity: {} <{}>, device {}",
         s.name.as_deref().unwrap_or("?"),
         s.email.as_deref().unwrap_or("?"),
-        s.device_id.as_deref().map(|d| &d[..16]).unwrap_or("?")
+        s.device_id.as_deref().map(short).unwrap_or("?")
     );
     if s.locked {
         println!("vault: locked");
@@ -68,7 +68,7 @@ pub fn item(v: &ItemView, reveal: bool) {
         v.name,
         v.item_type,
         v.folder,
-        &v.id[..8]
+        prefix(&v.id, 8)
     );
     for (key, value) in &v.fields {
         println!("{}", field_line(key, value, reveal));
@@ -80,7 +80,7 @@ pub fn item(v: &ItemView, reveal: bool) {
         println!(
             "conflict: {key} was edited concurrently; {} other value(s) kept (see `coffer get {} --json`)",
             others.len(),
-            &v.id[..8]
+            prefix(&v.id, 8)
         );
     }
     println!("updated: {}", time(v.updated_ms));
@@ -151,7 +151,7 @@ pub fn summaries(items: &[ItemSummary]) {
         };
         println!(
             "{:<8}  {:<width$}  {:<6}  {:<fwidth$}  {extra}{totp}",
-            &i.id[..8],
+            prefix(&i.id, 8),
             i.name,
             i.item_type,
             i.folder
@@ -167,7 +167,7 @@ pub fn folders(folders: &[FolderInfo]) {
     for f in folders {
         println!(
             "{:<16}  {:<24}  {:<8}  {:>5}  {:>5}",
-            &f.id[..16],
+            short(&f.id),
             f.name,
             f.role,
             f.items,
@@ -182,11 +182,7 @@ pub fn history(entries: &[HistoryEntry], reveal: bool) {
         return;
     }
     for e in entries {
-        let device = e
-            .device
-            .as_deref()
-            .map(|d| &d[..16])
-            .unwrap_or("unknown device");
+        let device = e.device.as_deref().map(short).unwrap_or("unknown device");
         let state = if e.trashed { " [in trash]" } else { "" };
         println!(
             "{}  device {device}  name {:?}{state}",
@@ -294,4 +290,14 @@ pub fn write_new_private_file(path: &std::path::Path, bytes: &[u8]) -> Result<()
         })?;
     file.write_all(bytes).map_err(fail)?;
     file.sync_all().map_err(fail)
+}
+
+/// The first `n` characters of an id (the whole string if shorter).
+pub fn prefix(id: &str, n: usize) -> &str {
+    id.get(..n).unwrap_or(id)
+}
+
+/// An id as shown in listings: its first 16 characters.
+pub fn short(id: &str) -> &str {
+    prefix(id, 16)
 }

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use coffer_ipc::methods as m;
 
-use crate::output::{self, time};
+use crate::output::{self, short, time};
 use crate::{CliError, Ctx};
 
 #[derive(Subcommand, Debug)]
@@ -95,10 +95,6 @@ pub enum SyncCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn short(hex: &str) -> &str {
-    &hex[..hex.len().min(16)]
 }
 
 pub fn device(ctx: &mut Ctx, cmd: DeviceCommand) -> Result<(), CliError> {

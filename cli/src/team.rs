@@ -136,7 +136,7 @@ pub fn team(ctx: &mut Ctx, cmd: TeamCommand) -> Result<(), CliError> {
     if created {
         println!("Created team {:?}; you are its founding admin.", info.name);
     }
-    println!("team:    {} ({})", info.name, &info.team_id[..16]);
+    println!("team:    {} ({})", info.name, output::short(&info.team_id));
     if let Some(f) = &info.founder {
         println!("founder: {f}");
     }
@@ -247,9 +247,25 @@ pub fn group(ctx: &mut Ctx, cmd: GroupCommand) -> Result<(), CliError> {
 }
 
 fn print_members(r: &m::FolderMembersResult) {
-    println!("folder {} ({})", r.name, &r.folder_id[..16]);
+    println!("folder {} ({})", r.name, output::short(&r.folder_id));
     for member in &r.members {
-        println!("  {:<6} {:<32} {}", member.kind, member.name, member.role);
+        let name = match member.kind.as_str() {
+            // A device grant: the folder's creating device, or a paired one.
+            "device" => {
+                let user = r
+                    .devices
+                    .iter()
+                    .find(|d| d.device_id == member.name)
+                    .and_then(|d| d.user.as_deref());
+                let short = output::short(&member.name);
+                match user {
+                    Some(u) => format!("{short} ({u})"),
+                    None => short.to_string(),
+                }
+            }
+            _ => member.name.clone(),
+        };
+        println!("  {:<6} {:<32} {}", member.kind, name, member.role);
     }
     let keyless = r.devices.iter().filter(|d| !d.has_key).count();
     println!(
@@ -323,13 +339,14 @@ pub fn devices(ctx: &mut Ctx, json: bool) -> Result<(), CliError> {
         return Ok(());
     }
     for d in devices {
-        println!(
-            "{}  {:<32}{}{}",
-            &d.device_id[..16],
-            d.user,
-            if d.revoked { "  revoked" } else { "" },
-            if d.this_device { "  (this device)" } else { "" }
-        );
+        let mut line = format!("{}  {}", output::short(&d.device_id), d.user);
+        if d.revoked {
+            line.push_str("  revoked");
+        }
+        if d.this_device {
+            line.push_str("  (this device)");
+        }
+        println!("{line}");
     }
     Ok(())
 }

@@ -193,13 +193,23 @@ impl Shared {
                 let p = params::<m::Unlock>(raw)?;
                 let was_locked = vault.is_locked();
                 vault.unlock(&p.pin, now())?;
+                let upkeep = if was_locked {
+                    vault.key_upkeep(&mut OsRng).unwrap_or_else(|e| {
+                        warn!(error = %e, "key upkeep after unlock failed");
+                        Vec::new()
+                    })
+                } else {
+                    Vec::new()
+                };
                 drop(vault);
                 self.net.identity_maybe_ready();
                 if was_locked {
-                    self.publish(vec![Event::LockState {
+                    let mut events = vec![Event::LockState {
                         locked: false,
                         reason: "pin".into(),
-                    }]);
+                    }];
+                    events.extend(upkeep);
+                    self.publish(events);
                 }
                 reply::<m::Unlock>(m::Empty {})
             }

@@ -1,6 +1,7 @@
 //! One type per method: its name, params and result.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -45,7 +46,7 @@ pub struct StatusResult {
     pub pid: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct InitParams {
     pub name: String,
     pub email: String,
@@ -58,7 +59,7 @@ pub struct InitResult {
     pub folder_id: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct UnlockParams {
     pub pin: String,
 }
@@ -77,7 +78,7 @@ pub struct FolderInfo {
     pub trashed: usize,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct ItemAddParams {
     /// Folder name or id prefix; default "Personal".
     pub folder: Option<String>,
@@ -99,7 +100,7 @@ pub struct ItemRef {
     pub trash: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct ItemEditParams {
     pub item: String,
     pub name: Option<String>,
@@ -178,14 +179,14 @@ pub struct TotpCode {
     pub item: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct TotpSetParams {
     pub item: String,
     /// Base32 secret, otpauth:// URI or steam:// secret.
     pub secret: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ImportParams {
     /// A format name (`bitwarden-json`, `kdbx`, ...) or `auto`.
     pub format: String,
@@ -279,7 +280,7 @@ pub struct ExportResult {
     pub text: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct BackupParams {
     /// Absolute path of the backup file to write (replaced atomically).
     pub path: String,
@@ -294,7 +295,7 @@ pub struct BackupResult {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct RestoreBackupParams {
     /// Absolute path of a file written by `backup`.
     pub path: String,
@@ -647,7 +648,7 @@ pub struct LinkParams {
 }
 
 /// A one-time code (a secret: give it only to the joiner).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct InviteResult {
     pub code: String,
     /// "user" (an invite) or "device" (a device link).
@@ -695,7 +696,7 @@ pub struct DecideResult {
     pub delivered: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct JoinStartParams {
     pub code: String,
     /// "user" (`coffer join`) or "device" (`coffer device join`).
@@ -725,7 +726,7 @@ pub struct JoinIdParams {
     pub join_id: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct JoinFinishParams {
     pub join_id: u64,
     pub pin: String,
@@ -775,3 +776,149 @@ method!(
     /// Sets a fresh device's PIN and completes an admitted join.
     JoinFinish, "join.finish", JoinFinishParams, JoinResult
 );
+
+// Debug without the secrets: a stray `{:?}` of a request must not log a
+// PIN, a password, a passphrase, a TOTP secret or an invite code.
+const REDACTED: &str = "<redacted>";
+
+impl fmt::Debug for InitParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InitParams")
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("pin", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for UnlockParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnlockParams")
+            .field("pin", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ItemAddParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ItemAddParams")
+            .field("folder", &self.folder)
+            .field("item_type", &self.item_type)
+            .field("name", &self.name)
+            .field("fields", &REDACTED)
+            .field("urls", &self.urls)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ItemEditParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ItemEditParams")
+            .field("item", &self.item)
+            .field("name", &self.name)
+            .field("fields", &REDACTED)
+            .field("urls", &self.urls)
+            .finish()
+    }
+}
+
+impl fmt::Debug for TotpSetParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpSetParams")
+            .field("item", &self.item)
+            .field("secret", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ImportParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportParams")
+            .field("format", &self.format)
+            .field("path", &self.path)
+            .field("folder", &self.folder)
+            .field("dry_run", &self.dry_run)
+            .field("password", &REDACTED)
+            .field("progress", &self.progress)
+            .finish()
+    }
+}
+
+impl fmt::Debug for BackupParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackupParams")
+            .field("path", &self.path)
+            .field("passphrase", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for RestoreBackupParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestoreBackupParams")
+            .field("path", &self.path)
+            .field("passphrase", &REDACTED)
+            .field("dry_run", &self.dry_run)
+            .field("progress", &self.progress)
+            .finish()
+    }
+}
+
+impl fmt::Debug for InviteResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InviteResult")
+            .field("code", &REDACTED)
+            .field("kind", &self.kind)
+            .field("email", &self.email)
+            .field("expires_ms", &self.expires_ms)
+            .field("addresses", &self.addresses)
+            .finish()
+    }
+}
+
+impl fmt::Debug for JoinStartParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinStartParams")
+            .field("code", &REDACTED)
+            .field("kind", &self.kind)
+            .field("peers", &self.peers)
+            .field("pin", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for JoinFinishParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinFinishParams")
+            .field("join_id", &self.join_id)
+            .field("pin", &REDACTED)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let join = JoinStartParams {
+            code: "coffer-invite-secretcode".into(),
+            kind: "user".into(),
+            peers: Vec::new(),
+            pin: Some("2468".into()),
+        };
+        let add = ItemAddParams {
+            folder: None,
+            item_type: "login".into(),
+            name: "bank".into(),
+            fields: [("password".to_string(), "hunter2".to_string())].into(),
+            urls: Vec::new(),
+        };
+        let shown = format!("{join:?} {add:?} {:?}", UnlockParams { pin: "2468".into() });
+        for secret in ["secretcode", "2468", "hunter2"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("bank") && shown.contains("<redacted>"));
+    }
+}

@@ -379,17 +379,16 @@ impl Shared {
         let connected = block_on(enrol::connect(&code, &keys, &device_name, &peers, mdns))
             .map_err(enrol_error)?;
         let hello = connected.joined.hello.clone();
+        // The code decides what is joined: `coffer join` with a device-link
+        // code (or the reverse) still works, rather than burning the code.
         if hello.kind != kind {
-            return Err(RpcError::new(
-                ErrorCode::InviteInvalid,
-                match hello.kind {
-                    EnrolKind::User => "this is an invite code: run `coffer join CODE`",
-                    EnrolKind::Device => {
-                        "this is a device-link code: run `coffer device join CODE`"
-                    }
-                },
-            ));
+            info!(
+                asked = kind.name(),
+                code = hello.kind.name(),
+                "the code is of the other kind; following the code"
+            );
         }
+        let kind = hello.kind;
         let verification = connected.joined.verification.clone();
         info!(
             kind = kind.name(),

@@ -104,18 +104,41 @@ impl Vault {
     ) -> Result<Admitted, VaultError> {
         let team = self.team_id().ok_or_else(no_team)?;
         let state = self.team_state().ok_or_else(no_team)?;
-        if state.devices.contains_key(&device) {
-            return Err(VaultError::Invalid(
-                "that device is already in the team".into(),
-            ));
-        }
-        let mut ops = Vec::new();
         let user = match spec.kind {
             EnrolKind::User => UserId::new(&spec.email).ok_or_else(|| {
                 VaultError::Invalid(format!("{:?} is not an email address", spec.email))
             })?,
             EnrolKind::Device => self.my_user().ok_or(VaultError::NotInitialized)?,
         };
+        match state.devices.get(&device) {
+            // Admitted before, but the joiner never got the answer (it
+            // dropped): admitting again only resends the roster.
+            Some(rec)
+                if rec.user == user
+                    && rec.exchange == exchange
+                    && !rec.revoked
+                    && state.users.contains(&user) =>
+            {
+                info!(device = %device.short(), "enrolment admitted again (already enrolled)");
+                return Ok(Admitted {
+                    team,
+                    roster: self.roster_bytes(),
+                    events: Vec::new(),
+                });
+            }
+            Some(rec) if rec.revoked => {
+                return Err(VaultError::Invalid(
+                    "that device was revoked; a revoked device cannot rejoin (join from a fresh data folder)".into(),
+                ))
+            }
+            Some(_) => {
+                return Err(VaultError::Invalid(
+                    "that device is already enrolled as another user".into(),
+                ))
+            }
+            None => {}
+        }
+        let mut ops = Vec::new();
         if spec.kind == EnrolKind::User && !state.users.contains(&user) {
             ops.push(RosterOp::AddUser { user: user.clone() });
         }

@@ -311,8 +311,13 @@ impl Vault {
         let Some(s) = self.space_ref(space) else {
             return Vec::new();
         };
+        // The roster (emails, groups, devices) goes to team devices only,
+        // even inside a folder shared with a device outside the team.
+        let team = self.team_id();
+        let roster_ok = self.live_team_device(peer);
         let mut out: Vec<&Envelope> = s
             .held()
+            .filter(|e| roster_ok || Some(e.space()) != team || Some(*space) == team)
             .filter(|e| match known.get(&(e.space(), e.author())) {
                 None => true,
                 Some((seq, id)) => e.seq() > *seq || (e.seq() == *seq && e.id() != *id),

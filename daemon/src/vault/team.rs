@@ -416,6 +416,16 @@ impl Vault {
         Ok((change, events))
     }
 
+    /// Key upkeep after an unlock: roster and membership changes that
+    /// arrived while locked could not re-wrap or rotate (no keys then).
+    pub fn key_upkeep(&mut self, rng: &mut impl CryptoRngCore) -> Result<Vec<Event>, VaultError> {
+        if self.unlocked.is_none() {
+            return Ok(Vec::new());
+        }
+        let (_, events) = self.upkeep_keys(false, rng)?;
+        Ok(events)
+    }
+
     /// Per held space of the team (roster included), this device's view:
     /// the cutoffs a roster removal records.
     fn team_cutoffs(&self) -> Cutoffs {
@@ -665,8 +675,36 @@ impl Vault {
         let team_id = self
             .team_id()
             .ok_or_else(|| VaultError::NotFound(NO_TEAM.into()))?;
-        match self.spaces.get(&sid).and_then(Space::team) {
-            None => self.bind_to_team(sid)?,
+        let me = self.device_id().ok_or(VaultError::NotInitialized)?;
+        let space = self
+            .spaces
+            .get(&sid)
+            .ok_or_else(|| VaultError::Internal("folder space missing".into()))?;
+        match space.team() {
+            None => {
+                // Checked before the folder is bound to the team (a write).
+                if change != ShareChange::Share {
+                    return Err(VaultError::NotFound(format!(
+                        "{} is not a member of this folder",
+                        principal_name(&principal)
+                    )));
+                }
+                if !space.can_manage(&me) {
+                    return Err(VaultError::PermissionDenied(
+                        "changing a folder's members needs the Folder Manager role".into(),
+                    ));
+                }
+                let outsiders = space.state().folder.grants.keys().any(|p| match p {
+                    Principal::Device(d) => *d != me && !self.live_team_device(d),
+                    _ => false,
+                });
+                if outsiders {
+                    return Err(VaultError::Invalid(
+                        "the folder is shared with a paired device outside the team: revoke it first (`coffer device revoke`)".into(),
+                    ));
+                }
+                self.bind_to_team(sid)?
+            }
             Some(t) if t == team_id => {}
             Some(_) => {
                 return Err(VaultError::Invalid(
@@ -1060,6 +1098,44 @@ mod tests {
         assert!(names(&b.vault, "Registrar").contains(&"after-b2".to_string()));
         assert!(!names(&b2.vault, "Registrar").contains(&"after-b2".to_string()));
         assert_eq!(names(&a.vault, "Registrar"), names(&b.vault, "Registrar"));
+    }
+
+    /// A roster change that reaches the only writer while it is locked is
+    /// acted on at its next unlock: the new device gets the folder key.
+    #[test]
+    fn keys_are_handed_out_after_an_unlock() {
+        let mut a = node("a@example.com");
+        let mut b = node("b@example.com");
+        a.vault.team_create("Acme", &mut OsRng).expect("team");
+        admit(&mut a.vault, &mut b.vault, "b@example.com");
+        a.vault
+            .folder_create("Vault", NOW, &mut OsRng)
+            .expect("folder");
+        add_login(&mut a.vault, "Vault", "wifi").expect("add");
+        share(&mut a.vault, "Vault", Some("b@example.com"), None, "member");
+        sync(&mut a.vault, &mut b.vault);
+        assert_eq!(names(&b.vault, "Vault"), ["wifi"]);
+        a.vault.lock();
+        // B (a Folder Member: it hands out no keys) links a second laptop.
+        let mut b2 = node("b@example.com");
+        let (d2, x2) = exchange_of(&b2.vault);
+        enrol(
+            &mut b.vault,
+            &mut b2.vault,
+            vec![RosterOp::AddDevice {
+                user: UserId::new("b@example.com").expect("email"),
+                device: d2,
+                exchange: x2,
+            }],
+        );
+        sync(&mut a.vault, &mut b.vault);
+        sync(&mut a.vault, &mut b2.vault);
+        assert_eq!(names(&b2.vault, "Vault"), Vec::<String>::new());
+        a.vault.unlock("1234", NOW).expect("unlock");
+        let events = a.vault.key_upkeep(&mut OsRng).expect("upkeep");
+        assert!(!events.is_empty());
+        sync(&mut a.vault, &mut b2.vault);
+        assert_eq!(names(&b2.vault, "Vault"), ["wifi"]);
     }
 
     #[test]
