@@ -145,7 +145,7 @@ pub fn device(ctx: &mut Ctx, cmd: DeviceCommand) -> Result<(), CliError> {
                 output::json(&r);
             } else {
                 println!(
-                    "Revoked device {}; removed from {} folder(s), whose keys rotated.",
+                    "Revoked device {}; the key of {} folder(s) rotated.",
                     short(&r.device_id),
                     r.folders.len()
                 );
