@@ -11,6 +11,8 @@
 #     same run (its own OUTDIR subfolder), with the ratio of medians.
 #
 # Usage: bench/sync_bench.sh            Env: RUNS (100), N (10000),
+#        BULK (import: the N items come from one import, a few large
+#        changes; edits: N separate item.add calls, N envelopes),
 #        PROFILE (release|debug, default release), OUTDIR, SKIP_SYNCTHING=1,
 #        SKIP_BUILD=1 (use the binaries already built)
 # Needs: bash >= 5 (EPOCHREALTIME), jq, ss (iproute2).
@@ -120,8 +122,31 @@ for i in range(n):
 PY
 cf a folder create Bulk >/dev/null
 t_imp=$EPOCHREALTIME
-cf a import "$W/bulk.csv" --folder Bulk >/dev/null
-echo "import of $N items on A: $(awk -v a="$t_imp" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.2f", b-a}') s"
+if [[ ${BULK:-import} == edits ]]; then
+  # One item.add request per item over one socket connection: N separate
+  # changes, N envelopes (the worst case for the initial sync).
+  python3 - "$N" "$W/a/run/sock" <<'PY'
+import json, socket, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_UNIX); s.connect(path); f = s.makefile("rwb")
+for i in range(n):
+    req = {"jsonrpc": "2.0", "id": i + 1, "method": "item.add", "params": {
+        "folder": "Bulk", "item_type": "login", "name": f"svc{i:05}",
+        "fields": {"username": f"user{i}", "password": f"pw-{i:05}-0123456789abcdef"},
+        "urls": [f"https://svc{i:05}.example"]}}
+    f.write(json.dumps(req).encode() + b"\n"); f.flush()
+    while True:
+        msg = json.loads(f.readline())
+        if msg.get("id") == i + 1:
+            if "error" in msg:
+                sys.exit(f"item.add failed: {msg['error']}")
+            break
+PY
+  echo "added $N items one by one on A: $(awk -v a="$t_imp" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.2f", b-a}') s"
+else
+  cf a import "$W/bulk.csv" --folder Bulk >/dev/null
+  echo "import of $N items on A: $(awk -v a="$t_imp" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.2f", b-a}') s"
+fi
 BULK=$(cf a folder ls --json | jq -r '.[] | select(.name=="Bulk") | .id')
 ENV_BYTES=$(cf a sync status --json | jq --arg id "$BULK" '.spaces[] | select(.folder_id==$id) | .envelope_bytes')
 tcp_sent() { ss -tinH state established "( sport = :$PA )" | grep -o 'bytes_sent:[0-9]*' | cut -d: -f2 | awk '{s+=$1} END{print s+0}'; }
