@@ -43,20 +43,19 @@ pub enum InviteCommand {
         json: bool,
     },
     /// Admit the join whose screen shows this verification code.
-    Confirm {
-        /// The 6 digits (`123 456` or `123456`).
-        #[arg(num_args = 1..=2, required = true)]
-        verification_code: Vec<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Confirm(Verification),
     /// Refuse the join whose screen shows this verification code.
-    Reject {
-        #[arg(num_args = 1..=2, required = true)]
-        verification_code: Vec<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Reject(Verification),
+}
+
+/// The verification code a joiner's screen shows (`confirm` / `reject`).
+#[derive(Args, Debug)]
+pub struct Verification {
+    /// The 6 digits (`123 456` or `123456`).
+    #[arg(num_args = 1..=2, required = true)]
+    verification_code: Vec<String>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -117,14 +116,8 @@ fn print_code(r: &m::InviteResult, json: bool, device: bool) {
 pub fn invite(ctx: &mut Ctx, args: InviteArgs) -> Result<(), CliError> {
     match args.command {
         Some(InviteCommand::Pending { json }) => pending(ctx, false, json),
-        Some(InviteCommand::Confirm {
-            verification_code,
-            json,
-        }) => decide(ctx, false, &verification_code.join(" "), true, json),
-        Some(InviteCommand::Reject {
-            verification_code,
-            json,
-        }) => decide(ctx, false, &verification_code.join(" "), false, json),
+        Some(InviteCommand::Confirm(v)) => decide(ctx, false, &v, true),
+        Some(InviteCommand::Reject(v)) => decide(ctx, false, &v, false),
         None => {
             let email = args
                 .email
@@ -195,16 +188,11 @@ pub fn pending(ctx: &mut Ctx, device: bool, json: bool) -> Result<(), CliError> 
 }
 
 /// `coffer invite confirm|reject` / `coffer device confirm|reject`.
-pub fn decide(
-    ctx: &mut Ctx,
-    device: bool,
-    code: &str,
-    admit: bool,
-    json: bool,
-) -> Result<(), CliError> {
+pub fn decide(ctx: &mut Ctx, device: bool, v: &Verification, admit: bool) -> Result<(), CliError> {
+    let json = v.json;
     let params = m::DecideParams {
         kind: kind_name(device).into(),
-        verification_code: code.to_string(),
+        verification_code: v.verification_code.join(" "),
     };
     let r = if admit {
         ctx.call::<m::InviteConfirm>(&params)?

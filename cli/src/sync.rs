@@ -68,19 +68,9 @@ pub enum DeviceCommand {
         json: bool,
     },
     /// Admit the new device whose screen shows this verification code.
-    Confirm {
-        #[arg(num_args = 1..=2, required = true)]
-        verification_code: Vec<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Confirm(crate::enrol::Verification),
     /// Refuse the new device whose screen shows this verification code.
-    Reject {
-        #[arg(num_args = 1..=2, required = true)]
-        verification_code: Vec<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Reject(crate::enrol::Verification),
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,14 +144,8 @@ pub fn device(ctx: &mut Ctx, cmd: DeviceCommand) -> Result<(), CliError> {
         DeviceCommand::Link { expires, json } => crate::enrol::link(ctx, expires, json)?,
         DeviceCommand::Join(args) => crate::enrol::join(ctx, args, true)?,
         DeviceCommand::Pending { json } => crate::enrol::pending(ctx, true, json)?,
-        DeviceCommand::Confirm {
-            verification_code,
-            json,
-        } => crate::enrol::decide(ctx, true, &verification_code.join(" "), true, json)?,
-        DeviceCommand::Reject {
-            verification_code,
-            json,
-        } => crate::enrol::decide(ctx, true, &verification_code.join(" "), false, json)?,
+        DeviceCommand::Confirm(v) => crate::enrol::decide(ctx, true, &v, true)?,
+        DeviceCommand::Reject(v) => crate::enrol::decide(ctx, true, &v, false)?,
         DeviceCommand::Trusted { json } => {
             let r = ctx.call::<m::DeviceTrusted>(&m::Empty {})?;
             if json {

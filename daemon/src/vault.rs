@@ -192,10 +192,12 @@ impl Vault {
         rng: &mut impl CryptoRngCore,
     ) -> Result<(DeviceId, SpaceId), VaultError> {
         let keys = DeviceKeys::generate(rng);
-        self.init_inner(name, email, pin, keys, now, rng)
+        self.init_with_keys(name, email, pin, keys, now, rng)
     }
 
-    fn init_inner(
+    /// `init` with given keys: a fresh device joining a team uses the keys
+    /// its enrolment handshake was made with.
+    pub fn init_with_keys(
         &mut self,
         name: &str,
         email: &str,

@@ -69,19 +69,7 @@ impl Discovery {
                 if peer == local {
                     continue;
                 }
-                let addrs: Vec<Multiaddr> = svc
-                    .addresses
-                    .iter()
-                    .map(|ip| {
-                        let mut a = Multiaddr::empty();
-                        match ip.to_ip_addr() {
-                            std::net::IpAddr::V4(v4) => a.push(Protocol::Ip4(v4)),
-                            std::net::IpAddr::V6(v6) => a.push(Protocol::Ip6(v6)),
-                        }
-                        a.push(Protocol::Tcp(svc.port));
-                        a
-                    })
-                    .collect();
+                let addrs = tcp_addrs(svc.addresses.iter().map(|ip| ip.to_ip_addr()), svc.port);
                 debug!(%peer, ?addrs, "mDNS: found a peer");
                 if cmd.send(Command::Discovered { peer, addrs }).await.is_err() {
                     return;
@@ -91,4 +79,18 @@ impl Discovery {
         });
         Ok(Discovery { daemon })
     }
+}
+
+/// The TCP multiaddrs of a DNS-SD record's addresses and port.
+pub(crate) fn tcp_addrs(ips: impl Iterator<Item = std::net::IpAddr>, port: u16) -> Vec<Multiaddr> {
+    ips.map(|ip| {
+        let mut a = Multiaddr::empty();
+        match ip {
+            std::net::IpAddr::V4(v4) => a.push(Protocol::Ip4(v4)),
+            std::net::IpAddr::V6(v6) => a.push(Protocol::Ip6(v6)),
+        }
+        a.push(Protocol::Tcp(port));
+        a
+    })
+    .collect()
 }

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use coffer_crdt::{DeviceId, DeviceKeys};
 use data_encoding::BASE32_NOPAD;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
@@ -384,6 +383,20 @@ impl Bounded for Decision {
             Decision::Admit { roster, .. } => roster.len() <= MAX_ROSTER_ENVELOPES,
             Decision::Reject => true,
         }
+    }
+}
+
+/// Every decoder of the bytes and text an enrolment peer or user hands
+/// this module, for the cargo-fuzz target in `daemon/fuzz`: must never
+/// panic, whatever `bytes` hold.
+#[doc(hidden)]
+pub fn fuzz_decoders(bytes: &[u8]) {
+    let _ = decode::<InviterHello>(bytes);
+    let _ = decode::<JoinerHello>(bytes);
+    let _ = decode::<Decision>(bytes);
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        let _ = InviteCode::parse(text);
+        let _ = parse_ttl(text);
     }
 }
 
@@ -1093,18 +1106,6 @@ pub struct Connected {
     pub guard: SwarmGuard,
 }
 
-fn without_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
-    let mut out = Multiaddr::empty();
-    let mut peer = None;
-    for p in addr.iter() {
-        match p {
-            Protocol::P2p(id) => peer = Some(id),
-            other => out.push(other),
-        }
-    }
-    (out, peer)
-}
-
 /// Browses `_coffer._tcp` (at most `wait`) for the record of `peer`.
 async fn browse_for(peer: PeerId, wait: Duration) -> Result<Vec<Multiaddr>, EnrolError> {
     let daemon = mdns_sd::ServiceDaemon::new()
@@ -1121,19 +1122,10 @@ async fn browse_for(peer: PeerId, wait: Duration) -> Result<Vec<Multiaddr>, Enro
             if svc.get_property_val_str("peer") != Some(wanted.as_str()) {
                 continue;
             }
-            let addrs: Vec<Multiaddr> = svc
-                .addresses
-                .iter()
-                .map(|ip| {
-                    let mut a = Multiaddr::empty();
-                    match ip.to_ip_addr() {
-                        std::net::IpAddr::V4(v4) => a.push(Protocol::Ip4(v4)),
-                        std::net::IpAddr::V6(v6) => a.push(Protocol::Ip6(v6)),
-                    }
-                    a.push(Protocol::Tcp(svc.port));
-                    a
-                })
-                .collect();
+            let addrs = super::discovery::tcp_addrs(
+                svc.addresses.iter().map(|ip| ip.to_ip_addr()),
+                svc.port,
+            );
             if !addrs.is_empty() {
                 return Some(addrs);
             }
@@ -1160,7 +1152,7 @@ pub async fn connect(
         peer_id_of(&code.inviter).ok_or(EnrolError::BadCode("no valid inviter key in it"))?;
     let mut addrs = Vec::new();
     for a in peers {
-        let (bare, p) = without_p2p(a);
+        let (bare, p) = super::without_p2p(a);
         if p.is_some_and(|p| p != inviter) {
             return Err(EnrolError::NotFound(format!(
                 "{a} names another device than the one that made this code"

@@ -69,6 +69,19 @@ pub fn device_of(peer: &PeerId) -> Option<DeviceId> {
     Some(DeviceId(ed.to_bytes()))
 }
 
+/// An address without its `/p2p/PEER` part, and that peer.
+pub(crate) fn without_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
+    let mut out = Multiaddr::empty();
+    let mut peer = None;
+    for p in addr.iter() {
+        match p {
+            libp2p::multiaddr::Protocol::P2p(id) => peer = Some(id),
+            other => out.push(other),
+        }
+    }
+    (out, peer)
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 use super::enrol;
 use super::protocol::{NOISE_PROLOGUE, PROTOCOL_NAME};
 use super::session::{self, SessionHandle};
-use super::{backoff, device_of, discovery, now_ms, Command, Ctx, DEFAULT_PORT};
+use super::{backoff, device_of, discovery, now_ms, without_p2p, Command, Ctx, DEFAULT_PORT};
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -112,18 +112,6 @@ fn tcp_port(addr: &Multiaddr) -> Option<u16> {
         Protocol::Tcp(port) => Some(port),
         _ => None,
     })
-}
-
-fn without_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
-    let mut out = Multiaddr::empty();
-    let mut peer = None;
-    for p in addr.iter() {
-        match p {
-            Protocol::P2p(id) => peer = Some(id),
-            other => out.push(other),
-        }
-    }
-    (out, peer)
 }
 
 /// Runs the swarm until the process ends.

@@ -12,8 +12,8 @@ use std::collections::{BTreeSet, HashSet};
 use coffer_crdt::ops::Cutoffs;
 use coffer_crdt::state::TeamState;
 use coffer_crdt::{
-    DeviceId, DeviceKeys, Envelope, EnvelopeId, Outcome, Principal, Role, RosterOp, Space,
-    SpaceError, SpaceId, UserId,
+    DeviceId, Envelope, EnvelopeId, Outcome, Principal, Role, RosterOp, Space, SpaceError, SpaceId,
+    UserId,
 };
 use coffer_ipc::methods as m;
 use coffer_ipc::Event;
@@ -21,7 +21,7 @@ use rand_core::CryptoRngCore;
 use tracing::{info, warn};
 
 use super::sync::{RemoteIngest, SMALL_BATCH};
-use super::{load_space, Now, Vault, VaultError};
+use super::{load_space, Vault, VaultError};
 use crate::store::SPACE_TEAM;
 
 const NO_TEAM: &str =
@@ -812,20 +812,6 @@ impl Vault {
             epochs: state.folder.epochs.len(),
         })
     }
-
-    /// A fresh device joining a team: like `init`, with the keys the
-    /// enrolment handshake was made with.
-    pub fn init_with_keys(
-        &mut self,
-        name: &str,
-        email: &str,
-        pin: &str,
-        keys: DeviceKeys,
-        now: Now,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<(DeviceId, SpaceId), VaultError> {
-        self.init_inner(name, email, pin, keys, now, rng)
-    }
 }
 
 /// `coffer group` subcommands that change the roster.
@@ -854,6 +840,7 @@ mod tests {
     use super::*;
     use crate::keystore::KdfParams;
     use crate::vault::sync::parse_pairing_key;
+    use crate::vault::Now;
 
     const CHEAP: KdfParams = KdfParams {
         memory_kib: 64,
