@@ -85,6 +85,8 @@ pub const DECISION_TIMEOUT: Duration = Duration::from_secs(600);
 pub const GUEST_GRACE: Duration = Duration::from_secs(60);
 /// Unknown peers' connections kept at a time.
 pub const MAX_GUESTS: usize = 16;
+/// Enrolment streams one peer may have served at once.
+pub const MAX_STREAMS_PER_PEER: usize = 2;
 /// The longest `--expires`.
 pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The default `--expires`.

@@ -72,6 +72,8 @@ struct Actor {
     guests: HashMap<PeerId, Instant>,
     /// Bounds the enrolment streams served at once.
     enrolments: Arc<tokio::sync::Semaphore>,
+    /// Enrolment streams being served, per peer.
+    enrol_by_peer: Arc<std::sync::Mutex<HashMap<PeerId, usize>>>,
 }
 
 fn protocol() -> StreamProtocol {
@@ -191,6 +193,7 @@ pub(crate) async fn run(
         local,
         guests: HashMap::new(),
         enrolments: Arc::new(tokio::sync::Semaphore::new(enrol::MAX_GUESTS)),
+        enrol_by_peer: Arc::default(),
     };
     let (inbound_tx, mut inbound_rx) = mpsc::channel(16);
     tokio::spawn(async move {
@@ -435,7 +438,32 @@ impl Actor {
             debug!(%peer, "enrolment stream while no invite is open: dropped");
             return;
         }
+        // One peer may not hold the shared permits (a LAN neighbour opening
+        // many silent streams would starve real joiners).
+        let per_peer = self.enrol_by_peer.clone();
+        {
+            let Ok(mut active) = per_peer.lock() else {
+                return;
+            };
+            let n = active.entry(peer).or_insert(0);
+            if *n >= enrol::MAX_STREAMS_PER_PEER {
+                warn!(%peer, "too many enrolment streams from one peer: dropped a stream");
+                return;
+            }
+            *n += 1;
+        }
+        let release = move || {
+            if let Ok(mut active) = per_peer.lock() {
+                if let Some(n) = active.get_mut(&peer) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        active.remove(&peer);
+                    }
+                }
+            }
+        };
         let Ok(permit) = self.enrolments.clone().try_acquire_owned() else {
+            release();
             warn!(%peer, "too many enrolments at once: dropped a stream");
             return;
         };
@@ -451,6 +479,7 @@ impl Actor {
                 }
                 Err(e) => info!(joiner = %joiner.short(), error = %e, "enrolment ended"),
             }
+            release();
         });
     }
 
