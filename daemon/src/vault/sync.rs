@@ -3,10 +3,10 @@
 //! envelopes — validated by the acceptance rule without keys, applied to the
 //! open folder documents when unlocked.
 //!
-//! Also the pre-enrolment pairing (`coffer device trust` / `revoke`): a
-//! locally trusted device list, and folder sharing through the crdt's
-//! `Principal::Device` membership ops. Team enrolment (issue 5) replaces the
-//! trust list with the roster.
+//! Also pairing outside a team (`coffer device trust` / `revoke`, for tests
+//! and single-user setups): a locally trusted device list, and folder
+//! sharing through the crdt's `Principal::Device` membership ops. Inside a
+//! team the roster decides (`vault/team.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -215,8 +215,9 @@ impl Vault {
         })
     }
 
-    /// Devices this one syncs with: members of a folder it holds, and
-    /// trusted devices that no folder removed.
+    /// Devices this one syncs with: live devices of its team, members of a
+    /// folder it holds, and paired devices that no folder removed; never a
+    /// device the roster revoked (or whose user it removed).
     pub fn peer_allowed(&self, d: &DeviceId) -> bool {
         if self.device_id().as_ref() == Some(d) || self.dead_team_device(d) {
             return false;
