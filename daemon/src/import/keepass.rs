@@ -465,7 +465,12 @@ pub(super) fn parse_kdbx(
     check_kdf_cost(bytes)?;
     let password = password.ok_or(ImportError::PasswordRequired)?;
     let key = ::keepass::DatabaseKey::new().with_password(password);
-    let db = ::keepass::Database::parse(bytes, key).map_err(|e| match e {
+    // The keepass crate (0.17) panics on some malformed headers (a slice
+    // index in its KDBX 4 outer-header parser, found by daemon/fuzz): a
+    // damaged file must be an error, never a crash.
+    let parsed = std::panic::catch_unwind(|| ::keepass::Database::parse(bytes, key))
+        .map_err(|_| ImportError::malformed(F, "header", "damaged database header"))?;
+    let db = parsed.map_err(|e| match e {
         E::Key(K::IncorrectKey) => ImportError::WrongPassword,
         E::Key(_) => ImportError::WrongPassword,
         E::UnsupportedVersion => {
@@ -751,6 +756,17 @@ mod tests {
                 skipped("line 139 'Deleted login'", "in the recycle bin"),
             ]
         );
+    }
+
+    /// Found by `daemon/fuzz` (import_parse): the keepass crate panics in
+    /// its KDBX 4 outer-header parser on this file.
+    #[test]
+    fn kdbx_header_that_panics_the_parser_is_an_error() {
+        let bytes = fixture("keepass-bad-header.kdbx");
+        let err = parse(Format::Kdbx, &bytes, Some("coffer-test"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("kdbx: header:"), "{err}");
     }
 
     #[test]
