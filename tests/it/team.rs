@@ -3,15 +3,13 @@
 //! with invite codes and verification codes, a shared folder with roles, a
 //! linked TOTP, a group change and a device revocation.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coffer_tests::{str_field, Cli, PIN};
 use serde_json::Value;
 
+use crate::enrol::{one_pending, Joining};
 use crate::sync::{addr, free_port, start_node, wait_until, SYNC_TIMEOUT};
 
 const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXP";
@@ -23,105 +21,9 @@ pub fn init_as(cli: &Cli, name: &str, email: &str) {
     );
 }
 
-/// A `coffer join`/`device join` running in the background, its stdout
-/// lines collected as they come.
-pub struct Joining {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Joining {
-    pub fn start(cli: &Cli, args: &[&str]) -> Joining {
-        let mut child = cli
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn coffer join");
-        if let Some(mut stdin) = child.stdin.take() {
-            // --pin-stdin: the PIN is read up front and used once admitted.
-            let _ = stdin.write_all(format!("{PIN}\n").as_bytes());
-        }
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Joining {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits until the joiner printed `code` (digits compared, spacing ignored).
-    #[track_caller]
-    pub fn wait_for_code(&mut self, code: &str) {
-        let want = digits(code);
-        let deadline = Instant::now() + SYNC_TIMEOUT;
-        while !self.seen.iter().any(|l| digits(l).contains(&want)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!(
-                    "the joiner never showed verification code {code}; it printed:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Waits for the join to end; returns its exit code and stderr.
-    pub fn finish(mut self) -> (Option<i32>, String) {
-        let deadline = Instant::now() + SYNC_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                }
-                return (status.code(), err);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "the join did not end; it printed:\n{}",
-                    self.seen.join("\n")
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Joining {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn digits(s: &str) -> String {
+/// The digits of a verification code (`123 456` and `123456` compare equal).
+fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
-}
-
-/// The one join waiting at `inviter` (`invite pending` or `device pending`).
-#[track_caller]
-pub fn one_pending(inviter: &Cli, what: &str) -> Value {
-    let mut pending = Value::Null;
-    wait_until(SYNC_TIMEOUT, "a join is pending", || {
-        pending = inviter.json(&[what, "pending", "--json"], "");
-        pending.as_array().is_some_and(|a| !a.is_empty())
-    });
-    let list = pending.as_array().expect("a list");
-    assert_eq!(list.len(), 1, "exactly one join pending: {pending}");
-    list[0].clone()
 }
 
 /// Invites `email` at `inviter` (listening on `port`) and joins from
@@ -131,14 +33,18 @@ pub fn enrol(inviter: &Cli, port: u16, joiner: &Cli, email: &str, extra: &[&str]
     args.extend_from_slice(extra);
     let code = str_field(&inviter.json(&args, ""), "code").to_string();
     let peer = addr(port);
-    let mut join = Joining::start(joiner, &["join", &code, "--peer", &peer, "--pin-stdin"]);
+    let mut join = Joining::spawn(
+        joiner,
+        &["join", &code, "--peer", &peer, "--pin-stdin"],
+        &format!("{PIN}\n"),
+    );
     let pending = one_pending(inviter, "invite");
     assert_eq!(str_field(&pending, "email"), email);
     let vc = str_field(&pending, "verification_code").to_string();
-    join.wait_for_code(&vc);
+    assert_eq!(digits(&join.verification_code()), digits(&vc));
     inviter.ok(&["invite", "confirm", &vc], "");
-    let (code, err) = join.finish();
-    assert_eq!(code, Some(0), "join failed: {err}");
+    let (status, _, err) = join.finish();
+    assert_eq!(status, 0, "join failed: {err}");
 }
 
 fn item_names(cli: &Cli, folder: &str) -> Vec<String> {
@@ -232,16 +138,17 @@ fn four_daemons_run_a_team() {
     let link = b.json(&["device", "link", "--json"], "");
     let code = str_field(&link, "code").to_string();
     let peer_b = addr(pb);
-    let mut join = Joining::start(
+    let mut join = Joining::spawn(
         &b2,
         &["device", "join", &code, "--peer", &peer_b, "--pin-stdin"],
+        &format!("{PIN}\n"),
     );
     let pending = one_pending(&b, "device");
     let vc = str_field(&pending, "verification_code").to_string();
-    join.wait_for_code(&vc);
+    assert_eq!(digits(&join.verification_code()), digits(&vc));
     b.ok(&["device", "confirm", &vc], "");
-    let (status, err) = join.finish();
-    assert_eq!(status, Some(0), "device join failed: {err}");
+    let (status, _, err) = join.finish();
+    assert_eq!(status, 0, "device join failed: {err}");
 
     // B, B2 and C all show the same TOTP code.
     let at = 1_900_000_000;
