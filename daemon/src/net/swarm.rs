@@ -369,6 +369,16 @@ impl Actor {
 
     /// Keeps an unknown peer's connection for [`enrol::GUEST_GRACE`] while
     /// this device has invites open (at most [`enrol::MAX_GUESTS`]).
+    /// Whether an unknown peer may start an enrolment now (an invite or a
+    /// pending join is open).
+    fn invites_open(&self) -> bool {
+        self.ctx
+            .invites
+            .lock()
+            .map(|mut t| t.accepting(Instant::now()))
+            .unwrap_or(false)
+    }
+
     fn admit_guest(&mut self, peer: PeerId) -> bool {
         if device_of(&peer).is_none() {
             return false;
@@ -376,12 +386,7 @@ impl Actor {
         if self.guests.contains_key(&peer) {
             return true;
         }
-        let accepting = self
-            .ctx
-            .invites
-            .lock()
-            .map(|mut t| t.accepting(Instant::now()))
-            .unwrap_or(false);
+        let accepting = self.invites_open();
         if !accepting || self.guests.len() >= enrol::MAX_GUESTS {
             return false;
         }
@@ -428,12 +433,7 @@ impl Actor {
         let (Some(joiner), Some(me)) = (device_of(&peer), device_of(&self.local)) else {
             return;
         };
-        let accepting = self
-            .ctx
-            .invites
-            .lock()
-            .map(|mut t| t.accepting(Instant::now()))
-            .unwrap_or(false);
+        let accepting = self.invites_open();
         if !accepting {
             debug!(%peer, "enrolment stream while no invite is open: dropped");
             return;
