@@ -37,6 +37,14 @@ impl Default for KdfParams {
     }
 }
 
+/// Argon2id as cheap as it goes, for unit tests.
+#[cfg(test)]
+pub(crate) const TEST_KDF: KdfParams = KdfParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
 /// What the store keeps of the keystore: nothing here is secret on its own.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeystoreRecord {
@@ -254,11 +262,7 @@ pub fn unlock(
 mod tests {
     use super::*;
 
-    const CHEAP: KdfParams = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const CHEAP: KdfParams = TEST_KDF;
 
     #[test]
     fn right_pin_opens_wrong_pin_does_not() {

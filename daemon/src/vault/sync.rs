@@ -35,7 +35,7 @@ const NET_IDENTITY_AAD: &[u8] = b"coffer/net-identity/v1";
 /// the per-item events.
 const MAX_ITEM_EVENTS: usize = 64;
 /// Batches up to this size are ingested envelope by envelope.
-pub(super) const SMALL_BATCH: usize = 8;
+const SMALL_BATCH: usize = 8;
 /// Prefix of a pairing key.
 pub const PAIRING_PREFIX: &str = "coffer1:";
 
@@ -96,6 +96,39 @@ fn kind_rank(k: Kind) -> u8 {
         Kind::Content => 2,
         Kind::Usage => 3,
     }
+}
+
+/// Ingests `envelopes` into `space` — one by one when they are few (the
+/// incremental path: no full re-evaluation of a large folder), else in one
+/// evaluation — and counts the outcomes into `out`. Returns the id and
+/// kind of each envelope newly held (accepted, pending or quarantined).
+pub(super) fn ingest_counted(
+    space: &mut Space,
+    envelopes: Vec<Envelope>,
+    out: &mut RemoteIngest,
+) -> Vec<(EnvelopeId, Kind)> {
+    let keys: Vec<(EnvelopeId, Kind)> = envelopes.iter().map(|e| (e.id(), e.kind())).collect();
+    let outcomes = if envelopes.len() <= SMALL_BATCH {
+        envelopes.into_iter().map(|e| space.ingest(e)).collect()
+    } else {
+        space.ingest_batch(envelopes).outcomes
+    };
+    let mut fresh = Vec::new();
+    for (key, outcome) in keys.into_iter().zip(&outcomes) {
+        match outcome {
+            Err(_) => out.invalid += 1,
+            Ok(Outcome::Duplicate) => {}
+            Ok(o) => {
+                match o {
+                    Outcome::Accepted => out.accepted += 1,
+                    Outcome::Quarantined(_) => out.quarantined += 1,
+                    _ => {}
+                }
+                fresh.push(key);
+            }
+        }
+    }
+    fresh
 }
 
 impl Vault {
@@ -393,33 +426,14 @@ impl Vault {
         } else {
             HashSet::new()
         };
-        let ids: Vec<EnvelopeId> = envelopes.iter().map(Envelope::id).collect();
-        let kinds: Vec<Kind> = envelopes.iter().map(Envelope::kind).collect();
-        // A push of a few envelopes takes the incremental path (no full
-        // re-evaluation of a large folder); bulk transfers one evaluation.
-        let outcomes = if envelopes.len() <= SMALL_BATCH {
-            envelopes.into_iter().map(|e| space.ingest(e)).collect()
-        } else {
-            space.ingest_batch(envelopes).outcomes
-        };
-        let mut new_ids = Vec::new();
-        for ((id, kind), outcome) in ids.iter().zip(&kinds).zip(&outcomes) {
-            match outcome {
-                Err(_) => out.invalid += 1,
-                Ok(Outcome::Duplicate) => {}
-                Ok(o) => {
-                    new_ids.push(*id);
-                    if *kind != Kind::Content && *kind != Kind::Usage {
-                        out.membership_changed = true;
-                    }
-                    match o {
-                        Outcome::Accepted => out.accepted += 1,
-                        Outcome::Quarantined(_) => out.quarantined += 1,
-                        _ => {}
-                    }
-                }
-            }
+        let fresh = ingest_counted(space, envelopes, &mut out);
+        if fresh
+            .iter()
+            .any(|(_, kind)| !matches!(kind, Kind::Content | Kind::Usage))
+        {
+            out.membership_changed = true;
         }
+        let new_ids: Vec<EnvelopeId> = fresh.into_iter().map(|(id, _)| id).collect();
         out.new += new_ids.len();
         // Accepted content shrank (a late removal): rebuild, not apply.
         let shrank = before.iter().any(|id| !space.is_accepted(id));

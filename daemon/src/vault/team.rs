@@ -12,15 +12,14 @@ use std::collections::{BTreeSet, HashSet};
 use coffer_crdt::ops::Cutoffs;
 use coffer_crdt::state::TeamState;
 use coffer_crdt::{
-    DeviceId, Envelope, EnvelopeId, Outcome, Principal, Role, RosterOp, Space, SpaceError, SpaceId,
-    UserId,
+    DeviceId, Envelope, EnvelopeId, Principal, Role, RosterOp, Space, SpaceError, SpaceId, UserId,
 };
 use coffer_ipc::methods as m;
 use coffer_ipc::Event;
 use rand_core::CryptoRngCore;
 use tracing::{info, warn};
 
-use super::sync::{RemoteIngest, SMALL_BATCH};
+use super::sync::{ingest_counted, RemoteIngest};
 use super::{load_space, Vault, VaultError};
 use crate::store::SPACE_TEAM;
 
@@ -276,29 +275,10 @@ impl Vault {
             out.not_shared = true;
             return Ok(out);
         };
-        let ids: Vec<EnvelopeId> = envelopes.iter().map(Envelope::id).collect();
-        let outcomes = if envelopes.len() <= SMALL_BATCH {
-            envelopes.into_iter().map(|e| roster.ingest(e)).collect()
-        } else {
-            roster.ingest_batch(envelopes).outcomes
-        };
-        let mut fresh = Vec::new();
-        for (id, outcome) in ids.iter().zip(&outcomes) {
-            match outcome {
-                Err(_) => out.invalid += 1,
-                Ok(Outcome::Duplicate) => {}
-                Ok(o) => {
-                    match o {
-                        Outcome::Accepted => out.accepted += 1,
-                        Outcome::Quarantined(_) => out.quarantined += 1,
-                        _ => {}
-                    }
-                    if let Some(env) = roster.get(id) {
-                        fresh.push(env.clone());
-                    }
-                }
-            }
-        }
+        let fresh: Vec<Envelope> = ingest_counted(roster, envelopes, &mut out)
+            .into_iter()
+            .filter_map(|(id, _)| roster.get(&id).cloned())
+            .collect();
         out.new = fresh.len();
         if fresh.is_empty() {
             return Ok(out);
@@ -342,13 +322,8 @@ impl Vault {
             } else {
                 HashSet::new()
             };
-            if envs.len() <= SMALL_BATCH {
-                for e in envs {
-                    let _ = space.ingest(e.clone());
-                }
-            } else {
-                let _ = space.ingest_batch(envs.to_vec());
-            }
+            // Counted by the roster's own ingest already.
+            ingest_counted(space, envs.to_vec(), &mut RemoteIngest::default());
             let shrank = before.iter().any(|id| !space.is_accepted(id));
             self.apply_synced(sid, &before, shrank, out);
         }
@@ -838,15 +813,11 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::keystore::KdfParams;
+    use crate::keystore::{KdfParams, TEST_KDF};
     use crate::vault::sync::parse_pairing_key;
     use crate::vault::Now;
 
-    const CHEAP: KdfParams = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const CHEAP: KdfParams = TEST_KDF;
     const NOW: Now = Now {
         unix_ms: 1_800_000_000_000,
     };
