@@ -627,8 +627,15 @@ impl Vault {
         match sp.seal_content(&u.keys, &folder.key, &change, rng) {
             Ok(env) => Ok(env),
             Err(e) => {
+                // The reload also reopens the document as this device's
+                // current incarnation, so a retry after a re-add works.
                 self.reload_space(space)?;
-                Err(VaultError::Internal(e.to_string()))
+                Err(match e {
+                    coffer_crdt::SpaceError::StaleIncarnation { .. } => VaultError::Invalid(
+                        "this device was removed from the folder and added again since it was opened; nothing was written: run the command again".into(),
+                    ),
+                    other => VaultError::Internal(other.to_string()),
+                })
             }
         }
     }
