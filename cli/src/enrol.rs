@@ -170,7 +170,7 @@ pub fn pending(ctx: &mut Ctx, device: bool, json: bool) -> Result<(), CliError> 
             p.verification_code,
             p.name,
             p.email,
-            &p.device_id[..16.min(p.device_id.len())],
+            output::short(&p.device_id),
             p.device_name,
             if extra.is_empty() {
                 String::new()
