@@ -431,6 +431,16 @@ pub struct SpaceSyncStatus {
     pub quarantined: Vec<QuarantinedEnvelope>,
     /// Member devices other than this one.
     pub members: Vec<String>,
+    /// Digest of the accepted state (which held envelopes take effect, why
+    /// the others do not, and the membership they build): equal on devices
+    /// holding the same envelopes of this space.
+    #[serde(default)]
+    pub digest: String,
+    /// Digest of the items as this device reads them (every field, trash
+    /// and conflicts included); known only while unlocked and the folder
+    /// opens. Equal on member devices that converged.
+    #[serde(default)]
+    pub items_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

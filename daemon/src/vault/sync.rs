@@ -131,6 +131,29 @@ pub(super) fn ingest_counted(
     fresh
 }
 
+/// A digest of items as a reader sees them: every field, URL, time, trash
+/// state and conflict, in id order.
+fn items_digest<'a>(items: impl Iterator<Item = &'a coffer_crdt::Item>) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"coffer/items-digest/v1\0");
+    for item in items {
+        let canonical = (
+            item.id.to_hex(),
+            item.item_type.as_str(),
+            &item.name,
+            item.created_ms,
+            item.updated_ms,
+            item.trashed_ms,
+            &item.fields,
+            &item.urls,
+            &item.conflicts,
+        );
+        h.update(&serde_json::to_vec(&canonical).expect("plain data serialises"));
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}
+
 impl Vault {
     /// This device's id, once initialised.
     pub fn device_id(&self) -> Option<DeviceId> {
@@ -799,6 +822,12 @@ impl Vault {
                     .filter(|d| Some(*d) != me)
                     .map(|d| d.to_hex())
                     .collect(),
+                digest: hex::encode(s.digest()),
+                items_digest: self
+                    .unlocked
+                    .as_ref()
+                    .and_then(|u| u.folders.get(id))
+                    .map(|f| items_digest(f.items.values())),
             })
             .collect();
         m::SyncStatusResult {
