@@ -1,29 +1,41 @@
 //! The acceptance rule: which held envelopes take effect. A pure function of
-//! the held set ([`evaluate`]); [`crate::space::Space`] caches its result and
-//! takes a fast path for content that merely extends it.
+//! the held set ([`evaluate`]); [`crate::space::Space`] keeps its result,
+//! a [`Cache`] of what does not change as the set grows, and fast paths for
+//! content and control ops that merely extend it.
 //!
 //! Steps (each named after the function doing it; `docs/security.md`
 //! section 4 says the same in words):
-//! 1. [`chains`]: per (space, author), the accepted line runs seq 1, 2, ...
-//!    linked by `prev`; at a fork the lowest id continues it and the other
-//!    branches are equivocation. A gap makes the rest *pending*.
-//! 2. [`Graph::build`]: control ops (roster + membership) form a DAG through
-//!    their `context`; an op citing a missing envelope is pending.
-//! 3. [`Graph::judge_all`]: every op judged by [`State::apply`] in its own
-//!    context `R(past(o) \ {o})` (the grant it cites, its rank, strict
-//!    wrap checks).
-//! 4. [`Graph::resolve`] = `R(X)` for a causally closed set X: standing
-//!    removals by induction on (rank, id); every op a standing removal
-//!    voids is dropped ([`Graph::voids_op`]: concurrent, beyond the cutoff,
-//!    and no right left in `R(past(o) \ {o} ∪ past(r))`); then one linear
-//!    pass ([`Graph::pass`]), Kahn's sort with removals first then the
-//!    lowest id.
+//! 1. [`Chains::build`]: per (space, author), an envelope is *linked* when
+//!    its `prev` links reach seq 1 through held envelopes; the rest wait
+//!    (pending). Two linked envelopes at one seq are a fork: evidence
+//!    against the device ([`Evaluation::forked`]), not a tie-break — both
+//!    branches are judged like any concurrent envelopes, and what a removal
+//!    cut off is decided by the envelope its cutoff names, so a fork signed
+//!    later at an old seq never reaches back behind a removal.
+//! 2. [`Engine::build`]: control ops (roster + membership) form a DAG
+//!    through their `context`; an op citing a missing envelope is pending.
+//!    Intrinsically unusable ops (malformed, context regressed behind the
+//!    author's previous envelope, over the author's quota) are marked bad.
+//! 3. [`Engine::judge_all`]: every op judged by [`State::apply`] in its own
+//!    context `R(past(o) \ {o})`, computed in topological order: with one
+//!    predecessor it is that predecessor's `R(past(p))`, which is
+//!    `R(past(p) \ {p})` plus `p` — `p` is the unique maximal op of its
+//!    past, comes last in its Kahn order and is concurrent with nothing
+//!    there — so a chain of ops costs one application each.
+//! 4. [`Engine::resolve`] = `R(X)` for a causally closed set X: standing
+//!    removals by induction on (rank, id), where only a strictly stronger
+//!    rank voids a removal; every other op a standing removal voids is
+//!    dropped ([`Engine::voids`]: concurrent, took the author's right, not
+//!    covered by its cutoff, and no right left in `R(past(o) \ {o} ∪
+//!    past(r))`); then one linear pass ([`Engine::pass`]): Kahn's sort with
+//!    removals first then the lowest id, where an op a removal's cutoff
+//!    covers goes before that removal.
 //! 5. [`content_validity`]: a content change is valid iff its header's
 //!    incarnation is current in `R(past(context))`, its author may write
 //!    there, it uses that state's current epoch with no rotation due, the
-//!    epoch still stands in `R(all)`, and for every removal in `R(all)`
-//!    that took the author's write right and is not in its past, `seq <=
-//!    cutoff` or the author still writes in `R(past(c) ∪ past(r))`.
+//!    epoch still stands in `R(all)`, and every removal in `R(all)` that
+//!    took the author's write right and is not in its past covers it or
+//!    leaves the author a right in `R(past(c) ∪ past(r))`.
 //! 6. [`endorse`]: accepted content = the largest set of valid or endorsable
 //!    changes whose header deps are all in it, where an invalid change
 //!    stays only if an accepted change by a *different user* depends on it.
@@ -39,13 +51,32 @@ use std::sync::Arc;
 use crate::envelope::{Envelope, Kind};
 use crate::folder::actor_for;
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
-use crate::ops::{ControlOp, MembershipOp};
+use crate::ops::{ControlOp, CutoffPoint, MembershipOp, Principal, RosterOp, UserId};
 use crate::state::{OpInfo, RemovalEffect, State, NO_RANK};
 
 /// Incarnations a device's Automerge actor may use (a device removed from
 /// a folder starts a new one when re-added, so its new changes never extend
 /// its quarantined past).
 pub const MAX_INCARNATIONS: u32 = 64;
+/// Control ops one device may make in one space (counted along its own
+/// chain); later ones are quarantined unjudged. Bounds what a spamming
+/// member costs every replica.
+pub const MAX_CONTROL_OPS_PER_AUTHOR: u64 = 1 << 16;
+
+/// The bounds acceptance applies ([`Limits::default`] everywhere but tests
+/// that need a small quota).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub control_ops_per_author: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            control_ops_per_author: MAX_CONTROL_OPS_PER_AUTHOR,
+        }
+    }
+}
 
 /// What a key holder learns by decrypting a content envelope: the Automerge
 /// change's hash, actor, seq and deps. Acceptance never needs it (it reads
@@ -60,8 +91,10 @@ pub struct ChangeMeta {
 }
 
 impl ChangeMeta {
-    /// Reads the metadata of an Automerge change.
+    /// Reads the metadata of an Automerge change, after checking its bounds
+    /// ([`crate::bounds::check_change`]).
     pub fn from_change(bytes: &[u8]) -> Option<ChangeMeta> {
+        crate::bounds::check_change(bytes).ok()?;
         let change = automerge::Change::from_bytes(bytes.to_vec()).ok()?;
         Some(ChangeMeta {
             hash: change.hash().0,
@@ -83,10 +116,13 @@ impl ChangeMeta {
 pub enum Reason {
     /// The payload or structure is invalid (never endorsable).
     Malformed(String),
-    /// The author signed two envelopes at `seq` (or broke its chain there).
+    /// Two changes of one Automerge actor share a seq (the author forked):
+    /// only one, the one another device built on, can take effect.
     Equivocation { seq: u64 },
     /// The context goes back behind the author's previous envelope.
     ContextRegressed,
+    /// The author made more control ops in this space than one device may.
+    OverQuota,
     /// The author lacked the right in the state the op is judged against.
     Unauthorized(String),
     /// A control op concurrent with (and beyond the cutoff of) the removal `by`.
@@ -107,7 +143,10 @@ impl Reason {
     pub fn endorsable(&self) -> bool {
         !matches!(
             self,
-            Reason::Malformed(_) | Reason::ContextRegressed | Reason::StaleIncarnation { .. }
+            Reason::Malformed(_)
+                | Reason::ContextRegressed
+                | Reason::StaleIncarnation { .. }
+                | Reason::OverQuota
         )
     }
 }
@@ -116,12 +155,14 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::Malformed(why) => write!(f, "malformed: {why}"),
-            Reason::Equivocation { seq } => {
-                write!(f, "equivocation: the author forked its chain at seq {seq}")
-            }
+            Reason::Equivocation { seq } => write!(
+                f,
+                "equivocation: the author signed another change as the same Automerge seq {seq}"
+            ),
             Reason::ContextRegressed => {
                 f.write_str("context goes back behind the author's previous envelope")
             }
+            Reason::OverQuota => f.write_str("the author made too many control ops in this space"),
             Reason::Unauthorized(why) => write!(f, "not authorised: {why}"),
             Reason::Voided { by } => write!(
                 f,
@@ -146,7 +187,7 @@ impl fmt::Display for Reason {
 /// The result of judging a held set.
 #[derive(Clone, Debug, Default)]
 pub struct Evaluation {
-    pub state: State,
+    pub state: Arc<State>,
     pub accepted: BTreeSet<EnvelopeId>,
     pub quarantined: BTreeMap<EnvelopeId, Reason>,
     pub pending: BTreeSet<EnvelopeId>,
@@ -159,10 +200,16 @@ pub struct Evaluation {
     pub endorsed_by: BTreeMap<EnvelopeId, EnvelopeId>,
     /// Valid removals of `R(all)` and what they took.
     pub removals: Vec<(EnvelopeId, RemovalEffect)>,
-    /// Per chain, the last envelope of the unforked contiguous prefix.
+    /// Devices a valid removal of `R(all)` names or took a right from:
+    /// their new envelopes take the slow path.
+    pub removed: HashSet<DeviceId>,
+    /// Per chain, the linked envelope of the highest seq (lowest id there).
     pub tips: HashMap<(SpaceId, DeviceId), (u64, EnvelopeId)>,
+    /// Per chain, the linked envelopes nothing links after (one unless forked).
+    pub heads: HashMap<(SpaceId, DeviceId), Vec<(u64, EnvelopeId)>>,
+    /// Chains with two linked envelopes at one seq: their device forked.
     pub forked: BTreeSet<(SpaceId, DeviceId)>,
-    /// `R(past(context))` per sorted context, for the fast path.
+    /// `R(past(context))` per sorted context, for the fast paths.
     pub contexts: HashMap<Vec<EnvelopeId>, Arc<State>>,
     /// (author, incarnation, change seq) of every judged content change.
     pub change_keys: HashSet<(DeviceId, u32, u64)>,
@@ -170,79 +217,138 @@ pub struct Evaluation {
     pub accepted_changes: HashMap<(DeviceId, u32, u64), EnvelopeId>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ChainStatus {
-    Ok,
-    Pending,
-    Forked(u64),
+/// An op judged in its own context `R(past(o) \ {o})`.
+#[derive(Clone, Debug)]
+struct Judged {
+    /// Authorised there (with what a removal takes), or why not.
+    verdict: Result<Option<RemovalEffect>, Reason>,
+    /// The author's rank there: the grant it cites through its context.
+    rank: u32,
 }
 
-/// Step 1: chain status of every held envelope. Per chain, the accepted
-/// line is built from seq 1: at each seq, among the envelopes whose `prev`
-/// is the line's tip, the lowest id continues it. Any other envelope at a
-/// seq the line reaches (or right after its tip) is a losing branch of a
-/// fork: [`ChainStatus::Forked`] with the first seq where the author forked.
-/// Beyond a gap, envelopes are pending.
-fn chains(
-    held: &HashMap<EnvelopeId, Envelope>,
-    ev: &mut Evaluation,
-) -> HashMap<EnvelopeId, ChainStatus> {
-    let mut by_chain: BTreeMap<(SpaceId, DeviceId), BTreeMap<u64, Vec<EnvelopeId>>> =
-        BTreeMap::new();
-    for env in held.values() {
-        by_chain
-            .entry((env.space(), env.author()))
-            .or_default()
-            .entry(env.seq())
-            .or_default()
-            .push(env.id());
+/// What carries over between evaluations of a growing set: each op's
+/// judgement in its own context, and states of contexts. Both depend only
+/// on the op's past — except through cutoffs, whose coverage can change
+/// when a named envelope or a fork arrives: then [`Cache::clear`].
+#[derive(Clone, Debug, Default)]
+pub struct Cache {
+    judged: HashMap<EnvelopeId, Judged>,
+    /// `R(X)` by the sorted maximal ops of X.
+    states: HashMap<Vec<EnvelopeId>, Arc<State>>,
+}
+
+impl Cache {
+    /// States kept before the oldest are forgotten (judgements are one per op).
+    const STATE_LIMIT: usize = 4096;
+
+    pub fn clear(&mut self) {
+        *self = Cache::default();
     }
-    let mut out = HashMap::with_capacity(held.len());
-    for (key, mut seqs) in by_chain {
-        // The accepted line.
-        let mut line: Vec<EnvelopeId> = Vec::new();
-        for (seq, ids) in seqs.iter_mut() {
-            if *seq != line.len() as u64 + 1 {
-                break;
-            }
-            ids.sort();
-            let tip = line.last().copied();
-            match ids.iter().find(|id| held[*id].body().prev == tip) {
-                Some(id) => line.push(*id),
-                None => break,
-            }
-        }
-        let top = line.len() as u64;
-        let mut fork_at: Option<u64> = None;
-        for (seq, ids) in &seqs {
-            if *seq > top + 1 {
-                break;
-            }
-            if ids.iter().any(|id| !line.contains(id)) {
-                fork_at = Some(*seq);
-                break;
-            }
-        }
-        for (seq, ids) in &seqs {
-            for id in ids {
-                let st = if line.get(*seq as usize - 1) == Some(id) {
-                    ChainStatus::Ok
-                } else if *seq <= top + 1 {
-                    ChainStatus::Forked(fork_at.unwrap_or(*seq))
-                } else {
-                    ChainStatus::Pending
-                };
-                out.insert(*id, st);
-            }
-        }
-        if fork_at.is_some() {
-            ev.forked.insert(key);
-        }
-        if let Some(tip) = line.last() {
-            ev.tips.insert(key, (top, *tip));
+
+    fn trim(&mut self) {
+        if self.states.len() > Self::STATE_LIMIT {
+            self.states.clear();
         }
     }
-    out
+}
+
+/// Step 1: which envelopes are linked into their author's chain.
+pub(crate) struct Chains {
+    linked: HashSet<EnvelopeId>,
+    /// Control envelopes in each linked envelope's own chain before it.
+    control_before: HashMap<EnvelopeId, u64>,
+    /// Per forked chain, the seqs holding more than one linked envelope.
+    fork_seqs: HashMap<(SpaceId, DeviceId), BTreeSet<u64>>,
+}
+
+impl Chains {
+    fn build(held: &HashMap<EnvelopeId, Envelope>, ev: &mut Evaluation) -> Chains {
+        let mut by_chain: HashMap<(SpaceId, DeviceId), BTreeMap<u64, Vec<EnvelopeId>>> =
+            HashMap::new();
+        for env in held.values() {
+            by_chain
+                .entry((env.space(), env.author()))
+                .or_default()
+                .entry(env.seq())
+                .or_default()
+                .push(env.id());
+        }
+        let mut out = Chains {
+            linked: HashSet::with_capacity(held.len()),
+            control_before: HashMap::with_capacity(held.len()),
+            fork_seqs: HashMap::new(),
+        };
+        for (key, seqs) in by_chain {
+            let mut previous: Vec<EnvelopeId> = Vec::new();
+            let mut has_next: HashSet<EnvelopeId> = HashSet::new();
+            let mut top: Option<(u64, EnvelopeId)> = None;
+            for (seq, ids) in &seqs {
+                let mut here: Vec<EnvelopeId> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        let prev = held[id].body().prev;
+                        match prev {
+                            None => *seq == 1,
+                            Some(p) => previous.contains(&p),
+                        }
+                    })
+                    .collect();
+                if here.is_empty() {
+                    break;
+                }
+                here.sort();
+                for id in &here {
+                    let env = &held[id];
+                    let before = match env.body().prev {
+                        None => 0,
+                        Some(p) => {
+                            has_next.insert(p);
+                            let prev = &held[&p];
+                            out.control_before.get(&p).copied().unwrap_or(0)
+                                + u64::from(is_control(prev.kind()))
+                        }
+                    };
+                    out.control_before.insert(*id, before);
+                    out.linked.insert(*id);
+                }
+                if here.len() > 1 {
+                    out.fork_seqs.entry(key).or_default().insert(*seq);
+                }
+                top = Some((*seq, here[0]));
+                previous = here;
+            }
+            if let Some(t) = top {
+                ev.tips.insert(key, t);
+            }
+            if out.fork_seqs.contains_key(&key) {
+                ev.forked.insert(key);
+            }
+            let mut heads: Vec<(u64, EnvelopeId)> = seqs
+                .iter()
+                .flat_map(|(seq, ids)| ids.iter().map(move |id| (*seq, *id)))
+                .filter(|(_, id)| out.linked.contains(id) && !has_next.contains(id))
+                .collect();
+            heads.sort();
+            if !heads.is_empty() {
+                ev.heads.insert(key, heads);
+            }
+        }
+        out
+    }
+
+    fn is_linked(&self, id: &EnvelopeId) -> bool {
+        self.linked.contains(id)
+    }
+
+    /// Whether `chain` holds more than one linked envelope at `seq`.
+    fn forked_at(&self, chain: &(SpaceId, DeviceId), seq: u64) -> bool {
+        self.fork_seqs.get(chain).is_some_and(|s| s.contains(&seq))
+    }
+}
+
+fn is_control(kind: Kind) -> bool {
+    matches!(kind, Kind::Membership | Kind::Roster)
 }
 
 type Mask = Vec<u64>;
@@ -264,8 +370,18 @@ fn mask_or(a: &mut Mask, b: &Mask) {
 fn mask_clear(m: &mut Mask, i: usize) {
     m[i / 64] &= !(1 << (i % 64));
 }
-fn mask_subset(a: &Mask, b: &Mask) -> bool {
-    a.iter().zip(b).all(|(x, y)| x & !y == 0)
+fn mask_ones(m: &Mask) -> impl Iterator<Item = usize> + '_ {
+    m.iter().enumerate().flat_map(|(w, bits)| {
+        let mut b = *bits;
+        std::iter::from_fn(move || {
+            if b == 0 {
+                return None;
+            }
+            let t = b.trailing_zeros() as usize;
+            b &= b - 1;
+            Some(w * 64 + t)
+        })
+    })
 }
 
 struct Node {
@@ -275,6 +391,8 @@ struct Node {
     space: SpaceId,
     op: Option<ControlOp>,
     removal: bool,
+    /// Rotate with cutoffs for removals: its presence changes coverage.
+    supplies_cutoffs: bool,
     bad: Option<Reason>,
     preds: Vec<usize>,
     succs: Vec<usize>,
@@ -283,69 +401,55 @@ struct Node {
 /// One run of `R(X)`.
 #[derive(Default)]
 struct Resolved {
-    state: State,
+    state: Arc<State>,
     valid: BTreeSet<usize>,
     reasons: BTreeMap<usize, Reason>,
     removals: Vec<(usize, RemovalEffect)>,
 }
 
-/// What carries over between evaluations of a growing set. `R(X)` of a
-/// causally closed set is a function of X's maximal ops and of which ops in
-/// X are unusable (malformed, forked, regressed) — an op's context never
-/// changes — so states and judgements are keyed by exactly that.
-#[derive(Clone, Debug, Default)]
-pub struct Cache {
-    states: HashMap<(Vec<EnvelopeId>, Vec<EnvelopeId>), Arc<State>>,
-    judged: HashMap<(EnvelopeId, Vec<EnvelopeId>), Judged>,
-}
+const NO_CUTOFF: CutoffPoint = CutoffPoint {
+    seq: 0,
+    id: EnvelopeId([0; 32]),
+};
 
-impl Cache {
-    /// Entries kept before the cache starts over (bounds memory).
-    const LIMIT: usize = 1 << 14;
-
-    fn trim(&mut self) {
-        if self.states.len() + self.judged.len() > Self::LIMIT {
-            *self = Cache::default();
-        }
-    }
-}
-
-/// An op judged in its own context `R(past(o) \ {o})`.
-#[derive(Clone, Debug)]
-struct Judged {
-    /// Authorised there (with what a removal takes), or why not.
-    verdict: Result<Option<RemovalEffect>, Reason>,
-    /// The author's rank there: the grant it cites through its context.
-    rank: u32,
-}
-
-struct Graph {
+struct Engine<'a> {
     home: SpaceId,
     team: Option<SpaceId>,
+    held: &'a HashMap<EnvelopeId, Envelope>,
+    chains: &'a Chains,
     nodes: Vec<Node>,
     index: HashMap<EnvelopeId, usize>,
-    /// Ancestors including self, for non-pending nodes.
-    past: Vec<Mask>,
     pending: Vec<bool>,
-    /// Topological order of all nodes.
-    order: Vec<usize>,
+    /// Topological order of the non-pending nodes, and each node's place in it.
+    topo: Vec<usize>,
+    pos: Vec<usize>,
     judged: Vec<Option<Judged>>,
+    /// `R(past(o))` of nodes still needed.
+    after: HashMap<usize, Arc<State>>,
+    past: HashMap<usize, Rc<Mask>>,
     memo: HashMap<Mask, Rc<Resolved>>,
+    /// Ancestry of cutoff envelopes in forked chains.
+    ancestry: HashMap<EnvelopeId, HashSet<EnvelopeId>>,
+    /// Every user any held roster op binds a device to (a device has one,
+    /// unless a rejected op claims another: then both, which only widens
+    /// the removals checked).
+    users: HashMap<DeviceId, Vec<UserId>>,
     cache: Cache,
 }
 
-impl Graph {
-    /// Step 2: the control DAG over the held, chain-complete control ops.
+impl<'a> Engine<'a> {
+    /// Step 2: the control DAG over the held, linked control ops.
     fn build(
         home: SpaceId,
         team: Option<SpaceId>,
-        held: &HashMap<EnvelopeId, Envelope>,
-        status: &HashMap<EnvelopeId, ChainStatus>,
-    ) -> Graph {
+        held: &'a HashMap<EnvelopeId, Envelope>,
+        chains: &'a Chains,
+        cache: Cache,
+        limits: Limits,
+    ) -> Engine<'a> {
         let mut ids: Vec<EnvelopeId> = held
             .values()
-            .filter(|e| matches!(e.kind(), Kind::Membership | Kind::Roster))
-            .filter(|e| status[&e.id()] != ChainStatus::Pending)
+            .filter(|e| is_control(e.kind()) && chains.is_linked(&e.id()))
             .map(Envelope::id)
             .collect();
         ids.sort();
@@ -362,16 +466,27 @@ impl Graph {
                     Err(e) => Some(Reason::Malformed(e.to_string())),
                     Ok(_) => None,
                 };
-                if let ChainStatus::Forked(seq) = status[id] {
-                    bad.get_or_insert(Reason::Equivocation { seq });
-                }
                 let op = op.ok();
+                let founding = op.as_ref().is_some_and(ControlOp::is_founding);
+                if founding && !env.body().context.is_empty() {
+                    bad.get_or_insert(Reason::Malformed("a founding op cites no context".into()));
+                }
+                if chains.control_before.get(id).copied().unwrap_or(0)
+                    >= limits.control_ops_per_author
+                {
+                    bad.get_or_insert(Reason::OverQuota);
+                }
+                let supplies_cutoffs = matches!(
+                    &op,
+                    Some(ControlOp::Membership(MembershipOp::Rotate { cutoffs, .. })) if !cutoffs.is_empty()
+                );
                 Node {
                     id: *id,
                     author: env.author(),
                     seq: env.seq(),
                     space: env.space(),
                     removal: op.as_ref().is_some_and(ControlOp::is_removal),
+                    supplies_cutoffs,
                     op,
                     bad,
                     preds: Vec::new(),
@@ -391,10 +506,7 @@ impl Graph {
                         nodes[i].preds.push(j);
                         nodes[j].succs.push(i);
                     }
-                    None if held
-                        .get(c)
-                        .is_some_and(|e| matches!(e.kind(), Kind::Content | Kind::Usage)) =>
-                    {
+                    None if held.get(c).is_some_and(|e| !is_control(e.kind())) => {
                         nodes[i]
                             .bad
                             .get_or_insert(Reason::Malformed("context names content".into()));
@@ -403,67 +515,99 @@ impl Graph {
                 }
             }
         }
-        // Topological order over all nodes; unreached ones (a cycle, which
-        // needs a hash collision) stay pending.
+        // Topological order (ties by id); unreached nodes (a cycle, which
+        // needs a hash collision) and descendants of pending ones wait.
         let mut indeg: Vec<usize> = nodes.iter().map(|n| n.preds.len()).collect();
-        let mut queue: Vec<usize> = (0..n).filter(|i| indeg[*i] == 0).collect();
+        let mut heap: BinaryHeap<Reverse<usize>> =
+            (0..n).filter(|i| indeg[*i] == 0).map(Reverse).collect();
         let mut order = Vec::with_capacity(n);
-        while let Some(i) = queue.pop() {
+        while let Some(Reverse(i)) = heap.pop() {
             order.push(i);
             for &s in &nodes[i].succs {
                 indeg[s] -= 1;
                 if indeg[s] == 0 {
-                    queue.push(s);
+                    heap.push(Reverse(s));
                 }
             }
         }
         let mut reached = vec![false; n];
-        let mut past = vec![mask_new(n); n];
         for &i in &order {
             reached[i] = true;
             if nodes[i].preds.iter().any(|p| pending[*p]) {
                 pending[i] = true;
             }
-            if !pending[i] {
-                let mut m = mask_new(n);
-                mask_set(&mut m, i);
-                for &p in &nodes[i].preds {
-                    mask_or(&mut m, &past[p]);
-                }
-                past[i] = m;
-            }
         }
-        for i in 0..n {
-            if !reached[i] {
+        for (i, r) in reached.iter().enumerate() {
+            if !r {
                 pending[i] = true;
             }
         }
-        Graph {
+        let topo: Vec<usize> = order.into_iter().filter(|i| !pending[*i]).collect();
+        let mut users: HashMap<DeviceId, Vec<UserId>> = HashMap::new();
+        for node in &nodes {
+            let bound = match &node.op {
+                Some(ControlOp::Roster(RosterOp::AddDevice { user, device, .. })) => {
+                    Some((*device, user))
+                }
+                Some(ControlOp::Roster(RosterOp::Found { founder, .. })) => {
+                    Some((node.author, founder))
+                }
+                _ => None,
+            };
+            if let Some((d, u)) = bound {
+                let list = users.entry(d).or_default();
+                if !list.contains(u) {
+                    list.push(u.clone());
+                }
+            }
+        }
+        let mut pos = vec![usize::MAX; n];
+        for (k, &i) in topo.iter().enumerate() {
+            pos[i] = k;
+        }
+        Engine {
             home,
             team,
+            held,
+            chains,
             nodes,
             index,
-            past,
             pending,
-            order,
+            topo,
+            pos,
             judged: (0..n).map(|_| None).collect(),
+            after: HashMap::new(),
+            past: HashMap::new(),
             memo: HashMap::new(),
-            cache: Cache::default(),
+            ancestry: HashMap::new(),
+            users,
+            cache,
         }
     }
 
-    /// The past of a context (the union of its heads' pasts); `None` if a
-    /// head is not a resolvable control op.
-    fn context_mask(&self, context: &[EnvelopeId]) -> Option<Mask> {
-        let mut m = mask_new(self.nodes.len());
-        for c in context {
-            let &i = self.index.get(c)?;
-            if self.pending[i] {
-                return None;
+    /// Whether removal `r` is aimed at device `d`: names it, its user, or
+    /// a group (whose members may include it). A filter only: whether `d`
+    /// lost a right is decided in `R(past(o) ∪ past(r))`. Aimed by what the
+    /// op names rather than by what it took in some state, because a grant
+    /// the remover never saw (concurrent with it) is taken all the same.
+    fn aims_at(&self, r: usize, d: &DeviceId) -> bool {
+        let user_is = |u: &UserId| self.users.get(d).is_some_and(|l| l.contains(u));
+        match &self.nodes[r].op {
+            Some(ControlOp::Roster(RosterOp::RevokeDevice { device, .. })) => device == d,
+            Some(ControlOp::Roster(
+                RosterOp::RemoveUser { user, .. }
+                | RosterOp::RemoveAdmin { user, .. }
+                | RosterOp::RemoveFromGroup { user, .. },
+            )) => user_is(user),
+            Some(ControlOp::Membership(MembershipOp::Remove { principal, .. })) => {
+                match principal {
+                    Principal::Device(x) => x == d,
+                    Principal::User(u) => user_is(u),
+                    Principal::Group(_) => true,
+                }
             }
-            mask_or(&mut m, &self.past[i]);
+            _ => false,
         }
-        Some(m)
     }
 
     fn info(&self, i: usize, strict: bool) -> OpInfo {
@@ -479,93 +623,214 @@ impl Graph {
         }
     }
 
-    /// Judges every resolvable op in its own context `R(past(o) \ {o})`,
-    /// in topological order, so each context only needs ops judged before.
-    fn judge_all(&mut self) {
-        for k in 0..self.order.len() {
-            let i = self.order[k];
-            if self.pending[i] || self.nodes[i].bad.is_some() {
-                continue;
-            }
-            let mut ctx = self.past[i].clone();
-            mask_clear(&mut ctx, i);
-            let key = (self.nodes[i].id, self.bad_in(&ctx));
-            if let Some(j) = self.cache.judged.get(&key) {
-                self.judged[i] = Some(j.clone());
-                continue;
-            }
-            let at = self.state_of(&ctx);
-            let op = self.nodes[i]
-                .op
-                .as_ref()
-                .expect("ops without a bad reason decoded");
-            let rank = at.rights(&self.nodes[i].author).rank;
-            let mut state = (*at).clone();
-            let verdict = state
-                .apply(&self.info(i, true), op)
-                .map_err(Reason::Unauthorized);
-            let j = Judged { verdict, rank };
-            self.cache.judged.insert(key, j.clone());
-            self.judged[i] = Some(j);
+    /// Whether `to` is in `past(from)` (itself or an ancestor). A walk back
+    /// from `from` that never goes below `to`'s place in the topological
+    /// order: short for the usual nearby ops.
+    fn reaches(&self, from: usize, to: usize) -> bool {
+        if from == to {
+            return true;
         }
+        if let Some(m) = self.past.get(&from) {
+            return mask_has(m, to);
+        }
+        let floor = self.pos[to];
+        if self.pos[from] < floor {
+            return false;
+        }
+        let mut seen = HashSet::new();
+        let mut stack = vec![from];
+        while let Some(x) = stack.pop() {
+            for &p in &self.nodes[x].preds {
+                if p == to {
+                    return true;
+                }
+                if self.pos[p] > floor && seen.insert(p) {
+                    stack.push(p);
+                }
+            }
+        }
+        false
     }
 
-    /// The unusable ops in a mask, by id.
-    fn bad_in(&self, mask: &Mask) -> Vec<EnvelopeId> {
-        (0..self.nodes.len())
-            .filter(|&i| mask_has(mask, i) && self.nodes[i].bad.is_some())
-            .map(|i| self.nodes[i].id)
-            .collect()
+    /// `past(i)` as a mask (itself included), kept for later queries.
+    fn past_of(&mut self, i: usize) -> Rc<Mask> {
+        if let Some(m) = self.past.get(&i) {
+            return m.clone();
+        }
+        let mut m = mask_new(self.nodes.len());
+        let mut stack = vec![i];
+        mask_set(&mut m, i);
+        while let Some(x) = stack.pop() {
+            for &p in &self.nodes[x].preds {
+                if !mask_has(&m, p) {
+                    mask_set(&mut m, p);
+                    stack.push(p);
+                }
+            }
+        }
+        let m = Rc::new(m);
+        self.past.insert(i, m.clone());
+        m
     }
 
-    /// The state of `R(mask)`, from the cache when this set was seen before.
-    fn state_of(&mut self, mask: &Mask) -> Arc<State> {
-        let maximal: Vec<EnvelopeId> = (0..self.nodes.len())
-            .filter(|&i| mask_has(mask, i))
+    /// The past of a context (the union of its heads' pasts); `None` if a
+    /// head is not a resolvable control op.
+    fn context_mask(&mut self, context: &[EnvelopeId]) -> Option<Mask> {
+        let mut m = mask_new(self.nodes.len());
+        for c in context {
+            let &i = self.index.get(c)?;
+            if self.pending[i] {
+                return None;
+            }
+            let p = self.past_of(i);
+            mask_or(&mut m, &p);
+        }
+        Some(m)
+    }
+
+    /// The sorted maximal ops of a mask: the cache key of `R(mask)`.
+    fn maximal(&self, mask: &Mask) -> Vec<EnvelopeId> {
+        let mut out: Vec<EnvelopeId> = mask_ones(mask)
             .filter(|&i| !self.nodes[i].succs.iter().any(|&s| mask_has(mask, s)))
             .map(|i| self.nodes[i].id)
             .collect();
-        let key = (maximal, self.bad_in(mask));
-        if let Some(s) = self.cache.states.get(&key) {
-            return s.clone();
-        }
-        let state = Arc::new(self.resolve(mask).state.clone());
-        self.cache.states.insert(key, state.clone());
-        state
+        out.sort();
+        out
     }
 
     fn judged_ok(&self, i: usize) -> bool {
         matches!(&self.judged[i], Some(Judged { verdict: Ok(_), .. }))
     }
 
-    /// Step 3: `R(mask)`, memoised. Well-founded: it uses the judgements of
+    fn effect(&self, i: usize) -> Option<&RemovalEffect> {
+        match &self.judged[i] {
+            Some(Judged {
+                verdict: Ok(Some(e)),
+                ..
+            }) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn rank(&self, i: usize) -> u32 {
+        self.judged[i].as_ref().map_or(NO_RANK, |j| j.rank)
+    }
+
+    /// Step 3: every op judged in `R(past(o) \ {o})`, and `R(past(o))` for
+    /// the ops whose state is needed later (successors, `keep`).
+    fn judge_all(&mut self, keep: &HashSet<usize>) {
+        let mut waiting: Vec<usize> = self.nodes.iter().map(|n| n.succs.len()).collect();
+        let topo = self.topo.clone();
+        for i in topo {
+            let before = self.state_before(i);
+            let id = self.nodes[i].id;
+            let mut applied: Option<State> = None;
+            let judged = match (&self.nodes[i].bad, self.cache.judged.get(&id)) {
+                (Some(_), _) => None,
+                (None, Some(j)) => Some(j.clone()),
+                (None, None) => {
+                    let op = self.nodes[i]
+                        .op
+                        .as_ref()
+                        .expect("ops without a bad reason decoded");
+                    let rank = before.rights(&self.nodes[i].author).rank;
+                    let mut state = (*before).clone();
+                    let verdict = state
+                        .apply(&self.info(i, true), op)
+                        .map_err(Reason::Unauthorized);
+                    if verdict.is_ok() {
+                        applied = Some(state);
+                    }
+                    let j = Judged { verdict, rank };
+                    self.cache.judged.insert(id, j.clone());
+                    Some(j)
+                }
+            };
+            let ok = matches!(&judged, Some(Judged { verdict: Ok(_), .. }));
+            self.judged[i] = judged;
+            let after = if self.nodes[i].supplies_cutoffs && ok {
+                let m = self.past_of(i);
+                self.state_of(&m)
+            } else if !ok {
+                before
+            } else {
+                let state = applied.unwrap_or_else(|| {
+                    let op = self.nodes[i].op.as_ref().expect("judged ops decoded");
+                    let mut state = (*before).clone();
+                    let _ = state.apply(&self.info(i, false), op);
+                    state
+                });
+                Arc::new(state)
+            };
+            self.after.insert(i, after);
+            for p in self.nodes[i].preds.clone() {
+                waiting[p] -= 1;
+                if waiting[p] == 0 && !keep.contains(&p) {
+                    self.after.remove(&p);
+                }
+            }
+        }
+    }
+
+    /// `R(past(o) \ {o})`: the predecessor's state, or the merge of several.
+    fn state_before(&mut self, i: usize) -> Arc<State> {
+        let preds = self.nodes[i].preds.clone();
+        match preds.as_slice() {
+            [] => Arc::new(State::default()),
+            [p] => self
+                .after
+                .get(p)
+                .cloned()
+                .expect("a predecessor is judged first and kept until its successors are"),
+            _ => {
+                let mut m = mask_new(self.nodes.len());
+                for p in preds {
+                    let pm = self.past_of(p);
+                    mask_or(&mut m, &pm);
+                }
+                self.state_of(&m)
+            }
+        }
+    }
+
+    /// The state of `R(mask)`, from the cache when this set was seen before.
+    fn state_of(&mut self, mask: &Mask) -> Arc<State> {
+        let key = self.maximal(mask);
+        if let Some(s) = self.cache.states.get(&key) {
+            return s.clone();
+        }
+        if let [only] = key.as_slice() {
+            let i = self.index[only];
+            if let Some(s) = self.after.get(&i) {
+                return s.clone();
+            }
+        }
+        let state = self.resolve(mask).state.clone();
+        self.cache.states.insert(key, state.clone());
+        state
+    }
+
+    /// Step 4: `R(mask)`, memoised. Well-founded: it uses the judgements of
     /// the ops in `mask` in their own contexts (strictly smaller sets) and
-    /// `R` of strictly smaller sets (in [`Graph::voids_op`]).
+    /// `R` of strictly smaller sets (in [`Engine::voids`]).
     fn resolve(&mut self, mask: &Mask) -> Rc<Resolved> {
         if let Some(r) = self.memo.get(mask) {
             return r.clone();
         }
-        // Removals that stand, by induction on (rank, id): a removal can
-        // only be voided by a standing removal of a stronger rank, or of the
-        // same rank and a lower id, decided before it.
-        let mut removals: Vec<(u32, EnvelopeId, usize)> = (0..self.nodes.len())
-            .filter(|&i| mask_has(mask, i) && self.nodes[i].removal && self.judged_ok(i))
-            .map(|i| {
-                let rank = self.judged[i].as_ref().map_or(NO_RANK, |j| j.rank);
-                (rank, self.nodes[i].id, i)
-            })
+        // Removals that stand, by induction on (rank, id): only a standing
+        // removal of a strictly stronger rank, decided before, voids one.
+        let mut removals: Vec<(u32, EnvelopeId, usize)> = mask_ones(mask)
+            .filter(|&i| self.nodes[i].removal && self.judged_ok(i))
+            .map(|i| (self.rank(i), self.nodes[i].id, i))
             .collect();
         removals.sort();
         let mut standing: Vec<usize> = Vec::new();
         let mut voids: BTreeMap<usize, EnvelopeId> = BTreeMap::new();
         for (_, _, r) in removals {
-            let mut by = None;
-            for &s in &standing {
-                if self.voids_op(s, r, mask) {
-                    by = Some(s);
-                    break;
-                }
-            }
+            let by = standing
+                .clone()
+                .into_iter()
+                .find(|&s| self.voids(s, r, mask));
             match by {
                 Some(s) => {
                     voids.insert(r, self.nodes[s].id);
@@ -573,142 +838,265 @@ impl Graph {
                 None => standing.push(r),
             }
         }
-        // Every other op falls to any standing removal that voids it.
-        for o in 0..self.nodes.len() {
-            if !mask_has(mask, o) || self.nodes[o].removal || !self.judged_ok(o) {
-                continue;
-            }
+        // Every other op falls to a standing removal that voids it; the
+        // ops a standing removal's cutoff covers go before it.
+        let mut soft: Vec<(usize, usize)> = Vec::new();
+        if !standing.is_empty() {
+            let ops: Vec<usize> = mask_ones(mask).filter(|&o| self.judged_ok(o)).collect();
             for &s in &standing {
-                if self.voids_op(s, o, mask) {
-                    voids.insert(o, self.nodes[s].id);
-                    break;
+                for &o in &ops {
+                    let targeted = self.aims_at(s, &self.nodes[o].author);
+                    if !targeted || o == s || self.reaches(o, s) || self.reaches(s, o) {
+                        continue;
+                    }
+                    if self.covered(o, s, mask) {
+                        soft.push((o, s));
+                    } else if !self.nodes[o].removal
+                        && !voids.contains_key(&o)
+                        && self.judged_ok(o)
+                        && self.voids(s, o, mask)
+                    {
+                        voids.insert(o, self.nodes[s].id);
+                    }
                 }
             }
         }
-        let rc = Rc::new(self.pass(mask, &voids));
+        let rc = Rc::new(self.pass(mask, &voids, &soft));
         self.memo.insert(mask.clone(), rc.clone());
         rc
     }
 
     /// Strong removal of control ops: removal `r` voids op `o` iff they are
-    /// concurrent, `r` (in its own context) took rights from `o`'s author,
-    /// `o` is beyond `r`'s cutoff for its space, and `o` is no longer
-    /// authorised in `R(past(o) \ {o} ∪ past(r))` (effective rights: another
-    /// grant may still carry it).
-    fn voids_op(&mut self, r: usize, o: usize, mask: &Mask) -> bool {
-        if r == o || mask_has(&self.past[r], o) || mask_has(&self.past[o], r) {
+    /// concurrent, `r` is aimed at `o`'s author ([`Engine::aims_at`]),
+    /// a removal `o` has a weaker rank than `r`, `o` is not covered by
+    /// `r`'s cutoff for its space, and `o` is no longer authorised in
+    /// `R(past(o) \ {o} ∪ past(r))` (effective rights: another grant may
+    /// still carry it).
+    fn voids(&mut self, r: usize, o: usize, mask: &Mask) -> bool {
+        if r == o || self.reaches(r, o) || self.reaches(o, r) {
             return false;
         }
-        let author = self.nodes[o].author;
-        let hit = match &self.judged[r] {
-            Some(Judged {
-                verdict: Ok(Some(e)),
-                ..
-            }) => {
-                e.lost_managers.contains(&author)
-                    || e.lost_members.contains(&author)
-                    || e.lost_writers.contains(&author)
-            }
-            _ => false,
-        };
-        if !hit {
+        if !self.aims_at(r, &self.nodes[o].author) {
             return false;
         }
-        let space = self.nodes[o].space;
-        match self.cutoff(r, &space, &author, mask) {
-            Some(c) if self.nodes[o].seq > c => {}
-            _ => return false,
+        if self.nodes[o].removal && self.rank(r) >= self.rank(o) {
+            return false;
         }
-        let mut union = self.past[o].clone();
+        if self.covered(o, r, mask) {
+            return false;
+        }
+        let mut union = (*self.past_of(o)).clone();
         mask_clear(&mut union, o);
-        mask_or(&mut union, &self.past[r]);
+        let pr = self.past_of(r);
+        mask_or(&mut union, &pr);
         let mut state = (*self.state_of(&union)).clone();
         let op = self.nodes[o].op.as_ref().expect("judged ops decoded");
         state.apply(&self.info(o, false), op).is_err()
     }
 
-    /// One linear pass in the deterministic order: Kahn's sort, among ready
-    /// ops removals first, then the lowest id. An op takes effect iff it was
-    /// authorised in its own context, is not voided, and its author still
-    /// has the right in the state built so far.
-    fn pass(&self, mask: &Mask, voids: &BTreeMap<usize, EnvelopeId>) -> Resolved {
-        let n = self.nodes.len();
-        let mut out = Resolved::default();
-        let mut indeg = vec![0usize; n];
-        let mut heap = BinaryHeap::new();
-        for (i, node) in self.nodes.iter().enumerate() {
-            if !mask_has(mask, i) {
-                continue;
-            }
-            indeg[i] = node.preds.len();
-            if indeg[i] == 0 {
-                heap.push(Reverse((!node.removal, node.id, i)));
-            }
+    /// Whether removal `r` counts control op `o` (by one of its targets) as
+    /// made before it: in its past, or covered by its cutoff for `o`'s
+    /// space. With no cutoff known for that space (a roster removal whose
+    /// author did not hold the folder, before any rotation supplied one)
+    /// only the context decides.
+    fn covered(&mut self, o: usize, r: usize, mask: &Mask) -> bool {
+        if self.reaches(r, o) {
+            return true;
         }
-        while let Some(Reverse((_, _, i))) = heap.pop() {
-            let node = &self.nodes[i];
-            let verdict = if let Some(bad) = &node.bad {
-                Err(bad.clone())
-            } else if let Some(Judged {
-                verdict: Err(why), ..
-            }) = &self.judged[i]
-            {
-                Err(why.clone())
-            } else if let Some(by) = voids.get(&i) {
-                Err(Reason::Voided { by: *by })
-            } else {
-                let op = node.op.as_ref().expect("ops without a bad reason decoded");
-                out.state
-                    .apply(&self.info(i, false), op)
-                    .map_err(Reason::Unauthorized)
-            };
-            match verdict {
-                Ok(effect) => {
-                    out.valid.insert(i);
-                    if let Some(e) = effect {
-                        out.removals.push((i, e));
-                    }
-                }
-                Err(reason) => {
-                    out.reasons.insert(i, reason);
-                }
-            }
-            for &s in &node.succs {
-                if mask_has(mask, s) {
-                    indeg[s] -= 1;
-                    if indeg[s] == 0 {
-                        heap.push(Reverse((!self.nodes[s].removal, self.nodes[s].id, s)));
-                    }
-                }
-            }
+        let (space, author, seq, id) = {
+            let n = &self.nodes[o];
+            (n.space, n.author, n.seq, n.id)
+        };
+        match self.cutoff_point(r, &space, &author, Some(mask)) {
+            None => true,
+            Some(point) => self.point_covers(point, (space, author), seq, id),
         }
-        out
     }
 
     /// The cutoff removal `r` gives for `device`'s envelopes in `space`:
-    /// its own cutoff map for that space, else the largest one supplied by a
-    /// rotation in `mask`, authorised in its context, citing `r`, else none
-    /// (then only the context decides: weak removal until a rotation
-    /// supplies one).
-    fn cutoff(&self, r: usize, space: &SpaceId, device: &DeviceId, mask: &Mask) -> Option<u64> {
+    /// its own, else (a roster removal, for this folder) the smallest one
+    /// supplied by a rotation in `mask` that has `r` in its past, was
+    /// authorised in its own context and whose author `r` did not target.
+    fn cutoff_point(
+        &mut self,
+        r: usize,
+        space: &SpaceId,
+        device: &DeviceId,
+        mask: Option<&Mask>,
+    ) -> Option<CutoffPoint> {
         let op = self.nodes[r].op.as_ref()?;
         if let Some(map) = op.cutoff_for(space, &self.home) {
-            return Some(map.get(device).copied().unwrap_or(0));
+            return Some(map.get(device).copied().unwrap_or(NO_CUTOFF));
         }
         if space != &self.home {
             return None;
         }
         let rid = self.nodes[r].id;
-        (0..self.nodes.len())
-            .filter(|&i| mask_has(mask, i) && self.judged_ok(i))
-            .filter_map(|i| match &self.nodes[i].op {
-                Some(ControlOp::Membership(MembershipOp::Rotate { cutoffs, .. })) => cutoffs
-                    .iter()
-                    .find(|(id, _)| *id == rid)
-                    .map(|(_, c)| c.get(device).copied().unwrap_or(0)),
-                _ => None,
+        let candidates: Vec<usize> = match mask {
+            Some(m) => mask_ones(m).collect(),
+            None => self.topo.clone(),
+        };
+        let mut best: Option<CutoffPoint> = None;
+        for i in candidates {
+            let Some(ControlOp::Membership(MembershipOp::Rotate { cutoffs, .. })) =
+                &self.nodes[i].op
+            else {
+                continue;
+            };
+            let Some((_, c)) = cutoffs.iter().find(|(id, _)| *id == rid) else {
+                continue;
+            };
+            let point = c.get(device).copied().unwrap_or(NO_CUTOFF);
+            if !self.judged_ok(i) || !self.reaches(i, r) || self.aims_at(r, &self.nodes[i].author) {
+                continue;
+            }
+            if best.is_none_or(|b| (point.seq, point.id) < (b.seq, b.id)) {
+                best = Some(point);
+            }
+        }
+        best
+    }
+
+    /// Whether the envelope `(seq, id)` of `chain` is the cutoff envelope or
+    /// one of its own ancestors. A cutoff naming an envelope not held (yet)
+    /// covers the seqs up to its own where the chain did not fork.
+    fn point_covers(
+        &mut self,
+        point: CutoffPoint,
+        chain: (SpaceId, DeviceId),
+        seq: u64,
+        id: EnvelopeId,
+    ) -> bool {
+        if seq > point.seq || point.seq == 0 {
+            return false;
+        }
+        let named = self.held.get(&point.id).filter(|e| {
+            (e.space(), e.author()) == chain
+                && e.seq() == point.seq
+                && self.chains.is_linked(&e.id())
+        });
+        if named.is_none() {
+            return !self.chains.forked_at(&chain, seq);
+        }
+        if !self.chains.fork_seqs.contains_key(&chain) {
+            return true;
+        }
+        let held = self.held;
+        self.ancestry
+            .entry(point.id)
+            .or_insert_with(|| {
+                let mut set = HashSet::new();
+                let mut cur = Some(point.id);
+                while let Some(c) = cur {
+                    set.insert(c);
+                    cur = held.get(&c).and_then(|e| e.body().prev);
+                }
+                set
             })
-            .max()
+            .contains(&id)
+    }
+
+    /// One linear pass in the deterministic order: Kahn's sort, among ready
+    /// ops removals first, then the lowest id; an op a removal's cutoff
+    /// covers (`soft`: op before removal) waits for nothing but goes first.
+    /// A cycle of such claims (a lying cutoff) is broken by taking the
+    /// first op in that order whose context is done. An op takes effect iff
+    /// it was authorised in its own context, is not voided, and its author
+    /// still has the right in the state built so far.
+    fn pass(
+        &self,
+        mask: &Mask,
+        voids: &BTreeMap<usize, EnvelopeId>,
+        soft: &[(usize, usize)],
+    ) -> Resolved {
+        let n = self.nodes.len();
+        let mut out = Resolved::default();
+        let mut hard = vec![0usize; n];
+        let mut weak = vec![0usize; n];
+        let mut soft_succs: HashMap<usize, Vec<usize>> = HashMap::new();
+        for &(o, r) in soft {
+            weak[r] += 1;
+            soft_succs.entry(o).or_default().push(r);
+        }
+        let key = |i: usize| Reverse((!self.nodes[i].removal, self.nodes[i].id, i));
+        let mut ready = BinaryHeap::new();
+        let mut context_done = BinaryHeap::new();
+        let mut count = 0;
+        for i in mask_ones(mask) {
+            count += 1;
+            hard[i] = self.nodes[i]
+                .preds
+                .iter()
+                .filter(|p| mask_has(mask, **p))
+                .count();
+            if hard[i] == 0 {
+                context_done.push(key(i));
+                if weak[i] == 0 {
+                    ready.push(key(i));
+                }
+            }
+        }
+        let mut done = vec![false; n];
+        let mut state = State::default();
+        while count > 0 {
+            let next = match ready.pop() {
+                Some(Reverse((_, _, i))) if !done[i] => i,
+                Some(_) => continue,
+                None => match context_done.pop() {
+                    Some(Reverse((_, _, i))) if !done[i] => i,
+                    Some(_) => continue,
+                    None => break,
+                },
+            };
+            done[next] = true;
+            count -= 1;
+            let node = &self.nodes[next];
+            let verdict = if let Some(bad) = &node.bad {
+                Err(bad.clone())
+            } else if let Some(Judged {
+                verdict: Err(why), ..
+            }) = &self.judged[next]
+            {
+                Err(why.clone())
+            } else if let Some(by) = voids.get(&next) {
+                Err(Reason::Voided { by: *by })
+            } else {
+                let op = node.op.as_ref().expect("ops without a bad reason decoded");
+                state
+                    .apply(&self.info(next, false), op)
+                    .map_err(Reason::Unauthorized)
+            };
+            match verdict {
+                Ok(effect) => {
+                    out.valid.insert(next);
+                    if let Some(e) = effect {
+                        out.removals.push((next, e));
+                    }
+                }
+                Err(reason) => {
+                    out.reasons.insert(next, reason);
+                }
+            }
+            for &s in &node.succs {
+                if mask_has(mask, s) {
+                    hard[s] -= 1;
+                    if hard[s] == 0 {
+                        context_done.push(key(s));
+                        if weak[s] == 0 {
+                            ready.push(key(s));
+                        }
+                    }
+                }
+            }
+            for &s in soft_succs.get(&next).into_iter().flatten() {
+                weak[s] -= 1;
+                if weak[s] == 0 && hard[s] == 0 {
+                    ready.push(key(s));
+                }
+            }
+        }
+        out.state = Arc::new(state);
+        out
     }
 }
 
@@ -720,7 +1108,7 @@ pub fn evaluate(
     team: Option<SpaceId>,
     held: &HashMap<EnvelopeId, Envelope>,
 ) -> Evaluation {
-    evaluate_cached(home, team, held, &mut Cache::default())
+    evaluate_cached(home, team, held, &mut Cache::default(), Limits::default())
 }
 
 /// [`evaluate`] reusing (and filling) a [`Cache`] from earlier evaluations
@@ -730,73 +1118,170 @@ pub fn evaluate_cached(
     team: Option<SpaceId>,
     held: &HashMap<EnvelopeId, Envelope>,
     cache: &mut Cache,
+    limits: Limits,
 ) -> Evaluation {
     let mut ev = Evaluation::default();
-    let status = chains(held, &mut ev);
-    let mut graph = Graph::build(home, team, held, &status);
+    let chains = Chains::build(held, &mut ev);
     cache.trim();
-    graph.cache = std::mem::take(cache);
-    let n = graph.nodes.len();
+    let mut engine = Engine::build(home, team, held, &chains, std::mem::take(cache), limits);
+    let n = engine.nodes.len();
     let mut all = mask_new(n);
     for i in 0..n {
-        if graph.pending[i] {
-            ev.pending.insert(graph.nodes[i].id);
+        if engine.pending[i] {
+            ev.pending.insert(engine.nodes[i].id);
         } else {
             mask_set(&mut all, i);
         }
     }
-    for (id, st) in &status {
-        if *st == ChainStatus::Pending {
-            ev.pending.insert(*id);
+    for env in held.values() {
+        if !chains.is_linked(&env.id()) {
+            ev.pending.insert(env.id());
         }
     }
-    // Monotone authors: a control op's context covers its previous op's.
-    for i in 0..n {
-        if graph.pending[i] || graph.nodes[i].bad.is_some() {
+    // Monotone authors: a control op's context covers its previous envelope's.
+    for &i in &engine.topo.clone() {
+        if engine.nodes[i].bad.is_some() {
             continue;
         }
-        let prev = held[&graph.nodes[i].id].body().prev;
-        if let Some(p) = prev.and_then(|p| held.get(&p)) {
-            let mine = &graph.past[i];
-            let theirs = match graph.index.get(&p.id()) {
-                Some(&j) if !graph.pending[j] => Some(graph.past[j].clone()),
-                Some(_) => None,
-                None => graph.context_mask(&p.body().context),
-            };
-            if !theirs.is_some_and(|t| mask_subset(&t, mine)) {
-                graph.nodes[i].bad = Some(Reason::ContextRegressed);
+        let prev = held[&engine.nodes[i].id].body().prev;
+        let Some(p) = prev.and_then(|p| held.get(&p)) else {
+            continue;
+        };
+        let regressed = p.body().context.iter().any(|h| match engine.index.get(h) {
+            Some(&j) if !engine.pending[j] => !engine.reaches(i, j),
+            _ => true,
+        });
+        if regressed {
+            engine.nodes[i].bad = Some(Reason::ContextRegressed);
+        }
+    }
+    // States kept past their successors: the heads and single-head contexts
+    // of content (`R(past(context))` is then that head's state).
+    let mut keep: HashSet<usize> = (0..n)
+        .filter(|&i| mask_has(&all, i))
+        .filter(|&i| engine.nodes[i].succs.iter().all(|s| engine.pending[*s]))
+        .collect();
+    for env in held.values() {
+        if !is_control(env.kind()) {
+            if let [h] = env.body().context.as_slice() {
+                if let Some(&i) = engine.index.get(h) {
+                    keep.insert(i);
+                }
             }
         }
     }
-    graph.judge_all();
-    let fin = graph.resolve(&all);
-    for i in 0..n {
-        if !mask_has(&all, i) {
-            continue;
-        }
-        let id = graph.nodes[i].id;
+    engine.judge_all(&keep);
+    let fin = engine.resolve(&all);
+    for i in mask_ones(&all) {
+        let id = engine.nodes[i].id;
         if fin.valid.contains(&i) {
             ev.accepted.insert(id);
         } else if let Some(r) = fin.reasons.get(&i) {
             ev.quarantined.insert(id, r.clone());
         }
     }
-    let mut heads: Vec<EnvelopeId> = (0..n)
-        .filter(|i| mask_has(&all, *i))
-        .filter(|i| graph.nodes[*i].succs.iter().all(|s| graph.pending[*s]))
-        .map(|i| graph.nodes[i].id)
+    let mut heads: Vec<EnvelopeId> = mask_ones(&all)
+        .filter(|i| engine.nodes[*i].succs.iter().all(|s| engine.pending[*s]))
+        .map(|i| engine.nodes[i].id)
         .collect();
     heads.sort();
     ev.control_heads = heads;
     ev.removals = fin
         .removals
         .iter()
-        .map(|(i, e)| (graph.nodes[*i].id, e.clone()))
+        .map(|(i, e)| (engine.nodes[*i].id, e.clone()))
         .collect();
+    for (r, effect) in &fin.removals {
+        ev.removed.extend(effect.lost_members.iter().copied());
+        ev.removed.extend(effect.lost_writers.iter().copied());
+        ev.removed.extend(effect.lost_managers.iter().copied());
+        if let Some(e) = engine.effect(*r) {
+            ev.removed
+                .extend(e.lost_members.iter().chain(&e.lost_writers).copied());
+            ev.removed.extend(e.lost_managers.iter().copied());
+        }
+        for d in engine.users.keys() {
+            if engine.aims_at(*r, d)
+                && !matches!(
+                    &engine.nodes[*r].op,
+                    Some(ControlOp::Membership(MembershipOp::Remove {
+                        principal: Principal::Group(_),
+                        ..
+                    }))
+                )
+            {
+                ev.removed.insert(*d);
+            }
+        }
+        if let Some(ControlOp::Membership(MembershipOp::Remove {
+            principal: Principal::Device(d),
+            ..
+        })) = &engine.nodes[*r].op
+        {
+            ev.removed.insert(*d);
+        }
+    }
     ev.state = fin.state.clone();
-    content_validity(&mut graph, &fin, &all, held, &status, &mut ev);
-    *cache = std::mem::take(&mut graph.cache);
+    content_validity(&mut engine, &fin, &all, &chains, &mut ev);
+    *cache = std::mem::take(&mut engine.cache);
     ev
+}
+
+/// The control fast path: `op` (already held, linked, decoded) cites every
+/// current control head and is neither a removal nor a rotation supplying
+/// cutoffs, so `R(all ∪ {op}) = R(all)` plus `op` and no other verdict
+/// changes. Updates `ev` and returns the outcome, or `None` when the full
+/// evaluation is needed.
+pub(crate) fn extend_control(
+    ev: &mut Evaluation,
+    cache: &mut Cache,
+    env: &Envelope,
+    op: &ControlOp,
+    home: SpaceId,
+    team: Option<SpaceId>,
+    control_before: u64,
+    limits: Limits,
+) -> Option<Result<(), Reason>> {
+    if op.is_removal() || op.is_founding() || control_before >= limits.control_ops_per_author {
+        return None;
+    }
+    if matches!(op, ControlOp::Membership(MembershipOp::Rotate { cutoffs, .. }) if !cutoffs.is_empty())
+    {
+        return None;
+    }
+    let mut context = env.body().context.clone();
+    context.sort();
+    context.dedup();
+    if context.is_empty() || context != ev.control_heads {
+        return None;
+    }
+    let info = OpInfo {
+        id: env.id(),
+        author: env.author(),
+        seq: env.seq(),
+        space: env.space(),
+        home,
+        team,
+        strict: true,
+    };
+    let rank = ev.state.rights(&env.author()).rank;
+    let mut state = (*ev.state).clone();
+    let verdict = state.apply(&info, op).map_err(Reason::Unauthorized);
+    cache.judged.insert(
+        env.id(),
+        Judged {
+            verdict: verdict.clone(),
+            rank,
+        },
+    );
+    let outcome = verdict.map(|_| ());
+    if outcome.is_ok() {
+        ev.state = Arc::new(state);
+    }
+    ev.control_heads = vec![env.id()];
+    cache.states.insert(vec![env.id()], ev.state.clone());
+    ev.contexts.insert(vec![env.id()], ev.state.clone());
+    Some(outcome)
 }
 
 struct ContentJudgement {
@@ -804,39 +1289,30 @@ struct ContentJudgement {
     reason: Option<Reason>,
 }
 
-/// Step 4 (and 5): judges every content and usage envelope.
+/// Step 5: judges every content and usage envelope.
 fn content_validity(
-    graph: &mut Graph,
+    engine: &mut Engine<'_>,
     fin: &Resolved,
     all: &Mask,
-    held: &HashMap<EnvelopeId, Envelope>,
-    status: &HashMap<EnvelopeId, ChainStatus>,
+    chains: &Chains,
     ev: &mut Evaluation,
 ) {
-    let home = graph.home;
+    let held = engine.held;
+    let home = engine.home;
     let mut ids: Vec<EnvelopeId> = held
         .values()
-        .filter(|e| matches!(e.kind(), Kind::Content | Kind::Usage))
-        .filter(|e| status[&e.id()] != ChainStatus::Pending)
+        .filter(|e| !is_control(e.kind()))
+        .filter(|e| chains.is_linked(&e.id()))
         .map(Envelope::id)
         .collect();
     ids.sort();
     let mut ctx_masks: HashMap<Vec<EnvelopeId>, Option<Rc<Mask>>> = HashMap::new();
-    let mut mask_of = |graph: &Graph, ctx: &[EnvelopeId]| -> Option<Rc<Mask>> {
-        let mut key = ctx.to_vec();
-        key.sort();
-        key.dedup();
-        ctx_masks
-            .entry(key)
-            .or_insert_with_key(|k| graph.context_mask(k).map(Rc::new))
-            .clone()
-    };
     let mut judged: BTreeMap<EnvelopeId, ContentJudgement> = BTreeMap::new();
+    let mut lower_bounds: HashMap<usize, HashSet<EnvelopeId>> = HashMap::new();
     for id in ids {
         let env = &held[&id];
         let body = env.body();
-        let author = body.author;
-        if body.space != home || graph.team == Some(home) {
+        if body.space != home || engine.team == Some(home) {
             ev.quarantined.insert(
                 id,
                 Reason::Malformed("content outside a folder space".into()),
@@ -848,18 +1324,22 @@ fn content_validity(
                 .insert(id, Reason::Malformed("content cites no context".into()));
             continue;
         }
-        if body.change.is_some() != (body.kind == Kind::Content) {
-            ev.quarantined.insert(
-                id,
-                Reason::Malformed("a change header goes with content only".into()),
-            );
-            continue;
-        }
-        let Some(mask) = mask_of(graph, &body.context) else {
-            let names_content = body.context.iter().any(|c| {
-                held.get(c)
-                    .is_some_and(|e| matches!(e.kind(), Kind::Content | Kind::Usage))
-            });
+        let mut key = body.context.clone();
+        key.sort();
+        key.dedup();
+        let mask = match ctx_masks.get(&key) {
+            Some(m) => m.clone(),
+            None => {
+                let m = engine.context_mask(&key).map(Rc::new);
+                ctx_masks.insert(key.clone(), m.clone());
+                m
+            }
+        };
+        let Some(mask) = mask else {
+            let names_content = body
+                .context
+                .iter()
+                .any(|c| held.get(c).is_some_and(|e| !is_control(e.kind())));
             if names_content {
                 ev.quarantined
                     .insert(id, Reason::Malformed("context names content".into()));
@@ -868,27 +1348,33 @@ fn content_validity(
             }
             continue;
         };
-        // Monotone authors.
+        // Monotone authors: the context covers the previous envelope's.
         if let Some(p) = body.prev.and_then(|p| held.get(&p)) {
-            let theirs = match graph.index.get(&p.id()) {
-                Some(&j) if !graph.pending[j] => Some(Rc::new(graph.past[j].clone())),
-                Some(_) => None,
-                None => mask_of(graph, &p.body().context),
-            };
-            if !theirs.is_some_and(|t| mask_subset(&t, &mask)) {
+            let mut theirs = p.body().context.clone();
+            theirs.sort();
+            theirs.dedup();
+            let regressed = theirs != key
+                && theirs.iter().any(|h| match engine.index.get(h) {
+                    Some(&j) if !engine.pending[j] => !mask_has(&mask, j),
+                    _ => true,
+                });
+            if regressed {
                 ev.quarantined.insert(id, Reason::ContextRegressed);
                 continue;
             }
         }
-        let at = graph.state_of(&mask);
-        let mut key = body.context.clone();
-        key.sort();
-        key.dedup();
-        ev.contexts.entry(key).or_insert_with(|| at.clone());
+        let at = match ev.contexts.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let s = engine.state_of(&mask);
+                ev.contexts.insert(key, s.clone());
+                s
+            }
+        };
         if let Some(h) = &body.change {
             // Incarnations: a device removed from the folder writes as a
             // later incarnation once its context shows the removal.
-            let need = at.incarnation(&author);
+            let need = at.incarnation(&body.author);
             if h.incarnation >= MAX_INCARNATIONS {
                 ev.quarantined
                     .insert(id, Reason::Malformed("incarnation out of range".into()));
@@ -905,7 +1391,7 @@ fn content_validity(
                 continue;
             }
         }
-        let reason = judge_content(graph, fin, all, &at, env, &mask, status[&id]);
+        let reason = judge_content(engine, fin, all, &at, env, &mask, &mut lower_bounds);
         judged.insert(
             id,
             ContentJudgement {
@@ -918,22 +1404,19 @@ fn content_validity(
 }
 
 fn judge_content(
-    graph: &mut Graph,
+    engine: &mut Engine<'_>,
     fin: &Resolved,
     all: &Mask,
     at: &State,
     env: &Envelope,
     mask: &Mask,
-    status: ChainStatus,
+    lower_bounds: &mut HashMap<usize, HashSet<EnvelopeId>>,
 ) -> Option<Reason> {
     let body = env.body();
-    if let ChainStatus::Forked(seq) = status {
-        return Some(Reason::Equivocation { seq });
-    }
     let rights = at.rights(&body.author);
-    let (ok, lost_of): (bool, fn(&RemovalEffect) -> &BTreeSet<DeviceId>) = match body.kind {
-        Kind::Content => (rights.writer, |e| &e.lost_writers),
-        _ => (rights.member, |e| &e.lost_members),
+    let ok = match body.kind {
+        Kind::Content => rights.writer,
+        _ => rights.member,
     };
     if !ok {
         return Some(Reason::Unauthorized(match body.kind {
@@ -955,36 +1438,81 @@ fn judge_content(
             "the epoch's rotation did not take effect",
         ));
     }
-    for (r, effect) in &fin.removals {
-        if !lost_of(effect).contains(&body.author) || mask_has(mask, *r) {
+    for (r, _) in &fin.removals {
+        if !engine.aims_at(*r, &body.author) || mask_has(mask, *r) {
             continue;
         }
-        let Some(c) = graph.cutoff(*r, &body.space, &body.author, all) else {
-            continue;
-        };
-        if body.seq <= c {
+        let chain = (body.space, body.author);
+        let covered = match engine.cutoff_point(*r, &body.space, &body.author, Some(all)) {
+            None => true,
+            Some(point) => engine.point_covers(point, chain, body.seq, env.id()),
+        } || remover_saw(engine, *r, env.id(), lower_bounds);
+        if covered {
             continue;
         }
         // Effective rights: judged in R(past(c) ∪ past(r)), where another
         // grant the author had seen (or the removal's author had) may still
         // carry the right.
         let mut union = mask.clone();
-        mask_or(&mut union, &graph.past[*r]);
-        let rights = graph.state_of(&union).rights(&body.author);
+        let pr = engine.past_of(*r);
+        mask_or(&mut union, &pr);
+        let rights = engine.state_of(&union).rights(&body.author);
         let still = match body.kind {
             Kind::Content => rights.writer,
             _ => rights.member,
         };
         if !still {
             return Some(Reason::Removed {
-                by: graph.nodes[*r].id,
+                by: engine.nodes[*r].id,
             });
         }
     }
     None
 }
 
-/// Step 5: the accepted content closure, with endorsement, from the
+/// Whether the author of membership removal `r` had built on content `c`
+/// before it: `c` is among the deps (transitively) of the remover's own
+/// earlier changes in this folder. A lower bound on what it saw, whatever
+/// cutoff it stated.
+fn remover_saw(
+    engine: &mut Engine<'_>,
+    r: usize,
+    c: EnvelopeId,
+    memo: &mut HashMap<usize, HashSet<EnvelopeId>>,
+) -> bool {
+    let node = &engine.nodes[r];
+    if node.space != engine.home {
+        return false;
+    }
+    let (author, seq) = (node.author, node.seq);
+    let held = engine.held;
+    memo.entry(r)
+        .or_insert_with(|| {
+            let mut seen = HashSet::new();
+            let mut stack: Vec<EnvelopeId> = held
+                .values()
+                .filter(|e| {
+                    e.author() == author
+                        && e.space() == engine.home
+                        && e.seq() < seq
+                        && e.kind() == Kind::Content
+                })
+                .map(Envelope::id)
+                .collect();
+            while let Some(x) = stack.pop() {
+                if !seen.insert(x) {
+                    continue;
+                }
+                if let Some(h) = held.get(&x).and_then(|e| e.body().change.as_ref()) {
+                    stack.extend(h.deps.iter().copied());
+                }
+            }
+            seen
+        })
+        .contains(&c)
+}
+
+/// Step 6: the accepted content closure, with endorsement, from the
 /// change headers alone.
 fn endorse(
     held: &HashMap<EnvelopeId, Envelope>,
@@ -1033,7 +1561,6 @@ fn endorse(
     // each author's chain (`prev`), which is no dependency: a valid change
     // may follow its author's quarantined one.
     let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut order_parents: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut missing = vec![false; n];
     let mut dead = vec![false; n];
     let mut bad_seq = vec![false; n];
@@ -1049,59 +1576,103 @@ fn endorse(
                 None => missing[i] = true,
             }
         }
+    }
+    let prev_of = |i: usize| -> Option<usize> {
+        held[&content[i]]
+            .body()
+            .prev
+            .as_ref()
+            .and_then(|p| idx.get(p))
+            .copied()
+    };
+    let order = |parents: &[Vec<usize>]| -> Vec<usize> {
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut indeg = vec![0usize; n];
+        for i in 0..n {
+            let mut ps = parents[i].clone();
+            if let Some(j) = prev_of(i) {
+                ps.push(j);
+            }
+            ps.sort_unstable();
+            ps.dedup();
+            indeg[i] = ps.len();
+            for p in ps {
+                children[p].push(i);
+            }
+        }
+        let mut heap: BinaryHeap<Reverse<usize>> =
+            (0..n).filter(|i| indeg[*i] == 0).map(Reverse).collect();
+        let mut topo = Vec::with_capacity(n);
+        while let Some(Reverse(i)) = heap.pop() {
+            topo.push(i);
+            for &c in &children[i] {
+                indeg[c] -= 1;
+                if indeg[c] == 0 {
+                    heap.push(Reverse(c));
+                }
+            }
+        }
+        topo
+    };
+    // Structural endorsement: a change another device built on (directly
+    // or through the author's own later changes), from the deps alone.
+    let author_of = |i: usize| held[&content[i]].author();
+    let mut dep_children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, ps) in parents.iter().enumerate() {
+        for &p in ps {
+            dep_children[p].push(i);
+        }
+    }
+    let mut built_on = vec![false; n];
+    for &i in order(&parents).iter().rev() {
+        built_on[i] = dep_children[i]
+            .iter()
+            .any(|&c| author_of(c) != author_of(i) || built_on[c]);
+    }
+    // One Automerge actor must not have two changes with one seq (Automerge
+    // refuses such a document): the author forked. The one another device
+    // built on stays (the lowest id if several were); the others go, as
+    // all do when nobody built on any. An honest device that lost a change
+    // starts a new incarnation instead.
+    let mut actor_fork = vec![false; n];
+    let mut winner: HashMap<(DeviceId, u32, u64), usize> = HashMap::new();
+    for (k, group) in &by_key {
+        let won = match group.as_slice() {
+            [one] => Some(*one),
+            _ => group
+                .iter()
+                .copied()
+                .filter(|&i| built_on[i])
+                .min_by_key(|&i| content[i]),
+        };
+        for &i in group {
+            if Some(i) != won {
+                actor_fork[i] = true;
+            }
+        }
+        if let Some(w) = won {
+            winner.insert(*k, w);
+        }
+    }
+    for i in 0..n {
         let (author, inc, seq) = key_of(i);
         if seq > 1 {
-            let before = by_key.get(&(author, inc, seq - 1)).and_then(|g| {
-                g.iter()
-                    .copied()
-                    .filter(|&j| held[&content[j]].seq() < held[&content[i]].seq())
-                    .min_by_key(|&j| held[&content[j]].seq())
-            });
-            match before {
-                Some(j) => parents[i].push(j),
+            match winner.get(&(author, inc, seq - 1)) {
+                Some(&j) => parents[i].push(j),
+                None if by_key.contains_key(&(author, inc, seq - 1)) => dead[i] = true,
                 None => bad_seq[i] = true,
             }
         }
         parents[i].sort_unstable();
         parents[i].dedup();
-        order_parents[i] = parents[i].clone();
-        if let Some(&j) = held[&content[i]]
-            .body()
-            .prev
-            .as_ref()
-            .and_then(|p| idx.get(p))
-        {
-            if !order_parents[i].contains(&j) {
-                order_parents[i].push(j);
-            }
-        }
     }
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut order_children: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, ps) in parents.iter().enumerate() {
         for &p in ps {
             children[p].push(i);
         }
     }
-    for (i, ps) in order_parents.iter().enumerate() {
-        for &p in ps {
-            order_children[p].push(i);
-        }
-    }
-    // Topological order (ties by id, i.e. index).
-    let mut indeg: Vec<usize> = order_parents.iter().map(Vec::len).collect();
-    let mut heap: BinaryHeap<Reverse<usize>> =
-        (0..n).filter(|i| indeg[*i] == 0).map(Reverse).collect();
-    let mut topo = Vec::with_capacity(n);
-    while let Some(Reverse(i)) = heap.pop() {
-        topo.push(i);
-        for &c in &order_children[i] {
-            indeg[c] -= 1;
-            if indeg[c] == 0 {
-                heap.push(Reverse(c));
-            }
-        }
-    }
+    let topo = order(&parents);
     let mut in_topo = vec![false; n];
     for &i in &topo {
         in_topo[i] = true;
@@ -1128,21 +1699,6 @@ fn endorse(
         })
         .collect();
     let judgement: Vec<&ContentJudgement> = content.iter().map(|id| &judged[id]).collect();
-    // One Automerge actor must not have two changes with one seq (Automerge
-    // refuses such a document): all of them are malformed, never endorsed —
-    // except where a fork's losing branch clashes with the line's change:
-    // then only the losers go. An honest device that lost a change starts a
-    // new incarnation instead.
-    let mut actor_fork = vec![false; n];
-    for group in by_key.values().filter(|g| g.len() > 1) {
-        let losing = |i: &usize| matches!(judgement[*i].reason, Some(Reason::Equivocation { .. }));
-        let winners = group.iter().filter(|i| !losing(i)).count();
-        for &i in group {
-            if winners != 1 || losing(&i) {
-                actor_fork[i] = true;
-            }
-        }
-    }
     let mut keep: Vec<bool> = (0..n)
         .map(|i| {
             !missing[i]
@@ -1215,13 +1771,9 @@ fn endorse(
         if keep[i] {
             continue;
         }
-        if let Some(r @ Reason::Equivocation { .. }) = &judgement[i].reason {
-            ev.quarantined.insert(id, r.clone());
-        } else if actor_fork[i] {
-            ev.quarantined.insert(
-                id,
-                Reason::Malformed("another change of its Automerge actor has the same seq".into()),
-            );
+        if actor_fork[i] {
+            ev.quarantined
+                .insert(id, Reason::Equivocation { seq: header(i).seq });
         } else if bad_seq[i] {
             ev.quarantined.insert(
                 id,

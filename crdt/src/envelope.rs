@@ -2,8 +2,10 @@
 //!
 //! Wire form: postcard of [`SignedEnvelope`] — the [`EnvelopeBody`] and an
 //! Ed25519 signature over `SIGNING_DOMAIN || postcard(body)`. The id is the
-//! BLAKE3 hash of the wire bytes. Decoding rejects anything that is not the
-//! canonical encoding, so an envelope has exactly one byte form and one id.
+//! BLAKE3 hash of those signed bytes, not of the signature: a signer cannot
+//! mint a second id for the same body by signing it again with another
+//! nonce. Decoding rejects anything that is not the canonical encoding, so
+//! an envelope has exactly one byte form and one id.
 
 use std::sync::OnceLock;
 
@@ -13,8 +15,10 @@ use crate::crypto::{self, DeviceKeys};
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 
 /// Version of the envelope format this crate writes and accepts (2: content
-/// carries a plaintext [`ChangeHeader`]).
-pub const ENVELOPE_VERSION: u8 = 2;
+/// carries a plaintext [`ChangeHeader`]; 3: ids hash the body, cutoffs name
+/// envelopes, founding ops are bound to their space id, devices carry a
+/// transport key).
+pub const ENVELOPE_VERSION: u8 = 3;
 /// Upper bound on an encoded envelope; larger input is refused before parsing.
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
 /// Upper bound on context heads an envelope may cite.
@@ -22,7 +26,7 @@ pub const MAX_CONTEXT: usize = 256;
 /// Upper bound on the change deps a content envelope may cite.
 pub const MAX_DEPS: usize = 1024;
 
-const SIGNING_DOMAIN: &[u8] = b"coffer/envelope/v2\0";
+const SIGNING_DOMAIN: &[u8] = b"coffer/envelope/v3\0";
 
 /// What an envelope carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,13 +149,14 @@ impl EnvelopeBody {
 impl Envelope {
     /// Signs `body` with `keys` (an author other than the signer makes a forgery, which verification refuses).
     pub fn sign(body: EnvelopeBody, keys: &DeviceKeys) -> Envelope {
-        let signature = keys.sign(&body.signing_bytes());
+        let signing = body.signing_bytes();
+        let signature = keys.sign(&signing);
         let bytes = postcard::to_stdvec(&SignedEnvelope {
             body: body.clone(),
             signature: signature.to_vec(),
         })
         .expect("serialising to a Vec cannot fail");
-        let id = EnvelopeId(*blake3::hash(&bytes).as_bytes());
+        let id = EnvelopeId(*blake3::hash(&signing).as_bytes());
         // Signed right here: valid iff the signer is the claimed author.
         let verified = OnceLock::from(body.author == keys.device_id());
         Envelope {
@@ -224,7 +229,7 @@ impl Envelope {
             return Err(DecodeError::NonCanonical);
         }
         Ok(Envelope {
-            id: EnvelopeId(*blake3::hash(bytes).as_bytes()),
+            id: EnvelopeId(*blake3::hash(&body.signing_bytes()).as_bytes()),
             body,
             signature,
             bytes: canonical,
@@ -366,6 +371,18 @@ mod tests {
         let tampered = Envelope::decode(&bytes).unwrap();
         assert!(!tampered.verify_signature());
         assert_ne!(tampered.id(), env.id());
+    }
+
+    #[test]
+    fn the_id_names_the_body_not_the_signature() {
+        let keys = DeviceKeys::generate(&mut ChaCha20Rng::seed_from_u64(1));
+        let env = sample(&keys);
+        let mut bytes = env.bytes().to_vec();
+        let n = bytes.len();
+        bytes[n - 1] ^= 1; // the signature's last byte
+        let resigned = Envelope::decode(&bytes).unwrap();
+        assert_eq!(resigned.id(), env.id(), "another signature, the same id");
+        assert!(!resigned.verify_signature());
     }
 
     #[test]

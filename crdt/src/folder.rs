@@ -161,9 +161,21 @@ pub enum FolderError {
     /// The bytes are not an Automerge change.
     #[error("malformed Automerge change")]
     MalformedChange,
+    /// The change is over the bounds checked before parsing.
+    #[error("refused change: {0}")]
+    OutOfBounds(crate::bounds::ChangeBoundsError),
     /// Automerge refused an operation.
     #[error("document error: {0}")]
     Document(String),
+}
+
+impl From<crate::bounds::ChangeBoundsError> for FolderError {
+    fn from(e: crate::bounds::ChangeBoundsError) -> Self {
+        match e {
+            crate::bounds::ChangeBoundsError::Malformed => FolderError::MalformedChange,
+            other => FolderError::OutOfBounds(other),
+        }
+    }
 }
 
 /// The Automerge actor of a device's changes: derived, so any peer can check
@@ -500,6 +512,7 @@ impl FolderDoc {
     /// Applies a change received in an envelope from `author`. The change's
     /// actor must be the author's derived actor.
     pub fn apply_change(&mut self, author: &DeviceId, bytes: &[u8]) -> Result<(), FolderError> {
+        crate::bounds::check_change(bytes)?;
         let change =
             Change::from_bytes(bytes.to_vec()).map_err(|_| FolderError::MalformedChange)?;
         let bound = (0..crate::accept::MAX_INCARNATIONS)
@@ -533,6 +546,7 @@ impl FolderDoc {
         let mut actors = Vec::new();
         let mut bound: HashMap<DeviceId, Vec<ActorId>> = HashMap::new();
         for (author, bytes) in changes {
+            crate::bounds::check_change(bytes)?;
             let change =
                 Change::from_bytes(bytes.to_vec()).map_err(|_| FolderError::MalformedChange)?;
             let allowed = bound.entry(author).or_insert_with(|| {
@@ -712,6 +726,9 @@ impl FolderDoc {
 /// The items an encoded change says it touches (from its commit message),
 /// without applying it: how the daemon names what a synced change altered.
 pub fn touched_items(change: &[u8]) -> Vec<ItemId> {
+    if crate::bounds::check_change(change).is_err() {
+        return Vec::new();
+    }
     let Ok(change) = Change::from_bytes(change.to_vec()) else {
         return Vec::new();
     };

@@ -17,6 +17,7 @@
 //! state), [`Envelope`], [`FolderDoc`], [`ops::ControlOp`], [`state::State`].
 
 pub mod accept;
+pub mod bounds;
 pub mod crypto;
 pub mod envelope;
 pub mod folder;
@@ -25,7 +26,7 @@ pub mod ops;
 pub mod space;
 pub mod state;
 
-pub use accept::{ChangeMeta, Reason};
+pub use accept::{ChangeMeta, Limits, Reason};
 pub use crypto::{CryptoError, DeviceKeys, FolderKey};
 pub use envelope::{ChangeHeader, DecodeError, Envelope, EnvelopeBody, Kind};
 pub use folder::{FolderDoc, FolderError, HistoryEntry, Item, ItemEdit, ItemType, NewItem};

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::envelope::Kind;
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 
-/// Most key wraps, members or cutoff entries one op may carry.
-pub const MAX_OP_ENTRIES: usize = 4096;
+/// Most key wraps, members or cutoff entries one op may carry (a rotation
+/// wraps the key for every member device: about 115 bytes each, so 8,192
+/// fit in one envelope).
+pub const MAX_OP_ENTRIES: usize = 8192;
 /// Longest user id (email), group or team name.
 pub const MAX_NAME: usize = 256;
 
@@ -106,8 +108,17 @@ pub struct ChainLink {
     pub sealed: Vec<u8>,
 }
 
-/// {device -> highest seq seen} of one space: the remover's view.
-pub type Cutoff = BTreeMap<DeviceId, u64>;
+/// The last envelope of one device's chain in one space that a remover had
+/// seen. Naming the envelope, not only its seq, means a fork signed later at
+/// an old seq is not "seen": only that envelope and its own ancestors are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CutoffPoint {
+    pub seq: u64,
+    pub id: EnvelopeId,
+}
+
+/// {device -> last envelope seen} of one space: the remover's view.
+pub type Cutoff = BTreeMap<DeviceId, CutoffPoint>;
 /// Cutoffs per space (roster removals reach every folder).
 pub type Cutoffs = BTreeMap<SpaceId, Cutoff>;
 
@@ -116,14 +127,10 @@ pub type Cutoffs = BTreeMap<SpaceId, Cutoff>;
 /// Variant order is part of the wire format: append only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MembershipOp {
-    /// Founds the folder (format of the first release; no exchange key).
-    Create {
-        nonce: [u8; 16],
-        wraps: Vec<KeyWrap>,
-    },
     /// Founds the folder: its author's device becomes Folder Manager (rank
     /// [`crate::state::FOLDER_CREATOR_RANK`]); this envelope's id names the
-    /// first key epoch.
+    /// first key epoch. The folder's id is derived from the author and this
+    /// op ([`crate::space::space_id_for`]), so it has exactly one founding.
     Found {
         nonce: [u8; 16],
         wraps: Vec<KeyWrap>,
@@ -169,12 +176,15 @@ pub enum MembershipOp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RosterOp {
     /// Founds the team: `founder` is its founding admin (rank 0), the
-    /// author's device its first device.
+    /// author's device its first device (with its X25519 `exchange` key and
+    /// the Ed25519 `transport` key it connects with). The team's id is
+    /// derived from the author and this op.
     Found {
         nonce: [u8; 16],
         name: String,
         founder: UserId,
         exchange: [u8; 32],
+        transport: [u8; 32],
     },
     AddUser {
         user: UserId,
@@ -183,11 +193,16 @@ pub enum RosterOp {
         user: UserId,
         cutoffs: Cutoffs,
     },
-    /// Adds a device to a user (by an admin, or by one of the user's own devices).
+    /// Adds a device to a user (by an admin, or by one of the user's own
+    /// devices for its first few). `proof` is the new device's signature
+    /// over the team, the user and both keys ([`device_proof_message`]).
     AddDevice {
         user: UserId,
         device: DeviceId,
         exchange: [u8; 32],
+        transport: [u8; 32],
+        #[serde(with = "serde_bytes")]
+        proof: Vec<u8>,
     },
     RevokeDevice {
         device: DeviceId,
@@ -217,6 +232,46 @@ pub enum RosterOp {
     CreateGroup {
         group: String,
     },
+}
+
+impl RosterOp {
+    /// An [`RosterOp::AddDevice`] for `device`'s keys, with its proof: the
+    /// new device signs it (during enrolment, on the joining side).
+    pub fn add_device(
+        team: &SpaceId,
+        user: UserId,
+        device: &crate::crypto::DeviceKeys,
+        transport: [u8; 32],
+    ) -> RosterOp {
+        let exchange = device.exchange_public();
+        let proof = device
+            .sign(&device_proof_message(team, &user, &exchange, &transport))
+            .to_vec();
+        RosterOp::AddDevice {
+            user,
+            device: device.device_id(),
+            exchange,
+            transport,
+            proof,
+        }
+    }
+}
+
+/// What a device signs to prove it holds the keys an [`RosterOp::AddDevice`]
+/// names, for that user of that team.
+pub fn device_proof_message(
+    team: &SpaceId,
+    user: &UserId,
+    exchange: &[u8; 32],
+    transport: &[u8; 32],
+) -> Vec<u8> {
+    let mut m = b"coffer/device-proof/v1\0".to_vec();
+    m.extend_from_slice(&team.0);
+    m.extend_from_slice(&(user.0.len() as u32).to_be_bytes());
+    m.extend_from_slice(user.0.as_bytes());
+    m.extend_from_slice(exchange);
+    m.extend_from_slice(transport);
+    m
 }
 
 /// Either kind of control op.
@@ -310,9 +365,7 @@ impl ControlOp {
         };
         match self {
             ControlOp::Membership(op) => match op {
-                MembershipOp::Create { wraps, .. } | MembershipOp::Found { wraps, .. } => {
-                    wraps.len() <= MAX_OP_ENTRIES
-                }
+                MembershipOp::Found { wraps, .. } => wraps.len() <= MAX_OP_ENTRIES,
                 MembershipOp::Grant {
                     principal, wraps, ..
                 } => principal_ok(principal) && wraps.len() <= MAX_OP_ENTRIES,
@@ -333,9 +386,9 @@ impl ControlOp {
             },
             ControlOp::Roster(op) => match op {
                 RosterOp::Found { name, founder, .. } => name_ok(name) && user_ok(founder),
+                RosterOp::AddDevice { user, proof, .. } => user_ok(user) && proof.len() == 64,
                 RosterOp::AddUser { user }
                 | RosterOp::AddAdmin { user }
-                | RosterOp::AddDevice { user, .. }
                 | RosterOp::HandOver { to: user } => user_ok(user),
                 RosterOp::RemoveUser { user, cutoffs }
                 | RosterOp::RemoveAdmin { user, cutoffs } => user_ok(user) && cutoffs_ok(cutoffs),
@@ -349,6 +402,15 @@ impl ControlOp {
                 } => name_ok(group) && user_ok(user) && cutoffs_ok(cutoffs),
             },
         }
+    }
+
+    /// Whether this op founds its space (a folder's or the team's first op).
+    pub fn is_founding(&self) -> bool {
+        matches!(
+            self,
+            ControlOp::Membership(MembershipOp::Found { .. })
+                | ControlOp::Roster(RosterOp::Found { .. })
+        )
     }
 
     /// The cutoff this op gives for `space`, if it is a removal that names one.

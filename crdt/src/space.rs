@@ -13,14 +13,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
-use crate::accept::{evaluate_cached, Cache, Evaluation, MAX_INCARNATIONS};
+use std::sync::Arc;
+
+use crate::accept::{evaluate_cached, extend_control, Cache, Evaluation, Limits, MAX_INCARNATIONS};
 pub use crate::accept::{ChangeMeta, Reason};
 use crate::crypto::{CryptoError, DeviceKeys, FolderKey};
 use crate::envelope::{ChangeHeader, Envelope, EnvelopeBody, Kind, ENVELOPE_VERSION};
 use crate::folder::actor_for;
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 pub use crate::ops::{
-    ChainLink, ControlOp, Cutoff, Cutoffs, KeyWrap, MembershipOp, Principal, Role, RosterOp, UserId,
+    ChainLink, ControlOp, Cutoff, CutoffPoint, Cutoffs, KeyWrap, MembershipOp, Principal, Role,
+    RosterOp, UserId,
 };
 use crate::state::{OpInfo, State};
 
@@ -47,6 +50,10 @@ pub enum IngestError {
     /// The envelope belongs to another space (nor is it this folder's team roster).
     #[error("envelope is for another space")]
     WrongSpace,
+    /// Its author is no device this space names (no founding, grant or
+    /// roster entry mentions it): it could never take effect.
+    #[error("envelope from a device this space does not know")]
+    UnknownAuthor,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -94,14 +101,27 @@ pub struct Report {
     pub rebuild: bool,
 }
 
-/// Derives a space's id from its founding envelope's author and nonce, so
-/// nobody can found a second, competing space under the same id.
-pub fn space_id_for(author: &DeviceId, nonce: &[u8; 16]) -> SpaceId {
+/// Derives a space's id from its founding op and that op's author: the op
+/// carries a random nonce, and binding the whole op means a space has
+/// exactly one founding envelope (ids hash the envelope body, which the
+/// founder cannot vary without changing the space), so nobody — the
+/// founder included — can found a second, competing history under it.
+pub fn space_id_for(author: &DeviceId, founding: &ControlOp) -> SpaceId {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(b"coffer/space/v1\0");
+    hasher.update(b"coffer/space/v3\0");
     hasher.update(&author.0);
-    hasher.update(nonce);
+    hasher.update(&founding.encode());
     SpaceId(*hasher.finalize().as_bytes())
+}
+
+/// A short hash of (space, author, seq), to notice forks cheaply.
+fn slot(space: &SpaceId, author: &DeviceId, seq: u64) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(&space.0);
+    h.update(&author.0);
+    h.update(&seq.to_le_bytes());
+    let b = h.finalize();
+    u64::from_le_bytes(b.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
 fn chain_aad(space: &SpaceId, epoch: &EnvelopeId) -> Vec<u8> {
@@ -125,8 +145,20 @@ pub struct Space {
     /// Automerge change hash -> held content envelope, from `metas`.
     by_hash: HashMap<[u8; 32], EnvelopeId>,
     eval: Evaluation,
-    /// Context states of earlier evaluations (a pure speed-up).
+    /// Judgements and context states of earlier evaluations (a pure speed-up).
     cache: Cache,
+    /// Devices some held control op names: founders, roster devices,
+    /// device grants. Envelopes of anybody else are refused.
+    known: HashSet<DeviceId>,
+    /// Envelope ids named by held cutoffs: their arrival changes coverage.
+    cutoff_ids: HashSet<EnvelopeId>,
+    /// (space, author, seq) slots held, to notice forks.
+    slots: HashSet<u64>,
+    /// Held control envelopes per chain (for the control fast path's quota).
+    control_counts: HashMap<(SpaceId, DeviceId), u64>,
+    /// Content whose change failed to parse: never parsed again.
+    unparsable: HashSet<EnvelopeId>,
+    limits: Limits,
 }
 
 impl Space {
@@ -146,7 +178,20 @@ impl Space {
             by_hash: HashMap::new(),
             eval: Evaluation::default(),
             cache: Cache::default(),
+            known: HashSet::new(),
+            cutoff_ids: HashSet::new(),
+            slots: HashSet::new(),
+            control_counts: HashMap::new(),
+            unparsable: HashSet::new(),
+            limits: Limits::default(),
         }
+    }
+
+    /// The same space judged with other [`Limits`] (tests of the bounds).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self.reevaluate();
+        self
     }
 
     /// The team roster space.
@@ -174,7 +219,6 @@ impl Space {
         let mut nonce = [0u8; 16];
         rng.fill_bytes(&mut nonce);
         let author = keys.device_id();
-        let id = space_id_for(&author, &nonce);
         let wraps = vec![KeyWrap {
             device: author,
             sealed: folder_key.seal_to(&keys.exchange_public(), rng)?,
@@ -184,6 +228,7 @@ impl Space {
             wraps,
             exchange: keys.exchange_public(),
         });
+        let id = space_id_for(&author, &op);
         let mut space = Space::new_in_team(id, team.map(Space::id));
         if let Some(team) = team {
             space.ingest_batch(team.held.values().cloned().collect());
@@ -196,23 +241,26 @@ impl Space {
     }
 
     /// Founds a team roster with `founder` as its founding admin and this
-    /// device as the founder's first device.
+    /// device (connecting with the Ed25519 key `transport`) as the
+    /// founder's first device.
     pub fn create_team(
         keys: &DeviceKeys,
         founder: UserId,
         name: &str,
+        transport: [u8; 32],
         rng: &mut impl CryptoRngCore,
     ) -> Result<(Space, Envelope), SpaceError> {
         let mut nonce = [0u8; 16];
         rng.fill_bytes(&mut nonce);
-        let id = space_id_for(&keys.device_id(), &nonce);
-        let mut space = Space::new_roster(id);
         let op = ControlOp::Roster(RosterOp::Found {
             nonce,
             name: name.to_string(),
             founder,
             exchange: keys.exchange_public(),
+            transport,
         });
+        let id = space_id_for(&keys.device_id(), &op);
+        let mut space = Space::new_roster(id);
         let (env, outcome) = space.write_control(keys, &op);
         if outcome != Outcome::Accepted {
             return Err(SpaceError::Refused(format!("{outcome:?}")));
@@ -236,6 +284,11 @@ impl Space {
     /// The membership state (roster and folder) of the accepted control ops.
     pub fn state(&self) -> &State {
         &self.eval.state
+    }
+
+    /// The same state, shared (cheap to keep: its maps are persistent).
+    pub fn state_arc(&self) -> Arc<State> {
+        self.eval.state.clone()
     }
 
     pub fn role_of(&self, device: &DeviceId) -> Option<Role> {
@@ -272,14 +325,37 @@ impl Space {
             .collect()
     }
 
-    /// {device -> (seq, id)} of every chain's last unforked envelope.
+    /// {device -> (seq, id)} of every chain's linked envelope of the highest seq.
     pub fn chain_tips(&self) -> BTreeMap<(SpaceId, DeviceId), (u64, EnvelopeId)> {
         self.eval.tips.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
-    /// The cutoff a removal written now records: this space's version vector.
+    /// Every chain's heads: the linked envelopes nothing links after (one
+    /// per chain, unless its device forked it).
+    pub fn chain_heads(&self) -> &HashMap<(SpaceId, DeviceId), Vec<(u64, EnvelopeId)>> {
+        &self.eval.heads
+    }
+
+    /// Chains whose device signed two envelopes at one seq: evidence to
+    /// show an admin, who should revoke that device.
+    pub fn forked(&self) -> &BTreeSet<(SpaceId, DeviceId)> {
+        &self.eval.forked
+    }
+
+    /// The cutoff a removal written now records: the last envelope of each
+    /// device's chain in this space that this device holds.
     pub fn cutoff(&self) -> Cutoff {
-        self.version_vector()
+        self.cutoff_of(&self.id)
+    }
+
+    /// [`Space::cutoff`] of `space` (this one, or its roster).
+    pub fn cutoff_of(&self, space: &SpaceId) -> Cutoff {
+        self.eval
+            .tips
+            .iter()
+            .filter(|((s, _), _)| s == space)
+            .map(|((_, d), (seq, id))| (*d, CutoffPoint { seq: *seq, id: *id }))
+            .collect()
     }
 
     /// Held envelopes that do not take effect, with the reason.
@@ -384,7 +460,9 @@ impl Space {
         for id in &self.eval.pending {
             h.update(&id.0);
         }
-        h.update(&postcard::to_stdvec(&self.eval.state).expect("serialising to a Vec cannot fail"));
+        h.update(
+            &postcard::to_stdvec(&*self.eval.state).expect("serialising to a Vec cannot fail"),
+        );
         *h.finalize().as_bytes()
     }
 
@@ -474,19 +552,25 @@ impl Space {
     pub fn learn_metas(&mut self, keys: &DeviceKeys) -> usize {
         let keys_by_epoch = self.epoch_keys(keys);
         let mut learned = Vec::new();
-        for env in self.held.values() {
-            if env.kind() != Kind::Content || self.metas.contains_key(&env.id()) {
+        let mut failed = Vec::new();
+        // Accepted content only: a quarantined change (a Folder Member's, a
+        // bomb) is never parsed, and one that failed once is not parsed again.
+        for env in self.accepted_content() {
+            if self.metas.contains_key(&env.id()) || self.unparsable.contains(&env.id()) {
                 continue;
             }
             let Some(key) = env.body().epoch.and_then(|e| keys_by_epoch.get(&e)) else {
                 continue;
             };
-            if let Ok(change) = Self::open_content(env, key) {
-                if let Some(meta) = ChangeMeta::from_change(&change) {
-                    learned.push((env.id(), meta));
-                }
+            match Self::open_content(env, key)
+                .ok()
+                .and_then(|c| ChangeMeta::from_change(&c))
+            {
+                Some(meta) => learned.push((env.id(), meta)),
+                None => failed.push(env.id()),
             }
         }
+        self.unparsable.extend(failed);
         let n = learned.len();
         self.supply_metas(learned);
         n
@@ -576,17 +660,38 @@ impl Space {
     }
 
     fn reevaluate(&mut self) {
-        self.eval = evaluate_cached(self.id, self.team, &self.held, &mut self.cache);
+        self.eval = evaluate_cached(self.id, self.team, &self.held, &mut self.cache, self.limits);
     }
 
     fn check(&self, env: &Envelope) -> Result<(), IngestError> {
         if env.space() != self.id && Some(env.space()) != self.team {
             return Err(IngestError::WrongSpace);
         }
+        if !self.knows(env) {
+            return Err(IngestError::UnknownAuthor);
+        }
         if !env.verify_signature() {
             return Err(IngestError::BadSignature);
         }
         Ok(())
+    }
+
+    /// Whether `env`'s author is a device this space names, or `env` is the
+    /// founding op its space id binds (which names its author).
+    fn knows(&self, env: &Envelope) -> bool {
+        if self.known.contains(&env.author()) {
+            return true;
+        }
+        if env.seq() != 1 || !matches!(env.kind(), Kind::Membership | Kind::Roster) {
+            return false;
+        }
+        ControlOp::decode(env.kind(), &env.body().payload)
+            .is_ok_and(|op| op.is_founding() && space_id_for(&env.author(), &op) == env.space())
+    }
+
+    /// Devices this space names: envelopes from any other are refused.
+    pub fn known_devices(&self) -> &HashSet<DeviceId> {
+        &self.known
     }
 
     /// Takes in one envelope from anywhere (this device, the store, a peer).
@@ -612,6 +717,7 @@ impl Space {
         if self.fast_accept(&env) {
             let key = (env.space(), env.author());
             self.eval.tips.insert(key, (env.seq(), id));
+            self.eval.heads.insert(key, vec![(env.seq(), id)]);
             self.eval.accepted.insert(id);
             self.eval.content_order.push(id);
             if let Some(h) = &env.body().change {
@@ -625,12 +731,94 @@ impl Space {
             self.hold(env);
             return Ok(Outcome::Accepted);
         }
+        if let Some(outcome) = self.fast_control(&env) {
+            self.hold(env);
+            return Ok(outcome);
+        }
         self.hold(env);
         if let Some(m) = meta {
             self.record_meta(id, m);
         }
         self.reevaluate();
         Ok(self.outcome_of(&id).unwrap_or(Outcome::Pending))
+    }
+
+    /// The control fast path (see [`crate::accept`]): an op that extends
+    /// its author's unforked chain and cites every current control head,
+    /// which nothing pending waits for. Judged against the current state
+    /// alone; `None` sends it to the full evaluation.
+    fn fast_control(&mut self, env: &Envelope) -> Option<Outcome> {
+        let body = env.body();
+        if !matches!(body.kind, Kind::Membership | Kind::Roster) {
+            return None;
+        }
+        let key = (body.space, body.author);
+        if self.eval.forked.contains(&key) || self.waited_for(env) {
+            return None;
+        }
+        let chained = match self.eval.tips.get(&key) {
+            None => body.seq == 1 && body.prev.is_none(),
+            Some((seq, id)) => body.seq == seq + 1 && body.prev == Some(*id),
+        };
+        if !chained || self.last.get(&key).is_some_and(|(seq, _)| *seq >= body.seq) {
+            return None;
+        }
+        if let Some(p) = body.prev.and_then(|p| self.held.get(&p)) {
+            // Monotone authors: the previous envelope's context must be
+            // within this one's, which is every current head: it is if
+            // nothing it cites is pending or unknown.
+            let known = p
+                .body()
+                .context
+                .iter()
+                .all(|c| self.held.contains_key(c) && !self.eval.pending.contains(c));
+            if !known || self.eval.pending.contains(&p.id()) {
+                return None;
+            }
+        }
+        let op = ControlOp::decode(body.kind, &body.payload).ok()?;
+        let before = self.control_counts.get(&key).copied().unwrap_or(0);
+        let verdict = extend_control(
+            &mut self.eval,
+            &mut self.cache,
+            env,
+            &op,
+            self.id,
+            self.team,
+            before,
+            self.limits,
+        )?;
+        let id = env.id();
+        self.eval.tips.insert(key, (body.seq, id));
+        self.eval.heads.insert(key, vec![(body.seq, id)]);
+        Some(match verdict {
+            Ok(()) => {
+                self.eval.accepted.insert(id);
+                Outcome::Accepted
+            }
+            Err(reason) => {
+                self.eval.quarantined.insert(id, reason.clone());
+                Outcome::Quarantined(reason)
+            }
+        })
+    }
+
+    /// Whether a pending envelope waits for `env` (as its author's previous
+    /// envelope, in its context, or as a dep).
+    fn waited_for(&self, env: &Envelope) -> bool {
+        let body = env.body();
+        self.eval.pending.iter().any(|p| {
+            let Some(pe) = self.held.get(p) else {
+                return false;
+            };
+            (pe.author() == body.author && pe.space() == body.space)
+                || pe.body().context.contains(&env.id())
+                || pe
+                    .body()
+                    .change
+                    .as_ref()
+                    .is_some_and(|h| h.deps.contains(&env.id()))
+        })
     }
 
     /// The common case without a full re-evaluation: content that extends
@@ -646,23 +834,8 @@ impl Space {
             return false;
         }
         // Something pending might be waiting for exactly this envelope.
-        for p in &self.eval.pending {
-            let Some(pe) = self.held.get(p) else {
-                continue;
-            };
-            if (pe.author() == body.author && pe.space() == body.space)
-                || pe.body().context.contains(&env.id())
-            {
-                return false;
-            }
-            if pe
-                .body()
-                .change
-                .as_ref()
-                .is_some_and(|h| h.deps.contains(&env.id()))
-            {
-                return false;
-            }
+        if self.waited_for(env) {
+            return false;
         }
         let tip = self.eval.tips.get(&key).copied();
         let chained = match tip {
@@ -700,9 +873,12 @@ impl Space {
         {
             return false;
         }
-        if self.eval.removals.iter().any(|(_, e)| {
-            e.lost_writers.contains(&body.author) || e.lost_members.contains(&body.author)
-        }) {
+        if self
+            .eval
+            .removals
+            .iter()
+            .any(|(_, e)| e.targets(&body.author))
+        {
             return false;
         }
         let Some(h) = &body.change else {
@@ -736,41 +912,69 @@ impl Space {
     }
 
     /// Takes in many envelopes with one evaluation. Refused envelopes are
-    /// reported, not kept.
+    /// reported, not kept. Control envelopes come first, so a batch may
+    /// carry the grant or roster entry that makes its other authors known.
     pub fn ingest_batch(&mut self, envs: Vec<Envelope>) -> Report {
         let before: BTreeSet<EnvelopeId> = self.eval.accepted.clone();
         let before_order = self.eval.content_order.clone();
-        let mut report = Report::default();
+        let mut report = Report {
+            outcomes: vec![Ok(Outcome::Pending); envs.len()],
+            ..Report::default()
+        };
         let mut fresh = Vec::new();
-        // Signatures in chunks with batch verification; a failing chunk is
-        // checked envelope by envelope.
-        let mut verified: HashSet<EnvelopeId> = HashSet::new();
-        for chunk in envs.chunks(256) {
-            let candidates: Vec<&Envelope> = chunk
-                .iter()
-                .filter(|e| e.space() == self.id || Some(e.space()) == self.team)
-                .filter(|e| !self.held.contains_key(&e.id()))
-                .collect();
-            if Envelope::verify_batch(&candidates) {
-                verified.extend(candidates.iter().map(|e| e.id()));
-            }
-        }
+        let mut todo: Vec<(usize, Envelope)> = Vec::new();
         let mut seen: HashSet<EnvelopeId> = HashSet::new();
-        for env in envs {
+        for (i, env) in envs.into_iter().enumerate() {
             let id = env.id();
             if env.space() != self.id && Some(env.space()) != self.team {
-                report.outcomes.push(Err(IngestError::WrongSpace));
+                report.outcomes[i] = Err(IngestError::WrongSpace);
             } else if self.held.contains_key(&id) || !seen.insert(id) {
-                report.outcomes.push(Ok(Outcome::Duplicate));
-            } else if !verified.contains(&id) && !env.verify_signature() {
-                report.outcomes.push(Err(IngestError::BadSignature));
+                report.outcomes[i] = Ok(Outcome::Duplicate);
             } else {
-                self.hold(env);
-                fresh.push((report.outcomes.len(), id));
-                report.outcomes.push(Ok(Outcome::Pending));
+                todo.push((i, env));
             }
         }
-        self.reevaluate();
+        // Control first (by space, author, seq), then the rest; repeat while
+        // an envelope made another's author known.
+        todo.sort_by_key(|(_, e)| {
+            (
+                !matches!(e.kind(), Kind::Membership | Kind::Roster),
+                e.space(),
+                e.author(),
+                e.seq(),
+            )
+        });
+        loop {
+            let (ready, wait): (Vec<_>, Vec<_>) =
+                todo.into_iter().partition(|(_, e)| self.knows(e));
+            todo = wait;
+            if ready.is_empty() {
+                break;
+            }
+            // Signatures in chunks with batch verification; a failing chunk
+            // is checked envelope by envelope.
+            let mut verified: HashSet<EnvelopeId> = HashSet::new();
+            for chunk in ready.chunks(256) {
+                let refs: Vec<&Envelope> = chunk.iter().map(|(_, e)| e).collect();
+                if Envelope::verify_batch(&refs) {
+                    verified.extend(refs.iter().map(|e| e.id()));
+                }
+            }
+            for (i, env) in ready {
+                if !verified.contains(&env.id()) && !env.verify_signature() {
+                    report.outcomes[i] = Err(IngestError::BadSignature);
+                } else {
+                    fresh.push((i, env.id()));
+                    self.hold(env);
+                }
+            }
+        }
+        for (i, _) in todo {
+            report.outcomes[i] = Err(IngestError::UnknownAuthor);
+        }
+        if !fresh.is_empty() {
+            self.reevaluate();
+        }
         for (i, id) in fresh {
             report.outcomes[i] = Ok(self.outcome_of(&id).unwrap_or(Outcome::Pending));
         }
@@ -785,7 +989,60 @@ impl Space {
         let here = (env.seq(), env.id());
         let last = self.last.entry(key).or_insert(here);
         *last = (*last).max(here);
+        // Coverage of cutoffs changes when a fork or a named envelope
+        // arrives: the judgements kept from earlier evaluations may not hold.
+        if !self
+            .slots
+            .insert(slot(&env.space(), &env.author(), env.seq()))
+            || self.cutoff_ids.contains(&env.id())
+        {
+            self.cache.clear();
+        }
+        self.known.insert(env.author());
+        if matches!(env.kind(), Kind::Membership | Kind::Roster) {
+            *self.control_counts.entry(key).or_insert(0) += 1;
+            if let Ok(op) = ControlOp::decode(env.kind(), &env.body().payload) {
+                self.learn_names(&op);
+            }
+        }
         self.held.insert(env.id(), env);
+    }
+
+    /// Records the devices and cutoff envelopes a control op names.
+    fn learn_names(&mut self, op: &ControlOp) {
+        let mut cutoff = |c: &Cutoff| {
+            for point in c.values() {
+                self.cutoff_ids.insert(point.id);
+            }
+        };
+        match op {
+            ControlOp::Membership(MembershipOp::Grant {
+                principal: Principal::Device(d),
+                ..
+            }) => {
+                self.known.insert(*d);
+            }
+            ControlOp::Roster(RosterOp::AddDevice { device, .. }) => {
+                self.known.insert(*device);
+            }
+            ControlOp::Membership(MembershipOp::Remove { cutoff: c, .. }) => cutoff(c),
+            ControlOp::Membership(MembershipOp::Rotate { cutoffs, .. }) => {
+                for (_, c) in cutoffs {
+                    cutoff(c);
+                }
+            }
+            ControlOp::Roster(
+                RosterOp::RemoveUser { cutoffs, .. }
+                | RosterOp::RevokeDevice { cutoffs, .. }
+                | RosterOp::RemoveAdmin { cutoffs, .. }
+                | RosterOp::RemoveFromGroup { cutoffs, .. },
+            ) => {
+                for c in cutoffs.values() {
+                    cutoff(c);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn next_body(&self, author: DeviceId, space: SpaceId, kind: Kind) -> EnvelopeBody {
@@ -814,6 +1071,10 @@ impl Space {
             ControlOp::Membership(_) => self.id,
         };
         let mut body = self.next_body(keys.device_id(), space, op.kind());
+        if op.is_founding() {
+            // A founding op is the root of its space: it cites nothing.
+            body.context.clear();
+        }
         body.payload = op.encode();
         let env = Envelope::sign(body, keys);
         let outcome = self
@@ -831,7 +1092,7 @@ impl Space {
                 .ok_or(SpaceError::Refused("no team roster".into()))?,
             ControlOp::Membership(_) => self.id,
         };
-        let mut trial = self.eval.state.clone();
+        let mut trial = (*self.eval.state).clone();
         let body = self.next_body(keys.device_id(), space, op.kind());
         let info = OpInfo {
             id: EnvelopeId([0; 32]),
@@ -871,7 +1132,7 @@ impl Space {
         current_key: Option<&FolderKey>,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Envelope, SpaceError> {
-        let mut trial = self.eval.state.clone();
+        let mut trial = (*self.eval.state).clone();
         let info = OpInfo {
             id: EnvelopeId([0; 32]),
             author: keys.device_id(),
@@ -1052,6 +1313,13 @@ impl Space {
     fn unpublish(&mut self, id: &EnvelopeId) {
         if let Some(env) = self.held.remove(id) {
             let key = (env.space(), env.author());
+            self.slots
+                .remove(&slot(&env.space(), &env.author(), env.seq()));
+            if matches!(env.kind(), Kind::Membership | Kind::Roster) {
+                if let Some(n) = self.control_counts.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                }
+            }
             let rest = self
                 .held
                 .values()
@@ -1118,17 +1386,23 @@ mod tests {
             change.as_slice()
         );
 
-        // A replica fed the envelopes in reverse order ends in the same place.
+        // Content before the founding that names its author is refused
+        // (it could be anybody's); in one batch, in any order, all is well.
         let mut other = Space::new(space.id());
-        assert_eq!(other.ingest(env.clone()), Ok(Outcome::Pending));
-        assert_eq!(other.ingest(genesis.clone()), Ok(Outcome::Accepted));
+        assert_eq!(other.ingest(env.clone()), Err(IngestError::UnknownAuthor));
+        let report = other.ingest_batch(vec![env.clone(), genesis.clone()]);
+        assert_eq!(
+            report.outcomes,
+            vec![Ok(Outcome::Accepted), Ok(Outcome::Accepted)]
+        );
         assert_eq!(other.accepted_content().count(), 1);
         assert_eq!(other.ingest(env), Ok(Outcome::Duplicate));
         assert_eq!(other.version_vector(), space.version_vector());
+        assert_eq!(other.digest(), space.digest());
     }
 
     #[test]
-    fn stranger_content_is_quarantined_and_forgery_refused() {
+    fn stranger_content_and_forgery_are_refused() {
         let mut rng = ChaCha20Rng::seed_from_u64(2);
         let owner = DeviceKeys::generate(&mut rng);
         let key = FolderKey::generate(&mut rng);
@@ -1151,7 +1425,13 @@ mod tests {
             payload: vec![1, 2, 3],
         };
         let env = Envelope::sign(body.clone(), &stranger);
-        assert!(matches!(space.ingest(env), Ok(Outcome::Quarantined(_))));
+        // A device no op of the folder names is refused, not kept.
+        assert_eq!(space.ingest(env.clone()), Err(IngestError::UnknownAuthor));
+        assert_eq!(
+            space.ingest_batch(vec![env]).outcomes,
+            vec![Err(IngestError::UnknownAuthor)]
+        );
+        assert_eq!(space.held().count(), 1);
         assert_eq!(space.accepted_content().count(), 0);
         // Claiming to be the owner without the owner's key fails the signature.
         let forged = Envelope::sign(
@@ -1169,7 +1449,7 @@ mod tests {
     }
 
     #[test]
-    fn equivocation_keeps_the_lowest_id_branch() {
+    fn a_fork_is_evidence_and_a_lonely_content_fork_takes_no_branch() {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         let keys = DeviceKeys::generate(&mut rng);
         let key = FolderKey::generate(&mut rng);
@@ -1185,22 +1465,20 @@ mod tests {
             },
             &keys,
         );
-        // At the fork, the lower id continues the chain; the other branch is
-        // quarantined.
-        let (lo, hi) = if first.id() < twin.id() {
-            (&first, &twin)
-        } else {
-            (&twin, &first)
-        };
+        // The same Automerge change slot twice, nobody built on either:
+        // neither takes effect, whatever the ids; the chain is marked.
         space.ingest(twin.clone()).unwrap();
-        assert_eq!(space.outcome_of(&lo.id()), Some(Outcome::Accepted));
+        for e in [&first, &twin] {
+            assert_eq!(
+                space.outcome_of(&e.id()),
+                Some(Outcome::Quarantined(Reason::Equivocation { seq: 1 }))
+            );
+        }
+        assert!(space.forked().contains(&(space.id(), keys.device_id())));
         assert_eq!(
-            space.outcome_of(&hi.id()),
-            Some(Outcome::Quarantined(Reason::Equivocation { seq: 2 }))
-        );
-        assert_eq!(
-            space.chain_tips()[&(space.id(), keys.device_id())],
-            (2, lo.id())
+            space.chain_heads()[&(space.id(), keys.device_id())].len(),
+            2,
+            "both branches are heads, to be forwarded"
         );
     }
 }

@@ -6,15 +6,24 @@
 //! [`FOUNDER_RANK`]; an admin appointed by rank `r` gets `r + 1`; a folder's
 //! creating device is [`FOLDER_CREATOR_RANK`]; a Folder Manager granted by
 //! rank `r` gets `max(r + 1, FOLDER_CREATOR_RANK + 1)`. Removing or demoting
-//! someone needs a rank at least as strong as theirs; removing oneself is
+//! someone needs a rank strictly stronger than theirs (Matrix's power
+//! levels), so two equals can never remove each other; removing oneself is
 //! always allowed; the founder can only hand over.
+//!
+//! The maps are persistent (`imbl`): a state is cloned for every op judged
+//! in its own context, and a clone shares everything it does not change.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use imbl::{OrdMap, OrdSet};
 use serde::Serialize;
 
+use crate::crypto;
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
-use crate::ops::{ChainLink, ControlOp, KeyWrap, MembershipOp, Principal, Role, RosterOp, UserId};
+use crate::ops::{
+    device_proof_message, ChainLink, ControlOp, KeyWrap, MembershipOp, Principal, Role, RosterOp,
+    UserId,
+};
 use crate::space::space_id_for;
 
 /// Rank of the team's founding admin.
@@ -23,12 +32,19 @@ pub const FOUNDER_RANK: u32 = 0;
 pub const FOLDER_CREATOR_RANK: u32 = 1000;
 /// Rank of a grant that cannot manage.
 pub const NO_RANK: u32 = u32::MAX;
+/// Live devices a user may add to itself; more need a team admin.
+pub const MAX_SELF_ADDED_DEVICES: usize = 4;
+/// Live devices one user may have at all.
+pub const MAX_DEVICES_PER_USER: usize = 16;
 
 /// A device of the team roster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeviceRecord {
     pub user: UserId,
+    /// Its X25519 key: folder keys are sealed to it.
     pub exchange: [u8; 32],
+    /// Its Ed25519 transport key: its libp2p identity.
+    pub transport: [u8; 32],
     pub revoked: bool,
 }
 
@@ -39,10 +55,10 @@ pub struct TeamState {
     pub name: String,
     pub founder: Option<UserId>,
     /// Admins and their rank.
-    pub admins: BTreeMap<UserId, u32>,
-    pub users: BTreeSet<UserId>,
-    pub devices: BTreeMap<DeviceId, DeviceRecord>,
-    pub groups: BTreeMap<String, BTreeSet<UserId>>,
+    pub admins: OrdMap<UserId, u32>,
+    pub users: OrdSet<UserId>,
+    pub devices: OrdMap<DeviceId, DeviceRecord>,
+    pub groups: OrdMap<String, OrdSet<UserId>>,
 }
 
 /// One folder grant.
@@ -58,7 +74,7 @@ pub struct Grant {
 pub struct Epoch {
     /// 0 for the founding epoch, then in acceptance order.
     pub number: u32,
-    pub wraps: BTreeMap<DeviceId, Vec<u8>>,
+    pub wraps: OrdMap<DeviceId, Vec<u8>>,
     pub chain: Vec<ChainLink>,
 }
 
@@ -66,15 +82,15 @@ pub struct Epoch {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FolderState {
     pub genesis: Option<EnvelopeId>,
-    pub grants: BTreeMap<Principal, Grant>,
+    pub grants: OrdMap<Principal, Grant>,
     /// X25519 keys of device principals that no roster describes.
-    pub exchange: BTreeMap<DeviceId, [u8; 32]>,
-    pub epochs: BTreeMap<EnvelopeId, Epoch>,
+    pub exchange: OrdMap<DeviceId, [u8; 32]>,
+    pub epochs: OrdMap<EnvelopeId, Epoch>,
     pub current_epoch: Option<EnvelopeId>,
     /// Each device's current incarnation here: how many times a removal
     /// took its membership. Its content must be written as this
     /// incarnation or a later one (`folder::actor_for(device, incarnation)`).
-    pub incarnations: BTreeMap<DeviceId, u32>,
+    pub incarnations: OrdMap<DeviceId, u32>,
 }
 
 /// Roster and folder state together: what a space's control ops built.
@@ -96,10 +112,10 @@ pub struct OpInfo {
     pub home: SpaceId,
     pub team: Option<SpaceId>,
     /// Judge the op as its author did, in the state of its own context:
-    /// key wraps are checked too (a rotation's wraps must be exactly the
-    /// member devices). Off in the final linear pass, where a concurrent
-    /// op may have changed the membership since (that is `rotation_due`'s
-    /// business, not a reason to drop the op).
+    /// key wraps are checked exactly, no-op and out-of-turn ops refused,
+    /// device proofs verified. Off in the final linear pass, where a
+    /// concurrent op may have changed the membership since (that is
+    /// `rotation_due`'s business, not a reason to drop the op).
     pub strict: bool,
 }
 
@@ -127,6 +143,15 @@ pub struct RemovalEffect {
     pub author_rank: u32,
 }
 
+impl RemovalEffect {
+    /// Whether the removal took any right from `d`.
+    pub fn targets(&self, d: &DeviceId) -> bool {
+        self.lost_members.contains(d)
+            || self.lost_writers.contains(d)
+            || self.lost_managers.contains(d)
+    }
+}
+
 /// Why a control op did not take effect.
 pub type Denial = String;
 
@@ -150,6 +175,11 @@ impl State {
         self.device_user(d).is_err()
     }
 
+    /// Whether `d` is an enrolled device that was not revoked (nor its user removed).
+    pub fn is_live_team_device(&self, d: &DeviceId) -> bool {
+        matches!(self.device_user(d), Ok(Some(_)))
+    }
+
     /// The device's current incarnation in this folder (0 until a removal
     /// takes its membership).
     pub fn incarnation(&self, d: &DeviceId) -> u32 {
@@ -159,6 +189,11 @@ impl State {
     /// The user a device belongs to, if the roster names one.
     pub fn user_of(&self, d: &DeviceId) -> Option<&UserId> {
         self.team.devices.get(d).map(|r| &r.user)
+    }
+
+    /// The live devices of a user.
+    pub fn live_devices_of<'a>(&'a self, u: &'a UserId) -> impl Iterator<Item = &'a DeviceId> + 'a {
+        self.devices_of_user(u).map(|(d, _)| d)
     }
 
     /// The device's strongest folder grant (role and manager rank).
@@ -183,9 +218,11 @@ impl State {
         consider(self.folder.grants.get(&Principal::Device(*d)));
         if let Some(u) = user {
             consider(self.folder.grants.get(&Principal::User(u.clone())));
-            for (g, members) in &self.team.groups {
-                if members.contains(u) {
-                    consider(self.folder.grants.get(&Principal::Group(g.clone())));
+            for (g, grant) in self.folder.grants.iter() {
+                if let Principal::Group(name) = g {
+                    if self.team.groups.get(name).is_some_and(|m| m.contains(u)) {
+                        consider(Some(grant));
+                    }
                 }
             }
         }
@@ -229,6 +266,7 @@ impl State {
 
     /// Every device the folder's grants reach, with its X25519 key if known.
     pub fn member_devices(&self) -> BTreeMap<DeviceId, Option<[u8; 32]>> {
+        let mut users: BTreeSet<&UserId> = BTreeSet::new();
         let mut out = BTreeMap::new();
         for p in self.folder.grants.keys() {
             match p {
@@ -244,16 +282,17 @@ impl State {
                     }
                 }
                 Principal::User(u) => {
-                    for (d, r) in self.devices_of_user(u) {
-                        out.insert(*d, Some(r.exchange));
-                    }
+                    users.insert(u);
                 }
                 Principal::Group(g) => {
-                    for u in self.team.groups.get(g).into_iter().flatten() {
-                        for (d, r) in self.devices_of_user(u) {
-                            out.insert(*d, Some(r.exchange));
-                        }
-                    }
+                    users.extend(self.team.groups.get(g).into_iter().flatten());
+                }
+            }
+        }
+        if !users.is_empty() {
+            for (d, r) in self.team.devices.iter() {
+                if !r.revoked && users.contains(&r.user) && self.team.users.contains(&r.user) {
+                    out.insert(*d, Some(r.exchange));
                 }
             }
         }
@@ -292,7 +331,7 @@ impl State {
 
     fn snapshot(&self) -> BTreeMap<DeviceId, Rights> {
         let mut devices: BTreeSet<DeviceId> = self.member_devices().into_keys().collect();
-        for (d, r) in &self.team.devices {
+        for (d, r) in self.team.devices.iter() {
             if self.team.admins.contains_key(&r.user) {
                 devices.insert(*d);
             }
@@ -313,6 +352,7 @@ impl State {
     ) -> Result<Option<RemovalEffect>, Denial> {
         let before = op.is_removal().then(|| self.snapshot());
         let author_rank = self.rights(&info.author).rank;
+        // Cheap: the maps are persistent and share what the op leaves alone.
         let mut next = self.clone();
         match op {
             ControlOp::Roster(op) => {
@@ -416,13 +456,16 @@ impl State {
 
     fn apply_membership(&mut self, info: &OpInfo, op: &MembershipOp) -> Result<(), Denial> {
         let author = info.author;
-        if let MembershipOp::Create { nonce, wraps } | MembershipOp::Found { nonce, wraps, .. } = op
+        if let MembershipOp::Found {
+            wraps, exchange, ..
+        } = op
         {
             if self.folder.genesis.is_some() {
                 return deny("folder already created");
             }
-            if info.seq != 1 || space_id_for(&author, nonce) != info.home {
-                return deny("creation does not match the folder id");
+            let bound = space_id_for(&author, &ControlOp::Membership(op.clone()));
+            if info.seq != 1 || bound != info.home {
+                return deny("the founding op does not match the folder id");
             }
             if self.is_dead(&author) {
                 return deny("author device is revoked");
@@ -435,10 +478,8 @@ impl State {
                     rank: FOLDER_CREATOR_RANK,
                 },
             );
-            if let MembershipOp::Found { exchange, .. } = op {
-                self.folder.exchange.insert(author, *exchange);
-            }
-            let wraps: BTreeMap<DeviceId, Vec<u8>> = wraps
+            self.folder.exchange.insert(author, *exchange);
+            let wraps: OrdMap<DeviceId, Vec<u8>> = wraps
                 .iter()
                 .filter(|w| w.device == author)
                 .map(|w| (w.device, w.sealed.clone()))
@@ -459,7 +500,7 @@ impl State {
         }
         let rights = self.rights(&author);
         match op {
-            MembershipOp::Create { .. } | MembershipOp::Found { .. } => unreachable!(),
+            MembershipOp::Found { .. } => deny("folder already created"),
             MembershipOp::Grant {
                 principal,
                 role,
@@ -473,6 +514,11 @@ impl State {
                 match principal {
                     Principal::User(u) if self.team.founded && !self.team.users.contains(u) => {
                         return deny("no such user in the team roster")
+                    }
+                    Principal::Group(g)
+                        if self.team.founded && !self.team.groups.contains_key(g) =>
+                    {
+                        return deny("no such group in the team roster")
                     }
                     Principal::User(_) | Principal::Group(_) if !self.team.founded => {
                         return deny("users and groups need a team roster")
@@ -492,12 +538,16 @@ impl State {
                 } else {
                     NO_RANK
                 };
-                if let (Principal::Device(d), Some(x)) = (principal, exchange) {
-                    self.folder.exchange.entry(*d).or_insert(*x);
+                let grant = Grant { role: *role, rank };
+                if info.strict && existing == Some(grant) && wraps.is_empty() {
+                    return deny("the grant changes nothing");
                 }
-                self.folder
-                    .grants
-                    .insert(principal.clone(), Grant { role: *role, rank });
+                if let (Principal::Device(d), Some(x)) = (principal, exchange) {
+                    if self.folder.exchange.get(d).is_none() {
+                        self.folder.exchange.insert(*d, *x);
+                    }
+                }
+                self.folder.grants.insert(principal.clone(), grant);
                 if info.strict {
                     self.check_wraps(wraps)?;
                 }
@@ -518,8 +568,8 @@ impl State {
                     if !rights.manager {
                         return deny("only a Folder Manager or team admin may remove members");
                     }
-                    if existing.role.can_manage() && rights.rank > existing.rank {
-                        return deny("the remover's rank is below the target's");
+                    if existing.role.can_manage() && rights.rank >= existing.rank {
+                        return deny("removing a Folder Manager needs a stronger rank than theirs");
                     }
                 }
                 match to {
@@ -543,10 +593,13 @@ impl State {
                 Ok(())
             }
             MembershipOp::Rotate { wraps, chain, .. } => {
-                if !rights.member {
-                    return deny("only a member device may rotate the folder key");
+                if !rights.writer {
+                    return deny("only a Folder Manager or Item Manager may rotate the folder key");
                 }
                 if info.strict {
+                    if !rights.manager && !self.rotation_due() {
+                        return deny("an Item Manager rotates the key only when a member left");
+                    }
                     self.check_rotation_wraps(wraps)?;
                 }
                 if chain
@@ -571,10 +624,13 @@ impl State {
                 if !rights.member {
                     return deny("only a member device may re-wrap the folder key");
                 }
-                if !self.folder.epochs.contains_key(epoch) {
+                let Some(e) = self.folder.epochs.get(epoch) else {
                     return deny("unknown epoch");
-                }
+                };
                 if info.strict {
+                    if wraps.is_empty() || wraps.iter().any(|w| e.wraps.contains_key(&w.device)) {
+                        return deny("a re-wrap must only hand the key to devices without it");
+                    }
                     self.check_wraps(wraps)?;
                 }
                 self.add_wraps(*epoch, wraps);
@@ -586,17 +642,19 @@ impl State {
     fn apply_roster(&mut self, info: &OpInfo, op: &RosterOp) -> Result<(), Denial> {
         let author = info.author;
         if let RosterOp::Found {
-            nonce,
             name,
             founder,
             exchange,
+            transport,
+            ..
         } = op
         {
             if self.team.founded {
                 return deny("team already founded");
             }
-            if info.seq != 1 || space_id_for(&author, nonce) != info.space {
-                return deny("founding does not match the team id");
+            let bound = space_id_for(&author, &ControlOp::Roster(op.clone()));
+            if info.seq != 1 || bound != info.space {
+                return deny("the founding op does not match the team id");
             }
             let t = &mut self.team;
             t.founded = true;
@@ -609,6 +667,7 @@ impl State {
                 DeviceRecord {
                     user: founder.clone(),
                     exchange: *exchange,
+                    transport: *transport,
                     revoked: false,
                 },
             );
@@ -623,20 +682,23 @@ impl State {
         let admin = self.team.admins.get(&author_user).copied();
         let need_admin = || admin.ok_or_else(|| "only a team admin may do this".to_string());
         let founder = self.team.founder.clone();
-        // Rank check for acting on `target`: admins need a rank at least as strong.
+        // Acting on `target` (an admin) needs a strictly stronger rank.
         let outranks = |t: &TeamState, target: &UserId, r: u32| -> Result<(), Denial> {
             if Some(target) == founder.as_ref() {
                 return deny("the founding admin can only hand over");
             }
             match t.admins.get(target) {
-                Some(&tr) if r > tr => deny("the remover's rank is below the target's"),
+                Some(&tr) if r >= tr => deny("removing an admin needs a stronger rank than theirs"),
                 _ => Ok(()),
             }
         };
         match op {
-            RosterOp::Found { .. } => unreachable!(),
+            RosterOp::Found { .. } => deny("team already founded")?,
             RosterOp::AddUser { user } => {
                 need_admin()?;
+                if info.strict && self.team.users.contains(user) {
+                    return deny("already a user of the team");
+                }
                 self.team.users.insert(user.clone());
             }
             RosterOp::RemoveUser { user, .. } => {
@@ -651,11 +713,27 @@ impl State {
                 }
                 self.team.users.remove(user);
                 self.team.admins.remove(user);
-                for members in self.team.groups.values_mut() {
-                    members.remove(user);
+                let groups: Vec<String> = self
+                    .team
+                    .groups
+                    .iter()
+                    .filter(|(_, m)| m.contains(user))
+                    .map(|(g, _)| g.clone())
+                    .collect();
+                for g in groups {
+                    if let Some(m) = self.team.groups.get_mut(&g) {
+                        m.remove(user);
+                    }
                 }
-                for rec in self.team.devices.values_mut() {
-                    if &rec.user == user {
+                let devices: Vec<DeviceId> = self
+                    .team
+                    .devices
+                    .iter()
+                    .filter(|(_, r)| &r.user == user)
+                    .map(|(d, _)| *d)
+                    .collect();
+                for d in devices {
+                    if let Some(rec) = self.team.devices.get_mut(&d) {
                         rec.revoked = true;
                     }
                 }
@@ -664,25 +742,48 @@ impl State {
                 user,
                 device,
                 exchange,
+                transport,
+                proof,
             } => {
+                let by_admin = admin.is_some();
                 if *user != author_user {
                     need_admin()?;
                 }
                 if !self.team.users.contains(user) {
                     return deny("no such user");
                 }
+                if info.strict {
+                    let message = device_proof_message(&info.space, user, exchange, transport);
+                    let proof: Option<[u8; 64]> = proof.as_slice().try_into().ok();
+                    if !proof.is_some_and(|p| crypto::verify(device, &message, &p)) {
+                        return deny("the device did not prove it holds its keys");
+                    }
+                }
                 match self.team.devices.get(device) {
                     Some(r) if r.revoked => return deny("a revoked device stays revoked"),
-                    Some(r) if &r.user != user || &r.exchange != exchange => {
+                    Some(r)
+                        if &r.user != user
+                            || &r.exchange != exchange
+                            || &r.transport != transport =>
+                    {
                         return deny("the device is already enrolled differently")
                     }
+                    Some(_) if info.strict => return deny("the device is already enrolled"),
                     Some(_) => {}
                     None => {
+                        let live = self.devices_of_user(user).count();
+                        if live >= MAX_DEVICES_PER_USER {
+                            return deny("the user has the most devices allowed");
+                        }
+                        if !by_admin && live >= MAX_SELF_ADDED_DEVICES {
+                            return deny("more devices for this user need a team admin");
+                        }
                         self.team.devices.insert(
                             *device,
                             DeviceRecord {
                                 user: user.clone(),
                                 exchange: *exchange,
+                                transport: *transport,
                                 revoked: false,
                             },
                         );
@@ -713,8 +814,13 @@ impl State {
                     return deny("no such user");
                 }
                 let rank = r.saturating_add(1).min(FOLDER_CREATOR_RANK - 1);
-                let entry = self.team.admins.entry(user.clone()).or_insert(rank);
-                *entry = (*entry).min(rank);
+                let current = self.team.admins.get(user).copied();
+                if info.strict && current.is_some_and(|c| c <= rank) {
+                    return deny("already an admin of that rank or stronger");
+                }
+                self.team
+                    .admins
+                    .insert(user.clone(), current.map_or(rank, |c| c.min(rank)));
             }
             RosterOp::RemoveAdmin { user, .. } => {
                 if !self.team.admins.contains_key(user) {
@@ -730,11 +836,11 @@ impl State {
                 if !self.team.users.contains(user) {
                     return deny("no such user");
                 }
-                self.team
-                    .groups
-                    .entry(group.clone())
-                    .or_default()
-                    .insert(user.clone());
+                let members = self.team.groups.entry(group.clone()).or_default();
+                if info.strict && members.contains(user) {
+                    return deny("already in that group");
+                }
+                members.insert(user.clone());
             }
             RosterOp::RemoveFromGroup { group, user, .. } => {
                 if *user != author_user {
@@ -744,7 +850,7 @@ impl State {
                     .team
                     .groups
                     .get_mut(group)
-                    .is_some_and(|m| m.remove(user));
+                    .is_some_and(|m| m.remove(user).is_some());
                 if !removed {
                     return deny("the user is not in that group");
                 }
@@ -757,7 +863,7 @@ impl State {
                 if self.team.groups.contains_key(group) {
                     return deny("the group already exists");
                 }
-                self.team.groups.insert(group.clone(), BTreeSet::new());
+                self.team.groups.insert(group.clone(), OrdSet::new());
             }
             RosterOp::HandOver { to } => {
                 if Some(&author_user) != founder.as_ref() {
@@ -765,6 +871,9 @@ impl State {
                 }
                 if !self.team.admins.contains_key(to) {
                     return deny("the founder role goes to an admin");
+                }
+                if *to == author_user {
+                    return deny("the founder already holds the role");
                 }
                 self.team.admins.insert(author_user, FOUNDER_RANK + 1);
                 self.team.admins.insert(to.clone(), FOUNDER_RANK);

@@ -503,7 +503,9 @@ fn peer_sending_garbage_is_cut_off_and_the_daemon_keeps_serving() {
             "{mode}: the daemon did not disconnect: {r}"
         );
     }
-    // A pushed envelope that its folder's rules reject is quarantined, not applied.
+    // A pushed envelope from a device the folder does not name is refused
+    // outright: not applied, not even kept (issue 20: nobody can fill a
+    // folder's store with envelopes that could never take effect).
     let folder = a
         .json(&["folder", "ls", "--json"], "")
         .as_array()
@@ -514,25 +516,31 @@ fn peer_sending_garbage_is_cut_off_and_the_daemon_keeps_serving() {
         .as_str()
         .unwrap()
         .to_string();
+    let before = a.json(&["sync", "status", "--json"], "");
     let r = probe(&["mallory", "push", &addr(pa), &folder]);
     assert_eq!(r["connected"], true, "{r}");
     let status = a.json(&["sync", "status", "--json"], "");
-    let team = status["spaces"]
+    let team = |status: &serde_json::Value| {
+        status["spaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["folder_id"] == folder.as_str())
+            .unwrap()
+            .clone()
+    };
+    let mallory = probe(&["mallory", "key"])["device_id"].clone();
+    let held_by_mallory = team(&status)["quarantined"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["folder_id"] == folder.as_str())
-        .unwrap()
-        .clone();
-    let held_by_mallory = team["quarantined"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|q| q["author"] == probe(&["mallory", "key"])["device_id"]);
+        .any(|q| q["author"] == mallory);
     assert!(
-        held_by_mallory || team["pending"].as_u64().unwrap() > 0,
-        "mallory's envelope should be held without effect: {team:#}"
+        !held_by_mallory,
+        "mallory's envelope is not kept: {status:#}"
     );
+    assert_eq!(team(&status)["envelopes"], team(&before)["envelopes"]);
+    assert_eq!(team(&status)["pending"], 0);
     assert_eq!(folder_items(&a, "Team"), 0);
     // A still serves its CLI and still syncs with B.
     a.status();

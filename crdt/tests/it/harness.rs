@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use coffer_crdt::accept::MAX_INCARNATIONS;
 use coffer_crdt::envelope::ENVELOPE_VERSION;
+use coffer_crdt::ops::{Principal, Role};
+use coffer_crdt::space::Outcome;
 use coffer_crdt::{
     ChangeHeader, ChangeMeta, DeviceKeys, Envelope, EnvelopeBody, EnvelopeId, FolderDoc, FolderKey,
     ItemEdit, ItemId, ItemType, Kind, Space,
@@ -148,8 +150,10 @@ pub fn force_content(
     env
 }
 
-/// Delivers every envelope of `from` to `to` (in a shuffled order) and
-/// lets `to` learn change metadata with `keys`.
+/// Delivers every envelope of `from` to `to` one by one in a shuffled
+/// order and lets `to` learn change metadata with `keys`. An envelope whose
+/// author `to` does not know yet is refused, as a peer would; it is sent
+/// again after the rest, as the sync protocol resends what a peer lacks.
 pub fn sync(from: &Space, to: &mut Space, keys: &DeviceKeys, seed: u64) {
     let mut envs: Vec<Envelope> = from.held().cloned().collect();
     envs.sort_by_key(|e| e.id());
@@ -158,8 +162,118 @@ pub fn sync(from: &Space, to: &mut Space, keys: &DeviceKeys, seed: u64) {
         let j = (r.next_u32() as usize) % (i + 1);
         envs.swap(i, j);
     }
-    for env in envs {
-        let _ = to.ingest(env);
+    while !envs.is_empty() {
+        let before = envs.len();
+        envs.retain(|env| {
+            matches!(
+                to.ingest(env.clone()),
+                Err(coffer_crdt::space::IngestError::UnknownAuthor)
+            )
+        });
+        if envs.len() == before {
+            break;
+        }
     }
     to.learn_metas(keys);
+}
+
+/// A stand-in transport key for a test device (any 32 bytes do: acceptance
+/// only records it).
+pub fn transport_of(keys: &DeviceKeys) -> [u8; 32] {
+    *blake3::hash(&keys.device_id().0).as_bytes()
+}
+
+/// A folder founded by device 0 with devices 1.. granted the given roles,
+/// every replica fully synced. Returns keys, replicas and the keyring.
+pub struct World {
+    pub keys: Vec<DeviceKeys>,
+    pub reps: Vec<Space>,
+    pub keyring: BTreeMap<EnvelopeId, FolderKey>,
+    pub rng: rand_chacha::ChaCha20Rng,
+}
+
+impl World {
+    pub fn new(seed: u64, roles: &[Role]) -> World {
+        let mut rng = rng(seed);
+        let keys: Vec<DeviceKeys> = (0..=roles.len())
+            .map(|_| DeviceKeys::generate(&mut rng))
+            .collect();
+        let key = FolderKey::generate(&mut rng);
+        let (mut founder, _) = Space::create(&keys[0], &key, &mut rng).unwrap();
+        let mut keyring = BTreeMap::new();
+        keyring.insert(founder.current_epoch().unwrap(), key.clone());
+        for (i, role) in roles.iter().enumerate() {
+            let k = &keys[i + 1];
+            founder
+                .grant(
+                    &keys[0],
+                    Principal::Device(k.device_id()),
+                    *role,
+                    Some(k.exchange_public()),
+                    Some(&key),
+                    &mut rng,
+                )
+                .unwrap();
+        }
+        let mut reps = vec![founder];
+        for (i, k) in keys.iter().enumerate().skip(1) {
+            let mut s = Space::new(reps[0].id());
+            sync(&reps[0], &mut s, k, i as u64);
+            reps.push(s);
+        }
+        World {
+            keys,
+            reps,
+            keyring,
+            rng,
+        }
+    }
+
+    pub fn id(&self, i: usize) -> coffer_crdt::DeviceId {
+        self.keys[i].device_id()
+    }
+
+    /// Full delivery between all replicas (twice around, shuffled).
+    pub fn converge(&mut self) {
+        for round in 0..2 {
+            for i in 0..self.reps.len() {
+                for j in 0..self.reps.len() {
+                    if i != j {
+                        let (a, b) = two(&mut self.reps, i, j);
+                        sync(a, b, &self.keys[j], (round * 100 + i * 10 + j) as u64);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn write(&mut self, i: usize, name: &str, now: i64) -> Envelope {
+        write(&mut self.reps[i], &self.keys[i], name, now, &mut self.rng)
+    }
+
+    pub fn assert_identical(&self) {
+        let first = digest(&self.reps[0], &self.keyring);
+        for r in &self.reps[1..] {
+            assert_eq!(digest(r, &self.keyring), first);
+        }
+    }
+
+    pub fn outcome_everywhere(&self, id: &EnvelopeId) -> Outcome {
+        let o = self.reps[0].outcome_of(id).unwrap();
+        for r in &self.reps {
+            assert_eq!(r.outcome_of(id).as_ref(), Some(&o));
+        }
+        o
+    }
+}
+
+pub fn two<T>(v: &mut [T], i: usize, j: usize) -> (&T, &mut T) {
+    assert_ne!(i, j);
+    if i < j {
+        let (l, r) = v.split_at_mut(j);
+        (&l[i], &mut r[0])
+    } else {
+        let (l, r) = v.split_at_mut(i);
+        (&r[0], &mut l[j])
+    }
 }

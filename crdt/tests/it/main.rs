@@ -1,6 +1,7 @@
 //! Integration tests of the replicated core: named scenarios and the
 //! deterministic multi-replica simulator.
 
+mod attacks;
 mod harness;
 mod scenarios;
 mod sim;

@@ -10,101 +10,6 @@ use coffer_crdt::{
 
 use crate::harness::*;
 
-/// A folder founded by device 0 with devices 1.. granted the given roles,
-/// every replica fully synced. Returns keys, replicas and the keyring.
-struct World {
-    keys: Vec<DeviceKeys>,
-    reps: Vec<Space>,
-    keyring: BTreeMap<EnvelopeId, FolderKey>,
-    rng: rand_chacha::ChaCha20Rng,
-}
-
-impl World {
-    fn new(seed: u64, roles: &[Role]) -> World {
-        let mut rng = rng(seed);
-        let keys: Vec<DeviceKeys> = (0..=roles.len())
-            .map(|_| DeviceKeys::generate(&mut rng))
-            .collect();
-        let key = FolderKey::generate(&mut rng);
-        let (mut founder, _) = Space::create(&keys[0], &key, &mut rng).unwrap();
-        let mut keyring = BTreeMap::new();
-        keyring.insert(founder.current_epoch().unwrap(), key.clone());
-        for (i, role) in roles.iter().enumerate() {
-            let k = &keys[i + 1];
-            founder
-                .grant(
-                    &keys[0],
-                    Principal::Device(k.device_id()),
-                    *role,
-                    Some(k.exchange_public()),
-                    Some(&key),
-                    &mut rng,
-                )
-                .unwrap();
-        }
-        let mut reps = vec![founder];
-        for (i, k) in keys.iter().enumerate().skip(1) {
-            let mut s = Space::new(reps[0].id());
-            sync(&reps[0], &mut s, k, i as u64);
-            reps.push(s);
-        }
-        World {
-            keys,
-            reps,
-            keyring,
-            rng,
-        }
-    }
-
-    fn id(&self, i: usize) -> coffer_crdt::DeviceId {
-        self.keys[i].device_id()
-    }
-
-    /// Full delivery between all replicas (twice around, shuffled).
-    fn converge(&mut self) {
-        for round in 0..2 {
-            for i in 0..self.reps.len() {
-                for j in 0..self.reps.len() {
-                    if i != j {
-                        let (a, b) = two(&mut self.reps, i, j);
-                        sync(a, b, &self.keys[j], (round * 100 + i * 10 + j) as u64);
-                    }
-                }
-            }
-        }
-    }
-
-    fn write(&mut self, i: usize, name: &str, now: i64) -> Envelope {
-        write(&mut self.reps[i], &self.keys[i], name, now, &mut self.rng)
-    }
-
-    fn assert_identical(&self) {
-        let first = digest(&self.reps[0], &self.keyring);
-        for r in &self.reps[1..] {
-            assert_eq!(digest(r, &self.keyring), first);
-        }
-    }
-
-    fn outcome_everywhere(&self, id: &EnvelopeId) -> Outcome {
-        let o = self.reps[0].outcome_of(id).unwrap();
-        for r in &self.reps {
-            assert_eq!(r.outcome_of(id).as_ref(), Some(&o));
-        }
-        o
-    }
-}
-
-fn two<T>(v: &mut [T], i: usize, j: usize) -> (&T, &mut T) {
-    assert_ne!(i, j);
-    if i < j {
-        let (l, r) = v.split_at_mut(j);
-        (&l[i], &mut r[0])
-    } else {
-        let (l, r) = v.split_at_mut(i);
-        (&r[0], &mut l[j])
-    }
-}
-
 #[test]
 fn folder_member_writes_are_quarantined_everywhere() {
     let mut w = World::new(1, &[Role::Member, Role::Editor]);
@@ -246,56 +151,61 @@ fn a_change_an_honest_member_built_on_is_kept_everywhere() {
     w.assert_identical();
 }
 
+/// Issue 20, attack 2: equal ranks cannot remove each other. Two managers
+/// granted by the creator (rank 1001 each): the honest API refuses either
+/// removal, and one signed anyway — from any context, with any id — is
+/// quarantined everywhere; the creator (1000) can, and the folder stays
+/// manageable.
 #[test]
-fn concurrent_mutual_removal_first_in_order_wins_and_folder_stays_manageable() {
+fn equal_ranks_cannot_remove_each_other_whatever_the_ids() {
     let mut w = World::new(6, &[Role::Manager, Role::Manager, Role::Editor]);
-    let r1 = w.reps[1]
-        .remove(&w.keys[1], Principal::Device(w.keys[2].device_id()), None)
-        .unwrap();
-    let r2 = w.reps[2]
-        .remove(&w.keys[2], Principal::Device(w.keys[1].device_id()), None)
-        .unwrap();
-    w.converge();
-    // Documented rule: removals stand by induction on (rank, id); both
-    // managers have rank 1001, so the lower envelope id stands and voids the
-    // other (its author lost the right beyond the winner's cutoff).
-    let (winner, loser, won, lost) = if r1.id() < r2.id() {
-        (1, 2, r1, r2)
-    } else {
-        (2, 1, r2, r1)
-    };
-    assert_eq!(w.outcome_everywhere(&won.id()), Outcome::Accepted);
-    assert_eq!(
-        w.outcome_everywhere(&lost.id()),
-        Outcome::Quarantined(Reason::Voided { by: won.id() })
+    let target = |w: &World, i: usize| Principal::Device(w.keys[i].device_id());
+    let two = target(&w, 2);
+    let refused = w.reps[1].remove(&w.keys[1], two.clone(), None);
+    assert!(
+        matches!(refused, Err(coffer_crdt::SpaceError::Refused(_))),
+        "{refused:?}"
     );
-    for r in &w.reps {
-        assert_eq!(r.role_of(&w.id(winner)), Some(Role::Manager));
-        assert_eq!(r.role_of(&w.id(loser)), None);
-        assert_eq!(
-            r.role_of(&w.id(0)),
-            Some(Role::Manager),
-            "the creator remains"
-        );
+    // A client ignoring the rules signs removals of its peer (several, so
+    // some carry a lower id than anything else around): all quarantined.
+    let mut forced = Vec::new();
+    for _ in 0..4 {
+        let op = ControlOp::Membership(MembershipOp::Remove {
+            principal: two.clone(),
+            to: None,
+            cutoff: w.reps[1].cutoff(),
+        });
+        let (env, _) = w.reps[1].write_control(&w.keys[1], &op);
+        forced.push(env);
     }
-    // Still manageable: the creator re-adds the loser as an editor.
-    let key = w.reps[0].folder_key(&w.keys[0]).unwrap();
-    let lk = w.keys[loser].exchange_public();
-    w.reps[0]
-        .grant(
-            &w.keys[0],
-            Principal::Device(w.keys[loser].device_id()),
-            Role::Editor,
-            Some(lk),
-            Some(&key),
-            &mut w.rng,
-        )
+    let op = ControlOp::Membership(MembershipOp::Remove {
+        principal: target(&w, 1),
+        to: None,
+        cutoff: w.reps[2].cutoff(),
+    });
+    let (back, _) = w.reps[2].write_control(&w.keys[2], &op);
+    forced.push(back);
+    w.converge();
+    for env in &forced {
+        assert!(matches!(
+            w.outcome_everywhere(&env.id()),
+            Outcome::Quarantined(Reason::Unauthorized(_))
+        ));
+    }
+    for r in &w.reps {
+        assert_eq!(r.role_of(&w.id(1)), Some(Role::Manager));
+        assert_eq!(r.role_of(&w.id(2)), Some(Role::Manager));
+    }
+    // The creator outranks both.
+    let removal = w.reps[0]
+        .remove(&w.keys[0], two, Some(Role::Editor))
         .unwrap();
     w.converge();
+    assert_eq!(w.outcome_everywhere(&removal.id()), Outcome::Accepted);
     assert!(w
         .reps
         .iter()
-        .all(|r| r.role_of(&w.id(loser)) == Some(Role::Editor)));
+        .all(|r| r.role_of(&w.id(2)) == Some(Role::Editor)));
     w.assert_identical();
 }
 
@@ -324,29 +234,33 @@ fn forged_unknown_replayed_duplicate_and_equivocating_envelopes() {
     sync(&w.reps[0], &mut scratch, &stranger, 1);
     let change = add_item_change(&scratch, &stranger, "intruder", 2);
     let unknown = force_content(&mut scratch, &stranger, &key, epoch, &change, &mut w.rng);
-    assert!(matches!(
+    assert_eq!(
         w.reps[0].ingest(unknown.clone()),
-        Ok(Outcome::Quarantined(Reason::Unauthorized(_)))
-    ));
+        Err(IngestError::UnknownAuthor)
+    );
+    assert!(w.reps[0].get(&unknown.id()).is_none(), "refused, not kept");
     // Replay into another space: refused.
     let mut other = Space::new(SpaceId([9; 32]));
     assert_eq!(other.ingest(env.clone()), Err(IngestError::WrongSpace));
-    // Equivocation: editor 1 signs a second envelope at an existing seq.
+    // Equivocation: editor 1 signs a second envelope at an existing seq
+    // (and the same Automerge seq). The creator had built on the genuine
+    // one: it stays, whatever the ids; the twin is quarantined.
     let twin = write(&mut shadow, &w.keys[1], "twin", 9, &mut w.rng);
     assert_eq!((twin.seq(), twin.body().prev), (env.seq(), env.body().prev));
+    w.converge();
+    let on_top = w.write(0, "on top", 10);
     w.reps[0].ingest(twin.clone()).unwrap();
     w.converge();
-    // The lower id continues the author's chain; the other is quarantined.
-    let (lo, hi) = if env.id() < twin.id() {
-        (&env, &twin)
-    } else {
-        (&twin, &env)
-    };
-    assert_eq!(w.outcome_everywhere(&lo.id()), Outcome::Accepted);
+    assert_eq!(w.outcome_everywhere(&env.id()), Outcome::Accepted);
+    assert_eq!(w.outcome_everywhere(&on_top.id()), Outcome::Accepted);
     assert_eq!(
-        w.outcome_everywhere(&hi.id()),
-        Outcome::Quarantined(Reason::Equivocation { seq: env.seq() })
+        w.outcome_everywhere(&twin.id()),
+        Outcome::Quarantined(Reason::Equivocation { seq: 1 })
     );
+    assert!(w
+        .reps
+        .iter()
+        .all(|r| r.forked().contains(&(r.id(), w.id(1)))));
     w.assert_identical();
 }
 
@@ -396,7 +310,7 @@ fn removed_member_cannot_decrypt_later_content_with_any_key_it_received() {
 
 #[test]
 fn concurrent_rotations_resolve_deterministically_and_stay_readable() {
-    let mut w = World::new(9, &[Role::Editor, Role::Editor, Role::Member]);
+    let mut w = World::new(9, &[Role::Manager, Role::Manager, Role::Member]);
     w.write(1, "first", 1);
     w.converge();
     let (ea, ka) = w.reps[1].rotate(&w.keys[1], &mut w.rng).unwrap();
@@ -467,8 +381,14 @@ fn team_roster_groups_devices_and_revocation() {
     let ann_phone = DeviceKeys::generate(&mut rng);
     let bob = DeviceKeys::generate(&mut rng);
     let u = |s: &str| UserId::new(s).unwrap();
-    let (mut roster, _) =
-        Space::create_team(&founder, u("boss@acme.test"), "Acme", &mut rng).unwrap();
+    let (mut roster, _) = Space::create_team(
+        &founder,
+        u("boss@acme.test"),
+        "Acme",
+        transport_of(&founder),
+        &mut rng,
+    )
+    .unwrap();
     for (user, dev) in [
         ("ann@acme.test", &ann_laptop),
         ("ann@acme.test", &ann_phone),
@@ -482,11 +402,7 @@ fn team_roster_groups_devices_and_revocation() {
         roster
             .roster_op(
                 &founder,
-                RosterOp::AddDevice {
-                    user: u(user),
-                    device: dev.device_id(),
-                    exchange: dev.exchange_public(),
-                },
+                RosterOp::add_device(&roster.id(), u(user), dev, transport_of(dev)),
             )
             .unwrap();
     }
@@ -666,7 +582,8 @@ fn a_team_admin_repairs_a_folder_it_is_not_a_member_of() {
     let boss = DeviceKeys::generate(&mut rng);
     let ann = DeviceKeys::generate(&mut rng);
     let u = |s: &str| UserId::new(s).unwrap();
-    let (mut roster, _) = Space::create_team(&boss, u("boss@x.test"), "X", &mut rng).unwrap();
+    let (mut roster, _) =
+        Space::create_team(&boss, u("boss@x.test"), "X", transport_of(&boss), &mut rng).unwrap();
     roster
         .roster_op(
             &boss,
@@ -678,11 +595,7 @@ fn a_team_admin_repairs_a_folder_it_is_not_a_member_of() {
     roster
         .roster_op(
             &boss,
-            RosterOp::AddDevice {
-                user: u("ann@x.test"),
-                device: ann.device_id(),
-                exchange: ann.exchange_public(),
-            },
+            RosterOp::add_device(&roster.id(), u("ann@x.test"), &ann, transport_of(&ann)),
         )
         .unwrap();
     // Ann creates a folder; the boss is no member of it.
@@ -754,22 +667,22 @@ fn two_changes_of_one_automerge_actor_with_one_seq_are_both_quarantined() {
         });
     w.converge();
     for e in [&first, &second] {
-        assert!(matches!(
+        assert_eq!(
             w.outcome_everywhere(&e.id()),
-            Outcome::Quarantined(Reason::Malformed(_))
-        ));
+            Outcome::Quarantined(Reason::Equivocation { seq: 1 })
+        );
     }
     w.assert_identical();
 }
 
 /// Gap "hole 3": validity by induction on (rank, id). Two managers (rank
 /// 1001) each appointed a manager (rank 1002). In two partitions each
-/// manager removes the *other's* appointee, while the appointees remove
-/// each other and appoint someone new. After the merge, on every replica:
-/// both managers' removals stand (nothing of a stronger rank touched them),
-/// they void the appointees' concurrent removals and grants (strictly
-/// weaker rank, beyond the cutoff, no right left), whatever the envelope
-/// ids; the folder stays manageable.
+/// manager removes the *other's* appointee, while the appointees try to
+/// remove each other (equal ranks: unauthorised) and appoint someone new.
+/// After the merge, on every replica: both managers' removals stand
+/// (nothing of a stronger rank touched them), they void the appointees'
+/// concurrent grants (beyond the cutoff, no right left), whatever the
+/// envelope ids; the folder stays manageable.
 #[test]
 fn two_partition_cross_appointment_resolves_by_rank() {
     use Role::*;
@@ -792,14 +705,21 @@ fn two_partition_cross_appointment_resolves_by_rank() {
     let r1 = w.reps[1].remove(&w.keys[1], p, None).unwrap();
     let p = dev(&w, 3);
     let r2 = w.reps[2].remove(&w.keys[2], p, None).unwrap();
-    let p = dev(&w, 4);
-    let ra1 = w.reps[3].remove(&w.keys[3], p, None).unwrap();
+    let remove = |w: &World, i: usize, target: usize| {
+        ControlOp::Membership(MembershipOp::Remove {
+            principal: dev(w, target),
+            to: None,
+            cutoff: w.reps[i].cutoff(),
+        })
+    };
+    let op = remove(&w, 3, 4);
+    let (ra1, _) = w.reps[3].write_control(&w.keys[3], &op);
     let (p, x) = (dev(&w, 5), w.keys[5].exchange_public());
     let g1 = w.reps[3]
         .grant(&w.keys[3], p, Manager, Some(x), None, &mut w.rng)
         .unwrap();
-    let p = dev(&w, 3);
-    let ra2 = w.reps[4].remove(&w.keys[4], p, None).unwrap();
+    let op = remove(&w, 4, 3);
+    let (ra2, _) = w.reps[4].write_control(&w.keys[4], &op);
     let (p, x) = (dev(&w, 6), w.keys[6].exchange_public());
     let g2 = w.reps[4]
         .grant(&w.keys[4], p, Editor, Some(x), None, &mut w.rng)
@@ -807,11 +727,17 @@ fn two_partition_cross_appointment_resolves_by_rank() {
     w.converge();
     assert_eq!(w.outcome_everywhere(&r1.id()), Outcome::Accepted);
     assert_eq!(w.outcome_everywhere(&r2.id()), Outcome::Accepted);
-    for (op, by) in [(&ra1, &r2), (&g1, &r2), (&ra2, &r1), (&g2, &r1)] {
+    for (op, by) in [(&g1, &r2), (&g2, &r1)] {
         assert_eq!(
             w.outcome_everywhere(&op.id()),
             Outcome::Quarantined(Reason::Voided { by: by.id() })
         );
+    }
+    for op in [&ra1, &ra2] {
+        assert!(matches!(
+            w.outcome_everywhere(&op.id()),
+            Outcome::Quarantined(Reason::Unauthorized(_))
+        ));
     }
     for r in &w.reps {
         for m in [0, 1, 2] {
@@ -846,7 +772,8 @@ fn team_folder(seed: u64) -> (Vec<DeviceKeys>, Vec<Space>, rand_chacha::ChaCha20
     let keys: Vec<DeviceKeys> = (0..4).map(|_| DeviceKeys::generate(&mut rng)).collect();
     let names = ["boss", "ann", "bob", "mgr"];
     let u = |i: usize| UserId::new(&format!("{}@t.test", names[i])).unwrap();
-    let (mut roster, _) = Space::create_team(&keys[0], u(0), "T", &mut rng).unwrap();
+    let (mut roster, _) =
+        Space::create_team(&keys[0], u(0), "T", transport_of(&keys[0]), &mut rng).unwrap();
     for (i, k) in keys.iter().enumerate().skip(1) {
         roster
             .roster_op(&keys[0], RosterOp::AddUser { user: u(i) })
@@ -854,11 +781,7 @@ fn team_folder(seed: u64) -> (Vec<DeviceKeys>, Vec<Space>, rand_chacha::ChaCha20
         roster
             .roster_op(
                 &keys[0],
-                RosterOp::AddDevice {
-                    user: u(i),
-                    device: k.device_id(),
-                    exchange: k.exchange_public(),
-                },
+                RosterOp::add_device(&roster.id(), u(i), k, transport_of(k)),
             )
             .unwrap();
     }
@@ -982,7 +905,7 @@ fn effective_rights_after_a_removal_count_grants_the_writer_had_seen() {
 #[test]
 fn rotation_wraps_must_be_exactly_the_member_devices() {
     use coffer_crdt::ops::KeyWrap;
-    let mut w = World::new(23, &[Role::Editor, Role::Member]);
+    let mut w = World::new(23, &[Role::Manager, Role::Member]);
     let stranger = DeviceKeys::generate(&mut w.rng);
     let key = FolderKey::generate(&mut w.rng);
     let wrap = |k: &DeviceKeys, rng: &mut rand_chacha::ChaCha20Rng| KeyWrap {
@@ -1029,13 +952,13 @@ fn rotation_wraps_must_be_exactly_the_member_devices() {
     w.assert_identical();
 }
 
-/// Gap "hole 4": an equivocating editor signs two real, different changes
-/// at one seq (same Automerge actor and seq too). Every replica keeps the
-/// branch with the lower envelope id, quarantines the other as
-/// equivocation, and shows only the kept change; the chain goes on from the
-/// kept branch.
+/// Gap "hole 4", as issue 20 closed it: an equivocating editor signs two
+/// real, different changes at one seq (same Automerge actor and seq too).
+/// A fork is evidence, not a tie-break: the branch another user built on
+/// stays on every replica whatever the ids, the other is quarantined, and
+/// every replica marks the chain as forked.
 #[test]
-fn equivocation_keeps_the_lowest_id_branch_everywhere() {
+fn a_fork_keeps_the_branch_another_user_built_on() {
     let mut w = World::new(24, &[Role::Editor, Role::Editor]);
     w.write(1, "before", 1);
     w.converge();
@@ -1048,17 +971,15 @@ fn equivocation_keeps_the_lowest_id_branch_everywhere() {
         coffer_crdt::ChangeMeta::from_change(&shadow.open(&w.keys[1], &b).unwrap()).unwrap(),
     );
     assert_eq!((&a_meta.actor, a_meta.seq), (&b_meta.actor, b_meta.seq));
+    // Editor 2 sees branch b first and builds on it.
     sync(&shadow, &mut w.reps[2], &w.keys[2], 1);
+    let on_b = w.write(2, "on b", 4);
     w.converge();
-    let ((lo, lo_name), (hi, _)) = if a.id() < b.id() {
-        ((&a, "branch a"), (&b, "branch b"))
-    } else {
-        ((&b, "branch b"), (&a, "branch a"))
-    };
-    assert_eq!(w.outcome_everywhere(&lo.id()), Outcome::Accepted);
+    assert_eq!(w.outcome_everywhere(&b.id()), Outcome::Accepted);
+    assert_eq!(w.outcome_everywhere(&on_b.id()), Outcome::Accepted);
     assert_eq!(
-        w.outcome_everywhere(&hi.id()),
-        Outcome::Quarantined(Reason::Equivocation { seq: a.seq() })
+        w.outcome_everywhere(&a.id()),
+        Outcome::Quarantined(Reason::Equivocation { seq: a_meta.seq })
     );
     for i in 0..3 {
         let mut names: Vec<String> = doc_of(&w.reps[i], &w.keys[i])
@@ -1067,11 +988,8 @@ fn equivocation_keeps_the_lowest_id_branch_everywhere() {
             .map(|it| it.name)
             .collect();
         names.sort();
-        assert_eq!(names, vec!["before".to_string(), lo_name.to_string()]);
-        assert_eq!(
-            w.reps[i].chain_tips()[&(w.reps[i].id(), w.id(1))],
-            (a.seq(), lo.id())
-        );
+        assert_eq!(names, ["before", "branch b", "on b"]);
+        assert!(w.reps[i].forked().contains(&(w.reps[i].id(), w.id(1))));
     }
     w.assert_identical();
 }

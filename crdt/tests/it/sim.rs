@@ -64,7 +64,9 @@ impl Sim {
         let key = FolderKey::generate(&mut rng);
         let mut roster_envs = Vec::new();
         let (founder, genesis) = if team {
-            let (mut roster, _) = Space::create_team(&keys[0], user(0), "Sim", &mut rng).unwrap();
+            let (mut roster, _) =
+                Space::create_team(&keys[0], user(0), "Sim", transport_of(&keys[0]), &mut rng)
+                    .unwrap();
             for (j, k) in keys.iter().enumerate().skip(1) {
                 roster
                     .roster_op(&keys[0], RosterOp::AddUser { user: user(j) })
@@ -72,11 +74,7 @@ impl Sim {
                 roster
                     .roster_op(
                         &keys[0],
-                        RosterOp::AddDevice {
-                            user: user(j),
-                            device: k.device_id(),
-                            exchange: k.exchange_public(),
-                        },
+                        RosterOp::add_device(&roster.id(), user(j), k, transport_of(k)),
                     )
                     .unwrap();
             }

@@ -344,8 +344,13 @@ pub struct JoinerHello {
     pub device_name: String,
     /// The device's X25519 key (folder keys are sealed to it).
     pub exchange: [u8; 32],
+    /// The Ed25519 key the device connects with (its libp2p identity).
+    pub transport: [u8; 32],
     /// Ed25519 by the device over [`PROOF_DOMAIN`] ‖ handshake hash.
     pub proof: ByteBuf,
+    /// Ed25519 by the device over its roster entry (team, user, both keys):
+    /// what the inviter's `AddDevice` carries (`ops::device_proof_message`).
+    pub roster_proof: ByteBuf,
 }
 
 /// Inviter → joiner, once the inviter decided.
@@ -375,7 +380,7 @@ impl Bounded for InviterHello {
 
 impl Bounded for JoinerHello {
     fn within_bounds(&self) -> bool {
-        name_ok(&self.device_name) && self.proof.len() == 64
+        name_ok(&self.device_name) && self.proof.len() == 64 && self.roster_proof.len() == 64
     }
 }
 
@@ -652,6 +657,9 @@ pub struct Pending {
     pub spec: InviteSpec,
     pub joiner: DeviceId,
     pub exchange: [u8; 32],
+    pub transport: [u8; 32],
+    /// The joiner's signature over its roster entry.
+    pub roster_proof: Vec<u8>,
     pub device_name: String,
     pub verification: String,
     pub since_ms: i64,
@@ -842,6 +850,8 @@ impl InviteTable {
             spec,
             joiner,
             exchange: hello.exchange,
+            transport: hello.transport,
+            roster_proof: hello.roster_proof.to_vec(),
             device_name: hello.device_name.clone(),
             verification,
             since_ms: now_ms,
@@ -1047,10 +1057,22 @@ pub async fn join<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut name = device_name.to_string();
     truncate(&mut name, MAX_NAME);
+    // The libp2p identity is still the device key (see `net::peer_id_of`).
+    let transport = keys.device_id().0;
+    let user = coffer_crdt::UserId::new(&hello.email)
+        .ok_or(EnrolError::Protocol("the invite names no email address"))?;
+    let entry = coffer_crdt::ops::device_proof_message(
+        &coffer_crdt::SpaceId(hello.team),
+        &user,
+        &keys.exchange_public(),
+        &transport,
+    );
     let jh = JoinerHello {
         device_name: name,
         exchange: keys.exchange_public(),
+        transport,
         proof: ByteBuf::from(keys.sign(&proof_message(&hash)).to_vec()),
+        roster_proof: ByteBuf::from(keys.sign(&entry).to_vec()),
     };
     channel.send(&mut io, &jh).await?;
     Ok(Joined {

@@ -286,7 +286,7 @@ impl Shared {
         let device = pending.joiner;
         let decision = if admit {
             let mut vault = self.lock_vault()?;
-            match vault.enrol_admit(&pending.spec, device, pending.exchange, &mut OsRng) {
+            match vault.enrol_admit(&pending, &mut OsRng) {
                 Ok(admitted) => {
                     self.net.allowed_changed(&vault);
                     drop(vault);

@@ -10,7 +10,7 @@ use tracing::info;
 use zeroize::Zeroizing;
 
 use super::{Now, Vault, VaultError};
-use crate::net::enrol::{EnrolKind, InviteSpec, MAX_NAME};
+use crate::net::enrol::{EnrolKind, InviteSpec, Pending, MAX_NAME};
 
 /// What an inviter tells a joiner about itself and the team.
 #[derive(Clone, Debug)]
@@ -97,11 +97,10 @@ impl Vault {
     /// and the events.
     pub fn enrol_admit(
         &mut self,
-        spec: &InviteSpec,
-        device: DeviceId,
-        exchange: [u8; 32],
+        pending: &Pending,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Admitted, VaultError> {
+        let (spec, device, exchange) = (&pending.spec, pending.joiner, pending.exchange);
         let team = self.team_id().ok_or_else(no_team)?;
         let state = self.team_state().ok_or_else(no_team)?;
         let user = match spec.kind {
@@ -146,6 +145,8 @@ impl Vault {
             user: user.clone(),
             device,
             exchange,
+            transport: pending.transport,
+            proof: pending.roster_proof.clone(),
         });
         if spec.kind == EnrolKind::User {
             for group in &spec.groups {

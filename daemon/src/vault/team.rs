@@ -148,7 +148,10 @@ impl Vault {
         }
         let founder = self.my_user().ok_or(VaultError::NotInitialized)?;
         let u = self.unlocked()?;
-        let (roster, genesis) = Space::create_team(&u.keys, founder, name, rng).map_err(refusal)?;
+        // The libp2p identity is still the device key (see `net::peer_id_of`).
+        let transport = u.keys.device_id().0;
+        let (roster, genesis) =
+            Space::create_team(&u.keys, founder, name, transport, rng).map_err(refusal)?;
         self.store
             .add_space(roster.id(), SPACE_TEAM, None, &[&genesis])?;
         info!(team = %roster.id().short(), "team founded");
@@ -855,17 +858,17 @@ mod tests {
             .expect("adopt");
     }
 
-    fn admit(admin: &mut Vault, joiner: &mut Vault, email: &str) {
-        let (device, exchange) = exchange_of(joiner);
+    /// The `AddDevice` a joining vault's device signs for `email` in `team`.
+    fn add_device(team: SpaceId, email: &str, joiner: &Vault) -> RosterOp {
+        let keys = &joiner.unlocked.as_ref().expect("unlocked").keys;
         let user = UserId::new(email).expect("email");
-        let ops = vec![
-            RosterOp::AddUser { user: user.clone() },
-            RosterOp::AddDevice {
-                user,
-                device,
-                exchange,
-            },
-        ];
+        RosterOp::add_device(&team, user, keys, keys.device_id().0)
+    }
+
+    fn admit(admin: &mut Vault, joiner: &mut Vault, email: &str) {
+        let user = UserId::new(email).expect("email");
+        let team = admin.team_id().expect("team");
+        let ops = vec![RosterOp::AddUser { user }, add_device(team, email, joiner)];
         enrol(admin, joiner, ops);
     }
 
@@ -1009,17 +1012,9 @@ mod tests {
 
         // B's second laptop: B adds it, B's daemon hands it the folder key.
         let mut b2 = node("b@example.com");
-        let (d2, x2) = exchange_of(&b2.vault);
-        let b_user = UserId::new("b@example.com").expect("email");
-        enrol(
-            &mut b.vault,
-            &mut b2.vault,
-            vec![RosterOp::AddDevice {
-                user: b_user,
-                device: d2,
-                exchange: x2,
-            }],
-        );
+        let (d2, _) = exchange_of(&b2.vault);
+        let op = add_device(b.vault.team_id().expect("team"), "b@example.com", &b2.vault);
+        enrol(&mut b.vault, &mut b2.vault, vec![op]);
         sync(&mut b.vault, &mut b2.vault);
         assert_eq!(names(&b2.vault, "Registrar"), ["dns", "mail"]);
         sync(&mut a.vault, &mut b.vault);
@@ -1076,16 +1071,8 @@ mod tests {
         a.vault.lock();
         // B (a Folder Member: it hands out no keys) links a second laptop.
         let mut b2 = node("b@example.com");
-        let (d2, x2) = exchange_of(&b2.vault);
-        enrol(
-            &mut b.vault,
-            &mut b2.vault,
-            vec![RosterOp::AddDevice {
-                user: UserId::new("b@example.com").expect("email"),
-                device: d2,
-                exchange: x2,
-            }],
-        );
+        let op = add_device(b.vault.team_id().expect("team"), "b@example.com", &b2.vault);
+        enrol(&mut b.vault, &mut b2.vault, vec![op]);
         sync(&mut a.vault, &mut b.vault);
         sync(&mut a.vault, &mut b2.vault);
         assert_eq!(names(&b2.vault, "Vault"), Vec::<String>::new());
