@@ -1235,11 +1235,8 @@ pub fn evaluate_cached(
 pub(crate) fn extend_control(
     ev: &mut Evaluation,
     cache: &mut Cache,
-    env: &Envelope,
-    op: &ControlOp,
-    home: SpaceId,
-    team: Option<SpaceId>,
-    control_before: u64,
+    (env, op, control_before): (&Envelope, &ControlOp, u64),
+    (home, team): (SpaceId, Option<SpaceId>),
     limits: Limits,
 ) -> Option<Result<(), Reason>> {
     if op.is_removal() || op.is_founding() || control_before >= limits.control_ops_per_author {

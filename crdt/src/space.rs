@@ -781,11 +781,8 @@ impl Space {
         let verdict = extend_control(
             &mut self.eval,
             &mut self.cache,
-            env,
-            &op,
-            self.id,
-            self.team,
-            before,
+            (env, &op, before),
+            (self.id, self.team),
             self.limits,
         )?;
         let id = env.id();
