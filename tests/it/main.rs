@@ -14,6 +14,7 @@ mod import;
 mod json_output;
 mod no_plaintext;
 mod secret_refs;
+mod service;
 mod sync;
 mod team;
 mod tidy;
