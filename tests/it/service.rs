@@ -73,30 +73,38 @@ fn coffer_turns_core_dumps_off_but_gives_run_children_the_usual_limit() {
     let d = Daemon::start();
     d.init();
     d.add_login("x", "pw-x", &[]);
-    // `coffer run` prints its child's view, then its own (the parent's) limit.
-    let out = d.ok(
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "ulimit -c; grep 'Max core file size' /proc/$PPID/limits",
-        ],
-        "",
-    );
-    let mut lines = out.lines();
-    let child = lines.next().unwrap_or_default();
-    // The child gets this process's limit back (ulimit -c counts 512-byte
-    // blocks where /proc counts bytes, so compare where both agree).
-    match core_limit(std::process::id()).as_str() {
-        "unlimited" => assert_eq!(child, "unlimited", "{out}"),
-        "0" => assert_eq!(child, "0", "{out}"),
-        bytes => assert_eq!(
-            child.parse::<u64>().ok().map(|b| b * 512),
-            bytes.parse::<u64>().ok(),
-            "{out}"
-        ),
+    // `coffer run` prints its child's view, then its own (the parent's)
+    // limit; coffer starts with a soft limit of 1 MiB (2048 blocks).
+    let mut cmd = d.command(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "ulimit -c; grep 'Max core file size' /proc/$PPID/limits",
+    ]);
+    // SAFETY: getrlimit/setrlimit are async-signal-safe and touch only the struct.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_CORE, &mut lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Hard limits are unlimited on the machines this runs on.
+            lim.rlim_cur = (1 << 20).min(lim.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_CORE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
+    let out = run_with_timeout(&mut cmd, b"", Duration::from_secs(30));
+    assert!(out.status.success(), "{out:?}");
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("2048"), "the child's limit: {out}");
     let parent = lines.next().unwrap_or_default();
     assert_eq!(
         parent.split_whitespace().nth(4),
