@@ -370,9 +370,11 @@ pub fn run(
         }
     }
     drop(secrets);
-    let status = child
-        .wait()
-        .map_err(|e| CliError::Other(format!("cannot wait for the command: {e}")))?;
+    let status = child.wait();
+    // Reaped: its pid may be reused, so nothing more is forwarded to it.
+    CHILD_PID.store(0, Ordering::SeqCst);
+    let status =
+        status.map_err(|e| CliError::Other(format!("cannot wait for the command: {e}")))?;
     for p in pumps {
         // A closed stdout (`| head`) is not our error.
         let _ = p.join();
