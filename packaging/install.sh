@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# Builds Coffer and installs coffer + cofferd into ~/.local/bin, with the
-# systemd user unit where systemd runs.
+# Builds Coffer and installs coffer + cofferd into ~/.local/bin (no root,
+# no package). Debian/Ubuntu: `bash packaging/deb.sh` builds a .deb instead.
+# Then `coffer service install` runs cofferd as a login service (systemd user
+# unit or launchd agent, ExecStart at the installed path); without it the CLI
+# starts cofferd itself when needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release
 install -d "$HOME/.local/bin"
 install -m 0755 target/release/coffer target/release/cofferd "$HOME/.local/bin/"
-if command -v systemctl >/dev/null 2>&1 && systemctl --user show-environment >/dev/null 2>&1; then
-  install -d "$HOME/.config/systemd/user"
-  install -m 0644 packaging/systemd/cofferd.service "$HOME/.config/systemd/user/"
-  systemctl --user daemon-reload
-  echo "systemd unit installed: systemctl --user enable --now cofferd"
-fi
 echo "installed coffer and cofferd in $HOME/.local/bin"
+echo "shell completions: coffer completion bash|zsh|fish (see coffer completion --help)"
+echo "login service:     $HOME/.local/bin/coffer service install"

@@ -32,12 +32,59 @@ fn nobody_listening(err: &ClientError) -> bool {
         if matches!(source.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused))
 }
 
-/// Connects to the daemon, starting it first when nothing answers.
+/// Whether this command runs with the default socket, data dir and daemon
+/// settings: only then may an installed service (which knows no others)
+/// stand in for a daemon started here.
+fn default_settings(target: &Target) -> bool {
+    let custom_env = [
+        "COFFER_CONFIG",
+        "COFFER_LISTEN",
+        "COFFER_NO_MDNS",
+        "COFFER_NO_NETWORK",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some());
+    !custom_env
+        && target.socket == coffer_ipc::paths::default_socket_path()
+        && target
+            .data_dir
+            .as_ref()
+            .is_none_or(|d| *d == coffer_ipc::paths::default_data_dir())
+}
+
+/// Waits up to `within` for a daemon to answer on the socket.
+fn wait_for_socket(socket: &Path, within: Duration) -> Option<Client> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(client) = Client::connect(socket) {
+            return Some(client);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Connects to the daemon, starting it first when nothing answers: through
+/// the installed login service (systemd user unit, launchd agent) when there
+/// is one and the settings are the defaults, else as a detached process.
 pub fn connect_or_start(target: &Target) -> Result<Client, CliError> {
     match Client::connect(&target.socket) {
         Ok(client) => return Ok(client),
         Err(e) if target.autostart && nobody_listening(&e) => {}
         Err(e) => return Err(CliError::Unavailable(e.to_string())),
+    }
+    if default_settings(target) {
+        if let Some(started) = crate::service::start_installed() {
+            let within = Duration::from_secs(if started.is_ok() { 15 } else { 1 });
+            if let Some(client) = wait_for_socket(&target.socket, within) {
+                return Ok(client);
+            }
+            if let Err(e) = started {
+                eprintln!("coffer: warning: the installed service did not start ({e}); starting cofferd directly");
+            }
+        }
     }
     let data_dir = target
         .data_dir

@@ -31,17 +31,12 @@ pub struct InviteArgs {
     /// How long the code stays valid: like 30m, 24h, 7d.
     #[arg(long, default_value = "24h")]
     pub expires: String,
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum InviteCommand {
     /// Joins waiting for your confirmation, with their verification codes.
-    Pending {
-        #[arg(long)]
-        json: bool,
-    },
+    Pending,
     /// Admit the join whose screen shows this verification code.
     Confirm(Verification),
     /// Refuse the join whose screen shows this verification code.
@@ -54,8 +49,6 @@ pub struct Verification {
     /// The 6 digits (`123 456` or `123456`).
     #[arg(num_args = 1..=2, required = true)]
     verification_code: Vec<String>,
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -68,8 +61,6 @@ pub struct JoinArgs {
     /// Read the new PIN as one line from stdin (read first, set once admitted).
     #[arg(long)]
     pub pin_stdin: bool,
-    #[arg(long)]
-    pub json: bool,
 }
 
 fn kind_name(device: bool) -> &'static str {
@@ -114,8 +105,9 @@ fn print_code(r: &m::InviteResult, json: bool, device: bool) {
 }
 
 pub fn invite(ctx: &mut Ctx, args: InviteArgs) -> Result<(), CliError> {
+    let json = ctx.json;
     match args.command {
-        Some(InviteCommand::Pending { json }) => pending(ctx, false, json),
+        Some(InviteCommand::Pending) => pending(ctx, false),
         Some(InviteCommand::Confirm(v)) => decide(ctx, false, &v, true),
         Some(InviteCommand::Reject(v)) => decide(ctx, false, &v, false),
         None => {
@@ -129,14 +121,15 @@ pub fn invite(ctx: &mut Ctx, args: InviteArgs) -> Result<(), CliError> {
                 admin: args.admin,
                 expires: Some(args.expires),
             })?;
-            print_code(&r, args.json, false);
+            print_code(&r, json, false);
             Ok(())
         }
     }
 }
 
 /// `coffer device link`.
-pub fn link(ctx: &mut Ctx, expires: String, json: bool) -> Result<(), CliError> {
+pub fn link(ctx: &mut Ctx, expires: String) -> Result<(), CliError> {
+    let json = ctx.json;
     let r = ctx.call::<m::DeviceLink>(&m::LinkParams {
         expires: Some(expires),
     })?;
@@ -145,7 +138,8 @@ pub fn link(ctx: &mut Ctx, expires: String, json: bool) -> Result<(), CliError> 
 }
 
 /// `coffer invite pending` / `coffer device pending`.
-pub fn pending(ctx: &mut Ctx, device: bool, json: bool) -> Result<(), CliError> {
+pub fn pending(ctx: &mut Ctx, device: bool) -> Result<(), CliError> {
+    let json = ctx.json;
     let list = ctx.call::<m::InvitePending>(&m::PendingParams {
         kind: kind_name(device).into(),
     })?;
@@ -189,7 +183,7 @@ pub fn pending(ctx: &mut Ctx, device: bool, json: bool) -> Result<(), CliError> 
 
 /// `coffer invite confirm|reject` / `coffer device confirm|reject`.
 pub fn decide(ctx: &mut Ctx, device: bool, v: &Verification, admit: bool) -> Result<(), CliError> {
-    let json = v.json;
+    let json = ctx.json;
     let params = m::DecideParams {
         kind: kind_name(device).into(),
         verification_code: v.verification_code.join(" "),
@@ -214,16 +208,9 @@ pub fn decide(ctx: &mut Ctx, device: bool, v: &Verification, admit: bool) -> Res
     Ok(())
 }
 
-/// One compact JSON line (a join prints two: the handshake, then the result).
-fn json_line<T: serde::Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string(value).expect("plain data serialises")
-    );
-}
-
 /// `coffer join` / `coffer device join`.
 pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError> {
+    let json = ctx.json;
     // The PIN is read first (the stdin line), and set once admitted.
     let pin = if args.pin_stdin {
         Some(input::pin(true, false)?)
@@ -244,8 +231,8 @@ pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError>
         peers: args.peers,
         pin: pin.as_ref().map(|p| p.expose().to_string()),
     })?;
-    if args.json {
-        json_line(&started);
+    if json {
+        output::json_line(&started);
     } else {
         println!(
             "Found the inviter: team {:?}, joining as {} <{}>.",
@@ -264,7 +251,7 @@ pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError>
     let mut attempts = 0;
     while r.needs_pin {
         attempts += 1;
-        if !args.json {
+        if !json {
             println!("Admitted. Choose a PIN for this device.");
         }
         let pin = input::pin(false, true)?;
@@ -279,8 +266,8 @@ pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError>
             Err(e) => return Err(e),
         }
     }
-    if args.json {
-        json_line(&r);
+    if json {
+        output::json_line(&r);
     } else {
         println!(
             "Enrolled: this device is in team {:?} as {}{}.",

@@ -79,9 +79,9 @@ pub fn password(spec: &PasswordSpec) -> Result<Zeroizing<String>, String> {
 /// splits back into the words it was made of: 7772 words.
 fn wordlist() -> &'static [&'static str] {
     static WORDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-        eff_wordlist::large::LIST
+        diceware_wordlists::EFF_LONG_WORDLIST
             .iter()
-            .map(|&(_, word)| word)
+            .copied()
             .filter(|word| !word.contains('-'))
             .collect()
     });
@@ -209,7 +209,13 @@ mod tests {
     fn passphrase_has_the_requested_words() {
         let list: std::collections::HashSet<&str> = wordlist().iter().copied().collect();
         assert_eq!(list.len(), 7772);
-        assert_eq!(eff_wordlist::large::LIST.len(), 7776);
+        assert_eq!(diceware_wordlists::EFF_LONG_WORDLIST.len(), 7776);
+        // The EFF large list: its first and last words, and the four with '-'.
+        assert_eq!(diceware_wordlists::EFF_LONG_WORDLIST[0], "abacus");
+        assert_eq!(diceware_wordlists::EFF_LONG_WORDLIST[7775], "zoom");
+        for w in ["drop-down", "felt-tip", "t-shirt", "yo-yo"] {
+            assert!(diceware_wordlists::EFF_LONG_WORDLIST.contains(&w), "{w}");
+        }
         for words in [3, 4, 6, 10, 64] {
             for _ in 0..50 {
                 let phrase = passphrase(words).unwrap();

@@ -2,24 +2,32 @@
 //! `cofferd` through `coffer-ipc`'s client; this crate only parses arguments,
 //! reads secrets from stdin or a prompt, and prints.
 
+mod args;
 mod clipboard;
+mod config;
 mod connect;
+mod docs;
 mod enrol;
 mod generate;
 mod input;
 mod output;
+mod refs;
+mod service;
 mod sync;
 mod team;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use coffer_ipc::methods::{self as m};
 use coffer_ipc::{Client, ClientError, ErrorCode, RpcError};
 use serde_json::json;
 
+use crate::args::{AddCommand, Cli, Command, EditArgs, FolderCommand, TotpArgs, TotpCommand};
 use crate::connect::Target;
 use crate::input::Secret;
 
@@ -44,18 +52,37 @@ pub mod exit {
     pub const INVITE_USED: u8 = 17;
     pub const JOIN_REJECTED: u8 = 18;
     pub const INVITER_UNREACHABLE: u8 = 19;
+    pub const SERVICE: u8 = 20;
+    /// `coffer run`: the command could not be run (not executable).
+    pub const CANNOT_EXECUTE: u8 = 126;
+    /// `coffer run`: the command was not found.
+    pub const COMMAND_NOT_FOUND: u8 = 127;
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// The daemon refused the request.
     #[error("{0}")]
     Rpc(RpcError),
+    /// No daemon answered and none could be started.
     #[error("cofferd is not available: {0}")]
     Unavailable(String),
+    /// Bad arguments or input, or no terminal for a prompt.
     #[error("{0}")]
     Usage(String),
+    /// `--copy` without a clipboard tool.
     #[error("no clipboard available: needs a graphical session (DISPLAY or WAYLAND_DISPLAY) with wl-copy, xclip or xsel; print the value without --copy instead")]
     NoClipboard,
+    /// `coffer service`: the service manager refused or is missing.
+    #[error("{0}")]
+    Service(String),
+    /// `coffer run`: the command could not be started.
+    #[error("cannot run {command}: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    /// Anything else (local IO).
     #[error("{0}")]
     Other(String),
 }
@@ -95,7 +122,40 @@ impl CliError {
             CliError::Unavailable(_) => exit::UNAVAILABLE,
             CliError::Usage(_) => exit::USAGE,
             CliError::NoClipboard => exit::NO_CLIPBOARD,
+            CliError::Service(_) => exit::SERVICE,
+            CliError::Spawn { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => exit::COMMAND_NOT_FOUND,
+                _ => exit::CANNOT_EXECUTE,
+            },
             CliError::Other(_) => exit::ERROR,
+        }
+    }
+
+    /// The stable name of the error in `--json` output (docs/cli.md).
+    fn code_name(&self) -> &'static str {
+        match self.exit_code() {
+            exit::LOCKED => "locked",
+            exit::NOT_INITIALIZED => "not_initialized",
+            exit::NOT_FOUND => "not_found",
+            exit::AMBIGUOUS => "ambiguous",
+            exit::WRONG_PIN => "wrong_pin",
+            exit::TOO_MANY_ATTEMPTS => "too_many_attempts",
+            exit::INVALID_INPUT => "invalid_input",
+            exit::PERMISSION_DENIED => "permission_denied",
+            exit::UNAVAILABLE => "unavailable",
+            exit::NO_CLIPBOARD => "no_clipboard",
+            exit::ALREADY_INITIALIZED => "already_initialized",
+            exit::WRONG_PASSPHRASE => "wrong_passphrase",
+            exit::INVITE_INVALID => "invite_invalid",
+            exit::INVITE_EXPIRED => "invite_expired",
+            exit::INVITE_USED => "invite_used",
+            exit::JOIN_REJECTED => "join_rejected",
+            exit::INVITER_UNREACHABLE => "inviter_unreachable",
+            exit::USAGE => "usage",
+            exit::SERVICE => "service",
+            exit::CANNOT_EXECUTE => "cannot_execute",
+            exit::COMMAND_NOT_FOUND => "command_not_found",
+            _ => "error",
         }
     }
 
@@ -122,361 +182,73 @@ impl CliError {
             _ => None,
         }
     }
+
+    /// The error as `--json` prints it on stderr (docs/cli.md, "JSON output").
+    fn to_json(&self) -> serde_json::Value {
+        let mut error = json!({
+            "code": self.code_name(),
+            "exit_code": self.exit_code(),
+            "message": self.to_string(),
+            "hint": self.hint(),
+        });
+        if let CliError::Rpc(rpc) = self {
+            error["rpc_code"] = json!(rpc.code);
+            if let Some(data) = &rpc.data {
+                error["data"] = data.clone();
+            }
+        }
+        json!({ "error": error })
+    }
+
+    /// Prints the error on stderr: one JSON line with `--json`, else text.
+    fn report(&self, json: bool) {
+        if json {
+            eprintln!("{}", self.to_json());
+        } else {
+            eprintln!("coffer: error: {self}");
+            if let Some(hint) = self.hint() {
+                eprintln!("hint: {hint}");
+            }
+        }
+    }
 }
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "coffer",
-    version,
-    about = "Coffer: a team password manager with no server",
-    propagate_version = true
-)]
-struct Cli {
-    /// The daemon's socket (default: in the runtime dir).
-    #[arg(long, global = true, env = "COFFER_SOCKET")]
-    socket: Option<PathBuf>,
-    /// The daemon's data dir, used when this command starts it.
-    #[arg(long, global = true, env = "COFFER_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Never start cofferd; fail when none answers.
-    #[arg(long, global = true, env = "COFFER_NO_AUTOSTART", value_parser = clap::builder::BoolishValueParser::new())]
-    no_autostart: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Create this device's identity and Personal folder, and set the PIN.
-    Init {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        email: String,
-        /// Read the PIN as one line from stdin instead of prompting.
-        #[arg(long)]
-        pin_stdin: bool,
-    },
-    /// Unlock the vault with the PIN.
-    Unlock {
-        #[arg(long)]
-        pin_stdin: bool,
-    },
-    /// Lock the vault now (the daemon keeps running and syncing).
-    Lock,
-    /// Show the daemon and vault state.
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Add an item.
-    #[command(subcommand)]
-    Add(AddCommand),
-    /// Show an item, or one field of it.
-    Get {
-        item: String,
-        /// Print only this field's value (username, password, notes, totp, number, cvv, holder, expiry, url, name, id).
-        #[arg(long)]
-        field: Option<String>,
-        #[arg(long)]
-        json: bool,
-        /// Show secret fields instead of masking them.
-        #[arg(long)]
-        reveal: bool,
-        /// Copy the value (the password, or --field) to the clipboard, cleared after 30 s.
-        #[arg(long)]
-        copy: bool,
-        /// Look in the trash.
-        #[arg(long)]
-        trash: bool,
-    },
-    /// List items.
-    Ls {
-        #[arg(long)]
-        folder: Option<String>,
-        /// List the trash instead.
-        #[arg(long)]
-        trash: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Find items by name, username, URL or folder.
-    Search {
-        query: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Change an item.
-    Edit(EditArgs),
-    /// Move an item to the trash.
-    Rm { item: String },
-    /// Take an item out of the trash.
-    Restore { item: String },
-    /// Show an item's earlier values, with device and time.
-    History {
-        item: String,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        reveal: bool,
-    },
-    /// Print an item's TOTP code (`coffer totp set ITEM` links a secret).
-    Totp(TotpArgs),
-    /// Manage folders.
-    #[command(subcommand)]
-    Folder(FolderCommand),
-    /// Generate a password (or, with --words, a passphrase).
-    Generate {
-        #[arg(long, default_value_t = 20)]
-        length: usize,
-        /// A diceware passphrase of this many words instead.
-        #[arg(long)]
-        words: Option<usize>,
-        #[arg(long)]
-        no_symbols: bool,
-    },
-    /// Import another password manager's export (all or nothing; no duplicates on re-import).
-    Import {
-        /// bitwarden-json, bitwarden-csv, 1password-1pux, 1password-csv, keepass-xml,
-        /// keepassxc-csv, kdbx, lastpass-csv, chrome-csv, firefox-csv, otpauth,
-        /// otpauth-migration, coffer-json, or auto.
-        #[arg(long, default_value = "auto")]
-        format: String,
-        file: PathBuf,
-        /// Put everything into this existing folder.
-        #[arg(long)]
-        folder: Option<String>,
-        /// Report what would be imported; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Write items in plaintext, as JSON (re-importable with `coffer import`)
-    /// or CSV, to standard output or --output.
-    Export {
-        #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
-        format: String,
-        /// Only this folder.
-        #[arg(long)]
-        folder: Option<String>,
-        /// Write to this new file (mode 0600) instead of standard output.
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-        /// Also export the items in the trash.
-        #[arg(long)]
-        include_trash: bool,
-        /// Do not ask for confirmation on a terminal.
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Write an encrypted backup of every item you can read, trash included
-    /// (age format with a passphrase: `age -d FILE` opens it too).
-    Backup {
-        file: PathBuf,
-        /// Read the passphrase from one stdin line instead of a prompt.
-        #[arg(long)]
-        passphrase_stdin: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Add the items of a backup to this vault (all or nothing; items already
-    /// present are not added again).
-    RestoreBackup {
-        file: PathBuf,
-        /// Read the passphrase from one stdin line instead of a prompt.
-        #[arg(long)]
-        passphrase_stdin: bool,
-        /// Report what would be restored; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print daemon events (item changes, lock state) as they happen.
-    Events {
-        #[arg(long)]
-        json: bool,
-    },
-    /// This team's devices; revoke one; this device's id and pairing key.
-    #[command(subcommand)]
-    Device(sync::DeviceCommand),
-    /// Create or show the team.
-    #[command(subcommand)]
-    Team(team::TeamCommand),
-    /// The team's users (by email).
-    #[command(subcommand)]
-    User(team::UserCommand),
-    /// User groups: folders shared with a group reach all its users.
-    #[command(subcommand)]
-    Group(team::GroupCommand),
-    /// Devices this one syncs with, and their connections.
-    Peers {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Sync state per folder, or sync now.
-    #[command(subcommand)]
-    Sync(sync::SyncCommand),
-    /// Invite a person into the team (team admins): prints a one-time code;
-    /// `invite pending|confirm|reject` decide on the joins.
-    Invite(enrol::InviteArgs),
-    /// Join a team with an invite code from `coffer invite`.
-    Join(enrol::JoinArgs),
-    #[command(name = "__clear-clipboard", hide = true)]
-    ClearClipboard {
-        #[arg(long)]
-        after: u64,
-        #[arg(long)]
-        sha256: String,
-    },
-}
-
-#[derive(Args, Debug)]
-struct Common {
-    /// Folder name or id prefix (default: Personal).
-    #[arg(long)]
-    folder: Option<String>,
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Subcommand, Debug)]
-enum AddCommand {
-    /// A login; the password comes from stdin (or a prompt) unless --generate.
-    Login {
-        name: String,
-        #[command(flatten)]
-        common: Common,
-        #[arg(long)]
-        username: Option<String>,
-        #[arg(long = "url")]
-        urls: Vec<String>,
-        /// Generate the password (default length 20).
-        #[arg(long, num_args = 0..=1, default_missing_value = "20", value_name = "LEN")]
-        generate: Option<usize>,
-        /// With --generate: letters and digits only.
-        #[arg(long)]
-        no_symbols: bool,
-    },
-    /// A secure note; the text comes from stdin.
-    Note {
-        name: String,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// A payment card; the number, then the CVV, come from stdin, one a line.
-    Card {
-        name: String,
-        #[command(flatten)]
-        common: Common,
-        #[arg(long)]
-        holder: Option<String>,
-        /// MM/YY
-        #[arg(long)]
-        expiry: Option<String>,
-    },
-    /// A standalone 2FA token; the base32 secret or otpauth:// URI comes from stdin.
-    Totp {
-        name: String,
-        #[command(flatten)]
-        common: Common,
-    },
-}
-
-#[derive(Args, Debug)]
-struct EditArgs {
-    item: String,
-    /// New name.
-    #[arg(long)]
-    name: Option<String>,
-    #[arg(long)]
-    username: Option<String>,
-    /// Replace the URLs (repeatable).
-    #[arg(long = "url")]
-    urls: Vec<String>,
-    /// Remove every URL.
-    #[arg(long, conflicts_with = "urls")]
-    clear_urls: bool,
-    /// Read a new password (one line) from stdin.
-    #[arg(long)]
-    password_stdin: bool,
-    /// Generate a new password (default length 20).
-    #[arg(long, num_args = 0..=1, default_missing_value = "20", value_name = "LEN", conflicts_with = "password_stdin")]
-    generate: Option<usize>,
-    #[arg(long)]
-    no_symbols: bool,
-    /// Read new notes (all of stdin).
-    #[arg(long, conflicts_with = "password_stdin")]
-    notes_stdin: bool,
-    #[arg(long)]
-    holder: Option<String>,
-    #[arg(long)]
-    expiry: Option<String>,
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-struct TotpArgs {
-    #[command(subcommand)]
-    command: Option<TotpCommand>,
-    /// The item whose code to print.
-    #[arg(required = true)]
-    item: Option<String>,
-    #[arg(long)]
-    json: bool,
-    /// Compute the code at this Unix time instead of now.
-    #[arg(long, value_name = "UNIX_SECONDS")]
-    at: Option<u64>,
-    /// Copy the code to the clipboard, cleared after 30 s.
-    #[arg(long)]
-    copy: bool,
-}
-
-#[derive(Subcommand, Debug)]
-enum TotpCommand {
-    /// Link a TOTP secret (base32 or otpauth:// URI, from stdin) to an existing item.
-    Set {
-        item: String,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum FolderCommand {
-    /// Create a folder.
-    Create {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// List folders.
-    Ls {
-        #[arg(long)]
-        json: bool,
-    },
-    #[command(flatten)]
-    Sharing(team::ShareCommand),
+/// Whether `--json` is among the arguments before any `--` (for errors that
+/// happen before or while clap parses them).
+fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
 }
 
 fn main() -> ExitCode {
+    // Before anything holds a secret: no core dumps, no debugger attach.
+    let core_limit = match coffer_ipc::process::harden() {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            eprintln!("coffer: warning: cannot turn core dumps off: {e}");
+            None
+        }
+    };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            if code != 0 && json_requested() {
+                CliError::Usage(e.kind().to_string()).report(true);
+                let _ = e.print();
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(code);
         }
     };
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let json = cli.json;
+    match run(cli, core_limit) {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("coffer: error: {e}");
-            if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
-            }
+            e.report(json);
             ExitCode::from(e.exit_code())
         }
     }
@@ -485,6 +257,8 @@ fn main() -> ExitCode {
 struct Ctx {
     target: Target,
     client: Option<Client>,
+    /// `--json`: print results as JSON.
+    json: bool,
 }
 
 impl Ctx {
@@ -498,6 +272,15 @@ impl Ctx {
     fn call<M: m::Method>(&mut self, params: &M::Params) -> Result<M::Result, CliError> {
         Ok(self.client()?.call::<M>(params)?)
     }
+
+    /// Prints `value` as JSON with `--json`, else runs `human`.
+    fn print<T: serde::Serialize>(&self, value: &T, human: impl FnOnce(&T)) {
+        if self.json {
+            output::json(value);
+        } else {
+            human(value);
+        }
+    }
 }
 
 /// `path` made absolute against the current folder (the daemon has its own).
@@ -506,7 +289,27 @@ fn absolute(path: &std::path::Path) -> Result<PathBuf, CliError> {
         .map_err(|e| CliError::Usage(format!("bad path {}: {e}", path.display())))
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
+/// The clipboard's clear delay: the flag (or its environment variable), else
+/// `clipboard_clear_secs` in config.toml, else 30 s.
+fn clear_after(flag: args::ClearAfter) -> Result<u64, CliError> {
+    match flag.clear_after {
+        Some(secs) => Ok(secs),
+        None => Ok(config::CliConfig::load()?
+            .clipboard_clear_secs
+            .unwrap_or(clipboard::DEFAULT_CLEAR_AFTER_SECS)),
+    }
+}
+
+fn cleared_in(secs: u64) -> String {
+    if secs == 0 {
+        "it is not cleared (--clear-after 0)".into()
+    } else {
+        format!("it is cleared in {secs} s")
+    }
+}
+
+/// Runs one command; `Ok` carries the exit code (0 but for `coffer run`).
+fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u8, CliError> {
     let mut ctx = Ctx {
         target: Target {
             socket: cli
@@ -516,7 +319,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             autostart: !cli.no_autostart,
         },
         client: None,
+        json: cli.json,
     };
+    let json = ctx.json;
     match cli.command {
         Command::Init {
             name,
@@ -529,37 +334,35 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 email,
                 pin: pin.expose().to_string(),
             })?;
-            println!(
-                "Initialised device {} with a Personal folder. The vault is unlocked.",
-                output::short(&r.device_id)
-            );
+            ctx.print(&r, |r| {
+                println!(
+                    "Initialised device {} with a Personal folder. The vault is unlocked.",
+                    output::short(&r.device_id)
+                )
+            });
         }
         Command::Unlock { pin_stdin } => {
             let pin = input::pin(pin_stdin, false)?;
             ctx.call::<m::Unlock>(&m::UnlockParams {
                 pin: pin.expose().to_string(),
             })?;
-            println!("Unlocked.");
+            ctx.print(&json!({ "locked": false }), |_| println!("Unlocked."));
         }
         Command::Lock => {
             ctx.call::<m::Lock>(&m::Empty {})?;
-            println!("Locked.");
+            ctx.print(&json!({ "locked": true }), |_| println!("Locked."));
         }
-        Command::Status { json } => {
+        Command::Status => {
             let s = ctx.call::<m::Status>(&m::Empty {})?;
-            if json {
-                output::json(&s);
-            } else {
-                output::status(&s);
-            }
+            ctx.print(&s, output::status);
         }
         Command::Add(add) => add_item(&mut ctx, add)?,
         Command::Get {
             item,
             field,
-            json,
             reveal,
             copy,
+            clear,
             trash,
         } => {
             let view = ctx.call::<m::ItemGet>(&m::ItemRef { item, trash })?;
@@ -568,82 +371,84 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Some(field) => {
                     let value = output::field_value(&view, &field)?;
                     if copy {
-                        clipboard::copy(&value)?;
-                        eprintln!(
-                            "Copied {field} of {} to the clipboard; it is cleared in {} s.",
-                            view.name,
-                            clipboard::CLEAR_AFTER_SECS
+                        let secs = clear_after(clear)?;
+                        clipboard::copy(&value, secs)?;
+                        ctx.print(
+                            &json!({
+                                "copied": true,
+                                "item": view.name,
+                                "field": field,
+                                "clear_after_secs": secs,
+                            }),
+                            |_| {
+                                eprintln!(
+                                    "Copied {field} of {} to the clipboard; {}.",
+                                    view.name,
+                                    cleared_in(secs)
+                                )
+                            },
                         );
+                    } else if json {
+                        output::json(&json!({
+                            "item": view.name,
+                            "field": field,
+                            "value": *value,
+                        }));
                     } else {
                         println!("{}", *value);
                     }
                 }
-                None if json => output::json(&view),
-                None => output::item(&view, reveal),
+                None => ctx.print(&view, |v| output::item(v, reveal)),
             }
         }
-        Command::Ls {
-            folder,
-            trash,
-            json,
-        } => {
+        Command::Read {
+            reference,
+            no_newline,
+        } => refs::read(&mut ctx, &reference, no_newline)?,
+        Command::Run(args) => return refs::run(&mut ctx, args, core_limit),
+        Command::Inject(args) => refs::inject(&mut ctx, args)?,
+        Command::Ls { folder, trash } => {
             let items = ctx.call::<m::ItemList>(&m::ItemListParams { folder, trash })?;
-            if json {
-                output::json(&items);
-            } else {
-                output::summaries(&items);
-            }
+            ctx.print(&items, |i| output::summaries(i));
         }
-        Command::Search { query, json } => {
+        Command::Search { query } => {
             let items = ctx.call::<m::ItemSearch>(&m::SearchParams { query })?;
-            if json {
-                output::json(&items);
-            } else {
-                output::summaries(&items);
-            }
+            ctx.print(&items, |i| output::summaries(i));
         }
         Command::Edit(args) => edit_item(&mut ctx, args)?,
         Command::Rm { item } => {
             let s = ctx.call::<m::ItemTrash>(&m::ItemRef { item, trash: false })?;
-            println!(
-                "Moved {}/{} to the trash (`coffer restore {}` brings it back).",
-                s.folder,
-                s.name,
-                output::prefix(&s.id, 8)
-            );
+            ctx.print(&s, |s| {
+                println!(
+                    "Moved {}/{} to the trash (`coffer restore {}` brings it back).",
+                    s.folder,
+                    s.name,
+                    output::prefix(&s.id, 8)
+                )
+            });
         }
         Command::Restore { item } => {
             let s = ctx.call::<m::ItemRestore>(&m::ItemRef { item, trash: true })?;
-            println!("Restored {}/{}.", s.folder, s.name);
+            ctx.print(&s, |s| println!("Restored {}/{}.", s.folder, s.name));
         }
-        Command::History { item, json, reveal } => {
+        Command::History { item, reveal } => {
             let entries = ctx.call::<m::ItemHistory>(&m::ItemRef { item, trash: false })?;
-            if json {
-                output::json(&entries);
-            } else {
-                output::history(&entries, reveal);
-            }
+            ctx.print(&entries, |e| output::history(e, reveal));
         }
         Command::Totp(args) => totp(&mut ctx, args)?,
-        Command::Folder(FolderCommand::Create { name, json }) => {
+        Command::Folder(FolderCommand::Create { name }) => {
             let f = ctx.call::<m::FolderCreate>(&m::FolderCreateParams { name })?;
-            if json {
-                output::json(&f);
-            } else {
-                println!("Created folder {} ({}).", f.name, output::short(&f.id));
-            }
+            ctx.print(&f, |f| {
+                println!("Created folder {} ({}).", f.name, output::short(&f.id))
+            });
         }
         Command::Folder(FolderCommand::Sharing(cmd)) => team::share(&mut ctx, cmd)?,
         Command::Team(cmd) => team::team(&mut ctx, cmd)?,
         Command::User(cmd) => team::user(&mut ctx, cmd)?,
         Command::Group(cmd) => team::group(&mut ctx, cmd)?,
-        Command::Folder(FolderCommand::Ls { json }) => {
+        Command::Folder(FolderCommand::Ls) => {
             let folders = ctx.call::<m::FolderList>(&m::Empty {})?;
-            if json {
-                output::json(&folders);
-            } else {
-                output::folders(&folders);
-            }
+            ctx.print(&folders, |f| output::folders(f));
         }
         Command::Generate {
             length,
@@ -654,19 +459,30 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 length,
                 symbols: !no_symbols,
             };
-            let (value, bits) = match words {
+            let (kind, value, bits) = match words {
                 Some(words) => (
+                    "passphrase",
                     generate::passphrase(words),
                     generate::passphrase_entropy_bits(words),
                 ),
                 None => (
+                    "password",
                     generate::password(&spec),
                     generate::password_entropy_bits(&spec),
                 ),
             };
-            println!("{}", *value.map_err(CliError::Usage)?);
-            if input::stdout_is_tty() {
-                eprintln!("({bits:.0} bits of entropy)");
+            let value = value.map_err(CliError::Usage)?;
+            if json {
+                output::json(&json!({
+                    "kind": kind,
+                    "value": *value,
+                    "entropy_bits": bits.floor(),
+                }));
+            } else {
+                println!("{}", *value);
+                if input::stdout_is_tty() {
+                    eprintln!("({bits:.0} bits of entropy)");
+                }
             }
         }
         Command::Import {
@@ -674,7 +490,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
             file,
             folder,
             dry_run,
-            json,
         } => {
             let path = std::fs::canonicalize(&file)
                 .map_err(|e| CliError::Usage(format!("cannot open {}: {e}", file.display())))?;
@@ -701,11 +516,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     .client()?
                     .call_with_progress::<m::Import>(&params, on_progress)?)
             })?;
-            if json {
-                output::json(&r);
-            } else {
-                output::import(&r);
-            }
+            ctx.print(&r, output::import);
         }
         Command::Export {
             format,
@@ -723,7 +534,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 return Err(CliError::Usage("export cancelled".into()));
             }
             let r = ctx.call::<m::Export>(&m::ExportParams {
-                format,
+                format: format.clone(),
                 folder,
                 include_trash,
             })?;
@@ -731,8 +542,20 @@ fn run(cli: Cli) -> Result<(), CliError> {
             match output {
                 Some(path) => {
                     output::write_new_private_file(&path, text.as_bytes())?;
-                    eprintln!("Exported {} items to {}.", r.items, path.display());
+                    ctx.print(
+                        &json!({
+                            "format": format,
+                            "items": r.items,
+                            "path": path.display().to_string(),
+                        }),
+                        |_| eprintln!("Exported {} items to {}.", r.items, path.display()),
+                    );
                 }
+                None if json => output::json(&json!({
+                    "format": format,
+                    "items": r.items,
+                    "text": *text,
+                })),
                 None => {
                     use std::io::Write;
                     std::io::stdout()
@@ -744,7 +567,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Backup {
             file,
             passphrase_stdin,
-            json,
         } => {
             let path = absolute(&file)?;
             let passphrase = input::passphrase(passphrase_stdin, true)?;
@@ -752,20 +574,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 path: path.display().to_string(),
                 passphrase: passphrase.expose().to_string(),
             })?;
-            if json {
-                output::json(&r);
-            } else {
+            ctx.print(&r, |r| {
                 println!(
                     "Backed up {} items from {} folders to {} ({} bytes, age-encrypted).",
                     r.items, r.folders, r.path, r.bytes
-                );
-            }
+                )
+            });
         }
         Command::RestoreBackup {
             file,
             passphrase_stdin,
             dry_run,
-            json,
         } => {
             let path = std::fs::canonicalize(&file)
                 .map_err(|e| CliError::Usage(format!("cannot open {}: {e}", file.display())))?;
@@ -781,36 +600,32 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     .client()?
                     .call_with_progress::<m::RestoreBackup>(&params, on_progress)?)
             })?;
-            if json {
-                output::json(&r);
-            } else {
-                output::import(&r);
-            }
+            ctx.print(&r, output::import);
         }
-        Command::Events { json } => {
+        Command::Events => {
             let client = ctx.client()?;
             client.subscribe()?;
             loop {
                 let event = client.next_event()?;
                 if json {
                     // One compact object a line, for scripts.
-                    println!(
-                        "{}",
-                        serde_json::to_string(&event).expect("plain data serialises")
-                    );
+                    output::json_line(&event);
                 } else {
-                    println!("{event:?}");
+                    println!("{}", output::event(&event));
                 }
             }
         }
-        Command::ClearClipboard { after, sha256 } => clipboard::clear_later(after, &sha256),
+        Command::Service(cmd) => service::service(&mut ctx, cmd)?,
+        Command::Completion { shell } => docs::completion(shell, json)?,
+        Command::Man { dir } => docs::man_pages(&dir, json)?,
+        Command::ClearClipboard { after } => clipboard::clear_later(after),
         Command::Device(cmd) => sync::device(&mut ctx, cmd)?,
-        Command::Peers { json } => sync::peers(&mut ctx, json)?,
+        Command::Peers => sync::peers(&mut ctx)?,
         Command::Sync(cmd) => sync::sync(&mut ctx, cmd)?,
         Command::Invite(args) => enrol::invite(&mut ctx, args)?,
         Command::Join(args) => enrol::join(&mut ctx, args, false)?,
     }
-    Ok(())
+    Ok(0)
 }
 
 fn default_copy_field(view: &m::ItemView) -> &'static str {
@@ -890,17 +705,15 @@ fn add_item(ctx: &mut Ctx, add: AddCommand) -> Result<(), CliError> {
         fields,
         urls,
     })?;
-    if common.json {
-        output::json(&view);
-    } else {
+    ctx.print(&view, |view| {
         println!(
             "Added {} {}/{} ({}).",
             view.item_type,
             view.folder,
             view.name,
             output::prefix(&view.id, 8)
-        );
-    }
+        )
+    });
     Ok(())
 }
 
@@ -950,26 +763,22 @@ fn edit_item(ctx: &mut Ctx, args: EditArgs) -> Result<(), CliError> {
         fields,
         urls,
     })?;
-    if args.json {
-        output::json(&view);
-    } else {
-        println!("Updated {}/{}.", view.folder, view.name);
-    }
+    ctx.print(&view, |view| {
+        println!("Updated {}/{}.", view.folder, view.name)
+    });
     Ok(())
 }
 
 fn totp(ctx: &mut Ctx, args: TotpArgs) -> Result<(), CliError> {
-    if let Some(TotpCommand::Set { item, json }) = args.command {
+    if let Some(TotpCommand::Set { item }) = args.command {
         let secret = input::secret_line("TOTP secret or otpauth:// URI: ", false)?;
         let view = ctx.call::<m::TotpSet>(&m::TotpSetParams {
             item,
             secret: secret.expose().to_string(),
         })?;
-        if json {
-            output::json(&view);
-        } else {
-            println!("Linked a TOTP secret to {}/{}.", view.folder, view.name);
-        }
+        ctx.print(&view, |view| {
+            println!("Linked a TOTP secret to {}/{}.", view.folder, view.name)
+        });
         return Ok(());
     }
     let item = args
@@ -977,14 +786,25 @@ fn totp(ctx: &mut Ctx, args: TotpArgs) -> Result<(), CliError> {
         .ok_or_else(|| CliError::Usage("name the item: coffer totp ITEM".into()))?;
     let code = ctx.call::<m::TotpGet>(&m::TotpParams { item, at: args.at })?;
     if args.copy {
-        clipboard::copy(&code.code)?;
-        eprintln!(
-            "Copied the code for {} ({} s left); it is cleared in {} s.",
-            code.item,
-            code.seconds_remaining,
-            clipboard::CLEAR_AFTER_SECS
+        let secs = clear_after(args.clear)?;
+        clipboard::copy(&code.code, secs)?;
+        ctx.print(
+            &json!({
+                "copied": true,
+                "item": code.item,
+                "seconds_remaining": code.seconds_remaining,
+                "clear_after_secs": secs,
+            }),
+            |_| {
+                eprintln!(
+                    "Copied the code for {} ({} s left); {}.",
+                    code.item,
+                    code.seconds_remaining,
+                    cleared_in(secs)
+                )
+            },
         );
-    } else if args.json {
+    } else if ctx.json {
         output::json(&json!({
             "code": code.code,
             "seconds_remaining": code.seconds_remaining,

@@ -21,6 +21,55 @@ pub fn json<T: serde::Serialize>(value: &T) {
     );
 }
 
+/// One compact JSON value on one line (event streams, `coffer join`).
+pub fn json_line<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("plain data serialises")
+    );
+}
+
+/// One daemon event as a readable line, prefixed with the local time.
+pub fn event(e: &coffer_ipc::Event) -> String {
+    use coffer_ipc::Event;
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let what = match e {
+        Event::ItemChanged {
+            folder_id,
+            item_id,
+            action,
+        } => format!(
+            "item {} {action} (folder {})",
+            prefix(item_id, 8),
+            short(folder_id)
+        ),
+        Event::FolderChanged { folder_id } => format!("folder {} changed", short(folder_id)),
+        Event::LockState {
+            locked: true,
+            reason,
+        } => format!("vault locked ({reason})"),
+        Event::LockState { locked: false, .. } => "vault unlocked".to_string(),
+        Event::PeerUp { device_id, address } => {
+            format!("peer {} connected from {address}", short(device_id))
+        }
+        Event::PeerDown { device_id, reason } => {
+            format!("peer {} disconnected ({reason})", short(device_id))
+        }
+        Event::SyncProgress {
+            device_id,
+            folder_id,
+            received,
+            caught_up,
+        } => format!(
+            "sync: {received} new envelope(s) of folder {} from {}{}",
+            short(folder_id),
+            short(device_id),
+            if *caught_up { ", caught up" } else { "" }
+        ),
+    };
+    format!("{now}  {what}")
+}
+
 pub fn time(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()

@@ -9,10 +9,7 @@ use crate::{CliError, Ctx};
 #[derive(Subcommand, Debug)]
 pub enum DeviceCommand {
     /// Print this device's id and the pairing key other devices trust it by.
-    Id {
-        #[arg(long)]
-        json: bool,
-    },
+    Id,
     /// Pair with another device outside any team (tests, single-user
     /// setups): sync with it, and share folders with it. Teams use
     /// `coffer invite` and `coffer device link` instead.
@@ -29,44 +26,29 @@ pub enum DeviceCommand {
         /// Its role in the shared folders: manager, editor or member.
         #[arg(long, default_value = "editor")]
         role: String,
-        #[arg(long)]
-        json: bool,
     },
     /// The team's devices (or this one, outside a team).
-    Ls {
-        #[arg(long)]
-        json: bool,
-    },
+    Ls,
     /// Revoke a device: a team device (your own, or any as an admin) stops
     /// syncing at once and the keys of its folders rotate; a paired device
     /// is removed from the folders this device manages.
     Revoke {
         /// Device id (64 hex) or pairing key.
         device: String,
-        #[arg(long)]
-        json: bool,
     },
     /// List the devices paired with `device trust`.
     #[command(hide = true)]
-    Trusted {
-        #[arg(long)]
-        json: bool,
-    },
+    Trusted,
     /// Print a one-time code for adding your new device (`coffer device join CODE` there).
     Link {
         /// How long the code stays valid: like 30m, 24h, 7d.
         #[arg(long, default_value = "24h")]
         expires: String,
-        #[arg(long)]
-        json: bool,
     },
     /// On your new device: join your user with a code from `coffer device link`.
     Join(crate::enrol::JoinArgs),
     /// Device joins waiting for your confirmation, with their verification codes.
-    Pending {
-        #[arg(long)]
-        json: bool,
-    },
+    Pending,
     /// Admit the new device whose screen shows this verification code.
     Confirm(crate::enrol::Verification),
     /// Refuse the new device whose screen shows this verification code.
@@ -76,21 +58,16 @@ pub enum DeviceCommand {
 #[derive(Subcommand, Debug)]
 pub enum SyncCommand {
     /// Per folder: version vector, pending and quarantined envelopes.
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
+    Status,
     /// Ask every connected peer for what this device lacks; redial the others.
-    Now {
-        #[arg(long)]
-        json: bool,
-    },
+    Now,
 }
 
 pub fn device(ctx: &mut Ctx, cmd: DeviceCommand) -> Result<(), CliError> {
+    let json = ctx.json;
     match cmd {
-        DeviceCommand::Ls { json } => crate::team::devices(ctx, json)?,
-        DeviceCommand::Id { json } => {
+        DeviceCommand::Ls => crate::team::devices(ctx)?,
+        DeviceCommand::Id => {
             let r = ctx.call::<m::DeviceId>(&m::Empty {})?;
             if json {
                 output::json(&r);
@@ -111,7 +88,6 @@ pub fn device(ctx: &mut Ctx, cmd: DeviceCommand) -> Result<(), CliError> {
             name,
             share,
             role,
-            json,
         } => {
             let r = ctx.call::<m::DeviceTrust>(&m::DeviceTrustParams {
                 key,
@@ -129,7 +105,7 @@ pub fn device(ctx: &mut Ctx, cmd: DeviceCommand) -> Result<(), CliError> {
                 );
             }
         }
-        DeviceCommand::Revoke { device, json } => {
+        DeviceCommand::Revoke { device } => {
             let r = ctx.call::<m::DeviceRevoke>(&m::DeviceRevokeParams { device })?;
             if json {
                 output::json(&r);
@@ -141,12 +117,12 @@ pub fn device(ctx: &mut Ctx, cmd: DeviceCommand) -> Result<(), CliError> {
                 );
             }
         }
-        DeviceCommand::Link { expires, json } => crate::enrol::link(ctx, expires, json)?,
+        DeviceCommand::Link { expires } => crate::enrol::link(ctx, expires)?,
         DeviceCommand::Join(args) => crate::enrol::join(ctx, args, true)?,
-        DeviceCommand::Pending { json } => crate::enrol::pending(ctx, true, json)?,
+        DeviceCommand::Pending => crate::enrol::pending(ctx, true)?,
         DeviceCommand::Confirm(v) => crate::enrol::decide(ctx, true, &v, true)?,
         DeviceCommand::Reject(v) => crate::enrol::decide(ctx, true, &v, false)?,
-        DeviceCommand::Trusted { json } => {
+        DeviceCommand::Trusted => {
             let r = ctx.call::<m::DeviceTrusted>(&m::Empty {})?;
             if json {
                 output::json(&r);
@@ -167,7 +143,8 @@ pub fn device(ctx: &mut Ctx, cmd: DeviceCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn peers(ctx: &mut Ctx, json: bool) -> Result<(), CliError> {
+pub fn peers(ctx: &mut Ctx) -> Result<(), CliError> {
+    let json = ctx.json;
     let r = ctx.call::<m::Peers>(&m::Empty {})?;
     if json {
         output::json(&r);
@@ -211,8 +188,9 @@ pub fn peers(ctx: &mut Ctx, json: bool) -> Result<(), CliError> {
 }
 
 pub fn sync(ctx: &mut Ctx, cmd: SyncCommand) -> Result<(), CliError> {
+    let json = ctx.json;
     match cmd {
-        SyncCommand::Status { json } => {
+        SyncCommand::Status => {
             let r = ctx.call::<m::SyncStatus>(&m::Empty {})?;
             if json {
                 output::json(&r);
@@ -242,7 +220,7 @@ pub fn sync(ctx: &mut Ctx, cmd: SyncCommand) -> Result<(), CliError> {
                 }
             }
         }
-        SyncCommand::Now { json } => {
+        SyncCommand::Now => {
             let r = ctx.call::<m::SyncNow>(&m::Empty {})?;
             if json {
                 output::json(&r);

@@ -11,31 +11,22 @@ use crate::{CliError, Ctx};
 pub enum TeamCommand {
     /// Found a team; you become its founding admin.
     Create {
+        /// The team's name.
         name: String,
-        #[arg(long)]
-        json: bool,
     },
     /// The team: name, admins, users, groups, devices.
-    Show {
-        #[arg(long)]
-        json: bool,
-    },
+    Show,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
     /// List the team's users.
-    Ls {
-        #[arg(long)]
-        json: bool,
-    },
+    Ls,
     /// Remove a user (admins only): their devices stop syncing and the keys
     /// of the folders they could read rotate.
     Remove {
         /// The user's email.
         user: String,
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -43,29 +34,25 @@ pub enum UserCommand {
 pub enum GroupCommand {
     /// Create a user group (admins only).
     Create {
+        /// The group's name.
         group: String,
-        #[arg(long)]
-        json: bool,
     },
     /// Add a user to a group: they get every folder shared with it.
     Add {
+        /// The group's name.
         group: String,
+        /// The user's email.
         user: String,
-        #[arg(long)]
-        json: bool,
     },
     /// Take a user out of a group: they lose its folders (keys rotate).
     Remove {
+        /// The group's name.
         group: String,
+        /// The user's email.
         user: String,
-        #[arg(long)]
-        json: bool,
     },
     /// List groups and their members.
-    Ls {
-        #[arg(long)]
-        json: bool,
-    },
+    Ls,
 }
 
 /// Who a folder is shared with: one user or one group.
@@ -85,49 +72,47 @@ pub struct Grantee {
 pub enum ShareCommand {
     /// Share a folder with a user or group (a personal folder becomes shared in place).
     Share {
+        /// The folder: name or id prefix.
         folder: String,
         #[command(flatten)]
         to: Grantee,
         /// manager (Folder Manager), editor (Item Manager) or member (Folder Member).
         #[arg(long)]
         role: String,
-        #[arg(long)]
-        json: bool,
     },
     /// Change a user's or group's role in a folder.
     Role {
+        /// The folder: name or id prefix.
         folder: String,
         #[command(flatten)]
         to: Grantee,
+        /// The new role: manager, editor or member.
         #[arg(long)]
         role: String,
-        #[arg(long)]
-        json: bool,
     },
     /// Take a user or group out of a folder; its key rotates.
     Unshare {
+        /// The folder: name or id prefix.
         folder: String,
         #[command(flatten)]
         to: Grantee,
-        #[arg(long)]
-        json: bool,
     },
     /// Who may use a folder, with which role, and which devices hold its key.
     Members {
+        /// The folder: name or id prefix.
         folder: String,
-        #[arg(long)]
-        json: bool,
     },
 }
 
 pub fn team(ctx: &mut Ctx, cmd: TeamCommand) -> Result<(), CliError> {
+    let json = ctx.json;
     let (info, json, created) = match cmd {
-        TeamCommand::Create { name, json } => (
+        TeamCommand::Create { name } => (
             ctx.call::<m::TeamCreate>(&m::TeamCreateParams { name })?,
             json,
             true,
         ),
-        TeamCommand::Show { json } => (ctx.call::<m::TeamShow>(&m::Empty {})?, json, false),
+        TeamCommand::Show => (ctx.call::<m::TeamShow>(&m::Empty {})?, json, false),
     };
     if json {
         output::json(&info);
@@ -164,8 +149,9 @@ fn print_change(json: bool, what: &str, change: &m::TeamChangeResult) {
 }
 
 pub fn user(ctx: &mut Ctx, cmd: UserCommand) -> Result<(), CliError> {
+    let json = ctx.json;
     match cmd {
-        UserCommand::Ls { json } => {
+        UserCommand::Ls => {
             let users = ctx.call::<m::UserList>(&m::Empty {})?;
             if json {
                 output::json(&users);
@@ -198,7 +184,7 @@ pub fn user(ctx: &mut Ctx, cmd: UserCommand) -> Result<(), CliError> {
                 );
             }
         }
-        UserCommand::Remove { user, json } => {
+        UserCommand::Remove { user } => {
             let r = ctx.call::<m::UserRemove>(&m::UserParams { user: user.clone() })?;
             print_change(json, &format!("Removed {user} from the team."), &r);
         }
@@ -207,29 +193,30 @@ pub fn user(ctx: &mut Ctx, cmd: UserCommand) -> Result<(), CliError> {
 }
 
 pub fn group(ctx: &mut Ctx, cmd: GroupCommand) -> Result<(), CliError> {
+    let json = ctx.json;
     match cmd {
-        GroupCommand::Create { group, json } => {
+        GroupCommand::Create { group } => {
             let r = ctx.call::<m::GroupCreate>(&m::GroupParams {
                 group: group.clone(),
                 user: None,
             })?;
             print_change(json, &format!("Created group {group:?}."), &r);
         }
-        GroupCommand::Add { group, user, json } => {
+        GroupCommand::Add { group, user } => {
             let r = ctx.call::<m::GroupAdd>(&m::GroupParams {
                 group: group.clone(),
                 user: Some(user.clone()),
             })?;
             print_change(json, &format!("Added {user} to group {group:?}."), &r);
         }
-        GroupCommand::Remove { group, user, json } => {
+        GroupCommand::Remove { group, user } => {
             let r = ctx.call::<m::GroupRemove>(&m::GroupParams {
                 group: group.clone(),
                 user: Some(user.clone()),
             })?;
             print_change(json, &format!("Took {user} out of group {group:?}."), &r);
         }
-        GroupCommand::Ls { json } => {
+        GroupCommand::Ls => {
             let groups = ctx.call::<m::GroupList>(&m::Empty {})?;
             if json {
                 output::json(&groups);
@@ -281,48 +268,35 @@ fn print_members(r: &m::FolderMembersResult) {
 }
 
 pub fn share(ctx: &mut Ctx, cmd: ShareCommand) -> Result<(), CliError> {
-    let (r, json) = match cmd {
-        ShareCommand::Share {
-            folder,
-            to,
-            role,
-            json,
-        } => (
+    let json = ctx.json;
+    let r = match cmd {
+        ShareCommand::Share { folder, to, role } => {
             ctx.call::<m::FolderShare>(&m::FolderShareParams {
                 folder,
                 user: to.user,
                 group: to.group,
                 role: Some(role),
-            })?,
-            json,
-        ),
-        ShareCommand::Role {
-            folder,
-            to,
-            role,
-            json,
-        } => (
+            })?
+        }
+        ShareCommand::Role { folder, to, role } => {
             ctx.call::<m::FolderRole>(&m::FolderShareParams {
                 folder,
                 user: to.user,
                 group: to.group,
                 role: Some(role),
-            })?,
-            json,
-        ),
-        ShareCommand::Unshare { folder, to, json } => (
+            })?
+        }
+        ShareCommand::Unshare { folder, to } => {
             ctx.call::<m::FolderUnshare>(&m::FolderShareParams {
                 folder,
                 user: to.user,
                 group: to.group,
                 role: None,
-            })?,
-            json,
-        ),
-        ShareCommand::Members { folder, json } => (
-            ctx.call::<m::FolderMembers>(&m::FolderRef { folder })?,
-            json,
-        ),
+            })?
+        }
+        ShareCommand::Members { folder } => {
+            ctx.call::<m::FolderMembers>(&m::FolderRef { folder })?
+        }
     };
     if json {
         output::json(&r);
@@ -332,7 +306,8 @@ pub fn share(ctx: &mut Ctx, cmd: ShareCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn devices(ctx: &mut Ctx, json: bool) -> Result<(), CliError> {
+pub fn devices(ctx: &mut Ctx) -> Result<(), CliError> {
+    let json = ctx.json;
     let devices = ctx.call::<m::DeviceList>(&m::Empty {})?;
     if json {
         output::json(&devices);

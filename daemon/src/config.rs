@@ -33,6 +33,8 @@ pub struct ConfigFile {
     pub peers: Option<Vec<String>>,
     /// LAN discovery (default true; `--no-mdns` turns it off).
     pub mdns: Option<bool>,
+    /// Read by the `coffer` CLI (the `--copy` clear delay); the daemon ignores it.
+    pub clipboard_clear_secs: Option<u64>,
 }
 
 impl ConfigFile {

@@ -1,11 +1,17 @@
 //! `cofferd`: the Coffer daemon. Runs in the foreground; the CLI starts it
-//! when none answers.
+//! when none answers (directly, or through the installed systemd user unit
+//! or launchd agent).
+//!
+//! Exit status: 0 after SIGTERM/SIGINT, 1 on an error, 2 on bad flags, and
+//! [`EXIT_ALREADY_RUNNING`] when another cofferd already serves the socket
+//! (the systemd unit does not restart on it). Under systemd (`NOTIFY_SOCKET`)
+//! it sends `READY=1` once it answers on its socket (`Type=notify`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use coffer_daemon::config::{Config, ConfigFile, DEFAULT_AUTO_LOCK_SECS};
 use coffer_daemon::keystore::KdfParams;
 use coffer_daemon::net::NetConfig;
@@ -53,6 +59,71 @@ struct Args {
     /// No peer-to-peer networking at all.
     #[arg(long, env = "COFFER_NO_NETWORK", value_parser = clap::builder::BoolishValueParser::new())]
     no_network: bool,
+    /// Print the cofferd(1) man page (roff) and exit (for packaging).
+    #[arg(long, hide = true)]
+    man_page: bool,
+}
+
+/// Exit status when another cofferd already serves the socket.
+pub const EXIT_ALREADY_RUNNING: u8 = 75;
+
+/// Whether a process answers on `socket`, and which (Linux: its pid).
+fn serving(socket: &std::path::Path) -> Option<Option<u32>> {
+    let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    Some(peer_pid(&stream))
+}
+
+#[cfg(target_os = "linux")]
+fn peer_pid(stream: &std::os::unix::net::UnixStream) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED writes at most `len` bytes into `cred`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && cred.pid > 0).then_some(cred.pid as u32)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn peer_pid(_stream: &std::os::unix::net::UnixStream) -> Option<u32> {
+    None
+}
+
+/// Under systemd: tells the manager `READY=1` once this very process
+/// answers on `socket` (the peer pid of a connection is ours), so
+/// `systemctl --user start` returns when the CLI can connect.
+fn notify_when_ready(socket: PathBuf) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let me = std::process::id();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            if serving(&socket) == Some(Some(me)) {
+                let status = format!("serving {}", socket.display());
+                if let Err(e) = sd_notify::notify(&[
+                    sd_notify::NotifyState::Ready,
+                    sd_notify::NotifyState::Status(&status),
+                ]) {
+                    tracing::warn!(error = %e, "cannot notify systemd of readiness");
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
 }
 
 fn multiaddrs(list: &[String], what: &str) -> anyhow::Result<Vec<libp2p::Multiaddr>> {
@@ -81,6 +152,8 @@ fn tune_allocator() {
 }
 
 fn main() -> ExitCode {
+    // Before anything holds a secret: no core dumps, no debugger attach.
+    let hardened = coffer_ipc::process::harden();
     tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -90,8 +163,42 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Err(e) = hardened {
+        tracing::warn!(error = %e, "cannot turn core dumps off");
+    }
     let args = Args::parse();
-    match run(args) {
+    if args.man_page {
+        let mut page = Vec::new();
+        return match clap_mangen::Man::new(Args::command()).render(&mut page) {
+            Ok(()) => {
+                use std::io::Write;
+                let _ = std::io::stdout().write_all(&page);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cofferd: error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(coffer_ipc::paths::default_socket_path);
+    if let Some(pid) = serving(&socket) {
+        eprintln!(
+            "cofferd: another cofferd{} already serves {}; not starting a second one",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            socket.display()
+        );
+        return ExitCode::from(EXIT_ALREADY_RUNNING);
+    }
+    notify_when_ready(socket);
+    let result = run(args);
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cofferd: error: {e:#}");

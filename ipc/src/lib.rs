@@ -3,7 +3,8 @@
 //!
 //! What it is: the wire types ([`wire`]), one typed method per request with
 //! its params and result ([`methods`]), the line framing limits, the default
-//! socket and data locations ([`paths`]) and the [`Client`] the CLI uses.
+//! socket and data locations ([`paths`]), the [`Client`] the CLI uses, and
+//! the process hardening both binaries run at start ([`process`]).
 //!
 //! What it is not: it knows nothing of Automerge, envelopes or keys; the
 //! daemon translates between its vault and these plain types.
@@ -11,6 +12,7 @@
 pub mod client;
 pub mod methods;
 pub mod paths;
+pub mod process;
 pub mod wire;
 
 pub use client::{Client, ClientError};

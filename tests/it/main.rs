@@ -5,12 +5,16 @@
 mod autostart;
 mod bad_input;
 mod cli_e2e;
+mod clipboard;
 mod crash;
 mod discovery;
 mod enrol;
 mod export;
 mod import;
+mod json_output;
 mod no_plaintext;
+mod secret_refs;
+mod service;
 mod sync;
 mod team;
 mod tidy;
