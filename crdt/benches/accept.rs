@@ -1,11 +1,12 @@
-//! Acceptance benchmarks (issue 3): accepting 10,000 content envelopes into
-//! a folder, and re-evaluating when a removal arrives late.
+//! Acceptance benchmarks: accepting 10,000 content envelopes into a folder
+//! and re-evaluating when a removal arrives late (issue 3); a team roster
+//! of 10,000 control ops, its first evaluation and one more op (issue 20).
 //!
 //! Run: `cargo bench -p coffer-crdt --bench accept -- --quick`
 
 use std::time::Duration;
 
-use coffer_crdt::ops::{Principal, Role};
+use coffer_crdt::ops::{Principal, Role, RosterOp, UserId};
 use coffer_crdt::space::ChangeMeta;
 use coffer_crdt::{DeviceKeys, Envelope, FolderDoc, FolderKey, ItemEdit, ItemId, ItemType, Space};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -185,5 +186,110 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// A roster of `ops` control ops: its founding admin adds users, each with
+/// a device and a group (three ops a user), one after the other.
+fn roster(ops: usize) -> (Space, DeviceKeys, DeviceKeys) {
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let admin = DeviceKeys::generate(&mut rng);
+    let second = DeviceKeys::generate(&mut rng);
+    let user = |i: usize| UserId::new(&format!("user{i}@big.test")).unwrap();
+    let (mut space, _) = Space::create_team(&admin, user(0), "Big", [1; 32], &mut rng).unwrap();
+    let id = space.id();
+    // The admin's second laptop, for concurrent ops.
+    space
+        .roster_op(&admin, RosterOp::add_device(&id, user(0), &second, [3; 32]))
+        .unwrap();
+    let mut i = 1;
+    while space.held().count() < ops {
+        let device = DeviceKeys::generate(&mut rng);
+        space
+            .roster_op(&admin, RosterOp::AddUser { user: user(i) })
+            .unwrap();
+        space
+            .roster_op(&admin, RosterOp::add_device(&id, user(i), &device, [2; 32]))
+            .unwrap();
+        space
+            .roster_op(
+                &admin,
+                RosterOp::AddToGroup {
+                    group: format!("g{}", i % 50),
+                    user: user(i),
+                },
+            )
+            .unwrap();
+        i += 1;
+    }
+    (space, admin, second)
+}
+
+fn bench_control(c: &mut Criterion) {
+    let (space, admin, second) = roster(N);
+    let held: Vec<Envelope> = space.held().cloned().collect();
+    let id = space.id();
+    let fresh = |e: &Envelope| Envelope::decode(e.bytes()).unwrap();
+    let mut group = c.benchmark_group("control");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("10k roster ops: first evaluation", |b| {
+        b.iter_batched(
+            || held.clone(),
+            |envs| {
+                let mut s = Space::new_roster(id);
+                s.ingest_batch(envs);
+                assert!(s.state().team.users.len() > N / 3);
+                s
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("10k roster ops: first evaluation with signatures", |b| {
+        b.iter_batched(
+            || held.iter().map(fresh).collect::<Vec<_>>(),
+            |envs| {
+                let mut s = Space::new_roster(id);
+                s.ingest_batch(envs);
+                s
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    let mut n = 0;
+    group.bench_function("10k roster ops: one more op", |b| {
+        b.iter_batched(
+            || space.clone(),
+            |mut s| {
+                n += 1;
+                let user = UserId::new(&format!("extra{n}@big.test")).unwrap();
+                s.roster_op(&admin, RosterOp::AddUser { user }).unwrap();
+                s
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // One more op that a peer wrote concurrently (two heads): the full
+    // evaluation, with the judgements kept from the last one.
+    let mut other = space.clone();
+    let other_user = UserId::new("concurrent@big.test").unwrap();
+    let concurrent = other
+        .roster_op(&second, RosterOp::AddUser { user: other_user })
+        .unwrap();
+    group.bench_function("10k roster ops: one more op, concurrent", |b| {
+        b.iter_batched(
+            || {
+                let mut s = space.clone();
+                let user = UserId::new("mine@big.test").unwrap();
+                s.roster_op(&admin, RosterOp::AddUser { user }).unwrap();
+                s
+            },
+            |mut s| {
+                s.ingest(concurrent.clone()).unwrap();
+                s
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_control);
 criterion_main!(benches);
