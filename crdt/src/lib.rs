@@ -23,8 +23,10 @@ pub mod envelope;
 pub mod folder;
 pub mod ids;
 pub mod ops;
+pub mod schema;
 pub mod space;
 pub mod state;
+pub mod totp;
 
 pub use accept::{ChangeMeta, Limits, Reason};
 pub use crypto::{CryptoError, DeviceKeys, FolderKey};

@@ -130,11 +130,14 @@ pub enum MembershipOp {
     /// Founds the folder: its author's device becomes Folder Manager (rank
     /// [`crate::state::FOLDER_CREATOR_RANK`]); this envelope's id names the
     /// first key epoch. The folder's id is derived from the author and this
-    /// op ([`crate::space::space_id_for`]), so it has exactly one founding.
+    /// op ([`crate::space::space_id_for`]), so it has exactly one founding,
+    /// and so does its `team`: the roster whose users and groups may be
+    /// its members (none for a personal folder).
     Found {
         nonce: [u8; 16],
         wraps: Vec<KeyWrap>,
         exchange: [u8; 32],
+        team: Option<SpaceId>,
     },
     /// Adds a principal with a role, or raises its role. `wraps` hand the
     /// key of `epoch` to the new member's devices; `exchange` is the
@@ -168,6 +171,9 @@ pub enum MembershipOp {
         epoch: EnvelopeId,
         wraps: Vec<KeyWrap>,
     },
+    /// Binds a folder founded outside any team to `team` (a personal folder
+    /// being shared in place): by a Folder Manager, once.
+    BindTeam { team: SpaceId },
 }
 
 /// A team roster op (payload of a [`Kind::Roster`] envelope).
@@ -383,6 +389,7 @@ impl ControlOp {
                         && cutoffs.iter().all(|(_, c)| c.len() <= MAX_OP_ENTRIES)
                 }
                 MembershipOp::Rewrap { wraps, .. } => wraps.len() <= MAX_OP_ENTRIES,
+                MembershipOp::BindTeam { .. } => true,
             },
             ControlOp::Roster(op) => match op {
                 RosterOp::Found { name, founder, .. } => name_ok(name) && user_ok(founder),

@@ -227,6 +227,7 @@ impl Space {
             nonce,
             wraps,
             exchange: keys.exchange_public(),
+            team: team.map(Space::id),
         });
         let id = space_id_for(&author, &op);
         let mut space = Space::new_in_team(id, team.map(Space::id));

@@ -91,6 +91,9 @@ pub struct FolderState {
     /// took its membership. Its content must be written as this
     /// incarnation or a later one (`folder::actor_for(device, incarnation)`).
     pub incarnations: OrdMap<DeviceId, u32>,
+    /// The team roster the folder belongs to (its founding op, or a
+    /// `BindTeam`): only that roster's users and groups may be granted.
+    pub team: Option<SpaceId>,
 }
 
 /// Roster and folder state together: what a space's control ops built.
@@ -457,7 +460,10 @@ impl State {
     fn apply_membership(&mut self, info: &OpInfo, op: &MembershipOp) -> Result<(), Denial> {
         let author = info.author;
         if let MembershipOp::Found {
-            wraps, exchange, ..
+            wraps,
+            exchange,
+            team,
+            ..
         } = op
         {
             if self.folder.genesis.is_some() {
@@ -471,6 +477,7 @@ impl State {
                 return deny("author device is revoked");
             }
             self.folder.genesis = Some(info.id);
+            self.folder.team = *team;
             self.folder.grants.insert(
                 Principal::Device(author),
                 Grant {
@@ -511,7 +518,11 @@ impl State {
                 if !rights.manager {
                     return deny("only a Folder Manager or team admin may change membership");
                 }
+                let bound = self.folder.team.is_some() && self.folder.team == info.team;
                 match principal {
+                    Principal::User(_) | Principal::Group(_) if !bound => {
+                        return deny("users and groups need the folder bound to their team")
+                    }
                     Principal::User(u) if self.team.founded && !self.team.users.contains(u) => {
                         return deny("no such user in the team roster")
                     }
@@ -618,6 +629,19 @@ impl State {
                     },
                 );
                 self.folder.current_epoch = Some(info.id);
+                Ok(())
+            }
+            MembershipOp::BindTeam { team } => {
+                if !rights.manager {
+                    return deny("only a Folder Manager may bind the folder to a team");
+                }
+                if self.folder.team.is_some() {
+                    return deny("the folder already belongs to a team");
+                }
+                if Some(*team) != info.team {
+                    return deny("the folder is judged against another team's roster");
+                }
+                self.folder.team = Some(*team);
                 Ok(())
             }
             MembershipOp::Rewrap { epoch, wraps } => {

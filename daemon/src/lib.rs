@@ -14,5 +14,5 @@ pub mod keystore;
 pub mod net;
 pub mod server;
 pub mod store;
-pub mod totp;
+
 pub mod vault;

@@ -20,7 +20,7 @@ use crate::export::ExportItem;
 use crate::import;
 use crate::keystore::{self, Failures, KdfParams, KeystoreError, KeystoreRecord};
 use crate::store::{Store, StoreError, SPACE_FOLDER, SPACE_TEAM};
-use crate::totp::TotpConfig;
+use coffer_crdt::totp::TotpConfig;
 
 pub mod enrol;
 pub mod sync;

@@ -71,6 +71,7 @@ fn a_second_founding_of_a_folder_never_takes_effect() {
                     .unwrap(),
             }],
             exchange: w.keys[0].exchange_public(),
+            team: None,
         });
         forged.push(sign_at(&w.keys[0], &w.reps[0], 1, None, vec![], &op));
     }
@@ -609,4 +610,52 @@ fn only_writers_rotate_and_item_managers_only_when_due() {
     let (rotation, _) = t.folder.rotate(&t.keys[editor], &mut t.rng).unwrap();
     assert_eq!(t.folder.outcome_of(&rotation.id()), Some(Outcome::Accepted));
     assert!(!t.folder.rotation_due());
+}
+
+/// The known limit of the last release, closed: a folder's team is signed.
+/// A personal folder judged against a roster (as a replica told so by a
+/// peer would) still grants no user or group until a Folder Manager binds
+/// it with a `BindTeam` op; a member's binding is refused.
+#[test]
+fn a_folders_team_is_signed_not_assumed() {
+    let mut t = team(38, 1, 1);
+    let (owner, member) = (1, 2);
+    let key = FolderKey::generate(&mut t.rng);
+    let (personal, genesis) = Space::create(&t.keys[owner], &key, &mut t.rng).unwrap();
+    let mut judged = Space::new_in_team(personal.id(), Some(t.roster.id()));
+    let mut all: Vec<Envelope> = t.roster.held().cloned().collect();
+    all.push(genesis);
+    judged.ingest_batch(all);
+    let grant = |p: Principal| {
+        ControlOp::Membership(MembershipOp::Grant {
+            principal: p,
+            role: Role::Member,
+            exchange: None,
+            epoch: None,
+            wraps: vec![],
+        })
+    };
+    let op = grant(Principal::User(u(member)));
+    let (early, outcome) = judged.write_control(&t.keys[owner], &op);
+    assert!(
+        matches!(outcome, Outcome::Quarantined(Reason::Unauthorized(ref why)) if why.contains("bound")),
+        "{outcome:?}"
+    );
+    let bind = ControlOp::Membership(MembershipOp::BindTeam {
+        team: t.roster.id(),
+    });
+    let (by_member, outcome) = judged.write_control(&t.keys[member], &bind);
+    assert!(matches!(outcome, Outcome::Quarantined(_)), "{outcome:?}");
+    let bound = judged.propose(&t.keys[owner], &bind).unwrap();
+    judged
+        .propose(&t.keys[owner], &grant(Principal::User(u(member))))
+        .unwrap();
+    assert_eq!(
+        judged.role_of(&t.keys[member].device_id()),
+        Some(Role::Member)
+    );
+    assert_eq!(judged.state().folder.team, Some(t.roster.id()));
+    for (env, ok) in [(&early, false), (&by_member, false), (&bound, true)] {
+        assert_eq!(judged.is_accepted(&env.id()), ok);
+    }
 }

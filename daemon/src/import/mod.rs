@@ -57,7 +57,7 @@ mod otpauth;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::totp::TotpConfig;
+use coffer_crdt::totp::TotpConfig;
 
 /// The largest input accepted, in bytes (also the most a 1PUX archive's
 /// `export.data` may decompress to).

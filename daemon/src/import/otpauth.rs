@@ -14,7 +14,7 @@
 use percent_encoding::percent_decode_str;
 
 use super::{Format, ImportError, ImportReport, ItemBuilder, Skipped};
-use crate::totp::{Algorithm, TotpConfig, TotpError};
+use coffer_crdt::totp::{Algorithm, TotpConfig, TotpError};
 
 pub(super) fn parse_uris(text: &str) -> Result<ImportReport, ImportError> {
     const F: Format = Format::Otpauth;

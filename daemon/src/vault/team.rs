@@ -606,7 +606,11 @@ impl Vault {
             .team_id()
             .ok_or_else(|| VaultError::NotFound(NO_TEAM.into()))?;
         self.store.set_space_team(sid, team)?;
-        let space = load_space(&self.store, sid, Some(team))?;
+        let mut space = load_space(&self.store, sid, Some(team))?;
+        let u = self.unlocked.as_ref().ok_or(VaultError::Locked)?;
+        let bind = coffer_crdt::ControlOp::Membership(coffer_crdt::MembershipOp::BindTeam { team });
+        let env = space.propose(&u.keys, &bind).map_err(refusal)?;
+        self.store.append(&[&env])?;
         self.spaces.insert(sid, space);
         info!(folder = %sid.short(), "folder joined the team");
         Ok(())
