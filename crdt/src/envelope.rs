@@ -7,7 +7,7 @@
 //! nonce. Decoding rejects anything that is not the canonical encoding, so
 //! an envelope has exactly one byte form and one id.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -88,8 +88,13 @@ struct SignedEnvelope {
 /// [`Envelope::verify_signature`], not by decoding. The verdict is
 /// remembered with the (immutable) envelope and its clones, so an envelope
 /// is verified at most once however many spaces or replicas take it in.
+/// Clones share one allocation: a team's roster envelopes are held by every
+/// folder of the team.
 #[derive(Clone, Debug)]
-pub struct Envelope {
+pub struct Envelope(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     body: EnvelopeBody,
     signature: [u8; 64],
     id: EnvelopeId,
@@ -99,7 +104,7 @@ pub struct Envelope {
 
 impl PartialEq for Envelope {
     fn eq(&self, other: &Self) -> bool {
-        self.id == other.id && self.bytes == other.bytes
+        self.0.id == other.0.id && self.0.bytes == other.0.bytes
     }
 }
 
@@ -159,13 +164,13 @@ impl Envelope {
         let id = EnvelopeId(*blake3::hash(&signing).as_bytes());
         // Signed right here: valid iff the signer is the claimed author.
         let verified = OnceLock::from(body.author == keys.device_id());
-        Envelope {
+        Envelope(Arc::new(Inner {
             body,
             signature,
             id,
             bytes,
             verified,
-        }
+        }))
     }
 
     /// Decodes untrusted bytes. Never panics; bounded by [`MAX_ENVELOPE_BYTES`].
@@ -228,21 +233,21 @@ impl Envelope {
         if canonical != bytes {
             return Err(DecodeError::NonCanonical);
         }
-        Ok(Envelope {
+        Ok(Envelope(Arc::new(Inner {
             id: EnvelopeId(*blake3::hash(&body.signing_bytes()).as_bytes()),
             body,
             signature,
             bytes: canonical,
             verified: OnceLock::new(),
-        })
+        })))
     }
 
     pub fn verify_signature(&self) -> bool {
-        *self.verified.get_or_init(|| {
+        *self.0.verified.get_or_init(|| {
             crypto::verify(
-                &self.body.author,
-                &self.body.signing_bytes(),
-                &self.signature,
+                &self.0.body.author,
+                &self.0.body.signing_bytes(),
+                &self.0.signature,
             )
         })
     }
@@ -253,9 +258,9 @@ impl Envelope {
         let todo: Vec<&Envelope> = envs
             .iter()
             .copied()
-            .filter(|e| e.verified.get().is_none())
+            .filter(|e| e.0.verified.get().is_none())
             .collect();
-        if envs.iter().any(|e| e.verified.get() == Some(&false)) {
+        if envs.iter().any(|e| e.0.verified.get() == Some(&false)) {
             return false;
         }
         if todo.is_empty() {
@@ -264,49 +269,49 @@ impl Envelope {
         let ok = Self::verify_batch_uncached(&todo);
         if ok {
             for e in todo {
-                let _ = e.verified.set(true);
+                let _ = e.0.verified.set(true);
             }
         }
         ok
     }
 
     fn verify_batch_uncached(envs: &[&Envelope]) -> bool {
-        let messages: Vec<Vec<u8>> = envs.iter().map(|e| e.body.signing_bytes()).collect();
+        let messages: Vec<Vec<u8>> = envs.iter().map(|e| e.0.body.signing_bytes()).collect();
         let mut keys = Vec::with_capacity(envs.len());
         for e in envs {
-            match ed25519_dalek::VerifyingKey::from_bytes(&e.body.author.0) {
+            match ed25519_dalek::VerifyingKey::from_bytes(&e.0.body.author.0) {
                 Ok(k) => keys.push(k),
                 Err(_) => return false,
             }
         }
         let signatures: Vec<ed25519_dalek::Signature> = envs
             .iter()
-            .map(|e| ed25519_dalek::Signature::from_bytes(&e.signature))
+            .map(|e| ed25519_dalek::Signature::from_bytes(&e.0.signature))
             .collect();
         let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
         ed25519_dalek::verify_batch(&refs, &signatures, &keys).is_ok()
     }
 
     pub fn id(&self) -> EnvelopeId {
-        self.id
+        self.0.id
     }
     pub fn body(&self) -> &EnvelopeBody {
-        &self.body
+        &self.0.body
     }
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.0.bytes
     }
     pub fn space(&self) -> SpaceId {
-        self.body.space
+        self.0.body.space
     }
     pub fn author(&self) -> DeviceId {
-        self.body.author
+        self.0.body.author
     }
     pub fn seq(&self) -> u64 {
-        self.body.seq
+        self.0.body.seq
     }
     pub fn kind(&self) -> Kind {
-        self.body.kind
+        self.0.body.kind
     }
 }
 

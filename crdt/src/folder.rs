@@ -199,6 +199,12 @@ fn doc_err(e: automerge::AutomergeError) -> FolderError {
     FolderError::Document(e.to_string())
 }
 
+/// Whether a new item would be accepted by [`FolderDoc::add_items`].
+pub fn check_new_item(name: &str, edit: &ItemEdit) -> Result<(), FolderError> {
+    check_name(name)?;
+    check_edit(edit)
+}
+
 fn check_name(name: &str) -> Result<(), FolderError> {
     if name.trim().is_empty() {
         return Err(FolderError::Invalid("name must not be empty".into()));
@@ -281,6 +287,13 @@ impl FolderDoc {
             actors,
             item_changes: HashMap::new(),
         }
+    }
+
+    /// Makes later local changes as `device`'s `incarnation`.
+    pub fn set_writer(&mut self, device: DeviceId, incarnation: u32) {
+        let actor = actor_for(&device, incarnation);
+        self.actors.insert(actor.clone(), device);
+        self.doc.set_actor(actor);
     }
 
     fn commit(&mut self, message: String, now_ms: i64) -> Result<Vec<u8>, FolderError> {

@@ -3,5 +3,7 @@
 
 mod attacks;
 mod harness;
+mod net;
+mod replica;
 mod scenarios;
 mod sim;

@@ -1,0 +1,137 @@
+//! What a replica command can refuse, each variant saying what went wrong.
+
+use crate::folder::FolderError;
+use crate::ids::{DeviceId, SpaceId};
+use crate::ops::{Role, UserId};
+use crate::schema::SchemaError;
+use crate::space::SpaceError;
+
+/// What a command of [`crate::Replica`] may need that is not there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Changing items: Item Manager or Folder Manager.
+    Writer,
+    /// Changing a folder's members: Folder Manager (or a team admin).
+    Manager,
+    /// A team admin.
+    Admin,
+}
+
+/// Why a replica command was refused; nothing was written.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The device's keys are not loaded (the vault is locked).
+    #[error("vault is locked")]
+    Locked,
+    /// The keys given to unlock belong to another device.
+    #[error("these keys belong to device {got}, not this device {want}")]
+    WrongKeys { want: DeviceId, got: DeviceId },
+    /// No folder matches.
+    #[error("no folder named {query:?} (see `coffer folder ls`)")]
+    NoSuchFolder { query: String },
+    /// No item matches.
+    #[error("no {}item matches {query:?} (see `coffer {}`)", if *.trash { "trashed " } else { "" }, if *.trash { "ls --trash" } else { "ls" })]
+    NoSuchItem { query: String, trash: bool },
+    /// More than one thing matches.
+    #[error("{what} matches more than one: {}", candidates.join(", "))]
+    Ambiguous {
+        what: String,
+        candidates: Vec<String>,
+    },
+    /// A folder of that name exists already.
+    #[error("a folder named {name:?} already exists")]
+    FolderExists { name: String },
+    /// A name that is empty, too long, or holds a character not allowed there.
+    #[error("invalid name {name:?}: {why}")]
+    BadName { name: String, why: &'static str },
+    /// An item's fields break the schema.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// An item edit the document refuses (too large, no such item...).
+    #[error("{0}")]
+    Item(FolderError),
+    /// An edit that changes nothing.
+    #[error("nothing to change")]
+    NothingToChange,
+    /// This device's role in the folder does not allow it.
+    #[error("permission denied: your role in this folder is {}; {}", role_title(*.role), match .needs {
+        Needs::Writer => "changing items needs the Item Manager (editor) or Folder Manager role",
+        Needs::Manager => "changing a folder's members needs the Folder Manager role",
+        Needs::Admin => "this needs a team admin",
+    })]
+    NotAllowed { role: Option<Role>, needs: Needs },
+    /// Only a team admin may do this.
+    #[error("permission denied: only a team admin may {action}")]
+    NotAdmin { action: &'static str },
+    /// The op would not take effect under the acceptance rule (a rank too
+    /// weak, the last manager leaving, ...): the rule's own words.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The device is in no team.
+    #[error("this device is in no team: run `coffer team create NAME`, or `coffer join CODE`")]
+    NoTeam,
+    /// The device is in a team already.
+    #[error("this device is already in team {name:?}")]
+    AlreadyInTeam { name: String },
+    #[error("no user {user} in the team (see `coffer user ls`)")]
+    NoSuchUser { user: UserId },
+    #[error("no group {group:?} (see `coffer group ls`)")]
+    NoSuchGroup { group: String },
+    #[error("group {group:?} already exists")]
+    GroupExists { group: String },
+    /// The principal holds no grant in the folder.
+    #[error("{principal} is not a member of this folder")]
+    NotAMember { principal: String },
+    /// No such device (team roster, or paired).
+    #[error("device {device} is neither in the team nor trusted here")]
+    NoSuchDevice { device: String },
+    /// The folder belongs to another team than this device's.
+    #[error("the folder {folder} belongs to another team")]
+    OtherTeam { folder: SpaceId },
+    /// The folder is shared with a paired device outside the team.
+    #[error("the folder is shared with a paired device outside the team: revoke it first (`coffer device revoke`)")]
+    PairedOutsideTeam,
+    /// A roster sent by an inviter that does not list this device, or does not decode.
+    #[error("the team roster is invalid: {0}")]
+    BadRoster(&'static str),
+    /// This device was removed from the folder and added again since it
+    /// opened it: reopened, nothing written; the retry works.
+    #[error("this device was removed from the folder and added again since it was opened; nothing was written: run the command again")]
+    StaleIncarnation,
+    /// A pairing request outside what pairing is for.
+    #[error("{0}")]
+    Pairing(&'static str),
+    /// A key or envelope operation failed where it cannot for valid state.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn role_title(role: Option<Role>) -> &'static str {
+    match role {
+        Some(Role::Manager) => "Folder Manager",
+        Some(Role::Editor) => "Item Manager",
+        Some(Role::Member) => "Folder Member",
+        None => "none",
+    }
+}
+
+impl From<FolderError> for ReplicaError {
+    fn from(e: FolderError) -> Self {
+        ReplicaError::Item(e)
+    }
+}
+
+impl From<SpaceError> for ReplicaError {
+    fn from(e: SpaceError) -> Self {
+        match e {
+            SpaceError::Refused(why) => ReplicaError::Refused(why),
+            SpaceError::StaleIncarnation { .. } => ReplicaError::StaleIncarnation,
+            SpaceError::PermissionDenied => ReplicaError::NotAllowed {
+                role: None,
+                needs: Needs::Writer,
+            },
+            other => ReplicaError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,724 @@
+//! Folders and items: what the user reads and writes. Every write checks
+//! the role, the schema, rotates first when a member left, and seals the
+//! Automerge change as this device's next envelope.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_core::CryptoRngCore;
+
+use super::{check_name, Event, ItemChange, OpenFolder, Replica, ReplicaError, MAX_ITEM_EVENTS};
+use crate::crypto::FolderKey;
+use crate::folder::{check_new_item, FolderDoc, FolderError, Item, ItemEdit, ItemType, NewItem};
+use crate::ids::{DeviceId, ItemId, SpaceId};
+use crate::ops::{Role, UserId};
+use crate::replica::error::Needs;
+use crate::schema;
+use crate::space::Space;
+
+/// A folder as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderSummary {
+    pub id: SpaceId,
+    pub name: String,
+    pub role: Option<Role>,
+    pub items: usize,
+    pub trashed: usize,
+    pub team: Option<SpaceId>,
+}
+
+/// A new item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewItemSpec {
+    /// Folder name or id prefix; `None`: the Personal folder.
+    pub folder: Option<String>,
+    pub item_type: ItemType,
+    pub name: String,
+    pub fields: BTreeMap<String, String>,
+    pub urls: Vec<String>,
+}
+
+/// An item reference: `FOLDER/NAME`, a name, or an id prefix (≥ 4 hex).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemQuery {
+    pub item: String,
+    /// Look in the trash instead of the live items.
+    pub trash: bool,
+}
+
+impl ItemQuery {
+    pub fn live(item: &str) -> ItemQuery {
+        ItemQuery {
+            item: item.to_string(),
+            trash: false,
+        }
+    }
+}
+
+/// One earlier state of an item, and who made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryItem {
+    pub time_ms: i64,
+    pub device: Option<DeviceId>,
+    /// The device's user, where the roster names one.
+    pub user: Option<UserId>,
+    pub item: Item,
+}
+
+/// An item to import, already parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportItem {
+    pub item_type: ItemType,
+    pub name: String,
+    /// The export's folder, or `None`.
+    pub folder: Option<String>,
+    pub fields: BTreeMap<String, String>,
+    pub urls: Vec<String>,
+    pub created_ms: Option<i64>,
+    pub updated_ms: Option<i64>,
+    pub trashed_ms: Option<i64>,
+}
+
+/// What an import did (or would do, dry).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportPlan {
+    pub added: BTreeMap<ItemType, usize>,
+    pub duplicates: usize,
+    pub folders_created: Vec<String>,
+}
+
+/// Splits items into batches of at most 500 items and about 256 KiB of
+/// text, so each batch is one change whose envelope stays far below the
+/// envelope limit (a single item is bounded by `MAX_EDIT_BYTES`).
+fn chunks<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    const MAX_ITEMS: usize = 500;
+    const MAX_TEXT: usize = 256 * 1024;
+    let mut out = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let mut text = 0;
+        let mut n = 0;
+        while n < rest.len() && n < MAX_ITEMS {
+            let s = 128 + size(&rest[n]);
+            if n > 0 && text + s > MAX_TEXT {
+                break;
+            }
+            text += s;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        out.push(chunk);
+        rest = tail;
+    }
+    out
+}
+
+impl Replica {
+    fn open_folder(&self, id: &SpaceId) -> Option<&OpenFolder> {
+        self.unlocked.as_ref()?.open.get(id)
+    }
+
+    /// A folder's display name (its id prefix while it cannot be read).
+    pub fn folder_name(&self, id: &SpaceId) -> String {
+        self.open_folder(id)
+            .and_then(|f| f.doc.name())
+            .unwrap_or_else(|| id.short())
+    }
+
+    fn summary(&self, id: &SpaceId, f: &OpenFolder) -> FolderSummary {
+        FolderSummary {
+            id: *id,
+            name: f.doc.name().unwrap_or_else(|| id.short()),
+            role: self.role_in(id),
+            items: f.items.values().filter(|i| i.trashed_ms.is_none()).count(),
+            trashed: f.items.values().filter(|i| i.trashed_ms.is_some()).count(),
+            team: self.folders.get(id).and_then(Space::team),
+        }
+    }
+
+    /// Every folder this device can read, by name.
+    pub fn folders(&self) -> Result<Vec<FolderSummary>, ReplicaError> {
+        let u = self.unlocked()?;
+        let mut out: Vec<FolderSummary> =
+            u.open.iter().map(|(id, f)| self.summary(id, f)).collect();
+        out.sort_by(|a, b| {
+            a.name
+                .to_lowercase()
+                .cmp(&b.name.to_lowercase())
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(out)
+    }
+
+    /// (folders, items) while unlocked.
+    pub fn counts(&self) -> Option<(usize, usize)> {
+        let u = self.unlocked.as_ref()?;
+        Some((u.open.len(), u.open.values().map(|f| f.items.len()).sum()))
+    }
+
+    /// `coffer folder create NAME`: inside a team, the folder belongs to it.
+    pub fn create_folder(
+        &mut self,
+        name: &str,
+        now_ms: i64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<FolderSummary, ReplicaError> {
+        let name = check_name(name, crate::folder::MAX_NAME_LEN)?;
+        if name.contains('/') {
+            return Err(ReplicaError::BadName {
+                name,
+                why: "a folder name cannot contain '/'",
+            });
+        }
+        let u = self.unlocked()?;
+        if u.open
+            .values()
+            .any(|f| f.doc.name().is_some_and(|n| n.eq_ignore_ascii_case(&name)))
+        {
+            return Err(ReplicaError::FolderExists { name });
+        }
+        let keys = u.keys.clone();
+        let folder_key = FolderKey::generate(rng);
+        let (mut space, genesis) =
+            Space::create_in_team(&keys, &folder_key, self.roster.as_ref(), rng)?;
+        let mut doc = FolderDoc::new(keys.device_id());
+        let change = doc.set_name(&name, now_ms)?;
+        let named = space.seal_content(&keys, &folder_key, &change, rng)?;
+        let id = space.id();
+        let open = OpenFolder::open(&space, &keys)
+            .ok_or_else(|| ReplicaError::Internal("a new folder does not open".into()))?;
+        self.folders.insert(id, space);
+        if let Some(u) = self.unlocked.as_mut() {
+            u.open.insert(id, open);
+        }
+        self.persist(id, vec![genesis, named]);
+        self.update_allowed();
+        self.emit(Event::FolderChanged { folder: id });
+        let f = self.open_folder(&id).expect("just opened");
+        Ok(self.summary(&id, f))
+    }
+
+    /// FOLDER: a name (case-insensitive) or an id prefix of ≥ 4 hex digits;
+    /// `None`: the Personal folder.
+    pub fn resolve_folder(&self, query: Option<&str>) -> Result<SpaceId, ReplicaError> {
+        let u = self.unlocked()?;
+        let Some(query) = query else {
+            return Ok(self.identity.personal);
+        };
+        let query = query.trim();
+        let by_name: Vec<SpaceId> = u
+            .open
+            .iter()
+            .filter(|(_, f)| f.doc.name().is_some_and(|n| n.eq_ignore_ascii_case(query)))
+            .map(|(id, _)| *id)
+            .collect();
+        let found = if by_name.is_empty() && query.len() >= 4 {
+            let q = query.to_lowercase();
+            u.open
+                .keys()
+                .filter(|id| id.to_hex().starts_with(&q))
+                .copied()
+                .collect()
+        } else {
+            by_name
+        };
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(ReplicaError::NoSuchFolder {
+                query: query.to_string(),
+            }),
+            many => Err(ReplicaError::Ambiguous {
+                what: format!("folder {query:?}"),
+                candidates: many.iter().map(|id| id.short()).collect(),
+            }),
+        }
+    }
+
+    /// Resolves ITEM: `FOLDER/NAME`, a name, or an id prefix (≥ 4 hex digits).
+    pub fn resolve_item(&self, q: &ItemQuery) -> Result<(SpaceId, ItemId), ReplicaError> {
+        let u = self.unlocked()?;
+        let query = q.item.trim();
+        if query.is_empty() {
+            return Err(ReplicaError::BadName {
+                name: q.item.clone(),
+                why: "it is empty",
+            });
+        }
+        let live = |i: &Item| i.trashed_ms.is_some() == q.trash;
+        let mut found: Vec<(SpaceId, ItemId)> = Vec::new();
+        if let Some((folder, name)) = query.split_once('/') {
+            if let Ok(space) = self.resolve_folder(Some(folder)) {
+                if let Some(f) = u.open.get(&space) {
+                    found.extend(
+                        f.items
+                            .values()
+                            .filter(|i| live(i) && i.name.eq_ignore_ascii_case(name))
+                            .map(|i| (space, i.id)),
+                    );
+                }
+            }
+        }
+        if found.is_empty() {
+            for (space, f) in &u.open {
+                found.extend(
+                    f.items
+                        .values()
+                        .filter(|i| live(i) && i.name.eq_ignore_ascii_case(query))
+                        .map(|i| (*space, i.id)),
+                );
+            }
+        }
+        if found.is_empty() && query.len() >= 4 && query.chars().all(|c| c.is_ascii_hexdigit()) {
+            let q = query.to_lowercase();
+            for (space, f) in &u.open {
+                found.extend(
+                    f.items
+                        .values()
+                        .filter(|i| live(i) && i.id.to_hex().starts_with(&q))
+                        .map(|i| (*space, i.id)),
+                );
+            }
+        }
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(ReplicaError::NoSuchItem {
+                query: query.to_string(),
+                trash: q.trash,
+            }),
+            many => Err(ReplicaError::Ambiguous {
+                what: format!("item {query:?}"),
+                candidates: many
+                    .iter()
+                    .map(|(s, i)| {
+                        let name = u.open[s]
+                            .items
+                            .get(i)
+                            .map(|x| x.name.as_str())
+                            .unwrap_or("");
+                        format!("{}/{} ({})", self.folder_name(s), name, &i.to_hex()[..8])
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// An item as its folder's document shows it.
+    pub fn item(&self, folder: &SpaceId, id: &ItemId) -> Result<&Item, ReplicaError> {
+        self.open_folder(folder)
+            .and_then(|f| f.items.get(id))
+            .ok_or_else(|| ReplicaError::NoSuchItem {
+                query: id.to_hex(),
+                trash: false,
+            })
+    }
+
+    /// Items of one folder or all, live or trashed, sorted by folder and name.
+    pub fn items(
+        &self,
+        folder: Option<&str>,
+        trash: bool,
+    ) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
+        let u = self.unlocked()?;
+        let only = folder.map(|f| self.resolve_folder(Some(f))).transpose()?;
+        let mut out: Vec<(String, SpaceId, &Item)> = u
+            .open
+            .iter()
+            .filter(|(id, _)| only.is_none_or(|o| o == **id))
+            .flat_map(|(space, f)| {
+                let name = f.doc.name().unwrap_or_else(|| space.short()).to_lowercase();
+                f.items
+                    .values()
+                    .filter(move |i| i.trashed_ms.is_some() == trash)
+                    .map(move |i| (name.clone(), *space, i))
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.0, a.2.name.to_lowercase(), &a.2.id).cmp(&(&b.0, b.2.name.to_lowercase(), &b.2.id))
+        });
+        Ok(out.into_iter().map(|(_, s, i)| (s, i)).collect())
+    }
+
+    /// Case-insensitive match on name, username, URLs and folder (never on secrets).
+    pub fn search(&self, query: &str) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
+        let q = query.trim().to_lowercase();
+        if q.is_empty() {
+            return Err(ReplicaError::BadName {
+                name: query.to_string(),
+                why: "an empty search",
+            });
+        }
+        Ok(self
+            .items(None, false)?
+            .into_iter()
+            .filter(|(s, i)| {
+                i.name.to_lowercase().contains(&q)
+                    || self.folder_name(s).to_lowercase().contains(&q)
+                    || i.fields
+                        .get("username")
+                        .is_some_and(|u| u.to_lowercase().contains(&q))
+                    || i.urls.iter().any(|u| u.to_lowercase().contains(&q))
+            })
+            .collect())
+    }
+
+    /// Checks the role, rotates the key first if a member left, lets `edit`
+    /// change the folder's document, and seals the change as this device's
+    /// next envelope. On a refusal after the document changed, the folder
+    /// is reopened from its space, so memory never runs ahead of what is
+    /// sealed.
+    fn write<F>(
+        &mut self,
+        folder: SpaceId,
+        rng: &mut impl CryptoRngCore,
+        edit: F,
+    ) -> Result<std::collections::HashSet<ItemId>, ReplicaError>
+    where
+        F: FnOnce(&mut FolderDoc) -> Result<Vec<u8>, FolderError>,
+    {
+        let u = self.unlocked.as_mut().ok_or(ReplicaError::Locked)?;
+        let space = self
+            .folders
+            .get_mut(&folder)
+            .ok_or_else(|| ReplicaError::NoSuchFolder {
+                query: folder.short(),
+            })?;
+        let me = u.keys.device_id();
+        let role = space.role_of(&me);
+        if !role.is_some_and(Role::can_write_items) {
+            return Err(ReplicaError::NotAllowed {
+                role,
+                needs: Needs::Writer,
+            });
+        }
+        let open = u.open.get_mut(&folder).ok_or(ReplicaError::Locked)?;
+        let mut sealed = Vec::new();
+        if space.rotation_due() {
+            // Someone with the current key lost access: new content needs a new key.
+            let (env, key) = space.rotate(&u.keys, rng)?;
+            open.keys.insert(env.id(), key);
+            sealed.push(env);
+        }
+        let result = edit(&mut open.doc)
+            .map_err(ReplicaError::from)
+            .and_then(|change| {
+                let epoch = space
+                    .current_epoch()
+                    .ok_or_else(|| ReplicaError::Internal("the folder has no key epoch".into()))?;
+                let key = open
+                    .keys
+                    .get(&epoch)
+                    .ok_or_else(|| ReplicaError::Internal("no key for the current epoch".into()))?
+                    .clone();
+                let env = space.seal_content(&u.keys, &key, &change, rng)?;
+                Ok((env, change))
+            });
+        match result {
+            Ok((env, change)) => {
+                open.record_own(&env, &change);
+                let touched: std::collections::HashSet<ItemId> =
+                    crate::folder::touched_items(&change).into_iter().collect();
+                open.refresh(&touched);
+                sealed.push(env);
+                self.persist(folder, sealed);
+                Ok(touched)
+            }
+            Err(e) => {
+                // The document may hold the change that was not sealed; a
+                // rotation already made stays (it is valid on its own).
+                if let Some(space) = self.folders.get(&folder) {
+                    if let Some(reopened) = OpenFolder::open(space, &u.keys) {
+                        u.open.insert(folder, reopened);
+                    }
+                }
+                self.persist(folder, sealed);
+                Err(e)
+            }
+        }
+    }
+
+    fn item_events(
+        &mut self,
+        folder: SpaceId,
+        touched: impl IntoIterator<Item = ItemId>,
+        change: ItemChange,
+    ) {
+        let touched: Vec<ItemId> = touched.into_iter().collect();
+        if touched.len() > MAX_ITEM_EVENTS {
+            self.emit(Event::FolderChanged { folder });
+        } else {
+            for item in touched {
+                self.emit(Event::ItemChanged {
+                    folder,
+                    item,
+                    change,
+                });
+            }
+        }
+    }
+
+    /// `coffer add`: a new item, its fields checked against the schema.
+    pub fn add_item(
+        &mut self,
+        spec: NewItemSpec,
+        now_ms: i64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(SpaceId, ItemId), ReplicaError> {
+        self.unlocked()?;
+        let folder = self.resolve_folder(spec.folder.as_deref())?;
+        let mut fields = spec.fields;
+        schema::normalize_new(spec.item_type, &mut fields)?;
+        let name = check_name(&spec.name, crate::folder::MAX_NAME_LEN)?;
+        let mut raw = [0u8; 16];
+        rng.fill_bytes(&mut raw);
+        let id = ItemId(raw);
+        let edit = ItemEdit {
+            name: None,
+            fields,
+            urls: Some(spec.urls),
+        };
+        let item_type = spec.item_type;
+        self.write(folder, rng, |doc| {
+            doc.add_item(id, item_type, &name, &edit, now_ms)
+        })?;
+        self.item_events(folder, [id], ItemChange::Added);
+        Ok((folder, id))
+    }
+
+    /// `coffer edit`: name, fields (an empty value removes one), URLs.
+    pub fn edit_item(
+        &mut self,
+        query: &ItemQuery,
+        mut edit: ItemEdit,
+        now_ms: i64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(SpaceId, ItemId), ReplicaError> {
+        let (folder, id) = self.resolve_item(query)?;
+        let item_type = self.item(&folder, &id)?.item_type;
+        schema::normalize(item_type, &mut edit.fields)?;
+        if item_type == ItemType::Totp && edit.fields.get("totp").is_some_and(|t| t.is_empty()) {
+            return Err(schema::SchemaError::TotpRequired.into());
+        }
+        if let Some(name) = &edit.name {
+            edit.name = Some(check_name(name, crate::folder::MAX_NAME_LEN)?);
+        }
+        if edit.name.is_none() && edit.fields.is_empty() && edit.urls.is_none() {
+            return Err(ReplicaError::NothingToChange);
+        }
+        self.write(folder, rng, |doc| doc.edit_item(id, &edit, now_ms))?;
+        self.item_events(folder, [id], ItemChange::Edited);
+        Ok((folder, id))
+    }
+
+    /// `coffer totp set`: links a TOTP secret to a login or 2FA item.
+    pub fn set_totp(
+        &mut self,
+        query: &ItemQuery,
+        secret: &str,
+        now_ms: i64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(SpaceId, ItemId), ReplicaError> {
+        let (folder, id) = self.resolve_item(query)?;
+        let item_type = self.item(&folder, &id)?.item_type;
+        if !matches!(item_type, ItemType::Login | ItemType::Totp) {
+            return Err(schema::SchemaError::UnknownField {
+                item_type,
+                field: "totp".into(),
+                allowed: item_type.fields().iter().map(|f| f.name).collect(),
+            }
+            .into());
+        }
+        let edit = ItemEdit {
+            fields: BTreeMap::from([("totp".to_string(), secret.to_string())]),
+            ..Default::default()
+        };
+        self.edit_item(&ItemQuery::live(&id.to_hex()), edit, now_ms, rng)
+    }
+
+    /// Moves an item to (`trash`) or out of the trash.
+    pub fn set_trashed(
+        &mut self,
+        query: &str,
+        trash: bool,
+        now_ms: i64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(SpaceId, ItemId), ReplicaError> {
+        let (folder, id) = self.resolve_item(&ItemQuery {
+            item: query.to_string(),
+            trash: !trash,
+        })?;
+        self.write(folder, rng, |doc| doc.set_trashed(id, trash, now_ms))?;
+        let change = if trash {
+            ItemChange::Trashed
+        } else {
+            ItemChange::Restored
+        };
+        self.item_events(folder, [id], change);
+        Ok((folder, id))
+    }
+
+    /// An item's earlier states, oldest first, naming who made each.
+    pub fn history(&self, query: &str) -> Result<Vec<HistoryItem>, ReplicaError> {
+        let (folder, id) = match self.resolve_item(&ItemQuery::live(query)) {
+            Err(ReplicaError::NoSuchItem { .. }) => self.resolve_item(&ItemQuery {
+                item: query.to_string(),
+                trash: true,
+            })?,
+            other => other?,
+        };
+        let open = self.open_folder(&folder).ok_or(ReplicaError::Locked)?;
+        let state = self.folders.get(&folder).map(Space::state);
+        Ok(open
+            .doc
+            .history(id)
+            .into_iter()
+            .map(|h| HistoryItem {
+                time_ms: h.time_ms,
+                user: h
+                    .author
+                    .and_then(|d| state.and_then(|s| s.user_of(&d)).cloned()),
+                device: h.author,
+                item: h.item,
+            })
+            .collect())
+    }
+
+    /// Every readable item (or one folder's) with its folder's name, for an
+    /// export or a backup, sorted by folder and name; trashed only if asked.
+    pub fn export_items(
+        &self,
+        folder: Option<&str>,
+        include_trash: bool,
+    ) -> Result<Vec<(String, &Item)>, ReplicaError> {
+        let mut out: Vec<(String, &Item)> = Vec::new();
+        for trash in [false, true] {
+            if trash && !include_trash {
+                continue;
+            }
+            for (s, i) in self.items(folder, trash)? {
+                out.push((self.folder_name(&s), i));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds parsed items: folders they name are created, items already
+    /// present (same [`schema::fingerprint`]) are not added again, and the
+    /// envelopes of the whole import are queued at once (the daemon stores
+    /// them in one transaction). Every item is checked before any is
+    /// written. `progress(done, total)` is called as batches are sealed.
+    pub fn import(
+        &mut self,
+        items: Vec<ImportItem>,
+        into: Option<&str>,
+        dry_run: bool,
+        now_ms: i64,
+        rng: &mut impl CryptoRngCore,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<ImportPlan, ReplicaError> {
+        let u = self.unlocked()?;
+        let into = into.map(|f| self.resolve_folder(Some(f))).transpose()?;
+        let personal = self.identity.personal;
+        let mut seen: BTreeSet<[u8; 32]> = BTreeSet::new();
+        for (space, folder) in &u.open {
+            let name = self.folder_name(space);
+            for item in folder.items.values() {
+                seen.insert(schema::fingerprint(
+                    item.item_type.as_str(),
+                    &name,
+                    &item.name,
+                    &item.fields,
+                    item.urls.first().map(String::as_str).unwrap_or(""),
+                ));
+            }
+        }
+        let target = |item: &ImportItem| match (into, &item.folder) {
+            (Some(space), _) => self.folder_name(&space),
+            (None, Some(name)) => name.replace('/', "-"),
+            (None, None) => self.folder_name(&personal),
+        };
+        let mut plan = ImportPlan::default();
+        let mut planned: Vec<(String, ImportItem)> = Vec::new();
+        for mut item in items {
+            let folder = target(&item);
+            schema::normalize_new(item.item_type, &mut item.fields)?;
+            item.name = check_name(&item.name, crate::folder::MAX_NAME_LEN)?;
+            let edit = ItemEdit {
+                name: None,
+                fields: item.fields.clone(),
+                urls: Some(item.urls.clone()),
+            };
+            check_new_item(&item.name, &edit)?;
+            let fp = schema::fingerprint(
+                item.item_type.as_str(),
+                &folder,
+                &item.name,
+                &item.fields,
+                item.urls.first().map(String::as_str).unwrap_or(""),
+            );
+            if !seen.insert(fp) {
+                plan.duplicates += 1;
+                continue;
+            }
+            *plan.added.entry(item.item_type).or_default() += 1;
+            planned.push((folder, item));
+        }
+        for (folder, _) in &planned {
+            if self.resolve_folder(Some(folder)).is_err() && !plan.folders_created.contains(folder)
+            {
+                plan.folders_created.push(folder.clone());
+            }
+        }
+        if dry_run || planned.is_empty() {
+            return Ok(plan);
+        }
+        for name in plan.folders_created.clone() {
+            self.create_folder(&name, now_ms, rng)?;
+        }
+        let mut by_folder: BTreeMap<SpaceId, Vec<(ItemId, ImportItem)>> = BTreeMap::new();
+        for (folder, item) in planned {
+            let space = self.resolve_folder(Some(&folder))?;
+            let mut raw = [0u8; 16];
+            rng.fill_bytes(&mut raw);
+            by_folder
+                .entry(space)
+                .or_default()
+                .push((ItemId(raw), item));
+        }
+        let total: usize = by_folder.values().map(Vec::len).sum();
+        let mut done = 0;
+        for (space, items) in by_folder {
+            let edits: Vec<ItemEdit> = items
+                .iter()
+                .map(|(_, i)| ItemEdit {
+                    name: None,
+                    fields: i.fields.clone(),
+                    urls: Some(i.urls.clone()),
+                })
+                .collect();
+            let rows: Vec<(usize, &(ItemId, ImportItem))> = items.iter().enumerate().collect();
+            let mut touched = Vec::new();
+            for chunk in chunks(&rows, |(k, (_, i))| i.name.len() + edits[*k].text_bytes()) {
+                let batch: Vec<NewItem<'_>> = chunk
+                    .iter()
+                    .map(|(k, (id, i))| {
+                        let created_ms = i.created_ms.unwrap_or(now_ms);
+                        NewItem {
+                            id: *id,
+                            item_type: i.item_type,
+                            name: &i.name,
+                            edit: &edits[*k],
+                            created_ms,
+                            updated_ms: i.updated_ms.unwrap_or(created_ms),
+                            trashed_ms: i.trashed_ms,
+                        }
+                    })
+                    .collect();
+                self.write(space, rng, |doc| doc.add_items(&batch, now_ms))?;
+                touched.extend(batch.iter().map(|b| b.id));
+                done += chunk.len();
+                progress(done, total);
+            }
+            self.item_events(space, touched, ItemChange::Added);
+        }
+        Ok(plan)
+    }
+}

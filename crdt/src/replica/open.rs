@@ -1,0 +1,218 @@
+//! An open folder: its document rebuilt from the accepted content, each
+//! envelope decrypted with the key of its own epoch (every epoch key this
+//! device can open, directly or through the key chain), each change checked
+//! against its envelope's plaintext header before it is applied.
+//!
+//! Every key holder skips exactly the same changes — one whose payload does
+//! not decrypt, is over the bounds, or does not match its header (actor,
+//! seq, deps), and whatever depends on a skipped one — so documents stay
+//! identical on every member device.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::accept::ChangeMeta;
+use crate::crypto::{DeviceKeys, FolderKey};
+use crate::envelope::Envelope;
+use crate::folder::{actor_for, FolderDoc, Item};
+use crate::ids::{EnvelopeId, ItemId};
+use crate::space::Space;
+
+/// A folder's decrypted document and what it was built from.
+pub(crate) struct OpenFolder {
+    pub doc: FolderDoc,
+    /// Items as the document shows them (kept for listing and search).
+    pub items: BTreeMap<ItemId, Item>,
+    /// Epoch keys this device can open.
+    pub keys: BTreeMap<EnvelopeId, FolderKey>,
+    /// Accepted content applied to `doc`, in order.
+    pub applied: Vec<EnvelopeId>,
+    /// Accepted content not applied, and why (same on every key holder).
+    pub skipped: BTreeMap<EnvelopeId, Skip>,
+    /// Automerge change hash -> envelope, of the applied changes.
+    hashes: HashMap<[u8; 32], EnvelopeId>,
+    /// The incarnation this device writes as.
+    pub incarnation: u32,
+}
+
+/// Why an accepted change is not in the document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// No key of its epoch reaches this device.
+    NoKey,
+    /// The payload does not decrypt, or is no change within the bounds.
+    Unreadable,
+    /// The change is not the one its header announces.
+    HeaderMismatch,
+    /// It depends on a skipped change.
+    DependsOnSkipped,
+}
+
+impl OpenFolder {
+    /// Opens `space` with `keys`: `None` when no epoch key reaches this device.
+    pub fn open(space: &Space, keys: &DeviceKeys) -> Option<OpenFolder> {
+        let epoch_keys = space.epoch_keys(keys);
+        if epoch_keys.is_empty() {
+            return None;
+        }
+        let me = keys.device_id();
+        let mut open = OpenFolder {
+            doc: FolderDoc::with_incarnation(me, 0),
+            items: BTreeMap::new(),
+            keys: epoch_keys,
+            applied: Vec::new(),
+            skipped: BTreeMap::new(),
+            hashes: HashMap::new(),
+            incarnation: 0,
+        };
+        let order: Vec<Envelope> = space.accepted_content().cloned().collect();
+        open.apply(&order);
+        open.incarnation = writing_incarnation(space, &me, &open.skipped);
+        open.doc.set_writer(me, open.incarnation);
+        open.items = open.doc.items().into_iter().map(|i| (i.id, i)).collect();
+        Some(open)
+    }
+
+    /// Applies accepted content envelopes in order (deps first), checking
+    /// each; returns the items they touched.
+    pub fn apply(&mut self, envelopes: &[Envelope]) -> HashSet<ItemId> {
+        let mut batch: Vec<(crate::ids::DeviceId, EnvelopeId, Vec<u8>)> = Vec::new();
+        let mut touched = HashSet::new();
+        for env in envelopes {
+            if self.applied.contains(&env.id()) || self.skipped.contains_key(&env.id()) {
+                continue;
+            }
+            match self.check(env, &batch) {
+                Ok((change, meta)) => {
+                    touched.extend(crate::folder::touched_items(&change));
+                    self.hashes.insert(meta.hash, env.id());
+                    batch.push((env.author(), env.id(), change));
+                }
+                Err(why) => {
+                    self.skipped.insert(env.id(), why);
+                }
+            }
+        }
+        let applied = self
+            .doc
+            .apply_changes(batch.iter().map(|(a, _, c)| (*a, c.as_slice())));
+        if applied.is_err() {
+            // Automerge refused the batch (checked changes should not be):
+            // one by one, skipping what fails and what depends on it.
+            for (author, id, change) in &batch {
+                if self.doc.apply_change(author, change).is_ok() {
+                    self.applied.push(*id);
+                } else {
+                    self.skipped.insert(*id, Skip::Unreadable);
+                }
+            }
+        } else {
+            self.applied.extend(batch.iter().map(|(_, id, _)| *id));
+        }
+        touched
+    }
+
+    /// Decrypts `env` with its own epoch's key and checks the change
+    /// against the envelope's header.
+    fn check(
+        &self,
+        env: &Envelope,
+        batch: &[(crate::ids::DeviceId, EnvelopeId, Vec<u8>)],
+    ) -> Result<(Vec<u8>, ChangeMeta), Skip> {
+        let header = env.body().change.as_ref().ok_or(Skip::Unreadable)?;
+        if header.deps.iter().any(|d| self.skipped.contains_key(d)) {
+            return Err(Skip::DependsOnSkipped);
+        }
+        let key = env
+            .body()
+            .epoch
+            .and_then(|e| self.keys.get(&e))
+            .ok_or(Skip::NoKey)?;
+        let change = Space::open_content(env, key).map_err(|_| Skip::Unreadable)?;
+        let meta = ChangeMeta::from_change(&change).ok_or(Skip::Unreadable)?;
+        if meta.actor != actor_for(&env.author(), header.incarnation).to_bytes()
+            || meta.seq != header.seq
+        {
+            return Err(Skip::HeaderMismatch);
+        }
+        let in_batch = |h: &[u8; 32]| {
+            batch
+                .iter()
+                .find(|(_, id, _)| self.hashes.get(h) == Some(id))
+                .map(|(_, id, _)| *id)
+        };
+        let mut deps: Vec<EnvelopeId> = Vec::with_capacity(meta.deps.len());
+        for h in &meta.deps {
+            match self.hashes.get(h).copied().or_else(|| in_batch(h)) {
+                Some(id) => deps.push(id),
+                None => return Err(Skip::HeaderMismatch),
+            }
+        }
+        deps.sort();
+        deps.dedup();
+        if deps != header.deps {
+            return Err(Skip::HeaderMismatch);
+        }
+        Ok((change.to_vec(), meta))
+    }
+
+    /// Refreshes the cached items after `touched` changed.
+    pub fn refresh(&mut self, touched: &HashSet<ItemId>) {
+        for id in touched {
+            match self.doc.item(*id) {
+                Some(item) => {
+                    self.items.insert(*id, item);
+                }
+                None => {
+                    self.items.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Records a change this device made (already in `doc`).
+    pub fn record_own(&mut self, env: &Envelope, change: &[u8]) {
+        if let Some(meta) = ChangeMeta::from_change(change) {
+            self.hashes.insert(meta.hash, env.id());
+        }
+        self.applied.push(env.id());
+    }
+
+    /// Takes in epoch keys that reached this device since it opened the
+    /// folder; `false` if a change was skipped for want of a key (then the
+    /// folder must be opened again, in order).
+    pub fn add_keys(&mut self, keys: BTreeMap<EnvelopeId, FolderKey>) -> bool {
+        let grew = keys.len() > self.keys.len();
+        self.keys = keys;
+        !(grew && self.skipped.values().any(|s| *s == Skip::NoKey))
+    }
+
+    /// Whether the document holds exactly the accepted content, in order
+    /// (so applying what came after suffices).
+    pub fn extends(&self, accepted: &[EnvelopeId]) -> bool {
+        let mut it = accepted.iter();
+        self.applied.iter().all(|a| it.by_ref().any(|b| b == a))
+    }
+}
+
+/// The incarnation this device writes as: the folder's for it, or past any
+/// of its own changes that did not make it into the document (a change of
+/// an actor must never reuse a seq that one of its changes took).
+pub(crate) fn writing_incarnation(
+    space: &Space,
+    me: &crate::ids::DeviceId,
+    skipped: &BTreeMap<EnvelopeId, Skip>,
+) -> u32 {
+    let mut need = space.incarnation(me);
+    for env in space.held() {
+        if env.author() != *me {
+            continue;
+        }
+        let Some(h) = &env.body().change else {
+            continue;
+        };
+        if !space.is_accepted(&env.id()) || skipped.contains_key(&env.id()) {
+            need = need.max(h.incarnation.saturating_add(1));
+        }
+    }
+    need.min(crate::accept::MAX_INCARNATIONS - 1)
+}

@@ -1,0 +1,693 @@
+//! Sync planning: what this device tells a peer it holds, what the peer
+//! lacks, and taking in what a peer sends. Per shared space: exchange chain
+//! heads, send what the other lacks (control ops first, each author's chain
+//! in order), push new envelopes as they are held. The message types are
+//! here; their encoding and framing are the daemon's (`net/protocol.rs`).
+//!
+//! A peer may send envelopes only of a space it shares with this device:
+//! the roster if it is a live device of the team, a folder if it is one of
+//! its member devices. A folder this device does not hold is kept only if
+//! its accepted state (or a grant still waiting for its context) makes this
+//! device a member.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Event, Persist, Replica, SpaceKind};
+use crate::envelope::{Envelope, Kind};
+use crate::ids::{DeviceId, EnvelopeId, SpaceId};
+use crate::ops::{ControlOp, MembershipOp, Principal};
+use crate::space::{IngestError, Space};
+
+/// The version a [`SyncMessage::Hello`] carries (2: envelope format 3,
+/// chain heads in summaries).
+pub const SYNC_VERSION: u16 = 2;
+/// A batch of envelopes is cut at this size (or [`MAX_BATCH_ENVELOPES`]).
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+pub const MAX_BATCH_ENVELOPES: usize = 8192;
+/// Most spaces one summary may describe.
+pub const MAX_SPACES: usize = 1024;
+/// Most chain heads one space summary may carry.
+pub const MAX_TIPS: usize = 8192;
+
+/// A chain head: the last envelope of one author's chain in one space that
+/// a peer holds (one per chain, unless its author forked it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tip {
+    pub space: SpaceId,
+    pub author: DeviceId,
+    pub seq: u64,
+    pub id: EnvelopeId,
+}
+
+/// What a peer holds of one space: its chain heads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceSummary {
+    pub space: SpaceId,
+    pub tips: Vec<Tip>,
+}
+
+/// Why a peer is being cut off (or said it closes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerErrorCode {
+    /// The frame or message could not be decoded, or broke a bound.
+    Malformed,
+    /// An envelope failed its signature or does not belong to the space.
+    InvalidEnvelope,
+    /// The `Hello` named a version this side does not speak.
+    Version,
+    /// This device does not sync with the peer.
+    NotAllowed,
+}
+
+/// One message of the sync protocol. Variant order is wire format: append only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncMessage {
+    /// First message on every outbound stream: the version, and the heads
+    /// of each space the sender shares with the receiver.
+    Hello {
+        version: u16,
+        spaces: Vec<SpaceSummary>,
+    },
+    /// "Here is what I hold now; send what I lack."
+    Summary { spaces: Vec<SpaceSummary> },
+    /// Envelopes of one space, control ops first, each chain in seq order.
+    Envelopes {
+        space: SpaceId,
+        #[serde(with = "envelope_list")]
+        envelopes: Vec<Vec<u8>>,
+    },
+    /// Everything the receiver lacked of `space` (per its last summary) was sent.
+    Caught { space: SpaceId },
+    /// The sender is closing the connection, and why.
+    Error { code: PeerErrorCode, text: String },
+}
+
+/// Envelopes as byte strings (serde_bytes for each element).
+mod envelope_list {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let refs: Vec<&Bytes> = v.iter().map(|b| Bytes::new(b)).collect();
+        refs.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        let bufs: Vec<ByteBuf> = Vec::deserialize(d)?;
+        Ok(bufs.into_iter().map(ByteBuf::into_vec).collect())
+    }
+}
+
+impl SyncMessage {
+    /// Whether the message keeps within the protocol's bounds.
+    pub fn within_bounds(&self) -> bool {
+        let spaces_ok = |s: &[SpaceSummary]| {
+            s.len() <= MAX_SPACES && s.iter().all(|x| x.tips.len() <= MAX_TIPS)
+        };
+        match self {
+            SyncMessage::Hello { spaces, .. } | SyncMessage::Summary { spaces } => {
+                spaces_ok(spaces)
+            }
+            SyncMessage::Envelopes { envelopes, .. } => envelopes.len() <= MAX_BATCH_ENVELOPES,
+            SyncMessage::Error { text, .. } => text.len() <= 512,
+            SyncMessage::Caught { .. } => true,
+        }
+    }
+}
+
+/// A peer broke the protocol (or closed): the session ends.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolViolation {
+    #[error("the peer is not a device this one syncs with")]
+    NotAllowed,
+    #[error("unsupported protocol version {0}")]
+    Version(u16),
+    #[error("malformed message: {0}")]
+    Malformed(&'static str),
+    #[error("an envelope does not decode")]
+    Undecodable,
+    #[error("{0} envelope(s) failed verification or belong elsewhere")]
+    InvalidEnvelopes(usize),
+    /// Not a violation: the peer said it closes.
+    #[error("the peer reported {code:?}: {text}")]
+    PeerClosed { code: PeerErrorCode, text: String },
+}
+
+impl ProtocolViolation {
+    /// Whether the peer misbehaved (rather than closed).
+    pub fn is_violation(&self) -> bool {
+        !matches!(self, ProtocolViolation::PeerClosed { .. })
+    }
+
+    /// The code to tell the peer.
+    pub fn code(&self) -> PeerErrorCode {
+        match self {
+            ProtocolViolation::NotAllowed => PeerErrorCode::NotAllowed,
+            ProtocolViolation::Version(_) => PeerErrorCode::Version,
+            ProtocolViolation::InvalidEnvelopes(_) | ProtocolViolation::Undecodable => {
+                PeerErrorCode::InvalidEnvelope
+            }
+            _ => PeerErrorCode::Malformed,
+        }
+    }
+}
+
+/// Per held space: its accepted-state digest and (unlocked) its items'.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpaceDigest {
+    pub space: SpaceId,
+    pub accepted: [u8; 32],
+    pub items: Option<[u8; 32]>,
+}
+
+/// A connected peer as the replica sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSummary {
+    pub device: DeviceId,
+    /// Spaces this device shares with it.
+    pub spaces: Vec<SpaceId>,
+    /// Envelopes queued for it.
+    pub queued: usize,
+}
+
+type Heads = HashMap<(SpaceId, DeviceId), Vec<(u64, EnvelopeId)>>;
+
+/// What this device knows of one connected peer.
+#[derive(Default)]
+pub(crate) struct PeerState {
+    hello_sent: bool,
+    hello_heard: bool,
+    /// Send a `Summary`: this device lacks something the peer has.
+    summary_due: bool,
+    /// What the peer holds, per space.
+    known: HashMap<SpaceId, Heads>,
+    /// Spaces whose `Caught` is owed (answering its summary).
+    owe_caught: BTreeSet<SpaceId>,
+    /// `Caught` messages to send.
+    caught: BTreeSet<SpaceId>,
+    /// Envelopes queued for it, in send order, and which.
+    queue: VecDeque<(SpaceId, EnvelopeId)>,
+    queued: HashSet<EnvelopeId>,
+    /// Spaces to look at again for what it lacks.
+    dirty: BTreeSet<SpaceId>,
+    /// A `Transmit` effect is out and not yet answered by a poll.
+    woken: bool,
+}
+
+fn kind_rank(k: Kind) -> u8 {
+    match k {
+        Kind::Roster => 0,
+        Kind::Membership => 1,
+        Kind::Content => 2,
+        Kind::Usage => 3,
+    }
+}
+
+fn note(heads: &mut Heads, env: &Envelope) {
+    let list = heads.entry((env.space(), env.author())).or_default();
+    list.retain(|(_, id)| Some(*id) != env.body().prev);
+    if !list.iter().any(|(_, id)| *id == env.id()) {
+        list.push((env.seq(), env.id()));
+    }
+    // A forked chain may hold many heads; only the highest few matter.
+    if list.len() > 16 {
+        list.sort();
+        list.drain(..list.len() - 16);
+    }
+}
+
+impl Replica {
+    /// Whether `peer` and this device share `space`.
+    fn shares(&self, peer: &DeviceId, space: &SpaceId) -> bool {
+        if Some(*space) == self.team_id() {
+            return self
+                .team_state()
+                .is_some_and(|t| t.is_live_team_device(peer));
+        }
+        self.folders
+            .get(space)
+            .is_some_and(|s| s.state().member_devices().contains_key(peer))
+    }
+
+    /// The spaces `peer` shares with this device: the roster first.
+    pub fn shared_with(&self, peer: &DeviceId) -> Vec<SpaceId> {
+        let roster = self.team_id().filter(|t| self.shares(peer, t)).into_iter();
+        roster
+            .chain(
+                self.folders
+                    .keys()
+                    .filter(|id| self.shares(peer, id))
+                    .copied(),
+            )
+            .collect()
+    }
+
+    fn summary_of(&self, space: &SpaceId) -> Option<SpaceSummary> {
+        let s = self.space(space)?;
+        let mut tips: Vec<Tip> = s
+            .chain_heads()
+            .iter()
+            .filter(|((sp, _), _)| sp == space)
+            .flat_map(|((sp, author), heads)| {
+                heads.iter().map(move |(seq, id)| Tip {
+                    space: *sp,
+                    author: *author,
+                    seq: *seq,
+                    id: *id,
+                })
+            })
+            .collect();
+        tips.sort_by_key(|t| (t.author, t.seq, t.id));
+        tips.truncate(MAX_TIPS);
+        Some(SpaceSummary {
+            space: *space,
+            tips,
+        })
+    }
+
+    fn summaries_for(&self, peer: &DeviceId) -> Vec<SpaceSummary> {
+        self.shared_with(peer)
+            .iter()
+            .take(MAX_SPACES)
+            .filter_map(|s| self.summary_of(s))
+            .collect()
+    }
+
+    /// A peer connected (its transport identity checked by the caller).
+    pub fn peer_connected(&mut self, peer: DeviceId) {
+        if !self.allowed.contains_key(&peer) {
+            return;
+        }
+        self.peers.insert(peer, PeerState::default());
+        self.wake(peer);
+    }
+
+    pub fn peer_disconnected(&mut self, peer: &DeviceId) {
+        self.peers.remove(peer);
+    }
+
+    /// The connected peers and what is queued for each.
+    pub fn peers(&self) -> Vec<PeerSummary> {
+        self.peers
+            .iter()
+            .map(|(d, st)| PeerSummary {
+                device: *d,
+                spaces: self.shared_with(d),
+                queued: st.queue.len(),
+            })
+            .collect()
+    }
+
+    /// `coffer sync now`: tell every peer what this device holds, so each
+    /// sends what it lacks. Returns how many were asked.
+    pub fn sync_now(&mut self) -> usize {
+        let peers: Vec<DeviceId> = self.peers.keys().copied().collect();
+        for p in &peers {
+            if let Some(st) = self.peers.get_mut(p) {
+                st.summary_due = true;
+            }
+            self.wake(*p);
+        }
+        peers.len()
+    }
+
+    fn wake(&mut self, peer: DeviceId) {
+        if let Some(st) = self.peers.get_mut(&peer) {
+            if !st.woken {
+                st.woken = true;
+                self.effects.push_back(super::Effect::Transmit(peer));
+            }
+        }
+    }
+
+    /// New envelopes of `space` are held: peers that share it may lack them.
+    pub(super) fn wake_peers(&mut self, space: SpaceId) {
+        let peers: Vec<DeviceId> = self.peers.keys().copied().collect();
+        for p in peers {
+            if self.shares(&p, &space) {
+                if let Some(st) = self.peers.get_mut(&p) {
+                    st.dirty.insert(space);
+                }
+                self.wake(p);
+            }
+        }
+    }
+
+    /// The held envelopes of `space` that `heads` (a peer's) do not cover,
+    /// control ops first, each chain in order.
+    fn missing(&self, space: &SpaceId, heads: Option<&Heads>) -> Vec<Envelope> {
+        let Some(s) = self.space(space) else {
+            return Vec::new();
+        };
+        let forked = s.forked();
+        let mut ancestry: HashMap<EnvelopeId, HashSet<EnvelopeId>> = HashMap::new();
+        let mut out: Vec<&Envelope> = s
+            .held()
+            .filter(|e| e.space() == *space)
+            .filter(|e| {
+                let chain = (e.space(), e.author());
+                let Some(hs) = heads.and_then(|h| h.get(&chain)) else {
+                    return true;
+                };
+                let known = hs.iter().any(|(seq, id)| {
+                    if *id == e.id() {
+                        return true;
+                    }
+                    if e.seq() > *seq {
+                        return false;
+                    }
+                    if !forked.contains(&chain) {
+                        return true;
+                    }
+                    match s.get(id) {
+                        // Forked: only the head's own ancestors are known.
+                        Some(_) => ancestry
+                            .entry(*id)
+                            .or_insert_with(|| {
+                                let mut set = HashSet::new();
+                                let mut cur = Some(*id);
+                                while let Some(c) = cur {
+                                    set.insert(c);
+                                    cur = s.get(&c).and_then(|x| x.body().prev);
+                                }
+                                set
+                            })
+                            .contains(&e.id()),
+                        None => false,
+                    }
+                });
+                !known
+            })
+            .collect();
+        out.sort_by_key(|e| (kind_rank(e.kind()), e.author(), e.seq(), e.id()));
+        out.into_iter().cloned().collect()
+    }
+
+    /// The next message for `peer`, if any: hello first, a summary when
+    /// this device lacks something, then what the peer lacks in batches of
+    /// at most [`MAX_BATCH_BYTES`], and `Caught` per space.
+    pub fn poll_transmit(&mut self, peer: &DeviceId) -> Option<SyncMessage> {
+        let hello_sent = self.peers.get(peer)?.hello_sent;
+        if !hello_sent {
+            let spaces = self.summaries_for(peer);
+            let st = self.peers.get_mut(peer)?;
+            st.hello_sent = true;
+            return Some(SyncMessage::Hello {
+                version: SYNC_VERSION,
+                spaces,
+            });
+        }
+        if self.peers.get(peer)?.summary_due {
+            let spaces = self.summaries_for(peer);
+            let st = self.peers.get_mut(peer)?;
+            st.summary_due = false;
+            return Some(SyncMessage::Summary { spaces });
+        }
+        if !self.peers.get(peer)?.hello_heard {
+            self.peers.get_mut(peer)?.woken = false;
+            return None;
+        }
+        let dirty: Vec<SpaceId> = std::mem::take(&mut self.peers.get_mut(peer)?.dirty)
+            .into_iter()
+            .collect();
+        for space in dirty {
+            if !self.shares(peer, &space) {
+                continue;
+            }
+            let heads = self.peers.get(peer)?.known.get(&space).cloned();
+            let missing = self.missing(&space, heads.as_ref());
+            let st = self.peers.get_mut(peer)?;
+            for e in missing {
+                if st.queued.insert(e.id()) {
+                    st.queue.push_back((space, e.id()));
+                }
+            }
+            if st.owe_caught.contains(&space) && !st.queue.iter().any(|(s, _)| *s == space) {
+                st.owe_caught.remove(&space);
+                st.caught.insert(space);
+            }
+        }
+        let first = self.peers.get(peer)?.queue.front().map(|(s, _)| *s);
+        if let Some(space) = first {
+            let mut batch: Vec<Envelope> = Vec::new();
+            let mut bytes = 0;
+            loop {
+                let st = self.peers.get_mut(peer)?;
+                let Some((s, id)) = st.queue.front().copied() else {
+                    break;
+                };
+                if s != space || batch.len() >= MAX_BATCH_ENVELOPES {
+                    break;
+                }
+                let Some(env) = self.space(&s).and_then(|x| x.get(&id)).cloned() else {
+                    let st = self.peers.get_mut(peer)?;
+                    st.queue.pop_front();
+                    st.queued.remove(&id);
+                    continue;
+                };
+                if !batch.is_empty() && bytes + env.bytes().len() > MAX_BATCH_BYTES {
+                    break;
+                }
+                let st = self.peers.get_mut(peer)?;
+                st.queue.pop_front();
+                st.queued.remove(&id);
+                bytes += env.bytes().len();
+                note(st.known.entry(space).or_default(), &env);
+                batch.push(env);
+            }
+            let st = self.peers.get_mut(peer)?;
+            if !st.queue.iter().any(|(s, _)| *s == space) {
+                st.owe_caught.remove(&space);
+                st.caught.insert(space);
+            }
+            if !batch.is_empty() {
+                return Some(SyncMessage::Envelopes {
+                    space,
+                    envelopes: batch.iter().map(|e| e.bytes().to_vec()).collect(),
+                });
+            }
+        }
+        let st = self.peers.get_mut(peer)?;
+        if let Some(space) = st.caught.pop_first() {
+            return Some(SyncMessage::Caught { space });
+        }
+        st.woken = false;
+        None
+    }
+
+    /// Takes a message from `peer`. An `Err` ends the session (a violation
+    /// cuts the peer off; `PeerClosed` is its own goodbye).
+    pub fn handle_message(
+        &mut self,
+        peer: DeviceId,
+        msg: SyncMessage,
+    ) -> Result<(), ProtocolViolation> {
+        if !self.allowed.contains_key(&peer) || !self.peers.contains_key(&peer) {
+            return Err(ProtocolViolation::NotAllowed);
+        }
+        if !msg.within_bounds() {
+            return Err(ProtocolViolation::Malformed("over the protocol's bounds"));
+        }
+        match msg {
+            SyncMessage::Hello { version, spaces } => {
+                if version < SYNC_VERSION {
+                    return Err(ProtocolViolation::Version(version));
+                }
+                self.peer_holds(peer, spaces);
+            }
+            SyncMessage::Summary { spaces } => {
+                if !self.peers.get(&peer).is_some_and(|p| p.hello_heard) {
+                    return Err(ProtocolViolation::Malformed("summary before hello"));
+                }
+                self.peer_holds(peer, spaces);
+            }
+            SyncMessage::Envelopes { space, envelopes } => {
+                let mut envs = Vec::with_capacity(envelopes.len());
+                for bytes in &envelopes {
+                    let env =
+                        Envelope::decode(bytes).map_err(|_| ProtocolViolation::Undecodable)?;
+                    if env.space() != space {
+                        return Err(ProtocolViolation::InvalidEnvelopes(1));
+                    }
+                    envs.push(env);
+                }
+                self.received(peer, space, envs)?;
+            }
+            SyncMessage::Caught { space } => {
+                self.emit(Event::CaughtUp { peer, space });
+            }
+            SyncMessage::Error { code, text } => {
+                let text: String = text.chars().filter(|c| !c.is_control()).collect();
+                return Err(ProtocolViolation::PeerClosed { code, text });
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer's summary: remember what it holds; everything it lacks
+    /// goes out, then `Caught` for every shared space.
+    fn peer_holds(&mut self, peer: DeviceId, spaces: Vec<SpaceSummary>) {
+        let shared: BTreeSet<SpaceId> = self.shared_with(&peer).into_iter().collect();
+        let Some(st) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        st.hello_heard = true;
+        st.known.clear();
+        for s in spaces {
+            if !shared.contains(&s.space) {
+                continue;
+            }
+            let heads = st.known.entry(s.space).or_default();
+            for t in s.tips {
+                if t.space == s.space {
+                    heads
+                        .entry((t.space, t.author))
+                        .or_default()
+                        .push((t.seq, t.id));
+                }
+            }
+        }
+        st.queue.clear();
+        st.queued.clear();
+        st.owe_caught = shared.clone();
+        st.dirty = shared;
+        self.wake(peer);
+    }
+
+    /// Envelopes of `space` from `peer`.
+    fn received(
+        &mut self,
+        peer: DeviceId,
+        space: SpaceId,
+        envs: Vec<Envelope>,
+    ) -> Result<(), ProtocolViolation> {
+        let held = self.space(&space).is_some();
+        let count = envs.len();
+        let ids: Vec<EnvelopeId> = envs.iter().map(Envelope::id).collect();
+        for env in &envs {
+            if let Some(st) = self.peers.get_mut(&peer) {
+                note(st.known.entry(space).or_default(), env);
+            }
+        }
+        let (new, unknown_author, invalid) = if held {
+            if !self.shares(&peer, &space) {
+                // Not (or no longer) a member there: its word counts for nothing.
+                return Ok(());
+            }
+            let before: usize = self.space(&space).map_or(0, |s| s.held().count());
+            let report = self.take_in(space, envs);
+            let after: usize = self.space(&space).map_or(0, |s| s.held().count());
+            let unknown = report
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o, Err(IngestError::UnknownAuthor)))
+                .count();
+            let invalid = report
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o, Err(e) if *e != IngestError::UnknownAuthor))
+                .count();
+            (after.saturating_sub(before), unknown, invalid)
+        } else {
+            match self.new_folder(peer, space, envs) {
+                Some(n) => (n, 0, 0),
+                None => return Ok(()),
+            }
+        };
+        if invalid > 0 {
+            return Err(ProtocolViolation::InvalidEnvelopes(invalid));
+        }
+        if unknown_author > 0 {
+            // Its authors are named by ops this device lacks: ask again.
+            if let Some(st) = self.peers.get_mut(&peer) {
+                st.summary_due = true;
+                for id in &ids {
+                    st.queued.remove(id);
+                }
+            }
+            self.wake(peer);
+        }
+        if new > 0 {
+            self.emit(Event::Received { peer, space, new });
+        }
+        let _ = count;
+        Ok(())
+    }
+
+    /// A folder this device does not hold: kept only if it makes this
+    /// device a member (accepted, or a grant waiting for its context) and
+    /// the sender is a member device of it. Returns how many envelopes it
+    /// holds then.
+    fn new_folder(&mut self, peer: DeviceId, id: SpaceId, envs: Vec<Envelope>) -> Option<usize> {
+        let team = self.team_id();
+        // The folder's team, from its signed founding op or a binding.
+        let bound =
+            envs.iter()
+                .find_map(|e| match ControlOp::decode(e.kind(), &e.body().payload) {
+                    Ok(ControlOp::Membership(MembershipOp::Found { team: Some(t), .. }))
+                    | Ok(ControlOp::Membership(MembershipOp::BindTeam { team: t })) => Some(t),
+                    _ => None,
+                });
+        let judged_in = bound.filter(|t| Some(*t) == team);
+        if bound.is_some() && judged_in.is_none() {
+            return None;
+        }
+        let mut space = Space::new_in_team(id, judged_in);
+        let mut all = envs;
+        if judged_in.is_some() {
+            if let Some(r) = &self.roster {
+                all.extend(r.held().cloned());
+            }
+        }
+        space.ingest_batch(all);
+        let me = self.identity.device;
+        let my_user = self.my_user();
+        let named = |p: &Principal| match p {
+            Principal::Device(d) => *d == me,
+            Principal::User(u) => Some(u) == my_user.as_ref(),
+            Principal::Group(_) => true,
+        };
+        let waiting_grant = space.pending().iter().any(|p| {
+            space.get(p).is_some_and(|e| {
+                matches!(
+                    ControlOp::decode(e.kind(), &e.body().payload),
+                    Ok(ControlOp::Membership(MembershipOp::Grant { principal, .. })) if named(&principal)
+                )
+            })
+        });
+        let member = space.role_of(&me).is_some() || waiting_grant;
+        let from_member = space.state().member_devices().contains_key(&peer) || waiting_grant;
+        if !member || !from_member {
+            return None;
+        }
+        let own: Vec<Envelope> = space.held().filter(|e| e.space() == id).cloned().collect();
+        let n = own.len();
+        self.folders.insert(id, space);
+        self.effects
+            .push_back(super::Effect::Persist(Persist::Envelopes {
+                space: id,
+                kind: SpaceKind::Folder,
+                team: judged_in,
+                envelopes: own,
+            }));
+        self.wake_peers(id);
+        self.refresh_folder(id, true);
+        self.update_allowed();
+        Some(n)
+    }
+
+    /// Per shared space, what this device holds of it (for `coffer sync status`).
+    pub fn version_vectors(&self) -> BTreeMap<SpaceId, BTreeMap<DeviceId, u64>> {
+        let mut out = BTreeMap::new();
+        if let Some(r) = &self.roster {
+            out.insert(r.id(), r.version_vector());
+        }
+        for (id, s) in &self.folders {
+            out.insert(*id, s.version_vector());
+        }
+        out
+    }
+}

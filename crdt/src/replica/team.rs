@@ -1,0 +1,818 @@
+//! The team: its roster (users, groups, devices, admins), folders shared
+//! with its users and groups with roles, enrolment's roster ops, and
+//! pairing outside a team (a tool for tests and single-user setups).
+
+use std::collections::BTreeSet;
+
+use rand_core::CryptoRngCore;
+
+use super::{Event, Needs, Persist, Replica, ReplicaError, SpaceKind, Trusted};
+use crate::envelope::Envelope;
+use crate::ids::{DeviceId, SpaceId};
+use crate::ops::{ControlOp, Cutoffs, MembershipOp, Principal, Role, RosterOp, UserId};
+use crate::space::Space;
+use crate::state::State;
+
+/// The team as shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TeamSummary {
+    pub id: SpaceId,
+    pub name: String,
+    pub founder: Option<UserId>,
+    pub admins: Vec<UserId>,
+    pub users: usize,
+    pub groups: Vec<String>,
+    /// Live devices.
+    pub devices: usize,
+    /// This device's user.
+    pub me: Option<UserId>,
+    pub admin: bool,
+}
+
+/// A user as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSummary {
+    pub user: UserId,
+    pub admin: bool,
+    pub founder: bool,
+    pub groups: Vec<String>,
+    pub devices: Vec<DeviceId>,
+    pub me: bool,
+}
+
+/// What a roster or membership change did to keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TeamChange {
+    /// Folders whose key this device rotated.
+    pub rotated: Vec<SpaceId>,
+}
+
+/// One grant of a folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberEntry {
+    pub principal: Principal,
+    pub role: Role,
+}
+
+/// One member device of a folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberDevice {
+    pub device: DeviceId,
+    pub user: Option<UserId>,
+    pub role: Role,
+    /// Holds the current epoch's key.
+    pub has_key: bool,
+}
+
+/// A folder's members as shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderMembers {
+    pub folder: SpaceId,
+    pub name: String,
+    pub team: Option<SpaceId>,
+    pub members: Vec<MemberEntry>,
+    pub devices: Vec<MemberDevice>,
+    pub epochs: usize,
+}
+
+/// A device joining the team, as its enrolment proved it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joiner {
+    pub device: DeviceId,
+    pub exchange: [u8; 32],
+    pub transport: [u8; 32],
+    /// The device's signature over its roster entry.
+    pub proof: Vec<u8>,
+}
+
+fn user_id(email: &str) -> Result<UserId, ReplicaError> {
+    UserId::new(email).ok_or_else(|| ReplicaError::BadName {
+        name: email.to_string(),
+        why: "it is not an email address",
+    })
+}
+
+fn live(t: &State, d: &DeviceId) -> bool {
+    t.is_live_team_device(d)
+}
+
+impl Replica {
+    /// This device's user: its roster entry, else the email it was set up with.
+    pub fn my_user(&self) -> Option<UserId> {
+        let me = self.identity.device;
+        if let Some(rec) = self.team_state().and_then(|t| t.team.devices.get(&me)) {
+            return Some(rec.user.clone());
+        }
+        UserId::new(&self.identity.email)
+    }
+
+    fn am_admin(&self) -> bool {
+        match (self.team_state(), self.my_user()) {
+            (Some(t), Some(u)) => t.team.admins.contains_key(&u),
+            _ => false,
+        }
+    }
+
+    fn require_team(&self) -> Result<&State, ReplicaError> {
+        self.team_state().ok_or(ReplicaError::NoTeam)
+    }
+
+    fn require_admin(&self, action: &'static str) -> Result<(), ReplicaError> {
+        self.require_team()?;
+        if !self.am_admin() {
+            return Err(ReplicaError::NotAdmin { action });
+        }
+        Ok(())
+    }
+
+    /// `coffer team create NAME`: this device's user is the founding admin.
+    pub fn create_team(
+        &mut self,
+        name: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamSummary, ReplicaError> {
+        let name = super::check_name(name, crate::ops::MAX_NAME)?;
+        if let Some(t) = self.team_state() {
+            return Err(ReplicaError::AlreadyInTeam {
+                name: t.team.name.clone(),
+            });
+        }
+        let founder = self.my_user().ok_or(ReplicaError::BadName {
+            name: self.identity.email.clone(),
+            why: "it is not an email address",
+        })?;
+        let keys = self.keys()?.clone();
+        let (roster, genesis) =
+            Space::create_team(&keys, founder, &name, self.identity.transport, rng)?;
+        let id = roster.id();
+        self.roster = Some(roster);
+        self.persist(id, vec![genesis]);
+        self.update_allowed();
+        self.emit(Event::TeamChanged);
+        self.team()
+    }
+
+    /// `coffer team show`.
+    pub fn team(&self) -> Result<TeamSummary, ReplicaError> {
+        let roster = self.roster.as_ref().ok_or(ReplicaError::NoTeam)?;
+        let t = &roster.state().team;
+        let me = self.my_user();
+        Ok(TeamSummary {
+            id: roster.id(),
+            name: t.name.clone(),
+            founder: t.founder.clone(),
+            admins: t.admins.keys().cloned().collect(),
+            users: t.users.len(),
+            groups: t.groups.keys().cloned().collect(),
+            devices: t.devices.keys().filter(|d| live(roster.state(), d)).count(),
+            admin: me.as_ref().is_some_and(|u| t.admins.contains_key(u)),
+            me,
+        })
+    }
+
+    /// Signs `ops` in order as roster envelopes of this device; refuses
+    /// (publishing nothing) if any would not take effect. Then feeds them
+    /// to the team's folders and does the key upkeep they call for.
+    pub fn roster_write(
+        &mut self,
+        ops: Vec<RosterOp>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        let keys = self.keys()?.clone();
+        let roster = self.roster.as_mut().ok_or(ReplicaError::NoTeam)?;
+        let backup = roster.clone();
+        let mut envs: Vec<Envelope> = Vec::with_capacity(ops.len());
+        for op in ops {
+            match roster.roster_op(&keys, op) {
+                Ok(env) => envs.push(env),
+                Err(e) => {
+                    *roster = backup;
+                    return Err(e.into());
+                }
+            }
+        }
+        let id = roster.id();
+        self.persist(id, envs.clone());
+        self.spread_roster(&envs);
+        self.emit(Event::TeamChanged);
+        let rotated = self.upkeep_keys(true, rng);
+        self.update_allowed();
+        Ok(TeamChange { rotated })
+    }
+
+    /// Per held space of the team (roster included), what this device
+    /// holds: the cutoffs a roster removal records.
+    fn team_cutoffs(&self) -> Cutoffs {
+        let mut out = Cutoffs::new();
+        let Some(roster) = &self.roster else {
+            return out;
+        };
+        out.insert(roster.id(), roster.cutoff());
+        for (id, s) in &self.folders {
+            if s.team() == Some(roster.id()) {
+                out.insert(*id, s.cutoff());
+            }
+        }
+        out
+    }
+
+    fn known_user(&self, email: &str) -> Result<UserId, ReplicaError> {
+        let user = user_id(email)?;
+        if !self.require_team()?.team.users.contains(&user) {
+            return Err(ReplicaError::NoSuchUser { user });
+        }
+        Ok(user)
+    }
+
+    /// `coffer user ls`.
+    pub fn users(&self) -> Result<Vec<UserSummary>, ReplicaError> {
+        let state = self.require_team()?;
+        let t = &state.team;
+        let me = self.my_user();
+        Ok(t.users
+            .iter()
+            .map(|u| UserSummary {
+                user: u.clone(),
+                admin: t.admins.contains_key(u),
+                founder: t.founder.as_ref() == Some(u),
+                groups: t
+                    .groups
+                    .iter()
+                    .filter(|(_, m)| m.contains(u))
+                    .map(|(g, _)| g.clone())
+                    .collect(),
+                devices: state.live_devices_of(u).copied().collect(),
+                me: me.as_ref() == Some(u),
+            })
+            .collect())
+    }
+
+    /// `coffer user remove USER`: their devices stop syncing; the keys of
+    /// the folders they could read rotate.
+    pub fn remove_user(
+        &mut self,
+        email: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        let user = self.known_user(email)?;
+        if !self.am_admin() && self.my_user().as_ref() != Some(&user) {
+            return Err(ReplicaError::NotAdmin {
+                action: "remove a user",
+            });
+        }
+        let cutoffs = self.team_cutoffs();
+        self.roster_write(vec![RosterOp::RemoveUser { user, cutoffs }], rng)
+    }
+
+    /// `coffer group create|add|remove`.
+    pub fn group_change(
+        &mut self,
+        group: &str,
+        change: GroupChange<'_>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        let group = super::check_name(group, crate::ops::MAX_NAME)?;
+        let exists = self.require_team()?.team.groups.contains_key(&group);
+        let op = match change {
+            GroupChange::Create => {
+                self.require_admin("create groups")?;
+                if exists {
+                    return Err(ReplicaError::GroupExists { group });
+                }
+                RosterOp::CreateGroup { group }
+            }
+            GroupChange::Add(email) | GroupChange::Remove(email) => {
+                let user = self.known_user(email)?;
+                if !exists {
+                    return Err(ReplicaError::NoSuchGroup { group });
+                }
+                if matches!(change, GroupChange::Add(_)) {
+                    self.require_admin("change group members")?;
+                    RosterOp::AddToGroup { group, user }
+                } else {
+                    if self.my_user().as_ref() != Some(&user) {
+                        self.require_admin("change group members")?;
+                    }
+                    RosterOp::RemoveFromGroup {
+                        group,
+                        user,
+                        cutoffs: self.team_cutoffs(),
+                    }
+                }
+            }
+        };
+        self.roster_write(vec![op], rng)
+    }
+
+    /// `coffer group ls`: groups and their members.
+    pub fn groups(&self) -> Result<Vec<(String, Vec<UserId>)>, ReplicaError> {
+        Ok(self
+            .require_team()?
+            .team
+            .groups
+            .iter()
+            .map(|(g, m)| (g.clone(), m.iter().cloned().collect()))
+            .collect())
+    }
+
+    /// `coffer device ls`: (device, user, revoked) of the team, or this one.
+    pub fn devices(&self) -> Vec<(DeviceId, UserId, bool)> {
+        match self.team_state() {
+            Some(t) => t
+                .team
+                .devices
+                .iter()
+                .map(|(d, r)| (*d, r.user.clone(), !live(t, d)))
+                .collect(),
+            None => vec![(
+                self.identity.device,
+                self.my_user()
+                    .unwrap_or(UserId(self.identity.email.clone())),
+                false,
+            )],
+        }
+    }
+
+    /// A device by id or id prefix (≥ 4 hex digits): of the team, or paired.
+    pub fn resolve_device(&self, query: &str) -> Result<DeviceId, ReplicaError> {
+        let q = query.trim().to_lowercase();
+        let mut candidates: BTreeSet<DeviceId> = BTreeSet::new();
+        if let Some(t) = self.team_state() {
+            candidates.extend(t.team.devices.keys().copied());
+        }
+        candidates.extend(self.trusted.iter().map(|t| t.device));
+        for s in self.folders.values() {
+            candidates.extend(s.state().member_devices().into_keys());
+        }
+        let found: Vec<DeviceId> = if q.len() >= 4 && q.chars().all(|c| c.is_ascii_hexdigit()) {
+            candidates
+                .into_iter()
+                .filter(|d| d.to_hex().starts_with(&q))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(ReplicaError::NoSuchDevice {
+                device: query.to_string(),
+            }),
+            many => Err(ReplicaError::Ambiguous {
+                what: format!("device {query:?}"),
+                candidates: many.iter().map(|d| d.short()).collect(),
+            }),
+        }
+    }
+
+    /// `coffer device revoke DEVICE`: a team device through the roster
+    /// (one's own, or any as an admin); a paired device is untrusted and
+    /// removed from every folder this device manages, whose keys rotate.
+    pub fn revoke_device(
+        &mut self,
+        device: DeviceId,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        self.keys()?;
+        if self
+            .team_state()
+            .is_some_and(|t| t.team.devices.contains_key(&device))
+        {
+            let cutoffs = self.team_cutoffs();
+            return self.roster_write(vec![RosterOp::RevokeDevice { device, cutoffs }], rng);
+        }
+        let was_trusted = self.trusted.iter().any(|t| t.device == device);
+        let principal = Principal::Device(device);
+        let targets: Vec<SpaceId> = self
+            .folders
+            .iter()
+            .filter(|(_, s)| s.state().folder.grants.contains_key(&principal))
+            .map(|(id, _)| *id)
+            .collect();
+        if !was_trusted && targets.is_empty() {
+            return Err(ReplicaError::NoSuchDevice {
+                device: device.short(),
+            });
+        }
+        let keys = self.keys()?.clone();
+        let mut rotated = Vec::new();
+        for id in targets {
+            let Some(space) = self.folders.get_mut(&id) else {
+                continue;
+            };
+            if !space.can_manage(&keys.device_id()) {
+                continue;
+            }
+            let removal = space.remove(&keys, principal.clone(), None)?;
+            let mut envs = vec![removal];
+            if let Ok((env, key)) = space.rotate(&keys, rng) {
+                if let Some(f) = self.unlocked.as_mut().and_then(|u| u.open.get_mut(&id)) {
+                    f.keys.insert(env.id(), key);
+                }
+                envs.push(env);
+                rotated.push(id);
+            }
+            self.persist(id, envs);
+            self.emit(Event::FolderChanged { folder: id });
+        }
+        self.trusted.retain(|t| t.device != device);
+        self.effects
+            .push_back(super::Effect::Persist(Persist::Trusted(
+                self.trusted.clone(),
+            )));
+        self.update_allowed();
+        Ok(TeamChange { rotated })
+    }
+
+    /// `coffer device trust KEY [--share F]... [--role R]`: pairing outside
+    /// a team (tests, single-user setups).
+    pub fn trust_device(
+        &mut self,
+        trusted: Trusted,
+        share: &[String],
+        role: Role,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<SpaceId>, ReplicaError> {
+        let keys = self.keys()?.clone();
+        if self.team_id().is_some() {
+            return Err(ReplicaError::Pairing(
+                "this device is in a team: add your devices with `coffer device link`, people with `coffer invite`",
+            ));
+        }
+        if trusted.device == self.identity.device {
+            return Err(ReplicaError::Pairing(
+                "that is this device's own pairing key",
+            ));
+        }
+        let folders = share
+            .iter()
+            .map(|f| self.resolve_folder(Some(f)))
+            .collect::<Result<Vec<_>, _>>()?;
+        match self.trusted.iter_mut().find(|t| t.device == trusted.device) {
+            Some(t) if t.exchange != trusted.exchange || t.transport != trusted.transport => {
+                return Err(ReplicaError::Pairing(
+                    "this device is already trusted with different keys",
+                ))
+            }
+            Some(t) => {
+                if trusted.name.is_some() {
+                    t.name = trusted.name.clone();
+                }
+            }
+            None => self.trusted.push(trusted.clone()),
+        }
+        let mut shared = Vec::new();
+        for id in folders {
+            let key = self
+                .unlocked
+                .as_ref()
+                .and_then(|u| u.open.get(&id))
+                .and_then(|f| {
+                    let epoch = self.folders.get(&id)?.current_epoch()?;
+                    f.keys.get(&epoch).cloned()
+                });
+            let Some(space) = self.folders.get_mut(&id) else {
+                continue;
+            };
+            if space.role_of(&trusted.device) == Some(role) {
+                shared.push(id);
+                continue;
+            }
+            let env = space.grant(
+                &keys,
+                Principal::Device(trusted.device),
+                role,
+                Some(trusted.exchange),
+                key.as_ref(),
+                rng,
+            )?;
+            self.persist(id, vec![env]);
+            self.emit(Event::FolderChanged { folder: id });
+            shared.push(id);
+        }
+        self.effects
+            .push_back(super::Effect::Persist(Persist::Trusted(
+                self.trusted.clone(),
+            )));
+        self.update_allowed();
+        Ok(shared)
+    }
+
+    /// The paired devices.
+    pub fn trusted(&self) -> &[Trusted] {
+        &self.trusted
+    }
+
+    /// `coffer folder share|role|unshare F (--user U | --group G) [--role R]`.
+    /// A personal folder is bound to the team first (in place: same items
+    /// and history), with a signed `BindTeam`.
+    pub fn folder_share(
+        &mut self,
+        folder: &str,
+        principal: Principal,
+        change: ShareChange,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        let keys = self.keys()?.clone();
+        let team = self.team_id().ok_or(ReplicaError::NoTeam)?;
+        let state = self.require_team()?;
+        match &principal {
+            Principal::User(u) if !state.team.users.contains(u) => {
+                return Err(ReplicaError::NoSuchUser { user: u.clone() })
+            }
+            Principal::Group(g) if !state.team.groups.contains_key(g) => {
+                return Err(ReplicaError::NoSuchGroup { group: g.clone() })
+            }
+            _ => {}
+        }
+        let id = self.resolve_folder(Some(folder))?;
+        let me = keys.device_id();
+        let space = self.folders.get(&id).ok_or(ReplicaError::NoSuchFolder {
+            query: folder.into(),
+        })?;
+        if !space.can_manage(&me) {
+            return Err(ReplicaError::NotAllowed {
+                role: space.role_of(&me),
+                needs: Needs::Manager,
+            });
+        }
+        let current = space.state().folder.grants.get(&principal).map(|g| g.role);
+        match (change, current) {
+            (ShareChange::Unshare, None) | (ShareChange::Role(_), None) => {
+                return Err(ReplicaError::NotAMember {
+                    principal: principal_name(&principal),
+                })
+            }
+            _ => {}
+        }
+        match space.team() {
+            Some(t) if t == team => {}
+            Some(_) => return Err(ReplicaError::OtherTeam { folder: id }),
+            None => {
+                let state = self.require_team()?;
+                let outsiders = space.state().folder.grants.keys().any(|p| match p {
+                    Principal::Device(d) => *d != me && !live(state, d),
+                    _ => false,
+                });
+                if outsiders {
+                    return Err(ReplicaError::PairedOutsideTeam);
+                }
+                self.bind_to_team(id, team)?;
+            }
+        }
+        let key = self
+            .unlocked
+            .as_ref()
+            .and_then(|u| u.open.get(&id))
+            .and_then(|f| {
+                let epoch = self.folders.get(&id)?.current_epoch()?;
+                f.keys.get(&epoch).cloned()
+            });
+        let space = self.folders.get_mut(&id).expect("resolved above");
+        let env = match (change, current) {
+            (ShareChange::Unshare, _) => space.remove(&keys, principal, None)?,
+            (ShareChange::Share(new) | ShareChange::Role(new), Some(old))
+                if new.strength() < old.strength() =>
+            {
+                space.remove(&keys, principal, Some(new))?
+            }
+            (ShareChange::Share(new) | ShareChange::Role(new), _) => {
+                space.grant(&keys, principal, new, None, key.as_ref(), rng)?
+            }
+        };
+        self.persist(id, vec![env]);
+        let rotated = self.upkeep_keys(true, rng);
+        self.update_allowed();
+        self.emit(Event::FolderChanged { folder: id });
+        Ok(TeamChange { rotated })
+    }
+
+    /// Binds a personal folder to `team` in place: the roster's envelopes
+    /// join its space and a signed `BindTeam` records it.
+    fn bind_to_team(&mut self, id: SpaceId, team: SpaceId) -> Result<(), ReplicaError> {
+        let keys = self.keys()?.clone();
+        let roster_envs: Vec<Envelope> = self
+            .roster
+            .as_ref()
+            .map(|r| r.held().cloned().collect())
+            .unwrap_or_default();
+        let old = self
+            .folders
+            .get(&id)
+            .ok_or(ReplicaError::NoSuchFolder { query: id.short() })?;
+        let mut space = Space::new_in_team(id, Some(team));
+        let mut envs: Vec<Envelope> = old.held().cloned().collect();
+        envs.extend(roster_envs);
+        space.ingest_batch(envs);
+        let bind = ControlOp::Membership(MembershipOp::BindTeam { team });
+        let env = space.propose(&keys, &bind)?;
+        self.folders.insert(id, space);
+        self.persist(id, vec![env]);
+        Ok(())
+    }
+
+    /// `coffer folder members F`.
+    pub fn folder_members(&self, folder: &str) -> Result<FolderMembers, ReplicaError> {
+        let id = self.resolve_folder(Some(folder))?;
+        let space = self.folders.get(&id).ok_or(ReplicaError::NoSuchFolder {
+            query: folder.into(),
+        })?;
+        let state = space.state();
+        let members = state
+            .folder
+            .grants
+            .iter()
+            .map(|(p, g)| MemberEntry {
+                principal: p.clone(),
+                role: g.role,
+            })
+            .collect();
+        let wrapped: BTreeSet<DeviceId> = state
+            .folder
+            .current_epoch
+            .and_then(|e| state.folder.epochs.get(&e))
+            .map(|e| e.wraps.keys().copied().collect())
+            .unwrap_or_default();
+        let devices = state
+            .member_devices()
+            .into_keys()
+            .filter_map(|d| {
+                Some(MemberDevice {
+                    device: d,
+                    user: state.user_of(&d).cloned(),
+                    role: space.role_of(&d)?,
+                    has_key: wrapped.contains(&d),
+                })
+            })
+            .collect();
+        Ok(FolderMembers {
+            folder: id,
+            name: self.folder_name(&id),
+            team: space.team(),
+            members,
+            devices,
+            epochs: state.folder.epochs.len(),
+        })
+    }
+
+    /// Who may open an enrolment: unlocked, in a team; an admin to invite
+    /// a user (a device link is the user's own).
+    pub fn check_inviter(&self, user_invite: bool) -> Result<(), ReplicaError> {
+        self.keys()?;
+        self.require_team()?;
+        if user_invite && !self.am_admin() {
+            return Err(ReplicaError::NotAdmin {
+                action: "invite people",
+            });
+        }
+        Ok(())
+    }
+
+    /// Admits a confirmed joiner: the user (if new, for an invite), its
+    /// device, its groups and admin role, in one roster write. Re-admitting
+    /// a device already enrolled the same way writes nothing (a joiner that
+    /// dropped before it heard the answer tries again).
+    pub fn admit(
+        &mut self,
+        user: Option<&str>,
+        joiner: &Joiner,
+        groups: &[String],
+        admin: bool,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        let state = self.require_team()?;
+        let user = match user {
+            Some(email) => user_id(email)?,
+            None => self.my_user().ok_or(ReplicaError::NoTeam)?,
+        };
+        match state.team.devices.get(&joiner.device) {
+            Some(rec)
+                if rec.user == user
+                    && rec.exchange == joiner.exchange
+                    && rec.transport == joiner.transport
+                    && live(state, &joiner.device) =>
+            {
+                return Ok(TeamChange::default())
+            }
+            Some(rec) if rec.revoked => {
+                return Err(ReplicaError::Refused(
+                    "that device was revoked; a revoked device cannot rejoin (join from a fresh data folder)".into(),
+                ))
+            }
+            Some(_) => {
+                return Err(ReplicaError::Refused(
+                    "that device is already enrolled as another user".into(),
+                ))
+            }
+            None => {}
+        }
+        let mut ops = Vec::new();
+        if !state.team.users.contains(&user) {
+            ops.push(RosterOp::AddUser { user: user.clone() });
+        }
+        ops.push(RosterOp::AddDevice {
+            user: user.clone(),
+            device: joiner.device,
+            exchange: joiner.exchange,
+            transport: joiner.transport,
+            proof: joiner.proof.clone(),
+        });
+        for group in groups {
+            let group = group.trim().to_string();
+            if !state
+                .team
+                .groups
+                .get(&group)
+                .is_some_and(|m| m.contains(&user))
+            {
+                ops.push(RosterOp::AddToGroup {
+                    group,
+                    user: user.clone(),
+                });
+            }
+        }
+        if admin && !state.team.admins.contains_key(&user) {
+            ops.push(RosterOp::AddAdmin { user });
+        }
+        self.roster_write(ops, rng)
+    }
+
+    /// The roster's envelopes, each author's chain in order: what an
+    /// inviter sends the joiner it admitted.
+    pub fn roster_envelopes(&self) -> Vec<Envelope> {
+        let Some(roster) = &self.roster else {
+            return Vec::new();
+        };
+        let mut envs: Vec<&Envelope> = roster.held().collect();
+        envs.sort_by_key(|e| (e.author(), e.seq(), e.id()));
+        envs.into_iter().cloned().collect()
+    }
+
+    /// Checks an inviter's roster before anything is written: it must be
+    /// valid and list `device` as a live device. Returns the judged roster.
+    pub fn check_roster(
+        team: SpaceId,
+        device: &DeviceId,
+        roster: Vec<Envelope>,
+    ) -> Result<Space, ReplicaError> {
+        let mut space = Space::new_roster(team);
+        let report = space.ingest_batch(roster);
+        if report.outcomes.iter().any(Result::is_err) {
+            return Err(ReplicaError::BadRoster("it holds an invalid envelope"));
+        }
+        if !space.state().is_live_team_device(device) {
+            return Err(ReplicaError::BadRoster("it does not list this device"));
+        }
+        Ok(space)
+    }
+
+    /// Joins the team whose roster an inviter sent (see [`Replica::check_roster`]).
+    pub fn adopt_team(&mut self, team: SpaceId, roster: Vec<Envelope>) -> Result<(), ReplicaError> {
+        if let Some(current) = self.team_id() {
+            if current != team {
+                return Err(ReplicaError::AlreadyInTeam {
+                    name: self.team()?.name,
+                });
+            }
+            self.take_in(team, roster);
+            return Ok(());
+        }
+        let space = Replica::check_roster(team, &self.identity.device, roster)?;
+        let held: Vec<Envelope> = space.held().cloned().collect();
+        self.roster = Some(space);
+        self.effects
+            .push_back(super::Effect::Persist(Persist::Envelopes {
+                space: team,
+                kind: SpaceKind::Roster,
+                team: None,
+                envelopes: held,
+            }));
+        self.update_allowed();
+        self.emit(Event::TeamChanged);
+        Ok(())
+    }
+}
+
+/// What a share, role or unshare call does to a folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShareChange {
+    Share(Role),
+    Role(Role),
+    Unshare,
+}
+
+/// `coffer group` subcommands that change the roster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupChange<'a> {
+    Create,
+    Add(&'a str),
+    Remove(&'a str),
+}
+
+/// How a principal is named to a person.
+pub fn principal_name(p: &Principal) -> String {
+    match p {
+        Principal::User(u) => format!("user {u}"),
+        Principal::Group(g) => format!("group {g:?}"),
+        Principal::Device(d) => format!("device {}", d.short()),
+    }
+}

@@ -1,0 +1,317 @@
+//! An in-memory world of whole replicas: each [`Node`] is one device (its
+//! `Replica`, its keys and what it persisted), a [`World`] connects them
+//! with the real sync protocol (`poll_transmit` → `handle_message`) and
+//! drains their effects the way `cofferd` does: persist, then the rest.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use coffer_crdt::ops::UserId;
+use coffer_crdt::replica::{
+    Effect, Event, Identity, Joiner, Persist, SpaceKind, StoredSpace, SyncMessage, Trusted,
+};
+use coffer_crdt::{DeviceId, DeviceKeys, Envelope, Replica, SpaceId};
+use rand_chacha::ChaCha20Rng;
+
+/// What a node persisted: per space, its kind, team and envelopes.
+#[derive(Clone, Default)]
+pub struct Store {
+    pub spaces: BTreeMap<SpaceId, (SpaceKind, Option<SpaceId>, Vec<Envelope>)>,
+    pub trusted: Vec<Trusted>,
+}
+
+impl Store {
+    fn apply(&mut self, p: Persist) {
+        match p {
+            Persist::Envelopes {
+                space,
+                kind,
+                team,
+                envelopes,
+            } => {
+                let entry = self
+                    .spaces
+                    .entry(space)
+                    .or_insert_with(|| (kind, team, Vec::new()));
+                if team.is_some() {
+                    entry.1 = team;
+                }
+                for e in envelopes {
+                    if !entry.2.iter().any(|x| x.id() == e.id()) {
+                        entry.2.push(e);
+                    }
+                }
+            }
+            Persist::Trusted(list) => self.trusted = list,
+        }
+    }
+
+    pub fn stored(&self) -> Vec<StoredSpace> {
+        self.spaces
+            .iter()
+            .map(|(id, (kind, team, envs))| StoredSpace {
+                id: *id,
+                kind: *kind,
+                team: *team,
+                envelopes: envs.clone(),
+            })
+            .collect()
+    }
+}
+
+/// One device.
+pub struct Node {
+    pub replica: Replica,
+    pub keys: DeviceKeys,
+    pub store: Store,
+    pub events: Vec<Event>,
+    /// Peers its replica asked to be polled.
+    pub wakes: BTreeSet<DeviceId>,
+}
+
+pub fn transport(keys: &DeviceKeys) -> [u8; 32] {
+    *blake3::hash(&keys.device_id().0).as_bytes()
+}
+
+impl Node {
+    pub fn new(name: &str, rng: &mut ChaCha20Rng) -> Node {
+        let keys = DeviceKeys::generate(rng);
+        let email = format!("{name}@net.test");
+        let replica =
+            Replica::create(keys.clone(), name, &email, transport(&keys), 1, rng).unwrap();
+        let mut node = Node {
+            replica,
+            keys,
+            store: Store::default(),
+            events: Vec::new(),
+            wakes: BTreeSet::new(),
+        };
+        node.drain();
+        node
+    }
+
+    pub fn id(&self) -> DeviceId {
+        self.replica.device()
+    }
+
+    pub fn user(&self) -> UserId {
+        UserId::new(&self.replica.identity().email).unwrap()
+    }
+
+    /// Drains effects: persisted first (as the daemon does), then kept.
+    pub fn drain(&mut self) {
+        while let Some(effect) = self.replica.poll_effect() {
+            match effect {
+                Effect::Persist(p) => self.store.apply(p),
+                Effect::Event(e) => self.events.push(e),
+                Effect::AllowedPeers(_) => {}
+                Effect::Transmit(peer) => {
+                    self.wakes.insert(peer);
+                }
+            }
+        }
+    }
+
+    /// A crash and restart: a fresh replica from what was persisted, then
+    /// unlocked with the same keys.
+    pub fn restart(&mut self, rng: &mut ChaCha20Rng) {
+        let identity: Identity = self.replica.identity().clone();
+        self.replica = Replica::load(identity, self.store.stored(), self.store.trusted.clone());
+        self.replica.unlock(self.keys.clone(), rng).unwrap();
+        self.wakes.clear();
+        self.drain();
+    }
+
+    /// What this device proves when it joins `team` as `user`.
+    pub fn joiner(&self, team: &SpaceId, user: &UserId) -> Joiner {
+        let op = coffer_crdt::ops::RosterOp::add_device(
+            team,
+            user.clone(),
+            &self.keys,
+            transport(&self.keys),
+        );
+        let coffer_crdt::ops::RosterOp::AddDevice {
+            device,
+            exchange,
+            transport,
+            proof,
+            ..
+        } = op
+        else {
+            unreachable!()
+        };
+        Joiner {
+            device,
+            exchange,
+            transport,
+            proof,
+        }
+    }
+
+    /// Item names of a folder, sorted (empty if it cannot be read).
+    pub fn names(&self, folder: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .replica
+            .items(Some(folder), false)
+            .map(|l| l.into_iter().map(|(_, i)| i.name.clone()).collect())
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+}
+
+/// Devices, who is connected to whom, and the messages in flight.
+pub struct World {
+    pub nodes: Vec<Node>,
+    pub rng: ChaCha20Rng,
+    connected: BTreeSet<(usize, usize)>,
+    /// Links cut (a partition), both directions listed.
+    pub cut: BTreeSet<(usize, usize)>,
+    inflight: HashMap<(usize, usize), VecDeque<SyncMessage>>,
+    pub messages: u64,
+}
+
+impl World {
+    pub fn new(names: &[&str], mut rng: ChaCha20Rng) -> World {
+        let nodes = names.iter().map(|n| Node::new(n, &mut rng)).collect();
+        World {
+            nodes,
+            rng,
+            connected: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            inflight: HashMap::new(),
+            messages: 0,
+        }
+    }
+
+    fn index_of(&self, d: &DeviceId) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id() == *d)
+    }
+
+    /// Connects pairs that allow each other and are not cut; drops the rest.
+    pub fn reconnect(&mut self) {
+        let n = self.nodes.len();
+        for a in 0..n {
+            for b in 0..n {
+                if a >= b {
+                    continue;
+                }
+                let allowed = self.nodes[a]
+                    .replica
+                    .allowed_peers()
+                    .contains_key(&self.nodes[b].id())
+                    && self.nodes[b]
+                        .replica
+                        .allowed_peers()
+                        .contains_key(&self.nodes[a].id());
+                let up = allowed && !self.cut.contains(&(a, b));
+                let was = self.connected.contains(&(a, b));
+                if up && !was {
+                    self.connected.insert((a, b));
+                    let (da, db) = (self.nodes[a].id(), self.nodes[b].id());
+                    self.nodes[a].replica.peer_connected(db);
+                    self.nodes[b].replica.peer_connected(da);
+                    self.nodes[a].drain();
+                    self.nodes[b].drain();
+                } else if !up && was {
+                    self.disconnect(a, b);
+                }
+            }
+        }
+    }
+
+    pub fn disconnect(&mut self, a: usize, b: usize) {
+        let (a, b) = (a.min(b), a.max(b));
+        if self.connected.remove(&(a, b)) {
+            let (da, db) = (self.nodes[a].id(), self.nodes[b].id());
+            self.nodes[a].replica.peer_disconnected(&db);
+            self.nodes[b].replica.peer_disconnected(&da);
+            self.inflight.remove(&(a, b));
+            self.inflight.remove(&(b, a));
+        }
+    }
+
+    /// Drops every connection of node `i` (a crash).
+    pub fn drop_node(&mut self, i: usize) {
+        let pairs: Vec<(usize, usize)> = self
+            .connected
+            .iter()
+            .filter(|(a, b)| *a == i || *b == i)
+            .copied()
+            .collect();
+        for (a, b) in pairs {
+            self.disconnect(a, b);
+        }
+    }
+
+    /// One round: every node that asked is polled for each woken peer, one
+    /// message a link; then one in-flight message a link is delivered.
+    /// Returns whether anything moved.
+    pub fn round(&mut self) -> bool {
+        self.reconnect();
+        let mut moved = false;
+        for a in 0..self.nodes.len() {
+            let wakes: Vec<DeviceId> = std::mem::take(&mut self.nodes[a].wakes)
+                .into_iter()
+                .collect();
+            for peer in wakes {
+                let Some(b) = self.index_of(&peer) else {
+                    continue;
+                };
+                if !self.connected.contains(&(a.min(b), a.max(b))) {
+                    continue;
+                }
+                if let Some(msg) = self.nodes[a].replica.poll_transmit(&peer) {
+                    self.inflight.entry((a, b)).or_default().push_back(msg);
+                    // More may follow: poll again next round.
+                    self.nodes[a].wakes.insert(peer);
+                    moved = true;
+                }
+                self.nodes[a].drain();
+            }
+        }
+        let links: Vec<(usize, usize)> = self.inflight.keys().copied().collect();
+        for (a, b) in links {
+            let Some(msg) = self.inflight.get_mut(&(a, b)).and_then(VecDeque::pop_front) else {
+                continue;
+            };
+            self.messages += 1;
+            moved = true;
+            let from = self.nodes[a].id();
+            let result = self.nodes[b].replica.handle_message(from, msg);
+            self.nodes[b].drain();
+            if let Err(e) = result {
+                assert!(!e.is_violation(), "an honest peer broke the protocol: {e}");
+                self.disconnect(a, b);
+            }
+        }
+        moved
+    }
+
+    /// Rounds until nothing moves.
+    pub fn settle(&mut self) {
+        for _ in 0..100_000 {
+            if !self.round() {
+                return;
+            }
+        }
+        panic!("the world did not settle");
+    }
+
+    /// `joiner` joins the team of `admin` as a new user (what enrolment
+    /// does once the codes matched), with groups.
+    pub fn admit(&mut self, admin: usize, joiner: usize, groups: &[&str]) {
+        let team = self.nodes[admin].replica.team_id().expect("a team");
+        let user = self.nodes[joiner].user();
+        let j = self.nodes[joiner].joiner(&team, &user);
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let email = user.0.clone();
+        self.nodes[admin]
+            .replica
+            .admit(Some(&email), &j, &groups, false, &mut self.rng)
+            .unwrap();
+        self.nodes[admin].drain();
+        let roster = self.nodes[admin].replica.roster_envelopes();
+        self.nodes[joiner].replica.adopt_team(team, roster).unwrap();
+        self.nodes[joiner].drain();
+    }
+}

@@ -1,0 +1,256 @@
+//! Whole replicas (issue 11): the two defects of the daemon's own replica,
+//! shown fixed on the one the daemon now runs, for every removal path.
+
+use coffer_crdt::folder::{ItemEdit, ItemType};
+use coffer_crdt::ops::{Principal, Role};
+use coffer_crdt::replica::{GroupChange, ItemQuery, NewItemSpec, ShareChange};
+use coffer_crdt::ReplicaError;
+
+use crate::harness::rng;
+use crate::net::World;
+
+fn add(w: &mut World, i: usize, folder: &str, name: &str) {
+    let spec = NewItemSpec {
+        folder: Some(folder.into()),
+        item_type: ItemType::Login,
+        name: name.into(),
+        fields: [("password".to_string(), format!("pw-{name}"))].into(),
+        urls: vec![],
+    };
+    w.nodes[i]
+        .replica
+        .add_item(spec, 10, &mut w.rng)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    w.nodes[i].drain();
+}
+
+/// How the user Bob (node 1) loses access to the folder Ops.
+#[derive(Clone, Copy, Debug)]
+enum Removal {
+    UserRemove,
+    GroupRemove,
+    DeviceRevoke,
+    Unshare,
+}
+
+/// Admin Ada (0), Bob (1) in group "it", Cyd (2) in "it"; Ops shared with
+/// "it" as editors (Bob also directly, for the user and device paths).
+fn team() -> World {
+    let mut w = World::new(&["ada", "bob", "cyd", "dan"], rng(41));
+    w.nodes[0].replica.create_team("Acme", &mut w.rng).unwrap();
+    w.nodes[0]
+        .replica
+        .group_change("it", GroupChange::Create, &mut w.rng)
+        .unwrap();
+    w.nodes[0].drain();
+    w.admit(0, 1, &["it"]);
+    w.admit(0, 2, &["it"]);
+    w.nodes[0]
+        .replica
+        .create_folder("Ops", 5, &mut w.rng)
+        .unwrap();
+    w.nodes[0]
+        .replica
+        .folder_share(
+            "Ops",
+            Principal::Group("it".into()),
+            ShareChange::Share(Role::Editor),
+            &mut w.rng,
+        )
+        .unwrap();
+    w.nodes[0].drain();
+    add(&mut w, 0, "Ops", "old");
+    w.settle();
+    w
+}
+
+fn remove_bob(w: &mut World, how: Removal) -> Vec<coffer_crdt::SpaceId> {
+    let bob = w.nodes[1].user().0.clone();
+    let change = match how {
+        Removal::UserRemove => w.nodes[0].replica.remove_user(&bob, &mut w.rng),
+        Removal::GroupRemove => {
+            w.nodes[0]
+                .replica
+                .group_change("it", GroupChange::Remove(&bob), &mut w.rng)
+        }
+        Removal::DeviceRevoke => {
+            let d = w.nodes[1].id();
+            w.nodes[0].replica.revoke_device(d, &mut w.rng)
+        }
+        Removal::Unshare => {
+            // Bob is a member only through the group: unshare the group and
+            // share again with Cyd alone.
+            let r = w.nodes[0].replica.folder_share(
+                "Ops",
+                Principal::Group("it".into()),
+                ShareChange::Unshare,
+                &mut w.rng,
+            );
+            let cyd = w.nodes[2].user();
+            w.nodes[0]
+                .replica
+                .folder_share(
+                    "Ops",
+                    Principal::User(cyd),
+                    ShareChange::Share(Role::Editor),
+                    &mut w.rng,
+                )
+                .unwrap();
+            r
+        }
+    }
+    .unwrap();
+    w.nodes[0].drain();
+    change.rotated
+}
+
+#[test]
+fn every_removal_rotates_and_everyone_left_reads_old_and_new_after_lock_and_restart() {
+    for how in [
+        Removal::UserRemove,
+        Removal::GroupRemove,
+        Removal::DeviceRevoke,
+        Removal::Unshare,
+    ] {
+        let mut w = team();
+        assert_eq!(w.nodes[1].names("Ops"), ["old"], "{how:?}: Bob read it");
+        let ops = w.nodes[0].replica.resolve_folder(Some("Ops")).unwrap();
+        let epochs = w.nodes[0].replica.folder_members("Ops").unwrap().epochs;
+        let rotated = remove_bob(&mut w, how);
+        assert_eq!(rotated, vec![ops], "{how:?}: the remover rotates Ops");
+        assert_eq!(
+            w.nodes[0].replica.folder_members("Ops").unwrap().epochs,
+            epochs + 1,
+            "{how:?}"
+        );
+        add(&mut w, 0, "Ops", "new");
+        // Dan joins after the rotation, into "it" (unshare: shared directly).
+        w.admit(0, 3, &["it"]);
+        if matches!(how, Removal::Unshare) {
+            let dan = w.nodes[3].user();
+            w.nodes[0]
+                .replica
+                .folder_share(
+                    "Ops",
+                    Principal::User(dan),
+                    ShareChange::Share(Role::Member),
+                    &mut w.rng,
+                )
+                .unwrap();
+            w.nodes[0].drain();
+        }
+        w.settle();
+        // Bob holds no key of the new epoch: neither on his device (what
+        // he received) nor with his keys against the remover's state.
+        let space = w.nodes[0].replica.space(&ops).unwrap();
+        let current = space.current_epoch().unwrap();
+        assert!(
+            space.epoch_key(&w.nodes[1].keys, &current).is_err(),
+            "{how:?}: Bob can open the new epoch"
+        );
+        assert!(
+            !w.nodes[1].names("Ops").contains(&"new".to_string()),
+            "{how:?}: Bob read what followed"
+        );
+        for i in [0, 2, 3] {
+            assert_eq!(w.nodes[i].names("Ops"), ["new", "old"], "{how:?} node {i}");
+            // Lock/unlock, then a restart from what was persisted.
+            w.nodes[i]
+                .replica
+                .lock(coffer_crdt::replica::LockReason::Request);
+            let keys = w.nodes[i].keys.clone();
+            w.nodes[i].replica.unlock(keys, &mut w.rng).unwrap();
+            w.nodes[i].drain();
+            assert_eq!(
+                w.nodes[i].names("Ops"),
+                ["new", "old"],
+                "{how:?} node {i} after unlock"
+            );
+            w.drop_node(i);
+            let mut rng = rng(7);
+            w.nodes[i].restart(&mut rng);
+            assert_eq!(
+                w.nodes[i].names("Ops"),
+                ["new", "old"],
+                "{how:?} node {i} after restart"
+            );
+            let history = w.nodes[i].replica.history("Ops/old").unwrap();
+            assert_eq!(history.len(), 1, "{how:?} node {i}");
+            assert_eq!(history[0].user, Some(w.nodes[0].user()));
+        }
+        w.settle();
+    }
+}
+
+#[test]
+fn a_folder_member_cannot_write_and_an_editor_can() {
+    let mut w = team();
+    w.nodes[0]
+        .replica
+        .folder_share(
+            "Ops",
+            Principal::Group("it".into()),
+            ShareChange::Role(Role::Member),
+            &mut w.rng,
+        )
+        .unwrap();
+    w.nodes[0].drain();
+    w.settle();
+    let refused = w.nodes[1].replica.add_item(
+        NewItemSpec {
+            folder: Some("Ops".into()),
+            item_type: ItemType::Note,
+            name: "nope".into(),
+            fields: Default::default(),
+            urls: vec![],
+        },
+        3,
+        &mut w.rng,
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(ReplicaError::NotAllowed {
+                role: Some(Role::Member),
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let (_, _) = w.nodes[0]
+        .replica
+        .edit_item(
+            &ItemQuery::live("Ops/old"),
+            ItemEdit {
+                fields: [("password".to_string(), "changed".to_string())].into(),
+                ..Default::default()
+            },
+            20,
+            &mut w.rng,
+        )
+        .unwrap();
+    w.nodes[0].drain();
+    w.settle();
+    let (f, id) = w.nodes[1]
+        .replica
+        .resolve_item(&ItemQuery::live("Ops/old"))
+        .unwrap();
+    assert_eq!(
+        w.nodes[1].replica.item(&f, &id).unwrap().fields["password"],
+        "changed"
+    );
+    // Every replica holding Ops agrees, byte for byte.
+    let digests: Vec<_> = w
+        .nodes
+        .iter()
+        .map(|n| {
+            n.replica
+                .digests()
+                .into_iter()
+                .find(|d| d.space == f)
+                .map(|d| (d.accepted, d.items))
+        })
+        .collect();
+    assert_eq!(digests[0], digests[1]);
+    assert_eq!(digests[0], digests[2]);
+}
