@@ -297,3 +297,57 @@ fn team_commands_on_one_device() {
     assert_eq!(users[0]["email"], "ada@example.com");
     assert_eq!(users[0]["founder"], true);
 }
+
+/// Issue 12 (found by the chaos suite): a folder whose key rotated lost its
+/// older items at the next unlock or restart, because the rebuild opened
+/// every change with the newest epoch's key.
+#[test]
+fn issue_12_a_rotated_folder_keeps_its_items_across_lock_and_restart() {
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = start_node(pa, &[]);
+    let b = start_node(pb, &[pa]);
+    init_as(&a, "Ada Admin", "ada@example.com");
+    a.ok(&["team", "create", "Acme"], "");
+    enrol(&a, pa, &b, "bob@example.com", &[]);
+    a.ok(&["folder", "create", "Ops"], "");
+    a.ok(
+        &[
+            "folder",
+            "share",
+            "Ops",
+            "--user",
+            "bob@example.com",
+            "--role",
+            "editor",
+        ],
+        "",
+    );
+    a.add_login("before", "pw1", &["--folder", "Ops"]);
+    a.ok(
+        &["folder", "unshare", "Ops", "--user", "bob@example.com"],
+        "",
+    );
+    a.add_login("after", "pw2", &["--folder", "Ops"]);
+    let epochs = a.json(&["folder", "members", "Ops", "--json"], "")["epochs"].clone();
+    assert!(
+        epochs.as_u64().unwrap_or(0) >= 2,
+        "the key rotated: {epochs}"
+    );
+    assert_eq!(item_names(&a, "Ops"), ["after", "before"]);
+
+    a.ok(&["lock"], "");
+    a.unlock();
+    assert_eq!(item_names(&a, "Ops"), ["after", "before"], "after unlock");
+    assert_eq!(
+        a.ok(&["get", "Ops/before", "--field", "password"], ""),
+        "pw1\n"
+    );
+
+    a.restart();
+    a.unlock();
+    assert_eq!(
+        item_names(&a, "Ops"),
+        ["after", "before"],
+        "after a restart"
+    );
+}
