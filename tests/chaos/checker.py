@@ -21,7 +21,9 @@ docs/RELIABILITY.md:
   of a device other than its author and the removed ones although, per the
   history (model.py), its author certainly had no write right for the
   whole time it ran (a removal answered as done before it started, no
-  grant since); or a roster change by a non-admin answered as done;
+  grant since), unless a daemon lists it as endorsed (another user's
+  accepted change built on it: the rule keeps it); or a roster change by
+  a non-admin answered as done;
 - diverged: shared folders whose members do not agree (or cannot read it);
 - read_after_removal: a removed or revoked device, given every envelope of
   the shared folders from the admin's store, can read a value written by a
@@ -30,7 +32,8 @@ docs/RELIABILITY.md:
   sample above the limit, a store whose integrity_check is not ok, an
   acknowledged membership change the final grants contradict, an import
   answered with an error that left some but not all of its items, a
-  refused write that took effect, and any harness error.
+  refused write that took effect, an answer saying "internal error", and
+  any harness error.
 """
 
 from __future__ import annotations
@@ -169,11 +172,28 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
             for val in it.get("fields", {}).values():
                 vals.add(val)
     quarantine: dict[str, list[dict]] = {f: [] for f in SHARED}
+    endorsed: dict[str, list[dict]] = {f: [] for f in SHARED}
     for label, st in statuses.items():
         for folder in SHARED:
             sp = run.space(st, folder)
             if sp:
                 quarantine[folder].extend(sp.get("quarantined", []))
+                endorsed[folder].extend(sp.get("endorsed", []))
+    user_of = {d.device_id: d.email for d in devices.values() if d.device_id}
+
+    def endorsement(rec: dict, folder: str) -> str | None:
+        """The documented exception: a change another user's accepted
+        change built on stays (`sync status` lists it as endorsed)."""
+        aid = ids.get(rec["dev"])
+        lo = ((rec.get("pre") or {}).get(folder) or {}).get("self", 0)
+        hi = ((rec.get("post") or {}).get(folder) or {}).get("self", float("inf"))
+        for e in endorsed[folder]:
+            if e["author"] == aid and lo < e["seq"] <= hi and user_of.get(e["by_author"]) != user_of.get(aid):
+                return f"kept because {label_of(e['by_author'])} built on it"
+        return None
+
+    def label_of(device_id: str) -> str:
+        return next((d.name for d in devices.values() if d.device_id == device_id), device_id[:8])
     histories = state["history"]
 
     def holds(folder: str, author_id: str, lo: int, hi: float) -> bool:
@@ -273,7 +293,10 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
             continue
         if not may:
             elsewhere = visible_elsewhere(rec, names) if names else sorted(some_on)
-            if elsewhere:
+            kept = endorsement(rec, folder) if elsewhere else None
+            if kept:
+                explained.append(f"op {rec['op']} {kind} by {author} in {folder} (forbidden): {kept}")
+            elif elsewhere:
                 v.forbidden_accepted += 1
                 v.failures.append(Failure("forbidden_accepted", f"op {rec['op']} {kind} by {author} in {folder} "
                                           f"ran {rec['t0']}-{rec['t1']}s after its author certainly lost write "
@@ -321,6 +344,13 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
     v.stats["explained_absences"] = len(explained)
     for e in explained[:20]:
         v.notes.append(e)
+
+    # ---- answers no daemon should give ----------------------------------------------
+    for rec in ops:
+        if "internal error" in (rec.get("err") or ""):
+            v.failures.append(Failure("internal_error", f"op {rec['op']} {rec['kind']} by {rec['dev']} "
+                                      f"{rec['args']}: {rec['err'].strip()[:300]}", ops=[rec["op"]],
+                                      devs=[rec["dev"]], folder=rec["args"].get("folder")))
 
     # ---- roster changes by non-admins ------------------------------------------
     for rec in ops:

@@ -33,7 +33,7 @@ def status_of(code: int | None, err: str = "") -> str:
     under a request also ends in 11."""
     if code == 0:
         return "acked"
-    if code in REFUSED or (code == 11 and "cannot connect" in err):
+    if code in REFUSED or (code == 11 and "cannot connect" in err) or "disk is full" in err:
         return "refused"
     return "uncertain"
 

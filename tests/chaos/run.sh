@@ -61,7 +61,6 @@ if [ "$profile" = release ]; then
 else
   cargo build -q -p coffer-daemon -p coffer-cli
 fi
-bin_dir="$root/target/$profile"
 
 # One prefix per run: everything this run creates is named after it, and
 # cleanup removes only what carries it.
@@ -86,6 +85,12 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# The run uses its own copy of the binaries: a rebuild meanwhile cannot
+# swap them under it.
+bin_dir="$work/bin"
+mkdir -p "$bin_dir"
+cp "$root/target/$profile/cofferd" "$root/target/$profile/coffer" "$bin_dir/"
 
 if [ "$crash" != 0 ]; then
   python3 tests/chaos/crash_loop.py --kills "$crash" --seed "$seed" --bin-dir "$bin_dir" --workdir "$work"

@@ -6,9 +6,10 @@ Two cuts, both printed:
    change, and the faults and operations of the devices involved from a
    little before the first failing operation to its end.
 2. Replays (within --shrink-secs): the plan is run again with parts left
-   out — first everything after the failure, then the network shape
-   changes, then halves, quarters, ... of what is left (ddmin) — keeping
-   every cut that still fails with a failure of the same kind. Real
+   out — first everything after the failure, then all but the slice's
+   operations, then each kind of fault, then halves, quarters, ... of what
+   is left (ddmin) — keeping every cut that still fails with a failure of
+   the same kind. Real
    processes and real time make a replay a new experiment: a cut that
    passes once is not proof that it would always pass, so the result is
    "the shortest history this run found that still fails", with its plan
@@ -27,7 +28,21 @@ MEMBERSHIP = {"share", "unshare", "group_add", "group_remove", "user_remove", "r
 def describe(rec: dict) -> str:
     if rec.get("type") == "fault":
         a = rec.get("args", {})
-        what = a.get("shape") if rec["kind"] == "net" else rec.get("dev", a.get("dev"))
+        if rec["kind"] == "net":
+            what = a.get("shape", "")
+            if a.get("groups"):
+                what += " " + " | ".join("n" + ",n".join(map(str, g)) for g in a["groups"])
+            if a.get("cuts"):
+                what += " cut " + " ".join(f"n{x}-n{y}" for x, y in a["cuts"])
+            if a.get("down"):
+                what += " down " + ",".join(f"n{x}" for x in a["down"])
+            lossy = {k: v for k, v in (a.get("loss") or {}).items() if v}
+            if lossy:
+                what += " loss " + ",".join(f"n{k}:{v}%" for k, v in lossy.items())
+        else:
+            what = rec.get("dev", a.get("dev"))
+            if rec.get("skipped"):
+                what = f"{what} (skipped: {rec['skipped']})"
         return f"{rec.get('t0', 0):8.2f}s  fault {rec['kind']:<16} {what}"
     if rec.get("type") != "op":
         return f"{rec.get('t0', 0):8.2f}s  {rec.get('type')} {rec.get('phase', rec.get('dev', ''))}"
@@ -92,7 +107,7 @@ def shrink(plan, verdict, args, run_plan) -> None:
         print(f"chaos: shrink try {tries}: {'still fails' if fails else 'passes'} ({v.line()})", flush=True)
         if fails:
             best = candidate
-            best_history = slice_history(v.history, v) if v.failures else v.history
+            best_history = [r for r in v.history if r.get("type") in ("op", "fault", "death")]
             (base / "shrunk-plan.json").write_text(json.dumps(candidate.to_json(), indent=1))
         return fails
 
@@ -105,12 +120,20 @@ def shrink(plan, verdict, args, run_plan) -> None:
             c = plan.subset({o.id for o in plan.ops if o.t <= cut}, {f.id for f in plan.faults if f.t <= cut})
             c.secs = cut
             attempt(c)
-    # 2. Without network shape changes.
-    c = best.subset({o.id for o in best.ops}, {f.id for f in best.faults if f.kind != "net"})
+    # 2. Only the slice's operations (the failing ones, the roster and
+    #    membership changes, the involved devices' neighbourhood).
+    keep = {r["op"] for r in slice_history(verdict.history, verdict) if r.get("type") == "op"}
+    c = best.subset({o.id for o in best.ops if o.id in keep}, {f.id for f in best.faults})
     c.secs = best.secs
-    if len(c.faults) < len(best.faults):
+    if len(c.ops) < len(best.ops):
         attempt(c)
-    # 3. ddmin over what is left (ops and faults together).
+    # 3. Without each kind of fault in turn.
+    for kinds_out in (("net",), ("kill", "kill_mid_import", "kill_after_heal"), ("disk_full", "wal_corrupt")):
+        c = best.subset({o.id for o in best.ops}, {f.id for f in best.faults if f.kind not in kinds_out})
+        c.secs = best.secs
+        if len(c.faults) < len(best.faults):
+            attempt(c)
+    # 4. ddmin over what is left (ops and faults together).
     n = 2
     while time.monotonic() < budget_end:
         units = [("o", o.id) for o in best.ops] + [("f", f.id) for f in best.faults]
