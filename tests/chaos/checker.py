@@ -18,7 +18,7 @@ docs/RELIABILITY.md:
   must be on its author;
 - forbidden_accepted: a write whose actor's role forbade it since setup
   and was answered as done; or any write that appears in the final state
-  of a device other than its author and the removed ones although, per the
+  of a member of its folder other than its author although, per the
   history (model.py), its author certainly had no write right for the
   whole time it ran (a removal answered as done before it started, no
   grant since), unless a daemon lists it as endorsed (another user's
@@ -216,10 +216,11 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
                 return "never left its author before the author was removed"
         return None
 
-    def visible_elsewhere(rec: dict, names: list[str]) -> list[str]:
+    def visible_elsewhere(rec: dict, names: list[str], folder: str) -> list[str]:
+        """The members (not the author) whose final state shows the items."""
         out = []
         for label, per in names_on.items():
-            if label == rec["dev"] or label in retired:
+            if label == rec["dev"] or label in retired or label not in members.get(folder, ()):
                 continue
             if any(n in s for s in per.values() for n in names):
                 out.append(label)
@@ -273,8 +274,7 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
         if names:
             present_on = {label for label in members.get(folder, ()) if label in names_on and
                           all(n in names_on[label].get(folder, set()) for n in names)}
-            some_on = {label for label in names_on if label not in retired and label != author and
-                       any(n in s for s in names_on[label].values() for n in names)}
+            some_on = set(visible_elsewhere(rec, names, folder))
             effect = bool(some_on) or bool(present_on)
         else:
             h, src = history_has(rec, others_only=False)
@@ -292,7 +292,7 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
                                           ops=[rec["op"]], devs=[author], folder=folder))
             continue
         if not may:
-            elsewhere = visible_elsewhere(rec, names) if names else sorted(some_on)
+            elsewhere = visible_elsewhere(rec, names, folder) if names else sorted(some_on)
             kept = endorsement(rec, folder) if elsewhere else None
             if kept:
                 explained.append(f"op {rec['op']} {kind} by {author} in {folder} (forbidden): {kept}")

@@ -464,6 +464,11 @@ class Run:
             put(("member", a["group"], a["email"]), op.kind == "group_add")
         elif op.kind == "user_remove":
             put(("removed", a["email"]), True)
+            # The roster revokes every device the user has: they stay out
+            # even if the user is invited again (on a new device).
+            for d in self.devices.values():
+                if d.email == a["email"]:
+                    put(("revoked", d.name), True)
         elif op.kind == "revoke":
             put(("revoked", a["target"]), True)
         elif op.kind == "invite":
