@@ -75,10 +75,9 @@ cleanup() {
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$prefix-" || true); do
     ip netns del "$ns" 2>/dev/null || true
   done
-  grep " $work/" /proc/mounts | awk '{print $2}' | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  if [ "$keep" = 1 ] || [ "$rc" != 0 ]; then
-    echo "chaos: work dir kept: $work"
-  else
+  for m in $(awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/mounts); do umount -l "$m" 2>/dev/null || true; done
+  # A failing run keeps its work dir (named on the run's first lines).
+  if [ "$keep" != 1 ] && [ "$rc" = 0 ]; then
     rm -rf "$work"
   fi
   exit "$rc"
