@@ -13,9 +13,9 @@ docs/RELIABILITY.md:
   write's envelope (author, seq between the author's own seq before and
   after the write) quarantined for a removal's cutoff (beyond or after the
   cutoff, or builds on a quarantined change, or a stale incarnation);
-  (2) no member holds any envelope of that range and its author was
-  revoked or removed: it never left its author. A personal-folder write
-  must be on its author;
+  (2) no member holds any envelope of that range, its author was revoked
+  or removed, and the write ended at most 60 s before that removal began:
+  it never left its author. A personal-folder write must be on its author;
 - forbidden_accepted: a write whose actor's role forbade it since setup
   and was answered as done; or any write that appears in the final state
   of a member of its folder other than its author although, per the
@@ -47,6 +47,10 @@ from dataclasses import dataclass, field
 from model import status_of
 
 SHARED = ("Ops", "Fin")
+# How long before its author's removal a write may still not have left it
+# (partitions change every 4-12 s; a daemon keeps a connection's worth of
+# pushes going while it is connected).
+LEFT_BEHIND_SECS = 60
 CUTOFF_REASONS = ("beyond its cutoff", "after its cutoff", "builds on a quarantined change",
                   "written as incarnation")
 
@@ -214,8 +218,14 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
         for q in quarantine[folder]:
             if q["author"] == aid and lo < q["seq"] <= hi and any(r in q["reason"] for r in CUTOFF_REASONS):
                 return f"quarantined: {q['reason']}"
-        if not holds(folder, aid, lo, hi):
-            if author in retired:
+        if not holds(folder, aid, lo, hi) and author in retired:
+            # Only near or after the removal: a write that stayed on a
+            # connected daemon for longer would be a sync defect.
+            email = devices[author].email
+            removals = [r["t0"] for r in ops if status_of(r.get("code"), r.get("err") or "") != "refused" and
+                        ((r["kind"] == "revoke" and r["args"].get("target") == author) or
+                         (r["kind"] == "user_remove" and r["args"].get("email") == email))]
+            if removals and rec["t1"] >= min(removals) - LEFT_BEHIND_SECS:
                 return "never left its author before the author was removed"
         return None
 
