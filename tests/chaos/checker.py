@@ -359,11 +359,16 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
         v.notes.append(e)
 
     # ---- answers no daemon should give ----------------------------------------------
+    internal: dict[tuple, list[dict]] = {}
     for rec in ops:
-        if "internal error" in (rec.get("err") or ""):
-            v.failures.append(Failure("internal_error", f"op {rec['op']} {rec['kind']} by {rec['dev']} "
-                                      f"{rec['args']}: {rec['err'].strip()[:300]}", ops=[rec["op"]],
-                                      devs=[rec["dev"]], folder=rec["args"].get("folder")))
+        err = rec.get("err") or ""
+        if "internal error" in err:
+            internal.setdefault((rec["dev"], rec["args"].get("folder"), err.strip()[:300]), []).append(rec)
+    for (dev, folder, err), recs in internal.items():
+        first = recs[0]
+        more = f" (and {len(recs) - 1} more of its operations, until {recs[-1]['t0']}s)" if len(recs) > 1 else ""
+        v.failures.append(Failure("internal_error", f"op {first['op']} {first['kind']} by {dev} at {first['t0']}s"
+                                  f"{more}: {err}", ops=[r["op"] for r in recs], devs=[dev], folder=folder))
 
     # ---- roster changes by non-admins ------------------------------------------
     for rec in ops:
