@@ -385,7 +385,7 @@ class Run:
             stdin = PIN + "\n"
         elif kind in ("share", "unshare"):
             pk, who = a["principal"].split(":", 1)
-            args = ["folder", kind, a["folder"], f"--{pk}", who]
+            args = ["folder", a.get("cmd", kind) if kind == "share" else kind, a["folder"], f"--{pk}", who]
             if kind == "share":
                 args += ["--role", a["role"]]
         elif kind in ("group_add", "group_remove"):

@@ -147,6 +147,10 @@ def draw_plan(seed: int, secs: float, nodes: int) -> Plan:
     next_id = [0]
 
     def op(dev: str, t: float, kind: str, static_forbidden: bool = False, **args) -> None:
+        if kind == "share" and not static_forbidden:
+            # A third of the role changes go through `coffer folder role`
+            # (refused, exit 5, when the principal holds no grant yet).
+            args["cmd"] = "role" if next_id[0] % 3 == 0 else "share"
         ops.append(Op(next_id[0], dev, round(t, 2), kind, args, static_forbidden))
         next_id[0] += 1
 
