@@ -218,6 +218,15 @@ pub fn sync(ctx: &mut Ctx, cmd: SyncCommand) -> Result<(), CliError> {
                         q.reason
                     );
                 }
+                for e in &s.endorsed {
+                    println!(
+                        "    kept {} by {} seq {}: {} built on it",
+                        short(&e.id),
+                        short(&e.author),
+                        e.seq,
+                        short(&e.by_author)
+                    );
+                }
             }
         }
         SyncCommand::Now => {

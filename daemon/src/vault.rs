@@ -1284,9 +1284,16 @@ fn open_folder(space: &Space, keys: &DeviceKeys) -> Result<OpenFolder, VaultErro
         .map_err(|e| VaultError::Internal(e.to_string()))?;
     let me = keys.device_id();
     let mut doc = FolderDoc::with_incarnation(me, space.incarnation(&me));
+    // Each change opens with the key of its own epoch (earlier epochs
+    // through the key chain), not the newest one (issue 12).
+    let epoch_keys = space.epoch_keys(keys);
     let mut changes = Vec::new();
     for env in space.accepted_content() {
-        match Space::open_content(env, &key) {
+        let opened = match env.body().epoch.and_then(|e| epoch_keys.get(&e)) {
+            Some(epoch_key) => Space::open_content(env, epoch_key).map_err(|e| e.to_string()),
+            None => Err("no key for its epoch".to_string()),
+        };
+        match opened {
             Ok(change) => changes.push((env.author(), env.id(), change)),
             Err(e) => warn!(envelope = %env.id().short(), error = %e, "content does not decrypt"),
         }

@@ -416,6 +416,19 @@ pub struct QuarantinedEnvelope {
     pub reason: String,
 }
 
+/// An envelope that would not take effect on its own (its author lacked the
+/// right, or it lies beyond a removal's cutoff) but is kept because an
+/// accepted change of another user built on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndorsedEnvelope {
+    pub id: String,
+    pub author: String,
+    pub seq: u64,
+    /// The accepted change that built on it, and that change's author.
+    pub by: String,
+    pub by_author: String,
+}
+
 /// The sync state of one folder space.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpaceSyncStatus {
@@ -429,6 +442,9 @@ pub struct SpaceSyncStatus {
     pub version_vector: BTreeMap<String, u64>,
     pub pending: usize,
     pub quarantined: Vec<QuarantinedEnvelope>,
+    /// Kept only because another user's accepted change built on them.
+    #[serde(default)]
+    pub endorsed: Vec<EndorsedEnvelope>,
     /// Member devices other than this one.
     pub members: Vec<String>,
     /// Digest of the accepted state (which held envelopes take effect, why

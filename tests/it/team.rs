@@ -297,3 +297,124 @@ fn team_commands_on_one_device() {
     assert_eq!(users[0]["email"], "ada@example.com");
     assert_eq!(users[0]["founder"], true);
 }
+
+/// Issue 12 (found by the chaos suite): a folder whose key rotated lost its
+/// older items at the next unlock or restart, because the rebuild opened
+/// every change with the newest epoch's key.
+#[test]
+fn issue_12_a_rotated_folder_keeps_its_items_across_lock_and_restart() {
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = start_node(pa, &[]);
+    let b = start_node(pb, &[pa]);
+    init_as(&a, "Ada Admin", "ada@example.com");
+    a.ok(&["team", "create", "Acme"], "");
+    enrol(&a, pa, &b, "bob@example.com", &[]);
+    a.ok(&["folder", "create", "Ops"], "");
+    a.ok(
+        &[
+            "folder",
+            "share",
+            "Ops",
+            "--user",
+            "bob@example.com",
+            "--role",
+            "editor",
+        ],
+        "",
+    );
+    a.add_login("before", "pw1", &["--folder", "Ops"]);
+    a.ok(
+        &["folder", "unshare", "Ops", "--user", "bob@example.com"],
+        "",
+    );
+    a.add_login("after", "pw2", &["--folder", "Ops"]);
+    let epochs = a.json(&["folder", "members", "Ops", "--json"], "")["epochs"].clone();
+    assert!(
+        epochs.as_u64().unwrap_or(0) >= 2,
+        "the key rotated: {epochs}"
+    );
+    assert_eq!(item_names(&a, "Ops"), ["after", "before"]);
+
+    a.ok(&["lock"], "");
+    a.unlock();
+    assert_eq!(item_names(&a, "Ops"), ["after", "before"], "after unlock");
+    assert_eq!(
+        a.ok(&["get", "Ops/before", "--field", "password"], ""),
+        "pw1\n"
+    );
+
+    a.restart();
+    a.unlock();
+    assert_eq!(
+        item_names(&a, "Ops"),
+        ["after", "before"],
+        "after a restart"
+    );
+}
+
+/// Issue 12: `sync status` names the envelopes kept only because another
+/// user built on them (the chaos checker reads it to tell an endorsed
+/// change from a forbidden one that took effect). C is taken out of the
+/// folder while C and D are away; C, not knowing, adds an item; D, not
+/// knowing either, edits it; when A hears of both, C's add lies beyond the
+/// removal's cutoff but stays, endorsed by D's valid edit.
+#[test]
+fn issue_12_sync_status_lists_a_change_kept_because_another_user_built_on_it() {
+    let (pa, pc, pd) = (free_port(), free_port(), free_port());
+    let mut a = start_node(pa, &[pc, pd]);
+    let mut c = start_node(pc, &[pa, pd]);
+    let mut d = start_node(pd, &[pa, pc]);
+    init_as(&a, "Ada Admin", "ada@example.com");
+    a.ok(&["team", "create", "Acme"], "");
+    enrol(&a, pa, &c, "cyd@example.com", &[]);
+    enrol(&a, pa, &d, "dan@example.com", &[]);
+    a.ok(&["folder", "create", "Ops"], "");
+    for user in ["cyd@example.com", "dan@example.com"] {
+        a.ok(
+            &["folder", "share", "Ops", "--user", user, "--role", "editor"],
+            "",
+        );
+    }
+    a.add_login("first", "pw", &["--folder", "Ops"]);
+    for (who, cli) in [("C", &c), ("D", &d)] {
+        wait_until(SYNC_TIMEOUT, &format!("{who} holds Ops"), || {
+            item_names(cli, "Ops") == ["first"]
+        });
+    }
+    c.stop();
+    d.stop();
+    a.ok(
+        &["folder", "unshare", "Ops", "--user", "cyd@example.com"],
+        "",
+    );
+    a.stop();
+    c.spawn();
+    c.unlock();
+    d.spawn();
+    d.unlock();
+    c.add_login("by-cyd", "pw", &["--folder", "Ops"]);
+    wait_until(SYNC_TIMEOUT, "D receives C's add", || {
+        item_names(&d, "Ops").contains(&"by-cyd".to_string())
+    });
+    d.ok(&["edit", "Ops/by-cyd", "--username", "dan"], "");
+    a.spawn();
+    a.unlock();
+    let (c_id, d_id) = (device_id(&c), device_id(&d));
+    let mut endorsed = Value::Null;
+    wait_until(SYNC_TIMEOUT, "A keeps C's add, endorsed by D", || {
+        let sync = a.json(&["sync", "status", "--json"], "");
+        endorsed = sync["spaces"]
+            .as_array()
+            .and_then(|s| s.iter().find(|x| x["name"] == "Ops"))
+            .map(|x| x["endorsed"].clone())
+            .unwrap_or(Value::Null);
+        endorsed
+            .as_array()
+            .is_some_and(|e| e.iter().any(|x| x["author"] == c_id.as_str()))
+    });
+    let kept = &endorsed.as_array().expect("checked")[0];
+    assert_eq!(kept["by_author"], d_id.as_str(), "{endorsed}");
+    assert_eq!(item_names(&a, "Ops"), ["by-cyd", "first"]);
+    let human = a.ok(&["sync", "status"], "");
+    assert!(human.contains("built on it"), "{human}");
+}

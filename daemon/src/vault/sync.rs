@@ -815,6 +815,17 @@ impl Vault {
                         }
                     })
                     .collect(),
+                endorsed: s
+                    .endorsed_by()
+                    .iter()
+                    .map(|(eid, by)| m::EndorsedEnvelope {
+                        id: eid.to_hex(),
+                        author: s.get(eid).map(|e| e.author().to_hex()).unwrap_or_default(),
+                        seq: s.get(eid).map(Envelope::seq).unwrap_or(0),
+                        by: by.to_hex(),
+                        by_author: s.get(by).map(|e| e.author().to_hex()).unwrap_or_default(),
+                    })
+                    .collect(),
                 members: s
                     .state()
                     .member_devices()
