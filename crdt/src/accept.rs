@@ -205,8 +205,9 @@ pub struct Evaluation {
     pub removed: HashSet<DeviceId>,
     /// Per chain, the linked envelope of the highest seq (lowest id there).
     pub tips: HashMap<(SpaceId, DeviceId), (u64, EnvelopeId)>,
-    /// Per chain, the linked envelopes nothing links after (one unless forked).
-    pub heads: HashMap<(SpaceId, DeviceId), Vec<(u64, EnvelopeId)>>,
+    /// Per chain, the held envelopes no held envelope names as its `prev`
+    /// (one unless the chain forked or holds a gap).
+    pub heads: HashMap<(SpaceId, DeviceId), Vec<ChainHead>>,
     /// Chains with two linked envelopes at one seq: their device forked.
     pub forked: BTreeSet<(SpaceId, DeviceId)>,
     /// `R(past(context))` per sorted context, for the fast paths.
@@ -215,6 +216,16 @@ pub struct Evaluation {
     pub change_keys: HashSet<(DeviceId, u32, u64)>,
     /// The same key -> the accepted content envelope carrying it.
     pub accepted_changes: HashMap<(DeviceId, u32, u64), EnvelopeId>,
+}
+
+/// The end of a branch of one author's chain, as held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChainHead {
+    pub seq: u64,
+    pub id: EnvelopeId,
+    /// Linked to seq 1 through held envelopes: whoever holds it holds its
+    /// ancestors too (an unlinked one waits for a gap below it).
+    pub linked: bool,
 }
 
 /// An op judged in its own context `R(past(o) \ {o})`.
@@ -280,9 +291,13 @@ impl Chains {
         };
         for (key, seqs) in by_chain {
             let mut previous: Vec<EnvelopeId> = Vec::new();
-            let mut has_next: HashSet<EnvelopeId> = HashSet::new();
             let mut top: Option<(u64, EnvelopeId)> = None;
             for (seq, ids) in &seqs {
+                // A gap: nothing above it links (an envelope's prev is one
+                // seq below it, so a seq with no linked envelope ends the line).
+                if *seq != top.map_or(1, |(s, _)| s + 1) {
+                    break;
+                }
                 let mut here: Vec<EnvelopeId> = ids
                     .iter()
                     .copied()
@@ -303,7 +318,6 @@ impl Chains {
                     let before = match env.body().prev {
                         None => 0,
                         Some(p) => {
-                            has_next.insert(p);
                             let prev = &held[&p];
                             out.control_before.get(&p).copied().unwrap_or(0)
                                 + u64::from(is_control(prev.kind()))
@@ -324,10 +338,23 @@ impl Chains {
             if out.fork_seqs.contains_key(&key) {
                 ev.forked.insert(key);
             }
-            let mut heads: Vec<(u64, EnvelopeId)> = seqs
+            // Heads for sync summaries: every held envelope of the chain that
+            // no held envelope names as its `prev` (pending ones too, so a
+            // peer that holds them is not sent them again).
+            let all_prevs: HashSet<EnvelopeId> = seqs
+                .values()
+                .flatten()
+                .filter_map(|id| held[id].body().prev)
+                .collect();
+            let mut heads: Vec<ChainHead> = seqs
                 .iter()
                 .flat_map(|(seq, ids)| ids.iter().map(move |id| (*seq, *id)))
-                .filter(|(_, id)| out.linked.contains(id) && !has_next.contains(id))
+                .filter(|(_, id)| !all_prevs.contains(id))
+                .map(|(seq, id)| ChainHead {
+                    seq,
+                    id,
+                    linked: out.linked.contains(&id),
+                })
                 .collect();
             heads.sort();
             if !heads.is_empty() {
@@ -1201,16 +1228,28 @@ pub fn evaluate_cached(
             ev.removed.extend(e.lost_managers.iter().copied());
         }
         for d in engine.users.keys() {
-            if engine.aims_at(*r, d)
-                && !matches!(
-                    &engine.nodes[*r].op,
+            if engine.aims_at(*r, d) {
+                // A group's removal: every device of its users (as the final
+                // state has them, concurrent additions included), plus what
+                // it took in either state above.
+                let group = match &engine.nodes[*r].op {
                     Some(ControlOp::Membership(MembershipOp::Remove {
-                        principal: Principal::Group(_),
+                        principal: Principal::Group(g),
                         ..
-                    }))
-                )
-            {
-                ev.removed.insert(*d);
+                    })) => Some(g),
+                    _ => None,
+                };
+                let member = group.is_none_or(|g| {
+                    fin.state.team.groups.get(g).is_some_and(|m| {
+                        engine
+                            .users
+                            .get(d)
+                            .is_some_and(|us| us.iter().any(|u| m.contains(u)))
+                    })
+                });
+                if member {
+                    ev.removed.insert(*d);
+                }
             }
         }
         if let Some(ControlOp::Membership(MembershipOp::Remove {

@@ -161,6 +161,9 @@ pub enum FolderError {
     /// The bytes are not an Automerge change.
     #[error("malformed Automerge change")]
     MalformedChange,
+    /// The edit would change nothing.
+    #[error("nothing to change")]
+    NothingChanged,
     /// The change is over the bounds checked before parsing.
     #[error("refused change: {0}")]
     OutOfBounds(crate::bounds::ChangeBoundsError),
@@ -304,7 +307,7 @@ impl FolderDoc {
                     .with_message(message.clone())
                     .with_time(now_ms),
             )
-            .ok_or_else(|| FolderError::Document("empty change".into()))?;
+            .ok_or(FolderError::NothingChanged)?;
         self.index_change(hash, Some(&message));
         let mut change = self
             .doc

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use std::sync::Arc;
 
 use crate::accept::{evaluate_cached, extend_control, Cache, Evaluation, Limits, MAX_INCARNATIONS};
-pub use crate::accept::{ChangeMeta, Reason};
+pub use crate::accept::{ChainHead, ChangeMeta, Reason};
 use crate::crypto::{CryptoError, DeviceKeys, FolderKey};
 use crate::envelope::{ChangeHeader, Envelope, EnvelopeBody, Kind, ENVELOPE_VERSION};
 use crate::folder::actor_for;
@@ -333,7 +333,7 @@ impl Space {
 
     /// Every chain's heads: the linked envelopes nothing links after (one
     /// per chain, unless its device forked it).
-    pub fn chain_heads(&self) -> &HashMap<(SpaceId, DeviceId), Vec<(u64, EnvelopeId)>> {
+    pub fn chain_heads(&self) -> &HashMap<(SpaceId, DeviceId), Vec<ChainHead>> {
         &self.eval.heads
     }
 
@@ -560,6 +560,7 @@ impl Space {
             if self.metas.contains_key(&env.id()) || self.unparsable.contains(&env.id()) {
                 continue;
             }
+            // No key for its epoch (yet): try again once one arrives.
             let Some(key) = env.body().epoch.and_then(|e| keys_by_epoch.get(&e)) else {
                 continue;
             };
@@ -718,7 +719,14 @@ impl Space {
         if self.fast_accept(&env) {
             let key = (env.space(), env.author());
             self.eval.tips.insert(key, (env.seq(), id));
-            self.eval.heads.insert(key, vec![(env.seq(), id)]);
+            self.eval.heads.insert(
+                key,
+                vec![ChainHead {
+                    seq: env.seq(),
+                    id,
+                    linked: true,
+                }],
+            );
             self.eval.accepted.insert(id);
             self.eval.content_order.push(id);
             if let Some(h) = &env.body().change {
@@ -788,7 +796,14 @@ impl Space {
         )?;
         let id = env.id();
         self.eval.tips.insert(key, (body.seq, id));
-        self.eval.heads.insert(key, vec![(body.seq, id)]);
+        self.eval.heads.insert(
+            key,
+            vec![ChainHead {
+                seq: body.seq,
+                id,
+                linked: true,
+            }],
+        );
         Some(match verdict {
             Ok(()) => {
                 self.eval.accepted.insert(id);
@@ -871,12 +886,8 @@ impl Space {
         {
             return false;
         }
-        if self
-            .eval
-            .removals
-            .iter()
-            .any(|(_, e)| e.targets(&body.author))
-        {
+        // A removal aimed at the author: the slow path judges the cutoff.
+        if self.eval.removed.contains(&body.author) {
             return false;
         }
         let Some(h) = &body.change else {
@@ -1261,6 +1272,31 @@ impl Space {
         }
         let op = ControlOp::Membership(MembershipOp::Rewrap { epoch, wraps });
         self.propose(keys, &op).map(Some)
+    }
+
+    /// Hands earlier epochs' keys to member devices that cannot reach them
+    /// ([`State::unreachable_epochs`]), for the epochs this device can open.
+    pub fn rewrap_history(
+        &mut self,
+        keys: &DeviceKeys,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<Envelope>, SpaceError> {
+        let mut out = Vec::new();
+        for (epoch, devices) in self.eval.state.unreachable_epochs() {
+            let Ok(key) = self.epoch_key(keys, &epoch) else {
+                continue;
+            };
+            let mut wraps = Vec::new();
+            for (device, x) in devices {
+                wraps.push(KeyWrap {
+                    device,
+                    sealed: key.seal_to(&x, rng)?,
+                });
+            }
+            let op = ControlOp::Membership(MembershipOp::Rewrap { epoch, wraps });
+            out.push(self.propose(keys, &op)?);
+        }
+        Ok(out)
     }
 
     fn seal_payload(

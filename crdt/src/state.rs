@@ -37,6 +37,9 @@ pub const MAX_SELF_ADDED_DEVICES: usize = 4;
 /// Live devices one user may have at all.
 pub const MAX_DEVICES_PER_USER: usize = 16;
 
+/// Devices with the X25519 public key to wrap a folder key for.
+pub type Recipients = Vec<(DeviceId, [u8; 32])>;
+
 /// A device of the team roster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeviceRecord {
@@ -330,6 +333,45 @@ impl State {
             .filter_map(|(d, x)| Some((d, x?)))
             .filter(|(d, _)| !epoch.wraps.contains_key(d))
             .collect()
+    }
+
+    /// Earlier epochs a member device cannot reach — no wrap of its own,
+    /// and no key chain to them from an epoch it holds (two concurrent
+    /// rotations each chain the past, not each other) — with the devices
+    /// that lack each. A member reads the folder's whole history.
+    pub fn unreachable_epochs(&self) -> Vec<(EnvelopeId, Recipients)> {
+        let epochs = &self.folder.epochs;
+        let mut out: BTreeMap<EnvelopeId, Recipients> = BTreeMap::new();
+        for (d, x) in self.member_devices() {
+            let Some(x) = x else { continue };
+            let mut reach: BTreeSet<EnvelopeId> = epochs
+                .iter()
+                .filter(|(_, e)| e.wraps.contains_key(&d))
+                .map(|(id, _)| *id)
+                .collect();
+            if reach.is_empty() {
+                // Not handed any key yet: the current epoch's re-wrap comes first.
+                continue;
+            }
+            let mut todo: Vec<EnvelopeId> = reach.iter().copied().collect();
+            while let Some(e) = todo.pop() {
+                for link in epochs
+                    .get(&e)
+                    .map(|e| e.chain.as_slice())
+                    .unwrap_or_default()
+                {
+                    if reach.insert(link.epoch) {
+                        todo.push(link.epoch);
+                    }
+                }
+            }
+            for id in epochs.keys() {
+                if !reach.contains(id) {
+                    out.entry(*id).or_default().push((d, x));
+                }
+            }
+        }
+        out.into_iter().collect()
     }
 
     fn snapshot(&self) -> BTreeMap<DeviceId, Rights> {

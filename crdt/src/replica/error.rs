@@ -118,7 +118,10 @@ fn role_title(role: Option<Role>) -> &'static str {
 
 impl From<FolderError> for ReplicaError {
     fn from(e: FolderError) -> Self {
-        ReplicaError::Item(e)
+        match e {
+            FolderError::NothingChanged => ReplicaError::NothingToChange,
+            other => ReplicaError::Item(other),
+        }
     }
 }
 

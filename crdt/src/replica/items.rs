@@ -149,6 +149,15 @@ impl Replica {
         Ok(out)
     }
 
+    /// Accepted changes of an open folder that are not in its document,
+    /// and why (`None`: the folder is not open).
+    pub fn unreadable(
+        &self,
+        folder: &SpaceId,
+    ) -> Option<&BTreeMap<crate::ids::EnvelopeId, super::Skip>> {
+        self.open_folder(folder).map(|f| &f.skipped)
+    }
+
     /// (folders, items) while unlocked.
     pub fn counts(&self) -> Option<(usize, usize)> {
         let u = self.unlocked.as_ref()?;

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! replica.add_item(..., now, rng)?          // commands: local edits, team ops, lock, unlock(keys)
-//! replica.handle_message(peer, msg, now)?   // a peer's sync message
+//! replica.handle_message(peer, msg, rng)?   // a peer's sync message
 //! while let Some(effect) = replica.poll_effect() {
 //!     Persist(..) | Event(..) | AllowedPeers(..) | Transmit(peer)
 //! }
@@ -442,8 +442,14 @@ impl Replica {
         self.wake_peers(space);
     }
 
-    /// Recomputes the devices this one syncs with; an effect if they changed.
+    /// Recomputes the devices this one syncs with (an effect if they
+    /// changed) and what it shares with each connected one.
     fn update_allowed(&mut self) {
+        self.update_allowed_set();
+        self.refresh_shares();
+    }
+
+    fn update_allowed_set(&mut self) {
         let me = self.identity.device;
         let mut allowed: BTreeMap<DeviceId, [u8; 32]> = BTreeMap::new();
         let roster = self.roster.as_ref().map(Space::state);
@@ -615,6 +621,9 @@ impl Replica {
         if is_roster {
             self.spread_roster(&fresh);
             self.emit(Event::TeamChanged);
+            // A folder a peer sent before this device's roster showed it a
+            // member was not kept: ask peers again for what this device lacks.
+            self.ask_again();
         } else {
             self.refresh_folder(space, report.rebuild);
         }
@@ -682,8 +691,13 @@ impl Replica {
                         rotated.push(*id);
                     }
                 }
-            } else if let Ok(Some(env)) = space.rewrap(&unlocked.keys, rng) {
-                envs.push(env);
+            } else {
+                if let Ok(Some(env)) = space.rewrap(&unlocked.keys, rng) {
+                    envs.push(env);
+                }
+                if let Ok(history) = space.rewrap_history(&unlocked.keys, rng) {
+                    envs.extend(history);
+                }
             }
             if !envs.is_empty() {
                 written.push((*id, envs));

@@ -39,6 +39,8 @@ pub struct Tip {
     pub author: DeviceId,
     pub seq: u64,
     pub id: EnvelopeId,
+    /// The holder holds every ancestor of it too (false: a gap below it).
+    pub linked: bool,
 }
 
 /// What a peer holds of one space: its chain heads.
@@ -137,9 +139,13 @@ pub enum ProtocolViolation {
 }
 
 impl ProtocolViolation {
-    /// Whether the peer misbehaved (rather than closed).
+    /// Whether the peer misbehaved (rather than closed, or lost its place
+    /// here without knowing yet).
     pub fn is_violation(&self) -> bool {
-        !matches!(self, ProtocolViolation::PeerClosed { .. })
+        !matches!(
+            self,
+            ProtocolViolation::PeerClosed { .. } | ProtocolViolation::NotAllowed
+        )
     }
 
     /// The code to tell the peer.
@@ -173,7 +179,8 @@ pub struct PeerSummary {
     pub queued: usize,
 }
 
-type Heads = HashMap<(SpaceId, DeviceId), Vec<(u64, EnvelopeId)>>;
+/// (seq, id, linked) per chain.
+type Heads = HashMap<(SpaceId, DeviceId), Vec<(u64, EnvelopeId, bool)>>;
 
 /// What this device knows of one connected peer.
 #[derive(Default)]
@@ -195,6 +202,8 @@ pub(crate) struct PeerState {
     dirty: BTreeSet<SpaceId>,
     /// A `Transmit` effect is out and not yet answered by a poll.
     woken: bool,
+    /// The spaces shared with it when last looked at.
+    shared: BTreeSet<SpaceId>,
 }
 
 fn kind_rank(k: Kind) -> u8 {
@@ -206,16 +215,20 @@ fn kind_rank(k: Kind) -> u8 {
     }
 }
 
+/// The peer holds `env` now (we sent it, or it sent it). Linked as far as
+/// we know if its `prev` was a linked head there.
 fn note(heads: &mut Heads, env: &Envelope) {
     let list = heads.entry((env.space(), env.author())).or_default();
-    list.retain(|(_, id)| Some(*id) != env.body().prev);
-    if !list.iter().any(|(_, id)| *id == env.id()) {
-        list.push((env.seq(), env.id()));
+    let prev = env.body().prev;
+    let linked = prev.is_none() || list.iter().any(|(_, id, l)| Some(*id) == prev && *l);
+    list.retain(|(_, id, _)| Some(*id) != prev);
+    if !list.iter().any(|(_, id, _)| *id == env.id()) {
+        list.push((env.seq(), env.id(), linked));
     }
-    // A forked chain may hold many heads; only the highest few matter.
-    if list.len() > 16 {
+    // A forked chain may hold many heads; only the highest matter.
+    if list.len() > 64 {
         list.sort();
-        list.drain(..list.len() - 16);
+        list.drain(..list.len() - 64);
     }
 }
 
@@ -252,11 +265,12 @@ impl Replica {
             .iter()
             .filter(|((sp, _), _)| sp == space)
             .flat_map(|((sp, author), heads)| {
-                heads.iter().map(move |(seq, id)| Tip {
+                heads.iter().map(move |h| Tip {
                     space: *sp,
                     author: *author,
-                    seq: *seq,
-                    id: *id,
+                    seq: h.seq,
+                    id: h.id,
+                    linked: h.linked,
                 })
             })
             .collect();
@@ -281,7 +295,14 @@ impl Replica {
         if !self.allowed.contains_key(&peer) {
             return;
         }
-        self.peers.insert(peer, PeerState::default());
+        let shared = self.shared_with(&peer).into_iter().collect();
+        self.peers.insert(
+            peer,
+            PeerState {
+                shared,
+                ..PeerState::default()
+            },
+        );
         self.wake(peer);
     }
 
@@ -314,6 +335,48 @@ impl Replica {
         peers.len()
     }
 
+    /// After a membership change: for a space a connected peer now shares
+    /// and did not, both sides may have dropped what the other sent while
+    /// it did not count as a member. Forget what the peer was believed to
+    /// hold of it (all of it goes out again; it ignores duplicates) and
+    /// send it a summary (so it sends again what this device lacks).
+    pub(super) fn refresh_shares(&mut self) {
+        let peers: Vec<DeviceId> = self.peers.keys().copied().collect();
+        for p in peers {
+            let now: BTreeSet<SpaceId> = self.shared_with(&p).into_iter().collect();
+            let Some(st) = self.peers.get_mut(&p) else {
+                continue;
+            };
+            let grew: Vec<SpaceId> = now.difference(&st.shared).copied().collect();
+            st.shared = now;
+            if !grew.is_empty() && st.hello_heard {
+                for s in &grew {
+                    st.known.remove(s);
+                    st.owe_caught.insert(*s);
+                }
+                st.summary_due = true;
+                st.dirty.extend(grew);
+                self.wake(p);
+            }
+        }
+    }
+
+    /// Sends every peer a summary, so each sends what this device lacks.
+    pub(super) fn ask_again(&mut self) {
+        let peers: Vec<DeviceId> = self
+            .peers
+            .iter()
+            .filter(|(_, st)| st.hello_heard)
+            .map(|(d, _)| *d)
+            .collect();
+        for p in peers {
+            if let Some(st) = self.peers.get_mut(&p) {
+                st.summary_due = true;
+            }
+            self.wake(p);
+        }
+    }
+
     fn wake(&mut self, peer: DeviceId) {
         if let Some(st) = self.peers.get_mut(&peer) {
             if !st.woken {
@@ -336,51 +399,33 @@ impl Replica {
         }
     }
 
-    /// The held envelopes of `space` that `heads` (a peer's) do not cover,
-    /// control ops first, each chain in order.
+    /// The held envelopes of `space` that `heads` (a peer's) do not cover:
+    /// a peer holds a head and the head's own ancestors (through `prev`),
+    /// nothing else we can be sure of. Control ops first, each chain in order.
     fn missing(&self, space: &SpaceId, heads: Option<&Heads>) -> Vec<Envelope> {
         let Some(s) = self.space(space) else {
             return Vec::new();
         };
-        let forked = s.forked();
-        let mut ancestry: HashMap<EnvelopeId, HashSet<EnvelopeId>> = HashMap::new();
+        let mut covered: HashSet<EnvelopeId> = HashSet::new();
+        for hs in heads.into_iter().flat_map(|h| h.values()) {
+            for (_, id, linked) in hs {
+                if !*linked {
+                    // A gap below it there: it covers only itself.
+                    covered.insert(*id);
+                    continue;
+                }
+                let mut cur = Some(*id);
+                while let Some(c) = cur {
+                    if !covered.insert(c) {
+                        break;
+                    }
+                    cur = s.get(&c).and_then(|x| x.body().prev);
+                }
+            }
+        }
         let mut out: Vec<&Envelope> = s
             .held()
-            .filter(|e| e.space() == *space)
-            .filter(|e| {
-                let chain = (e.space(), e.author());
-                let Some(hs) = heads.and_then(|h| h.get(&chain)) else {
-                    return true;
-                };
-                let known = hs.iter().any(|(seq, id)| {
-                    if *id == e.id() {
-                        return true;
-                    }
-                    if e.seq() > *seq {
-                        return false;
-                    }
-                    if !forked.contains(&chain) {
-                        return true;
-                    }
-                    match s.get(id) {
-                        // Forked: only the head's own ancestors are known.
-                        Some(_) => ancestry
-                            .entry(*id)
-                            .or_insert_with(|| {
-                                let mut set = HashSet::new();
-                                let mut cur = Some(*id);
-                                while let Some(c) = cur {
-                                    set.insert(c);
-                                    cur = s.get(&c).and_then(|x| x.body().prev);
-                                }
-                                set
-                            })
-                            .contains(&e.id()),
-                        None => false,
-                    }
-                });
-                !known
-            })
+            .filter(|e| e.space() == *space && !covered.contains(&e.id()))
             .collect();
         out.sort_by_key(|e| (kind_rank(e.kind()), e.author(), e.seq(), e.id()));
         out.into_iter().cloned().collect()
@@ -484,6 +529,7 @@ impl Replica {
         &mut self,
         peer: DeviceId,
         msg: SyncMessage,
+        rng: &mut impl rand_core::CryptoRngCore,
     ) -> Result<(), ProtocolViolation> {
         if !self.allowed.contains_key(&peer) || !self.peers.contains_key(&peer) {
             return Err(ProtocolViolation::NotAllowed);
@@ -514,7 +560,15 @@ impl Replica {
                     }
                     envs.push(env);
                 }
+                let control = envs
+                    .iter()
+                    .any(|e| matches!(e.kind(), Kind::Membership | Kind::Roster));
                 self.received(peer, space, envs)?;
+                if control {
+                    // A membership or roster change: hand keys to new member
+                    // devices, rotate away from ones that left (managers).
+                    self.upkeep_keys(false, rng);
+                }
             }
             SyncMessage::Caught { space } => {
                 self.emit(Event::CaughtUp { peer, space });
@@ -546,13 +600,14 @@ impl Replica {
                     heads
                         .entry((t.space, t.author))
                         .or_default()
-                        .push((t.seq, t.id));
+                        .push((t.seq, t.id, t.linked));
                 }
             }
         }
         st.queue.clear();
         st.queued.clear();
         st.owe_caught = shared.clone();
+        st.shared = shared.clone();
         st.dirty = shared;
         self.wake(peer);
     }

@@ -659,3 +659,31 @@ fn a_folders_team_is_signed_not_assumed() {
         assert_eq!(judged.is_accepted(&env.id()), ok);
     }
 }
+
+/// Found by the adversarial simulator: an envelope whose `prev` sits two
+/// seqs below it is never linked into its author's chain — not even while
+/// the seq between is missing (it was taken as a head, honest devices
+/// built on it, and their ops then waited forever).
+#[test]
+fn an_envelope_skipping_a_seq_is_never_linked() {
+    let mut w = World::new(39, &[Role::Editor]);
+    let a = w.write(1, "one", 1);
+    let op = ControlOp::Membership(MembershipOp::Rewrap {
+        epoch: w.reps[1].current_epoch().unwrap(),
+        wraps: vec![],
+    });
+    let context = w.reps[1].control_heads().to_vec();
+    let skipping = sign_at(
+        &w.keys[1],
+        &w.reps[1],
+        a.seq() + 2,
+        Some(a.id()),
+        context,
+        &op,
+    );
+    w.reps[0].ingest(a.clone()).unwrap_or(Outcome::Duplicate);
+    assert_eq!(w.reps[0].ingest(skipping.clone()), Ok(Outcome::Pending));
+    assert!(!w.reps[0].control_heads().contains(&skipping.id()));
+    w.converge();
+    assert_eq!(w.outcome_everywhere(&skipping.id()), Outcome::Pending);
+}

@@ -7,3 +7,4 @@ mod net;
 mod replica;
 mod scenarios;
 mod sim;
+mod sim_space;

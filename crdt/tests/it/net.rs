@@ -112,13 +112,35 @@ impl Node {
     }
 
     /// A crash and restart: a fresh replica from what was persisted, then
-    /// unlocked with the same keys.
-    pub fn restart(&mut self, rng: &mut ChaCha20Rng) {
+    /// unlocked with the same keys. Returns the accepted-state digests
+    /// while still locked, and whether the unlock wrote anything (key
+    /// upkeep that was due).
+    pub fn restart(&mut self, rng: &mut ChaCha20Rng) -> (Vec<(SpaceId, [u8; 32])>, bool) {
         let identity: Identity = self.replica.identity().clone();
         self.replica = Replica::load(identity, self.store.stored(), self.store.trusted.clone());
+        let locked = self
+            .replica
+            .digests()
+            .into_iter()
+            .map(|d| (d.space, d.accepted))
+            .collect();
         self.replica.unlock(self.keys.clone(), rng).unwrap();
         self.wakes.clear();
-        self.drain();
+        let mut wrote = false;
+        while let Some(effect) = self.replica.poll_effect() {
+            match effect {
+                Effect::Persist(p) => {
+                    wrote |= matches!(p, Persist::Envelopes { .. });
+                    self.store.apply(p);
+                }
+                Effect::Event(e) => self.events.push(e),
+                Effect::AllowedPeers(_) => {}
+                Effect::Transmit(peer) => {
+                    self.wakes.insert(peer);
+                }
+            }
+        }
+        (locked, wrote)
     }
 
     /// What this device proves when it joins `team` as `user`.
@@ -168,6 +190,10 @@ pub struct World {
     pub cut: BTreeSet<(usize, usize)>,
     inflight: HashMap<(usize, usize), VecDeque<SyncMessage>>,
     pub messages: u64,
+    /// Per round, the chance in percent that a link delivers its next message.
+    pub delivery: u32,
+    /// A node allowed to break the protocol (its peers cut it off).
+    pub adversary: Option<usize>,
 }
 
 impl World {
@@ -180,6 +206,8 @@ impl World {
             cut: BTreeSet::new(),
             inflight: HashMap::new(),
             messages: 0,
+            delivery: 100,
+            adversary: None,
         }
     }
 
@@ -269,22 +297,78 @@ impl World {
                 self.nodes[a].drain();
             }
         }
-        let links: Vec<(usize, usize)> = self.inflight.keys().copied().collect();
+        self.inflight.retain(|_, q| !q.is_empty());
+        let mut links: Vec<(usize, usize)> = self.inflight.keys().copied().collect();
+        links.sort();
         for (a, b) in links {
+            if self.delivery < 100
+                && rand_core::RngCore::next_u32(&mut self.rng) % 100 >= self.delivery
+            {
+                moved = true;
+                continue;
+            }
             let Some(msg) = self.inflight.get_mut(&(a, b)).and_then(VecDeque::pop_front) else {
                 continue;
             };
             self.messages += 1;
             moved = true;
+            if self.messages > 99_000 || std::env::var("COFFER_SIM_TRACE").is_ok() {
+                let what = match &msg {
+                    SyncMessage::Hello { spaces, .. } => format!("hello {}", spaces.len()),
+                    SyncMessage::Summary { spaces } => format!("summary {}", spaces.len()),
+                    SyncMessage::Envelopes { space, envelopes } => {
+                        let ids: Vec<String> = envelopes
+                            .iter()
+                            .filter_map(|b| Envelope::decode(b).ok())
+                            .map(|e| e.id().short()[..4].to_string())
+                            .collect();
+                        format!("{} envelopes of {} {ids:?}", envelopes.len(), space.short())
+                    }
+                    SyncMessage::Caught { space } => format!("caught {}", space.short()),
+                    SyncMessage::Error { text, .. } => format!("error {text}"),
+                };
+                eprintln!("{a} -> {b}: {what}");
+            }
             let from = self.nodes[a].id();
-            let result = self.nodes[b].replica.handle_message(from, msg);
+            let result = self.nodes[b]
+                .replica
+                .handle_message(from, msg, &mut self.rng);
             self.nodes[b].drain();
             if let Err(e) = result {
-                assert!(!e.is_violation(), "an honest peer broke the protocol: {e}");
+                assert!(
+                    !e.is_violation() || self.adversary == Some(a),
+                    "an honest peer broke the protocol: {e}"
+                );
                 self.disconnect(a, b);
+                if self.adversary == Some(a) {
+                    // Cut off, it stays off for a while.
+                    self.cut.insert((a.min(b), a.max(b)));
+                }
             }
         }
         moved
+    }
+
+    /// Puts `msg` on the link from `from` to `to` (if they are connected),
+    /// as a misbehaving `from` could send anything.
+    pub fn inject(&mut self, from: usize, to: usize, msg: SyncMessage) -> bool {
+        if !self.connected.contains(&(from.min(to), from.max(to))) {
+            return false;
+        }
+        self.inflight.entry((from, to)).or_default().push_back(msg);
+        true
+    }
+
+    /// The nodes `i` is connected to.
+    pub fn neighbours(&self, i: usize) -> Vec<usize> {
+        self.connected
+            .iter()
+            .filter_map(|(a, b)| match (*a == i, *b == i) {
+                (true, _) => Some(*b),
+                (_, true) => Some(*a),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Rounds until nothing moves.

@@ -1,10 +1,12 @@
-//! A deterministic multi-replica simulator: N replicas with their own keys
-//! and clocks, an in-memory network with delay, reordering, duplication and
-//! partitions, a hook that replays old envelopes, and random workloads of
-//! edits, role changes, removals and rotations. Everything is driven by one
-//! seed: `COFFER_SIM_SEED=<n> cargo test -p coffer-crdt --test it seeded_run`
-//! runs that seed alone (`COFFER_SIM_TEAM=1`, `COFFER_SIM_STEPS`,
-//! `COFFER_SIM_REPLICAS` as printed on failure). Half the cases put the
+//! The acceptance rule alone under fire: N copies of one folder `Space`
+//! with their own keys and clocks, an in-memory network with delay,
+//! reordering, duplication and partitions, a hook that replays old
+//! envelopes, and random workloads of edits (forced ones too, which the
+//! replica's API would refuse), role changes, removals and rotations.
+//! (`sim.rs` runs whole replicas through the sync protocol.) Everything is
+//! driven by one seed: `COFFER_SIM_SEED=<n> cargo test -p coffer-crdt --test
+//! it sim_space::seeded_run` runs that seed alone (`COFFER_SIM_TEAM=1`,
+//! `COFFER_SIM_STEPS`, `COFFER_SIM_REPLICAS` as printed on failure). Half the cases put the
 //! folder in a team roster (users, groups, admins, device revocation). Proptest drives many seeds;
 //! `COFFER_SIM_CASES=<n>` sets how many (default 24 keeps the crdt tests
 //! under a minute on 2 cores).
@@ -491,7 +493,7 @@ fn cases() -> u32 {
 }
 
 #[test]
-fn seeded_run_from_env() {
+fn seeded_space_run_from_env() {
     let seed = std::env::var("COFFER_SIM_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -514,12 +516,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases().div_ceil(2), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn replicas_converge_to_identical_state(seed in any::<u64>(), n in 5usize..7, steps in 20usize..70) {
+    fn spaces_converge_to_identical_state(seed in any::<u64>(), n in 5usize..7, steps in 20usize..70) {
         run(seed, n, steps, false);
     }
 
     #[test]
-    fn replicas_converge_to_identical_state_in_a_team(seed in any::<u64>(), n in 5usize..7, steps in 20usize..70) {
+    fn spaces_converge_to_identical_state_in_a_team(seed in any::<u64>(), n in 5usize..7, steps in 20usize..70) {
         run(seed, n, steps, true);
     }
 }
