@@ -11,7 +11,6 @@ use zeroize::Zeroizing;
 use crate::CliError;
 
 /// Fields masked unless `--reveal`.
-const SECRET_FIELDS: &[&str] = &["password", "notes", "totp", "number", "cvv"];
 const MASK: &str = "••••••••";
 
 pub fn json<T: serde::Serialize>(value: &T) {
@@ -100,8 +99,8 @@ pub fn status(s: &StatusResult) {
     println!("auto-lock after {} s idle", s.auto_lock_secs);
 }
 
-fn field_line(key: &str, value: &str, reveal: bool) -> String {
-    if SECRET_FIELDS.contains(&key) && !reveal {
+fn field_line(key: &str, value: &str, secret: bool, reveal: bool) -> String {
+    if secret && !reveal {
         return format!("{key}: {MASK}");
     }
     if value.contains('\n') {
@@ -120,7 +119,8 @@ pub fn item(v: &ItemView, reveal: bool) {
         prefix(&v.id, 8)
     );
     for (key, value) in &v.fields {
-        println!("{}", field_line(key, value, reveal));
+        let secret = v.secret_fields.iter().any(|s| s == key);
+        println!("{}", field_line(key, value, secret, reveal));
     }
     for url in &v.urls {
         println!("url: {url}");
@@ -136,7 +136,7 @@ pub fn item(v: &ItemView, reveal: bool) {
     if let Some(t) = v.trashed_ms {
         println!("in trash since {}", time(t));
     }
-    if !reveal && v.fields.keys().any(|k| SECRET_FIELDS.contains(&k.as_str())) {
+    if !reveal && !v.secret_fields.is_empty() {
         eprintln!("(secrets masked: --reveal shows them, --field NAME prints one)");
     }
 }
@@ -241,7 +241,8 @@ pub fn history(entries: &[HistoryEntry], reveal: bool) {
         for (key, value) in &e.fields {
             println!(
                 "    {}",
-                field_line(key, value, reveal).replace('\n', "\n    ")
+                field_line(key, value, e.secret_fields.contains(key), reveal)
+                    .replace('\n', "\n    ")
             );
         }
         for url in &e.urls {

@@ -87,6 +87,9 @@ pub enum SchemaError {
     /// A 2FA item without its secret.
     #[error("a totp item needs a secret")]
     TotpRequired,
+    /// Only logins and 2FA items hold a TOTP secret.
+    #[error("a {} item cannot hold a TOTP secret (only login and totp items can)", .0.as_str())]
+    NoTotp(ItemType),
     /// A card expiry that is not MM/YY (or MM/YYYY).
     #[error("expiry {0:?} is not MM/YY")]
     Expiry(String),

@@ -1,18 +1,24 @@
 //! The IPC server: a Unix socket speaking line-framed JSON-RPC 2.0.
 //!
 //! One task accepts; one task per connection reads requests and writes
-//! replies (and events, once subscribed). Vault work runs on the blocking pool
-//! under one mutex, so requests are serialised and never block the reactor.
-//! A malformed, oversized or unknown request gets an error reply and the
-//! daemon carries on; only peers with our own uid are served.
+//! replies (and events, once subscribed). A request runs on the blocking
+//! pool; what touches the vault is a closure sent to the vault actor
+//! ([`crate::vault::actor`]), which runs requests one at a time and never
+//! on a runtime worker. A malformed, oversized or unknown request gets an
+//! error reply and the daemon carries on; only peers with our own uid are
+//! served.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use coffer_crdt::folder::{ItemEdit, ItemType};
+use coffer_crdt::replica::{ItemQuery, LockReason, NewItemSpec};
+use coffer_crdt::DeviceId;
 use coffer_ipc::methods::{self as m, Method};
 use coffer_ipc::{
     ErrorCode, Event, Notification, Progress, ProgressNotification, Request, Response, RpcError,
@@ -23,7 +29,7 @@ use rand::rngs::OsRng;
 use serde_json::{json, Value};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 
 use tracing::{debug, info, warn};
@@ -32,24 +38,30 @@ use crate::config::Config;
 use crate::export::{self, ExportError, ExportFile};
 use crate::import;
 use crate::net::Net;
-use crate::vault::{ImportRequest, Now, Vault, VaultError};
+use crate::vault::actor::{Router, VaultHandle};
+use crate::vault::{Now, Output, Vault};
 
+mod convert;
+
+use convert::{Answer, Failure};
 mod enrol_rpc;
 mod net_rpc;
 mod team_rpc;
 
 struct Shared {
     config: Config,
-    vault: Arc<Mutex<Vault>>,
+    vault: VaultHandle,
     events: broadcast::Sender<Event>,
-    last_activity: Mutex<Instant>,
     net: Net,
     /// Joins in progress on this device (`enrol_rpc`).
     joins: Mutex<enrol_rpc::Joins>,
 }
 
-/// Where a long request reports how far it has got (see [`Progress`]).
-type ProgressSink = mpsc::UnboundedSender<Progress>;
+/// Where a long request reports how far it has got (see [`Progress`]);
+/// lossy: a note that finds the queue full is dropped.
+type ProgressSink = mpsc::Sender<Progress>;
+/// Progress notes waiting to be written, at most.
+const PROGRESS_QUEUE: usize = 16;
 
 impl From<ExportError> for RpcError {
     fn from(e: ExportError) -> Self {
@@ -70,33 +82,6 @@ fn now() -> Now {
     Now { unix_ms: ms }
 }
 
-impl From<VaultError> for RpcError {
-    fn from(e: VaultError) -> Self {
-        let code = match &e {
-            VaultError::Locked => ErrorCode::Locked,
-            VaultError::NotInitialized => ErrorCode::NotInitialized,
-            VaultError::AlreadyInitialized => ErrorCode::AlreadyInitialized,
-            VaultError::NotFound(_) => ErrorCode::NotFound,
-            VaultError::Ambiguous { .. } => ErrorCode::Ambiguous,
-            VaultError::WrongPin => ErrorCode::WrongPin,
-            VaultError::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
-            VaultError::Invalid(_) => ErrorCode::InvalidInput,
-            VaultError::PermissionDenied(_) => ErrorCode::PermissionDenied,
-            _ => ErrorCode::Internal,
-        };
-        let err = RpcError::new(code, e.to_string());
-        match e {
-            VaultError::Ambiguous { candidates, .. } => {
-                err.with_data(json!({ "candidates": candidates }))
-            }
-            VaultError::TooManyAttempts { retry_after_secs } => {
-                err.with_data(json!({ "retry_after_secs": retry_after_secs }))
-            }
-            _ => err,
-        }
-    }
-}
-
 fn params<M: Method>(value: Value) -> Result<M::Params, RpcError> {
     let value = if value.is_null() { json!({}) } else { value };
     serde_json::from_value(value).map_err(|e| {
@@ -107,31 +92,47 @@ fn params<M: Method>(value: Value) -> Result<M::Params, RpcError> {
     })
 }
 
-fn reply<M: Method>(result: M::Result) -> Result<Value, RpcError> {
-    serde_json::to_value(result).map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))
+fn reply<M: Method, E: From<RpcError>>(result: M::Result) -> Result<Value, E> {
+    serde_json::to_value(result)
+        .map_err(|e| E::from(RpcError::new(ErrorCode::Internal, e.to_string())))
+}
+
+fn invalid(msg: impl Into<String>) -> RpcError {
+    RpcError::new(ErrorCode::InvalidInput, msg.into())
+}
+
+/// Routes what the replica says: events to subscribers, the devices it
+/// syncs with to the network.
+struct Bus {
+    events: broadcast::Sender<Event>,
+    allowed: watch::Sender<BTreeMap<DeviceId, [u8; 32]>>,
+}
+
+impl Router for Bus {
+    fn route(&mut self, output: Output) {
+        match output {
+            Output::Event(e) => {
+                if let Some(e) = convert::event(e) {
+                    let _ = self.events.send(e);
+                }
+            }
+            Output::AllowedPeers(a) => {
+                self.allowed.send_replace(a);
+            }
+            Output::Transmit(_) => {}
+        }
+    }
 }
 
 impl Shared {
-    fn publish(&self, events: Vec<Event>) {
-        if events
-            .iter()
-            .any(|e| matches!(e, Event::ItemChanged { .. } | Event::FolderChanged { .. }))
-        {
-            self.net.changed();
-        }
-        for event in events {
-            let _ = self.events.send(event);
-        }
-    }
-
-    /// Runs one request against the vault. Blocking (Argon2, SQLite fsync).
+    /// Runs one request. On the blocking pool (the vault calls wait for
+    /// the vault thread; import parsing and scrypt run here).
     fn dispatch(
         &self,
         method: &str,
         raw: Value,
         progress: ProgressSink,
     ) -> Result<Value, RpcError> {
-        // These do their slow parts (reading, parsing, scrypt) outside the vault lock.
         match method {
             m::Import::NAME => return self.import(raw, progress),
             m::Backup::NAME => return self.backup(raw),
@@ -145,152 +146,228 @@ impl Shared {
             return self.dispatch_enrol(method, raw);
         }
         if team_rpc::handles(method) {
-            return self.dispatch_team(method, raw);
+            let method = method.to_owned();
+            return self
+                .vault
+                .blocking_call(move |v| team_rpc::dispatch(v, &method, raw))
+                .map_err(RpcError::from);
         }
-        let mut vault = self
-            .vault
-            .lock()
-            .map_err(|_| RpcError::new(ErrorCode::Internal, "vault state poisoned"))?;
-        if method != m::Status::NAME {
-            *self.last_activity.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        }
-        let rng = &mut OsRng;
         match method {
             m::Status::NAME => {
-                let id = vault.identity();
-                let counts = vault.counts();
-                reply::<m::Status>(m::StatusResult {
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    protocol: coffer_ipc::PROTOCOL_VERSION,
-                    initialized: id.is_some(),
-                    locked: vault.is_locked(),
-                    device_id: id.map(|i| i.device_id.clone()),
-                    name: id.map(|i| i.name.clone()),
-                    email: id.map(|i| i.email.clone()),
-                    folders: counts.map(|c| c.0),
-                    items: counts.map(|c| c.1),
-                    auto_lock_secs: self.config.auto_lock.as_secs(),
-                    data_dir: self.config.data_dir.display().to_string(),
-                    socket: self.config.socket.display().to_string(),
-                    pid: std::process::id(),
-                })
+                let config = (
+                    self.config.auto_lock.as_secs(),
+                    self.config.data_dir.display().to_string(),
+                    self.config.socket.display().to_string(),
+                );
+                self.vault
+                    .blocking_call_quiet(move |v| status(v, config))
+                    .map_err(RpcError::from)
             }
             m::Init::NAME => {
                 let p = params::<m::Init>(raw)?;
-                let (device, folder) = vault.init(&p.name, &p.email, &p.pin, now(), rng)?;
-                drop(vault);
+                let result = self.vault.blocking_call(move |v| {
+                    let (device, folder) = v.init(&p.name, &p.email, &p.pin, now(), &mut OsRng)?;
+                    reply::<m::Init, _>(m::InitResult {
+                        device_id: device.to_hex(),
+                        folder_id: folder.to_hex(),
+                    })
+                });
                 self.net.identity_maybe_ready();
-                self.publish(vec![Event::LockState {
-                    locked: false,
-                    reason: "init".into(),
-                }]);
-                reply::<m::Init>(m::InitResult {
-                    device_id: device.to_hex(),
-                    folder_id: folder.to_hex(),
-                })
+                result
             }
             m::Unlock::NAME => {
                 let p = params::<m::Unlock>(raw)?;
-                let was_locked = vault.is_locked();
-                vault.unlock(&p.pin, now())?;
-                let upkeep = if was_locked {
-                    vault.key_upkeep(&mut OsRng).unwrap_or_else(|e| {
-                        warn!(error = %e, "key upkeep after unlock failed");
-                        Vec::new()
-                    })
-                } else {
-                    Vec::new()
-                };
-                drop(vault);
+                let result = self.vault.blocking_call(move |v| {
+                    v.unlock(&p.pin, now())?;
+                    reply::<m::Unlock, _>(m::Empty {})
+                });
                 self.net.identity_maybe_ready();
-                if was_locked {
-                    let mut events = vec![Event::LockState {
-                        locked: false,
-                        reason: "pin".into(),
-                    }];
-                    events.extend(upkeep);
-                    self.publish(events);
-                }
-                reply::<m::Unlock>(m::Empty {})
+                result
             }
-            m::Lock::NAME => {
-                let was_locked = vault.is_locked();
-                vault.lock();
-                drop(vault);
-                if !was_locked {
-                    self.publish(vec![Event::LockState {
-                        locked: true,
-                        reason: "request".into(),
-                    }]);
-                }
-                reply::<m::Lock>(m::Empty {})
+            _ => {
+                let method = method.to_owned();
+                self.vault
+                    .blocking_call(move |v| items(v, &method, raw))
+                    .map_err(RpcError::from)
             }
-            m::FolderCreate::NAME => {
-                let p = params::<m::FolderCreate>(raw)?;
-                let (info, events) = vault.folder_create(&p.name, now(), rng)?;
-                drop(vault);
-                self.publish(events);
-                reply::<m::FolderCreate>(info)
-            }
-            m::FolderList::NAME => reply::<m::FolderList>(vault.folder_list()?),
-            m::ItemAdd::NAME => {
-                let p = params::<m::ItemAdd>(raw)?;
-                let (view, events) = vault.item_add(p, now(), rng)?;
-                drop(vault);
-                self.publish(events);
-                reply::<m::ItemAdd>(view)
-            }
-            m::ItemGet::NAME => reply::<m::ItemGet>(vault.item_get(&params::<m::ItemGet>(raw)?)?),
-            m::ItemList::NAME => {
-                reply::<m::ItemList>(vault.item_list(&params::<m::ItemList>(raw)?)?)
-            }
-            m::ItemSearch::NAME => {
-                reply::<m::ItemSearch>(vault.item_search(&params::<m::ItemSearch>(raw)?.query)?)
-            }
-            m::ItemEdit::NAME => {
-                let (view, events) = vault.item_edit(params::<m::ItemEdit>(raw)?, now(), rng)?;
-                drop(vault);
-                self.publish(events);
-                reply::<m::ItemEdit>(view)
-            }
-            m::ItemTrash::NAME | m::ItemRestore::NAME => {
-                let p = params::<m::ItemTrash>(raw)?;
-                let (summary, events) =
-                    vault.item_set_trashed(&p.item, method == m::ItemTrash::NAME, now(), rng)?;
-                drop(vault);
-                self.publish(events);
-                reply::<m::ItemTrash>(summary)
-            }
-            m::ItemHistory::NAME => {
-                reply::<m::ItemHistory>(vault.item_history(&params::<m::ItemHistory>(raw)?)?)
-            }
-            m::TotpGet::NAME => {
-                reply::<m::TotpGet>(vault.totp_code(&params::<m::TotpGet>(raw)?, now())?)
-            }
-            m::TotpSet::NAME => {
-                let (view, events) = vault.totp_set(params::<m::TotpSet>(raw)?, now(), rng)?;
-                drop(vault);
-                self.publish(events);
-                reply::<m::TotpSet>(view)
-            }
-            m::Export::NAME => Self::export(&vault, raw),
-            other => Err(RpcError::new(
-                ErrorCode::MethodNotFound,
-                format!("unknown method {other:?}"),
-            )),
         }
     }
 }
 
+fn status(v: &mut Vault, (auto_lock_secs, data_dir, socket): (u64, String, String)) -> Answer {
+    let r = v.replica().ok();
+    let counts = r.and_then(|r| r.counts());
+    reply::<m::Status, Failure>(m::StatusResult {
+        version: env!("CARGO_PKG_VERSION").into(),
+        protocol: coffer_ipc::PROTOCOL_VERSION,
+        initialized: r.is_some(),
+        locked: v.is_locked(),
+        device_id: r.map(|r| r.device().to_hex()),
+        name: r.map(|r| r.identity().name.clone()),
+        email: r.map(|r| r.identity().email.clone()),
+        folders: counts.map(|c| c.0),
+        items: counts.map(|c| c.1),
+        auto_lock_secs,
+        data_dir,
+        socket,
+        pid: std::process::id(),
+    })
+}
+
+fn item_type(name: &str) -> Result<ItemType, RpcError> {
+    ItemType::parse(name).ok_or_else(|| {
+        invalid(format!(
+            "unknown item type {name:?} (login, note, card, totp)"
+        ))
+    })
+}
+
+/// Folders, items and TOTP: on the vault thread.
+fn items(v: &mut Vault, method: &str, raw: Value) -> Answer {
+    let rng = &mut OsRng;
+    match method {
+        m::Lock::NAME => {
+            v.lock(LockReason::Request);
+            reply::<m::Lock, _>(m::Empty {})
+        }
+        m::FolderCreate::NAME => {
+            let p = params::<m::FolderCreate>(raw)?;
+            let f = v
+                .replica_mut()?
+                .create_folder(&p.name, now().unix_ms, rng)?;
+            reply::<m::FolderCreate, _>(convert::folder_info(&f))
+        }
+        m::FolderList::NAME => {
+            let list = v.replica()?.folders()?;
+            reply::<m::FolderList, _>(list.iter().map(convert::folder_info).collect())
+        }
+        m::ItemAdd::NAME => {
+            let p = params::<m::ItemAdd>(raw)?;
+            let spec = NewItemSpec {
+                folder: p.folder,
+                item_type: item_type(&p.item_type)?,
+                name: p.name,
+                fields: p.fields,
+                urls: p.urls,
+            };
+            let (folder, id) = v.add_item(spec, now(), rng)?;
+            let r = v.replica()?;
+            reply::<m::ItemAdd, _>(convert::item_view(r, &folder, r.item(&folder, &id)?))
+        }
+        m::ItemGet::NAME => {
+            let p = params::<m::ItemGet>(raw)?;
+            let (folder, _, item) = v.find_item(&ItemQuery {
+                item: p.item,
+                trash: p.trash,
+            })?;
+            reply::<m::ItemGet, _>(convert::item_view(v.replica()?, &folder, item))
+        }
+        m::ItemList::NAME => {
+            let p = params::<m::ItemList>(raw)?;
+            let r = v.replica()?;
+            let mut list: Vec<m::ItemSummary> = r
+                .items(p.folder.as_deref(), p.trash)?
+                .into_iter()
+                .map(|(f, i)| convert::item_summary(r, &f, i))
+                .collect();
+            convert::sort_summaries(&mut list);
+            reply::<m::ItemList, _>(list)
+        }
+        m::ItemSearch::NAME => {
+            let p = params::<m::ItemSearch>(raw)?;
+            let r = v.replica()?;
+            let mut list: Vec<m::ItemSummary> = r
+                .search(&p.query)?
+                .into_iter()
+                .map(|(f, i)| convert::item_summary(r, &f, i))
+                .collect();
+            convert::sort_summaries(&mut list);
+            reply::<m::ItemSearch, _>(list)
+        }
+        m::ItemEdit::NAME => {
+            let p = params::<m::ItemEdit>(raw)?;
+            let edit = ItemEdit {
+                name: p.name,
+                fields: p.fields,
+                urls: p.urls,
+            };
+            let (folder, id) = v.edit_item(&ItemQuery::live(&p.item), edit, now(), rng)?;
+            let r = v.replica()?;
+            reply::<m::ItemEdit, _>(convert::item_view(r, &folder, r.item(&folder, &id)?))
+        }
+        m::ItemTrash::NAME | m::ItemRestore::NAME => {
+            let p = params::<m::ItemTrash>(raw)?;
+            let trash = method == m::ItemTrash::NAME;
+            let (folder, id) = v
+                .replica_mut()?
+                .set_trashed(&p.item, trash, now().unix_ms, rng)?;
+            let r = v.replica()?;
+            reply::<m::ItemTrash, _>(convert::item_summary(r, &folder, r.item(&folder, &id)?))
+        }
+        m::ItemHistory::NAME => {
+            let p = params::<m::ItemHistory>(raw)?;
+            let list = v.replica()?.history(&p.item)?;
+            reply::<m::ItemHistory, _>(list.into_iter().map(convert::history_entry).collect())
+        }
+        m::TotpGet::NAME => {
+            let p = params::<m::TotpGet>(raw)?;
+            let (_, _, item) = v.find_item(&ItemQuery::live(&p.item))?;
+            let uri = item
+                .fields
+                .get("totp")
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    RpcError::new(
+                        ErrorCode::NotFound,
+                        format!(
+                            "{} has no TOTP secret (link one with `coffer totp set`)",
+                            item.name
+                        ),
+                    )
+                })?;
+            let config = coffer_crdt::totp::TotpConfig::parse(uri)
+                .map_err(|e| invalid(format!("stored TOTP secret is invalid: {e}")))?;
+            let at = p.at.unwrap_or(now().unix_secs());
+            reply::<m::TotpGet, _>(m::TotpCode {
+                code: config.code_at(at),
+                seconds_remaining: config.seconds_remaining(at),
+                period: config.period,
+                digits: if config.steam { 5 } else { config.digits },
+                algorithm: if config.steam {
+                    "STEAM".into()
+                } else {
+                    format!("{:?}", config.algorithm).to_uppercase()
+                },
+                item: item.name.clone(),
+            })
+        }
+        m::TotpSet::NAME => {
+            let p = params::<m::TotpSet>(raw)?;
+            let (folder, id) = v.replica_mut()?.set_totp(
+                &ItemQuery::live(&p.item),
+                &p.secret,
+                now().unix_ms,
+                rng,
+            )?;
+            let r = v.replica()?;
+            reply::<m::TotpSet, _>(convert::item_view(r, &folder, r.item(&folder, &id)?))
+        }
+        m::Export::NAME => export_text(v, raw),
+        other => Err(Failure(RpcError::new(
+            ErrorCode::MethodNotFound,
+            format!("unknown method {other:?}"),
+        ))),
+    }
+}
+
 impl Shared {
-    /// Reads and parses the export outside the vault lock, then adds it.
+    /// Reads and parses the export here, then adds it on the vault thread.
     fn import(&self, raw: Value, progress: ProgressSink) -> Result<Value, RpcError> {
         let p = params::<m::Import>(raw)?;
-        let invalid = |msg: String| RpcError::new(ErrorCode::InvalidInput, msg);
         let bytes = read_bounded(&p.path, import::MAX_IMPORT_BYTES)?;
         let format = if p.format == "auto" {
             import::detect(&bytes).ok_or_else(|| {
-                invalid("cannot tell the format of this file: name it with --format".into())
+                invalid("cannot tell the format of this file: name it with --format")
             })?
         } else {
             import::Format::parse_name(&p.format).ok_or_else(|| {
@@ -312,80 +389,92 @@ impl Shared {
         let result = self.store_import(
             report,
             format,
-            p.folder.as_deref(),
+            p.folder,
             p.dry_run,
             p.progress.then_some(progress),
         )?;
-        reply::<m::Import>(result)
+        reply::<m::Import, _>(result)
     }
 
-    /// Adds parsed items to the vault (all or nothing) and publishes the events.
+    /// Adds parsed items to the vault (all or nothing).
     fn store_import(
         &self,
         report: import::ImportReport,
         format: import::Format,
-        folder: Option<&str>,
+        folder: Option<String>,
         dry_run: bool,
         progress: Option<ProgressSink>,
     ) -> Result<m::ImportResult, RpcError> {
-        let mut vault = self.lock_vault()?;
-        let mut on_progress = |done: usize, total: usize| {
-            if let Some(sink) = &progress {
-                let _ = sink.send(Progress {
-                    phase: "store".into(),
-                    done: done as u64,
-                    total: total as u64,
-                });
-            }
-        };
-        let request = ImportRequest {
-            report,
-            format,
-            into: folder,
+        let skipped: Vec<m::SkippedRecord> = report
+            .skipped
+            .iter()
+            .map(|s| m::SkippedRecord {
+                record: s.record.clone(),
+                reason: s.reason.clone(),
+            })
+            .collect();
+        let plan = self.vault.blocking_call(move |v| {
+            let mut on_progress = |done: usize, total: usize| {
+                if let Some(sink) = &progress {
+                    let _ = sink.try_send(Progress {
+                        phase: "store".into(),
+                        done: done as u64,
+                        total: total as u64,
+                    });
+                }
+            };
+            v.import(
+                report,
+                folder.as_deref(),
+                dry_run,
+                now(),
+                &mut OsRng,
+                &mut on_progress,
+            )
+            .map_err(RpcError::from)
+        })?;
+        info!(
+            format = format.name(),
+            added = plan.added.values().sum::<usize>(),
+            duplicates = plan.duplicates,
             dry_run,
-        };
-        let (result, events) = vault.import(request, now(), &mut OsRng, &mut on_progress)?;
-        drop(vault);
-        self.publish(events);
-        Ok(result)
-    }
-
-    fn lock_vault(&self) -> Result<std::sync::MutexGuard<'_, Vault>, RpcError> {
-        let vault = self
-            .vault
-            .lock()
-            .map_err(|_| RpcError::new(ErrorCode::Internal, "vault state poisoned"))?;
-        *self.last_activity.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        Ok(vault)
+            "import done"
+        );
+        Ok(m::ImportResult {
+            format: format.name().into(),
+            dry_run,
+            added: plan
+                .added
+                .iter()
+                .map(|(t, n)| (t.as_str().to_string(), *n))
+                .collect(),
+            duplicates: plan.duplicates,
+            folders_created: plan.folders_created,
+            skipped,
+        })
     }
 
     /// Seals everything readable (trash included) into an age file; the
-    /// scrypt work runs after the vault lock is released.
+    /// scrypt work runs here, not on the vault thread.
     fn backup(&self, raw: Value) -> Result<Value, RpcError> {
         let p = params::<m::Backup>(raw)?;
         check_passphrase(&p.passphrase)?;
         let path = Path::new(&p.path);
         if !path.is_absolute() || path.is_dir() {
-            return Err(RpcError::new(
-                ErrorCode::InvalidInput,
-                format!("{} is not a file path", p.path),
-            ));
+            return Err(invalid(format!("{} is not a file path", p.path)));
         }
-        let vault = self.lock_vault()?;
-        let items = vault.export_items(None, true)?;
-        let folders = vault.folder_ids().len();
-        drop(vault);
+        let (items, folders) = self.vault.blocking_call(|v| {
+            let items = v.export_items(None, true)?;
+            let folders = v.replica()?.folder_spaces().count();
+            Ok::<_, RpcError>((items, folders))
+        })?;
         let count = items.len();
         let plaintext = ExportFile::new(items, now().unix_ms).to_json();
         let sealed = export::seal_backup(&plaintext, &p.passphrase)?;
-        write_atomically(path, &sealed).map_err(|e| {
-            RpcError::new(
-                ErrorCode::InvalidInput,
-                format!("cannot write {}: {e}", p.path),
-            )
-        })?;
+        write_atomically(path, &sealed)
+            .map_err(|e| invalid(format!("cannot write {}: {e}", p.path)))?;
         info!(items = count, bytes = sealed.len(), "backup written");
-        reply::<m::Backup>(m::BackupResult {
+        reply::<m::Backup, _>(m::BackupResult {
             path: p.path,
             items: count,
             folders,
@@ -400,10 +489,9 @@ impl Shared {
         let plaintext = export::open_backup(&sealed, &p.passphrase)?;
         let format = import::Format::CofferJson;
         let report = import::parse(format, &plaintext, None).map_err(|e| {
-            RpcError::new(
-                ErrorCode::InvalidInput,
-                format!("the backup opened but its content is not valid: {e}"),
-            )
+            invalid(format!(
+                "the backup opened but its content is not valid: {e}"
+            ))
         })?;
         let result = self.store_import(
             report,
@@ -413,32 +501,44 @@ impl Shared {
             p.progress.then_some(progress),
         )?;
         info!(dry_run = p.dry_run, "backup restored");
-        reply::<m::RestoreBackup>(result)
+        reply::<m::RestoreBackup, _>(result)
     }
+}
 
-    fn export(vault: &Vault, raw: Value) -> Result<Value, RpcError> {
-        let p = params::<m::Export>(raw)?;
-        let items = vault.export_items(p.folder.as_deref(), p.include_trash)?;
-        let count = items.len();
-        let text = match p.format.as_str() {
-            "json" => ExportFile::new(items, now().unix_ms).to_json(),
-            "csv" => export::to_csv(&items)?,
-            other => {
-                return Err(RpcError::new(
-                    ErrorCode::InvalidInput,
-                    format!("unknown export format {other:?} (json or csv)"),
-                ))
-            }
-        };
-        // Serde's strings are UTF-8 already; the copy is the reply's.
-        let text = String::from_utf8_lossy(&text).into_owned();
-        info!(items = count, format = %p.format, "plaintext export");
-        reply::<m::Export>(m::ExportResult {
-            format: p.format,
-            items: count,
-            text,
-        })
-    }
+fn export_text(v: &mut Vault, raw: Value) -> Answer {
+    let p = params::<m::Export>(raw)?;
+    let items = v.export_items(p.folder.as_deref(), p.include_trash)?;
+    let count = items.len();
+    let text = match p.format.as_str() {
+        "json" => ExportFile::new(items, now().unix_ms).to_json(),
+        "csv" => export::to_csv(&items).map_err(RpcError::from)?,
+        other => {
+            return Err(Failure(invalid(format!(
+                "unknown export format {other:?} (json or csv)"
+            ))))
+        }
+    };
+    // Serde's strings are UTF-8 already; the copy is the reply's.
+    let text = String::from_utf8_lossy(&text).into_owned();
+    info!(items = count, format = %p.format, "plaintext export");
+    reply::<m::Export, _>(m::ExportResult {
+        format: p.format,
+        items: count,
+        text,
+    })
+}
+
+/// The devices this one syncs with, and the names they were paired under.
+fn sync_partners(v: &Vault) -> (BTreeSet<DeviceId>, BTreeMap<DeviceId, String>) {
+    let Ok(r) = v.replica() else {
+        return Default::default();
+    };
+    let names = r
+        .trusted()
+        .iter()
+        .filter_map(|t| Some((t.device, t.name.clone()?)))
+        .collect();
+    (r.allowed_peers().keys().copied().collect(), names)
 }
 
 fn check_passphrase(passphrase: &str) -> Result<(), RpcError> {
@@ -556,18 +656,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let vault = Vault::open(&config.data_dir, config.kdf).context("cannot open the vault store")?;
     let listener = bind_socket(&config.socket)?;
     let (events, _) = broadcast::channel(256);
-    let vault = Arc::new(Mutex::new(vault));
-    let net = Net::spawn(config.net.clone(), vault.clone(), events.clone());
+    let (allowed, allowed_rx) = watch::channel(BTreeMap::new());
+    let bus = Bus {
+        events: events.clone(),
+        allowed,
+    };
+    let vault = VaultHandle::spawn(vault, config.auto_lock, bus);
+    let net = Net::spawn(
+        config.net.clone(),
+        vault.clone(),
+        events.clone(),
+        allowed_rx,
+    );
     let shared = Arc::new(Shared {
         vault,
         events,
-        last_activity: Mutex::new(Instant::now()),
         config,
         net,
         joins: Mutex::new(enrol_rpc::Joins::default()),
     });
     info!(socket = %shared.config.socket.display(), data = %shared.config.data_dir.display(), "cofferd ready");
-    tokio::spawn(auto_lock(shared.clone()));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -590,39 +698,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     let _ = fs::remove_file(&shared.config.socket);
-    if let Ok(mut vault) = shared.vault.lock() {
-        vault.lock();
-    }
+    shared.vault.stop().await;
     Ok(())
-}
-
-async fn auto_lock(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let idle = shared
-            .last_activity
-            .lock()
-            .map(|t| t.elapsed())
-            .unwrap_or_default();
-        if idle < shared.config.auto_lock {
-            continue;
-        }
-        let locked_now = match shared.vault.lock() {
-            Ok(mut vault) if !vault.is_locked() => {
-                vault.lock();
-                true
-            }
-            _ => false,
-        };
-        if locked_now {
-            info!(idle_secs = idle.as_secs(), "auto-locked after idle time");
-            shared.publish(vec![Event::LockState {
-                locked: true,
-                reason: "idle".into(),
-            }]);
-        }
-    }
 }
 
 async fn send(
@@ -726,7 +803,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream, uid: u32) -> 
         } else {
             let shared = shared.clone();
             let method = request.method.clone();
-            let (progress, mut progress_rx) = mpsc::unbounded_channel();
+            let (progress, mut progress_rx) = mpsc::channel(PROGRESS_QUEUE);
             let mut handler = tokio::task::spawn_blocking(move || {
                 shared.dispatch(&method, request.params, progress)
             });

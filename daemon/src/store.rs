@@ -20,6 +20,9 @@ pub enum StoreError {
 
 pub struct Store {
     conn: Connection,
+    /// Tests: the next batch write fails (as a full disk would).
+    #[cfg(test)]
+    fail_next: bool,
 }
 
 /// What kind of space a stored space is.
@@ -61,7 +64,11 @@ impl Store {
         if !has_team {
             conn.execute_batch("ALTER TABLE spaces ADD COLUMN team BLOB")?;
         }
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            #[cfg(test)]
+            fail_next: false,
+        })
     }
 
     pub fn get_kv(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -94,14 +101,41 @@ impl Store {
         Ok(())
     }
 
-    /// Writes kv records and a new space with its first envelopes in one
-    /// transaction: `init` is all or nothing.
-    pub fn init_batch(
+    /// Every stored space: id, kind and team, in the order they were made.
+    pub fn space_rows(&self) -> Result<Vec<(SpaceId, String, Option<SpaceId>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, kind, team FROM spaces ORDER BY rowid")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind, team) = row?;
+            let team = team.map(|t| space_id(t, "spaces.team")).transpose()?;
+            out.push((space_id(id, "spaces.id")?, kind, team));
+        }
+        Ok(out)
+    }
+
+    /// Writes kv records and envelopes of spaces (created if new, their
+    /// team bound once known) in one transaction: all or nothing.
+    pub fn write_batch(
         &mut self,
         kv: &[(&str, Vec<u8>)],
-        space: SpaceId,
-        envelopes: &[&Envelope],
+        spaces: &[(SpaceId, &str, Option<SpaceId>, &[Envelope])],
     ) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next) {
+            return Err(StoreError::Corrupt {
+                key: "test".into(),
+                reason: "a write failed on purpose".into(),
+            });
+        }
         let tx = self.conn.transaction()?;
         for (key, value) in kv {
             tx.execute(
@@ -109,82 +143,23 @@ impl Store {
                 params![key, value],
             )?;
         }
-        tx.execute(
-            "INSERT OR IGNORE INTO spaces (id, kind) VALUES (?1, ?2)",
-            params![&space.0[..], SPACE_FOLDER],
-        )?;
-        for env in envelopes {
-            insert_envelope(&tx, env)?;
+        for (space, kind, team, envelopes) in spaces {
+            tx.execute(
+                "INSERT INTO spaces (id, kind, team) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET team = COALESCE(excluded.team, spaces.team)",
+                params![&space.0[..], kind, team.as_ref().map(|t| t.0.to_vec())],
+            )?;
+            for env in envelopes.iter() {
+                insert_envelope(&tx, env)?;
+            }
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// Records a new space with its envelopes (creation and first content).
-    pub fn add_space(
-        &mut self,
-        space: SpaceId,
-        kind: &str,
-        team: Option<SpaceId>,
-        envelopes: &[&Envelope],
-    ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT OR IGNORE INTO spaces (id, kind, team) VALUES (?1, ?2, ?3)",
-            params![&space.0[..], kind, team.as_ref().map(|t| t.0.to_vec())],
-        )?;
-        for env in envelopes {
-            insert_envelope(&tx, env)?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Appends envelopes durably (one transaction); already-held ones are skipped.
-    pub fn append(&mut self, envelopes: &[&Envelope]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        for env in envelopes {
-            insert_envelope(&tx, env)?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Binds a folder to its team (a personal folder becoming shared).
-    pub fn set_space_team(&mut self, space: SpaceId, team: SpaceId) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE spaces SET team = ?2 WHERE id = ?1",
-            params![&space.0[..], &team.0[..]],
-        )?;
-        Ok(())
-    }
-
-    /// The team a stored folder belongs to.
-    pub fn space_team(&self, space: &SpaceId) -> Result<Option<SpaceId>, StoreError> {
-        let team: Option<Option<Vec<u8>>> = self
-            .conn
-            .query_row(
-                "SELECT team FROM spaces WHERE id = ?1",
-                [&space.0[..]],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match team.flatten() {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(space_id(bytes, "spaces.team")?)),
-        }
-    }
-
-    pub fn spaces(&self, kind: &str) -> Result<Vec<SpaceId>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id FROM spaces WHERE kind = ?1 ORDER BY rowid")?;
-        let rows = stmt.query_map([kind], |r| r.get::<_, Vec<u8>>(0))?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(space_id(row?, "spaces.id")?);
-        }
-        Ok(out)
+    #[cfg(test)]
+    pub(crate) fn fail_next_write_for_test(&mut self) {
+        self.fail_next = true;
     }
 
     /// The raw bytes of a space's envelopes in the order they were stored.

@@ -1,71 +1,76 @@
-//! The vault: identity, keystore, folders and items of one device, driven by
-//! the IPC server. Synchronous; the server calls it under a mutex.
+//! The vault: one device's [`Replica`] (the very state machine the
+//! simulator runs) with its IO — the SQLite store, the PIN keystore and the
+//! sealed device keys. Everything that decides anything is in the replica;
+//! this module reads the PIN, writes what the replica asks to persist, and
+//! hands the rest of its effects to the actor ([`actor`]) that routes them.
 //!
-//! While locked it still holds every folder's envelopes (validated without
-//! keys, as sync will need); unlocking opens the device keys, the folder keys
-//! and rebuilds each folder document from its accepted content envelopes.
+//! A command runs against the replica, then [`Vault::settle`] writes every
+//! `Persist` effect it queued in one SQLite transaction. If that write
+//! fails, memory is ahead of disk: the replica is reloaded from the store
+//! (and unlocked again with the keys it had), and the command fails.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use coffer_crdt::folder::{Item, ItemEdit, ItemType, NewItem};
-use coffer_crdt::{DeviceId, DeviceKeys, Envelope, FolderDoc, FolderKey, ItemId, Space, SpaceId};
-use coffer_ipc::methods::{self as m, FolderInfo, ItemSummary, ItemView};
-use coffer_ipc::Event;
+use coffer_crdt::folder::{Item, ItemEdit, ItemType};
+use coffer_crdt::replica::{
+    Effect, Event, Identity, ImportItem, ImportPlan, ItemQuery, LockReason, NewItemSpec, Persist,
+    SpaceKind, StoredSpace, Trusted,
+};
+use coffer_crdt::{DeviceId, DeviceKeys, Envelope, ItemId, Replica, ReplicaError, SpaceId};
 use rand_core::CryptoRngCore;
-use serde::{Deserialize, Serialize};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
+use zeroize::Zeroizing;
 
 use crate::export::ExportItem;
 use crate::import;
 use crate::keystore::{self, Failures, KdfParams, KeystoreError, KeystoreRecord};
-use crate::store::{Store, StoreError, SPACE_FOLDER, SPACE_TEAM};
-use coffer_crdt::totp::TotpConfig;
+use crate::store::{Store, StoreError};
 
+pub mod actor;
 pub mod enrol;
-pub mod sync;
-pub mod team;
 
 const KV_KEYSTORE: &str = "keystore";
 const KV_DEVICE_KEYS: &str = "device_keys";
-const KV_IDENTITY: &str = "identity";
+/// The replica's [`Identity`] (JSON).
+const KV_REPLICA_IDENTITY: &str = "replica_identity";
+/// The identity record of the first release (device id, name, email, personal folder).
+const KV_LEGACY_IDENTITY: &str = "identity";
 const KV_FAILURES: &str = "pin_failures";
+const KV_TRUSTED: &str = "trusted_devices_v2";
+const KV_NET_IDENTITY: &str = "net_identity";
 const DEVICE_KEYS_PURPOSE: &str = "coffer 2026 device keys at rest v1";
 const DEVICE_KEYS_AAD: &[u8] = b"coffer/device-keys/v1";
-
-/// Field names whose values are secret (masked by the CLI, never logged).
-pub const SECRET_FIELDS: &[&str] = &["password", "notes", "totp", "number", "cvv"];
+const NET_IDENTITY_PURPOSE: &str = "coffer 2026 network identity at rest v1";
+const NET_IDENTITY_AAD: &[u8] = b"coffer/net-identity/v1";
+/// Prefix of a pairing key.
+pub const PAIRING_PREFIX: &str = "coffer1:";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VaultError {
-    #[error("vault is locked")]
-    Locked,
     #[error("this device has no vault yet: run `coffer init --name NAME --email EMAIL`")]
     NotInitialized,
     #[error("this device already has a vault")]
     AlreadyInitialized,
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{what} matches more than one: {}", candidates.join(", "))]
-    Ambiguous {
-        what: String,
-        candidates: Vec<String>,
-    },
     #[error("wrong PIN")]
     WrongPin,
     #[error("too many failed PIN attempts: try again in {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
+    /// Input the vault refuses before the replica sees it.
     #[error("{0}")]
     Invalid(String),
-    #[error("permission denied: {0}")]
-    PermissionDenied(String),
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Keystore(KeystoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The vault thread is gone (the daemon is shutting down).
+    #[error("the daemon is shutting down")]
+    Stopped,
 }
 
 impl From<KeystoreError> for VaultError {
@@ -76,15 +81,6 @@ impl From<KeystoreError> for VaultError {
             other => VaultError::Keystore(other),
         }
     }
-}
-
-/// The device's public identity record.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Identity {
-    pub device_id: String,
-    pub name: String,
-    pub email: String,
-    pub personal_folder: String,
 }
 
 /// The clock, read by the caller.
@@ -99,87 +95,217 @@ impl Now {
     }
 }
 
-struct OpenFolder {
-    key: FolderKey,
-    doc: FolderDoc,
-    items: BTreeMap<ItemId, Item>,
+/// What the vault hands the actor after a command: everything the replica
+/// said except what it asked to persist (written already).
+#[derive(Clone, Debug)]
+pub enum Output {
+    Event(Event),
+    /// The devices this one syncs with now, with their transport keys.
+    AllowedPeers(BTreeMap<DeviceId, [u8; 32]>),
+    /// The replica has messages for this peer (`poll_transmit`).
+    Transmit(DeviceId),
 }
 
-struct Unlocked {
-    keys: DeviceKeys,
-    folders: BTreeMap<SpaceId, OpenFolder>,
+/// Parses `coffer1:<64 hex>:<64 hex>` into the device id and its X25519 key.
+pub fn parse_pairing_key(key: &str) -> Option<(DeviceId, [u8; 32])> {
+    let rest = key.trim().strip_prefix(PAIRING_PREFIX)?;
+    let (d, x) = rest.split_once(':')?;
+    let device = DeviceId::from_hex(d)?;
+    let exchange: [u8; 32] = hex::decode(x).ok()?.try_into().ok()?;
+    Some((device, exchange))
 }
 
 pub struct Vault {
     data_dir: PathBuf,
     store: Store,
     kdf: KdfParams,
-    identity: Option<Identity>,
-    /// Folder spaces.
-    spaces: BTreeMap<SpaceId, Space>,
-    /// The team roster, once this device founded or joined a team.
-    roster: Option<Space>,
-    unlocked: Option<Unlocked>,
-}
-
-fn parse_space(hex: &str) -> Result<SpaceId, VaultError> {
-    SpaceId::from_hex(hex)
-        .ok_or_else(|| VaultError::Internal("stored folder id is malformed".into()))
+    /// `None` before `init`.
+    replica: Option<Replica>,
+    /// Effects for the actor, in the order they happened.
+    outputs: Vec<Output>,
 }
 
 impl Vault {
-    /// Opens (creating if needed) the store under `data_dir` and loads every
-    /// space's envelopes. The vault starts locked.
+    /// Opens (creating if needed) the store under `data_dir` and loads the
+    /// replica from it. The vault starts locked.
     pub fn open(data_dir: &Path, kdf: KdfParams) -> Result<Vault, VaultError> {
         let store = Store::open(&data_dir.join("vault.sqlite3"))?;
-        let identity = store.get_json::<Identity>(KV_IDENTITY)?;
-        let mut roster = None;
-        if let Some(team) = store.spaces(SPACE_TEAM)?.first() {
-            roster = Some(load_space(&store, *team, Some(*team))?);
-        }
-        let mut spaces = BTreeMap::new();
-        for id in store.spaces(SPACE_FOLDER)? {
-            let team = store.space_team(&id)?;
-            spaces.insert(id, load_space(&store, id, team)?);
-        }
-        info!(
-            folders = spaces.len(),
-            initialized = identity.is_some(),
-            "vault opened"
-        );
-        Ok(Vault {
+        let mut vault = Vault {
             data_dir: data_dir.to_path_buf(),
             store,
             kdf,
-            identity,
-            spaces,
-            roster,
-            unlocked: None,
-        })
+            replica: None,
+            outputs: Vec::new(),
+        };
+        vault.replica = vault.load_replica()?;
+        info!(
+            folders = vault
+                .replica
+                .as_ref()
+                .map_or(0, |r| r.folder_spaces().count()),
+            initialized = vault.replica.is_some(),
+            "vault opened"
+        );
+        vault.settle()?;
+        Ok(vault)
     }
 
-    pub fn identity(&self) -> Option<&Identity> {
-        self.identity.as_ref()
+    fn load_replica(&mut self) -> Result<Option<Replica>, VaultError> {
+        let Some(identity) = self.load_identity()? else {
+            return Ok(None);
+        };
+        let stored = self.store.load_spaces()?;
+        let trusted = self
+            .store
+            .get_json::<Vec<Trusted>>(KV_TRUSTED)?
+            .unwrap_or_default();
+        Ok(Some(Replica::load(identity, stored, trusted)))
+    }
+
+    /// The stored identity; an identity of the first release is completed
+    /// from its Personal folder's founding op (the exchange key) once.
+    fn load_identity(&mut self) -> Result<Option<Identity>, VaultError> {
+        if let Some(identity) = self.store.get_json::<Identity>(KV_REPLICA_IDENTITY)? {
+            return Ok(Some(identity));
+        }
+        #[derive(serde::Deserialize)]
+        struct Legacy {
+            device_id: String,
+            name: String,
+            email: String,
+            personal_folder: String,
+        }
+        let Some(old) = self.store.get_json::<Legacy>(KV_LEGACY_IDENTITY)? else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| VaultError::Internal(format!("stored identity: {what}"));
+        let device = DeviceId::from_hex(&old.device_id).ok_or_else(|| corrupt("device id"))?;
+        let personal =
+            SpaceId::from_hex(&old.personal_folder).ok_or_else(|| corrupt("folder id"))?;
+        let spaces = self.store.load_spaces()?;
+        let space = spaces
+            .into_iter()
+            .find(|s| s.id == personal)
+            .ok_or_else(|| corrupt("no personal folder"))?;
+        let mut judged = coffer_crdt::Space::new_in_team(space.id, None);
+        judged.ingest_batch(space.envelopes);
+        let exchange = *judged
+            .state()
+            .folder
+            .exchange
+            .get(&device)
+            .ok_or_else(|| corrupt("no exchange key"))?;
+        let identity = Identity {
+            device,
+            exchange,
+            transport: device.0,
+            name: old.name,
+            email: old.email,
+            personal,
+        };
+        self.store.put_json(KV_REPLICA_IDENTITY, &identity)?;
+        info!("identity record upgraded");
+        Ok(Some(identity))
+    }
+
+    /// The replica, once initialised.
+    pub fn replica(&self) -> Result<&Replica, VaultError> {
+        self.replica.as_ref().ok_or(VaultError::NotInitialized)
+    }
+
+    /// The replica for a command; call [`Vault::settle`] after it (the
+    /// actor does, after every job).
+    pub fn replica_mut(&mut self) -> Result<&mut Replica, VaultError> {
+        self.replica.as_mut().ok_or(VaultError::NotInitialized)
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.replica.is_some()
     }
 
     pub fn is_locked(&self) -> bool {
-        self.unlocked.is_none()
+        self.replica.as_ref().is_none_or(Replica::is_locked)
     }
 
-    /// (folders, items) while unlocked.
-    pub fn counts(&self) -> Option<(usize, usize)> {
-        let u = self.unlocked.as_ref()?;
-        Some((
-            u.folders.len(),
-            u.folders.values().map(|f| f.items.len()).sum(),
-        ))
-    }
-
-    fn unlocked(&self) -> Result<&Unlocked, VaultError> {
-        if self.identity.is_none() {
-            return Err(VaultError::NotInitialized);
+    /// Writes what the replica queued to persist (one transaction) and
+    /// keeps its other effects for [`Vault::take_outputs`]. On a failed
+    /// write the replica is reloaded from the store, so memory never runs
+    /// ahead of disk.
+    pub fn settle(&mut self) -> Result<(), VaultError> {
+        let Some(replica) = self.replica.as_mut() else {
+            return Ok(());
+        };
+        let mut persists = Vec::new();
+        while let Some(effect) = replica.poll_effect() {
+            match effect {
+                Effect::Persist(p) => persists.push(p),
+                Effect::Event(e) => self.outputs.push(Output::Event(e)),
+                Effect::AllowedPeers(a) => self.outputs.push(Output::AllowedPeers(a)),
+                Effect::Transmit(d) => self.outputs.push(Output::Transmit(d)),
+            }
         }
-        self.unlocked.as_ref().ok_or(VaultError::Locked)
+        if persists.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.write(&persists) {
+            warn!(error = %e, "a write failed; reloading the replica from the store");
+            self.reload();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, persists: &[Persist]) -> Result<(), VaultError> {
+        let mut trusted = None;
+        let mut batches = Vec::new();
+        for p in persists {
+            match p {
+                Persist::Envelopes {
+                    space,
+                    kind,
+                    team,
+                    envelopes,
+                } => batches.push((*space, *kind, *team, envelopes.as_slice())),
+                Persist::Trusted(list) => trusted = Some(list),
+            }
+        }
+        let trusted = trusted
+            .map(|t| serde_json::to_vec(t).map_err(|e| VaultError::Internal(e.to_string())))
+            .transpose()?;
+        let kv: Vec<(&str, Vec<u8>)> = trusted.map(|t| (KV_TRUSTED, t)).into_iter().collect();
+        self.store.persist(&kv, &batches)?;
+        Ok(())
+    }
+
+    /// Rebuilds the replica from the store, unlocked again if it was.
+    fn reload(&mut self) {
+        let keys = self
+            .replica
+            .as_ref()
+            .and_then(|r| r.keys_for_reload().cloned());
+        match self.load_replica() {
+            Ok(Some(mut replica)) => {
+                if let Some(keys) = keys {
+                    if let Err(e) = replica.unlock(keys, &mut rand::rngs::OsRng) {
+                        warn!(error = %e, "cannot unlock the reloaded replica");
+                    }
+                    // Upkeep writes are retried at the next command.
+                    while let Some(effect) = replica.poll_effect() {
+                        if let Effect::Event(e) = effect {
+                            self.outputs.push(Output::Event(e));
+                        }
+                    }
+                }
+                self.replica = Some(replica);
+            }
+            Ok(None) => self.replica = None,
+            Err(e) => warn!(error = %e, "cannot reload the replica"),
+        }
+    }
+
+    /// Effects for the actor to route, in order.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
     }
 
     /// Creates the device identity, the PIN keystore and the Personal folder.
@@ -206,20 +332,12 @@ impl Vault {
         now: Now,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(DeviceId, SpaceId), VaultError> {
-        if self.identity.is_some() {
+        if self.replica.is_some() {
             return Err(VaultError::AlreadyInitialized);
         }
-        let name = name.trim();
-        let email = email.trim();
-        if name.is_empty() || name.len() > 256 {
-            return Err(VaultError::Invalid("name must be 1 to 256 bytes".into()));
-        }
-        if !email.contains('@') || email.len() > 256 || email.chars().any(char::is_whitespace) {
-            return Err(VaultError::Invalid(format!(
-                "{email:?} is not an email address"
-            )));
-        }
         keystore::check_pin(pin)?;
+        let transport = keys.device_id().0;
+        let mut replica = Replica::create(keys.clone(), name, email, transport, now.unix_ms, rng)?;
         let (record, root) = keystore::create(&self.data_dir, pin, self.kdf, rng)?;
         let sealed_keys = keystore::seal(
             &root.derive(DEVICE_KEYS_PURPOSE),
@@ -227,53 +345,50 @@ impl Vault {
             DEVICE_KEYS_AAD,
             rng,
         );
-        let folder_key = FolderKey::generate(rng);
-        let (mut space, genesis) = Space::create(&keys, &folder_key, rng)
-            .map_err(|e| VaultError::Internal(e.to_string()))?;
-        let mut doc = FolderDoc::new(keys.device_id());
-        let change = doc
-            .set_name("Personal", now.unix_ms)
-            .map_err(|e| VaultError::Internal(e.to_string()))?;
-        let named = space
-            .seal_content(&keys, &folder_key, &change, rng)
-            .map_err(|e| VaultError::Internal(e.to_string()))?;
-        let identity = Identity {
-            device_id: keys.device_id().to_hex(),
-            name: name.into(),
-            email: email.into(),
-            personal_folder: space.id().to_hex(),
-        };
         let json = |v: &dyn erased::Json| v.to_json();
-        self.store.init_batch(
+        let identity = replica.identity().clone();
+        let mut persists = Vec::new();
+        let mut outputs = Vec::new();
+        while let Some(effect) = replica.poll_effect() {
+            match effect {
+                Effect::Persist(p) => persists.push(p),
+                Effect::Event(e) => outputs.push(Output::Event(e)),
+                Effect::AllowedPeers(a) => outputs.push(Output::AllowedPeers(a)),
+                Effect::Transmit(d) => outputs.push(Output::Transmit(d)),
+            }
+        }
+        let batches: Vec<_> = persists
+            .iter()
+            .filter_map(|p| match p {
+                Persist::Envelopes {
+                    space,
+                    kind,
+                    team,
+                    envelopes,
+                } => Some((*space, *kind, *team, envelopes.as_slice())),
+                Persist::Trusted(_) => None,
+            })
+            .collect();
+        // All or nothing: keystore, sealed keys, identity and the Personal folder.
+        self.store.persist(
             &[
                 (KV_KEYSTORE, json(&record)),
                 (KV_DEVICE_KEYS, sealed_keys),
-                (KV_IDENTITY, json(&identity)),
+                (KV_REPLICA_IDENTITY, json(&identity)),
                 (KV_FAILURES, json(&Failures::default())),
             ],
-            space.id(),
-            &[&genesis, &named],
+            &batches,
         )?;
-        let ids = (keys.device_id(), space.id());
-        let mut folders = BTreeMap::new();
-        folders.insert(
-            space.id(),
-            OpenFolder {
-                key: folder_key,
-                doc,
-                items: BTreeMap::new(),
-            },
-        );
-        self.spaces.insert(space.id(), space);
-        self.identity = Some(identity);
-        self.unlocked = Some(Unlocked { keys, folders });
+        let ids = (identity.device, identity.personal);
+        self.replica = Some(replica);
+        self.outputs.extend(outputs);
         info!(device = %ids.0.short(), "device initialised");
         Ok(ids)
     }
 
     /// Opens the vault with the PIN; counts and throttles failures.
     pub fn unlock(&mut self, pin: &str, now: Now) -> Result<(), VaultError> {
-        if self.identity.is_none() {
+        if self.replica.is_none() {
             return Err(VaultError::NotInitialized);
         }
         let failures = self
@@ -306,7 +421,7 @@ impl Vault {
         if failures.count > 0 {
             self.store.put_json(KV_FAILURES, &Failures::default())?;
         }
-        if self.unlocked.is_some() {
+        if !self.is_locked() {
             // Already open: the PIN was still checked (and failures counted).
             return Ok(());
         }
@@ -320,806 +435,100 @@ impl Vault {
             })?;
         let keys = DeviceKeys::from_secret_bytes(&plain)
             .map_err(|e| VaultError::Internal(e.to_string()))?;
-        let mut folders = BTreeMap::new();
-        for (id, space) in &self.spaces {
-            match open_folder(space, &keys) {
-                Ok(folder) => {
-                    folders.insert(*id, folder);
-                }
-                Err(e) => warn!(space = %id.short(), error = %e, "folder cannot be opened"),
-            }
-        }
-        self.unlocked = Some(Unlocked { keys, folders });
+        self.replica_mut()?.unlock(keys, &mut rand::rngs::OsRng)?;
         release_freed_memory();
         info!("vault unlocked");
         Ok(())
     }
 
     /// Forgets every key and decrypted document.
-    pub fn lock(&mut self) {
-        if self.unlocked.take().is_some() {
-            info!("vault locked");
+    pub fn lock(&mut self, reason: LockReason) {
+        if let Some(r) = self.replica.as_mut() {
+            if !r.is_locked() {
+                r.lock(reason);
+                info!(?reason, "vault locked");
+            }
         }
     }
 
-    fn folder_info(&self, id: &SpaceId, folder: &OpenFolder) -> FolderInfo {
-        let role = self
-            .unlocked
-            .as_ref()
-            .and_then(|u| self.spaces.get(id)?.role_of(&u.keys.device_id()))
-            .map(|r| format!("{r:?}").to_lowercase())
-            .unwrap_or_else(|| "none".into());
-        FolderInfo {
-            id: id.to_hex(),
-            name: folder.doc.name().unwrap_or_else(|| id.short()),
-            role,
-            items: folder
-                .items
-                .values()
-                .filter(|i| i.trashed_ms.is_none())
-                .count(),
-            trashed: folder
-                .items
-                .values()
-                .filter(|i| i.trashed_ms.is_some())
-                .count(),
-        }
-    }
-
-    pub fn folder_list(&self) -> Result<Vec<FolderInfo>, VaultError> {
-        let u = self.unlocked()?;
-        let mut out: Vec<FolderInfo> = u
-            .folders
-            .iter()
-            .map(|(id, f)| self.folder_info(id, f))
-            .collect();
-        out.sort_by(|a, b| {
-            a.name
-                .to_lowercase()
-                .cmp(&b.name.to_lowercase())
-                .then(a.id.cmp(&b.id))
-        });
-        Ok(out)
-    }
-
-    pub fn folder_create(
-        &mut self,
-        name: &str,
-        now: Now,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<(FolderInfo, Vec<Event>), VaultError> {
-        let name = name.trim();
-        let u = self.unlocked()?;
-        if name.contains('/') {
-            return Err(VaultError::Invalid(
-                "a folder name cannot contain '/'".into(),
-            ));
-        }
-        if u.folders
-            .values()
-            .any(|f| f.doc.name().is_some_and(|n| n.eq_ignore_ascii_case(name)))
-        {
-            return Err(VaultError::Invalid(format!(
-                "a folder named {name:?} already exists"
-            )));
-        }
-        let u = self.unlocked.as_mut().ok_or(VaultError::Locked)?;
-        let folder_key = FolderKey::generate(rng);
-        // Inside a team, new folders belong to it (shareable with its users).
-        let (mut space, genesis) =
-            Space::create_in_team(&u.keys, &folder_key, self.roster.as_ref(), rng)
-                .map_err(|e| VaultError::Internal(e.to_string()))?;
-        let mut doc = FolderDoc::new(u.keys.device_id());
-        let change = doc
-            .set_name(name, now.unix_ms)
-            .map_err(|e| VaultError::Invalid(e.to_string()))?;
-        let named = space
-            .seal_content(&u.keys, &folder_key, &change, rng)
-            .map_err(|e| VaultError::Internal(e.to_string()))?;
-        self.store
-            .add_space(space.id(), SPACE_FOLDER, space.team(), &[&genesis, &named])?;
-        let id = space.id();
-        u.folders.insert(
-            id,
-            OpenFolder {
-                key: folder_key,
-                doc,
-                items: BTreeMap::new(),
-            },
-        );
-        self.spaces.insert(id, space);
-        let info = self.folder_info(&id, &self.unlocked()?.folders[&id]);
+    /// `coffer device id`: the device id and its pairing key.
+    pub fn pairing_key(&self) -> Result<(DeviceId, String), VaultError> {
+        let id = self.replica()?.identity();
         Ok((
-            info,
-            vec![Event::FolderChanged {
-                folder_id: id.to_hex(),
-            }],
+            id.device,
+            format!(
+                "{PAIRING_PREFIX}{}:{}",
+                id.device.to_hex(),
+                hex::encode(id.exchange)
+            ),
         ))
     }
 
-    fn resolve_folder(&self, query: Option<&str>) -> Result<SpaceId, VaultError> {
-        let u = self.unlocked()?;
-        let Some(query) = query else {
-            let identity = self.identity.as_ref().ok_or(VaultError::NotInitialized)?;
-            return parse_space(&identity.personal_folder);
-        };
-        let by_name: Vec<SpaceId> = u
-            .folders
-            .iter()
-            .filter(|(_, f)| f.doc.name().is_some_and(|n| n.eq_ignore_ascii_case(query)))
-            .map(|(id, _)| *id)
-            .collect();
-        let found = if by_name.is_empty() && query.len() >= 4 {
-            let q = query.to_lowercase();
-            u.folders
-                .keys()
-                .filter(|id| id.to_hex().starts_with(&q))
-                .copied()
-                .collect()
-        } else {
-            by_name
-        };
-        match found.as_slice() {
-            [one] => Ok(*one),
-            [] => Err(VaultError::NotFound(format!(
-                "no folder named {query:?} (see `coffer folder ls`)"
-            ))),
-            many => Err(VaultError::Ambiguous {
-                what: format!("folder {query:?}"),
-                candidates: many.iter().map(|id| id.short()).collect(),
-            }),
-        }
-    }
-
-    fn folder_name(&self, id: &SpaceId) -> String {
-        self.unlocked
-            .as_ref()
-            .and_then(|u| u.folders.get(id))
-            .and_then(|f| f.doc.name())
-            .unwrap_or_else(|| id.short())
-    }
-
-    /// Resolves ITEM: `FOLDER/NAME`, a name, or an id prefix (≥ 4 hex digits).
-    fn resolve_item(&self, query: &str, trash: bool) -> Result<(SpaceId, ItemId), VaultError> {
-        let u = self.unlocked()?;
-        let query = query.trim();
-        if query.is_empty() {
-            return Err(VaultError::Invalid("empty item name".into()));
-        }
-        let live = |i: &Item| i.trashed_ms.is_some() == trash;
-        let mut found: Vec<(SpaceId, ItemId)> = Vec::new();
-        if let Some((folder, name)) = query.split_once('/') {
-            if let Ok(space) = self.resolve_folder(Some(folder)) {
-                if let Some(f) = u.folders.get(&space) {
-                    found.extend(
-                        f.items
-                            .values()
-                            .filter(|i| live(i) && i.name.eq_ignore_ascii_case(name))
-                            .map(|i| (space, i.id)),
-                    );
-                }
-            }
-        }
-        if found.is_empty() {
-            for (space, f) in &u.folders {
-                found.extend(
-                    f.items
-                        .values()
-                        .filter(|i| live(i) && i.name.eq_ignore_ascii_case(query))
-                        .map(|i| (*space, i.id)),
-                );
-            }
-        }
-        if found.is_empty() && query.len() >= 4 && query.chars().all(|c| c.is_ascii_hexdigit()) {
-            let q = query.to_lowercase();
-            for (space, f) in &u.folders {
-                found.extend(
-                    f.items
-                        .values()
-                        .filter(|i| live(i) && i.id.to_hex().starts_with(&q))
-                        .map(|i| (*space, i.id)),
-                );
-            }
-        }
-        match found.as_slice() {
-            [one] => Ok(*one),
-            [] => Err(VaultError::NotFound(format!(
-                "no {}item matches {query:?} (see `coffer {}`)",
-                if trash { "trashed " } else { "" },
-                if trash { "ls --trash" } else { "ls" }
-            ))),
-            many => Err(VaultError::Ambiguous {
-                what: format!("item {query:?}"),
-                candidates: many
-                    .iter()
-                    .map(|(s, i)| {
-                        format!(
-                            "{}/{} ({})",
-                            self.folder_name(s),
-                            u.folders[s].items[i].name,
-                            &i.to_hex()[..8]
-                        )
-                    })
-                    .collect(),
-            }),
-        }
-    }
-
-    fn view(&self, space: &SpaceId, item: &Item) -> ItemView {
-        ItemView {
-            id: item.id.to_hex(),
-            folder: self.folder_name(space),
-            folder_id: space.to_hex(),
-            item_type: item.item_type.as_str().into(),
-            name: item.name.clone(),
-            fields: item.fields.clone(),
-            urls: item.urls.clone(),
-            created_ms: item.created_ms,
-            updated_ms: item.updated_ms,
-            trashed_ms: item.trashed_ms,
-            conflicts: item.conflicts.clone(),
-        }
-    }
-
-    fn summary(&self, space: &SpaceId, item: &Item) -> ItemSummary {
-        ItemSummary {
-            id: item.id.to_hex(),
-            folder: self.folder_name(space),
-            item_type: item.item_type.as_str().into(),
-            name: item.name.clone(),
-            username: item.fields.get("username").cloned(),
-            urls: item.urls.clone(),
-            has_totp: item.fields.contains_key("totp"),
-            updated_ms: item.updated_ms,
-            trashed_ms: item.trashed_ms,
-        }
-    }
-
-    fn item(&self, space: &SpaceId, id: &ItemId) -> Result<&Item, VaultError> {
-        self.unlocked()?
-            .folders
-            .get(space)
-            .and_then(|f| f.items.get(id))
-            .ok_or_else(|| VaultError::Internal("resolved item vanished".into()))
-    }
-
-    /// Checks the role, lets `edit` change the folder document, and seals the
-    /// change as this device's next envelope (held in memory, not yet
-    /// stored). If sealing fails after the document changed, the folder is
-    /// rebuilt from the store so memory never runs ahead of disk.
-    fn seal_local_change<F>(
+    /// The Ed25519 seed the network identity is made from. While unlocked it
+    /// comes from the device keys (and a copy sealed under the pepper file is
+    /// stored, so a locked daemon can join the network after a restart);
+    /// while locked, from that copy. `None` before the first unlock.
+    pub fn network_secret(
         &mut self,
-        space: SpaceId,
         rng: &mut impl CryptoRngCore,
-        edit: F,
-    ) -> Result<Envelope, VaultError>
-    where
-        F: FnOnce(&mut FolderDoc) -> Result<Vec<u8>, coffer_crdt::FolderError>,
-    {
-        let u = self.unlocked.as_mut().ok_or(VaultError::Locked)?;
-        let sp = self
-            .spaces
-            .get_mut(&space)
-            .ok_or_else(|| VaultError::Internal("folder space missing".into()))?;
-        let role = sp.role_of(&u.keys.device_id());
-        if !role.is_some_and(|r| r.can_write_items()) {
-            return Err(VaultError::PermissionDenied(format!(
-                "your role in this folder is {}; changing items needs the Item Manager (editor) or Folder Manager role",
-                role.map(role_title).unwrap_or("none")
-            )));
-        }
-        let folder = u.folders.get_mut(&space).ok_or(VaultError::Locked)?;
-        if sp.rotation_due() {
-            // Someone with the current key lost access: new content needs a new key.
-            let (env, key) = sp
-                .rotate(&u.keys, rng)
-                .map_err(|e| VaultError::Internal(format!("key rotation failed: {e}")))?;
-            if let Err(e) = self.store.append(&[&env]) {
-                self.reload_space(space)?;
-                return Err(e.into());
-            }
-            folder.key = key;
-        }
-        let change = edit(&mut folder.doc).map_err(|e| match e {
-            coffer_crdt::FolderError::Invalid(msg) => VaultError::Invalid(msg),
-            other => VaultError::Internal(other.to_string()),
-        })?;
-        match sp.seal_content(&u.keys, &folder.key, &change, rng) {
-            Ok(env) => Ok(env),
-            Err(e) => {
-                // The reload also reopens the document as this device's
-                // current incarnation, so a retry after a re-add works.
-                self.reload_space(space)?;
-                Err(match e {
-                    coffer_crdt::SpaceError::StaleIncarnation { .. } => VaultError::Invalid(
-                        "this device was removed from the folder and added again since it was opened; nothing was written: run the command again".into(),
-                    ),
-                    other => VaultError::Internal(other.to_string()),
-                })
-            }
-        }
-    }
-
-    /// Records one local change durably (see [`Vault::seal_local_change`])
-    /// and refreshes the item's cached view.
-    fn write<F>(
-        &mut self,
-        space: SpaceId,
-        item: ItemId,
-        rng: &mut impl CryptoRngCore,
-        edit: F,
-    ) -> Result<(), VaultError>
-    where
-        F: FnOnce(&mut FolderDoc) -> Result<Vec<u8>, coffer_crdt::FolderError>,
-    {
-        let env = self.seal_local_change(space, rng, edit)?;
-        if let Err(e) = self.store.append(&[&env]) {
-            // Memory is ahead of disk: rebuild this folder from what is stored.
-            warn!(error = %e, "write failed; reloading folder from the store");
-            self.reload_space(space)?;
-            return Err(e.into());
-        }
-        if let Some(folder) = self
-            .unlocked
-            .as_mut()
-            .and_then(|u| u.folders.get_mut(&space))
-        {
-            if let Some(updated) = folder.doc.item(item) {
-                folder.items.insert(item, updated);
-            }
-        }
-        Ok(())
-    }
-
-    fn reload_space(&mut self, id: SpaceId) -> Result<(), VaultError> {
-        let team = self.store.space_team(&id)?;
-        let space = load_space(&self.store, id, team)?;
-        if let Some(u) = self.unlocked.as_mut() {
-            if let Ok(folder) = open_folder(&space, &u.keys) {
-                u.folders.insert(id, folder);
-            }
-        }
-        self.spaces.insert(id, space);
-        Ok(())
-    }
-
-    fn check_fields(
-        item_type: ItemType,
-        fields: &mut BTreeMap<String, String>,
-    ) -> Result<(), VaultError> {
-        let allowed: &[&str] = match item_type {
-            ItemType::Login => &["username", "password", "notes", "totp"],
-            ItemType::Note => &["notes"],
-            ItemType::Card => &["holder", "number", "cvv", "expiry", "notes"],
-            ItemType::Totp => &["totp", "notes", "username"],
+    ) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
+        let Some(replica) = self.replica.as_ref() else {
+            return Ok(None);
         };
-        for key in fields.keys() {
-            if !allowed.contains(&key.as_str()) {
-                return Err(VaultError::Invalid(format!(
-                    "a {} item has no field {key:?} (fields: {})",
-                    item_type.as_str(),
-                    allowed.join(", ")
-                )));
+        let wrap = keystore::pepper_subkey(&self.data_dir, NET_IDENTITY_PURPOSE)?;
+        if let Some(keys) = replica.keys_for_reload() {
+            let all = keys.to_secret_bytes();
+            let mut seed = Zeroizing::new([0u8; 32]);
+            seed.copy_from_slice(&all[..32]);
+            if self.store.get_kv(KV_NET_IDENTITY)?.is_none() {
+                let sealed = keystore::seal(&wrap, seed.as_slice(), NET_IDENTITY_AAD, rng);
+                self.store.put_json(KV_NET_IDENTITY, &sealed)?;
             }
+            return Ok(Some(seed));
         }
-        if let Some(totp) = fields.get_mut("totp") {
-            if !totp.is_empty() {
-                let config = TotpConfig::parse(totp)
-                    .map_err(|e| VaultError::Invalid(format!("TOTP secret rejected: {e}")))?;
-                *totp = config.to_uri();
-            }
-        }
-        if let Some(expiry) = fields.get("expiry") {
-            if !expiry.is_empty() && !valid_expiry(expiry) {
-                return Err(VaultError::Invalid(format!(
-                    "expiry {expiry:?} is not MM/YY"
-                )));
-            }
-        }
-        if let Some(number) = fields.get_mut("number") {
-            let digits: String = number
-                .chars()
-                .filter(|c| !c.is_whitespace() && *c != '-')
-                .collect();
-            if !digits.is_empty()
-                && (!digits.chars().all(|c| c.is_ascii_digit())
-                    || !(8..=19).contains(&digits.len()))
-            {
-                return Err(VaultError::Invalid(
-                    "card number must be 8 to 19 digits".into(),
-                ));
-            }
-            *number = digits;
-        }
-        if let Some(cvv) = fields.get("cvv") {
-            if !cvv.is_empty()
-                && (!cvv.chars().all(|c| c.is_ascii_digit()) || !(3..=4).contains(&cvv.len()))
-            {
-                return Err(VaultError::Invalid("CVV must be 3 or 4 digits".into()));
-            }
-        }
-        Ok(())
-    }
-
-    pub fn item_add(
-        &mut self,
-        p: m::ItemAddParams,
-        now: Now,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<(ItemView, Vec<Event>), VaultError> {
-        self.unlocked()?;
-        let item_type = ItemType::parse(&p.item_type).ok_or_else(|| {
-            VaultError::Invalid(format!(
-                "unknown item type {:?} (login, note, card, totp)",
-                p.item_type
-            ))
-        })?;
-        let space = self.resolve_folder(p.folder.as_deref())?;
-        let mut fields = p.fields;
-        Self::check_fields(item_type, &mut fields)?;
-        if item_type == ItemType::Totp && fields.get("totp").is_none_or(|t| t.is_empty()) {
-            return Err(VaultError::Invalid("a totp item needs a secret".into()));
-        }
-        let mut raw = [0u8; 16];
-        rng.fill_bytes(&mut raw);
-        let id = ItemId(raw);
-        let edit = ItemEdit {
-            name: None,
-            fields,
-            urls: Some(p.urls),
+        let Some(sealed) = self.store.get_json::<Vec<u8>>(KV_NET_IDENTITY)? else {
+            return Ok(None);
         };
-        let name = p.name.trim().to_string();
-        self.write(space, id, rng, |doc| {
-            doc.add_item(id, item_type, &name, &edit, now.unix_ms)
-        })?;
-        debug!(item = %&id.to_hex()[..8], "item added");
-        let view = self.view(&space, self.item(&space, &id)?);
-        Ok((view, vec![item_event(&space, &id, "added")]))
+        let plain = keystore::open(&wrap, &sealed, NET_IDENTITY_AAD)
+            .ok_or_else(|| VaultError::Internal("the network identity does not open".into()))?;
+        let seed: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| VaultError::Internal("the network identity is malformed".into()))?;
+        Ok(Some(Zeroizing::new(seed)))
     }
 
-    pub fn item_get(&self, r: &m::ItemRef) -> Result<ItemView, VaultError> {
-        let (space, id) = self.resolve_item(&r.item, r.trash)?;
-        Ok(self.view(&space, self.item(&space, &id)?))
-    }
-
-    pub fn item_list(&self, p: &m::ItemListParams) -> Result<Vec<ItemSummary>, VaultError> {
-        let u = self.unlocked()?;
-        let only = p
-            .folder
-            .as_deref()
-            .map(|f| self.resolve_folder(Some(f)))
-            .transpose()?;
-        let mut out: Vec<ItemSummary> = u
-            .folders
-            .iter()
-            .filter(|(id, _)| only.is_none_or(|o| o == **id))
-            .flat_map(|(space, f)| {
-                f.items
-                    .values()
-                    .filter(|i| i.trashed_ms.is_some() == p.trash)
-                    .map(move |i| self.summary(space, i))
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            (a.folder.to_lowercase(), a.name.to_lowercase(), &a.id).cmp(&(
-                b.folder.to_lowercase(),
-                b.name.to_lowercase(),
-                &b.id,
-            ))
-        });
-        Ok(out)
-    }
-
-    /// Case-insensitive match on name, username, URLs and folder (never on secrets).
-    pub fn item_search(&self, query: &str) -> Result<Vec<ItemSummary>, VaultError> {
-        let q = query.trim().to_lowercase();
-        if q.is_empty() {
-            return Err(VaultError::Invalid("empty search".into()));
-        }
-        let all = self.item_list(&m::ItemListParams::default())?;
-        Ok(all
-            .into_iter()
-            .filter(|s| {
-                s.name.to_lowercase().contains(&q)
-                    || s.folder.to_lowercase().contains(&q)
-                    || s.username
-                        .as_deref()
-                        .is_some_and(|u| u.to_lowercase().contains(&q))
-                    || s.urls.iter().any(|u| u.to_lowercase().contains(&q))
-            })
-            .collect())
-    }
-
-    pub fn item_edit(
-        &mut self,
-        p: m::ItemEditParams,
-        now: Now,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<(ItemView, Vec<Event>), VaultError> {
-        let (space, id) = self.resolve_item(&p.item, false)?;
-        let item_type = self.item(&space, &id)?.item_type;
-        let mut fields = p.fields;
-        Self::check_fields(item_type, &mut fields)?;
-        if item_type == ItemType::Totp && fields.get("totp").is_some_and(|t| t.is_empty()) {
-            return Err(VaultError::Invalid("a totp item needs a secret".into()));
-        }
-        if p.name.is_none() && fields.is_empty() && p.urls.is_none() {
-            return Err(VaultError::Invalid("nothing to change".into()));
-        }
-        let edit = ItemEdit {
-            name: p.name.map(|n| n.trim().to_string()),
-            fields,
-            urls: p.urls,
-        };
-        self.write(space, id, rng, |doc| doc.edit_item(id, &edit, now.unix_ms))?;
-        let view = self.view(&space, self.item(&space, &id)?);
-        Ok((view, vec![item_event(&space, &id, "edited")]))
-    }
-
-    /// Moves to (`trash`) or out of the trash.
-    pub fn item_set_trashed(
-        &mut self,
-        query: &str,
-        trash: bool,
-        now: Now,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<(ItemSummary, Vec<Event>), VaultError> {
-        let (space, id) = self.resolve_item(query, !trash)?;
-        self.write(space, id, rng, |doc| {
-            doc.set_trashed(id, trash, now.unix_ms)
-        })?;
-        let summary = self.summary(&space, self.item(&space, &id)?);
-        let action = if trash { "trashed" } else { "restored" };
-        Ok((summary, vec![item_event(&space, &id, action)]))
-    }
-
-    pub fn item_history(&self, r: &m::ItemRef) -> Result<Vec<m::HistoryEntry>, VaultError> {
-        let (space, id) = match self.resolve_item(&r.item, false) {
-            Err(VaultError::NotFound(_)) => self.resolve_item(&r.item, true)?,
-            other => other?,
-        };
-        let folder = &self.unlocked()?.folders[&space];
-        Ok(folder
-            .doc
-            .history(id)
-            .into_iter()
-            .map(|h| m::HistoryEntry {
-                time_ms: h.time_ms,
-                device: h.author.map(|d| d.to_hex()),
-                name: h.item.name,
-                fields: h.item.fields,
-                urls: h.item.urls,
-                trashed: h.item.trashed_ms.is_some(),
-            })
-            .collect())
-    }
-
-    pub fn totp_code(&self, p: &m::TotpParams, now: Now) -> Result<m::TotpCode, VaultError> {
-        let (space, id) = self.resolve_item(&p.item, false)?;
-        let item = self.item(&space, &id)?;
-        let uri = item.fields.get("totp").ok_or_else(|| {
-            VaultError::NotFound(format!(
-                "{} has no TOTP secret (link one with `coffer totp set`)",
-                item.name
-            ))
-        })?;
-        let config = TotpConfig::parse(uri)
-            .map_err(|e| VaultError::Invalid(format!("stored TOTP secret is invalid: {e}")))?;
-        let at = p.at.unwrap_or(now.unix_secs());
-        Ok(m::TotpCode {
-            code: config.code_at(at),
-            seconds_remaining: config.seconds_remaining(at),
-            period: config.period,
-            digits: if config.steam { 5 } else { config.digits },
-            algorithm: if config.steam {
-                "STEAM".into()
-            } else {
-                format!("{:?}", config.algorithm).to_uppercase()
-            },
-            item: item.name.clone(),
-        })
-    }
-
-    pub fn totp_set(
-        &mut self,
-        p: m::TotpSetParams,
-        now: Now,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<(ItemView, Vec<Event>), VaultError> {
-        let (space, id) = self.resolve_item(&p.item, false)?;
-        let item_type = self.item(&space, &id)?.item_type;
-        if !matches!(item_type, ItemType::Login | ItemType::Totp) {
-            return Err(VaultError::Invalid(format!(
-                "a {} item cannot hold a TOTP secret",
-                item_type.as_str()
-            )));
-        }
-        self.item_edit(
-            m::ItemEditParams {
-                item: id.to_hex(),
-                fields: BTreeMap::from([("totp".to_string(), p.secret)]),
-                ..Default::default()
-            },
-            now,
-            rng,
-        )
-    }
-
-    /// Adds the items of a parsed export: folders it names are created,
-    /// items already present (same [`import::fingerprint`]) are not added
-    /// again, and every item's envelope is stored in one transaction.
+    /// Adds the items of a parsed export (see [`Replica::import`]).
     pub fn import(
         &mut self,
-        request: ImportRequest<'_>,
+        report: import::ImportReport,
+        into: Option<&str>,
+        dry_run: bool,
         now: Now,
         rng: &mut impl CryptoRngCore,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<(m::ImportResult, Vec<Event>), VaultError> {
-        let ImportRequest {
-            report,
-            format,
-            into,
-            dry_run,
-        } = request;
-        let u = self.unlocked()?;
-        let into = into.map(|f| self.resolve_folder(Some(f))).transpose()?;
-        let personal = self.resolve_folder(None)?;
-        let mut seen: BTreeSet<[u8; 32]> = BTreeSet::new();
-        for (space, folder) in &u.folders {
-            let folder_name = self.folder_name(space);
-            for item in folder.items.values() {
-                seen.insert(import::fingerprint(&import::ImportedItem {
-                    item_type: item.item_type.as_str().into(),
-                    name: item.name.clone(),
-                    folder: Some(folder_name.clone()),
-                    fields: item.fields.clone(),
-                    urls: item.urls.clone(),
-                    times: import::ItemTimes::default(),
-                }));
-            }
+    ) -> Result<ImportPlan, VaultError> {
+        let mut items = Vec::with_capacity(report.items.len());
+        for item in report.items {
+            let item_type = ItemType::parse(&item.item_type).ok_or_else(|| {
+                VaultError::Invalid(format!("unknown item type {:?}", item.item_type))
+            })?;
+            items.push(ImportItem {
+                item_type,
+                name: item.name,
+                folder: item.folder,
+                fields: item.fields,
+                urls: item.urls,
+                created_ms: item.times.created_ms,
+                updated_ms: item.times.updated_ms,
+                trashed_ms: item.times.trashed_ms,
+            });
         }
-        let target_name = |item: &import::ImportedItem| match (into, &item.folder) {
-            (Some(space), _) => self.folder_name(&space),
-            (None, Some(name)) => name.replace('/', "-"),
-            (None, None) => self.folder_name(&personal),
-        };
-        let mut planned = Vec::new();
-        let mut duplicates = 0;
-        let mut added: BTreeMap<String, usize> = BTreeMap::new();
-        for mut item in report.items {
-            item.folder = Some(target_name(&item));
-            if !seen.insert(import::fingerprint(&item)) {
-                duplicates += 1;
-                continue;
-            }
-            *added.entry(item.item_type.clone()).or_default() += 1;
-            planned.push(item);
-        }
-        let mut folders_created = Vec::new();
-        for item in &planned {
-            let name = item.folder.clone().unwrap_or_default();
-            if self.resolve_folder(Some(&name)).is_err() && !folders_created.contains(&name) {
-                folders_created.push(name);
-            }
-        }
-        let mut result = m::ImportResult {
-            format: format.name().into(),
-            dry_run,
-            added,
-            duplicates,
-            folders_created: folders_created.clone(),
-            skipped: report
-                .skipped
-                .into_iter()
-                .map(|s| m::SkippedRecord {
-                    record: s.record,
-                    reason: s.reason,
-                })
-                .collect(),
-        };
-        if dry_run || planned.is_empty() {
-            return Ok((result, Vec::new()));
-        }
-        let mut events = Vec::new();
-        for name in &folders_created {
-            let (info, mut evs) = self.folder_create(name, now, rng)?;
-            events.append(&mut evs);
-            debug!(folder = %info.id, "folder created by import");
-        }
-        let mut envelopes = Vec::new();
-        let mut touched: BTreeMap<SpaceId, Vec<Item>> = BTreeMap::new();
-        let outcome = (|| -> Result<(), VaultError> {
-            let mut by_space: BTreeMap<SpaceId, Vec<PlannedItem>> = BTreeMap::new();
-            for item in planned {
-                let space = self.resolve_folder(item.folder.as_deref())?;
-                let item_type = ItemType::parse(&item.item_type).ok_or_else(|| {
-                    VaultError::Invalid(format!("unknown item type {:?}", item.item_type))
-                })?;
-                let mut fields = item.fields;
-                Self::check_fields(item_type, &mut fields)?;
-                let mut raw = [0u8; 16];
-                rng.fill_bytes(&mut raw);
-                let edit = ItemEdit {
-                    name: None,
-                    fields,
-                    urls: Some(item.urls),
-                };
-                by_space.entry(space).or_default().push(PlannedItem {
-                    id: ItemId(raw),
-                    item_type,
-                    name: item.name.trim().to_string(),
-                    edit,
-                    times: item.times,
-                });
-            }
-            let total = by_space.values().map(Vec::len).sum::<usize>();
-            let mut done = 0;
-            for (space, items) in by_space {
-                for chunk in import_chunks(&items) {
-                    let batch: Vec<NewItem<'_>> = chunk
-                        .iter()
-                        .map(|p| {
-                            let created_ms = p.times.created_ms.unwrap_or(now.unix_ms);
-                            NewItem {
-                                id: p.id,
-                                item_type: p.item_type,
-                                name: &p.name,
-                                edit: &p.edit,
-                                created_ms,
-                                updated_ms: p.times.updated_ms.unwrap_or(created_ms),
-                                trashed_ms: p.times.trashed_ms,
-                            }
-                        })
-                        .collect();
-                    let env = self.seal_local_change(space, rng, |doc| {
-                        doc.add_items(&batch, now.unix_ms).map_err(|e| match e {
-                            coffer_crdt::FolderError::Invalid(msg) => {
-                                let names = chunk.iter().map(|p| p.name.as_str());
-                                coffer_crdt::FolderError::Invalid(format!(
-                                    "{msg} (in one of: {})",
-                                    names.take(5).collect::<Vec<_>>().join(", ")
-                                ))
-                            }
-                            other => other,
-                        })
-                    })?;
-                    envelopes.push(env);
-                    touched
-                        .entry(space)
-                        .or_default()
-                        .extend(batch.iter().map(NewItem::to_item));
-                    done += chunk.len();
-                    progress(done, total);
-                }
-            }
-            self.store.append(&envelopes.iter().collect::<Vec<_>>())?;
-            Ok(())
-        })();
-        if let Err(e) = outcome {
-            // Nothing of the items was stored: drop what memory already holds.
-            for space in touched.keys() {
-                self.reload_space(*space)?;
-            }
-            result.added.clear();
-            return Err(e);
-        }
-        if let Some(u) = self.unlocked.as_mut() {
-            for (space, items) in &touched {
-                if let Some(folder) = u.folders.get_mut(space) {
-                    for item in items {
-                        events.push(item_event(space, &item.id, "added"));
-                        folder.items.insert(item.id, item.clone());
-                    }
-                }
-            }
-        }
-        info!(
-            items = touched.values().map(Vec::len).sum::<usize>(),
-            changes = envelopes.len(),
-            format = format.name(),
-            "import done"
-        );
-        Ok((result, events))
+        let plan = self
+            .replica_mut()?
+            .import(items, into, dry_run, now.unix_ms, rng, progress)?;
+        release_freed_memory();
+        Ok(plan)
     }
 
     /// Every readable item (or one folder's) as plaintext for an export or a
@@ -1129,30 +538,21 @@ impl Vault {
         folder: Option<&str>,
         include_trash: bool,
     ) -> Result<Vec<ExportItem>, VaultError> {
-        let u = self.unlocked()?;
-        let only = folder.map(|f| self.resolve_folder(Some(f))).transpose()?;
-        let mut out = Vec::new();
-        for (space, open) in &u.folders {
-            if only.is_some_and(|o| o != *space) {
-                continue;
-            }
-            let folder_name = self.folder_name(space);
-            for item in open.items.values() {
-                if item.trashed_ms.is_some() && !include_trash {
-                    continue;
-                }
-                out.push(ExportItem {
-                    item_type: item.item_type.as_str().into(),
-                    name: item.name.clone(),
-                    folder: folder_name.clone(),
-                    fields: item.fields.clone(),
-                    urls: item.urls.clone(),
-                    created_ms: Some(item.created_ms),
-                    updated_ms: Some(item.updated_ms),
-                    trashed_ms: item.trashed_ms,
-                });
-            }
-        }
+        let mut out: Vec<ExportItem> = self
+            .replica()?
+            .export_items(folder, include_trash)?
+            .into_iter()
+            .map(|(folder, item)| ExportItem {
+                item_type: item.item_type.as_str().into(),
+                name: item.name.clone(),
+                folder,
+                fields: item.fields.clone(),
+                urls: item.urls.clone(),
+                created_ms: Some(item.created_ms),
+                updated_ms: Some(item.updated_ms),
+                trashed_ms: item.trashed_ms,
+            })
+            .collect();
         // Stable across devices: items of the same name are ordered by content.
         out.sort_by(|a, b| {
             (&a.folder, &a.name)
@@ -1162,61 +562,48 @@ impl Vault {
         Ok(out)
     }
 
-    /// Ids of every folder (for tests and status).
-    pub fn folder_ids(&self) -> BTreeSet<SpaceId> {
-        self.spaces.keys().copied().collect()
+    /// An item by query, with its folder.
+    pub fn find_item(&self, query: &ItemQuery) -> Result<(SpaceId, ItemId, &Item), VaultError> {
+        let r = self.replica()?;
+        let (folder, id) = r.resolve_item(query)?;
+        Ok((folder, id, r.item(&folder, &id)?))
+    }
+
+    /// Adds an item; returns where it went.
+    pub fn add_item(
+        &mut self,
+        spec: NewItemSpec,
+        now: Now,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(SpaceId, ItemId), VaultError> {
+        Ok(self.replica_mut()?.add_item(spec, now.unix_ms, rng)?)
+    }
+
+    pub fn edit_item(
+        &mut self,
+        query: &ItemQuery,
+        edit: ItemEdit,
+        now: Now,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(SpaceId, ItemId), VaultError> {
+        Ok(self
+            .replica_mut()?
+            .edit_item(query, edit, now.unix_ms, rng)?)
+    }
+
+    /// Every envelope of a space as stored (for tests and tools).
+    pub fn stored_envelopes(&self, space: &SpaceId) -> Result<Vec<Envelope>, VaultError> {
+        Ok(self
+            .store
+            .envelopes(space)?
+            .iter()
+            .filter_map(|b| Envelope::decode(b).ok())
+            .collect())
     }
 }
 
 /// Rebuilding folders frees far more than it keeps (measured: 97 MB RSS after
 /// unlocking 10,000 items); hand the freed heap back to the OS.
-/// What [`Vault::import`] adds: a parsed export and where it goes.
-pub struct ImportRequest<'a> {
-    pub report: import::ImportReport,
-    pub format: import::Format,
-    /// Put everything into this existing folder instead of the export's folders.
-    pub into: Option<&'a str>,
-    /// Only report what would be added.
-    pub dry_run: bool,
-}
-
-/// An import item checked and given its id, waiting to be sealed.
-struct PlannedItem {
-    id: ItemId,
-    item_type: ItemType,
-    name: String,
-    edit: ItemEdit,
-    times: import::ItemTimes,
-}
-
-/// Splits an import into batches of at most 500 items and about 256 KiB of
-/// text, so each batch is one change whose envelope stays far below
-/// `MAX_ENVELOPE_BYTES` (a single item is bounded by `MAX_EDIT_BYTES`).
-fn import_chunks(items: &[PlannedItem]) -> impl Iterator<Item = &[PlannedItem]> {
-    const MAX_ITEMS: usize = 500;
-    const MAX_TEXT: usize = 256 * 1024;
-    let mut rest = items;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut text = 0;
-        let mut n = 0;
-        while n < rest.len() && n < MAX_ITEMS {
-            let PlannedItem { name, edit, .. } = &rest[n];
-            let size = 128 + name.len() + edit.text_bytes();
-            if n > 0 && text + size > MAX_TEXT {
-                break;
-            }
-            text += size;
-            n += 1;
-        }
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
-        Some(chunk)
-    })
-}
-
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the OS.
@@ -1225,95 +612,58 @@ fn release_freed_memory() {
     }
 }
 
-/// A role as the product names it.
-fn role_title(role: coffer_crdt::Role) -> &'static str {
-    match role {
-        coffer_crdt::Role::Manager => "Folder Manager",
-        coffer_crdt::Role::Editor => "Item Manager",
-        coffer_crdt::Role::Member => "Folder Member",
-    }
-}
-
-fn item_event(space: &SpaceId, id: &ItemId, action: &str) -> Event {
-    Event::ItemChanged {
-        folder_id: space.to_hex(),
-        item_id: id.to_hex(),
-        action: action.into(),
-    }
-}
-
-fn valid_expiry(s: &str) -> bool {
-    let Some((mm, yy)) = s.split_once('/') else {
-        return false;
-    };
-    let month_ok = mm.len() == 2 && mm.parse::<u8>().is_ok_and(|m| (1..=12).contains(&m));
-    let year_ok = (yy.len() == 2 || yy.len() == 4) && yy.chars().all(|c| c.is_ascii_digit());
-    month_ok && year_ok
-}
-
-/// A space from its stored envelopes, judged in one evaluation (one at a
-/// time is quadratic while an envelope is pending, e.g. a folder whose
-/// sync was interrupted).
-/// A folder of a team also holds the team's roster envelopes.
-fn load_space(store: &Store, id: SpaceId, team: Option<SpaceId>) -> Result<Space, VaultError> {
-    let mut space = Space::new_in_team(id, team);
-    let mut envs = Vec::new();
-    let mut stored = match team {
-        Some(t) if t != id => store.envelopes(&t)?,
-        _ => Vec::new(),
-    };
-    stored.extend(store.envelopes(&id)?);
-    for bytes in stored {
-        match Envelope::decode(&bytes) {
-            Ok(env) => envs.push(env),
-            Err(e) => warn!(space = %id.short(), error = %e, "stored envelope does not decode"),
+impl Store {
+    /// Every stored space with its envelopes (undecodable rows skipped: the
+    /// store only ever holds envelopes that decoded when they arrived).
+    pub fn load_spaces(&self) -> Result<Vec<StoredSpace>, StoreError> {
+        let mut out = Vec::new();
+        for (id, kind, team) in self.space_rows()? {
+            let kind = if kind == crate::store::SPACE_TEAM {
+                SpaceKind::Roster
+            } else {
+                SpaceKind::Folder
+            };
+            let envelopes = self
+                .envelopes(&id)?
+                .iter()
+                .filter_map(|b| match Envelope::decode(b) {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        warn!(space = %id.short(), error = %e, "a stored envelope does not decode");
+                        None
+                    }
+                })
+                .collect();
+            out.push(StoredSpace {
+                id,
+                kind,
+                team,
+                envelopes,
+            });
         }
+        Ok(out)
     }
-    for outcome in space.ingest_batch(envs).outcomes {
-        if let Err(e) = outcome {
-            warn!(space = %id.short(), error = %e, "stored envelope refused");
-        }
+
+    /// Writes kv records and envelope batches in one transaction.
+    pub fn persist(
+        &mut self,
+        kv: &[(&str, Vec<u8>)],
+        batches: &[(SpaceId, SpaceKind, Option<SpaceId>, &[Envelope])],
+    ) -> Result<(), StoreError> {
+        let rows: Vec<(SpaceId, &str, Option<SpaceId>, &[Envelope])> = batches
+            .iter()
+            .map(|(space, kind, team, envs)| {
+                let kind = match kind {
+                    SpaceKind::Roster => crate::store::SPACE_TEAM,
+                    SpaceKind::Folder => crate::store::SPACE_FOLDER,
+                };
+                (*space, kind, *team, *envs)
+            })
+            .collect();
+        self.write_batch(kv, &rows)
     }
-    Ok(space)
 }
 
-/// Opens a folder's key and rebuilds its document from the accepted content.
-fn open_folder(space: &Space, keys: &DeviceKeys) -> Result<OpenFolder, VaultError> {
-    let key = space
-        .folder_key(keys)
-        .map_err(|e| VaultError::Internal(e.to_string()))?;
-    let me = keys.device_id();
-    let mut doc = FolderDoc::with_incarnation(me, space.incarnation(&me));
-    // Each change opens with the key of its own epoch (earlier epochs
-    // through the key chain), not the newest one (issue 12).
-    let epoch_keys = space.epoch_keys(keys);
-    let mut changes = Vec::new();
-    for env in space.accepted_content() {
-        let opened = match env.body().epoch.and_then(|e| epoch_keys.get(&e)) {
-            Some(epoch_key) => Space::open_content(env, epoch_key).map_err(|e| e.to_string()),
-            None => Err("no key for its epoch".to_string()),
-        };
-        match opened {
-            Ok(change) => changes.push((env.author(), env.id(), change)),
-            Err(e) => warn!(envelope = %env.id().short(), error = %e, "content does not decrypt"),
-        }
-    }
-    // One Automerge call for the whole folder: one change at a time took 15 s
-    // for 10,000 items.
-    if let Err(e) = doc.apply_changes(changes.iter().map(|(author, _, c)| (*author, c.as_slice())))
-    {
-        warn!(error = %e, "batch rebuild refused; applying changes one by one");
-        for (author, id, change) in &changes {
-            if let Err(e) = doc.apply_change(author, change) {
-                warn!(envelope = %id.short(), error = %e, "content change refused");
-            }
-        }
-    }
-    let items = doc.items().into_iter().map(|i| (i.id, i)).collect();
-    Ok(OpenFolder { key, doc, items })
-}
-
-/// A tiny helper so `init` can serialise records of different types inline.
 mod erased {
     pub trait Json {
         fn to_json(&self) -> Vec<u8>;
@@ -1328,43 +678,68 @@ mod erased {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer_crdt::replica::ItemQuery;
+    use rand::rngs::OsRng;
 
-    #[test]
-    fn expiry_formats() {
-        assert!(valid_expiry("01/27"));
-        assert!(valid_expiry("12/2031"));
-        assert!(!valid_expiry("13/27"));
-        assert!(!valid_expiry("1/27"));
-        assert!(!valid_expiry("0127"));
+    fn kdf() -> KdfParams {
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    fn now() -> Now {
+        Now {
+            unix_ms: 1_700_000_000_000,
+        }
     }
 
     #[test]
-    fn import_chunks_bound_items_and_bytes() {
-        let item = |i: usize, note: usize| {
-            let edit = ItemEdit {
-                fields: [("notes".to_string(), "n".repeat(note))].into(),
-                ..Default::default()
-            };
-            PlannedItem {
-                id: ItemId([i as u8; 16]),
-                item_type: ItemType::Note,
-                name: format!("n{i}"),
-                edit,
-                times: import::ItemTimes::default(),
-            }
-        };
-        let small: Vec<_> = (0..1200).map(|i| item(i, 10)).collect();
-        let sizes: Vec<usize> = import_chunks(&small).map(<[_]>::len).collect();
-        assert_eq!(sizes, [500, 500, 200]);
+    fn what_is_written_survives_a_reopen_and_unlocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = Vault::open(dir.path(), kdf()).unwrap();
+        v.init("Ada", "ada@example.com", "2468", now(), &mut OsRng)
+            .unwrap();
+        v.add_item(
+            NewItemSpec {
+                folder: None,
+                item_type: ItemType::Login,
+                name: "mail".into(),
+                fields: BTreeMap::from([("password".into(), "hunter2".into())]),
+                urls: vec![],
+            },
+            now(),
+            &mut OsRng,
+        )
+        .unwrap();
+        v.settle().unwrap();
+        drop(v);
+        let mut v = Vault::open(dir.path(), kdf()).unwrap();
+        assert!(v.is_locked());
+        assert!(matches!(v.unlock("1111", now()), Err(VaultError::WrongPin)));
+        v.unlock("2468", now()).unwrap();
+        let (_, _, item) = v.find_item(&ItemQuery::live("mail")).unwrap();
+        assert_eq!(item.fields["password"], "hunter2");
+    }
 
-        // 60 KiB notes: about four to a chunk; an oversized single item still
-        // gets a chunk of its own (the folder refuses it with a clear error).
-        let big: Vec<_> = (0..10).map(|i| item(i, 60 * 1024)).collect();
-        let sizes: Vec<usize> = import_chunks(&big).map(<[_]>::len).collect();
-        assert_eq!(sizes.iter().sum::<usize>(), 10);
-        assert!(sizes.iter().all(|&n| (1..=4).contains(&n)), "{sizes:?}");
-        let huge = vec![item(0, 600 * 1024)];
-        assert_eq!(import_chunks(&huge).count(), 1);
-        assert_eq!(import_chunks(&[]).count(), 0);
+    #[test]
+    fn a_failed_write_leaves_memory_as_the_disk_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = Vault::open(dir.path(), kdf()).unwrap();
+        v.init("Ada", "ada@example.com", "2468", now(), &mut OsRng)
+            .unwrap();
+        v.store.fail_next_write_for_test();
+        let spec = NewItemSpec {
+            folder: None,
+            item_type: ItemType::Note,
+            name: "lost".into(),
+            fields: BTreeMap::new(),
+            urls: vec![],
+        };
+        v.add_item(spec, now(), &mut OsRng).unwrap();
+        assert!(v.settle().is_err());
+        assert!(!v.is_locked(), "the reloaded replica is unlocked again");
+        assert!(v.find_item(&ItemQuery::live("lost")).is_err());
     }
 }

@@ -136,6 +136,10 @@ pub struct ItemView {
     pub trashed_ms: Option<i64>,
     /// Values of concurrently edited fields that lost last-writer-wins.
     pub conflicts: BTreeMap<String, Vec<String>>,
+    /// Which of `fields` are secrets (the item schema's word; a client
+    /// masks them unless asked).
+    #[serde(default)]
+    pub secret_fields: Vec<String>,
 }
 
 /// An item without secret values, for listings.
@@ -160,6 +164,9 @@ pub struct HistoryEntry {
     pub fields: BTreeMap<String, String>,
     pub urls: Vec<String>,
     pub trashed: bool,
+    /// Which of `fields` are secrets.
+    #[serde(default)]
+    pub secret_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -191,7 +191,7 @@ async fn probe(
             if let Message::Error { code, .. } = &msg {
                 error = Some(format!("{code:?}"));
             }
-            received.push(msg.name());
+            received.push(coffer_daemon::net::protocol::name(&msg));
         }
     }
     let _ = tokio::time::timeout_at(listen_until, async {

@@ -528,12 +528,7 @@ impl Replica {
         let (folder, id) = self.resolve_item(query)?;
         let item_type = self.item(&folder, &id)?.item_type;
         if !matches!(item_type, ItemType::Login | ItemType::Totp) {
-            return Err(schema::SchemaError::UnknownField {
-                item_type,
-                field: "totp".into(),
-                allowed: item_type.fields().iter().map(|f| f.name).collect(),
-            }
-            .into());
+            return Err(schema::SchemaError::NoTotp(item_type).into());
         }
         let edit = ItemEdit {
             fields: BTreeMap::from([("totp".to_string(), secret.to_string())]),

@@ -325,6 +325,12 @@ impl Replica {
         self.unlocked.is_none()
     }
 
+    /// The device's keys while unlocked: what the host keeps to reopen a
+    /// replica it had to reload from its store.
+    pub fn keys_for_reload(&self) -> Option<&DeviceKeys> {
+        self.unlocked.as_ref().map(|u| &u.keys)
+    }
+
     /// The next effect, in the order they happened.
     pub fn poll_effect(&mut self) -> Option<Effect> {
         self.effects.pop_front()

@@ -6,15 +6,17 @@
 //!   backoff, the roster check right after the Noise handshake, and one
 //!   session per allowed peer. Input: [`Command`] on a bounded channel.
 //! - a **session** per connected peer ([`session`]): reads the peer's
-//!   stream and ingests what it sends (through the vault, on the blocking
-//!   pool), and a writer task that sends what the peer lacks.
+//!   stream and hands each message to the replica (a call on the vault
+//!   actor), and a writer task that sends what the replica's
+//!   `poll_transmit` gives whenever it says it has something.
 //! - **discovery** ([`discovery`]): an `mdns-sd` DNS-SD service
 //!   `_coffer._tcp` advertised and browsed; finds go to the swarm actor.
 //!
 //! The identity is the device's Ed25519 key (PeerId = device id). The
 //! network starts once that key is available: at boot when a sealed copy
 //! exists (see [`crate::vault::Vault::network_secret`]), else at init or
-//! the first unlock.
+//! the first unlock. Which devices it talks to is the replica's
+//! `AllowedPeers`, watched.
 
 pub mod discovery;
 pub mod enrol;
@@ -24,16 +26,17 @@ mod swarm;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coffer_crdt::DeviceId;
 use coffer_ipc::Event;
 use libp2p::{Multiaddr, PeerId};
 use rand::rngs::OsRng;
-use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use tracing::{info, warn};
 
-use crate::vault::{Vault, VaultError};
+use crate::vault::actor::VaultHandle;
 
 /// The default TCP port (falls back to an ephemeral port when taken).
 pub const DEFAULT_PORT: u16 = 7373;
@@ -91,8 +94,6 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Input of the swarm actor.
 pub(crate) enum Command {
-    /// New local (or newly received) envelopes: push to every session.
-    Changed,
     /// The devices this one syncs with (recomputed after trust or membership changes).
     SetAllowed(BTreeSet<DeviceId>),
     /// `coffer sync now`.
@@ -131,7 +132,7 @@ pub(crate) struct Status {
 
 /// What the actors share: the vault, the event bus and the status table.
 pub(crate) struct Ctx {
-    pub vault: Arc<Mutex<Vault>>,
+    pub vault: VaultHandle,
     pub events: broadcast::Sender<Event>,
     pub status: Mutex<Status>,
     pub cmd: mpsc::Sender<Command>,
@@ -141,21 +142,6 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// Runs `f` on the vault on the blocking pool.
-    pub async fn vault<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&mut Vault) -> T + Send + 'static,
-    ) -> Option<T> {
-        let ctx = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut v = ctx.vault.lock().ok()?;
-            Some(f(&mut v))
-        })
-        .await
-        .ok()
-        .flatten()
-    }
-
     pub fn status(&self) -> MutexGuard<'_, Status> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -184,8 +170,9 @@ impl Net {
     /// the swarm until the process ends.
     pub fn spawn(
         config: NetConfig,
-        vault: Arc<Mutex<Vault>>,
+        vault: VaultHandle,
         events: broadcast::Sender<Event>,
+        mut allowed: watch::Receiver<BTreeMap<DeviceId, [u8; 32]>>,
     ) -> Net {
         let (cmd, rx) = mpsc::channel(256);
         let ctx = Arc::new(Ctx {
@@ -205,12 +192,21 @@ impl Net {
             info!("network disabled");
             return net;
         }
+        // The replica decides who this device syncs with; the swarm follows.
+        let cmd = ctx.cmd.clone();
+        tokio::spawn(async move {
+            loop {
+                let set: BTreeSet<DeviceId> = allowed.borrow_and_update().keys().copied().collect();
+                if cmd.send(Command::SetAllowed(set)).await.is_err()
+                    || allowed.changed().await.is_err()
+                {
+                    return;
+                }
+            }
+        });
         tokio::spawn(async move {
             let seed = loop {
-                let got = ctx
-                    .vault(|v| v.network_secret(&mut OsRng))
-                    .await
-                    .unwrap_or(Err(VaultError::Internal("vault unavailable".into())));
+                let got = ctx.vault.call_quiet(|v| v.network_secret(&mut OsRng)).await;
                 match got {
                     Ok(Some(seed)) => break seed,
                     Ok(None) => {}
@@ -228,19 +224,6 @@ impl Net {
     /// Called after init and unlock: the identity may be available now.
     pub fn identity_maybe_ready(&self) {
         self.identity_ready.notify_one();
-    }
-
-    /// Local envelopes were written: push them to connected peers now.
-    pub fn changed(&self) {
-        let _ = self.ctx.cmd.try_send(Command::Changed);
-    }
-
-    /// The trust list or membership changed (call with the vault locked by the caller).
-    pub fn allowed_changed(&self, vault: &Vault) {
-        let _ = self
-            .ctx
-            .cmd
-            .try_send(Command::SetAllowed(vault.known_peers()));
     }
 
     /// The inviter's table of open invites and pending joins.
@@ -273,11 +256,16 @@ impl Net {
         rx.blocking_recv().unwrap_or((0, 0))
     }
 
-    /// `coffer peers` (call with the vault locked by the caller).
-    pub fn peers(&self, vault: &Vault) -> coffer_ipc::methods::PeersResult {
+    /// `coffer peers`: the devices this one syncs with (`allowed`, with
+    /// the names they were paired under) and any connected.
+    pub fn peers(
+        &self,
+        allowed: BTreeSet<DeviceId>,
+        names: &BTreeMap<DeviceId, String>,
+    ) -> coffer_ipc::methods::PeersResult {
         use coffer_ipc::methods::{PeerInfo, PeersResult};
         let status = self.ctx.status();
-        let mut devices: BTreeSet<DeviceId> = vault.known_peers();
+        let mut devices: BTreeSet<DeviceId> = allowed;
         devices.extend(
             status
                 .peers
@@ -292,7 +280,7 @@ impl Net {
                 PeerInfo {
                     device_id: d.to_hex(),
                     peer_id: peer_id_of(&d).map(|p| p.to_string()).unwrap_or_default(),
-                    name: vault.trusted_name(&d),
+                    name: names.get(&d).cloned(),
                     user: None,
                     connected: s.connected,
                     address: s.address.clone(),

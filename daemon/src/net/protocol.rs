@@ -1,116 +1,29 @@
-//! The sync wire protocol `/coffer/sync/1`: messages, their bounded
-//! encoding and the length-prefixed framing. Pure: no sockets, no vault.
+//! The sync wire protocol `/coffer/sync/2`: the framing of the replica's
+//! [`SyncMessage`]s. Pure: no sockets, no vault. What a message means, and
+//! what to send, is the replica's (`coffer_crdt::replica::sync`).
 //!
 //! Each side of a connection opens one outbound stream and only writes to
 //! it; it only reads the stream the other side opened. A frame is a 4-byte
 //! big-endian length followed by that many bytes of postcard-encoded
 //! [`Message`]. `docs/protocol.md` describes every message.
 
-use std::collections::BTreeMap;
-
-use coffer_crdt::{DeviceId, EnvelopeId, SpaceId};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use serde::{Deserialize, Serialize};
+
+pub use coffer_crdt::replica::{
+    PeerErrorCode as ErrorCode, SpaceSummary, SyncMessage as Message, Tip,
+    MAX_BATCH_BYTES as TARGET_BATCH_BYTES, MAX_BATCH_ENVELOPES, MAX_SPACES, MAX_TIPS,
+    SYNC_VERSION as PROTOCOL_VERSION,
+};
 
 /// The libp2p protocol name; the trailing number is the major version.
-pub const PROTOCOL_NAME: &str = "/coffer/sync/1";
-/// The version a [`Message::Hello`] carries (minor revisions of version 1).
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_NAME: &str = "/coffer/sync/2";
 /// Bytes of the Noise prologue both sides must agree on: other libp2p nodes
 /// (and other apps or major versions) fail the handshake.
 pub const NOISE_PROLOGUE: &[u8] = b"coffer/noise/v1";
 /// Largest frame accepted or sent (one envelope may be 1 MiB).
 pub const MAX_FRAME_BYTES: usize = 2 << 20;
-/// A batch of envelopes is cut at this size (or [`MAX_BATCH_ENVELOPES`]).
-pub const TARGET_BATCH_BYTES: usize = 1 << 20;
-pub const MAX_BATCH_ENVELOPES: usize = 8192;
-/// Most spaces one summary may describe.
-pub const MAX_SPACES: usize = 1024;
-/// Most chain tips one space summary may carry.
-pub const MAX_TIPS: usize = 8192;
 /// Longest error text.
 pub const MAX_ERROR_TEXT: usize = 512;
-
-/// The last envelope of one author's chain in one space, as a peer holds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tip {
-    /// The space the chain belongs to (a folder, or its team roster).
-    pub space: SpaceId,
-    pub author: DeviceId,
-    /// Highest contiguous seq held.
-    pub seq: u64,
-    /// The id of the envelope at `seq`, so a fork is noticed.
-    pub id: EnvelopeId,
-}
-
-/// What a peer holds of one space: its version vector with tip ids.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SpaceSummary {
-    pub space: SpaceId,
-    pub tips: Vec<Tip>,
-}
-
-impl SpaceSummary {
-    /// `{(space, author) -> (seq, id)}`, the form the sender compares against.
-    pub fn vector(&self) -> BTreeMap<(SpaceId, DeviceId), (u64, EnvelopeId)> {
-        self.tips
-            .iter()
-            .map(|t| ((t.space, t.author), (t.seq, t.id)))
-            .collect()
-    }
-}
-
-/// Why a peer is being cut off.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ErrorCode {
-    /// The frame or message could not be decoded, or broke a bound.
-    Malformed,
-    /// An envelope failed its signature or does not belong to the space.
-    InvalidEnvelope,
-    /// The `Hello` named a version this side does not speak.
-    Version,
-    /// This device does not sync with the peer (not trusted, or revoked).
-    NotAllowed,
-}
-
-/// One message of the protocol. Variant order is wire format: append only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message {
-    /// First message on every outbound stream: the version, and what the
-    /// sender holds of each space it shares with the receiver.
-    Hello {
-        version: u16,
-        spaces: Vec<SpaceSummary>,
-    },
-    /// "Here is what I hold now; send what I lack" (`coffer sync now`).
-    Summary { spaces: Vec<SpaceSummary> },
-    /// Envelopes of one space, control ops first, each author's chain in seq order.
-    Envelopes {
-        space: SpaceId,
-        #[serde(with = "envelope_list")]
-        envelopes: Vec<Vec<u8>>,
-    },
-    /// Everything the receiver lacked of `space` (per its last summary) was sent.
-    Caught { space: SpaceId },
-    /// The sender is closing the connection, and why.
-    Error { code: ErrorCode, text: String },
-}
-
-/// Envelopes as byte strings (serde_bytes for each element).
-mod envelope_list {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use serde_bytes::{ByteBuf, Bytes};
-
-    pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
-        let refs: Vec<&Bytes> = v.iter().map(|b| Bytes::new(b)).collect();
-        refs.serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
-        let bufs: Vec<ByteBuf> = Vec::deserialize(d)?;
-        Ok(bufs.into_iter().map(ByteBuf::into_vec).collect())
-    }
-}
 
 /// What went wrong reading or decoding a frame.
 #[derive(Debug, thiserror::Error)]
@@ -127,57 +40,39 @@ pub enum FrameError {
     Malformed(&'static str),
 }
 
-impl Message {
-    /// Encodes to postcard bytes (without the length prefix).
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("serialising to a Vec cannot fail")
-    }
+/// Encodes to postcard bytes (without the length prefix).
+pub fn encode(msg: &Message) -> Vec<u8> {
+    postcard::to_stdvec(msg).expect("serialising to a Vec cannot fail")
+}
 
-    /// Decodes untrusted bytes: never panics; checks every bound.
-    pub fn decode(bytes: &[u8]) -> Result<Message, FrameError> {
-        if bytes.len() > MAX_FRAME_BYTES {
-            return Err(FrameError::TooLarge {
-                len: bytes.len(),
-                max: MAX_FRAME_BYTES,
-            });
-        }
-        let (msg, rest): (Message, _) =
-            postcard::take_from_bytes(bytes).map_err(|_| FrameError::Malformed("not a message"))?;
-        if !rest.is_empty() {
-            return Err(FrameError::Malformed("trailing bytes"));
-        }
-        msg.check_bounds()?;
-        Ok(msg)
+/// Decodes untrusted bytes: never panics; checks every bound.
+pub fn decode(bytes: &[u8]) -> Result<Message, FrameError> {
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            len: bytes.len(),
+            max: MAX_FRAME_BYTES,
+        });
     }
-
-    fn check_bounds(&self) -> Result<(), FrameError> {
-        let spaces_ok = |s: &[SpaceSummary]| {
-            s.len() <= MAX_SPACES && s.iter().all(|x| x.tips.len() <= MAX_TIPS)
-        };
-        let ok = match self {
-            Message::Hello { spaces, .. } | Message::Summary { spaces } => spaces_ok(spaces),
-            Message::Envelopes { envelopes, .. } => {
-                !envelopes.is_empty() && envelopes.len() <= MAX_BATCH_ENVELOPES
-            }
-            Message::Caught { .. } => true,
-            Message::Error { text, .. } => text.len() <= MAX_ERROR_TEXT,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(FrameError::Malformed("message over its bounds"))
-        }
+    let (msg, rest): (Message, _) =
+        postcard::take_from_bytes(bytes).map_err(|_| FrameError::Malformed("not a message"))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Malformed("trailing bytes"));
     }
+    let empty_batch = matches!(&msg, Message::Envelopes { envelopes, .. } if envelopes.is_empty());
+    if empty_batch || !msg.within_bounds() {
+        return Err(FrameError::Malformed("message over its bounds"));
+    }
+    Ok(msg)
+}
 
-    /// A short name for logs (never the content).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Message::Hello { .. } => "hello",
-            Message::Summary { .. } => "summary",
-            Message::Envelopes { .. } => "envelopes",
-            Message::Caught { .. } => "caught",
-            Message::Error { .. } => "error",
-        }
+/// A short name for logs (never the content).
+pub fn name(msg: &Message) -> &'static str {
+    match msg {
+        Message::Hello { .. } => "hello",
+        Message::Summary { .. } => "summary",
+        Message::Envelopes { .. } => "envelopes",
+        Message::Caught { .. } => "caught",
+        Message::Error { .. } => "error",
     }
 }
 
@@ -186,7 +81,7 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
     w: &mut W,
     msg: &Message,
 ) -> Result<usize, FrameError> {
-    let body = msg.encode();
+    let body = encode(msg);
     if body.len() > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge {
             len: body.len(),
@@ -227,39 +122,13 @@ pub async fn read_message<R: AsyncRead + Unpin>(
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
-    Ok(Some((Message::decode(&body)?, 4 + len)))
-}
-
-/// Splits envelopes into [`Message::Envelopes`] batches within the bounds.
-pub fn batches(space: SpaceId, envelopes: Vec<Vec<u8>>) -> Vec<Message> {
-    let mut out = Vec::new();
-    let mut cur: Vec<Vec<u8>> = Vec::new();
-    let mut size = 0;
-    for e in envelopes {
-        if !cur.is_empty()
-            && (size + e.len() > TARGET_BATCH_BYTES || cur.len() >= MAX_BATCH_ENVELOPES)
-        {
-            out.push(Message::Envelopes {
-                space,
-                envelopes: std::mem::take(&mut cur),
-            });
-            size = 0;
-        }
-        size += e.len() + 4;
-        cur.push(e);
-    }
-    if !cur.is_empty() {
-        out.push(Message::Envelopes {
-            space,
-            envelopes: cur,
-        });
-    }
-    out
+    Ok(Some((decode(&body)?, 4 + len)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer_crdt::{DeviceId, EnvelopeId, SpaceId};
     use futures::executor::block_on;
     use proptest::prelude::*;
 
@@ -273,6 +142,7 @@ mod tests {
                     author: DeviceId([2; 32]),
                     seq: 7,
                     id: EnvelopeId([3; 32]),
+                    linked: true,
                 }],
             }],
         }
@@ -322,35 +192,18 @@ mod tests {
         let empty = Message::Envelopes {
             space: SpaceId([0; 32]),
             envelopes: vec![],
-        }
-        .encode();
-        assert!(Message::decode(&empty).is_err());
+        };
+        assert!(decode(&encode(&empty)).is_err());
         // Trailing bytes.
-        let mut long = sample().encode();
+        let mut long = encode(&sample());
         long.push(0);
-        assert!(Message::decode(&long).is_err());
-    }
-
-    #[test]
-    fn batches_respect_the_target_size() {
-        let envs: Vec<Vec<u8>> = (0..100).map(|_| vec![7u8; 20_000]).collect();
-        let out = batches(SpaceId([0; 32]), envs);
-        assert!(out.len() >= 2);
-        let mut total = 0;
-        for m in &out {
-            let Message::Envelopes { envelopes, .. } = m else {
-                panic!("not envelopes")
-            };
-            total += envelopes.len();
-            assert!(m.encode().len() <= TARGET_BATCH_BYTES + 20_100);
-        }
-        assert_eq!(total, 100);
+        assert!(decode(&long).is_err());
     }
 
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = Message::decode(&bytes);
+            let _ = decode(&bytes);
         }
     }
 }

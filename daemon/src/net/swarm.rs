@@ -159,7 +159,8 @@ pub(crate) async fn run(
         warn!("listening on no address: only outgoing connections");
     }
 
-    let allowed = ctx.vault(|v| v.known_peers()).await.unwrap_or_default();
+    // The first SetAllowed command brings the replica's list.
+    let allowed = BTreeSet::new();
     let now = Instant::now();
     let statics = ctx
         .config
@@ -250,11 +251,6 @@ impl Actor {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Changed => {
-                for s in self.sessions.values() {
-                    s.push();
-                }
-            }
             Command::SetAllowed(set) => {
                 // Newly allowed devices are worth dialling at once.
                 let now = Instant::now();
@@ -285,18 +281,11 @@ impl Actor {
                         Some(d) if !self.sessions.contains_key(&peer) => {
                             self.start_session(peer, d)
                         }
-                        Some(_) => {
-                            if let Some(s) = self.sessions.get(&peer) {
-                                s.push();
-                            }
-                        }
+                        Some(_) => {}
                     }
                 }
             }
             Command::SyncNow(reply) => {
-                for s in self.sessions.values() {
-                    s.resync();
-                }
                 let now = Instant::now();
                 let mut dialing = 0;
                 for r in self.redial.values_mut() {

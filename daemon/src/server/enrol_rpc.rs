@@ -158,7 +158,9 @@ impl Shared {
             }
             m::DeviceLink::NAME => {
                 let p = params::<m::DeviceLink>(raw)?;
-                let ctx = self.lock_vault()?.enrol_inviter(EnrolKind::Device)?;
+                let ctx = self
+                    .vault
+                    .blocking_call(|v| v.enrol_inviter(EnrolKind::Device))?;
                 let spec = InviteSpec {
                     kind: EnrolKind::Device,
                     email: ctx.email,
@@ -187,7 +189,7 @@ impl Shared {
                         since_ms: p.since_ms,
                     })
                     .collect();
-                reply::<m::InvitePending>(list)
+                reply::<m::InvitePending, _>(list)
             }
             m::InviteConfirm::NAME | m::InviteReject::NAME => {
                 let p = params::<m::InviteConfirm>(raw)?;
@@ -231,10 +233,14 @@ impl Shared {
                 "the network is off on this device (--no-network): nobody could join",
             ));
         }
-        let vault = self.lock_vault()?;
-        let ctx = vault.enrol_inviter(spec.kind)?;
-        vault.enrol_check_invite(&spec)?;
-        drop(vault);
+        let ctx = {
+            let spec = spec.clone();
+            self.vault.blocking_call(move |v| {
+                let ctx = v.enrol_inviter(spec.kind)?;
+                v.enrol_check_invite(&spec)?;
+                Ok::<_, VaultError>(ctx)
+            })?
+        };
         let hello = InviterHello {
             kind: spec.kind,
             team: ctx.team.0,
@@ -256,7 +262,7 @@ impl Shared {
             "invite opened"
         );
         let code_text = code.encode();
-        reply::<m::InviteCreate>(m::InviteResult {
+        reply::<m::InviteCreate, _>(m::InviteResult {
             code: code_text.to_string(),
             kind: kind.name().into(),
             email,
@@ -284,13 +290,14 @@ impl Shared {
             .ok_or_else(not_found)?;
         let email = pending.spec.email.clone();
         let device = pending.joiner;
-        let decision = if admit {
-            let mut vault = self.lock_vault()?;
-            match vault.enrol_admit(&pending, &mut OsRng) {
-                Ok(admitted) => {
-                    self.net.allowed_changed(&vault);
-                    drop(vault);
-                    self.publish(admitted.events);
+        let (pending, decision) = if admit {
+            let (pending, admitted) = self.vault.blocking_call(move |v| {
+                let admitted = v.enrol_admit(&pending, &mut OsRng);
+                Ok::<_, VaultError>((pending, admitted))
+            })?;
+            match admitted {
+                Ok(admitted) => (
+                    pending,
                     Decision::Admit {
                         team: admitted.team.0,
                         roster: admitted
@@ -298,16 +305,15 @@ impl Shared {
                             .into_iter()
                             .map(serde_bytes::ByteBuf::from)
                             .collect(),
-                    }
-                }
+                    },
+                ),
                 Err(e) => {
-                    drop(vault);
                     self.net.invites().restore(pending);
                     return Err(e.into());
                 }
             }
         } else {
-            Decision::Reject
+            (pending, Decision::Reject)
         };
         let delivered = pending.decide(decision);
         let delivered = block_on(async {
@@ -318,7 +324,7 @@ impl Shared {
                 .unwrap_or(false)
         });
         info!(device = %device.short(), admit, delivered, "enrolment decided");
-        reply::<m::InviteConfirm>(m::DecideResult {
+        reply::<m::InviteConfirm, _>(m::DecideResult {
             kind: kind.name().into(),
             email,
             device_id: device.to_hex(),
@@ -364,7 +370,7 @@ impl Shared {
                 ));
             }
         }
-        let joiner = self.lock_vault()?.enrol_joiner()?;
+        let joiner = self.vault.blocking_call(|v| v.enrol_joiner())?;
         let (keys, fresh_keys, device_name) = match joiner {
             Some((keys, name)) => (keys, None, name),
             None => {
@@ -412,7 +418,7 @@ impl Shared {
             joins.map.insert(id, state);
             id
         };
-        reply::<m::JoinStart>(m::JoinStartResult {
+        reply::<m::JoinStart, _>(m::JoinStartResult {
             join_id: id,
             verification_code: verification,
             kind: kind.name().into(),
@@ -451,7 +457,7 @@ impl Shared {
             Stage::Admitted(a) => SpaceId(a.team).to_hex(),
             Stage::Waiting(_) => String::new(),
         };
-        reply::<m::JoinWait>(m::JoinResult {
+        reply::<m::JoinWait, _>(m::JoinResult {
             enrolled: false,
             needs_pin: true,
             device_id: state.fresh_keys.as_ref().map(|k| k.device_id().to_hex()),
@@ -479,24 +485,14 @@ impl Shared {
             }
             (None, _) => None,
         };
-        let was_fresh = fresh.is_some();
-        let mut vault = self.lock_vault()?;
-        let (device, events) =
-            vault.enrol_finish(fresh, team, &admission.roster, now(), &mut OsRng)?;
-        self.net.allowed_changed(&vault);
-        drop(vault);
+        let roster = admission.roster;
+        let device = self
+            .vault
+            .blocking_call(move |v| v.enrol_finish(fresh, team, &roster, now(), &mut OsRng))?;
         self.net.identity_maybe_ready();
         self.net.learned(state.inviter, state.addrs);
-        let mut events = events;
-        if was_fresh {
-            events.push(coffer_ipc::Event::LockState {
-                locked: false,
-                reason: "init".into(),
-            });
-        }
-        self.publish(events);
         info!(device = %device.short(), kind = state.kind.name(), team = %team.short(), "enrolled");
-        reply::<m::JoinWait>(m::JoinResult {
+        reply::<m::JoinWait, _>(m::JoinResult {
             enrolled: true,
             needs_pin: false,
             device_id: Some(device.to_hex()),

@@ -1,13 +1,17 @@
 //! IPC methods of teams: `team.*`, `user.*`, `group.*`, folder sharing
-//! (`folder.share|role|unshare|members`) and `device.list`.
+//! (`folder.share|role|unshare|members`) and `device.list`. Each runs on
+//! the vault thread; the replica decides, this only translates.
 
+use coffer_crdt::replica::{GroupChange, ShareChange};
+use coffer_crdt::{Principal, UserId};
 use coffer_ipc::methods::{self as m, Method};
 use coffer_ipc::{ErrorCode, RpcError};
 use rand::rngs::OsRng;
 use serde_json::Value;
 
-use super::{params, reply, Shared};
-use crate::vault::team::{GroupAction, ShareChange};
+use super::convert::{Answer, Failure};
+use super::{convert, invalid, params, reply};
+use crate::vault::Vault;
 
 const METHODS: &[&str] = &[
     m::TeamCreate::NAME,
@@ -30,66 +34,98 @@ pub(super) fn handles(method: &str) -> bool {
     METHODS.contains(&method)
 }
 
-impl Shared {
-    pub(super) fn dispatch_team(&self, method: &str, raw: Value) -> Result<Value, RpcError> {
-        let mut vault = self
-            .vault
-            .lock()
-            .map_err(|_| RpcError::new(ErrorCode::Internal, "vault state poisoned"))?;
-        // Roster and membership changes: new peers may be allowed (or cut
-        // off) and the new envelopes are pushed at once.
-        let changed = |vault: &crate::vault::Vault, events| {
-            self.net.allowed_changed(vault);
-            self.net.changed();
-            self.publish(events);
-        };
-        match method {
-            m::TeamCreate::NAME => {
-                let p = params::<m::TeamCreate>(raw)?;
-                let info = vault.team_create(&p.name, &mut OsRng)?;
-                changed(&vault, Vec::new());
-                reply::<m::TeamCreate>(info)
-            }
-            m::TeamShow::NAME => reply::<m::TeamShow>(vault.team_show()?),
-            m::UserList::NAME => reply::<m::UserList>(vault.user_list()?),
-            m::UserRemove::NAME => {
-                let p = params::<m::UserRemove>(raw)?;
-                let (result, events) = vault.user_remove(&p.user, &mut OsRng)?;
-                changed(&vault, events);
-                reply::<m::UserRemove>(result)
-            }
-            m::GroupCreate::NAME | m::GroupAdd::NAME | m::GroupRemove::NAME => {
-                let p = params::<m::GroupAdd>(raw)?;
-                let action = match method {
-                    m::GroupCreate::NAME => GroupAction::Create,
-                    m::GroupAdd::NAME => GroupAction::Add,
-                    _ => GroupAction::Remove,
-                };
-                let (result, events) = vault.group_change(&p, action, &mut OsRng)?;
-                changed(&vault, events);
-                reply::<m::GroupAdd>(result)
-            }
-            m::GroupList::NAME => reply::<m::GroupList>(vault.group_list()?),
-            m::FolderShare::NAME | m::FolderRole::NAME | m::FolderUnshare::NAME => {
-                let p = params::<m::FolderShare>(raw)?;
-                let how = match method {
-                    m::FolderShare::NAME => ShareChange::Share,
-                    m::FolderRole::NAME => ShareChange::Role,
-                    _ => ShareChange::Unshare,
-                };
-                let (result, events) = vault.folder_share(&p, how, &mut OsRng)?;
-                changed(&vault, events);
-                reply::<m::FolderShare>(result)
-            }
-            m::FolderMembers::NAME => {
-                let p = params::<m::FolderMembers>(raw)?;
-                reply::<m::FolderMembers>(vault.folder_members(&p.folder)?)
-            }
-            m::DeviceList::NAME => reply::<m::DeviceList>(vault.device_list()?),
-            other => Err(RpcError::new(
-                ErrorCode::MethodNotFound,
-                format!("unknown method {other:?}"),
-            )),
+pub(super) fn dispatch(v: &mut Vault, method: &str, raw: Value) -> Answer {
+    let rng = &mut OsRng;
+    match method {
+        m::TeamCreate::NAME => {
+            let p = params::<m::TeamCreate>(raw)?;
+            let team = v.replica_mut()?.create_team(&p.name, rng)?;
+            reply::<m::TeamCreate, _>(convert::team_info(team))
         }
+        m::TeamShow::NAME => reply::<m::TeamShow, _>(convert::team_info(v.replica()?.team()?)),
+        m::UserList::NAME => {
+            let users = v.replica()?.users()?;
+            reply::<m::UserList, _>(users.into_iter().map(convert::user_info).collect())
+        }
+        m::UserRemove::NAME => {
+            let p = params::<m::UserRemove>(raw)?;
+            let change = v.replica_mut()?.remove_user(&p.user, rng)?;
+            reply::<m::UserRemove, _>(convert::team_change(v.replica()?, &change))
+        }
+        m::GroupCreate::NAME | m::GroupAdd::NAME | m::GroupRemove::NAME => {
+            let p = params::<m::GroupAdd>(raw)?;
+            let user = p.user.as_deref();
+            let change = match (method, user) {
+                (m::GroupCreate::NAME, _) => GroupChange::Create,
+                (m::GroupAdd::NAME, Some(u)) => GroupChange::Add(u),
+                (_, Some(u)) => GroupChange::Remove(u),
+                (_, None) => return Err(Failure(invalid("name the user to add or remove"))),
+            };
+            let change = v.replica_mut()?.group_change(&p.group, change, rng)?;
+            reply::<m::GroupAdd, _>(convert::team_change(v.replica()?, &change))
+        }
+        m::GroupList::NAME => {
+            let groups = v.replica()?.groups()?;
+            reply::<m::GroupList, _>(
+                groups
+                    .into_iter()
+                    .map(|(name, members)| m::GroupInfo {
+                        name,
+                        members: members.iter().map(ToString::to_string).collect(),
+                    })
+                    .collect(),
+            )
+        }
+        m::FolderShare::NAME | m::FolderRole::NAME | m::FolderUnshare::NAME => {
+            let p = params::<m::FolderShare>(raw)?;
+            let principal = match (p.user.as_deref(), p.group.as_deref()) {
+                (Some(email), None) => Principal::User(
+                    UserId::new(email)
+                        .ok_or_else(|| invalid(format!("{email:?} is not an email address")))?,
+                ),
+                (None, Some(g)) => Principal::Group(g.trim().to_string()),
+                _ => {
+                    return Err(Failure(invalid(
+                        "name exactly one of --user EMAIL or --group GROUP",
+                    )))
+                }
+            };
+            let change = match (method, p.role.as_deref()) {
+                (m::FolderUnshare::NAME, _) => ShareChange::Unshare,
+                (_, None) => {
+                    return Err(Failure(invalid("--role manager|editor|member is required")))
+                }
+                (m::FolderShare::NAME, Some(r)) => ShareChange::Share(convert::parse_role(r)?),
+                (_, Some(r)) => ShareChange::Role(convert::parse_role(r)?),
+            };
+            v.replica_mut()?
+                .folder_share(&p.folder, principal, change, rng)?;
+            let members = v.replica()?.folder_members(&p.folder)?;
+            reply::<m::FolderShare, _>(convert::folder_members(members))
+        }
+        m::FolderMembers::NAME => {
+            let p = params::<m::FolderMembers>(raw)?;
+            let members = v.replica()?.folder_members(&p.folder)?;
+            reply::<m::FolderMembers, _>(convert::folder_members(members))
+        }
+        m::DeviceList::NAME => {
+            let r = v.replica()?;
+            let me = r.device();
+            reply::<m::DeviceList, _>(
+                r.devices()
+                    .into_iter()
+                    .map(|(d, user, revoked)| m::DeviceInfo {
+                        device_id: d.to_hex(),
+                        user: user.to_string(),
+                        revoked,
+                        this_device: d == me,
+                    })
+                    .collect(),
+            )
+        }
+        other => Err(Failure(RpcError::new(
+            ErrorCode::MethodNotFound,
+            format!("unknown method {other:?}"),
+        ))),
     }
 }

@@ -1,10 +1,10 @@
 //! The vault's side of enrolment (`net/enrol.rs` is the protocol): who may
-//! invite, what an admission writes to the team roster, and joining a team
-//! on a fresh device (identity made with the handshake's keys) or on an
-//! initialised one (its personal vault kept).
+//! invite, what an admission writes to the team roster (the replica
+//! decides), and joining a team on a fresh device (identity made with the
+//! handshake's keys) or on an initialised one (its personal vault kept).
 
-use coffer_crdt::{DeviceId, DeviceKeys, Envelope, RosterOp, Space, SpaceId, UserId};
-use coffer_ipc::Event;
+use coffer_crdt::replica::Joiner;
+use coffer_crdt::{DeviceId, DeviceKeys, Envelope, Replica, ReplicaError, SpaceId, UserId};
 use rand_core::CryptoRngCore;
 use tracing::info;
 use zeroize::Zeroizing;
@@ -24,11 +24,10 @@ pub struct InviterContext {
     pub name: String,
 }
 
-/// An admission: the team, the roster to send the joiner, and the events.
+/// An admission: the team and the roster to send the joiner.
 pub struct Admitted {
     pub team: SpaceId,
     pub roster: Vec<Vec<u8>>,
-    pub events: Vec<Event>,
 }
 
 /// A fresh device's identity, made once the inviter admitted it.
@@ -39,36 +38,20 @@ pub struct FreshIdentity {
     pub keys: DeviceKeys,
 }
 
-fn no_team() -> VaultError {
-    VaultError::NotFound(
-        "this device is in no team: create one with `coffer team create NAME` first".into(),
-    )
-}
-
 impl Vault {
     /// Checks that this device may open an invite of `kind` (unlocked, in a
     /// team; an admin to invite a user) and says what the joiner is shown.
     pub fn enrol_inviter(&self, kind: EnrolKind) -> Result<InviterContext, VaultError> {
-        self.unlocked()?;
-        let me = self.device_id().ok_or(VaultError::NotInitialized)?;
-        let team = self.team_id().ok_or_else(no_team)?;
-        let state = self.team_state().ok_or_else(no_team)?;
-        let user = self.my_user().ok_or(VaultError::NotInitialized)?;
-        if kind == EnrolKind::User && !state.admins.contains_key(&user) {
-            return Err(VaultError::PermissionDenied(
-                "only a team admin may invite people".into(),
-            ));
-        }
-        let name = self
-            .identity()
-            .map(|i| i.name.clone())
-            .unwrap_or_else(|| user.0.clone());
+        let r = self.replica()?;
+        r.check_inviter(kind == EnrolKind::User)?;
+        let team = r.team()?;
+        let user = r.my_user().ok_or(ReplicaError::NoTeam)?;
         Ok(InviterContext {
-            me,
-            team,
-            team_name: state.name.clone(),
+            me: r.device(),
+            team: team.id,
+            team_name: team.name,
             email: user.0.clone(),
-            name,
+            name: r.identity().name.clone(),
         })
     }
 
@@ -91,100 +74,51 @@ impl Vault {
         Ok(())
     }
 
-    /// Admits a confirmed joiner: adds the user (if new), its device, its
-    /// groups and admin role (an invite), or the device to this user (a
-    /// link), in one roster write. Returns the team, the roster to send
-    /// and the events.
+    /// Admits a confirmed joiner (see [`Replica::admit`]): the roster to
+    /// send it.
     pub fn enrol_admit(
         &mut self,
         pending: &Pending,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Admitted, VaultError> {
-        let (spec, device, exchange) = (&pending.spec, pending.joiner, pending.exchange);
-        let team = self.team_id().ok_or_else(no_team)?;
-        let state = self.team_state().ok_or_else(no_team)?;
-        let user = match spec.kind {
-            EnrolKind::User => UserId::new(&spec.email).ok_or_else(|| {
-                VaultError::Invalid(format!("{:?} is not an email address", spec.email))
-            })?,
-            EnrolKind::Device => self.my_user().ok_or(VaultError::NotInitialized)?,
-        };
-        match state.devices.get(&device) {
-            // Admitted before, but the joiner never got the answer (it
-            // dropped): admitting again only resends the roster.
-            Some(rec)
-                if rec.user == user
-                    && rec.exchange == exchange
-                    && !rec.revoked
-                    && state.users.contains(&user) =>
-            {
-                info!(device = %device.short(), "enrolment admitted again (already enrolled)");
-                return Ok(Admitted {
-                    team,
-                    roster: self.roster_bytes(),
-                    events: Vec::new(),
-                });
-            }
-            Some(rec) if rec.revoked => {
-                return Err(VaultError::Invalid(
-                    "that device was revoked; a revoked device cannot rejoin (join from a fresh data folder)".into(),
-                ))
-            }
-            Some(_) => {
-                return Err(VaultError::Invalid(
-                    "that device is already enrolled as another user".into(),
-                ))
-            }
-            None => {}
-        }
-        let mut ops = Vec::new();
-        if spec.kind == EnrolKind::User && !state.users.contains(&user) {
-            ops.push(RosterOp::AddUser { user: user.clone() });
-        }
-        ops.push(RosterOp::AddDevice {
-            user: user.clone(),
-            device,
-            exchange,
+        let spec = &pending.spec;
+        let joiner = Joiner {
+            device: pending.joiner,
+            exchange: pending.exchange,
             transport: pending.transport,
             proof: pending.roster_proof.clone(),
-        });
-        if spec.kind == EnrolKind::User {
-            for group in &spec.groups {
-                let group = group.trim().to_string();
-                if !state.groups.get(&group).is_some_and(|m| m.contains(&user)) {
-                    ops.push(RosterOp::AddToGroup {
-                        group,
-                        user: user.clone(),
-                    });
-                }
-            }
-            if spec.admin && !state.admins.contains_key(&user) {
-                ops.push(RosterOp::AddAdmin { user: user.clone() });
-            }
-        }
-        let events = self.roster_write_ops(ops, rng)?;
-        info!(device = %device.short(), kind = spec.kind.name(), "enrolment admitted");
-        Ok(Admitted {
-            team,
-            roster: self.roster_bytes(),
-            events,
-        })
+        };
+        let r = self.replica_mut()?;
+        let (user, groups, admin) = match spec.kind {
+            EnrolKind::User => (
+                Some(spec.email.as_str()),
+                spec.groups.as_slice(),
+                spec.admin,
+            ),
+            EnrolKind::Device => (None, &[][..], false),
+        };
+        r.admit(user, &joiner, groups, admin, rng)?;
+        let team = r.team_id().ok_or(ReplicaError::NoTeam)?;
+        let roster = r
+            .roster_envelopes()
+            .iter()
+            .map(|e| e.bytes().to_vec())
+            .collect();
+        info!(device = %pending.joiner.short(), kind = spec.kind.name(), "enrolment admitted");
+        Ok(Admitted { team, roster })
     }
 
     /// The joiner's keys and name: `None` on a fresh device (the caller
     /// makes new keys); an initialised device must be unlocked and in no team.
     pub fn enrol_joiner(&self) -> Result<Option<(DeviceKeys, String)>, VaultError> {
-        let Some(identity) = self.identity() else {
+        let Ok(r) = self.replica() else {
             return Ok(None);
         };
-        if let Some(t) = self.team_state() {
-            return Err(VaultError::Invalid(format!(
-                "this device is already in team {:?}",
-                t.name
-            )));
+        if let Ok(team) = r.team() {
+            return Err(ReplicaError::AlreadyInTeam { name: team.name }.into());
         }
-        let u = self.unlocked()?;
-        Ok(Some((u.keys.clone(), identity.name.clone())))
+        let keys = r.keys_for_reload().ok_or(ReplicaError::Locked)?;
+        Ok(Some((keys.clone(), r.identity().name.clone())))
     }
 
     /// Joins the team an inviter admitted this device to: checks the
@@ -197,50 +131,22 @@ impl Vault {
         roster: &[Vec<u8>],
         now: Now,
         rng: &mut impl CryptoRngCore,
-    ) -> Result<(DeviceId, Vec<Event>), VaultError> {
-        let bad = || VaultError::Invalid("the inviter sent an invalid team roster".into());
+    ) -> Result<DeviceId, VaultError> {
         let envs: Vec<Envelope> = roster
             .iter()
             .map(|b| Envelope::decode(b))
             .collect::<Result<_, _>>()
-            .map_err(|_| bad())?;
+            .map_err(|_| ReplicaError::BadRoster("an envelope does not decode"))?;
         let device = match &fresh {
             Some(f) => f.keys.device_id(),
-            None => self.device_id().ok_or(VaultError::NotInitialized)?,
+            None => self.replica()?.device(),
         };
         // Judge the roster before anything is written.
-        let mut scratch = Space::new_roster(team);
-        let report = scratch.ingest_batch(envs.clone());
-        if report.outcomes.iter().any(Result::is_err) {
-            return Err(bad());
-        }
-        let listed = scratch
-            .state()
-            .team
-            .devices
-            .get(&device)
-            .is_some_and(|r| !r.revoked && scratch.state().team.users.contains(&r.user));
-        if !listed {
-            return Err(VaultError::Invalid(
-                "the inviter's roster does not list this device".into(),
-            ));
-        }
+        Replica::check_roster(team, &device, envs.clone())?;
         if let Some(f) = fresh {
             self.init_with_keys(&f.name, &f.email, &f.pin, f.keys, now, rng)?;
         }
-        let events = self.adopt_team(team, envs)?;
-        Ok((device, events))
-    }
-}
-
-impl Vault {
-    /// One roster write (see `Vault::roster_write`); the events it caused.
-    fn roster_write_ops(
-        &mut self,
-        ops: Vec<RosterOp>,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<Vec<Event>, VaultError> {
-        let (_envelopes, _change, events) = self.roster_write(ops, rng)?;
-        Ok(events)
+        self.replica_mut()?.adopt_team(team, envs)?;
+        Ok(device)
     }
 }

@@ -1,0 +1,291 @@
+//! The vault actor: one OS thread owns the [`Vault`] (its replica, store
+//! and keys); the IPC server, the sync sessions and the enrolment protocol
+//! reach it only through a bounded channel, each call a closure run on that
+//! thread with its answer on a oneshot. Argon2 and SQLite fsyncs block that
+//! thread, never a runtime worker.
+//!
+//! After every call the vault settles (persists what the replica queued,
+//! in one transaction) before the caller hears back, and the replica's
+//! other effects are routed: events and allowed peers to the [`Router`],
+//! `Transmit` to the connected session of that peer (a `Notify`, which
+//! keeps a wake-up that arrives before the session waits).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coffer_crdt::replica::LockReason;
+use coffer_crdt::DeviceId;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::{debug, info, warn};
+
+use super::{Output, Vault, VaultError};
+
+/// Calls waiting for the vault thread at most.
+const QUEUE: usize = 64;
+
+/// Where the actor sends what the replica says (besides `Transmit`).
+pub trait Router: Send + 'static {
+    fn route(&mut self, output: Output);
+}
+
+type Job = Box<dyn FnOnce(&mut Vault) + Send>;
+
+enum Call {
+    /// A request; `activity` postpones the auto-lock.
+    Job { job: Job, activity: bool },
+    /// A sync session for `peer` started: wake it through `notify`.
+    Connect { peer: DeviceId, notify: Arc<Notify> },
+    /// That session ended.
+    Disconnect { peer: DeviceId, notify: Arc<Notify> },
+    /// Once a second: lock after the idle time.
+    Tick,
+    /// Lock now and stop (daemon shutdown).
+    Stop(oneshot::Sender<()>),
+}
+
+/// A cheap handle to the vault actor.
+#[derive(Clone)]
+pub struct VaultHandle {
+    tx: mpsc::Sender<Call>,
+}
+
+impl VaultHandle {
+    /// Starts the vault thread (and its once-a-second tick on the runtime).
+    pub fn spawn(vault: Vault, auto_lock: Duration, router: impl Router) -> VaultHandle {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let actor = Actor {
+            vault,
+            router: Box::new(router),
+            sessions: HashMap::new(),
+            auto_lock,
+            last_activity: Instant::now(),
+        };
+        std::thread::Builder::new()
+            .name("vault".into())
+            .spawn(move || actor.run(rx))
+            .expect("cannot start the vault thread");
+        let ticks = tx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                match ticks.try_send(Call::Tick) {
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    // A full queue is busy: the next tick will do.
+                    _ => continue,
+                }
+            }
+        });
+        VaultHandle { tx }
+    }
+
+    /// Runs `f` on the vault as a user's request (it postpones the
+    /// auto-lock), settles, and returns its result — or the settle error
+    /// when what it wrote could not be stored.
+    pub async fn call<T, E>(
+        &self,
+        f: impl FnOnce(&mut Vault) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<VaultError> + Send + 'static,
+    {
+        self.run(f, true).await
+    }
+
+    /// Like [`VaultHandle::call`], without postponing the auto-lock
+    /// (status, sync, the network).
+    pub async fn call_quiet<T, E>(
+        &self,
+        f: impl FnOnce(&mut Vault) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<VaultError> + Send + 'static,
+    {
+        self.run(f, false).await
+    }
+
+    async fn run<T, E>(
+        &self,
+        f: impl FnOnce(&mut Vault) -> Result<T, E> + Send + 'static,
+        activity: bool,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<VaultError> + Send + 'static,
+    {
+        let (job, answer) = settled_job(f);
+        self.tx
+            .send(Call::Job { job, activity })
+            .await
+            .map_err(|_| E::from(VaultError::Stopped))?;
+        answer.await.map_err(|_| E::from(VaultError::Stopped))?
+    }
+
+    /// [`VaultHandle::call`] from a thread that may block (the blocking
+    /// pool, never a runtime worker).
+    pub fn blocking_call<T, E>(
+        &self,
+        f: impl FnOnce(&mut Vault) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<VaultError> + Send + 'static,
+    {
+        self.blocking_run(f, true)
+    }
+
+    /// [`VaultHandle::call_quiet`] from a thread that may block.
+    pub fn blocking_call_quiet<T, E>(
+        &self,
+        f: impl FnOnce(&mut Vault) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<VaultError> + Send + 'static,
+    {
+        self.blocking_run(f, false)
+    }
+
+    fn blocking_run<T, E>(
+        &self,
+        f: impl FnOnce(&mut Vault) -> Result<T, E> + Send + 'static,
+        activity: bool,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<VaultError> + Send + 'static,
+    {
+        let (job, answer) = settled_job(f);
+        self.tx
+            .blocking_send(Call::Job { job, activity })
+            .map_err(|_| E::from(VaultError::Stopped))?;
+        answer
+            .blocking_recv()
+            .map_err(|_| E::from(VaultError::Stopped))?
+    }
+
+    /// A sync session for `peer` started; `notify` wakes it when the
+    /// replica has something for it.
+    pub async fn connect(&self, peer: DeviceId, notify: Arc<Notify>) {
+        let _ = self.tx.send(Call::Connect { peer, notify }).await;
+    }
+
+    /// The session of `peer` (the one `notify` belongs to) ended.
+    pub async fn disconnect(&self, peer: DeviceId, notify: Arc<Notify>) {
+        let _ = self.tx.send(Call::Disconnect { peer, notify }).await;
+    }
+
+    /// Locks the vault and stops the thread once every queued call ran.
+    pub async fn stop(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Call::Stop(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// `f` as a job that settles the vault before it answers: the caller
+/// hears of a write that could not be stored.
+fn settled_job<T, E>(
+    f: impl FnOnce(&mut Vault) -> Result<T, E> + Send + 'static,
+) -> (Job, oneshot::Receiver<Result<T, E>>)
+where
+    T: Send + 'static,
+    E: From<VaultError> + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let job: Job = Box::new(move |vault: &mut Vault| {
+        let result = f(vault);
+        let settled = vault.settle();
+        let result = match (result, settled) {
+            (Ok(_), Err(e)) => Err(E::from(e)),
+            (result, _) => result,
+        };
+        let _ = reply.send(result);
+    });
+    (job, answer)
+}
+
+struct Actor {
+    vault: Vault,
+    router: Box<dyn Router>,
+    sessions: HashMap<DeviceId, Arc<Notify>>,
+    auto_lock: Duration,
+    last_activity: Instant,
+}
+
+impl Actor {
+    fn run(mut self, mut rx: mpsc::Receiver<Call>) {
+        self.route();
+        while let Some(call) = rx.blocking_recv() {
+            match call {
+                Call::Job { job, activity } => {
+                    if activity {
+                        self.last_activity = Instant::now();
+                    }
+                    job(&mut self.vault);
+                }
+                Call::Connect { peer, notify } => {
+                    self.sessions.insert(peer, notify);
+                    if let Ok(r) = self.vault.replica_mut() {
+                        r.peer_connected(peer);
+                    }
+                    self.settle();
+                }
+                Call::Disconnect { peer, notify } => {
+                    // A newer session of the same peer may have replaced it.
+                    if self
+                        .sessions
+                        .get(&peer)
+                        .is_some_and(|n| Arc::ptr_eq(n, &notify))
+                    {
+                        self.sessions.remove(&peer);
+                        if let Ok(r) = self.vault.replica_mut() {
+                            r.peer_disconnected(&peer);
+                        }
+                    }
+                }
+                Call::Tick => {
+                    if !self.vault.is_locked() && self.last_activity.elapsed() >= self.auto_lock {
+                        info!(
+                            idle_secs = self.last_activity.elapsed().as_secs(),
+                            "auto-locked after idle time"
+                        );
+                        self.vault.lock(LockReason::Idle);
+                        self.settle();
+                    }
+                }
+                Call::Stop(done) => {
+                    self.vault.lock(LockReason::Request);
+                    let _ = self.vault.settle();
+                    let _ = done.send(());
+                    debug!("vault thread stopped");
+                    return;
+                }
+            }
+            self.route();
+        }
+    }
+
+    fn settle(&mut self) {
+        if let Err(e) = self.vault.settle() {
+            warn!(error = %e, "cannot store what the replica wrote");
+        }
+    }
+
+    fn route(&mut self) {
+        for output in self.vault.take_outputs() {
+            match output {
+                Output::Transmit(peer) => {
+                    if let Some(n) = self.sessions.get(&peer) {
+                        n.notify_one();
+                    }
+                }
+                other => self.router.route(other),
+            }
+        }
+    }
+}
