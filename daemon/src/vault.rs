@@ -34,8 +34,6 @@ const KV_KEYSTORE: &str = "keystore";
 const KV_DEVICE_KEYS: &str = "device_keys";
 /// The replica's [`Identity`] (JSON).
 const KV_REPLICA_IDENTITY: &str = "replica_identity";
-/// The identity record of the first release (device id, name, email, personal folder).
-const KV_LEGACY_IDENTITY: &str = "identity";
 const KV_FAILURES: &str = "pin_failures";
 const KV_TRUSTED: &str = "trusted_devices_v2";
 const KV_NET_IDENTITY: &str = "net_identity";
@@ -162,50 +160,10 @@ impl Vault {
         Ok(Some(Replica::load(identity, stored, trusted)))
     }
 
-    /// The stored identity; an identity of the first release is completed
-    /// from its Personal folder's founding op (the exchange key) once.
+    /// The stored identity. (A store of the first release — envelopes
+    /// before version 3 — does not load: export there, import here.)
     fn load_identity(&mut self) -> Result<Option<Identity>, VaultError> {
-        if let Some(identity) = self.store.get_json::<Identity>(KV_REPLICA_IDENTITY)? {
-            return Ok(Some(identity));
-        }
-        #[derive(serde::Deserialize)]
-        struct Legacy {
-            device_id: String,
-            name: String,
-            email: String,
-            personal_folder: String,
-        }
-        let Some(old) = self.store.get_json::<Legacy>(KV_LEGACY_IDENTITY)? else {
-            return Ok(None);
-        };
-        let corrupt = |what: &str| VaultError::Internal(format!("stored identity: {what}"));
-        let device = DeviceId::from_hex(&old.device_id).ok_or_else(|| corrupt("device id"))?;
-        let personal =
-            SpaceId::from_hex(&old.personal_folder).ok_or_else(|| corrupt("folder id"))?;
-        let spaces = self.store.load_spaces()?;
-        let space = spaces
-            .into_iter()
-            .find(|s| s.id == personal)
-            .ok_or_else(|| corrupt("no personal folder"))?;
-        let mut judged = coffer_crdt::Space::new_in_team(space.id, None);
-        judged.ingest_batch(space.envelopes);
-        let exchange = *judged
-            .state()
-            .folder
-            .exchange
-            .get(&device)
-            .ok_or_else(|| corrupt("no exchange key"))?;
-        let identity = Identity {
-            device,
-            exchange,
-            transport: device.0,
-            name: old.name,
-            email: old.email,
-            personal,
-        };
-        self.store.put_json(KV_REPLICA_IDENTITY, &identity)?;
-        info!("identity record upgraded");
-        Ok(Some(identity))
+        Ok(self.store.get_json::<Identity>(KV_REPLICA_IDENTITY)?)
     }
 
     /// The replica, once initialised.

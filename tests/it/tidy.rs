@@ -226,3 +226,89 @@ fn crdt_source_does_no_io_and_reads_no_clock() {
         hits.join("\n")
     );
 }
+
+/// `(file, line, code)` of every line of code under `dir` (comments cut).
+fn code_under(dir: &Path) -> Vec<(PathBuf, usize, String)> {
+    let mut out = Vec::new();
+    for file in files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+    {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, code) in code_lines(&text) {
+            out.push((file.clone(), n, code.to_string()));
+        }
+    }
+    out
+}
+
+/// The daemon's layering (docs/ARCHITECTURE.md, "daemon/"): the vault is
+/// one actor owning the replica, reached through a bounded channel; wire
+/// types stop at `server/`; the vault knows nothing of the network.
+#[test]
+fn daemon_layers_hold() {
+    let daemon = workspace_root().join("daemon").join("src");
+    let mut vault: Vec<PathBuf> = files_under(&daemon.join("vault"));
+    vault.push(daemon.join("vault.rs"));
+    let mut hits = Vec::new();
+    for file in &vault {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, code) in code_lines(&text) {
+            for pattern in ["coffer_ipc", "crate::net", "crate::server", "libp2p"] {
+                if code.contains(pattern) {
+                    hits.push(format!("{}:{n}: {pattern}", file.display()));
+                }
+            }
+        }
+    }
+    for (file, n, code) in code_under(&daemon) {
+        for pattern in [
+            "Mutex<Vault>",
+            "RwLock<Vault>",
+            "unbounded_channel",
+            "UnboundedSender",
+        ] {
+            if code.contains(pattern) {
+                hits.push(format!("{}:{n}: {pattern}", file.display()));
+            }
+        }
+    }
+    assert!(
+        hits.is_empty(),
+        "the daemon's layering is broken (see docs/ARCHITECTURE.md):\n{}",
+        hits.join("\n")
+    );
+    assert!(
+        daemon.join("vault").join("actor.rs").exists(),
+        "the vault actor moved: update this test and the map"
+    );
+}
+
+/// What decides anything about replicated state is in `crdt/` (the
+/// simulator runs it): the daemon never judges, signs or seals envelopes
+/// itself.
+#[test]
+fn the_daemon_drives_the_replica_and_does_not_reimplement_it() {
+    let daemon = workspace_root().join("daemon").join("src");
+    let mut hits = Vec::new();
+    for (file, n, code) in code_under(&daemon) {
+        for pattern in [
+            ".ingest(",
+            ".ingest_batch(",
+            "seal_content(",
+            ".rotate(",
+            ".grant(",
+            "roster_op(",
+            "FolderDoc::",
+        ] {
+            if code.contains(pattern) {
+                hits.push(format!("{}:{n}: {pattern}", file.display()));
+            }
+        }
+    }
+    assert!(
+        hits.is_empty(),
+        "the daemon re-implements the replica (call coffer_crdt::Replica instead):\n{}",
+        hits.join("\n")
+    );
+}

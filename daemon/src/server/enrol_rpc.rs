@@ -25,7 +25,8 @@ use crate::net::enrol::{
     self, Admission, Connected, Decision, EnrolError, EnrolKind, InviteSpec, InviterHello,
 };
 use crate::net::now_ms;
-use crate::vault::enrol::FreshIdentity;
+use crate::vault::enrol::{Admit, FreshIdentity};
+use coffer_crdt::replica::Joiner;
 use crate::vault::VaultError;
 
 const METHODS: &[&str] = &[
@@ -160,7 +161,7 @@ impl Shared {
                 let p = params::<m::DeviceLink>(raw)?;
                 let ctx = self
                     .vault
-                    .blocking_call(|v| v.enrol_inviter(EnrolKind::Device))?;
+                    .blocking_call(|v| v.enrol_inviter(false))?;
                 let spec = InviteSpec {
                     kind: EnrolKind::Device,
                     email: ctx.email,
@@ -236,8 +237,8 @@ impl Shared {
         let ctx = {
             let spec = spec.clone();
             self.vault.blocking_call(move |v| {
-                let ctx = v.enrol_inviter(spec.kind)?;
-                v.enrol_check_invite(&spec)?;
+                let ctx = v.enrol_inviter(spec.kind == EnrolKind::User)?;
+                v.enrol_check_invite(&spec.email, &spec.name, &spec.groups)?;
                 Ok::<_, VaultError>(ctx)
             })?
         };
@@ -292,7 +293,21 @@ impl Shared {
         let device = pending.joiner;
         let (pending, decision) = if admit {
             let (pending, admitted) = self.vault.blocking_call(move |v| {
-                let admitted = v.enrol_admit(&pending, &mut OsRng);
+                let joiner = Joiner {
+                    device: pending.joiner,
+                    exchange: pending.exchange,
+                    transport: pending.transport,
+                    proof: pending.roster_proof.clone(),
+                };
+                let admit = match pending.spec.kind {
+                    EnrolKind::User => Admit::User {
+                        email: pending.spec.email.clone(),
+                        groups: pending.spec.groups.clone(),
+                        admin: pending.spec.admin,
+                    },
+                    EnrolKind::Device => Admit::OwnDevice,
+                };
+                let admitted = v.enrol_admit(&joiner, &admit, &mut OsRng);
                 Ok::<_, VaultError>((pending, admitted))
             })?;
             match admitted {

@@ -10,7 +10,21 @@ use tracing::info;
 use zeroize::Zeroizing;
 
 use super::{Now, Vault, VaultError};
-use crate::net::enrol::{EnrolKind, InviteSpec, Pending, MAX_NAME};
+
+/// Longest name, email or group name an invite carries.
+pub const MAX_NAME: usize = 256;
+
+/// Who an admission adds: a new user of the team (an invite) or another
+/// device of this device's user (a link).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admit {
+    User {
+        email: String,
+        groups: Vec<String>,
+        admin: bool,
+    },
+    OwnDevice,
+}
 
 /// What an inviter tells a joiner about itself and the team.
 #[derive(Clone, Debug)]
@@ -39,11 +53,11 @@ pub struct FreshIdentity {
 }
 
 impl Vault {
-    /// Checks that this device may open an invite of `kind` (unlocked, in a
-    /// team; an admin to invite a user) and says what the joiner is shown.
-    pub fn enrol_inviter(&self, kind: EnrolKind) -> Result<InviterContext, VaultError> {
+    /// Checks that this device may open an invite (unlocked, in a team; an
+    /// admin to invite a user) and says what the joiner is shown.
+    pub fn enrol_inviter(&self, user_invite: bool) -> Result<InviterContext, VaultError> {
         let r = self.replica()?;
-        r.check_inviter(kind == EnrolKind::User)?;
+        r.check_inviter(user_invite)?;
         let team = r.team()?;
         let user = r.my_user().ok_or(ReplicaError::NoTeam)?;
         Ok(InviterContext {
@@ -57,15 +71,18 @@ impl Vault {
 
     /// Validates an invite before its code is made: the email, the name
     /// and the group names.
-    pub fn enrol_check_invite(&self, spec: &InviteSpec) -> Result<(), VaultError> {
-        UserId::new(&spec.email).ok_or_else(|| {
-            VaultError::Invalid(format!("{:?} is not an email address", spec.email))
-        })?;
-        if spec.name.trim().is_empty() || spec.name.len() > MAX_NAME {
+    pub fn enrol_check_invite(
+        &self,
+        email: &str,
+        name: &str,
+        groups: &[String],
+    ) -> Result<(), VaultError> {
+        UserId::new(email)
+            .ok_or_else(|| VaultError::Invalid(format!("{email:?} is not an email address")))?;
+        if name.trim().is_empty() || name.len() > MAX_NAME {
             return Err(VaultError::Invalid("a name is 1 to 256 bytes".into()));
         }
-        if spec
-            .groups
+        if groups
             .iter()
             .any(|g| g.trim().is_empty() || g.len() > MAX_NAME)
         {
@@ -78,33 +95,26 @@ impl Vault {
     /// send it.
     pub fn enrol_admit(
         &mut self,
-        pending: &Pending,
+        joiner: &Joiner,
+        admit: &Admit,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Admitted, VaultError> {
-        let spec = &pending.spec;
-        let joiner = Joiner {
-            device: pending.joiner,
-            exchange: pending.exchange,
-            transport: pending.transport,
-            proof: pending.roster_proof.clone(),
-        };
         let r = self.replica_mut()?;
-        let (user, groups, admin) = match spec.kind {
-            EnrolKind::User => (
-                Some(spec.email.as_str()),
-                spec.groups.as_slice(),
-                spec.admin,
-            ),
-            EnrolKind::Device => (None, &[][..], false),
+        match admit {
+            Admit::User {
+                email,
+                groups,
+                admin,
+            } => r.admit(Some(email), joiner, groups, *admin, rng)?,
+            Admit::OwnDevice => r.admit(None, joiner, &[], false, rng)?,
         };
-        r.admit(user, &joiner, groups, admin, rng)?;
         let team = r.team_id().ok_or(ReplicaError::NoTeam)?;
         let roster = r
             .roster_envelopes()
             .iter()
             .map(|e| e.bytes().to_vec())
             .collect();
-        info!(device = %pending.joiner.short(), kind = spec.kind.name(), "enrolment admitted");
+        info!(device = %joiner.device.short(), "enrolment admitted");
         Ok(Admitted { team, roster })
     }
 
