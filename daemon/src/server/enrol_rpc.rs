@@ -26,8 +26,8 @@ use crate::net::enrol::{
 };
 use crate::net::now_ms;
 use crate::vault::enrol::{Admit, FreshIdentity};
-use coffer_crdt::replica::Joiner;
 use crate::vault::VaultError;
+use coffer_crdt::replica::Joiner;
 
 const METHODS: &[&str] = &[
     m::InviteCreate::NAME,
@@ -159,9 +159,7 @@ impl Shared {
             }
             m::DeviceLink::NAME => {
                 let p = params::<m::DeviceLink>(raw)?;
-                let ctx = self
-                    .vault
-                    .blocking_call(|v| v.enrol_inviter(false))?;
+                let ctx = self.vault.blocking_call(|v| v.enrol_inviter(false))?;
                 let spec = InviteSpec {
                     kind: EnrolKind::Device,
                     email: ctx.email,
