@@ -101,6 +101,14 @@ impl fmt::Debug for DeviceKeys {
 }
 
 /// Checks an Ed25519 signature by `device` over `message`.
+/// The Ed25519 public key of a 32-byte seed: a device's transport key
+/// (its network identity, separate from its signing key).
+pub fn ed25519_public(seed: &[u8; 32]) -> [u8; 32] {
+    ed25519_dalek::SigningKey::from_bytes(seed)
+        .verifying_key()
+        .to_bytes()
+}
+
 pub fn verify(device: &DeviceId, message: &[u8], signature: &[u8; 64]) -> bool {
     let Ok(key) = VerifyingKey::from_bytes(&device.0) else {
         return false;

@@ -41,8 +41,8 @@ const DEVICE_KEYS_PURPOSE: &str = "coffer 2026 device keys at rest v1";
 const DEVICE_KEYS_AAD: &[u8] = b"coffer/device-keys/v1";
 const NET_IDENTITY_PURPOSE: &str = "coffer 2026 network identity at rest v1";
 const NET_IDENTITY_AAD: &[u8] = b"coffer/net-identity/v1";
-/// Prefix of a pairing key.
-pub const PAIRING_PREFIX: &str = "coffer1:";
+/// Prefix of a pairing key: device id, exchange key, transport key.
+pub const PAIRING_PREFIX: &str = "coffer2:";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -104,13 +104,31 @@ pub enum Output {
     Transmit(DeviceId),
 }
 
-/// Parses `coffer1:<64 hex>:<64 hex>` into the device id and its X25519 key.
-pub fn parse_pairing_key(key: &str) -> Option<(DeviceId, [u8; 32])> {
+/// A device as its pairing key names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairingKey {
+    pub device: DeviceId,
+    /// Its X25519 key (folder keys are sealed to it).
+    pub exchange: [u8; 32],
+    /// Its Ed25519 transport key (the identity it connects with).
+    pub transport: [u8; 32],
+}
+
+/// Parses `coffer2:<64 hex>:<64 hex>:<64 hex>`.
+pub fn parse_pairing_key(key: &str) -> Option<PairingKey> {
     let rest = key.trim().strip_prefix(PAIRING_PREFIX)?;
-    let (d, x) = rest.split_once(':')?;
-    let device = DeviceId::from_hex(d)?;
-    let exchange: [u8; 32] = hex::decode(x).ok()?.try_into().ok()?;
-    Some((device, exchange))
+    let mut parts = rest.split(':');
+    let device = DeviceId::from_hex(parts.next()?)?;
+    let exchange: [u8; 32] = hex::decode(parts.next()?).ok()?.try_into().ok()?;
+    let transport: [u8; 32] = hex::decode(parts.next()?).ok()?.try_into().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(PairingKey {
+        device,
+        exchange,
+        transport,
+    })
 }
 
 pub struct Vault {
@@ -276,17 +294,20 @@ impl Vault {
         rng: &mut impl CryptoRngCore,
     ) -> Result<(DeviceId, SpaceId), VaultError> {
         let keys = DeviceKeys::generate(rng);
-        self.init_with_keys(name, email, pin, keys, now, rng)
+        let transport = new_transport_seed(rng);
+        self.init_with_keys(name, email, pin, keys, transport, now, rng)
     }
 
-    /// `init` with given keys: a fresh device joining a team uses the keys
-    /// its enrolment handshake was made with.
+    /// `init` with given keys: a fresh device joining a team uses the
+    /// signing and transport keys its enrolment handshake was made with.
+    #[allow(clippy::too_many_arguments)]
     pub fn init_with_keys(
         &mut self,
         name: &str,
         email: &str,
         pin: &str,
         keys: DeviceKeys,
+        transport_seed: Zeroizing<[u8; 32]>,
         now: Now,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(DeviceId, SpaceId), VaultError> {
@@ -294,9 +315,14 @@ impl Vault {
             return Err(VaultError::AlreadyInitialized);
         }
         keystore::check_pin(pin)?;
-        let transport = keys.device_id().0;
+        let transport = coffer_crdt::crypto::ed25519_public(&transport_seed);
         let mut replica = Replica::create(keys.clone(), name, email, transport, now.unix_ms, rng)?;
         let (record, root) = keystore::create(&self.data_dir, pin, self.kdf, rng)?;
+        // The transport key is sealed under the pepper alone, so a locked
+        // daemon still syncs after a restart; it signs nothing.
+        let wrap = keystore::pepper_subkey(&self.data_dir, NET_IDENTITY_PURPOSE)?;
+        let sealed_transport =
+            keystore::seal(&wrap, transport_seed.as_slice(), NET_IDENTITY_AAD, rng);
         let sealed_keys = keystore::seal(
             &root.derive(DEVICE_KEYS_PURPOSE),
             keys.to_secret_bytes().as_slice(),
@@ -333,6 +359,7 @@ impl Vault {
                 (KV_KEYSTORE, json(&record)),
                 (KV_DEVICE_KEYS, sealed_keys),
                 (KV_REPLICA_IDENTITY, json(&identity)),
+                (KV_NET_IDENTITY, json(&sealed_transport)),
                 (KV_FAILURES, json(&Failures::default())),
             ],
             &batches,
@@ -415,38 +442,26 @@ impl Vault {
         Ok((
             id.device,
             format!(
-                "{PAIRING_PREFIX}{}:{}",
+                "{PAIRING_PREFIX}{}:{}:{}",
                 id.device.to_hex(),
-                hex::encode(id.exchange)
+                hex::encode(id.exchange),
+                hex::encode(id.transport)
             ),
         ))
     }
 
-    /// The Ed25519 seed the network identity is made from. While unlocked it
-    /// comes from the device keys (and a copy sealed under the pepper file is
-    /// stored, so a locked daemon can join the network after a restart);
-    /// while locked, from that copy. `None` before the first unlock.
-    pub fn network_secret(
-        &mut self,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
-        let Some(replica) = self.replica.as_ref() else {
+    /// The seed of the device's transport key (its network identity),
+    /// sealed under the pepper file: available while locked. It is not the
+    /// signing key, which exists only under the PIN — a copy of the data
+    /// dir lets nobody sign as this device. `None` before `init`.
+    pub fn network_secret(&self) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
+        if self.replica.is_none() {
             return Ok(None);
-        };
-        let wrap = keystore::pepper_subkey(&self.data_dir, NET_IDENTITY_PURPOSE)?;
-        if let Some(keys) = replica.keys_for_reload() {
-            let all = keys.to_secret_bytes();
-            let mut seed = Zeroizing::new([0u8; 32]);
-            seed.copy_from_slice(&all[..32]);
-            if self.store.get_kv(KV_NET_IDENTITY)?.is_none() {
-                let sealed = keystore::seal(&wrap, seed.as_slice(), NET_IDENTITY_AAD, rng);
-                self.store.put_json(KV_NET_IDENTITY, &sealed)?;
-            }
-            return Ok(Some(seed));
         }
         let Some(sealed) = self.store.get_json::<Vec<u8>>(KV_NET_IDENTITY)? else {
             return Ok(None);
         };
+        let wrap = keystore::pepper_subkey(&self.data_dir, NET_IDENTITY_PURPOSE)?;
         let plain = keystore::open(&wrap, &sealed, NET_IDENTITY_AAD)
             .ok_or_else(|| VaultError::Internal("the network identity does not open".into()))?;
         let seed: [u8; 32] = plain
@@ -558,6 +573,13 @@ impl Vault {
             .filter_map(|b| Envelope::decode(b).ok())
             .collect())
     }
+}
+
+/// A new transport key's seed.
+pub fn new_transport_seed(rng: &mut impl CryptoRngCore) -> Zeroizing<[u8; 32]> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(seed.as_mut_slice());
+    seed
 }
 
 /// Rebuilding folders frees far more than it keeps (measured: 97 MB RSS after
@@ -679,6 +701,33 @@ mod tests {
         v.unlock("2468", now()).unwrap();
         let (_, _, item) = v.find_item(&ItemQuery::live("mail")).unwrap();
         assert_eq!(item.fields["password"], "hunter2");
+    }
+
+    /// Issue 20, item 8: with a copy of the data dir but not the PIN, one
+    /// gets the transport key (to sync ciphertext as this device) and
+    /// nothing that signs.
+    #[test]
+    fn a_copied_data_dir_holds_no_signing_key_outside_the_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = Vault::open(dir.path(), kdf()).unwrap();
+        let (device, _) = v
+            .init("Ada", "ada@example.com", "2468", now(), &mut OsRng)
+            .unwrap();
+        drop(v);
+        let copy = tempfile::tempdir().unwrap();
+        for name in ["vault.sqlite3", "device.secret"] {
+            std::fs::copy(dir.path().join(name), copy.path().join(name)).unwrap();
+        }
+        let stolen = Vault::open(copy.path(), kdf()).unwrap();
+        let seed = stolen.network_secret().unwrap().expect("the transport key");
+        let transport = coffer_crdt::crypto::ed25519_public(&seed);
+        assert_eq!(transport, stolen.replica().unwrap().identity().transport);
+        assert_ne!(
+            transport, device.0,
+            "the transport key is not the signing key"
+        );
+        assert!(stolen.is_locked());
+        assert!(stolen.replica().unwrap().keys_for_reload().is_none());
     }
 
     #[test]

@@ -337,7 +337,7 @@ method!(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceIdResult {
     pub device_id: String,
-    /// `coffer1:<Ed25519 public key hex>:<X25519 public key hex>`.
+    /// `coffer2:<device id hex>:<X25519 key hex>:<transport key hex>`.
     pub pairing_key: String,
     /// The libp2p PeerId (derived from the device id).
     pub peer_id: Option<String>,

@@ -45,10 +45,12 @@ fn main() {
     };
     let keys = keys_for(&label);
     if mode == "key" {
+        // The probe connects with its signing key as transport key too.
         let key = format!(
-            "coffer1:{}:{}",
+            "coffer2:{}:{}:{}",
             keys.device_id().to_hex(),
-            hex::encode(keys.exchange_public())
+            hex::encode(keys.exchange_public()),
+            keys.device_id().to_hex()
         );
         println!(
             "{}",

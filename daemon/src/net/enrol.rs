@@ -182,7 +182,8 @@ impl InviteSecret {
 /// A one-time code: who to find, which invite, and the secret.
 #[derive(Clone)]
 pub struct InviteCode {
-    pub inviter: DeviceId,
+    /// The inviter's transport key (whom to dial; not its device id).
+    pub inviter: [u8; 32],
     pub invite: InviteId,
     pub secret: InviteSecret,
 }
@@ -192,7 +193,7 @@ impl fmt::Debug for InviteCode {
         write!(
             f,
             "InviteCode({}, {}, ..)",
-            self.inviter.short(),
+            hex::encode(&self.inviter[..4]),
             hex::encode(self.invite.0)
         )
     }
@@ -208,7 +209,7 @@ impl InviteCode {
     pub fn encode(&self) -> Zeroizing<String> {
         let mut raw = Zeroizing::new(Vec::with_capacity(CODE_BYTES));
         raw.push(CODE_VERSION);
-        raw.extend_from_slice(&self.inviter.0);
+        raw.extend_from_slice(&self.inviter);
         raw.extend_from_slice(&self.invite.0);
         raw.extend_from_slice(self.secret.expose_secret());
         let check = check_bytes(&raw);
@@ -260,7 +261,6 @@ impl InviteCode {
         }
         let mut inviter = [0u8; 32];
         inviter.copy_from_slice(&body[1..33]);
-        let inviter = DeviceId(inviter);
         if peer_id_of(&inviter).is_none() {
             return Err(EnrolError::BadCode("no valid inviter key in it"));
         }
@@ -341,10 +341,13 @@ pub struct InviterHello {
 /// Joiner → inviter, the first transport message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinerHello {
+    /// The device id: its Ed25519 signing key (the `proof` is its).
+    pub device: [u8; 32],
     pub device_name: String,
     /// The device's X25519 key (folder keys are sealed to it).
     pub exchange: [u8; 32],
-    /// The Ed25519 key the device connects with (its libp2p identity).
+    /// The Ed25519 key the device connects with (its libp2p identity; the
+    /// connection proved it, and it must match).
     pub transport: [u8; 32],
     /// Ed25519 by the device over [`PROOF_DOMAIN`] ‖ handshake hash.
     pub proof: ByteBuf,
@@ -596,12 +599,12 @@ fn noise_builder<'a>(
         .map_err(|_| EnrolError::Noise)
 }
 
-/// `coffer/enrol/1` ‖ inviter device id ‖ joiner device id: binds the
-/// channel to the identities the libp2p handshake proved.
-fn prologue(inviter: &DeviceId, joiner: &DeviceId) -> Vec<u8> {
+/// `coffer/enrol/1` ‖ inviter transport key ‖ joiner transport key: binds
+/// the channel to the identities the libp2p handshake proved.
+fn prologue(inviter: &[u8; 32], joiner: &[u8; 32]) -> Vec<u8> {
     let mut p = PROLOGUE.to_vec();
-    p.extend_from_slice(&inviter.0);
-    p.extend_from_slice(&joiner.0);
+    p.extend_from_slice(inviter);
+    p.extend_from_slice(joiner);
     p
 }
 
@@ -728,9 +731,11 @@ impl InviteTable {
     }
 
     /// Opens an invite; returns its code.
+    /// Opens an invite; `me` is this device's transport key (the code
+    /// names it, for the joiner to dial).
     pub fn open(
         &mut self,
-        me: DeviceId,
+        me: [u8; 32],
         hello: InviterHello,
         spec: InviteSpec,
         ttl: Duration,
@@ -790,8 +795,11 @@ impl InviteTable {
     }
 
     /// Whether `d` has a join waiting for a decision.
-    pub fn is_pending(&self, d: &DeviceId) -> bool {
-        self.pending.iter().any(|p| &p.joiner == d && p.is_alive())
+    /// Whether a join from the device with this transport key awaits a decision.
+    pub fn is_pending(&self, transport: &[u8; 32]) -> bool {
+        self.pending
+            .iter()
+            .any(|p| &p.transport == transport && p.is_alive())
     }
 
     fn begin(
@@ -905,11 +913,12 @@ impl InviteTable {
 // The two sides
 
 /// The inviter's side of one enrolment stream, from the joiner's first
-/// frame to the decision. `joiner` is the device the libp2p handshake proved.
+/// frame to the decision. `me` and `joiner_transport` are the transport
+/// keys the libp2p handshake proved.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
-    me: DeviceId,
-    joiner: DeviceId,
+    me: [u8; 32],
+    joiner_transport: [u8; 32],
     table: &std::sync::Mutex<InviteTable>,
     now_ms: impl Fn() -> i64,
 ) -> Result<EnrolKind, EnrolError> {
@@ -926,14 +935,14 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(x) => x,
         Err(r) => return Err(refuse(&mut io, r).await),
     };
-    let prologue = prologue(&me, &joiner);
+    let prologue = prologue(&me, &joiner_transport);
     let mut hs = noise_builder(&psk, &prologue)?
         .build_responder()
         .map_err(|_| EnrolError::Noise)?;
     let mut buf = vec![0u8; NOISE_MAX];
     if hs.read_message(&body[8..], &mut buf).is_err() {
         let why = lock().failed(&invite);
-        info!(joiner = %joiner.short(), "enrolment with a wrong code");
+        info!(joiner = %hex::encode(&joiner_transport[..4]), "enrolment with a wrong code");
         return Err(refuse(&mut io, why).await);
     }
     let claimed = lock().claim(&invite, Instant::now());
@@ -962,7 +971,12 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         .as_slice()
         .try_into()
         .map_err(|_| EnrolError::Protocol("bad device proof"))?;
-    if !coffer_crdt::crypto::verify(&joiner, &proof_message(&hash), &proof) {
+    // The device signs the handshake with its signing key; the connection
+    // is from the transport key it names.
+    let joiner = DeviceId(jh.device);
+    if jh.transport != joiner_transport
+        || !coffer_crdt::crypto::verify(&joiner, &proof_message(&hash), &proof)
+    {
         return Err(EnrolError::Protocol("bad device proof"));
     }
     let verification = verification_code(&hash);
@@ -1022,15 +1036,17 @@ pub struct Admission {
     pub roster: Vec<Vec<u8>>,
 }
 
-/// The joiner's handshake over `io` with the device `keys`.
+/// The joiner's handshake over `io` with the device `keys`, connected with
+/// the transport key `transport`.
 pub async fn join<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     code: &InviteCode,
     keys: &DeviceKeys,
+    transport: [u8; 32],
     device_name: &str,
 ) -> Result<Joined<S>, EnrolError> {
     let psk = code.secret.psk();
-    let prologue = prologue(&code.inviter, &keys.device_id());
+    let prologue = prologue(&code.inviter, &transport);
     let mut hs = noise_builder(&psk, &prologue)?
         .build_initiator()
         .map_err(|_| EnrolError::Noise)?;
@@ -1057,8 +1073,6 @@ pub async fn join<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut name = device_name.to_string();
     truncate(&mut name, MAX_NAME);
-    // The libp2p identity is still the device key (see `net::peer_id_of`).
-    let transport = keys.device_id().0;
     let user = coffer_crdt::UserId::new(&hello.email)
         .ok_or(EnrolError::Protocol("the invite names no email address"))?;
     let entry = coffer_crdt::ops::device_proof_message(
@@ -1068,6 +1082,7 @@ pub async fn join<S: AsyncRead + AsyncWrite + Unpin>(
         &transport,
     );
     let jh = JoinerHello {
+        device: keys.device_id().0,
         device_name: name,
         exchange: keys.exchange_public(),
         transport,
@@ -1164,10 +1179,11 @@ async fn browse_for(peer: PeerId, wait: Duration) -> Result<Vec<Multiaddr>, Enro
 }
 
 /// Finds the inviter (the `peers` given, else mDNS when `mdns`), connects
-/// with a swarm made from the joiner's device key, and runs the handshake.
+/// with a swarm made from the joiner's transport key, and runs the handshake.
 pub async fn connect(
     code: &InviteCode,
     keys: &DeviceKeys,
+    transport_seed: &[u8; 32],
     device_name: &str,
     peers: &[Multiaddr],
     mdns: bool,
@@ -1192,10 +1208,10 @@ pub async fn connect(
         }
         addrs = browse_for(inviter, Duration::from_secs(15)).await?;
     }
-    let mut seed = Zeroizing::new([0u8; 32]);
-    seed.copy_from_slice(&keys.to_secret_bytes()[..32]);
+    let mut seed = Zeroizing::new(*transport_seed);
     let key = libp2p::identity::Keypair::ed25519_from_bytes(seed.as_mut_slice())
-        .map_err(|_| EnrolError::Protocol("the device key is not an Ed25519 key"))?;
+        .map_err(|_| EnrolError::Protocol("the transport key is not an Ed25519 key"))?;
+    let transport = coffer_crdt::crypto::ed25519_public(transport_seed);
     let noise_config = |k: &libp2p::identity::Keypair| {
         noise::Config::new(k).map(|c| c.with_prologue(NOISE_PROLOGUE.to_vec()))
     };
@@ -1252,7 +1268,7 @@ pub async fn connect(
         })
     })
     .await?;
-    let joined = join(stream, code, keys, device_name).await?;
+    let joined = join(stream, code, keys, transport, device_name).await?;
     Ok(Connected {
         joined,
         inviter,
@@ -1295,7 +1311,7 @@ mod tests {
             .lock()
             .unwrap()
             .open(
-                inviter.device_id(),
+                inviter.device_id().0,
                 hello(),
                 spec(),
                 ttl,
@@ -1308,8 +1324,8 @@ mod tests {
 
     /// Runs the inviter's side on one end of a pipe; returns its task.
     fn spawn_serve(
-        inviter: DeviceId,
-        joiner: DeviceId,
+        inviter: [u8; 32],
+        joiner: [u8; 32],
         table: Arc<Mutex<InviteTable>>,
     ) -> (
         tokio::io::DuplexStream,
@@ -1335,8 +1351,17 @@ mod tests {
     async fn right_code_same_verification_then_admit() {
         let (inviter, table, code) = setup(DEFAULT_TTL);
         let joiner = DeviceKeys::generate(&mut OsRng);
-        let (pipe, server) = spawn_serve(inviter.device_id(), joiner.device_id(), table.clone());
-        let joined = join(pipe.compat(), &code, &joiner, "laptop").await.unwrap();
+        let (pipe, server) =
+            spawn_serve(inviter.device_id().0, joiner.device_id().0, table.clone());
+        let joined = join(
+            pipe.compat(),
+            &code,
+            &joiner,
+            joiner.device_id().0,
+            "laptop",
+        )
+        .await
+        .unwrap();
         assert_eq!(joined.hello, hello());
         let p = wait_pending(&table).await;
         assert_eq!(p.verification, joined.verification);
@@ -1369,8 +1394,11 @@ mod tests {
     async fn reject_reaches_the_joiner() {
         let (inviter, table, code) = setup(DEFAULT_TTL);
         let joiner = DeviceKeys::generate(&mut OsRng);
-        let (pipe, _server) = spawn_serve(inviter.device_id(), joiner.device_id(), table.clone());
-        let joined = join(pipe.compat(), &code, &joiner, "x").await.unwrap();
+        let (pipe, _server) =
+            spawn_serve(inviter.device_id().0, joiner.device_id().0, table.clone());
+        let joined = join(pipe.compat(), &code, &joiner, joiner.device_id().0, "x")
+            .await
+            .unwrap();
         let p = wait_pending(&table).await;
         assert!(table
             .lock()
@@ -1402,8 +1430,8 @@ mod tests {
         for attempt in 1..=4 {
             let joiner = DeviceKeys::generate(&mut OsRng);
             let (pipe, server) =
-                spawn_serve(inviter.device_id(), joiner.device_id(), table.clone());
-            let got = join(pipe.compat(), &wrong, &joiner, "x").await;
+                spawn_serve(inviter.device_id().0, joiner.device_id().0, table.clone());
+            let got = join(pipe.compat(), &wrong, &joiner, joiner.device_id().0, "x").await;
             match attempt {
                 1 | 2 => assert!(matches!(got, Err(EnrolError::WrongCode)), "{got:?}"),
                 _ => assert!(matches!(got, Err(EnrolError::Burnt)), "{got:?}"),
@@ -1413,9 +1441,9 @@ mod tests {
         assert!(table.lock().unwrap().pending(EnrolKind::User).is_empty());
         // The right secret no longer works either.
         let joiner = DeviceKeys::generate(&mut OsRng);
-        let (pipe, _s) = spawn_serve(inviter.device_id(), joiner.device_id(), table.clone());
+        let (pipe, _s) = spawn_serve(inviter.device_id().0, joiner.device_id().0, table.clone());
         assert!(matches!(
-            join(pipe.compat(), &code, &joiner, "x").await,
+            join(pipe.compat(), &code, &joiner, joiner.device_id().0, "x").await,
             Err(EnrolError::Burnt)
         ));
     }
@@ -1424,30 +1452,32 @@ mod tests {
     async fn reused_expired_and_unknown_codes_are_refused() {
         let (inviter, table, code) = setup(DEFAULT_TTL);
         let first = DeviceKeys::generate(&mut OsRng);
-        let (pipe, _s1) = spawn_serve(inviter.device_id(), first.device_id(), table.clone());
-        let _joined = join(pipe.compat(), &code, &first, "x").await.unwrap();
+        let (pipe, _s1) = spawn_serve(inviter.device_id().0, first.device_id().0, table.clone());
+        let _joined = join(pipe.compat(), &code, &first, first.device_id().0, "x")
+            .await
+            .unwrap();
         let second = DeviceKeys::generate(&mut OsRng);
-        let (pipe, _s2) = spawn_serve(inviter.device_id(), second.device_id(), table.clone());
+        let (pipe, _s2) = spawn_serve(inviter.device_id().0, second.device_id().0, table.clone());
         assert!(matches!(
-            join(pipe.compat(), &code, &second, "x").await,
+            join(pipe.compat(), &code, &second, second.device_id().0, "x").await,
             Err(EnrolError::Used)
         ));
 
         let (inviter, table, code) = setup(Duration::from_millis(1));
         tokio::time::sleep(Duration::from_millis(20)).await;
         let j = DeviceKeys::generate(&mut OsRng);
-        let (pipe, _s) = spawn_serve(inviter.device_id(), j.device_id(), table.clone());
+        let (pipe, _s) = spawn_serve(inviter.device_id().0, j.device_id().0, table.clone());
         assert!(matches!(
-            join(pipe.compat(), &code, &j, "x").await,
+            join(pipe.compat(), &code, &j, j.device_id().0, "x").await,
             Err(EnrolError::Expired)
         ));
         assert!(!table.lock().unwrap().accepting(Instant::now()));
 
         let (inviter, table, mut code) = setup(DEFAULT_TTL);
         code.invite = InviteId([9; 8]);
-        let (pipe, _s) = spawn_serve(inviter.device_id(), j.device_id(), table.clone());
+        let (pipe, _s) = spawn_serve(inviter.device_id().0, j.device_id().0, table.clone());
         assert!(matches!(
-            join(pipe.compat(), &code, &j, "x").await,
+            join(pipe.compat(), &code, &j, j.device_id().0, "x").await,
             Err(EnrolError::UnknownInvite)
         ));
     }
@@ -1459,8 +1489,13 @@ mod tests {
         let (inviter, table, code) = setup(DEFAULT_TTL);
         let claimed = DeviceKeys::generate(&mut OsRng);
         let actual = DeviceKeys::generate(&mut OsRng);
-        let (pipe, server) = spawn_serve(inviter.device_id(), claimed.device_id(), table.clone());
-        assert!(join(pipe.compat(), &code, &actual, "x").await.is_err());
+        let (pipe, server) =
+            spawn_serve(inviter.device_id().0, claimed.device_id().0, table.clone());
+        assert!(
+            join(pipe.compat(), &code, &actual, actual.device_id().0, "x")
+                .await
+                .is_err()
+        );
         assert!(server.await.unwrap().is_err());
         assert!(table.lock().unwrap().pending(EnrolKind::User).is_empty());
     }
@@ -1469,8 +1504,11 @@ mod tests {
     async fn the_inviter_notices_a_joiner_that_leaves() {
         let (inviter, table, code) = setup(DEFAULT_TTL);
         let joiner = DeviceKeys::generate(&mut OsRng);
-        let (pipe, server) = spawn_serve(inviter.device_id(), joiner.device_id(), table.clone());
-        let joined = join(pipe.compat(), &code, &joiner, "x").await.unwrap();
+        let (pipe, server) =
+            spawn_serve(inviter.device_id().0, joiner.device_id().0, table.clone());
+        let joined = join(pipe.compat(), &code, &joiner, joiner.device_id().0, "x")
+            .await
+            .unwrap();
         wait_pending(&table).await;
         drop(joined);
         assert!(matches!(server.await.unwrap(), Err(EnrolError::Closed)));
@@ -1481,7 +1519,7 @@ mod tests {
     fn codes_round_trip_in_any_case_with_dashes() {
         let keys = DeviceKeys::generate(&mut OsRng);
         let code = InviteCode {
-            inviter: keys.device_id(),
+            inviter: keys.device_id().0,
             invite: InviteId([1, 2, 3, 4, 5, 6, 7, 8]),
             secret: InviteSecret::generate(&mut OsRng),
         };

@@ -32,7 +32,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use coffer_crdt::DeviceId;
 use coffer_ipc::Event;
 use libp2p::{Multiaddr, PeerId};
-use rand::rngs::OsRng;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use tracing::{info, warn};
 
@@ -55,21 +54,23 @@ pub struct NetConfig {
     pub disabled: bool,
 }
 
-/// The libp2p PeerId of a device (its Ed25519 public key).
-pub fn peer_id_of(device: &DeviceId) -> Option<PeerId> {
-    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(&device.0).ok()?;
+/// The libp2p PeerId of a transport key (an Ed25519 public key). A
+/// device's transport key is not its signing key: the replica maps one to
+/// the other (`AllowedPeers`).
+pub fn peer_id_of(transport: &[u8; 32]) -> Option<PeerId> {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(transport).ok()?;
     Some(libp2p::identity::PublicKey::from(pk).to_peer_id())
 }
 
-/// The device behind a PeerId, if it is an inline Ed25519 key.
-pub fn device_of(peer: &PeerId) -> Option<DeviceId> {
+/// The transport key behind a PeerId, if it is an inline Ed25519 key.
+pub fn transport_of(peer: &PeerId) -> Option<[u8; 32]> {
     let mh = peer.as_ref();
     if mh.code() != 0 {
         return None;
     }
     let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
     let ed = pk.try_into_ed25519().ok()?;
-    Some(DeviceId(ed.to_bytes()))
+    Some(ed.to_bytes())
 }
 
 /// An address without its `/p2p/PEER` part, and that peer.
@@ -94,8 +95,9 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Input of the swarm actor.
 pub(crate) enum Command {
-    /// The devices this one syncs with (recomputed after trust or membership changes).
-    SetAllowed(BTreeSet<DeviceId>),
+    /// The devices this one syncs with and their transport keys (the
+    /// replica's `AllowedPeers`).
+    SetAllowed(BTreeMap<DeviceId, [u8; 32]>),
     /// `coffer sync now`.
     SyncNow(oneshot::Sender<(usize, usize)>),
     /// mDNS found a peer.
@@ -193,10 +195,11 @@ impl Net {
             return net;
         }
         // The replica decides who this device syncs with; the swarm follows.
+        let allowed_at_start = allowed.clone();
         let cmd = ctx.cmd.clone();
         tokio::spawn(async move {
             loop {
-                let set: BTreeSet<DeviceId> = allowed.borrow_and_update().keys().copied().collect();
+                let set = allowed.borrow_and_update().clone();
                 if cmd.send(Command::SetAllowed(set)).await.is_err()
                     || allowed.changed().await.is_err()
                 {
@@ -206,7 +209,7 @@ impl Net {
         });
         tokio::spawn(async move {
             let seed = loop {
-                let got = ctx.vault.call_quiet(|v| v.network_secret(&mut OsRng)).await;
+                let got = ctx.vault.call_quiet(|v| v.network_secret()).await;
                 match got {
                     Ok(Some(seed)) => break seed,
                     Ok(None) => {}
@@ -214,7 +217,8 @@ impl Net {
                 }
                 identity_ready.notified().await;
             };
-            if let Err(e) = swarm::run(ctx, seed, rx).await {
+            let allowed_now = allowed_at_start.borrow().clone();
+            if let Err(e) = swarm::run(ctx, seed, rx, allowed_now).await {
                 warn!(error = %e, "the network stopped");
             }
         });
@@ -279,7 +283,7 @@ impl Net {
                 let s = status.peers.get(&d).cloned().unwrap_or_default();
                 PeerInfo {
                     device_id: d.to_hex(),
-                    peer_id: peer_id_of(&d).map(|p| p.to_string()).unwrap_or_default(),
+                    peer_id: s.peer_id.map(|p| p.to_string()).unwrap_or_default(),
                     name: names.get(&d).cloned(),
                     user: None,
                     connected: s.connected,
@@ -313,14 +317,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn device_and_peer_ids_correspond() {
-        let keys = coffer_crdt::DeviceKeys::generate(&mut OsRng);
-        let d = keys.device_id();
-        let p = peer_id_of(&d).expect("an Ed25519 key");
-        assert_eq!(device_of(&p), Some(d));
-        // The libp2p keypair made from the device seed has the same PeerId.
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&keys.to_secret_bytes()[..32]);
+    fn transport_keys_and_peer_ids_correspond() {
+        let seed = [7u8; 32];
+        let transport = coffer_crdt::crypto::ed25519_public(&seed);
+        let p = peer_id_of(&transport).expect("an Ed25519 key");
+        assert_eq!(transport_of(&p), Some(transport));
+        // The libp2p keypair made from the seed has the same PeerId.
         let kp = libp2p::identity::Keypair::ed25519_from_bytes(seed).unwrap();
         assert_eq!(kp.public().to_peer_id(), p);
         assert_eq!(backoff(0), Duration::from_millis(500));

@@ -2,7 +2,7 @@
 //! the `quic` feature), decides which connections stay (devices this one
 //! syncs with), dials and redials, and runs one session per allowed peer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 use super::enrol;
 use super::protocol::{NOISE_PROLOGUE, PROTOCOL_NAME};
 use super::session::{self, SessionHandle};
-use super::{backoff, device_of, discovery, now_ms, without_p2p, Command, Ctx, DEFAULT_PORT};
+use super::{backoff, discovery, now_ms, transport_of, without_p2p, Command, Ctx, DEFAULT_PORT};
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -56,7 +56,8 @@ struct Actor {
     ctx: Arc<Ctx>,
     swarm: Swarm<Behaviour>,
     control: libp2p_stream::Control,
-    allowed: BTreeSet<DeviceId>,
+    /// The devices this one syncs with, by transport key.
+    allowed: BTreeMap<[u8; 32], DeviceId>,
     sessions: HashMap<PeerId, SessionHandle>,
     /// Streams of allowed peers that arrived before their session started.
     early_streams: HashMap<PeerId, libp2p::Stream>,
@@ -121,6 +122,7 @@ pub(crate) async fn run(
     ctx: Arc<Ctx>,
     seed: Zeroizing<[u8; 32]>,
     mut rx: mpsc::Receiver<Command>,
+    allowed_now: BTreeMap<DeviceId, [u8; 32]>,
 ) -> anyhow::Result<()> {
     let mut swarm = build_swarm(seed)?;
     let local = *swarm.local_peer_id();
@@ -159,8 +161,9 @@ pub(crate) async fn run(
         warn!("listening on no address: only outgoing connections");
     }
 
-    // The first SetAllowed command brings the replica's list.
-    let allowed = BTreeSet::new();
+    // The replica's list as the swarm starts; SetAllowed brings changes.
+    let allowed: BTreeMap<[u8; 32], DeviceId> =
+        allowed_now.into_iter().map(|(d, t)| (t, d)).collect();
     let now = Instant::now();
     let statics = ctx
         .config
@@ -231,8 +234,7 @@ pub(crate) async fn run(
 
 impl Actor {
     fn is_allowed(&self, peer: &PeerId) -> Option<DeviceId> {
-        let d = device_of(peer)?;
-        self.allowed.contains(&d).then_some(d)
+        self.allowed.get(&transport_of(peer)?).copied()
     }
 
     fn refuse(&mut self, peer: PeerId, why: &str) {
@@ -259,13 +261,14 @@ impl Actor {
                     s.next_at = now;
                 }
                 for (p, r) in &mut self.redial {
-                    if device_of(p).is_some_and(|d| set.contains(&d) && !self.allowed.contains(&d))
-                    {
+                    if transport_of(p).is_some_and(|t| {
+                        set.values().any(|x| *x == t) && !self.allowed.contains_key(&t)
+                    }) {
                         r.attempt = 0;
                         r.next_at = now;
                     }
                 }
-                self.allowed = set;
+                self.allowed = set.into_iter().map(|(d, t)| (t, d)).collect();
                 let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 for peer in connected {
                     match self.is_allowed(&peer) {
@@ -369,7 +372,7 @@ impl Actor {
     }
 
     fn admit_guest(&mut self, peer: PeerId) -> bool {
-        if device_of(&peer).is_none() {
+        if transport_of(&peer).is_none() {
             return false;
         }
         if self.guests.contains_key(&peer) {
@@ -400,11 +403,11 @@ impl Actor {
                 self.guests.remove(&peer);
                 continue;
             }
-            let waiting = device_of(&peer).is_some_and(|d| {
+            let waiting = transport_of(&peer).is_some_and(|t| {
                 self.ctx
                     .invites
                     .lock()
-                    .map(|t| t.is_pending(&d))
+                    .map(|table| table.is_pending(&t))
                     .unwrap_or(false)
             });
             if waiting {
@@ -419,7 +422,7 @@ impl Actor {
     /// An enrolment stream: served while invites are open, by any peer
     /// (unknown ones are guests), at most [`enrol::MAX_GUESTS`] at once.
     fn enrol_inbound(&mut self, peer: PeerId, stream: libp2p::Stream) {
-        let (Some(joiner), Some(me)) = (device_of(&peer), device_of(&self.local)) else {
+        let (Some(joiner), Some(me)) = (transport_of(&peer), transport_of(&self.local)) else {
             return;
         };
         let accepting = self.invites_open();
@@ -464,9 +467,9 @@ impl Actor {
             let _permit = permit;
             match enrol::serve(stream, me, joiner, &ctx.invites, now_ms).await {
                 Ok(kind) => {
-                    info!(joiner = %joiner.short(), kind = kind.name(), "enrolment answered")
+                    info!(%peer, kind = kind.name(), "enrolment answered")
                 }
-                Err(e) => info!(joiner = %joiner.short(), error = %e, "enrolment ended"),
+                Err(e) => info!(%peer, error = %e, "enrolment ended"),
             }
             release();
         });
@@ -573,7 +576,16 @@ impl Actor {
                 }
                 let had_session = self.sessions.remove(&peer_id).is_some();
                 self.early_streams.remove(&peer_id);
-                if let Some(device) = device_of(&peer_id) {
+                // By the stats, not the allowed list: a peer cut off for no
+                // longer being allowed is gone from that list already.
+                let device = self
+                    .ctx
+                    .status()
+                    .peers
+                    .iter()
+                    .find(|(_, s)| s.peer_id == Some(peer_id))
+                    .map(|(d, _)| *d);
+                if let Some(device) = device {
                     let was = self.ctx.stat(&device, |s| {
                         let was = s.connected;
                         s.connected = false;
@@ -664,7 +676,7 @@ impl Actor {
                 r.next_at <= now
                     && !r.addrs.is_empty()
                     && !self.swarm.is_connected(p)
-                    && device_of(p).is_some_and(|d| self.allowed.contains(&d))
+                    && self.is_allowed(p).is_some()
             })
             .map(|(p, r)| (*p, r.addrs.clone()))
             .collect();

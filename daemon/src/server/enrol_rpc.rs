@@ -26,6 +26,7 @@ use crate::net::enrol::{
 };
 use crate::net::now_ms;
 use crate::vault::enrol::{Admit, FreshIdentity};
+use crate::vault::new_transport_seed;
 use crate::vault::VaultError;
 use coffer_crdt::replica::Joiner;
 
@@ -60,8 +61,9 @@ enum Stage {
 /// A join in progress on this (joining) device.
 pub(super) struct JoinState {
     kind: EnrolKind,
-    /// A fresh device's new keys (an initialised device uses its own).
-    fresh_keys: Option<DeviceKeys>,
+    /// A fresh device's new signing keys and transport seed (an
+    /// initialised device uses its own).
+    fresh_keys: Option<(DeviceKeys, Zeroizing<[u8; 32]>)>,
     pin: Option<Zeroizing<String>>,
     hello: InviterHello,
     inviter: PeerId,
@@ -252,7 +254,7 @@ impl Shared {
         let code = self
             .net
             .invites()
-            .open(ctx.me, hello, spec, ttl, Instant::now(), &mut OsRng)
+            .open(ctx.transport, hello, spec, ttl, Instant::now(), &mut OsRng)
             .map_err(enrol_error)?;
         let expires_ms = now_ms().saturating_add(ttl.as_millis() as i64);
         info!(
@@ -384,19 +386,32 @@ impl Shared {
             }
         }
         let joiner = self.vault.blocking_call(|v| v.enrol_joiner())?;
-        let (keys, fresh_keys, device_name) = match joiner {
-            Some((keys, name)) => (keys, None, name),
+        let (keys, transport, fresh_keys, device_name) = match joiner {
+            Some(j) => (j.keys, j.transport, None, j.name),
             None => {
                 if let Some(pin) = &p.pin {
                     keystore::check_pin(pin).map_err(|e| RpcError::from(VaultError::from(e)))?;
                 }
                 let keys = DeviceKeys::generate(&mut OsRng);
-                (keys.clone(), Some(keys), hostname())
+                let transport = new_transport_seed(&mut OsRng);
+                (
+                    keys.clone(),
+                    transport.clone(),
+                    Some((keys, transport)),
+                    hostname(),
+                )
             }
         };
         let mdns = self.net.config().mdns;
-        let connected = block_on(enrol::connect(&code, &keys, &device_name, &peers, mdns))
-            .map_err(enrol_error)?;
+        let connected = block_on(enrol::connect(
+            &code,
+            &keys,
+            &transport,
+            &device_name,
+            &peers,
+            mdns,
+        ))
+        .map_err(enrol_error)?;
         let hello = connected.joined.hello.clone();
         // The code decides what is joined: `coffer join` with a device-link
         // code (or the reverse) still works, rather than burning the code.
@@ -473,7 +488,10 @@ impl Shared {
         reply::<m::JoinWait, _>(m::JoinResult {
             enrolled: false,
             needs_pin: true,
-            device_id: state.fresh_keys.as_ref().map(|k| k.device_id().to_hex()),
+            device_id: state
+                .fresh_keys
+                .as_ref()
+                .map(|(k, _)| k.device_id().to_hex()),
             team_id: team,
             team_name: state.hello.team_name.clone(),
             email: state.hello.email.clone(),
@@ -487,11 +505,12 @@ impl Shared {
         };
         let team = SpaceId(admission.team);
         let fresh = match (state.fresh_keys, state.pin) {
-            (Some(keys), Some(pin)) => Some(FreshIdentity {
+            (Some((keys, transport)), Some(pin)) => Some(FreshIdentity {
                 name: state.hello.name.clone(),
                 email: state.hello.email.clone(),
                 pin,
                 keys,
+                transport,
             }),
             (Some(_), None) => {
                 return Err(RpcError::new(ErrorCode::InvalidInput, "a PIN is needed"))

@@ -64,17 +64,18 @@ fn dispatch(v: &mut Vault, method: &str, raw: Value) -> Answer {
     match method {
         m::DeviceId::NAME => {
             let (device, key) = v.pairing_key()?;
+            let transport = v.replica()?.identity().transport;
             reply::<m::DeviceId, _>(m::DeviceIdResult {
                 device_id: device.to_hex(),
                 pairing_key: key,
-                peer_id: peer_id_of(&device).map(|p| p.to_string()),
+                peer_id: peer_id_of(&transport).map(|p| p.to_string()),
             })
         }
         m::DeviceTrust::NAME => {
             let p = params::<m::DeviceTrust>(raw)?;
-            let (device, exchange) = parse_pairing_key(&p.key).ok_or_else(|| {
+            let key = parse_pairing_key(&p.key).ok_or_else(|| {
                 invalid(format!(
-                    "not a pairing key: expected {PAIRING_PREFIX}<64 hex>:<64 hex> (run `coffer device id` on the other device)"
+                    "not a pairing key: expected {PAIRING_PREFIX}<64 hex>:<64 hex>:<64 hex> (run `coffer device id` on the other device)"
                 ))
             })?;
             let role = match p.role.as_deref() {
@@ -82,17 +83,16 @@ fn dispatch(v: &mut Vault, method: &str, raw: Value) -> Answer {
                 None => Role::Editor,
             };
             let trusted = Trusted {
-                device,
-                exchange,
-                // The network identity is the device key (see Vault::network_secret).
-                transport: device.0,
+                device: key.device,
+                exchange: key.exchange,
+                transport: key.transport,
                 name: p.name.clone(),
                 added_ms: now().unix_ms,
             };
             let r = v.replica_mut()?;
             let shared = r.trust_device(trusted, &p.share, role, &mut OsRng)?;
             reply::<m::DeviceTrust, _>(m::DeviceTrustResult {
-                device_id: device.to_hex(),
+                device_id: key.device.to_hex(),
                 shared: shared.iter().map(|s| s.to_hex()).collect(),
             })
         }
@@ -100,7 +100,7 @@ fn dispatch(v: &mut Vault, method: &str, raw: Value) -> Answer {
             let p = params::<m::DeviceRevoke>(raw)?;
             let r = v.replica_mut()?;
             let device = parse_pairing_key(&p.device)
-                .map(|(d, _)| d)
+                .map(|k| k.device)
                 .or_else(|| DeviceId::from_hex(p.device.trim()))
                 .map(Ok)
                 .unwrap_or_else(|| r.resolve_device(&p.device))?;

@@ -30,6 +30,8 @@ pub enum Admit {
 #[derive(Clone, Debug)]
 pub struct InviterContext {
     pub me: DeviceId,
+    /// This device's transport key (the invite code names it).
+    pub transport: [u8; 32],
     pub team: SpaceId,
     pub team_name: String,
     /// This device's user (the linking user, for a device link).
@@ -44,12 +46,21 @@ pub struct Admitted {
     pub roster: Vec<Vec<u8>>,
 }
 
+/// An initialised device's keys for joining a team.
+pub struct JoinerKeys {
+    pub keys: DeviceKeys,
+    pub transport: Zeroizing<[u8; 32]>,
+    pub name: String,
+}
+
 /// A fresh device's identity, made once the inviter admitted it.
 pub struct FreshIdentity {
     pub name: String,
     pub email: String,
     pub pin: Zeroizing<String>,
     pub keys: DeviceKeys,
+    /// The seed of the transport key the handshake was made with.
+    pub transport: Zeroizing<[u8; 32]>,
 }
 
 impl Vault {
@@ -62,6 +73,7 @@ impl Vault {
         let user = r.my_user().ok_or(ReplicaError::NoTeam)?;
         Ok(InviterContext {
             me: r.device(),
+            transport: r.identity().transport,
             team: team.id,
             team_name: team.name,
             email: user.0.clone(),
@@ -118,17 +130,25 @@ impl Vault {
         Ok(Admitted { team, roster })
     }
 
-    /// The joiner's keys and name: `None` on a fresh device (the caller
-    /// makes new keys); an initialised device must be unlocked and in no team.
-    pub fn enrol_joiner(&self) -> Result<Option<(DeviceKeys, String)>, VaultError> {
+    /// The joiner's signing keys, transport seed and name: `None` on a
+    /// fresh device (the caller makes new keys); an initialised device must
+    /// be unlocked and in no team.
+    pub fn enrol_joiner(&self) -> Result<Option<JoinerKeys>, VaultError> {
         let Ok(r) = self.replica() else {
             return Ok(None);
         };
         if let Ok(team) = r.team() {
             return Err(ReplicaError::AlreadyInTeam { name: team.name }.into());
         }
-        let keys = r.keys_for_reload().ok_or(ReplicaError::Locked)?;
-        Ok(Some((keys.clone(), r.identity().name.clone())))
+        let keys = r.keys_for_reload().ok_or(ReplicaError::Locked)?.clone();
+        let transport = self
+            .network_secret()?
+            .ok_or_else(|| VaultError::Internal("this device has no transport key".into()))?;
+        Ok(Some(JoinerKeys {
+            keys,
+            transport,
+            name: r.identity().name.clone(),
+        }))
     }
 
     /// Joins the team an inviter admitted this device to: checks the
@@ -154,7 +174,7 @@ impl Vault {
         // Judge the roster before anything is written.
         Replica::check_roster(team, &device, envs.clone())?;
         if let Some(f) = fresh {
-            self.init_with_keys(&f.name, &f.email, &f.pin, f.keys, now, rng)?;
+            self.init_with_keys(&f.name, &f.email, &f.pin, f.keys, f.transport, now, rng)?;
         }
         self.replica_mut()?.adopt_team(team, envs)?;
         Ok(device)
