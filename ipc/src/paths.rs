@@ -24,7 +24,10 @@ pub fn default_config_dir() -> PathBuf {
 }
 
 /// The socket in the runtime dir (`$XDG_RUNTIME_DIR/coffer/cofferd.sock`), or
-/// in `/tmp/coffer-$UID/` where no runtime dir exists.
+/// in `/tmp/coffer-$UID/` where no runtime dir exists. Another local user
+/// can make that folder first: the daemon refuses a folder it does not own
+/// (`bind_socket`), and the client refuses a socket served by another uid
+/// (`Client::connect`), so no PIN goes to a stranger.
 pub fn default_socket_path() -> PathBuf {
     let dir = project()
         .and_then(|p| p.runtime_dir().map(|d| d.to_path_buf()))

@@ -488,8 +488,10 @@ fn another_uid_is_refused() {
                     .env("HOME", "/nonexistent");
                 let out = run_with_timeout(&mut cmd, b"", Duration::from_secs(30));
                 let err = String::from_utf8_lossy(&out.stderr);
+                // The CLI itself refuses a daemon of another user first
+                // (and the daemon would refuse it, as the raw requests show).
                 match out.status.code() {
-                    Some(10) => assert!(err.contains("serves only its own user"), "{err}"),
+                    Some(11) => assert!(err.contains("runs as uid 0"), "{err}"),
                     other => panic!("{args:?} as uid 65534 exited {other:?}: {err}"),
                 }
             }
@@ -537,5 +539,60 @@ fn no_daemon_is_unavailable_and_nothing_started() {
     assert_eq!(
         str_field(&d.status(), "socket"),
         d.socket().to_str().unwrap()
+    );
+}
+
+/// Issue 20, item 9: a socket served by another user (who made the socket
+/// folder first, say) gets nothing from the CLI — not the PIN, not a
+/// request.
+#[test]
+fn the_cli_sends_nothing_to_a_socket_of_another_user() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED the_cli_sends_nothing_to_a_socket_of_another_user: needs root to listen as uid 65534");
+        return;
+    }
+    let dir = short_tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.path().join("cofferd.sock");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let path = socket.clone();
+    let stranger = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
+        // SAFETY: plain syscalls on this thread's own credentials; no memory
+        // is passed except a null group list of length 0.
+        unsafe {
+            let none: *const libc::gid_t = std::ptr::null();
+            if libc::syscall(libc::SYS_setgroups, 0, none) != 0
+                || libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534) != 0
+                || libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        let listener = std::os::unix::net::UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+        let _ = ready_tx.send(());
+        let (mut stream, _) = listener.accept()?;
+        stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        Ok(got)
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the stranger listens");
+    let mut cmd = Command::new(coffer_bin());
+    cmd.args(["unlock", "--pin-stdin"])
+        .env("COFFER_SOCKET", &socket)
+        .env("COFFER_NO_AUTOSTART", "1");
+    let out = run_with_timeout(&mut cmd, format!("{PIN}\n").as_bytes(), Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("runs as uid 65534"), "{err}");
+    let received = stranger.join().expect("stranger thread").expect("stranger socket");
+    assert!(
+        received.is_empty(),
+        "the CLI sent {} bytes to another user's socket",
+        received.len()
     );
 }
