@@ -26,7 +26,7 @@ use tempfile::TempDir;
 pub const LOOPBACK_ANY_PORT: &str = "/ip4/127.0.0.1/tcp/0";
 
 /// The PIN [`Cli::init`] sets.
-pub const PIN: &str = "2468";
+pub const PIN: &str = "246813";
 /// Cheap Argon2 for tests (never the users' defaults).
 pub const KDF_MEMORY_KIB: &str = "256";
 pub const KDF_ITERATIONS: &str = "1";

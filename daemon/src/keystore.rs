@@ -79,7 +79,7 @@ impl Failures {
 pub enum KeystoreError {
     #[error("wrong PIN")]
     WrongPin,
-    #[error("the PIN must be 4 to 128 characters")]
+    #[error("a PIN needs 6 to 128 characters and not one repeated or counted up or down (like 111111 or 123456): the PIN is all that stands between a copied disk and the vault")]
     BadPin,
     #[error("the device secret file {path} is missing or unreadable: {source}")]
     SecretFile {
@@ -109,9 +109,22 @@ impl std::fmt::Debug for RootSecret {
     }
 }
 
+/// The least PIN length: 10^6 Argon2id guesses for digits alone.
+pub const MIN_PIN_CHARS: usize = 6;
+
+/// A new PIN's strength: 6 to 128 characters, not one character repeated,
+/// and not a run counting up or down (`123456`, `987654`, `abcdef`).
 pub fn check_pin(pin: &str) -> Result<(), KeystoreError> {
-    let n = pin.chars().count();
-    if !(4..=128).contains(&n) {
+    let chars: Vec<char> = pin.chars().collect();
+    if !(MIN_PIN_CHARS..=128).contains(&chars.len()) {
+        return Err(KeystoreError::BadPin);
+    }
+    let steps: Vec<i64> = chars
+        .windows(2)
+        .map(|w| w[1] as i64 - w[0] as i64)
+        .collect();
+    let run = steps.iter().all(|d| *d == steps[0]) && steps[0].abs() <= 1;
+    if run {
         return Err(KeystoreError::BadPin);
     }
     Ok(())
@@ -267,11 +280,11 @@ mod tests {
     #[test]
     fn right_pin_opens_wrong_pin_does_not() {
         let dir = tempfile::tempdir().unwrap();
-        let (record, root) = create(dir.path(), "1234", CHEAP, &mut rand::rngs::OsRng).unwrap();
-        let again = unlock(dir.path(), &record, "1234").unwrap();
+        let (record, root) = create(dir.path(), "190372", CHEAP, &mut rand::rngs::OsRng).unwrap();
+        let again = unlock(dir.path(), &record, "190372").unwrap();
         assert_eq!(*root.derive("x"), *again.derive("x"));
         assert!(matches!(
-            unlock(dir.path(), &record, "4321"),
+            unlock(dir.path(), &record, "273910"),
             Err(KeystoreError::WrongPin)
         ));
         let mode = fs::metadata(secret_file_path(dir.path()))
@@ -284,7 +297,7 @@ mod tests {
     #[test]
     fn database_without_the_pepper_file_does_not_open() {
         let dir = tempfile::tempdir().unwrap();
-        let (record, _) = create(dir.path(), "1234", CHEAP, &mut rand::rngs::OsRng).unwrap();
+        let (record, _) = create(dir.path(), "190372", CHEAP, &mut rand::rngs::OsRng).unwrap();
         fs::write(secret_file_path(dir.path()), [0u8; 32]).unwrap();
         fs::set_permissions(
             secret_file_path(dir.path()),
@@ -292,12 +305,12 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            unlock(dir.path(), &record, "1234"),
+            unlock(dir.path(), &record, "190372"),
             Err(KeystoreError::WrongPin)
         ));
         fs::remove_file(secret_file_path(dir.path())).unwrap();
         assert!(matches!(
-            unlock(dir.path(), &record, "1234"),
+            unlock(dir.path(), &record, "190372"),
             Err(KeystoreError::SecretFile { .. })
         ));
     }
@@ -314,13 +327,21 @@ mod tests {
         assert_eq!(f(6).wait_secs(100), 8);
         assert_eq!(f(6).wait_secs(108), 0);
         assert_eq!(f(40).wait_secs(100), 3600);
-        assert!(matches!(check_pin("12"), Err(KeystoreError::BadPin)));
+        for weak in ["12", "2468", "111111", "123456", "987654", "abcdef"] {
+            assert!(
+                matches!(check_pin(weak), Err(KeystoreError::BadPin)),
+                "{weak}"
+            );
+        }
+        for fine in ["246813", "correct horse", "190372"] {
+            assert!(check_pin(fine).is_ok(), "{fine}");
+        }
     }
 
     #[test]
     fn debug_does_not_show_the_root() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, root) = create(dir.path(), "1234", CHEAP, &mut rand::rngs::OsRng).unwrap();
+        let (_, root) = create(dir.path(), "190372", CHEAP, &mut rand::rngs::OsRng).unwrap();
         assert_eq!(format!("{root:?}"), "RootSecret(..)");
     }
 }

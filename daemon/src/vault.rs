@@ -679,7 +679,7 @@ mod tests {
     fn what_is_written_survives_a_reopen_and_unlocks() {
         let dir = tempfile::tempdir().unwrap();
         let mut v = Vault::open(dir.path(), kdf()).unwrap();
-        v.init("Ada", "ada@example.com", "2468", now(), &mut OsRng)
+        v.init("Ada", "ada@example.com", "246813", now(), &mut OsRng)
             .unwrap();
         v.add_item(
             NewItemSpec {
@@ -698,7 +698,7 @@ mod tests {
         let mut v = Vault::open(dir.path(), kdf()).unwrap();
         assert!(v.is_locked());
         assert!(matches!(v.unlock("1111", now()), Err(VaultError::WrongPin)));
-        v.unlock("2468", now()).unwrap();
+        v.unlock("246813", now()).unwrap();
         let (_, _, item) = v.find_item(&ItemQuery::live("mail")).unwrap();
         assert_eq!(item.fields["password"], "hunter2");
     }
@@ -711,7 +711,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut v = Vault::open(dir.path(), kdf()).unwrap();
         let (device, _) = v
-            .init("Ada", "ada@example.com", "2468", now(), &mut OsRng)
+            .init("Ada", "ada@example.com", "246813", now(), &mut OsRng)
             .unwrap();
         drop(v);
         let copy = tempfile::tempdir().unwrap();
@@ -734,7 +734,7 @@ mod tests {
     fn a_failed_write_leaves_memory_as_the_disk_has_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut v = Vault::open(dir.path(), kdf()).unwrap();
-        v.init("Ada", "ada@example.com", "2468", now(), &mut OsRng)
+        v.init("Ada", "ada@example.com", "246813", now(), &mut OsRng)
             .unwrap();
         v.store.fail_next_write_for_test();
         let spec = NewItemSpec {

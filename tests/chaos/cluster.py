@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PIN = "2468"
+PIN = "246813"
 KDF = ["--kdf-memory-kib", "256", "--kdf-iterations", "1"]
 CLI_TIMEOUT = 40.0
 

@@ -585,11 +585,18 @@ fn the_cli_sends_nothing_to_a_socket_of_another_user() {
     cmd.args(["unlock", "--pin-stdin"])
         .env("COFFER_SOCKET", &socket)
         .env("COFFER_NO_AUTOSTART", "1");
-    let out = run_with_timeout(&mut cmd, format!("{PIN}\n").as_bytes(), Duration::from_secs(30));
+    let out = run_with_timeout(
+        &mut cmd,
+        format!("{PIN}\n").as_bytes(),
+        Duration::from_secs(30),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("runs as uid 65534"), "{err}");
-    let received = stranger.join().expect("stranger thread").expect("stranger socket");
+    let received = stranger
+        .join()
+        .expect("stranger thread")
+        .expect("stranger socket");
     assert!(
         received.is_empty(),
         "the CLI sent {} bytes to another user's socket",

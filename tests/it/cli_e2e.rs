@@ -524,7 +524,7 @@ fn lock_get_fails_unlock_get_works() {
     // Locking twice is fine.
     d.ok(&["lock"], "");
 
-    assert_eq!(d.ok(&["unlock", "--pin-stdin"], "2468\n"), "Unlocked.\n");
+    assert_eq!(d.ok(&["unlock", "--pin-stdin"], "246813\n"), "Unlocked.\n");
     assert_eq!(
         d.ok(&["get", "bank", "--field", "password"], ""),
         "bank-pw\n"

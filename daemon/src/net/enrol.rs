@@ -85,6 +85,9 @@ pub const DECISION_TIMEOUT: Duration = Duration::from_secs(600);
 pub const GUEST_GRACE: Duration = Duration::from_secs(60);
 /// Unknown peers' connections kept at a time.
 pub const MAX_GUESTS: usize = 16;
+/// Of which from one source address: throwaway identities from one host
+/// cannot hold every slot while a real joiner waits.
+pub const MAX_GUESTS_PER_ADDRESS: usize = 2;
 /// Enrolment streams one peer may have served at once.
 pub const MAX_STREAMS_PER_PEER: usize = 2;
 /// The longest `--expires`.

@@ -70,7 +70,8 @@ struct Actor {
     local: PeerId,
     /// Unknown peers' connections kept while invites are open, until when
     /// (an enrolment may be started on them; never a sync session).
-    guests: HashMap<PeerId, Instant>,
+    /// Unknown peers kept for enrolment: until when, and from which address.
+    guests: Guests,
     /// Bounds the enrolment streams served at once.
     enrolments: Arc<tokio::sync::Semaphore>,
     /// Enrolment streams being served, per peer.
@@ -371,20 +372,24 @@ impl Actor {
             .unwrap_or(false)
     }
 
-    fn admit_guest(&mut self, peer: PeerId) -> bool {
+    /// Keeps an unknown peer's connection for an enrolment: only while
+    /// invites are open, at most [`enrol::MAX_GUESTS`] at once and
+    /// [`enrol::MAX_GUESTS_PER_ADDRESS`] from one source address, each for
+    /// [`enrol::GUEST_GRACE`] from its connection (opening streams does not
+    /// renew it).
+    fn admit_guest(&mut self, peer: PeerId, from: Option<std::net::IpAddr>) -> bool {
         if transport_of(&peer).is_none() {
             return false;
         }
         if self.guests.contains_key(&peer) {
             return true;
         }
-        let accepting = self.invites_open();
-        if !accepting || self.guests.len() >= enrol::MAX_GUESTS {
+        if !self.invites_open() || !guest_slot_free(&self.guests, from) {
             return false;
         }
         debug!(%peer, "kept an unknown peer's connection for enrolment");
         self.guests
-            .insert(peer, Instant::now() + enrol::GUEST_GRACE);
+            .insert(peer, (Instant::now() + enrol::GUEST_GRACE, from));
         true
     }
 
@@ -394,7 +399,7 @@ impl Actor {
         let due: Vec<PeerId> = self
             .guests
             .iter()
-            .filter(|(_, until)| **until <= now)
+            .filter(|(_, (until, _))| *until <= now)
             .map(|(p, _)| *p)
             .collect();
         for peer in due {
@@ -411,7 +416,9 @@ impl Actor {
                     .unwrap_or(false)
             });
             if waiting {
-                self.guests.insert(peer, now + Duration::from_secs(5));
+                if let Some(g) = self.guests.get_mut(&peer) {
+                    g.0 = now + Duration::from_secs(5);
+                }
             } else {
                 self.guests.remove(&peer);
                 self.refuse(peer, "enrolment time is up");
@@ -459,9 +466,6 @@ impl Actor {
             warn!(%peer, "too many enrolments at once: dropped a stream");
             return;
         };
-        if let Some(until) = self.guests.get_mut(&peer) {
-            *until = (*until).max(Instant::now() + enrol::GUEST_GRACE);
-        }
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -523,7 +527,8 @@ impl Actor {
                     }
                 }
                 let Some(device) = self.is_allowed(&peer_id) else {
-                    if !self.admit_guest(peer_id) {
+                    let from = remote_ip(endpoint.get_remote_address());
+                    if !self.admit_guest(peer_id, from) {
                         self.refuse(peer_id, "not a device this one syncs with");
                     }
                     return;
@@ -695,5 +700,57 @@ impl Actor {
         }
         // Known peers with no address yet are reached when they dial us or
         // mDNS finds them.
+    }
+}
+
+type Guests = HashMap<PeerId, (Instant, Option<std::net::IpAddr>)>;
+
+/// Whether one more guest from `from` fits: [`enrol::MAX_GUESTS`] in all,
+/// [`enrol::MAX_GUESTS_PER_ADDRESS`] per source address.
+fn guest_slot_free(guests: &Guests, from: Option<std::net::IpAddr>) -> bool {
+    let same_source = guests
+        .values()
+        .filter(|(_, ip)| ip.is_some() && *ip == from)
+        .count();
+    guests.len() < enrol::MAX_GUESTS && same_source < enrol::MAX_GUESTS_PER_ADDRESS
+}
+
+/// The IP address of a multiaddr, if it has one.
+fn remote_ip(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => Some(ip.into()),
+        libp2p::multiaddr::Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 20, item 10: throwaway identities from one host hold at most
+    /// two guest slots; another host still finds one.
+    #[test]
+    fn guest_slots_are_shared_out_per_source_address() {
+        let mut guests = Guests::new();
+        let lan_neighbour: std::net::IpAddr = "192.168.1.66".parse().unwrap();
+        let joiner: std::net::IpAddr = "192.168.1.20".parse().unwrap();
+        let until = Instant::now() + enrol::GUEST_GRACE;
+        for _ in 0..enrol::MAX_GUESTS_PER_ADDRESS {
+            assert!(guest_slot_free(&guests, Some(lan_neighbour)));
+            guests.insert(PeerId::random(), (until, Some(lan_neighbour)));
+        }
+        assert!(!guest_slot_free(&guests, Some(lan_neighbour)));
+        assert!(guest_slot_free(&guests, Some(joiner)));
+        // The total bound holds across addresses.
+        for i in 0..enrol::MAX_GUESTS {
+            let ip = std::net::IpAddr::from([10, 0, 0, i as u8]);
+            guests.insert(PeerId::random(), (until, Some(ip)));
+        }
+        assert!(!guest_slot_free(&guests, Some(joiner)));
+        assert_eq!(
+            remote_ip(&"/ip4/10.1.2.3/tcp/7373".parse().unwrap()),
+            Some("10.1.2.3".parse().unwrap())
+        );
     }
 }
