@@ -561,6 +561,28 @@ impl State {
                     return deny("only a Folder Manager or team admin may change membership");
                 }
                 let bound = self.folder.team.is_some() && self.folder.team == info.team;
+                // In the final pass a roster removal concurrent with the
+                // grant (roster ops never cite folder heads) may come first:
+                // the grant then gives nothing, but the key wraps it carried
+                // were handed out all the same, and `rotation_due` needs them.
+                let gone = match principal {
+                    Principal::User(u) => {
+                        bound && self.team.founded && !self.team.users.contains(u)
+                    }
+                    Principal::Device(d) => self.is_dead(d),
+                    Principal::Group(_) => false,
+                };
+                if gone && !info.strict {
+                    if !wraps.is_empty() {
+                        match epoch {
+                            Some(e) if self.folder.epochs.contains_key(e) => {
+                                self.add_wraps(*e, wraps)
+                            }
+                            _ => return deny("key wraps for an unknown epoch"),
+                        }
+                    }
+                    return Ok(());
+                }
                 match principal {
                     Principal::User(_) | Principal::Group(_) if !bound => {
                         return deny("users and groups need the folder bound to their team")

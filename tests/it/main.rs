@@ -13,6 +13,7 @@ mod export;
 mod import;
 mod json_output;
 mod no_plaintext;
+mod removal;
 mod secret_refs;
 mod service;
 mod sync;

@@ -254,3 +254,62 @@ fn a_folder_member_cannot_write_and_an_editor_can() {
     assert_eq!(digests[0], digests[1]);
     assert_eq!(digests[0], digests[2]);
 }
+
+/// Found by the daemon-level test tests/it/removal.rs: Bob reaches Ops only
+/// through a direct user grant, and `user remove` did not rotate its key.
+/// The grant and the roster removal are concurrent in the op graph (roster
+/// ops never cite folder heads), the final pass applies removals first, so
+/// the grant was then refused ("no such user") and the key wraps it carried
+/// were forgotten with it: no member device held the current key any more
+/// as far as the state knew, `rotation_due()` stayed false, and new items
+/// went out under the key Bob's device holds.
+#[test]
+fn removing_a_user_shared_directly_rotates_the_folder_key() {
+    let mut w = World::new(&["ada", "bob", "cyd"], rng(43));
+    w.nodes[0].replica.create_team("Acme", &mut w.rng).unwrap();
+    w.nodes[0].drain();
+    w.admit(0, 1, &[]);
+    w.admit(0, 2, &[]);
+    w.nodes[0]
+        .replica
+        .create_folder("Ops", 5, &mut w.rng)
+        .unwrap();
+    for i in [1, 2] {
+        let user = w.nodes[i].user();
+        w.nodes[0]
+            .replica
+            .folder_share(
+                "Ops",
+                Principal::User(user),
+                ShareChange::Share(Role::Editor),
+                &mut w.rng,
+            )
+            .unwrap();
+    }
+    w.nodes[0].drain();
+    add(&mut w, 0, "Ops", "old");
+    w.settle();
+    assert_eq!(w.nodes[1].names("Ops"), ["old"], "Bob read it");
+    let ops = w.nodes[0].replica.resolve_folder(Some("Ops")).unwrap();
+    let epochs = w.nodes[0].replica.folder_members("Ops").unwrap().epochs;
+
+    let bob = w.nodes[1].user().0.clone();
+    let change = w.nodes[0].replica.remove_user(&bob, &mut w.rng).unwrap();
+    w.nodes[0].drain();
+    assert_eq!(change.rotated, vec![ops], "the remover rotates Ops");
+    let members = w.nodes[0].replica.folder_members("Ops").unwrap();
+    assert_eq!(members.epochs, epochs + 1);
+    assert!(
+        !members
+            .members
+            .iter()
+            .any(|m| m.principal == Principal::User(w.nodes[1].user())),
+        "Bob's grant is gone: {members:?}"
+    );
+    add(&mut w, 0, "Ops", "new");
+    w.settle();
+    let space = w.nodes[0].replica.space(&ops).unwrap();
+    let current = space.current_epoch().unwrap();
+    assert!(space.epoch_key(&w.nodes[1].keys, &current).is_err());
+    assert_eq!(w.nodes[2].names("Ops"), ["new", "old"]);
+}
