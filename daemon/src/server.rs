@@ -16,8 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use coffer_crdt::folder::{ItemEdit, ItemType};
-use coffer_crdt::replica::{ItemQuery, LockReason, NewItemSpec};
 use coffer_crdt::DeviceId;
 use coffer_ipc::methods::{self as m, Method};
 use coffer_ipc::{
@@ -42,6 +40,7 @@ use crate::vault::actor::{Router, VaultHandle};
 use crate::vault::{Now, Output, Vault};
 
 mod convert;
+mod items_rpc;
 
 use convert::{Answer, Failure};
 mod enrol_rpc;
@@ -145,13 +144,6 @@ impl Shared {
         if enrol_rpc::handles(method) {
             return self.dispatch_enrol(method, raw);
         }
-        if team_rpc::handles(method) {
-            let method = method.to_owned();
-            return self
-                .vault
-                .blocking_call(move |v| team_rpc::dispatch(v, &method, raw))
-                .map_err(RpcError::from);
-        }
         match method {
             m::Status::NAME => {
                 let config = (
@@ -185,9 +177,14 @@ impl Shared {
                 result
             }
             _ => {
-                let method = method.to_owned();
+                let Some(handler) = on_vault(method) else {
+                    return Err(RpcError::new(
+                        ErrorCode::MethodNotFound,
+                        format!("unknown method {method:?}"),
+                    ));
+                };
                 self.vault
-                    .blocking_call(move |v| items(v, &method, raw))
+                    .blocking_call(move |v| handler(v, raw))
                     .map_err(RpcError::from)
             }
         }
@@ -212,152 +209,6 @@ fn status(v: &mut Vault, (auto_lock_secs, data_dir, socket): (u64, String, Strin
         socket,
         pid: std::process::id(),
     })
-}
-
-fn item_type(name: &str) -> Result<ItemType, RpcError> {
-    ItemType::parse(name).ok_or_else(|| {
-        invalid(format!(
-            "unknown item type {name:?} (login, note, card, totp)"
-        ))
-    })
-}
-
-/// Folders, items and TOTP: on the vault thread.
-fn items(v: &mut Vault, method: &str, raw: Value) -> Answer {
-    let rng = &mut OsRng;
-    match method {
-        m::Lock::NAME => {
-            v.lock(LockReason::Request);
-            reply::<m::Lock, _>(m::Empty {})
-        }
-        m::FolderCreate::NAME => {
-            let p = params::<m::FolderCreate>(raw)?;
-            let f = v
-                .replica_mut()?
-                .create_folder(&p.name, now().unix_ms, rng)?;
-            reply::<m::FolderCreate, _>(convert::folder_info(&f))
-        }
-        m::FolderList::NAME => {
-            let list = v.replica()?.folders()?;
-            reply::<m::FolderList, _>(list.iter().map(convert::folder_info).collect())
-        }
-        m::ItemAdd::NAME => {
-            let p = params::<m::ItemAdd>(raw)?;
-            let spec = NewItemSpec {
-                folder: p.folder,
-                item_type: item_type(&p.item_type)?,
-                name: p.name,
-                fields: p.fields,
-                urls: p.urls,
-            };
-            let (folder, id) = v.add_item(spec, now(), rng)?;
-            let r = v.replica()?;
-            reply::<m::ItemAdd, _>(convert::item_view(r, &folder, r.item(&folder, &id)?))
-        }
-        m::ItemGet::NAME => {
-            let p = params::<m::ItemGet>(raw)?;
-            let (folder, _, item) = v.find_item(&ItemQuery {
-                item: p.item,
-                trash: p.trash,
-            })?;
-            reply::<m::ItemGet, _>(convert::item_view(v.replica()?, &folder, item))
-        }
-        m::ItemList::NAME => {
-            let p = params::<m::ItemList>(raw)?;
-            let r = v.replica()?;
-            let mut list: Vec<m::ItemSummary> = r
-                .items(p.folder.as_deref(), p.trash)?
-                .into_iter()
-                .map(|(f, i)| convert::item_summary(r, &f, i))
-                .collect();
-            convert::sort_summaries(&mut list);
-            reply::<m::ItemList, _>(list)
-        }
-        m::ItemSearch::NAME => {
-            let p = params::<m::ItemSearch>(raw)?;
-            let r = v.replica()?;
-            let mut list: Vec<m::ItemSummary> = r
-                .search(&p.query)?
-                .into_iter()
-                .map(|(f, i)| convert::item_summary(r, &f, i))
-                .collect();
-            convert::sort_summaries(&mut list);
-            reply::<m::ItemSearch, _>(list)
-        }
-        m::ItemEdit::NAME => {
-            let p = params::<m::ItemEdit>(raw)?;
-            let edit = ItemEdit {
-                name: p.name,
-                fields: p.fields,
-                urls: p.urls,
-            };
-            let (folder, id) = v.edit_item(&ItemQuery::live(&p.item), edit, now(), rng)?;
-            let r = v.replica()?;
-            reply::<m::ItemEdit, _>(convert::item_view(r, &folder, r.item(&folder, &id)?))
-        }
-        m::ItemTrash::NAME | m::ItemRestore::NAME => {
-            let p = params::<m::ItemTrash>(raw)?;
-            let trash = method == m::ItemTrash::NAME;
-            let (folder, id) = v
-                .replica_mut()?
-                .set_trashed(&p.item, trash, now().unix_ms, rng)?;
-            let r = v.replica()?;
-            reply::<m::ItemTrash, _>(convert::item_summary(r, &folder, r.item(&folder, &id)?))
-        }
-        m::ItemHistory::NAME => {
-            let p = params::<m::ItemHistory>(raw)?;
-            let list = v.replica()?.history(&p.item)?;
-            reply::<m::ItemHistory, _>(list.into_iter().map(convert::history_entry).collect())
-        }
-        m::TotpGet::NAME => {
-            let p = params::<m::TotpGet>(raw)?;
-            let (_, _, item) = v.find_item(&ItemQuery::live(&p.item))?;
-            let uri = item
-                .fields
-                .get("totp")
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| {
-                    RpcError::new(
-                        ErrorCode::NotFound,
-                        format!(
-                            "{} has no TOTP secret (link one with `coffer totp set`)",
-                            item.name
-                        ),
-                    )
-                })?;
-            let config = coffer_crdt::totp::TotpConfig::parse(uri)
-                .map_err(|e| invalid(format!("stored TOTP secret is invalid: {e}")))?;
-            let at = p.at.unwrap_or(now().unix_secs());
-            reply::<m::TotpGet, _>(m::TotpCode {
-                code: config.code_at(at),
-                seconds_remaining: config.seconds_remaining(at),
-                period: config.period,
-                digits: if config.steam { 5 } else { config.digits },
-                algorithm: if config.steam {
-                    "STEAM".into()
-                } else {
-                    format!("{:?}", config.algorithm).to_uppercase()
-                },
-                item: item.name.clone(),
-            })
-        }
-        m::TotpSet::NAME => {
-            let p = params::<m::TotpSet>(raw)?;
-            let (folder, id) = v.replica_mut()?.set_totp(
-                &ItemQuery::live(&p.item),
-                &p.secret,
-                now().unix_ms,
-                rng,
-            )?;
-            let r = v.replica()?;
-            reply::<m::TotpSet, _>(convert::item_view(r, &folder, r.item(&folder, &id)?))
-        }
-        m::Export::NAME => export_text(v, raw),
-        other => Err(Failure(RpcError::new(
-            ErrorCode::MethodNotFound,
-            format!("unknown method {other:?}"),
-        ))),
-    }
 }
 
 impl Shared {
@@ -505,8 +356,7 @@ impl Shared {
     }
 }
 
-fn export_text(v: &mut Vault, raw: Value) -> Answer {
-    let p = params::<m::Export>(raw)?;
+fn export_text(v: &mut Vault, p: m::ExportParams) -> Result<m::ExportResult, Failure> {
     let items = v.export_items(p.folder.as_deref(), p.include_trash)?;
     let count = items.len();
     let text = match p.format.as_str() {
@@ -521,11 +371,21 @@ fn export_text(v: &mut Vault, raw: Value) -> Answer {
     // Serde's strings are UTF-8 already; the copy is the reply's.
     let text = String::from_utf8_lossy(&text).into_owned();
     info!(items = count, format = %p.format, "plaintext export");
-    reply::<m::Export, _>(m::ExportResult {
+    Ok(m::ExportResult {
         format: p.format,
         items: count,
         text,
     })
+}
+
+/// The handler of a method that runs on the vault thread, by name.
+fn on_vault(method: &str) -> Option<items_rpc::Handler> {
+    items_rpc::METHODS
+        .iter()
+        .chain(team_rpc::METHODS.iter())
+        .chain(net_rpc::METHODS.iter())
+        .find(|(name, _)| *name == method)
+        .map(|(_, h)| *h)
 }
 
 /// The devices this one syncs with, and the names they were paired under.

@@ -8,12 +8,13 @@ use coffer_ipc::{ErrorCode, RpcError};
 use rand::rngs::OsRng;
 use serde_json::Value;
 
-use super::convert::{Answer, Failure};
-use super::{convert, invalid, now, params, reply, sync_partners, Shared};
+use super::convert::Failure;
+use super::items_rpc::{handler, Handler, OnVault};
+use super::{convert, invalid, now, reply, sync_partners, Shared};
 use crate::net::peer_id_of;
 use crate::vault::{parse_pairing_key, Vault, PAIRING_PREFIX};
 
-const METHODS: &[&str] = &[
+const ALL: &[&str] = &[
     m::DeviceId::NAME,
     m::DeviceTrust::NAME,
     m::DeviceRevoke::NAME,
@@ -25,7 +26,7 @@ const METHODS: &[&str] = &[
 
 /// Whether `method` is one of these.
 pub(super) fn handles(method: &str) -> bool {
-    METHODS.contains(&method)
+    ALL.contains(&method)
 }
 
 impl Shared {
@@ -51,82 +52,97 @@ impl Shared {
                 .vault
                 .blocking_call_quiet(|v| reply::<m::SyncStatus, RpcError>(sync_status(v)?)),
             _ => {
-                let method = method.to_owned();
+                let Some(handler) = super::on_vault(method) else {
+                    return Err(RpcError::new(
+                        ErrorCode::MethodNotFound,
+                        format!("unknown method {method:?}"),
+                    ));
+                };
                 self.vault
-                    .blocking_call(move |v| dispatch(v, &method, raw))
+                    .blocking_call(move |v| handler(v, raw))
                     .map_err(RpcError::from)
             }
         }
     }
 }
 
-fn dispatch(v: &mut Vault, method: &str, raw: Value) -> Answer {
-    match method {
-        m::DeviceId::NAME => {
-            let (device, key) = v.pairing_key()?;
-            let transport = v.replica()?.identity().transport;
-            reply::<m::DeviceId, _>(m::DeviceIdResult {
-                device_id: device.to_hex(),
-                pairing_key: key,
-                peer_id: peer_id_of(&transport).map(|p| p.to_string()),
+/// The methods of this module that run on the vault thread, by name.
+pub(super) const METHODS: &[(&str, Handler)] = &[
+    (m::DeviceId::NAME, handler::<m::DeviceId>),
+    (m::DeviceTrust::NAME, handler::<m::DeviceTrust>),
+    (m::DeviceRevoke::NAME, handler::<m::DeviceRevoke>),
+    (m::DeviceTrusted::NAME, handler::<m::DeviceTrusted>),
+];
+
+impl OnVault for m::DeviceId {
+    fn run(v: &mut Vault, _: m::Empty) -> Result<m::DeviceIdResult, Failure> {
+        let (device, key) = v.pairing_key()?;
+        let transport = v.replica()?.identity().transport;
+        Ok(m::DeviceIdResult {
+            device_id: device.to_hex(),
+            pairing_key: key,
+            peer_id: peer_id_of(&transport).map(|p| p.to_string()),
+        })
+    }
+}
+
+impl OnVault for m::DeviceTrust {
+    fn run(v: &mut Vault, p: m::DeviceTrustParams) -> Result<m::DeviceTrustResult, Failure> {
+        let key = parse_pairing_key(&p.key).ok_or_else(|| {
+            Failure(invalid(format!(
+                "not a pairing key: expected {PAIRING_PREFIX}<64 hex>:<64 hex>:<64 hex> (run `coffer device id` on the other device)"
+            )))
+        })?;
+        let role = match p.role.as_deref() {
+            Some(r) => convert::parse_role(r)?,
+            None => Role::Editor,
+        };
+        let trusted = Trusted {
+            device: key.device,
+            exchange: key.exchange,
+            transport: key.transport,
+            name: p.name.clone(),
+            added_ms: now().unix_ms,
+        };
+        let shared = v
+            .replica_mut()?
+            .trust_device(trusted, &p.share, role, &mut OsRng)?;
+        Ok(m::DeviceTrustResult {
+            device_id: key.device.to_hex(),
+            shared: shared.iter().map(|s| s.to_hex()).collect(),
+        })
+    }
+}
+
+impl OnVault for m::DeviceRevoke {
+    fn run(v: &mut Vault, p: m::DeviceRevokeParams) -> Result<m::DeviceRevokeResult, Failure> {
+        let r = v.replica_mut()?;
+        let device = match parse_pairing_key(&p.device)
+            .map(|k| k.device)
+            .or_else(|| DeviceId::from_hex(p.device.trim()))
+        {
+            Some(d) => d,
+            None => r.resolve_device(&p.device)?,
+        };
+        let change = r.revoke_device(device, &mut OsRng)?;
+        Ok(m::DeviceRevokeResult {
+            device_id: device.to_hex(),
+            folders: change.rotated.iter().map(|f| f.to_hex()).collect(),
+        })
+    }
+}
+
+impl OnVault for m::DeviceTrusted {
+    fn run(v: &mut Vault, _: m::Empty) -> Result<Vec<m::TrustedDevice>, Failure> {
+        Ok(v.replica()?
+            .trusted()
+            .iter()
+            .map(|t| m::TrustedDevice {
+                device_id: t.device.to_hex(),
+                name: t.name.clone(),
+                added_ms: t.added_ms,
             })
-        }
-        m::DeviceTrust::NAME => {
-            let p = params::<m::DeviceTrust>(raw)?;
-            let key = parse_pairing_key(&p.key).ok_or_else(|| {
-                invalid(format!(
-                    "not a pairing key: expected {PAIRING_PREFIX}<64 hex>:<64 hex>:<64 hex> (run `coffer device id` on the other device)"
-                ))
-            })?;
-            let role = match p.role.as_deref() {
-                Some(r) => convert::parse_role(r)?,
-                None => Role::Editor,
-            };
-            let trusted = Trusted {
-                device: key.device,
-                exchange: key.exchange,
-                transport: key.transport,
-                name: p.name.clone(),
-                added_ms: now().unix_ms,
-            };
-            let r = v.replica_mut()?;
-            let shared = r.trust_device(trusted, &p.share, role, &mut OsRng)?;
-            reply::<m::DeviceTrust, _>(m::DeviceTrustResult {
-                device_id: key.device.to_hex(),
-                shared: shared.iter().map(|s| s.to_hex()).collect(),
-            })
-        }
-        m::DeviceRevoke::NAME => {
-            let p = params::<m::DeviceRevoke>(raw)?;
-            let r = v.replica_mut()?;
-            let device = parse_pairing_key(&p.device)
-                .map(|k| k.device)
-                .or_else(|| DeviceId::from_hex(p.device.trim()))
-                .map(Ok)
-                .unwrap_or_else(|| r.resolve_device(&p.device))?;
-            let change = r.revoke_device(device, &mut OsRng)?;
-            reply::<m::DeviceRevoke, _>(m::DeviceRevokeResult {
-                device_id: device.to_hex(),
-                folders: change.rotated.iter().map(|f| f.to_hex()).collect(),
-            })
-        }
-        m::DeviceTrusted::NAME => {
-            let r = v.replica()?;
-            reply::<m::DeviceTrusted, _>(
-                r.trusted()
-                    .iter()
-                    .map(|t| m::TrustedDevice {
-                        device_id: t.device.to_hex(),
-                        name: t.name.clone(),
-                        added_ms: t.added_ms,
-                    })
-                    .collect(),
-            )
-        }
-        other => Err(Failure(RpcError::new(
-            ErrorCode::MethodNotFound,
-            format!("unknown method {other:?}"),
-        ))),
+            .collect())
     }
 }
 

@@ -1,131 +1,184 @@
 //! IPC methods of teams: `team.*`, `user.*`, `group.*`, folder sharing
 //! (`folder.share|role|unshare|members`) and `device.list`. Each runs on
-//! the vault thread; the replica decides, this only translates.
+//! the vault thread ([`OnVault`]); the replica decides, this translates.
 
 use coffer_crdt::replica::{GroupChange, ShareChange};
 use coffer_crdt::{Principal, UserId};
-use coffer_ipc::methods::{self as m, Method};
-use coffer_ipc::{ErrorCode, RpcError};
+use coffer_ipc::methods as m;
+use coffer_ipc::methods::Method;
 use rand::rngs::OsRng;
-use serde_json::Value;
 
-use super::convert::{Answer, Failure};
-use super::{convert, invalid, params, reply};
+use super::convert::{self, Failure};
+use super::invalid;
+use super::items_rpc::{handler, Handler, OnVault};
 use crate::vault::Vault;
 
-const METHODS: &[&str] = &[
-    m::TeamCreate::NAME,
-    m::TeamShow::NAME,
-    m::UserList::NAME,
-    m::UserRemove::NAME,
-    m::GroupCreate::NAME,
-    m::GroupAdd::NAME,
-    m::GroupRemove::NAME,
-    m::GroupList::NAME,
-    m::FolderShare::NAME,
-    m::FolderRole::NAME,
-    m::FolderUnshare::NAME,
-    m::FolderMembers::NAME,
-    m::DeviceList::NAME,
+/// The methods of this module, by name.
+pub(super) const METHODS: &[(&str, Handler)] = &[
+    (m::TeamCreate::NAME, handler::<m::TeamCreate>),
+    (m::TeamShow::NAME, handler::<m::TeamShow>),
+    (m::UserList::NAME, handler::<m::UserList>),
+    (m::UserRemove::NAME, handler::<m::UserRemove>),
+    (m::GroupCreate::NAME, handler::<m::GroupCreate>),
+    (m::GroupAdd::NAME, handler::<m::GroupAdd>),
+    (m::GroupRemove::NAME, handler::<m::GroupRemove>),
+    (m::GroupList::NAME, handler::<m::GroupList>),
+    (m::FolderShare::NAME, handler::<m::FolderShare>),
+    (m::FolderRole::NAME, handler::<m::FolderRole>),
+    (m::FolderUnshare::NAME, handler::<m::FolderUnshare>),
+    (m::FolderMembers::NAME, handler::<m::FolderMembers>),
+    (m::DeviceList::NAME, handler::<m::DeviceList>),
 ];
 
-/// Whether `method` is one of these.
-pub(super) fn handles(method: &str) -> bool {
-    METHODS.contains(&method)
+impl OnVault for m::TeamCreate {
+    fn run(v: &mut Vault, p: m::TeamCreateParams) -> Result<m::TeamInfo, Failure> {
+        let team = v.replica_mut()?.create_team(&p.name, &mut OsRng)?;
+        Ok(convert::team_info(team))
+    }
 }
 
-pub(super) fn dispatch(v: &mut Vault, method: &str, raw: Value) -> Answer {
-    let rng = &mut OsRng;
-    match method {
-        m::TeamCreate::NAME => {
-            let p = params::<m::TeamCreate>(raw)?;
-            let team = v.replica_mut()?.create_team(&p.name, rng)?;
-            reply::<m::TeamCreate, _>(convert::team_info(team))
+impl OnVault for m::TeamShow {
+    fn run(v: &mut Vault, _: m::Empty) -> Result<m::TeamInfo, Failure> {
+        Ok(convert::team_info(v.replica()?.team()?))
+    }
+}
+
+impl OnVault for m::UserList {
+    fn run(v: &mut Vault, _: m::Empty) -> Result<Vec<m::UserInfo>, Failure> {
+        let users = v.replica()?.users()?;
+        Ok(users.into_iter().map(convert::user_info).collect())
+    }
+}
+
+impl OnVault for m::UserRemove {
+    fn run(v: &mut Vault, p: m::UserParams) -> Result<m::TeamChangeResult, Failure> {
+        let change = v.replica_mut()?.remove_user(&p.user, &mut OsRng)?;
+        Ok(convert::team_change(v.replica()?, &change))
+    }
+}
+
+fn group(
+    v: &mut Vault,
+    p: &m::GroupParams,
+    change: GroupChange<'_>,
+) -> Result<m::TeamChangeResult, Failure> {
+    let change = v
+        .replica_mut()?
+        .group_change(&p.group, change, &mut OsRng)?;
+    Ok(convert::team_change(v.replica()?, &change))
+}
+
+fn group_user(p: &m::GroupParams) -> Result<&str, Failure> {
+    p.user
+        .as_deref()
+        .ok_or_else(|| Failure(invalid("name the user to add or remove")))
+}
+
+impl OnVault for m::GroupCreate {
+    fn run(v: &mut Vault, p: m::GroupParams) -> Result<m::TeamChangeResult, Failure> {
+        group(v, &p, GroupChange::Create)
+    }
+}
+
+impl OnVault for m::GroupAdd {
+    fn run(v: &mut Vault, p: m::GroupParams) -> Result<m::TeamChangeResult, Failure> {
+        group(v, &p, GroupChange::Add(group_user(&p)?))
+    }
+}
+
+impl OnVault for m::GroupRemove {
+    fn run(v: &mut Vault, p: m::GroupParams) -> Result<m::TeamChangeResult, Failure> {
+        group(v, &p, GroupChange::Remove(group_user(&p)?))
+    }
+}
+
+impl OnVault for m::GroupList {
+    fn run(v: &mut Vault, _: m::Empty) -> Result<Vec<m::GroupInfo>, Failure> {
+        let groups = v.replica()?.groups()?;
+        Ok(groups
+            .into_iter()
+            .map(|(name, members)| m::GroupInfo {
+                name,
+                members: members.iter().map(ToString::to_string).collect(),
+            })
+            .collect())
+    }
+}
+
+/// The user or group a share names: exactly one.
+fn principal(p: &m::FolderShareParams) -> Result<Principal, Failure> {
+    match (p.user.as_deref(), p.group.as_deref()) {
+        (Some(email), None) => {
+            Ok(Principal::User(UserId::new(email).ok_or_else(|| {
+                Failure(invalid(format!("{email:?} is not an email address")))
+            })?))
         }
-        m::TeamShow::NAME => reply::<m::TeamShow, _>(convert::team_info(v.replica()?.team()?)),
-        m::UserList::NAME => {
-            let users = v.replica()?.users()?;
-            reply::<m::UserList, _>(users.into_iter().map(convert::user_info).collect())
-        }
-        m::UserRemove::NAME => {
-            let p = params::<m::UserRemove>(raw)?;
-            let change = v.replica_mut()?.remove_user(&p.user, rng)?;
-            reply::<m::UserRemove, _>(convert::team_change(v.replica()?, &change))
-        }
-        m::GroupCreate::NAME | m::GroupAdd::NAME | m::GroupRemove::NAME => {
-            let p = params::<m::GroupAdd>(raw)?;
-            let user = p.user.as_deref();
-            let change = match (method, user) {
-                (m::GroupCreate::NAME, _) => GroupChange::Create,
-                (m::GroupAdd::NAME, Some(u)) => GroupChange::Add(u),
-                (_, Some(u)) => GroupChange::Remove(u),
-                (_, None) => return Err(Failure(invalid("name the user to add or remove"))),
-            };
-            let change = v.replica_mut()?.group_change(&p.group, change, rng)?;
-            reply::<m::GroupAdd, _>(convert::team_change(v.replica()?, &change))
-        }
-        m::GroupList::NAME => {
-            let groups = v.replica()?.groups()?;
-            reply::<m::GroupList, _>(
-                groups
-                    .into_iter()
-                    .map(|(name, members)| m::GroupInfo {
-                        name,
-                        members: members.iter().map(ToString::to_string).collect(),
-                    })
-                    .collect(),
-            )
-        }
-        m::FolderShare::NAME | m::FolderRole::NAME | m::FolderUnshare::NAME => {
-            let p = params::<m::FolderShare>(raw)?;
-            let principal = match (p.user.as_deref(), p.group.as_deref()) {
-                (Some(email), None) => Principal::User(
-                    UserId::new(email)
-                        .ok_or_else(|| invalid(format!("{email:?} is not an email address")))?,
-                ),
-                (None, Some(g)) => Principal::Group(g.trim().to_string()),
-                _ => {
-                    return Err(Failure(invalid(
-                        "name exactly one of --user EMAIL or --group GROUP",
-                    )))
-                }
-            };
-            let change = match (method, p.role.as_deref()) {
-                (m::FolderUnshare::NAME, _) => ShareChange::Unshare,
-                (_, None) => {
-                    return Err(Failure(invalid("--role manager|editor|member is required")))
-                }
-                (m::FolderShare::NAME, Some(r)) => ShareChange::Share(convert::parse_role(r)?),
-                (_, Some(r)) => ShareChange::Role(convert::parse_role(r)?),
-            };
-            v.replica_mut()?
-                .folder_share(&p.folder, principal, change, rng)?;
-            let members = v.replica()?.folder_members(&p.folder)?;
-            reply::<m::FolderShare, _>(convert::folder_members(members))
-        }
-        m::FolderMembers::NAME => {
-            let p = params::<m::FolderMembers>(raw)?;
-            let members = v.replica()?.folder_members(&p.folder)?;
-            reply::<m::FolderMembers, _>(convert::folder_members(members))
-        }
-        m::DeviceList::NAME => {
-            let r = v.replica()?;
-            let me = r.device();
-            reply::<m::DeviceList, _>(
-                r.devices()
-                    .into_iter()
-                    .map(|(d, user, revoked)| m::DeviceInfo {
-                        device_id: d.to_hex(),
-                        user: user.to_string(),
-                        revoked,
-                        this_device: d == me,
-                    })
-                    .collect(),
-            )
-        }
-        other => Err(Failure(RpcError::new(
-            ErrorCode::MethodNotFound,
-            format!("unknown method {other:?}"),
+        (None, Some(g)) => Ok(Principal::Group(g.trim().to_string())),
+        _ => Err(Failure(invalid(
+            "name exactly one of --user EMAIL or --group GROUP",
         ))),
+    }
+}
+
+fn role(p: &m::FolderShareParams) -> Result<coffer_crdt::Role, Failure> {
+    match p.role.as_deref() {
+        Some(r) => Ok(convert::parse_role(r)?),
+        None => Err(Failure(invalid("--role manager|editor|member is required"))),
+    }
+}
+
+fn share(
+    v: &mut Vault,
+    p: &m::FolderShareParams,
+    change: ShareChange,
+) -> Result<m::FolderMembersResult, Failure> {
+    v.replica_mut()?
+        .folder_share(&p.folder, principal(p)?, change, &mut OsRng)?;
+    Ok(convert::folder_members(
+        v.replica()?.folder_members(&p.folder)?,
+    ))
+}
+
+impl OnVault for m::FolderShare {
+    fn run(v: &mut Vault, p: m::FolderShareParams) -> Result<m::FolderMembersResult, Failure> {
+        let r = role(&p)?;
+        share(v, &p, ShareChange::Share(r))
+    }
+}
+
+impl OnVault for m::FolderRole {
+    fn run(v: &mut Vault, p: m::FolderShareParams) -> Result<m::FolderMembersResult, Failure> {
+        let r = role(&p)?;
+        share(v, &p, ShareChange::Role(r))
+    }
+}
+
+impl OnVault for m::FolderUnshare {
+    fn run(v: &mut Vault, p: m::FolderShareParams) -> Result<m::FolderMembersResult, Failure> {
+        share(v, &p, ShareChange::Unshare)
+    }
+}
+
+impl OnVault for m::FolderMembers {
+    fn run(v: &mut Vault, p: m::FolderRef) -> Result<m::FolderMembersResult, Failure> {
+        Ok(convert::folder_members(
+            v.replica()?.folder_members(&p.folder)?,
+        ))
+    }
+}
+
+impl OnVault for m::DeviceList {
+    fn run(v: &mut Vault, _: m::Empty) -> Result<Vec<m::DeviceInfo>, Failure> {
+        let r = v.replica()?;
+        let me = r.device();
+        Ok(r.devices()
+            .into_iter()
+            .map(|(d, user, revoked)| m::DeviceInfo {
+                device_id: d.to_hex(),
+                user: user.to_string(),
+                revoked,
+                this_device: d == me,
+            })
+            .collect())
     }
 }
