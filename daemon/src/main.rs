@@ -70,34 +70,11 @@ pub const EXIT_ALREADY_RUNNING: u8 = 75;
 /// Whether a process answers on `socket`, and which (Linux: its pid).
 fn serving(socket: &std::path::Path) -> Option<Option<u32>> {
     let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
-    Some(peer_pid(&stream))
-}
-
-#[cfg(target_os = "linux")]
-fn peer_pid(stream: &std::os::unix::net::UnixStream) -> Option<u32> {
-    use std::os::fd::AsRawFd;
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: SO_PEERCRED writes at most `len` bytes into `cred`.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && cred.pid > 0).then_some(cred.pid as u32)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn peer_pid(_stream: &std::os::unix::net::UnixStream) -> Option<u32> {
-    None
+    Some(
+        coffer_ipc::process::peer_of(&stream)
+            .ok()
+            .and_then(|p| p.pid),
+    )
 }
 
 /// Under systemd: tells the manager `READY=1` once this very process

@@ -176,18 +176,21 @@ impl Shared {
                 self.net.identity_maybe_ready();
                 result
             }
-            _ => {
-                let Some(handler) = on_vault(method) else {
-                    return Err(RpcError::new(
-                        ErrorCode::MethodNotFound,
-                        format!("unknown method {method:?}"),
-                    ));
-                };
-                self.vault
-                    .blocking_call(move |v| handler(v, raw))
-                    .map_err(RpcError::from)
-            }
+            _ => self.run_on_vault(method, raw),
         }
+    }
+
+    /// Runs a method of the vault thread's tables (`on_vault`).
+    fn run_on_vault(&self, method: &str, raw: Value) -> Result<Value, RpcError> {
+        let Some(handler) = on_vault(method) else {
+            return Err(RpcError::new(
+                ErrorCode::MethodNotFound,
+                format!("unknown method {method:?}"),
+            ));
+        };
+        self.vault
+            .blocking_call(move |v| handler(v, raw))
+            .map_err(RpcError::from)
     }
 }
 

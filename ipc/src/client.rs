@@ -37,45 +37,6 @@ pub enum ClientError {
     NotOurs { path: String, uid: u32, me: u32 },
 }
 
-/// The uid of the process at the other end of `stream`.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
-    use std::os::fd::AsRawFd;
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: SO_PEERCRED writes at most `len` bytes into `cred`.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(cred.uid)
-}
-
-/// The uid of the process at the other end of `stream`.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
-    use std::os::fd::AsRawFd;
-    let (mut uid, mut gid) = (0, 0);
-    // SAFETY: getpeereid writes the two ids of a connected socket.
-    let rc = unsafe { libc::getpeereid(stream.as_raw_fd(), &mut uid, &mut gid) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(uid)
-}
-
 pub struct Client {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
@@ -90,7 +51,7 @@ impl Client {
         })?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
-        match peer_uid(&stream)? {
+        match crate::process::peer_of(&stream)?.uid {
             uid if uid == me => {}
             uid => {
                 return Err(ClientError::NotOurs {

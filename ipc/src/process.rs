@@ -121,3 +121,53 @@ mod tests {
         assert_eq!(lim.rlim_cur, prior.soft.min(lim.rlim_max));
     }
 }
+
+/// Who is at the other end of a Unix socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    /// Its pid, where the platform tells (Linux).
+    pub pid: Option<u32>,
+}
+
+/// The credentials of the process at the other end of `stream`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn peer_of(stream: &std::os::unix::net::UnixStream) -> std::io::Result<Peer> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED writes at most `len` bytes into `cred`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Peer {
+        uid: cred.uid,
+        pid: (cred.pid > 0).then_some(cred.pid as u32),
+    })
+}
+
+/// The credentials of the process at the other end of `stream`.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn peer_of(stream: &std::os::unix::net::UnixStream) -> std::io::Result<Peer> {
+    use std::os::fd::AsRawFd;
+    let (mut uid, mut gid) = (0, 0);
+    // SAFETY: getpeereid writes the two ids of a connected socket.
+    let rc = unsafe { libc::getpeereid(stream.as_raw_fd(), &mut uid, &mut gid) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Peer { uid, pid: None })
+}

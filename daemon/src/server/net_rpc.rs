@@ -4,7 +4,7 @@
 use coffer_crdt::replica::Trusted;
 use coffer_crdt::{DeviceId, Role};
 use coffer_ipc::methods::{self as m, Method};
-use coffer_ipc::{ErrorCode, RpcError};
+use coffer_ipc::RpcError;
 use rand::rngs::OsRng;
 use serde_json::Value;
 
@@ -51,17 +51,7 @@ impl Shared {
             m::SyncStatus::NAME => self
                 .vault
                 .blocking_call_quiet(|v| reply::<m::SyncStatus, RpcError>(sync_status(v)?)),
-            _ => {
-                let Some(handler) = super::on_vault(method) else {
-                    return Err(RpcError::new(
-                        ErrorCode::MethodNotFound,
-                        format!("unknown method {method:?}"),
-                    ));
-                };
-                self.vault
-                    .blocking_call(move |v| handler(v, raw))
-                    .map_err(RpcError::from)
-            }
+            _ => self.run_on_vault(method, raw),
         }
     }
 }
