@@ -204,6 +204,10 @@ pub(crate) struct PeerState {
     woken: bool,
     /// The spaces shared with it when last looked at.
     shared: BTreeSet<SpaceId>,
+    /// Folders not held here that it was asked to send again from their
+    /// founding op (it sent later envelopes only, believing this device
+    /// held the earlier ones it had dropped).
+    asked_from_start: BTreeSet<SpaceId>,
 }
 
 fn kind_rank(k: Kind) -> u8 {
@@ -349,6 +353,7 @@ impl Replica {
             };
             let grew: Vec<SpaceId> = now.difference(&st.shared).copied().collect();
             st.shared = now;
+            st.asked_from_start.clear();
             if !grew.is_empty() && st.hello_heard {
                 for s in &grew {
                     st.known.remove(s);
@@ -372,6 +377,7 @@ impl Replica {
         for p in peers {
             if let Some(st) = self.peers.get_mut(&p) {
                 st.summary_due = true;
+                st.asked_from_start.clear();
             }
             self.wake(p);
         }
@@ -427,7 +433,18 @@ impl Replica {
             .held()
             .filter(|e| e.space() == *space && !covered.contains(&e.id()))
             .collect();
-        out.sort_by_key(|e| (kind_rank(e.kind()), e.author(), e.seq(), e.id()));
+        // The founding op first: a device that does not hold the folder
+        // keeps a batch only with it.
+        let genesis = s.state().folder.genesis;
+        out.sort_by_key(|e| {
+            (
+                kind_rank(e.kind()),
+                Some(e.id()) != genesis,
+                e.author(),
+                e.seq(),
+                e.id(),
+            )
+        });
         out.into_iter().cloned().collect()
     }
 
@@ -672,11 +689,38 @@ impl Replica {
         Ok(())
     }
 
-    /// A folder this device does not hold: kept only if it makes this
-    /// device a member (accepted, or a grant waiting for its context) and
-    /// the sender is a member device of it. Returns how many envelopes it
-    /// holds then.
+    /// A folder this device does not hold: kept only if the batch holds
+    /// its founding op, it makes this device a member (accepted, or a
+    /// grant waiting for its context) and the sender is a member device of
+    /// it. Returns how many envelopes it holds then.
     fn new_folder(&mut self, peer: DeviceId, id: SpaceId, envs: Vec<Envelope>) -> Option<usize> {
+        // Without its founding op a folder names no team and no member:
+        // kept, it would take in nothing more from any peer (none counts
+        // as a member) and never be completed. The peer sent later
+        // envelopes only, believing this device holds the earlier ones
+        // (it sent them, and this device dropped them then): ask it to
+        // send the folder again from its start (a summary without the
+        // folder), once per folder until a roster or membership change,
+        // so that a batch refused for good cannot loop.
+        let founded = envs.iter().any(|e| {
+            e.kind() == Kind::Membership
+                && matches!(
+                    ControlOp::decode(e.kind(), &e.body().payload),
+                    Ok(ControlOp::Membership(MembershipOp::Found { .. }))
+                )
+        });
+        if !founded {
+            let ask = self.peers.get_mut(&peer).is_some_and(|st| {
+                st.asked_from_start.len() < MAX_SPACES && st.asked_from_start.insert(id)
+            });
+            if ask {
+                if let Some(st) = self.peers.get_mut(&peer) {
+                    st.summary_due = true;
+                }
+                self.wake(peer);
+            }
+            return None;
+        }
         let team = self.team_id();
         // The folder's team, from its signed founding op or a binding.
         let bound =

@@ -3,7 +3,7 @@
 
 use coffer_crdt::folder::{ItemEdit, ItemType};
 use coffer_crdt::ops::{Principal, Role};
-use coffer_crdt::replica::{GroupChange, ItemQuery, NewItemSpec, ShareChange};
+use coffer_crdt::replica::{GroupChange, ItemQuery, NewItemSpec, ShareChange, SyncMessage};
 use coffer_crdt::ReplicaError;
 
 use crate::harness::rng;
@@ -312,4 +312,120 @@ fn removing_a_user_shared_directly_rotates_the_folder_key() {
     let current = space.current_epoch().unwrap();
     assert!(space.epoch_key(&w.nodes[1].keys, &current).is_err());
     assert_eq!(w.nodes[2].names("Ops"), ["new", "old"]);
+}
+/// Ada (admin, with the folder Ops made before the team) and Bob, synced.
+fn pair() -> World {
+    let mut w = World::new(&["ada", "bob"], rng(43));
+    w.nodes[0]
+        .replica
+        .create_folder("Ops", 5, &mut w.rng)
+        .unwrap();
+    w.nodes[0].replica.create_team("Acme", &mut w.rng).unwrap();
+    w.nodes[0].drain();
+    w.admit(0, 1, &[]);
+    w.settle();
+    w
+}
+
+/// Ada shares Ops with Bob (editor: Ops is bound to the team first) and
+/// writes "old" in it.
+fn ops_for_bob(w: &mut World) -> coffer_crdt::SpaceId {
+    let bob = w.nodes[1].user();
+    w.nodes[0]
+        .replica
+        .folder_share(
+            "Ops",
+            Principal::User(bob),
+            ShareChange::Share(Role::Editor),
+            &mut w.rng,
+        )
+        .unwrap();
+    w.nodes[0].drain();
+    add(w, 0, "Ops", "old");
+    w.nodes[0].replica.resolve_folder(Some("Ops")).unwrap()
+}
+
+/// Regression (sim seed 11542892487152481144): a batch of a folder this
+/// device does not hold, lacking the folder's founding op but holding a
+/// grant to it, was kept. Without the founding op the folder named no
+/// member, so nothing more was taken in from any peer: it stayed a
+/// fragment for good, disagreeing with everyone.
+#[test]
+fn a_folder_is_not_kept_without_its_founding_op() {
+    let mut w = pair();
+    w.cut.insert((0, 1));
+    w.round();
+    let ops = ops_for_bob(&mut w);
+    let found = w.nodes[0]
+        .replica
+        .space(&ops)
+        .unwrap()
+        .state()
+        .folder
+        .genesis
+        .unwrap();
+    let later: Vec<Vec<u8>> = w.nodes[0]
+        .replica
+        .space(&ops)
+        .unwrap()
+        .held()
+        .filter(|e| e.space() == ops && e.id() != found)
+        .map(|e| e.bytes().to_vec())
+        .collect();
+    w.cut.clear();
+    w.reconnect();
+    let ada = w.nodes[0].id();
+    w.nodes[1]
+        .replica
+        .handle_message(
+            ada,
+            SyncMessage::Envelopes {
+                space: ops,
+                envelopes: later,
+            },
+            &mut w.rng,
+        )
+        .unwrap();
+    w.nodes[1].drain();
+    assert!(
+        w.nodes[1].replica.space(&ops).is_none(),
+        "a fragment without its founding op was kept"
+    );
+    w.settle();
+    assert_eq!(w.nodes[1].names("Ops"), ["old"]);
+    let digest = |i: usize| {
+        w.nodes[i]
+            .replica
+            .digests()
+            .into_iter()
+            .find(|d| d.space == ops)
+            .map(|d| (d.accepted, d.items))
+    };
+    assert_eq!(digest(0), digest(1));
+}
+
+/// Regression (sim seed 4896694741619481390): a peer sent a folder this
+/// device dropped (not a member then, or the message was lost) and counts
+/// it as held; what it sends later lacks the founding op, so it was
+/// dropped too and the folder never arrived. Such a batch now asks the
+/// peer to send the folder again from its start.
+#[test]
+fn a_folder_sent_while_dropped_is_asked_for_again() {
+    let mut w = pair();
+    let ops = ops_for_bob(&mut w);
+    let bob = w.nodes[1].id();
+    // Everything Ada sends Bob now is lost on the way.
+    let mut lost = 0;
+    while let Some(msg) = w.nodes[0].replica.poll_transmit(&bob) {
+        if matches!(msg, SyncMessage::Envelopes { space, .. } if space == ops) {
+            lost += 1;
+        }
+    }
+    assert!(lost > 0, "Ada sent Ops");
+    w.nodes[0].drain();
+    w.nodes[0].wakes.clear();
+    add(&mut w, 0, "Ops", "new");
+    w.settle();
+    assert!(w.nodes[1].replica.space(&ops).is_some(), "Bob holds Ops");
+    assert_eq!(w.nodes[1].names("Ops"), ["new", "old"]);
 }

@@ -729,6 +729,26 @@ impl Sim {
                 // A device cut off before its write reached anyone.
                 continue;
             }
+            if !members.contains(&writer) && space.outcome_of(&ack.env) == Some(Outcome::Pending) {
+                // A device cut off whose write reached node 0 (relayed by
+                // the adversary) without the control ops its context
+                // cites, which no member holds (the adversary sent them to
+                // the writer alone): nobody can judge it (the rule judges
+                // a change against the past of its context), so it waits,
+                // as a write that never arrived would.
+                let env = space.get(&ack.env).expect("held");
+                let member_holds = |c: &EnvelopeId| {
+                    self.w.nodes.iter().any(|n| {
+                        members.contains(&n.id())
+                            && n.replica
+                                .space(&self.shared)
+                                .is_some_and(|s| s.get(c).is_some())
+                    })
+                };
+                if !env.body().context.iter().all(member_holds) {
+                    continue;
+                }
+            }
             match space.outcome_of(&ack.env) {
                 Some(Outcome::Accepted) => assert!(
                     shown.contains(&ack.name),
