@@ -135,6 +135,23 @@ def item_folders(plan) -> dict[str, str]:
     return out
 
 
+def back_in_since_out(model, label: str, folder: str, before: float, end: float, moments: list[float]) -> bool:
+    """Whether the device was certainly out of the folder at some moment
+    (of `moments`, sorted) before `before` and may have been a member again
+    at a later moment. A writer whose member list lacks the device may then
+    be one that heard of that removal but not yet of the re-grant, and
+    writes under the key the re-granter handed the device (read revocation
+    starts when the writer knows; seed 4: cyd out of group `it`, back in,
+    then removed, and dan, who had heard of the first only, wrote to `Fin`
+    after the last)."""
+    for t in moments:
+        if t >= before:
+            return False
+        if not model.may(label, folder, t, t, 1):
+            return model.may(label, folder, t, end, 1)
+    return False
+
+
 def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: float, why: str) -> Verdict:
     v = Verdict(plan.seed, plan.nodes, partitions=run.partitions, kills=run.kills)
     v.history = run.history
@@ -437,6 +454,7 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
                 return True
         return False
 
+    moments = sorted({0.0} | {r[k] for r in ops for k in ("t0", "t1") if r.get(k) is not None})
     reads = dict(state.get("removed_reads", {}))
     for label in retired:
         if label in exports and label not in reads:
@@ -463,6 +481,8 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
                 if run.model.may(label, folder, rec["t0"], end, 1):
                     continue  # it may have been a member again since (new members read history)
                 if regranted(label, folder, rec["t0"]):
+                    continue
+                if back_in_since_out(run.model, label, folder, rec["t0"], end, moments):
                     continue
                 v.failures.append(Failure("read_after_removal", f"{label} reads {marker!r} in {folder}, written by "
                                           f"{rec['dev']} (op {rec['op']}, {rec['t0']}s) whose member list no longer "

@@ -20,7 +20,7 @@ from harness import corrupt_wal_tail, wal_valid_end  # noqa: E402
 from model import Model, status_of  # noqa: E402
 from plan import make_plan  # noqa: E402
 from shrink import slice_history  # noqa: E402
-from checker import Failure, Verdict  # noqa: E402
+from checker import Failure, Verdict, back_in_since_out  # noqa: E402
 
 DEVICES = {"ada": "ada@example.com", "cyd": "cyd@example.com", "dan": "dan@example.com"}
 
@@ -104,6 +104,16 @@ class ModelTest(unittest.TestCase):
         self.assertFalse(m.may_write("cyd", "Ops", 12, 13))
         m.record(("revoked", "ada"), 10, 11, True, 0)
         self.assertTrue(m.may_write("ada", "Ops", 12, 13))
+
+    def test_a_writer_may_not_know_a_removed_device_was_back_in(self):
+        m = model()
+        m.record(("member", "it", "cyd@example.com"), 10, 11, False, 0)
+        moments = [0.0, 10, 11, 20, 21, 30, 31]
+        self.assertFalse(back_in_since_out(m, "cyd", "Ops", 40, 50, moments), "out for good")
+        m.record(("member", "it", "cyd@example.com"), 20, 21, True, 0)
+        m.record(("removed", "cyd@example.com"), 30, 31, True, 0)
+        self.assertTrue(back_in_since_out(m, "cyd", "Ops", 40, 50, moments), "out, back in, out: stale writer")
+        self.assertFalse(back_in_since_out(m, "cyd", "Ops", 10.5, 50, moments), "never out before the write")
 
     def test_exit_11_is_a_refusal_only_when_the_cli_never_connected(self):
         self.assertEqual(status_of(11, "cofferd is not available: cannot connect to cofferd"), "refused")

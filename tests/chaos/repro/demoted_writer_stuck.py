@@ -8,6 +8,9 @@ actor is per device and incarnation, and a demotion keeps the
 incarnation). Expected: the write succeeds (and the daemon re-applies its
 own dropped change, or at least writes past it).
 
+Status: fixed by the replica rewrite (513f3d1): the write succeeds.
+Exits 0 when fixed, 1 ("verdict: DEFECT") when the defect is back.
+
     python3 tests/chaos/repro/demoted_writer_stuck.py   (loopback only, --no-mdns)
 """
 import json
@@ -46,6 +49,7 @@ def names(d: Device) -> list[str]:
 
 
 a, c = dev("a", 0), dev("c", 1)
+verdict = False
 try:
     a.start(peers("c"))
     c.start(peers("a"))
@@ -79,6 +83,9 @@ try:
     r = c.cli(["add", "login", "c3-after", "--folder", "F"], "pw\n")
     print("c, an Item Manager again, adds an item: exit", r.code, r.err.strip())
     print("expected: exit 0")
+    verdict = r.ok
 finally:
     for x in (a, c):
         x.stop()
+print("verdict:", "fixed" if verdict else "DEFECT")
+sys.exit(0 if verdict else 1)

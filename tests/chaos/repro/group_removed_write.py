@@ -6,6 +6,10 @@ not quarantined, not listed as endorsed — although the removal's cutoff
 with a direct `folder unshare` instead of `group remove` behaves: the
 write is voided (and kept only if another user built on it).
 
+Status: fixed by the replica rewrite (513f3d1): c's write is quarantined
+("written after the author's removal ... (beyond its cutoff)") on a and d.
+Exits 0 when fixed, 1 ("verdict: DEFECT") when the defect is back.
+
     python3 tests/chaos/repro/group_removed_write.py    (loopback only, --no-mdns)
 """
 import json
@@ -44,6 +48,7 @@ def names(d: Device) -> list[str]:
 
 
 a, c, d = dev("a", 0), dev("c", 1), dev("d", 2)
+verdict = False
 try:
     a.start(peers("c", "d"))
     c.start(peers("a", "d"))
@@ -76,11 +81,15 @@ try:
     a.start(peers("c", "d"))
     a.unlock()
     time.sleep(6)
+    verdict = True
     for x in (a, d):
         sp = next(s for s in x.sync_status()["spaces"] if s.get("name") == "F")
         print(x.name, names(x), "quarantined:", [(q["seq"], q["reason"]) for q in sp["quarantined"]],
               "endorsed:", len(sp.get("endorsed", [])))
+        verdict &= names(x) == ["before"] and any("cutoff" in q["reason"] for q in sp["quarantined"])
     print("expected: a and d list only ['before']; c's write quarantined (beyond the group removal's cutoff)")
 finally:
     for x in (a, c, d):
         x.stop()
+print("verdict:", "fixed" if verdict else "DEFECT")
+sys.exit(0 if verdict else 1)

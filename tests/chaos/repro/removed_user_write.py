@@ -6,6 +6,13 @@ quarantined ("no such user in the team roster"), so the removal takes
 nothing away in the folder. Expected: the write is quarantined (beyond
 the removal's cutoff) everywhere, and the folder key rotates.
 
+Status: the write is quarantined since the replica rewrite (513f3d1), but
+on main the removal still rotates no key: a's direct grant of c is judged
+after the concurrent roster removal ("no such user in the team roster")
+and the key wraps it carried vanish with it, so `rotation_due` stays false
+(crdt/src/state.rs, `State::apply`, MembershipOp::Grant). Fixed on branch
+`removal` (038ba20). Exits 0 when fixed, 1 ("verdict: DEFECT") otherwise.
+
     python3 tests/chaos/repro/removed_user_write.py     (loopback only, --no-mdns)
 """
 import json
@@ -54,6 +61,7 @@ def names(d: Device) -> list[str]:
 
 
 a, c, d = dev("a", 0), dev("c", 1), dev("d", 2)
+verdict = False
 try:
     a.start(peers("c", "d"))
     c.start(peers("a", "d"))
@@ -71,7 +79,9 @@ try:
             break
         time.sleep(0.2)
     d.stop()  # d is offline: it will not hear of the removal
-    print("user remove:", ok(a, ["user", "remove", "c@x.org", "--json"]).out.replace("\n", " "))
+    removal = ok(a, ["user", "remove", "c@x.org", "--json"]).out
+    print("user remove:", removal.replace("\n", " "))
+    rotated = json.loads(removal)["rotated"] == ["F"]
     time.sleep(1)
     print("c writes after its removal: exit", c.cli(["add", "login", "after-removal", "--folder", "F"], "pw\n").code)
     a.stop()  # d comes back next to c only, then meets a
@@ -85,10 +95,15 @@ try:
     d.start(peers("a", "c"))
     d.unlock()
     time.sleep(6)
+    verdict = rotated
     for x in (a, d):
         sp = next(s for s in x.sync_status()["spaces"] if s.get("name") == "F")
         print(x.name, names(x), "quarantined:", [(q["author"][:8], q["seq"], q["reason"]) for q in sp["quarantined"]])
-    print("expected: a and d list only ['before']; c's after-removal write quarantined beyond the removal's cutoff")
+        verdict &= names(x) == ["before"] and any("cutoff" in q["reason"] for q in sp["quarantined"])
+    print("expected: a and d list only ['before']; c's after-removal write quarantined beyond the removal's cutoff;"
+          " the removal rotated F's key")
 finally:
     for x in (a, c, d):
         x.stop()
+print("verdict:", "fixed" if verdict else "DEFECT")
+sys.exit(0 if verdict else 1)
