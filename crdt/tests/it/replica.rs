@@ -579,3 +579,34 @@ fn a_change_whose_header_names_other_deps_is_accepted_but_never_applied() {
         assert_holders_see(&mut w, ops, &names, &[env.id()]);
     }
 }
+
+/// Found by the test above: an open folder learned the incarnation its
+/// device writes as only when (re)opened. Once re-added, a device's first
+/// write failed ("added again since it was opened: run the command
+/// again"); and once a change of its own (the replay) was skipped, its
+/// next write took the actor and seq that change's header claims: an
+/// Equivocation, refused. Now the open folder keeps up as envelopes arrive:
+/// everyone writes at once, Bob as incarnation 2, and the replay stays
+/// accepted (skipped) rather than turned into a fork of his.
+#[test]
+fn a_device_writes_past_a_re_add_and_its_own_skipped_change_without_reopening() {
+    let (mut w, ops, mut forger) = re_added_bob();
+    let (_, replay, _) = replay_old_incarnation(&mut w, ops, &mut forger);
+    add(&mut w, 0, "Ops", "ada-after");
+    add(&mut w, 2, "Ops", "cyd-after");
+    add(&mut w, 1, "Ops", "bob-after");
+    w.settle();
+    let space = w.nodes[1].replica.space(&ops).unwrap();
+    let bob = w.nodes[1].id();
+    let last = space
+        .held()
+        .filter(|e| e.author() == bob && e.body().change.is_some())
+        .max_by_key(|e| e.seq())
+        .unwrap();
+    assert_eq!(last.body().change.as_ref().unwrap().incarnation, 2);
+    assert_eq!(space.outcome_of(&last.id()), Some(Outcome::Accepted));
+    w.admit(0, 3, &["it"]);
+    w.settle();
+    let names = ["ada-after", "bob-after", "bob-before", "cyd-after", "old"];
+    assert_holders_see(&mut w, ops, &names, &[replay.id()]);
+}
