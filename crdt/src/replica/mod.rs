@@ -558,10 +558,14 @@ impl Replica {
                 })
                 .cloned()
                 .collect();
+            let me = unlocked.keys.device_id();
             if fresh.is_empty() {
+                // Control ops only: a removal and re-add, say.
+                folder.keep_writer_current(space, &me);
                 return;
             }
             let touched = folder.apply(&fresh);
+            folder.keep_writer_current(space, &me);
             folder.refresh(&touched);
             if touched.len() > MAX_ITEM_EVENTS {
                 events.push(Event::FolderChanged { folder: id });

@@ -169,6 +169,19 @@ impl OpenFolder {
         }
     }
 
+    /// Keeps the incarnation this device writes as current while the
+    /// folder stays open: after a removal and re-add, or once a change of
+    /// its own was skipped (a stale or lying client's with its key), the
+    /// next change must not take an (actor, seq) that one already claims.
+    /// Never goes back.
+    pub fn keep_writer_current(&mut self, space: &Space, me: &crate::ids::DeviceId) {
+        let need = writing_incarnation(space, me, &self.skipped);
+        if need > self.incarnation {
+            self.incarnation = need;
+            self.doc.set_writer(*me, need);
+        }
+    }
+
     /// Records a change this device made (already in `doc`).
     pub fn record_own(&mut self, env: &Envelope, change: &[u8]) {
         if let Some(meta) = ChangeMeta::from_change(change) {

@@ -115,12 +115,6 @@ pub fn force_content(
     rng: &mut ChaCha20Rng,
 ) -> Envelope {
     let author = keys.device_id();
-    let mine = space
-        .held()
-        .filter(|e| e.author() == author && e.space() == space.id())
-        .max_by_key(|e| e.seq())
-        .cloned();
-    let seq = mine.as_ref().map_or(1, |e| e.seq() + 1);
     // The header an honest client would write (a stale incarnation too).
     let change_header = space.change_header(keys, change).unwrap_or_else(|_| {
         let meta = ChangeMeta::from_change(change).unwrap();
@@ -130,6 +124,27 @@ pub fn force_content(
             deps: Vec::new(),
         }
     });
+    force_content_as(space, keys, key, epoch, change, change_header, rng)
+}
+
+/// Like [`force_content`], with whatever plaintext header the caller
+/// chooses (a lying client's): signed and ingested, acceptance reads only it.
+pub fn force_content_as(
+    space: &mut Space,
+    keys: &DeviceKeys,
+    key: &FolderKey,
+    epoch: EnvelopeId,
+    change: &[u8],
+    change_header: ChangeHeader,
+    rng: &mut ChaCha20Rng,
+) -> Envelope {
+    let author = keys.device_id();
+    let mine = space
+        .held()
+        .filter(|e| e.author() == author && e.space() == space.id())
+        .max_by_key(|e| e.seq())
+        .cloned();
+    let seq = mine.as_ref().map_or(1, |e| e.seq() + 1);
     let aad = EnvelopeBody::payload_aad(&space.id(), &author, seq, Kind::Content);
     let env = Envelope::sign(
         EnvelopeBody {

@@ -1,12 +1,16 @@
 //! Whole replicas (issue 11): the two defects of the daemon's own replica,
 //! shown fixed on the one the daemon now runs, for every removal path.
 
+use std::collections::BTreeMap;
+
 use coffer_crdt::folder::{ItemEdit, ItemType};
 use coffer_crdt::ops::{Principal, Role};
-use coffer_crdt::replica::{GroupChange, ItemQuery, NewItemSpec, ShareChange, SyncMessage};
-use coffer_crdt::ReplicaError;
+use coffer_crdt::replica::{GroupChange, ItemQuery, NewItemSpec, ShareChange, Skip, SyncMessage};
+use coffer_crdt::{
+    ChangeHeader, ChangeMeta, EnvelopeId, ItemId, Outcome, ReplicaError, Space, SpaceId,
+};
 
-use crate::harness::rng;
+use crate::harness::{doc_as, force_content_as, rng};
 use crate::net::World;
 
 fn add(w: &mut World, i: usize, folder: &str, name: &str) {
@@ -428,4 +432,297 @@ fn a_folder_sent_while_dropped_is_asked_for_again() {
     w.settle();
     assert!(w.nodes[1].replica.space(&ops).is_some(), "Bob holds Ops");
     assert_eq!(w.nodes[1].names("Ops"), ["new", "old"]);
+}
+
+/// Issue 20, item 7: Ops after Bob (node 1) wrote "bob-before" as
+/// incarnation 0 and was removed from it and re-added (Ops unshared from
+/// group "it" and shared again), so that every replica holds him to
+/// incarnation 1. Returns Ops and a copy of Bob's space to forge from (what
+/// a stale or malicious client of his device holds).
+fn re_added_bob() -> (World, SpaceId, Space) {
+    let mut w = team();
+    add(&mut w, 1, "Ops", "bob-before");
+    w.settle();
+    for change in [ShareChange::Unshare, ShareChange::Share(Role::Editor)] {
+        w.nodes[0]
+            .replica
+            .folder_share("Ops", Principal::Group("it".into()), change, &mut w.rng)
+            .unwrap();
+        w.nodes[0].drain();
+        w.settle();
+    }
+    let ops = w.nodes[0].replica.resolve_folder(Some("Ops")).unwrap();
+    let bob = w.nodes[1].id();
+    for n in &w.nodes[..3] {
+        assert_eq!(n.replica.space(&ops).unwrap().incarnation(&bob), 1);
+    }
+    assert_eq!(w.nodes[1].names("Ops"), ["bob-before", "old"]);
+    let forger = w.nodes[1].replica.space(&ops).unwrap().clone();
+    (w, ops, forger)
+}
+
+/// A note added to a document rebuilt from `forger`'s accepted content,
+/// written as Bob's `incarnation`.
+fn bob_note(w: &World, forger: &Space, incarnation: u32, name: &str, n: u8) -> Vec<u8> {
+    let mut doc = doc_as(forger, &w.nodes[1].keys, incarnation);
+    doc.add_item(
+        ItemId([n; 16]),
+        ItemType::Note,
+        name,
+        &ItemEdit::default(),
+        30,
+    )
+    .unwrap()
+}
+
+/// Bob's device signs `change` as its next envelope of Ops under the header
+/// it chooses and hands it to Ada; everyone syncs.
+fn forge(
+    w: &mut World,
+    ops: SpaceId,
+    forger: &mut Space,
+    change: &[u8],
+    header: ChangeHeader,
+) -> coffer_crdt::Envelope {
+    let keys = w.nodes[1].keys.clone();
+    let key = forger.folder_key(&keys).unwrap();
+    let epoch = forger.current_epoch().unwrap();
+    let env = force_content_as(forger, &keys, &key, epoch, change, header, &mut w.rng);
+    let msg = SyncMessage::Envelopes {
+        space: ops,
+        envelopes: vec![env.bytes().to_vec()],
+    };
+    assert!(w.inject(1, 0, msg));
+    w.settle();
+    env
+}
+
+/// The replayed change of an old incarnation under a header claiming the
+/// current one (see the test below), with the stale client's envelope of
+/// it under its honest header; both delivered.
+fn replay_old_incarnation(
+    w: &mut World,
+    ops: SpaceId,
+    forger: &mut Space,
+) -> (coffer_crdt::Envelope, coffer_crdt::Envelope, Vec<u8>) {
+    let keys = w.nodes[1].keys.clone();
+    let stale_change = bob_note(w, forger, 0, "replayed", 1);
+    let meta = ChangeMeta::from_change(&stale_change).unwrap();
+    assert_eq!(meta.incarnation(&keys.device_id()), Some(0));
+    // The deps the change really has (as envelopes): those of an honest
+    // change on the same document.
+    let probe = bob_note(w, forger, 1, "probe", 2);
+    let deps = forger.change_header(&keys, &probe).unwrap().deps;
+    assert!(!deps.is_empty());
+    // The stale client's honest header: quarantined.
+    let honest = ChangeHeader {
+        incarnation: 0,
+        seq: meta.seq,
+        deps: deps.clone(),
+    };
+    let stale = forge(w, ops, forger, &stale_change, honest);
+    // The same change again, its header claiming the current incarnation.
+    let lying = ChangeHeader {
+        incarnation: 1,
+        seq: 1,
+        deps,
+    };
+    let replay = forge(w, ops, forger, &stale_change, lying);
+    (stale, replay, stale_change)
+}
+
+/// The nodes holding Ops' key.
+const HOLDERS: [usize; 4] = [0, 1, 2, 3];
+
+/// Every key holder's replica (Bob's own too; Dan, who joined after the
+/// forgery, opened the folder from scratch) shows exactly `names` and
+/// lists exactly `skipped` as not applied — unlocked, after lock/unlock
+/// and after a restart from what it persisted — and all agree byte for byte.
+fn assert_holders_see(w: &mut World, ops: SpaceId, names: &[&str], skipped: &[EnvelopeId]) {
+    let want: BTreeMap<EnvelopeId, Skip> = skipped
+        .iter()
+        .map(|id| (*id, Skip::HeaderMismatch))
+        .collect();
+    for i in HOLDERS {
+        for when in ["unlocked", "after unlock", "after restart"] {
+            match when {
+                "after unlock" => {
+                    w.nodes[i]
+                        .replica
+                        .lock(coffer_crdt::replica::LockReason::Request);
+                    let keys = w.nodes[i].keys.clone();
+                    w.nodes[i].replica.unlock(keys, &mut w.rng).unwrap();
+                    w.nodes[i].drain();
+                }
+                "after restart" => {
+                    w.drop_node(i);
+                    let mut rng = rng(8);
+                    w.nodes[i].restart(&mut rng);
+                }
+                _ => {}
+            }
+            assert_eq!(w.nodes[i].names("Ops"), names, "node {i} {when}");
+            assert_eq!(
+                w.nodes[i].replica.unreadable(&ops),
+                Some(&want),
+                "node {i} {when}"
+            );
+            let space = w.nodes[i].replica.space(&ops).unwrap();
+            for id in skipped {
+                assert_eq!(
+                    space.outcome_of(id),
+                    Some(Outcome::Accepted),
+                    "node {i} {when}"
+                );
+            }
+        }
+    }
+    w.settle();
+    let digests: Vec<_> = HOLDERS
+        .iter()
+        .map(|&i| {
+            w.nodes[i]
+                .replica
+                .digests()
+                .into_iter()
+                .find(|d| d.space == ops)
+                .map(|d| (d.accepted, d.items))
+        })
+        .collect();
+    assert!(digests.iter().all(|d| d.is_some() && *d == digests[0]));
+}
+
+/// Acceptance reads headers alone: a peer holding no key (a relay, a
+/// locked daemon) fed what Ada holds accepts `id` too.
+fn accepted_from_headers(w: &World, ops: SpaceId, id: &EnvelopeId) -> bool {
+    let space = w.nodes[0].replica.space(&ops).unwrap();
+    let mut relay = Space::new_in_team(ops, space.team());
+    relay.ingest_batch(space.held().cloned().collect());
+    assert_eq!(relay.digest(), space.digest());
+    relay.is_accepted(id)
+}
+
+/// Issue 20, item 7 (header/payload mismatch): Bob, removed from Ops and
+/// re-added (incarnation 1), replays the change his stale client wrote with
+/// his old actor — quarantined as `StaleIncarnation` under its honest
+/// header — in a new envelope whose plaintext header claims incarnation 1.
+/// Acceptance, reading only headers, accepts it; every key holder finds
+/// the payload's actor is not the header's, skips it (`HeaderMismatch`,
+/// the same everywhere, so documents stay identical) and never shows the
+/// item; honest items, before and after, stay readable.
+#[test]
+fn a_change_of_an_old_incarnation_under_a_new_header_is_accepted_but_never_applied() {
+    let (mut w, ops, mut forger) = re_added_bob();
+    let (stale, replay, stale_change) = replay_old_incarnation(&mut w, ops, &mut forger);
+    for i in 0..3 {
+        let space = w.nodes[i].replica.space(&ops).unwrap();
+        assert_eq!(
+            space.outcome_of(&stale.id()),
+            Some(Outcome::Quarantined(
+                coffer_crdt::Reason::StaleIncarnation { got: 0, need: 1 }
+            )),
+            "node {i}"
+        );
+        // (a) The header alone passes the acceptance rule.
+        assert!(space.is_accepted(&replay.id()), "node {i}");
+        assert!(!space.binding_matches(&replay, &stale_change), "node {i}");
+    }
+    assert!(accepted_from_headers(&w, ops, &replay.id()));
+    // Dan joins the team and Ops afterwards.
+    w.admit(0, 3, &["it"]);
+    w.settle();
+    // (b) Nobody shows the replayed item, everyone lists it as skipped;
+    // (c) the honest items read.
+    assert_holders_see(&mut w, ops, &["bob-before", "old"], &[replay.id()]);
+    // Honest writes after it, Bob's own too.
+    add(&mut w, 0, "Ops", "ada-after");
+    add(&mut w, 1, "Ops", "bob-after");
+    w.settle();
+    let names = ["ada-after", "bob-after", "bob-before", "old"];
+    assert_holders_see(&mut w, ops, &names, &[replay.id()]);
+}
+
+/// How a lying header states the deps of Bob's (otherwise honest) change.
+#[derive(Clone, Copy, Debug)]
+enum LyingDeps {
+    /// None at all: the change claims to be concurrent with everything.
+    Dropped,
+    /// Its real deps and an older envelope it does not build on (a vouch).
+    Extra,
+    /// An older envelope instead of its real deps.
+    Swapped,
+}
+
+/// Issue 20, item 7, the deps: Bob (incarnation 1, his current actor)
+/// signs a change whose header names other deps than the change has.
+/// Acceptance accepts it from the header; every key holder maps the
+/// change's Automerge deps to envelopes, finds them different, skips it
+/// (`HeaderMismatch`) and never shows the item; honest items stay readable.
+#[test]
+fn a_change_whose_header_names_other_deps_is_accepted_but_never_applied() {
+    for how in [LyingDeps::Dropped, LyingDeps::Extra, LyingDeps::Swapped] {
+        let (mut w, ops, mut forger) = re_added_bob();
+        let keys = w.nodes[1].keys.clone();
+        let change = bob_note(&w, &forger, 1, "lying deps", 3);
+        let honest = forger.change_header(&keys, &change).unwrap();
+        assert_eq!((honest.incarnation, honest.seq), (1, 1), "{how:?}");
+        let other = forger
+            .accepted_content()
+            .map(|e| e.id())
+            .find(|id| !honest.deps.contains(id))
+            .expect("an older envelope the change does not cite");
+        let mut deps = match how {
+            LyingDeps::Dropped => vec![],
+            LyingDeps::Extra => [honest.deps.clone(), vec![other]].concat(),
+            LyingDeps::Swapped => vec![other],
+        };
+        deps.sort();
+        assert_ne!(deps, honest.deps);
+        let lying = ChangeHeader { deps, ..honest };
+        let env = forge(&mut w, ops, &mut forger, &change, lying);
+        for i in 0..3 {
+            let space = w.nodes[i].replica.space(&ops).unwrap();
+            assert!(space.is_accepted(&env.id()), "{how:?} node {i}");
+        }
+        assert!(accepted_from_headers(&w, ops, &env.id()), "{how:?}");
+        w.admit(0, 3, &["it"]);
+        w.settle();
+        assert_holders_see(&mut w, ops, &["bob-before", "old"], &[env.id()]);
+        add(&mut w, 2, "Ops", "cyd-after");
+        add(&mut w, 1, "Ops", "bob-after");
+        w.settle();
+        let names = ["bob-after", "bob-before", "cyd-after", "old"];
+        assert_holders_see(&mut w, ops, &names, &[env.id()]);
+    }
+}
+
+/// Found by the test above: an open folder learned the incarnation its
+/// device writes as only when (re)opened. Once re-added, a device's first
+/// write failed ("added again since it was opened: run the command
+/// again"); and once a change of its own (the replay) was skipped, its
+/// next write took the actor and seq that change's header claims: an
+/// Equivocation, refused. Now the open folder keeps up as envelopes arrive:
+/// everyone writes at once, Bob as incarnation 2, and the replay stays
+/// accepted (skipped) rather than turned into a fork of his.
+#[test]
+fn a_device_writes_past_a_re_add_and_its_own_skipped_change_without_reopening() {
+    let (mut w, ops, mut forger) = re_added_bob();
+    let (_, replay, _) = replay_old_incarnation(&mut w, ops, &mut forger);
+    add(&mut w, 0, "Ops", "ada-after");
+    add(&mut w, 2, "Ops", "cyd-after");
+    add(&mut w, 1, "Ops", "bob-after");
+    w.settle();
+    let space = w.nodes[1].replica.space(&ops).unwrap();
+    let bob = w.nodes[1].id();
+    let last = space
+        .held()
+        .filter(|e| e.author() == bob && e.body().change.is_some())
+        .max_by_key(|e| e.seq())
+        .unwrap();
+    assert_eq!(last.body().change.as_ref().unwrap().incarnation, 2);
+    assert_eq!(space.outcome_of(&last.id()), Some(Outcome::Accepted));
+    w.admit(0, 3, &["it"]);
+    w.settle();
+    let names = ["ada-after", "bob-after", "bob-before", "cyd-after", "old"];
+    assert_holders_see(&mut w, ops, &names, &[replay.id()]);
 }
