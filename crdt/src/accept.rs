@@ -1086,6 +1086,11 @@ impl<'a> Engine<'a> {
             {
                 Err(why.clone())
             } else if let Some(by) = voids.get(&next) {
+                // A voided rotation takes no effect, but its key stays an
+                // epoch: honest writers who saw it wrote under it.
+                if let Some(op) = &node.op {
+                    state.keep_voided_epoch(&self.info(next, false), op);
+                }
                 Err(Reason::Voided { by: *by })
             } else {
                 let op = node.op.as_ref().expect("ops without a bad reason decoded");

@@ -335,6 +335,34 @@ impl State {
             .collect()
     }
 
+    /// A rotation a standing removal voided (its author lost the right
+    /// before it, by the removal's cutoff): it changes nothing — not the
+    /// current epoch — but its key remains an epoch, so what members wrote
+    /// under it before they heard of the removal stays valid and readable
+    /// (and the next rotation chains it). The removed author knew that key
+    /// already; a member left, so a rotation is due anyway.
+    pub fn keep_voided_epoch(&mut self, info: &OpInfo, op: &ControlOp) {
+        let ControlOp::Membership(MembershipOp::Rotate { wraps, chain, .. }) = op else {
+            return;
+        };
+        if self.folder.epochs.contains_key(&info.id)
+            || chain
+                .iter()
+                .any(|l| !self.folder.epochs.contains_key(&l.epoch))
+        {
+            return;
+        }
+        let number = self.folder.epochs.len() as u32;
+        self.folder.epochs.insert(
+            info.id,
+            Epoch {
+                number,
+                wraps: wraps.iter().map(|w| (w.device, w.sealed.clone())).collect(),
+                chain: chain.clone(),
+            },
+        );
+    }
+
     /// Earlier epochs a member device cannot reach — no wrap of its own,
     /// and no key chain to them from an epoch it holds (two concurrent
     /// rotations each chain the past, not each other) — with the devices
@@ -969,5 +997,69 @@ impl State {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod voided_epoch_tests {
+    use super::*;
+    use crate::ops::{ChainLink, KeyWrap};
+
+    fn info(id: u8) -> OpInfo {
+        OpInfo {
+            id: EnvelopeId([id; 32]),
+            author: DeviceId([9; 32]),
+            seq: 3,
+            space: SpaceId([1; 32]),
+            home: SpaceId([1; 32]),
+            team: None,
+            strict: false,
+        }
+    }
+
+    /// A voided rotation leaves the current epoch alone but stays an epoch
+    /// (found by the chaos suite: an admin's write under a rotation its
+    /// author's revocation later voided was lost everywhere;
+    /// tests/chaos/repro/voided_rotation_write.py).
+    #[test]
+    fn a_voided_rotation_keeps_its_key_as_an_epoch_but_not_current() {
+        let mut s = State::default();
+        let genesis = EnvelopeId([2; 32]);
+        s.folder.epochs.insert(
+            genesis,
+            Epoch {
+                number: 0,
+                wraps: OrdMap::new(),
+                chain: Vec::new(),
+            },
+        );
+        s.folder.current_epoch = Some(genesis);
+        let rotate = |chain_to: EnvelopeId| {
+            ControlOp::Membership(MembershipOp::Rotate {
+                wraps: vec![KeyWrap {
+                    device: DeviceId([4; 32]),
+                    sealed: vec![1, 2, 3],
+                }],
+                chain: vec![ChainLink {
+                    epoch: chain_to,
+                    sealed: vec![5],
+                }],
+                cutoffs: Vec::new(),
+            })
+        };
+        s.keep_voided_epoch(&info(7), &rotate(genesis));
+        let kept = &s.folder.epochs[&EnvelopeId([7; 32])];
+        assert_eq!(kept.number, 1);
+        assert_eq!(kept.wraps.len(), 1);
+        assert_eq!(s.folder.current_epoch, Some(genesis));
+        // A chain to an unknown epoch keeps nothing; other ops are ignored.
+        s.keep_voided_epoch(&info(8), &rotate(EnvelopeId([99; 32])));
+        s.keep_voided_epoch(
+            &info(9),
+            &ControlOp::Membership(MembershipOp::BindTeam {
+                team: SpaceId([3; 32]),
+            }),
+        );
+        assert_eq!(s.folder.epochs.len(), 2);
     }
 }
