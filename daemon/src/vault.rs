@@ -29,6 +29,8 @@ use crate::store::{Store, StoreError};
 
 pub mod actor;
 pub mod enrol;
+#[cfg(test)]
+mod reload_tests;
 
 const KV_KEYSTORE: &str = "keystore";
 const KV_DEVICE_KEYS: &str = "device_keys";
@@ -139,6 +141,8 @@ pub struct Vault {
     replica: Option<Replica>,
     /// Effects for the actor, in the order they happened.
     outputs: Vec<Output>,
+    /// The replica was rebuilt from the store (after a failed write).
+    reloaded: bool,
 }
 
 impl Vault {
@@ -152,6 +156,7 @@ impl Vault {
             kdf,
             replica: None,
             outputs: Vec::new(),
+            reloaded: false,
         };
         vault.replica = vault.load_replica()?;
         info!(
@@ -211,23 +216,16 @@ impl Vault {
         let Some(replica) = self.replica.as_mut() else {
             return Ok(());
         };
-        let mut persists = Vec::new();
-        while let Some(effect) = replica.poll_effect() {
-            match effect {
-                Effect::Persist(p) => persists.push(p),
-                Effect::Event(e) => self.outputs.push(Output::Event(e)),
-                Effect::AllowedPeers(a) => self.outputs.push(Output::AllowedPeers(a)),
-                Effect::Transmit(d) => self.outputs.push(Output::Transmit(d)),
+        let (persists, outputs) = drain(replica);
+        if !persists.is_empty() {
+            if let Err(e) = self.write(&persists) {
+                // What the outputs describe was rolled back with it.
+                warn!(error = %e, "a write failed; reloading the replica from the store");
+                self.reload();
+                return Err(e);
             }
         }
-        if persists.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.write(&persists) {
-            warn!(error = %e, "a write failed; reloading the replica from the store");
-            self.reload();
-            return Err(e);
-        }
+        self.outputs.extend(outputs);
         Ok(())
     }
 
@@ -253,30 +251,67 @@ impl Vault {
         Ok(())
     }
 
-    /// Rebuilds the replica from the store, unlocked again if it was.
+    /// Rebuilds the replica from the store, unlocked again if it was. The
+    /// unlock's own writes (key upkeep) are stored at once; if that fails
+    /// too, the replica stays locked as the disk has it, so nothing in
+    /// memory is ahead of disk. A store that cannot be read leaves no
+    /// replica at all (every command then fails) rather than a stale one.
     fn reload(&mut self) {
         let keys = self
             .replica
             .as_ref()
             .and_then(|r| r.keys_for_reload().cloned());
-        match self.load_replica() {
-            Ok(Some(mut replica)) => {
-                if let Some(keys) = keys {
-                    if let Err(e) = replica.unlock(keys, &mut rand::rngs::OsRng) {
-                        warn!(error = %e, "cannot unlock the reloaded replica");
-                    }
-                    // Upkeep writes are retried at the next command.
-                    while let Some(effect) = replica.poll_effect() {
-                        if let Effect::Event(e) = effect {
-                            self.outputs.push(Output::Event(e));
-                        }
-                    }
-                }
-                self.replica = Some(replica);
+        self.reloaded = true;
+        let mut replica = match self.load_replica() {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                self.replica = None;
+                return;
             }
-            Ok(None) => self.replica = None,
-            Err(e) => warn!(error = %e, "cannot reload the replica"),
+            Err(e) => {
+                warn!(error = %e, "cannot reload the replica: the vault is unavailable");
+                self.replica = None;
+                return;
+            }
+        };
+        let was_unlocked = keys.is_some();
+        if let Some(keys) = keys {
+            let mut unlocked = replica;
+            match unlocked.unlock(keys, &mut rand::rngs::OsRng) {
+                Ok(()) => {
+                    let (persists, outputs) = drain(&mut unlocked);
+                    if persists.is_empty() || self.write(&persists).is_ok() {
+                        self.outputs.extend(outputs);
+                        self.replica = Some(unlocked);
+                        return;
+                    }
+                    warn!("the disk refuses writes: the vault stays locked");
+                }
+                Err(e) => warn!(error = %e, "cannot unlock the reloaded replica"),
+            }
+            replica = match self.load_replica() {
+                Ok(Some(r)) => r,
+                _ => {
+                    self.replica = None;
+                    return;
+                }
+            };
         }
+        let (_, outputs) = drain(&mut replica);
+        self.outputs.extend(outputs);
+        if was_unlocked {
+            self.outputs.push(Output::Event(Event::LockChanged {
+                locked: true,
+                reason: LockReason::Request,
+            }));
+        }
+        self.replica = Some(replica);
+    }
+
+    /// Whether the replica was rebuilt since the last call (its peers must
+    /// be told again who is connected).
+    pub fn take_reloaded(&mut self) -> bool {
+        std::mem::take(&mut self.reloaded)
     }
 
     /// Effects for the actor to route, in order.
@@ -331,16 +366,7 @@ impl Vault {
         );
         let json = |v: &dyn erased::Json| v.to_json();
         let identity = replica.identity().clone();
-        let mut persists = Vec::new();
-        let mut outputs = Vec::new();
-        while let Some(effect) = replica.poll_effect() {
-            match effect {
-                Effect::Persist(p) => persists.push(p),
-                Effect::Event(e) => outputs.push(Output::Event(e)),
-                Effect::AllowedPeers(a) => outputs.push(Output::AllowedPeers(a)),
-                Effect::Transmit(d) => outputs.push(Output::Transmit(d)),
-            }
-        }
+        let (persists, outputs) = drain(&mut replica);
         let batches: Vec<_> = persists
             .iter()
             .filter_map(|p| match p {
@@ -573,6 +599,21 @@ impl Vault {
             .filter_map(|b| Envelope::decode(b).ok())
             .collect())
     }
+}
+
+/// The replica's queued effects: what to persist, and the rest for the actor.
+fn drain(replica: &mut Replica) -> (Vec<Persist>, Vec<Output>) {
+    let mut persists = Vec::new();
+    let mut outputs = Vec::new();
+    while let Some(effect) = replica.poll_effect() {
+        match effect {
+            Effect::Persist(p) => persists.push(p),
+            Effect::Event(e) => outputs.push(Output::Event(e)),
+            Effect::AllowedPeers(a) => outputs.push(Output::AllowedPeers(a)),
+            Effect::Transmit(d) => outputs.push(Output::Transmit(d)),
+        }
+    }
+    (persists, outputs)
 }
 
 /// A new transport key's seed.

@@ -277,6 +277,16 @@ impl Actor {
     }
 
     fn route(&mut self) {
+        if self.vault.take_reloaded() {
+            // A rebuilt replica knows no connected peer: tell it again.
+            let peers: Vec<DeviceId> = self.sessions.keys().copied().collect();
+            if let Ok(r) = self.vault.replica_mut() {
+                for peer in peers {
+                    r.peer_connected(peer);
+                }
+            }
+            self.settle();
+        }
         for output in self.vault.take_outputs() {
             match output {
                 Output::Transmit(peer) => {
