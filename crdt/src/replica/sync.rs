@@ -744,17 +744,37 @@ impl Replica {
         space.ingest_batch(all);
         let me = self.identity.device;
         let my_user = self.my_user();
+        // A grant names this device if it names the device, its user, or a
+        // group its user is in (by the roster as held).
+        let my_groups: Vec<String> = match (self.team_state(), my_user.as_ref()) {
+            (Some(t), Some(u)) => t
+                .team
+                .groups
+                .iter()
+                .filter(|(_, members)| members.contains(u))
+                .map(|(g, _)| g.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
         let named = |p: &Principal| match p {
             Principal::Device(d) => *d == me,
             Principal::User(u) => Some(u) == my_user.as_ref(),
-            Principal::Group(_) => true,
+            Principal::Group(g) => my_groups.contains(g),
+        };
+        // A grant still waiting for its context counts only from a device
+        // this one knows (a live device of its team, or a paired one): a
+        // throwaway key cannot plant folders with grants it never completes.
+        let known_author = |d: &DeviceId| {
+            self.team_state().is_some_and(|t| t.is_live_team_device(d))
+                || self.trusted.iter().any(|t| &t.device == d)
         };
         let waiting_grant = space.pending().iter().any(|p| {
             space.get(p).is_some_and(|e| {
-                matches!(
-                    ControlOp::decode(e.kind(), &e.body().payload),
-                    Ok(ControlOp::Membership(MembershipOp::Grant { principal, .. })) if named(&principal)
-                )
+                known_author(&e.author())
+                    && matches!(
+                        ControlOp::decode(e.kind(), &e.body().payload),
+                        Ok(ControlOp::Membership(MembershipOp::Grant { principal, .. })) if named(&principal)
+                    )
             })
         });
         let member = space.role_of(&me).is_some() || waiting_grant;

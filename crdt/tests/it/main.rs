@@ -3,6 +3,7 @@
 
 mod attacks;
 mod harness;
+mod hostile_peers;
 mod net;
 mod replica;
 mod scenarios;
