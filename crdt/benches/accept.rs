@@ -197,7 +197,10 @@ fn roster(ops: usize) -> (Space, DeviceKeys, DeviceKeys) {
     let id = space.id();
     // The admin's second laptop, for concurrent ops.
     space
-        .roster_op(&admin, RosterOp::add_device(&id, user(0), &second, [3; 32]))
+        .roster_op(
+            &admin,
+            RosterOp::add_device(&id, user(0), &second, &[3; 32]),
+        )
         .unwrap();
     let mut i = 1;
     while space.held().count() < ops {
@@ -206,7 +209,10 @@ fn roster(ops: usize) -> (Space, DeviceKeys, DeviceKeys) {
             .roster_op(&admin, RosterOp::AddUser { user: user(i) })
             .unwrap();
         space
-            .roster_op(&admin, RosterOp::add_device(&id, user(i), &device, [2; 32]))
+            .roster_op(
+                &admin,
+                RosterOp::add_device(&id, user(i), &device, &[2; 32]),
+            )
             .unwrap();
         space
             .roster_op(

@@ -109,6 +109,14 @@ pub fn ed25519_public(seed: &[u8; 32]) -> [u8; 32] {
         .to_bytes()
 }
 
+/// Signs `message` with the Ed25519 key of a 32-byte seed (a transport key).
+pub fn sign_with_seed(seed: &[u8; 32], message: &[u8]) -> [u8; 64] {
+    use ed25519_dalek::Signer;
+    ed25519_dalek::SigningKey::from_bytes(seed)
+        .sign(message)
+        .to_bytes()
+}
+
 pub fn verify(device: &DeviceId, message: &[u8], signature: &[u8; 64]) -> bool {
     let Ok(key) = VerifyingKey::from_bytes(&device.0) else {
         return false;

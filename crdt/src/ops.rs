@@ -201,7 +201,10 @@ pub enum RosterOp {
     },
     /// Adds a device to a user (by an admin, or by one of the user's own
     /// devices for its first few). `proof` is the new device's signature
-    /// over the team, the user and both keys ([`device_proof_message`]).
+    /// over the team, the user and both keys ([`device_proof_message`]);
+    /// `transport_proof` the transport key's over the team, the user, the
+    /// device and its exchange key ([`transport_proof_message`]), so nobody
+    /// binds a transport key they do not hold (another device's) to theirs.
     AddDevice {
         user: UserId,
         device: DeviceId,
@@ -209,6 +212,8 @@ pub enum RosterOp {
         transport: [u8; 32],
         #[serde(with = "serde_bytes")]
         proof: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        transport_proof: Vec<u8>,
     },
     RevokeDevice {
         device: DeviceId,
@@ -247,18 +252,25 @@ impl RosterOp {
         team: &SpaceId,
         user: UserId,
         device: &crate::crypto::DeviceKeys,
-        transport: [u8; 32],
+        transport_seed: &[u8; 32],
     ) -> RosterOp {
         let exchange = device.exchange_public();
+        let transport = crate::crypto::ed25519_public(transport_seed);
         let proof = device
             .sign(&device_proof_message(team, &user, &exchange, &transport))
             .to_vec();
+        let transport_proof = crate::crypto::sign_with_seed(
+            transport_seed,
+            &transport_proof_message(team, &user, &device.device_id(), &exchange),
+        )
+        .to_vec();
         RosterOp::AddDevice {
             user,
             device: device.device_id(),
             exchange,
             transport,
             proof,
+            transport_proof,
         }
     }
 }
@@ -277,6 +289,23 @@ pub fn device_proof_message(
     m.extend_from_slice(user.0.as_bytes());
     m.extend_from_slice(exchange);
     m.extend_from_slice(transport);
+    m
+}
+
+/// What a transport key signs to prove it is that device's, for that
+/// user of that team.
+pub fn transport_proof_message(
+    team: &SpaceId,
+    user: &UserId,
+    device: &DeviceId,
+    exchange: &[u8; 32],
+) -> Vec<u8> {
+    let mut m = b"coffer/transport-proof/v1\0".to_vec();
+    m.extend_from_slice(&team.0);
+    m.extend_from_slice(&(user.0.len() as u32).to_be_bytes());
+    m.extend_from_slice(user.0.as_bytes());
+    m.extend_from_slice(&device.0);
+    m.extend_from_slice(exchange);
     m
 }
 
@@ -393,7 +422,12 @@ impl ControlOp {
             },
             ControlOp::Roster(op) => match op {
                 RosterOp::Found { name, founder, .. } => name_ok(name) && user_ok(founder),
-                RosterOp::AddDevice { user, proof, .. } => user_ok(user) && proof.len() == 64,
+                RosterOp::AddDevice {
+                    user,
+                    proof,
+                    transport_proof,
+                    ..
+                } => user_ok(user) && proof.len() == 64 && transport_proof.len() == 64,
                 RosterOp::AddUser { user }
                 | RosterOp::AddAdmin { user }
                 | RosterOp::HandOver { to: user } => user_ok(user),

@@ -21,8 +21,8 @@ use serde::Serialize;
 use crate::crypto;
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 use crate::ops::{
-    device_proof_message, ChainLink, ControlOp, KeyWrap, MembershipOp, Principal, Role, RosterOp,
-    UserId,
+    device_proof_message, transport_proof_message, ChainLink, ControlOp, KeyWrap, MembershipOp,
+    Principal, Role, RosterOp, UserId,
 };
 use crate::space::space_id_for;
 
@@ -860,6 +860,7 @@ impl State {
                 exchange,
                 transport,
                 proof,
+                transport_proof,
             } => {
                 let by_admin = admin.is_some();
                 if *user != author_user {
@@ -873,6 +874,11 @@ impl State {
                     let proof: Option<[u8; 64]> = proof.as_slice().try_into().ok();
                     if !proof.is_some_and(|p| crypto::verify(device, &message, &p)) {
                         return deny("the device did not prove it holds its keys");
+                    }
+                    let message = transport_proof_message(&info.space, user, device, exchange);
+                    let proof: Option<[u8; 64]> = transport_proof.as_slice().try_into().ok();
+                    if !proof.is_some_and(|p| crypto::verify(&DeviceId(*transport), &message, &p)) {
+                        return deny("the transport key is not proven to be this device's");
                     }
                 }
                 match self.team.devices.get(device) {

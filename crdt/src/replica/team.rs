@@ -83,6 +83,8 @@ pub struct Joiner {
     pub transport: [u8; 32],
     /// The device's signature over its roster entry.
     pub proof: Vec<u8>,
+    /// The transport key's signature binding it to the device.
+    pub transport_proof: Vec<u8>,
 }
 
 fn user_id(email: &str) -> Result<UserId, ReplicaError> {
@@ -715,6 +717,7 @@ impl Replica {
             exchange: joiner.exchange,
             transport: joiner.transport,
             proof: joiner.proof.clone(),
+            transport_proof: joiner.transport_proof.clone(),
         });
         for group in groups {
             let group = group.trim().to_string();

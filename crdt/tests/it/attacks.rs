@@ -118,7 +118,7 @@ fn an_ex_founder_cannot_take_the_team_back_with_a_fork() {
         roster
             .roster_op(
                 &old,
-                RosterOp::add_device(&team, u(user), keys, transport_of(keys)),
+                RosterOp::add_device(&team, u(user), keys, &transport_seed_of(keys)),
             )
             .unwrap();
     }
@@ -325,7 +325,7 @@ fn team(seed: u64, editors: usize, members: usize) -> Team {
         roster
             .roster_op(
                 &keys[0],
-                RosterOp::add_device(&id, u(i), k, transport_of(k)),
+                RosterOp::add_device(&id, u(i), k, &transport_seed_of(k)),
             )
             .unwrap();
         let group = if i <= editors { "it" } else { "ro" };
@@ -517,7 +517,7 @@ fn a_user_cannot_add_devices_to_itself_without_limit() {
     let mut added = Vec::new();
     loop {
         let k = DeviceKeys::generate(&mut t.rng);
-        let op = RosterOp::add_device(&id, u(me), &k, transport_of(&k));
+        let op = RosterOp::add_device(&id, u(me), &k, &transport_seed_of(&k));
         match t.roster.roster_op(&t.keys[me], op.clone()) {
             Ok(_) => added.push(k),
             Err(SpaceError::Refused(why)) => {
@@ -545,7 +545,7 @@ fn a_user_cannot_add_devices_to_itself_without_limit() {
         t.roster
             .roster_op(
                 &t.keys[0],
-                RosterOp::add_device(&id, u(me), &k, transport_of(&k)),
+                RosterOp::add_device(&id, u(me), &k, &transport_seed_of(&k)),
             )
             .unwrap();
     }
@@ -554,12 +554,12 @@ fn a_user_cannot_add_devices_to_itself_without_limit() {
         .roster
         .roster_op(
             &t.keys[0],
-            RosterOp::add_device(&id, u(me), &k, transport_of(&k))
+            RosterOp::add_device(&id, u(me), &k, &transport_seed_of(&k))
         )
         .is_err());
     // A device proof must come from the device itself.
     let stranger = DeviceKeys::generate(&mut t.rng);
-    let mut forged = RosterOp::add_device(&id, u(me), &stranger, transport_of(&stranger));
+    let mut forged = RosterOp::add_device(&id, u(me), &stranger, &transport_seed_of(&stranger));
     if let RosterOp::AddDevice { device, .. } = &mut forged {
         *device = DeviceKeys::generate(&mut t.rng).device_id();
     }

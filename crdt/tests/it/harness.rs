@@ -192,10 +192,14 @@ pub fn sync(from: &Space, to: &mut Space, keys: &DeviceKeys, seed: u64) {
     to.learn_metas(keys);
 }
 
-/// A stand-in transport key for a test device (any 32 bytes do: acceptance
-/// only records it).
-pub fn transport_of(keys: &DeviceKeys) -> [u8; 32] {
+/// The seed of a test device's transport key (derived from its id).
+pub fn transport_seed_of(keys: &DeviceKeys) -> [u8; 32] {
     *blake3::hash(&keys.device_id().0).as_bytes()
+}
+
+/// A test device's transport key.
+pub fn transport_of(keys: &DeviceKeys) -> [u8; 32] {
+    coffer_crdt::crypto::ed25519_public(&transport_seed_of(keys))
 }
 
 /// A folder founded by device 0 with devices 1.. granted the given roles,

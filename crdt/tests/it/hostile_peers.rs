@@ -1,12 +1,14 @@
 //! What an allowed but hostile peer sends that a replica must not keep
 //! (found by a red-team review of the replica daemon).
 
-use coffer_crdt::ops::{MembershipOp, Principal, Role};
-use coffer_crdt::replica::{ShareChange, SyncMessage};
-use coffer_crdt::{ControlOp, DeviceKeys, FolderKey, Space};
+use std::collections::BTreeMap;
+
+use coffer_crdt::ops::{MembershipOp, Principal, Role, RosterOp};
+use coffer_crdt::replica::{Joiner, ShareChange, SyncMessage};
+use coffer_crdt::{ControlOp, DeviceId, DeviceKeys, FolderKey, Space};
 
 use crate::harness::rng;
-use crate::net::World;
+use crate::net::{transport, World};
 
 /// Ada (founding admin), Bob and Cyd (plain users, not admins). Ada's
 /// folder Ops is shared with Cyd as Item Manager.
@@ -84,4 +86,80 @@ fn a_peer_cannot_plant_folders_through_a_pending_grant() {
         after, before,
         "Ada keeps folders that a non-member planted and that do not name her"
     );
+}
+
+/// A plain team member (Bob) cannot add a device of his own whose roster
+/// entry carries Ada's transport key (public: it is in the roster and her
+/// pairing key): `AddDevice` needs the transport key's own signature
+/// (found by a red-team review: before, every peer came to label Ada's
+/// connection as Bob's fake device and cut her off from folder sync).
+#[test]
+fn a_member_cannot_bind_another_devices_transport_key_to_his_own_device() {
+    let mut w = team();
+    let team_id = w.nodes[0].replica.team_id().unwrap();
+    let ada = w.nodes[0].id();
+    let ada_transport = transport(&w.nodes[0].keys);
+    let ops = w.nodes[0].replica.resolve_folder(Some("Ops")).unwrap();
+    assert!(w.nodes[2].replica.shared_with(&ada).contains(&ops));
+
+    // Bob mints a device id that sorts above Ada's (one try in two).
+    let fake = loop {
+        let k = DeviceKeys::generate(&mut w.rng);
+        if k.device_id() > ada {
+            break k;
+        }
+    };
+    let bob_user = w.nodes[1].user();
+    // Bob does not hold Ada's transport key: he signs its proof with a key
+    // of his own.
+    let RosterOp::AddDevice {
+        device,
+        exchange,
+        transport_proof,
+        ..
+    } = RosterOp::add_device(&team_id, bob_user.clone(), &fake, &[42; 32])
+    else {
+        unreachable!()
+    };
+    // His device's own proof must name the transport key he claims.
+    let proof = fake
+        .sign(&coffer_crdt::ops::device_proof_message(
+            &team_id,
+            &bob_user,
+            &exchange,
+            &ada_transport,
+        ))
+        .to_vec();
+    let joiner = Joiner {
+        device,
+        exchange,
+        transport: ada_transport,
+        proof,
+        transport_proof,
+    };
+    // A device link of his own: no admin needed.
+    let added = w.nodes[1]
+        .replica
+        .admit(None, &joiner, &[], false, &mut w.rng);
+    w.nodes[1].drain();
+    w.settle();
+
+    let cyd_allowed = w.nodes[2].replica.allowed_peers().clone();
+    let holders: Vec<DeviceId> = cyd_allowed
+        .iter()
+        .filter(|(_, t)| **t == ada_transport)
+        .map(|(d, _)| *d)
+        .collect();
+    // What the daemon's swarm makes of it: transport key -> device.
+    let by_transport: BTreeMap<[u8; 32], DeviceId> =
+        cyd_allowed.iter().map(|(d, t)| (*t, *d)).collect();
+    let labelled = by_transport[&ada_transport];
+    let ops_reaches_ada_connection = w.nodes[2].replica.shared_with(&labelled).contains(&ops);
+    assert!(
+        added.is_err() && holders.len() == 1,
+        "a roster must never bind one transport key to two devices \
+         (the AddDevice of Bob's fake device with Ada's transport key was accepted)"
+    );
+    assert_eq!(labelled, ada);
+    assert!(ops_reaches_ada_connection);
 }

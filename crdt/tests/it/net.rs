@@ -69,6 +69,11 @@ pub struct Node {
 }
 
 pub fn transport(keys: &DeviceKeys) -> [u8; 32] {
+    coffer_crdt::crypto::ed25519_public(&transport_seed(keys))
+}
+
+/// The seed of a test device's transport key.
+pub fn transport_seed(keys: &DeviceKeys) -> [u8; 32] {
     *blake3::hash(&keys.device_id().0).as_bytes()
 }
 
@@ -149,13 +154,14 @@ impl Node {
             team,
             user.clone(),
             &self.keys,
-            transport(&self.keys),
+            &transport_seed(&self.keys),
         );
         let coffer_crdt::ops::RosterOp::AddDevice {
             device,
             exchange,
             transport,
             proof,
+            transport_proof,
             ..
         } = op
         else {
@@ -166,6 +172,7 @@ impl Node {
             exchange,
             transport,
             proof,
+            transport_proof,
         }
     }
 

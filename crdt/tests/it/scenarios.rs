@@ -402,7 +402,7 @@ fn team_roster_groups_devices_and_revocation() {
         roster
             .roster_op(
                 &founder,
-                RosterOp::add_device(&roster.id(), u(user), dev, transport_of(dev)),
+                RosterOp::add_device(&roster.id(), u(user), dev, &transport_seed_of(dev)),
             )
             .unwrap();
     }
@@ -595,7 +595,12 @@ fn a_team_admin_repairs_a_folder_it_is_not_a_member_of() {
     roster
         .roster_op(
             &boss,
-            RosterOp::add_device(&roster.id(), u("ann@x.test"), &ann, transport_of(&ann)),
+            RosterOp::add_device(
+                &roster.id(),
+                u("ann@x.test"),
+                &ann,
+                &transport_seed_of(&ann),
+            ),
         )
         .unwrap();
     // Ann creates a folder; the boss is no member of it.
@@ -781,7 +786,7 @@ fn team_folder(seed: u64) -> (Vec<DeviceKeys>, Vec<Space>, rand_chacha::ChaCha20
         roster
             .roster_op(
                 &keys[0],
-                RosterOp::add_device(&roster.id(), u(i), k, transport_of(k)),
+                RosterOp::add_device(&roster.id(), u(i), k, &transport_seed_of(k)),
             )
             .unwrap();
     }

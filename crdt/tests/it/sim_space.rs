@@ -76,7 +76,7 @@ impl Sim {
                 roster
                     .roster_op(
                         &keys[0],
-                        RosterOp::add_device(&roster.id(), user(j), k, transport_of(k)),
+                        RosterOp::add_device(&roster.id(), user(j), k, &transport_seed_of(k)),
                     )
                     .unwrap();
             }

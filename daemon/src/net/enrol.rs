@@ -357,6 +357,9 @@ pub struct JoinerHello {
     /// Ed25519 by the device over its roster entry (team, user, both keys):
     /// what the inviter's `AddDevice` carries (`ops::device_proof_message`).
     pub roster_proof: ByteBuf,
+    /// Ed25519 by the transport key binding it to the device
+    /// (`ops::transport_proof_message`), also carried by `AddDevice`.
+    pub transport_proof: ByteBuf,
 }
 
 /// Inviter → joiner, once the inviter decided.
@@ -666,6 +669,8 @@ pub struct Pending {
     pub transport: [u8; 32],
     /// The joiner's signature over its roster entry.
     pub roster_proof: Vec<u8>,
+    /// Its transport key's signature binding that key to the device.
+    pub transport_proof: Vec<u8>,
     pub device_name: String,
     pub verification: String,
     pub since_ms: i64,
@@ -863,6 +868,7 @@ impl InviteTable {
             exchange: hello.exchange,
             transport: hello.transport,
             roster_proof: hello.roster_proof.to_vec(),
+            transport_proof: hello.transport_proof.to_vec(),
             device_name: hello.device_name.clone(),
             verification,
             since_ms: now_ms,
@@ -1040,14 +1046,15 @@ pub struct Admission {
 }
 
 /// The joiner's handshake over `io` with the device `keys`, connected with
-/// the transport key `transport`.
+/// the transport key of `transport_seed`.
 pub async fn join<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     code: &InviteCode,
     keys: &DeviceKeys,
-    transport: [u8; 32],
+    transport_seed: &[u8; 32],
     device_name: &str,
 ) -> Result<Joined<S>, EnrolError> {
+    let transport = coffer_crdt::crypto::ed25519_public(transport_seed);
     let psk = code.secret.psk();
     let prologue = prologue(&code.inviter, &transport);
     let mut hs = noise_builder(&psk, &prologue)?
@@ -1084,7 +1091,16 @@ pub async fn join<S: AsyncRead + AsyncWrite + Unpin>(
         &keys.exchange_public(),
         &transport,
     );
+    let transport_entry = coffer_crdt::ops::transport_proof_message(
+        &coffer_crdt::SpaceId(hello.team),
+        &user,
+        &keys.device_id(),
+        &keys.exchange_public(),
+    );
     let jh = JoinerHello {
+        transport_proof: ByteBuf::from(
+            coffer_crdt::crypto::sign_with_seed(transport_seed, &transport_entry).to_vec(),
+        ),
         device: keys.device_id().0,
         device_name: name,
         exchange: keys.exchange_public(),
@@ -1214,7 +1230,6 @@ pub async fn connect(
     let mut seed = Zeroizing::new(*transport_seed);
     let key = libp2p::identity::Keypair::ed25519_from_bytes(seed.as_mut_slice())
         .map_err(|_| EnrolError::Protocol("the transport key is not an Ed25519 key"))?;
-    let transport = coffer_crdt::crypto::ed25519_public(transport_seed);
     let noise_config = |k: &libp2p::identity::Keypair| {
         noise::Config::new(k).map(|c| c.with_prologue(NOISE_PROLOGUE.to_vec()))
     };
@@ -1271,7 +1286,7 @@ pub async fn connect(
         })
     })
     .await?;
-    let joined = join(stream, code, keys, transport, device_name).await?;
+    let joined = join(stream, code, keys, transport_seed, device_name).await?;
     Ok(Connected {
         joined,
         inviter,
@@ -1325,6 +1340,14 @@ mod tests {
         (inviter, table, code)
     }
 
+    /// A test device's transport seed: its signing seed, so that its
+    /// transport key is its device id (what `spawn_serve` is given).
+    fn seed_of(keys: &DeviceKeys) -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&keys.to_secret_bytes()[..32]);
+        seed
+    }
+
     /// Runs the inviter's side on one end of a pipe; returns its task.
     fn spawn_serve(
         inviter: [u8; 32],
@@ -1356,15 +1379,9 @@ mod tests {
         let joiner = DeviceKeys::generate(&mut OsRng);
         let (pipe, server) =
             spawn_serve(inviter.device_id().0, joiner.device_id().0, table.clone());
-        let joined = join(
-            pipe.compat(),
-            &code,
-            &joiner,
-            joiner.device_id().0,
-            "laptop",
-        )
-        .await
-        .unwrap();
+        let joined = join(pipe.compat(), &code, &joiner, &seed_of(&joiner), "laptop")
+            .await
+            .unwrap();
         assert_eq!(joined.hello, hello());
         let p = wait_pending(&table).await;
         assert_eq!(p.verification, joined.verification);
@@ -1399,7 +1416,7 @@ mod tests {
         let joiner = DeviceKeys::generate(&mut OsRng);
         let (pipe, _server) =
             spawn_serve(inviter.device_id().0, joiner.device_id().0, table.clone());
-        let joined = join(pipe.compat(), &code, &joiner, joiner.device_id().0, "x")
+        let joined = join(pipe.compat(), &code, &joiner, &seed_of(&joiner), "x")
             .await
             .unwrap();
         let p = wait_pending(&table).await;
@@ -1434,7 +1451,7 @@ mod tests {
             let joiner = DeviceKeys::generate(&mut OsRng);
             let (pipe, server) =
                 spawn_serve(inviter.device_id().0, joiner.device_id().0, table.clone());
-            let got = join(pipe.compat(), &wrong, &joiner, joiner.device_id().0, "x").await;
+            let got = join(pipe.compat(), &wrong, &joiner, &seed_of(&joiner), "x").await;
             match attempt {
                 1 | 2 => assert!(matches!(got, Err(EnrolError::WrongCode)), "{got:?}"),
                 _ => assert!(matches!(got, Err(EnrolError::Burnt)), "{got:?}"),
@@ -1446,7 +1463,7 @@ mod tests {
         let joiner = DeviceKeys::generate(&mut OsRng);
         let (pipe, _s) = spawn_serve(inviter.device_id().0, joiner.device_id().0, table.clone());
         assert!(matches!(
-            join(pipe.compat(), &code, &joiner, joiner.device_id().0, "x").await,
+            join(pipe.compat(), &code, &joiner, &seed_of(&joiner), "x").await,
             Err(EnrolError::Burnt)
         ));
     }
@@ -1456,13 +1473,13 @@ mod tests {
         let (inviter, table, code) = setup(DEFAULT_TTL);
         let first = DeviceKeys::generate(&mut OsRng);
         let (pipe, _s1) = spawn_serve(inviter.device_id().0, first.device_id().0, table.clone());
-        let _joined = join(pipe.compat(), &code, &first, first.device_id().0, "x")
+        let _joined = join(pipe.compat(), &code, &first, &seed_of(&first), "x")
             .await
             .unwrap();
         let second = DeviceKeys::generate(&mut OsRng);
         let (pipe, _s2) = spawn_serve(inviter.device_id().0, second.device_id().0, table.clone());
         assert!(matches!(
-            join(pipe.compat(), &code, &second, second.device_id().0, "x").await,
+            join(pipe.compat(), &code, &second, &seed_of(&second), "x").await,
             Err(EnrolError::Used)
         ));
 
@@ -1471,7 +1488,7 @@ mod tests {
         let j = DeviceKeys::generate(&mut OsRng);
         let (pipe, _s) = spawn_serve(inviter.device_id().0, j.device_id().0, table.clone());
         assert!(matches!(
-            join(pipe.compat(), &code, &j, j.device_id().0, "x").await,
+            join(pipe.compat(), &code, &j, &seed_of(&j), "x").await,
             Err(EnrolError::Expired)
         ));
         assert!(!table.lock().unwrap().accepting(Instant::now()));
@@ -1480,7 +1497,7 @@ mod tests {
         code.invite = InviteId([9; 8]);
         let (pipe, _s) = spawn_serve(inviter.device_id().0, j.device_id().0, table.clone());
         assert!(matches!(
-            join(pipe.compat(), &code, &j, j.device_id().0, "x").await,
+            join(pipe.compat(), &code, &j, &seed_of(&j), "x").await,
             Err(EnrolError::UnknownInvite)
         ));
     }
@@ -1494,11 +1511,9 @@ mod tests {
         let actual = DeviceKeys::generate(&mut OsRng);
         let (pipe, server) =
             spawn_serve(inviter.device_id().0, claimed.device_id().0, table.clone());
-        assert!(
-            join(pipe.compat(), &code, &actual, actual.device_id().0, "x")
-                .await
-                .is_err()
-        );
+        assert!(join(pipe.compat(), &code, &actual, &seed_of(&actual), "x")
+            .await
+            .is_err());
         assert!(server.await.unwrap().is_err());
         assert!(table.lock().unwrap().pending(EnrolKind::User).is_empty());
     }
@@ -1509,7 +1524,7 @@ mod tests {
         let joiner = DeviceKeys::generate(&mut OsRng);
         let (pipe, server) =
             spawn_serve(inviter.device_id().0, joiner.device_id().0, table.clone());
-        let joined = join(pipe.compat(), &code, &joiner, joiner.device_id().0, "x")
+        let joined = join(pipe.compat(), &code, &joiner, &seed_of(&joiner), "x")
             .await
             .unwrap();
         wait_pending(&table).await;

@@ -298,6 +298,7 @@ impl Shared {
                     exchange: pending.exchange,
                     transport: pending.transport,
                     proof: pending.roster_proof.clone(),
+                    transport_proof: pending.transport_proof.clone(),
                 };
                 let admit = match pending.spec.kind {
                     EnrolKind::User => Admit::User {

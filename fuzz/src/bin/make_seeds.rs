@@ -11,7 +11,7 @@ use coffer_decoders::crypto::{DeviceKeys, FolderKey};
 use coffer_decoders::envelope::{ChangeHeader, Envelope, EnvelopeBody, Kind, ENVELOPE_VERSION};
 use coffer_decoders::ids::{EnvelopeId, SpaceId};
 use coffer_decoders::ops::{
-    ChainLink, ControlOp, KeyWrap, MembershipOp, Principal, Role, RosterOp, UserId,
+    ChainLink, ControlOp, CutoffPoint, KeyWrap, MembershipOp, Principal, Role, RosterOp, UserId,
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -27,13 +27,15 @@ fn main() {
         device: k.device_id(),
         sealed: key.seal_to(&k.exchange_public(), rng).unwrap(),
     };
-    let cutoff = BTreeMap::from([(keys.device_id(), 7u64), (other.device_id(), 2)]);
+    let point = |seq: u64| CutoffPoint { seq, id: id(seq as u8) };
+    let cutoff = BTreeMap::from([(keys.device_id(), point(7)), (other.device_id(), point(2))]);
     let cutoffs = BTreeMap::from([(SpaceId([5; 32]), cutoff.clone())]);
     let membership = vec![
         MembershipOp::Found {
             nonce: [1; 16],
             wraps: vec![wrap(&keys, &mut rng)],
             exchange: keys.exchange_public(),
+            team: Some(SpaceId([6; 32])),
         },
         MembershipOp::Grant {
             principal: Principal::Device(other.device_id()),
@@ -73,13 +75,10 @@ fn main() {
             name: "Acme".into(),
             founder: user.clone(),
             exchange: keys.exchange_public(),
+            transport: [8; 32],
         },
         RosterOp::AddUser { user: user.clone() },
-        RosterOp::AddDevice {
-            user: user.clone(),
-            device: other.device_id(),
-            exchange: other.exchange_public(),
-        },
+        RosterOp::add_device(&SpaceId([6; 32]), user.clone(), &other, &[9; 32]),
         RosterOp::RevokeDevice {
             device: other.device_id(),
             cutoffs: cutoffs.clone(),
