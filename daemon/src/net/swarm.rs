@@ -163,8 +163,7 @@ pub(crate) async fn run(
     }
 
     // The replica's list as the swarm starts; SetAllowed brings changes.
-    let allowed: BTreeMap<[u8; 32], DeviceId> =
-        allowed_now.into_iter().map(|(d, t)| (t, d)).collect();
+    let allowed = by_transport(allowed_now);
     let now = Instant::now();
     let statics = ctx
         .config
@@ -269,7 +268,7 @@ impl Actor {
                         r.next_at = now;
                     }
                 }
-                self.allowed = set.into_iter().map(|(d, t)| (t, d)).collect();
+                self.allowed = by_transport(set);
                 let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 for peer in connected {
                     match self.is_allowed(&peer) {
@@ -703,6 +702,23 @@ impl Actor {
     }
 }
 
+/// The allowed devices by transport key. A key two devices claim names
+/// neither (the roster makes that impossible; refusing beats guessing).
+fn by_transport(allowed: BTreeMap<DeviceId, [u8; 32]>) -> BTreeMap<[u8; 32], DeviceId> {
+    let mut out = BTreeMap::new();
+    let mut claimed_twice = Vec::new();
+    for (device, transport) in allowed {
+        if out.insert(transport, device).is_some() {
+            claimed_twice.push(transport);
+        }
+    }
+    for t in claimed_twice {
+        warn!(transport = %hex::encode(&t[..4]), "two devices claim one transport key: neither is served");
+        out.remove(&t);
+    }
+    out
+}
+
 type Guests = HashMap<PeerId, (Instant, Option<std::net::IpAddr>)>;
 
 /// Whether one more guest from `from` fits: [`enrol::MAX_GUESTS`] in all,
@@ -727,6 +743,13 @@ fn remote_ip(addr: &Multiaddr) -> Option<std::net::IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transport_key_two_devices_claim_names_neither() {
+        let (a, b, c) = (DeviceId([1; 32]), DeviceId([2; 32]), DeviceId([3; 32]));
+        let map = by_transport(BTreeMap::from([(a, [7; 32]), (b, [7; 32]), (c, [9; 32])]));
+        assert_eq!(map, BTreeMap::from([([9; 32], c)]));
+    }
 
     /// Issue 20, item 10: throwaway identities from one host hold at most
     /// two guest slots; another host still finds one.
