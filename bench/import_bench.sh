@@ -42,7 +42,7 @@ echo "coffer $("$C" --version | awk '{print $2}'), N=$N, $(nproc) cores, export 
 best=
 for r in $(seq 1 "$RUNS"); do
   start_daemon "$W/data$r"
-  echo 2468 | "$C" init --name Bench --email bench@example.invalid --pin-stdin >/dev/null
+  echo 246813 | "$C" init --name Bench --email bench@example.invalid --pin-stdin >/dev/null
   t0=$(now_ns)
   "$C" import --format bitwarden-json "$W/export.json" --json >"$OUTDIR/import$r.json"
   t1=$(now_ns)
@@ -55,7 +55,7 @@ for r in $(seq 1 "$RUNS"); do
     "$C" import --format bitwarden-json "$W/export.json" --json >"$OUTDIR/reimport.json"
     t1=$(now_ns)
     row "re-import $N (all duplicates)" "$(ms "$t0" "$t1")" "$(python3 -c 'import json,sys; print("duplicates", json.load(open(sys.argv[1]))["duplicates"])' "$OUTDIR/reimport.json")"
-    t0=$(now_ns); "$C" lock >/dev/null; echo 2468 | "$C" unlock --pin-stdin >/dev/null; t1=$(now_ns)
+    t0=$(now_ns); "$C" lock >/dev/null; echo 246813 | "$C" unlock --pin-stdin >/dev/null; t1=$(now_ns)
     row "lock + unlock after import" "$(ms "$t0" "$t1")" "rebuild from $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(d["added"].values()))' "$OUTDIR/import1.json") items"
   fi
   stop_daemon

@@ -83,8 +83,8 @@ pct() { # FILE(one number a line, ms) P
 echo "coffer sync bench: RUNS=$RUNS N=$N profile=$PROFILE, $(nproc) cores, workdir $W"
 start a "$PA"
 start b "$PB" "$PA"
-echo 2468 | cf a init --name A --email a@example.invalid --pin-stdin >/dev/null
-echo 2468 | cf b init --name B --email b@example.invalid --pin-stdin >/dev/null
+echo 246813 | cf a init --name A --email a@example.invalid --pin-stdin >/dev/null
+echo 246813 | cf b init --name B --email b@example.invalid --pin-stdin >/dev/null
 KA=$(cf a device id --json | jq -r .pairing_key)
 KB=$(cf b device id --json | jq -r .pairing_key)
 cf a folder create Team >/dev/null
@@ -155,7 +155,7 @@ initial_sync() { # NAME locked|unlocked -> sets SYNC_S PROTO TCP ITEMS
   local n=$1 mode=$2 port key dev t0 t1 s0 s1 c0 c1
   port=$(free_port)
   start "$n" "$port" "$PA"
-  echo 2468 | cf "$n" init --name "$n" --email "$n@example.invalid" --pin-stdin >/dev/null
+  echo 246813 | cf "$n" init --name "$n" --email "$n@example.invalid" --pin-stdin >/dev/null
   key=$(cf "$n" device id --json | jq -r .pairing_key)
   dev=$(cf "$n" device id --json | jq -r .device_id)
   cf "$n" device trust "$KA" >/dev/null
@@ -174,7 +174,7 @@ initial_sync() { # NAME locked|unlocked -> sets SYNC_S PROTO TCP ITEMS
   PROTO=$((s1 - s0)); TCP=$((c1 - c0))
   if [[ $mode == locked ]]; then
     local u0=$EPOCHREALTIME
-    echo 2468 | cf "$n" unlock --pin-stdin >/dev/null
+    echo 246813 | cf "$n" unlock --pin-stdin >/dev/null
     UNLOCK_S=$(awk -v a="$u0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.3f", b-a}')
   fi
   ITEMS=$(cf "$n" ls --folder Bulk --json | jq length)

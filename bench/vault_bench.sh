@@ -53,7 +53,7 @@ hf() { # NAME NOTES CMD...
 
 echo "coffer $("$C" --version | awk '{print $2}'), N=$N, $(nproc) cores, workdir $W"
 start_daemon
-echo 2468 | "$C" init --name Bench --email bench@example.invalid --pin-stdin >/dev/null
+echo 246813 | "$C" init --name Bench --email bench@example.invalid --pin-stdin >/dev/null
 RSS0=$(rss_kib "$DPID")
 
 t0=$(now_ns)
@@ -76,7 +76,7 @@ hf coffer_ls "coffer ls --json ($N items)" "$C ls --json"
 # Steady state after a restart: unlock rebuilds every folder from its envelopes.
 kill "$DPID"; wait "$DPID" 2>/dev/null || true
 start_daemon
-t0=$(now_ns); echo 2468 | "$C" unlock --pin-stdin >/dev/null; ms=$(( ($(now_ns) - t0) / 1000000 ))
+t0=$(now_ns); echo 246813 | "$C" unlock --pin-stdin >/dev/null; ms=$(( ($(now_ns) - t0) / 1000000 ))
 row "unlock_after_restart" "$ms" - - 1 "Argon2id 64 MiB x3 + open device/folder keys + rebuild $N items from envelopes"
 RSS2=$(rss_kib "$DPID")
 row "cofferd_rss_kib" "$RSS1" - - 1 "after init: ${RSS0} KiB; after adding $N items: ${RSS1} KiB; after restart + unlock: ${RSS2} KiB"
