@@ -406,6 +406,7 @@ impl Replica {
             open.keys.insert(env.id(), key);
             sealed.push(env);
         }
+        space.supply_metas(open.take_learned());
         let result = edit(&mut open.doc)
             .map_err(ReplicaError::from)
             .and_then(|change| {

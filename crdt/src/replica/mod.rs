@@ -553,9 +553,7 @@ impl Replica {
             let folder = unlocked.open.get_mut(&id).expect("checked above");
             let fresh: Vec<Envelope> = space
                 .accepted_content()
-                .filter(|e| {
-                    !folder.applied.contains(&e.id()) && !folder.skipped.contains_key(&e.id())
-                })
+                .filter(|e| !folder.is_applied(&e.id()) && !folder.skipped.contains_key(&e.id()))
                 .cloned()
                 .collect();
             let me = unlocked.keys.device_id();

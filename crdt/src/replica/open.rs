@@ -26,10 +26,15 @@ pub(crate) struct OpenFolder {
     pub keys: BTreeMap<EnvelopeId, FolderKey>,
     /// Accepted content applied to `doc`, in order.
     pub applied: Vec<EnvelopeId>,
+    /// The same, to look up (a sync batch checks every accepted envelope).
+    applied_ids: HashSet<EnvelopeId>,
     /// Accepted content not applied, and why (same on every key holder).
     pub skipped: BTreeMap<EnvelopeId, Skip>,
     /// Automerge change hash -> envelope, of the applied changes.
     hashes: HashMap<[u8; 32], EnvelopeId>,
+    /// What applying decrypted of each change, not yet handed to the space
+    /// (it names a new change's deps by them: [`OpenFolder::take_learned`]).
+    learned: Vec<(EnvelopeId, ChangeMeta)>,
     /// The incarnation this device writes as.
     pub incarnation: u32,
 }
@@ -60,8 +65,10 @@ impl OpenFolder {
             items: BTreeMap::new(),
             keys: epoch_keys,
             applied: Vec::new(),
+            applied_ids: HashSet::new(),
             skipped: BTreeMap::new(),
             hashes: HashMap::new(),
+            learned: Vec::new(),
             incarnation: 0,
         };
         let order: Vec<Envelope> = space.accepted_content().cloned().collect();
@@ -78,13 +85,14 @@ impl OpenFolder {
         let mut batch: Vec<(crate::ids::DeviceId, EnvelopeId, Vec<u8>)> = Vec::new();
         let mut touched = HashSet::new();
         for env in envelopes {
-            if self.applied.contains(&env.id()) || self.skipped.contains_key(&env.id()) {
+            if self.is_applied(&env.id()) || self.skipped.contains_key(&env.id()) {
                 continue;
             }
             match self.check(env, &batch) {
                 Ok((change, meta)) => {
                     touched.extend(crate::folder::touched_items(&change));
                     self.hashes.insert(meta.hash, env.id());
+                    self.learned.push((env.id(), meta));
                     batch.push((env.author(), env.id(), change));
                 }
                 Err(why) => {
@@ -101,12 +109,14 @@ impl OpenFolder {
             for (author, id, change) in &batch {
                 if self.doc.apply_change(author, change).is_ok() {
                     self.applied.push(*id);
+                    self.applied_ids.insert(*id);
                 } else {
                     self.skipped.insert(*id, Skip::Unreadable);
                 }
             }
         } else {
             self.applied.extend(batch.iter().map(|(_, id, _)| *id));
+            self.applied_ids.extend(batch.iter().map(|(_, id, _)| *id));
         }
         touched
     }
@@ -155,6 +165,18 @@ impl OpenFolder {
         Ok((change.to_vec(), meta))
     }
 
+    /// Whether the envelope's change is in the document.
+    pub fn is_applied(&self, id: &EnvelopeId) -> bool {
+        self.applied_ids.contains(id)
+    }
+
+    /// The change metadata learnt since the last call: the space needs it to
+    /// name the deps of this device's next change (it may not reach every
+    /// epoch's key itself, e.g. one this device rotated to).
+    pub fn take_learned(&mut self) -> Vec<(EnvelopeId, ChangeMeta)> {
+        std::mem::take(&mut self.learned)
+    }
+
     /// Refreshes the cached items after `touched` changed.
     pub fn refresh(&mut self, touched: &HashSet<ItemId>) {
         for id in touched {
@@ -188,6 +210,7 @@ impl OpenFolder {
             self.hashes.insert(meta.hash, env.id());
         }
         self.applied.push(env.id());
+        self.applied_ids.insert(env.id());
     }
 
     /// Takes in epoch keys that reached this device since it opened the

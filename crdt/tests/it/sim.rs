@@ -851,6 +851,16 @@ fn seeded_run() {
 
 // Three shards (teams, teams with an adversary, paired devices) so the
 // harness runs them on parallel threads; `COFFER_SIM_CASES` is split.
+/// Seeds that once failed, replayed on every run.
+#[test]
+fn seeds_that_once_failed() {
+    // A write after the adversary's changes named a dep the space had not
+    // learnt (the open document decrypted it with a key the space's own
+    // metadata pass did not reach): the replica now hands the space what
+    // the document learnt before it seals.
+    run(4098870907287016900, 5, 42, true, true);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases().div_ceil(3), failure_persistence: None, ..ProptestConfig::default() })]
 
