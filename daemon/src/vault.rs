@@ -702,7 +702,7 @@ mod tests {
     use coffer_crdt::replica::ItemQuery;
     use rand::rngs::OsRng;
 
-    fn kdf() -> KdfParams {
+    pub(super) fn kdf() -> KdfParams {
         KdfParams {
             memory_kib: 64,
             iterations: 1,
@@ -710,7 +710,7 @@ mod tests {
         }
     }
 
-    fn now() -> Now {
+    pub(super) fn now() -> Now {
         Now {
             unix_ms: 1_700_000_000_000,
         }

@@ -9,21 +9,8 @@ use coffer_crdt::replica::{LockReason, SyncMessage, Trusted};
 use coffer_crdt::{DeviceKeys, EnvelopeId, Space};
 use rand::rngs::OsRng;
 
+use super::tests::{kdf, now};
 use super::*;
-
-fn kdf() -> KdfParams {
-    KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    }
-}
-
-fn now() -> Now {
-    Now {
-        unix_ms: 1_700_000_000_000,
-    }
-}
 
 fn trusted(keys: &DeviceKeys, name: &str) -> Trusted {
     Trusted {
