@@ -95,9 +95,9 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Input of the swarm actor.
 pub(crate) enum Command {
-    /// The devices this one syncs with and their transport keys (the
-    /// replica's `AllowedPeers`).
-    SetAllowed(BTreeMap<DeviceId, [u8; 32]>),
+    /// The replica's `AllowedPeers` changed: read them from `Ctx::allowed`
+    /// (the latest, never a stale queued copy).
+    AllowedChanged,
     /// `coffer sync now`.
     SyncNow(oneshot::Sender<(usize, usize)>),
     /// mDNS found a peer.
@@ -141,6 +141,8 @@ pub(crate) struct Ctx {
     pub config: NetConfig,
     /// Open invites and joins waiting for confirmation (memory only).
     pub invites: Mutex<enrol::InviteTable>,
+    /// The replica's allowed peers, as they are now.
+    pub allowed: watch::Receiver<BTreeMap<DeviceId, [u8; 32]>>,
 }
 
 impl Ctx {
@@ -184,6 +186,7 @@ impl Net {
             cmd,
             config,
             invites: Mutex::new(enrol::InviteTable::default()),
+            allowed: allowed.clone(),
         });
         let identity_ready = Arc::new(Notify::new());
         let net = Net {
@@ -195,14 +198,10 @@ impl Net {
             return net;
         }
         // The replica decides who this device syncs with; the swarm follows.
-        let allowed_at_start = allowed.clone();
         let cmd = ctx.cmd.clone();
         tokio::spawn(async move {
-            loop {
-                let set = allowed.borrow_and_update().clone();
-                if cmd.send(Command::SetAllowed(set)).await.is_err()
-                    || allowed.changed().await.is_err()
-                {
+            while allowed.changed().await.is_ok() {
+                if cmd.send(Command::AllowedChanged).await.is_err() {
                     return;
                 }
             }
@@ -217,7 +216,7 @@ impl Net {
                 }
                 identity_ready.notified().await;
             };
-            let allowed_now = allowed_at_start.borrow().clone();
+            let allowed_now = ctx.allowed.borrow().clone();
             if let Err(e) = swarm::run(ctx, seed, rx, allowed_now).await {
                 warn!(error = %e, "the network stopped");
             }

@@ -253,7 +253,8 @@ impl Actor {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::SetAllowed(set) => {
+            Command::AllowedChanged => {
+                let set = self.ctx.allowed.borrow().clone();
                 // Newly allowed devices are worth dialling at once.
                 let now = Instant::now();
                 for s in &mut self.statics {

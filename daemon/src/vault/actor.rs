@@ -29,7 +29,11 @@ pub trait Router: Send + 'static {
     fn route(&mut self, output: Output);
 }
 
-type Job = Box<dyn FnOnce(&mut Vault) + Send>;
+/// A call: runs on the vault and returns how to answer its caller, which
+/// the actor does only after routing what the call caused (so a caller
+/// that acts on the answer finds, say, the allowed peers already updated).
+type Job = Box<dyn FnOnce(&mut Vault) -> Answer + Send>;
+type Answer = Box<dyn FnOnce() + Send>;
 
 enum Call {
     /// A request; `activity` postpones the auto-lock.
@@ -204,7 +208,9 @@ where
             (Ok(_), Err(e)) => Err(E::from(e)),
             (result, _) => result,
         };
-        let _ = reply.send(result);
+        Box::new(move || {
+            let _ = reply.send(result);
+        })
     });
     (job, answer)
 }
@@ -226,7 +232,10 @@ impl Actor {
                     if activity {
                         self.last_activity = Instant::now();
                     }
-                    job(&mut self.vault);
+                    let answer = job(&mut self.vault);
+                    self.route();
+                    answer();
+                    continue;
                 }
                 Call::Connect { peer, notify } => {
                     self.sessions.insert(peer, notify);
