@@ -162,7 +162,7 @@ pub(crate) async fn run(
         warn!("listening on no address: only outgoing connections");
     }
 
-    // The replica's list as the swarm starts; SetAllowed brings changes.
+    // The replica's list as the swarm starts; AllowedChanged brings changes.
     let allowed = by_transport(allowed_now);
     let now = Instant::now();
     let statics = ctx
