@@ -11,66 +11,20 @@ Exits 0 when fixed, 1 ("verdict: DEFECT") when the defect is back.
 
     python3 tests/chaos/repro/revoked_rotation.py
 """
-import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cluster import PIN, Device, Joining  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from two_laptops import TwoLaptops, names, ok  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[3]
-B = ROOT / "target" / "debug"
-W = Path("/tmp/coffer-repro-rotation")
-shutil.rmtree(W, ignore_errors=True)
-PORTS = {"a": 17201, "b1": 17202, "b2": 17203, "c": 17204}
-
-
-def dev(n: str, i: int) -> Device:
-    return Device(index=i, node=0, name=n, email="", dir=W / n, listen=f"/ip4/127.0.0.1/tcp/{PORTS[n]}",
-                  bin_dir=B, netns_exec=[])
-
-
-def peers(*ns: str) -> list[str]:
-    return [f"/ip4/127.0.0.1/tcp/{PORTS[n]}" for n in ns]
-
-
-def ok(d: Device, args: list[str], stdin: str = ""):
-    r = d.cli(args, stdin)
-    assert r.ok, (d.name, args, r.code, r.err)
-    return r
-
-
-def ceremony(inviter: Device, joiner: Device, code: str, what: str) -> None:
-    j = Joining(joiner, (["join"] if what == "invite" else ["device", "join"]) +
-                [code, "--peer", peers(inviter.name)[0]])
-    vc = j.verification_code(30)
-    time.sleep(0.5)
-    ok(inviter, [what, "confirm", vc])
-    assert j.finish(30) == 0
-
-
-def names(d: Device) -> list[str]:
-    r = d.cli(["ls", "--folder", "F", "--json"])
-    return sorted(i["name"] for i in json.loads(r.out)) if r.ok else [r.err.strip()]
-
-
-devs = {n: dev(n, i) for i, n in enumerate(PORTS)}
+cluster = TwoLaptops("/tmp/coffer-repro-rotation", 17201)
+devs = cluster.devs
 a, b1, b2, c = devs.values()
+peers = cluster.peers
 verdict = False
 try:
-    for n, d in devs.items():
-        d.start(peers(*[m for m in PORTS if m != n]))
-    ok(a, ["init", "--name", "A", "--email", "a@x.org", "--pin-stdin"], PIN + "\n")
-    ok(a, ["team", "create", "T"])
-    ceremony(a, b1, json.loads(ok(a, ["invite", "b@x.org", "--json"]).out)["code"], "invite")
-    ceremony(b1, b2, json.loads(ok(b1, ["device", "link", "--json"]).out)["code"], "device")
-    ceremony(a, c, json.loads(ok(a, ["invite", "c@x.org", "--json"]).out)["code"], "invite")
-    ok(a, ["folder", "create", "F"])
-    ok(a, ["folder", "share", "F", "--user", "b@x.org", "--role", "manager"])
-    ok(a, ["folder", "share", "F", "--user", "c@x.org", "--role", "editor"])
-    ok(a, ["add", "login", "first", "--folder", "F"], "pw\n")
+    cluster.start()
     time.sleep(3)
     # 1. bob's second laptop takes c out of F: it rotates the key.
     ok(b2, ["folder", "unshare", "F", "--user", "c@x.org"])
@@ -92,7 +46,6 @@ try:
         print("  quarantined on a:", q["author"][:8], q["seq"], q["reason"])
     print("expected: a and b1 still list ['first', 'under-b2s-key'] (b2's rotation was made while it was a member)")
 finally:
-    for d in devs.values():
-        d.stop()
+    cluster.stop()
 print("verdict:", "fixed" if verdict else "DEFECT")
 sys.exit(0 if verdict else 1)

@@ -20,70 +20,20 @@ Exits 0 when fixed, 1 ("verdict: DEFECT") while the defect is there.
 
     python3 tests/chaos/repro/voided_rotation_write.py    (loopback only, --no-mdns)
 """
-import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cluster import PIN, Device, Joining  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from two_laptops import TwoLaptops, names, ok  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[3]
-B = ROOT / "target" / "debug"
-W = Path("/tmp/coffer-repro-voided-rotation")
-shutil.rmtree(W, ignore_errors=True)
-PORTS = {"a": 17601, "b1": 17602, "b2": 17603, "c": 17604}
-
-
-def dev(n: str, i: int) -> Device:
-    return Device(index=i, node=0, name=n, email="", dir=W / n, listen=f"/ip4/127.0.0.1/tcp/{PORTS[n]}",
-                  bin_dir=B, netns_exec=[])
-
-
-def peers(*ns: str) -> list[str]:
-    return [f"/ip4/127.0.0.1/tcp/{PORTS[n]}" for n in ns]
-
-
-def ok(d: Device, args: list[str], stdin: str = ""):
-    r = d.cli(args, stdin)
-    assert r.ok, (d.name, args, r.code, r.err)
-    return r
-
-
-def ceremony(inviter: Device, joiner: Device, code: str, what: str) -> None:
-    j = Joining(joiner, (["join"] if what == "invite" else ["device", "join"]) +
-                [code, "--peer", peers(inviter.name)[0]])
-    vc = j.verification_code(30)
-    time.sleep(0.5)
-    ok(inviter, [what, "confirm", vc])
-    assert j.finish(30) == 0
-
-
-def names(d: Device) -> list[str]:
-    r = d.cli(["ls", "--folder", "F", "--json"])
-    return sorted(i["name"] for i in json.loads(r.out)) if r.ok else [r.err.strip()]
-
-
-devs = {n: dev(n, i) for i, n in enumerate(PORTS)}
+cluster = TwoLaptops("/tmp/coffer-repro-voided-rotation", 17601)
+devs = cluster.devs
 a, b1, b2, c = devs.values()
+peers = cluster.peers
 verdict = False
 try:
-    for n, d in devs.items():
-        d.start(peers(*[m for m in PORTS if m != n]))
-    ok(a, ["init", "--name", "A", "--email", "a@x.org", "--pin-stdin"], PIN + "\n")
-    ok(a, ["team", "create", "T"])
-    ceremony(a, b1, json.loads(ok(a, ["invite", "b@x.org", "--json"]).out)["code"], "invite")
-    ceremony(b1, b2, json.loads(ok(b1, ["device", "link", "--json"]).out)["code"], "device")
-    ceremony(a, c, json.loads(ok(a, ["invite", "c@x.org", "--json"]).out)["code"], "invite")
-    ok(a, ["folder", "create", "F"])
-    ok(a, ["folder", "share", "F", "--user", "b@x.org", "--role", "manager"])
-    ok(a, ["folder", "share", "F", "--user", "c@x.org", "--role", "editor"])
-    ok(a, ["add", "login", "first", "--folder", "F"], "pw\n")
-    for _ in range(100):
-        if all(names(d) == ["first"] for d in devs.values()):
-            break
-        time.sleep(0.2)
+    cluster.start()
     b2_id = b2.cli_json(["status"])["device_id"]
     # 1. b1 is away; b2 takes c out of F, which rotates F's key; a hears of it.
     b1.stop()
@@ -115,7 +65,6 @@ try:
     print("expected: a and b1 list ['first', 'under-b2s-key'] (a is an honest admin; its write was acknowledged)")
     verdict = all(v == ["first", "under-b2s-key"] for v in after.values())
 finally:
-    for d in devs.values():
-        d.stop()
+    cluster.stop()
 print("verdict:", "fixed" if verdict else "DEFECT")
 sys.exit(0 if verdict else 1)
