@@ -1094,9 +1094,15 @@ impl<'a> Engine<'a> {
                 Err(Reason::Voided { by: *by })
             } else {
                 let op = node.op.as_ref().expect("ops without a bad reason decoded");
-                state
-                    .apply(&self.info(next, false), op)
-                    .map_err(Reason::Unauthorized)
+                let info = self.info(next, false);
+                let applied = state.apply(&info, op);
+                if applied.is_err() {
+                    // Authorised where its author stood, refused in the pass
+                    // (a concurrent demotion took the right first): like a
+                    // voided rotation, its key stays an epoch.
+                    state.keep_voided_epoch(&info, op);
+                }
+                applied.map_err(Reason::Unauthorized)
             };
             match verdict {
                 Ok(effect) => {
