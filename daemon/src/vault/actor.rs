@@ -84,22 +84,9 @@ impl VaultHandle {
         VaultHandle { tx }
     }
 
-    /// Runs `f` on the vault as a user's request (it postpones the
-    /// auto-lock), settles, and returns its result — or the settle error
-    /// when what it wrote could not be stored.
-    pub async fn call<T, E>(
-        &self,
-        f: impl FnOnce(&mut Vault) -> Result<T, E> + Send + 'static,
-    ) -> Result<T, E>
-    where
-        T: Send + 'static,
-        E: From<VaultError> + Send + 'static,
-    {
-        self.run(f, true).await
-    }
-
-    /// Like [`VaultHandle::call`], without postponing the auto-lock
-    /// (status, sync, the network).
+    /// Runs `f` on the vault without postponing the auto-lock (the
+    /// network's calls), settles, and returns its result — or the settle
+    /// error when what it wrote could not be stored.
     pub async fn call_quiet<T, E>(
         &self,
         f: impl FnOnce(&mut Vault) -> Result<T, E> + Send + 'static,
@@ -108,28 +95,20 @@ impl VaultHandle {
         T: Send + 'static,
         E: From<VaultError> + Send + 'static,
     {
-        self.run(f, false).await
-    }
-
-    async fn run<T, E>(
-        &self,
-        f: impl FnOnce(&mut Vault) -> Result<T, E> + Send + 'static,
-        activity: bool,
-    ) -> Result<T, E>
-    where
-        T: Send + 'static,
-        E: From<VaultError> + Send + 'static,
-    {
         let (job, answer) = settled_job(f);
         self.tx
-            .send(Call::Job { job, activity })
+            .send(Call::Job {
+                job,
+                activity: false,
+            })
             .await
             .map_err(|_| E::from(VaultError::Stopped))?;
         answer.await.map_err(|_| E::from(VaultError::Stopped))?
     }
 
-    /// [`VaultHandle::call`] from a thread that may block (the blocking
-    /// pool, never a runtime worker).
+    /// Runs `f` on the vault as a user's request (it postpones the
+    /// auto-lock), from a thread that may block (the blocking pool, never a
+    /// runtime worker); settles first, like [`VaultHandle::call_quiet`].
     pub fn blocking_call<T, E>(
         &self,
         f: impl FnOnce(&mut Vault) -> Result<T, E> + Send + 'static,
@@ -141,7 +120,8 @@ impl VaultHandle {
         self.blocking_run(f, true)
     }
 
-    /// [`VaultHandle::call_quiet`] from a thread that may block.
+    /// [`VaultHandle::call_quiet`] from a thread that may block (status,
+    /// sync: not user activity).
     pub fn blocking_call_quiet<T, E>(
         &self,
         f: impl FnOnce(&mut Vault) -> Result<T, E> + Send + 'static,
