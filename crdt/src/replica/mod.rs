@@ -398,6 +398,13 @@ impl Replica {
         Ok(&self.unlocked()?.keys)
     }
 
+    /// The key of a folder's current epoch, while it is open here.
+    fn current_key(&self, folder: &SpaceId) -> Option<FolderKey> {
+        let open = self.unlocked.as_ref()?.open.get(folder)?;
+        let epoch = self.folders.get(folder)?.current_epoch()?;
+        open.keys.get(&epoch).cloned()
+    }
+
     /// The team this device belongs to.
     pub fn team_id(&self) -> Option<SpaceId> {
         self.roster.as_ref().map(Space::id)

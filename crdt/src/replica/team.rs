@@ -464,14 +464,7 @@ impl Replica {
         }
         let mut shared = Vec::new();
         for id in folders {
-            let key = self
-                .unlocked
-                .as_ref()
-                .and_then(|u| u.open.get(&id))
-                .and_then(|f| {
-                    let epoch = self.folders.get(&id)?.current_epoch()?;
-                    f.keys.get(&epoch).cloned()
-                });
+            let key = self.current_key(&id);
             let Some(space) = self.folders.get_mut(&id) else {
                 continue;
             };
@@ -561,14 +554,7 @@ impl Replica {
                 self.bind_to_team(id, team)?;
             }
         }
-        let key = self
-            .unlocked
-            .as_ref()
-            .and_then(|u| u.open.get(&id))
-            .and_then(|f| {
-                let epoch = self.folders.get(&id)?.current_epoch()?;
-                f.keys.get(&epoch).cloned()
-            });
+        let key = self.current_key(&id);
         let space = self.folders.get_mut(&id).expect("resolved above");
         let env = match (change, current) {
             (ShareChange::Unshare, _) => space.remove(&keys, principal, None)?,
