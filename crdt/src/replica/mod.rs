@@ -193,6 +193,10 @@ pub struct Replica {
     trusted: Vec<Trusted>,
     unlocked: Option<Unlocked>,
     peers: BTreeMap<DeviceId, sync::PeerState>,
+    /// Connected peers this device stopped allowing, with their sessions:
+    /// the transport is told (`AllowedPeers`) and closes them, but one
+    /// allowed again before it does picks its session up where it was.
+    suspended: BTreeMap<DeviceId, sync::PeerState>,
     allowed: BTreeMap<DeviceId, [u8; 32]>,
     effects: VecDeque<Effect>,
 }
@@ -306,6 +310,7 @@ impl Replica {
             trusted,
             unlocked: None,
             peers: BTreeMap::new(),
+            suspended: BTreeMap::new(),
             allowed: BTreeMap::new(),
             effects: VecDeque::new(),
         };
@@ -503,7 +508,23 @@ impl Replica {
                 .copied()
                 .collect();
             for d in gone {
-                self.peers.remove(&d);
+                if let Some(session) = self.peers.remove(&d) {
+                    self.suspended.insert(d, session);
+                }
+            }
+            let back: Vec<DeviceId> = self
+                .suspended
+                .keys()
+                .filter(|d| allowed.contains_key(d))
+                .copied()
+                .collect();
+            for d in back {
+                if let Some(session) = self.suspended.remove(&d) {
+                    // `refresh_shares` (next) sends it everything shared
+                    // again: nothing went out while it was suspended.
+                    self.peers.insert(d, session.resumed());
+                    self.wake(d);
+                }
             }
             self.allowed = allowed.clone();
             self.effects.push_back(Effect::AllowedPeers(allowed));

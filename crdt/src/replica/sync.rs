@@ -210,6 +210,18 @@ pub(crate) struct PeerState {
     asked_from_start: BTreeSet<SpaceId>,
 }
 
+impl PeerState {
+    /// A suspended session allowed again: what it shares counts as new
+    /// (so all of it goes out again with a summary), and its wake-up is
+    /// owed afresh (a `Transmit` before the suspension was answered by
+    /// nothing).
+    pub(super) fn resumed(mut self) -> PeerState {
+        self.shared.clear();
+        self.woken = false;
+        self
+    }
+}
+
 fn kind_rank(k: Kind) -> u8 {
     match k {
         Kind::Roster => 0,
@@ -299,6 +311,7 @@ impl Replica {
         if !self.allowed.contains_key(&peer) {
             return;
         }
+        self.suspended.remove(&peer);
         let shared = self.shared_with(&peer).into_iter().collect();
         self.peers.insert(
             peer,
@@ -312,6 +325,7 @@ impl Replica {
 
     pub fn peer_disconnected(&mut self, peer: &DeviceId) {
         self.peers.remove(peer);
+        self.suspended.remove(peer);
     }
 
     /// The connected peers and what is queued for each.
@@ -383,7 +397,7 @@ impl Replica {
         }
     }
 
-    fn wake(&mut self, peer: DeviceId) {
+    pub(super) fn wake(&mut self, peer: DeviceId) {
         if let Some(st) = self.peers.get_mut(&peer) {
             if !st.woken {
                 st.woken = true;

@@ -726,3 +726,71 @@ fn a_device_writes_past_a_re_add_and_its_own_skipped_change_without_reopening() 
     let names = ["ada-after", "bob-after", "bob-before", "cyd-after", "old"];
     assert_holders_see(&mut w, ops, &names, &[replay.id()]);
 }
+
+fn trusted(w: &World, j: usize) -> coffer_crdt::replica::Trusted {
+    let keys = &w.nodes[j].keys;
+    coffer_crdt::replica::Trusted {
+        device: keys.device_id(),
+        exchange: keys.exchange_public(),
+        transport: crate::net::transport(keys),
+        name: None,
+        added_ms: 0,
+    }
+}
+
+/// Regression (sim seed 11053630321302665832): a paired device revoked and
+/// trusted again before the transport closed the connection. The replica
+/// had dropped the session when the peer stopped being allowed, and the
+/// connection it was never told had closed stayed silent for good: the
+/// new grant and every later write never reached it.
+#[test]
+fn a_peer_allowed_again_before_its_connection_closed_syncs_on_it() {
+    let mut w = World::new(&["ada", "bob"], rng(47));
+    w.nodes[0]
+        .replica
+        .create_folder("Ops", 5, &mut w.rng)
+        .unwrap();
+    let (bob, ada) = (trusted(&w, 1), trusted(&w, 0));
+    w.nodes[0]
+        .replica
+        .trust_device(bob.clone(), &["Ops".to_string()], Role::Editor, &mut w.rng)
+        .unwrap();
+    w.nodes[1]
+        .replica
+        .trust_device(ada, &[], Role::Member, &mut w.rng)
+        .unwrap();
+    w.nodes[0].drain();
+    w.nodes[1].drain();
+    add(&mut w, 0, "Ops", "old");
+    w.settle();
+    assert_eq!(w.nodes[1].names("Ops"), ["old"]);
+
+    // No round in between: the world keeps the connection up, as a
+    // transport does that has not yet acted on the first `AllowedPeers`.
+    let bob_id = w.nodes[1].id();
+    w.nodes[0]
+        .replica
+        .revoke_device(bob_id, &mut w.rng)
+        .unwrap();
+    w.nodes[0].drain();
+    assert!(!w.nodes[0].replica.allowed_peers().contains_key(&bob_id));
+    w.nodes[0]
+        .replica
+        .trust_device(bob, &["Ops".to_string()], Role::Member, &mut w.rng)
+        .unwrap();
+    w.nodes[0].drain();
+    add(&mut w, 0, "Ops", "new");
+    w.settle();
+
+    let ops = w.nodes[0].replica.resolve_folder(Some("Ops")).unwrap();
+    let digest = |i: usize| {
+        w.nodes[i]
+            .replica
+            .digests()
+            .into_iter()
+            .find(|d| d.space == ops)
+            .map(|d| d.accepted)
+    };
+    assert_eq!(digest(1), digest(0), "bob holds every membership change");
+    assert_eq!(w.nodes[1].names("Ops"), ["new", "old"]);
+}

@@ -859,6 +859,10 @@ fn seeds_that_once_failed() {
     // metadata pass did not reach): the replica now hands the space what
     // the document learnt before it seals.
     run(4098870907287016900, 5, 42, true, true);
+    // A device revoked and trusted again before the transport closed the
+    // connection: the replica had dropped the session and never spoke on
+    // it again (CI, 2026-12-03). A suspended session now resumes.
+    run(11053630321302665832, 3, 30, false, false);
 }
 
 proptest! {
