@@ -447,16 +447,25 @@ impl Replica {
         if envelopes.is_empty() {
             return;
         }
-        let team = match self.kind_of(&space) {
+        let kind = self.kind_of(&space);
+        let team = match kind {
             SpaceKind::Roster => None,
             SpaceKind::Folder => self.folders.get(&space).and_then(Space::team),
         };
+        // A membership op of this device's own can change what the folder
+        // accepts (a removal's cutoff quarantines a forked writer's later
+        // change the document already shows): the open document follows.
+        let control =
+            kind == SpaceKind::Folder && envelopes.iter().any(|e| e.kind() == Kind::Membership);
         self.effects.push_back(Effect::Persist(Persist::Envelopes {
             space,
-            kind: self.kind_of(&space),
+            kind,
             team,
             envelopes,
         }));
+        if control {
+            self.refresh_folder(space, false);
+        }
         self.wake_peers(space);
     }
 

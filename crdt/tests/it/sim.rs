@@ -863,6 +863,11 @@ fn seeds_that_once_failed() {
     // connection: the replica had dropped the session and never spoke on
     // it again (CI, 2026-12-03). A suspended session now resumes.
     run(11053630321302665832, 3, 30, false, false);
+    // A manager's own folder removal, whose cutoff stopped at a forking
+    // writer's fork, quarantined a change its open document already
+    // showed; the document kept it until a restart (sim, 2026-12-03). A
+    // device's own membership ops now bring its open document up to date.
+    run(16897889952217629765, 4, 20, true, true);
 }
 
 proptest! {
