@@ -90,18 +90,29 @@ pub struct ChangeMeta {
     pub deps: Vec<[u8; 32]>,
 }
 
+/// Parses an Automerge change after checking its bounds
+/// ([`crate::bounds::check_change`]): parse once, then read its metadata,
+/// the items it touched and apply it from the parsed form.
+pub fn parse_change(bytes: &[u8]) -> Option<automerge::Change> {
+    crate::bounds::check_change(bytes).ok()?;
+    automerge::Change::from_bytes(bytes.to_vec()).ok()
+}
+
 impl ChangeMeta {
     /// Reads the metadata of an Automerge change, after checking its bounds
     /// ([`crate::bounds::check_change`]).
     pub fn from_change(bytes: &[u8]) -> Option<ChangeMeta> {
-        crate::bounds::check_change(bytes).ok()?;
-        let change = automerge::Change::from_bytes(bytes.to_vec()).ok()?;
-        Some(ChangeMeta {
+        parse_change(bytes).map(|c| ChangeMeta::of(&c))
+    }
+
+    /// The metadata of a change already parsed (by [`parse_change`]).
+    pub fn of(change: &automerge::Change) -> ChangeMeta {
+        ChangeMeta {
             hash: change.hash().0,
             actor: change.actor_id().to_bytes().to_vec(),
             seq: change.seq(),
             deps: change.deps().iter().map(|h| h.0).collect(),
-        })
+        }
     }
 
     /// The incarnation of `author` this change's actor belongs to, if any.

@@ -191,6 +191,25 @@ pub fn actor_for(device: &DeviceId, incarnation: u32) -> ActorId {
     ActorId::from(&hasher.finalize().as_bytes()[..16])
 }
 
+/// A received change, parsed (its bounds checked) and bound to its author:
+/// its actor is the author's actor of one incarnation.
+pub struct BoundChange {
+    author: DeviceId,
+    change: Change,
+}
+
+impl BoundChange {
+    /// `None` when the change's actor is not `author`'s of `incarnation`.
+    pub fn new(author: DeviceId, incarnation: u32, change: Change) -> Option<BoundChange> {
+        (change.actor_id() == &actor_for(&author, incarnation))
+            .then_some(BoundChange { author, change })
+    }
+
+    pub fn change(&self) -> &Change {
+        &self.change
+    }
+}
+
 /// A folder's decrypted document, with the item index used for history.
 pub struct FolderDoc {
     doc: AutoCommit,
@@ -549,6 +568,33 @@ impl FolderDoc {
         Ok(())
     }
 
+    /// Applies changes parsed once and bound to their authors in one
+    /// Automerge call (what rebuilding a folder does); on an error nothing
+    /// is applied.
+    pub fn apply_bound(&mut self, changes: Vec<BoundChange>) -> Result<(), FolderError> {
+        let mut batch = Vec::with_capacity(changes.len());
+        let mut index = Vec::with_capacity(changes.len());
+        let mut actors = Vec::new();
+        for BoundChange { author, change } in changes {
+            if ReadDoc::get_change_by_hash(&self.doc, &change.hash()).is_some() {
+                continue;
+            }
+            if !self.actors.contains_key(change.actor_id()) {
+                actors.push((change.actor_id().clone(), author));
+            }
+            index.push((change.hash(), change.message().map(str::to_owned)));
+            batch.push(change);
+        }
+        self.doc.apply_changes(batch).map_err(doc_err)?;
+        for (actor, author) in actors {
+            self.actors.entry(actor).or_insert(author);
+        }
+        for (hash, message) in index {
+            self.index_change(hash, message.as_deref());
+        }
+        Ok(())
+    }
+
     /// Applies many received changes in one Automerge call (far faster than
     /// one at a time: use it to rebuild a document from
     /// [`crate::Space::accepted_content`]). Each change's actor must be bound
@@ -742,12 +788,13 @@ impl FolderDoc {
 /// The items an encoded change says it touches (from its commit message),
 /// without applying it: how the daemon names what a synced change altered.
 pub fn touched_items(change: &[u8]) -> Vec<ItemId> {
-    if crate::bounds::check_change(change).is_err() {
-        return Vec::new();
-    }
-    let Ok(change) = Change::from_bytes(change.to_vec()) else {
-        return Vec::new();
-    };
+    crate::accept::parse_change(change)
+        .map(|c| touched_by(&c))
+        .unwrap_or_default()
+}
+
+/// [`touched_items`] of a parsed change.
+pub fn touched_by(change: &Change) -> Vec<ItemId> {
     change
         .message()
         .map(|m| {

@@ -610,6 +610,15 @@ impl Space {
         change: &[u8],
     ) -> Result<ChangeHeader, SpaceError> {
         let meta = ChangeMeta::from_change(change).ok_or(SpaceError::MalformedChange)?;
+        self.header_of(keys, &meta)
+    }
+
+    /// [`Space::change_header`] from the change's metadata.
+    fn header_of(
+        &mut self,
+        keys: &DeviceKeys,
+        meta: &ChangeMeta,
+    ) -> Result<ChangeHeader, SpaceError> {
         let author = keys.device_id();
         let incarnation = meta
             .incarnation(&author)
@@ -1305,6 +1314,7 @@ impl Space {
         folder_key: &FolderKey,
         kind: Kind,
         plain: &[u8],
+        meta: Option<ChangeMeta>,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Envelope, SpaceError> {
         let author = keys.device_id();
@@ -1320,11 +1330,10 @@ impl Space {
         if self.rotation_due() {
             return Err(SpaceError::RotationDue);
         }
-        let (change, meta) = if kind == Kind::Content {
-            let header = self.change_header(keys, plain)?;
-            (Some(header), ChangeMeta::from_change(plain))
-        } else {
-            (None, None)
+        let (change, meta) = match (kind, meta) {
+            (Kind::Content, Some(meta)) => (Some(self.header_of(keys, &meta)?), Some(meta)),
+            (Kind::Content, None) => return Err(SpaceError::MalformedChange),
+            _ => (None, None),
         };
         let mut body = self.next_body(author, self.id, kind);
         body.epoch = Some(epoch);
@@ -1382,7 +1391,21 @@ impl Space {
         change: &[u8],
         rng: &mut impl CryptoRngCore,
     ) -> Result<Envelope, SpaceError> {
-        self.seal_payload(keys, folder_key, Kind::Content, change, rng)
+        let meta = ChangeMeta::from_change(change).ok_or(SpaceError::MalformedChange)?;
+        self.seal_payload(keys, folder_key, Kind::Content, change, Some(meta), rng)
+    }
+
+    /// [`Space::seal_content`] of a change whose metadata the caller read
+    /// when it parsed it (a big import's change is parsed once).
+    pub fn seal_content_with_meta(
+        &mut self,
+        keys: &DeviceKeys,
+        folder_key: &FolderKey,
+        change: &[u8],
+        meta: ChangeMeta,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Envelope, SpaceError> {
+        self.seal_payload(keys, folder_key, Kind::Content, change, Some(meta), rng)
     }
 
     /// Records a usage event (reveal, copy, TOTP) as an encrypted envelope.
@@ -1393,7 +1416,7 @@ impl Space {
         event: &[u8],
         rng: &mut impl CryptoRngCore,
     ) -> Result<Envelope, SpaceError> {
-        self.seal_payload(keys, folder_key, Kind::Usage, event, rng)
+        self.seal_payload(keys, folder_key, Kind::Usage, event, None, rng)
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand_core::CryptoRngCore;
 
 use super::{check_name, Event, ItemChange, OpenFolder, Replica, ReplicaError, MAX_ITEM_EVENTS};
+use crate::accept::ChangeMeta;
 use crate::crypto::FolderKey;
 use crate::folder::{check_new_item, FolderDoc, FolderError, Item, ItemEdit, ItemType, NewItem};
 use crate::ids::{DeviceId, ItemId, SpaceId};
@@ -418,14 +419,20 @@ impl Replica {
                     .get(&epoch)
                     .ok_or_else(|| ReplicaError::Internal("no key for the current epoch".into()))?
                     .clone();
-                let env = space.seal_content(&u.keys, &key, &change, rng)?;
-                Ok((env, change))
+                // Parsed once: its header, the items it touched.
+                let parsed = crate::accept::parse_change(&change).ok_or_else(|| {
+                    ReplicaError::Internal("a change of ours does not parse".into())
+                })?;
+                let meta = ChangeMeta::of(&parsed);
+                let touched = crate::folder::touched_by(&parsed);
+                let env =
+                    space.seal_content_with_meta(&u.keys, &key, &change, meta.clone(), rng)?;
+                Ok((env, meta, touched))
             });
         match result {
-            Ok((env, change)) => {
-                open.record_own(&env, &change);
-                let touched: std::collections::HashSet<ItemId> =
-                    crate::folder::touched_items(&change).into_iter().collect();
+            Ok((env, meta, touched)) => {
+                open.record_own(&env, &meta);
+                let touched: std::collections::HashSet<ItemId> = touched.into_iter().collect();
                 open.refresh(&touched);
                 sealed.push(env);
                 self.persist(folder, sealed);

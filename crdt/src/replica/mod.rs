@@ -588,10 +588,9 @@ impl Replica {
         let mut events = Vec::new();
         if reusable {
             let folder = unlocked.open.get_mut(&id).expect("checked above");
-            let fresh: Vec<Envelope> = space
+            let fresh: Vec<&Envelope> = space
                 .accepted_content()
                 .filter(|e| !folder.is_applied(&e.id()) && !folder.skipped.contains_key(&e.id()))
-                .cloned()
                 .collect();
             let me = unlocked.keys.device_id();
             if fresh.is_empty() {

@@ -10,10 +10,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::accept::ChangeMeta;
+use crate::accept::{parse_change, ChangeMeta};
 use crate::crypto::{DeviceKeys, FolderKey};
 use crate::envelope::Envelope;
-use crate::folder::{actor_for, FolderDoc, Item};
+use crate::folder::{BoundChange, FolderDoc, Item};
 use crate::ids::{EnvelopeId, ItemId};
 use crate::space::Space;
 
@@ -71,7 +71,7 @@ impl OpenFolder {
             learned: Vec::new(),
             incarnation: 0,
         };
-        let order: Vec<Envelope> = space.accepted_content().cloned().collect();
+        let order: Vec<&Envelope> = space.accepted_content().collect();
         open.apply(&order);
         open.incarnation = writing_incarnation(space, &me, &open.skipped);
         open.doc.set_writer(me, open.incarnation);
@@ -81,53 +81,55 @@ impl OpenFolder {
 
     /// Applies accepted content envelopes in order (deps first), checking
     /// each; returns the items they touched.
-    pub fn apply(&mut self, envelopes: &[Envelope]) -> HashSet<ItemId> {
-        let mut batch: Vec<(crate::ids::DeviceId, EnvelopeId, Vec<u8>)> = Vec::new();
+    pub fn apply(&mut self, envelopes: &[&Envelope]) -> HashSet<ItemId> {
+        // Each change is decrypted and parsed once: its metadata, the items
+        // it touched and the document all read the parsed form.
+        let mut batch: Vec<BoundChange> = Vec::new();
+        let mut ids: Vec<(usize, EnvelopeId)> = Vec::new();
         let mut touched = HashSet::new();
-        for env in envelopes {
+        for (at, env) in envelopes.iter().enumerate() {
             if self.is_applied(&env.id()) || self.skipped.contains_key(&env.id()) {
                 continue;
             }
-            match self.check(env, &batch) {
+            match self.check(env) {
                 Ok((change, meta)) => {
-                    touched.extend(crate::folder::touched_items(&change));
+                    touched.extend(crate::folder::touched_by(change.change()));
                     self.hashes.insert(meta.hash, env.id());
                     self.learned.push((env.id(), meta));
-                    batch.push((env.author(), env.id(), change));
+                    batch.push(change);
+                    ids.push((at, env.id()));
                 }
                 Err(why) => {
                     self.skipped.insert(env.id(), why);
                 }
             }
         }
-        let applied = self
-            .doc
-            .apply_changes(batch.iter().map(|(a, _, c)| (*a, c.as_slice())));
-        if applied.is_err() {
-            // Automerge refused the batch (checked changes should not be):
-            // one by one, skipping what fails and what depends on it.
-            for (author, id, change) in &batch {
-                if self.doc.apply_change(author, change).is_ok() {
-                    self.applied.push(*id);
-                    self.applied_ids.insert(*id);
-                } else {
-                    self.skipped.insert(*id, Skip::Unreadable);
+        if self.doc.apply_bound(batch).is_ok() {
+            self.applied.extend(ids.iter().map(|(_, id)| *id));
+            self.applied_ids.extend(ids.iter().map(|(_, id)| *id));
+        } else {
+            // Automerge refused the batch (checked changes should not be)
+            // and applied none of it: one by one, from the envelopes again,
+            // skipping what fails and what depends on it.
+            for (at, id) in ids {
+                let one = self.check(envelopes[at]).map(|(change, _)| change);
+                match one.map(|c| self.doc.apply_bound(vec![c])) {
+                    Ok(Ok(())) => {
+                        self.applied.push(id);
+                        self.applied_ids.insert(id);
+                    }
+                    _ => {
+                        self.skipped.insert(id, Skip::Unreadable);
+                    }
                 }
             }
-        } else {
-            self.applied.extend(batch.iter().map(|(_, id, _)| *id));
-            self.applied_ids.extend(batch.iter().map(|(_, id, _)| *id));
         }
         touched
     }
 
-    /// Decrypts `env` with its own epoch's key and checks the change
-    /// against the envelope's header.
-    fn check(
-        &self,
-        env: &Envelope,
-        batch: &[(crate::ids::DeviceId, EnvelopeId, Vec<u8>)],
-    ) -> Result<(Vec<u8>, ChangeMeta), Skip> {
+    /// Decrypts `env` with its own epoch's key, parses its change once and
+    /// checks it against the envelope's header.
+    fn check(&self, env: &Envelope) -> Result<(BoundChange, ChangeMeta), Skip> {
         let header = env.body().change.as_ref().ok_or(Skip::Unreadable)?;
         if header.deps.iter().any(|d| self.skipped.contains_key(d)) {
             return Err(Skip::DependsOnSkipped);
@@ -137,23 +139,18 @@ impl OpenFolder {
             .epoch
             .and_then(|e| self.keys.get(&e))
             .ok_or(Skip::NoKey)?;
-        let change = Space::open_content(env, key).map_err(|_| Skip::Unreadable)?;
-        let meta = ChangeMeta::from_change(&change).ok_or(Skip::Unreadable)?;
-        if meta.actor != actor_for(&env.author(), header.incarnation).to_bytes()
-            || meta.seq != header.seq
-        {
+        let plain = Space::open_content(env, key).map_err(|_| Skip::Unreadable)?;
+        let change = parse_change(&plain).ok_or(Skip::Unreadable)?;
+        let meta = ChangeMeta::of(&change);
+        if meta.seq != header.seq {
             return Err(Skip::HeaderMismatch);
         }
-        let in_batch = |h: &[u8; 32]| {
-            batch
-                .iter()
-                .find(|(_, id, _)| self.hashes.get(h) == Some(id))
-                .map(|(_, id, _)| *id)
-        };
+        let change = BoundChange::new(env.author(), header.incarnation, change)
+            .ok_or(Skip::HeaderMismatch)?;
         let mut deps: Vec<EnvelopeId> = Vec::with_capacity(meta.deps.len());
         for h in &meta.deps {
-            match self.hashes.get(h).copied().or_else(|| in_batch(h)) {
-                Some(id) => deps.push(id),
+            match self.hashes.get(h) {
+                Some(id) => deps.push(*id),
                 None => return Err(Skip::HeaderMismatch),
             }
         }
@@ -162,7 +159,7 @@ impl OpenFolder {
         if deps != header.deps {
             return Err(Skip::HeaderMismatch);
         }
-        Ok((change.to_vec(), meta))
+        Ok((change, meta))
     }
 
     /// Whether the envelope's change is in the document.
@@ -205,10 +202,8 @@ impl OpenFolder {
     }
 
     /// Records a change this device made (already in `doc`).
-    pub fn record_own(&mut self, env: &Envelope, change: &[u8]) {
-        if let Some(meta) = ChangeMeta::from_change(change) {
-            self.hashes.insert(meta.hash, env.id());
-        }
+    pub fn record_own(&mut self, env: &Envelope, meta: &ChangeMeta) {
+        self.hashes.insert(meta.hash, env.id());
         self.applied.push(env.id());
         self.applied_ids.insert(env.id());
     }
