@@ -642,10 +642,13 @@ impl Replica {
                 ));
             }
         }
-        let target = |item: &ImportItem| match (into, &item.folder) {
-            (Some(space), _) => self.folder_name(&space),
+        // Names read once, not per item (each is a document lookup).
+        let into_name = into.map(|space| self.folder_name(&space));
+        let personal_name = self.folder_name(&personal);
+        let target = |item: &ImportItem| match (&into_name, &item.folder) {
+            (Some(name), _) => name.clone(),
             (None, Some(name)) => name.replace('/', "-"),
-            (None, None) => self.folder_name(&personal),
+            (None, None) => personal_name.clone(),
         };
         let mut plan = ImportPlan::default();
         let mut planned: Vec<(String, ImportItem)> = Vec::new();
@@ -673,9 +676,9 @@ impl Replica {
             *plan.added.entry(item.item_type).or_default() += 1;
             planned.push((folder, item));
         }
-        for (folder, _) in &planned {
-            if self.resolve_folder(Some(folder)).is_err() && !plan.folders_created.contains(folder)
-            {
+        let names: BTreeSet<&String> = planned.iter().map(|(folder, _)| folder).collect();
+        for folder in names {
+            if self.resolve_folder(Some(folder)).is_err() {
                 plan.folders_created.push(folder.clone());
             }
         }
@@ -686,8 +689,16 @@ impl Replica {
             self.create_folder(&name, now_ms, rng)?;
         }
         let mut by_folder: BTreeMap<SpaceId, Vec<(ItemId, ImportItem)>> = BTreeMap::new();
+        let mut resolved: BTreeMap<String, SpaceId> = BTreeMap::new();
         for (folder, item) in planned {
-            let space = self.resolve_folder(Some(&folder))?;
+            let space = match resolved.get(&folder) {
+                Some(space) => *space,
+                None => {
+                    let space = self.resolve_folder(Some(&folder))?;
+                    resolved.insert(folder, space);
+                    space
+                }
+            };
             let mut raw = [0u8; 16];
             rng.fill_bytes(&mut raw);
             by_folder
