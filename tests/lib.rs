@@ -7,6 +7,8 @@
 //! - [`Cli`] runs `coffer` against that daemon's socket with
 //!   `COFFER_NO_AUTOSTART=1`, feeding stdin and checking exit codes.
 //! - [`Events`] is a running `coffer events --json` subscriber.
+//! - [`hostile::Hostile`] takes over an enrolled device and attacks honest
+//!   daemons over the real transport and protocol.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -21,6 +23,8 @@ use coffer_ipc::methods::{Empty, Status, StatusResult};
 use coffer_ipc::Client;
 use serde_json::Value;
 use tempfile::TempDir;
+
+pub mod hostile;
 
 /// Where test daemons listen for peers unless told otherwise: loopback only.
 pub const LOOPBACK_ANY_PORT: &str = "/ip4/127.0.0.1/tcp/0";

@@ -10,6 +10,7 @@ mod crash;
 mod discovery;
 mod enrol;
 mod export;
+mod hostile;
 mod import;
 mod json_output;
 mod no_plaintext;

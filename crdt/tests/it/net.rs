@@ -197,6 +197,8 @@ pub struct World {
     pub cut: BTreeSet<(usize, usize)>,
     inflight: HashMap<(usize, usize), VecDeque<SyncMessage>>,
     pub messages: u64,
+    /// Envelopes delivered per link (from, to).
+    pub envelopes: HashMap<(usize, usize), u64>,
     /// Per round, the chance in percent that a link delivers its next message.
     pub delivery: u32,
     /// A node allowed to break the protocol (its peers cut it off).
@@ -213,6 +215,7 @@ impl World {
             cut: BTreeSet::new(),
             inflight: HashMap::new(),
             messages: 0,
+            envelopes: HashMap::new(),
             delivery: 100,
             adversary: None,
         }
@@ -318,6 +321,9 @@ impl World {
                 continue;
             };
             self.messages += 1;
+            if let SyncMessage::Envelopes { envelopes, .. } = &msg {
+                *self.envelopes.entry((a, b)).or_default() += envelopes.len() as u64;
+            }
             moved = true;
             if self.messages > 99_000 || std::env::var("COFFER_SIM_TRACE").is_ok() {
                 let what = match &msg {
