@@ -176,6 +176,12 @@ impl OpenFolder {
 
     /// Refreshes the cached items after `touched` changed.
     pub fn refresh(&mut self, touched: &HashSet<ItemId>) {
+        if touched.len() > 64 && touched.len() * 2 > self.items.len() {
+            // Most of the folder (an import, an initial sync): one pass over
+            // the document is cheaper than a lookup per item.
+            self.items = self.doc.items().into_iter().map(|i| (i.id, i)).collect();
+            return;
+        }
         for id in touched {
             match self.doc.item(*id) {
                 Some(item) => {

@@ -179,8 +179,20 @@ pub struct PeerSummary {
     pub queued: usize,
 }
 
-/// (seq, id, linked) per chain.
-type Heads = HashMap<(SpaceId, DeviceId), Vec<(u64, EnvelopeId, bool)>>;
+/// What a peer holds of one author's chain in a space.
+#[derive(Clone, Default)]
+struct ChainHeads {
+    /// Heads linked down to the chain's start (each covers its ancestors),
+    /// the highest 64 of a forked chain.
+    linked: Vec<(u64, EnvelopeId)>,
+    /// Envelopes above a gap: each covers only itself. All are kept (as
+    /// many as the space holds): forgetting one of a member's flood of
+    /// unlinked envelopes sent it again with every later push.
+    loose: HashSet<EnvelopeId>,
+}
+
+/// Per chain, what a peer holds.
+type Heads = HashMap<(SpaceId, DeviceId), ChainHeads>;
 
 /// What this device knows of one connected peer.
 #[derive(Default)]
@@ -234,17 +246,21 @@ fn kind_rank(k: Kind) -> u8 {
 /// The peer holds `env` now (we sent it, or it sent it). Linked as far as
 /// we know if its `prev` was a linked head there.
 fn note(heads: &mut Heads, env: &Envelope) {
-    let list = heads.entry((env.space(), env.author())).or_default();
+    let chain = heads.entry((env.space(), env.author())).or_default();
     let prev = env.body().prev;
-    let linked = prev.is_none() || list.iter().any(|(_, id, l)| Some(*id) == prev && *l);
-    list.retain(|(_, id, _)| Some(*id) != prev);
-    if !list.iter().any(|(_, id, _)| *id == env.id()) {
-        list.push((env.seq(), env.id(), linked));
+    let linked = prev.is_none_or(|p| chain.linked.iter().any(|(_, id)| *id == p));
+    if !linked {
+        chain.loose.insert(env.id());
+        return;
+    }
+    chain.linked.retain(|(_, id)| Some(*id) != prev);
+    if !chain.linked.iter().any(|(_, id)| *id == env.id()) {
+        chain.linked.push((env.seq(), env.id()));
     }
     // A forked chain may hold many heads; only the highest matter.
-    if list.len() > 64 {
-        list.sort();
-        list.drain(..list.len() - 64);
+    if chain.linked.len() > 64 {
+        chain.linked.sort();
+        chain.linked.drain(..chain.linked.len() - 64);
     }
 }
 
@@ -427,13 +443,10 @@ impl Replica {
             return Vec::new();
         };
         let mut covered: HashSet<EnvelopeId> = HashSet::new();
-        for hs in heads.into_iter().flat_map(|h| h.values()) {
-            for (_, id, linked) in hs {
-                if !*linked {
-                    // A gap below it there: it covers only itself.
-                    covered.insert(*id);
-                    continue;
-                }
+        for chain in heads.into_iter().flat_map(|h| h.values()) {
+            // A gap below it there: it covers only itself.
+            covered.extend(chain.loose.iter().copied());
+            for (_, id) in &chain.linked {
                 let mut cur = Some(*id);
                 while let Some(c) = cur {
                     if !covered.insert(c) {
@@ -628,10 +641,12 @@ impl Replica {
             let heads = st.known.entry(s.space).or_default();
             for t in s.tips {
                 if t.space == s.space {
-                    heads
-                        .entry((t.space, t.author))
-                        .or_default()
-                        .push((t.seq, t.id, t.linked));
+                    let chain = heads.entry((t.space, t.author)).or_default();
+                    if t.linked {
+                        chain.linked.push((t.seq, t.id));
+                    } else {
+                        chain.loose.insert(t.id);
+                    }
                 }
             }
         }
