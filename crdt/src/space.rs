@@ -1397,7 +1397,7 @@ impl Space {
 
     /// [`Space::seal_content`] of a change whose metadata the caller read
     /// when it parsed it (a big import's change is parsed once).
-    pub fn seal_content_with_meta(
+    pub(crate) fn seal_content_with_meta(
         &mut self,
         keys: &DeviceKeys,
         folder_key: &FolderKey,

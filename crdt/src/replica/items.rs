@@ -458,7 +458,8 @@ impl Replica {
         touched: impl IntoIterator<Item = ItemId>,
         change: ItemChange,
     ) {
-        let touched: Vec<ItemId> = touched.into_iter().collect();
+        let mut touched: Vec<ItemId> = touched.into_iter().collect();
+        touched.sort();
         if touched.len() > MAX_ITEM_EVENTS {
             self.emit(Event::FolderChanged { folder });
         } else {

@@ -441,9 +441,23 @@ impl Replica {
         }
     }
 
-    /// Queues new envelopes of `space` for the store and tells the peers
-    /// that share it.
+    /// Queues new envelopes of `space` written by this device for the store
+    /// and tells the peers that share it. A membership op of its own can
+    /// change what the folder accepts (a removal's cutoff quarantines a
+    /// forked writer's later change the document already shows): the open
+    /// document follows.
     fn persist(&mut self, space: SpaceId, envelopes: Vec<Envelope>) {
+        let control = envelopes.iter().any(|e| e.kind() == Kind::Membership)
+            && self.kind_of(&space) == SpaceKind::Folder;
+        self.persist_received(space, envelopes);
+        if control {
+            self.refresh_folder(space, false);
+        }
+    }
+
+    /// [`Replica::persist`] of envelopes taken in from a peer (the caller
+    /// brings the open document up to date once, after judging them).
+    fn persist_received(&mut self, space: SpaceId, envelopes: Vec<Envelope>) {
         if envelopes.is_empty() {
             return;
         }
@@ -452,20 +466,12 @@ impl Replica {
             SpaceKind::Roster => None,
             SpaceKind::Folder => self.folders.get(&space).and_then(Space::team),
         };
-        // A membership op of this device's own can change what the folder
-        // accepts (a removal's cutoff quarantines a forked writer's later
-        // change the document already shows): the open document follows.
-        let control =
-            kind == SpaceKind::Folder && envelopes.iter().any(|e| e.kind() == Kind::Membership);
         self.effects.push_back(Effect::Persist(Persist::Envelopes {
             space,
             kind,
             team,
             envelopes,
         }));
-        if control {
-            self.refresh_folder(space, false);
-        }
         self.wake_peers(space);
     }
 
@@ -604,6 +610,9 @@ impl Replica {
             if touched.len() > MAX_ITEM_EVENTS {
                 events.push(Event::FolderChanged { folder: id });
             } else {
+                // In item order: effects must not depend on a HashSet's.
+                let mut touched: Vec<ItemId> = touched.into_iter().collect();
+                touched.sort();
                 events.extend(touched.into_iter().map(|item| Event::ItemChanged {
                     folder: id,
                     item,
@@ -661,7 +670,7 @@ impl Replica {
         let control = fresh
             .iter()
             .any(|e| matches!(e.kind(), Kind::Membership | Kind::Roster));
-        self.persist(space, fresh.clone());
+        self.persist_received(space, fresh.clone());
         if is_roster {
             self.spread_roster(&fresh);
             self.emit(Event::TeamChanged);

@@ -185,10 +185,32 @@ struct ChainHeads {
     /// Heads linked down to the chain's start (each covers its ancestors),
     /// the highest 64 of a forked chain.
     linked: Vec<(u64, EnvelopeId)>,
-    /// Envelopes above a gap: each covers only itself. All are kept (as
-    /// many as the space holds): forgetting one of a member's flood of
-    /// unlinked envelopes sent it again with every later push.
+    /// Envelopes above a gap: each covers only itself. All are kept (only
+    /// envelopes held here are noted, so at most what the space holds):
+    /// forgetting one of a member's flood of unlinked envelopes sent it
+    /// again with every later push.
     loose: HashSet<EnvelopeId>,
+}
+
+/// Where an envelope sits in its author's chain.
+struct Link {
+    space: SpaceId,
+    author: DeviceId,
+    seq: u64,
+    id: EnvelopeId,
+    prev: Option<EnvelopeId>,
+}
+
+impl Link {
+    fn of(env: &Envelope) -> Link {
+        Link {
+            space: env.space(),
+            author: env.author(),
+            seq: env.seq(),
+            id: env.id(),
+            prev: env.body().prev,
+        }
+    }
 }
 
 /// Per chain, what a peer holds.
@@ -230,6 +252,11 @@ impl PeerState {
     pub(super) fn resumed(mut self) -> PeerState {
         self.shared.clear();
         self.woken = false;
+        // Queued while it shared what it may share no more: planned again.
+        self.queue.clear();
+        self.queued.clear();
+        self.caught.clear();
+        self.owe_caught.clear();
         self
     }
 }
@@ -245,17 +272,17 @@ fn kind_rank(k: Kind) -> u8 {
 
 /// The peer holds `env` now (we sent it, or it sent it). Linked as far as
 /// we know if its `prev` was a linked head there.
-fn note(heads: &mut Heads, env: &Envelope) {
-    let chain = heads.entry((env.space(), env.author())).or_default();
-    let prev = env.body().prev;
+fn note(heads: &mut Heads, env: &Link) {
+    let chain = heads.entry((env.space, env.author)).or_default();
+    let prev = env.prev;
     let linked = prev.is_none_or(|p| chain.linked.iter().any(|(_, id)| *id == p));
     if !linked {
-        chain.loose.insert(env.id());
+        chain.loose.insert(env.id);
         return;
     }
     chain.linked.retain(|(_, id)| Some(*id) != prev);
-    if !chain.linked.iter().any(|(_, id)| *id == env.id()) {
-        chain.linked.push((env.seq(), env.id()));
+    if !chain.linked.iter().any(|(_, id)| *id == env.id) {
+        chain.linked.push((env.seq, env.id));
     }
     // A forked chain may hold many heads; only the highest matter.
     if chain.linked.len() > 64 {
@@ -324,10 +351,11 @@ impl Replica {
 
     /// A peer connected (its transport identity checked by the caller).
     pub fn peer_connected(&mut self, peer: DeviceId) {
+        // A new connection: whatever session an old one had is over.
+        self.suspended.remove(&peer);
         if !self.allowed.contains_key(&peer) {
             return;
         }
-        self.suspended.remove(&peer);
         let shared = self.shared_with(&peer).into_iter().collect();
         self.peers.insert(
             peer,
@@ -519,6 +547,31 @@ impl Replica {
                 st.caught.insert(space);
             }
         }
+        // Nothing queued goes out for a space no longer shared with it.
+        let queued_spaces: BTreeSet<SpaceId> = self
+            .peers
+            .get(peer)?
+            .queue
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        let gone: BTreeSet<SpaceId> = queued_spaces
+            .into_iter()
+            .filter(|s| !self.shares(peer, s))
+            .collect();
+        if !gone.is_empty() {
+            let st = self.peers.get_mut(peer)?;
+            let PeerState { queue, queued, .. } = st;
+            queue.retain(|(s, id)| {
+                let keep = !gone.contains(s);
+                if !keep {
+                    queued.remove(id);
+                }
+                keep
+            });
+            st.caught.retain(|s| !gone.contains(s));
+            st.owe_caught.retain(|s| !gone.contains(s));
+        }
         let first = self.peers.get(peer)?.queue.front().map(|(s, _)| *s);
         if let Some(space) = first {
             let mut batch: Vec<Envelope> = Vec::new();
@@ -544,7 +597,7 @@ impl Replica {
                 st.queue.pop_front();
                 st.queued.remove(&id);
                 bytes += env.bytes().len();
-                note(st.known.entry(space).or_default(), &env);
+                note(st.known.entry(space).or_default(), &Link::of(&env));
                 batch.push(env);
             }
             let st = self.peers.get_mut(peer)?;
@@ -668,11 +721,7 @@ impl Replica {
         let held = self.space(&space).is_some();
         let count = envs.len();
         let ids: Vec<EnvelopeId> = envs.iter().map(Envelope::id).collect();
-        for env in &envs {
-            if let Some(st) = self.peers.get_mut(&peer) {
-                note(st.known.entry(space).or_default(), env);
-            }
-        }
+        let links: Vec<Link> = envs.iter().map(Link::of).collect();
         let (new, unknown_author, invalid) = if held {
             if !self.shares(&peer, &space) {
                 // Not (or no longer) a member there: its word counts for nothing.
@@ -698,6 +747,17 @@ impl Replica {
                 None => return Ok(()),
             }
         };
+        // What the peer holds, as far as this device can tell: only what it
+        // sent that is held here now (a peer's junk must not grow this).
+        if let Some(s) = self.space(&space) {
+            let kept: Vec<&Link> = links.iter().filter(|l| s.get(&l.id).is_some()).collect();
+            if let Some(st) = self.peers.get_mut(&peer) {
+                let heads = st.known.entry(space).or_default();
+                for l in kept {
+                    note(heads, l);
+                }
+            }
+        }
         if invalid > 0 {
             return Err(ProtocolViolation::InvalidEnvelopes(invalid));
         }
