@@ -172,8 +172,23 @@ fn concurrent_autostarts_leave_one_daemon() {
         })
         .collect();
     let outs: Vec<Output> = racers.into_iter().map(|r| r.join().unwrap()).collect();
-    let live = cofferd_pids_for(&env.socket);
-    reaper.pids.extend(&live);
+    // A racer's CLI may return (served by the winner) while the daemon it
+    // spawned is still starting; that loser exits once it finds the data
+    // dir locked (exit 75). What must hold is that only one stays.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let live = loop {
+        let live = cofferd_pids_for(&env.socket);
+        let fresh: Vec<u32> = live
+            .iter()
+            .copied()
+            .filter(|p| !reaper.pids.contains(p))
+            .collect();
+        reaper.pids.extend(fresh);
+        if live.len() <= 1 || std::time::Instant::now() > deadline {
+            break live;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(live.len(), 1, "one data dir, one daemon: {live:?}");
 
     let mut served = 0;
