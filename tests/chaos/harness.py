@@ -85,6 +85,7 @@ class Run:
         self.devices: dict[str, Device] = {}
         self.history: list[dict] = []
         self.hlock = threading.Lock()
+        self.start_lock = threading.Lock()
         self.hfile = open(workdir / "history.jsonl", "w")
         self.t_start = time.monotonic()
         self.stop_event = threading.Event()
@@ -139,8 +140,15 @@ class Run:
         return d
 
     def start_device(self, d: Device) -> None:
-        d.start(self.peers_for(d))
-        d.expect_exit = False
+        # The workload (an enrolment starting a new device) and the fault
+        # loop (a kill's restart) may both start one device: whoever comes
+        # second finds it running and leaves it (seed 60102 asserted).
+        with self.start_lock:
+            if d.running():
+                d.expect_exit = False
+                return
+            d.start(self.peers_for(d))
+            d.expect_exit = False
 
     def setup(self) -> None:
         self.net.up()
