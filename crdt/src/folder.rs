@@ -603,9 +603,7 @@ impl FolderDoc {
         &mut self,
         changes: impl IntoIterator<Item = (DeviceId, &'a [u8])>,
     ) -> Result<(), FolderError> {
-        let mut batch = Vec::new();
-        let mut index = Vec::new();
-        let mut actors = Vec::new();
+        let mut checked = Vec::new();
         let mut bound: HashMap<DeviceId, Vec<ActorId>> = HashMap::new();
         for (author, bytes) in changes {
             crate::bounds::check_change(bytes)?;
@@ -619,21 +617,10 @@ impl FolderDoc {
             if !allowed.contains(change.actor_id()) {
                 return Err(FolderError::ActorMismatch);
             }
-            if ReadDoc::get_change_by_hash(&self.doc, &change.hash()).is_some() {
-                continue;
-            }
-            actors.push((change.actor_id().clone(), author));
-            index.push((change.hash(), change.message().map(str::to_owned)));
-            batch.push(change);
+            // Bound to one of the author's incarnations: checked just above.
+            checked.push(BoundChange { author, change });
         }
-        self.doc.apply_changes(batch).map_err(doc_err)?;
-        for (actor, author) in actors {
-            self.actors.entry(actor).or_insert(author);
-        }
-        for (hash, message) in index {
-            self.index_change(hash, message.as_deref());
-        }
-        Ok(())
+        self.apply_bound(checked)
     }
 
     fn read_item(
