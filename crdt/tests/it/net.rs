@@ -98,6 +98,26 @@ impl Node {
         self.replica.device()
     }
 
+    /// How another device trusts this one (a pairing).
+    pub fn trusted(&self) -> Trusted {
+        Trusted {
+            device: self.keys.device_id(),
+            exchange: self.keys.exchange_public(),
+            transport: transport(&self.keys),
+            name: None,
+            added_ms: 0,
+        }
+    }
+
+    /// This device's (accepted, items) digests of `space`.
+    pub fn digest(&self, space: &SpaceId) -> Option<([u8; 32], Option<[u8; 32]>)> {
+        self.replica
+            .digests()
+            .into_iter()
+            .find(|d| d.space == *space)
+            .map(|d| (d.accepted, d.items))
+    }
+
     pub fn user(&self) -> UserId {
         UserId::new(&self.replica.identity().email).unwrap()
     }

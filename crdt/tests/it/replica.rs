@@ -397,15 +397,7 @@ fn a_folder_is_not_kept_without_its_founding_op() {
     );
     w.settle();
     assert_eq!(w.nodes[1].names("Ops"), ["old"]);
-    let digest = |i: usize| {
-        w.nodes[i]
-            .replica
-            .digests()
-            .into_iter()
-            .find(|d| d.space == ops)
-            .map(|d| (d.accepted, d.items))
-    };
-    assert_eq!(digest(0), digest(1));
+    assert_eq!(w.nodes[0].digest(&ops), w.nodes[1].digest(&ops));
 }
 
 /// Regression (sim seed 4896694741619481390): a peer sent a folder this
@@ -727,17 +719,6 @@ fn a_device_writes_past_a_re_add_and_its_own_skipped_change_without_reopening() 
     assert_holders_see(&mut w, ops, &names, &[replay.id()]);
 }
 
-fn trusted(w: &World, j: usize) -> coffer_crdt::replica::Trusted {
-    let keys = &w.nodes[j].keys;
-    coffer_crdt::replica::Trusted {
-        device: keys.device_id(),
-        exchange: keys.exchange_public(),
-        transport: crate::net::transport(keys),
-        name: None,
-        added_ms: 0,
-    }
-}
-
 /// Regression (sim seed 11053630321302665832): a paired device revoked and
 /// trusted again before the transport closed the connection. The replica
 /// had dropped the session when the peer stopped being allowed, and the
@@ -750,7 +731,7 @@ fn a_peer_allowed_again_before_its_connection_closed_syncs_on_it() {
         .replica
         .create_folder("Ops", 5, &mut w.rng)
         .unwrap();
-    let (bob, ada) = (trusted(&w, 1), trusted(&w, 0));
+    let (bob, ada) = (w.nodes[1].trusted(), w.nodes[0].trusted());
     w.nodes[0]
         .replica
         .trust_device(bob.clone(), &["Ops".to_string()], Role::Editor, &mut w.rng)
@@ -783,14 +764,10 @@ fn a_peer_allowed_again_before_its_connection_closed_syncs_on_it() {
     w.settle();
 
     let ops = w.nodes[0].replica.resolve_folder(Some("Ops")).unwrap();
-    let digest = |i: usize| {
-        w.nodes[i]
-            .replica
-            .digests()
-            .into_iter()
-            .find(|d| d.space == ops)
-            .map(|d| d.accepted)
-    };
-    assert_eq!(digest(1), digest(0), "bob holds every membership change");
+    assert_eq!(
+        w.nodes[1].digest(&ops),
+        w.nodes[0].digest(&ops),
+        "bob holds every membership change"
+    );
     assert_eq!(w.nodes[1].names("Ops"), ["new", "old"]);
 }

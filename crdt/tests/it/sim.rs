@@ -28,7 +28,7 @@ use coffer_crdt::envelope::ENVELOPE_VERSION;
 use coffer_crdt::folder::{ItemEdit, ItemType};
 use coffer_crdt::ops::{ControlOp, MembershipOp, Principal, Role};
 use coffer_crdt::replica::{
-    GroupChange, ItemQuery, LockReason, NewItemSpec, ShareChange, SyncMessage, Trusted,
+    GroupChange, ItemQuery, LockReason, NewItemSpec, ShareChange, SyncMessage,
 };
 use coffer_crdt::space::{Outcome, Reason};
 use coffer_crdt::{
@@ -38,7 +38,7 @@ use proptest::prelude::*;
 use rand_chacha::rand_core::RngCore;
 
 use crate::harness::rng;
-use crate::net::{transport, World};
+use crate::net::World;
 
 const SHARED: &str = "Shared";
 
@@ -135,12 +135,12 @@ impl Sim {
                 } else {
                     roles[(r.next_u32() % 3) as usize]
                 };
-                let t = trusted(&w, j);
+                let t = w.nodes[j].trusted();
                 w.nodes[0]
                     .replica
                     .trust_device(t, &[SHARED.to_string()], role, &mut w.rng)
                     .unwrap();
-                let back = trusted(&w, 0);
+                let back = w.nodes[0].trusted();
                 w.nodes[j]
                     .replica
                     .trust_device(back, &[], Role::Member, &mut w.rng)
@@ -311,7 +311,7 @@ impl Sim {
         } else {
             match self.rand(3) {
                 0 => {
-                    let t = trusted(&self.w, j);
+                    let t = self.w.nodes[j].trusted();
                     self.w.nodes[i]
                         .replica
                         .trust_device(t, &[SHARED.to_string()], role, &mut self.w.rng)
@@ -781,17 +781,6 @@ impl Sim {
                 || !space.state().team.admins.is_empty(),
             "COFFER_SIM_SEED={seed}"
         );
-    }
-}
-
-fn trusted(w: &World, j: usize) -> Trusted {
-    let keys = &w.nodes[j].keys;
-    Trusted {
-        device: keys.device_id(),
-        exchange: keys.exchange_public(),
-        transport: transport(keys),
-        name: None,
-        added_ms: 0,
     }
 }
 
