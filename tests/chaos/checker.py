@@ -152,6 +152,42 @@ def back_in_since_out(model, label: str, folder: str, before: float, end: float,
     return False
 
 
+def history_holds(rec: dict, ops: list[dict], histories: dict, ids: dict[str, str],
+                  others_only: bool) -> tuple[bool | None, str]:
+    """Whether the item's history (from up to two members; with
+    others_only, not from the write's own author) holds the write `rec`: an
+    entry by its device, stamped while it ran, with its value. Returns
+    (None, "") when no member's history of the item was taken."""
+    sources = {k: e for k, e in (histories.get(rec["args"]["item"]) or {}).items()
+               if not (others_only and k == rec["dev"])}
+    if not sources:
+        return None, ""
+    aid = ids.get(rec["dev"])
+    k = rec["kind"]
+    lo, hi = rec.get("w0", 0) - 1000, rec.get("w1", 0) + 1000
+    # An entry inside another op's own window, by the same device on the
+    # same item, is that op's: two `rm` of one item a second apart (the
+    # second refused: already in the trash) must not credit the first's
+    # entry, which is within the slack, to the second.
+    others = [(o["w0"] - 1, o["w1"] + 1) for o in ops
+              if o is not rec and o["dev"] == rec["dev"] and o["args"].get("item") == rec["args"]["item"]
+              and o.get("w0") is not None and o.get("w1") is not None]
+    for src, entries in sources.items():
+        for e in entries:
+            t = e.get("time_ms", 0)
+            if e.get("device") != aid or not lo <= t <= hi:
+                continue
+            if any(w0 <= t <= w1 for w0, w1 in others):
+                continue
+            f = e.get("fields", {})
+            if ((k == "edit" and f.get("password") == rec["value"]) or
+                    (k == "totp_set" and rec["value"] in (f.get("totp") or "")) or
+                    (k == "rm" and e.get("trashed") is True) or
+                    (k == "restore" and e.get("trashed") is False)):
+                return True, src
+    return False, ",".join(sorted(sources))
+
+
 def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: float, why: str) -> Verdict:
     v = Verdict(plan.seed, plan.nodes, partitions=run.partitions, kills=run.kills)
     v.history = run.history
@@ -257,27 +293,7 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
         return out
 
     def history_has(rec: dict, others_only: bool) -> tuple[bool | None, str]:
-        """Whether the item's history (from up to two members; with
-        others_only, not from the write's own author) holds the write: an
-        entry by its device, stamped while it ran, with its value."""
-        sources = {k: e for k, e in (histories.get(rec["args"]["item"]) or {}).items()
-                   if not (others_only and k == rec["dev"])}
-        if not sources:
-            return None, ""
-        aid = ids.get(rec["dev"])
-        k = rec["kind"]
-        lo, hi = rec.get("w0", 0) - 1000, rec.get("w1", 0) + 1000
-        for src, entries in sources.items():
-            for e in entries:
-                if e.get("device") != aid or not lo <= e.get("time_ms", 0) <= hi:
-                    continue
-                f = e.get("fields", {})
-                if ((k == "edit" and f.get("password") == rec["value"]) or
-                        (k == "totp_set" and rec["value"] in (f.get("totp") or "")) or
-                        (k == "rm" and e.get("trashed") is True) or
-                        (k == "restore" and e.get("trashed") is False)):
-                    return True, src
-        return False, ",".join(sorted(sources))
+        return history_holds(rec, ops, histories, ids, others_only)
 
     # ---- every write ---------------------------------------------------------
     explained: list[str] = []

@@ -20,7 +20,7 @@ from harness import corrupt_wal_tail, wal_valid_end  # noqa: E402
 from model import Model, status_of  # noqa: E402
 from plan import make_plan  # noqa: E402
 from shrink import slice_history  # noqa: E402
-from checker import Failure, Verdict, back_in_since_out  # noqa: E402
+from checker import Failure, Verdict, back_in_since_out, history_holds  # noqa: E402
 
 DEVICES = {"ada": "ada@example.com", "cyd": "cyd@example.com", "dan": "dan@example.com"}
 
@@ -170,6 +170,26 @@ class SliceTest(unittest.TestCase):
         got = [(r["type"], r.get("op", r.get("t0"))) for r in slice_history(h, v)]
         self.assertEqual(got, [("op", 1), ("op", 3), ("op", 4), ("fault", 25)])
 
+
+
+class HistoryTest(unittest.TestCase):
+    def test_a_refused_rm_is_not_credited_with_the_previous_rms_entry(self):
+        # Seed 60303: cyd trashed w73 (op 112), then tried again a second
+        # later (op 115, refused: no item matches); the first's history
+        # entry lies in the second's slack.
+        first = {"op": 112, "kind": "rm", "dev": "cyd", "args": {"item": "w73"}, "code": 0,
+                 "w0": 1796288324350.875, "w1": 1796288324391.794}
+        second = {"op": 115, "kind": "rm", "dev": "cyd", "args": {"item": "w73"}, "code": 5,
+                  "w0": 1796288325355.407, "w1": 1796288325381.783}
+        entry = {"device": "D-cyd", "time_ms": 1796288324371, "trashed": True, "fields": {}}
+        histories = {"w73": {"ada": [entry]}}
+        ids = {"cyd": "D-cyd"}
+        ops = [first, second]
+        self.assertEqual(history_holds(first, ops, histories, ids, True), (True, "ada"))
+        self.assertEqual(history_holds(second, ops, histories, ids, True), (False, "ada"))
+        # Alone, the same entry would be credited to the second (it is
+        # within a second of it): the rule is about the other op's window.
+        self.assertEqual(history_holds(second, [second], histories, ids, True), (True, "ada"))
 
 if __name__ == "__main__":
     unittest.main(verbosity=1)
