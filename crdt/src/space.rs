@@ -96,8 +96,10 @@ pub struct Report {
     pub outcomes: Vec<Result<Outcome, IngestError>>,
     /// Previously accepted envelopes that no longer take effect (a late removal).
     pub revoked: Vec<EnvelopeId>,
-    /// Whether accepted content shrank or was reordered: rebuild the document
-    /// from [`Space::accepted_content`] instead of applying the new changes.
+    /// Whether accepted content shrank: rebuild the document from
+    /// [`Space::accepted_content`] instead of applying the new changes (a
+    /// new order alone does not need it: a document is the set of its
+    /// changes).
     pub rebuild: bool,
 }
 
@@ -934,7 +936,6 @@ impl Space {
     /// carry the grant or roster entry that makes its other authors known.
     pub fn ingest_batch(&mut self, envs: Vec<Envelope>) -> Report {
         let before: BTreeSet<EnvelopeId> = self.eval.accepted.clone();
-        let before_order = self.eval.content_order.clone();
         let mut report = Report {
             outcomes: vec![Ok(Outcome::Pending); envs.len()],
             ..Report::default()
@@ -997,8 +998,7 @@ impl Space {
             report.outcomes[i] = Ok(self.outcome_of(&id).unwrap_or(Outcome::Pending));
         }
         report.revoked = before.difference(&self.eval.accepted).copied().collect();
-        report.rebuild =
-            !report.revoked.is_empty() || !self.eval.content_order.starts_with(&before_order);
+        report.rebuild = !report.revoked.is_empty();
         report
     }
 

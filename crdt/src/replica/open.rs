@@ -24,9 +24,8 @@ pub(crate) struct OpenFolder {
     pub items: BTreeMap<ItemId, Item>,
     /// Epoch keys this device can open.
     pub keys: BTreeMap<EnvelopeId, FolderKey>,
-    /// Accepted content applied to `doc`, in order.
-    pub applied: Vec<EnvelopeId>,
-    /// The same, to look up (a sync batch checks every accepted envelope).
+    /// Accepted content applied to `doc` (its order does not matter: a
+    /// document is the set of its changes).
     applied_ids: HashSet<EnvelopeId>,
     /// Accepted content not applied, and why (same on every key holder).
     pub skipped: BTreeMap<EnvelopeId, Skip>,
@@ -64,7 +63,6 @@ impl OpenFolder {
             doc: FolderDoc::with_incarnation(me, 0),
             items: BTreeMap::new(),
             keys: epoch_keys,
-            applied: Vec::new(),
             applied_ids: HashSet::new(),
             skipped: BTreeMap::new(),
             hashes: HashMap::new(),
@@ -105,7 +103,6 @@ impl OpenFolder {
             }
         }
         if self.doc.apply_bound(batch).is_ok() {
-            self.applied.extend(ids.iter().map(|(_, id)| *id));
             self.applied_ids.extend(ids.iter().map(|(_, id)| *id));
         } else {
             // Automerge refused the batch (checked changes should not be)
@@ -115,7 +112,6 @@ impl OpenFolder {
                 let one = self.check(envelopes[at]).map(|(change, _)| change);
                 match one.map(|c| self.doc.apply_bound(vec![c])) {
                     Ok(Ok(())) => {
-                        self.applied.push(id);
                         self.applied_ids.insert(id);
                     }
                     _ => {
@@ -210,7 +206,6 @@ impl OpenFolder {
     /// Records a change this device made (already in `doc`).
     pub fn record_own(&mut self, env: &Envelope, meta: &ChangeMeta) {
         self.hashes.insert(meta.hash, env.id());
-        self.applied.push(env.id());
         self.applied_ids.insert(env.id());
     }
 
@@ -223,11 +218,16 @@ impl OpenFolder {
         !(grew && self.skipped.values().any(|s| *s == Skip::NoKey))
     }
 
-    /// Whether the document holds exactly the accepted content, in order
-    /// (so applying what came after suffices).
+    /// Whether every change in the document is still accepted (so applying
+    /// the accepted ones it lacks suffices).
     pub fn extends(&self, accepted: &[EnvelopeId]) -> bool {
-        let mut it = accepted.iter();
-        self.applied.iter().all(|a| it.by_ref().any(|b| b == a))
+        // A document is the set of its changes, whatever order they were
+        // applied in: it extends if nothing applied left the accepted set.
+        let still = accepted
+            .iter()
+            .filter(|id| self.applied_ids.contains(id))
+            .count();
+        still == self.applied_ids.len()
     }
 }
 
