@@ -152,6 +152,14 @@ def back_in_since_out(model, label: str, folder: str, before: float, end: float,
     return False
 
 
+def touches(op: dict, item: str) -> bool:
+    """Whether `op` wrote the item named `item` (edits name it, adds and
+    imports create it)."""
+    args = op.get("args") or {}
+    return args.get("item") == item or (op.get("kind") == "add" and args.get("name") == item) \
+        or item in (op.get("names") or [])
+
+
 def history_holds(rec: dict, ops: list[dict], histories: dict, ids: dict[str, str],
                   others_only: bool) -> tuple[bool | None, str]:
     """Whether the item's history (from up to two members; with
@@ -168,9 +176,11 @@ def history_holds(rec: dict, ops: list[dict], histories: dict, ids: dict[str, st
     # An entry inside another op's own window, by the same device on the
     # same item, is that op's: two `rm` of one item a second apart (the
     # second refused: already in the trash) must not credit the first's
-    # entry, which is within the slack, to the second.
+    # entry, which is within the slack, to the second; nor a refused
+    # `restore` the entry of the `add` that created the item (seed 60309).
+    item = rec["args"]["item"]
     others = [(o["w0"] - 1, o["w1"] + 1) for o in ops
-              if o is not rec and o["dev"] == rec["dev"] and o["args"].get("item") == rec["args"]["item"]
+              if o is not rec and o["dev"] == rec["dev"] and touches(o, item)
               and o.get("w0") is not None and o.get("w1") is not None]
     for src, entries in sources.items():
         for e in entries:

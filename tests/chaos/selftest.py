@@ -191,5 +191,18 @@ class HistoryTest(unittest.TestCase):
         # within a second of it): the rule is about the other op's window.
         self.assertEqual(history_holds(second, [second], histories, ids, True), (True, "ada"))
 
+    def test_a_refused_restore_is_not_credited_with_the_adds_entry(self):
+        # Seed 60309: bob added w63 (op 63), then a restore of it was
+        # refused a second later (op 66: not in the trash); the add's entry
+        # (trashed: false) lies in the restore's slack.
+        add = {"op": 63, "kind": "add", "dev": "bob", "args": {"folder": "Ops", "name": "w63"}, "code": 0,
+               "w0": 1000.0, "w1": 1079.0}
+        restore = {"op": 66, "kind": "restore", "dev": "bob", "args": {"item": "w63"}, "code": 5,
+                   "w0": 2007.0, "w1": 2051.0}
+        entry = {"device": "D-bob", "time_ms": 1050, "trashed": False, "fields": {}}
+        histories = {"w63": {"ada": [entry]}}
+        got = history_holds(restore, [add, restore], histories, {"bob": "D-bob"}, True)
+        self.assertEqual(got, (False, "ada"))
+
 if __name__ == "__main__":
     unittest.main(verbosity=1)
