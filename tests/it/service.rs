@@ -324,3 +324,46 @@ fn service_install_makes_autostart_use_the_unit_and_uninstall_removes_it() {
     assert_eq!(st["enabled"], false, "{st}");
     assert_eq!(st["daemon_pid"], pid3, "{st}");
 }
+
+#[test]
+fn the_log_file_rotates_by_size() {
+    let dir = short_tempdir();
+    let log = dir.path().join("cofferd.log");
+    let old = dir.path().join("cofferd.log.1");
+    std::fs::write(&old, "the generation before last\n").unwrap();
+    let mut d = Daemon::start_with(Options {
+        args: vec![
+            "--log-file".into(),
+            log.display().to_string(),
+            "--log-max-bytes".into(),
+            "300".into(),
+        ],
+        env: vec![("RUST_LOG".into(), "trace".into())],
+        ..Options::default()
+    });
+    // Start-up alone writes more than 300 bytes; requests add more.
+    for _ in 0..5 {
+        d.ok(&["status"], "");
+    }
+    d.stop();
+    let current = std::fs::read_to_string(&log).unwrap();
+    let previous = std::fs::read_to_string(&old).unwrap();
+    assert!(
+        !previous.contains("the generation before last"),
+        "PATH.1 not replaced"
+    );
+    for (name, text) in [("current", &current), ("previous", &previous)] {
+        // One line may cross the limit: the file rotates before the next write.
+        assert!(
+            text.len() < 300 + 4096,
+            "{name} log is {} bytes",
+            text.len()
+        );
+        assert!(!text.is_empty(), "{name} log is empty");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
