@@ -55,7 +55,7 @@ impl RotatingStderr {
             size,
         };
         if size >= log.max_bytes {
-            log.rotate()?;
+            log.roll_over()?;
         }
         Ok(log)
     }
@@ -67,7 +67,7 @@ impl RotatingStderr {
         PathBuf::from(name)
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
+    fn roll_over(&mut self) -> io::Result<()> {
         let _ = io::stderr().flush();
         std::fs::rename(&self.path, Self::old_path(&self.path))?;
         let file = open_append(&self.path)?;
@@ -81,7 +81,7 @@ impl Write for RotatingStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
             // A failed rotation keeps writing to the current file.
-            let _ = self.rotate();
+            let _ = self.roll_over();
         }
         io::stderr().write_all(buf)?;
         self.size += buf.len() as u64;
