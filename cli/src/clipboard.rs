@@ -184,16 +184,26 @@ mod x11 {
                 .write_all(value.as_bytes())
                 .map_err(|e| e.to_string())?;
         }
-        let mut line = String::new();
+        // Its answer, or nothing within 10 s (an X server that hangs): then
+        // it is stopped and the caller falls back to a tool.
         let stdout = child.stdout.take().expect("piped stdout");
-        BufReader::new(stdout.take(512))
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        if line.trim_end() == "ok" {
-            Ok(())
-        } else {
-            let _ = child.wait();
-            Err(line.trim_end().to_string())
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout.take(512)).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) if line.trim_end() == "ok" => Ok(()),
+            Ok(line) => {
+                let _ = child.wait();
+                Err(line.trim_end().to_string())
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err("the X11 clipboard server did not answer within 10 s".into())
+            }
         }
     }
 
