@@ -263,6 +263,14 @@ pub enum Command {
         #[arg(long)]
         after: u64,
     },
+    /// Serves a value read from stdin on the X11 clipboard with the
+    /// password-manager hint, until replaced or for --after seconds.
+    #[command(name = "__clipboard-x11", hide = true)]
+    ClipboardX11 {
+        /// Seconds to hold it (0: until another program takes the clipboard).
+        #[arg(long)]
+        after: u64,
+    },
 }
 
 /// The clipboard's clear delay (`--copy`).

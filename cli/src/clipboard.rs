@@ -8,11 +8,15 @@
 //! the process list nor the clearer's memory holds the value or an unsalted
 //! hash of it (a 6-digit code would fall to its hash at once).
 //!
-//! Clipboard managers are told the value is a password where the tool can:
-//! `wl-copy --sensitive` (wl-clipboard versions whose `--help` lists it)
-//! offers the `x-kde-passwordManagerHint` type that KDE's Klipper and
-//! wl-clipboard-aware managers honour. xclip, xsel and pbcopy serve one type
-//! only, so they cannot carry the hint.
+//! Clipboard managers are told the value is a password: `wl-copy
+//! --sensitive` on Wayland (wl-clipboard versions whose `--help` lists it),
+//! and on X11 a detached `coffer __clipboard-x11` that serves the value
+//! itself (arboard) beside the `x-kde-passwordManagerHint` target, which
+//! KDE's Klipper and most X11 clipboard managers honour by not keeping it.
+//! That server gets the value on its stdin, exits when another program takes
+//! the clipboard, and at the deadline gives the selection up (the
+//! clipboard empties) if it still holds it. xclip and xsel are used only when
+//! that server cannot connect; pbcopy (macOS) cannot carry the hint.
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -111,6 +115,11 @@ fn salted_digest(salt: &[u8], value: &[u8]) -> [u8; 32] {
 /// Puts `value` on the clipboard and, unless `clear_after_secs` is 0,
 /// schedules its clearing.
 pub fn copy(value: &str, clear_after_secs: u64) -> Result<(), CliError> {
+    let wayland = env_set("WAYLAND_DISPLAY") && on_path("wl-copy");
+    let x11 = !cfg!(target_os = "macos") && !wayland && env_set("DISPLAY");
+    if x11 && x11::copy(value, clear_after_secs).is_ok() {
+        return Ok(());
+    }
     let mut tool = tool().ok_or(CliError::NoClipboard)?;
     if tool.copy[0] == "wl-copy" && wl_copy_has_sensitive() {
         tool.copy.push("--sensitive");
@@ -124,30 +133,146 @@ pub fn copy(value: &str, clear_after_secs: u64) -> Result<(), CliError> {
     }
     let salt: [u8; 16] = rand::random();
     let tag = salted_digest(&salt, value.as_bytes());
-    let exe = std::env::current_exe().map_err(|e| CliError::Other(e.to_string()))?;
+    let fail =
+        |e: std::io::Error| CliError::Other(format!("cannot schedule clipboard clearing: {e}"));
+    let after = clear_after_secs.to_string();
+    let mut child = spawn_detached(&["__clear-clipboard", "--after", &after]).map_err(fail)?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    writeln!(stdin, "{} {}", hex::encode(salt), hex::encode(tag)).map_err(fail)?;
+    Ok(())
+}
+
+/// A detached copy of this program, started with `args` in a session of its
+/// own, stdin and stdout piped, stderr to /dev/null.
+fn spawn_detached(args: &[&str]) -> std::io::Result<std::process::Child> {
+    let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
-    cmd.args([
-        "__clear-clipboard",
-        "--after",
-        &clear_after_secs.to_string(),
-    ]);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe; the clearer outlives this command.
+    // SAFETY: setsid is async-signal-safe; the child outlives this command.
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
             Ok(())
         });
     }
-    let fail =
-        |e: std::io::Error| CliError::Other(format!("cannot schedule clipboard clearing: {e}"));
-    let mut child = cmd.spawn().map_err(fail)?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    writeln!(stdin, "{} {}", hex::encode(salt), hex::encode(tag)).map_err(fail)?;
-    Ok(())
+    cmd.spawn()
 }
+
+/// The X11 clipboard, served by `coffer __clipboard-x11` with the
+/// password-manager hint.
+mod x11 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::time::{Duration, Instant};
+
+    use zeroize::Zeroizing;
+
+    /// The most `__clipboard-x11` reads from stdin.
+    const MAX_VALUE: u64 = 1 << 20;
+
+    /// Starts the server, hands it the value and waits for its "ok" (it
+    /// then holds the selection).
+    pub fn copy(value: &str, clear_after_secs: u64) -> Result<(), String> {
+        let after = clear_after_secs.to_string();
+        let mut child = super::spawn_detached(&["__clipboard-x11", "--after", &after])
+            .map_err(|e| e.to_string())?;
+        {
+            let mut stdin = child.stdin.take().expect("piped stdin");
+            stdin
+                .write_all(value.as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        // Its answer, or nothing within 10 s (an X server that hangs): then
+        // it is stopped and the caller falls back to a tool.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout.take(512)).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) if line.trim_end() == "ok" => Ok(()),
+            Ok(line) => {
+                let _ = child.wait();
+                Err(line.trim_end().to_string())
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err("the X11 clipboard server did not answer within 10 s".into())
+            }
+        }
+    }
+
+    /// `coffer __clipboard-x11 --after SECS`: reads the value from stdin,
+    /// owns the X11 clipboard with it (and the hint), says "ok" (or
+    /// "error: ...") on stdout, then serves it until another program takes
+    /// the clipboard or, unless `after_secs` is 0, until the deadline, when
+    /// it gives the selection up if it still holds it.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    pub fn serve(after_secs: u64) -> u8 {
+        use arboard::{Clipboard, SetExtLinux};
+
+        let mut value = Zeroizing::new(String::new());
+        if std::io::stdin()
+            .take(MAX_VALUE)
+            .read_to_string(&mut value)
+            .is_err()
+        {
+            println!("error: the value on stdin is not UTF-8");
+            return 1;
+        }
+        let mut clipboard = match Clipboard::new() {
+            Ok(c) => c,
+            Err(e) => {
+                println!("error: {e}");
+                return 1;
+            }
+        };
+        if let Err(e) = clipboard
+            .set()
+            .exclude_from_history()
+            .text(value.as_str().to_owned())
+        {
+            println!("error: {e}");
+            return 1;
+        }
+        println!("ok");
+        let _ = std::io::stdout().flush();
+        let deadline = (after_secs > 0).then(|| Instant::now() + Duration::from_secs(after_secs));
+        loop {
+            let wait = Duration::from_millis(250);
+            match deadline {
+                Some(d) if Instant::now() >= d => break,
+                Some(d) => {
+                    std::thread::sleep(wait.min(d.saturating_duration_since(Instant::now())))
+                }
+                None => std::thread::sleep(wait),
+            }
+            let current = clipboard.get_text().map(Zeroizing::new);
+            if !current.is_ok_and(|c| *c == *value) {
+                // Another program owns the clipboard now: leave it alone.
+                return 0;
+            }
+        }
+        // Dropping the last handle gives the selection up when this process
+        // still owns it (arboard does so for data with the hint), so the
+        // clipboard empties and no manager takes the value over.
+        drop(clipboard);
+        0
+    }
+
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    pub fn serve(_after_secs: u64) -> u8 {
+        println!("error: no X11 clipboard on this platform");
+        1
+    }
+}
+
+pub use x11::serve as serve_x11;
 
 /// The clearer: reads `SALT_HEX TAG_HEX` from stdin, waits, then empties the
 /// clipboard if it still holds the value with that salted digest.

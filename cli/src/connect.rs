@@ -102,7 +102,10 @@ pub fn connect_or_start(target: &Target) -> Result<Client, CliError> {
     cmd.arg("--socket")
         .arg(&target.socket)
         .arg("--data-dir")
-        .arg(&data_dir);
+        .arg(&data_dir)
+        .arg("--log-file")
+        .arg(&log_path);
+    // stderr too, for what cofferd says before it opens the log itself.
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
     // SAFETY: setsid is async-signal-safe; it detaches the daemon from our
     // terminal so Ctrl-C on this command does not stop it.

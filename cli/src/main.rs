@@ -71,7 +71,7 @@ pub enum CliError {
     #[error("{0}")]
     Usage(String),
     /// `--copy` without a clipboard tool.
-    #[error("no clipboard available: needs a graphical session (DISPLAY or WAYLAND_DISPLAY) with wl-copy, xclip or xsel; print the value without --copy instead")]
+    #[error("no clipboard available: needs a graphical session (an X11 DISPLAY, or WAYLAND_DISPLAY with wl-copy); print the value without --copy instead")]
     NoClipboard,
     /// `coffer service`: the service manager refused or is missing.
     #[error("{0}")]
@@ -619,6 +619,7 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
         Command::Completion { shell } => docs::completion(shell, json)?,
         Command::Man { dir } => docs::man_pages(&dir, json)?,
         Command::ClearClipboard { after } => clipboard::clear_later(after),
+        Command::ClipboardX11 { after } => return Ok(clipboard::serve_x11(after)),
         Command::Device(cmd) => sync::device(&mut ctx, cmd)?,
         Command::Peers => sync::peers(&mut ctx)?,
         Command::Sync(cmd) => sync::sync(&mut ctx, cmd)?,

@@ -273,9 +273,10 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The launchd agent: runs `cofferd --socket SOCKET` at login, restarts it
-/// only after a crash (an exit, clean or "already running", stays an exit),
-/// logs to `log`, umask 077.
+/// The launchd agent: runs `cofferd --socket SOCKET --log-file LOG` at
+/// login, restarts it only after a crash (an exit, clean or "already
+/// running", stays an exit), logs to `log` (rotated by cofferd by size;
+/// launchd's own redirection catches what comes before), umask 077.
 pub fn render_plist(cofferd: &Path, socket: &Path, log: &Path) -> String {
     let e = |p: &Path| xml_escape(&p.display().to_string());
     format!(
@@ -289,6 +290,8 @@ pub fn render_plist(cofferd: &Path, socket: &Path, log: &Path) -> String {
   <array>
     <string>{}</string>
     <string>--socket</string>
+    <string>{}</string>
+    <string>--log-file</string>
     <string>{}</string>
   </array>
   <key>RunAtLoad</key><true/>
@@ -304,6 +307,7 @@ pub fn render_plist(cofferd: &Path, socket: &Path, log: &Path) -> String {
 "#,
         e(cofferd),
         e(socket),
+        e(log),
         e(log),
         e(log)
     )
@@ -573,6 +577,9 @@ mod tests {
         );
         assert!(p.contains("<string>/tmp/coffer-501/cofferd.sock</string>"));
         assert!(p.contains("<key>StandardErrorPath</key><string>/Users/ada/Library/Logs/Coffer/cofferd.log</string>"));
+        assert!(p.contains(
+            "<string>--log-file</string>\n    <string>/Users/ada/Library/Logs/Coffer/cofferd.log</string>"
+        ));
         assert!(p.contains("<dict><key>Crashed</key><true/></dict>"));
         assert_eq!(p.matches("<dict>").count(), p.matches("</dict>").count());
         assert_eq!(p.matches("<array>").count(), p.matches("</array>").count());

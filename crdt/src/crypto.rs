@@ -39,8 +39,12 @@ pub struct DeviceKeys {
 
 impl DeviceKeys {
     pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        // The seed drawn as ed25519-dalek's own `generate` does (32 bytes
+        // from the rng), without tying the crate to its rand_core version.
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *seed);
         Self {
-            signing: SigningKey::generate(rng),
+            signing: SigningKey::from_bytes(&seed),
             exchange: crypto_box::SecretKey::generate(rng),
         }
     }

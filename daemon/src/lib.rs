@@ -11,6 +11,7 @@ pub mod config;
 pub mod export;
 pub mod import;
 pub mod keystore;
+pub mod logfile;
 pub mod net;
 pub mod server;
 pub mod store;

@@ -59,6 +59,14 @@ struct Args {
     /// No peer-to-peer networking at all.
     #[arg(long, env = "COFFER_NO_NETWORK", value_parser = clap::builder::BoolishValueParser::new())]
     no_network: bool,
+    /// Log to this file instead of stderr (stderr follows it), rotated by
+    /// size: past --log-max-bytes it becomes FILE.1 and a fresh FILE starts.
+    /// For daemons no journal collects (coffer's autostart, launchd).
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// With --log-file: the size at which it rotates (default 4 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = coffer_daemon::logfile::DEFAULT_MAX_BYTES)]
+    log_max_bytes: u64,
     /// Print the cofferd(1) man page (roff) and exit (for packaging).
     #[arg(long, hide = true)]
     man_page: bool,
@@ -132,18 +140,37 @@ fn main() -> ExitCode {
     // Before anything holds a secret: no core dumps, no debugger attach.
     let hardened = coffer_ipc::process::harden();
     tune_allocator();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let args = Args::parse();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into())
+    };
+    match &args.log_file {
+        Some(path) => {
+            let log = match coffer_daemon::logfile::RotatingStderr::open(path, args.log_max_bytes) {
+                Ok(log) => log,
+                Err(e) => {
+                    eprintln!(
+                        "cofferd: error: cannot open the log file {}: {e}",
+                        path.display()
+                    );
+                    return ExitCode::from(1);
+                }
+            };
+            tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_writer(std::sync::Mutex::new(log))
+                .with_ansi(false)
+                .init();
+        }
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     if let Err(e) = hardened {
         tracing::warn!(error = %e, "cannot turn core dumps off");
     }
-    let args = Args::parse();
     if args.man_page {
         let mut page = Vec::new();
         return match clap_mangen::Man::new(Args::command()).render(&mut page) {

@@ -204,3 +204,157 @@ fn the_clear_delay_comes_from_the_config_file() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("not cleared"), "{said}");
 }
+
+/// An Xvfb of our own on a free display, killed (by its pid) when dropped.
+struct Xvfb {
+    child: std::process::Child,
+    display: String,
+}
+
+impl Xvfb {
+    /// None when Xvfb or xclip is missing (.ci/run installs both).
+    fn start() -> Option<Xvfb> {
+        let on_path = |name: &str| {
+            std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        };
+        if !on_path("Xvfb") || !on_path("xclip") {
+            eprintln!("clipboard: Xvfb or xclip is not installed; the X11 check is skipped");
+            return None;
+        }
+        let n = (100..400)
+            .map(|i| 100 + (std::process::id() + i) % 400)
+            .find(|n| {
+                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            })
+            .expect("a free X display");
+        let display = format!(":{n}");
+        let child = std::process::Command::new("Xvfb")
+            .args([
+                display.as_str(),
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                "64x64x8",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start Xvfb");
+        let x = Xvfb { child, display };
+        let socket = format!("/tmp/.X11-unix/X{n}");
+        wait_for("Xvfb", Duration::from_secs(20), || {
+            Path::new(&socket).exists()
+        });
+        Some(x)
+    }
+
+    /// `xclip -o` of the clipboard (with `-t TARGET` if given): None when
+    /// nobody holds it.
+    fn paste(&self, target: Option<&str>) -> Option<String> {
+        let mut cmd = std::process::Command::new("xclip");
+        cmd.args(["-selection", "clipboard", "-o"]);
+        if let Some(t) = target {
+            cmd.args(["-t", t]);
+        }
+        cmd.env("DISPLAY", &self.display);
+        let out = run_with_timeout(&mut cmd, b"", Duration::from_secs(10));
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn x11_copy_offers_the_password_manager_hint_and_gives_the_clipboard_up() {
+    let Some(x) = Xvfb::start() else { return };
+    let d = Daemon::start();
+    d.init();
+    d.add_login("clip", SECRET, &[]);
+    let copy_x11 = |args: &[&str]| {
+        let mut cmd = d.command(args);
+        // No clipboard tool on PATH: the X11 server is coffer itself.
+        cmd.env("PATH", "/nonexistent")
+            .env("DISPLAY", &x.display)
+            .env_remove("WAYLAND_DISPLAY");
+        let out = run_with_timeout(&mut cmd, b"", Duration::from_secs(30));
+        assert!(out.status.success(), "{out:?}");
+    };
+
+    copy_x11(&["get", "clip", "--copy", "--clear-after", "3"]);
+    assert_eq!(x.paste(None).as_deref(), Some(SECRET));
+    let targets = x.paste(Some("TARGETS")).unwrap_or_default();
+    assert!(
+        targets.lines().any(|t| t == "x-kde-passwordManagerHint"),
+        "targets: {targets}"
+    );
+    assert_eq!(
+        x.paste(Some("x-kde-passwordManagerHint")).as_deref(),
+        Some("secret")
+    );
+    // The server's command line is `coffer __clipboard-x11 --after 3`.
+    let lines = coffer_cmdlines();
+    assert!(
+        lines.iter().any(|l| {
+            let args: Vec<&[u8]> = l.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+            args[1..] == [b"__clipboard-x11".as_slice(), b"--after", b"3"]
+        }),
+        "no X11 clipboard server among {:?}",
+        lines
+            .iter()
+            .map(|l| String::from_utf8_lossy(l))
+            .collect::<Vec<_>>()
+    );
+    for l in &lines {
+        assert!(
+            !contains_bytes(l, SECRET.as_bytes()),
+            "{}",
+            String::from_utf8_lossy(l)
+        );
+    }
+    wait_for("giving the clipboard up", Duration::from_secs(15), || {
+        x.paste(None).is_none()
+    });
+
+    // The user copies something else meanwhile: the server leaves at once
+    // and the other program's value stays past the deadline.
+    copy_x11(&["get", "clip", "--copy", "--clear-after", "2"]);
+    assert_eq!(x.paste(None).as_deref(), Some(SECRET));
+    let mut other = std::process::Command::new("xclip")
+        .args(["-quiet", "-selection", "clipboard", "-i"])
+        .env("DISPLAY", &x.display)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("xclip -i");
+    {
+        use std::io::Write;
+        let mut stdin = other.stdin.take().unwrap();
+        stdin.write_all(b"something else").unwrap();
+    }
+    wait_for(
+        "the other value on the clipboard",
+        Duration::from_secs(10),
+        || x.paste(None).as_deref() == Some("something else"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(x.paste(None).as_deref(), Some("something else"));
+    wait_for("the X11 server to leave", Duration::from_secs(10), || {
+        !coffer_cmdlines()
+            .iter()
+            .any(|l| contains_bytes(l, b"__clipboard-x11") && contains_bytes(l, b"--after\x002"))
+    });
+    let _ = other.kill();
+    let _ = other.wait();
+}
