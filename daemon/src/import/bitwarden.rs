@@ -26,27 +26,37 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use coffer_crdt::schema::CustomKind;
+
 use super::{
-    folder_from_parts, json_error, read_csv, Format, ImportError, ImportReport, ItemBuilder,
-    Skipped,
+    folder_from_parts, json_error, null_default, read_csv, unix_of_rfc3339, Format, ImportError, ImportReport,
+    ItemBuilder, Skipped,
 };
 
 #[derive(Deserialize)]
 struct Export {
     #[serde(default)]
     encrypted: bool,
-    #[serde(default)]
-    folders: Vec<Folder>,
-    #[serde(default)]
-    collections: Vec<Folder>,
+    #[serde(default, deserialize_with = "null_default")]
+    folders: Vec<Option<Folder>>,
+    #[serde(default, deserialize_with = "null_default")]
+    collections: Vec<Option<Folder>>,
     items: Option<Vec<Value>>,
 }
 
 #[derive(Deserialize)]
 struct Folder {
     id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     name: String,
+}
+
+/// A list that may be `null` and may hold `null`s (both seen in real
+/// exports): what is not `null` in it.
+type List<T> = Option<Vec<Option<T>>>;
+
+fn each<T>(list: &List<T>) -> impl Iterator<Item = &T> {
+    list.iter().flatten().flatten()
 }
 
 #[derive(Deserialize)]
@@ -61,13 +71,23 @@ struct Item {
     #[serde(default)]
     folder_id: Option<String>,
     #[serde(default)]
-    collection_ids: Option<Vec<String>>,
+    collection_ids: List<String>,
     #[serde(default)]
-    fields: Option<Vec<Field>>,
+    fields: List<Field>,
     #[serde(default)]
     login: Option<Login>,
     #[serde(default)]
     card: Option<Card>,
+    #[serde(default)]
+    identity: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    ssh_key: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    password_history: List<PasswordHistory>,
+    #[serde(default)]
+    archived_date: Option<String>,
+    #[serde(default)]
+    attachments: List<Attachment>,
 }
 
 #[derive(Deserialize)]
@@ -90,9 +110,9 @@ struct Login {
     #[serde(default)]
     totp: Option<String>,
     #[serde(default)]
-    uris: Option<Vec<Uri>>,
+    uris: List<Uri>,
     #[serde(default)]
-    fido2_credentials: Option<Vec<Value>>,
+    fido2_credentials: List<Value>,
 }
 
 #[derive(Deserialize)]
@@ -118,9 +138,47 @@ struct Card {
     code: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PasswordHistory {
+    #[serde(default)]
+    last_used_date: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Attachment {
+    #[serde(default)]
+    file_name: Option<String>,
+}
+
 fn s(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("")
 }
+
+/// The identity fields of Bitwarden's export, in its order, with titles.
+const IDENTITY: [(&str, &str, CustomKind); 18] = [
+    ("title", "title", CustomKind::Text),
+    ("firstName", "first name", CustomKind::Text),
+    ("middleName", "middle name", CustomKind::Text),
+    ("lastName", "last name", CustomKind::Text),
+    ("address1", "address 1", CustomKind::Text),
+    ("address2", "address 2", CustomKind::Text),
+    ("address3", "address 3", CustomKind::Text),
+    ("city", "city", CustomKind::Text),
+    ("state", "state", CustomKind::Text),
+    ("postalCode", "postal code", CustomKind::Text),
+    ("country", "country", CustomKind::Text),
+    ("company", "company", CustomKind::Text),
+    ("email", "email", CustomKind::Email),
+    ("phone", "phone", CustomKind::Phone),
+    ("ssn", "social security number", CustomKind::Hidden),
+    ("username", "username", CustomKind::Text),
+    ("passportNumber", "passport number", CustomKind::Hidden),
+    ("licenseNumber", "license number", CustomKind::Hidden),
+];
 
 pub(super) fn parse_json(text: &str) -> Result<ImportReport, ImportError> {
     const F: Format = Format::BitwardenJson;
@@ -139,32 +197,25 @@ pub(super) fn parse_json(text: &str) -> Result<ImportReport, ImportError> {
         .folders
         .iter()
         .chain(&export.collections)
+        .flatten()
         .map(|f| (f.id.as_str(), folder_from_parts(f.name.split('/'))))
         .collect();
     let mut report = ImportReport::default();
     for (i, value) in items.into_iter().enumerate() {
         let record = format!("item {}", i + 1);
+        if value.is_null() {
+            continue;
+        }
         let item: Item =
             serde_json::from_value(value).map_err(|e| json_error(F, record.clone(), &e))?;
         let name = s(&item.name).trim().to_string();
         let kind = match item.kind {
             1 => "login",
-            2 => "note",
+            2 | 4 | 5 => "note",
             3 => "card",
-            4 | 5 => {
-                let what = if item.kind == 4 {
-                    "identity"
-                } else {
-                    "SSH key"
-                };
-                report.skipped.push(Skipped {
-                    record: format!("{record} '{name}'"),
-                    reason: format!("{what} items are not supported"),
-                });
-                continue;
-            }
             other => {
                 report.skipped.push(Skipped {
+                    field: None,
                     record: format!("{record} '{name}'"),
                     reason: format!("unknown Bitwarden item type {other}"),
                 });
@@ -176,26 +227,22 @@ pub(super) fn parse_json(text: &str) -> Result<ImportReport, ImportError> {
         let folder_id = item
             .folder_id
             .as_deref()
-            .or_else(|| item.collection_ids.as_ref()?.first().map(String::as_str));
+            .or_else(|| each(&item.collection_ids).next().map(String::as_str));
         b.folder(folder_id.and_then(|id| folders.get(id).cloned().flatten()));
         b.notes(s(&item.notes));
         if let Some(login) = item.login.as_ref().filter(|_| kind == "login") {
             b.set("username", s(&login.username));
             b.set("password", s(&login.password));
-            for uri in login.uris.iter().flatten() {
+            for uri in each(&login.uris) {
                 b.url(s(&uri.uri));
             }
             b.totp(s(&login.totp));
-            let passkeys = login
-                .fido2_credentials
-                .as_ref()
-                .is_some_and(|v| !v.is_empty());
-            if passkeys && b.fields.is_empty() && b.urls.is_empty() && b.notes.is_empty() {
-                report.skipped.push(Skipped {
-                    record: format!("{record} '{name}'"),
-                    reason: "passkey-only login: passkeys are not supported".into(),
-                });
-                continue;
+            let passkeys = each(&login.fido2_credentials).count();
+            if passkeys > 0 {
+                b.leave_out(
+                    if passkeys == 1 { "passkey".to_string() } else { format!("{passkeys} passkeys") },
+                    "passkeys are not supported",
+                );
             }
         }
         if let Some(card) = item.card.as_ref().filter(|_| kind == "card") {
@@ -203,18 +250,63 @@ pub(super) fn parse_json(text: &str) -> Result<ImportReport, ImportError> {
             b.card_number(s(&card.number));
             b.card_cvv(s(&card.code));
             b.card_expiry(s(&card.exp_month), s(&card.exp_year));
-            b.extra("brand", s(&card.brand));
+            b.custom(CustomKind::Text, "brand", s(&card.brand));
         }
-        for field in item.fields.iter().flatten() {
+        if let Some(identity) = item.identity.as_ref().filter(|_| item.kind == 4) {
+            b.custom(CustomKind::Text, "Bitwarden type", "identity");
+            for (key, title, ckind) in IDENTITY {
+                if let Some(Value::String(v)) = identity.get(key) {
+                    b.custom(ckind, title, v);
+                }
+            }
+        }
+        if let Some(key) = item.ssh_key.as_ref().filter(|_| item.kind == 5) {
+            b.custom(CustomKind::Text, "Bitwarden type", "SSH key");
+            for (k, title, ckind) in [
+                ("privateKey", "private key", CustomKind::Hidden),
+                ("publicKey", "public key", CustomKind::Text),
+                ("keyFingerprint", "fingerprint", CustomKind::Text),
+            ] {
+                if let Some(Value::String(v)) = key.get(k) {
+                    b.custom(ckind, title, v);
+                }
+            }
+        }
+        for field in each(&item.fields) {
             let value = match &field.value {
                 Some(Value::String(v)) => v.clone(),
                 Some(Value::Bool(v)) => v.to_string(),
                 Some(Value::Number(v)) => v.to_string(),
-                _ => continue,
+                _ => String::new(),
             };
-            if field.kind != 3 {
-                b.extra(s(&field.name), &value);
+            let title = s(&field.name);
+            match field.kind {
+                0 => b.custom(CustomKind::Text, title, &value),
+                1 => b.custom(CustomKind::Hidden, title, &value),
+                // A boolean: an unset one is unchecked.
+                2 => {
+                    let checked = value.trim().eq_ignore_ascii_case("true");
+                    b.custom(CustomKind::Checkbox, title, &checked.to_string());
+                }
+                // Linked: names another field of the item, holds no value.
+                3 => {}
+                _ => b.custom(CustomKind::Text, title, &value),
             }
+        }
+        for h in each(&item.password_history) {
+            b.history(
+                h.last_used_date.as_deref().and_then(unix_of_rfc3339),
+                s(&h.password),
+            );
+        }
+        if let Some(date) = item.archived_date.as_deref() {
+            b.archived(unix_of_rfc3339(date));
+        }
+        for a in each(&item.attachments) {
+            b.leave_out(
+                format!("attachment '{}'", s(&a.file_name)),
+                "attachments are not supported",
+            );
         }
         b.finish(&mut report);
     }
@@ -255,6 +347,7 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
             "note" => "note",
             other => {
                 report.skipped.push(Skipped {
+                    field: None,
                     record: format!("{record} '{}'", row.get("name").trim()),
                     reason: format!("item type {other:?} is not supported"),
                 });
@@ -269,15 +362,26 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
             row.get("folder")
         };
         b.folder(folder_from_parts(folder.split('/')));
-        let mut notes = row.get("notes").to_string();
-        let fields = row.get("fields").trim_end();
-        if !fields.is_empty() {
-            if !notes.is_empty() {
-                notes.push_str("\n\n");
+        b.notes(row.get("notes"));
+        // `name: value` lines; a line without `: ` continues the value
+        // before it.
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for line in row.get("fields").lines() {
+            match line.split_once(": ") {
+                Some((k, v)) => fields.push((k.to_string(), v.to_string())),
+                None => match fields.last_mut() {
+                    Some((_, v)) => {
+                        v.push('\n');
+                        v.push_str(line);
+                    }
+                    None if !line.trim().is_empty() => fields.push(("field".into(), line.into())),
+                    None => {}
+                },
             }
-            notes.push_str(fields);
         }
-        b.notes(&notes);
+        for (k, v) in fields {
+            b.custom(CustomKind::Text, &k, &v);
+        }
         if kind == "login" {
             for uri in row.get("login_uri").split([',', '\n']) {
                 b.url(uri);
