@@ -510,9 +510,7 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
             // starts with its signature whatever it is called.
             let is_kdbx = format == "kdbx" || (format == "auto" && is_keepass_database(&path));
             let password = if is_kdbx {
-                input::optional_secret_line(
-                    "KeePass database password (Enter if it has none): ",
-                )?
+                input::optional_secret_line("KeePass database password (Enter if it has none): ")?
             } else {
                 None
             };

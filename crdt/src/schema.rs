@@ -16,9 +16,9 @@
 //!   as it did. `hidden` and `history` (an earlier password) values are
 //!   secrets; a checkbox is `true`/`false`, a date `YYYY-MM-DD`, a
 //!   month-year `YYYY-MM`.
-//! - **`archived`**: the time (RFC 3339 date or date-time) an item was
-//!   archived in the manager it came from; the item is kept and shown
-//!   with it.
+//! - **`archived`**: when an item was archived in the manager it came
+//!   from (an RFC 3339 date or date-time, or `true` when the source does
+//!   not say when); the item is kept and shown with it.
 //!
 //! What it is not: a check of what peers write — a synced change is judged
 //! by the acceptance rule, and read whatever it holds.
@@ -220,8 +220,8 @@ pub enum SchemaError {
         kind: &'static str,
         expected: &'static str,
     },
-    /// `archived` that is not an RFC 3339 date or date-time.
-    #[error("archived {0:?} is not a date (YYYY-MM-DD or RFC 3339)")]
+    /// `archived` that is not `true` or an RFC 3339 date or date-time.
+    #[error("archived {0:?} is not a date (YYYY-MM-DD or RFC 3339) or true")]
     Archived(String),
 }
 
@@ -360,8 +360,11 @@ pub fn valid_date(s: &str) -> bool {
     if b.len() != 10 || b[7] != b'-' || !valid_month_year(&s[..7]) {
         return false;
     }
-    let (Ok(y), Ok(m), Ok(d)) = (s[..4].parse::<u32>(), s[5..7].parse::<u32>(), s[8..].parse::<u32>())
-    else {
+    let (Ok(y), Ok(m), Ok(d)) = (
+        s[..4].parse::<u32>(),
+        s[5..7].parse::<u32>(),
+        s[8..].parse::<u32>(),
+    ) else {
         return false;
     };
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -374,9 +377,12 @@ pub fn valid_date(s: &str) -> bool {
     (1..=days).contains(&d)
 }
 
-/// A date, or an RFC 3339 date-time whose date part is valid.
+/// `true`, a date, or an RFC 3339 date-time whose date part is valid.
 fn valid_archived(s: &str) -> bool {
-    s.len() <= 40 && s.get(..10).is_some_and(valid_date) && (s.len() == 10 || s.as_bytes()[10] == b'T')
+    s == "true"
+        || s.len() <= 40
+            && s.get(..10).is_some_and(valid_date)
+            && (s.len() == 10 || s.as_bytes()[10] == b'T')
 }
 
 /// MM/YY or MM/YYYY.
@@ -469,7 +475,12 @@ mod tests {
         assert_eq!(parse_custom_key("password"), None);
         assert_eq!(field_label(&pin), "PIN");
         assert_eq!(field_label("username"), "username");
-        for t in [ItemType::Login, ItemType::Note, ItemType::Card, ItemType::Totp] {
+        for t in [
+            ItemType::Login,
+            ItemType::Note,
+            ItemType::Card,
+            ItemType::Totp,
+        ] {
             assert!(t.is_secret(&pin));
             assert!(t.is_secret(&custom_key(CustomKind::History, "2024-01-02")));
             assert!(!t.is_secret(&custom_key(CustomKind::Text, "password")));
@@ -494,11 +505,20 @@ mod tests {
                 Err(SchemaError::CustomValue { .. })
             ));
         }
-        for key in ["custom:text:", "custom:text: x", "custom:what:x", "custom:x", "custom:text:a\nb"] {
-            assert!(matches!(
-                normalize(ItemType::Note, &mut fields(&[(key, "v")])),
-                Err(SchemaError::CustomField { .. })
-            ), "{key}");
+        for key in [
+            "custom:text:",
+            "custom:text: x",
+            "custom:what:x",
+            "custom:x",
+            "custom:text:a\nb",
+        ] {
+            assert!(
+                matches!(
+                    normalize(ItemType::Note, &mut fields(&[(key, "v")])),
+                    Err(SchemaError::CustomField { .. })
+                ),
+                "{key}"
+            );
         }
         assert!(matches!(
             normalize(ItemType::Note, &mut fields(&[("archived", "yesterday")])),

@@ -130,9 +130,7 @@ pub enum TotpError {
          (a character may be missing or extra)"
     )]
     InvalidBase32Length { symbols: usize },
-    #[error(
-        "secret too short: {bytes} bytes (need at least {MIN_SECRET_BYTES} byte)"
-    )]
+    #[error("secret too short: {bytes} bytes (need at least {MIN_SECRET_BYTES} byte)")]
     SecretTooShort { bytes: usize },
     #[error("secret too long: {bytes} bytes (at most {MAX_SECRET_BYTES} bytes are accepted)")]
     SecretTooLong { bytes: usize },

@@ -29,8 +29,8 @@ use serde_json::Value;
 use coffer_crdt::schema::CustomKind;
 
 use super::{
-    folder_from_parts, json_error, null_default, read_csv, unix_of_rfc3339, Format, ImportError, ImportReport,
-    ItemBuilder, Skipped,
+    folder_from_parts, json_error, null_default, read_csv, unix_of_rfc3339, Format, ImportError,
+    ImportReport, ItemBuilder, Skipped,
 };
 
 #[derive(Deserialize)]
@@ -240,7 +240,11 @@ pub(super) fn parse_json(text: &str) -> Result<ImportReport, ImportError> {
             let passkeys = each(&login.fido2_credentials).count();
             if passkeys > 0 {
                 b.leave_out(
-                    if passkeys == 1 { "passkey".to_string() } else { format!("{passkeys} passkeys") },
+                    if passkeys == 1 {
+                        "passkey".to_string()
+                    } else {
+                        format!("{passkeys} passkeys")
+                    },
                     "passkeys are not supported",
                 );
             }
@@ -400,169 +404,6 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
 mod tests {
     use super::super::test_support::*;
     use super::super::*;
-
-    #[test]
-    fn json_fixture() {
-        let report = parse(Format::BitwardenJson, &fixture("bitwarden.json"), None).unwrap();
-        assert_items(
-            &report.items,
-            &[
-                item(
-                    "login",
-                    "GitHub",
-                    Some("Work > Dev"),
-                    &[
-                        ("username", "octo@example.com"),
-                        ("password", "gh-p@ss \"quoted\" \\ back"),
-                        ("totp", &uri("JBSW Y3DP EHPK 3PXP")),
-                        (
-                            "notes",
-                            "Recovery codes in the safe.\nSecond line.\n\n\
-                             Recovery email: octo+recovery@example.com\n\
-                             PIN: 4711\n\
-                             Admin: true",
-                        ),
-                    ],
-                    &["https://github.com/login", "https://gist.github.com"],
-                ),
-                item(
-                    "login",
-                    "Bücher & Co",
-                    Some("Privat"),
-                    &[
-                        ("username", "leser"),
-                        ("password", "Bücher📚2024"),
-                        (
-                            "totp",
-                            &uri("otpauth://totp/B%C3%BCcher:leser?secret=GEZDGNBVGY3TQOJQ&issuer=B%C3%BCcher&digits=8&period=60&algorithm=SHA256"),
-                        ),
-                    ],
-                    &["https://buecher.example.de"],
-                ),
-                item(
-                    "login",
-                    "Steam",
-                    None,
-                    &[
-                        ("username", "gamer"),
-                        ("password", "s7eam"),
-                        ("totp", &uri("steam://JBSWY3DPEHPK3PXP")),
-                    ],
-                    &["https://store.steampowered.com"],
-                ),
-                item(
-                    "login",
-                    "Bad TOTP",
-                    None,
-                    &[("username", "someone"), ("password", "pw")],
-                    &[],
-                ),
-                item(
-                    "note",
-                    "日本語のメモ",
-                    Some("Privat"),
-                    &[("notes", "一行目\n二行目 🎉\n\n")],
-                    &[],
-                ),
-                item(
-                    "card",
-                    "Visa Gold",
-                    Some("Finance"),
-                    &[
-                        ("holder", "Jörg Müller"),
-                        ("number", "4111111111111111"),
-                        ("cvv", "123"),
-                        ("expiry", "07/27"),
-                        ("notes", "brand: Visa"),
-                    ],
-                    &[],
-                ),
-                item(
-                    "card",
-                    "Odd card",
-                    None,
-                    &[
-                        ("holder", "X"),
-                        ("notes", "number: 1234\ncvv: 12345"),
-                    ],
-                    &[],
-                ),
-                item("login", "example.org", None, &[("password", "only-a-password")], &["https://example.org/login"]),
-            ],
-        );
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped(
-                    "item 4 'Bad TOTP'",
-                    "TOTP not imported (the item was): invalid base32 secret: character '1' at position 4 is not allowed"
-                ),
-                skipped("item 7 'Odd card'", "card number is not 8 to 19 digits: kept in the notes"),
-                skipped("item 7 'Odd card'", "CVV is not 3 or 4 digits: kept in the notes"),
-                skipped("item 8 'Jane Doe'", "identity items are not supported"),
-                skipped("item 9 'Server key'", "SSH key items are not supported"),
-                skipped("item 10 'Passkey only'", "passkey-only login: passkeys are not supported"),
-                skipped("item 11", "empty record"),
-            ]
-        );
-    }
-
-    #[test]
-    fn csv_fixture() {
-        let report = parse(Format::BitwardenCsv, &fixture("bitwarden.csv"), None).unwrap();
-        assert_items(
-            &report.items,
-            &[
-                item(
-                    "login",
-                    "GitHub",
-                    Some("Work > Dev"),
-                    &[
-                        ("username", "octo@example.com"),
-                        ("password", "gh,p@ss\"q"),
-                        ("totp", &uri("JBSWY3DPEHPK3PXP")),
-                        (
-                            "notes",
-                            "Line one\nLine two\n\nPIN: 4711\nSecret question: Bücher",
-                        ),
-                    ],
-                    &["https://github.com/login", "https://gist.github.com"],
-                ),
-                item(
-                    "note",
-                    "日本語",
-                    None,
-                    &[("notes", "メモ 🎉\nzweite Zeile")],
-                    &[],
-                ),
-                item(
-                    "login",
-                    "Steam",
-                    Some("Games"),
-                    &[
-                        ("username", "gamer"),
-                        ("password", "s7eam"),
-                        ("totp", &uri("steam://JBSWY3DPEHPK3PXP")),
-                    ],
-                    &["https://store.steampowered.com"],
-                ),
-                item(
-                    "login",
-                    "Mail",
-                    None,
-                    &[
-                        ("username", "me@example.com"),
-                        (
-                            "totp",
-                            &uri("otpauth://totp/Mail:me?secret=GEZDGNBVGY3TQOJQ&issuer=Mail"),
-                        ),
-                    ],
-                    &[],
-                ),
-            ],
-        );
-        assert_eq!(report.skipped, vec![skipped("line 9", "empty record")]);
-    }
 
     #[test]
     fn json_organization_export() {

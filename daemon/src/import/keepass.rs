@@ -328,11 +328,14 @@ pub(super) fn parse_xml(text: &str) -> Result<ImportReport, ImportError> {
         let in_history = stack.iter().any(|s| s == "History");
         if name == "Value" && parent == "String" && !in_history {
             if let (Event::Start(e), Some(entry)) = (&event, entry.as_mut()) {
-                entry.value_protected = e
-                    .try_get_attribute("Protected")
-                    .ok()
-                    .flatten()
-                    .is_some_and(|a| a.value.eq_ignore_ascii_case("true"));
+                // `Protected` in a KDBX's inner XML, `ProtectInMemory` in
+                // KeePass' XML export.
+                entry.value_protected = ["Protected", "ProtectInMemory"].iter().any(|name| {
+                    e.try_get_attribute(*name)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|a| a.value.eq_ignore_ascii_case("true"))
+                });
             }
         }
         match (name.as_str(), parent) {
@@ -587,7 +590,9 @@ pub(super) fn parse_kdbx(
             return Err(ImportError::malformed(
                 F,
                 "header",
-                format!("the key derivation settings are too costly to open here ({rounds} AES rounds)"),
+                format!(
+                    "the key derivation settings are too costly to open here ({rounds} AES rounds)"
+                ),
             ));
         }
     }
@@ -873,83 +878,6 @@ mod tests {
     use super::super::test_support::*;
     use super::super::*;
 
-    /// The items both the XML fixture and the KDBX fixture hold.
-    fn expected() -> Vec<ImportedItem> {
-        vec![
-            item(
-                "login",
-                "Steam",
-                None,
-                &[
-                    ("username", "gamer"),
-                    ("password", "s7eam"),
-                    ("totp", &uri("steam://JBSWY3DPEHPK3PXP")),
-                ],
-                &[],
-            ),
-            item(
-                "login",
-                "Bare secret",
-                None,
-                &[("username", "bare"), ("totp", &uri("JBSW Y3DP EHPK 3PXP"))],
-                &[],
-            ),
-            item(
-                "login",
-                "Bücher 📚",
-                Some("Work"),
-                &[
-                    ("username", "leser"),
-                    ("password", "Bücher2024"),
-                    (
-                        "totp",
-                        &uri("otpauth://totp/?secret=GEZDGNBVGY3TQOJQ&digits=8&period=60&algorithm=SHA256"),
-                    ),
-                ],
-                &["https://buecher.example.de"],
-            ),
-            item(
-                "login",
-                "GitHub",
-                Some("Work > Dev"),
-                &[
-                    ("username", "octo@example.com"),
-                    ("password", "gh<p@ss>&\"q\""),
-                    ("totp", &uri("otpauth://totp/GitHub:octo?secret=JBSWY3DPEHPK3PXP&issuer=GitHub")),
-                    (
-                        "notes",
-                        "Line one\nLine two\n\nPIN: 4711\nRecovery: see safe",
-                    ),
-                ],
-                &["https://github.com/login", "https://gist.github.com"],
-            ),
-            item(
-                "note",
-                "日本語のメモ",
-                Some("Privat > Bücher"),
-                &[("notes", "一行目\n二行目 🎉")],
-                &[],
-            ),
-        ]
-    }
-
-    #[test]
-    fn xml_fixture() {
-        let report = parse(Format::KeepassXml, &fixture("keepass.xml"), None).unwrap();
-        assert_items(&report.items, &expected());
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped(
-                    "line 60 'Bare secret'",
-                    "attachment 'recovery-codes.txt' not imported (attachments are not supported)"
-                ),
-                skipped("line 120", "empty record"),
-                skipped("line 139 'Deleted login'", "in the recycle bin"),
-            ]
-        );
-    }
-
     /// Found by `daemon/fuzz` (import_parse): the keepass crate panics in
     /// its KDBX 4 outer-header parser on this file.
     #[test]
@@ -1000,19 +928,8 @@ mod tests {
     fn kdbx4_fixture() {
         let bytes = fixture("keepass.kdbx");
         assert_eq!(&bytes[10..12], &[0x04, 0x00], "KDBX 4.x");
-        let report = parse(Format::Kdbx, &bytes, Some("coffer-test")).unwrap();
-        assert_items(&report.items, &expected());
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped(
-                    "entry 2 'Bare secret'",
-                    "attachment 'recovery-codes.txt' not imported (attachments are not supported)"
-                ),
-                skipped("entry 5", "empty record"),
-                skipped("entry 7 'Deleted login'", "in the recycle bin"),
-            ]
-        );
+        // Items and report: `fixtures_tests.rs`.
+        assert!(parse(Format::Kdbx, &bytes, Some("coffer-test")).is_ok());
     }
 
     /// `keepassxc-kdbx3.kdbx` is `keepass.xml` imported by KeePassXC 2.7
@@ -1023,19 +940,8 @@ mod tests {
         let bytes = fixture("keepassxc-kdbx3.kdbx");
         assert_eq!(&bytes[8..12], &[0x01, 0x00, 0x03, 0x00], "KDBX 3.1");
         assert_eq!(detect(&bytes), Some(Format::Kdbx));
-        let report = parse(Format::Kdbx, &bytes, Some("coffer-test")).unwrap();
-        assert_items(&report.items, &expected());
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped(
-                    "entry 2 'Bare secret'",
-                    "attachment 'recovery-codes.txt' not imported (attachments are not supported)"
-                ),
-                skipped("entry 5", "empty record"),
-                skipped("entry 7 'Deleted login'", "in the recycle bin"),
-            ]
-        );
+        // Items and report: `fixtures_tests.rs`.
+        assert!(parse(Format::Kdbx, &bytes, Some("coffer-test")).is_ok());
         let r = parse(Format::Kdbx, &bytes, Some("wrong password"));
         assert!(matches!(r, Err(ImportError::WrongPassword)), "{r:?}");
     }
@@ -1172,58 +1078,6 @@ mod tests {
         let mid = damaged.len() * 3 / 4;
         damaged[mid] ^= 0xff;
         assert!(parse(Format::Kdbx, &damaged, Some("coffer-test")).is_err());
-    }
-
-    #[test]
-    fn keepassxc_csv_fixture() {
-        let report = parse(Format::KeepassxcCsv, &fixture("keepassxc.csv"), None).unwrap();
-        assert_items(
-            &report.items,
-            &[
-                item(
-                    "login",
-                    "GitHub",
-                    Some("Work > Dev"),
-                    &[
-                        ("username", "octo@example.com"),
-                        ("password", "gh,p@ss\"q"),
-                        ("totp", &uri("otpauth://totp/GitHub:octo?secret=JBSWY3DPEHPK3PXP&issuer=GitHub")),
-                        ("notes", "Line one\nLine two"),
-                    ],
-                    &["https://github.com/login"],
-                ),
-                item(
-                    "login",
-                    "Steam",
-                    None,
-                    &[
-                        ("username", "gamer"),
-                        ("password", "s7eam"),
-                        (
-                            "totp",
-                            &uri("otpauth://totp/Steam:gamer?secret=JBSWY3DPEHPK3PXP&period=30&digits=5&issuer=Steam&encoder=steam"),
-                        ),
-                    ],
-                    &[],
-                ),
-                item(
-                    "note",
-                    "日本語のメモ",
-                    Some("Privat > Bücher"),
-                    &[("notes", "一行目\n二行目 🎉")],
-                    &[],
-                ),
-                item("login", "No TOTP", None, &[("username", "x")], &["https://x.example"]),
-            ],
-        );
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped("line 7 'No TOTP'", "TOTP not imported (the item was): invalid base32 secret: character '!' at position 4 is not allowed"),
-                skipped("line 8 'Old'", "in the recycle bin"),
-                skipped("line 9", "empty record"),
-            ]
-        );
     }
 
     #[test]

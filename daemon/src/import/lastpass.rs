@@ -24,11 +24,21 @@ use super::{folder_from_parts, read_csv, Format, ImportError, ImportReport, Item
 /// dates as dates.
 fn kind_of(note_type: &str, key: &str, value: &str) -> (CustomKind, String) {
     let k = key.to_ascii_lowercase();
-    let secret = ["password", "pin", "passphrase", "private key", "security code", "license key"]
-        .iter()
-        .any(|s| k.contains(s))
+    let secret = [
+        "password",
+        "pin",
+        "passphrase",
+        "private key",
+        "security code",
+        "license key",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
         || (k == "number"
-            && matches!(note_type, "Social Security" | "Passport" | "Driver's License"))
+            && matches!(
+                note_type,
+                "Social Security" | "Passport" | "Driver's License"
+            ))
         || k == "account number";
     if secret {
         return (CustomKind::Hidden, value.to_string());
@@ -160,74 +170,7 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::*;
     use super::super::*;
-
-    #[test]
-    fn fixture_items() {
-        let report = parse(Format::LastpassCsv, &fixture("lastpass.csv"), None).unwrap();
-        assert_items(
-            &report.items,
-            &[
-                item(
-                    "login",
-                    "GitHub",
-                    Some("Work > Dev"),
-                    &[
-                        ("username", "octo@example.com"),
-                        ("password", "gh,p@ss\"q"),
-                        ("totp", &uri("JBSWY3DPEHPK3PXP")),
-                        ("notes", "Line one\nLine two"),
-                    ],
-                    &["https://github.com/login"],
-                ),
-                item(
-                    "login",
-                    "Bücher 📚",
-                    None,
-                    &[("username", "leser"), ("password", "Bücher2024")],
-                    &[],
-                ),
-                item(
-                    "note",
-                    "日本語のメモ",
-                    Some("Privat"),
-                    &[("notes", "一行目\n二行目 🎉")],
-                    &[],
-                ),
-                item(
-                    "card",
-                    "Visa Gold",
-                    Some("Finance"),
-                    &[
-                        ("holder", "Jörg Müller"),
-                        ("number", "4111111111111111"),
-                        ("cvv", "123"),
-                        ("expiry", "06/27"),
-                        ("notes", "Card notes\nsecond line\n\ntype: Visa"),
-                    ],
-                    &[],
-                ),
-                item(
-                    "note",
-                    "Bank",
-                    None,
-                    &[(
-                        "notes",
-                        "Bank Name: Sparkasse\nAccount Number: 12345\nPIN: 0000",
-                    )],
-                    &[],
-                ),
-            ],
-        );
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped("line 22 'Home'", "LastPass Address notes are not supported"),
-                skipped("line 26", "empty record"),
-            ]
-        );
-    }
 
     #[test]
     fn malformed() {

@@ -409,14 +409,13 @@ fn detect_csv(head: &str) -> Option<Format> {
     }
     // 1Password 7: `notesPlain`, or Windows' `label(id)` columns, or Mac's
     // `type` column beside title and notes.
-    let windows_1p7 = cols.iter().any(|c| c.starts_with("title(") && c.ends_with(')'))
+    let windows_1p7 = cols
+        .iter()
+        .any(|c| c.starts_with("title(") && c.ends_with(')'))
         && cols
             .iter()
             .any(|c| c.contains("(notesplain)") || c.contains("(password)"));
-    if has(&["title", "notesplain"])
-        || windows_1p7
-        || has(&["title", "notes", "type"])
-    {
+    if has(&["title", "notesplain"]) || windows_1p7 || has(&["title", "notes", "type"]) {
         return Some(Format::OnePasswordCsv);
     }
     // KeePassX (0.4, 2.0): KeePassXC's columns without Group.
@@ -676,9 +675,10 @@ impl ItemBuilder {
             } else {
                 format!("{title} ({n})")
             };
-            let taken = self.fields.keys().any(|k| {
-                schema::parse_custom_key(k).is_some_and(|(_, existing)| existing == t)
-            });
+            let taken = self
+                .fields
+                .keys()
+                .any(|k| schema::parse_custom_key(k).is_some_and(|(_, existing)| existing == t));
             if !taken {
                 break schema::custom_key(kind, &t);
             }
@@ -698,8 +698,8 @@ impl ItemBuilder {
 
     /// Archived at the source, at `when` (Unix seconds) if known.
     fn archived(&mut self, when: Option<i64>) {
-        let date = when.and_then(date_of_unix).unwrap_or_else(|| "1970-01-01".into());
-        self.fields.insert(schema::ARCHIVED.into(), date);
+        let value = when.and_then(date_of_unix).unwrap_or_else(|| "true".into());
+        self.fields.insert(schema::ARCHIVED.into(), value);
     }
 
     /// A source field that is not imported, and why (listed per item in
@@ -803,7 +803,10 @@ impl ItemBuilder {
             && ["username", "password", "totp"]
                 .iter()
                 .all(|k| !self.fields.contains_key(*k))
-            && self.fields.keys().any(|k| k == "notes" || k.starts_with(schema::CUSTOM_PREFIX))
+            && self
+                .fields
+                .keys()
+                .any(|k| k == "notes" || k.starts_with(schema::CUSTOM_PREFIX))
         {
             self.item_type = "note".into();
         }
@@ -882,7 +885,11 @@ fn unix_of_rfc3339(t: &str) -> Option<i64> {
 /// `YYYY-MM-DD` (UTC) of a Unix time in seconds; `None` outside years
 /// 1970–9999 (a time in milliseconds is recognised and divided).
 fn date_of_unix(secs: i64) -> Option<String> {
-    let secs = if secs > 253_402_300_799 { secs / 1000 } else { secs };
+    let secs = if secs > 253_402_300_799 {
+        secs / 1000
+    } else {
+        secs
+    };
     if !(0..=253_402_300_799).contains(&secs) {
         return None;
     }
@@ -1101,6 +1108,9 @@ fn check_csv_quoting(format: Format, text: &str) -> Result<(), ImportError> {
 }
 
 #[cfg(test)]
+mod fixtures_tests;
+
+#[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
 
@@ -1133,10 +1143,20 @@ pub(crate) mod test_support {
         }
     }
 
+    /// A record not imported at all.
     pub fn skipped(record: &str, reason: &str) -> Skipped {
         Skipped {
             field: None,
             record: record.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A field left out of an imported item.
+    pub fn left_out(record: &str, field: &str, reason: &str) -> Skipped {
+        Skipped {
+            record: record.into(),
+            field: Some(field.into()),
             reason: reason.into(),
         }
     }

@@ -111,7 +111,12 @@ fn keep_otp(k: KeptOtp<'_>, record: String, report: &mut ImportReport) {
 
 /// An `otpauth://hotp/LABEL?secret=..&counter=..` line, kept as a note.
 fn hotp_from_uri(line: &str, record: String, report: &mut ImportReport) {
-    let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().trim().to_string();
+    let decode = |s: &str| {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .trim()
+            .to_string()
+    };
     let rest = line.get("otpauth://hotp/".len()..).unwrap_or("");
     let (label, query) = rest.split_once('?').unwrap_or((rest, ""));
     let param = |name: &str| {
@@ -338,72 +343,7 @@ fn one(otp: OtpParameters, record: String, report: &mut ImportReport) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::*;
     use super::super::*;
-
-    #[test]
-    fn uris_fixture() {
-        let report = parse(Format::Otpauth, &fixture("otpauth.txt"), None).unwrap();
-        assert_items(
-            &report.items,
-            &[
-                item(
-                    "totp",
-                    "GitHub",
-                    None,
-                    &[
-                        ("username", "octo@example.com"),
-                        ("totp", "otpauth://totp/GitHub:octo%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=GitHub&algorithm=SHA1&digits=6&period=30"),
-                    ],
-                    &[],
-                ),
-                item(
-                    "totp",
-                    "Bücher",
-                    None,
-                    &[
-                        ("username", "leser"),
-                        ("totp", "otpauth://totp/B%C3%BCcher:leser?secret=GEZDGNBVGY3TQOJQ&issuer=B%C3%BCcher&algorithm=SHA256&digits=8&period=60"),
-                    ],
-                    &[],
-                ),
-                item(
-                    "totp",
-                    "日本語 🎉",
-                    None,
-                    &[
-                        ("username", "日本語 🎉"),
-                        ("totp", &uri("otpauth://totp/%E6%97%A5%E6%9C%AC%E8%AA%9E%20%F0%9F%8E%89?secret=JBSWY3DPEHPK3PXP")),
-                    ],
-                    &[],
-                ),
-                item(
-                    "totp",
-                    "Steam",
-                    None,
-                    &[("totp", "otpauth://totp/?secret=JBSWY3DPEHPK3PXP&algorithm=SHA1&digits=5&period=30&encoder=steam")],
-                    &[],
-                ),
-                item(
-                    "totp",
-                    "Steam",
-                    None,
-                    &[
-                        ("username", "gamer"),
-                        ("totp", &uri("otpauth://totp/Aegis%20Steam:gamer?secret=JBSWY3DPEHPK3PXP&issuer=Steam&encoder=steam")),
-                    ],
-                    &[],
-                ),
-            ],
-        );
-        assert_eq!(
-            report.skipped,
-            vec![skipped(
-                "line 7",
-                "HOTP (counter-based) one-time codes are not supported, only TOTP (time-based) ones: expected otpauth://totp/..."
-            )]
-        );
-    }
 
     #[test]
     fn uris_malformed() {
@@ -425,74 +365,6 @@ mod tests {
         );
         let err = parse(f, b"# nothing\n\n", None).unwrap_err().to_string();
         assert_eq!(err, "otpauth: file: no otpauth:// URI in the file");
-    }
-
-    #[test]
-    fn migration_fixture() {
-        let report = parse(
-            Format::OtpauthMigration,
-            &fixture("otpauth-migration.txt"),
-            None,
-        )
-        .unwrap();
-        assert_items(
-            &report.items,
-            &[
-                item(
-                    "totp",
-                    "GitHub",
-                    None,
-                    &[
-                        ("username", "octo@example.com"),
-                        ("totp", "otpauth://totp/GitHub:octo%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=GitHub&algorithm=SHA1&digits=6&period=30"),
-                    ],
-                    &[],
-                ),
-                item(
-                    "totp",
-                    "Bücher",
-                    None,
-                    &[
-                        ("username", "leser"),
-                        ("totp", "otpauth://totp/B%C3%BCcher:leser?secret=GEZDGNBVGY3TQOJQ&issuer=B%C3%BCcher&algorithm=SHA256&digits=8&period=30"),
-                    ],
-                    &[],
-                ),
-                item(
-                    "totp",
-                    "日本語 🎉",
-                    None,
-                    &[
-                        ("username", "日本語 🎉"),
-                        ("totp", "otpauth://totp/%E6%97%A5%E6%9C%AC%E8%AA%9E%20%F0%9F%8E%89?secret=JBSWY3DPEHPK3PXP&algorithm=SHA1&digits=6&period=30"),
-                    ],
-                    &[],
-                ),
-                item(
-                    "totp",
-                    "Example",
-                    None,
-                    &[
-                        ("username", "alice"),
-                        ("totp", "otpauth://totp/Example:alice?secret=GEZDGNBVGY3TQOJQ&issuer=Example&algorithm=SHA512&digits=6&period=30"),
-                    ],
-                    &[],
-                ),
-            ],
-        );
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped(
-                    "line 3 account 1 'HOTP Corp'",
-                    "HOTP (counter-based) one-time codes are not supported, only TOTP"
-                ),
-                skipped(
-                    "line 3 account 2 'Legacy'",
-                    "MD5 one-time codes are not supported"
-                ),
-            ]
-        );
     }
 
     #[test]

@@ -144,7 +144,9 @@ pub fn item_view(r: &Replica, folder: &SpaceId, item: &Item) -> m::ItemView {
 }
 
 /// Display titles of the custom fields among `fields` (the schema's word).
-fn labels(fields: &std::collections::BTreeMap<String, String>) -> std::collections::BTreeMap<String, String> {
+fn labels(
+    fields: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
     fields
         .keys()
         .filter(|k| coffer_crdt::schema::parse_custom_key(k).is_some())
