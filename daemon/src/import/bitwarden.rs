@@ -3,23 +3,28 @@
 //! JSON (`{"encrypted": false, "folders": [...], "items": [...]}`; an
 //! organization export has `collections` instead of `folders`):
 //! - type 1 login: `login.username`, `password`, `totp`, `uris[].uri`;
-//!   a login with only passkeys (`fido2Credentials`) and nothing else is
-//!   skipped;
+//!   passkeys (`fido2Credentials`) are listed as left out;
 //! - type 2 secure note: `notes`;
 //! - type 3 card: `card.cardholderName`, `number`, `code` (CVV),
-//!   `expMonth`/`expYear` (→ `MM/YY`); `brand` goes to the notes;
-//! - type 4 identity and type 5 SSH key: skipped.
+//!   `expMonth`/`expYear` (→ `MM/YY`); `brand` is a custom field;
+//! - type 4 identity and type 5 SSH key: notes (see below).
 //!
-//! `fields[]` (custom fields: type 0 text, 1 hidden, 2 boolean) become
-//! `name: value` lines in the notes; type 3 (linked) fields hold no value and
-//! are left out. Folder names use `/` for nesting in Bitwarden (`Work/Dev`),
-//! which becomes `Work > Dev`. An encrypted export is refused.
+//! `fields[]` (type 0 text, 1 hidden, 2 boolean) become custom fields of
+//! that kind (an unset boolean is unchecked); type 3 (linked) fields hold
+//! no value, only a link to another field: they are listed as left out.
+//! `passwordHistory` becomes earlier passwords, `archivedDate` the
+//! `archived` mark; identities (type 4) and SSH keys (type 5) become notes
+//! with their fields as custom fields; passkeys and attachments are listed
+//! as left out. A `null` inside any list (seen in real exports) is ignored.
+//! Folder names use `/` for nesting in Bitwarden (`Work/Dev`), which
+//! becomes `Work > Dev`. An encrypted export is refused.
 //!
 //! CSV (`folder,favorite,type,name,notes,fields,reprompt,login_uri,
 //! login_username,login_password,login_totp`; `collections` instead of
 //! `folder` for organizations): `type` is `login` or `note`; `login_uri`
 //! holds one or more URIs separated by commas or newlines; `fields` holds
-//! `name: value` lines, appended to the notes as they are.
+//! `name: value` lines, each a text custom field (a line without `: `
+//! continues the value before it).
 
 use std::collections::HashMap;
 
@@ -292,8 +297,12 @@ pub(super) fn parse_json(text: &str) -> Result<ImportReport, ImportError> {
                     let checked = value.trim().eq_ignore_ascii_case("true");
                     b.custom(CustomKind::Checkbox, title, &checked.to_string());
                 }
-                // Linked: names another field of the item, holds no value.
-                3 => {}
+                // Linked: names another field of the item (its username,
+                // a card's number, ...) and holds no value of its own.
+                3 => b.leave_out(
+                    format!("linked field '{}'", title.trim()),
+                    "links to other fields are not supported",
+                ),
                 _ => b.custom(CustomKind::Text, title, &value),
             }
         }

@@ -224,6 +224,7 @@ fn bitwarden_json() {
             item("login", "Forum", Some("Privat"), &[("archived", "2024-02-01"), ("custom:checkbox:Beta", "false"), ("custom:checkbox:Newsletter", "false"), ("custom:history:Earlier password (2023-03-01)", "old-forum-1"), ("custom:history:Earlier password (2024-01-15)", "old-forum-2"), ("custom:text:Member since", "2019"), ("custom:text:Member since (2)", "again"), ("password", "forum-now"), ("username", "jane")], &["https://forum.example.com"]),
         ],
         &[
+            left_out("item 1 'GitHub'", "linked field 'Linked user'", "links to other fields are not supported"),
             left_out("item 4 'Bad TOTP'", "TOTP", "not usable for codes (kept as a hidden field): invalid base32 secret: character '1' at position 4 is not allowed"),
             left_out("item 10 'Passkey only'", "passkey", "passkeys are not supported"),
             skipped("item 11", "empty record"),

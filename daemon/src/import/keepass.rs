@@ -946,6 +946,76 @@ mod tests {
         assert!(matches!(r, Err(ImportError::WrongPassword)), "{r:?}");
     }
 
+    /// Issue 19: a database with an empty password (KeePass and KeePassXC
+    /// allow one) opens with no password given, and with an empty one.
+    #[test]
+    fn kdbx_with_an_empty_password() {
+        use ::keepass::db::Value;
+        let mut db = ::keepass::Database::new();
+        {
+            let mut root = db.root_mut();
+            root.name = "Root".into();
+            let mut e = root.add_entry();
+            e.fields
+                .insert("Title".into(), Value::unprotected("Router"));
+            e.fields
+                .insert("Password".into(), Value::protected("r0uter"));
+        }
+        let mut bytes = Vec::new();
+        db.save(&mut bytes, ::keepass::DatabaseKey::new().with_password(""))
+            .unwrap();
+        assert_eq!(detect(&bytes), Some(Format::Kdbx));
+        let want = [item(
+            "login",
+            "Router",
+            None,
+            &[("password", "r0uter")],
+            &[],
+        )];
+        for password in [None, Some("")] {
+            let report = parse(Format::Kdbx, &bytes, password).unwrap();
+            assert_items(&report.items, &want);
+        }
+        assert!(matches!(
+            parse(Format::Kdbx, &bytes, Some("not empty")),
+            Err(ImportError::WrongPassword)
+        ));
+    }
+
+    /// Issue 19: KDBX 2.x (KeePass 2.00–2.19) is read as KDBX 3; a KeePass 2
+    /// pre-release database is refused with what to do.
+    #[test]
+    fn kdbx2_is_read_and_prerelease_refused() {
+        let bytes = fixture("keepass-kdbx2.kdbx");
+        assert_eq!(&bytes[8..12], &[0x00, 0x00, 0x02, 0x00], "KDBX 2.0");
+        assert_eq!(
+            parse(Format::Kdbx, &bytes, Some("coffer-test"))
+                .unwrap()
+                .items
+                .len(),
+            5
+        );
+        let mut pre = bytes.clone();
+        pre[4] = 0x66;
+        assert_eq!(detect(&pre), Some(Format::Kdbx));
+        let err = parse(Format::Kdbx, &pre, Some("coffer-test"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pre-release"), "{err}");
+    }
+
+    /// Issue 19: an XML export without `<Root>` holds no entries at all: it
+    /// is refused, not imported as nothing.
+    #[test]
+    fn xml_without_root_is_refused() {
+        let bytes = fixture("keepass-no-root.xml");
+        assert_eq!(detect(&bytes), Some(Format::KeepassXml));
+        let err = parse(Format::KeepassXml, &bytes, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no <Root> element"), "{err}");
+    }
+
     /// Writes `tests/fixtures/import/keepass.kdbx` (KDBX 4, by the `keepass`
     /// crate) with the content of `keepass.xml`, in the same order. Run by
     /// hand: `cargo test -p coffer-daemon write_kdbx_fixture -- --ignored`.

@@ -1108,6 +1108,8 @@ fn check_csv_quoting(format: Format, text: &str) -> Result<(), ImportError> {
 }
 
 #[cfg(test)]
+mod accounting_tests;
+#[cfg(test)]
 mod fixtures_tests;
 
 #[cfg(test)]
