@@ -412,7 +412,7 @@ fn csv_formats_account_for_every_value() {
                 None => out.push(line.to_string()),
             }
         }
-        out.retain(|v| v.trim().trim_matches(',') != "");
+        out.retain(|v| !v.trim().trim_matches(',').is_empty());
         out
     };
     for file in ["lastpass.csv", "lastpass-typed-notes.csv"] {

@@ -331,7 +331,7 @@ pub(super) fn parse_xml(text: &str) -> Result<ImportReport, ImportError> {
                 // `Protected` in a KDBX's inner XML, `ProtectInMemory` in
                 // KeePass' XML export.
                 entry.value_protected = ["Protected", "ProtectInMemory"].iter().any(|name| {
-                    e.try_get_attribute(*name)
+                    e.try_get_attribute(name)
                         .ok()
                         .flatten()
                         .is_some_and(|a| a.value.eq_ignore_ascii_case("true"))

@@ -503,7 +503,7 @@ fn one_item(item: Item, record: String, folder: Option<String>, report: &mut Imp
                         continue;
                     }
                 }
-                if field.id == "url" && key == "url" || key == "string" && field.id == "url" {
+                if field.id == "url" && (key == "url" || key == "string") {
                     b.url(&text);
                     continue;
                 }
