@@ -20,6 +20,72 @@ fn check(
     let report = parse(format, &bytes, password).unwrap_or_else(|e| panic!("{file}: {e}"));
     assert_items(&report.items, items);
     assert_eq!(report.skipped, skipped, "{file}: skipped");
+    assert_fit_the_schema(&report.items);
+}
+
+/// Every item is one the vault takes as it is (so one odd field never
+/// sinks a whole import).
+fn assert_fit_the_schema(items: &[ImportedItem]) {
+    for item in items {
+        let t = coffer_crdt::ItemType::parse(&item.item_type).unwrap();
+        let mut fields = item.fields.clone();
+        coffer_crdt::schema::normalize_new(t, &mut fields)
+            .unwrap_or_else(|e| panic!("{}: {e}", item.name));
+    }
+}
+
+/// Fields in places their type has none: a 2FA secret on an identity, a
+/// username on a card. The identity becomes a login, the card keeps the
+/// username as a custom field.
+#[test]
+fn built_in_fields_a_type_lacks_are_kept_so_the_item_fits() {
+    let data = r#"{"accounts": [{"vaults": [{"attrs": {"name": "V"}, "items": [
+        {"categoryUuid": "004", "overview": {"title": "Me"}, "details": {"sections": [{"fields": [
+            {"title": "one-time password", "id": "otp", "value": {"totp": "JBSWY3DPEHPK3PXP"}},
+            {"title": "first name", "id": "firstname", "value": {"string": "Jane"}}]}]}},
+        {"categoryUuid": "002", "overview": {"title": "Card"}, "details": {
+            "loginFields": [{"value": "jane", "name": "user", "fieldType": "T", "designation": "username"}],
+            "sections": [{"fields": [{"id": "ccnum", "value": {"creditCardNumber": "4111111111111111"}}]}]}}
+    ]}]}]}"#;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut buf);
+        w.start_file("export.data", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut w, data.as_bytes()).unwrap();
+        w.finish().unwrap();
+    }
+    let report = parse(Format::OnePassword1pux, buf.get_ref(), None).unwrap();
+    assert_items(
+        &report.items,
+        &[
+            item(
+                "login",
+                "Me",
+                Some("V"),
+                &[
+                    ("custom:text:1Password category", "identity"),
+                    ("custom:text:first name", "Jane"),
+                    (
+                        "totp",
+                        "otpauth://totp/?secret=JBSWY3DPEHPK3PXP&algorithm=SHA1&digits=6&period=30",
+                    ),
+                ],
+                &[],
+            ),
+            item(
+                "card",
+                "Card",
+                Some("V"),
+                &[
+                    ("custom:text:username", "jane"),
+                    ("number", "4111111111111111"),
+                ],
+                &[],
+            ),
+        ],
+    );
+    assert_fit_the_schema(&report.items);
 }
 
 #[test]

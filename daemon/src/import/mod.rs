@@ -798,6 +798,38 @@ impl ItemBuilder {
         if !notes.is_empty() {
             self.fields.insert("notes".into(), notes);
         }
+        // A note holding credentials is a login.
+        if self.item_type == "note"
+            && ["username", "password", "totp"]
+                .iter()
+                .any(|k| self.fields.contains_key(*k))
+        {
+            self.item_type = "login".into();
+        }
+        // A built-in field the type does not have (a card's username, ...)
+        // is kept as a custom field: the item always fits the schema.
+        if let Some(t) = coffer_crdt::ItemType::parse(&self.item_type) {
+            let foreign: Vec<String> = self
+                .fields
+                .keys()
+                .filter(|k| {
+                    !k.starts_with(schema::CUSTOM_PREFIX)
+                        && k.as_str() != schema::ARCHIVED
+                        && !t.fields().iter().any(|f| f.name == k.as_str())
+                })
+                .cloned()
+                .collect();
+            for key in foreign {
+                if let Some(value) = self.fields.remove(&key) {
+                    let kind = if schema::is_secret(&key) {
+                        CustomKind::Hidden
+                    } else {
+                        CustomKind::Text
+                    };
+                    self.custom(kind, &key, &value);
+                }
+            }
+        }
         if self.item_type == "login"
             && self.urls.is_empty()
             && ["username", "password", "totp"]

@@ -703,8 +703,7 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
                         b.url(url);
                     }
                 }
-                "username" if kind != "card" => b.set("username", v),
-                "password" if kind != "card" => b.set("password", v),
+                "username" | "password" if kind != "card" => b.set(&c.id, v),
                 "notes" | "notesplain" => b.notes(v),
                 "otpauth" | "one-time password" | "totp" => b.totp(v),
                 "archived" => {
