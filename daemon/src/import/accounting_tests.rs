@@ -318,7 +318,11 @@ fn csv_values(
     skip: &[&str],
     split: &dyn Fn(&str, &str) -> Vec<String>,
 ) -> Vec<SourceValue> {
-    let text = String::from_utf8(fixture(file)).unwrap();
+    let mut text = String::from_utf8(fixture(file)).unwrap();
+    // 1Password 7 for Windows writes `\"` for a quote in a field.
+    if let Some(t) = super::onepassword::backslash_quotes_doubled(&text) {
+        text = t;
+    }
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)

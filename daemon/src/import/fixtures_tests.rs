@@ -264,6 +264,17 @@ fn f1password7_windows_csv() {
                 &[("custom:hidden:PIN", "4321")],
                 &[],
             ),
+            item(
+                "login",
+                "Quoted",
+                None,
+                &[
+                    ("notes", "say \"hi\" in C:\\temp"),
+                    ("password", "pa\"ss"),
+                    ("username", "q-user"),
+                ],
+                &["https://q.example"],
+            ),
         ],
         &[],
     );

@@ -544,6 +544,51 @@ fn one_item(item: Item, record: String, folder: Option<String>, report: &mut Imp
     b.finish(report);
 }
 
+/// `text` with each `\"` inside a quoted field written as `""`, when that
+/// is what makes the quoting valid: a `\"` followed by a comma or a line
+/// end closes the field after a backslash. `None` when there is no `\"`.
+pub(super) fn backslash_quotes_doubled(text: &str) -> Option<String> {
+    if !text.contains("\\\"") {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let (mut in_quotes, mut field_start) = (false, true);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_quotes {
+            let next = bytes.get(i + 1).copied();
+            let after = bytes.get(i + 2).copied();
+            if b == b'\\'
+                && next == Some(b'"')
+                && !matches!(after, None | Some(b',' | b'\n' | b'\r'))
+            {
+                out.extend_from_slice(b"\"\"");
+                i += 2;
+                continue;
+            }
+            if b == b'"' {
+                if next == Some(b'"') {
+                    out.extend_from_slice(b"\"\"");
+                    i += 2;
+                    continue;
+                }
+                in_quotes = false;
+            }
+            out.push(b);
+        } else {
+            if b == b'"' && field_start {
+                in_quotes = true;
+            }
+            field_start = matches!(b, b',' | b'\n' | b'\r');
+            out.push(b);
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The 1Password categories a CSV `type` (or `category`) column names.
 const CSV_CATEGORIES: [&str; 22] = [
     "login",
@@ -617,10 +662,25 @@ fn secret_column(c: &Column) -> bool {
 /// with a `type` column for the category and its Windows variant as
 /// `label(id)` (`number(ccnum)`), both with `notesPlain`. Rows may be one
 /// field longer or shorter than the header (1Password 7 ends rows with a
-/// comma). Every column without a place in Coffer's model is a custom
+/// comma), and a `\"` for a quote inside a field (1Password 7 for Windows)
+/// is read as one quote. Every column without a place in Coffer's model is a custom
 /// field titled by its label; archived rows are kept, marked archived.
 pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
     const F: Format = Format::OnePasswordCsv;
+    // 1Password 7 for Windows escapes a quote inside a field as `\"`
+    // instead of doubling it: read such a file as if it doubled them.
+    let unescaped;
+    let text = if super::check_csv_quoting(F, text).is_err() {
+        match backslash_quotes_doubled(text) {
+            Some(t) => {
+                unescaped = t;
+                unescaped.as_str()
+            }
+            None => text,
+        }
+    } else {
+        text
+    };
     let mut report = ImportReport::default();
     let header = text.lines().next().unwrap_or("");
     let mut reader = csv::ReaderBuilder::new()
