@@ -26,7 +26,8 @@ DPID=
 cleanup() { [[ -n $DPID ]] && kill "$DPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W/data"* "$W/run"; }
 trap cleanup EXIT
 start_daemon() { # DATA_DIR
-  COFFER_DATA_DIR=$1 "$D" >"$W/cofferd.log" 2>&1 &
+  # Loopback only, no mDNS: a benchmark needs no peers.
+  COFFER_DATA_DIR=$1 "$D" --no-mdns --listen /ip4/127.0.0.1/tcp/0 >"$W/cofferd.log" 2>&1 &
   DPID=$!
   for _ in $(seq 1 500); do "$C" status >/dev/null 2>&1 && return; sleep 0.01; done
   echo "cofferd did not start" >&2; exit 1

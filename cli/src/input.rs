@@ -101,6 +101,17 @@ pub fn confirm(question: &str) -> Result<bool, CliError> {
     ))
 }
 
+/// One secret line that may be empty (a KeePass database may have an empty
+/// password): `None` when nothing was entered.
+pub fn optional_secret_line(label: &str) -> Result<Option<Secret>, CliError> {
+    let value = if stdin_is_tty() {
+        prompt(label)?
+    } else {
+        read_stdin_line()?
+    };
+    Ok((!value.expose().is_empty()).then_some(value))
+}
+
 /// One secret line: a hidden prompt on a terminal (twice if `confirm`), else
 /// the next stdin line. Empty is refused.
 pub fn secret_line(label: &str, confirm: bool) -> Result<Secret, CliError> {

@@ -222,6 +222,19 @@ fn json_requested() -> bool {
         .any(|a| a == "--json")
 }
 
+/// Whether the file starts with a KeePass database signature (KDBX 2–4,
+/// KeePass 1 KDB): the daemon's `import::detect` rule, read here because
+/// the CLI asks for the password before the daemon sees the file.
+fn is_keepass_database(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head[..4] == [0x03, 0xD9, 0xA2, 0x9A]
+        && matches!(head[4..], [0x65..=0x67, 0xFB, 0x4B, 0xB5])
+}
+
 fn main() -> ExitCode {
     // Before anything holds a secret: no core dumps, no debugger attach.
     let core_limit = match coffer_ipc::process::harden() {
@@ -493,13 +506,11 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
         } => {
             let path = std::fs::canonicalize(&file)
                 .map_err(|e| CliError::Usage(format!("cannot open {}: {e}", file.display())))?;
-            let is_kdbx = format == "kdbx"
-                || (format == "auto"
-                    && path
-                        .extension()
-                        .is_some_and(|e| e.eq_ignore_ascii_case("kdbx")));
+            // By content, never by the file's name: a KeePass database
+            // starts with its signature whatever it is called.
+            let is_kdbx = format == "kdbx" || (format == "auto" && is_keepass_database(&path));
             let password = if is_kdbx {
-                Some(input::secret_line("KeePass database password: ", false)?)
+                input::optional_secret_line("KeePass database password (Enter if it has none): ")?
             } else {
                 None
             };

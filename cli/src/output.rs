@@ -118,9 +118,10 @@ pub fn item(v: &ItemView, reveal: bool) {
         v.folder,
         prefix(&v.id, 8)
     );
-    for (key, value) in &v.fields {
+    for (key, value) in ordered(&v.fields, &v.labels) {
         let secret = v.secret_fields.iter().any(|s| s == key);
-        println!("{}", field_line(key, value, secret, reveal));
+        let label = v.labels.get(key).map_or(key.as_str(), String::as_str);
+        println!("{}", field_line(label, value, secret, reveal));
     }
     for url in &v.urls {
         println!("url: {url}");
@@ -141,16 +142,35 @@ pub fn item(v: &ItemView, reveal: bool) {
     }
 }
 
-/// One field's raw value, as `--field` prints and `--copy` copies.
+/// The built-in fields first (in key order), then the custom ones (those
+/// with a label) in label order.
+fn ordered<'a>(
+    fields: &'a std::collections::BTreeMap<String, String>,
+    labels: &'a std::collections::BTreeMap<String, String>,
+) -> Vec<(&'a String, &'a String)> {
+    let mut out: Vec<(&String, &String)> = fields.iter().collect();
+    out.sort_by_key(|(k, _)| (labels.get(*k).map(|l| l.to_lowercase()), k.as_str()));
+    out
+}
+
+/// One field's raw value, as `--field` prints and `--copy` copies: by key,
+/// or a custom field by its title.
 pub fn field_value(v: &ItemView, field: &str) -> Result<Zeroizing<String>, CliError> {
     let value = match field {
         "name" => Some(v.name.clone()),
         "id" => Some(v.id.clone()),
         "url" | "urls" => (!v.urls.is_empty()).then(|| v.urls.join("\n")),
-        other => v.fields.get(other).cloned(),
+        other => v.fields.get(other).cloned().or_else(|| {
+            let key = v.labels.iter().find(|(_, l)| l.as_str() == other)?.0;
+            v.fields.get(key).cloned()
+        }),
     };
     value.map(Zeroizing::new).ok_or_else(|| {
-        let mut known: Vec<&str> = v.fields.keys().map(String::as_str).collect();
+        let mut known: Vec<&str> = v
+            .fields
+            .keys()
+            .map(|k| v.labels.get(k).map_or(k.as_str(), String::as_str))
+            .collect();
         known.extend(["name", "id"]);
         if !v.urls.is_empty() {
             known.push("url");
@@ -198,8 +218,9 @@ pub fn summaries(items: &[ItemSummary]) {
         } else {
             ""
         };
+        let archived = if i.archived { " [archived]" } else { "" };
         println!(
-            "{:<8}  {:<width$}  {:<6}  {:<fwidth$}  {extra}{totp}",
+            "{:<8}  {:<width$}  {:<6}  {:<fwidth$}  {extra}{totp}{archived}",
             prefix(&i.id, 8),
             i.name,
             i.item_type,
@@ -238,10 +259,11 @@ pub fn history(entries: &[HistoryEntry], reveal: bool) {
             time(e.time_ms),
             e.name
         );
-        for (key, value) in &e.fields {
+        for (key, value) in ordered(&e.fields, &e.labels) {
+            let label = e.labels.get(key).map_or(key.as_str(), String::as_str);
             println!(
                 "    {}",
-                field_line(key, value, e.secret_fields.contains(key), reveal)
+                field_line(label, value, e.secret_fields.contains(key), reveal)
                     .replace('\n', "\n    ")
             );
         }
@@ -275,10 +297,24 @@ pub fn import(r: &ImportResult) {
         let verb = if r.dry_run { "Would create" } else { "Created" };
         println!("{verb} folders: {}", r.folders_created.join(", "));
     }
-    if !r.skipped.is_empty() {
-        println!("Skipped {}:", r.skipped.len());
-        for s in &r.skipped {
+    let (records, fields): (Vec<_>, Vec<_>) = r.skipped.iter().partition(|s| s.field.is_none());
+    if !records.is_empty() {
+        println!("Skipped {} record(s):", records.len());
+        for s in records {
             println!("  {}: {}", s.record, s.reason);
+        }
+    }
+    if !fields.is_empty() {
+        let items: std::collections::BTreeSet<&str> =
+            fields.iter().map(|s| s.record.as_str()).collect();
+        println!(
+            "Left out {} field(s) of {} imported item(s):",
+            fields.len(),
+            items.len()
+        );
+        for s in fields {
+            let field = s.field.as_deref().unwrap_or("");
+            println!("  {}: {field}: {}", s.record, s.reason);
         }
     }
 }

@@ -19,8 +19,10 @@ use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-/// Shortest secret accepted, in bytes (40 bits, 8 base32 characters).
-pub const MIN_SECRET_BYTES: usize = 5;
+/// Shortest secret accepted, in bytes. Short secrets are weak, but they are
+/// what some services issued and what KeePassXC accepts: refusing one would
+/// lose the user's second factor (issue 19).
+pub const MIN_SECRET_BYTES: usize = 1;
 /// Longest secret accepted, in bytes.
 pub const MAX_SECRET_BYTES: usize = 1024;
 /// Fewest decimal digits a (non-Steam) code may have.
@@ -128,10 +130,7 @@ pub enum TotpError {
          (a character may be missing or extra)"
     )]
     InvalidBase32Length { symbols: usize },
-    #[error(
-        "secret too short: {bytes} bytes (need at least {MIN_SECRET_BYTES} bytes, \
-         that is 8 base32 characters)"
-    )]
+    #[error("secret too short: {bytes} bytes (need at least {MIN_SECRET_BYTES} byte)")]
     SecretTooShort { bytes: usize },
     #[error("secret too long: {bytes} bytes (at most {MAX_SECRET_BYTES} bytes are accepted)")]
     SecretTooLong { bytes: usize },
@@ -992,8 +991,6 @@ mod tests {
                 InvalidBase32Length { symbols: 19 },
             ),
             ("JBSWY3".into(), InvalidBase32Length { symbols: 6 }),
-            ("JBSWY3D".into(), SecretTooShort { bytes: 4 }),
-            ("JBSWY".into(), SecretTooShort { bytes: 3 }),
             ("A".repeat(1640), SecretTooLong { bytes: 1025 }),
             ("otpauth://totp/x".into(), MissingSecret),
             ("otpauth://totp/x?issuer=a".into(), MissingSecret),
@@ -1089,7 +1086,11 @@ mod tests {
 
     #[test]
     fn secret_length_bounds() {
-        assert_eq!(parse("JBSWY3DP").secret.len(), MIN_SECRET_BYTES);
+        assert_eq!(parse("JBSWY3DP").secret.len(), 5);
+        // Issue 19: short secrets (KeePassXC accepts them) are kept.
+        assert_eq!(parse("JBSWY3D").secret.len(), 4);
+        assert_eq!(parse("JBSWY").secret.len(), 3);
+        assert_eq!(parse("ME").secret.len(), 1);
         let longest = data_encoding::BASE32_NOPAD.encode(&[7u8; MAX_SECRET_BYTES]);
         assert_eq!(parse(&longest).secret.len(), MAX_SECRET_BYTES);
         let too_long = data_encoding::BASE32_NOPAD.encode(&[7u8; MAX_SECRET_BYTES + 1]);
@@ -1125,7 +1126,7 @@ mod tests {
             "period must be 1 to 3600 seconds (got 0)"
         );
         assert_eq!(msg(""), "secret is empty");
-        assert!(msg("JBSWY").starts_with("secret too short: 3 bytes"));
+        assert!(msg("JBSWY3DPE").contains("not a possible length"));
         assert!(msg("otpauth://hotp/x?secret=JBSWY3DPEHPK3PXP").contains("HOTP"));
         let control = msg(&format!(
             "otpauth://totp/x?secret={RFC_SHA1}&algorithm=%0A%1B"

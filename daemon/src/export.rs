@@ -93,10 +93,11 @@ impl ExportFile {
     }
 }
 
-/// The CSV columns: one row per item, URLs newline-joined in one cell.
-pub const CSV_HEADER: [&str; 13] = [
+/// The CSV columns: one row per item, URLs newline-joined in one cell,
+/// custom fields as `title: value` lines in one cell (`custom`).
+pub const CSV_HEADER: [&str; 15] = [
     "folder", "type", "name", "username", "password", "urls", "totp", "notes", "holder", "number",
-    "cvv", "expiry", "trashed",
+    "cvv", "expiry", "trashed", "custom", "archived",
 ];
 
 /// A spreadsheet-friendly CSV of the items (RFC 4180 quoting).
@@ -107,6 +108,15 @@ pub fn to_csv(items: &[ExportItem]) -> Result<Zeroizing<Vec<u8>>, ExportError> {
         let field = |k: &str| item.fields.get(k).map(String::as_str).unwrap_or("");
         let urls = item.urls.join("\n");
         let trashed = if item.trashed_ms.is_some() { "yes" } else { "" };
+        let custom: Vec<String> = item
+            .fields
+            .iter()
+            .filter_map(|(k, v)| {
+                let (_, title) = coffer_crdt::schema::parse_custom_key(k)?;
+                Some(format!("{title}: {v}"))
+            })
+            .collect();
+        let custom = custom.join("\n");
         writer.write_record([
             item.folder.as_str(),
             &item.item_type,
@@ -121,6 +131,8 @@ pub fn to_csv(items: &[ExportItem]) -> Result<Zeroizing<Vec<u8>>, ExportError> {
             field("cvv"),
             field("expiry"),
             trashed,
+            &custom,
+            field(coffer_crdt::schema::ARCHIVED),
         ])?;
     }
     let bytes = writer

@@ -264,9 +264,12 @@ impl Shared {
             .iter()
             .map(|s| m::SkippedRecord {
                 record: s.record.clone(),
+                field: s.field.clone(),
                 reason: s.reason.clone(),
             })
             .collect();
+        let fields_left_out = skipped.iter().filter(|s| s.field.is_some()).count();
+        let records_skipped = skipped.len() - fields_left_out;
         let plan = self.vault.blocking_call(move |v| {
             let mut on_progress = |done: usize, total: usize| {
                 if let Some(sink) = &progress {
@@ -305,6 +308,8 @@ impl Shared {
             duplicates: plan.duplicates,
             folders_created: plan.folders_created,
             skipped,
+            records_skipped,
+            fields_left_out,
         })
     }
 

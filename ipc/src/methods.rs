@@ -140,6 +140,10 @@ pub struct ItemView {
     /// masks them unless asked).
     #[serde(default)]
     pub secret_fields: Vec<String>,
+    /// How to show the fields whose key is not their name: custom fields
+    /// (`custom:KIND:TITLE` → `TITLE`), shown after the built-in ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// An item without secret values, for listings.
@@ -154,6 +158,9 @@ pub struct ItemSummary {
     pub has_totp: bool,
     pub updated_ms: i64,
     pub trashed_ms: Option<i64>,
+    /// Archived at its source (1Password's archive): the `archived` field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -167,6 +174,9 @@ pub struct HistoryEntry {
     /// Which of `fields` are secrets.
     #[serde(default)]
     pub secret_fields: Vec<String>,
+    /// Custom fields' display titles (see [`ItemView::labels`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,7 +222,13 @@ pub struct ImportParams {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SkippedRecord {
+    /// Where: `line 7`, `item 3 'GitHub'`, ...
     pub record: String,
+    /// `None`: the whole record was not imported. `Some`: the item was
+    /// imported without this source field (`attachment 'scan.pdf'`,
+    /// `passkey`, `TOTP`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     pub reason: String,
 }
 
@@ -225,7 +241,15 @@ pub struct ImportResult {
     /// Items already in the vault (same fingerprint), not added again.
     pub duplicates: usize,
     pub folders_created: Vec<String>,
+    /// Records not imported, and fields left out of imported items.
     pub skipped: Vec<SkippedRecord>,
+    /// How many records were not imported at all.
+    #[serde(default)]
+    pub records_skipped: usize,
+    /// How many source fields were left out of imported items (each listed
+    /// in `skipped` with its `field`).
+    #[serde(default)]
+    pub fields_left_out: usize,
 }
 
 method!(

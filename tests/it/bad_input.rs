@@ -33,7 +33,7 @@ fn invalid_totp_and_fields_are_refused_and_nothing_stored() {
     let bad_secrets: &[(&str, &str)] = &[
         ("not base32!", "TOTP secret rejected"),
         ("JBSWY3DPEHPK3PX1", "TOTP secret rejected"), // '1' is not base32
-        ("JBSW", "TOTP secret rejected"),             // too short
+        ("JBSWY3DPE", "TOTP secret rejected"),        // a base32 length no secret has
         ("otpauth://totp/x?secret=JBSW%%Y3DP", "TOTP secret rejected"),
         ("otpauth://totp/x?issuer=NoSecret", "TOTP secret rejected"),
         (

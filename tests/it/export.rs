@@ -104,7 +104,7 @@ fn csv_export_has_one_row_per_item_with_quoting() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "folder,type,name,username,password,urls,totp,notes,holder,number,cvv,expiry,trashed"
+        "folder,type,name,username,password,urls,totp,notes,holder,number,cvv,expiry,trashed,custom,archived"
     );
     assert!(
         csv.contains("login,Ünïcode ✓ login,zoë,\"pässwörd\"\"with,comma\""),
@@ -116,7 +116,7 @@ fn csv_export_has_one_row_per_item_with_quoting() {
     let rows: Vec<&str> = finance.lines().skip(1).collect();
     assert_eq!(
         rows,
-        ["Finance,card,Visa Gold,,,,,brand: Visa,Jörg Müller,4111111111111111,123,07/27,"]
+        ["Finance,card,Visa Gold,,,,,,Jörg Müller,4111111111111111,123,07/27,,brand: Visa,"]
     );
 }
 

@@ -771,3 +771,90 @@ fn a_peer_allowed_again_before_its_connection_closed_syncs_on_it() {
     );
     assert_eq!(w.nodes[1].names("Ops"), ["new", "old"]);
 }
+
+/// Issue 19: custom fields live in an item's fields under
+/// `schema::custom_key`, so the replica's one command that sets fields sets
+/// them on any type; they sync, keep history, show concurrent edits as a
+/// conflict, and are removed with an empty value. Hidden ones are secrets.
+#[test]
+fn custom_fields_sync_edit_and_keep_history() {
+    use coffer_crdt::schema::{custom_key, CustomKind};
+    let mut w = team();
+    let pin = custom_key(CustomKind::Hidden, "PIN");
+    let pets = custom_key(CustomKind::Checkbox, "Pets allowed");
+    let spec = NewItemSpec {
+        folder: Some("Ops".into()),
+        item_type: ItemType::Note,
+        name: "Door".into(),
+        fields: [
+            (pin.clone(), "1234".to_string()),
+            (pets.clone(), "no".to_string()),
+            ("archived".to_string(), "2024-05-01".to_string()),
+        ]
+        .into(),
+        urls: vec![],
+    };
+    let (ops, id) = w.nodes[0].replica.add_item(spec, 10, &mut w.rng).unwrap();
+    w.nodes[0].drain();
+    w.settle();
+    let seen = w.nodes[1].replica.item(&ops, &id).unwrap().clone();
+    assert_eq!(seen.fields[&pin], "1234");
+    assert_eq!(
+        seen.fields[&pets], "false",
+        "a checkbox is stored as true/false"
+    );
+    assert!(seen.item_type.is_secret(&pin) && !seen.item_type.is_secret(&pets));
+
+    // Concurrent edits of the PIN: both values kept, one as a conflict.
+    for (n, value) in [(0, "1111"), (1, "2222")] {
+        let edit = ItemEdit {
+            fields: [(pin.clone(), value.to_string())].into(),
+            ..ItemEdit::default()
+        };
+        w.nodes[n]
+            .replica
+            .edit_item(&ItemQuery::live("Door"), edit, 20, &mut w.rng)
+            .unwrap();
+        w.nodes[n].drain();
+    }
+    w.settle();
+    let a = w.nodes[0].replica.item(&ops, &id).unwrap().clone();
+    let b = w.nodes[1].replica.item(&ops, &id).unwrap().clone();
+    assert_eq!(a, b, "both replicas show the same item");
+    let mut both = vec![a.fields[&pin].clone()];
+    both.extend(a.conflicts[&pin].iter().cloned());
+    both.sort();
+    assert_eq!(both, ["1111", "2222"]);
+
+    // An empty value removes the field; history still has every value.
+    let edit = ItemEdit {
+        fields: [(pets.clone(), String::new())].into(),
+        ..ItemEdit::default()
+    };
+    w.nodes[0]
+        .replica
+        .edit_item(&ItemQuery::live("Door"), edit, 30, &mut w.rng)
+        .unwrap();
+    w.nodes[0].drain();
+    w.settle();
+    assert!(!w.nodes[1]
+        .replica
+        .item(&ops, &id)
+        .unwrap()
+        .fields
+        .contains_key(&pets));
+    let history = w.nodes[1].replica.history("Door").unwrap();
+    assert!(history
+        .iter()
+        .any(|h| h.item.fields.get(&pin).map(String::as_str) == Some("1234")));
+
+    // A key the schema refuses is an error, not a silent write.
+    let bad = ItemEdit {
+        fields: [("custom:nope:X".to_string(), "v".to_string())].into(),
+        ..ItemEdit::default()
+    };
+    assert!(w.nodes[0]
+        .replica
+        .edit_item(&ItemQuery::live("Door"), bad, 40, &mut w.rng)
+        .is_err());
+}

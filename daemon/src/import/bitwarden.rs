@@ -3,50 +3,65 @@
 //! JSON (`{"encrypted": false, "folders": [...], "items": [...]}`; an
 //! organization export has `collections` instead of `folders`):
 //! - type 1 login: `login.username`, `password`, `totp`, `uris[].uri`;
-//!   a login with only passkeys (`fido2Credentials`) and nothing else is
-//!   skipped;
+//!   passkeys (`fido2Credentials`) are listed as left out;
 //! - type 2 secure note: `notes`;
 //! - type 3 card: `card.cardholderName`, `number`, `code` (CVV),
-//!   `expMonth`/`expYear` (→ `MM/YY`); `brand` goes to the notes;
-//! - type 4 identity and type 5 SSH key: skipped.
+//!   `expMonth`/`expYear` (→ `MM/YY`); `brand` is a custom field;
+//! - type 4 identity and type 5 SSH key: notes (see below).
 //!
-//! `fields[]` (custom fields: type 0 text, 1 hidden, 2 boolean) become
-//! `name: value` lines in the notes; type 3 (linked) fields hold no value and
-//! are left out. Folder names use `/` for nesting in Bitwarden (`Work/Dev`),
-//! which becomes `Work > Dev`. An encrypted export is refused.
+//! `fields[]` (type 0 text, 1 hidden, 2 boolean) become custom fields of
+//! that kind (an unset boolean is unchecked); type 3 (linked) fields hold
+//! no value, only a link to another field: they are listed as left out.
+//! `passwordHistory` becomes earlier passwords, `archivedDate` the
+//! `archived` mark; identities (type 4) and SSH keys (type 5) become notes
+//! with their fields as custom fields; passkeys and attachments are listed
+//! as left out. A `null` inside any list (seen in real exports) is ignored.
+//! Folder names use `/` for nesting in Bitwarden (`Work/Dev`), which
+//! becomes `Work > Dev`. An encrypted export is refused.
 //!
 //! CSV (`folder,favorite,type,name,notes,fields,reprompt,login_uri,
 //! login_username,login_password,login_totp`; `collections` instead of
 //! `folder` for organizations): `type` is `login` or `note`; `login_uri`
 //! holds one or more URIs separated by commas or newlines; `fields` holds
-//! `name: value` lines, appended to the notes as they are.
+//! `name: value` lines, each a text custom field (a line without `: `
+//! continues the value before it).
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
+use coffer_crdt::schema::CustomKind;
+
 use super::{
-    folder_from_parts, json_error, read_csv, Format, ImportError, ImportReport, ItemBuilder,
-    Skipped,
+    folder_from_parts, json_error, null_default, read_csv, unix_of_rfc3339, Format, ImportError,
+    ImportReport, ItemBuilder, Skipped,
 };
 
 #[derive(Deserialize)]
 struct Export {
     #[serde(default)]
     encrypted: bool,
-    #[serde(default)]
-    folders: Vec<Folder>,
-    #[serde(default)]
-    collections: Vec<Folder>,
+    #[serde(default, deserialize_with = "null_default")]
+    folders: Vec<Option<Folder>>,
+    #[serde(default, deserialize_with = "null_default")]
+    collections: Vec<Option<Folder>>,
     items: Option<Vec<Value>>,
 }
 
 #[derive(Deserialize)]
 struct Folder {
     id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     name: String,
+}
+
+/// A list that may be `null` and may hold `null`s (both seen in real
+/// exports): what is not `null` in it.
+type List<T> = Option<Vec<Option<T>>>;
+
+fn each<T>(list: &List<T>) -> impl Iterator<Item = &T> {
+    list.iter().flatten().flatten()
 }
 
 #[derive(Deserialize)]
@@ -61,13 +76,23 @@ struct Item {
     #[serde(default)]
     folder_id: Option<String>,
     #[serde(default)]
-    collection_ids: Option<Vec<String>>,
+    collection_ids: List<String>,
     #[serde(default)]
-    fields: Option<Vec<Field>>,
+    fields: List<Field>,
     #[serde(default)]
     login: Option<Login>,
     #[serde(default)]
     card: Option<Card>,
+    #[serde(default)]
+    identity: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    ssh_key: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    password_history: List<PasswordHistory>,
+    #[serde(default)]
+    archived_date: Option<String>,
+    #[serde(default)]
+    attachments: List<Attachment>,
 }
 
 #[derive(Deserialize)]
@@ -90,9 +115,9 @@ struct Login {
     #[serde(default)]
     totp: Option<String>,
     #[serde(default)]
-    uris: Option<Vec<Uri>>,
+    uris: List<Uri>,
     #[serde(default)]
-    fido2_credentials: Option<Vec<Value>>,
+    fido2_credentials: List<Value>,
 }
 
 #[derive(Deserialize)]
@@ -118,9 +143,47 @@ struct Card {
     code: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PasswordHistory {
+    #[serde(default)]
+    last_used_date: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Attachment {
+    #[serde(default)]
+    file_name: Option<String>,
+}
+
 fn s(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("")
 }
+
+/// The identity fields of Bitwarden's export, in its order, with titles.
+const IDENTITY: [(&str, &str, CustomKind); 18] = [
+    ("title", "title", CustomKind::Text),
+    ("firstName", "first name", CustomKind::Text),
+    ("middleName", "middle name", CustomKind::Text),
+    ("lastName", "last name", CustomKind::Text),
+    ("address1", "address 1", CustomKind::Text),
+    ("address2", "address 2", CustomKind::Text),
+    ("address3", "address 3", CustomKind::Text),
+    ("city", "city", CustomKind::Text),
+    ("state", "state", CustomKind::Text),
+    ("postalCode", "postal code", CustomKind::Text),
+    ("country", "country", CustomKind::Text),
+    ("company", "company", CustomKind::Text),
+    ("email", "email", CustomKind::Email),
+    ("phone", "phone", CustomKind::Phone),
+    ("ssn", "social security number", CustomKind::Hidden),
+    ("username", "username", CustomKind::Text),
+    ("passportNumber", "passport number", CustomKind::Hidden),
+    ("licenseNumber", "license number", CustomKind::Hidden),
+];
 
 pub(super) fn parse_json(text: &str) -> Result<ImportReport, ImportError> {
     const F: Format = Format::BitwardenJson;
@@ -139,32 +202,25 @@ pub(super) fn parse_json(text: &str) -> Result<ImportReport, ImportError> {
         .folders
         .iter()
         .chain(&export.collections)
+        .flatten()
         .map(|f| (f.id.as_str(), folder_from_parts(f.name.split('/'))))
         .collect();
     let mut report = ImportReport::default();
     for (i, value) in items.into_iter().enumerate() {
         let record = format!("item {}", i + 1);
+        if value.is_null() {
+            continue;
+        }
         let item: Item =
             serde_json::from_value(value).map_err(|e| json_error(F, record.clone(), &e))?;
         let name = s(&item.name).trim().to_string();
         let kind = match item.kind {
             1 => "login",
-            2 => "note",
+            2 | 4 | 5 => "note",
             3 => "card",
-            4 | 5 => {
-                let what = if item.kind == 4 {
-                    "identity"
-                } else {
-                    "SSH key"
-                };
-                report.skipped.push(Skipped {
-                    record: format!("{record} '{name}'"),
-                    reason: format!("{what} items are not supported"),
-                });
-                continue;
-            }
             other => {
                 report.skipped.push(Skipped {
+                    field: None,
                     record: format!("{record} '{name}'"),
                     reason: format!("unknown Bitwarden item type {other}"),
                 });
@@ -176,26 +232,26 @@ pub(super) fn parse_json(text: &str) -> Result<ImportReport, ImportError> {
         let folder_id = item
             .folder_id
             .as_deref()
-            .or_else(|| item.collection_ids.as_ref()?.first().map(String::as_str));
+            .or_else(|| each(&item.collection_ids).next().map(String::as_str));
         b.folder(folder_id.and_then(|id| folders.get(id).cloned().flatten()));
         b.notes(s(&item.notes));
         if let Some(login) = item.login.as_ref().filter(|_| kind == "login") {
             b.set("username", s(&login.username));
             b.set("password", s(&login.password));
-            for uri in login.uris.iter().flatten() {
+            for uri in each(&login.uris) {
                 b.url(s(&uri.uri));
             }
             b.totp(s(&login.totp));
-            let passkeys = login
-                .fido2_credentials
-                .as_ref()
-                .is_some_and(|v| !v.is_empty());
-            if passkeys && b.fields.is_empty() && b.urls.is_empty() && b.notes.is_empty() {
-                report.skipped.push(Skipped {
-                    record: format!("{record} '{name}'"),
-                    reason: "passkey-only login: passkeys are not supported".into(),
-                });
-                continue;
+            let passkeys = each(&login.fido2_credentials).count();
+            if passkeys > 0 {
+                b.leave_out(
+                    if passkeys == 1 {
+                        "passkey".to_string()
+                    } else {
+                        format!("{passkeys} passkeys")
+                    },
+                    "passkeys are not supported",
+                );
             }
         }
         if let Some(card) = item.card.as_ref().filter(|_| kind == "card") {
@@ -203,18 +259,67 @@ pub(super) fn parse_json(text: &str) -> Result<ImportReport, ImportError> {
             b.card_number(s(&card.number));
             b.card_cvv(s(&card.code));
             b.card_expiry(s(&card.exp_month), s(&card.exp_year));
-            b.extra("brand", s(&card.brand));
+            b.custom(CustomKind::Text, "brand", s(&card.brand));
         }
-        for field in item.fields.iter().flatten() {
+        if let Some(identity) = item.identity.as_ref().filter(|_| item.kind == 4) {
+            b.custom(CustomKind::Text, "Bitwarden type", "identity");
+            for (key, title, ckind) in IDENTITY {
+                if let Some(Value::String(v)) = identity.get(key) {
+                    b.custom(ckind, title, v);
+                }
+            }
+        }
+        if let Some(key) = item.ssh_key.as_ref().filter(|_| item.kind == 5) {
+            b.custom(CustomKind::Text, "Bitwarden type", "SSH key");
+            for (k, title, ckind) in [
+                ("privateKey", "private key", CustomKind::Hidden),
+                ("publicKey", "public key", CustomKind::Text),
+                ("keyFingerprint", "fingerprint", CustomKind::Text),
+            ] {
+                if let Some(Value::String(v)) = key.get(k) {
+                    b.custom(ckind, title, v);
+                }
+            }
+        }
+        for field in each(&item.fields) {
             let value = match &field.value {
                 Some(Value::String(v)) => v.clone(),
                 Some(Value::Bool(v)) => v.to_string(),
                 Some(Value::Number(v)) => v.to_string(),
-                _ => continue,
+                _ => String::new(),
             };
-            if field.kind != 3 {
-                b.extra(s(&field.name), &value);
+            let title = s(&field.name);
+            match field.kind {
+                0 => b.custom(CustomKind::Text, title, &value),
+                1 => b.custom(CustomKind::Hidden, title, &value),
+                // A boolean: an unset one is unchecked.
+                2 => {
+                    let checked = value.trim().eq_ignore_ascii_case("true");
+                    b.custom(CustomKind::Checkbox, title, &checked.to_string());
+                }
+                // Linked: names another field of the item (its username,
+                // a card's number, ...) and holds no value of its own.
+                3 => b.leave_out(
+                    format!("linked field '{}'", title.trim()),
+                    "links to other fields are not supported",
+                ),
+                _ => b.custom(CustomKind::Text, title, &value),
             }
+        }
+        for h in each(&item.password_history) {
+            b.history(
+                h.last_used_date.as_deref().and_then(unix_of_rfc3339),
+                s(&h.password),
+            );
+        }
+        if let Some(date) = item.archived_date.as_deref() {
+            b.archived(unix_of_rfc3339(date));
+        }
+        for a in each(&item.attachments) {
+            b.leave_out(
+                format!("attachment '{}'", s(&a.file_name)),
+                "attachments are not supported",
+            );
         }
         b.finish(&mut report);
     }
@@ -255,6 +360,7 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
             "note" => "note",
             other => {
                 report.skipped.push(Skipped {
+                    field: None,
                     record: format!("{record} '{}'", row.get("name").trim()),
                     reason: format!("item type {other:?} is not supported"),
                 });
@@ -269,15 +375,26 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
             row.get("folder")
         };
         b.folder(folder_from_parts(folder.split('/')));
-        let mut notes = row.get("notes").to_string();
-        let fields = row.get("fields").trim_end();
-        if !fields.is_empty() {
-            if !notes.is_empty() {
-                notes.push_str("\n\n");
+        b.notes(row.get("notes"));
+        // `name: value` lines; a line without `: ` continues the value
+        // before it.
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for line in row.get("fields").lines() {
+            match line.split_once(": ") {
+                Some((k, v)) => fields.push((k.to_string(), v.to_string())),
+                None => match fields.last_mut() {
+                    Some((_, v)) => {
+                        v.push('\n');
+                        v.push_str(line);
+                    }
+                    None if !line.trim().is_empty() => fields.push(("field".into(), line.into())),
+                    None => {}
+                },
             }
-            notes.push_str(fields);
         }
-        b.notes(&notes);
+        for (k, v) in fields {
+            b.custom(CustomKind::Text, &k, &v);
+        }
         if kind == "login" {
             for uri in row.get("login_uri").split([',', '\n']) {
                 b.url(uri);
@@ -296,169 +413,6 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
 mod tests {
     use super::super::test_support::*;
     use super::super::*;
-
-    #[test]
-    fn json_fixture() {
-        let report = parse(Format::BitwardenJson, &fixture("bitwarden.json"), None).unwrap();
-        assert_items(
-            &report.items,
-            &[
-                item(
-                    "login",
-                    "GitHub",
-                    Some("Work > Dev"),
-                    &[
-                        ("username", "octo@example.com"),
-                        ("password", "gh-p@ss \"quoted\" \\ back"),
-                        ("totp", &uri("JBSW Y3DP EHPK 3PXP")),
-                        (
-                            "notes",
-                            "Recovery codes in the safe.\nSecond line.\n\n\
-                             Recovery email: octo+recovery@example.com\n\
-                             PIN: 4711\n\
-                             Admin: true",
-                        ),
-                    ],
-                    &["https://github.com/login", "https://gist.github.com"],
-                ),
-                item(
-                    "login",
-                    "Bücher & Co",
-                    Some("Privat"),
-                    &[
-                        ("username", "leser"),
-                        ("password", "Bücher📚2024"),
-                        (
-                            "totp",
-                            &uri("otpauth://totp/B%C3%BCcher:leser?secret=GEZDGNBVGY3TQOJQ&issuer=B%C3%BCcher&digits=8&period=60&algorithm=SHA256"),
-                        ),
-                    ],
-                    &["https://buecher.example.de"],
-                ),
-                item(
-                    "login",
-                    "Steam",
-                    None,
-                    &[
-                        ("username", "gamer"),
-                        ("password", "s7eam"),
-                        ("totp", &uri("steam://JBSWY3DPEHPK3PXP")),
-                    ],
-                    &["https://store.steampowered.com"],
-                ),
-                item(
-                    "login",
-                    "Bad TOTP",
-                    None,
-                    &[("username", "someone"), ("password", "pw")],
-                    &[],
-                ),
-                item(
-                    "note",
-                    "日本語のメモ",
-                    Some("Privat"),
-                    &[("notes", "一行目\n二行目 🎉\n\n")],
-                    &[],
-                ),
-                item(
-                    "card",
-                    "Visa Gold",
-                    Some("Finance"),
-                    &[
-                        ("holder", "Jörg Müller"),
-                        ("number", "4111111111111111"),
-                        ("cvv", "123"),
-                        ("expiry", "07/27"),
-                        ("notes", "brand: Visa"),
-                    ],
-                    &[],
-                ),
-                item(
-                    "card",
-                    "Odd card",
-                    None,
-                    &[
-                        ("holder", "X"),
-                        ("notes", "number: 1234\ncvv: 12345"),
-                    ],
-                    &[],
-                ),
-                item("login", "example.org", None, &[("password", "only-a-password")], &["https://example.org/login"]),
-            ],
-        );
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped(
-                    "item 4 'Bad TOTP'",
-                    "TOTP not imported (the item was): invalid base32 secret: character '1' at position 4 is not allowed"
-                ),
-                skipped("item 7 'Odd card'", "card number is not 8 to 19 digits: kept in the notes"),
-                skipped("item 7 'Odd card'", "CVV is not 3 or 4 digits: kept in the notes"),
-                skipped("item 8 'Jane Doe'", "identity items are not supported"),
-                skipped("item 9 'Server key'", "SSH key items are not supported"),
-                skipped("item 10 'Passkey only'", "passkey-only login: passkeys are not supported"),
-                skipped("item 11", "empty record"),
-            ]
-        );
-    }
-
-    #[test]
-    fn csv_fixture() {
-        let report = parse(Format::BitwardenCsv, &fixture("bitwarden.csv"), None).unwrap();
-        assert_items(
-            &report.items,
-            &[
-                item(
-                    "login",
-                    "GitHub",
-                    Some("Work > Dev"),
-                    &[
-                        ("username", "octo@example.com"),
-                        ("password", "gh,p@ss\"q"),
-                        ("totp", &uri("JBSWY3DPEHPK3PXP")),
-                        (
-                            "notes",
-                            "Line one\nLine two\n\nPIN: 4711\nSecret question: Bücher",
-                        ),
-                    ],
-                    &["https://github.com/login", "https://gist.github.com"],
-                ),
-                item(
-                    "note",
-                    "日本語",
-                    None,
-                    &[("notes", "メモ 🎉\nzweite Zeile")],
-                    &[],
-                ),
-                item(
-                    "login",
-                    "Steam",
-                    Some("Games"),
-                    &[
-                        ("username", "gamer"),
-                        ("password", "s7eam"),
-                        ("totp", &uri("steam://JBSWY3DPEHPK3PXP")),
-                    ],
-                    &["https://store.steampowered.com"],
-                ),
-                item(
-                    "login",
-                    "Mail",
-                    None,
-                    &[
-                        ("username", "me@example.com"),
-                        (
-                            "totp",
-                            &uri("otpauth://totp/Mail:me?secret=GEZDGNBVGY3TQOJQ&issuer=Mail"),
-                        ),
-                    ],
-                    &[],
-                ),
-            ],
-        );
-        assert_eq!(report.skipped, vec![skipped("line 9", "empty record")]);
-    }
 
     #[test]
     fn json_organization_export() {

@@ -7,7 +7,12 @@
 //!   URL's host is used. Firefox' own `chrome://` logins (Firefox Accounts)
 //!   are skipped.
 //!
-//! Neither has folders or TOTP.
+//! Neither has folders or TOTP. Chrome's notes keep `\n` line ends (Chrome
+//! on Windows writes `\r\n`); Firefox' `httpRealm` and a `formActionOrigin`
+//! other than the URL are custom fields; its `guid` and times are
+//! bookkeeping.
+
+use coffer_crdt::schema::CustomKind;
 
 use super::{read_csv, url_host, Format, ImportError, ImportReport, ItemBuilder, Skipped};
 
@@ -23,7 +28,8 @@ pub(super) fn parse_chrome(text: &str) -> Result<ImportReport, ImportError> {
             b.url(row.get("url"));
             b.set("username", row.get("username"));
             b.set("password", row.get("password"));
-            b.notes(row.get("note"));
+            // Chrome on Windows writes its notes' line ends as \r\n.
+            b.notes_lf(row.get("note"));
             b.finish(&mut report);
             Ok(())
         },
@@ -48,6 +54,7 @@ pub(super) fn parse_firefox(text: &str) -> Result<ImportReport, ImportError> {
             let url = row.get("url").trim();
             if url.to_ascii_lowercase().starts_with("chrome://") {
                 report.skipped.push(Skipped {
+                    field: None,
                     record,
                     reason: "Firefox internal login (chrome:// URL)".into(),
                 });
@@ -58,6 +65,11 @@ pub(super) fn parse_firefox(text: &str) -> Result<ImportReport, ImportError> {
             b.url(url);
             b.set("username", row.get("username"));
             b.set("password", row.get("password"));
+            b.custom(CustomKind::Text, "HTTP realm", row.get("httprealm").trim());
+            let action = row.get("formactionorigin").trim();
+            if !action.eq_ignore_ascii_case(url) {
+                b.custom(CustomKind::Url, "form action", action);
+            }
             b.finish(&mut report);
             Ok(())
         },

