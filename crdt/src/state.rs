@@ -663,10 +663,29 @@ impl State {
                 Ok(())
             }
             MembershipOp::Remove { principal, to, .. } => {
-                let Some(existing) = self.folder.grants.get(principal).copied() else {
+                let own = self.principal_devices_include(principal, &author);
+                let existing = self.folder.grants.get(principal).copied();
+                // In the final pass a concurrent op that came first may have
+                // left nothing to take: a roster removal of the user (ordered
+                // before the grant, which then gave nothing: roster ops never
+                // cite folder heads) or another manager's removal or
+                // demotion. The removal still takes effect, taking nothing
+                // more: it was made, and its cutoff (the remover's view)
+                // still bounds what its target wrote (chaos seeds 60306-7).
+                let nothing_left = match (existing, to) {
+                    (None, _) => true,
+                    (Some(g), Some(role)) => role.strength() >= g.role.strength(),
+                    (Some(_), None) => false,
+                };
+                if nothing_left && !info.strict {
+                    if !own && !rights.manager {
+                        return deny("only a Folder Manager or team admin may remove members");
+                    }
+                    return Ok(());
+                }
+                let Some(existing) = existing else {
                     return deny("the principal is not a member");
                 };
-                let own = self.principal_devices_include(principal, &author);
                 if !own {
                     if !rights.manager {
                         return deny("only a Folder Manager or team admin may remove members");

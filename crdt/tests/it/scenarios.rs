@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use coffer_crdt::ops::{ControlOp, MembershipOp, Principal, Role, RosterOp, UserId};
 use coffer_crdt::space::{IngestError, Outcome, Reason};
 use coffer_crdt::{
-    DeviceKeys, Envelope, EnvelopeId, FolderKey, ItemEdit, ItemId, ItemType, Space, SpaceId,
+    DeviceKeys, Envelope, EnvelopeId, FolderKey, ItemEdit, ItemId, ItemType, Kind, Space, SpaceId,
 };
 
 use crate::harness::*;
@@ -1120,4 +1120,95 @@ fn a_locked_peer_reaches_the_same_verdicts_from_headers_alone() {
         t.sort();
         assert_eq!(mine, t);
     }
+}
+
+/// Chaos seeds 60306 and 60307: a folder removal keeps its cutoff when a
+/// later roster removal of the same user comes first in the final pass.
+/// mgr grants ann Item Manager directly and demotes group "it" (ann's other
+/// grant) to Folder Member, then unshares ann having seen her first write
+/// only; ann, not told, writes again. Later boss, having seen everything,
+/// removes the user ann from the roster space. Roster ops never cite
+/// folder heads and the pass takes ready removals first, so the user
+/// removal comes before mgr's grant, which then gives nothing, and the
+/// unshare finds no grant left to take. The unshare was made all the same,
+/// and its cutoff (the remover's view) stands: ann's second write is beyond
+/// it and stays quarantined, as on ann's laptop that never heard of the user
+/// removal. Before the fix the pass refused the unshare ("the principal is
+/// not a member") and only the user removal's cutoff, which covers the
+/// write, counted: the write was accepted.
+#[test]
+fn a_removal_keeps_its_cutoff_when_a_concurrent_user_removal_comes_first() {
+    let (keys, mut reps, mut rng) = team_folder(60306);
+    let u = |s: &str| UserId::new(&format!("{s}@t.test")).unwrap();
+    let ann = Principal::User(u("ann"));
+    let grant = reps[3]
+        .grant(&keys[3], ann.clone(), Role::Editor, None, None, &mut rng)
+        .unwrap();
+    let demote = reps[3]
+        .remove(&keys[3], Principal::Group("it".into()), Some(Role::Member))
+        .unwrap();
+    let (m, a) = two(&mut reps, 3, 1);
+    sync(m, a, &keys[1], 1);
+    assert_eq!(reps[1].role_of(&keys[1].device_id()), Some(Role::Editor));
+    let seen = write(&mut reps[1], &keys[1], "seen by mgr", 5, &mut rng);
+    let (a, m) = two(&mut reps, 1, 3);
+    sync(a, m, &keys[3], 2);
+    let unshare = reps[3].remove(&keys[3], ann.clone(), None).unwrap();
+    // Not told: still an Item Manager in its own view.
+    let after = write(&mut reps[1], &keys[1], "after the unshare", 6, &mut rng);
+    for (from, seed) in [(1, 3), (3, 4)] {
+        let (f, b) = two(&mut reps, from, 0);
+        sync(f, b, &keys[0], seed);
+    }
+    let folder = reps[0].id();
+    let cutoffs = BTreeMap::from([(folder, reps[0].cutoff())]);
+    assert!(cutoffs[&folder][&keys[1].device_id()].seq >= after.seq());
+    // Written in the roster space, as a daemon does: it cites roster heads only.
+    let mut roster = Space::new_roster(reps[0].team().unwrap());
+    let roster_ops = reps[0].held().filter(|e| e.kind() == Kind::Roster);
+    roster.ingest_batch(roster_ops.cloned().collect());
+    let out = roster
+        .roster_op(
+            &keys[0],
+            RosterOp::RemoveUser {
+                user: u("ann"),
+                cutoffs,
+            },
+        )
+        .unwrap();
+    assert!(!out.body().context.contains(&unshare.id()));
+    reps[0].ingest(out.clone()).unwrap();
+    for round in 0..2 {
+        for i in 0..4 {
+            for (j, k) in keys.iter().enumerate() {
+                if i != j {
+                    let (f, t) = two(&mut reps, i, j);
+                    sync(f, t, k, (round * 100 + i * 10 + j) as u64);
+                }
+            }
+        }
+    }
+    for r in &reps {
+        assert_eq!(
+            r.outcome_of(&after.id()),
+            Some(Outcome::Quarantined(Reason::Removed { by: unshare.id() }))
+        );
+        assert_eq!(r.outcome_of(&seen.id()), Some(Outcome::Accepted));
+        for op in [&grant, &demote, &unshare, &out] {
+            assert_eq!(r.outcome_of(&op.id()), Some(Outcome::Accepted));
+        }
+        assert_eq!(r.digest(), reps[0].digest());
+    }
+    // What ann's laptop decided before it heard of the user removal.
+    let mut alone = Space::new_in_team(folder, reps[0].team());
+    let held: Vec<Envelope> = reps[0]
+        .held()
+        .filter(|e| e.id() != out.id())
+        .cloned()
+        .collect();
+    alone.ingest_batch(held);
+    assert_eq!(
+        alone.outcome_of(&after.id()),
+        Some(Outcome::Quarantined(Reason::Removed { by: unshare.id() }))
+    );
 }
