@@ -3,8 +3,11 @@
 //! `coffer device trust`, propagation, offline edits, restarts, refusal of
 //! unknown and revoked devices, and peers that send garbage.
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -263,6 +266,131 @@ fn csv_with(n: usize, dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("export.csv");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A TCP relay on loopback to `target` that can be cut like a link that
+/// drops every packet: once frozen it passes nothing on and closes
+/// nothing, so a peer that dies behind it leaves a half-open connection on
+/// the other side (what the chaos suite's cut links did, seed 60308).
+struct Relay {
+    port: u16,
+    frozen: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(target: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let (f, d) = (frozen.clone(), done.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                if d.load(Ordering::SeqCst) || f.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let (f, d) = (f.clone(), d.clone());
+                    thread::spawn(move || pipe(from, to, &f, &d));
+                }
+            }
+        });
+        Relay { port, frozen, done }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, frozen: &AtomicBool, done: &AtomicBool) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut buf).unwrap_or(0);
+        if frozen.load(Ordering::SeqCst) {
+            // Cut: hold both ends open, pass nothing, tell nobody.
+            while !done.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(100));
+            }
+            return;
+        }
+        if n == 0 || to.write_all(&buf[..n]).is_err() {
+            let _ = to.shutdown(Shutdown::Both);
+            let _ = from.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// Chaos seed 60308: A dies while its link to B is cut, so B keeps a
+/// half-open connection to it. A comes back and connects again; B, still
+/// "connected", kept its old session: it read A's new stream but wrote its
+/// hello into the dead connection, and A, waiting for that hello, sent B
+/// nothing for good (A's last writes never reached B).
+#[test]
+fn a_peer_back_on_a_new_connection_while_the_old_one_is_half_open_syncs() {
+    let pa = free_port();
+    let pb = free_port();
+    let relay = Relay::start(pb);
+    let mut a = start_node(pa, &[relay.port]);
+    let b = start_node(pb, &[]);
+    a.init();
+    b.init();
+    a.ok(&["folder", "create", "Team"], "");
+    a.ok(
+        &[
+            "device",
+            "trust",
+            &pairing_key(&b),
+            "--name",
+            "B",
+            "--share",
+            "Team",
+        ],
+        "",
+    );
+    b.ok(&["device", "trust", &pairing_key(&a), "--name", "A"], "");
+    wait_until(SYNC_TIMEOUT, "the shared folder arrives", || {
+        has_folder(&b, "Team")
+    });
+    a.add_login("before", "pw-before", &["--folder", "Team"]);
+    wait_until(SYNC_TIMEOUT, "the first item arrives", || {
+        item(&b, "Team/before").is_some()
+    });
+    let a_id = device_id(&a);
+    // The link is cut and A dies: B never hears of it.
+    relay.freeze();
+    a.kill9();
+    thread::sleep(Duration::from_millis(500));
+    assert!(connected(&b, &a_id), "B should still believe A connected");
+    // A is back, straight to B this time.
+    a.set_args(net_args(pa, &[pb]));
+    a.spawn();
+    a.unlock();
+    a.add_login("after", "pw-after", &["--folder", "Team"]);
+    wait_until(
+        SYNC_TIMEOUT,
+        "A's write after its restart reaches B",
+        || item(&b, "Team/after").is_some(),
+    );
+    b.add_login("from-b", "pw-b", &["--folder", "Team"]);
+    wait_until(SYNC_TIMEOUT, "B's write reaches A", || {
+        item(&a, "Team/from-b").is_some()
+    });
 }
 
 #[test]

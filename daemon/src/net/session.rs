@@ -35,11 +35,20 @@ enum SessionMsg {
 pub(crate) struct SessionHandle {
     pub id: u64,
     tx: mpsc::Sender<SessionMsg>,
+    /// The peer's stream arrived: a session reads one, the one the peer's
+    /// session opened.
+    has_inbound: bool,
 }
 
 impl SessionHandle {
+    /// Whether the peer's stream of this session arrived already.
+    pub fn has_inbound(&self) -> bool {
+        self.has_inbound
+    }
+
     /// The stream the peer opened to us.
-    pub fn inbound(&self, stream: Stream) {
+    pub fn inbound(&mut self, stream: Stream) {
+        self.has_inbound = true;
         if let Err(e) = self.tx.try_send(SessionMsg::Inbound(stream)) {
             warn!(error = %e, "session inbox full: dropping an inbound stream");
         }
@@ -67,7 +76,11 @@ pub(crate) fn spawn(
             })
             .await;
     });
-    SessionHandle { id, tx }
+    SessionHandle {
+        id,
+        tx,
+        has_inbound: false,
+    }
 }
 
 enum ReaderEvent {

@@ -347,7 +347,22 @@ impl Actor {
     }
 
     fn inbound(&mut self, peer: PeerId, stream: libp2p::Stream) {
-        match self.sessions.get(&peer) {
+        match self.sessions.get_mut(&peer) {
+            Some(s) if s.has_inbound() => {
+                // A second sync stream: the peer started a new session (each
+                // opens one), so the one ours writes to is gone on its side.
+                // Typically it died while cut off and its old connection is
+                // half-open here: ours would go on writing into it, never
+                // heard, while its new session waits for our hello forever
+                // (chaos seed 60308). Start over on both sides: our session
+                // and every connection to it go, and a redial brings two
+                // fresh sessions on one live connection.
+                info!(%peer, "peer started a new sync session: reconnecting");
+                drop(stream);
+                self.sessions.remove(&peer);
+                self.early_streams.remove(&peer);
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
             Some(s) => s.inbound(stream),
             None => {
                 if self.is_allowed(&peer).is_none() {
@@ -482,7 +497,7 @@ impl Actor {
     fn start_session(&mut self, peer: PeerId, device: DeviceId) {
         let id = self.next_session;
         self.next_session += 1;
-        let handle = session::spawn(self.ctx.clone(), peer, device, id, self.control.clone());
+        let mut handle = session::spawn(self.ctx.clone(), peer, device, id, self.control.clone());
         if let Some(stream) = self.early_streams.remove(&peer) {
             handle.inbound(stream);
         }
