@@ -171,7 +171,9 @@ impl fmt::Display for Format {
 
 /// One item to create. `fields` only holds the keys the vault accepts for
 /// `item_type` (see `Vault::check_fields`), never with an empty value.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `Debug` names the fields but never prints their values (passwords, TOTP
+/// secrets, card numbers).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ImportedItem {
     /// `login`, `note`, `card` or `totp`.
     pub item_type: String,
@@ -193,6 +195,19 @@ pub struct ItemTimes {
     pub created_ms: Option<i64>,
     pub updated_ms: Option<i64>,
     pub trashed_ms: Option<i64>,
+}
+
+impl fmt::Debug for ImportedItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportedItem")
+            .field("item_type", &self.item_type)
+            .field("name", &self.name)
+            .field("folder", &self.folder)
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .field("urls", &self.urls.len())
+            .field("times", &self.times)
+            .finish()
+    }
 }
 
 impl ImportedItem {
@@ -1493,5 +1508,28 @@ mod tests {
             }
             let _ = detect(s.as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::test_support::item;
+
+    #[test]
+    fn an_imported_item_debug_never_shows_a_field_value() {
+        let it = item(
+            "login",
+            "GitHub",
+            Some("Work"),
+            &[("username", "ada"), ("password", "hunter2-secret")],
+            &["https://github.com"],
+        );
+        let shown = format!("{it:?} {:?}", vec![it.clone()]);
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(!shown.contains("ada\""), "{shown}");
+        assert!(
+            shown.contains("password") && shown.contains("GitHub"),
+            "{shown}"
+        );
     }
 }
