@@ -10,9 +10,10 @@
 //! lists by their secrets and counters. What is not the user's data (ids,
 //! times, favourite flags, icons, section names, a field's label when its
 //! value went to a built-in field) is listed per format as bookkeeping.
-//! KDBX files hold the same entries as `keepass.xml` (the same mapping reads
-//! both) and Google's migration export is binary protobuf: both are
-//! asserted item by item in `fixtures_tests.rs` instead.
+//! KDBX files are walked entry by entry through the `keepass` crate (every
+//! string of every entry, and every earlier password), and Google's
+//! migration export by the protobuf wire format (every secret, name,
+//! issuer and counter).
 
 use serde_json::Value;
 
@@ -128,7 +129,12 @@ fn candidates(v: &str) -> Vec<String> {
 
 /// Checks every source value of `file` against what `parse` gave.
 fn check(file: &str, format: Format, values: Vec<SourceValue>) {
-    let report = parse(format, &fixture(file), None).unwrap_or_else(|e| panic!("{file}: {e}"));
+    check_with(file, format, None, values)
+}
+
+/// [`check`] for a file that needs a password.
+fn check_with(file: &str, format: Format, password: Option<&str>, values: Vec<SourceValue>) {
+    let report = parse(format, &fixture(file), password).unwrap_or_else(|e| panic!("{file}: {e}"));
     let hay = haystack(&report);
     let mut unaccounted = Vec::new();
     for v in &values {
@@ -604,6 +610,140 @@ fn otpauth_lists_account_for_every_secret_and_counter() {
         }
         check(file, Format::Otpauth, values);
     }
+}
+
+/// Every string of every KDBX entry (and each earlier password of its
+/// history), numbered as the importer names its records: depth first,
+/// a group's entries before its subgroups.
+#[test]
+fn kdbx_accounts_for_every_value() {
+    fn walk(
+        group: &::keepass::db::GroupRef<'_>,
+        n: &mut usize,
+        is_root: bool,
+        values: &mut Vec<SourceValue>,
+    ) {
+        let parameters = [
+            "TimeOtp-Length",
+            "TimeOtp-Period",
+            "TimeOtp-Algorithm",
+            "TOTP Settings",
+        ];
+        let first = *n + 1;
+        for entry in group.entries() {
+            *n += 1;
+            let record = format!("entry {n}");
+            for (key, value) in &entry.fields {
+                let value = value.get().to_string();
+                if !parameters.contains(&key.as_str()) && !value.trim().is_empty() {
+                    values.push(SourceValue {
+                        record: record.clone(),
+                        path: key.clone(),
+                        value,
+                    });
+                }
+            }
+            for old in entry.history.iter().flat_map(|h| h.get_entries()) {
+                if let Some(p) = old.get_password().filter(|p| !p.is_empty()) {
+                    values.push(SourceValue {
+                        record: record.clone(),
+                        path: "History/Password".into(),
+                        value: p.to_string(),
+                    });
+                }
+            }
+        }
+        if !is_root && *n >= first {
+            values.push(SourceValue {
+                record: format!("entry {first}"),
+                path: "Group".into(),
+                value: group.name.clone(),
+            });
+        }
+        for child in group.groups() {
+            walk(&child, n, false, values);
+        }
+    }
+    for file in ["keepass.kdbx", "keepassxc-kdbx3.kdbx", "keepass-kdbx2.kdbx"] {
+        let mut bytes = fixture(file);
+        if bytes.get(10..12) == Some(&[2, 0]) {
+            // KDBX 2 is read as 3 (see `keepass::parse_kdbx`).
+            bytes[8..12].copy_from_slice(&[0, 0, 3, 0]);
+        }
+        let key = ::keepass::DatabaseKey::new().with_password("coffer-test");
+        let db = ::keepass::Database::open(&mut &bytes[..], key)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut values = Vec::new();
+        walk(&db.root(), &mut 0, true, &mut values);
+        check_with(file, Format::Kdbx, Some("coffer-test"), values);
+    }
+}
+
+/// Every OtpParameters of every batch of a Google Authenticator export,
+/// read from the protobuf wire format itself: secret (as base32), name,
+/// issuer and a HOTP counter.
+#[test]
+fn otpauth_migration_accounts_for_every_value() {
+    /// (field number, varint value or bytes) of one message's fields.
+    fn fields(mut b: &[u8]) -> Vec<(u64, Result<u64, Vec<u8>>)> {
+        fn varint(b: &mut &[u8]) -> u64 {
+            let mut n = 0u64;
+            for shift in (0..64).step_by(7) {
+                let (byte, rest) = b.split_first().expect("truncated varint");
+                *b = rest;
+                n |= u64::from(byte & 0x7F) << shift;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+            }
+            n
+        }
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let tag = varint(&mut b);
+            match tag & 7 {
+                0 => out.push((tag >> 3, Ok(varint(&mut b)))),
+                2 => {
+                    let len = varint(&mut b) as usize;
+                    out.push((tag >> 3, Err(b[..len].to_vec())));
+                    b = &b[len..];
+                }
+                wire => panic!("wire type {wire} is not in Google's export"),
+            }
+        }
+        out
+    }
+    let text = String::from_utf8(fixture("otpauth-migration.txt")).unwrap();
+    let mut values = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(data) = line.trim().split("data=").nth(1) else {
+            continue;
+        };
+        let data = percent_encoding::percent_decode_str(data)
+            .decode_utf8()
+            .unwrap();
+        let payload = data_encoding::BASE64.decode(data.as_bytes()).unwrap();
+        let otps = fields(&payload).into_iter().filter(|(f, _)| *f == 1);
+        for (n, (_, otp)) in otps.enumerate() {
+            let record = format!("line {} account {}", i + 1, n + 1);
+            for (field, value) in fields(&otp.unwrap_err()) {
+                let value = match (field, value) {
+                    (1, Err(secret)) => data_encoding::BASE32_NOPAD.encode(&secret),
+                    (2 | 3, Err(text)) => String::from_utf8(text).unwrap(),
+                    (7, Ok(counter)) => counter.to_string(),
+                    _ => continue, // algorithm, digits, type: in the item's TOTP URI
+                };
+                if !value.is_empty() {
+                    values.push(SourceValue {
+                        record: record.clone(),
+                        path: format!("field {field}"),
+                        value,
+                    });
+                }
+            }
+        }
+    }
+    check("otpauth-migration.txt", Format::OtpauthMigration, values);
 }
 
 /// The walkers above must fail when a value goes missing: drop one custom
