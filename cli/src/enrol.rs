@@ -87,14 +87,13 @@ fn print_code(r: &m::InviteResult, json: bool, device: bool) {
         time(r.expires_ms)
     );
     println!("{}", r.code);
-    let peer = r
-        .addresses
-        .iter()
-        .find(|a| !a.contains("/0.0.0.0/") && !a.contains("/::/"))
-        .or(r.addresses.first());
+    // The daemon lists only addresses another device can dial (no
+    // loopback, no link-local IPv6), the best first.
     eprintln!(
         "On the new device: {join} CODE{}",
-        peer.map(|a| format!("   (or with --peer {a} if mDNS cannot find this device)"))
+        r.addresses
+            .first()
+            .map(|a| format!("   (or with --peer {a} if mDNS cannot find this device)"))
             .unwrap_or_default()
     );
     eprintln!(

@@ -712,7 +712,8 @@ pub struct InviteResult {
     pub kind: String,
     pub email: String,
     pub expires_ms: i64,
-    /// The inviter's listen addresses (for `--peer`).
+    /// The inviter's listen addresses another device on the LAN can dial
+    /// (for `--peer`): no loopback or link-local IPv6 ones, IPv4 first.
     pub addresses: Vec<String>,
 }
 

@@ -64,6 +64,22 @@ impl Joining {
 
     /// The verification code the joiner prints.
     pub(crate) fn verification_code(&mut self) -> String {
+        match self.try_verification_code() {
+            Some(code) => code,
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the joiner printed no verification code; stdout: {:?}",
+                    self.seen
+                );
+            }
+        }
+    }
+
+    /// The verification code the joiner prints, or `None` when it ends
+    /// (or gives up) without one.
+    pub(crate) fn try_verification_code(&mut self) -> Option<String> {
         let deadline = Instant::now() + JOIN_TIMEOUT;
         loop {
             if let Some(code) = self
@@ -71,19 +87,12 @@ impl Joining {
                 .iter()
                 .find_map(|l| l.strip_prefix("Verification code: "))
             {
-                return code.trim().to_string();
+                return Some(code.trim().to_string());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.seen.push(line),
-                Err(_) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!(
-                        "the joiner printed no verification code; stdout: {:?}",
-                        self.seen
-                    );
-                }
+                Err(_) => return None,
             }
         }
     }

@@ -239,9 +239,10 @@ impl Net {
         &self.ctx.config
     }
 
-    /// The addresses the swarm listens on (empty until it runs).
-    pub fn listen_addrs(&self) -> Vec<String> {
-        self.ctx.status().listen.clone()
+    /// The listen addresses another device on the LAN can dial (no
+    /// loopback or link-local IPv6; IPv4 first): the `--peer` hint.
+    pub fn reachable_addrs(&self) -> Vec<String> {
+        discovery::reachable_by_others(&self.ctx.status().listen)
     }
 
     /// A device this one now syncs with was reached at `addrs` (after an

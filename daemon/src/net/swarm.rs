@@ -135,7 +135,9 @@ pub(crate) async fn run(
         .accept(enrol::protocol())
         .map_err(|_| anyhow::anyhow!("enrolment protocol registered twice"))?;
 
-    // Listen: the given addresses, else the default port, else an ephemeral one.
+    // Listen: the given addresses, else the default port on IPv4 and IPv6
+    // (an IPv4-only daemon is unreachable to a peer that found it at an
+    // IPv6 address), else an ephemeral IPv4 port.
     let mut listening = 0;
     for addr in &ctx.config.listen {
         match swarm.listen_on(addr.clone()) {
@@ -144,11 +146,23 @@ pub(crate) async fn run(
         }
     }
     if ctx.config.listen.is_empty() {
-        let default: Multiaddr = format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")
+        let v4: Multiaddr = format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")
             .parse()
             .expect("a valid multiaddr");
-        match swarm.listen_on(default) {
-            Ok(_) => listening += 1,
+        match swarm.listen_on(v4) {
+            Ok(_) => {
+                listening += 1;
+                // The same port on IPv6 (a v6-only socket), so the one port
+                // mDNS advertises is right for both; a host without IPv6
+                // just stays on IPv4.
+                let v6: Multiaddr = format!("/ip6/::/tcp/{DEFAULT_PORT}")
+                    .parse()
+                    .expect("a valid multiaddr");
+                match swarm.listen_on(v6) {
+                    Ok(_) => listening += 1,
+                    Err(e) => info!(error = %e, "not listening on IPv6"),
+                }
+            }
             Err(e) => {
                 warn!(port = DEFAULT_PORT, error = %e, "default port unavailable; using an ephemeral port");
                 let any: Multiaddr = "/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr");
@@ -653,12 +667,7 @@ impl Actor {
                     next_at: Instant::now(),
                 });
                 for a in info.listen_addrs {
-                    let unspecified = a.iter().any(|p| match p {
-                        Protocol::Ip4(ip) => ip.is_unspecified(),
-                        Protocol::Ip6(ip) => ip.is_unspecified(),
-                        _ => false,
-                    });
-                    if !unspecified && !r.addrs.contains(&a) && r.addrs.len() < 16 {
+                    if discovery::dialable(&a) && !r.addrs.contains(&a) && r.addrs.len() < 16 {
                         r.addrs.push(a);
                     }
                 }

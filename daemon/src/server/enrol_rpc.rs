@@ -268,7 +268,7 @@ impl Shared {
             kind: kind.name().into(),
             email,
             expires_ms,
-            addresses: self.net.listen_addrs(),
+            addresses: self.net.reachable_addrs(),
         })
     }
 
