@@ -737,6 +737,30 @@ pub struct PendingJoin {
     pub since_ms: i64,
 }
 
+/// An invite or device link this daemon keeps (no secret: the code is
+/// shown once, by `invite`/`device link`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteInfo {
+    /// The invite's id (16 hex digits; `invite cancel` takes a prefix).
+    pub id: String,
+    /// "user" (an invite) or "device" (a device link).
+    pub kind: String,
+    pub email: String,
+    pub name: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    /// "open", "expired", "waiting" (a join awaits confirmation), "used",
+    /// "rejected", "cancelled", "cancelled after failed attempts".
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteCancelParams {
+    /// An invite id (a prefix of at least 4 hex digits) or the invitee's
+    /// email (its one open invite).
+    pub invite: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DecideParams {
     /// "user" or "device".
@@ -813,6 +837,16 @@ method!(
 method!(
     /// Joins waiting for confirmation.
     InvitePending, "invite.pending", PendingParams, Vec<PendingJoin>
+);
+method!(
+    /// The invites and device links this daemon keeps, newest first
+    /// (open ones, and closed ones for an hour after they closed).
+    InviteList, "invite.list", Empty, Vec<InviteInfo>
+);
+method!(
+    /// Cancels an open invite or device link: its code then fails with
+    /// `InviteInvalid` ("cancelled").
+    InviteCancel, "invite.cancel", InviteCancelParams, InviteInfo
 );
 method!(
     /// Admits the pending join showing this verification code.
