@@ -65,7 +65,7 @@ pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
 
 /// The item `reference` as JSON, if this daemon has it.
 pub fn item(cli: &Cli, reference: &str) -> Option<Value> {
-    let out = cli.coffer(&["get", reference, "--json"], "");
+    let out = cli.coffer(&["get", reference, "--json", "--reveal"], "");
     out.status
         .success()
         .then(|| serde_json::from_slice(&out.stdout).expect("get --json prints JSON"))
