@@ -310,7 +310,19 @@ pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError>
         if !json {
             println!("Admitted. Choose a PIN for this device.");
         }
-        let pin = input::pin(false, true)?;
+        let pin = match input::new_pin(false, |pin| {
+            ctx.call::<m::PinCheck>(&m::UnlockParams {
+                pin: pin.expose().to_string(),
+            })
+            .map(|_| ())
+        }) {
+            Ok(pin) => pin,
+            Err(CliError::Rpc(e)) if e.kind() == Some(ErrorCode::InvalidInput) && attempts < 3 => {
+                eprintln!("error: {}", e.message);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         match ctx.call::<m::JoinFinish>(&m::JoinFinishParams {
             join_id: started.join_id,
             pin: pin.expose().to_string(),

@@ -365,7 +365,12 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
             email,
             pin_stdin,
         } => {
-            let pin = input::pin(pin_stdin, true)?;
+            let pin = input::new_pin(pin_stdin, |pin| {
+                ctx.call::<m::PinCheck>(&m::UnlockParams {
+                    pin: pin.expose().to_string(),
+                })
+                .map(|_| ())
+            })?;
             let r = ctx.call::<m::Init>(&m::InitParams {
                 name,
                 email,

@@ -261,6 +261,11 @@ method!(
     Init, "init", InitParams, InitResult
 );
 method!(Unlock, "unlock", UnlockParams, Empty);
+method!(
+    /// Whether a new PIN is strong enough (the daemon's one rule), so a
+    /// prompt can refuse it before asking to type it again. Sets nothing.
+    PinCheck, "pin.check", UnlockParams, Empty
+);
 method!(Lock, "lock", Empty, Empty);
 method!(
     FolderCreate,

@@ -1,5 +1,7 @@
 //! Issue 21's rough edges, each pinned by a test: a closed pipe ends
-//! `coffer` quietly; `--json` masks secrets unless `--reveal`.
+//! `coffer` quietly; `--json` masks secrets unless `--reveal`; names with a
+//! newline or tab are refused; `edit --url ""` is refused; a weak PIN is
+//! refused before it is asked for again.
 
 use std::process::Command;
 use std::time::Duration;
@@ -95,4 +97,103 @@ fn issue_21_json_masks_secrets_unless_reveal() {
     assert!(history.contains("••••••••"), "{history}");
     let revealed = d.ok(&["history", "Mail", "--json", "--reveal"], "");
     assert!(revealed.contains("first-Secret-1"), "{revealed}");
+}
+
+#[test]
+fn issue_21_names_with_a_newline_or_tab_are_refused() {
+    let d = Daemon::start();
+    d.init();
+    d.ok(&["team", "create", "Acme"], "");
+    d.add_login("plain", "pw-123456", &[]);
+    for bad in ["two\nlines", "a\ttab"] {
+        for args in [
+            vec!["add", "login", bad],
+            vec!["edit", "plain", "--name", bad],
+            vec!["folder", "create", bad],
+            vec!["group", "create", bad],
+            vec!["invite", "bob@example.com", "--name", bad],
+            vec!["invite", "bob@example.com", "--group", bad],
+        ] {
+            let err = d.fails(&args, "pw-123456\n", 9);
+            assert!(err.contains("control character"), "coffer {args:?}: {err}");
+        }
+    }
+    let names: Vec<String> = d
+        .json(&["ls", "--json"], "")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["plain"]);
+    assert!(d
+        .json(&["invite", "ls", "--json"], "")
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn issue_21_edit_url_empty_is_refused_and_clear_urls_clears() {
+    let d = Daemon::start();
+    d.init();
+    d.add_login(
+        "Shop",
+        "pw-123456",
+        &[
+            "--url",
+            "https://shop.example",
+            "--url",
+            "https://m.shop.example",
+        ],
+    );
+    let err = d.fails(&["edit", "Shop", "--url", ""], "", 9);
+    assert!(err.contains("--clear-urls"), "{err}");
+    d.fails(
+        &["edit", "Shop", "--url", "https://ok.example", "--url", " "],
+        "",
+        9,
+    );
+    d.fails(&["add", "login", "Blank", "--url", ""], "pw-123456\n", 9);
+    let urls = &d.json(&["get", "Shop", "--json"], "")["urls"];
+    assert_eq!(urls.as_array().unwrap().len(), 2, "{urls}");
+    d.ok(&["edit", "Shop", "--clear-urls"], "");
+    let urls = &d.json(&["get", "Shop", "--json"], "")["urls"];
+    assert!(urls.as_array().unwrap().is_empty(), "{urls}");
+}
+
+/// On a terminal (script(1) gives `coffer` one), a PIN under the minimum
+/// is refused after it is typed once, not after typing it twice.
+#[test]
+fn issue_21_a_short_pin_is_refused_before_it_is_asked_again() {
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("issue_21_a_short_pin_is_refused_before_it_is_asked_again: SKIPPED: no script(1)");
+        return;
+    }
+    let d = Daemon::start();
+    let cmd = d.command(&[]);
+    let mut sh = Command::new("script");
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    sh.args(["-qec"])
+        .arg(format!(
+            "'{}' init --name Ann --email ann@example.com",
+            cmd.get_program().to_string_lossy()
+        ))
+        .arg("/dev/null");
+    let out = run_with_timeout(&mut sh, b"1234\n", Duration::from_secs(30));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("PIN: "), "{text}");
+    assert!(!text.contains("PIN again"), "{text}");
+    assert!(text.contains("6 to 128 characters"), "{text}");
+    assert_eq!(out.status.code(), Some(9), "{text}");
+    assert_eq!(d.status()["initialized"], false);
 }
