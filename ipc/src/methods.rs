@@ -428,6 +428,16 @@ pub struct PeerInfo {
     pub connected_since_ms: Option<i64>,
     /// When envelopes last arrived from it, or it said we were caught up.
     pub last_sync_ms: Option<i64>,
+    /// When it last answered a ping (every 5 s while connected).
+    #[serde(default)]
+    pub last_contact_ms: Option<i64>,
+    /// The round trip of that ping.
+    #[serde(default)]
+    pub rtt_ms: Option<u64>,
+    /// Connected, but no answer for 20 s or more: the connection is
+    /// probably dead (a partition) and not yet noticed by TCP.
+    #[serde(default)]
+    pub silent: bool,
     /// Sync-protocol bytes (frames) sent to and received from it.
     pub bytes_sent: u64,
     pub bytes_received: u64,

@@ -14,7 +14,7 @@ use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
@@ -28,7 +28,16 @@ use super::{backoff, discovery, now_ms, transport_of, without_p2p, Command, Ctx,
 struct Behaviour {
     stream: libp2p_stream::Behaviour,
     identify: identify::Behaviour,
+    ping: ping::Behaviour,
 }
+
+/// How often a connection is pinged, and how long an answer may take: a
+/// peer that answers is "in contact" (`coffer peers` shows when it last
+/// answered), so a connection left half-open by a partition does not pass
+/// for a live one. A failed ping only marks the peer; the connection stays
+/// (it resumes if the partition heals before TCP gives up).
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Refused connections are logged at most this often per peer.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -104,6 +113,11 @@ fn build_swarm(seed: Zeroizing<[u8; 32]>) -> anyhow::Result<Swarm<Behaviour>> {
             identify: identify::Behaviour::new(
                 identify::Config::new("/coffer/id/1".into(), key.public())
                     .with_agent_version(format!("cofferd/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(PING_INTERVAL)
+                    .with_timeout(PING_TIMEOUT),
             ),
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -651,6 +665,18 @@ impl Actor {
                 if let Some(r) = peer_id.and_then(|p| self.redial.get_mut(&p)) {
                     r.attempt = r.attempt.saturating_add(1);
                     r.next_at = Instant::now() + backoff(r.attempt);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result, .. })) => {
+                let Some(device) = self.is_allowed(&peer) else {
+                    return;
+                };
+                match result {
+                    Ok(rtt) => self.ctx.stat(&device, |s| {
+                        s.last_contact_ms = Some(now_ms());
+                        s.rtt_ms = Some(rtt.as_millis() as u64);
+                    }),
+                    Err(e) => debug!(%peer, error = %e, "ping failed"),
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
