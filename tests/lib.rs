@@ -283,6 +283,10 @@ pub struct Options {
     /// Let the daemon use mDNS. Only ever inside a network namespace the
     /// test created: every other daemon gets `--no-mdns`.
     pub mdns: bool,
+    /// Let the daemon listen where it does by default (every interface,
+    /// IPv4 and IPv6, port 7373) instead of a loopback port. Only ever
+    /// inside a network namespace the test created.
+    pub default_listen: bool,
 }
 
 /// One `cofferd` in its own temp dir: data in `dir/data`, socket in
@@ -397,7 +401,7 @@ impl Daemon {
         if !self.opts.mdns {
             cmd.arg("--no-mdns");
         }
-        if !self.opts.args.iter().any(|a| a == "--listen") {
+        if !self.opts.default_listen && !self.opts.args.iter().any(|a| a == "--listen") {
             cmd.args(["--listen", LOOPBACK_ANY_PORT]);
         }
         cmd.args(&self.opts.args);

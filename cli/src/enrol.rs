@@ -35,6 +35,16 @@ pub struct InviteArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum InviteCommand {
+    /// Invites and device links this daemon keeps: open ones, and closed
+    /// ones for an hour (id, state, created, expires).
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Cancel an open invite or device link: its code stops working.
+    Cancel {
+        /// The invite's id from `coffer invite ls` (4 or more hex digits),
+        /// or the invitee's email.
+        invite: String,
+    },
     /// Joins waiting for your confirmation, with their verification codes.
     Pending,
     /// Admit the join whose screen shows this verification code.
@@ -87,14 +97,13 @@ fn print_code(r: &m::InviteResult, json: bool, device: bool) {
         time(r.expires_ms)
     );
     println!("{}", r.code);
-    let peer = r
-        .addresses
-        .iter()
-        .find(|a| !a.contains("/0.0.0.0/") && !a.contains("/::/"))
-        .or(r.addresses.first());
+    // The daemon lists only addresses another device can dial (no
+    // loopback, no link-local IPv6), the best first.
     eprintln!(
         "On the new device: {join} CODE{}",
-        peer.map(|a| format!("   (or with --peer {a} if mDNS cannot find this device)"))
+        r.addresses
+            .first()
+            .map(|a| format!("   (or with --peer {a} if mDNS cannot find this device)"))
             .unwrap_or_default()
     );
     eprintln!(
@@ -107,6 +116,8 @@ fn print_code(r: &m::InviteResult, json: bool, device: bool) {
 pub fn invite(ctx: &mut Ctx, args: InviteArgs) -> Result<(), CliError> {
     let json = ctx.json;
     match args.command {
+        Some(InviteCommand::Ls) => list(ctx),
+        Some(InviteCommand::Cancel { invite }) => cancel(ctx, invite),
         Some(InviteCommand::Pending) => pending(ctx, false),
         Some(InviteCommand::Confirm(v)) => decide(ctx, false, &v, true),
         Some(InviteCommand::Reject(v)) => decide(ctx, false, &v, false),
@@ -134,6 +145,51 @@ pub fn link(ctx: &mut Ctx, expires: String) -> Result<(), CliError> {
         expires: Some(expires),
     })?;
     print_code(&r, json, true);
+    Ok(())
+}
+
+fn invite_line(i: &m::InviteInfo) -> String {
+    let what = if i.kind == "device" {
+        "device link"
+    } else {
+        "invite"
+    };
+    format!(
+        "{}  {what} for {} <{}>  {}  created {}  expires {}",
+        &i.id[..i.id.len().min(8)],
+        i.name,
+        i.email,
+        i.state,
+        time(i.created_ms),
+        time(i.expires_ms)
+    )
+}
+
+/// `coffer invite ls`.
+pub fn list(ctx: &mut Ctx) -> Result<(), CliError> {
+    let list = ctx.call::<m::InviteList>(&m::Empty {})?;
+    if ctx.json {
+        output::json(&list);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("No invites (restarting the daemon cancels open ones).");
+        return Ok(());
+    }
+    for i in &list {
+        println!("{}", invite_line(i));
+    }
+    Ok(())
+}
+
+/// `coffer invite cancel ID|EMAIL`.
+pub fn cancel(ctx: &mut Ctx, invite: String) -> Result<(), CliError> {
+    let r = ctx.call::<m::InviteCancel>(&m::InviteCancelParams { invite })?;
+    if ctx.json {
+        output::json(&r);
+        return Ok(());
+    }
+    println!("Cancelled: {}", invite_line(&r));
     Ok(())
 }
 
@@ -254,7 +310,19 @@ pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError>
         if !json {
             println!("Admitted. Choose a PIN for this device.");
         }
-        let pin = input::pin(false, true)?;
+        let pin = match input::new_pin(false, |pin| {
+            ctx.call::<m::PinCheck>(&m::UnlockParams {
+                pin: pin.expose().to_string(),
+            })
+            .map(|_| ())
+        }) {
+            Ok(pin) => pin,
+            Err(CliError::Rpc(e)) if e.kind() == Some(ErrorCode::InvalidInput) && attempts < 3 => {
+                eprintln!("error: {}", e.message);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         match ctx.call::<m::JoinFinish>(&m::JoinFinishParams {
             join_id: started.join_id,
             pin: pin.expose().to_string(),

@@ -46,6 +46,24 @@ fn prompt(label: &str) -> Result<Secret, CliError> {
 /// The PIN: one stdin line with `from_stdin`, else a prompt (twice to confirm
 /// a new one).
 pub fn pin(from_stdin: bool, confirm: bool) -> Result<Secret, CliError> {
+    pin_checked(from_stdin, confirm, |_| Ok(()))
+}
+
+/// A new PIN, which `check` (the daemon's rule, `pin.check`) judges after
+/// it is typed once: a weak PIN is refused before it is asked for again.
+/// From stdin it is not asked twice, and the daemon judges it when set.
+pub fn new_pin(
+    from_stdin: bool,
+    check: impl FnOnce(&Secret) -> Result<(), CliError>,
+) -> Result<Secret, CliError> {
+    pin_checked(from_stdin, true, check)
+}
+
+fn pin_checked(
+    from_stdin: bool,
+    confirm: bool,
+    check: impl FnOnce(&Secret) -> Result<(), CliError>,
+) -> Result<Secret, CliError> {
     if from_stdin {
         return read_stdin_line();
     }
@@ -56,6 +74,7 @@ pub fn pin(from_stdin: bool, confirm: bool) -> Result<Secret, CliError> {
     }
     let pin = prompt("PIN: ")?;
     if confirm {
+        check(&pin)?;
         let again = prompt("PIN again: ")?;
         if again.expose() != pin.expose() {
             return Err(CliError::Usage("the two PINs differ".into()));

@@ -235,6 +235,29 @@ fn is_keepass_database(path: &std::path::Path) -> bool {
         && matches!(head[4..], [0x65..=0x67, 0xFB, 0x4B, 0xB5])
 }
 
+/// `coffer ls | head -1`: once the reader of our output is gone, `println!`
+/// panics on the broken pipe (Rust ignores SIGPIPE). The reader has what it
+/// wanted: exit 0 without a word, as ripgrep does. Any other panic goes to
+/// the default hook. (SIGPIPE back at its default would do it too, but
+/// would also kill `coffer` silently on a write to a daemon socket or a
+/// clipboard tool that went away, where an error message is due.)
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        let epipe = format!("(os error {})", libc::EPIPE);
+        if message.starts_with("failed printing to std") && message.contains(&epipe) {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
+}
+
 fn main() -> ExitCode {
     // Before anything holds a secret: no core dumps, no debugger attach.
     let core_limit = match coffer_ipc::process::harden() {
@@ -244,6 +267,7 @@ fn main() -> ExitCode {
             None
         }
     };
+    exit_quietly_on_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -341,7 +365,12 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
             email,
             pin_stdin,
         } => {
-            let pin = input::pin(pin_stdin, true)?;
+            let pin = input::new_pin(pin_stdin, |pin| {
+                ctx.call::<m::PinCheck>(&m::UnlockParams {
+                    pin: pin.expose().to_string(),
+                })
+                .map(|_| ())
+            })?;
             let r = ctx.call::<m::Init>(&m::InitParams {
                 name,
                 email,
@@ -411,7 +440,9 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
                         println!("{}", *value);
                     }
                 }
-                None => ctx.print(&view, |v| output::item(v, reveal)),
+                // Secrets stay masked in JSON too unless asked for.
+                None if reveal => ctx.print(&view, |v| output::item(v, true)),
+                None => ctx.print(&output::masked_item(view), |v| output::item(v, false)),
             }
         }
         Command::Read {
@@ -445,7 +476,10 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
             ctx.print(&s, |s| println!("Restored {}/{}.", s.folder, s.name));
         }
         Command::History { item, reveal } => {
-            let entries = ctx.call::<m::ItemHistory>(&m::ItemRef { item, trash: false })?;
+            let mut entries = ctx.call::<m::ItemHistory>(&m::ItemRef { item, trash: false })?;
+            if !reveal {
+                entries = output::masked_history(entries);
+            }
             ctx.print(&entries, |e| output::history(e, reveal));
         }
         Command::Totp(args) => totp(&mut ctx, args)?,
@@ -569,9 +603,13 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
                 })),
                 None => {
                     use std::io::Write;
-                    std::io::stdout()
-                        .write_all(text.as_bytes())
-                        .map_err(|e| CliError::Other(format!("cannot write the export: {e}")))?;
+                    match std::io::stdout().write_all(text.as_bytes()) {
+                        // The reader went away (`coffer export | head`): quietly.
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                        r => {
+                            r.map_err(|e| CliError::Other(format!("cannot write the export: {e}")))?
+                        }
+                    }
                 }
             }
         }

@@ -110,6 +110,33 @@ fn field_line(key: &str, value: &str, secret: bool, reveal: bool) -> String {
     format!("{key}: {value}")
 }
 
+/// `v` with every secret value masked, the kept values of concurrently
+/// edited secret fields too: what `get --json` prints without `--reveal`.
+pub fn masked_item(mut v: ItemView) -> ItemView {
+    for key in &v.secret_fields {
+        if let Some(value) = v.fields.get_mut(key) {
+            *value = MASK.to_string();
+        }
+        if let Some(others) = v.conflicts.get_mut(key) {
+            others.iter_mut().for_each(|o| *o = MASK.to_string());
+        }
+    }
+    v
+}
+
+/// `entries` with every secret value masked: `history --json` without
+/// `--reveal`.
+pub fn masked_history(mut entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
+    for e in &mut entries {
+        for key in &e.secret_fields {
+            if let Some(value) = e.fields.get_mut(key) {
+                *value = MASK.to_string();
+            }
+        }
+    }
+    entries
+}
+
 pub fn item(v: &ItemView, reveal: bool) {
     println!(
         "{}  ({} in {}, id {})",

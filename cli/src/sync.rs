@@ -167,14 +167,24 @@ pub fn peers(ctx: &mut Ctx) -> Result<(), CliError> {
         println!("No peers (pair with `coffer device trust KEY`).");
     }
     for p in &r.peers {
-        let state = if p.connected {
+        let contact = match p.last_contact_ms {
+            Some(t) => format!("last contact {}", ago(t)),
+            None => "no contact yet".into(),
+        };
+        let state = if p.connected && p.silent {
+            // A half-open connection (a partition) is not "connected".
             format!(
-                "connected {} since {}",
+                "not answering on {} ({contact})",
+                p.address.as_deref().unwrap_or("?")
+            )
+        } else if p.connected {
+            format!(
+                "connected {} since {}, {contact}",
                 p.address.as_deref().unwrap_or("?"),
                 p.connected_since_ms.map(time).unwrap_or_default()
             )
         } else {
-            "not connected".into()
+            format!("not connected ({contact})")
         };
         println!(
             "{}  {:<12} {}  last sync {}",
@@ -242,4 +252,18 @@ pub fn sync(ctx: &mut Ctx, cmd: SyncCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// "12 s ago", "3 min ago", or the time when longer ago than an hour.
+fn ago(ms: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(ms);
+    let secs = now.saturating_sub(ms).max(0) / 1000;
+    match secs {
+        0..=119 => format!("{secs} s ago"),
+        120..=3599 => format!("{} min ago", secs / 60),
+        _ => time(ms),
+    }
 }

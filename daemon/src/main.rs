@@ -42,7 +42,8 @@ struct Args {
     #[arg(long)]
     kdf_iterations: Option<u32>,
     /// Listen for peers on this multiaddr (repeatable; default
-    /// /ip4/0.0.0.0/tcp/7373, or an ephemeral port when that is taken).
+    /// /ip4/0.0.0.0/tcp/7373 and /ip6/::/tcp/7373, or an ephemeral IPv4
+    /// port when 7373 is taken).
     #[arg(
         long,
         value_name = "MULTIADDR",

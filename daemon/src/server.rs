@@ -167,6 +167,12 @@ impl Shared {
                 self.net.identity_maybe_ready();
                 result
             }
+            m::PinCheck::NAME => {
+                let p = params::<m::PinCheck>(raw)?;
+                crate::keystore::check_pin(&p.pin)
+                    .map_err(|e| RpcError::from(crate::vault::VaultError::from(e)))?;
+                reply::<m::PinCheck, RpcError>(m::Empty {})
+            }
             m::Unlock::NAME => {
                 let p = params::<m::Unlock>(raw)?;
                 let result = self.vault.blocking_call(move |v| {

@@ -261,6 +261,11 @@ method!(
     Init, "init", InitParams, InitResult
 );
 method!(Unlock, "unlock", UnlockParams, Empty);
+method!(
+    /// Whether a new PIN is strong enough (the daemon's one rule), so a
+    /// prompt can refuse it before asking to type it again. Sets nothing.
+    PinCheck, "pin.check", UnlockParams, Empty
+);
 method!(Lock, "lock", Empty, Empty);
 method!(
     FolderCreate,
@@ -423,6 +428,16 @@ pub struct PeerInfo {
     pub connected_since_ms: Option<i64>,
     /// When envelopes last arrived from it, or it said we were caught up.
     pub last_sync_ms: Option<i64>,
+    /// When it last answered a ping (every 5 s while connected).
+    #[serde(default)]
+    pub last_contact_ms: Option<i64>,
+    /// The round trip of that ping.
+    #[serde(default)]
+    pub rtt_ms: Option<u64>,
+    /// Connected, but no answer for 20 s or more: the connection is
+    /// probably dead (a partition) and not yet noticed by TCP.
+    #[serde(default)]
+    pub silent: bool,
     /// Sync-protocol bytes (frames) sent to and received from it.
     pub bytes_sent: u64,
     pub bytes_received: u64,
@@ -712,7 +727,8 @@ pub struct InviteResult {
     pub kind: String,
     pub email: String,
     pub expires_ms: i64,
-    /// The inviter's listen addresses (for `--peer`).
+    /// The inviter's listen addresses another device on the LAN can dial
+    /// (for `--peer`): no loopback or link-local IPv6 ones, IPv4 first.
     pub addresses: Vec<String>,
 }
 
@@ -734,6 +750,30 @@ pub struct PendingJoin {
     pub device_id: String,
     pub device_name: String,
     pub since_ms: i64,
+}
+
+/// An invite or device link this daemon keeps (no secret: the code is
+/// shown once, by `invite`/`device link`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteInfo {
+    /// The invite's id (16 hex digits; `invite cancel` takes a prefix).
+    pub id: String,
+    /// "user" (an invite) or "device" (a device link).
+    pub kind: String,
+    pub email: String,
+    pub name: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    /// "open", "expired", "waiting" (a join awaits confirmation), "used",
+    /// "rejected", "cancelled", "cancelled after failed attempts".
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteCancelParams {
+    /// An invite id (a prefix of at least 4 hex digits) or the invitee's
+    /// email (its one open invite).
+    pub invite: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -812,6 +852,16 @@ method!(
 method!(
     /// Joins waiting for confirmation.
     InvitePending, "invite.pending", PendingParams, Vec<PendingJoin>
+);
+method!(
+    /// The invites and device links this daemon keeps, newest first
+    /// (open ones, and closed ones for an hour after they closed).
+    InviteList, "invite.list", Empty, Vec<InviteInfo>
+);
+method!(
+    /// Cancels an open invite or device link: its code then fails with
+    /// `InviteInvalid` ("cancelled").
+    InviteCancel, "invite.cancel", InviteCancelParams, InviteInfo
 );
 method!(
     /// Admits the pending join showing this verification code.

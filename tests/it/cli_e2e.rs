@@ -124,7 +124,7 @@ fn every_item_type_round_trips() {
     assert!(err.contains("no field \"cvv\""), "{err}");
 
     // --json has every field.
-    let j = d.json(&["get", "GitHub", "--json"], "");
+    let j = d.json(&["get", "GitHub", "--json", "--reveal"], "");
     assert_eq!(j["id"], login["id"]);
     assert_eq!(str_field(&j, "id").len(), 32);
     assert_eq!(j["name"], "GitHub");
@@ -142,10 +142,10 @@ fn every_item_type_round_trips() {
     assert!(j["trashed_ms"].is_null());
     assert_eq!(j["conflicts"], serde_json::json!({}));
 
-    let j = d.json(&["get", "diary", "--json"], "");
+    let j = d.json(&["get", "diary", "--json", "--reveal"], "");
     assert_eq!(j["item_type"], "note");
     assert_eq!(j["fields"]["notes"], note_text);
-    let j = d.json(&["get", "visa", "--json"], "");
+    let j = d.json(&["get", "visa", "--json", "--reveal"], "");
     assert_eq!(j["item_type"], "card");
     assert_eq!(
         j["fields"],
@@ -156,7 +156,7 @@ fn every_item_type_round_trips() {
             "expiry": "09/29"
         })
     );
-    let j = d.json(&["get", "bank", "--json"], "");
+    let j = d.json(&["get", "bank", "--json", "--reveal"], "");
     assert_eq!(j["item_type"], "totp");
     let uri = str_field(&j["fields"], "totp");
     for part in [
@@ -242,7 +242,7 @@ fn edit_and_history() {
     assert_eq!(out, "Updated Personal/webmail.\n");
     let after = now_ms();
 
-    let j = d.json(&["get", "webmail", "--json"], "");
+    let j = d.json(&["get", "webmail", "--json", "--reveal"], "");
     assert_eq!(j["name"], "webmail");
     assert_eq!(j["fields"]["username"], "b@x.org");
     assert_eq!(j["fields"]["password"], "second-password-2");
@@ -254,7 +254,7 @@ fn edit_and_history() {
     d.fails(&["get", "mail"], "", 5);
 
     // History: the earlier values, with this device and a plausible time.
-    let history = d.json(&["history", "webmail", "--json"], "");
+    let history = d.json(&["history", "webmail", "--json", "--reveal"], "");
     let entries = history.as_array().expect("history is a list");
     assert!(entries.len() >= 2, "{history:#}");
     let old = entries
@@ -344,7 +344,7 @@ fn trash_and_restore() {
         d.json(&["ls", "--trash", "--json"], ""),
         serde_json::json!([])
     );
-    let j = d.json(&["get", "toss", "--json"], "");
+    let j = d.json(&["get", "toss", "--json", "--reveal"], "");
     assert_eq!(j["id"], toss["id"]);
     assert!(j["trashed_ms"].is_null());
     assert_eq!(j["fields"]["password"], "pw-toss");

@@ -179,3 +179,174 @@ fn join_finds_the_inviter_with_mdns_in_a_namespace() {
     assert_eq!(b.status()["email"], "bob@example.com");
     assert_eq!(users(&a).len(), 2);
 }
+
+/// A LAN of network namespaces: one holding a bridge (no address, no
+/// uplink) and one per laptop, whose `eth0` is a veth into that bridge
+/// with an IPv4 address (192.0.2.N/24, documentation addresses) and the
+/// IPv6 link-local address the kernel gives it. Every link is created
+/// inside these namespaces; all of them go on drop.
+struct Lan {
+    laptops: Vec<Netns>,
+    // Last, so the laptops' veths go before the bridge does.
+    _bridge: Netns,
+}
+
+impl Lan {
+    fn new(laptops: usize) -> Lan {
+        let bridge = Netns::new("br");
+        let inside = |ns: &Netns, args: &[&str]| {
+            let mut all = vec!["-n", ns.0.as_str()];
+            all.extend_from_slice(args);
+            assert!(ip(&all), "ip {all:?}");
+        };
+        inside(&bridge, &["link", "add", "br0", "type", "bridge"]);
+        inside(&bridge, &["link", "set", "br0", "up"]);
+        let mut made = Vec::new();
+        for i in 0..laptops {
+            let ns = Netns::new(&format!("l{i}"));
+            let port = format!("v{i}");
+            assert!(ip(&[
+                "link", "add", "eth0", "netns", &ns.0, "type", "veth", "peer", "name", &port,
+                "netns", &bridge.0
+            ]));
+            inside(&bridge, &["link", "set", &port, "master", "br0"]);
+            inside(&bridge, &["link", "set", &port, "up"]);
+            inside(
+                &ns,
+                &[
+                    "addr",
+                    "add",
+                    &format!("192.0.2.{}/24", i + 1),
+                    "dev",
+                    "eth0",
+                ],
+            );
+            inside(&ns, &["link", "set", "eth0", "up"]);
+            made.push(ns);
+        }
+        // The link-local IPv6 addresses must be there, and past duplicate
+        // address detection, before any daemon starts: they are what broke.
+        for ns in &made {
+            wait_until(Duration::from_secs(20), "a link-local IPv6 address", || {
+                let out = run_with_timeout(
+                    Command::new("ip").args(["-n", &ns.0, "-6", "addr", "show", "dev", "eth0"]),
+                    b"",
+                    Duration::from_secs(10),
+                );
+                let text = String::from_utf8_lossy(&out.stdout);
+                text.contains("inet6 fe80:") && !text.contains("tentative")
+            });
+        }
+        Lan {
+            laptops: made,
+            _bridge: bridge,
+        }
+    }
+}
+
+/// A daemon in `ns` as a laptop runs it: mDNS on, default listen
+/// addresses (every interface, IPv4 and IPv6, port 7373).
+fn laptop(ns: &Netns) -> Daemon {
+    Daemon::start_with(Options {
+        wrapper: ns.wrapper(),
+        mdns: true,
+        default_listen: true,
+        ..Default::default()
+    })
+}
+
+/// One `coffer join CODE` with no `--peer` on `joiner`, confirmed on
+/// `admin`: what went wrong, if anything.
+fn join_by_mdns(admin: &Daemon, joiner: &Daemon, email: &str) -> Result<(), String> {
+    let code = str_field(&admin.json(&["invite", email, "--json"], ""), "code").to_string();
+    let mut join = Joining::spawn(joiner, &["join", &code, "--pin-stdin"], &format!("{PIN}\n"));
+    let Some(shown) = join.try_verification_code() else {
+        let (exit, out, err) = join.finish();
+        return Err(format!("no verification code (exit {exit}): {out} {err}"));
+    };
+    let pending = one_pending(admin, "invite");
+    if pending["verification_code"] != shown.as_str() {
+        return Err(format!("codes differ: {shown} vs {pending}"));
+    }
+    admin.ok(&["invite", "confirm", &shown], "");
+    let (exit, out, err) = join.finish();
+    if exit != 0 {
+        return Err(format!("exit {exit}: {out} {err}"));
+    }
+    if joiner.status()["email"] != email {
+        return Err(format!("joined, but status is {}", joiner.status()));
+    }
+    Ok(())
+}
+
+/// Issue 21, acceptance 1: four laptops on one bridge with IPv4 and
+/// link-local IPv6 addresses; joins by mDNS alone (no `--peer`) all
+/// succeed. One laptop is the admin; the other three take turns as fresh
+/// devices (a new data dir each time). `COFFER_LAN_JOINS` sets the count
+/// (default 20, about 25 s; docs/RELIABILITY.md has the numbers, and those
+/// of the same test with the link-local filter off: 11 of 20).
+#[test]
+fn issue_21_joins_by_mdns_alone_on_a_dual_stack_lan() {
+    if let Some(why) = cannot_run() {
+        println!("issue_21_joins_by_mdns_alone_on_a_dual_stack_lan: SKIPPED: {why}");
+        return;
+    }
+    let joins: usize = std::env::var("COFFER_LAN_JOINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let lan = Lan::new(4);
+    let admin = laptop(&lan.laptops[0]);
+    admin.init();
+    admin.ok(&["team", "create", "Acme"], "");
+
+    // Dual stack by default, and the hint offers what another laptop can
+    // dial: the LAN address, not loopback nor link-local IPv6.
+    let listen = admin.json(&["peers", "--json"], "")["listen"].clone();
+    let listen: Vec<&str> = listen
+        .as_array()
+        .map(|l| l.iter().filter_map(|a| a.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        listen.iter().any(|a| a.starts_with("/ip6/fe80:")),
+        "{listen:?}"
+    );
+    assert!(
+        listen.iter().any(|a| a.starts_with("/ip4/192.0.2.1/")),
+        "{listen:?}"
+    );
+    let invite = admin.json(&["invite", "hint@example.com", "--json"], "");
+    assert_eq!(
+        invite["addresses"],
+        serde_json::json!(["/ip4/192.0.2.1/tcp/7373"]),
+        "{invite:#}"
+    );
+    let hint = admin.coffer(&["invite", "hint2@example.com"], "");
+    let hint = String::from_utf8_lossy(&hint.stderr);
+    assert!(
+        hint.contains("--peer /ip4/192.0.2.1/tcp/7373 if mDNS cannot find this device"),
+        "{hint}"
+    );
+
+    let started = std::time::Instant::now();
+    let mut slots: Vec<Option<Daemon>> = vec![None, None, None];
+    let mut failures = Vec::new();
+    for i in 0..joins {
+        let slot = i % slots.len();
+        // A fresh device on that laptop (the old one stops first: port 7373).
+        slots[slot] = None;
+        let joiner = laptop(&lan.laptops[slot + 1]);
+        let email = format!("user{i}@example.com");
+        if let Err(why) = join_by_mdns(&admin, &joiner, &email) {
+            failures.push(format!("join {i} on laptop {}: {why}", slot + 1));
+        }
+        slots[slot] = Some(joiner);
+    }
+    println!(
+        "issue 21: {} of {joins} joins by mDNS succeeded in {:?}",
+        joins - failures.len(),
+        started.elapsed()
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(users(&admin).len(), joins + 1);
+}

@@ -64,6 +64,22 @@ impl Joining {
 
     /// The verification code the joiner prints.
     pub(crate) fn verification_code(&mut self) -> String {
+        match self.try_verification_code() {
+            Some(code) => code,
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the joiner printed no verification code; stdout: {:?}",
+                    self.seen
+                );
+            }
+        }
+    }
+
+    /// The verification code the joiner prints, or `None` when it ends
+    /// (or gives up) without one.
+    pub(crate) fn try_verification_code(&mut self) -> Option<String> {
         let deadline = Instant::now() + JOIN_TIMEOUT;
         loop {
             if let Some(code) = self
@@ -71,19 +87,12 @@ impl Joining {
                 .iter()
                 .find_map(|l| l.strip_prefix("Verification code: "))
             {
-                return code.trim().to_string();
+                return Some(code.trim().to_string());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.seen.push(line),
-                Err(_) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!(
-                        "the joiner printed no verification code; stdout: {:?}",
-                        self.seen
-                    );
-                }
+                Err(_) => return None,
             }
         }
     }
@@ -380,8 +389,8 @@ fn enrolment_failures_add_nobody() {
     a.ok(&["invite", "reject", &shown], "");
     let (exit, _, err) = join.finish();
     assert_eq!(exit, 18, "{err}");
-    // The used code stays used.
-    assert!(fails(&b, &mismatch, 17).contains("already used"));
+    // The code stays refused, and says why: rejected (exit 18, issue 21).
+    assert!(fails(&b, &mismatch, 18).contains("rejected"));
 
     // Nobody was added; the joiners are still without a vault.
     assert_eq!(users(&a).len(), 1, "{:?}", users(&a));
@@ -389,4 +398,97 @@ fn enrolment_failures_add_nobody() {
     assert!(pending(&a, "invite").is_empty());
     assert!(uninitialised(&b));
     assert!(!a.log_text().contains(&code));
+}
+
+/// Issue 21: `coffer invite ls|cancel`, and the documented exit codes of a
+/// code cancelled (by `invite cancel`, or by a restart of the inviter's
+/// daemon: 15) and of one retried after its join was rejected (18).
+#[test]
+fn issue_21_invite_ls_cancel_and_the_exit_codes_of_closed_codes() {
+    let pa = free_port();
+    let mut a = inviter(pa);
+    let b = start_node(free_port(), &[]);
+    let peer = addr(pa);
+    let join = |code: &str, exit: i32| -> String {
+        b.fails(
+            &["join", code, "--peer", &peer, "--pin-stdin"],
+            format!("{PIN}\n"),
+            exit,
+        )
+    };
+
+    assert!(a.ok(&["invite", "ls"], "").contains("No invites"));
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let bob = invite_code(&a, &["bob@example.com", "--expires", "2h"]);
+    let carol = invite_code(&a, &["carol@example.com", "--name", "Carol"]);
+    let list = a.json(&["invite", "ls", "--json"], "");
+    let list = list.as_array().expect("a list");
+    assert_eq!(list.len(), 2, "{list:?}");
+    // Newest first.
+    assert_eq!(list[0]["email"], "carol@example.com");
+    assert_eq!(list[0]["name"], "Carol");
+    assert_eq!(list[1]["email"], "bob@example.com");
+    for i in list {
+        assert_eq!(i["state"], "open");
+        assert_eq!(i["kind"], "user");
+        assert_eq!(str_field(i, "id").len(), 16);
+        let created = i["created_ms"].as_i64().unwrap();
+        assert!(
+            created >= before - 1000 && created <= before + 60_000,
+            "{i}"
+        );
+    }
+    let bob_expires =
+        list[1]["expires_ms"].as_i64().unwrap() - list[1]["created_ms"].as_i64().unwrap();
+    assert!(
+        (7_190_000..=7_210_000).contains(&bob_expires),
+        "{bob_expires}"
+    );
+    assert!(
+        !a.ok(&["invite", "ls"], "").contains(&carol),
+        "a code is listed"
+    );
+
+    // Cancel by id prefix (as `invite ls` prints it): the code exits 15.
+    let carol_id = str_field(&list[0], "id")[..8].to_string();
+    let human = a.ok(&["invite", "ls"], "");
+    assert!(
+        human.contains(&carol_id) && human.contains("open"),
+        "{human}"
+    );
+    let cancelled = a.json(&["invite", "cancel", &carol_id, "--json"], "");
+    assert_eq!(cancelled["state"], "cancelled");
+    assert_eq!(cancelled["email"], "carol@example.com");
+    assert!(join(&carol, 15).contains("cancelled"));
+    // Cancelling again, or an email with no open invite, is refused.
+    a.fails(&["invite", "cancel", &carol_id], "", 9);
+    a.fails(&["invite", "cancel", "carol@example.com"], "", 5);
+    a.fails(&["invite", "cancel", "nobody@example.com"], "", 5);
+
+    // Retried after a rejection: 18 both times.
+    let dave = invite_code(&a, &["dave@example.com"]);
+    let mut joining = Joining::spawn(
+        &b,
+        &["join", &dave, "--peer", &peer, "--pin-stdin"],
+        &format!("{PIN}\n"),
+    );
+    let shown = joining.verification_code();
+    let waiting = a.json(&["invite", "ls", "--json"], "");
+    assert_eq!(waiting[0]["state"], "waiting", "{waiting:#}");
+    // A code whose join waits is rejected, not cancelled.
+    a.fails(&["invite", "cancel", "dave@example.com"], "", 5);
+    a.ok(&["invite", "reject", &shown], "");
+    let (exit, _, err) = joining.finish();
+    assert_eq!(exit, 18, "{err}");
+    assert!(join(&dave, 18).contains("rejected"));
+
+    // A restart of the inviter's daemon cancels the open code: 15, saying so.
+    a.restart();
+    assert!(a.ok(&["invite", "ls"], "").contains("No invites"));
+    let err = join(&bob, 15);
+    assert!(err.contains("restarted"), "{err}");
+    assert!(uninitialised(&b));
 }

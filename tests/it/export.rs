@@ -85,7 +85,7 @@ fn json_export_imports_into_an_empty_vault_identically() {
     assert_eq!(r["format"], "coffer-json", "auto-detected");
     assert_eq!(all_items(&b), items, "items differ after the round trip");
     // Field by field through `get` for one login with a TOTP.
-    let got = b.json(&["get", "Ünïcode ✓ login", "--json"], "");
+    let got = b.json(&["get", "Ünïcode ✓ login", "--json", "--reveal"], "");
     assert_eq!(got["fields"]["password"], "pässwörd\"with,comma");
     assert_eq!(got["fields"]["username"], "zoë");
     let code = |d: &Daemon| d.ok(&["totp", "Bücher & Co", "--at", "1700000000"], "");

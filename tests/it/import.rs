@@ -63,7 +63,7 @@ fn bitwarden_json_imports_once_and_fields_arrive() {
     assert_eq!(jane["fields"]["custom:text:first name"], "Jane");
 
     // A login from the file, field by field through the CLI.
-    let github: Value = d.json(&["get", "GitHub", "--json"], "");
+    let github: Value = d.json(&["get", "GitHub", "--json", "--reveal"], "");
     assert_eq!(github["folder"], "Work > Dev");
     assert_eq!(github["fields"]["username"], "octo@example.com");
     assert!(github["fields"]["totp"]
@@ -99,7 +99,7 @@ fn bitwarden_json_imports_once_and_fields_arrive() {
         "4711"
     );
     // Earlier passwords and the archived mark (Bitwarden's Forum login).
-    let forum = d.json(&["get", "Forum", "--json"], "");
+    let forum = d.json(&["get", "Forum", "--json", "--reveal"], "");
     assert_eq!(forum["fields"]["archived"], "2024-02-01");
     assert_eq!(
         forum["fields"]["custom:history:Earlier password (2023-03-01)"],

@@ -15,6 +15,7 @@ mod import;
 mod json_output;
 mod no_plaintext;
 mod removal;
+mod rough_edges;
 mod secret_refs;
 mod service;
 mod sync;

@@ -303,7 +303,7 @@ fn reads_old_and_new(who: &str, cli: &Cli, when: &str) {
         Some(NEW_PW),
         "{who} reads new {when}"
     );
-    let history = cli.json(&["history", "Ops/old", "--json"], "");
+    let history = cli.json(&["history", "Ops/old", "--json", "--reveal"], "");
     let entries = history.as_array().expect("history is a list");
     assert!(
         entries.iter().any(|e| e["fields"]["password"] == OLD_PW_1),

@@ -65,7 +65,7 @@ pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
 
 /// The item `reference` as JSON, if this daemon has it.
 pub fn item(cli: &Cli, reference: &str) -> Option<Value> {
-    let out = cli.coffer(&["get", reference, "--json"], "");
+    let out = cli.coffer(&["get", reference, "--json", "--reveal"], "");
     out.status
         .success()
         .then(|| serde_json::from_slice(&out.stdout).expect("get --json prints JSON"))
@@ -675,5 +675,65 @@ fn peer_sending_garbage_is_cut_off_and_the_daemon_keeps_serving() {
     a.add_login("StillSyncing", "ok", &["--folder", "Team"]);
     wait_until(SYNC_TIMEOUT, "B still gets A's items", || {
         item(&b, "Team/StillSyncing").is_some()
+    });
+}
+
+/// Sends SIGCONT to a stopped daemon when dropped (also when a check fails).
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+fn peer_of(cli: &Cli, device: &str) -> Value {
+    let v = cli.json(&["peers", "--json"], "");
+    v["peers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["device_id"] == device).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// Issue 21: `peers` shows when a peer last answered, and a peer that
+/// stops answering (here: stopped with SIGSTOP, its connection open, as a
+/// partition leaves it) is shown as not answering rather than "connected".
+#[test]
+fn issue_21_peers_show_last_contact_and_a_peer_that_stopped_answering() {
+    let (pa, pb) = (free_port(), free_port());
+    let a = start_node(pa, &[pb]);
+    let b = start_node(pb, &[pa]);
+    a.init();
+    b.init();
+    a.ok(&["device", "trust", &pairing_key(&b), "--name", "B"], "");
+    b.ok(&["device", "trust", &pairing_key(&a), "--name", "A"], "");
+    let b_id = device_id(&b);
+    wait_until(SYNC_TIMEOUT, "A has a ping answer from B", || {
+        let p = peer_of(&a, &b_id);
+        p["connected"] == true && p["last_contact_ms"].is_i64() && p["silent"] == false
+    });
+    let human = a.ok(&["peers"], "");
+    assert!(human.contains("last contact"), "{human}");
+    assert!(human.contains("connected"), "{human}");
+
+    let stopped = Stopped::new(b.pid());
+    wait_until(Duration::from_secs(60), "A sees B silent", || {
+        let p = peer_of(&a, &b_id);
+        p["silent"] == true
+    });
+    let human = a.ok(&["peers"], "");
+    assert!(human.contains("not answering"), "{human}");
+    drop(stopped);
+    wait_until(Duration::from_secs(60), "B answers again", || {
+        peer_of(&a, &b_id)["silent"] == false
     });
 }

@@ -183,8 +183,16 @@ fn four_daemons_run_a_team() {
     });
 
     // B2 is revoked (by its own user, from B): it cannot sync or read anything after.
+    // By the short id `device ls` prints (issue 21).
     let b2_id = device_id(&b2);
-    b.ok(&["device", "revoke", &b2_id], "");
+    let short = &b2_id[..16];
+    let listed = b.ok(&["device", "ls"], "");
+    assert!(
+        listed.lines().any(|l| l.starts_with(short)),
+        "{short} in {listed}"
+    );
+    let revoked = b.json(&["device", "revoke", short, "--json"], "");
+    assert_eq!(revoked["device_id"], b2_id.as_str());
     wait_until(SYNC_TIMEOUT, "A learns the revocation", || {
         let devices = a.json(&["device", "ls", "--json"], "");
         devices.as_array().is_some_and(|d| {

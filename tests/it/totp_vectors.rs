@@ -156,7 +156,7 @@ fn other_secret_forms_store_and_compute() {
             "{form:?}"
         );
         // Stored in canonical form.
-        let view = d.json(&["get", &name, "--json"], "");
+        let view = d.json(&["get", &name, "--json", "--reveal"], "");
         let uri = str_field(&view["fields"], "totp");
         assert!(
             uri.contains("secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
@@ -177,7 +177,7 @@ fn other_secret_forms_store_and_compute() {
     assert_eq!(j["digits"], 5);
     assert_eq!(j["period"], 30);
     assert_eq!(j["algorithm"], "STEAM");
-    let view = d.json(&["get", "steam", "--json"], "");
+    let view = d.json(&["get", "steam", "--json", "--reveal"], "");
     assert!(
         str_field(&view["fields"], "totp").contains("encoder=steam"),
         "{view:#}"

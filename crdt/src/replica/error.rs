@@ -45,6 +45,10 @@ pub enum ReplicaError {
     /// A name that is empty, too long, or holds a character not allowed there.
     #[error("invalid name {name:?}: {why}")]
     BadName { name: String, why: &'static str },
+    /// An empty URL given to add or edit an item (an empty list, not an
+    /// empty URL, is how every URL is removed).
+    #[error("an empty URL: give a URL, or remove every URL with `coffer edit ITEM --clear-urls`")]
+    EmptyUrl,
     /// An item's fields break the schema.
     #[error(transparent)]
     Schema(#[from] SchemaError),

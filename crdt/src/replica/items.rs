@@ -485,6 +485,7 @@ impl Replica {
         let mut fields = spec.fields;
         schema::normalize_new(spec.item_type, &mut fields)?;
         let name = check_name(&spec.name, crate::folder::MAX_NAME_LEN)?;
+        check_urls(&spec.urls)?;
         let mut raw = [0u8; 16];
         rng.fill_bytes(&mut raw);
         let id = ItemId(raw);
@@ -517,6 +518,9 @@ impl Replica {
         }
         if let Some(name) = &edit.name {
             edit.name = Some(check_name(name, crate::folder::MAX_NAME_LEN)?);
+        }
+        if let Some(urls) = &edit.urls {
+            check_urls(urls)?;
         }
         if edit.name.is_none() && edit.fields.is_empty() && edit.urls.is_none() {
             return Err(ReplicaError::NothingToChange);
@@ -745,4 +749,14 @@ impl Replica {
         }
         Ok(plan)
     }
+}
+
+/// URLs a user gives `add`/`edit`: none may be empty (blank), which would
+/// otherwise vanish on the way in and, in an edit, drop every URL
+/// silently (issue 21). An empty list removes them all on purpose.
+fn check_urls(urls: &[String]) -> Result<(), ReplicaError> {
+    if urls.iter().any(|u| u.trim().is_empty()) {
+        return Err(ReplicaError::EmptyUrl);
+    }
+    Ok(())
 }

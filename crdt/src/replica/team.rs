@@ -655,6 +655,23 @@ impl Replica {
         Ok(())
     }
 
+    /// An invite's details, judged before its code is made: the email,
+    /// the invitee's name and the group names, by the rules every name of
+    /// the roster keeps (not empty, not too long, no control character).
+    pub fn check_invite(
+        &self,
+        email: &str,
+        name: &str,
+        groups: &[String],
+    ) -> Result<(), ReplicaError> {
+        user_id(email)?;
+        super::check_name(name, crate::ops::MAX_NAME)?;
+        for g in groups {
+            super::check_name(g, crate::ops::MAX_NAME)?;
+        }
+        Ok(())
+    }
+
     /// Admits a confirmed joiner: the user (if new, for an invite), its
     /// device, its groups and admin role, in one roster write. Re-admitting
     /// a device already enrolled the same way writes nothing (a joiner that

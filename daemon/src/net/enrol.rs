@@ -129,6 +129,15 @@ pub enum EnrolError {
     Busy,
     #[error("the inviter rejected this join (did the verification codes match?)")]
     Rejected,
+    /// The inviter cancelled the invite (`coffer invite cancel`).
+    #[error("this invite code was cancelled by the inviter: ask for a new one")]
+    Cancelled,
+    /// The inviter answered (its key proved) but takes no enrolments: it
+    /// holds no invite now, so this one was cancelled by a restart of its
+    /// daemon or closed over [`RETRY_WINDOW`] ago (or all its guest slots
+    /// are taken).
+    #[error("the inviter holds no invite for this code (its daemon restarted since, which cancels open codes, or the code closed over an hour ago): ask for a new one")]
+    NotAccepting,
     /// The inviter could not be found or reached.
     #[error("inviter not found: {0}")]
     NotFound(String),
@@ -450,14 +459,18 @@ pub enum Refusal {
     Used = 3,
     Burnt = 4,
     Busy = 5,
+    Rejected = 6,
+    Cancelled = 7,
 }
 
 impl Refusal {
     fn from_byte(b: u8) -> Option<Refusal> {
         use Refusal::*;
-        [Unknown, WrongCode, Expired, Used, Burnt, Busy]
-            .into_iter()
-            .find(|r| *r as u8 == b)
+        [
+            Unknown, WrongCode, Expired, Used, Burnt, Busy, Rejected, Cancelled,
+        ]
+        .into_iter()
+        .find(|r| *r as u8 == b)
     }
 
     fn error(self) -> EnrolError {
@@ -468,6 +481,8 @@ impl Refusal {
             Refusal::Used => EnrolError::Used,
             Refusal::Burnt => EnrolError::Burnt,
             Refusal::Busy => EnrolError::Busy,
+            Refusal::Rejected => EnrolError::Rejected,
+            Refusal::Cancelled => EnrolError::Cancelled,
         }
     }
 }
@@ -644,20 +659,68 @@ pub struct InviteSpec {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum InviteState {
+pub enum InviteState {
+    /// Waiting for its joiner.
     Open,
+    /// A joiner proved the code (its join may still await a decision).
     Used,
+    /// Cancelled after [`MAX_FAILURES`] wrong secrets.
     Burnt,
+    /// Its join was rejected: a retry hears so.
+    Rejected,
+    /// Cancelled by the inviter.
+    Cancelled,
+}
+
+impl InviteState {
+    pub fn name(self) -> &'static str {
+        match self {
+            InviteState::Open => "open",
+            InviteState::Used => "used",
+            InviteState::Burnt => "cancelled after failed attempts",
+            InviteState::Rejected => "rejected",
+            InviteState::Cancelled => "cancelled",
+        }
+    }
 }
 
 struct Invite {
     secret: InviteSecret,
     hello: InviterHello,
     spec: InviteSpec,
+    created: Instant,
     expires: Instant,
     failures: u8,
     state: InviteState,
+    /// When it stopped being open (used, cancelled, ...).
+    closed: Option<Instant>,
 }
+
+impl Invite {
+    fn set(&mut self, state: InviteState, now: Instant) {
+        self.state = state;
+        self.closed = Some(now);
+    }
+
+    fn is_open(&self, now: Instant) -> bool {
+        self.state == InviteState::Open && now < self.expires
+    }
+
+    /// Whether a joiner retrying this code still gets an answer: open, or
+    /// closed (or expired) less than [`RETRY_WINDOW`] ago.
+    fn answers(&self, now: Instant) -> bool {
+        let settled = match self.state {
+            InviteState::Open => self.expires,
+            _ => self.closed.unwrap_or(self.expires).min(self.expires),
+        };
+        now < settled + RETRY_WINDOW
+    }
+}
+
+/// How long after an invite is used, rejected, cancelled or expired the
+/// inviter still takes enrolment connections for it, so that a retry of
+/// its code hears why it fails (exit 15–18) rather than finding no one.
+pub const RETRY_WINDOW: Duration = Duration::from_secs(3600);
 
 /// A handshaken join waiting for the inviter's decision.
 pub struct Pending {
@@ -721,6 +784,38 @@ pub struct PendingView {
     pub since_ms: i64,
 }
 
+/// An invite as `coffer invite ls` lists it (no secret).
+#[derive(Clone, Debug)]
+pub struct InviteView {
+    pub id: InviteId,
+    pub spec: InviteSpec,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub state: InviteState,
+    /// Open, but past its expiry.
+    pub expired: bool,
+    /// A join with its code awaits a decision (`invite pending`).
+    pub waiting: bool,
+}
+
+/// Why `coffer invite cancel` cancelled nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CancelError {
+    /// No kept invite has that id (prefix) or, open, that email.
+    #[error("no open invite matches")]
+    NotFound,
+    /// The prefix or email names more than one invite.
+    #[error("{0} invites match: give more of the id")]
+    Ambiguous(usize),
+    /// Its code was used: a join awaits the decision.
+    #[error("a join with this code is waiting for a decision: reject it instead")]
+    Waiting,
+    /// It is no longer open (its state).
+    #[error("this invite is {0} already")]
+    NotOpen(&'static str),
+}
+
 /// The inviter's open invites and pending joins (memory only).
 #[derive(Default)]
 pub struct InviteTable {
@@ -751,11 +846,7 @@ impl InviteTable {
         rng: &mut impl CryptoRngCore,
     ) -> Result<InviteCode, EnrolError> {
         self.purge(now);
-        let open = self
-            .invites
-            .values()
-            .filter(|i| i.state == InviteState::Open && now < i.expires)
-            .count();
+        let open = self.invites.values().filter(|i| i.is_open(now)).count();
         if open >= MAX_OPEN_INVITES {
             return Err(EnrolError::TooManyInvites);
         }
@@ -780,9 +871,11 @@ impl InviteTable {
                 secret: secret.clone(),
                 hello,
                 spec,
+                created: now,
                 expires: now + ttl,
                 failures: 0,
                 state: InviteState::Open,
+                closed: None,
             },
         );
         Ok(InviteCode {
@@ -792,14 +885,102 @@ impl InviteTable {
         })
     }
 
-    /// Whether an unknown peer may start an enrolment now.
+    /// Whether an unknown peer may start an enrolment now: while a join
+    /// waits, an invite is open, or one closed less than [`RETRY_WINDOW`]
+    /// ago (so that a retry of its code hears why it fails).
     pub fn accepting(&mut self, now: Instant) -> bool {
         self.purge(now);
-        !self.pending.is_empty()
-            || self
-                .invites
-                .values()
-                .any(|i| i.state == InviteState::Open && now < i.expires)
+        !self.pending.is_empty() || self.invites.values().any(|i| i.answers(now))
+    }
+
+    fn view(&self, id: InviteId, i: &Invite, now: Instant, now_ms: i64) -> InviteView {
+        let wall = |t: Instant| -> i64 {
+            if t >= now {
+                now_ms.saturating_add(t.duration_since(now).as_millis() as i64)
+            } else {
+                now_ms.saturating_sub(now.duration_since(t).as_millis() as i64)
+            }
+        };
+        InviteView {
+            id,
+            spec: i.spec.clone(),
+            created_ms: wall(i.created),
+            expires_ms: wall(i.expires),
+            state: i.state,
+            expired: i.state == InviteState::Open && now >= i.expires,
+            waiting: self.pending.iter().any(|p| p.invite == id && p.is_alive()),
+        }
+    }
+
+    /// The invites kept, newest first, their times as wall-clock
+    /// milliseconds (`now` and `now_ms` are the same moment).
+    pub fn list(&mut self, now: Instant, now_ms: i64) -> Vec<InviteView> {
+        self.purge(now);
+        let mut out: Vec<InviteView> = self
+            .invites
+            .iter()
+            .map(|(id, i)| self.view(*id, i, now, now_ms))
+            .collect();
+        out.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Cancels the open invite whose id starts with `which` (hex, at least
+    /// 4 digits) or, else, whose invitee has the email `which`: a joiner
+    /// using its code then hears that it was cancelled.
+    pub fn cancel(
+        &mut self,
+        which: &str,
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<InviteView, CancelError> {
+        self.purge(now);
+        let which = which.trim().to_ascii_lowercase();
+        let by_id = which.len() >= 4 && which.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut matches: Vec<InviteId> = Vec::new();
+        if by_id {
+            matches.extend(
+                self.invites
+                    .keys()
+                    .filter(|id| hex::encode(id.0).starts_with(&which)),
+            );
+        }
+        if matches.is_empty() {
+            matches.extend(
+                self.invites
+                    .iter()
+                    .filter(|(_, i)| i.spec.email == which && i.is_open(now))
+                    .map(|(id, _)| *id),
+            );
+        }
+        let id = match matches.as_slice() {
+            [] => return Err(CancelError::NotFound),
+            [one] => *one,
+            _ => return Err(CancelError::Ambiguous(matches.len())),
+        };
+        if self.pending.iter().any(|p| p.invite == id && p.is_alive()) {
+            return Err(CancelError::Waiting);
+        }
+        let invite = self.invites.get_mut(&id).ok_or(CancelError::NotFound)?;
+        match invite.state {
+            InviteState::Open if now < invite.expires => {}
+            InviteState::Open => return Err(CancelError::NotOpen("expired")),
+            other => return Err(CancelError::NotOpen(other.name())),
+        }
+        invite.set(InviteState::Cancelled, now);
+        info!(invite = %hex::encode(id.0), "invite cancelled");
+        let invite = self.invites.get(&id).ok_or(CancelError::NotFound)?;
+        Ok(self.view(id, invite, now, now_ms))
+    }
+
+    /// Marks the invite of a rejected join: a retry with its code hears
+    /// "rejected", not "already used".
+    pub fn rejected(&mut self, id: &InviteId, now: Instant) {
+        if let Some(i) = self.invites.get_mut(id) {
+            if i.state == InviteState::Used {
+                i.set(InviteState::Rejected, now);
+            }
+        }
     }
 
     /// Whether `d` has a join waiting for a decision.
@@ -819,6 +1000,8 @@ impl InviteTable {
         match i.state {
             InviteState::Burnt => Err(Refusal::Burnt),
             InviteState::Used => Err(Refusal::Used),
+            InviteState::Rejected => Err(Refusal::Rejected),
+            InviteState::Cancelled => Err(Refusal::Cancelled),
             InviteState::Open if now >= i.expires => Err(Refusal::Expired),
             InviteState::Open => Ok((i.secret.psk(), i.hello.clone())),
         }
@@ -831,7 +1014,7 @@ impl InviteTable {
         };
         i.failures = i.failures.saturating_add(1);
         if i.failures >= MAX_FAILURES && i.state == InviteState::Open {
-            i.state = InviteState::Burnt;
+            i.set(InviteState::Burnt, Instant::now());
             info!(invite = %hex::encode(id.0), "invite cancelled after failed attempts");
             return Refusal::Burnt;
         }
@@ -845,7 +1028,7 @@ impl InviteTable {
             return Err(Refusal::Busy);
         }
         let i = self.invites.get_mut(id).ok_or(Refusal::Unknown)?;
-        i.state = InviteState::Used;
+        i.set(InviteState::Used, now);
         Ok(i.spec.clone())
     }
 
@@ -1066,8 +1249,19 @@ pub async fn join<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|_| EnrolError::Noise)?;
     let mut first = code.invite.0.to_vec();
     first.extend_from_slice(&buf[..n]);
-    write_frame(&mut io, TAG_HELLO, &first).await?;
-    let (tag, body) = timed("waiting for the inviter", STEP_TIMEOUT, read_frame(&mut io)).await?;
+    // The inviter proved its key on the connection already: a stream that
+    // ends before its first answer is one that takes no enrolments (no
+    // invite kept: its daemon restarted since the code was made).
+    let not_accepting = |e: EnrolError| match e {
+        EnrolError::Io(_) | EnrolError::Closed => EnrolError::NotAccepting,
+        e => e,
+    };
+    write_frame(&mut io, TAG_HELLO, &first)
+        .await
+        .map_err(not_accepting)?;
+    let (tag, body) = timed("waiting for the inviter", STEP_TIMEOUT, read_frame(&mut io))
+        .await
+        .map_err(not_accepting)?;
     match tag {
         TAG_NOISE => {}
         TAG_REFUSE => return Err(refusal_of(&body)),
@@ -1280,9 +1474,12 @@ pub async fn connect(
         }
     });
     let guard = SwarmGuard { _stop: stop };
+    // Connected, so the inviter's key is proved: if it will not open an
+    // enrolment stream it holds no invite (its daemon restarted since).
     let stream = timed("opening the enrolment stream", STEP_TIMEOUT, async {
         control.open_stream(inviter, protocol()).await.map_err(|e| {
-            EnrolError::NotFound(format!("the inviter does not accept enrolments now: {e}"))
+            debug!(error = %e, "the inviter refused the enrolment stream");
+            EnrolError::NotAccepting
         })
     })
     .await?;
@@ -1491,7 +1688,11 @@ mod tests {
             join(pipe.compat(), &code, &j, &seed_of(&j), "x").await,
             Err(EnrolError::Expired)
         ));
-        assert!(!table.lock().unwrap().accepting(Instant::now()));
+        // An expired code still hears why for RETRY_WINDOW, then no one
+        // takes unknown peers' connections any more.
+        assert!(table.lock().unwrap().accepting(Instant::now()));
+        let later = Instant::now() + RETRY_WINDOW + Duration::from_secs(1);
+        assert!(!table.lock().unwrap().accepting(later));
 
         let (inviter, table, mut code) = setup(DEFAULT_TTL);
         code.invite = InviteId([9; 8]);

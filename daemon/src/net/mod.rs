@@ -111,6 +111,10 @@ pub(crate) enum Command {
     },
 }
 
+/// A connected peer that answered no ping for this long is shown as
+/// silent (a partition, or a peer that hung): three ping rounds.
+pub const SILENT_AFTER: Duration = Duration::from_secs(20);
+
 /// Per-peer counters shown by `coffer peers`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PeerStat {
@@ -119,6 +123,9 @@ pub(crate) struct PeerStat {
     pub address: Option<String>,
     pub connected_since_ms: Option<i64>,
     pub last_sync_ms: Option<i64>,
+    /// When it last answered a ping (on any connection).
+    pub last_contact_ms: Option<i64>,
+    pub rtt_ms: Option<u64>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub envelopes_sent: u64,
@@ -239,9 +246,10 @@ impl Net {
         &self.ctx.config
     }
 
-    /// The addresses the swarm listens on (empty until it runs).
-    pub fn listen_addrs(&self) -> Vec<String> {
-        self.ctx.status().listen.clone()
+    /// The listen addresses another device on the LAN can dial (no
+    /// loopback or link-local IPv6; IPv4 first): the `--peer` hint.
+    pub fn reachable_addrs(&self) -> Vec<String> {
+        discovery::reachable_by_others(&self.ctx.status().listen)
     }
 
     /// A device this one now syncs with was reached at `addrs` (after an
@@ -289,6 +297,12 @@ impl Net {
                     address: s.address.clone(),
                     connected_since_ms: s.connected_since_ms,
                     last_sync_ms: s.last_sync_ms,
+                    last_contact_ms: s.last_contact_ms,
+                    rtt_ms: s.rtt_ms,
+                    silent: s.connected
+                        && now_ms().saturating_sub(
+                            s.last_contact_ms.or(s.connected_since_ms).unwrap_or(0),
+                        ) > SILENT_AFTER.as_millis() as i64,
                     bytes_sent: s.bytes_sent,
                     bytes_received: s.bytes_received,
                     envelopes_sent: s.envelopes_sent,

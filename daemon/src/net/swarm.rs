@@ -14,7 +14,7 @@ use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
@@ -28,7 +28,16 @@ use super::{backoff, discovery, now_ms, transport_of, without_p2p, Command, Ctx,
 struct Behaviour {
     stream: libp2p_stream::Behaviour,
     identify: identify::Behaviour,
+    ping: ping::Behaviour,
 }
+
+/// How often a connection is pinged, and how long an answer may take: a
+/// peer that answers is "in contact" (`coffer peers` shows when it last
+/// answered), so a connection left half-open by a partition does not pass
+/// for a live one. A failed ping only marks the peer; the connection stays
+/// (it resumes if the partition heals before TCP gives up).
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Refused connections are logged at most this often per peer.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -105,6 +114,11 @@ fn build_swarm(seed: Zeroizing<[u8; 32]>) -> anyhow::Result<Swarm<Behaviour>> {
                 identify::Config::new("/coffer/id/1".into(), key.public())
                     .with_agent_version(format!("cofferd/{}", env!("CARGO_PKG_VERSION"))),
             ),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(PING_INTERVAL)
+                    .with_timeout(PING_TIMEOUT),
+            ),
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
@@ -135,7 +149,9 @@ pub(crate) async fn run(
         .accept(enrol::protocol())
         .map_err(|_| anyhow::anyhow!("enrolment protocol registered twice"))?;
 
-    // Listen: the given addresses, else the default port, else an ephemeral one.
+    // Listen: the given addresses, else the default port on IPv4 and IPv6
+    // (an IPv4-only daemon is unreachable to a peer that found it at an
+    // IPv6 address), else an ephemeral IPv4 port.
     let mut listening = 0;
     for addr in &ctx.config.listen {
         match swarm.listen_on(addr.clone()) {
@@ -144,11 +160,23 @@ pub(crate) async fn run(
         }
     }
     if ctx.config.listen.is_empty() {
-        let default: Multiaddr = format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")
+        let v4: Multiaddr = format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")
             .parse()
             .expect("a valid multiaddr");
-        match swarm.listen_on(default) {
-            Ok(_) => listening += 1,
+        match swarm.listen_on(v4) {
+            Ok(_) => {
+                listening += 1;
+                // The same port on IPv6 (a v6-only socket), so the one port
+                // mDNS advertises is right for both; a host without IPv6
+                // just stays on IPv4.
+                let v6: Multiaddr = format!("/ip6/::/tcp/{DEFAULT_PORT}")
+                    .parse()
+                    .expect("a valid multiaddr");
+                match swarm.listen_on(v6) {
+                    Ok(_) => listening += 1,
+                    Err(e) => info!(error = %e, "not listening on IPv6"),
+                }
+            }
             Err(e) => {
                 warn!(port = DEFAULT_PORT, error = %e, "default port unavailable; using an ephemeral port");
                 let any: Multiaddr = "/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr");
@@ -639,6 +667,18 @@ impl Actor {
                     r.next_at = Instant::now() + backoff(r.attempt);
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result, .. })) => {
+                let Some(device) = self.is_allowed(&peer) else {
+                    return;
+                };
+                match result {
+                    Ok(rtt) => self.ctx.stat(&device, |s| {
+                        s.last_contact_ms = Some(now_ms());
+                        s.rtt_ms = Some(rtt.as_millis() as u64);
+                    }),
+                    Err(e) => debug!(%peer, error = %e, "ping failed"),
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -653,12 +693,7 @@ impl Actor {
                     next_at: Instant::now(),
                 });
                 for a in info.listen_addrs {
-                    let unspecified = a.iter().any(|p| match p {
-                        Protocol::Ip4(ip) => ip.is_unspecified(),
-                        Protocol::Ip6(ip) => ip.is_unspecified(),
-                        _ => false,
-                    });
-                    if !unspecified && !r.addrs.contains(&a) && r.addrs.len() < 16 {
+                    if discovery::dialable(&a) && !r.addrs.contains(&a) && r.addrs.len() < 16 {
                         r.addrs.push(a);
                     }
                 }

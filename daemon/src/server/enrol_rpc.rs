@@ -22,7 +22,8 @@ use zeroize::Zeroizing;
 use super::{now, params, reply, Shared};
 use crate::keystore;
 use crate::net::enrol::{
-    self, Admission, Connected, Decision, EnrolError, EnrolKind, InviteSpec, InviterHello,
+    self, Admission, CancelError, Connected, Decision, EnrolError, EnrolKind, InviteSpec,
+    InviterHello,
 };
 use crate::net::now_ms;
 use crate::vault::enrol::{Admit, FreshIdentity};
@@ -34,6 +35,8 @@ const METHODS: &[&str] = &[
     m::InviteCreate::NAME,
     m::DeviceLink::NAME,
     m::InvitePending::NAME,
+    m::InviteList::NAME,
+    m::InviteCancel::NAME,
     m::InviteConfirm::NAME,
     m::InviteReject::NAME,
     m::JoinStart::NAME,
@@ -103,7 +106,9 @@ fn enrol_error(e: EnrolError) -> RpcError {
         EnrolError::BadCode(_)
         | EnrolError::UnknownInvite
         | EnrolError::WrongCode
-        | EnrolError::Burnt => ErrorCode::InviteInvalid,
+        | EnrolError::Burnt
+        | EnrolError::Cancelled
+        | EnrolError::NotAccepting => ErrorCode::InviteInvalid,
         EnrolError::Expired => ErrorCode::InviteExpired,
         EnrolError::Used => ErrorCode::InviteUsed,
         EnrolError::Rejected => ErrorCode::JoinRejected,
@@ -111,6 +116,40 @@ fn enrol_error(e: EnrolError) -> RpcError {
         _ => ErrorCode::InviterUnreachable,
     };
     RpcError::new(code, e.to_string())
+}
+
+fn invite_info(v: enrol::InviteView) -> m::InviteInfo {
+    let state = if v.waiting {
+        "waiting"
+    } else if v.expired {
+        "expired"
+    } else {
+        v.state.name()
+    };
+    m::InviteInfo {
+        id: hex::encode(v.id.0),
+        kind: v.spec.kind.name().into(),
+        email: v.spec.email,
+        name: v.spec.name,
+        created_ms: v.created_ms,
+        expires_ms: v.expires_ms,
+        state: state.into(),
+    }
+}
+
+fn cancel_error(e: CancelError, which: &str) -> RpcError {
+    let code = match &e {
+        CancelError::NotFound => ErrorCode::NotFound,
+        CancelError::Ambiguous(_) => ErrorCode::Ambiguous,
+        _ => ErrorCode::InvalidInput,
+    };
+    let message = match e {
+        CancelError::NotFound => {
+            format!("no open invite has the id or email {which:?} (`coffer invite ls` lists them)")
+        }
+        e => e.to_string(),
+    };
+    RpcError::new(code, message)
 }
 
 fn ttl_of(text: Option<&str>) -> Result<Duration, RpcError> {
@@ -192,6 +231,26 @@ impl Shared {
                     .collect();
                 reply::<m::InvitePending, _>(list)
             }
+            m::InviteList::NAME => {
+                params::<m::InviteList>(raw)?;
+                let list = self
+                    .net
+                    .invites()
+                    .list(Instant::now(), now_ms())
+                    .into_iter()
+                    .map(invite_info)
+                    .collect();
+                reply::<m::InviteList, _>(list)
+            }
+            m::InviteCancel::NAME => {
+                let p = params::<m::InviteCancel>(raw)?;
+                let cancelled = self
+                    .net
+                    .invites()
+                    .cancel(&p.invite, Instant::now(), now_ms())
+                    .map_err(|e| cancel_error(e, &p.invite))?;
+                reply::<m::InviteCancel, _>(invite_info(cancelled))
+            }
             m::InviteConfirm::NAME | m::InviteReject::NAME => {
                 let p = params::<m::InviteConfirm>(raw)?;
                 self.decide(&p, method == m::InviteConfirm::NAME)
@@ -268,7 +327,7 @@ impl Shared {
             kind: kind.name().into(),
             email,
             expires_ms,
-            addresses: self.net.listen_addrs(),
+            addresses: self.net.reachable_addrs(),
         })
     }
 
@@ -329,6 +388,8 @@ impl Shared {
                 }
             }
         } else {
+            // A retry of this code hears "rejected" (exit 18).
+            self.net.invites().rejected(&pending.invite, Instant::now());
             (pending, Decision::Reject)
         };
         let delivered = pending.decide(decision);

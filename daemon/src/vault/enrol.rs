@@ -4,15 +4,12 @@
 //! handshake's keys) or on an initialised one (its personal vault kept).
 
 use coffer_crdt::replica::Joiner;
-use coffer_crdt::{DeviceId, DeviceKeys, Envelope, Replica, ReplicaError, SpaceId, UserId};
+use coffer_crdt::{DeviceId, DeviceKeys, Envelope, Replica, ReplicaError, SpaceId};
 use rand_core::CryptoRngCore;
 use tracing::info;
 use zeroize::Zeroizing;
 
 use super::{Now, Vault, VaultError};
-
-/// Longest name, email or group name an invite carries.
-pub const MAX_NAME: usize = 256;
 
 /// Who an admission adds: a new user of the team (an invite) or another
 /// device of this device's user (a link).
@@ -82,25 +79,14 @@ impl Vault {
     }
 
     /// Validates an invite before its code is made: the email, the name
-    /// and the group names.
+    /// and the group names (the replica's rule, [`Replica::check_invite`]).
     pub fn enrol_check_invite(
         &self,
         email: &str,
         name: &str,
         groups: &[String],
     ) -> Result<(), VaultError> {
-        UserId::new(email)
-            .ok_or_else(|| VaultError::Invalid(format!("{email:?} is not an email address")))?;
-        if name.trim().is_empty() || name.len() > MAX_NAME {
-            return Err(VaultError::Invalid("a name is 1 to 256 bytes".into()));
-        }
-        if groups
-            .iter()
-            .any(|g| g.trim().is_empty() || g.len() > MAX_NAME)
-        {
-            return Err(VaultError::Invalid("a group name is 1 to 256 bytes".into()));
-        }
-        Ok(())
+        Ok(self.replica()?.check_invite(email, name, groups)?)
     }
 
     /// Admits a confirmed joiner (see [`Replica::admit`]): the roster to
