@@ -382,8 +382,11 @@ pub enum Decision {
     Reject,
 }
 
+/// A name a peer sends (team, person, email, device) is shown on the other
+/// side's terminal next to the verification code: no control characters
+/// (an escape sequence could redraw the screen), and bounded.
 fn name_ok(s: &str) -> bool {
-    s.len() <= MAX_NAME
+    s.len() <= MAX_NAME && !s.chars().any(char::is_control)
 }
 
 trait Bounded {
@@ -1275,7 +1278,8 @@ pub async fn join<S: AsyncRead + AsyncWrite + Unpin>(
     let mut channel = Channel {
         noise: hs.into_transport_mode().map_err(|_| EnrolError::Noise)?,
     };
-    let mut name = device_name.to_string();
+    // The other side refuses control characters (see `name_ok`).
+    let mut name: String = device_name.chars().filter(|c| !c.is_control()).collect();
     truncate(&mut name, MAX_NAME);
     let user = coffer_crdt::UserId::new(&hello.email)
         .ok_or(EnrolError::Protocol("the invite names no email address"))?;
@@ -1773,6 +1777,28 @@ mod tests {
         assert!(InviteCode::parse("").is_err());
         assert!(InviteCode::parse(&"a".repeat(10_000)).is_err());
         assert!(!format!("{code:?}").contains(&hex::encode(code.secret.expose_secret())));
+    }
+
+    #[test]
+    fn names_from_a_peer_with_control_characters_are_out_of_bounds() {
+        let hello = |name: &str| InviterHello {
+            kind: EnrolKind::User,
+            team: [0; 32],
+            team_name: "Acme".into(),
+            email: "ada@example.com".into(),
+            name: name.into(),
+        };
+        assert!(hello("Ada Lovelace").within_bounds());
+        assert!(hello("Ada Lovelace 日本語").within_bounds());
+        for bad in [
+            "Ada\x1b[2J\x1b[Hcode 000 000",
+            "Ada\nLovelace",
+            "Ada\tL",
+            "A\u{7f}",
+        ] {
+            assert!(!hello(bad).within_bounds(), "{bad:?}");
+        }
+        assert!(!hello(&"a".repeat(MAX_NAME + 1)).within_bounds());
     }
 
     #[test]
