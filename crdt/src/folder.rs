@@ -544,6 +544,41 @@ impl FolderDoc {
         self.commit(format!("{verb} item:{}", id.to_hex()), now_ms)
     }
 
+    /// Deletes items from the document for good (`coffer trash empty`, the
+    /// source side of `coffer mv`), as one change: they no longer show on
+    /// any member's device. Their earlier changes stay in the folder's
+    /// history (encrypted envelopes every member keeps), as in any CRDT.
+    /// A concurrent edit of a deleted item does not bring it back.
+    pub fn purge_items(&mut self, ids: &[ItemId], now_ms: i64) -> Result<Vec<u8>, FolderError> {
+        if ids.is_empty() {
+            return Err(FolderError::NothingChanged);
+        }
+        let maps = self.item_maps();
+        let mut message = String::from("purge");
+        for id in ids {
+            let key = id.to_hex();
+            let mut found = false;
+            for items in &maps {
+                if let Some((Value::Object(ObjType::Map), _)) =
+                    self.doc.get(items, key.as_str()).map_err(doc_err)?
+                {
+                    if let Err(e) = self.doc.delete(items, key.as_str()) {
+                        self.doc.rollback();
+                        return Err(doc_err(e));
+                    }
+                    found = true;
+                }
+            }
+            if !found {
+                self.doc.rollback();
+                return Err(FolderError::NoSuchItem(*id));
+            }
+            message.push_str(" item:");
+            message.push_str(&key);
+        }
+        self.commit(message, now_ms)
+    }
+
     /// Applies a change received in an envelope from `author`. The change's
     /// actor must be the author's derived actor.
     pub fn apply_change(&mut self, author: &DeviceId, bytes: &[u8]) -> Result<(), FolderError> {
@@ -816,6 +851,51 @@ mod tests {
             updated_ms: 7,
             trashed_ms: None,
         }
+    }
+
+    #[test]
+    fn purged_items_are_gone_on_every_replica_and_a_bad_id_purges_nothing() {
+        let dev = DeviceId([1; 32]);
+        let mut doc = FolderDoc::new(dev);
+        let a = edit(&[("password", "pa")]);
+        let batch = [
+            new(1, ItemType::Login, "alpha", &a),
+            new(2, ItemType::Login, "beta", &a),
+            new(3, ItemType::Login, "gamma", &a),
+        ];
+        let added = doc.add_items(&batch, 7).unwrap();
+        let mut other = FolderDoc::new(DeviceId([2; 32]));
+        other.apply_change(&dev, &added).unwrap();
+
+        // An unknown id refuses the whole purge and writes nothing.
+        assert_eq!(
+            doc.purge_items(&[ItemId([1; 16]), ItemId([9; 16])], 8),
+            Err(FolderError::NoSuchItem(ItemId([9; 16])))
+        );
+        assert_eq!(doc.items().len(), 3);
+        assert_eq!(doc.purge_items(&[], 8), Err(FolderError::NothingChanged));
+
+        let purged = doc
+            .purge_items(&[ItemId([1; 16]), ItemId([3; 16])], 8)
+            .unwrap();
+        assert_eq!(
+            touched_items(&purged),
+            vec![ItemId([1; 16]), ItemId([3; 16])]
+        );
+        other.apply_change(&dev, &purged).unwrap();
+        for d in [&doc, &other] {
+            let names: Vec<String> = d.items().into_iter().map(|i| i.name).collect();
+            assert_eq!(names, ["beta"]);
+            assert_eq!(d.item(ItemId([1; 16])), None);
+        }
+        // A concurrent edit of a purged item does not bring it back.
+        let mut editor = FolderDoc::new(DeviceId([3; 32]));
+        editor.apply_change(&dev, &added).unwrap();
+        let edited = editor
+            .edit_item(ItemId([3; 16]), &edit(&[("password", "late")]), 9)
+            .unwrap();
+        other.apply_change(&DeviceId([3; 32]), &edited).unwrap();
+        assert_eq!(other.item(ItemId([3; 16])), None);
     }
 
     #[test]

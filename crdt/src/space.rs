@@ -303,6 +303,41 @@ impl Space {
         self.eval.state.rights(device).manager
     }
 
+    /// Whether an accepted [`MembershipOp::Delete`] deleted this folder.
+    pub fn is_deleted(&self) -> bool {
+        self.eval.state.folder.deleted.is_some()
+    }
+
+    /// Whether `device` holds no role here because it left by itself: an
+    /// accepted removal written by it (or by another device of its user)
+    /// names it, as its device or its user.
+    /// A folder left so is not shown on that device; one whose member was
+    /// removed by a manager still shows what it could read before.
+    pub fn left_by_itself(&self, device: &DeviceId) -> bool {
+        if self.role_of(device).is_some() {
+            return false;
+        }
+        let user = self.eval.state.user_of(device).cloned();
+        self.held().any(|e| {
+            e.kind() == Kind::Membership
+                && (e.author() == *device
+                    || user.is_some() && self.eval.state.user_of(&e.author()) == user.as_ref())
+                && self.is_accepted(&e.id())
+                && match ControlOp::decode(e.kind(), &e.body().payload) {
+                    Ok(ControlOp::Membership(MembershipOp::Remove {
+                        principal,
+                        to: None,
+                        ..
+                    })) => match principal {
+                        Principal::Device(d) => d == *device,
+                        Principal::User(u) => Some(u) == user,
+                        Principal::Group(_) => false,
+                    },
+                    _ => false,
+                }
+        })
+    }
+
     /// Every member device and its role.
     pub fn members(&self) -> BTreeMap<DeviceId, Role> {
         self.eval

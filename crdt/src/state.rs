@@ -97,6 +97,9 @@ pub struct FolderState {
     /// The team roster the folder belongs to (its founding op, or a
     /// `BindTeam`): only that roster's users and groups may be granted.
     pub team: Option<SpaceId>,
+    /// The [`MembershipOp::Delete`] that deleted the folder (the first in
+    /// the control order), if any: final.
+    pub deleted: Option<EnvelopeId>,
 }
 
 /// Roster and folder state together: what a space's control ops built.
@@ -753,6 +756,19 @@ impl State {
                     return deny("the folder is judged against another team's roster");
                 }
                 self.folder.team = Some(*team);
+                Ok(())
+            }
+            MembershipOp::Delete => {
+                if !rights.manager {
+                    return deny("only a Folder Manager or team admin may delete the folder");
+                }
+                if self.folder.deleted.is_some() {
+                    if info.strict {
+                        return deny("the folder is deleted already");
+                    }
+                    return Ok(());
+                }
+                self.folder.deleted = Some(info.id);
                 Ok(())
             }
             MembershipOp::Rewrap { epoch, wraps } => {

@@ -4,6 +4,7 @@
 mod attacks;
 mod harness;
 mod hostile_peers;
+mod manage;
 mod net;
 mod replica;
 mod scenarios;
