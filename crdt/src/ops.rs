@@ -175,9 +175,13 @@ pub enum MembershipOp {
     /// being shared in place): by a Folder Manager, once.
     BindTeam { team: SpaceId },
     /// Deletes the folder for every member (`coffer folder rm` by a Folder
-    /// Manager or team admin): every replica stops showing it and refuses
-    /// writes to it. Final: no op undoes it. Its envelopes are kept and
-    /// forwarded like any others, so members offline now learn of it later.
+    /// Manager or team admin): every replica stops showing it and writes
+    /// nothing more to it. Refused on a folder founded outside any team (a
+    /// personal folder). Voided by any concurrent removal that took its
+    /// author's right to delete, whatever its cutoffs (fail closed: see
+    /// `docs/security.md` §5); no op undoes one that stands. Its
+    /// envelopes are kept and forwarded like any others, so members
+    /// offline now learn of it later.
     Delete,
 }
 

@@ -303,6 +303,28 @@ impl Space {
         self.eval.state.rights(device).manager
     }
 
+    /// Whether this folder was founded outside any team (a personal
+    /// folder, shared in place or not): the acceptance rule refuses its
+    /// [`MembershipOp::Delete`].
+    pub fn founded_outside_team(&self) -> bool {
+        self.eval.state.folder.founded_outside_team
+    }
+
+    /// Whether `device` may delete this folder (`MembershipOp::Delete`):
+    /// it manages it and, for a folder founded outside any team (a
+    /// personal folder), holds a direct device grant as Folder Manager
+    /// (its owner's devices; not a team admin, nor a user or group grant).
+    pub fn may_delete(&self, device: &DeviceId) -> bool {
+        let state = &self.eval.state;
+        self.can_manage(device)
+            && (!state.folder.founded_outside_team
+                || state
+                    .folder
+                    .grants
+                    .get(&Principal::Device(*device))
+                    .is_some_and(|g| g.role == Role::Manager))
+    }
+
     /// Whether an accepted [`MembershipOp::Delete`] deleted this folder.
     pub fn is_deleted(&self) -> bool {
         self.eval.state.folder.deleted.is_some()

@@ -102,8 +102,10 @@ pub enum ReplicaError {
     /// opened it: reopened, nothing written; the retry works.
     #[error("this device was removed from the folder and added again since it was opened; nothing was written: run the command again")]
     StaleIncarnation,
-    /// The Personal folder cannot be deleted: new items go there.
-    #[error("the Personal folder cannot be deleted (new items go there); rename it instead")]
+    /// A personal folder cannot be deleted: the Personal folder (new items
+    /// go there), or a folder founded outside any team by someone else
+    /// (only its owner's devices may delete it: the acceptance rule).
+    #[error("this personal folder cannot be deleted here: the Personal folder stays (rename it instead), and another user's personal folder is deleted only by its owner (you can leave it)")]
     PersonalFolder,
     /// `folder rm` of a folder that still holds items, without `force`.
     #[error("folder {name:?} still holds {items} item(s), trash included: move them out (`coffer mv ITEM FOLDER`) or pass --force to delete them with it")]

@@ -12,7 +12,9 @@
 //!   stop showing it too, the others keep it;
 //! - a move needs write rights (Item or Folder Manager) in both folders:
 //!   the item is added to the target with its current content, then
-//!   deleted from the source. Its history stays in the source folder.
+//!   purged from the source ([`crate::folder::FolderDoc::purge_items`]).
+//!   Its history stays in the source folder; an edit made there
+//!   concurrently brings it back in the source (nothing is lost).
 //!
 //! Not here: the document edits themselves (`folder.rs`), membership
 //! changes (`team.rs`).
@@ -131,6 +133,11 @@ impl Replica {
                 query: folder.to_string(),
             })?;
         if space.can_manage(&me) && !leave {
+            if !space.may_delete(&me) {
+                // A personal folder shared with this manager: the
+                // acceptance rule refuses its Delete.
+                return Err(ReplicaError::PersonalFolder);
+            }
             let held = self.unlocked()?.open.get(&id).map_or(0, |f| f.items.len());
             if held > 0 && !force {
                 return Err(ReplicaError::FolderNotEmpty { name, items: held });
@@ -175,7 +182,8 @@ impl Replica {
 
     /// `coffer mv ITEM FOLDER`: adds the item, as it is now, to `to` (same
     /// id, name, fields, URLs and creation time), then deletes it from its
-    /// folder. Needs write rights in both, checked before anything is
+    /// folder (purged: a concurrent edit there shows it again, in the
+    /// source). Needs write rights in both, checked before anything is
     /// written. Values that lost a concurrent edit (conflicts) and the
     /// item's history stay in the source folder's history.
     pub fn move_item(
