@@ -133,6 +133,20 @@ pub enum Command {
         /// The item: a name, FOLDER/NAME, or an id prefix.
         item: String,
     },
+    /// Move an item to another folder (needs Item or Folder Manager in both).
+    #[command(
+        long_about = "Move an item to another folder (needs the Item Manager or Folder Manager role in both).\n\n\
+            The item is added to FOLDER as it is now (same id, name, fields, URLs and creation \
+            time) and deleted from its old folder, for every member of each: members of the old \
+            folder who are not in the new one no longer see it. Its earlier values stay in the old \
+            folder's history and do not move."
+    )]
+    Mv {
+        /// The item: a name, FOLDER/NAME, or an id prefix.
+        item: String,
+        /// The folder to move it to (name or id prefix).
+        folder: String,
+    },
     /// Take an item out of the trash.
     Restore {
         /// The trashed item: a name, FOLDER/NAME, or an id prefix.
@@ -143,6 +157,12 @@ pub enum Command {
     /// Manage folders.
     #[command(subcommand)]
     Folder(FolderCommand),
+    /// List or empty the trash.
+    #[command(subcommand)]
+    Trash(TrashCommand),
+    /// Change this device's PIN.
+    #[command(subcommand)]
+    Pin(PinCommand),
     /// Generate a password (or, with --words, a passphrase).
     Generate {
         /// Length of the password in characters.
@@ -314,6 +334,22 @@ pub struct Common {
     /// Folder name or id prefix (default: Personal).
     #[arg(long)]
     pub folder: Option<String>,
+    #[command(flatten)]
+    pub custom: CustomFields,
+}
+
+/// Custom fields of `add` and `edit`.
+#[derive(Args, Debug, Default)]
+pub struct CustomFields {
+    /// A custom text field, NAME=VALUE (repeatable; shown in clear). On edit an empty
+    /// VALUE removes the field. Never put a secret here: use --hidden-field.
+    #[arg(long = "field", value_name = "NAME=VALUE")]
+    pub fields: Vec<String>,
+    /// A hidden custom field NAME (repeatable; masked unless --reveal): its value is
+    /// asked for on a terminal, else read from stdin, one line per field in the order
+    /// given, after the item's own secrets (for a note: before its text).
+    #[arg(long = "hidden-field", value_name = "NAME")]
+    pub hidden_fields: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -400,6 +436,8 @@ pub struct EditArgs {
     /// New expiry date, MM/YY.
     #[arg(long)]
     pub expiry: Option<String>,
+    #[command(flatten)]
+    pub custom: CustomFields,
 }
 
 #[derive(Args, Debug)]
@@ -438,6 +476,74 @@ pub enum FolderCommand {
     },
     /// List folders.
     Ls,
+    /// Rename a folder, for every member (Folder Manager only).
+    #[command(
+        long_about = "Rename a folder (Folder Manager or team admin only).\n\n\
+            The new name is replicated: every member of a shared folder sees it after their \
+            next sync. Names are case-insensitively unique among the folders you see."
+    )]
+    Rename {
+        /// The folder (name or id prefix).
+        folder: String,
+        /// Its new name.
+        name: String,
+    },
+    /// Delete a folder for every member (Folder Manager), or leave it (anyone else).
+    #[command(long_about = "Delete a folder for every member, or leave it.\n\n\
+            A Folder Manager (or team admin) deletes it: for every member of a shared \
+            folder, on every device, after their next sync; items in it go with it, so a folder \
+            that still holds items (trash included) needs --force. Anyone else leaves it: \
+            their user's grant is removed, their devices stop showing it and receive \
+            nothing written after, and the other members keep it (the key rotates). A member \
+            through a user group cannot leave by themselves: a Folder Manager removes the \
+            group, or a team admin takes them out of it. --leave makes a Folder Manager leave \
+            instead (refused if they are the last manager). The Personal folder cannot be deleted.")]
+    Rm {
+        /// The folder (name or id prefix).
+        folder: String,
+        /// Delete it with the items it holds.
+        #[arg(long)]
+        force: bool,
+        /// Leave the folder instead of deleting it (for a Folder Manager).
+        #[arg(long, conflicts_with = "force")]
+        leave: bool,
+    },
     #[command(flatten)]
     Sharing(team::ShareCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrashCommand {
+    /// List the items in the trash (like `coffer ls --trash`).
+    Ls {
+        /// Only this folder (name or id prefix).
+        #[arg(long)]
+        folder: Option<String>,
+    },
+    /// Delete the items in the trash for good, for every member of their folders.
+    Empty {
+        /// Only this folder's trash (name or id prefix).
+        #[arg(long)]
+        folder: Option<String>,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PinCommand {
+    /// Change the PIN: the current one, then the new one twice (hidden prompts), or
+    /// two stdin lines (current, new) without a terminal.
+    #[command(long_about = "Change the PIN that unlocks this device.\n\n\
+            Asks for the current PIN, then the new one twice, on a terminal; without one (or \
+            with --pin-stdin) reads two lines from stdin: the current PIN, then the new one. \
+            The device's keys are re-wrapped under the new PIN in one write: after it, only \
+            the new PIN unlocks. Items, folders and other devices are not affected; the lock \
+            state stays as it is. A wrong current PIN counts as a failed unlock.")]
+    Change {
+        /// Read both PINs from stdin (current, then new, one a line) instead of prompting.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
 }

@@ -83,6 +83,28 @@ fn pin_checked(
     Ok(pin)
 }
 
+/// `coffer pin change`: the current PIN and the new one. On a terminal
+/// (unless `from_stdin`) three hidden prompts (current, new, new again);
+/// else two stdin lines, the current PIN then the new one.
+pub fn pin_change(from_stdin: bool) -> Result<(Secret, Secret), CliError> {
+    if from_stdin || !stdin_is_tty() {
+        let old = read_stdin_line()?;
+        let new = read_stdin_line()?;
+        if old.expose().is_empty() || new.expose().is_empty() {
+            return Err(CliError::Usage(
+                "expected two lines on stdin: the current PIN, then the new one".into(),
+            ));
+        }
+        return Ok((old, new));
+    }
+    let old = prompt("Current PIN: ")?;
+    let new = prompt("New PIN: ")?;
+    if prompt("New PIN again: ")?.expose() != new.expose() {
+        return Err(CliError::Usage("the two new PINs differ".into()));
+    }
+    Ok((old, new))
+}
+
 /// A backup passphrase: one stdin line with `from_stdin`, else a hidden
 /// prompt (twice when making a backup).
 pub fn passphrase(from_stdin: bool, confirm: bool) -> Result<Secret, CliError> {

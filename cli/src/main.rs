@@ -27,7 +27,10 @@ use coffer_ipc::methods::{self as m};
 use coffer_ipc::{Client, ClientError, ErrorCode, RpcError};
 use serde_json::json;
 
-use crate::args::{AddCommand, Cli, Command, EditArgs, FolderCommand, TotpArgs, TotpCommand};
+use crate::args::{
+    AddCommand, Cli, Command, CustomFields, EditArgs, FolderCommand, PinCommand, TotpArgs,
+    TotpCommand, TrashCommand,
+};
 use crate::connect::Target;
 use crate::input::Secret;
 
@@ -471,6 +474,46 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
                 )
             });
         }
+        Command::Mv { item, folder } => {
+            let view = ctx.call::<m::ItemMove>(&m::ItemMoveParams { item, folder })?;
+            ctx.print(&view, |v| {
+                println!(
+                    "Moved {} to folder {} ({}).",
+                    v.name,
+                    v.folder,
+                    output::prefix(&v.id, 8)
+                )
+            });
+        }
+        Command::Trash(TrashCommand::Ls { folder }) => {
+            let items = ctx.call::<m::ItemList>(&m::ItemListParams {
+                folder,
+                trash: true,
+            })?;
+            ctx.print(&items, |i| output::summaries(i));
+        }
+        Command::Trash(TrashCommand::Empty { folder, yes }) => {
+            if input::stdin_is_tty()
+                && !yes
+                && !input::confirm(
+                    "Delete every item in the trash for good, for every member? Type \"yes\": ",
+                )?
+            {
+                return Err(CliError::Usage("trash not emptied".into()));
+            }
+            let r = ctx.call::<m::TrashEmpty>(&m::TrashEmptyParams { folder })?;
+            ctx.print(&r, output::trash_emptied);
+        }
+        Command::Pin(PinCommand::Change { pin_stdin }) => {
+            let (old, new) = input::pin_change(pin_stdin)?;
+            ctx.call::<m::PinChange>(&m::PinChangeParams {
+                old_pin: old.expose().to_string(),
+                new_pin: new.expose().to_string(),
+            })?;
+            ctx.print(&json!({ "pin_changed": true }), |_| {
+                println!("PIN changed: the new PIN unlocks this device from now on.")
+            });
+        }
         Command::Restore { item } => {
             let s = ctx.call::<m::ItemRestore>(&m::ItemRef { item, trash: true })?;
             ctx.print(&s, |s| println!("Restored {}/{}.", s.folder, s.name));
@@ -487,6 +530,31 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
             let f = ctx.call::<m::FolderCreate>(&m::FolderCreateParams { name })?;
             ctx.print(&f, |f| {
                 println!("Created folder {} ({}).", f.name, output::short(&f.id))
+            });
+        }
+        Command::Folder(FolderCommand::Rename { folder, name }) => {
+            let f = ctx.call::<m::FolderRename>(&m::FolderRenameParams { folder, name })?;
+            ctx.print(&f, |f| {
+                println!(
+                    "Renamed folder {} to {}; every member sees the new name.",
+                    output::short(&f.id),
+                    f.name
+                )
+            });
+        }
+        Command::Folder(FolderCommand::Rm {
+            folder,
+            force,
+            leave,
+        }) => {
+            let r = ctx.call::<m::FolderRemove>(&m::FolderRemoveParams {
+                folder,
+                force,
+                leave,
+            })?;
+            ctx.print(&r, |r| match r.outcome.as_str() {
+                "left" => println!("Left folder {}; its other members keep it.", r.name),
+                _ => println!("Deleted folder {} for every member.", r.name),
             });
         }
         Command::Folder(FolderCommand::Sharing(cmd)) => team::share(&mut ctx, cmd)?,
@@ -696,8 +764,59 @@ fn generated(len: usize, no_symbols: bool) -> Result<Secret, CliError> {
     Ok(Secret::new(value.to_string()))
 }
 
+/// Reads the value of each `--hidden-field NAME`, in order: a hidden
+/// prompt on a terminal, else one stdin line each.
+fn read_hidden(names: &[String]) -> Result<Vec<(String, Secret)>, CliError> {
+    names
+        .iter()
+        .map(|name| {
+            Ok((
+                name.clone(),
+                input::secret_line(&format!("{name}: "), false)?,
+            ))
+        })
+        .collect()
+}
+
+/// `--field NAME=VALUE` split at the first `=`.
+fn split_field(arg: &str) -> Result<(String, String), CliError> {
+    match arg.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.to_string()))
+        }
+        _ => Err(CliError::Usage(format!(
+            "--field wants NAME=VALUE, got {arg:?} (a secret goes in --hidden-field NAME)"
+        ))),
+    }
+}
+
+/// The `fields` keys of new custom fields: `custom:text:NAME` and
+/// `custom:hidden:NAME` (the item schema's keys, as importers write them).
+fn new_custom_fields(
+    custom: &CustomFields,
+    hidden: Vec<(String, Secret)>,
+    fields: &mut BTreeMap<String, String>,
+) -> Result<(), CliError> {
+    let mut titles = std::collections::BTreeSet::new();
+    for arg in &custom.fields {
+        let (name, value) = split_field(arg)?;
+        if !titles.insert(name.clone()) {
+            return Err(CliError::Usage(format!("field {name:?} given twice")));
+        }
+        fields.insert(format!("custom:text:{name}"), value);
+    }
+    for (name, value) in hidden {
+        if !titles.insert(name.clone()) {
+            return Err(CliError::Usage(format!("field {name:?} given twice")));
+        }
+        fields.insert(format!("custom:hidden:{name}"), value.expose().to_string());
+    }
+    Ok(())
+}
+
 fn add_item(ctx: &mut Ctx, add: AddCommand) -> Result<(), CliError> {
     let mut fields = BTreeMap::new();
+    let mut hidden_first = Vec::new();
     let (item_type, name, common, urls) = match add {
         AddCommand::Login {
             name,
@@ -718,6 +837,8 @@ fn add_item(ctx: &mut Ctx, add: AddCommand) -> Result<(), CliError> {
             ("login", name, common, urls)
         }
         AddCommand::Note { name, common } => {
+            // The text takes the rest of stdin: hidden fields come first.
+            hidden_first = read_hidden(&common.custom.hidden_fields)?;
             let text = input::all_stdin("Note text (end with Ctrl-D):")?;
             fields.insert("notes".to_string(), text.expose().to_string());
             ("note", name, common, Vec::new())
@@ -748,6 +869,12 @@ fn add_item(ctx: &mut Ctx, add: AddCommand) -> Result<(), CliError> {
             ("totp", name, common, Vec::new())
         }
     };
+    let hidden = if common.custom.hidden_fields.is_empty() || !hidden_first.is_empty() {
+        hidden_first
+    } else {
+        read_hidden(&common.custom.hidden_fields)?
+    };
+    new_custom_fields(&common.custom, hidden, &mut fields)?;
     let view = ctx.call::<m::ItemAdd>(&m::ItemAddParams {
         folder: common.folder,
         item_type: item_type.into(),
@@ -768,6 +895,12 @@ fn add_item(ctx: &mut Ctx, add: AddCommand) -> Result<(), CliError> {
 }
 
 fn edit_item(ctx: &mut Ctx, args: EditArgs) -> Result<(), CliError> {
+    if args.notes_stdin && !args.custom.hidden_fields.is_empty() && !input::stdin_is_tty() {
+        return Err(CliError::Usage(
+            "--notes-stdin takes all of stdin: set hidden fields in a separate `coffer edit`"
+                .into(),
+        ));
+    }
     let mut fields = BTreeMap::new();
     if let Some(u) = args.username {
         fields.insert("username".to_string(), u);
@@ -800,6 +933,9 @@ fn edit_item(ctx: &mut Ctx, args: EditArgs) -> Result<(), CliError> {
     if let Some(e) = args.expiry {
         fields.insert("expiry".to_string(), e);
     }
+    if !args.custom.fields.is_empty() || !args.custom.hidden_fields.is_empty() {
+        edit_custom_fields(ctx, &args.item, &args.custom, &mut fields)?;
+    }
     let urls = if args.clear_urls {
         Some(Vec::new())
     } else if args.urls.is_empty() {
@@ -816,6 +952,75 @@ fn edit_item(ctx: &mut Ctx, args: EditArgs) -> Result<(), CliError> {
     ctx.print(&view, |view| {
         println!("Updated {}/{}.", view.folder, view.name)
     });
+    Ok(())
+}
+
+/// `edit --field/--hidden-field`: a title the item has already keeps its
+/// key (and kind: a URL field stays one), unless --hidden-field makes a
+/// shown field hidden; an empty `--field NAME=` removes the field; a
+/// hidden field's value never comes from `--field`.
+fn edit_custom_fields(
+    ctx: &mut Ctx,
+    item: &str,
+    custom: &CustomFields,
+    fields: &mut BTreeMap<String, String>,
+) -> Result<(), CliError> {
+    let view = ctx.call::<m::ItemGet>(&m::ItemRef {
+        item: item.to_string(),
+        trash: false,
+    })?;
+    let existing = |title: &str| -> Option<(String, bool)> {
+        view.labels
+            .iter()
+            .find(|(_, label)| label.as_str() == title)
+            .map(|(key, _)| (key.clone(), view.secret_fields.contains(key)))
+    };
+    let mut titles = std::collections::BTreeSet::new();
+    for arg in &custom.fields {
+        let (name, value) = split_field(arg)?;
+        if !titles.insert(name.clone()) {
+            return Err(CliError::Usage(format!("field {name:?} given twice")));
+        }
+        match existing(&name) {
+            Some((key, _)) if value.is_empty() => {
+                fields.insert(key, String::new());
+            }
+            None if value.is_empty() => {
+                return Err(CliError::Usage(format!(
+                    "{} has no custom field {name:?} to remove",
+                    view.name
+                )))
+            }
+            Some((_, true)) => {
+                return Err(CliError::Usage(format!(
+                    "{name:?} is a hidden field: its value is never taken from the command \
+                     line; use --hidden-field {name:?}"
+                )))
+            }
+            Some((key, false)) => {
+                fields.insert(key, value);
+            }
+            None => {
+                fields.insert(format!("custom:text:{name}"), value);
+            }
+        }
+    }
+    for (name, value) in read_hidden(&custom.hidden_fields)? {
+        if !titles.insert(name.clone()) {
+            return Err(CliError::Usage(format!("field {name:?} given twice")));
+        }
+        match existing(&name) {
+            Some((key, true)) => {
+                fields.insert(key, value.expose().to_string());
+            }
+            other => {
+                if let Some((shown, false)) = other {
+                    fields.insert(shown, String::new());
+                }
+                fields.insert(format!("custom:hidden:{name}"), value.expose().to_string());
+            }
+        }
+    }
     Ok(())
 }
 

@@ -256,6 +256,18 @@ pub fn summaries(items: &[ItemSummary]) {
     }
 }
 
+pub fn trash_emptied(r: &coffer_ipc::methods::TrashEmptyResult) {
+    if r.deleted == 0 && r.skipped.is_empty() {
+        println!("The trash is empty.");
+    }
+    for f in &r.folders {
+        println!("Deleted {} item(s) for good from {}.", f.deleted, f.name);
+    }
+    for name in &r.skipped {
+        println!("Left the trash of {name} as it is: your role there cannot delete items.");
+    }
+}
+
 pub fn folders(folders: &[FolderInfo]) {
     println!(
         "{:<16}  {:<24}  {:<8}  {:>5}  {:>5}",

@@ -937,9 +937,22 @@ impl<'a> Engine<'a> {
     /// space. With no cutoff known for that space (a roster removal whose
     /// author did not hold the folder, before any rotation supplied one)
     /// only the context decides.
+    ///
+    /// A [`MembershipOp::Delete`] counts as before `r` only when it is in
+    /// `r`'s past: never through a cutoff, nor for want of one. A Delete
+    /// is final for every member, so it fails closed: one concurrent with
+    /// a removal that took its author's right to delete is voided
+    /// ([`Engine::voids`]), whatever the removal's cutoffs say (a revoked
+    /// device or ex-admin cannot backdate its context into a weak window).
     fn covered(&mut self, o: usize, r: usize, mask: &Mask) -> bool {
         if self.reaches(r, o) {
             return true;
+        }
+        if matches!(
+            self.nodes[o].op,
+            Some(ControlOp::Membership(MembershipOp::Delete))
+        ) {
+            return false;
         }
         let (space, author, seq, id) = {
             let n = &self.nodes[o];

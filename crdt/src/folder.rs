@@ -2,8 +2,9 @@
 //! name and its items.
 //!
 //! Layout: `{ meta: { name }, items: { <item id hex>: { type, name, created,
-//! updated, trashed, fields: { <field>: str }, urls: str } } }` (URLs
-//! newline-joined in one scalar). Every field,
+//! updated, trashed, purged, fields: { <field>: str }, urls: str } } }`
+//! (URLs newline-joined in one scalar; `purged` marks an item emptied from
+//! the trash or moved out: [`FolderDoc::purge_items`]). Every field,
 //! secrets included, is a scalar (last writer wins, conflicts kept and shown),
 //! never Automerge Text. Each change names the items it touched in its message
 //! so history is found without decoding every change.
@@ -468,12 +469,16 @@ impl FolderDoc {
         maps
     }
 
+    /// The item's map, unless purged ([`FolderDoc::purge_items`]): a
+    /// purged item is neither read nor written.
     fn item_obj(&self, id: &ItemId) -> Result<automerge::ObjId, FolderError> {
         for items in self.item_maps() {
             if let Some((Value::Object(ObjType::Map), obj)) =
                 self.doc.get(&items, id.to_hex()).map_err(doc_err)?
             {
-                return Ok(obj);
+                if self.read_item(*id, &obj, None).is_some() {
+                    return Ok(obj);
+                }
             }
         }
         Err(FolderError::NoSuchItem(*id))
@@ -542,6 +547,53 @@ impl FolderDoc {
         self.doc.put(&obj, "updated", now_ms).map_err(doc_err)?;
         let verb = if trashed { "trash" } else { "restore" };
         self.commit(format!("{verb} item:{}", id.to_hex()), now_ms)
+    }
+
+    /// Purges items (`coffer trash empty`, the source side of `coffer mv`),
+    /// as one change: they no longer show on any member's device. The
+    /// item's map is kept (deleting its key would drop a concurrent edit
+    /// into a deleted object): the purge writes a `purged` marker and
+    /// deletes the item's `updated` key, which every edit, trash and
+    /// restore writes. An item is hidden iff it holds `purged` and no
+    /// `updated` value: an edit, trash or restore concurrent with the
+    /// purge keeps its `updated` value (a delete removes only the values
+    /// it saw), so the item shows again, with that change, on every
+    /// replica. Earlier changes stay in the folder's history.
+    pub fn purge_items(&mut self, ids: &[ItemId], now_ms: i64) -> Result<Vec<u8>, FolderError> {
+        if ids.is_empty() {
+            return Err(FolderError::NothingChanged);
+        }
+        let mut message = String::from("purge");
+        for id in ids {
+            let key = id.to_hex();
+            let mut found = false;
+            for items in self.item_maps() {
+                let Some((Value::Object(ObjType::Map), obj)) =
+                    self.doc.get(&items, key.as_str()).map_err(doc_err)?
+                else {
+                    continue;
+                };
+                if self.read_item(*id, &obj, None).is_none() {
+                    continue;
+                }
+                let written = self
+                    .doc
+                    .put(&obj, "purged", now_ms)
+                    .and_then(|()| self.doc.delete(&obj, "updated"));
+                if let Err(e) = written {
+                    self.doc.rollback();
+                    return Err(doc_err(e));
+                }
+                found = true;
+            }
+            if !found {
+                self.doc.rollback();
+                return Err(FolderError::NoSuchItem(*id));
+            }
+            message.push_str(" item:");
+            message.push_str(&key);
+        }
+        self.commit(message, now_ms)
     }
 
     /// Applies a change received in an envelope from `author`. The change's
@@ -647,12 +699,17 @@ impl FolderDoc {
         let (mut item_type, mut name, mut created_ms, mut updated_ms, mut trashed_ms) =
             (None, None, None, None, None);
         let (mut fields_obj, mut urls) = (None, Vec::new());
+        let (mut purged, mut has_updated) = (false, false);
         for (key, value, obj_id, _) in entries(obj) {
             match key.as_str() {
+                "purged" => purged = true,
                 "type" => item_type = scalar_string(&value).and_then(|t| ItemType::parse(&t)),
                 "name" => name = scalar_string(&value),
                 "created" => created_ms = scalar_int(&value),
-                "updated" => updated_ms = scalar_int(&value),
+                "updated" => {
+                    has_updated = true;
+                    updated_ms = scalar_int(&value);
+                }
                 "trashed" => trashed_ms = scalar_int(&value),
                 "fields" if value == Value::Object(ObjType::Map) => fields_obj = Some(obj_id),
                 "urls" => {
@@ -668,6 +725,10 @@ impl FolderDoc {
                 }
                 _ => {}
             }
+        }
+        if purged && !has_updated {
+            // Purged, and nothing written to it concurrently: gone.
+            return None;
         }
         let (item_type, name) = (item_type?, name?);
         let created_ms = created_ms.unwrap_or(0);
@@ -816,6 +877,70 @@ mod tests {
             updated_ms: 7,
             trashed_ms: None,
         }
+    }
+
+    #[test]
+    fn purged_items_are_gone_on_every_replica_and_a_bad_id_purges_nothing() {
+        let dev = DeviceId([1; 32]);
+        let mut doc = FolderDoc::new(dev);
+        let a = edit(&[("password", "pa")]);
+        let batch = [
+            new(1, ItemType::Login, "alpha", &a),
+            new(2, ItemType::Login, "beta", &a),
+            new(3, ItemType::Login, "gamma", &a),
+        ];
+        let added = doc.add_items(&batch, 7).unwrap();
+        let mut other = FolderDoc::new(DeviceId([2; 32]));
+        other.apply_change(&dev, &added).unwrap();
+
+        // An unknown id refuses the whole purge and writes nothing.
+        assert_eq!(
+            doc.purge_items(&[ItemId([1; 16]), ItemId([9; 16])], 8),
+            Err(FolderError::NoSuchItem(ItemId([9; 16])))
+        );
+        assert_eq!(doc.items().len(), 3);
+        assert_eq!(doc.purge_items(&[], 8), Err(FolderError::NothingChanged));
+
+        let purged = doc
+            .purge_items(&[ItemId([1; 16]), ItemId([3; 16])], 8)
+            .unwrap();
+        assert_eq!(
+            touched_items(&purged),
+            vec![ItemId([1; 16]), ItemId([3; 16])]
+        );
+        other.apply_change(&dev, &purged).unwrap();
+        for d in [&doc, &other] {
+            let names: Vec<String> = d.items().into_iter().map(|i| i.name).collect();
+            assert_eq!(names, ["beta"]);
+            assert_eq!(d.item(ItemId([1; 16])), None);
+        }
+        // A purged item is not written any more, nor purged twice.
+        assert_eq!(
+            doc.edit_item(ItemId([1; 16]), &edit(&[("password", "x")]), 9),
+            Err(FolderError::NoSuchItem(ItemId([1; 16])))
+        );
+        assert_eq!(
+            doc.purge_items(&[ItemId([1; 16])], 9),
+            Err(FolderError::NoSuchItem(ItemId([1; 16])))
+        );
+        // A concurrent edit of a purged item brings it back, edit included,
+        // on every replica (red-team finding: it was lost).
+        let mut editor = FolderDoc::new(DeviceId([3; 32]));
+        editor.apply_change(&dev, &added).unwrap();
+        let edited = editor
+            .edit_item(ItemId([3; 16]), &edit(&[("password", "late")]), 9)
+            .unwrap();
+        other.apply_change(&DeviceId([3; 32]), &edited).unwrap();
+        editor.apply_change(&dev, &purged).unwrap();
+        for d in [&other, &editor] {
+            let back = d.item(ItemId([3; 16])).expect("the concurrent edit shows");
+            assert_eq!(back.fields["password"], "late");
+            assert_eq!(d.item(ItemId([1; 16])), None);
+        }
+        // Purged again by someone who saw the edit: gone everywhere.
+        let again = other.purge_items(&[ItemId([3; 16])], 10).unwrap();
+        editor.apply_change(&DeviceId([2; 32]), &again).unwrap();
+        assert_eq!(editor.item(ItemId([3; 16])), None);
     }
 
     #[test]

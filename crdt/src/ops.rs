@@ -174,6 +174,15 @@ pub enum MembershipOp {
     /// Binds a folder founded outside any team to `team` (a personal folder
     /// being shared in place): by a Folder Manager, once.
     BindTeam { team: SpaceId },
+    /// Deletes the folder for every member (`coffer folder rm` by a Folder
+    /// Manager or team admin): every replica stops showing it and writes
+    /// nothing more to it. Refused on a folder founded outside any team (a
+    /// personal folder). Voided by any concurrent removal that took its
+    /// author's right to delete, whatever its cutoffs (fail closed: see
+    /// `docs/security.md` §5); no op undoes one that stands. Its
+    /// envelopes are kept and forwarded like any others, so members
+    /// offline now learn of it later.
+    Delete,
 }
 
 /// A team roster op (payload of a [`Kind::Roster`] envelope).
@@ -418,7 +427,7 @@ impl ControlOp {
                         && cutoffs.iter().all(|(_, c)| c.len() <= MAX_OP_ENTRIES)
                 }
                 MembershipOp::Rewrap { wraps, .. } => wraps.len() <= MAX_OP_ENTRIES,
-                MembershipOp::BindTeam { .. } => true,
+                MembershipOp::BindTeam { .. } | MembershipOp::Delete => true,
             },
             ControlOp::Roster(op) => match op {
                 RosterOp::Found { name, founder, .. } => name_ok(name) && user_ok(founder),

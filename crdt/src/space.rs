@@ -303,6 +303,63 @@ impl Space {
         self.eval.state.rights(device).manager
     }
 
+    /// Whether this folder was founded outside any team (a personal
+    /// folder, shared in place or not): the acceptance rule refuses its
+    /// [`MembershipOp::Delete`].
+    pub fn founded_outside_team(&self) -> bool {
+        self.eval.state.folder.founded_outside_team
+    }
+
+    /// Whether `device` may delete this folder (`MembershipOp::Delete`):
+    /// it manages it and, for a folder founded outside any team (a
+    /// personal folder), holds a direct device grant as Folder Manager
+    /// (its owner's devices; not a team admin, nor a user or group grant).
+    pub fn may_delete(&self, device: &DeviceId) -> bool {
+        let state = &self.eval.state;
+        self.can_manage(device)
+            && (!state.folder.founded_outside_team
+                || state
+                    .folder
+                    .grants
+                    .get(&Principal::Device(*device))
+                    .is_some_and(|g| g.role == Role::Manager))
+    }
+
+    /// Whether an accepted [`MembershipOp::Delete`] deleted this folder.
+    pub fn is_deleted(&self) -> bool {
+        self.eval.state.folder.deleted.is_some()
+    }
+
+    /// Whether `device` holds no role here because it left by itself: an
+    /// accepted removal written by it (or by another device of its user)
+    /// names it, as its device or its user.
+    /// A folder left so is not shown on that device; one whose member was
+    /// removed by a manager still shows what it could read before.
+    pub fn left_by_itself(&self, device: &DeviceId) -> bool {
+        if self.role_of(device).is_some() {
+            return false;
+        }
+        let user = self.eval.state.user_of(device).cloned();
+        self.held().any(|e| {
+            e.kind() == Kind::Membership
+                && (e.author() == *device
+                    || user.is_some() && self.eval.state.user_of(&e.author()) == user.as_ref())
+                && self.is_accepted(&e.id())
+                && match ControlOp::decode(e.kind(), &e.body().payload) {
+                    Ok(ControlOp::Membership(MembershipOp::Remove {
+                        principal,
+                        to: None,
+                        ..
+                    })) => match principal {
+                        Principal::Device(d) => d == *device,
+                        Principal::User(u) => Some(u) == user,
+                        Principal::Group(_) => false,
+                    },
+                    _ => false,
+                }
+        })
+    }
+
     /// Every member device and its role.
     pub fn members(&self) -> BTreeMap<DeviceId, Role> {
         self.eval

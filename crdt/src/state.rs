@@ -97,6 +97,15 @@ pub struct FolderState {
     /// The team roster the folder belongs to (its founding op, or a
     /// `BindTeam`): only that roster's users and groups may be granted.
     pub team: Option<SpaceId>,
+    /// The [`MembershipOp::Delete`] that deleted the folder (the first in
+    /// the control order), if any. It stands unless a concurrent removal
+    /// of its author voids it (`accept::Engine::covered`).
+    pub deleted: Option<EnvelopeId>,
+    /// Founded outside any team (`Found { team: None }`): a personal
+    /// folder, even once bound to a team. Its `Delete` needs a direct
+    /// device grant as Folder Manager (its owner's devices): team admin
+    /// rights and user or group grants do not suffice.
+    pub founded_outside_team: bool,
 }
 
 /// Roster and folder state together: what a space's control ops built.
@@ -548,6 +557,7 @@ impl State {
             }
             self.folder.genesis = Some(info.id);
             self.folder.team = *team;
+            self.folder.founded_outside_team = team.is_none();
             self.folder.grants.insert(
                 Principal::Device(author),
                 Grant {
@@ -753,6 +763,27 @@ impl State {
                     return deny("the folder is judged against another team's roster");
                 }
                 self.folder.team = Some(*team);
+                Ok(())
+            }
+            MembershipOp::Delete => {
+                if !rights.manager {
+                    return deny("only a Folder Manager or team admin may delete the folder");
+                }
+                let owner = self
+                    .folder
+                    .grants
+                    .get(&Principal::Device(author))
+                    .is_some_and(|g| g.role == Role::Manager);
+                if self.folder.founded_outside_team && !owner {
+                    return deny("a folder founded outside any team (a personal folder) is deleted only by its owner's devices (a direct Folder Manager grant)");
+                }
+                if self.folder.deleted.is_some() {
+                    if info.strict {
+                        return deny("the folder is deleted already");
+                    }
+                    return Ok(());
+                }
+                self.folder.deleted = Some(info.id);
                 Ok(())
             }
             MembershipOp::Rewrap { epoch, wraps } => {

@@ -271,6 +271,32 @@ pub fn unlock(
     Ok(RootSecret(Zeroizing::new(root)))
 }
 
+/// The record that protects the same root secret under `new_pin`: a fresh
+/// salt, the same KDF cost and pepper. `old_pin` must open `record`. The
+/// caller stores the new record in place of the old one in one transaction:
+/// nothing else changes (the root secret, so every key sealed under it, and
+/// the pepper file stay), so a crash leaves one PIN or the other in force.
+pub fn change_pin(
+    data_dir: &Path,
+    record: &KeystoreRecord,
+    old_pin: &str,
+    new_pin: &str,
+    rng: &mut impl CryptoRngCore,
+) -> Result<KeystoreRecord, KeystoreError> {
+    let root = unlock(data_dir, record, old_pin)?;
+    check_pin(new_pin)?;
+    let pepper = read_secret_file(&secret_file_path(data_dir))?;
+    let mut salt = [0u8; 16];
+    rng.fill_bytes(&mut salt);
+    let kek = derive_kek(new_pin, &salt, &pepper, &record.kdf)?;
+    Ok(KeystoreRecord {
+        version: record.version,
+        kdf: record.kdf,
+        salt,
+        sealed_root: seal(&kek, root.0.as_slice(), ROOT_AAD, rng),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +338,29 @@ mod tests {
         assert!(matches!(
             unlock(dir.path(), &record, "190372"),
             Err(KeystoreError::SecretFile { .. })
+        ));
+    }
+
+    #[test]
+    fn a_changed_pin_opens_the_same_root_and_the_old_one_does_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut rng = rand::rngs::OsRng;
+        let (record, root) = create(dir.path(), "483920", CHEAP, &mut rng).expect("create");
+        assert!(matches!(
+            change_pin(dir.path(), &record, "999111", "572018", &mut rng),
+            Err(KeystoreError::WrongPin)
+        ));
+        assert!(matches!(
+            change_pin(dir.path(), &record, "483920", "123456", &mut rng),
+            Err(KeystoreError::BadPin)
+        ));
+        let new = change_pin(dir.path(), &record, "483920", "572018", &mut rng).expect("change");
+        assert_ne!(new.salt, record.salt);
+        let opened = unlock(dir.path(), &new, "572018").expect("new PIN opens");
+        assert_eq!(opened.0.as_slice(), root.0.as_slice());
+        assert!(matches!(
+            unlock(dir.path(), &new, "483920"),
+            Err(KeystoreError::WrongPin)
         ));
     }
 

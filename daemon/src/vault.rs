@@ -452,6 +452,61 @@ impl Vault {
         Ok(())
     }
 
+    /// `coffer pin change`: checks `old_pin` (a wrong one counts as a failed
+    /// attempt, with the same backoff as unlocking), then stores the root
+    /// secret re-wrapped under `new_pin` in one transaction, the failure
+    /// count reset with it. Nothing else changes: the device keys, folders
+    /// and peers are untouched, and the lock state stays as it was.
+    pub fn change_pin(
+        &mut self,
+        old_pin: &str,
+        new_pin: &str,
+        now: Now,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), VaultError> {
+        if self.replica.is_none() {
+            return Err(VaultError::NotInitialized);
+        }
+        keystore::check_pin(new_pin)?;
+        let failures = self
+            .store
+            .get_json::<Failures>(KV_FAILURES)?
+            .unwrap_or_default();
+        let wait = failures.wait_secs(now.unix_secs());
+        if wait > 0 {
+            return Err(VaultError::TooManyAttempts {
+                retry_after_secs: wait,
+            });
+        }
+        let record: KeystoreRecord = self
+            .store
+            .get_json(KV_KEYSTORE)?
+            .ok_or(VaultError::NotInitialized)?;
+        let new = match keystore::change_pin(&self.data_dir, &record, old_pin, new_pin, rng) {
+            Ok(new) => new,
+            Err(KeystoreError::WrongPin) => {
+                let failures = Failures {
+                    count: failures.count.saturating_add(1),
+                    last_unix: now.unix_secs(),
+                };
+                self.store.put_json(KV_FAILURES, &failures)?;
+                warn!(failures = failures.count, "wrong PIN on a PIN change");
+                return Err(VaultError::WrongPin);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let json = |v: &dyn erased::Json| v.to_json();
+        self.store.persist(
+            &[
+                (KV_KEYSTORE, json(&new)),
+                (KV_FAILURES, json(&Failures::default())),
+            ],
+            &[],
+        )?;
+        info!("PIN changed");
+        Ok(())
+    }
+
     /// Forgets every key and decrypted document.
     pub fn lock(&mut self, reason: LockReason) {
         if let Some(r) = self.replica.as_mut() {

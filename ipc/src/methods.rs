@@ -293,6 +293,91 @@ method!(
     /// Links a TOTP secret to an existing item (or replaces it).
     TotpSet, "totp.set", TotpSetParams, ItemView
 );
+/// `pin.change`: the current PIN, then the new one (never logged: no `Debug`).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PinChangeParams {
+    pub old_pin: String,
+    pub new_pin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FolderRenameParams {
+    /// The folder: a name or an id prefix.
+    pub folder: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FolderRemoveParams {
+    /// The folder: a name or an id prefix.
+    pub folder: String,
+    /// Delete it even though it holds items (they go with it).
+    #[serde(default)]
+    pub force: bool,
+    /// Leave the folder even as its Folder Manager (instead of deleting it).
+    #[serde(default)]
+    pub leave: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FolderRemoveResult {
+    pub id: String,
+    pub name: String,
+    /// `deleted` (for every member) or `left` (the others keep it).
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemMoveParams {
+    /// The item: a name, `FOLDER/NAME`, or an id prefix.
+    pub item: String,
+    /// The folder to move it to: a name or an id prefix.
+    pub folder: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrashEmptyParams {
+    /// Only this folder's trash; every folder's when absent.
+    pub folder: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrashEmptied {
+    pub id: String,
+    pub name: String,
+    pub deleted: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrashEmptyResult {
+    /// Items deleted for good, in all.
+    pub deleted: usize,
+    /// Per folder.
+    pub folders: Vec<TrashEmptied>,
+    /// Folders with trashed items this device may not change (by name).
+    pub skipped: Vec<String>,
+}
+
+method!(
+    /// Re-wraps the keystore under a new PIN (the old one must be right).
+    PinChange, "pin.change", PinChangeParams, Empty
+);
+method!(
+    /// Renames a folder for every member (Folder Manager).
+    FolderRename, "folder.rename", FolderRenameParams, FolderInfo
+);
+method!(
+    /// Deletes a folder for every member (Folder Manager), or leaves it.
+    FolderRemove, "folder.rm", FolderRemoveParams, FolderRemoveResult
+);
+method!(
+    /// Moves an item to another folder (write rights in both).
+    ItemMove, "item.move", ItemMoveParams, ItemView
+);
+method!(
+    /// Deletes trashed items for good.
+    TrashEmpty, "trash.empty", TrashEmptyParams, TrashEmptyResult
+);
 method!(
     /// Imports another password manager's export, all or nothing.
     Import, "import", ImportParams, ImportResult

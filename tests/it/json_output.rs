@@ -97,6 +97,8 @@ fn every_command_prints_json_with_json_errors_included() {
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     let pin = format!("{PIN}\n");
+    let pin_change = format!("{PIN}\n739251\n");
+    let pin_back = format!("739251\n{PIN}\n");
     let device0 = "00".repeat(32);
     let (tpl, out, codes, bak) = (
         file("tpl"),
@@ -137,6 +139,21 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["restore", "memo"], "", 0),
         (vec!["folder", "create", "Ops"], "", 0),
         (vec!["folder", "ls"], "", 0),
+        (vec!["add", "login", "ssh", "--field", "host=db1", "--hidden-field", "key"], "pw-2\nk3y\n", 0),
+        (vec!["edit", "ssh", "--field", "host=db2"], "", 0),
+        (vec!["edit", "ssh", "--field", "key=on-argv"], "", 2),
+        (vec!["folder", "create", "Tmp"], "", 0),
+        (vec!["folder", "rename", "Tmp", "Scratch"], "", 0),
+        (vec!["folder", "rename", "Nowhere", "X"], "", 5),
+        (vec!["mv", "ssh", "Scratch"], "", 0),
+        (vec!["mv", "ssh", "Scratch"], "", 9),
+        (vec!["folder", "rm", "Scratch"], "", 9),
+        (vec!["folder", "rm", "Scratch", "--force"], "", 0),
+        (vec!["folder", "rm", "Personal"], "", 9),
+        (vec!["rm", "visa"], "", 0),
+        (vec!["trash", "ls"], "", 0),
+        (vec!["trash", "empty"], "", 0),
+        (vec!["pin", "change"], "999999-no\n739251\n", 7),
         (vec!["generate", "--words", "4"], "", 0),
         (vec!["import", &codes, "--dry-run"], "", 0),
         (vec!["export", "--yes"], "", 0),
@@ -178,6 +195,8 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["service", "install"], "", 20),
         (vec!["service", "uninstall"], "", 20),
         (vec!["completion", "fish"], "", 0),
+        (vec!["pin", "change"], &pin_change, 0),
+        (vec!["pin", "change"], &pin_back, 0),
         (vec!["nonsense"], "", 2),
     ];
 

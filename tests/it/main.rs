@@ -7,6 +7,7 @@ mod bad_input;
 mod cli_e2e;
 mod clipboard;
 mod crash;
+mod daily;
 mod discovery;
 mod enrol;
 mod export;

@@ -15,6 +15,8 @@ pub enum Needs {
     Manager,
     /// A team admin.
     Admin,
+    /// Renaming or deleting a folder: Folder Manager (or a team admin).
+    FolderManager,
 }
 
 /// Why a replica command was refused; nothing was written.
@@ -63,6 +65,7 @@ pub enum ReplicaError {
         Needs::Writer => "changing items needs the Item Manager (editor) or Folder Manager role",
         Needs::Manager => "changing a folder's members needs the Folder Manager role",
         Needs::Admin => "this needs a team admin",
+        Needs::FolderManager => "renaming or deleting a folder needs the Folder Manager role (a member leaves with `coffer folder rm`)",
     })]
     NotAllowed { role: Option<Role>, needs: Needs },
     /// Only a team admin may do this.
@@ -103,6 +106,20 @@ pub enum ReplicaError {
     /// opened it: reopened, nothing written; the retry works.
     #[error("this device was removed from the folder and added again since it was opened; nothing was written: run the command again")]
     StaleIncarnation,
+    /// A personal folder cannot be deleted: the Personal folder (new items
+    /// go there), or a folder founded outside any team by someone else
+    /// (only its owner's devices may delete it: the acceptance rule).
+    #[error("this personal folder cannot be deleted here: the Personal folder stays (rename it instead), and another user's personal folder is deleted only by its owner (you can leave it)")]
+    PersonalFolder,
+    /// `folder rm` of a folder that still holds items, without `force`.
+    #[error("folder {name:?} still holds {items} item(s), trash included: move them out (`coffer mv ITEM FOLDER`) or pass --force to delete them with it")]
+    FolderNotEmpty { name: String, items: usize },
+    /// Leaving a folder this device's user reaches through a user group.
+    #[error("you are a member of this folder through group {group:?}: a Folder Manager can take the group out (`coffer folder unshare`), or a team admin you out of the group")]
+    LeaveThroughGroup { group: String },
+    /// `mv` to the folder the item is in.
+    #[error("the item is in folder {folder:?} already")]
+    SameFolder { folder: String },
     /// A pairing request outside what pairing is for.
     #[error("{0}")]
     Pairing(&'static str),

@@ -90,7 +90,7 @@ pub struct ImportPlan {
 /// Splits items into batches of at most 500 items and about 256 KiB of
 /// text, so each batch is one change whose envelope stays far below the
 /// envelope limit (a single item is bounded by `MAX_EDIT_BYTES`).
-fn chunks<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+pub(super) fn chunks<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
     const MAX_ITEMS: usize = 500;
     const MAX_TEXT: usize = 256 * 1024;
     let mut out = Vec::new();
@@ -375,7 +375,7 @@ impl Replica {
     /// next envelope. On a refusal after the document changed, the folder
     /// is reopened from its space, so memory never runs ahead of what is
     /// sealed.
-    fn write<F>(
+    pub(super) fn write<F>(
         &mut self,
         folder: SpaceId,
         rng: &mut impl CryptoRngCore,
@@ -452,7 +452,7 @@ impl Replica {
         }
     }
 
-    fn item_events(
+    pub(super) fn item_events(
         &mut self,
         folder: SpaceId,
         touched: impl IntoIterator<Item = ItemId>,

@@ -23,6 +23,7 @@
 
 mod error;
 mod items;
+mod manage;
 mod open;
 mod sync;
 mod team;
@@ -42,6 +43,7 @@ use crate::state::State;
 
 pub use error::{Needs, ReplicaError};
 pub use items::{FolderSummary, HistoryItem, ImportItem, ImportPlan, ItemQuery, NewItemSpec};
+pub use manage::{FolderRemoval, TrashEmptied};
 pub use open::Skip;
 pub use sync::{
     PeerErrorCode, PeerSummary, ProtocolViolation, SpaceDigest, SpaceSummary, SyncMessage, Tip,
@@ -118,6 +120,8 @@ pub enum ItemChange {
     Edited,
     Trashed,
     Restored,
+    /// Deleted for good (the trash emptied, or moved to another folder).
+    Deleted,
     /// Arrived from a peer.
     Synced,
 }
@@ -585,6 +589,13 @@ impl Replica {
         let Some(space) = self.folders.get(&id) else {
             return;
         };
+        if OpenFolder::hidden(space, &unlocked.keys.device_id()) {
+            // Deleted, or left: no longer shown (its envelopes stay and sync).
+            if unlocked.open.remove(&id).is_some() {
+                self.emit(Event::FolderChanged { folder: id });
+            }
+            return;
+        }
         let order: Vec<EnvelopeId> = space.accepted_content().map(Envelope::id).collect();
         let epoch_keys = space.epoch_keys(&unlocked.keys);
         let reusable = match unlocked.open.get_mut(&id) {

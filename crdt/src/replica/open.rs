@@ -52,8 +52,13 @@ pub enum Skip {
 }
 
 impl OpenFolder {
-    /// Opens `space` with `keys`: `None` when no epoch key reaches this device.
+    /// Opens `space` with `keys`: `None` when no epoch key reaches this
+    /// device, or the folder is not to be shown here (deleted, or left by
+    /// this device: [`OpenFolder::hidden`]).
     pub fn open(space: &Space, keys: &DeviceKeys) -> Option<OpenFolder> {
+        if OpenFolder::hidden(space, &keys.device_id()) {
+            return None;
+        }
         let epoch_keys = space.epoch_keys(keys);
         if epoch_keys.is_empty() {
             return None;
@@ -75,6 +80,12 @@ impl OpenFolder {
         open.doc.set_writer(me, open.incarnation);
         open.items = open.doc.items().into_iter().map(|i| (i.id, i)).collect();
         Some(open)
+    }
+
+    /// Whether `me` no longer shows the folder: it was deleted for every
+    /// member, or `me` left it.
+    pub fn hidden(space: &Space, me: &crate::ids::DeviceId) -> bool {
+        space.is_deleted() || space.left_by_itself(me)
     }
 
     /// Applies accepted content envelopes in order (deps first), checking

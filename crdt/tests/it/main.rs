@@ -4,6 +4,8 @@
 mod attacks;
 mod harness;
 mod hostile_peers;
+mod manage;
+mod manage_attacks;
 mod net;
 mod replica;
 mod scenarios;

@@ -55,6 +55,9 @@ struct Sim {
     team: bool,
     shared: SpaceId,
     acks: Vec<Ack>,
+    /// Names of items some node deleted for good (trash emptied) or moved
+    /// out of the shared folder: acked writes that need not be shown.
+    gone: BTreeSet<String>,
     /// Envelopes the adversary forged: none may take effect.
     forged: Vec<EnvelopeId>,
     writes: u64,
@@ -156,6 +159,7 @@ impl Sim {
             team,
             shared,
             acks: Vec::new(),
+            gone: BTreeSet::new(),
             forged: Vec::new(),
             writes: 0,
             stats: BTreeMap::new(),
@@ -256,6 +260,52 @@ impl Sim {
             ) => self.count("edit refused"),
             Err(_) if self.is_adversary(i) => self.count("edit refused"),
             Err(e) => panic!("edit on node {i}: {e}; COFFER_SIM_SEED={}", self.seed),
+        }
+        self.w.nodes[i].drain();
+    }
+
+    /// `coffer trash empty --folder SHARED`, or `coffer mv` of a shared
+    /// item into the node's Personal folder: deletions for good, racing
+    /// edits, removals and rebuilds.
+    fn reorganise(&mut self, i: usize, move_out: bool) {
+        let node = &self.w.nodes[i];
+        let Ok(live) = node.replica.items(Some(SHARED), false) else {
+            return;
+        };
+        let Ok(trashed) = node.replica.items(Some(SHARED), true) else {
+            return;
+        };
+        let result = if move_out {
+            if live.is_empty() {
+                return;
+            }
+            let k = (self.w.rng.next_u32() as usize) % live.len();
+            let (id, name) = (live[k].1.id.to_hex(), live[k].1.name.clone());
+            self.gone.insert(name);
+            let personal = self.w.nodes[i].replica.identity().personal.to_hex();
+            self.w.nodes[i]
+                .replica
+                .move_item(&id, &personal, 70, &mut self.w.rng)
+                .map(|_| ())
+        } else {
+            let names: Vec<String> = trashed.iter().map(|(_, i)| i.name.clone()).collect();
+            self.gone.extend(names);
+            self.w.nodes[i]
+                .replica
+                .empty_trash(Some(SHARED), 70, &mut self.w.rng)
+                .map(|_| ())
+        };
+        match result {
+            Ok(()) => self.count("reorganise acked"),
+            Err(
+                ReplicaError::NotAllowed { .. }
+                | ReplicaError::Locked
+                | ReplicaError::NoSuchItem { .. }
+                | ReplicaError::NoSuchFolder { .. }
+                | ReplicaError::StaleIncarnation,
+            ) => self.count("reorganise refused"),
+            Err(_) if self.is_adversary(i) => self.count("reorganise refused"),
+            Err(e) => panic!("reorganise on node {i}: {e}; COFFER_SIM_SEED={}", self.seed),
         }
         self.w.nodes[i].drain();
     }
@@ -556,6 +606,8 @@ impl Sim {
                 let a = self.w.adversary.expect("checked");
                 self.misbehave(a);
             }
+            90..=91 => self.reorganise(i, false),
+            92 => self.reorganise(i, true),
             _ => {}
         }
         let rounds = self.rand(4);
@@ -751,7 +803,7 @@ impl Sim {
             }
             match space.outcome_of(&ack.env) {
                 Some(Outcome::Accepted) => assert!(
-                    shown.contains(&ack.name),
+                    shown.contains(&ack.name) || self.gone.contains(&ack.name),
                     "acked write {} accepted but not shown; COFFER_SIM_SEED={seed}",
                     ack.name
                 ),

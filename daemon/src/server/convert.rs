@@ -80,9 +80,9 @@ fn replica_code(e: &ReplicaError) -> ErrorCode {
         | ReplicaError::NotAMember { .. }
         | ReplicaError::NoSuchDevice { .. } => ErrorCode::NotFound,
         ReplicaError::Ambiguous { .. } => ErrorCode::Ambiguous,
-        ReplicaError::NotAllowed { .. } | ReplicaError::NotAdmin { .. } => {
-            ErrorCode::PermissionDenied
-        }
+        ReplicaError::NotAllowed { .. }
+        | ReplicaError::NotAdmin { .. }
+        | ReplicaError::LeaveThroughGroup { .. } => ErrorCode::PermissionDenied,
         ReplicaError::WrongKeys { .. } | ReplicaError::Internal(_) => ErrorCode::Internal,
         _ => ErrorCode::InvalidInput,
     }
@@ -285,6 +285,7 @@ pub fn event(e: ReplicaEvent) -> Option<Event> {
                 ItemChange::Edited => "edited",
                 ItemChange::Trashed => "trashed",
                 ItemChange::Restored => "restored",
+                ItemChange::Deleted => "deleted",
                 ItemChange::Synced => "synced",
             }
             .into(),

@@ -3,7 +3,7 @@
 //! them, and [`handler`] is the one place that parses and serialises.
 
 use coffer_crdt::folder::{ItemEdit, ItemType};
-use coffer_crdt::replica::{ItemQuery, LockReason, NewItemSpec};
+use coffer_crdt::replica::{FolderRemoval, ItemQuery, LockReason, NewItemSpec};
 use coffer_ipc::methods::{self as m, Method};
 use coffer_ipc::{ErrorCode, RpcError};
 use rand::rngs::OsRng;
@@ -43,6 +43,11 @@ pub(super) const METHODS: &[(&str, Handler)] = &[
     (m::TotpGet::NAME, handler::<m::TotpGet>),
     (m::TotpSet::NAME, handler::<m::TotpSet>),
     (m::Export::NAME, handler::<m::Export>),
+    (m::PinChange::NAME, handler::<m::PinChange>),
+    (m::FolderRename::NAME, handler::<m::FolderRename>),
+    (m::FolderRemove::NAME, handler::<m::FolderRemove>),
+    (m::ItemMove::NAME, handler::<m::ItemMove>),
+    (m::TrashEmpty::NAME, handler::<m::TrashEmpty>),
 ];
 
 fn item_type(name: &str) -> Result<ItemType, Failure> {
@@ -227,5 +232,69 @@ impl OnVault for m::TotpSet {
 impl OnVault for m::Export {
     fn run(v: &mut Vault, p: m::ExportParams) -> Result<m::ExportResult, Failure> {
         export_text(v, p)
+    }
+}
+
+impl OnVault for m::PinChange {
+    fn run(v: &mut Vault, p: m::PinChangeParams) -> Result<m::Empty, Failure> {
+        v.change_pin(&p.old_pin, &p.new_pin, now(), &mut OsRng)?;
+        Ok(m::Empty {})
+    }
+}
+
+impl OnVault for m::FolderRename {
+    fn run(v: &mut Vault, p: m::FolderRenameParams) -> Result<m::FolderInfo, Failure> {
+        let f = v
+            .replica_mut()?
+            .rename_folder(&p.folder, &p.name, now().unix_ms, &mut OsRng)?;
+        Ok(convert::folder_info(&f))
+    }
+}
+
+impl OnVault for m::FolderRemove {
+    fn run(v: &mut Vault, p: m::FolderRemoveParams) -> Result<m::FolderRemoveResult, Failure> {
+        let (id, name, outcome) = v
+            .replica_mut()?
+            .remove_folder(&p.folder, p.force, p.leave)?;
+        Ok(m::FolderRemoveResult {
+            id: id.to_hex(),
+            name,
+            outcome: match outcome {
+                FolderRemoval::Deleted => "deleted",
+                FolderRemoval::Left => "left",
+            }
+            .into(),
+        })
+    }
+}
+
+impl OnVault for m::ItemMove {
+    fn run(v: &mut Vault, p: m::ItemMoveParams) -> Result<m::ItemView, Failure> {
+        let (_, folder, id) =
+            v.replica_mut()?
+                .move_item(&p.item, &p.folder, now().unix_ms, &mut OsRng)?;
+        view(v, folder, id)
+    }
+}
+
+impl OnVault for m::TrashEmpty {
+    fn run(v: &mut Vault, p: m::TrashEmptyParams) -> Result<m::TrashEmptyResult, Failure> {
+        let done = v
+            .replica_mut()?
+            .empty_trash(p.folder.as_deref(), now().unix_ms, &mut OsRng)?;
+        let r = v.replica()?;
+        Ok(m::TrashEmptyResult {
+            deleted: done.purged.values().sum(),
+            folders: done
+                .purged
+                .iter()
+                .map(|(id, n)| m::TrashEmptied {
+                    id: id.to_hex(),
+                    name: r.folder_name(id),
+                    deleted: *n,
+                })
+                .collect(),
+            skipped: done.skipped.iter().map(|id| r.folder_name(id)).collect(),
+        })
     }
 }
