@@ -141,7 +141,7 @@ fn custom_fields_round_trip_through_add_edit_get_and_history() {
         ],
         "shared-psk-2\n",
     );
-    let v = a.json(&["get", "vpn", "--json"], "");
+    let v = a.json(&["get", "vpn", "--json", "--reveal"], "");
     assert_eq!(v["fields"]["custom:text:host"], "db2");
     assert!(v["fields"].get("custom:text:port").is_none(), "{v}");
     assert_eq!(v["fields"]["custom:hidden:psk"], "shared-psk-2");
