@@ -97,6 +97,9 @@ pub fn status(s: &StatusResult) {
         );
     }
     println!("auto-lock after {} s idle", s.auto_lock_secs);
+    if let Some(notice) = &s.notice {
+        println!("notice: {notice}");
+    }
 }
 
 fn field_line(key: &str, value: &str, secret: bool, reveal: bool) -> String {

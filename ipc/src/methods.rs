@@ -44,6 +44,13 @@ pub struct StatusResult {
     pub data_dir: String,
     pub socket: String,
     pub pid: u32,
+    /// This device's standing in its team: `no_team`, `member`, `revoked`
+    /// (the device) or `removed` (its user); null when not initialised.
+    #[serde(default)]
+    pub standing: Option<String>,
+    /// What to tell the user when the team took this device out.
+    #[serde(default)]
+    pub notice: Option<String>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ mod removal;
 mod rough_edges;
 mod secret_refs;
 mod service;
+mod standing;
 mod sync;
 mod team;
 mod tidy;

@@ -173,6 +173,7 @@ impl Replica {
         rng: &mut impl CryptoRngCore,
     ) -> Result<FolderSummary, ReplicaError> {
         let name = check_name(name, crate::folder::MAX_NAME_LEN)?;
+        self.check_standing()?;
         if name.contains('/') {
             return Err(ReplicaError::BadName {
                 name,
@@ -384,6 +385,7 @@ impl Replica {
     where
         F: FnOnce(&mut FolderDoc) -> Result<Vec<u8>, FolderError>,
     {
+        self.check_standing()?;
         let u = self.unlocked.as_mut().ok_or(ReplicaError::Locked)?;
         let space = self
             .folders
@@ -482,6 +484,7 @@ impl Replica {
     ) -> Result<(SpaceId, ItemId), ReplicaError> {
         self.unlocked()?;
         let folder = self.resolve_folder(spec.folder.as_deref())?;
+        self.check_standing()?;
         let mut fields = spec.fields;
         schema::normalize_new(spec.item_type, &mut fields)?;
         let name = check_name(&spec.name, crate::folder::MAX_NAME_LEN)?;
@@ -512,6 +515,7 @@ impl Replica {
     ) -> Result<(SpaceId, ItemId), ReplicaError> {
         let (folder, id) = self.resolve_item(query)?;
         let item_type = self.item(&folder, &id)?.item_type;
+        self.check_standing()?;
         schema::normalize(item_type, &mut edit.fields)?;
         if item_type == ItemType::Totp && edit.fields.get("totp").is_some_and(|t| t.is_empty()) {
             return Err(schema::SchemaError::TotpRequired.into());
@@ -540,6 +544,7 @@ impl Replica {
     ) -> Result<(SpaceId, ItemId), ReplicaError> {
         let (folder, id) = self.resolve_item(query)?;
         let item_type = self.item(&folder, &id)?.item_type;
+        self.check_standing()?;
         if !matches!(item_type, ItemType::Login | ItemType::Totp) {
             return Err(schema::SchemaError::NoTotp(item_type).into());
         }
@@ -631,6 +636,7 @@ impl Replica {
         rng: &mut impl CryptoRngCore,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<ImportPlan, ReplicaError> {
+        self.check_standing()?;
         let u = self.unlocked()?;
         let into = into.map(|f| self.resolve_folder(Some(f))).transpose()?;
         let personal = self.identity.personal;

@@ -24,6 +24,7 @@
 mod error;
 mod items;
 mod open;
+mod standing;
 mod sync;
 mod team;
 
@@ -43,6 +44,7 @@ use crate::state::State;
 pub use error::{Needs, ReplicaError};
 pub use items::{FolderSummary, HistoryItem, ImportItem, ImportPlan, ItemQuery, NewItemSpec};
 pub use open::Skip;
+pub use standing::Standing;
 pub use sync::{
     PeerErrorCode, PeerSummary, ProtocolViolation, SpaceDigest, SpaceSummary, SyncMessage, Tip,
     MAX_BATCH_BYTES, MAX_BATCH_ENVELOPES, MAX_SPACES, MAX_TIPS, SYNC_VERSION,
@@ -487,10 +489,10 @@ impl Replica {
         let mut allowed: BTreeMap<DeviceId, [u8; 32]> = BTreeMap::new();
         let roster = self.roster.as_ref().map(Space::state);
         if let Some(t) = roster {
+            // A revoked or removed device too: its sessions carry only the
+            // notice that it is out (`Replica::notice_for`).
             for (d, rec) in t.team.devices.iter() {
-                if t.is_live_team_device(d) {
-                    allowed.insert(*d, rec.transport);
-                }
+                allowed.insert(*d, rec.transport);
             }
         }
         for space in self.folders.values() {

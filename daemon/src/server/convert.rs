@@ -84,6 +84,7 @@ fn replica_code(e: &ReplicaError) -> ErrorCode {
             ErrorCode::PermissionDenied
         }
         ReplicaError::WrongKeys { .. } | ReplicaError::Internal(_) => ErrorCode::Internal,
+        ReplicaError::NoLongerMember(_) => ErrorCode::NoLongerMember,
         _ => ErrorCode::InvalidInput,
     }
 }
