@@ -14,6 +14,7 @@ mod hostile;
 mod import;
 mod json_output;
 mod no_plaintext;
+mod personal;
 mod removal;
 mod rough_edges;
 mod secret_refs;

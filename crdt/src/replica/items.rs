@@ -139,8 +139,13 @@ impl Replica {
     /// Every folder this device can read, by name.
     pub fn folders(&self) -> Result<Vec<FolderSummary>, ReplicaError> {
         let u = self.unlocked()?;
-        let mut out: Vec<FolderSummary> =
-            u.open.iter().map(|(id, f)| self.summary(id, f)).collect();
+        let hidden = self.hidden_personal();
+        let mut out: Vec<FolderSummary> = u
+            .open
+            .iter()
+            .filter(|(id, _)| Some(**id) != hidden)
+            .map(|(id, f)| self.summary(id, f))
+            .collect();
         out.sort_by(|a, b| {
             a.name
                 .to_lowercase()
@@ -162,7 +167,11 @@ impl Replica {
     /// (folders, items) while unlocked.
     pub fn counts(&self) -> Option<(usize, usize)> {
         let u = self.unlocked.as_ref()?;
-        Some((u.open.len(), u.open.values().map(|f| f.items.len()).sum()))
+        let hidden = usize::from(self.hidden_personal().is_some());
+        Some((
+            u.open.len() - hidden,
+            u.open.values().map(|f| f.items.len()).sum(),
+        ))
     }
 
     /// `coffer folder create NAME`: inside a team, the folder belongs to it.
@@ -213,12 +222,14 @@ impl Replica {
     pub fn resolve_folder(&self, query: Option<&str>) -> Result<SpaceId, ReplicaError> {
         let u = self.unlocked()?;
         let Some(query) = query else {
-            return Ok(self.identity.personal);
+            return Ok(self.personal());
         };
         let query = query.trim();
+        let hidden = self.hidden_personal();
         let by_name: Vec<SpaceId> = u
             .open
             .iter()
+            .filter(|(id, _)| Some(**id) != hidden)
             .filter(|(_, f)| f.doc.name().is_some_and(|n| n.eq_ignore_ascii_case(query)))
             .map(|(id, _)| *id)
             .collect();
@@ -226,7 +237,7 @@ impl Replica {
             let q = query.to_lowercase();
             u.open
                 .keys()
-                .filter(|id| id.to_hex().starts_with(&q))
+                .filter(|id| Some(**id) != hidden && id.to_hex().starts_with(&q))
                 .copied()
                 .collect()
         } else {
@@ -639,7 +650,7 @@ impl Replica {
         self.check_standing()?;
         let u = self.unlocked()?;
         let into = into.map(|f| self.resolve_folder(Some(f))).transpose()?;
-        let personal = self.identity.personal;
+        let personal = self.personal();
         let mut seen: BTreeSet<[u8; 32]> = BTreeSet::new();
         for (space, folder) in &u.open {
             let name = self.folder_name(space);

@@ -24,6 +24,7 @@
 mod error;
 mod items;
 mod open;
+mod personal;
 mod standing;
 mod sync;
 mod team;

@@ -736,10 +736,17 @@ impl Replica {
                 });
             }
         }
+        let own_device = Some(&user) == self.my_user().as_ref();
         if admin && !state.team.admins.contains_key(&user) {
             ops.push(RosterOp::AddAdmin { user });
         }
-        self.roster_write(ops, rng)
+        let change = self.roster_write(ops, rng)?;
+        if own_device {
+            // A device of this user: it gets the user's Personal folder
+            // (the share wraps its key for the new device at once).
+            self.share_personal(rng)?;
+        }
+        Ok(change)
     }
 
     /// The roster's envelopes, each author's chain in order: what an
