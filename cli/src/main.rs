@@ -509,6 +509,13 @@ fn dispatch(
             }
             ctx.print(&entries, |e| output::history(e, reveal));
         }
+        Command::Conflicts { reveal } => {
+            let mut items = ctx.call::<m::ItemConflicts>(&m::Empty {})?;
+            if !reveal {
+                items = items.into_iter().map(output::masked_conflicts).collect();
+            }
+            ctx.print(&items, |i| output::conflicts(i));
+        }
         Command::Totp(args) => totp(ctx, args)?,
         Command::Folder(FolderCommand::Create { name }) => {
             let f = ctx.call::<m::FolderCreate>(&m::FolderCreateParams { name })?;

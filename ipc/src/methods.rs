@@ -168,6 +168,9 @@ pub struct ItemSummary {
     /// Archived at its source (1Password's archive): the `archived` field.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub archived: bool,
+    /// Concurrent values of some field were kept (`coffer conflicts`).
+    #[serde(default)]
+    pub conflict: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -295,6 +298,7 @@ method!(
     ItemRestore, "item.restore", ItemRef, ItemSummary
 );
 method!(ItemHistory, "item.history", ItemRef, Vec<HistoryEntry>);
+method!(ItemConflicts, "item.conflicts", Empty, Vec<ItemView>);
 method!(TotpGet, "totp.code", TotpParams, TotpCode);
 method!(
     /// Links a TOTP secret to an existing item (or replaces it).

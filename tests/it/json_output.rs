@@ -132,6 +132,7 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["history", "github"], "", 0),
         (vec!["ls"], "", 0),
         (vec!["search", "git"], "", 0),
+        (vec!["conflicts"], "", 0),
         (vec!["edit", "github", "--username", "lovelace"], "", 0),
         (vec!["rm", "memo"], "", 0),
         (vec!["restore", "memo"], "", 0),

@@ -6,6 +6,7 @@ mod autostart;
 mod bad_input;
 mod cli_e2e;
 mod clipboard;
+mod conflicts;
 mod crash;
 mod discovery;
 mod enrol;

@@ -359,6 +359,17 @@ impl Replica {
         Ok(out.into_iter().map(|(_, s, i)| (s, i)).collect())
     }
 
+    /// `coffer conflicts`: every live item where concurrent edits of a
+    /// field were kept side by side (the value shown won last-writer-wins,
+    /// the others are kept), sorted like [`Replica::items`].
+    pub fn conflicted(&self) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
+        Ok(self
+            .items(None, false)?
+            .into_iter()
+            .filter(|(_, i)| i.has_conflicts())
+            .collect())
+    }
+
     /// Case-insensitive match on name, username, URLs and folder (never on secrets).
     pub fn search(&self, query: &str) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
         let q = query.trim().to_lowercase();

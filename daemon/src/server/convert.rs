@@ -170,6 +170,7 @@ pub fn item_summary(r: &Replica, folder: &SpaceId, item: &Item) -> m::ItemSummar
             .fields
             .get(coffer_crdt::schema::ARCHIVED)
             .is_some_and(|a| !a.is_empty()),
+        conflict: item.has_conflicts(),
     }
 }
 
