@@ -660,6 +660,14 @@ method!(
     /// Removes a user from the team: their devices stop syncing, keys rotate.
     UserRemove, "user.remove", UserParams, TeamChangeResult
 );
+method!(
+    /// Makes a user a team admin.
+    UserPromote, "user.promote", UserParams, TeamChangeResult
+);
+method!(
+    /// Makes a team admin a user like the others.
+    UserDemote, "user.demote", UserParams, TeamChangeResult
+);
 method!(GroupCreate, "group.create", GroupParams, TeamChangeResult);
 method!(GroupAdd, "group.add", GroupParams, TeamChangeResult);
 method!(GroupRemove, "group.remove", GroupParams, TeamChangeResult);

@@ -161,6 +161,8 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["folder", "unshare", "Ops", "--group", "it"], "", 0),
         (vec!["group", "remove", "it", "ada@example.org"], "", 0),
         (vec!["user", "remove", "nobody@example.org"], "", 5),
+        (vec!["user", "promote", "nobody@example.org"], "", 5),
+        (vec!["user", "demote", "nobody@example.org"], "", 5),
         (vec!["device", "revoke", &device0], "", 5),
         (vec!["device", "link"], "", 0),
         (vec!["device", "pending"], "", 0),

@@ -2,6 +2,7 @@
 //! binaries as separate processes, each test in its own temp dir with its
 //! own daemon. Build first: `cargo build --workspace && cargo test --workspace`.
 
+mod admins;
 mod autostart;
 mod bad_input;
 mod cli_e2e;
