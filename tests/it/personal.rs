@@ -3,11 +3,14 @@
 //! items, as one folder named Personal on both laptops; what either adds
 //! there without naming a folder reaches the other.
 
+use std::thread;
+use std::time::Duration;
+
 use coffer_tests::{str_field, Cli};
 use serde_json::Value;
 
 use crate::standing::link;
-use crate::sync::{free_port, start_node, wait_until, SYNC_TIMEOUT};
+use crate::sync::{free_port, pairing_key, start_node, wait_until, SYNC_TIMEOUT};
 use crate::team::init_as;
 
 fn item_names(cli: &Cli, folder: &str) -> Vec<String> {
@@ -67,4 +70,41 @@ fn a_linked_laptop_gets_the_users_personal_folder() {
     }
     let status = b2.status();
     assert_eq!(status["folders"], 1, "{status}");
+}
+
+/// A Personal folder shared with a paired device outside the team cannot
+/// join the team: the link still goes through, and the new laptop keeps a
+/// Personal folder of its own.
+#[test]
+fn a_link_goes_on_when_personal_is_shared_with_a_paired_device() {
+    let (pb, pb2, pp) = (free_port(), free_port(), free_port());
+    let b = start_node(pb, &[pp]);
+    let p = start_node(pp, &[pb]);
+    let b2 = start_node(pb2, &[pb]);
+    init_as(&b, "Bob", "bob@example.com");
+    p.init();
+    let key = pairing_key(&p);
+    b.ok(
+        &[
+            "device", "trust", &key, "--name", "P", "--share", "Personal",
+        ],
+        "",
+    );
+    b.ok(&["team", "create", "Acme"], "");
+    b.add_login("mail", "pw-mail", &[]);
+
+    link(&b, pb, &b2);
+    let devices = b.json(&["device", "ls", "--json"], "");
+    let bobs = devices
+        .as_array()
+        .expect("device ls --json is an array")
+        .iter()
+        .filter(|d| d["user"] == "bob@example.com")
+        .count();
+    assert_eq!(bobs, 2, "{devices}");
+    b2.add_login("own", "pw-own", &[]);
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(item_names(&b2, "Personal"), ["own"]);
+    assert_eq!(personal_folders(&b2), 1);
+    assert_eq!(item_names(&b, "Personal"), ["mail"]);
 }

@@ -32,6 +32,18 @@ impl Replica {
         if space.state().folder.grants.contains_key(&principal) {
             return Ok(());
         }
+        // Shared with a paired device outside the team, it cannot join the
+        // team (`folder_share` would refuse): it stays as it is, and the
+        // link (already on the roster) goes on.
+        let me = self.identity.device;
+        let team = self.team_state();
+        let outsider = space.state().folder.grants.keys().any(|p| match p {
+            Principal::Device(d) => *d != me && !team.is_some_and(|t| t.is_live_team_device(d)),
+            _ => false,
+        });
+        if outsider {
+            return Ok(());
+        }
         self.folder_share(
             &id.to_hex(),
             principal,
