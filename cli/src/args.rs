@@ -112,6 +112,13 @@ pub enum Command {
         #[arg(long)]
         reveal: bool,
     },
+    /// List every item where concurrent edits of a field were kept side
+    /// by side: the value shown and the values kept (masked).
+    Conflicts {
+        /// Show the values instead of masking them.
+        #[arg(long)]
+        reveal: bool,
+    },
     /// List items.
     Ls {
         /// Only this folder (name or id prefix).

@@ -56,6 +56,8 @@ pub mod exit {
     pub const JOIN_REJECTED: u8 = 18;
     pub const INVITER_UNREACHABLE: u8 = 19;
     pub const SERVICE: u8 = 20;
+    /// The team revoked this device or removed its user.
+    pub const NOT_A_MEMBER: u8 = 21;
     /// `coffer run`: the command could not be run (not executable).
     pub const CANNOT_EXECUTE: u8 = 126;
     /// `coffer run`: the command was not found.
@@ -120,6 +122,7 @@ impl CliError {
                 Some(ErrorCode::InviteUsed) => exit::INVITE_USED,
                 Some(ErrorCode::JoinRejected) => exit::JOIN_REJECTED,
                 Some(ErrorCode::InviterUnreachable) => exit::INVITER_UNREACHABLE,
+                Some(ErrorCode::NoLongerMember) => exit::NOT_A_MEMBER,
                 _ => exit::ERROR,
             },
             CliError::Unavailable(_) => exit::UNAVAILABLE,
@@ -156,6 +159,7 @@ impl CliError {
             exit::INVITER_UNREACHABLE => "inviter_unreachable",
             exit::USAGE => "usage",
             exit::SERVICE => "service",
+            exit::NOT_A_MEMBER => "not_a_member",
             exit::CANNOT_EXECUTE => "cannot_execute",
             exit::COMMAND_NOT_FOUND => "command_not_found",
             _ => "error",
@@ -361,8 +365,31 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
         client: None,
         json: cli.json,
     };
+    let status = matches!(cli.command, Command::Status);
+    let code = dispatch(&mut ctx, cli.command, core_limit)?;
+    if !status && !ctx.json && ctx.client.is_some() {
+        notice(&mut ctx);
+    }
+    Ok(code)
+}
+
+/// After a command that reached the daemon: when the team took this device
+/// out (revoked it, or removed its user), says so on stderr, every time.
+fn notice(ctx: &mut Ctx) {
+    if let Ok(s) = ctx.call::<m::Status>(&m::Empty {}) {
+        if let Some(notice) = s.notice {
+            eprintln!("coffer: notice: {notice}");
+        }
+    }
+}
+
+fn dispatch(
+    ctx: &mut Ctx,
+    command: Command,
+    core_limit: Option<coffer_ipc::process::CoreLimit>,
+) -> Result<u8, CliError> {
     let json = ctx.json;
-    match cli.command {
+    match command {
         Command::Init {
             name,
             email,
@@ -401,7 +428,7 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
             let s = ctx.call::<m::Status>(&m::Empty {})?;
             ctx.print(&s, output::status);
         }
-        Command::Add(add) => add_item(&mut ctx, add)?,
+        Command::Add(add) => add_item(ctx, add)?,
         Command::Get {
             item,
             field,
@@ -451,9 +478,9 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
         Command::Read {
             reference,
             no_newline,
-        } => refs::read(&mut ctx, &reference, no_newline)?,
-        Command::Run(args) => return refs::run(&mut ctx, args, core_limit),
-        Command::Inject(args) => refs::inject(&mut ctx, args)?,
+        } => refs::read(ctx, &reference, no_newline)?,
+        Command::Run(args) => return refs::run(ctx, args, core_limit),
+        Command::Inject(args) => refs::inject(ctx, args)?,
         Command::Ls { folder, trash } => {
             let items = ctx.call::<m::ItemList>(&m::ItemListParams { folder, trash })?;
             ctx.print(&items, |i| output::summaries(i));
@@ -462,7 +489,7 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
             let items = ctx.call::<m::ItemSearch>(&m::SearchParams { query })?;
             ctx.print(&items, |i| output::summaries(i));
         }
-        Command::Edit(args) => edit_item(&mut ctx, args)?,
+        Command::Edit(args) => edit_item(ctx, args)?,
         Command::Rm { item } => {
             let s = ctx.call::<m::ItemTrash>(&m::ItemRef { item, trash: false })?;
             ctx.print(&s, |s| {
@@ -525,7 +552,14 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
             }
             ctx.print(&entries, |e| output::history(e, reveal));
         }
-        Command::Totp(args) => totp(&mut ctx, args)?,
+        Command::Conflicts { reveal } => {
+            let mut items = ctx.call::<m::ItemConflicts>(&m::Empty {})?;
+            if !reveal {
+                items = items.into_iter().map(output::masked_conflicts).collect();
+            }
+            ctx.print(&items, |i| output::conflicts(i));
+        }
+        Command::Totp(args) => totp(ctx, args)?,
         Command::Folder(FolderCommand::Create { name }) => {
             let f = ctx.call::<m::FolderCreate>(&m::FolderCreateParams { name })?;
             ctx.print(&f, |f| {
@@ -557,10 +591,10 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
                 _ => println!("Deleted folder {} for every member.", r.name),
             });
         }
-        Command::Folder(FolderCommand::Sharing(cmd)) => team::share(&mut ctx, cmd)?,
-        Command::Team(cmd) => team::team(&mut ctx, cmd)?,
-        Command::User(cmd) => team::user(&mut ctx, cmd)?,
-        Command::Group(cmd) => team::group(&mut ctx, cmd)?,
+        Command::Folder(FolderCommand::Sharing(cmd)) => team::share(ctx, cmd)?,
+        Command::Team(cmd) => team::team(ctx, cmd)?,
+        Command::User(cmd) => team::user(ctx, cmd)?,
+        Command::Group(cmd) => team::group(ctx, cmd)?,
         Command::Folder(FolderCommand::Ls) => {
             let folders = ctx.call::<m::FolderList>(&m::Empty {})?;
             ctx.print(&folders, |f| output::folders(f));
@@ -732,16 +766,16 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
                 }
             }
         }
-        Command::Service(cmd) => service::service(&mut ctx, cmd)?,
+        Command::Service(cmd) => service::service(ctx, cmd)?,
         Command::Completion { shell } => docs::completion(shell, json)?,
         Command::Man { dir } => docs::man_pages(&dir, json)?,
         Command::ClearClipboard { after } => clipboard::clear_later(after),
         Command::ClipboardX11 { after } => return Ok(clipboard::serve_x11(after)),
-        Command::Device(cmd) => sync::device(&mut ctx, cmd)?,
-        Command::Peers => sync::peers(&mut ctx)?,
-        Command::Sync(cmd) => sync::sync(&mut ctx, cmd)?,
-        Command::Invite(args) => enrol::invite(&mut ctx, args)?,
-        Command::Join(args) => enrol::join(&mut ctx, args, false)?,
+        Command::Device(cmd) => sync::device(ctx, cmd)?,
+        Command::Peers => sync::peers(ctx)?,
+        Command::Sync(cmd) => sync::sync(ctx, cmd)?,
+        Command::Invite(args) => enrol::invite(ctx, args)?,
+        Command::Join(args) => enrol::join(ctx, args, false)?,
     }
     Ok(0)
 }

@@ -97,6 +97,9 @@ pub fn status(s: &StatusResult) {
         );
     }
     println!("auto-lock after {} s idle", s.auto_lock_secs);
+    if let Some(notice) = &s.notice {
+        println!("notice: {notice}");
+    }
 }
 
 fn field_line(key: &str, value: &str, secret: bool, reveal: bool) -> String {
@@ -122,6 +125,45 @@ pub fn masked_item(mut v: ItemView) -> ItemView {
         }
     }
     v
+}
+
+/// `v` as `coffer conflicts` shows it without `--reveal`: secrets masked,
+/// and every value of a field in conflict too (the one shown and the kept).
+pub fn masked_conflicts(v: ItemView) -> ItemView {
+    let mut v = masked_item(v);
+    let keys: Vec<String> = v.conflicts.keys().cloned().collect();
+    for key in keys {
+        if let Some(value) = v.fields.get_mut(&key) {
+            *value = MASK.to_string();
+        }
+        if let Some(others) = v.conflicts.get_mut(&key) {
+            others.iter_mut().for_each(|o| *o = MASK.to_string());
+        }
+    }
+    v
+}
+
+/// `coffer conflicts`: per item, each field in conflict with the value
+/// shown and the values kept.
+pub fn conflicts(items: &[ItemView]) {
+    if items.is_empty() {
+        println!("(no conflicts)");
+        return;
+    }
+    for v in items {
+        println!(
+            "{}/{}  ({}, id {})",
+            v.folder,
+            v.name,
+            v.item_type,
+            prefix(&v.id, 8)
+        );
+        for (key, kept) in &v.conflicts {
+            let label = v.labels.get(key).map_or(key.as_str(), String::as_str);
+            let shown = v.fields.get(key).map_or("(removed)", String::as_str);
+            println!("  {label}: {shown}  kept: {}", kept.join(", "));
+        }
+    }
 }
 
 /// `entries` with every secret value masked: `history --json` without
@@ -246,8 +288,9 @@ pub fn summaries(items: &[ItemSummary]) {
             ""
         };
         let archived = if i.archived { " [archived]" } else { "" };
+        let conflict = if i.conflict { " [conflict]" } else { "" };
         println!(
-            "{:<8}  {:<width$}  {:<6}  {:<fwidth$}  {extra}{totp}{archived}",
+            "{:<8}  {:<width$}  {:<6}  {:<fwidth$}  {extra}{totp}{archived}{conflict}",
             prefix(&i.id, 8),
             i.name,
             i.item_type,

@@ -28,6 +28,17 @@ pub enum UserCommand {
         /// The user's email.
         user: String,
     },
+    /// Make a user a team admin (admins only).
+    Promote {
+        /// The user's email.
+        user: String,
+    },
+    /// Make a team admin a user like the others (an admin they outrank, or
+    /// themselves; never the founder).
+    Demote {
+        /// The user's email.
+        user: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -187,6 +198,14 @@ pub fn user(ctx: &mut Ctx, cmd: UserCommand) -> Result<(), CliError> {
         UserCommand::Remove { user } => {
             let r = ctx.call::<m::UserRemove>(&m::UserParams { user: user.clone() })?;
             print_change(json, &format!("Removed {user} from the team."), &r);
+        }
+        UserCommand::Promote { user } => {
+            let r = ctx.call::<m::UserPromote>(&m::UserParams { user: user.clone() })?;
+            print_change(json, &format!("{user} is now a team admin."), &r);
+        }
+        UserCommand::Demote { user } => {
+            let r = ctx.call::<m::UserDemote>(&m::UserParams { user: user.clone() })?;
+            print_change(json, &format!("{user} is no longer a team admin."), &r);
         }
     }
     Ok(())

@@ -71,6 +71,13 @@ pub struct Item {
     pub conflicts: BTreeMap<String, Vec<String>>,
 }
 
+impl Item {
+    /// Whether concurrent values of some field were kept (`coffer conflicts`).
+    pub fn has_conflicts(&self) -> bool {
+        self.conflicts.values().any(|kept| !kept.is_empty())
+    }
+}
+
 /// What an edit changes; `None` leaves a part as it is, an empty string in
 /// `fields` removes that field.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -217,6 +217,8 @@ fn status(v: &mut Vault, (auto_lock_secs, data_dir, socket): (u64, String, Strin
         data_dir,
         socket,
         pid: std::process::id(),
+        standing: r.map(|r| r.standing().name().to_string()),
+        notice: r.and_then(|r| r.standing().notice()),
     })
 }
 
@@ -412,7 +414,11 @@ fn sync_partners(v: &Vault) -> (BTreeSet<DeviceId>, BTreeMap<DeviceId, String>) 
         .iter()
         .filter_map(|t| Some((t.device, t.name.clone()?)))
         .collect();
-    (r.allowed_peers().keys().copied().collect(), names)
+    // A device the team took out stays connectable only to be told so:
+    // no partner to list.
+    let out = |d: &DeviceId| r.team_state().is_some_and(|t| t.is_dead(d));
+    let partners = r.allowed_peers().keys().filter(|d| !out(d)).copied();
+    (partners.collect(), names)
 }
 
 fn check_passphrase(passphrase: &str) -> Result<(), RpcError> {

@@ -44,6 +44,13 @@ pub struct StatusResult {
     pub data_dir: String,
     pub socket: String,
     pub pid: u32,
+    /// This device's standing in its team: `no_team`, `member`, `revoked`
+    /// (the device) or `removed` (its user); null when not initialised.
+    #[serde(default)]
+    pub standing: Option<String>,
+    /// What to tell the user when the team took this device out.
+    #[serde(default)]
+    pub notice: Option<String>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -161,6 +168,9 @@ pub struct ItemSummary {
     /// Archived at its source (1Password's archive): the `archived` field.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub archived: bool,
+    /// Concurrent values of some field were kept (`coffer conflicts`).
+    #[serde(default)]
+    pub conflict: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -288,6 +298,7 @@ method!(
     ItemRestore, "item.restore", ItemRef, ItemSummary
 );
 method!(ItemHistory, "item.history", ItemRef, Vec<HistoryEntry>);
+method!(ItemConflicts, "item.conflicts", Empty, Vec<ItemView>);
 method!(TotpGet, "totp.code", TotpParams, TotpCode);
 method!(
     /// Links a TOTP secret to an existing item (or replaces it).
@@ -733,6 +744,14 @@ method!(UserList, "user.list", Empty, Vec<UserInfo>);
 method!(
     /// Removes a user from the team: their devices stop syncing, keys rotate.
     UserRemove, "user.remove", UserParams, TeamChangeResult
+);
+method!(
+    /// Makes a user a team admin.
+    UserPromote, "user.promote", UserParams, TeamChangeResult
+);
+method!(
+    /// Makes a team admin a user like the others.
+    UserDemote, "user.demote", UserParams, TeamChangeResult
 );
 method!(GroupCreate, "group.create", GroupParams, TeamChangeResult);
 method!(GroupAdd, "group.add", GroupParams, TeamChangeResult);

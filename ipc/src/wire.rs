@@ -127,6 +127,8 @@ pub enum ErrorCode {
     JoinRejected = 1015,
     /// The inviter could not be found or reached, or did not answer in time.
     InviterUnreachable = 1016,
+    /// The team revoked this device or removed its user: no writes.
+    NoLongerMember = 1017,
 }
 
 impl ErrorCode {
@@ -154,6 +156,7 @@ impl ErrorCode {
             InviteUsed,
             JoinRejected,
             InviterUnreachable,
+            NoLongerMember,
         ]
         .into_iter()
         .find(|c| *c as i64 == code)

@@ -2,10 +2,12 @@
 //! binaries as separate processes, each test in its own temp dir with its
 //! own daemon. Build first: `cargo build --workspace && cargo test --workspace`.
 
+mod admins;
 mod autostart;
 mod bad_input;
 mod cli_e2e;
 mod clipboard;
+mod conflicts;
 mod crash;
 mod daily;
 mod discovery;
@@ -15,10 +17,12 @@ mod hostile;
 mod import;
 mod json_output;
 mod no_plaintext;
+mod personal;
 mod removal;
 mod rough_edges;
 mod secret_refs;
 mod service;
+mod standing;
 mod sync;
 mod team;
 mod tidy;

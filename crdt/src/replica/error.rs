@@ -124,6 +124,11 @@ pub enum ReplicaError {
     #[error("{0}")]
     Pairing(&'static str),
     /// A key or envelope operation failed where it cannot for valid state.
+    /// The team revoked this device or removed its user: writes would
+    /// never be accepted.
+    #[error("{}", .0.notice().unwrap_or_default())]
+    NoLongerMember(super::Standing),
+
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -139,8 +139,13 @@ impl Replica {
     /// Every folder this device can read, by name.
     pub fn folders(&self) -> Result<Vec<FolderSummary>, ReplicaError> {
         let u = self.unlocked()?;
-        let mut out: Vec<FolderSummary> =
-            u.open.iter().map(|(id, f)| self.summary(id, f)).collect();
+        let hidden = self.hidden_personal();
+        let mut out: Vec<FolderSummary> = u
+            .open
+            .iter()
+            .filter(|(id, _)| Some(**id) != hidden)
+            .map(|(id, f)| self.summary(id, f))
+            .collect();
         out.sort_by(|a, b| {
             a.name
                 .to_lowercase()
@@ -162,7 +167,11 @@ impl Replica {
     /// (folders, items) while unlocked.
     pub fn counts(&self) -> Option<(usize, usize)> {
         let u = self.unlocked.as_ref()?;
-        Some((u.open.len(), u.open.values().map(|f| f.items.len()).sum()))
+        let hidden = usize::from(self.hidden_personal().is_some());
+        Some((
+            u.open.len() - hidden,
+            u.open.values().map(|f| f.items.len()).sum(),
+        ))
     }
 
     /// `coffer folder create NAME`: inside a team, the folder belongs to it.
@@ -173,6 +182,7 @@ impl Replica {
         rng: &mut impl CryptoRngCore,
     ) -> Result<FolderSummary, ReplicaError> {
         let name = check_name(name, crate::folder::MAX_NAME_LEN)?;
+        self.check_standing()?;
         if name.contains('/') {
             return Err(ReplicaError::BadName {
                 name,
@@ -212,12 +222,14 @@ impl Replica {
     pub fn resolve_folder(&self, query: Option<&str>) -> Result<SpaceId, ReplicaError> {
         let u = self.unlocked()?;
         let Some(query) = query else {
-            return Ok(self.identity.personal);
+            return Ok(self.personal());
         };
         let query = query.trim();
+        let hidden = self.hidden_personal();
         let by_name: Vec<SpaceId> = u
             .open
             .iter()
+            .filter(|(id, _)| Some(**id) != hidden)
             .filter(|(_, f)| f.doc.name().is_some_and(|n| n.eq_ignore_ascii_case(query)))
             .map(|(id, _)| *id)
             .collect();
@@ -225,7 +237,7 @@ impl Replica {
             let q = query.to_lowercase();
             u.open
                 .keys()
-                .filter(|id| id.to_hex().starts_with(&q))
+                .filter(|id| Some(**id) != hidden && id.to_hex().starts_with(&q))
                 .copied()
                 .collect()
         } else {
@@ -347,6 +359,17 @@ impl Replica {
         Ok(out.into_iter().map(|(_, s, i)| (s, i)).collect())
     }
 
+    /// `coffer conflicts`: every live item where concurrent edits of a
+    /// field were kept side by side (the value shown won last-writer-wins,
+    /// the others are kept), sorted like [`Replica::items`].
+    pub fn conflicted(&self) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
+        Ok(self
+            .items(None, false)?
+            .into_iter()
+            .filter(|(_, i)| i.has_conflicts())
+            .collect())
+    }
+
     /// Case-insensitive match on name, username, URLs and folder (never on secrets).
     pub fn search(&self, query: &str) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
         let q = query.trim().to_lowercase();
@@ -384,6 +407,7 @@ impl Replica {
     where
         F: FnOnce(&mut FolderDoc) -> Result<Vec<u8>, FolderError>,
     {
+        self.check_standing()?;
         let u = self.unlocked.as_mut().ok_or(ReplicaError::Locked)?;
         let space = self
             .folders
@@ -482,6 +506,7 @@ impl Replica {
     ) -> Result<(SpaceId, ItemId), ReplicaError> {
         self.unlocked()?;
         let folder = self.resolve_folder(spec.folder.as_deref())?;
+        self.check_standing()?;
         let mut fields = spec.fields;
         schema::normalize_new(spec.item_type, &mut fields)?;
         let name = check_name(&spec.name, crate::folder::MAX_NAME_LEN)?;
@@ -512,6 +537,7 @@ impl Replica {
     ) -> Result<(SpaceId, ItemId), ReplicaError> {
         let (folder, id) = self.resolve_item(query)?;
         let item_type = self.item(&folder, &id)?.item_type;
+        self.check_standing()?;
         schema::normalize(item_type, &mut edit.fields)?;
         if item_type == ItemType::Totp && edit.fields.get("totp").is_some_and(|t| t.is_empty()) {
             return Err(schema::SchemaError::TotpRequired.into());
@@ -540,6 +566,7 @@ impl Replica {
     ) -> Result<(SpaceId, ItemId), ReplicaError> {
         let (folder, id) = self.resolve_item(query)?;
         let item_type = self.item(&folder, &id)?.item_type;
+        self.check_standing()?;
         if !matches!(item_type, ItemType::Login | ItemType::Totp) {
             return Err(schema::SchemaError::NoTotp(item_type).into());
         }
@@ -631,9 +658,10 @@ impl Replica {
         rng: &mut impl CryptoRngCore,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<ImportPlan, ReplicaError> {
+        self.check_standing()?;
         let u = self.unlocked()?;
         let into = into.map(|f| self.resolve_folder(Some(f))).transpose()?;
-        let personal = self.identity.personal;
+        let personal = self.personal();
         let mut seen: BTreeSet<[u8; 32]> = BTreeSet::new();
         for (space, folder) in &u.open {
             let name = self.folder_name(space);

@@ -82,6 +82,7 @@ impl Replica {
         now_ms: i64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<FolderSummary, ReplicaError> {
+        self.check_standing()?;
         let id = self.resolve_folder(Some(folder))?;
         let name = check_name(new_name, crate::folder::MAX_NAME_LEN)?;
         if name.contains('/') {
@@ -119,8 +120,9 @@ impl Replica {
         force: bool,
         leave: bool,
     ) -> Result<(SpaceId, String, FolderRemoval), ReplicaError> {
+        self.check_standing()?;
         let id = self.resolve_folder(Some(folder))?;
-        if id == self.identity.personal {
+        if id == self.identity.personal || id == self.personal() {
             return Err(ReplicaError::PersonalFolder);
         }
         let keys = self.keys()?.clone();
@@ -193,6 +195,7 @@ impl Replica {
         now_ms: i64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(SpaceId, SpaceId, ItemId), ReplicaError> {
+        self.check_standing()?;
         let (from, id) = self.resolve_item(&ItemQuery::live(query))?;
         let target = self.resolve_folder(Some(to))?;
         if from == target {
@@ -246,6 +249,7 @@ impl Replica {
         now_ms: i64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<TrashEmptied, ReplicaError> {
+        self.check_standing()?;
         let only = folder.map(|f| self.resolve_folder(Some(f))).transpose()?;
         if let Some(only) = only {
             self.require_role(&only, Needs::Writer)?;

@@ -25,6 +25,8 @@ mod error;
 mod items;
 mod manage;
 mod open;
+mod personal;
+mod standing;
 mod sync;
 mod team;
 
@@ -45,6 +47,7 @@ pub use error::{Needs, ReplicaError};
 pub use items::{FolderSummary, HistoryItem, ImportItem, ImportPlan, ItemQuery, NewItemSpec};
 pub use manage::{FolderRemoval, TrashEmptied};
 pub use open::Skip;
+pub use standing::Standing;
 pub use sync::{
     PeerErrorCode, PeerSummary, ProtocolViolation, SpaceDigest, SpaceSummary, SyncMessage, Tip,
     MAX_BATCH_BYTES, MAX_BATCH_ENVELOPES, MAX_SPACES, MAX_TIPS, SYNC_VERSION,
@@ -491,10 +494,10 @@ impl Replica {
         let mut allowed: BTreeMap<DeviceId, [u8; 32]> = BTreeMap::new();
         let roster = self.roster.as_ref().map(Space::state);
         if let Some(t) = roster {
+            // A revoked or removed device too: its sessions carry only the
+            // notice that it is out (`Replica::notice_for`).
             for (d, rec) in t.team.devices.iter() {
-                if t.is_live_team_device(d) {
-                    allowed.insert(*d, rec.transport);
-                }
+                allowed.insert(*d, rec.transport);
             }
         }
         for space in self.folders.values() {

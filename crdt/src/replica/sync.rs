@@ -242,6 +242,8 @@ pub(crate) struct PeerState {
     /// founding op (it sent later envelopes only, believing this device
     /// held the earlier ones it had dropped).
     asked_from_start: BTreeSet<SpaceId>,
+    /// A device the team took out was sent the roster ops that say so.
+    notice_queued: bool,
 }
 
 impl PeerState {
@@ -257,6 +259,7 @@ impl PeerState {
         self.queued.clear();
         self.caught.clear();
         self.owe_caught.clear();
+        self.notice_queued = false;
         self
     }
 }
@@ -406,9 +409,16 @@ impl Replica {
         let peers: Vec<DeviceId> = self.peers.keys().copied().collect();
         for p in peers {
             let now: BTreeSet<SpaceId> = self.shared_with(&p).into_iter().collect();
+            let out = self.is_out(&p);
             let Some(st) = self.peers.get_mut(&p) else {
                 continue;
             };
+            if out && !st.notice_queued {
+                // Taken out just now: it is owed the notice.
+                st.shared = now;
+                self.wake(p);
+                continue;
+            }
             let grew: Vec<SpaceId> = now.difference(&st.shared).copied().collect();
             st.shared = now;
             st.asked_from_start.clear();
@@ -527,6 +537,19 @@ impl Replica {
             self.peers.get_mut(peer)?.woken = false;
             return None;
         }
+        let notice = self.team_id().filter(|_| self.is_out(peer));
+        if let Some(team) = notice {
+            if !self.peers.get(peer)?.notice_queued {
+                let ids = self.notice_for(peer);
+                let st = self.peers.get_mut(peer)?;
+                st.notice_queued = true;
+                for id in ids {
+                    if st.queued.insert(id) {
+                        st.queue.push_back((team, id));
+                    }
+                }
+            }
+        }
         let dirty: Vec<SpaceId> = std::mem::take(&mut self.peers.get_mut(peer)?.dirty)
             .into_iter()
             .collect();
@@ -557,7 +580,7 @@ impl Replica {
             .collect();
         let gone: BTreeSet<SpaceId> = queued_spaces
             .into_iter()
-            .filter(|s| !self.shares(peer, s))
+            .filter(|s| !self.shares(peer, s) && Some(*s) != notice)
             .collect();
         if !gone.is_empty() {
             let st = self.peers.get_mut(peer)?;

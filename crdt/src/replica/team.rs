@@ -266,6 +266,38 @@ impl Replica {
         self.roster_write(vec![RosterOp::RemoveUser { user, cutoffs }], rng)
     }
 
+    /// `coffer user promote|demote USER`: makes a user a team admin, or
+    /// no longer one. Only an admin promotes; an admin demotes an admin
+    /// they outrank (or themselves), never the founder (the roster's rule).
+    pub fn set_admin(
+        &mut self,
+        email: &str,
+        admin: bool,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        self.check_standing()?;
+        let user = self.known_user(email)?;
+        let is_admin = self.require_team()?.team.admins.contains_key(&user);
+        if admin {
+            self.require_admin("make a user a team admin")?;
+            if is_admin {
+                return Err(ReplicaError::Refused(format!(
+                    "{user} is already a team admin"
+                )));
+            }
+            self.roster_write(vec![RosterOp::AddAdmin { user }], rng)
+        } else {
+            if !is_admin {
+                return Err(ReplicaError::Refused(format!("{user} is not a team admin")));
+            }
+            if self.my_user().as_ref() != Some(&user) {
+                self.require_admin("demote a team admin")?;
+            }
+            let cutoffs = self.team_cutoffs();
+            self.roster_write(vec![RosterOp::RemoveAdmin { user, cutoffs }], rng)
+        }
+    }
+
     /// `coffer group create|add|remove`.
     pub fn group_change(
         &mut self,
@@ -736,10 +768,17 @@ impl Replica {
                 });
             }
         }
+        let own_device = Some(&user) == self.my_user().as_ref();
         if admin && !state.team.admins.contains_key(&user) {
             ops.push(RosterOp::AddAdmin { user });
         }
-        self.roster_write(ops, rng)
+        let change = self.roster_write(ops, rng)?;
+        if own_device {
+            // A device of this user: it gets the user's Personal folder
+            // (the share wraps its key for the new device at once).
+            self.share_personal(rng)?;
+        }
+        Ok(change)
     }
 
     /// The roster's envelopes, each author's chain in order: what an

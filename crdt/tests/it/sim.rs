@@ -216,7 +216,8 @@ impl Sim {
                 ReplicaError::NotAllowed { .. }
                 | ReplicaError::Locked
                 | ReplicaError::NoSuchFolder { .. }
-                | ReplicaError::StaleIncarnation,
+                | ReplicaError::StaleIncarnation
+                | ReplicaError::NoLongerMember(_),
             ) => self.count("write refused"),
             Err(_) if self.is_adversary(i) => self.count("write refused"),
             Err(e) => {
@@ -256,7 +257,8 @@ impl Sim {
                 | ReplicaError::Locked
                 | ReplicaError::NoSuchItem { .. }
                 | ReplicaError::NothingToChange
-                | ReplicaError::StaleIncarnation,
+                | ReplicaError::StaleIncarnation
+                | ReplicaError::NoLongerMember(_),
             ) => self.count("edit refused"),
             Err(_) if self.is_adversary(i) => self.count("edit refused"),
             Err(e) => panic!("edit on node {i}: {e}; COFFER_SIM_SEED={}", self.seed),

@@ -84,6 +84,7 @@ fn replica_code(e: &ReplicaError) -> ErrorCode {
         | ReplicaError::NotAdmin { .. }
         | ReplicaError::LeaveThroughGroup { .. } => ErrorCode::PermissionDenied,
         ReplicaError::WrongKeys { .. } | ReplicaError::Internal(_) => ErrorCode::Internal,
+        ReplicaError::NoLongerMember(_) => ErrorCode::NoLongerMember,
         _ => ErrorCode::InvalidInput,
     }
 }
@@ -169,6 +170,7 @@ pub fn item_summary(r: &Replica, folder: &SpaceId, item: &Item) -> m::ItemSummar
             .fields
             .get(coffer_crdt::schema::ARCHIVED)
             .is_some_and(|a| !a.is_empty()),
+        conflict: item.has_conflicts(),
     }
 }
 

@@ -40,6 +40,7 @@ pub(super) const METHODS: &[(&str, Handler)] = &[
     (m::ItemTrash::NAME, handler::<m::ItemTrash>),
     (m::ItemRestore::NAME, handler::<m::ItemRestore>),
     (m::ItemHistory::NAME, handler::<m::ItemHistory>),
+    (m::ItemConflicts::NAME, handler::<m::ItemConflicts>),
     (m::TotpGet::NAME, handler::<m::TotpGet>),
     (m::TotpSet::NAME, handler::<m::TotpSet>),
     (m::Export::NAME, handler::<m::Export>),
@@ -141,6 +142,16 @@ impl OnVault for m::ItemSearch {
     fn run(v: &mut Vault, p: m::SearchParams) -> Result<Vec<m::ItemSummary>, Failure> {
         let items = v.replica()?.search(&p.query)?;
         summaries(v, items.into_iter())
+    }
+}
+
+impl OnVault for m::ItemConflicts {
+    fn run(v: &mut Vault, _: m::Empty) -> Result<Vec<m::ItemView>, Failure> {
+        let r = v.replica()?;
+        Ok(r.conflicted()?
+            .into_iter()
+            .map(|(f, i)| convert::item_view(r, &f, i))
+            .collect())
     }
 }
 

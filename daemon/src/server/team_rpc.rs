@@ -19,6 +19,8 @@ pub(super) const METHODS: &[(&str, Handler)] = &[
     (m::TeamShow::NAME, handler::<m::TeamShow>),
     (m::UserList::NAME, handler::<m::UserList>),
     (m::UserRemove::NAME, handler::<m::UserRemove>),
+    (m::UserPromote::NAME, handler::<m::UserPromote>),
+    (m::UserDemote::NAME, handler::<m::UserDemote>),
     (m::GroupCreate::NAME, handler::<m::GroupCreate>),
     (m::GroupAdd::NAME, handler::<m::GroupAdd>),
     (m::GroupRemove::NAME, handler::<m::GroupRemove>),
@@ -53,6 +55,20 @@ impl OnVault for m::UserList {
 impl OnVault for m::UserRemove {
     fn run(v: &mut Vault, p: m::UserParams) -> Result<m::TeamChangeResult, Failure> {
         let change = v.replica_mut()?.remove_user(&p.user, &mut OsRng)?;
+        Ok(convert::team_change(v.replica()?, &change))
+    }
+}
+
+impl OnVault for m::UserPromote {
+    fn run(v: &mut Vault, p: m::UserParams) -> Result<m::TeamChangeResult, Failure> {
+        let change = v.replica_mut()?.set_admin(&p.user, true, &mut OsRng)?;
+        Ok(convert::team_change(v.replica()?, &change))
+    }
+}
+
+impl OnVault for m::UserDemote {
+    fn run(v: &mut Vault, p: m::UserParams) -> Result<m::TeamChangeResult, Failure> {
+        let change = v.replica_mut()?.set_admin(&p.user, false, &mut OsRng)?;
         Ok(convert::team_change(v.replica()?, &change))
     }
 }
