@@ -8,16 +8,17 @@
 #
 # Both worktrees must have a release build (`cargo build --release`). The
 # scripts are copied from this tree into each as bench/.cmp_*.sh (without
-# their build step). Each run's log is OUTDIR/BENCH-SIDE-ROUND/log.
+# their build step; the sync bench is told SKIP_BUILD=1). Each run's log is OUTDIR/BENCH-SIDE-ROUND/log.
 set -uo pipefail
 OUT=${1:?usage: bench/compare.sh OUTDIR}; ROUNDS=${ROUNDS:-3}
 OLD=${OLD:?OLD worktree}; NEW=${NEW:?NEW worktree}
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
 for root in "$OLD" "$NEW"; do
-  for b in sync vault import; do
+  for b in vault import; do
     sed '/cargo build --release --quiet/d' "$HERE/${b}_bench.sh" >"$root/bench/.cmp_$b.sh"
   done
+  cp "$HERE/sync_bench.sh" "$root/bench/.cmp_sync.sh" # SKIP_BUILD=1 below
 done
 run() { # SIDE BENCH ROUND
   local side=$1 b=$2 r=$3 root o
