@@ -70,6 +70,13 @@ fn a_linked_laptop_gets_the_users_personal_folder() {
     }
     let status = b2.status();
     assert_eq!(status["folders"], 1, "{status}");
+
+    // Neither laptop deletes it, nor does the linked one leave it.
+    for (cli, how) in [(&b, "--force"), (&b2, "--force"), (&b2, "--leave")] {
+        let err = cli.fails(&["folder", "rm", "Personal", how], "", 9);
+        assert!(err.contains("the Personal folder stays"), "{err}");
+    }
+    assert_eq!(item_names(&b2, "Personal").len(), 4);
 }
 
 /// A Personal folder shared with a paired device outside the team cannot
