@@ -256,6 +256,9 @@ impl Sim {
                 ReplicaError::NotAllowed { .. }
                 | ReplicaError::Locked
                 | ReplicaError::NoSuchItem { .. }
+                // A move concurrent with an edit leaves the item in both
+                // folders under one id: a bare id names two (security.md §5).
+                | ReplicaError::Ambiguous { .. }
                 | ReplicaError::NothingToChange
                 | ReplicaError::StaleIncarnation
                 | ReplicaError::NoLongerMember(_),
@@ -303,8 +306,12 @@ impl Sim {
                 ReplicaError::NotAllowed { .. }
                 | ReplicaError::Locked
                 | ReplicaError::NoSuchItem { .. }
+                // A move concurrent with an edit leaves the item in both
+                // folders under one id: a bare id names two (security.md §5).
+                | ReplicaError::Ambiguous { .. }
                 | ReplicaError::NoSuchFolder { .. }
-                | ReplicaError::StaleIncarnation,
+                | ReplicaError::StaleIncarnation
+                | ReplicaError::NoLongerMember(_),
             ) => self.count("reorganise refused"),
             Err(_) if self.is_adversary(i) => self.count("reorganise refused"),
             Err(e) => panic!("reorganise on node {i}: {e}; COFFER_SIM_SEED={}", self.seed),
