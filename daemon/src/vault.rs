@@ -397,11 +397,9 @@ impl Vault {
         Ok(ids)
     }
 
-    /// Opens the vault with the PIN; counts and throttles failures.
-    pub fn unlock(&mut self, pin: &str, now: Now) -> Result<(), VaultError> {
-        if self.replica.is_none() {
-            return Err(VaultError::NotInitialized);
-        }
+    /// The failed-attempt count and the keystore record for a PIN check
+    /// (unlock, PIN change), or the wait still owed after failed attempts.
+    fn pin_attempt(&self, now: Now) -> Result<(Failures, KeystoreRecord), VaultError> {
         let failures = self
             .store
             .get_json::<Failures>(KV_FAILURES)?
@@ -412,21 +410,33 @@ impl Vault {
                 retry_after_secs: wait,
             });
         }
-        let record: KeystoreRecord = self
+        let record = self
             .store
             .get_json(KV_KEYSTORE)?
             .ok_or(VaultError::NotInitialized)?;
+        Ok((failures, record))
+    }
+
+    /// Stores one more failed attempt after `failures`; the error to return.
+    fn count_wrong_pin(&mut self, failures: &Failures, now: Now) -> Result<VaultError, VaultError> {
+        let failures = Failures {
+            count: failures.count.saturating_add(1),
+            last_unix: now.unix_secs(),
+        };
+        self.store.put_json(KV_FAILURES, &failures)?;
+        warn!(failures = failures.count, "wrong PIN");
+        Ok(VaultError::WrongPin)
+    }
+
+    /// Opens the vault with the PIN; counts and throttles failures.
+    pub fn unlock(&mut self, pin: &str, now: Now) -> Result<(), VaultError> {
+        if self.replica.is_none() {
+            return Err(VaultError::NotInitialized);
+        }
+        let (failures, record) = self.pin_attempt(now)?;
         let root = match keystore::unlock(&self.data_dir, &record, pin) {
             Ok(root) => root,
-            Err(KeystoreError::WrongPin) => {
-                let failures = Failures {
-                    count: failures.count.saturating_add(1),
-                    last_unix: now.unix_secs(),
-                };
-                self.store.put_json(KV_FAILURES, &failures)?;
-                warn!(failures = failures.count, "wrong PIN");
-                return Err(VaultError::WrongPin);
-            }
+            Err(KeystoreError::WrongPin) => return Err(self.count_wrong_pin(&failures, now)?),
             Err(e) => return Err(e.into()),
         };
         if failures.count > 0 {
@@ -468,31 +478,10 @@ impl Vault {
             return Err(VaultError::NotInitialized);
         }
         keystore::check_pin(new_pin)?;
-        let failures = self
-            .store
-            .get_json::<Failures>(KV_FAILURES)?
-            .unwrap_or_default();
-        let wait = failures.wait_secs(now.unix_secs());
-        if wait > 0 {
-            return Err(VaultError::TooManyAttempts {
-                retry_after_secs: wait,
-            });
-        }
-        let record: KeystoreRecord = self
-            .store
-            .get_json(KV_KEYSTORE)?
-            .ok_or(VaultError::NotInitialized)?;
+        let (failures, record) = self.pin_attempt(now)?;
         let new = match keystore::change_pin(&self.data_dir, &record, old_pin, new_pin, rng) {
             Ok(new) => new,
-            Err(KeystoreError::WrongPin) => {
-                let failures = Failures {
-                    count: failures.count.saturating_add(1),
-                    last_unix: now.unix_secs(),
-                };
-                self.store.put_json(KV_FAILURES, &failures)?;
-                warn!(failures = failures.count, "wrong PIN on a PIN change");
-                return Err(VaultError::WrongPin);
-            }
+            Err(KeystoreError::WrongPin) => return Err(self.count_wrong_pin(&failures, now)?),
             Err(e) => return Err(e.into()),
         };
         let json = |v: &dyn erased::Json| v.to_json();
