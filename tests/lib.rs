@@ -702,6 +702,22 @@ pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// `value[key]` as a str, panicking with the JSON when missing.
 #[track_caller]
+/// The names of the items `coffer ls --folder FOLDER` lists, sorted; none
+/// when it fails (the folder is not there yet).
+pub fn item_names(cli: &Cli, folder: &str) -> Vec<String> {
+    let out = cli.coffer(&["ls", "--folder", folder, "--json"], "");
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ls --json prints JSON");
+    let mut names: Vec<String> = v
+        .as_array()
+        .map(|a| a.iter().map(|i| str_field(i, "name").to_string()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 pub fn str_field<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key]
         .as_str()

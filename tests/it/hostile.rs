@@ -28,7 +28,7 @@ use coffer_crdt::{
 use coffer_daemon::net::protocol::{Message, MAX_FRAME_BYTES};
 use coffer_daemon::store::Store;
 use coffer_tests::hostile::{inflation_bomb, op_count_bomb, Hostile, Link};
-use coffer_tests::{process_gone, str_field, Cli, Events, PIN};
+use coffer_tests::{item_names, process_gone, str_field, Cli, Events, PIN};
 use libp2p::Multiaddr;
 use serde_json::Value;
 
@@ -45,20 +45,6 @@ const DEPTH: usize = 20_000;
 const INFLATED: usize = 16 << 20;
 /// Most a daemon's resident memory may peak at under attack.
 const RSS_LIMIT_KIB: u64 = 1 << 20;
-
-fn item_names(cli: &Cli, folder: &str) -> Vec<String> {
-    let out = cli.coffer(&["ls", "--folder", folder, "--json"], "");
-    if !out.status.success() {
-        return Vec::new();
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ls --json prints JSON");
-    let mut names: Vec<String> = v
-        .as_array()
-        .map(|a| a.iter().map(|i| str_field(i, "name").to_string()).collect())
-        .unwrap_or_default();
-    names.sort();
-    names
-}
 
 fn folder_id(cli: &Cli, name: &str) -> SpaceId {
     let members = cli.json(&["folder", "members", name, "--json"], "");

@@ -6,26 +6,11 @@
 use std::thread;
 use std::time::Duration;
 
-use coffer_tests::{str_field, Cli};
-use serde_json::Value;
+use coffer_tests::{item_names, Cli};
 
 use crate::standing::link;
 use crate::sync::{free_port, pairing_key, start_node, wait_until, SYNC_TIMEOUT};
 use crate::team::init_as;
-
-fn item_names(cli: &Cli, folder: &str) -> Vec<String> {
-    let out = cli.coffer(&["ls", "--folder", folder, "--json"], "");
-    if !out.status.success() {
-        return Vec::new();
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ls --json prints JSON");
-    let mut names: Vec<String> = v
-        .as_array()
-        .map(|a| a.iter().map(|i| str_field(i, "name").to_string()).collect())
-        .unwrap_or_default();
-    names.sort();
-    names
-}
 
 fn personal_folders(cli: &Cli) -> usize {
     let v = cli.json(&["folder", "ls", "--json"], "");

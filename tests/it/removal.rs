@@ -19,7 +19,9 @@ use coffer_crdt::{DeviceKeys, Kind, SpaceId};
 use coffer_daemon::keystore::KdfParams;
 use coffer_daemon::store::Store;
 use coffer_daemon::vault::{Now, Vault};
-use coffer_tests::{contains_bytes, str_field, Cli, Daemon, KDF_ITERATIONS, KDF_MEMORY_KIB, PIN};
+use coffer_tests::{
+    contains_bytes, item_names, str_field, Cli, Daemon, KDF_ITERATIONS, KDF_MEMORY_KIB, PIN,
+};
 use serde_json::Value;
 
 use crate::sync::{device_id, free_port, start_node, wait_until, SYNC_TIMEOUT};
@@ -62,20 +64,6 @@ fn password(cli: &Cli, item: &str) -> Option<String> {
             .trim_end()
             .to_string()
     })
-}
-
-fn item_names(cli: &Cli, folder: &str) -> Vec<String> {
-    let out = cli.coffer(&["ls", "--folder", folder, "--json"], "");
-    if !out.status.success() {
-        return Vec::new();
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ls --json prints JSON");
-    let mut names: Vec<String> = v
-        .as_array()
-        .map(|a| a.iter().map(|i| str_field(i, "name").to_string()).collect())
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 fn share_with_user(a: &Cli, user: &str) {

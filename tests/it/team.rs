@@ -6,7 +6,7 @@
 use std::thread;
 use std::time::Duration;
 
-use coffer_tests::{str_field, Cli, PIN};
+use coffer_tests::{item_names, str_field, Cli, PIN};
 use serde_json::Value;
 
 use crate::enrol::{one_pending, Joining};
@@ -45,20 +45,6 @@ pub fn enrol(inviter: &Cli, port: u16, joiner: &Cli, email: &str, extra: &[&str]
     inviter.ok(&["invite", "confirm", &vc], "");
     let (status, _, err) = join.finish();
     assert_eq!(status, 0, "join failed: {err}");
-}
-
-fn item_names(cli: &Cli, folder: &str) -> Vec<String> {
-    let out = cli.coffer(&["ls", "--folder", folder, "--json"], "");
-    if !out.status.success() {
-        return Vec::new();
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ls --json prints JSON");
-    let mut names: Vec<String> = v
-        .as_array()
-        .map(|a| a.iter().map(|i| str_field(i, "name").to_string()).collect())
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 fn totp_at(cli: &Cli, item: &str, at: u64) -> String {
