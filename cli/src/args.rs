@@ -113,11 +113,14 @@ pub enum Command {
         reveal: bool,
     },
     /// List every item where concurrent edits of a field were kept side
-    /// by side: the value shown and the values kept (masked).
+    /// by side (numbered: 1 is the value shown), or that an edit kept out
+    /// of the trash; `conflicts pick` settles one.
     Conflicts {
         /// Show the values instead of masking them.
         #[arg(long)]
         reveal: bool,
+        #[command(subcommand)]
+        action: Option<ConflictsCommand>,
     },
     /// List items.
     Ls {
@@ -517,6 +520,21 @@ pub enum FolderCommand {
     },
     #[command(flatten)]
     Sharing(team::ShareCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConflictsCommand {
+    /// Keep value N of a field (as `coffer conflicts` numbers them; 1 is
+    /// the one shown) for every member; or, with FIELD `trash`, 1 keeps an
+    /// item an edit kept out of the trash and 2 moves it to the trash.
+    Pick {
+        /// The item: a name, FOLDER/NAME, or an id prefix.
+        item: String,
+        /// The field (its key or custom title), or `trash`.
+        field: String,
+        /// Which value to keep, as numbered by `coffer conflicts`.
+        choice: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -28,8 +28,8 @@ use coffer_ipc::{Client, ClientError, ErrorCode, RpcError};
 use serde_json::json;
 
 use crate::args::{
-    AddCommand, Cli, Command, CustomFields, EditArgs, FolderCommand, PinCommand, TotpArgs,
-    TotpCommand, TrashCommand,
+    AddCommand, Cli, Command, ConflictsCommand, CustomFields, EditArgs, FolderCommand, PinCommand,
+    TotpArgs, TotpCommand, TrashCommand,
 };
 use crate::connect::Target;
 use crate::input::Secret;
@@ -552,7 +552,48 @@ fn dispatch(
             }
             ctx.print(&entries, |e| output::history(e, reveal));
         }
-        Command::Conflicts { reveal } => {
+        Command::Conflicts {
+            action:
+                Some(ConflictsCommand::Pick {
+                    item,
+                    field,
+                    choice,
+                }),
+            ..
+        } => {
+            // A custom field may be named by its title, as `--field` allows.
+            let view = ctx.call::<m::ItemGet>(&m::ItemRef {
+                item: item.clone(),
+                trash: false,
+            })?;
+            let field = view
+                .labels
+                .iter()
+                .find(|(_, title)| **title == field)
+                .map_or(field, |(key, _)| key.clone());
+            let v = ctx.call::<m::ItemPickConflict>(&m::PickConflictParams {
+                item: view.id,
+                field: field.clone(),
+                choice,
+            })?;
+            ctx.print(&output::masked_item(v), |v| {
+                if field == "trash" && v.trashed_ms.is_some() {
+                    println!(
+                        "Moved {}/{} to the trash for every member.",
+                        v.folder, v.name
+                    );
+                } else {
+                    println!(
+                        "Settled {}/{}: {field} keeps value {choice} for every member.",
+                        v.folder, v.name
+                    );
+                }
+            });
+        }
+        Command::Conflicts {
+            reveal,
+            action: None,
+        } => {
             let mut items = ctx.call::<m::ItemConflicts>(&m::Empty {})?;
             if !reveal {
                 items = items.into_iter().map(output::masked_conflicts).collect();

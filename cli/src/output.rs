@@ -143,8 +143,9 @@ pub fn masked_conflicts(v: ItemView) -> ItemView {
     v
 }
 
-/// `coffer conflicts`: per item, each field in conflict with the value
-/// shown and the values kept.
+/// `coffer conflicts`: per item, each field in conflict with its values
+/// numbered as `conflicts pick` takes them (1 is the value shown), and an
+/// item an edit kept out of the trash.
 pub fn conflicts(items: &[ItemView]) {
     if items.is_empty() {
         println!("(no conflicts)");
@@ -161,9 +162,18 @@ pub fn conflicts(items: &[ItemView]) {
         for (key, kept) in &v.conflicts {
             let label = v.labels.get(key).map_or(key.as_str(), String::as_str);
             let shown = v.fields.get(key).map_or("(removed)", String::as_str);
-            println!("  {label}: {shown}  kept: {}", kept.join(", "));
+            let others: Vec<String> = kept
+                .iter()
+                .enumerate()
+                .map(|(i, value)| format!("{}) {value}", i + 2))
+                .collect();
+            println!("  {label}: 1) {shown} (shown)  {}", others.join("  "));
+        }
+        if v.kept_from_trash {
+            println!("  trash: edited while someone moved it to the trash, so it was kept: 1) keep it  2) trash it");
         }
     }
+    println!("Settle one for every member: coffer conflicts pick ITEM FIELD N");
 }
 
 /// `entries` with every secret value masked: `history --json` without
@@ -197,8 +207,14 @@ pub fn item(v: &ItemView, reveal: bool) {
     }
     for (key, others) in &v.conflicts {
         println!(
-            "conflict: {key} was edited concurrently; {} other value(s) kept (see `coffer get {} --json`)",
+            "conflict: {key} was edited concurrently; {} other value(s) kept (`coffer conflicts` lists them, `coffer conflicts pick {} FIELD N` keeps one)",
             others.len(),
+            prefix(&v.id, 8)
+        );
+    }
+    if v.kept_from_trash {
+        println!(
+            "conflict: edited while someone moved it to the trash, so it was kept (`coffer conflicts pick {} trash 2` trashes it)",
             prefix(&v.id, 8)
         );
     }
@@ -341,6 +357,14 @@ pub fn history(entries: &[HistoryEntry], reveal: bool) {
             time(e.time_ms),
             e.name
         );
+        if !e.changed.is_empty() {
+            let changed: Vec<&str> = e
+                .changed
+                .iter()
+                .map(|k| e.labels.get(k).map_or(k.as_str(), String::as_str))
+                .collect();
+            println!("    changed: {}", changed.join(", "));
+        }
         for (key, value) in ordered(&e.fields, &e.labels) {
             let label = e.labels.get(key).map_or(key.as_str(), String::as_str);
             println!(

@@ -69,12 +69,17 @@ pub struct Item {
     pub urls: Vec<String>,
     /// Fields edited concurrently: the values that lost last-writer-wins.
     pub conflicts: BTreeMap<String, Vec<String>>,
+    /// Moved to the trash while someone else edited it: the edit wins, the
+    /// item stays out of the trash and says so until it is written again
+    /// ([`FolderDoc::edited_while_trashed`]).
+    pub kept_from_trash: bool,
 }
 
 impl Item {
-    /// Whether concurrent values of some field were kept (`coffer conflicts`).
+    /// Whether concurrent values of some field were kept, or a concurrent
+    /// edit kept it out of the trash (`coffer conflicts`).
     pub fn has_conflicts(&self) -> bool {
-        self.conflicts.values().any(|kept| !kept.is_empty())
+        self.kept_from_trash || self.conflicts.values().any(|kept| !kept.is_empty())
     }
 }
 
@@ -127,6 +132,7 @@ impl NewItem<'_> {
                 .cloned()
                 .collect(),
             conflicts: BTreeMap::new(),
+            kept_from_trash: false,
         }
     }
 }
@@ -145,6 +151,31 @@ impl ItemEdit {
     }
 }
 
+/// The names of what differs from `before` to `after` (see
+/// [`HistoryEntry::changed`]).
+fn changed_between(before: Option<&Item>, after: &Item) -> Vec<String> {
+    let mut changed = Vec::new();
+    if before.is_none_or(|b| b.name != after.name) {
+        changed.push("name".to_owned());
+    }
+    let empty = BTreeMap::new();
+    let old_fields = before.map_or(&empty, |b| &b.fields);
+    let keys: std::collections::BTreeSet<&String> =
+        old_fields.keys().chain(after.fields.keys()).collect();
+    for key in keys {
+        if old_fields.get(key) != after.fields.get(key) {
+            changed.push(key.clone());
+        }
+    }
+    if before.map_or(!after.urls.is_empty(), |b| b.urls != after.urls) {
+        changed.push("urls".to_owned());
+    }
+    if before.is_some_and(|b| b.trashed_ms.is_some() != after.trashed_ms.is_some()) {
+        changed.push("trashed".to_owned());
+    }
+    changed
+}
+
 /// One earlier state of an item, as of a change that touched it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistoryEntry {
@@ -152,6 +183,11 @@ pub struct HistoryEntry {
     pub author: Option<DeviceId>,
     pub time_ms: i64,
     pub item: Item,
+    /// What this change altered against the item as the change found it
+    /// (its dependencies): field names, and `name`, `urls`, `trashed` (the
+    /// change that added the item: everything it set).
+    /// Names only, never values, so a masked history can show them.
+    pub changed: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -532,6 +568,13 @@ impl FolderDoc {
                 .put(&obj, "urls", new_urls.join("\n"))
                 .map_err(doc_err)?;
         }
+        if self.edited_while_trashed(&obj, None) {
+            // It shows out of the trash; this edit keeps it there for good
+            // (its `updated` alone would let the trash win again).
+            self.doc
+                .put(&obj, "trashed", ScalarValue::Null)
+                .map_err(doc_err)?;
+        }
         self.doc.put(&obj, "updated", now_ms).map_err(doc_err)?;
         self.commit(format!("edit item:{}", id.to_hex()), now_ms)
     }
@@ -740,6 +783,8 @@ impl FolderDoc {
         let (item_type, name) = (item_type?, name?);
         let created_ms = created_ms.unwrap_or(0);
         let updated_ms = updated_ms.unwrap_or(created_ms);
+        let kept_from_trash = trashed_ms.is_some() && self.edited_while_trashed(obj, heads);
+        let trashed_ms = trashed_ms.filter(|_| !kept_from_trash);
         let mut fields = BTreeMap::new();
         let mut conflicts = BTreeMap::new();
         if let Some(f) = fields_obj {
@@ -775,6 +820,39 @@ impl FolderDoc {
             fields,
             urls,
             conflicts,
+            kept_from_trash,
+        })
+    }
+
+    /// Whether an edit was concurrent with the item's move to the trash:
+    /// both wrote `updated`, so it holds more than one value, and one of
+    /// them is not the `updated` written by a trash (the op right after
+    /// that trash's `trashed` op, same actor). Concurrent trashes alone, or
+    /// an edit made after the trash, do not count.
+    fn edited_while_trashed(&self, obj: &automerge::ObjId, heads: Option<&[ChangeHash]>) -> bool {
+        let all = |key: &str| {
+            match heads {
+                Some(h) => self.doc.get_all_at(obj, key, h),
+                None => self.doc.get_all(obj, key),
+            }
+            .unwrap_or_default()
+        };
+        let updated = all("updated");
+        if updated.len() < 2 {
+            return false;
+        }
+        let trashes: Vec<(u64, ActorId)> = all("trashed")
+            .into_iter()
+            .filter_map(|(_, id)| match id {
+                automerge::ObjId::Id(counter, actor, _) => Some((counter, actor)),
+                automerge::ObjId::Root => None,
+            })
+            .collect();
+        updated.iter().any(|(_, id)| match id {
+            automerge::ObjId::Id(counter, actor, _) => {
+                !trashes.iter().any(|(c, a)| c + 1 == *counter && a == actor)
+            }
+            automerge::ObjId::Root => false,
         })
     }
 
@@ -817,10 +895,17 @@ impl FolderDoc {
             .filter_map(|hash| {
                 let change = ReadDoc::get_change_by_hash(&self.doc, &hash)?;
                 let item = self.read_item(id, &obj, Some(&[hash]))?;
+                // Against the state the change was made on (its deps), not
+                // the entry before it in time, which may be concurrent.
+                let deps = change.deps().to_vec();
+                let before = (!deps.is_empty())
+                    .then(|| self.read_item(id, &obj, Some(&deps)))
+                    .flatten();
                 Some(HistoryEntry {
                     change: hash,
                     author: self.actors.get(change.actor_id()).copied(),
                     time_ms: change.timestamp(),
+                    changed: changed_between(before.as_ref(), &item),
                     item,
                 })
             })
@@ -1045,6 +1130,18 @@ mod tests {
             .collect();
         assert_eq!(passwords, ["one", "two", "two"]);
         assert!(history.iter().all(|h| h.author == Some(dev)));
+        let changed: Vec<Vec<&str>> = history
+            .iter()
+            .map(|h| h.changed.iter().map(String::as_str).collect())
+            .collect();
+        assert_eq!(
+            changed,
+            [
+                vec!["name", "password", "username"],
+                vec!["password"],
+                vec!["trashed"]
+            ]
+        );
     }
 
     #[test]
@@ -1072,6 +1169,53 @@ mod tests {
         all.extend(ia.conflicts["password"].clone());
         all.sort();
         assert_eq!(all, ["from-a", "from-b"]);
+    }
+
+    #[test]
+    fn an_edit_concurrent_with_a_trash_keeps_the_item_and_says_so() {
+        let (a, b) = (DeviceId([1; 32]), DeviceId([2; 32]));
+        let id = ItemId([9; 16]);
+        let mut doc_a = FolderDoc::new(a);
+        let c1 = doc_a
+            .add_item(id, ItemType::Login, "x", &edit(&[("password", "base")]), 1)
+            .unwrap();
+        let mut doc_b = FolderDoc::new(b);
+        doc_b.apply_change(&a, &c1).unwrap();
+        let trash = doc_a.set_trashed(id, true, 2).unwrap();
+        let edited = doc_b
+            .edit_item(id, &edit(&[("password", "new")]), 2)
+            .unwrap();
+        doc_a.apply_change(&b, &edited).unwrap();
+        doc_b.apply_change(&a, &trash).unwrap();
+        for doc in [&doc_a, &doc_b] {
+            let item = doc.item(id).unwrap();
+            assert_eq!(item.trashed_ms, None, "the edit keeps it out of the trash");
+            assert!(item.kept_from_trash && item.has_conflicts());
+            assert_eq!(item.fields["password"], "new");
+        }
+        // A later edit settles it out of the trash for good; a later trash
+        // (which saw the edit) trashes it.
+        doc_b.edit_item(id, &edit(&[("username", "u")]), 3).unwrap();
+        let item = doc_b.item(id).unwrap();
+        assert!(item.trashed_ms.is_none() && !item.kept_from_trash);
+        doc_a.set_trashed(id, true, 3).unwrap();
+        let item = doc_a.item(id).unwrap();
+        assert_eq!(item.trashed_ms, Some(3));
+        assert!(!item.kept_from_trash);
+        // Two concurrent trashes are no edit: it stays in the trash.
+        let (c, d) = (DeviceId([3; 32]), DeviceId([4; 32]));
+        let mut doc_c = FolderDoc::new(c);
+        let mut doc_d = FolderDoc::new(d);
+        doc_c.apply_change(&a, &c1).unwrap();
+        doc_d.apply_change(&a, &c1).unwrap();
+        let t_c = doc_c.set_trashed(id, true, 4).unwrap();
+        let t_d = doc_d.set_trashed(id, true, 5).unwrap();
+        doc_c.apply_change(&d, &t_d).unwrap();
+        doc_d.apply_change(&c, &t_c).unwrap();
+        for doc in [&doc_c, &doc_d] {
+            let item = doc.item(id).unwrap();
+            assert!(item.trashed_ms.is_some() && !item.kept_from_trash);
+        }
     }
 
     #[test]

@@ -116,6 +116,17 @@ pub struct ItemEditParams {
     pub urls: Option<Vec<String>>,
 }
 
+/// `coffer conflicts pick ITEM FIELD N`: value N of a field (1 is the one
+/// shown, 2.. the kept ones as `item.conflicts` lists them), or for the
+/// field `trash` of an item an edit kept out of the trash: 1 keeps it out,
+/// 2 moves it to the trash. By number: a value never travels on argv.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PickConflictParams {
+    pub item: String,
+    pub field: String,
+    pub choice: usize,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ItemListParams {
     pub folder: Option<String>,
@@ -143,6 +154,10 @@ pub struct ItemView {
     pub trashed_ms: Option<i64>,
     /// Values of concurrently edited fields that lost last-writer-wins.
     pub conflicts: BTreeMap<String, Vec<String>>,
+    /// Someone moved it to the trash while someone else edited it: the
+    /// edit kept it out (`coffer conflicts pick ITEM trash 1|2` settles it).
+    #[serde(default)]
+    pub kept_from_trash: bool,
     /// Which of `fields` are secrets (the item schema's word; a client
     /// masks them unless asked).
     #[serde(default)]
@@ -187,6 +202,10 @@ pub struct HistoryEntry {
     /// Custom fields' display titles (see [`ItemView::labels`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// What this change altered: field names, `name`, `urls`, `trashed`
+    /// (names only, so a masked history still shows what changed).
+    #[serde(default)]
+    pub changed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -299,6 +318,10 @@ method!(
 );
 method!(ItemHistory, "item.history", ItemRef, Vec<HistoryEntry>);
 method!(ItemConflicts, "item.conflicts", Empty, Vec<ItemView>);
+method!(
+    /// Settles a conflict by writing one of the values kept side by side.
+    ItemPickConflict, "item.pick_conflict", PickConflictParams, ItemView
+);
 method!(TotpGet, "totp.code", TotpParams, TotpCode);
 method!(
     /// Links a TOTP secret to an existing item (or replaces it).

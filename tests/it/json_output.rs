@@ -135,6 +135,7 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["ls"], "", 0),
         (vec!["search", "git"], "", 0),
         (vec!["conflicts"], "", 0),
+        (vec!["conflicts", "pick", "github", "password", "2"], "", 9),
         (vec!["edit", "github", "--username", "lovelace"], "", 0),
         (vec!["rm", "memo"], "", 0),
         (vec!["restore", "memo"], "", 0),

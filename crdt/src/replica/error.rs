@@ -60,6 +60,18 @@ pub enum ReplicaError {
     /// An edit that changes nothing.
     #[error("nothing to change")]
     NothingToChange,
+    /// `conflicts pick` of a field that holds no concurrent values.
+    #[error(
+        "{field:?} of this item holds no concurrent values to pick from (see `coffer conflicts`)"
+    )]
+    NoConflict { field: String },
+    /// `conflicts pick` of a value number that is not listed.
+    #[error("there is no value {choice} to pick: {field:?} holds {count} (1 is the one shown, `coffer conflicts` numbers the rest)")]
+    NoSuchChoice {
+        field: String,
+        choice: usize,
+        count: usize,
+    },
     /// This device's role in the folder does not allow it.
     #[error("permission denied: your role in this folder is {}; {}", role_title(*.role), match .needs {
         Needs::Writer => "changing items needs the Item Manager (editor) or Folder Manager role",

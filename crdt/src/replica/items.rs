@@ -55,6 +55,10 @@ impl ItemQuery {
     }
 }
 
+/// The `field` of [`Replica::pick_conflict`] that settles an edit kept
+/// out of the trash ([`Item::kept_from_trash`]).
+pub const TRASH_CHOICE: &str = "trash";
+
 /// One earlier state of an item, and who made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistoryItem {
@@ -63,6 +67,8 @@ pub struct HistoryItem {
     /// The device's user, where the roster names one.
     pub user: Option<UserId>,
     pub item: Item,
+    /// What the change altered (names only; see [`crate::HistoryEntry::changed`]).
+    pub changed: Vec<String>,
 }
 
 /// An item to import, already parsed.
@@ -370,6 +376,71 @@ impl Replica {
             .collect())
     }
 
+    /// `coffer conflicts pick`: settles a conflict by writing one of the
+    /// values kept side by side. For a field, `choice` 1 is the value shown
+    /// and 2.. the kept ones in [`Item::conflicts`]' order; for
+    /// [`TRASH_CHOICE`] (an item an edit kept out of the trash), 1 keeps it
+    /// out and 2 moves it to the trash. The write sees every value, so the
+    /// conflict is gone on every member once it syncs.
+    pub fn pick_conflict(
+        &mut self,
+        query: &str,
+        field: &str,
+        choice: usize,
+        now_ms: i64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(SpaceId, ItemId), ReplicaError> {
+        let (folder, id) = self.resolve_item(&ItemQuery::live(query))?;
+        let item = self.item(&folder, &id)?;
+        let no_choice = |count| ReplicaError::NoSuchChoice {
+            field: field.to_string(),
+            choice,
+            count,
+        };
+        if field == TRASH_CHOICE {
+            if !item.kept_from_trash {
+                return Err(ReplicaError::NoConflict {
+                    field: field.to_string(),
+                });
+            }
+            let trash = match choice {
+                1 => false,
+                2 => true,
+                _ => return Err(no_choice(2)),
+            };
+            self.check_standing()?;
+            self.write(folder, rng, |doc| doc.set_trashed(id, trash, now_ms))?;
+            let change = if trash {
+                ItemChange::Trashed
+            } else {
+                ItemChange::Edited
+            };
+            self.item_events(folder, [id], change);
+            return Ok((folder, id));
+        }
+        let kept = item
+            .conflicts
+            .get(field)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| ReplicaError::NoConflict {
+                field: field.to_string(),
+            })?;
+        // The shown value first; a field removed concurrently shows none,
+        // and picking that removes the field (an empty value).
+        let mut values = vec![item.fields.get(field).cloned().unwrap_or_default()];
+        values.extend(kept.iter().cloned());
+        let count = values.len();
+        let value = choice
+            .checked_sub(1)
+            .and_then(|i| values.into_iter().nth(i))
+            .ok_or_else(|| no_choice(count))?;
+        let edit = ItemEdit {
+            fields: BTreeMap::from([(field.to_string(), value)]),
+            ..Default::default()
+        };
+        self.edit_item(&ItemQuery::live(&id.to_hex()), edit, now_ms, rng)
+    }
+
     /// Case-insensitive match on name, username, URLs and folder (never on secrets).
     pub fn search(&self, query: &str) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
         let q = query.trim().to_lowercase();
@@ -621,6 +692,7 @@ impl Replica {
                     .and_then(|d| state.and_then(|s| s.user_of(&d)).cloned()),
                 device: h.author,
                 item: h.item,
+                changed: h.changed,
             })
             .collect())
     }

@@ -134,6 +134,7 @@ pub fn item_view(r: &Replica, folder: &SpaceId, item: &Item) -> m::ItemView {
         updated_ms: item.updated_ms,
         trashed_ms: item.trashed_ms,
         conflicts: item.conflicts.clone(),
+        kept_from_trash: item.kept_from_trash,
         secret_fields: item
             .fields
             .keys()
@@ -202,6 +203,7 @@ pub fn history_entry(h: HistoryItem) -> m::HistoryEntry {
         fields: h.item.fields,
         urls: h.item.urls,
         trashed: h.item.trashed_ms.is_some(),
+        changed: h.changed,
     }
 }
 

@@ -41,6 +41,7 @@ pub(super) const METHODS: &[(&str, Handler)] = &[
     (m::ItemRestore::NAME, handler::<m::ItemRestore>),
     (m::ItemHistory::NAME, handler::<m::ItemHistory>),
     (m::ItemConflicts::NAME, handler::<m::ItemConflicts>),
+    (m::ItemPickConflict::NAME, handler::<m::ItemPickConflict>),
     (m::TotpGet::NAME, handler::<m::TotpGet>),
     (m::TotpSet::NAME, handler::<m::TotpSet>),
     (m::Export::NAME, handler::<m::Export>),
@@ -152,6 +153,19 @@ impl OnVault for m::ItemConflicts {
             .into_iter()
             .map(|(f, i)| convert::item_view(r, &f, i))
             .collect())
+    }
+}
+
+impl OnVault for m::ItemPickConflict {
+    fn run(v: &mut Vault, p: m::PickConflictParams) -> Result<m::ItemView, Failure> {
+        let (folder, id) = v.replica_mut()?.pick_conflict(
+            &p.item,
+            &p.field,
+            p.choice,
+            now().unix_ms,
+            &mut OsRng,
+        )?;
+        view(v, folder, id)
     }
 }
 
