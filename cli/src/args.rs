@@ -219,6 +219,9 @@ pub enum Command {
         /// Do not ask for confirmation on a terminal.
         #[arg(long)]
         yes: bool,
+        /// Read the PIN (asked again before an export) from one stdin line.
+        #[arg(long)]
+        pin_stdin: bool,
     },
     /// Write an encrypted backup of every item you can read, trash included
     /// (age format with a passphrase: `age -d FILE` opens it too).
@@ -228,6 +231,10 @@ pub enum Command {
         /// Read the passphrase from one stdin line instead of a prompt.
         #[arg(long)]
         passphrase_stdin: bool,
+        /// Read the PIN (asked again before a backup) from one stdin line,
+        /// before the passphrase's.
+        #[arg(long)]
+        pin_stdin: bool,
     },
     /// Add the items of a backup to this vault (all or nothing; items already
     /// present are not added again).

@@ -105,6 +105,20 @@ pub fn pin_change(from_stdin: bool) -> Result<(Secret, Secret), CliError> {
     Ok((old, new))
 }
 
+/// The PIN asked again before `what` (an export or a backup): one stdin
+/// line with `from_stdin`, else a hidden prompt; never from argv.
+pub fn pin_again(from_stdin: bool, what: &str) -> Result<Secret, CliError> {
+    if from_stdin {
+        return read_stdin_line();
+    }
+    if !stdin_is_tty() {
+        return Err(CliError::Usage(format!(
+            "a {what} asks for the PIN again and there is no terminal to ask on: pass --pin-stdin and give it on stdin"
+        )));
+    }
+    prompt(&format!("PIN (to confirm the {what}): "))
+}
+
 /// A backup passphrase: one stdin line with `from_stdin`, else a hidden
 /// prompt (twice when making a backup).
 pub fn passphrase(from_stdin: bool, confirm: bool) -> Result<Secret, CliError> {

@@ -712,6 +712,7 @@ fn dispatch(
             output,
             include_trash,
             yes,
+            pin_stdin,
         } => {
             let what = folder.as_deref().unwrap_or("every folder");
             eprintln!(
@@ -721,7 +722,9 @@ fn dispatch(
             if input::stdin_is_tty() && !yes && !input::confirm("Type \"yes\" to export: ")? {
                 return Err(CliError::Usage("export cancelled".into()));
             }
+            let pin = input::pin_again(pin_stdin, "export")?;
             let r = ctx.call::<m::Export>(&m::ExportParams {
+                pin: pin.expose().to_string(),
                 format: format.clone(),
                 folder,
                 include_trash,
@@ -759,12 +762,15 @@ fn dispatch(
         Command::Backup {
             file,
             passphrase_stdin,
+            pin_stdin,
         } => {
             let path = absolute(&file)?;
+            let pin = input::pin_again(pin_stdin, "backup")?;
             let passphrase = input::passphrase(passphrase_stdin, true)?;
             let r = ctx.call::<m::Backup>(&m::BackupParams {
                 path: path.display().to_string(),
                 passphrase: passphrase.expose().to_string(),
+                pin: pin.expose().to_string(),
             })?;
             ctx.print(&r, |r| {
                 println!(

@@ -330,7 +330,9 @@ impl Shared {
         if !path.is_absolute() || path.is_dir() {
             return Err(invalid(format!("{} is not a file path", p.path)));
         }
-        let (items, folders) = self.vault.blocking_call(|v| {
+        let pin = zeroize::Zeroizing::new(p.pin.clone());
+        let (items, folders) = self.vault.blocking_call(move |v| {
+            v.confirm_pin(&pin, now())?;
             let items = v.export_items(None, true)?;
             let folders = v.replica()?.folder_spaces().count();
             Ok::<_, RpcError>((items, folders))
@@ -373,6 +375,7 @@ impl Shared {
 }
 
 fn export_text(v: &mut Vault, p: m::ExportParams) -> Result<m::ExportResult, Failure> {
+    v.confirm_pin(&p.pin, now())?;
     let items = v.export_items(p.folder.as_deref(), p.include_trash)?;
     let count = items.len();
     let text = match p.format.as_str() {

@@ -428,8 +428,9 @@ impl Vault {
         Ok(VaultError::WrongPin)
     }
 
-    /// Opens the vault with the PIN; counts and throttles failures.
-    pub fn unlock(&mut self, pin: &str, now: Now) -> Result<(), VaultError> {
+    /// Checks the PIN (unlock, and again before a plaintext export or a
+    /// backup): counts and throttles failures, clears them on success.
+    fn verify_pin(&mut self, pin: &str, now: Now) -> Result<keystore::RootSecret, VaultError> {
         if self.replica.is_none() {
             return Err(VaultError::NotInitialized);
         }
@@ -442,6 +443,19 @@ impl Vault {
         if failures.count > 0 {
             self.store.put_json(KV_FAILURES, &Failures::default())?;
         }
+        Ok(root)
+    }
+
+    /// `coffer export` and `coffer backup` ask for the PIN again, as the
+    /// managers people know ask for the master password: an unlocked
+    /// laptop left alone does not hand out every secret in one command.
+    pub fn confirm_pin(&mut self, pin: &str, now: Now) -> Result<(), VaultError> {
+        self.verify_pin(pin, now).map(drop)
+    }
+
+    /// Opens the vault with the PIN; counts and throttles failures.
+    pub fn unlock(&mut self, pin: &str, now: Now) -> Result<(), VaultError> {
+        let root = self.verify_pin(pin, now)?;
         if !self.is_locked() {
             // Already open: the PIN was still checked (and failures counted).
             return Ok(());

@@ -416,8 +416,11 @@ method!(
     /// Imports another password manager's export, all or nothing.
     Import, "import", ImportParams, ImportResult
 );
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ExportParams {
+    /// The PIN again: a plaintext export is only made for whoever knows it
+    /// (a wrong one counts as a failed unlock).
+    pub pin: String,
     /// `json` (Coffer's own format, importable as `coffer-json`) or `csv`.
     pub format: String,
     /// Only this folder; every folder when absent.
@@ -440,6 +443,8 @@ pub struct BackupParams {
     /// Absolute path of the backup file to write (replaced atomically).
     pub path: String,
     pub passphrase: String,
+    /// The PIN again, as for [`ExportParams::pin`].
+    pub pin: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1083,6 +1088,18 @@ impl fmt::Debug for BackupParams {
         f.debug_struct("BackupParams")
             .field("path", &self.path)
             .field("passphrase", &REDACTED)
+            .field("pin", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ExportParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExportParams")
+            .field("pin", &REDACTED)
+            .field("format", &self.format)
+            .field("folder", &self.folder)
+            .field("include_trash", &self.include_trash)
             .finish()
     }
 }

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 use coffer_ipc::methods as m;
-use coffer_tests::Daemon;
+use coffer_tests::{Daemon, PIN};
 use serde_json::Value;
 
 const PASSPHRASE: &str = "correct horse battery staple";
@@ -36,8 +36,15 @@ fn populated() -> Daemon {
 /// Every item (trash included) as the JSON export lists them.
 fn all_items(d: &Daemon) -> Vec<Value> {
     let out = d.ok(
-        &["export", "--format", "json", "--include-trash", "--yes"],
-        "",
+        &[
+            "export",
+            "--format",
+            "json",
+            "--include-trash",
+            "--yes",
+            "--pin-stdin",
+        ],
+        format!("{PIN}\n"),
     );
     let file: Value = serde_json::from_str(&out).expect("export is JSON");
     assert_eq!(file["format"], "coffer-export");
@@ -55,7 +62,10 @@ fn json_export_imports_into_an_empty_vault_identically() {
     assert!(items.iter().any(|i| i["trashed_ms"].is_i64()));
 
     // Without --include-trash the trashed item stays out; stderr warns.
-    let out = a.coffer(&["export", "--format", "json"], "");
+    let out = a.coffer(
+        &["export", "--format", "json", "--pin-stdin"],
+        format!("{PIN}\n"),
+    );
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("plaintext"), "{stderr}");
@@ -68,15 +78,20 @@ fn json_export_imports_into_an_empty_vault_identically() {
         &[
             "export",
             "--include-trash",
+            "--pin-stdin",
             "--output",
             file.to_str().unwrap(),
         ],
-        "",
+        format!("{PIN}\n"),
     );
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "export file mode {mode:o}");
     // An existing file is never replaced.
-    let err = a.fails(&["export", "--output", file.to_str().unwrap()], "", 2);
+    let err = a.fails(
+        &["export", "--pin-stdin", "--output", file.to_str().unwrap()],
+        format!("{PIN}\n"),
+        2,
+    );
     assert!(err.contains("exists"), "{err}");
 
     let b = Daemon::start();
@@ -100,7 +115,10 @@ fn json_export_imports_into_an_empty_vault_identically() {
 #[test]
 fn csv_export_has_one_row_per_item_with_quoting() {
     let a = populated();
-    let csv = a.ok(&["export", "--format", "csv"], "");
+    let csv = a.ok(
+        &["export", "--format", "csv", "--pin-stdin"],
+        format!("{PIN}\n"),
+    );
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
@@ -112,7 +130,17 @@ fn csv_export_has_one_row_per_item_with_quoting() {
     );
     assert!(!csv.contains("old-secret"), "trashed item exported");
     // One folder only.
-    let finance = a.ok(&["export", "--format", "csv", "--folder", "Finance"], "");
+    let finance = a.ok(
+        &[
+            "export",
+            "--format",
+            "csv",
+            "--folder",
+            "Finance",
+            "--pin-stdin",
+        ],
+        format!("{PIN}\n"),
+    );
     let rows: Vec<&str> = finance.lines().skip(1).collect();
     assert_eq!(
         rows,
@@ -128,11 +156,21 @@ fn backup_restores_on_a_fresh_device_and_opens_with_age() {
     let backup = dir.path().join("vault.age");
     let backup_s = backup.to_str().unwrap();
     // Too short a passphrase is refused before anything is written.
-    a.fails(&["backup", backup_s, "--passphrase-stdin"], "short\n", 9);
+    a.fails(
+        &["backup", backup_s, "--passphrase-stdin", "--pin-stdin"],
+        format!("{PIN}\nshort\n"),
+        9,
+    );
     assert!(!backup.exists());
     let r = a.json(
-        &["backup", backup_s, "--passphrase-stdin", "--json"],
-        format!("{PASSPHRASE}\n"),
+        &[
+            "backup",
+            backup_s,
+            "--passphrase-stdin",
+            "--pin-stdin",
+            "--json",
+        ],
+        format!("{PIN}\n{PASSPHRASE}\n"),
     );
     assert_eq!(r["items"].as_u64().unwrap() as usize, items.len());
     let bytes = std::fs::read(&backup).unwrap();
@@ -253,4 +291,41 @@ fn a_large_import_reports_progress_until_done() {
     d.unlock();
     let list = d.json(&["ls", "--json"], "");
     assert_eq!(list.as_array().unwrap().len(), 1200);
+}
+
+#[test]
+fn export_and_backup_ask_for_the_pin_again() {
+    let a = Daemon::start();
+    a.init();
+    a.add_login("mail", "pw-mail-secret", &[]);
+    let dir = coffer_tests::short_tempdir();
+    let backup = dir.path().join("vault.age");
+    let backup_s = backup.to_str().unwrap();
+    // No terminal and no --pin-stdin: a usage error, nothing printed.
+    let out = a.coffer(&["export", "--yes"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pin-stdin"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("pw-mail-secret"));
+    // A wrong PIN: refused (exit 7) and counted like a failed unlock.
+    let err = a.fails(&["export", "--pin-stdin"], "999-wrong\n", 7);
+    assert!(err.to_lowercase().contains("pin"), "{err}");
+    a.fails(
+        &["backup", backup_s, "--passphrase-stdin", "--pin-stdin"],
+        format!("999-wrong\n{PASSPHRASE}\n"),
+        7,
+    );
+    assert!(!backup.exists(), "no backup written after a wrong PIN");
+    // A third wrong PIN: the next try, even the right PIN, waits as an
+    // unlock after three failures would (exit 8).
+    a.fails(&["export", "--pin-stdin"], "999-wrong\n", 7);
+    a.fails(&["export", "--pin-stdin"], format!("{PIN}\n"), 8);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // The right PIN: the export and the backup are made.
+    let out = a.ok(&["export", "--pin-stdin"], format!("{PIN}\n"));
+    assert!(out.contains("pw-mail-secret"));
+    a.ok(
+        &["backup", backup_s, "--passphrase-stdin", "--pin-stdin"],
+        format!("{PIN}\n{PASSPHRASE}\n"),
+    );
+    assert!(backup.exists());
 }

@@ -99,6 +99,8 @@ fn every_command_prints_json_with_json_errors_included() {
     let pin = format!("{PIN}\n");
     let pin_change = format!("{PIN}\n739251\n");
     let pin_back = format!("739251\n{PIN}\n");
+    let pin_line = format!("{PIN}\n");
+    let backup_lines = format!("{PIN}\nbackup pass\n");
     let device0 = "00".repeat(32);
     let (tpl, out, codes, bak) = (
         file("tpl"),
@@ -158,8 +160,8 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["pin", "change"], "999999-no\n739251\n", 7),
         (vec!["generate", "--words", "4"], "", 0),
         (vec!["import", &codes, "--dry-run"], "", 0),
-        (vec!["export", "--yes"], "", 0),
-        (vec!["backup", &bak, "--passphrase-stdin"], "backup pass\n", 0),
+        (vec!["export", "--yes", "--pin-stdin"], &pin_line, 0),
+        (vec!["backup", &bak, "--passphrase-stdin", "--pin-stdin"], &backup_lines, 0),
         (vec!["restore-backup", &bak, "--passphrase-stdin", "--dry-run"], "backup pass\n", 0),
         (vec!["restore-backup", &bak, "--passphrase-stdin", "--dry-run"], "wrong\n", 14),
         (vec!["device", "id"], "", 0),
