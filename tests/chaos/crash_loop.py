@@ -228,7 +228,7 @@ class Loop:
         self.kill()
         self.start()
         d.unlock()
-        r = d.cli(["export", "--include-trash", "--yes", "--format", "json"], timeout=120)
+        r = d.cli(["export", "--include-trash", "--yes", "--format", "json", "--pin-stdin"], PIN + "\n", timeout=120)
         items = {(i["folder"], i["name"]): i["fields"].get("password") for i in (r.json() or {}).get("items", [])}
         lost = [n for n, (f, pw) in self.acked.items() if items.get((f, n)) != pw]
         partial = [imp for imp in self.imports

@@ -682,7 +682,7 @@ class Run:
             if not d.device_id:
                 continue
             state["status"][d.name] = d.sync_status()
-            r = d.cli(["export", "--include-trash", "--yes", "--format", "json"], timeout=60)
+            r = d.cli(["export", "--include-trash", "--yes", "--format", "json", "--pin-stdin"], PIN + "\n", timeout=60)
             state["export"][d.name] = (r.json() or {}).get("items") if r.ok else None
             state["groups"][d.name] = d.cli_json(["group", "ls"])
         ada = self.devices["ada"]
@@ -738,7 +738,7 @@ class Run:
                 continue
             d.unlock()
             time.sleep(1)
-            r = d.cli(["export", "--include-trash", "--yes", "--format", "json"], timeout=60)
+            r = d.cli(["export", "--include-trash", "--yes", "--format", "json", "--pin-stdin"], PIN + "\n", timeout=60)
             out[d.name] = (r.json() or {}).get("items", []) if r.ok else []
             self.record({"type": "read_check", "dev": d.name, "copied": copied, "readable": len(out[d.name]),
                          "t0": self.now()})
