@@ -15,7 +15,9 @@ docs/RELIABILITY.md:
   cutoff, or builds on a quarantined change, or a stale incarnation);
   (2) no member holds any envelope of that range, its author was revoked
   or removed, and the write ended at most 60 s before that removal began:
-  it never left its author. A personal-folder write must be on its author;
+  it never left its author. A personal-folder write must be on its author
+  unless (2) explains its absence (a linked laptop shares its user's
+  Personal folder, so the same rule voids it there);
 - forbidden_accepted: a write whose actor's role forbade it since setup
   and was answered as done; or any write that appears in the final state
   of a member of its folder other than its author although, per the
@@ -281,15 +283,25 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
         for q in quarantine[folder]:
             if q["author"] == aid and lo < q["seq"] <= hi and any(r in q["reason"] for r in CUTOFF_REASONS):
                 return f"quarantined: {q['reason']}"
-        if not holds(folder, aid, lo, hi) and author in retired:
-            # Only near or after the removal: a write that stayed on a
-            # connected daemon for longer would be a sync defect.
-            email = devices[author].email
-            removals = [r["t0"] for r in ops if status_of(r.get("code"), r.get("err") or "") != "refused" and
-                        ((r["kind"] == "revoke" and r["args"].get("target") == author) or
-                         (r["kind"] == "user_remove" and r["args"].get("email") == email))]
-            if removals and rec["t1"] >= min(removals) - LEFT_BEHIND_SECS:
-                return "never left its author before the author was removed"
+        if not holds(folder, aid, lo, hi):
+            return removed_soon_after(rec)
+        return None
+
+    def removed_soon_after(rec: dict) -> str | None:
+        """Why a write that never left its author is gone: the author was
+        revoked or removed soon after (a write concurrent with its author's
+        removal is void by the rule, on the author too)."""
+        author = rec["dev"]
+        if author not in retired:
+            return None
+        # Only near or after the removal: a write that stayed on a
+        # connected daemon for longer would be a sync defect.
+        email = devices[author].email
+        removals = [r["t0"] for r in ops if status_of(r.get("code"), r.get("err") or "") != "refused" and
+                    ((r["kind"] == "revoke" and r["args"].get("target") == author) or
+                     (r["kind"] == "user_remove" and r["args"].get("email") == email))]
+        if removals and rec["t1"] >= min(removals) - LEFT_BEHIND_SECS:
+            return "never left its author before the author was removed"
         return None
 
     def visible_elsewhere(rec: dict, names: list[str], folder: str) -> list[str]:
@@ -317,10 +329,15 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
         status = status_of(rec.get("code"), rec.get("err") or "")
         author = rec["dev"]
         if folder not in SHARED:
-            # Personal: durable on its author.
+            # Personal: durable on its author. A linked laptop shares its
+            # user's Personal folder, so a write it made just before it was
+            # revoked may be void like any other folder's.
             if acked and names and author in names_on:
                 missing = [n for n in names if n not in names_on[author].get("Personal", set())]
-                if missing:
+                why = removed_soon_after(rec) if missing else None
+                if why:
+                    explained.append(f"op {rec['op']} {kind} by {author} in Personal: {why}")
+                elif missing:
                     v.lost += 1
                     v.failures.append(Failure("lost", f"op {rec['op']} {kind} by {author} into Personal answered "
                                               f"done at {rec['t1']}s; missing after restart: {missing[:5]}",
