@@ -113,7 +113,7 @@ pub fn pin_again(from_stdin: bool, what: &str) -> Result<Secret, CliError> {
     }
     if !stdin_is_tty() {
         return Err(CliError::Usage(format!(
-            "a {what} asks for the PIN again and there is no terminal to ask on: pass --pin-stdin and give it on stdin"
+            "`coffer {what}` asks for the PIN again and there is no terminal to ask on: pass --pin-stdin and give it on stdin"
         )));
     }
     prompt(&format!("PIN (to confirm the {what}): "))

@@ -48,7 +48,9 @@ fn into_head(d: &Daemon, args: &str) -> (String, String) {
         "'{}' {args} | head -1 >/dev/null; echo \"coffer exit ${{PIPESTATUS[0]}}\" >&2",
         cmd.get_program().to_string_lossy()
     ));
-    let out = run_with_timeout(&mut sh, b"", Duration::from_secs(60));
+    // The PIN on stdin for `export --pin-stdin` (the others read nothing).
+    let pin = format!("{}\n", coffer_tests::PIN);
+    let out = run_with_timeout(&mut sh, pin.as_bytes(), Duration::from_secs(60));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     let status = err
         .lines()
@@ -61,7 +63,7 @@ fn into_head(d: &Daemon, args: &str) -> (String, String) {
 #[test]
 fn issue_21_a_closed_pipe_ends_coffer_quietly() {
     let d = big_vault();
-    for args in ["ls", "ls --json", "export --yes"] {
+    for args in ["ls", "ls --json", "export --yes --pin-stdin"] {
         let (status, err) = into_head(&d, args);
         assert_eq!(status, "0", "coffer {args}: {err}");
         assert!(!err.contains("panicked"), "coffer {args}: {err}");
