@@ -219,7 +219,8 @@ impl CliError {
     fn report(&self, json: bool) {
         if json {
             eprintln!("{}", self.to_json());
-        } else {
+        } else if !matches!(self, CliError::Problems(_)) {
+            // (`coffer doctor`'s report on stdout says that one.)
             eprintln!("coffer: error: {self}");
             if let Some(hint) = self.hint() {
                 eprintln!("hint: {hint}");

@@ -301,7 +301,7 @@ impl Report {
 pub fn daemon_unreachable(socket: &str, error: &str) -> Report {
     let check = Check::new("daemon", "Daemon", Verdict::Fail)
         .detail(format!(
-            "cofferd is not running (nothing answers on {socket}: {error})"
+            "cofferd is not running: nothing answers on {socket} ({error})"
         ))
         .next(
             "start it: `coffer status` starts it, or `coffer service install` runs it at login; \
@@ -412,22 +412,20 @@ fn listen(n: &NetworkFacts, others: bool) -> Check {
         .filter(|a| !n.reachable.contains(a))
         .map(String::as_str)
         .collect();
-    let mut detail = String::new();
+    let mut parts = Vec::new();
     if !n.reachable.is_empty() {
-        detail.push_str(&format!(
+        parts.push(format!(
             "reachable from other hosts: {}",
             n.reachable.join(", ")
         ));
     }
     if !local.is_empty() {
-        if !detail.is_empty() {
-            detail.push_str("; ");
-        }
-        detail.push_str(&format!(
+        parts.push(format!(
             "this host only (loopback, link-local): {}",
             local.join(", ")
         ));
     }
+    let mut detail = parts.join("; ");
     let v4 = n.reachable.iter().any(|a| !is_v6(a));
     let v6 = n.listen.iter().any(|a| is_v6(a));
     if !v6 {
@@ -438,7 +436,7 @@ fn listen(n: &NetworkFacts, others: bool) -> Check {
     if n.reachable.is_empty() {
         let verdict = if others { Verdict::Warn } else { Verdict::Info };
         return Check::new("listen", "Listening", verdict)
-            .detail(format!("only this host can connect: {detail}"))
+            .detail(format!("no address another host can reach; {detail}"))
             .next(format!(
                 "start cofferd without --listen (every interface, port {DEFAULT_PORT}) or with --listen /ip4/0.0.0.0/tcp/{DEFAULT_PORT}"
             ));

@@ -289,7 +289,7 @@ fn loopback_only_is_a_problem_when_there_is_someone_to_reach() {
     let l = check(&checks, "listen");
     assert_eq!(l.verdict, Verdict::Warn);
     assert!(
-        l.detail.contains("only this host") && l.detail.contains("no IPv6"),
+        l.detail.contains("no address another host can reach") && l.detail.contains("no IPv6"),
         "{l:?}"
     );
     f.devices.clear();
