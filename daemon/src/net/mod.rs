@@ -490,9 +490,7 @@ impl Net {
             .iter()
             .map(|d| {
                 let s = status.peers.get(d).cloned().unwrap_or_default();
-                let peer = s
-                    .peer_id
-                    .or_else(|| allowed.get(d).and_then(peer_id_of));
+                let peer = s.peer_id.or_else(|| allowed.get(d).and_then(peer_id_of));
                 let addresses = peer
                     .and_then(|p| dialling.known.get(&p))
                     .map(|v| v.iter().map(|a| a.to_string()).collect())
