@@ -2,8 +2,9 @@
 //! Namespace tests on a LAN of network namespaces around a bridge, with
 //! IPv4 and link-local IPv6 addresses (`discovery.rs`'s `Lan`), mDNS only
 //! inside them, firewalls made with nftables inside the namespaces (gone
-//! with them). They need root, `ip` and `nft`, and say why they skip
-//! otherwise. The checks' decisions themselves are unit tests of
+//! with them). Those need root, `ip` and `nft`, and say why they skip
+//! otherwise; two more run on loopback (no daemon; another team's laptop
+//! at a `--peer` address). The checks' decisions themselves are unit tests of
 //! `coffer_ipc::doctor`; clock skew has no process test (cofferd has no
 //! test clock to fake).
 
@@ -14,6 +15,7 @@ use coffer_tests::{run_with_timeout, Daemon, PIN};
 use serde_json::Value;
 
 use crate::discovery::{cannot_run, join_by_mdns, laptop, Lan, Netns};
+use crate::sync::{addr, free_port, start_node};
 
 /// `coffer doctor --json` exits 22 when it finds a problem (docs/cli.md).
 const PROBLEMS_FOUND: i32 = 22;
@@ -341,4 +343,34 @@ fn doctor_without_a_daemon_and_alone() {
     );
     assert!(report["facts"].is_null());
     assert!(!d.socket().exists(), "doctor started a daemon");
+}
+
+/// A `--peer` address where a laptop of another team answers (loopback,
+/// no mDNS, no root needed): the handshake works, the device is refused,
+/// and the doctor names the address and the device as not in this team.
+#[test]
+fn doctor_names_a_peer_address_where_another_team_answers() {
+    let (acme_port, globex_port) = (free_port(), free_port());
+    let globex = start_node(globex_port, &[]);
+    globex.init();
+    globex.ok(&["team", "create", "Globex"], "");
+    let globex_peer = globex.json(&["device", "id", "--json"], "")["peer_id"]
+        .as_str()
+        .expect("a peer id")
+        .to_string();
+    let acme = start_node(acme_port, &[globex_port]);
+    acme.init();
+    acme.ok(&["team", "create", "Acme"], "");
+    let id = format!("peer:{}", addr(globex_port));
+    let (code, report) = doctor_until(&acme, "the --peer check", |_, r| check(r, &id).is_some());
+    assert_eq!(code, PROBLEMS_FOUND, "{report:#}");
+    let c = check(&report, &id).unwrap();
+    assert_eq!(c["verdict"], "fail", "{c:#}");
+    let detail = c["detail"].as_str().unwrap();
+    assert!(detail.contains("not in this team"), "{c:#}");
+    assert!(detail.contains(&globex_peer), "{c:#}");
+    assert!(
+        c["next"].as_str().unwrap().contains("coffer invite"),
+        "{c:#}"
+    );
 }
