@@ -327,6 +327,11 @@ fn doctor_sees_a_device_of_another_team() {
 #[test]
 fn doctor_without_a_daemon_and_alone() {
     let mut d = Daemon::start();
+    // Before init: no vault is the finding (and the network, which has
+    // not started, does not hold the answer up).
+    let (code, report) = doctor(&d);
+    assert_eq!(code, PROBLEMS_FOUND, "{report:#}");
+    assert_eq!(check(&report, "vault").unwrap()["verdict"], "fail");
     d.init_with_pin(PIN);
     let (code, report) = doctor(&d);
     assert_eq!(code, 0, "{report:#}");

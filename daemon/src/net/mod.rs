@@ -416,6 +416,32 @@ impl Net {
 }
 
 impl Net {
+    /// What the swarm actor dials. Nothing before the swarm runs (commands
+    /// wait in its queue until then), and nothing if it does not answer
+    /// within [`DIALLING_WAIT`].
+    fn dialling(&self) -> Dialling {
+        if !self.ctx.status().running {
+            return Dialling::default();
+        }
+        let (tx, mut rx) = oneshot::channel();
+        if self.ctx.cmd.try_send(Command::Dialling(tx)).is_err() {
+            return Dialling::default();
+        }
+        let deadline = std::time::Instant::now() + DIALLING_WAIT;
+        loop {
+            match rx.try_recv() {
+                Ok(d) => return d,
+                Err(oneshot::error::TryRecvError::Closed) => return Dialling::default(),
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Dialling::default();
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
     /// `coffer doctor`: the network's facts, and those of each device this
     /// one syncs with (`partners`, labelled with `names`). Blocks briefly on
     /// the swarm actor (run it on the blocking pool).
@@ -424,14 +450,7 @@ impl Net {
         partners: BTreeSet<DeviceId>,
         names: &BTreeMap<DeviceId, String>,
     ) -> (doctor::NetworkFacts, Vec<doctor::DeviceFacts>) {
-        let dialling = {
-            let (tx, rx) = oneshot::channel();
-            if self.ctx.cmd.try_send(Command::Dialling(tx)).is_ok() {
-                rx.blocking_recv().unwrap_or_default()
-            } else {
-                Dialling::default()
-            }
-        };
+        let dialling = self.dialling();
         let allowed = self.ctx.allowed.borrow().clone();
         let team_of = |peer: &PeerId| -> Option<DeviceId> {
             let t = transport_of(peer)?;
@@ -520,6 +539,9 @@ impl Net {
         (network, devices)
     }
 }
+
+/// How long `coffer doctor` waits for the swarm actor's dial table.
+const DIALLING_WAIT: Duration = Duration::from_secs(2);
 
 /// How long to wait before redialling after `attempt` failures.
 pub(crate) fn backoff(attempt: u32) -> Duration {
