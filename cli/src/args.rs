@@ -264,6 +264,11 @@ pub enum Command {
     Group(team::GroupCommand),
     /// Devices this one syncs with, and their connections.
     Peers,
+    /// Why this laptop and another do not see each other: a checklist
+    /// (daemon, vault, team, listen addresses, mDNS, each device's
+    /// connection and last dial error, clocks) with the next step for each
+    /// problem. Exits 22 when it finds one. Never starts cofferd.
+    Doctor,
     /// Sync state per folder, or sync now.
     #[command(subcommand)]
     Sync(sync::SyncCommand),

@@ -7,6 +7,7 @@ mod clipboard;
 mod config;
 mod connect;
 mod docs;
+mod doctor;
 mod enrol;
 mod generate;
 mod input;
@@ -58,6 +59,8 @@ pub mod exit {
     pub const SERVICE: u8 = 20;
     /// The team revoked this device or removed its user.
     pub const NOT_A_MEMBER: u8 = 21;
+    /// `coffer doctor` found a problem (its report is on stdout).
+    pub const PROBLEMS_FOUND: u8 = 22;
     /// `coffer run`: the command could not be run (not executable).
     pub const CANNOT_EXECUTE: u8 = 126;
     /// `coffer run`: the command was not found.
@@ -87,6 +90,9 @@ pub enum CliError {
         command: String,
         source: std::io::Error,
     },
+    /// `coffer doctor` found this many problems (the report is on stdout).
+    #[error("coffer doctor found {0} problem(s)")]
+    Problems(usize),
     /// Anything else (local IO).
     #[error("{0}")]
     Other(String),
@@ -133,6 +139,7 @@ impl CliError {
                 std::io::ErrorKind::NotFound => exit::COMMAND_NOT_FOUND,
                 _ => exit::CANNOT_EXECUTE,
             },
+            CliError::Problems(_) => exit::PROBLEMS_FOUND,
             CliError::Other(_) => exit::ERROR,
         }
     }
@@ -160,6 +167,7 @@ impl CliError {
             exit::USAGE => "usage",
             exit::SERVICE => "service",
             exit::NOT_A_MEMBER => "not_a_member",
+            exit::PROBLEMS_FOUND => "problems_found",
             exit::CANNOT_EXECUTE => "cannot_execute",
             exit::COMMAND_NOT_FOUND => "command_not_found",
             _ => "error",
@@ -211,7 +219,8 @@ impl CliError {
     fn report(&self, json: bool) {
         if json {
             eprintln!("{}", self.to_json());
-        } else {
+        } else if !matches!(self, CliError::Problems(_)) {
+            // (`coffer doctor`'s report on stdout says that one.)
             eprintln!("coffer: error: {self}");
             if let Some(hint) = self.hint() {
                 eprintln!("hint: {hint}");
@@ -365,7 +374,8 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
         client: None,
         json: cli.json,
     };
-    let status = matches!(cli.command, Command::Status);
+    // Both say themselves what the team's notice says.
+    let status = matches!(cli.command, Command::Status | Command::Doctor);
     let code = dispatch(&mut ctx, cli.command, core_limit)?;
     if !status && !ctx.json && ctx.client.is_some() {
         notice(&mut ctx);
@@ -820,6 +830,7 @@ fn dispatch(
         Command::ClipboardX11 { after } => return Ok(clipboard::serve_x11(after)),
         Command::Device(cmd) => sync::device(ctx, cmd)?,
         Command::Peers => sync::peers(ctx)?,
+        Command::Doctor => doctor::doctor(ctx)?,
         Command::Sync(cmd) => sync::sync(ctx, cmd)?,
         Command::Invite(args) => enrol::invite(ctx, args)?,
         Command::Join(args) => enrol::join(ctx, args, false)?,

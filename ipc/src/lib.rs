@@ -4,12 +4,15 @@
 //! What it is: the wire types ([`wire`]), one typed method per request with
 //! its params and result ([`methods`]), the line framing limits, the default
 //! socket and data locations ([`paths`]), the [`Client`] the CLI uses, and
-//! the process hardening both binaries run at start ([`process`]).
+//! the process hardening both binaries run at start ([`process`]), and
+//! `coffer doctor`'s decisions as a pure function of the daemon's facts
+//! ([`doctor`]).
 //!
 //! What it is not: it knows nothing of Automerge, envelopes or keys; the
 //! daemon translates between its vault and these plain types.
 
 pub mod client;
+pub mod doctor;
 pub mod methods;
 pub mod paths;
 pub mod process;

@@ -823,6 +823,13 @@ method!(
     Peers, "peers", Empty, PeersResult
 );
 method!(SyncStatus, "sync.status", Empty, SyncStatusResult);
+pub use crate::doctor::DoctorFacts;
+
+method!(
+    /// What `coffer doctor` decides on: vault, team standing, listen
+    /// addresses, mDNS sightings, each device's contact, dial errors and clock.
+    Doctor, "doctor", Empty, DoctorFacts
+);
 method!(
     /// Asks every connected peer for what this device lacks and redials the others.
     SyncNow, "sync.now", Empty, SyncNowResult

@@ -14,16 +14,16 @@ use coffer_tests::{str_field, PIN};
 use crate::enrol::{one_pending, users, Joining};
 use crate::sync::{has_folder, item, pairing_key, wait_until};
 
-const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn ip(args: &[&str]) -> bool {
+pub(crate) fn ip(args: &[&str]) -> bool {
     run_with_timeout(Command::new("ip").args(args), b"", Duration::from_secs(10))
         .status
         .success()
 }
 
 /// Why this machine cannot run the test, if it cannot.
-fn cannot_run() -> Option<String> {
+pub(crate) fn cannot_run() -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
@@ -40,10 +40,10 @@ fn cannot_run() -> Option<String> {
 }
 
 /// A network namespace, deleted (with its veth ends) on drop.
-struct Netns(String);
+pub(crate) struct Netns(pub(crate) String);
 
 impl Netns {
-    fn new(tag: &str) -> Netns {
+    pub(crate) fn new(tag: &str) -> Netns {
         let name = format!("cf{}{tag}", std::process::id());
         let _ = ip(&["netns", "del", &name]);
         assert!(ip(&["netns", "add", &name]), "ip netns add {name}");
@@ -54,7 +54,7 @@ impl Netns {
         ns
     }
 
-    fn wrapper(&self) -> Vec<String> {
+    pub(crate) fn wrapper(&self) -> Vec<String> {
         ["ip", "netns", "exec", &self.0]
             .iter()
             .map(|s| s.to_string())
@@ -185,15 +185,21 @@ fn join_finds_the_inviter_with_mdns_in_a_namespace() {
 /// with an IPv4 address (192.0.2.N/24, documentation addresses) and the
 /// IPv6 link-local address the kernel gives it. Every link is created
 /// inside these namespaces; all of them go on drop.
-struct Lan {
-    laptops: Vec<Netns>,
+pub(crate) struct Lan {
+    pub(crate) laptops: Vec<Netns>,
     // Last, so the laptops' veths go before the bridge does.
     _bridge: Netns,
 }
 
 impl Lan {
-    fn new(laptops: usize) -> Lan {
-        let bridge = Netns::new("br");
+    pub(crate) fn new(laptops: usize) -> Lan {
+        Lan::tagged("", laptops)
+    }
+
+    /// A LAN whose namespaces' names carry `tag`, so that tests running at
+    /// once in this process build their own.
+    pub(crate) fn tagged(tag: &str, laptops: usize) -> Lan {
+        let bridge = Netns::new(&format!("{tag}br"));
         let inside = |ns: &Netns, args: &[&str]| {
             let mut all = vec!["-n", ns.0.as_str()];
             all.extend_from_slice(args);
@@ -203,7 +209,7 @@ impl Lan {
         inside(&bridge, &["link", "set", "br0", "up"]);
         let mut made = Vec::new();
         for i in 0..laptops {
-            let ns = Netns::new(&format!("l{i}"));
+            let ns = Netns::new(&format!("{tag}l{i}"));
             let port = format!("v{i}");
             assert!(ip(&[
                 "link", "add", "eth0", "netns", &ns.0, "type", "veth", "peer", "name", &port,
@@ -246,7 +252,7 @@ impl Lan {
 
 /// A daemon in `ns` as a laptop runs it: mDNS on, default listen
 /// addresses (every interface, IPv4 and IPv6, port 7373).
-fn laptop(ns: &Netns) -> Daemon {
+pub(crate) fn laptop(ns: &Netns) -> Daemon {
     Daemon::start_with(Options {
         wrapper: ns.wrapper(),
         mdns: true,
@@ -257,7 +263,7 @@ fn laptop(ns: &Netns) -> Daemon {
 
 /// One `coffer join CODE` with no `--peer` on `joiner`, confirmed on
 /// `admin`: what went wrong, if anything.
-fn join_by_mdns(admin: &Daemon, joiner: &Daemon, email: &str) -> Result<(), String> {
+pub(crate) fn join_by_mdns(admin: &Daemon, joiner: &Daemon, email: &str) -> Result<(), String> {
     let code = str_field(&admin.json(&["invite", email, "--json"], ""), "code").to_string();
     let mut join = Joining::spawn(joiner, &["join", &code, "--pin-stdin"], &format!("{PIN}\n"));
     let Some(shown) = join.try_verification_code() else {

@@ -171,6 +171,8 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["sync", "now"], "", 0),
         (vec!["team", "create", "Acme"], "", 0),
         (vec!["team", "show"], "", 0),
+        // A team of one with nobody to reach: no problem (exit 22 otherwise).
+        (vec!["doctor"], "", 0),
         (vec!["user", "ls"], "", 0),
         (vec!["group", "create", "it"], "", 0),
         (vec!["group", "add", "it", "ada@example.org"], "", 0),

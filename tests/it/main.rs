@@ -11,6 +11,7 @@ mod conflicts;
 mod crash;
 mod daily;
 mod discovery;
+mod doctor;
 mod enrol;
 mod export;
 mod hostile;

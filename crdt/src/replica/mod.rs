@@ -50,7 +50,8 @@ pub use open::Skip;
 pub use standing::Standing;
 pub use sync::{
     PeerErrorCode, PeerSummary, ProtocolViolation, SpaceDigest, SpaceSummary, SyncMessage, Tip,
-    MAX_BATCH_BYTES, MAX_BATCH_ENVELOPES, MAX_SPACES, MAX_TIPS, SYNC_VERSION,
+    MAX_BATCH_BYTES, MAX_BATCH_ENVELOPES, MAX_SPACES, MAX_TIPS, MIN_SYNC_VERSION, SYNC_VERSION,
+    TIME_SINCE_VERSION,
 };
 pub use team::{
     principal_name, FolderMembers, GroupChange, Joiner, MemberDevice, MemberEntry, ShareChange,

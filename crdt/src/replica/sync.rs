@@ -21,8 +21,13 @@ use crate::ops::{ControlOp, MembershipOp, Principal};
 use crate::space::{IngestError, Space};
 
 /// The version a [`SyncMessage::Hello`] carries (2: envelope format 3,
-/// chain heads in summaries).
-pub const SYNC_VERSION: u16 = 2;
+/// chain heads in summaries; 3: [`SyncMessage::Time`]).
+pub const SYNC_VERSION: u16 = 3;
+/// The lowest version a peer's `Hello` may carry: a version-2 peer syncs
+/// like any other, it is only never sent what it does not know.
+pub const MIN_SYNC_VERSION: u16 = 2;
+/// The first version that knows [`SyncMessage::Time`].
+pub const TIME_SINCE_VERSION: u16 = 3;
 /// A batch of envelopes is cut at this size (or [`MAX_BATCH_ENVELOPES`]).
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 pub const MAX_BATCH_ENVELOPES: usize = 8192;
@@ -84,6 +89,13 @@ pub enum SyncMessage {
     Caught { space: SpaceId },
     /// The sender is closing the connection, and why.
     Error { code: PeerErrorCode, text: String },
+    /// The sender's wall clock as it sent this (ms since the Unix epoch):
+    /// sent once per session, after the receiver's `Hello` announced
+    /// [`TIME_SINCE_VERSION`] or later, so the receiver can tell how far
+    /// the two clocks are apart (`coffer doctor`; TOTP codes and audit
+    /// times depend on clocks). The transport's business: the replica
+    /// takes no decision on it and ignores it.
+    Time { unix_ms: i64 },
 }
 
 /// Envelopes as byte strings (serde_bytes for each element).
@@ -114,7 +126,7 @@ impl SyncMessage {
             }
             SyncMessage::Envelopes { envelopes, .. } => envelopes.len() <= MAX_BATCH_ENVELOPES,
             SyncMessage::Error { text, .. } => text.len() <= 512,
-            SyncMessage::Caught { .. } => true,
+            SyncMessage::Caught { .. } | SyncMessage::Time { .. } => true,
         }
     }
 }
@@ -659,7 +671,7 @@ impl Replica {
         }
         match msg {
             SyncMessage::Hello { version, spaces } => {
-                if version < SYNC_VERSION {
+                if version < MIN_SYNC_VERSION {
                     return Err(ProtocolViolation::Version(version));
                 }
                 self.peer_holds(peer, spaces);
@@ -697,6 +709,8 @@ impl Replica {
                 let text: String = text.chars().filter(|c| !c.is_control()).collect();
                 return Err(ProtocolViolation::PeerClosed { code, text });
             }
+            // The daemon's session reads the peer's clock from it.
+            SyncMessage::Time { .. } => {}
         }
         Ok(())
     }

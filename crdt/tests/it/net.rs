@@ -359,6 +359,7 @@ impl World {
                     }
                     SyncMessage::Caught { space } => format!("caught {}", space.short()),
                     SyncMessage::Error { text, .. } => format!("error {text}"),
+                    SyncMessage::Time { unix_ms } => format!("time {unix_ms}"),
                 };
                 eprintln!("{a} -> {b}: {what}");
             }

@@ -858,3 +858,28 @@ fn custom_fields_sync_edit_and_keep_history() {
         .edit_item(&ItemQuery::live("Door"), bad, 40, &mut w.rng)
         .is_err());
 }
+
+/// Version 3 added `Time` (for `coffer doctor`'s clock check): a version-2
+/// peer still syncs (it is only never sent `Time`), a version-1 one is
+/// refused, and `Time` changes nothing in the replica.
+#[test]
+fn a_version_2_peer_still_syncs_and_time_is_ignored() {
+    use coffer_crdt::replica::ProtocolViolation;
+    let mut w = pair();
+    let ada = w.nodes[0].id();
+    let hello = |version| SyncMessage::Hello {
+        version,
+        spaces: vec![],
+    };
+    let bob = &mut w.nodes[1];
+    bob.replica
+        .handle_message(ada, hello(2), &mut w.rng)
+        .expect("a version-2 hello");
+    bob.replica
+        .handle_message(ada, SyncMessage::Time { unix_ms: 0 }, &mut w.rng)
+        .expect("time is ignored");
+    assert_eq!(
+        bob.replica.handle_message(ada, hello(1), &mut w.rng),
+        Err(ProtocolViolation::Version(1))
+    );
+}

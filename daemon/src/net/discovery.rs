@@ -71,7 +71,12 @@ impl Discovery {
                 }
                 let addrs = tcp_addrs(svc.addresses.iter().map(|ip| ip.to_ip_addr()), svc.port);
                 debug!(%peer, ?addrs, "mDNS: found a peer");
-                if cmd.send(Command::Discovered { peer, addrs }).await.is_err() {
+                let found = Command::Discovered {
+                    peer,
+                    addrs,
+                    mdns: true,
+                };
+                if cmd.send(found).await.is_err() {
                     return;
                 }
             }

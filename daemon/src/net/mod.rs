@@ -18,6 +18,7 @@
 //! the first unlock. Which devices it talks to is the replica's
 //! `AllowedPeers`, watched.
 
+mod dial_error;
 pub mod discovery;
 pub mod enrol;
 pub mod protocol;
@@ -30,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coffer_crdt::DeviceId;
+use coffer_ipc::doctor::{self, DialFailure};
 use coffer_ipc::Event;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
@@ -100,8 +102,15 @@ pub(crate) enum Command {
     AllowedChanged,
     /// `coffer sync now`.
     SyncNow(oneshot::Sender<(usize, usize)>),
-    /// mDNS found a peer.
-    Discovered { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// mDNS found a peer (`mdns`), or an enrolment learnt its addresses.
+    Discovered {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        mdns: bool,
+    },
+    /// `coffer doctor`: the addresses known for each peer and the
+    /// `--peer` addresses.
+    Dialling(oneshot::Sender<Dialling>),
     /// A peer's session ended (stream closed, protocol violation).
     SessionEnded {
         peer: PeerId,
@@ -130,13 +139,99 @@ pub(crate) struct PeerStat {
     pub bytes_received: u64,
     pub envelopes_sent: u64,
     pub envelopes_received: u64,
+    /// The last dial of it that failed (cleared when it connects).
+    pub last_dial_error: Option<DialFailure>,
+    /// Its wall clock minus ours (ms), from its `Time` message, and when.
+    pub clock_offset_ms: Option<i64>,
+    pub clock_measured_ms: Option<i64>,
 }
+
+impl PeerStat {
+    /// Connected, but no answer to a ping for [`SILENT_AFTER`].
+    pub fn silent(&self, now_ms: i64) -> bool {
+        self.connected
+            && now_ms.saturating_sub(
+                self.last_contact_ms
+                    .or(self.connected_since_ms)
+                    .unwrap_or(0),
+            ) > SILENT_AFTER.as_millis() as i64
+    }
+}
+
+/// Whether mDNS runs.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum MdnsState {
+    /// Off (`--no-mdns`), or not started yet (no listen address yet).
+    #[default]
+    Off,
+    Running,
+    /// It could not start, and why.
+    Failed(String),
+}
+
+/// A Coffer device heard announcing itself with mDNS.
+#[derive(Clone, Debug)]
+pub(crate) struct Sighting {
+    pub count: u64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub addrs: Vec<Multiaddr>,
+}
+
+/// Most devices whose mDNS announcements are remembered (the oldest go).
+pub(crate) const MAX_SIGHTINGS: usize = 64;
+/// Most addresses remembered per sighting.
+const MAX_SIGHTING_ADDRS: usize = 8;
 
 #[derive(Debug, Default)]
 pub(crate) struct Status {
     pub running: bool,
+    /// When the swarm started.
+    pub started_ms: Option<i64>,
     pub listen: Vec<String>,
     pub peers: BTreeMap<DeviceId, PeerStat>,
+    pub mdns: MdnsState,
+    /// Every device heard with mDNS since start, of this team or not.
+    pub heard: BTreeMap<PeerId, Sighting>,
+}
+
+impl Status {
+    /// Remembers an mDNS announcement of `peer` at `addrs`.
+    pub fn heard(&mut self, peer: PeerId, addrs: &[Multiaddr], now_ms: i64) {
+        if !self.heard.contains_key(&peer) && self.heard.len() >= MAX_SIGHTINGS {
+            let oldest = self
+                .heard
+                .iter()
+                .min_by_key(|(_, s)| s.last_ms)
+                .map(|(p, _)| *p);
+            if let Some(p) = oldest {
+                self.heard.remove(&p);
+            }
+        }
+        let s = self.heard.entry(peer).or_insert(Sighting {
+            count: 0,
+            first_ms: now_ms,
+            last_ms: now_ms,
+            addrs: Vec::new(),
+        });
+        s.count = s.count.saturating_add(1);
+        s.last_ms = now_ms;
+        for a in addrs {
+            if !s.addrs.contains(a) && s.addrs.len() < MAX_SIGHTING_ADDRS {
+                s.addrs.push(a.clone());
+            }
+        }
+    }
+}
+
+/// What the swarm actor dials, for `coffer doctor`.
+#[derive(Debug, Default)]
+pub(crate) struct Dialling {
+    /// The addresses known for each peer (mDNS, identify, past dials).
+    pub known: BTreeMap<PeerId, Vec<Multiaddr>>,
+    /// `--peer` addresses: the peer found there, whether connected, and
+    /// the last failure.
+    pub statics: Vec<(Multiaddr, Option<PeerId>, bool, Option<DialFailure>)>,
 }
 
 /// What the actors share: the vault, the event bus and the status table.
@@ -255,7 +350,11 @@ impl Net {
     /// A device this one now syncs with was reached at `addrs` (after an
     /// enrolment): remember them for dialling. Queued until the swarm runs.
     pub fn learned(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        let _ = self.ctx.cmd.try_send(Command::Discovered { peer, addrs });
+        let _ = self.ctx.cmd.try_send(Command::Discovered {
+            peer,
+            addrs,
+            mdns: false,
+        });
     }
 
     /// `coffer sync now`: (peers asked, peers being dialled).
@@ -299,10 +398,7 @@ impl Net {
                     last_sync_ms: s.last_sync_ms,
                     last_contact_ms: s.last_contact_ms,
                     rtt_ms: s.rtt_ms,
-                    silent: s.connected
-                        && now_ms().saturating_sub(
-                            s.last_contact_ms.or(s.connected_since_ms).unwrap_or(0),
-                        ) > SILENT_AFTER.as_millis() as i64,
+                    silent: s.silent(now_ms()),
                     bytes_sent: s.bytes_sent,
                     bytes_received: s.bytes_received,
                     envelopes_sent: s.envelopes_sent,
@@ -318,6 +414,134 @@ impl Net {
         }
     }
 }
+
+impl Net {
+    /// What the swarm actor dials. Nothing before the swarm runs (commands
+    /// wait in its queue until then), and nothing if it does not answer
+    /// within [`DIALLING_WAIT`].
+    fn dialling(&self) -> Dialling {
+        if !self.ctx.status().running {
+            return Dialling::default();
+        }
+        let (tx, mut rx) = oneshot::channel();
+        if self.ctx.cmd.try_send(Command::Dialling(tx)).is_err() {
+            return Dialling::default();
+        }
+        let deadline = std::time::Instant::now() + DIALLING_WAIT;
+        loop {
+            match rx.try_recv() {
+                Ok(d) => return d,
+                Err(oneshot::error::TryRecvError::Closed) => return Dialling::default(),
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Dialling::default();
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
+    /// `coffer doctor`: the network's facts, and those of each device this
+    /// one syncs with (`partners`, labelled with `names`). Blocks briefly on
+    /// the swarm actor (run it on the blocking pool).
+    pub fn doctor(
+        &self,
+        partners: BTreeSet<DeviceId>,
+        names: &BTreeMap<DeviceId, String>,
+    ) -> (doctor::NetworkFacts, Vec<doctor::DeviceFacts>) {
+        let dialling = self.dialling();
+        let allowed = self.ctx.allowed.borrow().clone();
+        let team_of = |peer: &PeerId| -> Option<DeviceId> {
+            let t = transport_of(peer)?;
+            allowed
+                .iter()
+                .find(|(d, k)| **k == t && partners.contains(d))
+                .map(|(d, _)| *d)
+        };
+        let status = self.ctx.status();
+        let now = now_ms();
+        let (mdns_running, mdns_error) = match &status.mdns {
+            MdnsState::Off => (false, None),
+            MdnsState::Running => (true, None),
+            MdnsState::Failed(e) => (false, Some(e.clone())),
+        };
+        let heard = status
+            .heard
+            .iter()
+            .map(|(peer, s)| {
+                let device = team_of(peer);
+                doctor::Sighting {
+                    peer_id: peer.to_string(),
+                    in_team: device.is_some(),
+                    device_id: device.map(|d| d.to_hex()),
+                    count: s.count,
+                    first_ms: s.first_ms,
+                    last_ms: s.last_ms,
+                    addresses: s.addrs.iter().map(|a| a.to_string()).collect(),
+                }
+            })
+            .collect();
+        let network = doctor::NetworkFacts {
+            enabled: !self.ctx.config.disabled,
+            running: status.running,
+            started_ms: status.started_ms,
+            listen: status.listen.clone(),
+            reachable: discovery::reachable_by_others(&status.listen),
+            mdns: doctor::MdnsFacts {
+                enabled: self.ctx.config.mdns,
+                running: mdns_running,
+                error: mdns_error,
+                heard,
+            },
+            static_peers: dialling
+                .statics
+                .iter()
+                .map(|(addr, peer, connected, err)| doctor::StaticPeerFacts {
+                    address: addr.to_string(),
+                    peer_id: peer.map(|p| p.to_string()),
+                    connected: *connected,
+                    last_error: err.clone(),
+                })
+                .collect(),
+        };
+        let devices = partners
+            .iter()
+            .map(|d| {
+                let s = status.peers.get(d).cloned().unwrap_or_default();
+                let peer = s.peer_id.or_else(|| allowed.get(d).and_then(peer_id_of));
+                let addresses = peer
+                    .and_then(|p| dialling.known.get(&p))
+                    .map(|v| v.iter().map(|a| a.to_string()).collect())
+                    .unwrap_or_default();
+                let silent = s.silent(now);
+                doctor::DeviceFacts {
+                    device_id: d.to_hex(),
+                    peer_id: peer.map(|p| p.to_string()),
+                    name: names.get(d).cloned(),
+                    connected: s.connected,
+                    silent,
+                    address: s.address.clone(),
+                    last_contact_ms: s.last_contact_ms,
+                    rtt_ms: s.rtt_ms,
+                    last_sync_ms: s.last_sync_ms,
+                    addresses,
+                    last_dial_error: if s.connected {
+                        None
+                    } else {
+                        s.last_dial_error.clone()
+                    },
+                    clock_offset_ms: s.clock_offset_ms,
+                    clock_measured_ms: s.clock_measured_ms,
+                }
+            })
+            .collect();
+        (network, devices)
+    }
+}
+
+/// How long `coffer doctor` waits for the swarm actor's dial table.
+const DIALLING_WAIT: Duration = Duration::from_secs(2);
 
 /// How long to wait before redialling after `attempt` failures.
 pub(crate) fn backoff(attempt: u32) -> Duration {

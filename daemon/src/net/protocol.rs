@@ -12,7 +12,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub use coffer_crdt::replica::{
     PeerErrorCode as ErrorCode, SpaceSummary, SyncMessage as Message, Tip,
     MAX_BATCH_BYTES as TARGET_BATCH_BYTES, MAX_BATCH_ENVELOPES, MAX_SPACES, MAX_TIPS,
-    SYNC_VERSION as PROTOCOL_VERSION,
+    SYNC_VERSION as PROTOCOL_VERSION, TIME_SINCE_VERSION,
 };
 
 /// The libp2p protocol name; the trailing number is the major version.
@@ -73,6 +73,7 @@ pub fn name(msg: &Message) -> &'static str {
         Message::Envelopes { .. } => "envelopes",
         Message::Caught { .. } => "caught",
         Message::Error { .. } => "error",
+        Message::Time { .. } => "time",
     }
 }
 
@@ -162,6 +163,9 @@ mod tests {
             Message::Error {
                 code: ErrorCode::Malformed,
                 text: "bad".into(),
+            },
+            Message::Time {
+                unix_ms: 1_764_700_000_000,
             },
         ];
         let mut wire = Vec::new();

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use super::protocol::{
     read_message, write_message, FrameError, Message, MAX_ERROR_TEXT, PROTOCOL_NAME,
+    TIME_SINCE_VERSION,
 };
 use super::{now_ms, Command, Ctx};
 use crate::vault::VaultError;
@@ -84,7 +85,8 @@ pub(crate) fn spawn(
 }
 
 enum ReaderEvent {
-    Frame(Message, usize),
+    /// A message, its size on the wire, and when it was read (ms).
+    Frame(Message, usize, i64),
     End,
     Bad(FrameError),
 }
@@ -92,7 +94,7 @@ enum ReaderEvent {
 async fn reader(mut stream: Stream, tx: mpsc::Sender<ReaderEvent>) {
     loop {
         let ev = match read_message(&mut stream).await {
-            Ok(Some((m, n))) => ReaderEvent::Frame(m, n),
+            Ok(Some((m, n))) => ReaderEvent::Frame(m, n, now_ms()),
             Ok(None) => ReaderEvent::End,
             Err(e) => ReaderEvent::Bad(e),
         };
@@ -104,13 +106,15 @@ async fn reader(mut stream: Stream, tx: mpsc::Sender<ReaderEvent>) {
 }
 
 /// Owns the outbound stream: sends what the replica has for the peer each
-/// time it is woken, and a last `Error` when the session cuts the peer off.
-/// Returns why it stopped.
+/// time it is woken, the session's own messages (`Time`) after whatever the
+/// replica had queued (so `Hello` stays first), and a last `Error` when the
+/// session cuts the peer off. Returns why it stopped.
 async fn writer(
     ctx: Arc<Ctx>,
     device: DeviceId,
     mut out: Stream,
     wake: Arc<Notify>,
+    mut own: mpsc::Receiver<Message>,
     mut cut_off: oneshot::Receiver<Message>,
 ) -> String {
     let reason = loop {
@@ -120,6 +124,20 @@ async fn writer(
                     let _ = write_message(&mut out, &msg).await;
                 }
                 break "closed after an error".to_string();
+            }
+            Some(msg) = own.recv() => {
+                if let Err(e) = send_pending(&ctx, device, &mut out).await {
+                    break e.to_string();
+                }
+                // Stamped as it leaves, not when it was queued.
+                let msg = match msg {
+                    Message::Time { .. } => Message::Time { unix_ms: now_ms() },
+                    other => other,
+                };
+                match write_message(&mut out, &msg).await {
+                    Ok(n) => ctx.stat(&device, |s| s.bytes_sent += n as u64),
+                    Err(e) => break e.to_string(),
+                }
             }
             () = wake.notified() => {
                 if let Err(e) = send_pending(&ctx, device, &mut out).await {
@@ -192,7 +210,16 @@ async fn run(
     };
     let wake = Arc::new(Notify::new());
     let (cut, cut_off) = oneshot::channel();
-    let mut writer_task = tokio::spawn(writer(ctx.clone(), device, out, wake.clone(), cut_off));
+    let (own, own_rx) = mpsc::channel(1);
+    let mut writer_task = tokio::spawn(writer(
+        ctx.clone(),
+        device,
+        out,
+        wake.clone(),
+        own_rx,
+        cut_off,
+    ));
+    let mut time_sent = false;
     // The replica greets the peer (its Hello) through the writer.
     ctx.vault.connect(device, wake.clone()).await;
     let (frame_tx, mut frames) = mpsc::channel(READ_AHEAD);
@@ -215,7 +242,7 @@ async fn run(
                     let text = e.to_string();
                     break Err((Message::Error { code: super::protocol::ErrorCode::Malformed, text: text.clone() }, text));
                 }
-                Some(ReaderEvent::Frame(msg, n)) => {
+                Some(ReaderEvent::Frame(msg, n, read_at)) => {
                     let received = match &msg {
                         Message::Envelopes { envelopes, .. } => envelopes.len() as u64,
                         _ => 0,
@@ -227,6 +254,25 @@ async fn run(
                             s.last_sync_ms = Some(now_ms());
                         }
                     });
+                    // The clocks (`coffer doctor`): ours goes to a peer
+                    // that knows the message, once; theirs is noted.
+                    match &msg {
+                        Message::Hello { version, .. }
+                            if *version >= TIME_SINCE_VERSION && !time_sent =>
+                        {
+                            time_sent = true;
+                            let _ = own.try_send(Message::Time { unix_ms: now_ms() });
+                        }
+                        Message::Time { unix_ms } => {
+                            let offset = unix_ms.saturating_sub(read_at);
+                            ctx.stat(&device, |s| {
+                                s.clock_offset_ms = Some(offset);
+                                s.clock_measured_ms = Some(read_at);
+                            });
+                            continue;
+                        }
+                        _ => {}
+                    }
                     let handled = ctx
                         .vault
                         .call_quiet(move |v| Ok::<_, VaultError>(v.replica_mut()?.handle_message(device, msg, &mut OsRng)))

@@ -19,10 +19,14 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
+use super::dial_error;
 use super::enrol;
 use super::protocol::{NOISE_PROLOGUE, PROTOCOL_NAME};
 use super::session::{self, SessionHandle};
-use super::{backoff, discovery, now_ms, transport_of, without_p2p, Command, Ctx, DEFAULT_PORT};
+use super::{
+    backoff, discovery, now_ms, transport_of, without_p2p, Command, Ctx, Dialling, MdnsState,
+    DEFAULT_PORT,
+};
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -59,6 +63,8 @@ struct StaticPeer {
     peer: Option<PeerId>,
     attempt: u32,
     next_at: Instant,
+    /// What the last dial gave, for `coffer doctor` (cleared on success).
+    last_error: Option<coffer_ipc::doctor::DialFailure>,
 }
 
 struct Actor {
@@ -204,10 +210,15 @@ pub(crate) async fn run(
                 peer,
                 attempt: 0,
                 next_at: now,
+                last_error: None,
             }
         })
         .collect();
-    ctx.status().running = true;
+    {
+        let mut status = ctx.status();
+        status.running = true;
+        status.started_ms = Some(now_ms());
+    }
     info!(peer_id = %local, "network started");
     let mut actor = Actor {
         ctx: ctx.clone(),
@@ -332,7 +343,26 @@ impl Actor {
                 self.dial_due();
                 let _ = reply.send((self.sessions.len(), dialing));
             }
-            Command::Discovered { peer, addrs } => {
+            Command::Dialling(reply) => {
+                let known = self
+                    .redial
+                    .iter()
+                    .map(|(p, r)| (*p, r.addrs.clone()))
+                    .collect();
+                let statics = self
+                    .statics
+                    .iter()
+                    .map(|s| {
+                        let connected = s.peer.is_some_and(|p| self.swarm.is_connected(&p));
+                        (s.addr.clone(), s.peer, connected, s.last_error.clone())
+                    })
+                    .collect();
+                let _ = reply.send(Dialling { known, statics });
+            }
+            Command::Discovered { peer, addrs, mdns } => {
+                if mdns && peer != self.local {
+                    self.ctx.status().heard(peer, &addrs, now_ms());
+                }
                 if peer == self.local || self.is_allowed(&peer).is_none() {
                     debug!(%peer, "mDNS: ignoring a peer this device does not sync with");
                     return;
@@ -540,8 +570,14 @@ impl Actor {
                 if self.ctx.config.mdns && self.discovery.is_none() {
                     if let Some(port) = tcp_port(&address) {
                         match discovery::Discovery::start(self.local, port, self.ctx.cmd.clone()) {
-                            Ok(d) => self.discovery = Some(d),
-                            Err(e) => warn!(error = %e, "mDNS discovery unavailable"),
+                            Ok(d) => {
+                                self.discovery = Some(d);
+                                self.ctx.status().mdns = MdnsState::Running;
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "mDNS discovery unavailable");
+                                self.ctx.status().mdns = MdnsState::Failed(e.to_string());
+                            }
                         }
                     }
                 }
@@ -560,22 +596,33 @@ impl Actor {
                     ConnectedPoint::Dialer { address, .. } => address.clone(),
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
+                let allowed = self.is_allowed(&peer_id);
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     let (bare, _) = without_p2p(address);
                     for s in &mut self.statics {
                         if s.addr == bare {
                             s.peer.get_or_insert(peer_id);
                             s.attempt = 0;
+                            // A --peer address where another team's device
+                            // answers is worth telling `coffer doctor`.
+                            s.last_error =
+                                allowed.is_none().then(|| coffer_ipc::doctor::DialFailure {
+                                    at_ms: now_ms(),
+                                    address: Some(bare.to_string()),
+                                    kind: coffer_ipc::doctor::DialErrorKind::NotInTeam,
+                                    error: format!("device {peer_id} answered"),
+                                });
                         }
                     }
                 }
-                let Some(device) = self.is_allowed(&peer_id) else {
+                let Some(device) = allowed else {
                     let from = remote_ip(endpoint.get_remote_address());
                     if !self.admit_guest(peer_id, from) {
                         self.refuse(peer_id, "not a device this one syncs with");
                     }
                     return;
                 };
+                self.ctx.stat(&device, |s| s.last_dial_error = None);
                 self.guests.remove(&peer_id);
                 if let Some(r) = self.redial.get_mut(&peer_id) {
                     r.attempt = 0;
@@ -662,6 +709,7 @@ impl Actor {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, error = %error, "dial failed");
+                self.dial_failed(peer_id, &error);
                 if let Some(r) = peer_id.and_then(|p| self.redial.get_mut(&p)) {
                     r.attempt = r.attempt.saturating_add(1);
                     r.next_at = Instant::now() + backoff(r.attempt);
@@ -699,6 +747,34 @@ impl Actor {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Remembers why a dial failed, for `coffer doctor`: on the device's
+    /// stats, and on the `--peer` addresses it tried.
+    fn dial_failed(&mut self, peer: Option<PeerId>, error: &libp2p::swarm::DialError) {
+        use coffer_ipc::doctor::DialErrorKind;
+        let failures = dial_error::failures(error, now_ms());
+        if failures.is_empty() {
+            return;
+        }
+        for s in &mut self.statics {
+            let bare = s.addr.to_string();
+            if let Some(f) = failures
+                .iter()
+                .find(|f| f.address.as_deref() == Some(bare.as_str()))
+            {
+                s.last_error = Some(f.clone());
+            }
+        }
+        // The most telling failure: one that names a cause.
+        let telling = failures
+            .iter()
+            .find(|f| !matches!(f.kind, DialErrorKind::Other | DialErrorKind::BadAddress))
+            .or(failures.first())
+            .cloned();
+        if let (Some(device), Some(f)) = (peer.and_then(|p| self.is_allowed(&p)), telling) {
+            self.ctx.stat(&device, |s| s.last_dial_error = Some(f));
         }
     }
 

@@ -1,6 +1,8 @@
 //! IPC methods of peer-to-peer sync and pre-enrolment pairing: `device.*`,
 //! `peers`, `sync.*`.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use coffer_crdt::replica::Trusted;
 use coffer_crdt::{DeviceId, Role};
 use coffer_ipc::methods::{self as m, Method};
@@ -20,6 +22,7 @@ const ALL: &[&str] = &[
     m::DeviceRevoke::NAME,
     m::DeviceTrusted::NAME,
     m::Peers::NAME,
+    m::Doctor::NAME,
     m::SyncStatus::NAME,
     m::SyncNow::NAME,
 ];
@@ -47,6 +50,19 @@ impl Shared {
                     .vault
                     .blocking_call_quiet(|v| Ok::<_, RpcError>(sync_partners(v)))?;
                 reply::<m::Peers, _>(self.net.peers(allowed, &names))
+            }
+            m::Doctor::NAME => {
+                let mut facts = self
+                    .vault
+                    .blocking_call_quiet(|v| Ok::<_, RpcError>(doctor_facts(v)))?;
+                let (partners, names) = self
+                    .vault
+                    .blocking_call_quiet(|v| Ok::<_, RpcError>(doctor_partners(v)))?;
+                let (network, devices) = self.net.doctor(partners, &names);
+                facts.network = network;
+                facts.devices = devices;
+                facts.now_ms = now().unix_ms;
+                reply::<m::Doctor, _>(facts)
             }
             m::SyncStatus::NAME => self
                 .vault
@@ -134,6 +150,35 @@ impl OnVault for m::DeviceTrusted {
             })
             .collect())
     }
+}
+
+/// `coffer doctor`: the vault's and the team's facts (the network's are
+/// added by the caller; the decisions are `coffer_ipc::doctor::diagnose`).
+fn doctor_facts(v: &Vault) -> m::DoctorFacts {
+    let r = v.replica().ok();
+    m::DoctorFacts {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        initialized: r.is_some(),
+        locked: v.is_locked(),
+        device_id: r.map(|r| r.device().to_hex()),
+        standing: r.map(|r| r.standing().name().to_string()),
+        notice: r.and_then(|r| r.standing().notice()),
+        team: r.and_then(|r| r.team().ok()).map(|t| t.name),
+        ..Default::default()
+    }
+}
+
+/// The devices this one syncs with, labelled by their user (a team
+/// device) or the name they were paired under.
+fn doctor_partners(v: &Vault) -> (BTreeSet<DeviceId>, BTreeMap<DeviceId, String>) {
+    let (partners, mut names) = sync_partners(v);
+    if let Ok(r) = v.replica() {
+        for (d, user, _) in r.devices() {
+            names.insert(d, user.to_string());
+        }
+    }
+    (partners, names)
 }
 
 /// `coffer sync status`: per held space, what is held and how it was judged.
