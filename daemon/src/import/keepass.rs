@@ -1016,14 +1016,15 @@ mod tests {
         assert!(err.contains("no <Root> element"), "{err}");
     }
 
-    /// Writes `tests/fixtures/import/keepass.kdbx` (KDBX 4, by the `keepass`
-    /// crate) with the content of `keepass.xml`, in the same order. Run by
-    /// hand: `cargo test -p coffer-daemon write_kdbx_fixture -- --ignored`.
-    /// (`keepassxc-cli` 2.7 only writes KDBX 3.1, which is the other
-    /// fixture; it opens this one too: `keepassxc-cli ls -R keepass.kdbx`.)
+    /// How `tests/fixtures/import/keepass.kdbx` is made (KDBX 4, by the
+    /// `keepass` crate, with the content of `keepass.xml` in the same
+    /// order): a database written now parses to the fixture's items (the
+    /// bytes differ: fresh salts). `COFFER_WRITE_FIXTURES=1 cargo test -p
+    /// coffer-daemon kdbx_fixture` writes the fixture again. (`keepassxc-cli`
+    /// 2.7 only writes KDBX 3.1, which is the other fixture; it opens this
+    /// one too: `keepassxc-cli ls -R keepass.kdbx`.)
     #[test]
-    #[ignore]
-    fn write_kdbx_fixture() {
+    fn a_kdbx_written_now_parses_like_the_kdbx_fixture() {
         use ::keepass::db::Value;
         let mut db = ::keepass::Database::new();
         db.meta.database_name = Some("Coffer import fixture".into());
@@ -1111,16 +1112,23 @@ mod tests {
         };
         db.meta.recyclebin_enabled = Some(true);
         db.meta.recyclebin_uuid = Some(bin_id.uuid());
-        let path = format!(
-            "{}/../tests/fixtures/import/keepass.kdbx",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let mut out = std::fs::File::create(&path).unwrap();
+        let mut written = Vec::new();
         db.save(
-            &mut out,
+            &mut written,
             ::keepass::DatabaseKey::new().with_password("coffer-test"),
         )
         .unwrap();
+        if std::env::var_os("COFFER_WRITE_FIXTURES").is_some() {
+            let path = format!(
+                "{}/../tests/fixtures/import/keepass.kdbx",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            std::fs::write(&path, &written).unwrap();
+        }
+        let now = parse(Format::Kdbx, &written, Some("coffer-test")).unwrap();
+        let fixture = parse(Format::Kdbx, &fixture("keepass.kdbx"), Some("coffer-test")).unwrap();
+        assert!(!now.items.is_empty());
+        assert!(now == fixture, "the fixture is not what this test writes");
     }
 
     #[test]
