@@ -87,6 +87,13 @@ pub enum ReplicaError {
     NoSuchGroup { group: String },
     #[error("group {group:?} already exists")]
     GroupExists { group: String },
+    /// A group of that name was deleted: its name is not used again, so no
+    /// folder shared with the old group reaches a new one.
+    #[error("group {group:?} was deleted and its name is not used again: pick another name")]
+    GroupDeleted { group: String },
+    /// The founding admin cannot leave: the team always has one.
+    #[error("you are the team's founding admin: the founder cannot leave the team{}", if *.other_admins == 0 { " (it is the team's last admin)" } else { "" })]
+    FounderCannotLeave { other_admins: usize },
     /// The principal holds no grant in the folder.
     #[error("{principal} is not a member of this folder")]
     NotAMember { principal: String },
