@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use super::convert::Failure;
 use super::items_rpc::{handler, Handler, OnVault};
-use super::{convert, invalid, now, reply, sync_partners, Shared};
+use super::{convert, invalid, now, params, reply, sync_partners, Shared};
 use crate::net::peer_id_of;
-use crate::vault::{parse_pairing_key, Vault, PAIRING_PREFIX};
+use crate::vault::{parse_pairing_key, Vault, VaultError, PAIRING_PREFIX};
 
 const ALL: &[&str] = &[
     m::DeviceId::NAME,
@@ -20,6 +20,7 @@ const ALL: &[&str] = &[
     m::DeviceRevoke::NAME,
     m::DeviceTrusted::NAME,
     m::Peers::NAME,
+    m::UserList::NAME,
     m::SyncStatus::NAME,
     m::SyncNow::NAME,
 ];
@@ -47,6 +48,21 @@ impl Shared {
                     .vault
                     .blocking_call_quiet(|v| Ok::<_, RpcError>(sync_partners(v)))?;
                 reply::<m::Peers, _>(self.net.peers(allowed, &names))
+            }
+            m::UserList::NAME => {
+                params::<m::UserList>(raw)?;
+                let seen = self.net.last_seen();
+                self.vault.blocking_call(move |v| {
+                    let r = v.replica()?;
+                    let now = now().unix_ms;
+                    let users = r.users().map_err(|e| RpcError::from(VaultError::from(e)))?;
+                    reply::<m::UserList, RpcError>(
+                        users
+                            .into_iter()
+                            .map(|u| convert::user_info(r, u, &seen, now))
+                            .collect(),
+                    )
+                })
             }
             m::SyncStatus::NAME => self
                 .vault
