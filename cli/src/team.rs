@@ -21,6 +21,12 @@ pub enum TeamCommand {
         /// The team's new name.
         name: String,
     },
+    /// Hand the founding-admin role to another admin (founder only); you
+    /// stay an admin.
+    Handover {
+        /// The admin's email.
+        user: String,
+    },
     /// Leave the team: your devices stop syncing it and the folders you
     /// could read get new keys (the founding admin cannot leave).
     Leave {
@@ -139,6 +145,15 @@ pub fn team(ctx: &mut Ctx, cmd: TeamCommand) -> Result<(), CliError> {
         TeamCommand::Rename { name } => {
             let r = ctx.call::<m::TeamRename>(&m::TeamRenameParams { name: name.clone() })?;
             print_change(json, &format!("The team is now named {name:?}."), &r);
+            return Ok(());
+        }
+        TeamCommand::Handover { user } => {
+            let r = ctx.call::<m::TeamHandOver>(&m::UserParams { user: user.clone() })?;
+            print_change(
+                json,
+                &format!("{user} is now the team's founding admin."),
+                &r,
+            );
             return Ok(());
         }
         TeamCommand::Leave { yes } => {

@@ -804,6 +804,10 @@ method!(
     TeamRename, "team.rename", TeamRenameParams, TeamChangeResult
 );
 method!(
+    /// The founding admin hands the role to another admin.
+    TeamHandOver, "team.handover", UserParams, TeamChangeResult
+);
+method!(
     /// This device's user leaves the team: their devices stop syncing it, keys rotate.
     TeamLeave, "team.leave", Empty, TeamChangeResult
 );

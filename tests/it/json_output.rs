@@ -199,6 +199,7 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["group", "rm", "tmp"], "", 0),
         (vec!["group", "rm", "tmp"], "", 5),
         (vec!["team", "leave", "--yes"], "", 9),
+        (vec!["team", "handover", "nobody@example.org"], "", 5),
         (vec!["invite", "confirm", "111111"], "", 5),
         (vec!["invite", "reject", "111", "111"], "", 5),
         (vec!["join", "not-a-code"], "", 15),

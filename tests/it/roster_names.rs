@@ -276,4 +276,23 @@ fn group_rm_rotates_its_folders_and_a_user_leaves_the_team() {
         "C reads what was written after she left: {:?}",
         item_names(&c, "Ops")
     );
+
+    // The founder hands over to Bob (an admin first), then leaves; Bob,
+    // the last admin, cannot.
+    let err = a.fails(&["team", "handover", BOB], "", INVALID_INPUT);
+    assert!(err.contains("user promote"), "{err}");
+    b.fails(&["team", "handover", BOB], "", PERMISSION_DENIED);
+    a.ok(&["user", "promote", BOB], "");
+    a.ok(&["team", "handover", BOB], "");
+    wait_until(SYNC_TIMEOUT, "B is the founder", || {
+        b.json(&["team", "show", "--json"], "")["founder"] == BOB
+    });
+    a.ok(&["team", "leave", "--yes"], "");
+    wait_until(SYNC_TIMEOUT, "B sees Ada gone", || {
+        !b.json(&["user", "ls", "--json"], "")
+            .to_string()
+            .contains(ADA)
+    });
+    let err = b.fails(&["team", "leave", "--yes"], "", INVALID_INPUT);
+    assert!(err.contains("last admin"), "{err}");
 }

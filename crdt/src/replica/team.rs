@@ -227,6 +227,33 @@ impl Replica {
         self.roster_write(vec![RosterOp::RemoveUser { user, cutoffs }], rng)
     }
 
+    /// `coffer team handover USER`: the founding admin hands the role to
+    /// another admin (and stays an admin), e.g. before leaving the team.
+    pub fn hand_over(
+        &mut self,
+        email: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        self.check_standing()?;
+        let user = self.known_user(email)?;
+        let t = &self.require_team()?.team;
+        let me = self.my_user();
+        if me.is_none() || t.founder != me {
+            return Err(ReplicaError::NotFounder);
+        }
+        if me.as_ref() == Some(&user) {
+            return Err(ReplicaError::Refused(
+                "you are the founding admin already".into(),
+            ));
+        }
+        if !t.admins.contains_key(&user) {
+            return Err(ReplicaError::Refused(format!(
+                "{user} is not a team admin: promote them first (`coffer user promote {user}`)"
+            )));
+        }
+        self.roster_write(vec![RosterOp::HandOver { to: user }], rng)
+    }
+
     /// `coffer device rename [DEVICE] NAME`: this device by default; a
     /// user names their own devices, a team admin any live device.
     pub fn rename_device(

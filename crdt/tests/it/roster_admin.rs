@@ -421,6 +421,20 @@ fn a_user_leaves_the_team_and_the_founder_cannot() {
         "{err}"
     );
     assert!(err.to_string().contains("last admin"), "{err}");
+    let bob = w.nodes[BOB].user().0.clone();
+    let err = w.nodes[ADA]
+        .replica
+        .hand_over(&bob, &mut w.rng)
+        .unwrap_err();
+    assert!(
+        matches!(err, ReplicaError::Refused(_)),
+        "not an admin: {err}"
+    );
+    let err = w.nodes[BOB]
+        .replica
+        .hand_over(&bob, &mut w.rng)
+        .unwrap_err();
+    assert_eq!(err, ReplicaError::NotFounder);
     let ops = w.nodes[ADA].replica.resolve_folder(Some("Ops")).unwrap();
     let epochs = w.nodes[ADA].replica.folder_members("Ops").unwrap().epochs;
     w.nodes[BOB].replica.leave_team(&mut w.rng).unwrap();
@@ -445,4 +459,34 @@ fn a_user_leaves_the_team_and_the_founder_cannot() {
     assert_eq!(w.nodes[CYD].names("Ops"), ["new", "old"]);
     let users = w.nodes[ADA].replica.users().unwrap();
     assert!(!users.iter().any(|u| u.user == w.nodes[BOB].user()));
+
+    // The founder hands over to Cyd (an admin first), then may leave;
+    // Cyd, now the last admin, may not.
+    let cyd = w.nodes[CYD].user().0.clone();
+    w.nodes[ADA]
+        .replica
+        .set_admin(&cyd, true, &mut w.rng)
+        .unwrap();
+    let err = w.nodes[ADA].replica.leave_team(&mut w.rng).unwrap_err();
+    assert!(
+        matches!(err, ReplicaError::FounderCannotLeave { other_admins: 1 }),
+        "{err}"
+    );
+    w.nodes[ADA].replica.hand_over(&cyd, &mut w.rng).unwrap();
+    w.nodes[ADA].drain();
+    w.settle();
+    assert_eq!(
+        w.nodes[CYD].replica.team().unwrap().founder,
+        Some(w.nodes[CYD].user())
+    );
+    w.nodes[ADA].replica.leave_team(&mut w.rng).unwrap();
+    w.nodes[ADA].drain();
+    w.settle();
+    let err = w.nodes[CYD].replica.leave_team(&mut w.rng).unwrap_err();
+    assert!(
+        matches!(err, ReplicaError::FounderCannotLeave { other_admins: 0 }),
+        "{err}"
+    );
+    let users = w.nodes[CYD].replica.users().unwrap();
+    assert_eq!(users.len(), 1, "{users:?}");
 }

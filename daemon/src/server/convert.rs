@@ -84,6 +84,7 @@ fn replica_code(e: &ReplicaError) -> ErrorCode {
         ReplicaError::Ambiguous { .. } => ErrorCode::Ambiguous,
         ReplicaError::NotAllowed { .. }
         | ReplicaError::NotAdmin { .. }
+        | ReplicaError::NotFounder
         | ReplicaError::LeaveThroughGroup { .. } => ErrorCode::PermissionDenied,
         ReplicaError::WrongKeys { .. } | ReplicaError::Internal(_) => ErrorCode::Internal,
         ReplicaError::NoLongerMember(_) => ErrorCode::NoLongerMember,

@@ -23,6 +23,7 @@ pub(super) const METHODS: &[(&str, Handler)] = &[
     (m::UserDemote::NAME, handler::<m::UserDemote>),
     (m::TeamRename::NAME, handler::<m::TeamRename>),
     (m::TeamLeave::NAME, handler::<m::TeamLeave>),
+    (m::TeamHandOver::NAME, handler::<m::TeamHandOver>),
     (m::GroupCreate::NAME, handler::<m::GroupCreate>),
     (m::GroupDelete::NAME, handler::<m::GroupDelete>),
     (m::DeviceRename::NAME, handler::<m::DeviceRename>),
@@ -59,6 +60,13 @@ impl OnVault for m::TeamRename {
 impl OnVault for m::TeamLeave {
     fn run(v: &mut Vault, _: m::Empty) -> Result<m::TeamChangeResult, Failure> {
         let change = v.replica_mut()?.leave_team(&mut OsRng)?;
+        Ok(convert::team_change(v.replica()?, &change))
+    }
+}
+
+impl OnVault for m::TeamHandOver {
+    fn run(v: &mut Vault, p: m::UserParams) -> Result<m::TeamChangeResult, Failure> {
+        let change = v.replica_mut()?.hand_over(&p.user, &mut OsRng)?;
         Ok(convert::team_change(v.replica()?, &change))
     }
 }
