@@ -71,6 +71,9 @@ pub struct JoinArgs {
     /// Read the new PIN as one line from stdin (read first, set once admitted).
     #[arg(long)]
     pub pin_stdin: bool,
+    /// This device's name in the team (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 fn kind_name(device: bool) -> &'static str {
@@ -286,6 +289,7 @@ pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError>
         kind: kind_name(device).into(),
         peers: args.peers,
         pin: pin.as_ref().map(|p| p.expose().to_string()),
+        device_name: args.name,
     })?;
     if json {
         output::json_line(&started);

@@ -350,10 +350,19 @@ pub fn history(entries: &[HistoryEntry], reveal: bool) {
         return;
     }
     for e in entries {
-        let device = e.device.as_deref().map(short).unwrap_or("unknown device");
+        let device = match (e.device.as_deref().map(short), &e.device_name) {
+            (Some(d), Some(n)) => format!("{n:?} ({d})"),
+            (Some(d), None) => d.to_string(),
+            (None, _) => "unknown device".to_string(),
+        };
+        let who = match (&e.user_name, &e.user) {
+            (Some(n), Some(u)) => format!("{n} <{u}> on "),
+            (None, Some(u)) => format!("{u} on "),
+            _ => String::new(),
+        };
         let state = if e.trashed { " [in trash]" } else { "" };
         println!(
-            "{}  device {device}  name {:?}{state}",
+            "{}  by {who}device {device}  name {:?}{state}",
             time(e.time_ms),
             e.name
         );

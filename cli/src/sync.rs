@@ -29,6 +29,14 @@ pub enum DeviceCommand {
     },
     /// The team's devices (or this one, outside a team).
     Ls,
+    /// Name a team device for everyone: `device rename NAME` names this
+    /// one; `device rename DEVICE NAME` another of yours, or (admins) any.
+    Rename {
+        /// [DEVICE] NAME: the device (id or short id from `device ls`;
+        /// this device if left out) and its new name.
+        #[arg(num_args = 1..=2, required = true, value_name = "[DEVICE] NAME")]
+        args: Vec<String>,
+    },
     /// Revoke a device: a team device (your own, or any as an admin) stops
     /// syncing at once and the keys of its folders rotate; a paired device
     /// is removed from the folders this device manages.
@@ -67,6 +75,22 @@ pub fn device(ctx: &mut Ctx, cmd: DeviceCommand) -> Result<(), CliError> {
     let json = ctx.json;
     match cmd {
         DeviceCommand::Ls => crate::team::devices(ctx)?,
+        DeviceCommand::Rename { mut args } => {
+            let name = args.pop().unwrap_or_default();
+            let device = args.pop();
+            let r = ctx.call::<m::DeviceRename>(&m::DeviceRenameParams {
+                device: device.clone(),
+                name: name.clone(),
+            })?;
+            if json {
+                output::json(&r);
+            } else {
+                match device {
+                    Some(d) => println!("Device {d} is now named {name:?}."),
+                    None => println!("This device is now named {name:?}."),
+                }
+            }
+        }
         DeviceCommand::Id => {
             let r = ctx.call::<m::DeviceId>(&m::Empty {})?;
             if json {
@@ -255,7 +279,7 @@ pub fn sync(ctx: &mut Ctx, cmd: SyncCommand) -> Result<(), CliError> {
 }
 
 /// "12 s ago", "3 min ago", or the time when longer ago than an hour.
-fn ago(ms: i64) -> String {
+pub(crate) fn ago(ms: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

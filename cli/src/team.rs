@@ -16,11 +16,29 @@ pub enum TeamCommand {
     },
     /// The team: name, admins, users, groups, devices.
     Show,
+    /// Rename the team (admins only).
+    Rename {
+        /// The team's new name.
+        name: String,
+    },
+    /// Hand the founding-admin role to another admin (founder only); you
+    /// stay an admin.
+    Handover {
+        /// The admin's email.
+        user: String,
+    },
+    /// Leave the team: your devices stop syncing it and the folders you
+    /// could read get new keys (the founding admin cannot leave).
+    Leave {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
-    /// List the team's users.
+    /// List the team's users: name, email, role, devices, joined, last seen.
     Ls,
     /// Remove a user (admins only): their devices stop syncing and the keys
     /// of the folders they could read rotate.
@@ -61,6 +79,12 @@ pub enum GroupCommand {
         group: String,
         /// The user's email.
         user: String,
+    },
+    /// Delete a group (admins only): its members lose the folders it gave
+    /// them (keys rotate); the name is not used again.
+    Rm {
+        /// The group's name.
+        group: String,
     },
     /// List groups and their members.
     Ls,
@@ -118,6 +142,33 @@ pub enum ShareCommand {
 pub fn team(ctx: &mut Ctx, cmd: TeamCommand) -> Result<(), CliError> {
     let json = ctx.json;
     let (info, json, created) = match cmd {
+        TeamCommand::Rename { name } => {
+            let r = ctx.call::<m::TeamRename>(&m::TeamRenameParams { name: name.clone() })?;
+            print_change(json, &format!("The team is now named {name:?}."), &r);
+            return Ok(());
+        }
+        TeamCommand::Handover { user } => {
+            let r = ctx.call::<m::TeamHandOver>(&m::UserParams { user: user.clone() })?;
+            print_change(
+                json,
+                &format!("{user} is now the team's founding admin."),
+                &r,
+            );
+            return Ok(());
+        }
+        TeamCommand::Leave { yes } => {
+            if crate::input::stdin_is_tty()
+                && !yes
+                && !crate::input::confirm(
+                    "Leave the team? Your devices stop syncing it and you lose every team folder. Type \"yes\": ",
+                )?
+            {
+                return Err(CliError::Usage("you are still in the team".into()));
+            }
+            let r = ctx.call::<m::TeamLeave>(&m::Empty {})?;
+            print_change(json, "You left the team.", &r);
+            return Ok(());
+        }
         TeamCommand::Create { name } => (
             ctx.call::<m::TeamCreate>(&m::TeamCreateParams { name })?,
             json,
@@ -178,21 +229,41 @@ pub fn user(ctx: &mut Ctx, cmd: UserCommand) -> Result<(), CliError> {
                 if u.me {
                     tags.push("you".to_string());
                 }
+                let who = match &u.name {
+                    Some(n) => format!("{n} <{}>", u.email),
+                    None => u.email.clone(),
+                };
                 println!(
-                    "{:<32} {} device(s){}{}",
-                    u.email,
-                    u.devices,
-                    if u.groups.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  groups: {}", u.groups.join(", "))
-                    },
+                    "{who}{}",
                     if tags.is_empty() {
                         String::new()
                     } else {
                         format!("  ({})", tags.join(", "))
                     }
                 );
+                println!(
+                    "    joined {}  last seen {}{}",
+                    u.joined_ms.map_or("unknown".into(), output::time),
+                    u.last_seen_ms
+                        .map_or("not since cofferd started".into(), crate::sync::ago),
+                    if u.groups.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  groups: {}", u.groups.join(", "))
+                    },
+                );
+                let devices: Vec<String> = u
+                    .device_list
+                    .iter()
+                    .map(|d| {
+                        let short = output::short(&d.device_id);
+                        match &d.name {
+                            Some(n) => format!("{short} {n:?}"),
+                            None => short.to_string(),
+                        }
+                    })
+                    .collect();
+                println!("    {} device(s): {}", u.devices, devices.join(", "));
             }
         }
         UserCommand::Remove { user } => {
@@ -234,6 +305,13 @@ pub fn group(ctx: &mut Ctx, cmd: GroupCommand) -> Result<(), CliError> {
                 user: Some(user.clone()),
             })?;
             print_change(json, &format!("Took {user} out of group {group:?}."), &r);
+        }
+        GroupCommand::Rm { group } => {
+            let r = ctx.call::<m::GroupDelete>(&m::GroupParams {
+                group: group.clone(),
+                user: None,
+            })?;
+            print_change(json, &format!("Deleted group {group:?}."), &r);
         }
         GroupCommand::Ls => {
             let groups = ctx.call::<m::GroupList>(&m::Empty {})?;
@@ -333,7 +411,12 @@ pub fn devices(ctx: &mut Ctx) -> Result<(), CliError> {
         return Ok(());
     }
     for d in devices {
-        let mut line = format!("{}  {}", output::short(&d.device_id), d.user);
+        let mut line = format!(
+            "{}  {:<20}  {}",
+            output::short(&d.device_id),
+            d.name.as_deref().unwrap_or("-"),
+            d.user
+        );
         if d.revoked {
             line.push_str("  revoked");
         }

@@ -472,6 +472,9 @@ struct Engine<'a> {
     /// unless a rejected op claims another: then both, which only widens
     /// the removals checked).
     users: HashMap<DeviceId, Vec<UserId>>,
+    /// Every user any held roster op puts in a group (a superset of its
+    /// members at any point: the filter of a group's deletion).
+    groups: HashMap<String, Vec<UserId>>,
     cache: Cache,
 }
 
@@ -582,7 +585,14 @@ impl<'a> Engine<'a> {
         }
         let topo: Vec<usize> = order.into_iter().filter(|i| !pending[*i]).collect();
         let mut users: HashMap<DeviceId, Vec<UserId>> = HashMap::new();
+        let mut groups: HashMap<String, Vec<UserId>> = HashMap::new();
         for node in &nodes {
+            if let Some(ControlOp::Roster(RosterOp::AddToGroup { group, user })) = &node.op {
+                let list = groups.entry(group.clone()).or_default();
+                if !list.contains(user) {
+                    list.push(user.clone());
+                }
+            }
             let bound = match &node.op {
                 Some(ControlOp::Roster(RosterOp::AddDevice { user, device, .. })) => {
                     Some((*device, user))
@@ -619,6 +629,7 @@ impl<'a> Engine<'a> {
             memo: HashMap::new(),
             ancestry: HashMap::new(),
             users,
+            groups,
             cache,
         }
     }
@@ -632,6 +643,10 @@ impl<'a> Engine<'a> {
         let user_is = |u: &UserId| self.users.get(d).is_some_and(|l| l.contains(u));
         match &self.nodes[r].op {
             Some(ControlOp::Roster(RosterOp::RevokeDevice { device, .. })) => device == d,
+            Some(ControlOp::Roster(RosterOp::DeleteGroup { group, .. })) => self
+                .groups
+                .get(group)
+                .is_some_and(|members| members.iter().any(user_is)),
             Some(ControlOp::Roster(
                 RosterOp::RemoveUser { user, .. }
                 | RosterOp::RemoveAdmin { user, .. }

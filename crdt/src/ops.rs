@@ -18,8 +18,10 @@ use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 /// wraps the key for every member device: about 115 bytes each, so 8,192
 /// fit in one envelope).
 pub const MAX_OP_ENTRIES: usize = 8192;
-/// Longest user id (email), group or team name.
+/// Longest user id (email), group, team or person name (bytes).
 pub const MAX_NAME: usize = 256;
+/// Longest device name (bytes): it fits a table column.
+pub const MAX_DEVICE_NAME: usize = 64;
 
 /// A member's role in a folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -252,6 +254,34 @@ pub enum RosterOp {
     CreateGroup {
         group: String,
     },
+    /// Names a device (`coffer join --name`, `coffer device rename`): by
+    /// a device of the same user, or by a team admin. Every replica shows
+    /// the name of the last one in the control order.
+    NameDevice {
+        device: DeviceId,
+        name: String,
+    },
+    /// Deletes a user group (admins only): a removal of every member from
+    /// every folder the group reached, so those folders' keys rotate. The
+    /// name is not used again (a folder grant to it must never come back
+    /// to life for a new group of that name).
+    DeleteGroup {
+        group: String,
+        cutoffs: Cutoffs,
+    },
+    /// Renames the team (admins only).
+    RenameTeam {
+        name: String,
+    },
+    /// A user's display name, and when they joined by the admitting
+    /// device's clock (written with `AddUser`, and with the team for its
+    /// founder): by a team admin, or by the user. The first one after
+    /// the user was added sets `joined_ms`; the last one sets the name.
+    NameUser {
+        user: UserId,
+        name: String,
+        joined_ms: i64,
+    },
 }
 
 impl RosterOp {
@@ -392,6 +422,7 @@ impl ControlOp {
                         | RosterOp::RevokeDevice { .. }
                         | RosterOp::RemoveAdmin { .. }
                         | RosterOp::RemoveFromGroup { .. }
+                        | RosterOp::DeleteGroup { .. }
                 )
         )
     }
@@ -445,6 +476,10 @@ impl ControlOp {
                 RosterOp::RevokeDevice { cutoffs, .. } => cutoffs_ok(cutoffs),
                 RosterOp::AddToGroup { group, user } => name_ok(group) && user_ok(user),
                 RosterOp::CreateGroup { group } => name_ok(group),
+                RosterOp::NameDevice { name, .. } => name.len() <= MAX_DEVICE_NAME,
+                RosterOp::DeleteGroup { group, cutoffs } => name_ok(group) && cutoffs_ok(cutoffs),
+                RosterOp::RenameTeam { name } => name_ok(name),
+                RosterOp::NameUser { user, name, .. } => user_ok(user) && name_ok(name),
                 RosterOp::RemoveFromGroup {
                     group,
                     user,
@@ -473,7 +508,8 @@ impl ControlOp {
                 RosterOp::RemoveUser { cutoffs, .. }
                 | RosterOp::RevokeDevice { cutoffs, .. }
                 | RosterOp::RemoveAdmin { cutoffs, .. }
-                | RosterOp::RemoveFromGroup { cutoffs, .. },
+                | RosterOp::RemoveFromGroup { cutoffs, .. }
+                | RosterOp::DeleteGroup { cutoffs, .. },
             ) => cutoffs.get(space),
             _ => None,
         }

@@ -1110,7 +1110,8 @@ impl Space {
                 RosterOp::RemoveUser { cutoffs, .. }
                 | RosterOp::RevokeDevice { cutoffs, .. }
                 | RosterOp::RemoveAdmin { cutoffs, .. }
-                | RosterOp::RemoveFromGroup { cutoffs, .. },
+                | RosterOp::RemoveFromGroup { cutoffs, .. }
+                | RosterOp::DeleteGroup { cutoffs, .. },
             ) => {
                 for c in cutoffs.values() {
                     cutoff(c);

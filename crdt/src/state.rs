@@ -22,7 +22,7 @@ use crate::crypto;
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 use crate::ops::{
     device_proof_message, transport_proof_message, ChainLink, ControlOp, KeyWrap, MembershipOp,
-    Principal, Role, RosterOp, UserId,
+    Principal, Role, RosterOp, UserId, MAX_DEVICE_NAME, MAX_NAME,
 };
 use crate::space::space_id_for;
 
@@ -62,6 +62,15 @@ pub struct TeamState {
     pub users: OrdSet<UserId>,
     pub devices: OrdMap<DeviceId, DeviceRecord>,
     pub groups: OrdMap<String, OrdSet<UserId>>,
+    /// Deleted groups: their names are not used again.
+    pub deleted_groups: OrdSet<String>,
+    /// Device names ([`RosterOp::NameDevice`]).
+    pub device_names: OrdMap<DeviceId, String>,
+    /// Users' display names ([`RosterOp::NameUser`]).
+    pub user_names: OrdMap<UserId, String>,
+    /// When each user joined (the first [`RosterOp::NameUser`] since they
+    /// were added), by the writer's clock.
+    pub joined_ms: OrdMap<UserId, i64>,
 }
 
 /// One folder grant.
@@ -172,6 +181,25 @@ pub type Denial = String;
 
 fn deny<T>(why: &str) -> Result<T, Denial> {
     Err(why.to_string())
+}
+
+/// The rule every name a roster op sets keeps: not empty, no leading or
+/// trailing space, no control character (a newline or an escape breaks
+/// tables and terminals), at most `max` bytes.
+pub fn check_roster_name(name: &str, max: usize) -> Result<(), Denial> {
+    if name.trim().is_empty() {
+        return deny("a name may not be empty");
+    }
+    if name.trim() != name {
+        return deny("a name may not start or end with a space");
+    }
+    if name.chars().any(char::is_control) {
+        return deny("a name may not hold a control character");
+    }
+    if name.len() > max {
+        return deny("the name is too long");
+    }
+    Ok(())
 }
 
 impl State {
@@ -628,8 +656,14 @@ impl State {
                     Principal::User(u) if self.team.founded && !self.team.users.contains(u) => {
                         return deny("no such user in the team roster")
                     }
+                    // A group deleted since (a concurrent `DeleteGroup`
+                    // sorts first) keeps the grant, which reaches nobody:
+                    // its key wraps stay on record, so the devices that
+                    // got them count as holders and the key rotates.
                     Principal::Group(g)
-                        if self.team.founded && !self.team.groups.contains_key(g) =>
+                        if self.team.founded
+                            && !self.team.groups.contains_key(g)
+                            && !self.team.deleted_groups.contains(g) =>
                     {
                         return deny("no such group in the team roster")
                     }
@@ -879,6 +913,7 @@ impl State {
                 }
                 self.team.users.remove(user);
                 self.team.admins.remove(user);
+                self.team.joined_ms.remove(user);
                 let groups: Vec<String> = self
                     .team
                     .groups
@@ -1008,6 +1043,9 @@ impl State {
                 if !self.team.users.contains(user) {
                     return deny("no such user");
                 }
+                if self.team.deleted_groups.contains(group) {
+                    return deny("a deleted group's name is not used again");
+                }
                 let members = self.team.groups.entry(group.clone()).or_default();
                 if info.strict && members.contains(user) {
                     return deny("already in that group");
@@ -1032,10 +1070,61 @@ impl State {
                 if group.trim().is_empty() {
                     return deny("a group needs a name");
                 }
+                if self.team.deleted_groups.contains(group) {
+                    return deny("a deleted group's name is not used again");
+                }
                 if self.team.groups.contains_key(group) {
                     return deny("the group already exists");
                 }
                 self.team.groups.insert(group.clone(), OrdSet::new());
+            }
+            RosterOp::NameDevice { device, name } => {
+                check_roster_name(name, MAX_DEVICE_NAME)?;
+                let Some(rec) = self.team.devices.get(device) else {
+                    return deny("no such device");
+                };
+                if rec.revoked || !self.team.users.contains(&rec.user) {
+                    return deny("the device was revoked");
+                }
+                if rec.user != author_user {
+                    need_admin()?;
+                }
+                if info.strict && self.team.device_names.get(device) == Some(name) {
+                    return deny("the device has that name already");
+                }
+                self.team.device_names.insert(*device, name.clone());
+            }
+            RosterOp::DeleteGroup { group, .. } => {
+                need_admin()?;
+                if self.team.groups.remove(group).is_none() {
+                    return deny("no such group");
+                }
+                self.team.deleted_groups.insert(group.clone());
+            }
+            RosterOp::RenameTeam { name } => {
+                need_admin()?;
+                check_roster_name(name, MAX_NAME)?;
+                if info.strict && self.team.name == *name {
+                    return deny("the team has that name already");
+                }
+                self.team.name = name.clone();
+            }
+            RosterOp::NameUser {
+                user,
+                name,
+                joined_ms,
+            } => {
+                if *user != author_user {
+                    need_admin()?;
+                }
+                if !self.team.users.contains(user) {
+                    return deny("no such user");
+                }
+                check_roster_name(name, MAX_NAME)?;
+                self.team.user_names.insert(user.clone(), name.clone());
+                if !self.team.joined_ms.contains_key(user) {
+                    self.team.joined_ms.insert(user.clone(), *joined_ms);
+                }
             }
             RosterOp::HandOver { to } => {
                 if Some(&author_user) != founder.as_ref() {

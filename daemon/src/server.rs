@@ -73,6 +73,25 @@ impl From<ExportError> for RpcError {
     }
 }
 
+/// This machine's host name: a device's name unless given one.
+pub(super) fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it or truncates.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let mut name = match std::str::from_utf8(&buf[..end]) {
+        Ok(s) if ok && !s.is_empty() => s.to_string(),
+        _ => "new device".into(),
+    };
+    let mut cut = name.len().min(coffer_crdt::ops::MAX_DEVICE_NAME);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    name.truncate(cut);
+    name
+}
+
 fn now() -> Now {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -407,16 +426,20 @@ fn on_vault(method: &str) -> Option<items_rpc::Handler> {
         .map(|(_, h)| *h)
 }
 
-/// The devices this one syncs with, and the names they were paired under.
+/// The devices this one syncs with, and their names (the team roster's,
+/// else the one they were paired under).
 fn sync_partners(v: &Vault) -> (BTreeSet<DeviceId>, BTreeMap<DeviceId, String>) {
     let Ok(r) = v.replica() else {
         return Default::default();
     };
-    let names = r
+    let mut names: BTreeMap<DeviceId, String> = r
         .trusted()
         .iter()
         .filter_map(|t| Some((t.device, t.name.clone()?)))
         .collect();
+    if let Some(t) = r.team_state() {
+        names.extend(t.team.device_names.iter().map(|(d, n)| (*d, n.clone())));
+    }
     // A device the team took out stays connectable only to be told so:
     // no partner to list.
     let out = |d: &DeviceId| r.team_state().is_some_and(|t| t.is_dead(d));

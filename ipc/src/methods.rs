@@ -192,6 +192,14 @@ pub struct ItemSummary {
 pub struct HistoryEntry {
     pub time_ms: i64,
     pub device: Option<String>,
+    /// The device's name in the team roster.
+    #[serde(default)]
+    pub device_name: Option<String>,
+    /// The user who made the change (email) and their display name.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub user_name: Option<String>,
     pub name: String,
     pub fields: BTreeMap<String, String>,
     pub urls: Vec<String>,
@@ -542,7 +550,7 @@ pub struct TrustedDevice {
 pub struct PeerInfo {
     pub device_id: String,
     pub peer_id: String,
-    /// The label given at `coffer device trust`.
+    /// Its name in the team roster, else the label given at `coffer device trust`.
     pub name: Option<String>,
     /// The team user of the device, once team rosters exist.
     pub user: Option<String>,
@@ -669,13 +677,48 @@ pub struct TeamInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserInfo {
     pub email: String,
+    /// Their display name (set when they were invited), if the roster has one.
+    #[serde(default)]
+    pub name: Option<String>,
     pub admin: bool,
     pub founder: bool,
     pub groups: Vec<String>,
     /// Live devices.
     pub devices: usize,
+    /// Those devices, with their names and last contact.
+    #[serde(default)]
+    pub device_list: Vec<UserDevice>,
+    /// When they joined the team (Unix ms, the admitting device's clock).
+    #[serde(default)]
+    pub joined_ms: Option<i64>,
+    /// The most recent contact this device had with any of their devices
+    /// (Unix ms; now for this device's own user), if any since it started.
+    #[serde(default)]
+    pub last_seen_ms: Option<i64>,
     /// The user of this device.
     pub me: bool,
+}
+
+/// One live device of a user, as `user.list` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserDevice {
+    pub device_id: String,
+    pub name: Option<String>,
+    pub last_seen_ms: Option<i64>,
+    pub this_device: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TeamRenameParams {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceRenameParams {
+    /// Device id or short id (≥ 4 hex digits); this device if absent.
+    #[serde(default)]
+    pub device: Option<String>,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -757,6 +800,9 @@ pub struct FolderMembersResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceInfo {
     pub device_id: String,
+    /// Its name in the team roster (`join --name`, `device rename`).
+    #[serde(default)]
+    pub name: Option<String>,
     pub user: String,
     pub revoked: bool,
     /// This device.
@@ -781,7 +827,27 @@ method!(
     /// Makes a team admin a user like the others.
     UserDemote, "user.demote", UserParams, TeamChangeResult
 );
+method!(
+    /// Renames the team (admins only).
+    TeamRename, "team.rename", TeamRenameParams, TeamChangeResult
+);
+method!(
+    /// The founding admin hands the role to another admin.
+    TeamHandOver, "team.handover", UserParams, TeamChangeResult
+);
+method!(
+    /// This device's user leaves the team: their devices stop syncing it, keys rotate.
+    TeamLeave, "team.leave", Empty, TeamChangeResult
+);
 method!(GroupCreate, "group.create", GroupParams, TeamChangeResult);
+method!(
+    /// Deletes a user group (admins only): its folders' keys rotate.
+    GroupDelete, "group.delete", GroupParams, TeamChangeResult
+);
+method!(
+    /// Names a team device (this one by default).
+    DeviceRename, "device.rename", DeviceRenameParams, TeamChangeResult
+);
 method!(GroupAdd, "group.add", GroupParams, TeamChangeResult);
 method!(GroupRemove, "group.remove", GroupParams, TeamChangeResult);
 method!(GroupList, "group.list", Empty, Vec<GroupInfo>);
@@ -942,6 +1008,9 @@ pub struct JoinStartParams {
     pub peers: Vec<String>,
     /// A fresh device's PIN, given up front (`--pin-stdin`).
     pub pin: Option<String>,
+    /// This device's name in the team (else its host name).
+    #[serde(default)]
+    pub device_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1141,6 +1210,7 @@ impl fmt::Debug for JoinStartParams {
             .field("kind", &self.kind)
             .field("peers", &self.peers)
             .field("pin", &REDACTED)
+            .field("device_name", &self.device_name)
             .finish()
     }
 }
@@ -1165,6 +1235,7 @@ mod tests {
             kind: "user".into(),
             peers: Vec::new(),
             pin: Some("2468".into()),
+            device_name: Some("laptop".into()),
         };
         let add = ItemAddParams {
             folder: None,

@@ -20,6 +20,7 @@ mod json_output;
 mod no_plaintext;
 mod personal;
 mod removal;
+mod roster_names;
 mod rough_edges;
 mod secret_refs;
 mod service;

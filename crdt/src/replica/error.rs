@@ -99,6 +99,16 @@ pub enum ReplicaError {
     NoSuchGroup { group: String },
     #[error("group {group:?} already exists")]
     GroupExists { group: String },
+    /// A group of that name was deleted: its name is not used again, so no
+    /// folder shared with the old group reaches a new one.
+    #[error("group {group:?} was deleted and its name is not used again: pick another name")]
+    GroupDeleted { group: String },
+    /// The founding admin cannot leave: the team always has one.
+    #[error("you are the team's founding admin: the founder cannot leave the team; {}", if *.other_admins == 0 { "you are its last admin: promote someone (`coffer user promote USER`), hand the team over (`coffer team handover USER`), then leave" } else { "hand the team over to another admin first (`coffer team handover USER`)" })]
+    FounderCannotLeave { other_admins: usize },
+    /// Only the founding admin hands the team over.
+    #[error("permission denied: only the team's founding admin may hand the team over")]
+    NotFounder,
     /// The principal holds no grant in the folder.
     #[error("{principal} is not a member of this folder")]
     NotAMember { principal: String },

@@ -66,6 +66,10 @@ pub struct HistoryItem {
     pub device: Option<DeviceId>,
     /// The device's user, where the roster names one.
     pub user: Option<UserId>,
+    /// That user's display name, where the roster has one.
+    pub user_name: Option<String>,
+    /// The device's name, where the roster has one.
+    pub device_name: Option<String>,
     pub item: Item,
     /// What the change altered (names only; see [`crate::HistoryEntry::changed`]).
     pub changed: Vec<String>,
@@ -685,14 +689,19 @@ impl Replica {
             .doc
             .history(id)
             .into_iter()
-            .map(|h| HistoryItem {
-                time_ms: h.time_ms,
-                user: h
+            .map(|h| {
+                let user = h
                     .author
-                    .and_then(|d| state.and_then(|s| s.user_of(&d)).cloned()),
-                device: h.author,
-                item: h.item,
-                changed: h.changed,
+                    .and_then(|d| state.and_then(|s| s.user_of(&d)).cloned());
+                HistoryItem {
+                    time_ms: h.time_ms,
+                    user_name: user.as_ref().and_then(|u| self.user_name(u)),
+                    device_name: h.author.and_then(|d| self.device_name(&d)),
+                    user,
+                    device: h.author,
+                    item: h.item,
+                    changed: h.changed,
+                }
             })
             .collect())
     }

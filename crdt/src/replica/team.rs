@@ -33,6 +33,10 @@ pub struct TeamSummary {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserSummary {
     pub user: UserId,
+    /// Their display name, where the roster has one.
+    pub name: Option<String>,
+    /// When they joined (the admitting device's clock), where known.
+    pub joined_ms: Option<i64>,
     pub admin: bool,
     pub founder: bool,
     pub groups: Vec<String>,
@@ -81,6 +85,9 @@ pub struct Joiner {
     pub device: DeviceId,
     pub exchange: [u8; 32],
     pub transport: [u8; 32],
+    /// The name it asked for (`coffer join --name`, else its host name);
+    /// left out of the roster if it breaks the name rule.
+    pub name: Option<String>,
     /// The device's signature over its roster entry.
     pub proof: Vec<u8>,
     /// The transport key's signature binding it to the device.
@@ -131,6 +138,7 @@ impl Replica {
     pub fn create_team(
         &mut self,
         name: &str,
+        now_ms: i64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<TeamSummary, ReplicaError> {
         let name = super::check_name(name, crate::ops::MAX_NAME)?;
@@ -149,9 +157,133 @@ impl Replica {
         let id = roster.id();
         self.roster = Some(roster);
         self.persist(id, vec![genesis]);
+        // The founder's display name and joining time, when the name it
+        // was set up with keeps the roster's rule.
+        if let Ok(person) = super::check_name(&self.identity.name, crate::ops::MAX_NAME) {
+            let user = self.my_user().ok_or(ReplicaError::NoTeam)?;
+            self.roster_write(
+                vec![RosterOp::NameUser {
+                    user,
+                    name: person,
+                    joined_ms: now_ms,
+                }],
+                rng,
+            )?;
+        }
         self.update_allowed();
         self.emit(Event::TeamChanged);
         self.team()
+    }
+
+    /// A device name as `coffer join --name` or `device rename` gives it,
+    /// by the roster's rule (not empty, no control character, at most
+    /// [`crate::ops::MAX_DEVICE_NAME`] bytes): trimmed, or why not.
+    pub fn check_device_name(name: &str) -> Result<String, ReplicaError> {
+        super::check_name(name, crate::ops::MAX_DEVICE_NAME)
+    }
+
+    /// A device's name, as the roster has it.
+    pub fn device_name(&self, d: &DeviceId) -> Option<String> {
+        self.team_state()?.team.device_names.get(d).cloned()
+    }
+
+    /// A user's display name, as the roster has it.
+    pub fn user_name(&self, u: &UserId) -> Option<String> {
+        self.team_state()?.team.user_names.get(u).cloned()
+    }
+
+    /// `coffer team rename NAME` (admins only).
+    pub fn rename_team(
+        &mut self,
+        name: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        self.check_standing()?;
+        let name = super::check_name(name, crate::ops::MAX_NAME)?;
+        self.require_admin("rename the team")?;
+        if self.require_team()?.team.name == name {
+            return Err(ReplicaError::Refused(format!(
+                "the team is named {name:?} already"
+            )));
+        }
+        self.roster_write(vec![RosterOp::RenameTeam { name }], rng)
+    }
+
+    /// `coffer team leave`: this device's user removes themself from the
+    /// team (a `RemoveUser` of their own, which the roster always allows
+    /// but for the founder): their devices stop syncing the team and the
+    /// folders they could read get new keys from the members that remain.
+    pub fn leave_team(&mut self, rng: &mut impl CryptoRngCore) -> Result<TeamChange, ReplicaError> {
+        self.check_standing()?;
+        let team = self.require_team()?;
+        let user = self.my_user().ok_or(ReplicaError::NoTeam)?;
+        if team.team.founder.as_ref() == Some(&user) {
+            let others = team.team.admins.keys().filter(|a| **a != user).count();
+            return Err(ReplicaError::FounderCannotLeave {
+                other_admins: others,
+            });
+        }
+        let cutoffs = self.team_cutoffs();
+        self.roster_write(vec![RosterOp::RemoveUser { user, cutoffs }], rng)
+    }
+
+    /// `coffer team handover USER`: the founding admin hands the role to
+    /// another admin (and stays an admin), e.g. before leaving the team.
+    pub fn hand_over(
+        &mut self,
+        email: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        self.check_standing()?;
+        let user = self.known_user(email)?;
+        let t = &self.require_team()?.team;
+        let me = self.my_user();
+        if me.is_none() || t.founder != me {
+            return Err(ReplicaError::NotFounder);
+        }
+        if me.as_ref() == Some(&user) {
+            return Err(ReplicaError::Refused(
+                "you are the founding admin already".into(),
+            ));
+        }
+        if !t.admins.contains_key(&user) {
+            return Err(ReplicaError::Refused(format!(
+                "{user} is not a team admin: promote them first (`coffer user promote {user}`)"
+            )));
+        }
+        self.roster_write(vec![RosterOp::HandOver { to: user }], rng)
+    }
+
+    /// `coffer device rename [DEVICE] NAME`: this device by default; a
+    /// user names their own devices, a team admin any live device.
+    pub fn rename_device(
+        &mut self,
+        device: Option<DeviceId>,
+        name: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        self.check_standing()?;
+        let name = super::check_name(name, crate::ops::MAX_DEVICE_NAME)?;
+        let device = device.unwrap_or(self.identity.device);
+        let state = self.require_team()?;
+        let owner = match state.team.devices.get(&device) {
+            Some(rec) if live(state, &device) => rec.user.clone(),
+            _ => {
+                return Err(ReplicaError::NoSuchDevice {
+                    device: device.short(),
+                })
+            }
+        };
+        if self.my_user().as_ref() != Some(&owner) {
+            self.require_admin("rename another user's device")?;
+        }
+        if state.team.device_names.get(&device) == Some(&name) {
+            return Err(ReplicaError::Refused(format!(
+                "device {} is named {name:?} already",
+                device.short()
+            )));
+        }
+        self.roster_write(vec![RosterOp::NameDevice { device, name }], rng)
     }
 
     /// `coffer team show`.
@@ -235,6 +367,8 @@ impl Replica {
             .iter()
             .map(|u| UserSummary {
                 user: u.clone(),
+                name: t.user_names.get(u).cloned(),
+                joined_ms: t.joined_ms.get(u).copied(),
                 admin: t.admins.contains_key(u),
                 founder: t.founder.as_ref() == Some(u),
                 groups: t
@@ -313,7 +447,21 @@ impl Replica {
                 if exists {
                     return Err(ReplicaError::GroupExists { group });
                 }
+                if self.require_team()?.team.deleted_groups.contains(&group) {
+                    return Err(ReplicaError::GroupDeleted { group });
+                }
                 RosterOp::CreateGroup { group }
+            }
+            GroupChange::Delete => {
+                self.check_standing()?;
+                self.require_admin("delete groups")?;
+                if !exists {
+                    return Err(ReplicaError::NoSuchGroup { group });
+                }
+                RosterOp::DeleteGroup {
+                    group,
+                    cutoffs: self.team_cutoffs(),
+                }
             }
             GroupChange::Add(email) | GroupChange::Remove(email) => {
                 let user = self.known_user(email)?;
@@ -699,7 +847,13 @@ impl Replica {
         user_id(email)?;
         super::check_name(name, crate::ops::MAX_NAME)?;
         for g in groups {
-            super::check_name(g, crate::ops::MAX_NAME)?;
+            let g = super::check_name(g, crate::ops::MAX_NAME)?;
+            if self
+                .team_state()
+                .is_some_and(|t| t.team.deleted_groups.contains(&g))
+            {
+                return Err(ReplicaError::GroupDeleted { group: g });
+            }
         }
         Ok(())
     }
@@ -708,12 +862,15 @@ impl Replica {
     /// device, its groups and admin role, in one roster write. Re-admitting
     /// a device already enrolled the same way writes nothing (a joiner that
     /// dropped before it heard the answer tries again).
+    /// A new user's display name and the time (`named`) go into the
+    /// roster with them; the joiner's device name with the device.
     pub fn admit(
         &mut self,
         user: Option<&str>,
         joiner: &Joiner,
         groups: &[String],
         admin: bool,
+        named: Option<(&str, i64)>,
         rng: &mut impl CryptoRngCore,
     ) -> Result<TeamChange, ReplicaError> {
         let state = self.require_team()?;
@@ -745,6 +902,15 @@ impl Replica {
         let mut ops = Vec::new();
         if !state.team.users.contains(&user) {
             ops.push(RosterOp::AddUser { user: user.clone() });
+            if let Some((person, joined_ms)) = named {
+                if let Ok(name) = super::check_name(person, crate::ops::MAX_NAME) {
+                    ops.push(RosterOp::NameUser {
+                        user: user.clone(),
+                        name,
+                        joined_ms,
+                    });
+                }
+            }
         }
         ops.push(RosterOp::AddDevice {
             user: user.clone(),
@@ -754,6 +920,17 @@ impl Replica {
             proof: joiner.proof.clone(),
             transport_proof: joiner.transport_proof.clone(),
         });
+        // A name from a peer: kept only if it keeps the rule (never fails the join).
+        if let Some(name) = joiner
+            .name
+            .as_deref()
+            .and_then(|n| super::check_name(n, crate::ops::MAX_DEVICE_NAME).ok())
+        {
+            ops.push(RosterOp::NameDevice {
+                device: joiner.device,
+                name,
+            });
+        }
         for group in groups {
             let group = group.trim().to_string();
             if !state
@@ -849,6 +1026,8 @@ pub enum ShareChange {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupChange<'a> {
     Create,
+    /// `coffer group rm G`: members lose what the group gave them.
+    Delete,
     Add(&'a str),
     Remove(&'a str),
 }

@@ -14,7 +14,10 @@ use crate::net::{transport, World};
 /// folder Ops is shared with Cyd as Item Manager.
 fn team() -> World {
     let mut w = World::new(&["ada", "bob", "cyd"], rng(7));
-    w.nodes[0].replica.create_team("Acme", &mut w.rng).unwrap();
+    w.nodes[0]
+        .replica
+        .create_team("Acme", 0, &mut w.rng)
+        .unwrap();
     w.nodes[0].drain();
     w.admit(0, 1, &[]);
     w.admit(0, 2, &[]);
@@ -134,13 +137,14 @@ fn a_member_cannot_bind_another_devices_transport_key_to_his_own_device() {
         device,
         exchange,
         transport: ada_transport,
+        name: None,
         proof,
         transport_proof,
     };
     // A device link of his own: no admin needed.
     let added = w.nodes[1]
         .replica
-        .admit(None, &joiner, &[], false, &mut w.rng);
+        .admit(None, &joiner, &[], false, None, &mut w.rng);
     w.nodes[1].drain();
     w.settle();
 

@@ -8,6 +8,7 @@ mod manage;
 mod manage_attacks;
 mod net;
 mod replica;
+mod roster_admin;
 mod scenarios;
 mod sim;
 mod sim_space;

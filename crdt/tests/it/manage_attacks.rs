@@ -40,7 +40,7 @@ fn team() -> World {
     let mut w = World::new(&["ada", "bob", "cyd"], rng(4242));
     w.nodes[ADA]
         .replica
-        .create_team("Acme", &mut w.rng)
+        .create_team("Acme", 0, &mut w.rng)
         .unwrap();
     w.nodes[ADA]
         .replica

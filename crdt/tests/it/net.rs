@@ -191,6 +191,7 @@ impl Node {
             device,
             exchange,
             transport,
+            name: Some(format!("{}'s laptop", self.replica.identity().name)),
             proof,
             transport_proof,
         }
@@ -423,9 +424,17 @@ impl World {
         let j = self.nodes[joiner].joiner(&team, &user);
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
         let email = user.0.clone();
+        let person = self.nodes[joiner].replica.identity().name.clone();
         self.nodes[admin]
             .replica
-            .admit(Some(&email), &j, &groups, false, &mut self.rng)
+            .admit(
+                Some(&email),
+                &j,
+                &groups,
+                false,
+                Some((&person, 7)),
+                &mut self.rng,
+            )
             .unwrap();
         self.nodes[admin].drain();
         let roster = self.nodes[admin].replica.roster_envelopes();

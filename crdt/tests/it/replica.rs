@@ -41,7 +41,10 @@ enum Removal {
 /// "it" as editors (Bob also directly, for the user and device paths).
 fn team() -> World {
     let mut w = World::new(&["ada", "bob", "cyd", "dan"], rng(41));
-    w.nodes[0].replica.create_team("Acme", &mut w.rng).unwrap();
+    w.nodes[0]
+        .replica
+        .create_team("Acme", 0, &mut w.rng)
+        .unwrap();
     w.nodes[0]
         .replica
         .group_change("it", GroupChange::Create, &mut w.rng)
@@ -270,7 +273,10 @@ fn a_folder_member_cannot_write_and_an_editor_can() {
 #[test]
 fn removing_a_user_shared_directly_rotates_the_folder_key() {
     let mut w = World::new(&["ada", "bob", "cyd"], rng(43));
-    w.nodes[0].replica.create_team("Acme", &mut w.rng).unwrap();
+    w.nodes[0]
+        .replica
+        .create_team("Acme", 0, &mut w.rng)
+        .unwrap();
     w.nodes[0].drain();
     w.admit(0, 1, &[]);
     w.admit(0, 2, &[]);
@@ -324,7 +330,10 @@ fn pair() -> World {
         .replica
         .create_folder("Ops", 5, &mut w.rng)
         .unwrap();
-    w.nodes[0].replica.create_team("Acme", &mut w.rng).unwrap();
+    w.nodes[0]
+        .replica
+        .create_team("Acme", 0, &mut w.rng)
+        .unwrap();
     w.nodes[0].drain();
     w.admit(0, 1, &[]);
     w.settle();

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use coffer_crdt::envelope::ENVELOPE_VERSION;
 use coffer_crdt::folder::{ItemEdit, ItemType};
-use coffer_crdt::ops::{ControlOp, MembershipOp, Principal, Role};
+use coffer_crdt::ops::{ControlOp, MembershipOp, Principal, Role, RosterOp};
 use coffer_crdt::replica::{
     GroupChange, ItemQuery, LockReason, NewItemSpec, ShareChange, SyncMessage,
 };
@@ -87,7 +87,10 @@ impl Sim {
         w.nodes[0].drain();
         let shared = w.nodes[0].replica.resolve_folder(Some(SHARED)).unwrap();
         if team {
-            w.nodes[0].replica.create_team("Sim", &mut w.rng).unwrap();
+            w.nodes[0]
+                .replica
+                .create_team("Sim", 0, &mut w.rng)
+                .unwrap();
             for g in ["g0", "g1"] {
                 w.nodes[0]
                     .replica
@@ -328,7 +331,7 @@ impl Sim {
             let user = self.w.nodes[j].user();
             let email = user.0.clone();
             let group = format!("g{}", self.rand(2));
-            match self.rand(10) {
+            match self.rand(14) {
                 0..=2 => self.w.nodes[i].replica.folder_share(
                     SHARED,
                     Principal::User(user),
@@ -362,9 +365,35 @@ impl Sim {
                     self.count("revoke");
                     self.w.nodes[i].replica.revoke_device(d, &mut self.w.rng)
                 }
-                _ => {
+                9 => {
                     self.count("remove user");
                     self.w.nodes[i].replica.remove_user(&email, &mut self.w.rng)
+                }
+                10 => {
+                    self.count("group rm");
+                    self.w.nodes[i].replica.group_change(
+                        &group,
+                        GroupChange::Delete,
+                        &mut self.w.rng,
+                    )
+                }
+                11 => {
+                    // Another user's device (admins only) or one's own.
+                    let d = self.w.nodes[j].id();
+                    let name = format!("laptop {}", self.rand(3));
+                    self.count("device rename");
+                    self.w.nodes[i]
+                        .replica
+                        .rename_device(Some(d), &name, &mut self.w.rng)
+                }
+                12 => {
+                    let name = format!("Sim {}", self.rand(3));
+                    self.count("team rename");
+                    self.w.nodes[i].replica.rename_team(&name, &mut self.w.rng)
+                }
+                _ => {
+                    self.count("team leave");
+                    self.w.nodes[i].replica.leave_team(&mut self.w.rng)
                 }
             }
         } else {
@@ -485,7 +514,59 @@ impl Sim {
             )
         };
         let mut out: Vec<Envelope> = Vec::new();
-        match self.rand(5) {
+        let pick = self.rand(6);
+        if pick == 5 {
+            // A roster op only an admin may make, by this non-admin: a
+            // team rename, a group deletion, or naming another's device.
+            let Some(team) = self.w.nodes[a].replica.team_id() else {
+                return;
+            };
+            let Some(roster) = self.w.nodes[a].replica.space(&team).cloned() else {
+                return;
+            };
+            let mut own: Vec<&Envelope> = roster.held().filter(|e| e.author() == me).collect();
+            own.sort_by_key(|e| (e.seq(), e.id()));
+            let op = match self.rand(3) {
+                0 => RosterOp::RenameTeam {
+                    name: "Pwned".into(),
+                },
+                1 => RosterOp::DeleteGroup {
+                    group: "g0".into(),
+                    cutoffs: Default::default(),
+                },
+                _ => RosterOp::NameDevice {
+                    device: self.w.nodes[0].id(),
+                    name: "pwned".into(),
+                },
+            };
+            let op = ControlOp::Roster(op);
+            let env = Envelope::sign(
+                EnvelopeBody {
+                    version: ENVELOPE_VERSION,
+                    space: team,
+                    author: me,
+                    seq: own.len() as u64 + 1,
+                    prev: own.last().map(|e| e.id()),
+                    kind: op.kind(),
+                    context: roster.control_heads().to_vec(),
+                    epoch: None,
+                    change: None,
+                    payload: op.encode(),
+                },
+                &keys,
+            );
+            self.forged.push(env.id());
+            self.count("adversary roster forgery");
+            let msg = SyncMessage::Envelopes {
+                space: team,
+                envelopes: vec![env.bytes().to_vec()],
+            };
+            for b in self.w.neighbours(a) {
+                self.w.inject(a, b, msg.clone());
+            }
+            return;
+        }
+        match pick {
             0 => {
                 // A fork at an old seq: a grant of Folder Manager to itself.
                 let at = 1 + self.rand(mine.len().max(1) as u64) as usize;
@@ -832,7 +913,12 @@ impl Sim {
         // Nothing the adversary forged took effect.
         for f in &self.forged {
             assert!(
-                !space.is_accepted(f),
+                !space.is_accepted(f)
+                    && !reference
+                        .replica
+                        .team_id()
+                        .and_then(|t| reference.replica.space(&t))
+                        .is_some_and(|r| r.is_accepted(f)),
                 "a forged envelope took effect; COFFER_SIM_SEED={seed}"
             );
         }

@@ -366,6 +366,23 @@ impl Net {
         rx.blocking_recv().unwrap_or((0, 0))
     }
 
+    /// The last contact with each peer since this daemon started: a ping
+    /// answered, envelopes or a caught-up, or a connection made (Unix ms).
+    pub fn last_seen(&self) -> BTreeMap<DeviceId, i64> {
+        self.ctx
+            .status()
+            .peers
+            .iter()
+            .filter_map(|(d, s)| {
+                let t = [s.last_contact_ms, s.last_sync_ms, s.connected_since_ms]
+                    .into_iter()
+                    .flatten()
+                    .max()?;
+                Some((*d, t))
+            })
+            .collect()
+    }
+
     /// `coffer peers`: the devices this one syncs with (`allowed`, with
     /// the names they were paired under) and any connected.
     pub fn peers(

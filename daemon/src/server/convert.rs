@@ -1,12 +1,14 @@
 //! The replica's types and errors as the IPC protocol shows them. The only
 //! place that knows both.
 
+use std::collections::BTreeMap;
+
 use coffer_crdt::folder::Item;
 use coffer_crdt::replica::{
     Event as ReplicaEvent, FolderMembers, FolderSummary, HistoryItem, ItemChange, LockReason,
     TeamChange, TeamSummary, UserSummary,
 };
-use coffer_crdt::{Principal, Replica, ReplicaError, Role, SpaceId};
+use coffer_crdt::{DeviceId, Principal, Replica, ReplicaError, Role, SpaceId};
 use coffer_ipc::methods as m;
 use coffer_ipc::{ErrorCode, Event, RpcError};
 use serde_json::json;
@@ -82,6 +84,7 @@ fn replica_code(e: &ReplicaError) -> ErrorCode {
         ReplicaError::Ambiguous { .. } => ErrorCode::Ambiguous,
         ReplicaError::NotAllowed { .. }
         | ReplicaError::NotAdmin { .. }
+        | ReplicaError::NotFounder
         | ReplicaError::LeaveThroughGroup { .. } => ErrorCode::PermissionDenied,
         ReplicaError::WrongKeys { .. } | ReplicaError::Internal(_) => ErrorCode::Internal,
         ReplicaError::NoLongerMember(_) => ErrorCode::NoLongerMember,
@@ -199,6 +202,9 @@ pub fn history_entry(h: HistoryItem) -> m::HistoryEntry {
         labels: labels(&h.item.fields),
         time_ms: h.time_ms,
         device: h.device.map(|d| d.to_hex()),
+        device_name: h.device_name,
+        user: h.user.map(|u| u.to_string()),
+        user_name: h.user_name,
         name: h.item.name,
         fields: h.item.fields,
         urls: h.item.urls,
@@ -221,13 +227,39 @@ pub fn team_info(t: TeamSummary) -> m::TeamInfo {
     }
 }
 
-pub fn user_info(u: UserSummary) -> m::UserInfo {
+/// A user as `user.list` shows them: `seen` is the last contact this
+/// device had with each peer (its own devices count as seen `now_ms`).
+pub fn user_info(
+    r: &Replica,
+    u: UserSummary,
+    seen: &BTreeMap<DeviceId, i64>,
+    now_ms: i64,
+) -> m::UserInfo {
+    let me = r.device();
+    let device_list: Vec<m::UserDevice> = u
+        .devices
+        .iter()
+        .map(|d| m::UserDevice {
+            device_id: d.to_hex(),
+            name: r.device_name(d),
+            last_seen_ms: if *d == me {
+                Some(now_ms)
+            } else {
+                seen.get(d).copied()
+            },
+            this_device: *d == me,
+        })
+        .collect();
     m::UserInfo {
         email: u.user.to_string(),
+        name: u.name,
         admin: u.admin,
         founder: u.founder,
         groups: u.groups,
         devices: u.devices.len(),
+        joined_ms: u.joined_ms,
+        last_seen_ms: device_list.iter().filter_map(|d| d.last_seen_ms).max(),
+        device_list,
         me: u.me,
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use coffer_crdt::{DeviceKeys, SpaceId};
+use coffer_crdt::{DeviceKeys, Replica, SpaceId};
 use coffer_ipc::methods::{self as m, Method};
 use coffer_ipc::{ErrorCode, RpcError};
 use libp2p::{Multiaddr, PeerId};
@@ -19,7 +19,7 @@ use serde_json::Value;
 use tracing::info;
 use zeroize::Zeroizing;
 
-use super::{now, params, reply, Shared};
+use super::{hostname, now, params, reply, Shared};
 use crate::keystore;
 use crate::net::enrol::{
     self, Admission, CancelError, Connected, Decision, EnrolError, EnrolKind, InviteSpec,
@@ -161,18 +161,6 @@ fn ttl_of(text: Option<&str>) -> Result<Duration, RpcError> {
                 format!("bad --expires {t:?}: a number and s, m, h or d (like 30m, 24h, 7d), at most 30d"),
             )
         }),
-    }
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it or truncates.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    match std::str::from_utf8(&buf[..end]) {
-        Ok(s) if ok && !s.is_empty() => s.to_string(),
-        _ => "new device".into(),
     }
 }
 
@@ -356,12 +344,15 @@ impl Shared {
                     device: pending.joiner,
                     exchange: pending.exchange,
                     transport: pending.transport,
+                    name: Some(pending.device_name.clone()),
                     proof: pending.roster_proof.clone(),
                     transport_proof: pending.transport_proof.clone(),
                 };
                 let admit = match pending.spec.kind {
                     EnrolKind::User => Admit::User {
                         email: pending.spec.email.clone(),
+                        name: pending.spec.name.clone(),
+                        now_ms: now_ms(),
                         groups: pending.spec.groups.clone(),
                         admin: pending.spec.admin,
                     },
@@ -447,9 +438,17 @@ impl Shared {
                 ));
             }
         }
+        // A name asked for is checked before anything goes out; a host
+        // name is what it is (the inviter leaves out one the rule refuses).
+        let asked_name = match &p.device_name {
+            Some(n) => Some(
+                Replica::check_device_name(n).map_err(|e| RpcError::from(VaultError::from(e)))?,
+            ),
+            None => None,
+        };
         let joiner = self.vault.blocking_call(|v| v.enrol_joiner())?;
         let (keys, transport, fresh_keys, device_name) = match joiner {
-            Some(j) => (j.keys, j.transport, None, j.name),
+            Some(j) => (j.keys, j.transport, None, hostname()),
             None => {
                 if let Some(pin) = &p.pin {
                     keystore::check_pin(pin).map_err(|e| RpcError::from(VaultError::from(e)))?;
@@ -464,6 +463,7 @@ impl Shared {
                 )
             }
         };
+        let device_name = asked_name.unwrap_or(device_name);
         let mdns = self.net.config().mdns;
         let connected = block_on(enrol::connect(
             &code,

@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use super::convert::Failure;
 use super::items_rpc::{handler, Handler, OnVault};
-use super::{convert, invalid, now, reply, sync_partners, Shared};
+use super::{convert, invalid, now, params, reply, sync_partners, Shared};
 use crate::net::peer_id_of;
-use crate::vault::{parse_pairing_key, Vault, PAIRING_PREFIX};
+use crate::vault::{parse_pairing_key, Vault, VaultError, PAIRING_PREFIX};
 
 const ALL: &[&str] = &[
     m::DeviceId::NAME,
@@ -23,6 +23,7 @@ const ALL: &[&str] = &[
     m::DeviceTrusted::NAME,
     m::Peers::NAME,
     m::Doctor::NAME,
+    m::UserList::NAME,
     m::SyncStatus::NAME,
     m::SyncNow::NAME,
 ];
@@ -63,6 +64,21 @@ impl Shared {
                 facts.devices = devices;
                 facts.now_ms = now().unix_ms;
                 reply::<m::Doctor, _>(facts)
+            }
+            m::UserList::NAME => {
+                params::<m::UserList>(raw)?;
+                let seen = self.net.last_seen();
+                self.vault.blocking_call(move |v| {
+                    let r = v.replica()?;
+                    let now = now().unix_ms;
+                    let users = r.users().map_err(|e| RpcError::from(VaultError::from(e)))?;
+                    reply::<m::UserList, RpcError>(
+                        users
+                            .into_iter()
+                            .map(|u| convert::user_info(r, u, &seen, now))
+                            .collect(),
+                    )
+                })
             }
             m::SyncStatus::NAME => self
                 .vault

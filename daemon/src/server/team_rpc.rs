@@ -1,5 +1,6 @@
-//! IPC methods of teams: `team.*`, `user.*`, `group.*`, folder sharing
-//! (`folder.share|role|unshare|members`) and `device.list`. Each runs on
+//! IPC methods of teams: `team.*`, `user.*` (but `user.list`, which needs
+//! the network's last contacts: `net_rpc.rs`), `group.*`, folder sharing
+//! (`folder.share|role|unshare|members`), `device.list` and `device.rename`. Each runs on
 //! the vault thread ([`OnVault`]); the replica decides, this translates.
 
 use coffer_crdt::replica::{GroupChange, ShareChange};
@@ -9,19 +10,23 @@ use coffer_ipc::methods::Method;
 use rand::rngs::OsRng;
 
 use super::convert::{self, Failure};
-use super::invalid;
 use super::items_rpc::{handler, Handler, OnVault};
+use super::{hostname, invalid, now};
 use crate::vault::Vault;
 
 /// The methods of this module, by name.
 pub(super) const METHODS: &[(&str, Handler)] = &[
     (m::TeamCreate::NAME, handler::<m::TeamCreate>),
     (m::TeamShow::NAME, handler::<m::TeamShow>),
-    (m::UserList::NAME, handler::<m::UserList>),
     (m::UserRemove::NAME, handler::<m::UserRemove>),
     (m::UserPromote::NAME, handler::<m::UserPromote>),
     (m::UserDemote::NAME, handler::<m::UserDemote>),
+    (m::TeamRename::NAME, handler::<m::TeamRename>),
+    (m::TeamLeave::NAME, handler::<m::TeamLeave>),
+    (m::TeamHandOver::NAME, handler::<m::TeamHandOver>),
     (m::GroupCreate::NAME, handler::<m::GroupCreate>),
+    (m::GroupDelete::NAME, handler::<m::GroupDelete>),
+    (m::DeviceRename::NAME, handler::<m::DeviceRename>),
     (m::GroupAdd::NAME, handler::<m::GroupAdd>),
     (m::GroupRemove::NAME, handler::<m::GroupRemove>),
     (m::GroupList::NAME, handler::<m::GroupList>),
@@ -34,21 +39,54 @@ pub(super) const METHODS: &[(&str, Handler)] = &[
 
 impl OnVault for m::TeamCreate {
     fn run(v: &mut Vault, p: m::TeamCreateParams) -> Result<m::TeamInfo, Failure> {
-        let team = v.replica_mut()?.create_team(&p.name, &mut OsRng)?;
-        Ok(convert::team_info(team))
+        let r = v.replica_mut()?;
+        r.create_team(&p.name, now().unix_ms, &mut OsRng)?;
+        // The founder's device is named like a joining one: its host name
+        // (a host name the rule refuses leaves it unnamed).
+        if let Err(e) = r.rename_device(None, &hostname(), &mut OsRng) {
+            tracing::info!(error = %e, "this device keeps no name");
+        }
+        Ok(convert::team_info(v.replica()?.team()?))
+    }
+}
+
+impl OnVault for m::TeamRename {
+    fn run(v: &mut Vault, p: m::TeamRenameParams) -> Result<m::TeamChangeResult, Failure> {
+        let change = v.replica_mut()?.rename_team(&p.name, &mut OsRng)?;
+        Ok(convert::team_change(v.replica()?, &change))
+    }
+}
+
+impl OnVault for m::TeamLeave {
+    fn run(v: &mut Vault, _: m::Empty) -> Result<m::TeamChangeResult, Failure> {
+        let change = v.replica_mut()?.leave_team(&mut OsRng)?;
+        Ok(convert::team_change(v.replica()?, &change))
+    }
+}
+
+impl OnVault for m::TeamHandOver {
+    fn run(v: &mut Vault, p: m::UserParams) -> Result<m::TeamChangeResult, Failure> {
+        let change = v.replica_mut()?.hand_over(&p.user, &mut OsRng)?;
+        Ok(convert::team_change(v.replica()?, &change))
+    }
+}
+
+impl OnVault for m::DeviceRename {
+    fn run(v: &mut Vault, p: m::DeviceRenameParams) -> Result<m::TeamChangeResult, Failure> {
+        let r = v.replica_mut()?;
+        let device = p
+            .device
+            .as_deref()
+            .map(|d| r.resolve_device(d))
+            .transpose()?;
+        let change = r.rename_device(device, &p.name, &mut OsRng)?;
+        Ok(convert::team_change(v.replica()?, &change))
     }
 }
 
 impl OnVault for m::TeamShow {
     fn run(v: &mut Vault, _: m::Empty) -> Result<m::TeamInfo, Failure> {
         Ok(convert::team_info(v.replica()?.team()?))
-    }
-}
-
-impl OnVault for m::UserList {
-    fn run(v: &mut Vault, _: m::Empty) -> Result<Vec<m::UserInfo>, Failure> {
-        let users = v.replica()?.users()?;
-        Ok(users.into_iter().map(convert::user_info).collect())
     }
 }
 
@@ -93,6 +131,12 @@ fn group_user(p: &m::GroupParams) -> Result<&str, Failure> {
 impl OnVault for m::GroupCreate {
     fn run(v: &mut Vault, p: m::GroupParams) -> Result<m::TeamChangeResult, Failure> {
         group(v, &p, GroupChange::Create)
+    }
+}
+
+impl OnVault for m::GroupDelete {
+    fn run(v: &mut Vault, p: m::GroupParams) -> Result<m::TeamChangeResult, Failure> {
+        group(v, &p, GroupChange::Delete)
     }
 }
 
@@ -191,6 +235,7 @@ impl OnVault for m::DeviceList {
             .into_iter()
             .map(|(d, user, revoked)| m::DeviceInfo {
                 device_id: d.to_hex(),
+                name: r.device_name(&d),
                 user: user.to_string(),
                 revoked,
                 this_device: d == me,

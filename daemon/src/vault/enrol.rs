@@ -17,6 +17,10 @@ use super::{Now, Vault, VaultError};
 pub enum Admit {
     User {
         email: String,
+        /// The invitee's display name.
+        name: String,
+        /// When they are admitted (Unix ms): the roster's "joined".
+        now_ms: i64,
         groups: Vec<String>,
         admin: bool,
     },
@@ -47,7 +51,6 @@ pub struct Admitted {
 pub struct JoinerKeys {
     pub keys: DeviceKeys,
     pub transport: Zeroizing<[u8; 32]>,
-    pub name: String,
 }
 
 /// A fresh device's identity, made once the inviter admitted it.
@@ -101,10 +104,19 @@ impl Vault {
         match admit {
             Admit::User {
                 email,
+                name,
+                now_ms,
                 groups,
                 admin,
-            } => r.admit(Some(email), joiner, groups, *admin, rng)?,
-            Admit::OwnDevice => r.admit(None, joiner, &[], false, rng)?,
+            } => r.admit(
+                Some(email),
+                joiner,
+                groups,
+                *admin,
+                Some((name, *now_ms)),
+                rng,
+            )?,
+            Admit::OwnDevice => r.admit(None, joiner, &[], false, None, rng)?,
         };
         let team = r.team_id().ok_or(ReplicaError::NoTeam)?;
         let roster = r
@@ -116,7 +128,7 @@ impl Vault {
         Ok(Admitted { team, roster })
     }
 
-    /// The joiner's signing keys, transport seed and name: `None` on a
+    /// The joiner's signing keys and transport seed: `None` on a
     /// fresh device (the caller makes new keys); an initialised device must
     /// be unlocked and in no team.
     pub fn enrol_joiner(&self) -> Result<Option<JoinerKeys>, VaultError> {
@@ -130,11 +142,7 @@ impl Vault {
         let transport = self
             .network_secret()?
             .ok_or_else(|| VaultError::Internal("this device has no transport key".into()))?;
-        Ok(Some(JoinerKeys {
-            keys,
-            transport,
-            name: r.identity().name.clone(),
-        }))
+        Ok(Some(JoinerKeys { keys, transport }))
     }
 
     /// Joins the team an inviter admitted this device to: checks the
