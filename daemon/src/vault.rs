@@ -133,6 +133,14 @@ pub fn parse_pairing_key(key: &str) -> Option<PairingKey> {
     })
 }
 
+/// What `coffer reset` erased (all `None`: there was no vault).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Erased {
+    pub device: Option<DeviceId>,
+    pub email: Option<String>,
+    pub team: Option<String>,
+}
+
 pub struct Vault {
     data_dir: PathBuf,
     store: Store,
@@ -504,6 +512,33 @@ impl Vault {
                 info!(?reason, "vault locked");
             }
         }
+    }
+
+    /// `coffer reset`: erases this device's vault without its PIN (a
+    /// forgotten one). The keys go first — the pepper file, without which
+    /// the sealed root secret never opens again — then every row of the
+    /// store in one transaction. What was erased: (device, email, team).
+    /// The caller stops the daemon next (its network identity and open
+    /// sessions were this device's); `init` or `join` can then run again.
+    pub fn reset(&mut self) -> Result<Erased, VaultError> {
+        let erased = self
+            .replica
+            .as_ref()
+            .map(|r| Erased {
+                device: Some(r.device()),
+                email: Some(r.identity().email.clone()),
+                team: r.team().ok().map(|t| t.name),
+            })
+            .unwrap_or_default();
+        if let Some(mut r) = self.replica.take() {
+            r.lock(LockReason::Request);
+        }
+        self.outputs.clear();
+        self.outputs.push(Output::AllowedPeers(BTreeMap::new()));
+        keystore::destroy(&self.data_dir)?;
+        self.store.wipe()?;
+        warn!("vault erased (coffer reset)");
+        Ok(erased)
     }
 
     /// `coffer device id`: the device id and its pairing key.

@@ -18,6 +18,7 @@ mod import;
 mod json_output;
 mod no_plaintext;
 mod personal;
+mod recover;
 mod removal;
 mod rough_edges;
 mod secret_refs;
