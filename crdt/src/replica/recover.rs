@@ -50,6 +50,24 @@ impl Replica {
                  `coffer device link` instead (it keeps everything, the Personal folder too)"
             )));
         }
+        // The roster's rank rule, said before a code is made: revoking
+        // the user's devices needs a stronger admin rank than theirs.
+        let t = &self.require_team()?.team;
+        if t.founder.as_ref() == Some(&user) {
+            return Err(ReplicaError::Refused(format!(
+                "{user} is the team's founding admin: only their own devices can revoke theirs \
+                 (a device of theirs that still works can link a new one)"
+            )));
+        }
+        let mine = self.my_user().and_then(|u| t.admins.get(&u).copied());
+        if let (Some(theirs), Some(mine)) = (t.admins.get(&user), mine) {
+            if mine >= *theirs {
+                return Err(ReplicaError::Refused(format!(
+                    "{user} is a team admin of your rank or stronger: an admin who outranks them \
+                     (the founder) must recover them"
+                )));
+            }
+        }
         Ok(user)
     }
 

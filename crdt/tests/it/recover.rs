@@ -189,6 +189,19 @@ fn recovery_is_refused_for_non_admins_unknown_users_and_oneself() {
         .admit_recovered(&ada.0, &joiner, &mut w.rng);
     assert!(matches!(r, Err(ReplicaError::Refused(_))), "{r:?}");
     assert!(w.nodes[ADA].replica.check_recover(&bob.0).is_ok());
+    // Nobody recovers the founder but the founder's own devices.
+    let r = w.nodes[ADA]
+        .replica
+        .set_admin(&bob.0, true, &mut w.rng)
+        .map(|_| ());
+    assert!(r.is_ok(), "{r:?}");
+    w.nodes[ADA].drain();
+    w.settle();
+    let r = w.nodes[BOB].replica.check_recover(&ada.0);
+    assert!(
+        matches!(r, Err(ReplicaError::Refused(ref why)) if why.contains("founding")),
+        "{r:?}"
+    );
 }
 
 /// A hostile insider (Cyd, no admin) signs the ops of a recovery anyway:
