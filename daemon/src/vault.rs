@@ -823,6 +823,44 @@ mod tests {
         assert_eq!(item.fields["password"], "hunter2");
     }
 
+    /// `coffer reset` (issue 21): a locked vault whose PIN is unknown is
+    /// erased — no pepper, no row, nothing of its secrets left in the
+    /// database file — and a new one can be made in the same folder.
+    #[test]
+    fn reset_erases_a_locked_vault_and_init_runs_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = Vault::open(dir.path(), kdf()).unwrap();
+        let (device, _) = v
+            .init("Ada", "ada@example.com", "246813", now(), &mut OsRng)
+            .unwrap();
+        v.settle().unwrap();
+        v.lock(LockReason::Request);
+        let sealed = v.store.get_kv(KV_DEVICE_KEYS).unwrap().unwrap();
+        let erased = v.reset().unwrap();
+        assert_eq!(erased.device, Some(device));
+        assert_eq!(erased.email.as_deref(), Some("ada@example.com"));
+        assert!(!v.is_initialized());
+        assert!(!keystore::secret_file_path(dir.path()).exists());
+        assert!(v.store.get_kv(KV_KEYSTORE).unwrap().is_none());
+        assert!(v.store.load_spaces().unwrap().is_empty());
+        for f in ["vault.sqlite3", "vault.sqlite3-wal"] {
+            let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
+            assert!(
+                !bytes.windows(sealed.len()).any(|w| w == sealed.as_slice()),
+                "{f} still holds the sealed device keys"
+            );
+        }
+        drop(v);
+        let mut v = Vault::open(dir.path(), kdf()).unwrap();
+        assert!(!v.is_initialized());
+        let (again, _) = v
+            .init("Ada", "ada@example.com", "975310", now(), &mut OsRng)
+            .unwrap();
+        assert_ne!(again, device);
+        v.lock(LockReason::Request);
+        v.unlock("975310", now()).unwrap();
+    }
+
     /// Issue 20, item 8: with a copy of the data dir but not the PIN, one
     /// gets the transport key (to sync ciphertext as this device) and
     /// nothing that signs.
