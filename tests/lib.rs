@@ -333,6 +333,65 @@ impl Daemon {
         daemon
     }
 
+    /// A daemon started on a copy of `data_dir` (another daemon's, stopped
+    /// or not writing): the same device, as a second laptop holding its
+    /// old data would be.
+    pub fn start_copy_of(data_dir: &Path, opts: Options) -> Daemon {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = short_tempdir();
+        let data = dir.path().join("data");
+        fs::create_dir_all(&data).expect("create the data dir");
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).expect("chmod the data dir");
+        for entry in fs::read_dir(data_dir).expect("read the data dir") {
+            let entry = entry.expect("a data dir entry");
+            let name = entry.file_name();
+            if name == "cofferd.lock" {
+                continue;
+            }
+            let to = data.join(&name);
+            fs::copy(entry.path(), &to).expect("copy a data file");
+        }
+        let log = dir.path().join("cofferd.log");
+        let cli = Cli {
+            socket: dir.path().join("run").join("cofferd.sock"),
+            data_dir: data,
+            log: Some(log.clone()),
+        };
+        let mut daemon = Daemon {
+            cli,
+            log,
+            opts,
+            child: None,
+            dir,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Waits for a daemon that stops by itself (after `coffer reset`) to
+    /// exit; asserts a clean exit and that the socket is gone.
+    pub fn wait_exited(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon is running");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "cofferd did not stop by itself within {STOP_TIMEOUT:?}; log:\n{}",
+                    tail(&self.log, 30)
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        assert!(status.success(), "cofferd exited with {status}");
+        assert!(!self.cli.socket.exists(), "cofferd left its socket behind");
+        status
+    }
+
     /// A clonable handle for running `coffer` against this daemon.
     pub fn cli(&self) -> Cli {
         self.cli.clone()

@@ -277,6 +277,13 @@ pub enum Command {
     Invite(enrol::InviteArgs),
     /// Join a team with an invite code from `coffer invite`.
     Join(enrol::JoinArgs),
+    /// Erase this device's vault when its PIN is lost (no PIN needed): its
+    /// keys and everything stored here; then `coffer init` or `coffer join`.
+    Reset {
+        /// Do not ask to type "reset" first.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Run cofferd as a login service: the systemd user unit (Linux) or the launchd agent (macOS).
     #[command(subcommand)]
     Service(service::ServiceCommand),

@@ -31,6 +31,11 @@ pub struct InviteArgs {
     /// How long the code stays valid: like 30m, 24h, 7d.
     #[arg(long, default_value = "24h")]
     pub expires: String,
+    /// Re-invite an existing user to a fresh device (lost device or
+    /// forgotten PIN): confirming revokes their other devices; their
+    /// Personal folder cannot come back.
+    #[arg(long, conflicts_with_all = ["groups", "admin"])]
+    pub recover: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -134,8 +139,12 @@ pub fn invite(ctx: &mut Ctx, args: InviteArgs) -> Result<(), CliError> {
                 groups: args.groups,
                 admin: args.admin,
                 expires: Some(args.expires),
+                recover: args.recover,
             })?;
             print_code(&r, json, false);
+            if let (Some(note), false) = (&r.note, json) {
+                eprintln!("{note}");
+            }
             Ok(())
         }
     }
@@ -218,6 +227,9 @@ pub fn pending(ctx: &mut Ctx, device: bool) -> Result<(), CliError> {
         if p.admin {
             extra.push("admin".into());
         }
+        if p.recover {
+            extra.push("recovery: confirming revokes their other devices".into());
+        }
         println!(
             "{}  {} <{}>  device {} ({}){}  since {}",
             p.verification_code,
@@ -257,6 +269,10 @@ pub fn decide(ctx: &mut Ctx, device: bool, v: &Verification, admit: bool) -> Res
         return Ok(());
     }
     let who = format!("{} (device {})", r.email, output::short(&r.device_id));
+    if let (true, Some(rec)) = (admit, &r.recovery) {
+        print_recovery(&who, r.delivered, rec);
+        return Ok(());
+    }
     match (admit, r.delivered) {
         (true, true) => println!("Admitted {who}."),
         (true, false) => println!(
@@ -353,4 +369,90 @@ pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError>
         );
     }
     Ok(())
+}
+
+fn print_recovery(who: &str, delivered: bool, rec: &m::RecoveryResult) {
+    println!("Recovered {who}.");
+    if rec.revoked.is_empty() {
+        println!("No other device of theirs was live.");
+    } else {
+        let ids: Vec<&str> = rec.revoked.iter().map(|d| output::short(d)).collect();
+        println!("Revoked their old device(s): {}.", ids.join(", "));
+    }
+    let (ready, waiting): (Vec<_>, Vec<_>) = rec.folders.iter().partition(|f| f.has_key);
+    if !ready.is_empty() {
+        let names: Vec<&str> = ready.iter().map(|f| f.name.as_str()).collect();
+        println!("Handed to the new device: {}.", names.join(", "));
+    }
+    if !waiting.is_empty() {
+        let names: Vec<&str> = waiting.iter().map(|f| f.name.as_str()).collect();
+        println!(
+            "Keys still to hand over (a Folder or Item Manager's device does it when it next syncs): {}.",
+            names.join(", ")
+        );
+    }
+    println!(
+        "Folders shared with them that this device does not hold reach the new device from their other members. Their old Personal folder stays behind: they start with an empty one."
+    );
+    if !delivered {
+        println!(
+            "The joiner had gone before hearing the answer: they can run the same join again with a new `--recover` code from you, and it will finish."
+        );
+    }
+}
+
+/// `coffer reset`: erases this device's vault (for a forgotten PIN).
+pub fn reset(ctx: &mut Ctx, yes: bool) -> Result<(), CliError> {
+    let status = ctx.call::<m::Status>(&m::Empty {})?;
+    if !yes && !input::stdin_is_tty() {
+        return Err(CliError::Usage(
+            "`coffer reset` erases this device's vault: run it on a terminal to confirm, or pass --yes".into(),
+        ));
+    }
+    if !ctx.json {
+        eprintln!("{}", reset_warning(&status));
+    }
+    if !yes && !input::confirm_word("Type \"reset\" to erase this device's vault: ", "reset")? {
+        return Err(CliError::Usage("not confirmed: nothing was erased".into()));
+    }
+    let r = ctx.call::<m::Reset>(&m::ResetParams { confirm: true })?;
+    ctx.print(&r, |r| {
+        match &r.device_id {
+            Some(d) => println!(
+                "Erased the vault of device {}{}.",
+                output::short(d),
+                r.email.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+            ),
+            None => println!("There was no vault on this device; its data folder is empty now."),
+        }
+        println!(
+            "The daemon stopped. Start again with `coffer init` (a new vault) or `coffer join CODE` (a code from a team admin's `coffer invite EMAIL --recover`)."
+        );
+    });
+    Ok(())
+}
+
+/// What `coffer reset` warns about before it erases anything.
+fn reset_warning(s: &m::StatusResult) -> String {
+    let who = match (&s.device_id, &s.email) {
+        (Some(d), Some(e)) => format!(" (device {} of {e})", output::short(d)),
+        _ => String::new(),
+    };
+    let counts = match (s.folders, s.items) {
+        (Some(f), Some(i)) => format!(": {f} folder(s), {i} item(s) readable here now"),
+        _ => String::new(),
+    };
+    let email = s.email.as_deref().unwrap_or("EMAIL");
+    format!(
+        "This erases this device's vault{who}{counts}. Its keys and everything stored on it are \
+         deleted, and no PIN is needed or asked for.\n\
+         - Folders shared with you come back: a team admin re-invites you with \
+         `coffer invite {email} --recover`, you join with the code, and your new device gets \
+         every folder shared with you or your groups; this device is revoked.\n\
+         - Your Personal folder is held only by your own devices: if this is your only device, \
+         its items are LOST for good (no admin holds its key).\n\
+         - If you have another device that still works, link this one again from there after \
+         the reset (`coffer device link` there, `coffer device join CODE` here) and you keep \
+         everything, Personal folder included."
+    )
 }

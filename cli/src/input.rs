@@ -156,6 +156,17 @@ pub fn confirm(question: &str) -> Result<bool, CliError> {
     ))
 }
 
+/// Asks on the terminal to type `word` exactly; anything else declines.
+pub fn confirm_word(question: &str, word: &str) -> Result<bool, CliError> {
+    eprint!("{question}");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Other(format!("cannot read stdin: {e}")))?;
+    Ok(line.trim() == word)
+}
+
 /// One secret line that may be empty (a KeePass database may have an empty
 /// password): `None` when nothing was entered.
 pub fn optional_secret_line(label: &str) -> Result<Option<Secret>, CliError> {

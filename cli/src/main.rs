@@ -834,6 +834,7 @@ fn dispatch(
         Command::Sync(cmd) => sync::sync(ctx, cmd)?,
         Command::Invite(args) => enrol::invite(ctx, args)?,
         Command::Join(args) => enrol::join(ctx, args, false)?,
+        Command::Reset { yes } => enrol::reset(ctx, yes)?,
     }
     Ok(0)
 }

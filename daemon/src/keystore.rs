@@ -224,6 +224,24 @@ pub fn pepper_subkey(data_dir: &Path, purpose: &str) -> Result<Zeroizing<[u8; 32
 
 const ROOT_AAD: &[u8] = b"coffer/root-secret/v1";
 
+/// Deletes the pepper file (`coffer reset`): without it the sealed root
+/// secret no longer opens, whatever the PIN. A missing file is fine.
+pub fn destroy(data_dir: &Path) -> Result<(), KeystoreError> {
+    let path = secret_file_path(data_dir);
+    for p in [path.with_extension("tmp"), path.clone()] {
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(KeystoreError::SecretFile { path: p, source }),
+        }
+    }
+    // The removal survives a power cut once the folder is synced.
+    if let Ok(dir) = fs::File::open(data_dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
 /// Creates a new root secret protected by `pin`; writes the pepper file.
 pub fn create(
     data_dir: &Path,

@@ -54,6 +54,8 @@ struct Shared {
     net: Net,
     /// Joins in progress on this device (`enrol_rpc`).
     joins: Mutex<enrol_rpc::Joins>,
+    /// Stops the daemon once notified (after `coffer reset` is answered).
+    shutdown: tokio::sync::Notify,
 }
 
 /// Where a long request reports how far it has got (see [`Progress`]);
@@ -185,6 +187,24 @@ impl Shared {
                 });
                 self.net.identity_maybe_ready();
                 result
+            }
+            m::Reset::NAME => {
+                let p = params::<m::Reset>(raw)?;
+                if !p.confirm {
+                    return Err(invalid(
+                        "a reset erases this device's vault: confirm it (`coffer reset` asks)",
+                    ));
+                }
+                let data_dir = self.config.data_dir.display().to_string();
+                let erased = self.vault.blocking_call(|v| v.reset())?;
+                reply::<m::Reset, _>(m::ResetResult {
+                    reset: true,
+                    device_id: erased.device.map(|d| d.to_hex()),
+                    email: erased.email,
+                    team: erased.team,
+                    data_dir,
+                    daemon_stopped: true,
+                })
             }
             m::PinCheck::NAME => {
                 let p = params::<m::PinCheck>(raw)?;
@@ -580,6 +600,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config,
         net,
         joins: Mutex::new(enrol_rpc::Joins::default()),
+        shutdown: tokio::sync::Notify::new(),
     });
     info!(socket = %shared.config.socket.display(), data = %shared.config.data_dir.display(), "cofferd ready");
     let mut term = signal(SignalKind::terminate())?;
@@ -601,6 +622,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             },
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = shared.shutdown.notified() => { info!("vault erased: shutting down"); break; }
         }
     }
     let _ = fs::remove_file(&shared.config.socket);
@@ -703,6 +725,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream, uid: u32) -> 
         }
         let id = request.id.clone().unwrap_or(Value::Null);
         debug!(method = %request.method, "request");
+        let reset = request.method == m::Reset::NAME;
         let result = if request.method == m::Subscribe::NAME {
             events = Some(shared.events.subscribe());
             Ok(json!({}))
@@ -728,10 +751,17 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream, uid: u32) -> 
         if request.id.is_none() {
             continue; // a notification: no reply
         }
+        let erased = reset && result.is_ok();
         let response = match result {
             Ok(value) => Response::ok(id, value),
             Err(err) => Response::err(id, err),
         };
-        send(&mut framed, &response).await?;
+        let sent = send(&mut framed, &response).await;
+        if erased {
+            // The vault is gone: this process's network identity and
+            // sessions were the erased device's. Stop once answered.
+            shared.shutdown.notify_one();
+        }
+        sent?;
     }
 }

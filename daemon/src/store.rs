@@ -157,6 +157,20 @@ impl Store {
         Ok(())
     }
 
+    /// Erases everything (`coffer reset`): one transaction deletes every
+    /// row, with `secure_delete` so freed pages are zeroed; then the file
+    /// is compacted and the WAL truncated, so no old page lingers there.
+    pub fn wipe(&mut self) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "secure_delete", "ON")?;
+        let tx = self.conn.transaction()?;
+        tx.execute_batch("DELETE FROM envelopes; DELETE FROM spaces; DELETE FROM kv;")?;
+        tx.commit()?;
+        self.conn.execute_batch("VACUUM")?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     #[cfg(test)]
     pub(crate) fn fail_next_write_for_test(&mut self) {
         self.fail_next = true;

@@ -133,6 +133,14 @@ pub fn parse_pairing_key(key: &str) -> Option<PairingKey> {
     })
 }
 
+/// What `coffer reset` erased (all `None`: there was no vault).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Erased {
+    pub device: Option<DeviceId>,
+    pub email: Option<String>,
+    pub team: Option<String>,
+}
+
 pub struct Vault {
     data_dir: PathBuf,
     store: Store,
@@ -520,6 +528,33 @@ impl Vault {
         }
     }
 
+    /// `coffer reset`: erases this device's vault without its PIN (a
+    /// forgotten one). The keys go first — the pepper file, without which
+    /// the sealed root secret never opens again — then every row of the
+    /// store in one transaction. What was erased: (device, email, team).
+    /// The caller stops the daemon next (its network identity and open
+    /// sessions were this device's); `init` or `join` can then run again.
+    pub fn reset(&mut self) -> Result<Erased, VaultError> {
+        let erased = self
+            .replica
+            .as_ref()
+            .map(|r| Erased {
+                device: Some(r.device()),
+                email: Some(r.identity().email.clone()),
+                team: r.team().ok().map(|t| t.name),
+            })
+            .unwrap_or_default();
+        if let Some(mut r) = self.replica.take() {
+            r.lock(LockReason::Request);
+        }
+        self.outputs.clear();
+        self.outputs.push(Output::AllowedPeers(BTreeMap::new()));
+        keystore::destroy(&self.data_dir)?;
+        self.store.wipe()?;
+        warn!("vault erased (coffer reset)");
+        Ok(erased)
+    }
+
     /// `coffer device id`: the device id and its pairing key.
     pub fn pairing_key(&self) -> Result<(DeviceId, String), VaultError> {
         let id = self.replica()?.identity();
@@ -800,6 +835,44 @@ mod tests {
         v.unlock("246813", now()).unwrap();
         let (_, _, item) = v.find_item(&ItemQuery::live("mail")).unwrap();
         assert_eq!(item.fields["password"], "hunter2");
+    }
+
+    /// `coffer reset` (issue 21): a locked vault whose PIN is unknown is
+    /// erased — no pepper, no row, nothing of its secrets left in the
+    /// database file — and a new one can be made in the same folder.
+    #[test]
+    fn reset_erases_a_locked_vault_and_init_runs_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = Vault::open(dir.path(), kdf()).unwrap();
+        let (device, _) = v
+            .init("Ada", "ada@example.com", "246813", now(), &mut OsRng)
+            .unwrap();
+        v.settle().unwrap();
+        v.lock(LockReason::Request);
+        let sealed = v.store.get_kv(KV_DEVICE_KEYS).unwrap().unwrap();
+        let erased = v.reset().unwrap();
+        assert_eq!(erased.device, Some(device));
+        assert_eq!(erased.email.as_deref(), Some("ada@example.com"));
+        assert!(!v.is_initialized());
+        assert!(!keystore::secret_file_path(dir.path()).exists());
+        assert!(v.store.get_kv(KV_KEYSTORE).unwrap().is_none());
+        assert!(v.store.load_spaces().unwrap().is_empty());
+        for f in ["vault.sqlite3", "vault.sqlite3-wal"] {
+            let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
+            assert!(
+                !bytes.windows(sealed.len()).any(|w| w == sealed.as_slice()),
+                "{f} still holds the sealed device keys"
+            );
+        }
+        drop(v);
+        let mut v = Vault::open(dir.path(), kdf()).unwrap();
+        assert!(!v.is_initialized());
+        let (again, _) = v
+            .init("Ada", "ada@example.com", "975310", now(), &mut OsRng)
+            .unwrap();
+        assert_ne!(again, device);
+        v.lock(LockReason::Request);
+        v.unlock("975310", now()).unwrap();
     }
 
     /// Issue 20, item 8: with a copy of the data dir but not the PIN, one

@@ -305,6 +305,11 @@ method!(
 );
 method!(Lock, "lock", Empty, Empty);
 method!(
+    /// Erases this device's vault (keys, identity, every envelope) without
+    /// a PIN, for a forgotten one; the daemon then stops.
+    Reset, "vault.reset", ResetParams, ResetResult
+);
+method!(
     FolderCreate,
     "folder.create",
     FolderCreateParams,
@@ -916,6 +921,11 @@ pub struct InviteParams {
     pub admin: bool,
     /// Lifetime of the code, like `30m`, `24h`, `7d` (default 24h).
     pub expires: Option<String>,
+    /// Re-invite an existing user to a fresh device (a lost device or a
+    /// forgotten PIN): once confirmed, the new device is theirs and their
+    /// other devices are revoked.
+    #[serde(default)]
+    pub recover: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -935,6 +945,13 @@ pub struct InviteResult {
     /// The inviter's listen addresses another device on the LAN can dial
     /// (for `--peer`): no loopback or link-local IPv6 ones, IPv4 first.
     pub addresses: Vec<String>,
+    /// A recovery (`invite --recover`).
+    #[serde(default)]
+    pub recover: bool,
+    /// What the inviter should know (a recovery: what it revokes, and that
+    /// the user's Personal folder cannot come back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -955,6 +972,9 @@ pub struct PendingJoin {
     pub device_id: String,
     pub device_name: String,
     pub since_ms: i64,
+    /// A recovery (`invite --recover`): confirming revokes the user's other devices.
+    #[serde(default)]
+    pub recover: bool,
 }
 
 /// An invite or device link this daemon keeps (no secret: the code is
@@ -972,6 +992,9 @@ pub struct InviteInfo {
     /// "open", "expired", "waiting" (a join awaits confirmation), "used",
     /// "rejected", "cancelled", "cancelled after failed attempts".
     pub state: String,
+    /// A recovery (`invite --recover`).
+    #[serde(default)]
+    pub recover: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -996,6 +1019,50 @@ pub struct DecideResult {
     pub device_id: String,
     /// Whether the joiner received the decision.
     pub delivered: bool,
+    /// What a confirmed recovery did (`invite --recover`), else null.
+    #[serde(default)]
+    pub recovery: Option<RecoveryResult>,
+}
+
+/// What a confirmed recovery did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryResult {
+    /// The user's devices it revoked.
+    pub revoked: Vec<String>,
+    /// Shared folders this device holds that the new device is a member of.
+    pub folders: Vec<RecoveredFolder>,
+    /// Folders whose key this device rotated.
+    pub rotated: Vec<String>,
+}
+
+/// A shared folder handed to a recovered user's new device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveredFolder {
+    pub id: String,
+    pub name: String,
+    /// Whether the new device holds the current key already (else one of
+    /// the folder's writers hands it over when their device next syncs).
+    pub has_key: bool,
+}
+
+/// `coffer reset`: `confirm` must be true.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResetParams {
+    pub confirm: bool,
+}
+
+/// What `coffer reset` erased; the daemon stops after answering.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResetResult {
+    pub reset: bool,
+    /// The erased device's id, email and team (null if it had none).
+    pub device_id: Option<String>,
+    pub email: Option<String>,
+    pub team: Option<String>,
+    /// The data folder it was in.
+    pub data_dir: String,
+    /// The daemon stops once it answered (the next command starts it fresh).
+    pub daemon_stopped: bool,
 }
 
 #[derive(Clone, Serialize, Deserialize)]

@@ -75,7 +75,7 @@ fn every_command_prints_json_with_json_errors_included() {
     let known: BTreeSet<Vec<String>> = paths.iter().map(|(p, _)| p.clone()).collect();
     assert!(known.contains(&vec!["add".to_string(), "login".to_string()]));
 
-    let d = Daemon::start();
+    let mut d = Daemon::start();
     let dir = d.dir.path().to_path_buf();
     let file = |name: &str| dir.join(name).display().to_string();
     std::fs::write(dir.join("tpl"), "pw={{ coffer://github/password }}\n").unwrap();
@@ -207,6 +207,9 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["team", "handover", "nobody@example.org"], "", 5),
         (vec!["invite", "confirm", "111111"], "", 5),
         (vec!["invite", "reject", "111", "111"], "", 5),
+        (vec!["invite", "nobody@example.org", "--recover"], "", 5),
+        // No terminal to confirm on: --yes is needed (the vault stays).
+        (vec!["reset"], "", 2),
         (vec!["join", "not-a-code"], "", 15),
         (vec!["join", "not-a-code", "--name", "laptop"], "", 15),
         (vec!["service", "status"], "", 0),
@@ -273,6 +276,15 @@ fn every_command_prints_json_with_json_errors_included() {
     let e = events.wait_for(Duration::from_secs(10), |v| v["type"] == "lock_state");
     assert_eq!(e["locked"], true);
     covered.insert(vec!["events".to_string()]);
+    drop(events);
+
+    // `coffer reset --yes --json` last: it erases the vault and the daemon stops.
+    let v = d.json(&["--json", "reset", "--yes"], "");
+    assert_eq!(v["reset"], true, "{v}");
+    assert_eq!(v["daemon_stopped"], true, "{v}");
+    assert!(v["device_id"].is_string(), "{v}");
+    d.wait_exited();
+    covered.insert(vec!["reset".to_string()]);
 
     let missing: Vec<String> = paths
         .iter()

@@ -19,6 +19,7 @@ mod import;
 mod json_output;
 mod no_plaintext;
 mod personal;
+mod recover;
 mod removal;
 mod roster_names;
 mod rough_edges;

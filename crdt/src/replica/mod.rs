@@ -26,6 +26,7 @@ mod items;
 mod manage;
 mod open;
 mod personal;
+mod recover;
 mod standing;
 mod sync;
 mod team;
@@ -47,6 +48,7 @@ pub use error::{Needs, ReplicaError};
 pub use items::{FolderSummary, HistoryItem, ImportItem, ImportPlan, ItemQuery, NewItemSpec};
 pub use manage::{FolderRemoval, TrashEmptied};
 pub use open::Skip;
+pub use recover::Recovery;
 pub use standing::Standing;
 pub use sync::{
     PeerErrorCode, PeerSummary, ProtocolViolation, SpaceDigest, SpaceSummary, SyncMessage, Tip,

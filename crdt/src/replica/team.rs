@@ -122,7 +122,7 @@ impl Replica {
         }
     }
 
-    fn require_team(&self) -> Result<&State, ReplicaError> {
+    pub(super) fn require_team(&self) -> Result<&State, ReplicaError> {
         self.team_state().ok_or(ReplicaError::NoTeam)
     }
 
@@ -336,7 +336,7 @@ impl Replica {
 
     /// Per held space of the team (roster included), what this device
     /// holds: the cutoffs a roster removal records.
-    fn team_cutoffs(&self) -> Cutoffs {
+    pub(super) fn team_cutoffs(&self) -> Cutoffs {
         let mut out = Cutoffs::new();
         let Some(roster) = &self.roster else {
             return out;
@@ -350,7 +350,7 @@ impl Replica {
         out
     }
 
-    fn known_user(&self, email: &str) -> Result<UserId, ReplicaError> {
+    pub(super) fn known_user(&self, email: &str) -> Result<UserId, ReplicaError> {
         let user = user_id(email)?;
         if !self.require_team()?.team.users.contains(&user) {
             return Err(ReplicaError::NoSuchUser { user });

@@ -7,6 +7,7 @@ mod hostile_peers;
 mod manage;
 mod manage_attacks;
 mod net;
+mod recover;
 mod replica;
 mod roster_admin;
 mod scenarios;

@@ -659,6 +659,10 @@ pub struct InviteSpec {
     pub name: String,
     pub groups: Vec<String>,
     pub admin: bool,
+    /// Re-invites an existing user to a fresh device (`invite --recover`):
+    /// the joiner sees an ordinary user invite; confirming it revokes the
+    /// user's other devices.
+    pub recover: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1520,6 +1524,7 @@ mod tests {
             name: "Bob".into(),
             groups: vec!["it".into()],
             admin: false,
+            recover: false,
         }
     }
 

@@ -128,6 +128,7 @@ fn invite_info(v: enrol::InviteView) -> m::InviteInfo {
     };
     m::InviteInfo {
         id: hex::encode(v.id.0),
+        recover: v.spec.recover,
         kind: v.spec.kind.name().into(),
         email: v.spec.email,
         name: v.spec.name,
@@ -164,6 +165,19 @@ fn ttl_of(text: Option<&str>) -> Result<Duration, RpcError> {
     }
 }
 
+/// What `invite --recover` tells the admin, beside the code.
+fn recover_note(email: &str) -> String {
+    format!(
+        "This recovers the existing user {email}: once you confirm the join, the new \
+         device is theirs, every other device of theirs is revoked, and the folders shared \
+         with them or their groups are handed to the new device (their keys rotate). \
+         Their Personal folder cannot come back: only their own devices held its key (no \
+         admin does), so they start with an empty one. If they still have a working \
+         device, cancel this (`coffer invite cancel {email}`) and let them run \
+         `coffer device link` there instead: they keep everything."
+    )
+}
+
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Handle::current().block_on(f)
 }
@@ -183,7 +197,15 @@ impl Shared {
                     email,
                     groups: p.groups.iter().map(|g| g.trim().to_string()).collect(),
                     admin: p.admin,
+                    recover: p.recover,
                 };
+                if p.recover && (p.admin || !p.groups.is_empty()) {
+                    return Err(RpcError::new(
+                        ErrorCode::InvalidInput,
+                        "--recover keeps the user's groups and admin role as they are: \
+                         it takes no --group or --admin",
+                    ));
+                }
                 self.open_invite(spec, p.expires.as_deref())
             }
             m::DeviceLink::NAME => {
@@ -195,6 +217,7 @@ impl Shared {
                     name: ctx.name,
                     groups: Vec::new(),
                     admin: false,
+                    recover: false,
                 };
                 self.open_invite(spec, p.expires.as_deref())
             }
@@ -215,6 +238,7 @@ impl Shared {
                         device_id: p.joiner.to_hex(),
                         device_name: p.device_name,
                         since_ms: p.since_ms,
+                        recover: p.spec.recover,
                     })
                     .collect();
                 reply::<m::InvitePending, _>(list)
@@ -286,6 +310,9 @@ impl Shared {
             self.vault.blocking_call(move |v| {
                 let ctx = v.enrol_inviter(spec.kind == EnrolKind::User)?;
                 v.enrol_check_invite(&spec.email, &spec.name, &spec.groups)?;
+                if spec.recover {
+                    v.enrol_check_recover(&spec.email)?;
+                }
                 Ok::<_, VaultError>(ctx)
             })?
         };
@@ -298,6 +325,7 @@ impl Shared {
         };
         let kind = spec.kind;
         let email = spec.email.clone();
+        let recover = spec.recover;
         let code = self
             .net
             .invites()
@@ -310,12 +338,15 @@ impl Shared {
             "invite opened"
         );
         let code_text = code.encode();
+        let note = recover.then(|| recover_note(&email));
         reply::<m::InviteCreate, _>(m::InviteResult {
             code: code_text.to_string(),
             kind: kind.name().into(),
             email,
             expires_ms,
             addresses: self.net.reachable_addrs(),
+            recover,
+            note,
         })
     }
 
@@ -338,6 +369,7 @@ impl Shared {
             .ok_or_else(not_found)?;
         let email = pending.spec.email.clone();
         let device = pending.joiner;
+        let mut recovery = None;
         let (pending, decision) = if admit {
             let (pending, admitted) = self.vault.blocking_call(move |v| {
                 let joiner = Joiner {
@@ -349,6 +381,9 @@ impl Shared {
                     transport_proof: pending.transport_proof.clone(),
                 };
                 let admit = match pending.spec.kind {
+                    EnrolKind::User if pending.spec.recover => Admit::Recover {
+                        email: pending.spec.email.clone(),
+                    },
                     EnrolKind::User => Admit::User {
                         email: pending.spec.email.clone(),
                         name: pending.spec.name.clone(),
@@ -362,17 +397,28 @@ impl Shared {
                 Ok::<_, VaultError>((pending, admitted))
             })?;
             match admitted {
-                Ok(admitted) => (
-                    pending,
-                    Decision::Admit {
-                        team: admitted.team.0,
-                        roster: admitted
-                            .roster
+                Ok(mut admitted) => {
+                    recovery = admitted.recovery.take().map(|r| m::RecoveryResult {
+                        revoked: r.revoked,
+                        folders: r
+                            .folders
                             .into_iter()
-                            .map(serde_bytes::ByteBuf::from)
+                            .map(|(id, name, has_key)| m::RecoveredFolder { id, name, has_key })
                             .collect(),
-                    },
-                ),
+                        rotated: r.rotated,
+                    });
+                    (
+                        pending,
+                        Decision::Admit {
+                            team: admitted.team.0,
+                            roster: admitted
+                                .roster
+                                .into_iter()
+                                .map(serde_bytes::ByteBuf::from)
+                                .collect(),
+                        },
+                    )
+                }
                 Err(e) => {
                     self.net.invites().restore(pending);
                     return Err(e.into());
@@ -397,6 +443,7 @@ impl Shared {
             email,
             device_id: device.to_hex(),
             delivered,
+            recovery,
         })
     }
 

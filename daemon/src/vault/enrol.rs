@@ -25,6 +25,10 @@ pub enum Admit {
         admin: bool,
     },
     OwnDevice,
+    /// An existing user's new device, their others revoked (`invite --recover`).
+    Recover {
+        email: String,
+    },
 }
 
 /// What an inviter tells a joiner about itself and the team.
@@ -45,6 +49,18 @@ pub struct InviterContext {
 pub struct Admitted {
     pub team: SpaceId,
     pub roster: Vec<Vec<u8>>,
+    /// What a recovery did, as the IPC shows it.
+    pub recovery: Option<RecoveryView>,
+}
+
+/// What a confirmed recovery did: revoked devices, the folders held here
+/// that the new device is a member of (id, name, holds the key now), and
+/// the folders whose key this device rotated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryView {
+    pub revoked: Vec<String>,
+    pub folders: Vec<(String, String, bool)>,
+    pub rotated: Vec<String>,
 }
 
 /// An initialised device's keys for joining a team.
@@ -92,6 +108,13 @@ impl Vault {
         Ok(self.replica()?.check_invite(email, name, groups)?)
     }
 
+    /// Checks a recovery invite before its code is made (an admin, an
+    /// existing user, not this device's own: [`Replica::check_recover`]).
+    pub fn enrol_check_recover(&self, email: &str) -> Result<(), VaultError> {
+        self.replica()?.check_recover(email)?;
+        Ok(())
+    }
+
     /// Admits a confirmed joiner (see [`Replica::admit`]): the roster to
     /// send it.
     pub fn enrol_admit(
@@ -101,6 +124,7 @@ impl Vault {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Admitted, VaultError> {
         let r = self.replica_mut()?;
+        let mut recovery = None;
         match admit {
             Admit::User {
                 email,
@@ -108,16 +132,38 @@ impl Vault {
                 now_ms,
                 groups,
                 admin,
-            } => r.admit(
-                Some(email),
-                joiner,
-                groups,
-                *admin,
-                Some((name, *now_ms)),
-                rng,
-            )?,
-            Admit::OwnDevice => r.admit(None, joiner, &[], false, None, rng)?,
-        };
+            } => {
+                r.admit(
+                    Some(email),
+                    joiner,
+                    groups,
+                    *admin,
+                    Some((name, *now_ms)),
+                    rng,
+                )?;
+            }
+            Admit::OwnDevice => {
+                r.admit(None, joiner, &[], false, None, rng)?;
+            }
+            Admit::Recover { email } => {
+                let done = r.admit_recovered(email, joiner, rng)?;
+                info!(
+                    user = %done.user,
+                    revoked = done.revoked.len(),
+                    rotated = done.rotated.len(),
+                    "recovery admitted"
+                );
+                recovery = Some(RecoveryView {
+                    revoked: done.revoked.iter().map(DeviceId::to_hex).collect(),
+                    folders: done
+                        .folders
+                        .iter()
+                        .map(|(id, has_key)| (id.to_hex(), r.folder_name(id), *has_key))
+                        .collect(),
+                    rotated: done.rotated.iter().map(SpaceId::to_hex).collect(),
+                });
+            }
+        }
         let team = r.team_id().ok_or(ReplicaError::NoTeam)?;
         let roster = r
             .roster_envelopes()
@@ -125,7 +171,11 @@ impl Vault {
             .map(|e| e.bytes().to_vec())
             .collect();
         info!(device = %joiner.device.short(), "enrolment admitted");
-        Ok(Admitted { team, roster })
+        Ok(Admitted {
+            team,
+            roster,
+            recovery,
+        })
     }
 
     /// The joiner's signing keys and transport seed: `None` on a
