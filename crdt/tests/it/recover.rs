@@ -47,7 +47,7 @@ fn team() -> World {
     let mut w = World::new(&["ada", "bob", "cyd", "bob"], rng(2101));
     w.nodes[ADA]
         .replica
-        .create_team("Acme", &mut w.rng)
+        .create_team("Acme", 0, &mut w.rng)
         .unwrap();
     w.nodes[ADA]
         .replica
