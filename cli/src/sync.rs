@@ -190,6 +190,19 @@ pub fn peers(ctx: &mut Ctx) -> Result<(), CliError> {
     if r.peers.is_empty() {
         println!("No peers (pair with `coffer device trust KEY`).");
     }
+    let label = |p: &m::PeerInfo| {
+        p.name
+            .as_deref()
+            .or(p.user.as_deref())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let width = r
+        .peers
+        .iter()
+        .map(|p| label(p).chars().count())
+        .max()
+        .unwrap_or(0);
     for p in &r.peers {
         let contact = match p.last_contact_ms {
             Some(t) => format!("last contact {}", ago(t)),
@@ -211,9 +224,9 @@ pub fn peers(ctx: &mut Ctx) -> Result<(), CliError> {
             format!("not connected ({contact})")
         };
         println!(
-            "{}  {:<12} {}  last sync {}",
+            "{}  {:<width$}  {}  last sync {}",
             short(&p.device_id),
-            p.name.as_deref().or(p.user.as_deref()).unwrap_or("-"),
+            label(p),
             state,
             p.last_sync_ms.map(time).unwrap_or_else(|| "never".into())
         );

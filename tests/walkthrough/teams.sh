@@ -63,9 +63,16 @@ raw() { # LAPTOP ARGS... : coffer on that laptop, no transcript
 shown() { # the command as the transcript shows it: invite codes shortened
   sed -E 's/coffer-invite-[a-z0-9]+/coffer-invite-…/g' <<<"$*"
 }
+quoted() { # ARGS as a shell would need them: quotes around those with spaces
+  local a out=()
+  for a in "$@"; do
+    if [[ $a == *[[:space:]\']* ]]; then out+=("\"$a\""); else out+=("$a"); fi
+  done
+  echo "${out[*]}"
+}
 say() { # LAPTOP STDIN ARGS... : run it and print it as the walkthrough quotes it
   local n=$1 input=$2; shift 2
-  echo "$n\$ coffer $(shown "$*")"
+  echo "$n\$ coffer $(shown "$(quoted "$@")")"
   local out rc=0
   out=$(raw "$n" "$@" <<<"$input" 2>&1) || rc=$?
   sed 's/^/  /' <<<"$out"
@@ -77,7 +84,7 @@ enrol() { # JOINER ADMIN KIND(invite|device) CODE [extra join args...]: join wit
   local n=$1 admin=$2 kind=$3 code=$4; shift 4
   local cmd=(join "$code")
   [[ $kind == device ]] && cmd=(device join "$code")
-  echo "$n\$ coffer $(shown "${cmd[*]}") $*"
+  echo "$n\$ coffer $(shown "${cmd[*]}") $(quoted "$@")"
   raw "$n" "${cmd[@]}" "$@" --pin-stdin <<<"$PIN" >"$W/$n/join.out" 2>&1 &
   local jp=$!
   local vc=
@@ -107,10 +114,10 @@ say ada "" group create it
 echo "## 2. Invite people"
 out=$(raw ada invite bob@example.com --name Bob 2>&1)
 echo "ada\$ coffer invite bob@example.com --name Bob"; sed 's/^/  /' <<<"$out"; echo
-enrol bob ada invite "$(code_of <<<"$out")" ${BOB_JOIN_ARGS:-}
+enrol bob ada invite "$(code_of <<<"$out")" --name "Bob's laptop"
 code=$(raw ada invite cyd@example.com --name Cyd --group it 2>&1 | code_of)
 echo "ada\$ coffer invite cyd@example.com --name Cyd --group it"; echo
-enrol cyd ada invite "$code" ${CYD_JOIN_ARGS:-}
+enrol cyd ada invite "$code" --name "Cyd's laptop"
 say ada "" user ls
 
 echo "## 3. Share a folder with roles"
@@ -124,7 +131,7 @@ say bob "bob-mail-pw" add login mail --username bob
 echo "## 4. Bob's second laptop"
 out=$(raw bob device link 2>&1)
 echo "bob\$ coffer device link"; sed 's/^/  /' <<<"$out"; echo
-enrol bob2 bob device "$(code_of <<<"$out")" ${BOB2_JOIN_ARGS:-}
+enrol bob2 bob device "$(code_of <<<"$out")" --name "Bob's old laptop"
 for _ in $(seq 1 200); do raw bob2 ls --folder Personal 2>/dev/null | grep -q mail && break; sleep 0.1; done
 say bob2 "" ls --folder Personal
 for _ in $(seq 1 200); do raw bob2 totp Registrar/dns >/dev/null 2>&1 && raw cyd totp Registrar/dns >/dev/null 2>&1 && break; sleep 0.1; done
@@ -152,4 +159,26 @@ for _ in $(seq 1 200); do raw bob ls --folder Registrar 2>/dev/null | grep -q af
 sleep 1
 for n in bob bob2 cyd; do say "$n" "" ls --folder Registrar; done
 say ada "" team show
+
+echo "## 8. A forgotten PIN"
+say bob "" reset --yes
+for _ in $(seq 1 100); do raw bob status >/dev/null 2>&1 || break; sleep 0.1; done
+start bob
+out=$(raw ada invite bob@example.com --recover 2>&1)
+echo "ada\$ coffer invite bob@example.com --recover"; sed 's/^/  /' <<<"$(shown "$out")"; echo
+enrol bob ada invite "$(code_of <<<"$out")" --name "Bob's new laptop"
+for _ in $(seq 1 300); do raw bob ls --folder Registrar 2>/dev/null | grep -q dns && break; sleep 0.1; done
+say bob "" ls --folder Registrar
+say bob "" ls --folder Personal
+say bob "" device ls
+
+echo "## 9. Renaming the team, and leaving it"
+say ada "" team rename "Acme IT Ops"
+say cyd "" team leave --yes
+say ada "" team leave --yes
+say ada "" user promote bob@example.com
+say ada "" team handover bob@example.com
+sleep 1
+say ada "" user ls
 say ada "" peers
+say ada "" doctor

@@ -110,6 +110,20 @@ impl Replica {
                 ))
             }
         }
+        // The name the joiner gave (`join --name`), as for any joiner: kept
+        // only if it keeps the rule (never fails the recovery).
+        if let (true, Some(name)) = (
+            !state.team.devices.contains_key(&joiner.device),
+            joiner
+                .name
+                .as_deref()
+                .and_then(|n| super::check_name(n, crate::ops::MAX_DEVICE_NAME).ok()),
+        ) {
+            ops.push(RosterOp::NameDevice {
+                device: joiner.device,
+                name,
+            });
+        }
         let old: Vec<DeviceId> = state
             .live_devices_of(&user)
             .filter(|d| **d != joiner.device)

@@ -297,7 +297,7 @@ impl Shared {
         }
     }
 
-    fn open_invite(&self, spec: InviteSpec, expires: Option<&str>) -> Result<Value, RpcError> {
+    fn open_invite(&self, mut spec: InviteSpec, expires: Option<&str>) -> Result<Value, RpcError> {
         let ttl = ttl_of(expires)?;
         if self.net.config().disabled {
             return Err(RpcError::new(
@@ -305,17 +305,23 @@ impl Shared {
                 "the network is off on this device (--no-network): nobody could join",
             ));
         }
-        let ctx = {
+        let (ctx, known_name) = {
             let spec = spec.clone();
             self.vault.blocking_call(move |v| {
                 let ctx = v.enrol_inviter(spec.kind == EnrolKind::User)?;
                 v.enrol_check_invite(&spec.email, &spec.name, &spec.groups)?;
-                if spec.recover {
-                    v.enrol_check_recover(&spec.email)?;
-                }
-                Ok::<_, VaultError>(ctx)
+                let known = if spec.recover {
+                    v.enrol_check_recover(&spec.email)?
+                } else {
+                    None
+                };
+                Ok::<_, VaultError>((ctx, known))
             })?
         };
+        // A recovered user keeps the name the roster has for them.
+        if let Some(name) = known_name.filter(|_| spec.name == spec.email) {
+            spec.name = name;
+        }
         let hello = InviterHello {
             kind: spec.kind,
             team: ctx.team.0,

@@ -109,10 +109,12 @@ impl Vault {
     }
 
     /// Checks a recovery invite before its code is made (an admin, an
-    /// existing user, not this device's own: [`Replica::check_recover`]).
-    pub fn enrol_check_recover(&self, email: &str) -> Result<(), VaultError> {
-        self.replica()?.check_recover(email)?;
-        Ok(())
+    /// existing user, not this device's own: [`Replica::check_recover`]);
+    /// the user's name in the roster, if it has one.
+    pub fn enrol_check_recover(&self, email: &str) -> Result<Option<String>, VaultError> {
+        let r = self.replica()?;
+        let user = r.check_recover(email)?;
+        Ok(r.user_name(&user))
     }
 
     /// Admits a confirmed joiner (see [`Replica::admit`]): the roster to
