@@ -109,6 +109,7 @@ for n in "${LAPTOPS[@]}"; do start "$n"; done
 echo "## 1. Found the team"
 say ada "$PIN" init --name 'Ada Admin' --email ada@example.com --pin-stdin
 say ada "" team create "Acme IT"
+say ada "" device rename "Ada's laptop"
 say ada "" group create it
 
 echo "## 2. Invite people"
@@ -131,7 +132,7 @@ say bob "bob-mail-pw" add login mail --username bob
 echo "## 4. Bob's second laptop"
 out=$(raw bob device link 2>&1)
 echo "bob\$ coffer device link"; sed 's/^/  /' <<<"$out"; echo
-enrol bob2 bob device "$(code_of <<<"$out")" --name "Bob's old laptop"
+enrol bob2 bob device "$(code_of <<<"$out")" --name "Bob's second laptop"
 for _ in $(seq 1 200); do raw bob2 ls --folder Personal 2>/dev/null | grep -q mail && break; sleep 0.1; done
 say bob2 "" ls --folder Personal
 for _ in $(seq 1 200); do raw bob2 totp Registrar/dns >/dev/null 2>&1 && raw cyd totp Registrar/dns >/dev/null 2>&1 && break; sleep 0.1; done
