@@ -385,11 +385,10 @@ fn run(cli: Cli, core_limit: Option<coffer_ipc::process::CoreLimit>) -> Result<u
 
 /// After a command that reached the daemon: when the team took this device
 /// out (revoked it, or removed its user), says so on stderr, every time.
+/// Every response carries the notice: no second request.
 fn notice(ctx: &mut Ctx) {
-    if let Ok(s) = ctx.call::<m::Status>(&m::Empty {}) {
-        if let Some(notice) = s.notice {
-            eprintln!("coffer: notice: {notice}");
-        }
+    if let Some(notice) = ctx.client.as_ref().and_then(|c| c.notice()) {
+        eprintln!("coffer: notice: {notice}");
     }
 }
 

@@ -755,7 +755,8 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream, uid: u32) -> 
         let response = match result {
             Ok(value) => Response::ok(id, value),
             Err(err) => Response::err(id, err),
-        };
+        }
+        .with_notice(shared.vault.notice());
         let sent = send(&mut framed, &response).await;
         if erased {
             // The vault is gone: this process's network identity and

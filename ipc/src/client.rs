@@ -41,6 +41,9 @@ pub struct Client {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     next_id: u64,
+    /// The team's notice carried by the last response (see
+    /// [`Response::notice`]).
+    notice: Option<String>,
 }
 
 impl Client {
@@ -66,6 +69,7 @@ impl Client {
             reader: BufReader::new(stream),
             writer,
             next_id: 1,
+            notice: None,
         })
     }
 
@@ -73,6 +77,12 @@ impl Client {
     pub fn set_timeout(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
         self.writer.set_read_timeout(timeout)?;
         Ok(())
+    }
+
+    /// The team's notice to this device as of the last response: it was
+    /// revoked, or its user removed (`None` while it is a member).
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
     }
 
     pub fn call<M: Method>(&mut self, params: &M::Params) -> Result<M::Result, ClientError> {
@@ -154,6 +164,7 @@ impl Client {
                     response.id
                 )));
             }
+            self.notice = response.notice;
             if let Some(error) = response.error {
                 return Err(ClientError::Rpc(error));
             }

@@ -36,6 +36,10 @@ pub struct Response {
     pub result: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RpcError>,
+    /// Coffer extension: the team's notice to this device when it took the
+    /// device out (revoked it, removed its user); clients show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 impl Response {
@@ -46,6 +50,7 @@ impl Response {
             protocol: PROTOCOL_VERSION,
             result: Some(result),
             error: None,
+            notice: None,
         }
     }
 
@@ -56,7 +61,14 @@ impl Response {
             protocol: PROTOCOL_VERSION,
             result: None,
             error: Some(error),
+            notice: None,
         }
+    }
+
+    /// The same response, carrying `notice` (see [`Response::notice`]).
+    pub fn with_notice(mut self, notice: Option<String>) -> Self {
+        self.notice = notice;
+        self
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use coffer_crdt::replica::LockReason;
 use coffer_crdt::DeviceId;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, info, warn};
 
 use super::{Output, Vault, VaultError};
@@ -52,14 +52,20 @@ enum Call {
 #[derive(Clone)]
 pub struct VaultHandle {
     tx: mpsc::Sender<Call>,
+    /// The team's notice to this device (revoked, removed), as of the last
+    /// call: every IPC response carries it, so the CLI says it on every
+    /// command without asking again.
+    notice: watch::Receiver<Option<String>>,
 }
 
 impl VaultHandle {
     /// Starts the vault thread (and its once-a-second tick on the runtime).
     pub fn spawn(vault: Vault, auto_lock: Duration, router: impl Router) -> VaultHandle {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (notice_tx, notice) = watch::channel(None);
         let actor = Actor {
             vault,
+            notice: notice_tx,
             router: Box::new(router),
             sessions: HashMap::new(),
             auto_lock,
@@ -81,7 +87,13 @@ impl VaultHandle {
                 }
             }
         });
-        VaultHandle { tx }
+        VaultHandle { tx, notice }
+    }
+
+    /// The team's notice to this device, if it was taken out (see
+    /// [`coffer_crdt::replica::Standing::notice`]).
+    pub fn notice(&self) -> Option<String> {
+        self.notice.borrow().clone()
     }
 
     /// Runs `f` on the vault without postponing the auto-lock (the
@@ -198,6 +210,7 @@ where
 struct Actor {
     vault: Vault,
     router: Box<dyn Router>,
+    notice: watch::Sender<Option<String>>,
     sessions: HashMap<DeviceId, Arc<Notify>>,
     auto_lock: Duration,
     last_activity: Instant,
@@ -276,6 +289,16 @@ impl Actor {
             }
             self.settle();
         }
+        let notice = self
+            .vault
+            .replica()
+            .ok()
+            .and_then(|r| r.standing().notice());
+        self.notice.send_if_modified(|n| {
+            let changed = *n != notice;
+            *n = notice;
+            changed
+        });
         for output in self.vault.take_outputs() {
             match output {
                 Output::Transmit(peer) => {
