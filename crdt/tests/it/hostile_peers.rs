@@ -14,11 +14,7 @@ use crate::net::{transport, World};
 /// folder Ops is shared with Cyd as Item Manager.
 fn team() -> World {
     let mut w = World::new(&["ada", "bob", "cyd"], rng(7));
-    w.nodes[0]
-        .replica
-        .create_team("Acme", 0, &mut w.rng)
-        .unwrap();
-    w.nodes[0].drain();
+    w.found_team(0, 0, &[]);
     w.admit(0, 1, &[]);
     w.admit(0, 2, &[]);
     w.nodes[0]

@@ -4,9 +4,7 @@
 
 use coffer_crdt::folder::ItemType;
 use coffer_crdt::ops::{ControlOp, MembershipOp, Principal, Role};
-use coffer_crdt::replica::{
-    FolderRemoval, GroupChange, ItemQuery, Needs, NewItemSpec, ShareChange,
-};
+use coffer_crdt::replica::{FolderRemoval, ItemQuery, Needs, NewItemSpec, ShareChange};
 use coffer_crdt::ReplicaError;
 
 use crate::harness::rng;
@@ -47,15 +45,7 @@ fn share(w: &mut World, folder: &str, who: Principal, role: Role) {
 /// Cyd (2) edits it as a user; Ops holds `old`.
 fn team() -> World {
     let mut w = World::new(&["ada", "bob", "cyd"], rng(17));
-    w.nodes[ADA]
-        .replica
-        .create_team("Acme", 0, &mut w.rng)
-        .unwrap();
-    w.nodes[ADA]
-        .replica
-        .group_change("it", GroupChange::Create, &mut w.rng)
-        .unwrap();
-    w.nodes[ADA].drain();
+    w.found_team(ADA, 0, &["it"]);
     w.admit(ADA, BOB, &["it"]);
     w.admit(ADA, CYD, &[]);
     w.nodes[ADA]

@@ -38,15 +38,7 @@ fn share(w: &mut World, folder: &str, who: Principal, change: ShareChange) {
 /// a Folder Manager of it (granted by Ada: rank 1001). Ops holds `old`.
 fn team() -> World {
     let mut w = World::new(&["ada", "bob", "cyd"], rng(4242));
-    w.nodes[ADA]
-        .replica
-        .create_team("Acme", 0, &mut w.rng)
-        .unwrap();
-    w.nodes[ADA]
-        .replica
-        .group_change("it", coffer_crdt::replica::GroupChange::Create, &mut w.rng)
-        .unwrap();
-    w.nodes[ADA].drain();
+    w.found_team(ADA, 0, &["it"]);
     w.admit(ADA, BOB, &["it"]);
     w.admit(ADA, CYD, &[]);
     w.nodes[ADA]

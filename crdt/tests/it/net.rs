@@ -416,6 +416,26 @@ impl World {
         panic!("the world did not settle");
     }
 
+    /// `founder` founds team "Acme" (its join time `joined_ms`) and creates
+    /// the user groups `groups`.
+    pub fn found_team(&mut self, founder: usize, joined_ms: i64, groups: &[&str]) {
+        self.nodes[founder]
+            .replica
+            .create_team("Acme", joined_ms, &mut self.rng)
+            .unwrap();
+        for group in groups {
+            self.nodes[founder]
+                .replica
+                .group_change(
+                    group,
+                    coffer_crdt::replica::GroupChange::Create,
+                    &mut self.rng,
+                )
+                .unwrap();
+        }
+        self.nodes[founder].drain();
+    }
+
     /// `joiner` joins the team of `admin` as a new user (what enrolment
     /// does once the codes matched), with groups.
     pub fn admit(&mut self, admin: usize, joiner: usize, groups: &[&str]) {

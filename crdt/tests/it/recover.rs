@@ -3,7 +3,7 @@
 
 use coffer_crdt::folder::ItemType;
 use coffer_crdt::ops::{ControlOp, Principal, Role, RosterOp};
-use coffer_crdt::replica::{GroupChange, NewItemSpec, ShareChange, Standing};
+use coffer_crdt::replica::{NewItemSpec, ShareChange, Standing};
 use coffer_crdt::space::{Outcome, Reason};
 use coffer_crdt::ReplicaError;
 
@@ -45,15 +45,7 @@ fn share(w: &mut World, folder: &str, principal: Principal, role: Role) {
 /// his Personal folder.
 fn team() -> World {
     let mut w = World::new(&["ada", "bob", "cyd", "bob"], rng(2101));
-    w.nodes[ADA]
-        .replica
-        .create_team("Acme", 0, &mut w.rng)
-        .unwrap();
-    w.nodes[ADA]
-        .replica
-        .group_change("it", GroupChange::Create, &mut w.rng)
-        .unwrap();
-    w.nodes[ADA].drain();
+    w.found_team(ADA, 0, &["it"]);
     w.admit(ADA, BOB, &["it"]);
     w.admit(ADA, CYD, &["it"]);
     for f in ["Direct", "Group"] {

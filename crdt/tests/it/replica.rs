@@ -41,15 +41,7 @@ enum Removal {
 /// "it" as editors (Bob also directly, for the user and device paths).
 fn team() -> World {
     let mut w = World::new(&["ada", "bob", "cyd", "dan"], rng(41));
-    w.nodes[0]
-        .replica
-        .create_team("Acme", 0, &mut w.rng)
-        .unwrap();
-    w.nodes[0]
-        .replica
-        .group_change("it", GroupChange::Create, &mut w.rng)
-        .unwrap();
-    w.nodes[0].drain();
+    w.found_team(0, 0, &["it"]);
     w.admit(0, 1, &["it"]);
     w.admit(0, 2, &["it"]);
     w.nodes[0]
@@ -273,11 +265,7 @@ fn a_folder_member_cannot_write_and_an_editor_can() {
 #[test]
 fn removing_a_user_shared_directly_rotates_the_folder_key() {
     let mut w = World::new(&["ada", "bob", "cyd"], rng(43));
-    w.nodes[0]
-        .replica
-        .create_team("Acme", 0, &mut w.rng)
-        .unwrap();
-    w.nodes[0].drain();
+    w.found_team(0, 0, &[]);
     w.admit(0, 1, &[]);
     w.admit(0, 2, &[]);
     w.nodes[0]
@@ -330,11 +318,7 @@ fn pair() -> World {
         .replica
         .create_folder("Ops", 5, &mut w.rng)
         .unwrap();
-    w.nodes[0]
-        .replica
-        .create_team("Acme", 0, &mut w.rng)
-        .unwrap();
-    w.nodes[0].drain();
+    w.found_team(0, 0, &[]);
     w.admit(0, 1, &[]);
     w.settle();
     w

@@ -34,15 +34,7 @@ fn add(w: &mut World, i: usize, name: &str) {
 /// Founder Ada, Bob and Cyd in group "it"; Ops shared with "it" as editors.
 fn team() -> World {
     let mut w = World::new(&["ada", "bob", "cyd"], rng(2121));
-    w.nodes[ADA]
-        .replica
-        .create_team("Acme", 1_000, &mut w.rng)
-        .unwrap();
-    w.nodes[ADA]
-        .replica
-        .group_change("it", GroupChange::Create, &mut w.rng)
-        .unwrap();
-    w.nodes[ADA].drain();
+    w.found_team(ADA, 1_000, &["it"]);
     w.admit(ADA, BOB, &["it"]);
     w.admit(ADA, CYD, &["it"]);
     w.nodes[ADA]
