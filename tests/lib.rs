@@ -371,7 +371,14 @@ impl Daemon {
     /// Waits for a daemon that stops by itself (after `coffer reset`) to
     /// exit; asserts a clean exit and that the socket is gone.
     pub fn wait_exited(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("daemon is running");
+        let child = self.child.take().expect("daemon is running");
+        self.reap(child, "by itself")
+    }
+
+    /// Waits for `child` to exit (killing it after [`STOP_TIMEOUT`]);
+    /// asserts a clean exit and that the socket is gone. `how`: what was
+    /// asked of it, for the messages.
+    fn reap(&self, mut child: Child, how: &str) -> ExitStatus {
         let deadline = Instant::now() + STOP_TIMEOUT;
         let status = loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -381,14 +388,22 @@ impl Daemon {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "cofferd did not stop by itself within {STOP_TIMEOUT:?}; log:\n{}",
+                    "cofferd did not stop {how} within {STOP_TIMEOUT:?}; log:\n{}",
                     tail(&self.log, 30)
                 );
             }
             thread::sleep(Duration::from_millis(5));
         };
-        assert!(status.success(), "cofferd exited with {status}");
-        assert!(!self.cli.socket.exists(), "cofferd left its socket behind");
+        assert!(
+            status.success(),
+            "cofferd exited with {status} ({how}); log:\n{}",
+            tail(&self.log, 30)
+        );
+        assert!(
+            !self.cli.socket.exists(),
+            "cofferd left its socket {} behind ({how})",
+            self.cli.socket.display()
+        );
         status
     }
 
@@ -523,37 +538,12 @@ impl Daemon {
 
     /// SIGTERM and wait: asserts a clean exit and that the socket is gone.
     pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("daemon is running");
+        let child = self.child.take().expect("daemon is running");
         // SAFETY: kill has no memory-safety preconditions; the pid is our own
         // unreaped child, so it cannot have been reused.
         let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
         assert_eq!(rc, 0, "kill(SIGTERM) failed");
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "cofferd did not stop within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
-                    tail(&self.log, 30)
-                );
-            }
-            thread::sleep(Duration::from_millis(5));
-        };
-        assert!(
-            status.success(),
-            "cofferd exited with {status} on SIGTERM; log:\n{}",
-            tail(&self.log, 30)
-        );
-        assert!(
-            !self.cli.socket.exists(),
-            "cofferd left its socket {} behind after SIGTERM",
-            self.cli.socket.display()
-        );
-        status
+        self.reap(child, "on SIGTERM")
     }
 
     /// SIGKILL and reap.
