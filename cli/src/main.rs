@@ -591,6 +591,11 @@ fn dispatch(
                         "Moved {}/{} to the trash for every member.",
                         v.folder, v.name
                     );
+                } else if field == "trash" {
+                    println!(
+                        "Kept {}/{} out of the trash for every member.",
+                        v.folder, v.name
+                    );
                 } else {
                     println!(
                         "Settled {}/{}: {field} keeps value {choice} for every member.",
