@@ -14,7 +14,8 @@ docs/RELIABILITY.md:
   after the write) quarantined for a removal's cutoff (beyond or after the
   cutoff, or builds on a quarantined change, or a stale incarnation);
   (2) no member holds any envelope of that range, its author was revoked
-  or removed, and the write ended at most 60 s before that removal began:
+  or removed (from the team, or its user from that folder), and the write
+  ended at most 60 s before that removal began:
   it never left its author. A personal-folder write must be on its author
   unless (2) explains its absence (a linked laptop shares its user's
   Personal folder, so the same rule voids it there);
@@ -284,22 +285,25 @@ def check(plan, run, state: dict, integrity: dict, converged: bool, conv_secs: f
             if q["author"] == aid and lo < q["seq"] <= hi and any(r in q["reason"] for r in CUTOFF_REASONS):
                 return f"quarantined: {q['reason']}"
         if not holds(folder, aid, lo, hi):
-            return removed_soon_after(rec)
+            return removed_soon_after(rec, folder)
         return None
 
-    def removed_soon_after(rec: dict) -> str | None:
+    def removed_soon_after(rec: dict, folder: str | None = None) -> str | None:
         """Why a write that never left its author is gone: the author was
-        revoked or removed soon after (a write concurrent with its author's
-        removal is void by the rule, on the author too)."""
+        revoked or removed soon after, from the team or from `folder` (a
+        write concurrent with its author's removal is void by the rule, on
+        the author too)."""
         author = rec["dev"]
-        if author not in retired:
+        email = devices[author].email
+        if author not in retired and folder is None:
             return None
         # Only near or after the removal: a write that stayed on a
         # connected daemon for longer would be a sync defect.
-        email = devices[author].email
         removals = [r["t0"] for r in ops if status_of(r.get("code"), r.get("err") or "") != "refused" and
-                    ((r["kind"] == "revoke" and r["args"].get("target") == author) or
-                     (r["kind"] == "user_remove" and r["args"].get("email") == email))]
+                    ((author in retired and r["kind"] == "revoke" and r["args"].get("target") == author) or
+                     (author in retired and r["kind"] == "user_remove" and r["args"].get("email") == email) or
+                     (folder is not None and r["kind"] == "unshare" and r["args"].get("folder") == folder and
+                      r["args"].get("principal") == f"user:{email}"))]
         if removals and rec["t1"] >= min(removals) - LEFT_BEHIND_SECS:
             return "never left its author before the author was removed"
         return None
