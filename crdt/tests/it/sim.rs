@@ -873,12 +873,14 @@ impl Sim {
             }
             if !members.contains(&writer) && space.outcome_of(&ack.env) == Some(Outcome::Pending) {
                 // A device cut off whose write reached node 0 (relayed by
-                // the adversary) without the control ops its context
-                // cites, which no member holds (the adversary sent them to
-                // the writer alone): nobody can judge it (the rule judges
-                // a change against the past of its context), so it waits,
-                // as a write that never arrived would.
-                let env = space.get(&ack.env).expect("held");
+                // the adversary) without control ops in its past, which no
+                // member holds (the adversary sent them to the cut-off
+                // devices alone, and members ignore those): nobody can
+                // judge it (the rule judges a change against the past of
+                // its context), so it waits, as a write that never arrived
+                // would. The missing op may be cited by the write itself
+                // or by an earlier pending op of the writer (seed
+                // 3652049856251627845), so the whole pending past counts.
                 let member_holds = |c: &EnvelopeId| {
                     self.w.nodes.iter().any(|n| {
                         members.contains(&n.id())
@@ -887,7 +889,23 @@ impl Sim {
                                 .is_some_and(|s| s.get(c).is_some())
                     })
                 };
-                if !env.body().context.iter().all(member_holds) {
+                let mut past = vec![ack.env];
+                let mut seen = HashSet::new();
+                let mut unjudgeable = false;
+                while let Some(id) = past.pop() {
+                    if !seen.insert(id) {
+                        continue;
+                    }
+                    if !member_holds(&id) {
+                        unjudgeable = true;
+                        break;
+                    }
+                    if space.outcome_of(&id) == Some(Outcome::Pending) {
+                        let body = space.get(&id).expect("held").body();
+                        past.extend(body.context.iter().chain(body.prev.iter()).copied());
+                    }
+                }
+                if unjudgeable {
                     continue;
                 }
             }
@@ -1004,6 +1022,12 @@ fn seeds_that_once_failed() {
     // showed; the document kept it until a restart (sim, 2026-12-03). A
     // device's own membership ops now bring its open document up to date.
     run(16897889952217629765, 4, 20, true, true);
+    // A removed user's write whose context is its own earlier op, which
+    // cites no-op control ops the adversary sent to that user's devices
+    // alone: members ignore what removed devices send, so no member can
+    // judge the write; the checker only looked one step back (CI,
+    // 2026-12-03).
+    run(3652049856251627845, 5, 20, true, true);
 }
 
 proptest! {
