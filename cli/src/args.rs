@@ -3,11 +3,134 @@
 //! and fails on a missing description; `docs.rs` turns it into completions
 //! and man pages.
 
+use std::cell::Cell;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
 use crate::{enrol, service, sync, team};
+
+/// A subcommand's arguments, or a command group's subcommands, built only
+/// when that subcommand runs (`Command::defer`): clap derive otherwise
+/// builds every command's arguments on every start, which was most of
+/// `coffer get`'s own CPU time (issue 11). Completions, man pages and the
+/// tree's tests build it all at once ([`build_eagerly`]); `tests.rs` checks
+/// that `--help` reads the same either way.
+#[derive(Debug)]
+pub struct Lazy<T>(pub T);
+
+thread_local! {
+    static EAGER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes every later `Cli::command()` on this thread build the whole tree
+/// at once, as clap's generators need (the help subcommand's tree is copied
+/// from the subcommands as they are when the root is built).
+pub fn build_eagerly() {
+    EAGER.with(|e| e.set(true));
+}
+
+fn eager() -> bool {
+    EAGER.with(Cell::get)
+}
+
+/// Runs `add` on a subcommand as it is built, keeping the description its
+/// variant's doc comment gave it: derive sets that after the arguments, so
+/// a deferred `add` would otherwise replace it with its type's doc comment.
+fn keeping_about(
+    cmd: clap::Command,
+    add: impl FnOnce(clap::Command) -> clap::Command,
+) -> clap::Command {
+    let about = cmd.get_about().cloned();
+    let long_about = cmd.get_long_about().cloned();
+    let cmd = add(cmd);
+    let Some(about) = about else {
+        return cmd;
+    };
+    let cmd = cmd.about(about);
+    match long_about {
+        Some(long_about) => cmd.long_about(long_about),
+        None => cmd.long_about(clap::builder::Resettable::Reset),
+    }
+}
+
+fn deferred_args<T: Args>(cmd: clap::Command) -> clap::Command {
+    keeping_about(cmd, T::augment_args)
+}
+
+fn deferred_args_for_update<T: Args>(cmd: clap::Command) -> clap::Command {
+    keeping_about(cmd, T::augment_args_for_update)
+}
+
+fn deferred_subcommands<T: Subcommand>(cmd: clap::Command) -> clap::Command {
+    keeping_about(cmd, T::augment_subcommands)
+}
+
+fn deferred_subcommands_for_update<T: Subcommand>(cmd: clap::Command) -> clap::Command {
+    keeping_about(cmd, T::augment_subcommands_for_update)
+}
+
+impl<T: FromArgMatches> FromArgMatches for Lazy<T> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(matches).map(Lazy)
+    }
+
+    fn from_arg_matches_mut(matches: &mut ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches_mut(matches).map(Lazy)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(matches)
+    }
+
+    fn update_from_arg_matches_mut(&mut self, matches: &mut ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches_mut(matches)
+    }
+}
+
+impl<T: Args> Args for Lazy<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        if eager() {
+            T::augment_args(cmd)
+        } else {
+            cmd.defer(deferred_args::<T>)
+        }
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        if eager() {
+            T::augment_args_for_update(cmd)
+        } else {
+            cmd.defer(deferred_args_for_update::<T>)
+        }
+    }
+
+    fn group_id() -> Option<clap::Id> {
+        T::group_id()
+    }
+}
+
+impl<T: Subcommand> Subcommand for Lazy<T> {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        if eager() {
+            T::augment_subcommands(cmd)
+        } else {
+            cmd.defer(deferred_subcommands::<T>)
+        }
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        if eager() {
+            T::augment_subcommands_for_update(cmd)
+        } else {
+            cmd.defer(deferred_subcommands_for_update::<T>)
+        }
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        T::has_subcommand(name)
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,57 +163,20 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create this device's identity and Personal folder, and set the PIN.
-    Init {
-        /// Your name, as the team sees it.
-        #[arg(long)]
-        name: String,
-        /// Your email address (your user in a team).
-        #[arg(long)]
-        email: String,
-        /// Read the PIN as one line from stdin instead of prompting.
-        #[arg(long)]
-        pin_stdin: bool,
-    },
+    Init(Lazy<InitArgs>),
     /// Unlock the vault with the PIN.
-    Unlock {
-        /// Read the PIN as one line from stdin instead of prompting.
-        #[arg(long)]
-        pin_stdin: bool,
-    },
+    Unlock(Lazy<UnlockArgs>),
     /// Lock the vault now (the daemon keeps running and syncing).
     Lock,
     /// Show the daemon and vault state.
     Status,
     /// Add an item.
     #[command(subcommand)]
-    Add(AddCommand),
+    Add(Lazy<AddCommand>),
     /// Show an item, or one field of it.
-    Get {
-        /// The item: a name, FOLDER/NAME, or an id prefix.
-        item: String,
-        /// Print only this field's value (username, password, notes, totp, number, cvv, holder, expiry, url, name, id).
-        #[arg(long)]
-        field: Option<String>,
-        /// Show secret fields instead of masking them.
-        #[arg(long)]
-        reveal: bool,
-        /// Copy the value (the password, or --field) to the clipboard, cleared after a delay.
-        #[arg(long)]
-        copy: bool,
-        #[command(flatten)]
-        clear: ClearAfter,
-        /// Look in the trash.
-        #[arg(long)]
-        trash: bool,
-    },
+    Get(Lazy<GetArgs>),
     /// Print one field of an item named by a secret reference, coffer://[FOLDER/]ITEM/FIELD.
-    Read {
-        /// The reference, e.g. coffer://Personal/github/password (FIELD totp-code prints the current code).
-        reference: String,
-        /// Do not print a newline after the value.
-        #[arg(long, short = 'n')]
-        no_newline: bool,
-    },
+    Read(Lazy<ReadArgs>),
     /// Run a command with coffer:// references in its environment resolved, for it only.
     #[command(
         long_about = "Run a command with coffer:// references in its environment resolved, for it only.\n\n\
@@ -101,48 +187,23 @@ pub enum Command {
             resolved value replaced by <concealed by coffer>. Exits with the child's exit code \
             (128+N when a signal N killed it)."
     )]
-    Run(RunArgs),
+    Run(Lazy<RunArgs>),
     /// Fill a template's {{ coffer://... }} references in, writing a new 0600 file (or stdout).
-    Inject(InjectArgs),
+    Inject(Lazy<InjectArgs>),
     /// Show an item's earlier values, with device and time.
-    History {
-        /// The item: a name, FOLDER/NAME, or an id prefix.
-        item: String,
-        /// Show secret fields instead of masking them.
-        #[arg(long)]
-        reveal: bool,
-    },
+    History(Lazy<HistoryArgs>),
     /// List every item where concurrent edits of a field were kept side
     /// by side (numbered: 1 is the value shown), or that an edit kept out
     /// of the trash; `conflicts pick` settles one.
-    Conflicts {
-        /// Show the values instead of masking them.
-        #[arg(long)]
-        reveal: bool,
-        #[command(subcommand)]
-        action: Option<ConflictsCommand>,
-    },
+    Conflicts(Lazy<ConflictsArgs>),
     /// List items.
-    Ls {
-        /// Only this folder (name or id prefix).
-        #[arg(long)]
-        folder: Option<String>,
-        /// List the trash instead.
-        #[arg(long)]
-        trash: bool,
-    },
+    Ls(Lazy<LsArgs>),
     /// Find items by name, username, URL or folder.
-    Search {
-        /// Text to look for (case-insensitive; never matched against secrets).
-        query: String,
-    },
+    Search(Lazy<SearchArgs>),
     /// Change an item.
-    Edit(EditArgs),
+    Edit(Lazy<EditArgs>),
     /// Move an item to the trash.
-    Rm {
-        /// The item: a name, FOLDER/NAME, or an id prefix.
-        item: String,
-    },
+    Rm(Lazy<RmArgs>),
     /// Move an item to another folder (needs Item or Folder Manager in both).
     #[command(
         long_about = "Move an item to another folder (needs the Item Manager or Folder Manager role in both).\n\n\
@@ -151,117 +212,47 @@ pub enum Command {
             folder who are not in the new one no longer see it. Its earlier values stay in the old \
             folder's history and do not move."
     )]
-    Mv {
-        /// The item: a name, FOLDER/NAME, or an id prefix.
-        item: String,
-        /// The folder to move it to (name or id prefix).
-        folder: String,
-    },
+    Mv(Lazy<MvArgs>),
     /// Take an item out of the trash.
-    Restore {
-        /// The trashed item: a name, FOLDER/NAME, or an id prefix.
-        item: String,
-    },
+    Restore(Lazy<RestoreArgs>),
     /// Print an item's TOTP code (`coffer totp set ITEM` links a secret).
-    Totp(TotpArgs),
+    Totp(Lazy<TotpArgs>),
     /// Manage folders.
     #[command(subcommand)]
-    Folder(FolderCommand),
+    Folder(Lazy<FolderCommand>),
     /// List or empty the trash.
     #[command(subcommand)]
-    Trash(TrashCommand),
+    Trash(Lazy<TrashCommand>),
     /// Change this device's PIN.
     #[command(subcommand)]
-    Pin(PinCommand),
+    Pin(Lazy<PinCommand>),
     /// Generate a password (or, with --words, a passphrase).
-    Generate {
-        /// Length of the password in characters.
-        #[arg(long, default_value_t = 20)]
-        length: usize,
-        /// A diceware passphrase of this many words instead.
-        #[arg(long)]
-        words: Option<usize>,
-        /// Letters and digits only.
-        #[arg(long)]
-        no_symbols: bool,
-    },
+    Generate(Lazy<GenerateArgs>),
     /// Import another password manager's export (all or nothing; no duplicates on re-import).
-    Import {
-        /// bitwarden-json, bitwarden-csv, 1password-1pux, 1password-csv, keepass-xml,
-        /// keepassxc-csv, kdbx, lastpass-csv, chrome-csv, firefox-csv, otpauth,
-        /// otpauth-migration, coffer-json, or auto.
-        #[arg(long, default_value = "auto")]
-        format: String,
-        /// The export file.
-        file: PathBuf,
-        /// Put everything into this existing folder.
-        #[arg(long)]
-        folder: Option<String>,
-        /// Report what would be imported; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Import(Lazy<ImportArgs>),
     /// Write items in plaintext, as JSON (re-importable with `coffer import`)
     /// or CSV, to standard output or --output.
-    Export {
-        /// json or csv.
-        #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
-        format: String,
-        /// Only this folder.
-        #[arg(long)]
-        folder: Option<String>,
-        /// Write to this new file (mode 0600) instead of standard output.
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-        /// Also export the items in the trash.
-        #[arg(long)]
-        include_trash: bool,
-        /// Do not ask for confirmation on a terminal.
-        #[arg(long)]
-        yes: bool,
-        /// Read the PIN (asked again before an export) from one stdin line.
-        #[arg(long)]
-        pin_stdin: bool,
-    },
+    Export(Lazy<ExportArgs>),
     /// Write an encrypted backup of every item you can read, trash included
     /// (age format with a passphrase: `age -d FILE` opens it too).
-    Backup {
-        /// The new backup file.
-        file: PathBuf,
-        /// Read the passphrase from one stdin line instead of a prompt.
-        #[arg(long)]
-        passphrase_stdin: bool,
-        /// Read the PIN (asked again before a backup) from one stdin line,
-        /// before the passphrase's.
-        #[arg(long)]
-        pin_stdin: bool,
-    },
+    Backup(Lazy<BackupArgs>),
     /// Add the items of a backup to this vault (all or nothing; items already
     /// present are not added again).
-    RestoreBackup {
-        /// The backup file (from `coffer backup`).
-        file: PathBuf,
-        /// Read the passphrase from one stdin line instead of a prompt.
-        #[arg(long)]
-        passphrase_stdin: bool,
-        /// Report what would be restored; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    RestoreBackup(Lazy<RestoreBackupArgs>),
     /// Print daemon events (item changes, lock state, peers, sync) as they happen.
     Events,
     /// This team's devices; revoke one; this device's id and pairing key.
     #[command(subcommand)]
-    Device(sync::DeviceCommand),
+    Device(Lazy<sync::DeviceCommand>),
     /// Create or show the team.
     #[command(subcommand)]
-    Team(team::TeamCommand),
+    Team(Lazy<team::TeamCommand>),
     /// The team's users (by email).
     #[command(subcommand)]
-    User(team::UserCommand),
+    User(Lazy<team::UserCommand>),
     /// User groups: folders shared with a group reach all its users.
     #[command(subcommand)]
-    Group(team::GroupCommand),
+    Group(Lazy<team::GroupCommand>),
     /// Devices this one syncs with, and their connections.
     Peers,
     /// Why this laptop and another do not see each other: a checklist
@@ -271,22 +262,18 @@ pub enum Command {
     Doctor,
     /// Sync state per folder, or sync now.
     #[command(subcommand)]
-    Sync(sync::SyncCommand),
+    Sync(Lazy<sync::SyncCommand>),
     /// Invite a person into the team (team admins): prints a one-time code;
     /// `invite pending|confirm|reject` decide on the joins.
-    Invite(enrol::InviteArgs),
+    Invite(Lazy<enrol::InviteArgs>),
     /// Join a team with an invite code from `coffer invite`.
-    Join(enrol::JoinArgs),
+    Join(Lazy<enrol::JoinArgs>),
     /// Erase this device's vault when its PIN is lost (no PIN needed): its
     /// keys and everything stored here; then `coffer init` or `coffer join`.
-    Reset {
-        /// Do not ask to type "reset" first.
-        #[arg(long)]
-        yes: bool,
-    },
+    Reset(Lazy<ResetArgs>),
     /// Run cofferd as a login service: the systemd user unit (Linux) or the launchd agent (macOS).
     #[command(subcommand)]
-    Service(service::ServiceCommand),
+    Service(Lazy<service::ServiceCommand>),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
     #[command(
         long_about = "Print the shell completion script for bash, zsh, fish, elvish or powershell.\n\n\
@@ -294,32 +281,233 @@ pub enum Command {
         zsh:  coffer completion zsh > ~/.zfunc/_coffer   (with fpath+=~/.zfunc)\n\
         fish: coffer completion fish > ~/.config/fish/completions/coffer.fish"
     )]
-    Completion {
-        /// The shell.
-        shell: clap_complete::Shell,
-    },
+    Completion(Lazy<CompletionArgs>),
     /// Writes the man pages (coffer.1 and one per subcommand) into DIR (packaging).
     #[command(name = "__man", hide = true)]
-    Man {
-        /// The folder to write into (created if missing).
-        dir: PathBuf,
-    },
+    Man(Lazy<ManArgs>),
     /// Clears the clipboard later if it still holds what `--copy` put there;
     /// reads a salted hash of the value from stdin (never from arguments).
     #[command(name = "__clear-clipboard", hide = true)]
-    ClearClipboard {
-        /// Seconds to wait.
-        #[arg(long)]
-        after: u64,
-    },
+    ClearClipboard(Lazy<ClearClipboardArgs>),
     /// Serves a value read from stdin on the X11 clipboard with the
     /// password-manager hint, until replaced or for --after seconds.
     #[command(name = "__clipboard-x11", hide = true)]
-    ClipboardX11 {
-        /// Seconds to hold it (0: until another program takes the clipboard).
-        #[arg(long)]
-        after: u64,
-    },
+    ClipboardX11(Lazy<ClipboardX11Args>),
+}
+
+// Each command's arguments, one struct each so that `Lazy` can build them
+// when the command runs. The variant's doc comment describes the command.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Your name, as the team sees it.
+    #[arg(long)]
+    pub name: String,
+    /// Your email address (your user in a team).
+    #[arg(long)]
+    pub email: String,
+    /// Read the PIN as one line from stdin instead of prompting.
+    #[arg(long)]
+    pub pin_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Read the PIN as one line from stdin instead of prompting.
+    #[arg(long)]
+    pub pin_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// The item: a name, FOLDER/NAME, or an id prefix.
+    pub item: String,
+    /// Print only this field's value (username, password, notes, totp, number, cvv, holder, expiry, url, name, id).
+    #[arg(long)]
+    pub field: Option<String>,
+    /// Show secret fields instead of masking them.
+    #[arg(long)]
+    pub reveal: bool,
+    /// Copy the value (the password, or --field) to the clipboard, cleared after a delay.
+    #[arg(long)]
+    pub copy: bool,
+    #[command(flatten)]
+    pub clear: ClearAfter,
+    /// Look in the trash.
+    #[arg(long)]
+    pub trash: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReadArgs {
+    /// The reference, e.g. coffer://Personal/github/password (FIELD totp-code prints the current code).
+    pub reference: String,
+    /// Do not print a newline after the value.
+    #[arg(long, short = 'n')]
+    pub no_newline: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// The item: a name, FOLDER/NAME, or an id prefix.
+    pub item: String,
+    /// Show secret fields instead of masking them.
+    #[arg(long)]
+    pub reveal: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConflictsArgs {
+    /// Show the values instead of masking them.
+    #[arg(long)]
+    pub reveal: bool,
+    #[command(subcommand)]
+    pub action: Option<ConflictsCommand>,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Only this folder (name or id prefix).
+    #[arg(long)]
+    pub folder: Option<String>,
+    /// List the trash instead.
+    #[arg(long)]
+    pub trash: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// Text to look for (case-insensitive; never matched against secrets).
+    pub query: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// The item: a name, FOLDER/NAME, or an id prefix.
+    pub item: String,
+}
+
+#[derive(Args, Debug)]
+pub struct MvArgs {
+    /// The item: a name, FOLDER/NAME, or an id prefix.
+    pub item: String,
+    /// The folder to move it to (name or id prefix).
+    pub folder: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The trashed item: a name, FOLDER/NAME, or an id prefix.
+    pub item: String,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Length of the password in characters.
+    #[arg(long, default_value_t = 20)]
+    pub length: usize,
+    /// A diceware passphrase of this many words instead.
+    #[arg(long)]
+    pub words: Option<usize>,
+    /// Letters and digits only.
+    #[arg(long)]
+    pub no_symbols: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// bitwarden-json, bitwarden-csv, 1password-1pux, 1password-csv, keepass-xml,
+    /// keepassxc-csv, kdbx, lastpass-csv, chrome-csv, firefox-csv, otpauth,
+    /// otpauth-migration, coffer-json, or auto.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// The export file.
+    pub file: PathBuf,
+    /// Put everything into this existing folder.
+    #[arg(long)]
+    pub folder: Option<String>,
+    /// Report what would be imported; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// json or csv.
+    #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
+    pub format: String,
+    /// Only this folder.
+    #[arg(long)]
+    pub folder: Option<String>,
+    /// Write to this new file (mode 0600) instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Also export the items in the trash.
+    #[arg(long)]
+    pub include_trash: bool,
+    /// Do not ask for confirmation on a terminal.
+    #[arg(long)]
+    pub yes: bool,
+    /// Read the PIN (asked again before an export) from one stdin line.
+    #[arg(long)]
+    pub pin_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// The new backup file.
+    pub file: PathBuf,
+    /// Read the passphrase from one stdin line instead of a prompt.
+    #[arg(long)]
+    pub passphrase_stdin: bool,
+    /// Read the PIN (asked again before a backup) from one stdin line,
+    /// before the passphrase's.
+    #[arg(long)]
+    pub pin_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreBackupArgs {
+    /// The backup file (from `coffer backup`).
+    pub file: PathBuf,
+    /// Read the passphrase from one stdin line instead of a prompt.
+    #[arg(long)]
+    pub passphrase_stdin: bool,
+    /// Report what would be restored; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ResetArgs {
+    /// Do not ask to type "reset" first.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// The folder to write into (created if missing).
+    pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ClearClipboardArgs {
+    /// Seconds to wait.
+    #[arg(long)]
+    pub after: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ClipboardX11Args {
+    /// Seconds to hold it (0: until another program takes the clipboard).
+    #[arg(long)]
+    pub after: u64,
 }
 
 /// The clipboard's clear delay (`--copy`).

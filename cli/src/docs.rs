@@ -12,6 +12,7 @@ use crate::{output, CliError};
 
 /// Prints the completion script for `shell` (inside a JSON object with `--json`).
 pub fn completion(shell: clap_complete::Shell, json: bool) -> Result<(), CliError> {
+    crate::args::build_eagerly();
     let mut cmd = Cli::command();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, "coffer", &mut script);
@@ -34,6 +35,7 @@ pub fn man_pages(dir: &Path, json: bool) -> Result<(), CliError> {
     let fail =
         |e: std::io::Error| CliError::Other(format!("cannot write into {}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(fail)?;
+    crate::args::build_eagerly();
     clap_mangen::generate_to(Cli::command(), dir).map_err(fail)?;
     let mut pages: Vec<String> = std::fs::read_dir(dir)
         .map_err(fail)?

@@ -29,8 +29,11 @@ use coffer_ipc::{Client, ClientError, ErrorCode, RpcError};
 use serde_json::json;
 
 use crate::args::{
-    AddCommand, Cli, Command, ConflictsCommand, CustomFields, EditArgs, FolderCommand, PinCommand,
-    TotpArgs, TotpCommand, TrashCommand,
+    AddCommand, BackupArgs, ClearClipboardArgs, Cli, ClipboardX11Args, Command, CompletionArgs,
+    ConflictsArgs, ConflictsCommand, CustomFields, EditArgs, ExportArgs, FolderCommand,
+    GenerateArgs, GetArgs, HistoryArgs, ImportArgs, InitArgs, Lazy, LsArgs, ManArgs, MvArgs,
+    PinCommand, ReadArgs, ResetArgs, RestoreArgs, RestoreBackupArgs, RmArgs, SearchArgs, TotpArgs,
+    TotpCommand, TrashCommand, UnlockArgs,
 };
 use crate::connect::Target;
 use crate::input::Secret;
@@ -399,11 +402,11 @@ fn dispatch(
 ) -> Result<u8, CliError> {
     let json = ctx.json;
     match command {
-        Command::Init {
+        Command::Init(Lazy(InitArgs {
             name,
             email,
             pin_stdin,
-        } => {
+        })) => {
             let pin = input::new_pin(pin_stdin, |pin| {
                 ctx.call::<m::PinCheck>(&m::UnlockParams {
                     pin: pin.expose().to_string(),
@@ -422,7 +425,7 @@ fn dispatch(
                 )
             });
         }
-        Command::Unlock { pin_stdin } => {
+        Command::Unlock(Lazy(UnlockArgs { pin_stdin })) => {
             let pin = input::pin(pin_stdin, false)?;
             ctx.call::<m::Unlock>(&m::UnlockParams {
                 pin: pin.expose().to_string(),
@@ -437,15 +440,15 @@ fn dispatch(
             let s = ctx.call::<m::Status>(&m::Empty {})?;
             ctx.print(&s, output::status);
         }
-        Command::Add(add) => add_item(ctx, add)?,
-        Command::Get {
+        Command::Add(Lazy(add)) => add_item(ctx, add)?,
+        Command::Get(Lazy(GetArgs {
             item,
             field,
             reveal,
             copy,
             clear,
             trash,
-        } => {
+        })) => {
             let view = ctx.call::<m::ItemGet>(&m::ItemRef { item, trash })?;
             let field = field.or_else(|| copy.then(|| default_copy_field(&view).to_string()));
             match field {
@@ -484,22 +487,22 @@ fn dispatch(
                 None => ctx.print(&output::masked_item(view), |v| output::item(v, false)),
             }
         }
-        Command::Read {
+        Command::Read(Lazy(ReadArgs {
             reference,
             no_newline,
-        } => refs::read(ctx, &reference, no_newline)?,
-        Command::Run(args) => return refs::run(ctx, args, core_limit),
-        Command::Inject(args) => refs::inject(ctx, args)?,
-        Command::Ls { folder, trash } => {
+        })) => refs::read(ctx, &reference, no_newline)?,
+        Command::Run(Lazy(args)) => return refs::run(ctx, args, core_limit),
+        Command::Inject(Lazy(args)) => refs::inject(ctx, args)?,
+        Command::Ls(Lazy(LsArgs { folder, trash })) => {
             let items = ctx.call::<m::ItemList>(&m::ItemListParams { folder, trash })?;
             ctx.print(&items, |i| output::summaries(i));
         }
-        Command::Search { query } => {
+        Command::Search(Lazy(SearchArgs { query })) => {
             let items = ctx.call::<m::ItemSearch>(&m::SearchParams { query })?;
             ctx.print(&items, |i| output::summaries(i));
         }
-        Command::Edit(args) => edit_item(ctx, args)?,
-        Command::Rm { item } => {
+        Command::Edit(Lazy(args)) => edit_item(ctx, args)?,
+        Command::Rm(Lazy(RmArgs { item })) => {
             let s = ctx.call::<m::ItemTrash>(&m::ItemRef { item, trash: false })?;
             ctx.print(&s, |s| {
                 println!(
@@ -510,7 +513,7 @@ fn dispatch(
                 )
             });
         }
-        Command::Mv { item, folder } => {
+        Command::Mv(Lazy(MvArgs { item, folder })) => {
             let view = ctx.call::<m::ItemMove>(&m::ItemMoveParams { item, folder })?;
             ctx.print(&view, |v| {
                 println!(
@@ -521,14 +524,14 @@ fn dispatch(
                 )
             });
         }
-        Command::Trash(TrashCommand::Ls { folder }) => {
+        Command::Trash(Lazy(TrashCommand::Ls { folder })) => {
             let items = ctx.call::<m::ItemList>(&m::ItemListParams {
                 folder,
                 trash: true,
             })?;
             ctx.print(&items, |i| output::summaries(i));
         }
-        Command::Trash(TrashCommand::Empty { folder, yes }) => {
+        Command::Trash(Lazy(TrashCommand::Empty { folder, yes })) => {
             if input::stdin_is_tty()
                 && !yes
                 && !input::confirm(
@@ -540,7 +543,7 @@ fn dispatch(
             let r = ctx.call::<m::TrashEmpty>(&m::TrashEmptyParams { folder })?;
             ctx.print(&r, output::trash_emptied);
         }
-        Command::Pin(PinCommand::Change { pin_stdin }) => {
+        Command::Pin(Lazy(PinCommand::Change { pin_stdin })) => {
             let (old, new) = input::pin_change(pin_stdin)?;
             ctx.call::<m::PinChange>(&m::PinChangeParams {
                 old_pin: old.expose().to_string(),
@@ -550,18 +553,18 @@ fn dispatch(
                 println!("PIN changed: the new PIN unlocks this device from now on.")
             });
         }
-        Command::Restore { item } => {
+        Command::Restore(Lazy(RestoreArgs { item })) => {
             let s = ctx.call::<m::ItemRestore>(&m::ItemRef { item, trash: true })?;
             ctx.print(&s, |s| println!("Restored {}/{}.", s.folder, s.name));
         }
-        Command::History { item, reveal } => {
+        Command::History(Lazy(HistoryArgs { item, reveal })) => {
             let mut entries = ctx.call::<m::ItemHistory>(&m::ItemRef { item, trash: false })?;
             if !reveal {
                 entries = output::masked_history(entries);
             }
             ctx.print(&entries, |e| output::history(e, reveal));
         }
-        Command::Conflicts {
+        Command::Conflicts(Lazy(ConflictsArgs {
             action:
                 Some(ConflictsCommand::Pick {
                     item,
@@ -569,7 +572,7 @@ fn dispatch(
                     choice,
                 }),
             ..
-        } => {
+        })) => {
             // A custom field may be named by its title, as `--field` allows.
             let view = ctx.call::<m::ItemGet>(&m::ItemRef {
                 item: item.clone(),
@@ -604,24 +607,24 @@ fn dispatch(
                 }
             });
         }
-        Command::Conflicts {
+        Command::Conflicts(Lazy(ConflictsArgs {
             reveal,
             action: None,
-        } => {
+        })) => {
             let mut items = ctx.call::<m::ItemConflicts>(&m::Empty {})?;
             if !reveal {
                 items = items.into_iter().map(output::masked_conflicts).collect();
             }
             ctx.print(&items, |i| output::conflicts(i));
         }
-        Command::Totp(args) => totp(ctx, args)?,
-        Command::Folder(FolderCommand::Create { name }) => {
+        Command::Totp(Lazy(args)) => totp(ctx, args)?,
+        Command::Folder(Lazy(FolderCommand::Create { name })) => {
             let f = ctx.call::<m::FolderCreate>(&m::FolderCreateParams { name })?;
             ctx.print(&f, |f| {
                 println!("Created folder {} ({}).", f.name, output::short(&f.id))
             });
         }
-        Command::Folder(FolderCommand::Rename { folder, name }) => {
+        Command::Folder(Lazy(FolderCommand::Rename { folder, name })) => {
             let f = ctx.call::<m::FolderRename>(&m::FolderRenameParams { folder, name })?;
             ctx.print(&f, |f| {
                 println!(
@@ -631,11 +634,11 @@ fn dispatch(
                 )
             });
         }
-        Command::Folder(FolderCommand::Rm {
+        Command::Folder(Lazy(FolderCommand::Rm {
             folder,
             force,
             leave,
-        }) => {
+        })) => {
             let r = ctx.call::<m::FolderRemove>(&m::FolderRemoveParams {
                 folder,
                 force,
@@ -646,19 +649,19 @@ fn dispatch(
                 _ => println!("Deleted folder {} for every member.", r.name),
             });
         }
-        Command::Folder(FolderCommand::Sharing(cmd)) => team::share(ctx, cmd)?,
-        Command::Team(cmd) => team::team(ctx, cmd)?,
-        Command::User(cmd) => team::user(ctx, cmd)?,
-        Command::Group(cmd) => team::group(ctx, cmd)?,
-        Command::Folder(FolderCommand::Ls) => {
+        Command::Folder(Lazy(FolderCommand::Sharing(cmd))) => team::share(ctx, cmd)?,
+        Command::Team(Lazy(cmd)) => team::team(ctx, cmd)?,
+        Command::User(Lazy(cmd)) => team::user(ctx, cmd)?,
+        Command::Group(Lazy(cmd)) => team::group(ctx, cmd)?,
+        Command::Folder(Lazy(FolderCommand::Ls)) => {
             let folders = ctx.call::<m::FolderList>(&m::Empty {})?;
             ctx.print(&folders, |f| output::folders(f));
         }
-        Command::Generate {
+        Command::Generate(Lazy(GenerateArgs {
             length,
             words,
             no_symbols,
-        } => {
+        })) => {
             let spec = generate::PasswordSpec {
                 length,
                 symbols: !no_symbols,
@@ -689,12 +692,12 @@ fn dispatch(
                 }
             }
         }
-        Command::Import {
+        Command::Import(Lazy(ImportArgs {
             format,
             file,
             folder,
             dry_run,
-        } => {
+        })) => {
             let path = std::fs::canonicalize(&file)
                 .map_err(|e| CliError::Usage(format!("cannot open {}: {e}", file.display())))?;
             // By content, never by the file's name: a KeePass database
@@ -720,14 +723,14 @@ fn dispatch(
             })?;
             ctx.print(&r, output::import);
         }
-        Command::Export {
+        Command::Export(Lazy(ExportArgs {
             format,
             folder,
             output,
             include_trash,
             yes,
             pin_stdin,
-        } => {
+        })) => {
             let what = folder.as_deref().unwrap_or("every folder");
             eprintln!(
                 "Warning: the export holds your passwords and TOTP secrets in plaintext ({what}). \
@@ -773,11 +776,11 @@ fn dispatch(
                 }
             }
         }
-        Command::Backup {
+        Command::Backup(Lazy(BackupArgs {
             file,
             passphrase_stdin,
             pin_stdin,
-        } => {
+        })) => {
             let path = absolute(&file)?;
             let pin = input::pin_again(pin_stdin, "backup")?;
             let passphrase = input::passphrase(passphrase_stdin, true)?;
@@ -793,11 +796,11 @@ fn dispatch(
                 )
             });
         }
-        Command::RestoreBackup {
+        Command::RestoreBackup(Lazy(RestoreBackupArgs {
             file,
             passphrase_stdin,
             dry_run,
-        } => {
+        })) => {
             let path = std::fs::canonicalize(&file)
                 .map_err(|e| CliError::Usage(format!("cannot open {}: {e}", file.display())))?;
             let passphrase = input::passphrase(passphrase_stdin, false)?;
@@ -827,18 +830,22 @@ fn dispatch(
                 }
             }
         }
-        Command::Service(cmd) => service::service(ctx, cmd)?,
-        Command::Completion { shell } => docs::completion(shell, json)?,
-        Command::Man { dir } => docs::man_pages(&dir, json)?,
-        Command::ClearClipboard { after } => clipboard::clear_later(after),
-        Command::ClipboardX11 { after } => return Ok(clipboard::serve_x11(after)),
-        Command::Device(cmd) => sync::device(ctx, cmd)?,
+        Command::Service(Lazy(cmd)) => service::service(ctx, cmd)?,
+        Command::Completion(Lazy(CompletionArgs { shell })) => docs::completion(shell, json)?,
+        Command::Man(Lazy(ManArgs { dir })) => docs::man_pages(&dir, json)?,
+        Command::ClearClipboard(Lazy(ClearClipboardArgs { after })) => {
+            clipboard::clear_later(after)
+        }
+        Command::ClipboardX11(Lazy(ClipboardX11Args { after })) => {
+            return Ok(clipboard::serve_x11(after))
+        }
+        Command::Device(Lazy(cmd)) => sync::device(ctx, cmd)?,
         Command::Peers => sync::peers(ctx)?,
         Command::Doctor => doctor::doctor(ctx)?,
-        Command::Sync(cmd) => sync::sync(ctx, cmd)?,
-        Command::Invite(args) => enrol::invite(ctx, args)?,
-        Command::Join(args) => enrol::join(ctx, args, false)?,
-        Command::Reset { yes } => enrol::reset(ctx, yes)?,
+        Command::Sync(Lazy(cmd)) => sync::sync(ctx, cmd)?,
+        Command::Invite(Lazy(args)) => enrol::invite(ctx, args)?,
+        Command::Join(Lazy(args)) => enrol::join(ctx, args, false)?,
+        Command::Reset(Lazy(ResetArgs { yes })) => enrol::reset(ctx, yes)?,
     }
     Ok(0)
 }

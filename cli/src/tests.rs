@@ -1,6 +1,6 @@
 //! Unit tests of the command tree itself (`args.rs`).
 
-use clap::CommandFactory;
+use clap::{CommandFactory, Parser};
 
 use crate::args::Cli;
 
@@ -44,6 +44,75 @@ fn every_command_and_argument_has_help_text() {
 #[test]
 fn the_command_tree_is_consistent() {
     Cli::command().debug_assert();
+    crate::args::build_eagerly();
+    Cli::command().debug_assert();
+}
+
+/// Every command path, from the whole tree.
+fn paths(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+    out.push(path.clone());
+    for sub in cmd.get_subcommands() {
+        let mut p = path.clone();
+        p.push(sub.get_name().to_owned());
+        paths(sub, p, out);
+    }
+}
+
+/// What `coffer ARGS` prints when clap stops it (help, or a usage error).
+fn rendered(args: &[String]) -> String {
+    let argv = std::iter::once("coffer".to_owned()).chain(args.iter().cloned());
+    match Cli::try_parse_from(argv) {
+        Ok(_) => "parsed".to_owned(),
+        Err(e) => format!("{:?}\n{}", e.kind(), e.render()),
+    }
+}
+
+/// Building subcommands only when they run (`args::Lazy`) changes nothing
+/// a user sees: help of every command and usage errors read the same as
+/// from the tree built at once.
+#[test]
+fn help_and_errors_read_the_same_built_lazily() {
+    let mut whole = {
+        let eager = std::thread::spawn(|| {
+            crate::args::build_eagerly();
+            Cli::command()
+        });
+        eager.join().expect("eager tree")
+    };
+    whole.build();
+    let mut all = Vec::new();
+    paths(&whole, Vec::new(), &mut all);
+    assert!(all.len() > 80, "{} command paths", all.len());
+    let mut cases: Vec<Vec<String>> = Vec::new();
+    for p in &all {
+        for tail in [&["--help"][..], &["-h"], &["--no-such-flag"], &[]] {
+            let mut c = p.clone();
+            c.extend(tail.iter().map(|s| (*s).to_owned()));
+            cases.push(c);
+        }
+    }
+    cases.push(vec!["gett".into(), "x".into()]);
+    cases.push(vec![
+        "get".into(),
+        "x".into(),
+        "--fild".into(),
+        "password".into(),
+    ]);
+    cases.push(vec!["--version".into()]);
+    cases.push(vec!["team".into(), "--version".into()]);
+    let lazy: Vec<String> = cases.iter().map(|c| rendered(c)).collect();
+    let eager = {
+        let cases = cases.clone();
+        std::thread::spawn(move || {
+            crate::args::build_eagerly();
+            cases.iter().map(|c| rendered(c)).collect::<Vec<String>>()
+        })
+        .join()
+        .expect("eager renders")
+    };
+    for ((case, l), e) in cases.iter().zip(&lazy).zip(&eager) {
+        assert_eq!(l, e, "coffer {}", case.join(" "));
+    }
 }
 
 #[test]
