@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -53,7 +53,7 @@ struct Shared {
     events: broadcast::Sender<Event>,
     net: Net,
     /// Joins in progress on this device (`enrol_rpc`).
-    joins: Mutex<enrol_rpc::Joins>,
+    joins: enrol_rpc::JoinsHandle,
     /// Stops the daemon once notified (after `coffer reset` is answered).
     shutdown: tokio::sync::Notify,
 }
@@ -599,7 +599,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         events,
         config,
         net,
-        joins: Mutex::new(enrol_rpc::Joins::default()),
+        joins: enrol_rpc::JoinsHandle::spawn(),
         shutdown: tokio::sync::Notify::new(),
     });
     info!(socket = %shared.config.socket.display(), data = %shared.config.data_dir.display(), "cofferd ready");

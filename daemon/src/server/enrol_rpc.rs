@@ -16,6 +16,7 @@ use coffer_ipc::{ErrorCode, RpcError};
 use libp2p::{Multiaddr, PeerId};
 use rand::rngs::OsRng;
 use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 use zeroize::Zeroizing;
 
@@ -75,17 +76,89 @@ pub(super) struct JoinState {
     since: Instant,
 }
 
-/// The joins in progress (memory only).
+/// The joins in progress (memory only), owned by the task
+/// [`JoinsHandle::spawn`] starts.
 #[derive(Default)]
-pub(super) struct Joins {
+struct Joins {
     next: u64,
-    map: HashMap<u64, JoinState>,
+    map: HashMap<u64, Box<JoinState>>,
 }
 
 impl Joins {
     fn purge(&mut self) {
         let limit = enrol::DECISION_TIMEOUT + PIN_WAIT + enrol::STEP_TIMEOUT;
         self.map.retain(|_, j| j.since.elapsed() < limit);
+    }
+}
+
+enum JoinsRequest {
+    /// Whether another join may start.
+    Room(oneshot::Sender<bool>),
+    /// Keeps a new join; answers its id.
+    Insert(Box<JoinState>, oneshot::Sender<u64>),
+    /// Puts back a join taken out.
+    Put(u64, Box<JoinState>),
+    Take(u64, oneshot::Sender<Option<Box<JoinState>>>),
+}
+
+/// The joins in progress, reached from requests on the blocking pool
+/// through a bounded channel to the one task that owns them (no lock
+/// shared between tasks). Expired joins are dropped on every request.
+pub(super) struct JoinsHandle(mpsc::Sender<JoinsRequest>);
+
+impl JoinsHandle {
+    /// Starts the owning task (on the current runtime).
+    pub(super) fn spawn() -> Self {
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut joins = Joins::default();
+            while let Some(request) = rx.recv().await {
+                joins.purge();
+                // A requester that gave up dropped its reply channel.
+                match request {
+                    JoinsRequest::Room(reply) => {
+                        let _ = reply.send(joins.map.len() < MAX_JOINS);
+                    }
+                    JoinsRequest::Insert(state, reply) => {
+                        joins.next += 1;
+                        joins.map.insert(joins.next, state);
+                        let _ = reply.send(joins.next);
+                    }
+                    JoinsRequest::Put(id, state) => {
+                        joins.map.insert(id, state);
+                    }
+                    JoinsRequest::Take(id, reply) => {
+                        let _ = reply.send(joins.map.remove(&id));
+                    }
+                }
+            }
+        });
+        JoinsHandle(tx)
+    }
+
+    /// Asks the owning task (from a blocking thread); `None` once it is gone.
+    fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> JoinsRequest) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.0.blocking_send(request(tx)).ok()?;
+        rx.blocking_recv().ok()
+    }
+
+    fn has_room(&self) -> bool {
+        self.ask(JoinsRequest::Room).unwrap_or(false)
+    }
+
+    fn insert(&self, state: JoinState) -> Option<u64> {
+        self.ask(|reply| JoinsRequest::Insert(Box::new(state), reply))
+    }
+
+    fn put(&self, id: u64, state: JoinState) {
+        let _ = self.0.blocking_send(JoinsRequest::Put(id, Box::new(state)));
+    }
+
+    fn take(&self, id: u64) -> Option<JoinState> {
+        self.ask(|reply| JoinsRequest::Take(id, reply))
+            .flatten()
+            .map(|b| *b)
     }
 }
 
@@ -454,9 +527,7 @@ impl Shared {
     }
 
     fn take_join(&self, id: u64) -> Result<JoinState, RpcError> {
-        let mut joins = self.joins.lock().unwrap_or_else(|p| p.into_inner());
-        joins.purge();
-        joins.map.remove(&id).ok_or_else(|| {
+        self.joins.take(id).ok_or_else(|| {
             RpcError::new(
                 ErrorCode::NotFound,
                 "no such join in progress (it ended, timed out, or the daemon restarted): run the join again",
@@ -465,8 +536,7 @@ impl Shared {
     }
 
     fn put_join(&self, id: u64, state: JoinState) {
-        let mut joins = self.joins.lock().unwrap_or_else(|p| p.into_inner());
-        joins.map.insert(id, state);
+        self.joins.put(id, state);
     }
 
     fn join_start(&self, p: m::JoinStartParams) -> Result<Value, RpcError> {
@@ -481,15 +551,11 @@ impl Shared {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        {
-            let mut joins = self.joins.lock().unwrap_or_else(|p| p.into_inner());
-            joins.purge();
-            if joins.map.len() >= MAX_JOINS {
-                return Err(RpcError::new(
-                    ErrorCode::InvalidInput,
-                    "too many joins in progress on this device",
-                ));
-            }
+        if !self.joins.has_room() {
+            return Err(RpcError::new(
+                ErrorCode::InvalidInput,
+                "too many joins in progress on this device",
+            ));
         }
         // A name asked for is checked before anything goes out; a host
         // name is what it is (the inviter leaves out one the rule refuses).
@@ -554,13 +620,10 @@ impl Shared {
             stage: Stage::Waiting(Box::new(connected)),
             since: Instant::now(),
         };
-        let id = {
-            let mut joins = self.joins.lock().unwrap_or_else(|p| p.into_inner());
-            joins.next += 1;
-            let id = joins.next;
-            joins.map.insert(id, state);
-            id
-        };
+        let id = self
+            .joins
+            .insert(state)
+            .ok_or_else(|| RpcError::new(ErrorCode::Internal, "the daemon is shutting down"))?;
         reply::<m::JoinStart, _>(m::JoinStartResult {
             join_id: id,
             verification_code: verification,
