@@ -26,6 +26,7 @@ mod session;
 mod swarm;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -245,6 +246,9 @@ pub(crate) struct Ctx {
     pub invites: Mutex<enrol::InviteTable>,
     /// The replica's allowed peers, as they are now.
     pub allowed: watch::Receiver<BTreeMap<DeviceId, [u8; 32]>>,
+    /// Whether the swarm actor runs (it waits for the device's identity):
+    /// until then nothing answers a command that waits for a reply.
+    pub swarm_running: AtomicBool,
 }
 
 impl Ctx {
@@ -289,6 +293,7 @@ impl Net {
             config,
             invites: Mutex::new(enrol::InviteTable::default()),
             allowed: allowed.clone(),
+            swarm_running: AtomicBool::new(false),
         });
         let identity_ready = Arc::new(Notify::new());
         let net = Net {
@@ -319,6 +324,7 @@ impl Net {
                 identity_ready.notified().await;
             };
             let allowed_now = ctx.allowed.borrow().clone();
+            ctx.swarm_running.store(true, Ordering::Release);
             if let Err(e) = swarm::run(ctx, seed, rx, allowed_now).await {
                 warn!(error = %e, "the network stopped");
             }
@@ -359,6 +365,10 @@ impl Net {
 
     /// `coffer sync now`: (peers asked, peers being dialled).
     pub fn sync_now(&self) -> (usize, usize) {
+        if !self.ctx.swarm_running.load(Ordering::Acquire) {
+            // No identity yet (before `coffer init` or a join): no peers.
+            return (0, 0);
+        }
         let (tx, rx) = oneshot::channel();
         if self.ctx.cmd.try_send(Command::SyncNow(tx)).is_err() {
             return (0, 0);
