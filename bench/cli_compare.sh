@@ -17,15 +17,18 @@ W=$(mktemp -d /tmp/clicmp.XXXXXX)
 TI=$(printf %05d $(( N * 777 / 1000 )))
 OUT=${1:-$W/out}; mkdir -p "$OUT"
 for tool in hyperfine jq; do command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 2; }; done
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$W"/old "$W"/new; }
+# setup runs in background subshells: each daemon's pid goes to a file.
+cleanup() {
+  for f in "$W"/old/pid "$W"/new/pid; do [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null; done
+  wait 2>/dev/null; rm -rf "$W"/old "$W"/new
+}
 trap cleanup EXIT
 setup() { # SIDE ROOT: a daemon with N items and one TOTP
   local side=$1 root=$2 c=$2/target/release/coffer
   mkdir -p "$W/$side"
   env COFFER_DATA_DIR=$W/$side/data COFFER_SOCKET=$W/$side/sock COFFER_NO_NETWORK=1 \
     "$root/target/release/cofferd" >"$W/$side.log" 2>&1 &
-  PIDS+=($!)
+  echo $! >"$W/$side/pid"
   export COFFER_DATA_DIR=$W/$side/data COFFER_SOCKET=$W/$side/sock COFFER_NO_AUTOSTART=1
   for _ in $(seq 1 500); do "$c" status >/dev/null 2>&1 && break; sleep 0.01; done
   echo 246813 | "$c" init --name Bench --email bench@example.invalid --pin-stdin >/dev/null
