@@ -151,6 +151,11 @@ pub enum ReplicaError {
     #[error("{}", .0.notice().unwrap_or_default())]
     NoLongerMember(super::Standing),
 
+    /// A member added while another device changed the folder's key holds
+    /// no copy of the new key until a Folder Manager's device re-wraps it.
+    #[error("this device has not received folder {folder}'s current key yet (you were added while its key changed): it arrives when a Folder Manager's device syncs (`coffer sync`); nothing was written")]
+    KeyNotYetReceived { folder: String },
+
     #[error("internal error: {0}")]
     Internal(String),
 }

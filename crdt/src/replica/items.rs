@@ -506,6 +506,17 @@ impl Replica {
             open.keys.insert(env.id(), key);
             sealed.push(env);
         }
+        if space
+            .current_epoch()
+            .is_some_and(|epoch| !open.keys.contains_key(&epoch))
+        {
+            // Added while another device rotated the key: a manager's device
+            // re-wraps it for us; until then new content could not be sealed.
+            self.persist(folder, sealed);
+            return Err(ReplicaError::KeyNotYetReceived {
+                folder: folder.short(),
+            });
+        }
         space.supply_metas(open.take_learned());
         let result = edit(&mut open.doc)
             .map_err(ReplicaError::from)
