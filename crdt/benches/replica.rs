@@ -1,7 +1,8 @@
-//! Whole-replica benchmarks (issue 11): what `cofferd` pays in the replica
-//! for an unlock (the folder rebuilt from every accepted envelope, each
-//! decrypted and checked against its header), a restart (the replica
-//! loaded from its stored envelopes, then unlocked), and an import.
+//! Whole-replica benchmarks (issues 11, 18): what `cofferd` pays in the
+//! replica for an unlock (each folder loaded from its snapshot, or rebuilt
+//! from every accepted envelope, each decrypted and checked against its
+//! header), a restart (the replica loaded from its stored envelopes, then
+//! unlocked), and an import.
 //!
 //! Run: `cargo bench -p coffer-crdt --bench replica -- --quick`
 
@@ -15,7 +16,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 /// Items added one change each, as `coffer add` does them.
-const EDITS: usize = 2_000;
+const EDITS: usize = 10_000;
 /// Items imported at once, as `coffer import` does.
 const IMPORTED: usize = 5_000;
 
@@ -29,22 +30,28 @@ fn new_replica(rng: &mut ChaCha20Rng) -> (Replica, DeviceKeys) {
 /// Drains effects and returns what a store would hold.
 fn stored(replica: &mut Replica, into: &mut Vec<StoredSpace>) {
     while let Some(effect) = replica.poll_effect() {
-        if let Effect::Persist(Persist::Envelopes {
-            space,
-            kind,
-            team,
-            envelopes,
-        }) = effect
-        {
-            match into.iter_mut().find(|s| s.id == space) {
+        match effect {
+            Effect::Persist(Persist::Envelopes {
+                space,
+                kind,
+                team,
+                envelopes,
+            }) => match into.iter_mut().find(|s| s.id == space) {
                 Some(s) => s.envelopes.extend(envelopes),
                 None => into.push(StoredSpace {
                     id: space,
                     kind,
                     team,
                     envelopes,
+                    snapshot: None,
                 }),
+            },
+            Effect::Persist(Persist::Snapshot { space, sealed }) => {
+                if let Some(s) = into.iter_mut().find(|s| s.id == space) {
+                    s.snapshot = Some(sealed);
+                }
             }
+            _ => {}
         }
     }
 }
@@ -99,25 +106,48 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(10));
 
     let mut open = replica;
-    g.bench_function("lock + unlock, 2,000 changes", |b| {
+    // What a lock leaves for the next unlock and restart (issue 18).
+    open.snapshot_folders(1, &mut rng);
+    let mut with_snapshot = store.clone();
+    stored(&mut open, &mut with_snapshot);
+    assert!(with_snapshot.iter().any(|s| s.snapshot.is_some()));
+    g.bench_function("lock + unlock, 10,000 changes, from the snapshot", |b| {
         b.iter(|| {
             open.lock(LockReason::Request);
             open.unlock(keys.clone(), &mut rng).expect("unlocks");
+            assert_eq!(open.last_unlock().rebuilt, 0);
             while open.poll_effect().is_some() {}
         })
     });
-    g.bench_function("load + unlock, 2,000 changes", |b| {
+    g.bench_function("load + unlock, 10,000 changes, from the snapshot", |b| {
         b.iter_batched(
-            || store.clone(),
+            || with_snapshot.clone(),
             |store| {
                 let mut r = Replica::load(identity.clone(), store, Vec::new());
                 r.unlock(keys.clone(), &mut rng).expect("unlocks");
+                assert_eq!(r.last_unlock().rebuilt, 0);
                 while r.poll_effect().is_some() {}
                 r
             },
             BatchSize::LargeInput,
         )
     });
+    g.bench_function(
+        "load + unlock, 10,000 changes, replayed (and snapshotted)",
+        |b| {
+            b.iter_batched(
+                || store.clone(),
+                |store| {
+                    let mut r = Replica::load(identity.clone(), store, Vec::new());
+                    r.unlock(keys.clone(), &mut rng).expect("unlocks");
+                    assert_eq!(r.last_unlock().from_snapshot, 0);
+                    while r.poll_effect().is_some() {}
+                    r
+                },
+                BatchSize::LargeInput,
+            )
+        },
+    );
     let items = import_items();
     g.bench_function("import 5,000 into a new vault", |b| {
         b.iter_batched(

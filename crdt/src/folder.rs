@@ -919,6 +919,46 @@ impl FolderDoc {
         self.doc.get_heads()
     }
 
+    /// The saved document with the indexes a reload would otherwise rebuild
+    /// from every change: actors bound to devices, item -> changes.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn snapshot_parts(
+        &mut self,
+    ) -> (
+        Vec<u8>,
+        Vec<(ActorId, DeviceId)>,
+        Vec<(ItemId, Vec<ChangeHash>)>,
+    ) {
+        let mut actors: Vec<(ActorId, DeviceId)> =
+            self.actors.iter().map(|(a, d)| (a.clone(), *d)).collect();
+        actors.sort();
+        let mut items: Vec<(ItemId, Vec<ChangeHash>)> = self
+            .item_changes
+            .iter()
+            .map(|(i, h)| (*i, h.clone()))
+            .collect();
+        items.sort_by_key(|(i, _)| *i);
+        (self.doc.save(), actors, items)
+    }
+
+    /// A document loaded from [`FolderDoc::snapshot_parts`], writing as
+    /// `device` (the caller sets the incarnation).
+    pub(crate) fn from_snapshot(
+        saved: &[u8],
+        actors: HashMap<ActorId, DeviceId>,
+        item_changes: HashMap<ItemId, Vec<ChangeHash>>,
+        device: DeviceId,
+    ) -> Option<FolderDoc> {
+        let doc = AutoCommit::load(saved).ok()?;
+        let mut doc = FolderDoc {
+            doc,
+            actors,
+            item_changes,
+        };
+        doc.set_writer(device, 0);
+        Some(doc)
+    }
+
     /// The document's full saved form (deterministic for a given set of changes).
     pub fn save(&mut self) -> Vec<u8> {
         self.doc.save()

@@ -637,6 +637,11 @@ impl Space {
         n
     }
 
+    /// The decrypted change metadata recorded for a content envelope.
+    pub fn meta(&self, id: &EnvelopeId) -> Option<&ChangeMeta> {
+        self.metas.get(id)
+    }
+
     /// Records decrypted change metadata of held content envelopes.
     pub fn supply_metas(&mut self, metas: impl IntoIterator<Item = (EnvelopeId, ChangeMeta)>) {
         for (id, meta) in metas {

@@ -19,7 +19,7 @@ pub enum StoreError {
 }
 
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
     /// Tests: the next batch write fails (as a full disk would).
     #[cfg(test)]
     fail_next: bool,
@@ -53,7 +53,13 @@ impl Store {
                  seq INTEGER NOT NULL,
                  bytes BLOB NOT NULL
              );
-             CREATE INDEX IF NOT EXISTS envelopes_by_space ON envelopes(space, seqno);",
+             CREATE INDEX IF NOT EXISTS envelopes_by_space ON envelopes(space, seqno);
+             -- A folder's compacted document, sealed by the replica (issue 18):
+             -- only ever a shortcut, rebuilt from the envelopes when unusable.
+             CREATE TABLE IF NOT EXISTS snapshots (
+                 space BLOB PRIMARY KEY REFERENCES spaces(id),
+                 sealed BLOB NOT NULL
+             );",
         )?;
         // A folder's team (NULL: a personal folder); added after the first release.
         let has_team: bool = conn.query_row(
@@ -128,6 +134,7 @@ impl Store {
         &mut self,
         kv: &[(&str, Vec<u8>)],
         spaces: &[(SpaceId, &str, Option<SpaceId>, &[Envelope])],
+        snapshots: &[(SpaceId, &[u8])],
     ) -> Result<(), StoreError> {
         #[cfg(test)]
         if std::mem::take(&mut self.fail_next) {
@@ -153,6 +160,12 @@ impl Store {
                 insert_envelope(&tx, env)?;
             }
         }
+        for (space, sealed) in snapshots {
+            tx.execute(
+                "INSERT OR REPLACE INTO snapshots (space, sealed) VALUES (?1, ?2)",
+                params![&space.0[..], sealed],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -163,7 +176,9 @@ impl Store {
     pub fn wipe(&mut self) -> Result<(), StoreError> {
         self.conn.pragma_update(None, "secure_delete", "ON")?;
         let tx = self.conn.transaction()?;
-        tx.execute_batch("DELETE FROM envelopes; DELETE FROM spaces; DELETE FROM kv;")?;
+        tx.execute_batch(
+            "DELETE FROM snapshots; DELETE FROM envelopes; DELETE FROM spaces; DELETE FROM kv;",
+        )?;
         tx.commit()?;
         self.conn.execute_batch("VACUUM")?;
         self.conn
@@ -174,6 +189,15 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn fail_next_write_for_test(&mut self) {
         self.fail_next = true;
+    }
+
+    /// A folder's sealed snapshot, if one was stored.
+    pub fn snapshot(&self, space: &SpaceId) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT sealed FROM snapshots WHERE space = ?1")?;
+        let mut rows = stmt.query_map([&space.0[..]], |r| r.get::<_, Vec<u8>>(0))?;
+        Ok(rows.next().transpose()?)
     }
 
     /// The raw bytes of a space's envelopes in the order they were stored.

@@ -240,6 +240,7 @@ impl Vault {
     fn write(&mut self, persists: &[Persist]) -> Result<(), VaultError> {
         let mut trusted = None;
         let mut batches = Vec::new();
+        let mut snapshots = Vec::new();
         for p in persists {
             match p {
                 Persist::Envelopes {
@@ -249,13 +250,14 @@ impl Vault {
                     envelopes,
                 } => batches.push((*space, *kind, *team, envelopes.as_slice())),
                 Persist::Trusted(list) => trusted = Some(list),
+                Persist::Snapshot { space, sealed } => snapshots.push((*space, sealed.as_slice())),
             }
         }
         let trusted = trusted
             .map(|t| serde_json::to_vec(t).map_err(|e| VaultError::Internal(e.to_string())))
             .transpose()?;
         let kv: Vec<(&str, Vec<u8>)> = trusted.map(|t| (KV_TRUSTED, t)).into_iter().collect();
-        self.store.persist(&kv, &batches)?;
+        self.store.persist(&kv, &batches, &snapshots)?;
         Ok(())
     }
 
@@ -384,7 +386,7 @@ impl Vault {
                     team,
                     envelopes,
                 } => Some((*space, *kind, *team, envelopes.as_slice())),
-                Persist::Trusted(_) => None,
+                Persist::Trusted(_) | Persist::Snapshot { .. } => None,
             })
             .collect();
         // All or nothing: keystore, sealed keys, identity and the Personal folder.
@@ -397,6 +399,7 @@ impl Vault {
                 (KV_FAILURES, json(&Failures::default())),
             ],
             &batches,
+            &[],
         )?;
         let ids = (identity.device, identity.personal);
         self.replica = Some(replica);
@@ -478,9 +481,15 @@ impl Vault {
             })?;
         let keys = DeviceKeys::from_secret_bytes(&plain)
             .map_err(|e| VaultError::Internal(e.to_string()))?;
-        self.replica_mut()?.unlock(keys, &mut rand::rngs::OsRng)?;
+        let replica = self.replica_mut()?;
+        replica.unlock(keys, &mut rand::rngs::OsRng)?;
+        let opened = replica.last_unlock();
         release_freed_memory();
-        info!("vault unlocked");
+        info!(
+            from_snapshot = opened.from_snapshot,
+            rebuilt = opened.rebuilt,
+            "vault unlocked"
+        );
         Ok(())
     }
 
@@ -513,6 +522,7 @@ impl Vault {
                 (KV_FAILURES, json(&Failures::default())),
             ],
             &[],
+            &[],
         )?;
         info!("PIN changed");
         Ok(())
@@ -522,6 +532,12 @@ impl Vault {
     pub fn lock(&mut self, reason: LockReason) {
         if let Some(r) = self.replica.as_mut() {
             if !r.is_locked() {
+                // Folders that changed much are saved compacted first, so the
+                // next unlock does not replay their changes (written by settle).
+                r.snapshot_folders(
+                    coffer_crdt::replica::SNAPSHOT_AFTER_CHANGES,
+                    &mut rand::rngs::OsRng,
+                );
                 r.lock(reason);
                 info!(?reason, "vault locked");
             }
@@ -748,21 +764,28 @@ impl Store {
                     }
                 })
                 .collect();
+            let snapshot = match kind {
+                SpaceKind::Folder => self.snapshot(&id)?,
+                SpaceKind::Roster => None,
+            };
             out.push(StoredSpace {
                 id,
                 kind,
                 team,
                 envelopes,
+                snapshot,
             });
         }
         Ok(out)
     }
 
-    /// Writes kv records and envelope batches in one transaction.
+    /// Writes kv records, envelope batches and folder snapshots in one
+    /// transaction.
     pub fn persist(
         &mut self,
         kv: &[(&str, Vec<u8>)],
         batches: &[(SpaceId, SpaceKind, Option<SpaceId>, &[Envelope])],
+        snapshots: &[(SpaceId, &[u8])],
     ) -> Result<(), StoreError> {
         let rows: Vec<(SpaceId, &str, Option<SpaceId>, &[Envelope])> = batches
             .iter()
@@ -774,7 +797,7 @@ impl Store {
                 (*space, kind, *team, *envs)
             })
             .collect();
-        self.write_batch(kv, &rows)
+        self.write_batch(kv, &rows, snapshots)
     }
 }
 
@@ -835,6 +858,70 @@ mod tests {
         v.unlock("246813", now()).unwrap();
         let (_, _, item) = v.find_item(&ItemQuery::live("mail")).unwrap();
         assert_eq!(item.fields["password"], "hunter2");
+    }
+
+    /// Issue 18: a folder that changed much is snapshotted when the vault
+    /// locks; the next unlock, and one after a restart, load it and show
+    /// what a full replay shows — edits made after the snapshot included.
+    #[test]
+    fn a_locked_folder_reopens_from_its_snapshot_with_later_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = Vault::open(dir.path(), kdf()).unwrap();
+        v.init("Ada", "ada@example.com", "246813", now(), &mut OsRng)
+            .unwrap();
+        let add = |v: &mut Vault, name: String| {
+            v.add_item(
+                NewItemSpec {
+                    folder: None,
+                    item_type: ItemType::Login,
+                    name,
+                    fields: BTreeMap::from([("password".into(), "pw".into())]),
+                    urls: vec![],
+                },
+                now(),
+                &mut OsRng,
+            )
+            .unwrap();
+            v.settle().unwrap();
+        };
+        let n = coffer_crdt::replica::SNAPSHOT_AFTER_CHANGES + 4;
+        for i in 0..n {
+            add(&mut v, format!("item{i:04}"));
+        }
+        v.lock(LockReason::Request);
+        v.settle().unwrap();
+        v.unlock("246813", now()).unwrap();
+        assert_eq!(v.replica().unwrap().last_unlock().from_snapshot, 1);
+        add(&mut v, "after".into());
+        drop(v);
+        let mut v = Vault::open(dir.path(), kdf()).unwrap();
+        v.unlock("246813", now()).unwrap();
+        let opened = v.replica().unwrap().last_unlock();
+        assert_eq!((opened.from_snapshot, opened.rebuilt), (1, 0));
+        let names: Vec<String> = v
+            .replica()
+            .unwrap()
+            .items(None, false)
+            .unwrap()
+            .into_iter()
+            .map(|(_, i)| i.name.clone())
+            .collect();
+        assert_eq!(names.len(), n + 1);
+        assert!(names.contains(&"after".to_string()) && names.contains(&"item0000".to_string()));
+        // A damaged snapshot is only a lost shortcut: the folder is rebuilt.
+        v.lock(LockReason::Request);
+        v.store
+            .conn
+            .execute("UPDATE snapshots SET sealed = x'00'", [])
+            .unwrap();
+        drop(v);
+        let mut v = Vault::open(dir.path(), kdf()).unwrap();
+        v.unlock("246813", now()).unwrap();
+        assert_eq!(v.replica().unwrap().last_unlock().rebuilt, 1);
+        assert_eq!(
+            v.replica().unwrap().items(None, false).unwrap().len(),
+            n + 1
+        );
     }
 
     /// `coffer reset` (issue 21): a locked vault whose PIN is unknown is

@@ -27,6 +27,7 @@ mod manage;
 mod open;
 mod personal;
 mod recover;
+mod snapshot;
 mod standing;
 mod sync;
 mod team;
@@ -49,6 +50,7 @@ pub use items::{FolderSummary, HistoryItem, ImportItem, ImportPlan, ItemQuery, N
 pub use manage::{FolderRemoval, TrashEmptied};
 pub use open::Skip;
 pub use recover::Recovery;
+pub use snapshot::SNAPSHOT_AFTER_CHANGES;
 pub use standing::Standing;
 pub use sync::{
     PeerErrorCode, PeerSummary, ProtocolViolation, SpaceDigest, SpaceSummary, SyncMessage, Tip,
@@ -102,6 +104,8 @@ pub struct StoredSpace {
     /// The team whose roster a folder is judged against.
     pub team: Option<SpaceId>,
     pub envelopes: Vec<Envelope>,
+    /// The folder's last [`Persist::Snapshot`], if one was stored.
+    pub snapshot: Option<Vec<u8>>,
 }
 
 /// Something to write durably before anything else of the same command
@@ -117,6 +121,9 @@ pub enum Persist {
     },
     /// The paired devices, as they are now.
     Trusted(Vec<Trusted>),
+    /// Replace the folder's snapshot (sealed; hand it back in
+    /// [`StoredSpace::snapshot`]). Losing one costs only time.
+    Snapshot { space: SpaceId, sealed: Vec<u8> },
 }
 
 /// What changed on an item.
@@ -209,6 +216,18 @@ pub struct Replica {
     suspended: BTreeMap<DeviceId, sync::PeerState>,
     allowed: BTreeMap<DeviceId, [u8; 32]>,
     effects: VecDeque<Effect>,
+    /// Sealed folder snapshots, tried first when a folder is opened.
+    snapshots: BTreeMap<SpaceId, Vec<u8>>,
+    last_unlock: UnlockReport,
+}
+
+/// How the last unlock opened the folders.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnlockReport {
+    /// Loaded from a snapshot, then brought up to date.
+    pub from_snapshot: usize,
+    /// Rebuilt from every accepted change.
+    pub rebuilt: usize,
 }
 
 impl std::fmt::Debug for Replica {
@@ -299,9 +318,13 @@ impl Replica {
             r
         });
         let mut folders = BTreeMap::new();
+        let mut snapshots = BTreeMap::new();
         for s in stored {
             if s.kind != SpaceKind::Folder {
                 continue;
+            }
+            if let Some(sealed) = s.snapshot {
+                snapshots.insert(s.id, sealed);
             }
             // Only this device's team roster judges its folders.
             let team = s.team.filter(|t| Some(*t) == team);
@@ -323,6 +346,8 @@ impl Replica {
             suspended: BTreeMap::new(),
             allowed: BTreeMap::new(),
             effects: VecDeque::new(),
+            snapshots,
+            last_unlock: UnlockReport::default(),
         };
         replica.update_allowed();
         replica
@@ -377,18 +402,67 @@ impl Replica {
             return Ok(());
         }
         let mut open = BTreeMap::new();
+        let mut report = UnlockReport::default();
         for (id, space) in &self.folders {
-            if let Some(folder) = OpenFolder::open(space, &keys) {
+            let restored = self
+                .snapshots
+                .get(id)
+                .and_then(|sealed| snapshot::restore(space, &keys, sealed));
+            let folder = match restored {
+                Some(folder) => {
+                    report.from_snapshot += 1;
+                    Some(folder)
+                }
+                None => {
+                    // Stale or unreadable: rebuilt, and snapshotted anew.
+                    self.snapshots.remove(id);
+                    let folder = OpenFolder::open(space, &keys);
+                    report.rebuilt += usize::from(folder.is_some());
+                    folder
+                }
+            };
+            if let Some(folder) = folder {
                 open.insert(*id, folder);
             }
         }
+        self.last_unlock = report;
         self.unlocked = Some(Unlocked { keys, open });
         self.emit(Event::LockChanged {
             locked: false,
             reason,
         });
         self.upkeep_keys(false, rng);
+        self.snapshot_folders(SNAPSHOT_AFTER_CHANGES, rng);
         Ok(())
+    }
+
+    /// How the last unlock opened the folders.
+    pub fn last_unlock(&self) -> UnlockReport {
+        self.last_unlock
+    }
+
+    /// Seals a snapshot of every open folder that applied `min_changes`
+    /// changes or more since its last one (`Persist::Snapshot`), so that
+    /// the next unlock or restart loads it instead of replaying them. The
+    /// host calls it before locking, with [`SNAPSHOT_AFTER_CHANGES`];
+    /// unlocking does too.
+    pub fn snapshot_folders(&mut self, min_changes: usize, rng: &mut impl CryptoRngCore) {
+        let Some(unlocked) = self.unlocked.as_mut() else {
+            return;
+        };
+        for (id, folder) in unlocked.open.iter_mut() {
+            if !folder.snapshot_due(min_changes) {
+                continue;
+            }
+            let Some(space) = self.folders.get_mut(id) else {
+                continue;
+            };
+            if let Some(sealed) = snapshot::seal(space, folder, rng) {
+                self.snapshots.insert(*id, sealed.clone());
+                self.effects
+                    .push_back(Effect::Persist(Persist::Snapshot { space: *id, sealed }));
+            }
+        }
     }
 
     /// Forgets the keys and every decrypted document.

@@ -36,6 +36,9 @@ pub(crate) struct OpenFolder {
     learned: Vec<(EnvelopeId, ChangeMeta)>,
     /// The incarnation this device writes as.
     pub incarnation: u32,
+    /// Changes applied since the folder was last snapshotted (or built
+    /// without a snapshot).
+    unsnapshotted: usize,
 }
 
 /// Why an accepted change is not in the document.
@@ -73,6 +76,7 @@ impl OpenFolder {
             hashes: HashMap::new(),
             learned: Vec::new(),
             incarnation: 0,
+            unsnapshotted: 0,
         };
         let order: Vec<&Envelope> = space.accepted_content().collect();
         open.apply(&order);
@@ -80,6 +84,44 @@ impl OpenFolder {
         open.doc.set_writer(me, open.incarnation);
         open.items = open.doc.items().into_iter().map(|i| (i.id, i)).collect();
         Some(open)
+    }
+
+    /// A folder restored from a snapshot's parts (its items not read yet).
+    pub(crate) fn from_parts(
+        doc: FolderDoc,
+        keys: BTreeMap<EnvelopeId, FolderKey>,
+        applied: Vec<(EnvelopeId, ChangeMeta)>,
+        skipped: BTreeMap<EnvelopeId, Skip>,
+    ) -> OpenFolder {
+        OpenFolder {
+            doc,
+            items: BTreeMap::new(),
+            keys,
+            applied_ids: applied.iter().map(|(id, _)| *id).collect(),
+            skipped,
+            hashes: applied.iter().map(|(id, m)| (m.hash, *id)).collect(),
+            // Handed to the space before this device's next change names its deps.
+            learned: applied,
+            incarnation: 0,
+            unsnapshotted: 0,
+        }
+    }
+
+    pub(crate) fn applied_ids(&self) -> impl Iterator<Item = &EnvelopeId> {
+        self.applied_ids.iter()
+    }
+
+    pub(crate) fn applied_count(&self) -> usize {
+        self.applied_ids.len()
+    }
+
+    /// Whether at least `changes` (and one) were applied since the last snapshot.
+    pub(crate) fn snapshot_due(&self, changes: usize) -> bool {
+        self.unsnapshotted >= changes.max(1)
+    }
+
+    pub(crate) fn snapshotted(&mut self) {
+        self.unsnapshotted = 0;
     }
 
     /// Whether `me` no longer shows the folder: it was deleted for every
@@ -113,6 +155,7 @@ impl OpenFolder {
                 }
             }
         }
+        self.unsnapshotted += ids.len();
         if self.doc.apply_bound(batch).is_ok() {
             self.applied_ids.extend(ids.iter().map(|(_, id)| *id));
         } else {
@@ -218,6 +261,7 @@ impl OpenFolder {
     pub fn record_own(&mut self, env: &Envelope, meta: &ChangeMeta) {
         self.hashes.insert(meta.hash, env.id());
         self.applied_ids.insert(env.id());
+        self.unsnapshotted += 1;
     }
 
     /// Takes in epoch keys that reached this device since it opened the

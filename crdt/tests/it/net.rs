@@ -17,6 +17,7 @@ use rand_chacha::ChaCha20Rng;
 pub struct Store {
     pub spaces: BTreeMap<SpaceId, (SpaceKind, Option<SpaceId>, Vec<Envelope>)>,
     pub trusted: Vec<Trusted>,
+    pub snapshots: BTreeMap<SpaceId, Vec<u8>>,
 }
 
 impl Store {
@@ -42,6 +43,9 @@ impl Store {
                 }
             }
             Persist::Trusted(list) => self.trusted = list,
+            Persist::Snapshot { space, sealed } => {
+                self.snapshots.insert(space, sealed);
+            }
         }
     }
 
@@ -53,6 +57,7 @@ impl Store {
                 kind: *kind,
                 team: *team,
                 envelopes: envs.clone(),
+                snapshot: self.snapshots.get(id).cloned(),
             })
             .collect()
     }
