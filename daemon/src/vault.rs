@@ -529,18 +529,27 @@ impl Vault {
     }
 
     /// Forgets every key and decrypted document.
-    pub fn lock(&mut self, reason: LockReason) {
+    /// Seals snapshots of the open folders that changed much since their
+    /// last one (see `Replica::snapshot_folders`); written by settle.
+    pub fn snapshot_folders(&mut self) {
         if let Some(r) = self.replica.as_mut() {
-            if !r.is_locked() {
-                // Folders that changed much are saved compacted first, so the
-                // next unlock does not replay their changes (written by settle).
-                r.snapshot_folders(
-                    coffer_crdt::replica::SNAPSHOT_AFTER_CHANGES,
-                    &mut rand::rngs::OsRng,
-                );
-                r.lock(reason);
-                info!(?reason, "vault locked");
-            }
+            r.snapshot_folders(
+                coffer_crdt::replica::SNAPSHOT_AFTER_CHANGES,
+                &mut rand::rngs::OsRng,
+            );
+        }
+    }
+
+    pub fn lock(&mut self, reason: LockReason) {
+        if self.is_locked() {
+            return;
+        }
+        // Folders that changed much are saved compacted first, so the next
+        // unlock does not replay their changes (written by settle).
+        self.snapshot_folders();
+        if let Some(r) = self.replica.as_mut() {
+            r.lock(reason);
+            info!(?reason, "vault locked");
         }
     }
 

@@ -35,6 +35,9 @@ pub trait Router: Send + 'static {
 type Job = Box<dyn FnOnce(&mut Vault) -> Answer + Send>;
 type Answer = Box<dyn FnOnce() + Send>;
 
+/// Idle time after which folders that changed much are snapshotted.
+const SNAPSHOT_WHEN_IDLE: Duration = Duration::from_secs(5);
+
 enum Call {
     /// A request; `activity` postpones the auto-lock.
     Job { job: Job, activity: bool },
@@ -42,7 +45,7 @@ enum Call {
     Connect { peer: DeviceId, notify: Arc<Notify> },
     /// That session ended.
     Disconnect { peer: DeviceId, notify: Arc<Notify> },
-    /// Once a second: lock after the idle time.
+    /// Once a second: snapshot, then lock, after their idle times.
     Tick,
     /// Lock now and stop (daemon shutdown).
     Stop(oneshot::Sender<()>),
@@ -251,6 +254,13 @@ impl Actor {
                     }
                 }
                 Call::Tick => {
+                    if !self.vault.is_locked() && self.last_activity.elapsed() >= SNAPSHOT_WHEN_IDLE
+                    {
+                        // Saved compacted while nobody waits, so that a crash
+                        // or reboot does not cost a full replay on unlock.
+                        self.vault.snapshot_folders();
+                        self.settle();
+                    }
                     if !self.vault.is_locked() && self.last_activity.elapsed() >= self.auto_lock {
                         info!(
                             idle_secs = self.last_activity.elapsed().as_secs(),
