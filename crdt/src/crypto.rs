@@ -71,6 +71,21 @@ impl DeviceKeys {
         })
     }
 
+    /// A key only this device can derive, for data it keeps for itself
+    /// about a folder (its snapshots): BLAKE3 `derive_key` over the
+    /// device's secret and the folder's epoch key, bound to `context`. A
+    /// member who holds the epoch key but not this device's secret can
+    /// neither read nor forge what it seals.
+    pub fn local_key(&self, context: &str, folder_key: &FolderKey, bound_to: &[u8]) -> FolderKey {
+        let mut hasher = blake3::Hasher::new_derive_key(context);
+        hasher.update(self.to_secret_bytes().as_slice());
+        hasher.update(folder_key.expose_secret());
+        hasher.update(bound_to);
+        let mut out = Zeroizing::new([0u8; 32]);
+        hasher.finalize_xof().fill(out.as_mut_slice());
+        FolderKey::from_bytes(*out)
+    }
+
     pub fn device_id(&self) -> DeviceId {
         DeviceId(self.signing.verifying_key().to_bytes())
     }

@@ -134,7 +134,7 @@ impl Store {
         &mut self,
         kv: &[(&str, Vec<u8>)],
         spaces: &[(SpaceId, &str, Option<SpaceId>, &[Envelope])],
-        snapshots: &[(SpaceId, &[u8])],
+        snapshots: &[(SpaceId, Option<&[u8]>)],
     ) -> Result<(), StoreError> {
         #[cfg(test)]
         if std::mem::take(&mut self.fail_next) {
@@ -160,11 +160,18 @@ impl Store {
                 insert_envelope(&tx, env)?;
             }
         }
+        // In order: a drop then a new snapshot of the same folder keeps the new one.
         for (space, sealed) in snapshots {
-            tx.execute(
-                "INSERT OR REPLACE INTO snapshots (space, sealed) VALUES (?1, ?2)",
-                params![&space.0[..], sealed],
-            )?;
+            match sealed {
+                Some(sealed) => tx.execute(
+                    "INSERT OR REPLACE INTO snapshots (space, sealed) VALUES (?1, ?2)",
+                    params![&space.0[..], sealed],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM snapshots WHERE space = ?1",
+                    params![&space.0[..]],
+                )?,
+            };
         }
         tx.commit()?;
         Ok(())

@@ -250,7 +250,10 @@ impl Vault {
                     envelopes,
                 } => batches.push((*space, *kind, *team, envelopes.as_slice())),
                 Persist::Trusted(list) => trusted = Some(list),
-                Persist::Snapshot { space, sealed } => snapshots.push((*space, sealed.as_slice())),
+                Persist::Snapshot { space, sealed } => {
+                    snapshots.push((*space, Some(sealed.as_slice())))
+                }
+                Persist::DropSnapshot { space } => snapshots.push((*space, None)),
             }
         }
         let trusted = trusted
@@ -386,7 +389,9 @@ impl Vault {
                     team,
                     envelopes,
                 } => Some((*space, *kind, *team, envelopes.as_slice())),
-                Persist::Trusted(_) | Persist::Snapshot { .. } => None,
+                Persist::Trusted(_) | Persist::Snapshot { .. } | Persist::DropSnapshot { .. } => {
+                    None
+                }
             })
             .collect();
         // All or nothing: keystore, sealed keys, identity and the Personal folder.
@@ -794,7 +799,7 @@ impl Store {
         &mut self,
         kv: &[(&str, Vec<u8>)],
         batches: &[(SpaceId, SpaceKind, Option<SpaceId>, &[Envelope])],
-        snapshots: &[(SpaceId, &[u8])],
+        snapshots: &[(SpaceId, Option<&[u8]>)],
     ) -> Result<(), StoreError> {
         let rows: Vec<(SpaceId, &str, Option<SpaceId>, &[Envelope])> = batches
             .iter()

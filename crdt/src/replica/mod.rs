@@ -124,6 +124,8 @@ pub enum Persist {
     /// Replace the folder's snapshot (sealed; hand it back in
     /// [`StoredSpace::snapshot`]). Losing one costs only time.
     Snapshot { space: SpaceId, sealed: Vec<u8> },
+    /// Delete the folder's snapshot: it no longer matches the folder.
+    DropSnapshot { space: SpaceId },
 }
 
 /// What changed on an item.
@@ -415,7 +417,10 @@ impl Replica {
                 }
                 None => {
                     // Stale or unreadable: rebuilt, and snapshotted anew.
-                    self.snapshots.remove(id);
+                    if self.snapshots.remove(id).is_some() {
+                        self.effects
+                            .push_back(Effect::Persist(Persist::DropSnapshot { space: *id }));
+                    }
                     let folder = OpenFolder::open(space, &keys);
                     report.rebuilt += usize::from(folder.is_some());
                     folder
@@ -457,7 +462,7 @@ impl Replica {
             let Some(space) = self.folders.get_mut(id) else {
                 continue;
             };
-            if let Some(sealed) = snapshot::seal(space, folder, rng) {
+            if let Some(sealed) = snapshot::seal(space, &unlocked.keys, folder, rng) {
                 self.snapshots.insert(*id, sealed.clone());
                 self.effects
                     .push_back(Effect::Persist(Persist::Snapshot { space: *id, sealed }));

@@ -4,13 +4,17 @@
 //! instead of replaying every change of the folder's history.
 //!
 //! A snapshot is never trusted to decide anything: it is an encoding of an
-//! [`OpenFolder`] this device built itself, sealed under a folder epoch key
-//! with the folder's id in the associated data. On unlock it is used only
+//! [`OpenFolder`] this device built itself, sealed under a key derived from
+//! this device's secret and a folder epoch key (another member holds the
+//! epoch key, not this device's secret, so cannot forge one), with the
+//! folder's id and the epoch in the associated data. On unlock it is used only
 //! where the folder it came from could have been *reused* after a sync (the
 //! same test, [`OpenFolder::extends`] and [`OpenFolder::add_keys`]): every
-//! change it holds is still accepted, and no change it skipped for want of
-//! a key has become readable. Otherwise — or when it does not open, decode
-//! or load — the folder is rebuilt from its envelopes, as without one.
+//! change it holds or skipped is still accepted, and no change it skipped
+//! for want of a key has become readable. Otherwise — or when it does not
+//! open, decode or load — the folder is rebuilt from its envelopes, as
+//! without one, and the host drops it (`Persist::DropSnapshot`). Whoever
+//! could seal one holds this device's keys, and with them its vault.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -73,6 +77,17 @@ fn aad(space: &SpaceId, epoch: &EnvelopeId) -> Vec<u8> {
     aad
 }
 
+/// The seal key: this device's own, derived with the epoch key, so that
+/// another member of the folder (who holds the epoch key) cannot forge a
+/// snapshot in this device's store.
+fn seal_key(keys: &DeviceKeys, epoch_key: &FolderKey, aad: &[u8]) -> FolderKey {
+    keys.local_key(
+        "coffer 2026-12-04 folder snapshot seal key v1",
+        epoch_key,
+        aad,
+    )
+}
+
 fn skip_code(s: Skip) -> u8 {
     match s {
         Skip::NoKey => 0,
@@ -97,6 +112,7 @@ fn skip_of(code: u8) -> Option<Skip> {
 /// metadata of a change it applied.
 pub(crate) fn seal(
     space: &mut Space,
+    keys: &DeviceKeys,
     folder: &mut OpenFolder,
     rng: &mut impl CryptoRngCore,
 ) -> Option<Vec<u8>> {
@@ -136,10 +152,11 @@ pub(crate) fn seal(
             .collect(),
     };
     let plain = zeroize::Zeroizing::new(postcard::to_stdvec(&body).ok()?);
+    let aad = aad(&space.id(), &epoch);
     let sealed = Sealed {
         version: VERSION,
         epoch,
-        ciphertext: key.encrypt(&plain, &aad(&space.id(), &epoch), rng),
+        ciphertext: seal_key(keys, &key, &aad).encrypt(&plain, &aad, rng),
     };
     folder.snapshotted();
     postcard::to_stdvec(&sealed).ok()
@@ -157,10 +174,9 @@ pub(crate) fn restore(space: &Space, keys: &DeviceKeys, sealed: &[u8]) -> Option
         return None;
     }
     let epoch_keys = space.epoch_keys(keys);
-    let key: &FolderKey = epoch_keys.get(&outer.epoch)?;
-    let plain = key
-        .decrypt(&outer.ciphertext, &aad(&space.id(), &outer.epoch))
-        .ok()?;
+    let aad = aad(&space.id(), &outer.epoch);
+    let key = seal_key(keys, epoch_keys.get(&outer.epoch)?, &aad);
+    let plain = key.decrypt(&outer.ciphertext, &aad).ok()?;
     let (body, rest): (Body, &[u8]) = postcard::take_from_bytes(&plain).ok()?;
     if !rest.is_empty() {
         return None;
@@ -179,6 +195,11 @@ pub(crate) fn restore(space: &Space, keys: &DeviceKeys, sealed: &[u8]) -> Option
     let doc = FolderDoc::from_snapshot(&body.doc, actors, item_changes, me)?;
     let mut skipped = BTreeMap::new();
     for (id, code) in body.skipped {
+        // A skipped change no longer accepted (its author removed since):
+        // a full replay would not list it; neither does a rebuild.
+        if !space.is_accepted(&id) {
+            return None;
+        }
         skipped.insert(id, skip_of(code)?);
     }
     let applied: Vec<(EnvelopeId, ChangeMeta)> = body

@@ -46,6 +46,9 @@ impl Store {
             Persist::Snapshot { space, sealed } => {
                 self.snapshots.insert(space, sealed);
             }
+            Persist::DropSnapshot { space } => {
+                self.snapshots.remove(&space);
+            }
         }
     }
 
