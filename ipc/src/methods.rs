@@ -1159,6 +1159,31 @@ method!(
     JoinFinish, "join.finish", JoinFinishParams, JoinResult
 );
 
+/// `coffer ui`: the local web app's address and a one-time token that the
+/// browser spends on first use for a session cookie (`docs/security.md`).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct UiOpenResult {
+    /// `http://127.0.0.1:PORT/`, without the token.
+    pub url: String,
+    /// Single use, expires within two minutes; goes in the URL fragment,
+    /// which the browser never sends to a server.
+    pub token: String,
+}
+
+impl fmt::Debug for UiOpenResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UiOpenResult")
+            .field("url", &self.url)
+            .field("token", &REDACTED)
+            .finish()
+    }
+}
+
+method!(
+    /// A one-time token for the daemon's local web app (`coffer ui`).
+    UiOpen, "ui.open", Empty, UiOpenResult
+);
+
 // Debug without the secrets: a stray `{:?}` of a request must not log a
 // PIN, a password, a passphrase, a TOTP secret or an invite code.
 const REDACTED: &str = "<redacted>";
