@@ -45,8 +45,10 @@ use super::Shared;
 pub(crate) mod sessions;
 use sessions::{Secret, Sessions};
 
-/// The session cookie's name.
-const COOKIE: &str = "coffer_session";
+/// The session cookie's name, before the listener's port: browsers send a
+/// host's cookies to all its ports, so two daemons on one machine (two
+/// users, or tests) must not overwrite each other's.
+const COOKIE: &str = "coffer_session_";
 /// The header carrying the session's CSRF token.
 const CSRF_HEADER: &str = "x-coffer-csrf";
 /// The page's policy: our own scripts, styles and fetches only.
@@ -134,6 +136,8 @@ struct Web {
     hosts: Vec<String>,
     /// The `Origin` values a POST may come from.
     origins: Vec<String>,
+    /// This listener's cookie name.
+    cookie: String,
 }
 
 /// The listener, bound before the daemon reports ready; `None` (with a
@@ -184,6 +188,7 @@ pub(crate) fn spawn(listener: TcpListener, shared: Arc<Shared>, sessions: Sessio
         sessions,
         hosts,
         origins,
+        cookie: format!("{COOKIE}{}", addr.port()),
     });
     let app = Router::new()
         .route("/", get(index))
@@ -280,7 +285,7 @@ impl Web {
     /// Whether the request's cookie names a live session (pages only:
     /// the API also wants the CSRF token).
     async fn has_session(&self, headers: &HeaderMap) -> bool {
-        match cookie(headers) {
+        match cookie(headers, &self.cookie) {
             Some(c) => self.sessions.live(c).await,
             None => false,
         }
@@ -294,7 +299,7 @@ impl Web {
             warn!("web request refused: cross-origin");
             return Err(Refused(StatusCode::FORBIDDEN, "cross-origin request"));
         }
-        let Some(cookie) = cookie(headers) else {
+        let Some(cookie) = cookie(headers, &self.cookie) else {
             return Err(Refused(StatusCode::UNAUTHORIZED, "no session"));
         };
         let csrf = headers.get(CSRF_HEADER).and_then(|h| h.to_str().ok());
@@ -306,7 +311,7 @@ impl Web {
 }
 
 /// The session cookie's value, if the request has one.
-fn cookie(headers: &HeaderMap) -> Option<Secret> {
+fn cookie(headers: &HeaderMap, name: &str) -> Option<Secret> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -314,7 +319,7 @@ fn cookie(headers: &HeaderMap) -> Option<Secret> {
         .flat_map(|h| h.split(';'))
         .find_map(|kv| {
             let (k, v) = kv.trim().split_once('=')?;
-            (k == COOKIE && !v.is_empty()).then(|| Zeroizing::new(v.to_string()))
+            (k == name && !v.is_empty()).then(|| Zeroizing::new(v.to_string()))
         })
 }
 
@@ -375,7 +380,8 @@ async fn start_session(State(web): State<Arc<Web>>, headers: HeaderMap, body: By
         Ok(Some(started)) => {
             info!("web session started");
             let set = format!(
-                "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+                "{}={}; HttpOnly; SameSite=Strict; Path=/",
+                web.cookie,
                 started.cookie.as_str()
             );
             let Ok(set) = HeaderValue::from_str(&set) else {

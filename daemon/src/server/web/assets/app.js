@@ -65,7 +65,7 @@ function h(tag, attrs, ...children) {
     else if (v === true) el.setAttribute(k, "");
     else el.setAttribute(k, String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -363,11 +363,12 @@ async function renderDetail() {
   if (item.urls.length) dl.append(h("dt", {}, "Websites"), h("dd", {}, item.urls.join(", ")));
   const tools = h("div", { class: "toolbar", id: "item-tools" });
   if (editable && !S.trash) {
-    tools.append(
+    tools.append(...[
       h("button", { type: "button", id: "edit-item", onclick: () => itemDialog(item) }, "Edit"),
       item.item_type === "login" && !item.fields.totp
         ? h("button", { type: "button", class: "ghost", onclick: () => add2faDialog(item) }, "Add 2FA") : null,
-      h("button", { type: "button", class: "danger", id: "trash-item", onclick: () => act(call("item.trash", { item: item.id }), "Moved to the trash", true) }, "Move to trash"));
+      h("button", { type: "button", class: "danger", id: "trash-item", onclick: () => act(call("item.trash", { item: item.id }), "Moved to the trash", true) }, "Move to trash"),
+    ].filter(Boolean));
   }
   if (editable && S.trash) {
     tools.append(h("button", { type: "button", id: "restore-item", onclick: () => act(call("item.restore", { item: item.id }), "Restored", true) }, "Restore"));
@@ -765,6 +766,7 @@ function onEvent(data) {
   } catch (e) {
     return;
   }
+  if (!ev.type) ev.type = "sync_progress"; // "lagged": reload to be sure
   if (ev.type === "lock_state" && ev.locked) {
     return ended("the vault locked");
   }
@@ -799,8 +801,9 @@ async function start() {
   const status = await loadStatus();
   if (status.locked) return renderLocked();
   await loadVault();
-  nav();
-  performance.mark("coffer-vault-painted");
+  S.view = "vault";
+  renderVault();
+  requestAnimationFrame(() => performance.mark("coffer-vault-painted"));
 }
 
 if (!csrf) {
