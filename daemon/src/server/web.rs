@@ -69,6 +69,7 @@ pub(crate) const METHODS: &[&str] = &[
     m::ItemAdd::NAME,
     m::ItemGet::NAME,
     m::ItemList::NAME,
+    m::ItemListPage::NAME,
     m::ItemSearch::NAME,
     m::ItemEdit::NAME,
     m::ItemTrash::NAME,

@@ -196,13 +196,34 @@ async function loadStatus() {
   return S.status;
 }
 
+// The first page comes first (the vault paints at once), the whole
+// listing after it: search and folders then filter it here, as you type.
 async function loadVault() {
-  const [folders, items] = await Promise.all([
+  const [folders, page] = await Promise.all([
     call("folder.list"),
-    call("item.list", { trash: S.trash }),
+    call("item.page", { trash: S.trash, limit: PAGE }),
   ]);
   S.folders = folders;
-  S.items = items;
+  S.items = page.items;
+  S.total = page.total;
+  S.complete = page.items.length >= page.total;
+  if (!S.complete) loadRest();
+}
+
+let loading = 0;
+async function loadRest() {
+  const ticket = ++loading;
+  let all;
+  try {
+    all = await call("item.list", { trash: S.trash });
+  } catch (e) {
+    return;
+  }
+  if (ticket !== loading) return;
+  S.items = all;
+  S.complete = true;
+  if ($("items")) renderList();
+  performance.mark("coffer-list-complete");
 }
 
 async function loadTeam() {
@@ -310,7 +331,9 @@ function renderList() {
     h("span", {}, it.name, it.has_totp ? h("span", { class: "badge" }, "2FA") : null,
       it.item_type !== "login" ? h("span", { class: "badge" }, TYPES[it.item_type] || it.item_type) : null),
     h("span", { class: "sub" }, [it.username, it.folder].filter(Boolean).join(" · "))))));
-  $("count").textContent = total > page.length
+  $("count").textContent = !S.complete
+    ? `${S.total} items (loading the rest…)`
+    : total > page.length
     ? `${total} items (showing ${page.length}; search to narrow)`
     : `${total} item${total === 1 ? "" : "s"}${S.trash ? " in the trash" : ""}`;
   performance.mark("coffer-list-rendered");
@@ -798,9 +821,12 @@ function nav() {
 }
 
 async function start() {
+  // All at once: a locked vault refuses the listing, and status says why.
+  const listing = loadVault().then(() => null, (e) => e);
   const status = await loadStatus();
   if (status.locked) return renderLocked();
-  await loadVault();
+  const failed = await listing;
+  if (failed) throw failed;
   S.view = "vault";
   renderVault();
   requestAnimationFrame(() => performance.mark("coffer-vault-painted"));
