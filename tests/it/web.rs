@@ -236,6 +236,9 @@ fn a_foreign_host_header_is_refused() {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+/// What a case is, its request headers, the status it must get.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+
 #[test]
 fn a_cross_origin_post_or_a_missing_csrf_token_changes_nothing() {
     let (d, port) = web_daemon();
@@ -243,7 +246,7 @@ fn a_cross_origin_post_or_a_missing_csrf_token_changes_nothing() {
     let o = origin(port);
     let trash = json!({ "item": "Mail" });
     let wrong = "0".repeat(64);
-    let cases: [(&str, Vec<(&str, &str)>, u16); 6] = [
+    let cases: [Case; 6] = [
         (
             "a foreign Origin",
             vec![
