@@ -374,3 +374,59 @@ fn a_taken_port_leaves_the_daemon_running_without_its_web_app() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+/// The web layer decides nothing (docs/ARCHITECTURE.md, "server/web.rs"):
+/// it reaches the vault only through `Shared::dispatch`, the IPC server's
+/// own function, and its page has no inline script or style (the CSP
+/// would refuse them).
+#[test]
+fn the_web_layer_only_forwards_to_the_daemons_dispatch() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let web = root.join("daemon/src/server/web.rs");
+    let mut files = coffer_tests::files_under(&root.join("daemon/src/server/web"));
+    files.push(web.clone());
+    let mut hits = Vec::new();
+    for file in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+    {
+        let text = std::fs::read_to_string(file).expect("read");
+        for pattern in [
+            "replica",
+            "blocking_call",
+            "coffer_crdt",
+            "Role::Manager",
+            "Role::Editor",
+            "Role::Member",
+            "Vault",
+        ] {
+            if text
+                .lines()
+                .any(|l| !l.trim_start().starts_with("//") && l.contains(pattern))
+            {
+                hits.push(format!("{}: {pattern}", file.display()));
+            }
+        }
+    }
+    assert!(
+        hits.is_empty(),
+        "the web layer reaches past dispatch:\n{}",
+        hits.join("\n")
+    );
+    let text = std::fs::read_to_string(&web).expect("read");
+    assert!(
+        text.contains("shared.dispatch("),
+        "the web app no longer calls dispatch"
+    );
+    for page in ["login.html", "app.html"] {
+        let html = std::fs::read_to_string(root.join("daemon/src/server/web/assets").join(page))
+            .expect("read");
+        for inline in ["<script>", "style=", "onclick=", "onload=", "javascript:"] {
+            assert!(!html.contains(inline), "{page} has inline {inline}");
+        }
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "{page} loads a third-party asset"
+        );
+    }
+}
