@@ -609,7 +609,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         events.clone(),
         allowed_rx,
     );
-    let ui = config.ui.and_then(web::bind);
+    let ui = config
+        .ui
+        .map(|addr| web::off_peer_ports(addr, &config.net.tcp_listen_ports()))
+        .and_then(web::bind);
     let web = ui.as_ref().and_then(|l| {
         let addr = l.local_addr().ok()?;
         Some((addr, web::sessions::Sessions::spawn(events.subscribe())))

@@ -430,3 +430,28 @@ fn the_web_layer_only_forwards_to_the_daemons_dispatch() {
         );
     }
 }
+
+/// The chaos suite's setup never converged with a device whose peer port
+/// was 7374, the web app's default: libp2p dials from its listen port, and
+/// the web app holding it on loopback made every dial fail. The web app
+/// now moves off a peer port.
+#[test]
+fn the_web_app_never_takes_the_peer_port() {
+    let peer_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let d = Daemon::start_with(Options {
+        args: vec![
+            "--listen".into(),
+            format!("/ip4/127.0.0.1/tcp/{peer_port}"),
+            "--ui-listen".into(),
+            format!("127.0.0.1:{peer_port}"),
+        ],
+        ..Options::default()
+    });
+    d.init();
+    let (_, ui_port) = ui_link(&d);
+    assert_ne!(ui_port, peer_port);
+    assert!(d.log_text().contains("peer-to-peer listen port"));
+}

@@ -165,6 +165,21 @@ pub(crate) fn bind(addr: SocketAddr) -> Option<TcpListener> {
     }
 }
 
+/// `addr`, or the same address on a free port when its port is one the
+/// swarm listens on: libp2p dials from its listen port, and a web app
+/// holding that port on loopback made every dial fail (the chaos suite's
+/// setup, where a device's peer port was 7374, never converged).
+/// `coffer ui` asks the daemon for the address, so a moved port only
+/// changes the link.
+pub(crate) fn off_peer_ports(addr: SocketAddr, peer_ports: &[u16]) -> SocketAddr {
+    if addr.port() != 0 && peer_ports.contains(&addr.port()) {
+        warn!(%addr, "the web app's port is a peer-to-peer listen port: serving it on a free port instead (see --ui-listen)");
+        SocketAddr::new(addr.ip(), 0)
+    } else {
+        addr
+    }
+}
+
 /// The names a browser may use for `addr` in `Host` and `Origin`.
 fn host_names(addr: SocketAddr) -> Vec<String> {
     let port = addr.port();
@@ -498,4 +513,26 @@ async fn events(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_web_app_keeps_off_the_peer_ports() {
+        let addr: SocketAddr = "127.0.0.1:7374".parse().expect("addr");
+        assert_eq!(off_peer_ports(addr, &[7373]), addr);
+        assert_eq!(off_peer_ports(addr, &[7373, 7374]).port(), 0);
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        assert_eq!(off_peer_ports(any, &[0]), any);
+    }
+
+    #[test]
+    fn hosts_and_origins_name_the_listener_only() {
+        let hosts = host_names("127.0.0.1:7374".parse().expect("addr"));
+        assert_eq!(hosts, ["localhost:7374", "127.0.0.1:7374"]);
+        let v6 = host_names("[::1]:80".parse().expect("addr"));
+        assert_eq!(v6, ["localhost:80", "[::1]:80"]);
+    }
 }
