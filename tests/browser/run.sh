@@ -25,10 +25,10 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 venv="$target/browser-venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import playwright" 2>/dev/null; then
-  echo "browser: creating $venv with playwright"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import playwright, axe_playwright_python" 2>/dev/null; then
+  echo "browser: creating $venv with playwright and axe-core"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q playwright
+  "$venv/bin/pip" install -q playwright axe-playwright-python
 fi
 
 cargo build -q -p coffer-daemon -p coffer-cli

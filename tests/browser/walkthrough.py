@@ -34,6 +34,11 @@ from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright, expect
 
+try:  # axe-core, packaged for Playwright (run.sh installs it)
+    from axe_playwright_python.sync_playwright import Axe
+except ImportError:  # pragma: no cover - reported, not hidden
+    Axe = None
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("COFFER_BIN_DIR", ROOT / "target" / "debug"))
 pages: list = []  # screenshotted when a check fails
@@ -125,9 +130,26 @@ class Checks:
         self.passed.append(what)
 
 
+AXE: dict[str, dict[str, int]] = {}
+
+
 def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
+    accessible(page, name)
+
+
+def accessible(page: Page, name: str) -> None:
+    """axe-core on this screen: no critical violation (others are counted)."""
+    if Axe is None:
+        return
+    violations = Axe().run(page).response["violations"]
+    counts: dict[str, int] = {}
+    for v in violations:
+        counts[v.get("impact") or "none"] = counts.get(v.get("impact") or "none", 0) + 1
+    AXE[name] = counts
+    critical = [f"{v['id']}: {v['help']}" for v in violations if v.get("impact") == "critical"]
+    assert not critical, f"axe-core: critical violations on {name}: {critical}"
 
 
 def open_session(page: Page, node: Node) -> None:
@@ -403,6 +425,10 @@ def main() -> int:
         for n in nodes:
             n.stop()
         shutil.rmtree(base, ignore_errors=True)
+    if Axe is None:
+        print("browser: axe-core is not installed: accessibility not checked")
+    else:
+        print(f"browser: axe-core on {len(AXE)} screens, no critical violation; others by impact: {AXE}")
     print(f"browser: {len(c.passed)} checks passed in {time.monotonic() - started:.0f} s; screenshots in {SHOTS}")
     return 0
 

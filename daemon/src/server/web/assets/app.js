@@ -652,7 +652,7 @@ async function renderAdmin() {
         h("td", {}, p.connected ? "connected" : "not connected"),
         h("td", {}, p.last_contact_ms ? new Date(p.last_contact_ms).toLocaleString() : "—")))))));
   if (devices) sections.push(h("p", { class: "muted" }, devices.filter((d) => d.revoked).length + " revoked devices"));
-  main.replaceChildren(h("div", { class: "admin" }, sections));
+  main.replaceChildren(h("h1", { class: "sr-only" }, "Admin console"), h("div", { class: "admin" }, sections));
 }
 
 function inviteSection() {
