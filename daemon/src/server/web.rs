@@ -487,19 +487,26 @@ fn error_reply(e: RpcError) -> Response {
 }
 
 /// Server-sent events from the daemon's event bus, while the session
-/// lives: a lock is sent, then the stream ends (so does the session).
+/// lives: a lock is sent, then the stream ends (so does the session); a
+/// session ended otherwise (logout, a lagging bus) ends it at its next event.
 async fn events(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    if let Err(r) = web.check_api(&headers, false).await {
-        return r.into_response();
-    }
+    let cookie = match web.check_api(&headers, false).await {
+        Ok(cookie) => cookie,
+        Err(r) => return r.into_response(),
+    };
     let rx = web.shared.events.subscribe();
-    let stream = futures::stream::unfold((rx, false), |(mut rx, ended)| async move {
+    let sessions = web.sessions.clone();
+    let state = (rx, false, sessions, cookie);
+    let stream = futures::stream::unfold(state, |(mut rx, ended, sessions, cookie)| async move {
         if ended {
             return None;
         }
         let (sse, locked) = match rx.recv().await {
             Ok(event) => {
                 let locked = matches!(event, Event::LockState { locked: true, .. });
+                if !locked && !sessions.live(cookie.clone()).await {
+                    return None;
+                }
                 let data = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
                 (SseEvent::default().event("event").data(data), locked)
             }
@@ -508,7 +515,10 @@ async fn events(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
             }
             Err(broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok::<_, std::convert::Infallible>(sse), (rx, locked)))
+        Some((
+            Ok::<_, std::convert::Infallible>(sse),
+            (rx, locked, sessions, cookie),
+        ))
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
