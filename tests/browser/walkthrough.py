@@ -315,6 +315,21 @@ def live_cli_change(page: Page, a: Node, c: Checks) -> None:
     expect(item_button(page, "Added by the CLI")).to_be_visible(timeout=TIMEOUT_MS)
     shot(page, "vault")
     c.ok("an item added with the CLI appears in the open page without a reload")
+    # Trash it, find it in the trash, restore it; its history lists both.
+    item_button(page, "Added by the CLI").click()
+    page.click("#trash-item")
+    expect(item_button(page, "Added by the CLI")).to_have_count(0, timeout=TIMEOUT_MS)
+    assert a.cli(["get", "Added by the CLI"], check=False).returncode != 0
+    page.click("#folder-trash")
+    item_button(page, "Added by the CLI").click(timeout=TIMEOUT_MS)
+    page.click("#restore-item")
+    page.click("#folder-trash")
+    item_button(page, "Added by the CLI").click(timeout=TIMEOUT_MS)
+    a.cli(["get", "Added by the CLI"])
+    page.click("#history-item")
+    expect(page.locator("#dialog tbody tr")).to_have_count(3, timeout=TIMEOUT_MS)
+    page.click("#dialog-cancel")
+    c.ok("trash, restore from the trash, and the item's history (3 changes) in the browser")
 
 
 def lock_while_open(page: Page, a: Node, c: Checks) -> None:

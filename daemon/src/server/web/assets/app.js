@@ -641,10 +641,16 @@ async function renderAdmin() {
           d.last_seen_ms ? h("span", { class: "muted" }, " · seen " + new Date(d.last_seen_ms).toLocaleTimeString()) : null,
           admin && !d.this_device ? h("button", { type: "button", class: "small danger", onclick: () => confirmRevoke(d) }, "Revoke") : null)))))))));
   sections.push(groupsSection(groups || [], admin));
+  const access = await Promise.all((folders || []).map((f) => call("folder.members", { folder: f.id }).catch(() => null)));
   sections.push(h("section", { class: "card", id: "access" }, h("h2", {}, "Folder access"),
-    h("ul", {}, (folders || []).map((f) => h("li", {}, h("button", {
-      type: "button", class: "ghost small", onclick: () => { S.view = "vault"; S.folder = f.id; S.selected = null; nav(); },
-    }, f.name), " — your role: " + (ROLE[f.role] || f.role))))));
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Folder"), h("th", {}, "Who can reach it"))),
+      h("tbody", {}, (folders || []).map((f, i) => h("tr", {},
+        h("td", {}, h("button", {
+          type: "button", class: "ghost small", onclick: () => { S.view = "vault"; S.folder = f.id; S.selected = null; nav(); },
+        }, f.name)),
+        h("td", {}, access[i]
+          ? access[i].members.map((m) => h("div", {}, (m.kind === "group" ? "group " : "") + m.name + " — " + (ROLE[m.role] || m.role)))
+          : "your role: " + (ROLE[f.role] || f.role))))))));
   sections.push(h("section", { class: "card", id: "sync" }, h("h2", {}, "Sync health"),
     h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Device"), h("th", {}, "State"), h("th", {}, "Last seen"))),
       h("tbody", {}, ((peers && peers.peers) || []).map((p) => h("tr", {},
