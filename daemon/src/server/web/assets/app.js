@@ -659,6 +659,24 @@ async function renderAdmin() {
         h("td", {}, p.last_contact_ms ? new Date(p.last_contact_ms).toLocaleString() : "—")))))));
   if (devices) sections.push(h("p", { class: "muted" }, devices.filter((d) => d.revoked).length + " revoked devices"));
   main.replaceChildren(h("h1", { class: "sr-only" }, "Admin console"), h("div", { class: "admin" }, sections));
+  if (admin) {
+    // A join arrives while the console is open: show it without a reload
+    // (only that card, so a half-typed invite stays).
+    let seen = JSON.stringify((pending || []).map((p) => p.verification_code));
+    S.timers.push(setInterval(async () => {
+      let now;
+      try {
+        now = await call("invite.pending", { kind: "user" });
+      } catch (e) {
+        return;
+      }
+      const key = JSON.stringify(now.map((p) => p.verification_code));
+      if (key !== seen && $("pending-joins")) {
+        seen = key;
+        $("pending-joins").replaceWith(pendingSection(now));
+      }
+    }, 2000));
+  }
 }
 
 function inviteSection() {
