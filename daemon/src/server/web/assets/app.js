@@ -294,7 +294,7 @@ function renderVault() {
     }, S.trash ? "Leave the trash" : "Trash"))),
     h("div", { class: "tools" },
       h("button", { type: "button", id: "new-item", onclick: () => itemDialog(null) }, "+ New item"),
-      h("button", { type: "button", id: "add-2fa", onclick: add2faDialog }, "+ 2FA"),
+      h("button", { type: "button", id: "add-2fa", onclick: () => add2faDialog(null) }, "+ 2FA"),
       h("button", { type: "button", class: "ghost", id: "new-folder", onclick: newFolderDialog }, "New folder"),
       h("button", { type: "button", class: "ghost", id: "generator", onclick: () => generatorDialog(null) }, "Password generator")));
   const search = h("input", {
