@@ -164,6 +164,8 @@ impl Cli {
             // A daemon this command autostarts stays off the LAN.
             .env("COFFER_NO_MDNS", "1")
             .env("COFFER_LISTEN", LOOPBACK_ANY_PORT)
+            // Nor serves a web app on the default port.
+            .env("COFFER_NO_UI", "1")
             .env_remove("COFFER_CONFIG");
         cmd
     }
@@ -477,6 +479,13 @@ impl Daemon {
         }
         if !self.opts.default_listen && !self.opts.args.iter().any(|a| a == "--listen") {
             cmd.args(["--listen", LOOPBACK_ANY_PORT]);
+        }
+        // Daemons run in parallel: the web app only where a test asks
+        // for it (`--ui-listen 127.0.0.1:0`).
+        cmd.env_remove("COFFER_UI_LISTEN")
+            .env_remove("COFFER_NO_UI");
+        if !self.opts.args.iter().any(|a| a == "--ui-listen") {
+            cmd.arg("--no-ui");
         }
         cmd.args(&self.opts.args);
         for (k, v) in &self.opts.env {

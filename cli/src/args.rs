@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
-use crate::{enrol, service, sync, team};
+use crate::{enrol, service, sync, team, ui};
 
 /// A subcommand's arguments, or a command group's subcommands, built only
 /// when that subcommand runs (`Command::defer`): clap derive otherwise
@@ -271,6 +271,9 @@ pub enum Command {
     /// Erase this device's vault when its PIN is lost (no PIN needed): its
     /// keys and everything stored here; then `coffer init` or `coffer join`.
     Reset(Lazy<ResetArgs>),
+    /// Open the vault and the admin console in a browser: prints the local
+    /// web app's address with a one-time sign-in token.
+    Ui(Lazy<ui::UiArgs>),
     /// Run cofferd as a login service: the systemd user unit (Linux) or the launchd agent (macOS).
     #[command(subcommand)]
     Service(Lazy<service::ServiceCommand>),

@@ -18,6 +18,7 @@ mod sync;
 mod team;
 #[cfg(test)]
 mod tests;
+mod ui;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -846,6 +847,7 @@ fn dispatch(
         Command::Invite(Lazy(args)) => enrol::invite(ctx, args)?,
         Command::Join(Lazy(args)) => enrol::join(ctx, args, false)?,
         Command::Reset(Lazy(ResetArgs { yes })) => enrol::reset(ctx, yes)?,
+        Command::Ui(Lazy(args)) => ui::open(ctx, args)?,
     }
     Ok(0)
 }

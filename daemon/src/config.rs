@@ -18,7 +18,12 @@ pub struct Config {
     pub kdf: KdfParams,
     /// Listen addresses, static peers, mDNS.
     pub net: crate::net::NetConfig,
+    /// Where the local web app listens (a loopback address), or none.
+    pub ui: Option<std::net::SocketAddr>,
 }
+
+/// The web app's default address (`--ui-listen`).
+pub const DEFAULT_UI_LISTEN: &str = "127.0.0.1:7374";
 
 /// What `config.toml` may set (every key optional).
 #[derive(Debug, Default, Deserialize)]

@@ -60,6 +60,13 @@ struct Args {
     /// No peer-to-peer networking at all.
     #[arg(long, env = "COFFER_NO_NETWORK", value_parser = clap::builder::BoolishValueParser::new())]
     no_network: bool,
+    /// Serve the local web app on this loopback address (default
+    /// 127.0.0.1:7374; port 0 picks a free one). `coffer ui` opens it.
+    #[arg(long, value_name = "ADDR", env = "COFFER_UI_LISTEN")]
+    ui_listen: Option<std::net::SocketAddr>,
+    /// Do not serve the local web app.
+    #[arg(long, env = "COFFER_NO_UI", value_parser = clap::builder::BoolishValueParser::new())]
+    no_ui: bool,
     /// Log to this file instead of stderr (stderr follows it), rotated by
     /// size: past --log-max-bytes it becomes FILE.1 and a fresh FILE starts.
     /// For daemons no journal collects (coffer's autostart, launchd).
@@ -263,7 +270,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             mdns: !args.no_mdns && file.mdns.unwrap_or(true),
             disabled: args.no_network,
         },
+        ui: match (args.no_ui, args.ui_listen) {
+            (true, _) => None,
+            (false, Some(addr)) => Some(addr),
+            (false, None) => coffer_daemon::config::DEFAULT_UI_LISTEN.parse().ok(),
+        },
     };
+    if let Some(addr) = config.ui.filter(|a| !a.ip().is_loopback()) {
+        anyhow::bail!("--ui-listen {addr} is not a loopback address: the web app serves this machine only (e.g. 127.0.0.1:7374)");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

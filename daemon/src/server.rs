@@ -46,6 +46,7 @@ use convert::{Answer, Failure};
 mod enrol_rpc;
 mod net_rpc;
 mod team_rpc;
+mod web;
 
 struct Shared {
     config: Config,
@@ -56,6 +57,8 @@ struct Shared {
     joins: enrol_rpc::JoinsHandle,
     /// Stops the daemon once notified (after `coffer reset` is answered).
     shutdown: tokio::sync::Notify,
+    /// The local web app's address and sessions, when it serves (`web`).
+    web: Option<(std::net::SocketAddr, web::sessions::Sessions)>,
 }
 
 /// Where a long request reports how far it has got (see [`Progress`]);
@@ -166,6 +169,18 @@ impl Shared {
             return self.dispatch_enrol(method, raw);
         }
         match method {
+            m::UiOpen::NAME => {
+                let Some((addr, sessions)) = &self.web else {
+                    return Err(invalid("cofferd serves no web app (started with --no-ui, or its port was taken: see its log)"));
+                };
+                let token = sessions
+                    .blocking_issue()
+                    .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
+                reply::<m::UiOpen, _>(m::UiOpenResult {
+                    url: format!("http://{addr}/"),
+                    token: token.to_string(),
+                })
+            }
             m::Status::NAME => {
                 let config = (
                     self.config.auto_lock.as_secs(),
@@ -594,6 +609,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         events.clone(),
         allowed_rx,
     );
+    let ui = config
+        .ui
+        .map(|addr| web::off_peer_ports(addr, &config.net.tcp_listen_ports()))
+        .and_then(web::bind);
+    let web = ui.as_ref().and_then(|l| {
+        let addr = l.local_addr().ok()?;
+        Some((addr, web::sessions::Sessions::spawn(events.subscribe())))
+    });
     let shared = Arc::new(Shared {
         vault,
         events,
@@ -601,7 +624,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         net,
         joins: enrol_rpc::JoinsHandle::spawn(),
         shutdown: tokio::sync::Notify::new(),
+        web,
     });
+    if let (Some(listener), Some((_, sessions))) = (ui, &shared.web) {
+        web::spawn(listener, shared.clone(), sessions.clone());
+    }
     info!(socket = %shared.config.socket.display(), data = %shared.config.data_dir.display(), "cofferd ready");
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

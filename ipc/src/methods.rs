@@ -1159,6 +1159,56 @@ method!(
     JoinFinish, "join.finish", JoinFinishParams, JoinResult
 );
 
+/// `item.page`: one page of `item.list`'s listing (same order), for a
+/// client that shows a long vault before it has all of it (the web app).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ItemPageParams {
+    pub folder: Option<String>,
+    #[serde(default)]
+    pub trash: bool,
+    #[serde(default)]
+    pub offset: usize,
+    /// At most this many (default and cap 1000).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemPage {
+    /// How many items the whole listing holds.
+    pub total: usize,
+    pub items: Vec<ItemSummary>,
+}
+
+method!(
+    /// One page of the item listing, and its total.
+    ItemListPage, "item.page", ItemPageParams, ItemPage
+);
+
+/// `coffer ui`: the local web app's address and a one-time token that the
+/// browser spends on first use for a session cookie (`docs/security.md`).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct UiOpenResult {
+    /// `http://127.0.0.1:PORT/`, without the token.
+    pub url: String,
+    /// Single use, expires within two minutes; goes in the URL fragment,
+    /// which the browser never sends to a server.
+    pub token: String,
+}
+
+impl fmt::Debug for UiOpenResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UiOpenResult")
+            .field("url", &self.url)
+            .field("token", &REDACTED)
+            .finish()
+    }
+}
+
+method!(
+    /// A one-time token for the daemon's local web app (`coffer ui`).
+    UiOpen, "ui.open", Empty, UiOpenResult
+);
+
 // Debug without the secrets: a stray `{:?}` of a request must not log a
 // PIN, a password, a passphrase, a TOTP secret or an invite code.
 const REDACTED: &str = "<redacted>";

@@ -137,6 +137,8 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["ls"], "", 0),
         (vec!["search", "git"], "", 0),
         (vec!["conflicts"], "", 0),
+        // This daemon serves no web app (--no-ui): the error, in JSON.
+        (vec!["ui"], "", 9),
         (vec!["conflicts", "pick", "github", "password", "2"], "", 9),
         (vec!["edit", "github", "--username", "lovelace"], "", 0),
         (vec!["rm", "memo"], "", 0),

@@ -30,3 +30,4 @@ mod sync;
 mod team;
 mod tidy;
 mod totp_vectors;
+mod web;

@@ -57,6 +57,30 @@ pub struct NetConfig {
     pub disabled: bool,
 }
 
+impl NetConfig {
+    /// The TCP ports the swarm listens on (the default port when none is
+    /// set). libp2p dials *from* its listen port (port reuse), binding
+    /// `0.0.0.0:PORT`: any other socket on that port, on any address,
+    /// makes every outgoing dial fail (`AddrInUse`). The web app keeps
+    /// off these ports.
+    pub fn tcp_listen_ports(&self) -> Vec<u16> {
+        if self.disabled {
+            return Vec::new();
+        }
+        if self.listen.is_empty() {
+            return vec![DEFAULT_PORT];
+        }
+        self.listen
+            .iter()
+            .flat_map(|a| a.iter())
+            .filter_map(|p| match p {
+                libp2p::multiaddr::Protocol::Tcp(port) if port != 0 => Some(port),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// The libp2p PeerId of a transport key (an Ed25519 public key). A
 /// device's transport key is not its signing key: the replica maps one to
 /// the other (`AllowedPeers`).

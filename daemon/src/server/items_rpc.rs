@@ -36,6 +36,7 @@ pub(super) const METHODS: &[(&str, Handler)] = &[
     (m::ItemGet::NAME, handler::<m::ItemGet>),
     (m::ItemList::NAME, handler::<m::ItemList>),
     (m::ItemSearch::NAME, handler::<m::ItemSearch>),
+    (m::ItemListPage::NAME, handler::<m::ItemListPage>),
     (m::ItemEdit::NAME, handler::<m::ItemEdit>),
     (m::ItemTrash::NAME, handler::<m::ItemTrash>),
     (m::ItemRestore::NAME, handler::<m::ItemRestore>),
@@ -136,6 +137,24 @@ impl OnVault for m::ItemList {
     fn run(v: &mut Vault, p: m::ItemListParams) -> Result<Vec<m::ItemSummary>, Failure> {
         let items = v.replica()?.items(p.folder.as_deref(), p.trash)?;
         summaries(v, items.into_iter())
+    }
+}
+
+/// The largest page `item.page` returns.
+const MAX_PAGE: usize = 1000;
+
+impl OnVault for m::ItemListPage {
+    fn run(v: &mut Vault, p: m::ItemPageParams) -> Result<m::ItemPage, Failure> {
+        // The listing is in memory and sorted like `item.list`; only the
+        // page is converted (the cost of a long listing is its summaries).
+        let items = v.replica()?.items(p.folder.as_deref(), p.trash)?;
+        let total = items.len();
+        let limit = p.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        let page = items.into_iter().skip(p.offset).take(limit);
+        Ok(m::ItemPage {
+            total,
+            items: summaries(v, page)?,
+        })
     }
 }
 

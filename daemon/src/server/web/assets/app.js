@@ -1,0 +1,867 @@
+// Coffer's web app: plain JavaScript, no build step, no third-party code.
+// Every action is one call of the daemon's own methods (POST /api/rpc):
+// the daemon decides what a role may do; this page only hides what it
+// would refuse. Secrets travel in request bodies, never in URLs.
+"use strict";
+
+const csrf = sessionStorage.getItem("coffer-csrf");
+const S = {
+  status: null,
+  folders: [],
+  items: [],
+  trash: false,
+  folder: null, // a folder's id, or null for every item
+  selected: null,
+  query: "",
+  view: "vault",
+  team: null,
+  revealed: {},
+  timers: [],
+};
+const PAGE = 200;
+
+// ---- plumbing -------------------------------------------------------------
+
+class CallError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+function ended(why) {
+  sessionStorage.setItem("coffer-ended", why);
+  sessionStorage.removeItem("coffer-csrf");
+  window.location.replace("/");
+}
+
+async function call(method, params) {
+  let r;
+  try {
+    r = await fetch("/api/rpc", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-Coffer-Csrf": csrf || "" },
+      body: JSON.stringify({ method: method, params: params || {} }),
+    });
+  } catch (e) {
+    throw new CallError(0, "cofferd does not answer");
+  }
+  if (r.status === 401) {
+    ended("signed out or the vault locked");
+    throw new CallError(401, "no session");
+  }
+  const body = await r.json();
+  if (body.error) throw new CallError(body.error.code, body.error.message);
+  return body.result;
+}
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const $ = (id) => document.getElementById(id);
+
+function toast(text) {
+  const t = $("toast");
+  t.textContent = text;
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.hidden = true; }, 3000);
+}
+
+function clearTimers() {
+  for (const t of S.timers) clearInterval(t);
+  S.timers = [];
+}
+
+function fail(e) {
+  toast(e.message || String(e));
+}
+
+async function copy(text, what) {
+  try {
+    await navigator.clipboard.writeText(text);
+    toast((what || "Value") + " copied");
+  } catch (e) {
+    toast("The browser refused the clipboard");
+  }
+}
+
+const ROLE = { manager: "Folder Manager", editor: "Item Manager", member: "Folder Member", none: "—" };
+const TYPES = { login: "Login", note: "Secure note", card: "Payment card", totp: "2FA token" };
+const FIELDS = {
+  login: ["username", "password", "totp", "notes"],
+  note: ["notes"],
+  card: ["holder", "number", "expiry", "cvv", "notes"],
+  totp: ["totp", "notes"],
+};
+const LABEL = {
+  username: "Username", password: "Password", totp: "2FA secret", notes: "Notes",
+  holder: "Card holder", number: "Card number", expiry: "Expiry (MM/YY)", cvv: "CVV",
+};
+
+function canEdit(folderName) {
+  const f = S.folders.find((x) => x.name === folderName || x.id === folderName);
+  return !f || f.role === "manager" || f.role === "editor";
+}
+
+// ---- dialogs --------------------------------------------------------------
+
+function dialog(title, body, onOk, okText) {
+  const d = $("dialog");
+  $("dialog-title").textContent = title;
+  const b = $("dialog-body");
+  b.replaceChildren(...[body].flat());
+  $("dialog-error").textContent = "";
+  $("dialog-ok").textContent = okText || "Save";
+  $("dialog-ok").hidden = !onOk;
+  const form = $("dialog-form");
+  form.onsubmit = async (ev) => {
+    ev.preventDefault();
+    if (!onOk) return d.close();
+    $("dialog-ok").disabled = true;
+    try {
+      await onOk();
+      d.close();
+    } catch (e) {
+      $("dialog-error").textContent = e.message || String(e);
+    } finally {
+      $("dialog-ok").disabled = false;
+    }
+  };
+  $("dialog-cancel").onclick = () => d.close();
+  d.showModal();
+  const first = b.querySelector("input, select, textarea");
+  if (first) first.focus();
+}
+
+function field(id, label, input) {
+  input.id = id;
+  return h("div", {}, h("label", { for: id }, label), input);
+}
+
+// ---- the password generator ----------------------------------------------
+
+function generate(length, symbols) {
+  const sets = "abcdefghijkmnopqrstuvwxyz" + "ABCDEFGHJKLMNPQRSTUVWXYZ" + "23456789" + (symbols ? "!#$%&*+-=?@^_" : "");
+  const out = [];
+  const buf = new Uint32Array(1);
+  while (out.length < length) {
+    crypto.getRandomValues(buf);
+    const limit = Math.floor(0x100000000 / sets.length) * sets.length;
+    if (buf[0] < limit) out.push(sets[buf[0] % sets.length]);
+  }
+  return out.join("");
+}
+
+function generatorDialog(into) {
+  const len = h("input", { type: "number", min: 8, max: 128, value: 20 });
+  const sym = h("input", { type: "checkbox", checked: true });
+  const out = h("input", { type: "text", readonly: true, class: "mono" });
+  const again = () => { out.value = generate(Math.max(8, Math.min(128, Number(len.value) || 20)), sym.checked); };
+  len.addEventListener("input", again);
+  sym.addEventListener("change", again);
+  again();
+  dialog("Password generator", [
+    field("gen-length", "Length", len),
+    h("label", { for: "gen-symbols" }, "Symbols"), Object.assign(sym, { id: "gen-symbols" }),
+    field("gen-output", "Password", out),
+    h("div", { class: "toolbar" },
+      h("button", { type: "button", class: "ghost", onclick: again }, "Another"),
+      h("button", { type: "button", class: "ghost", onclick: () => copy(out.value, "Password") }, "Copy")),
+  ], into ? async () => { into.value = out.value; } : null, into ? "Use it" : "Close");
+  if (!into) {
+    $("dialog-ok").hidden = true;
+  }
+}
+
+// ---- loading --------------------------------------------------------------
+
+async function loadStatus() {
+  S.status = await call("status");
+  $("who").textContent = S.status.name ? S.status.name + " · " + (S.status.email || "") : "";
+  return S.status;
+}
+
+// The first page comes first (the vault paints at once), the whole
+// listing after it: search and folders then filter it here, as you type.
+async function loadVault() {
+  const [folders, page] = await Promise.all([
+    call("folder.list"),
+    call("item.page", { trash: S.trash, limit: PAGE }),
+  ]);
+  S.folders = folders;
+  S.items = page.items;
+  S.total = page.total;
+  S.complete = page.items.length >= page.total;
+  if (!S.complete) loadRest();
+}
+
+let loading = 0;
+async function loadRest() {
+  const ticket = ++loading;
+  let all;
+  try {
+    all = await call("item.list", { trash: S.trash });
+  } catch (e) {
+    return;
+  }
+  if (ticket !== loading) return;
+  S.items = all;
+  S.complete = true;
+  if ($("items")) renderList();
+  performance.mark("coffer-list-complete");
+}
+
+async function loadTeam() {
+  try {
+    S.team = await call("team.show");
+  } catch (e) {
+    S.team = null;
+  }
+}
+
+// ---- the PIN screen -------------------------------------------------------
+
+function renderLocked() {
+  clearTimers();
+  const pin = h("input", { type: "password", autocomplete: "current-password", inputmode: "numeric", required: true });
+  const error = h("p", { class: "error", role: "alert", id: "unlock-error" });
+  const form = h("form", { class: "card narrow", id: "unlock-form" },
+    h("h1", {}, "Unlock"),
+    h("p", { class: "hint" }, "The vault on this device is locked. Enter your PIN."),
+    field("pin", "PIN", pin),
+    error,
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "unlock" }, "Unlock")));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    try {
+      await call("unlock", { pin: pin.value });
+      pin.value = "";
+      await start();
+    } catch (e) {
+      pin.value = "";
+      error.textContent = e.message;
+      pin.focus();
+    }
+  });
+  $("main").replaceChildren(form);
+  pin.focus();
+}
+
+// ---- the vault ------------------------------------------------------------
+
+function visibleItems() {
+  const q = S.query.trim().toLowerCase();
+  const folder = S.folder && S.folders.find((f) => f.id === S.folder);
+  const out = [];
+  let total = 0;
+  for (const it of S.items) {
+    if (folder && it.folder !== folder.name) continue;
+    if (q) {
+      const hay = it.name.toLowerCase() + " " + (it.username || "").toLowerCase() + " " + it.urls.join(" ").toLowerCase();
+      if (!hay.includes(q)) continue;
+    }
+    total++;
+    if (out.length < PAGE) out.push(it);
+  }
+  return { page: out, total: total };
+}
+
+function renderVault() {
+  const sidebar = h("nav", { class: "sidebar", "aria-label": "Folders" },
+    h("h2", {}, "Folders"),
+    h("ul", { id: "folders" },
+      h("li", {}, folderButton(null, "All items", "")),
+      S.folders.map((f) => h("li", {}, folderButton(f.id, f.name, ROLE[f.role] || f.role)))),
+    h("ul", {}, h("li", {}, h("button", {
+      type: "button", id: "folder-trash", "aria-current": S.trash ? "true" : "false",
+      onclick: () => { S.trash = !S.trash; S.selected = null; refresh(); },
+    }, S.trash ? "Leave the trash" : "Trash"))),
+    h("div", { class: "tools" },
+      h("button", { type: "button", id: "new-item", onclick: () => itemDialog(null) }, "+ New item"),
+      h("button", { type: "button", id: "add-2fa", onclick: () => add2faDialog(null) }, "+ 2FA"),
+      h("button", { type: "button", class: "ghost", id: "new-folder", onclick: newFolderDialog }, "New folder"),
+      h("button", { type: "button", class: "ghost", id: "generator", onclick: () => generatorDialog(null) }, "Password generator")));
+  const search = h("input", {
+    type: "search", id: "search", placeholder: "Search", "aria-label": "Search items", value: S.query,
+    oninput: (ev) => { S.query = ev.target.value; renderList(); },
+  });
+  const list = h("section", { class: "listpane", "aria-label": "Items" },
+    h("div", { class: "searchbar" }, search),
+    h("div", { class: "count", id: "count", role: "status" }),
+    h("ul", { class: "items", id: "items" }));
+  const detail = h("section", { class: "detail", id: "detail", "aria-label": "Item" });
+  $("main").replaceChildren(h("div", { class: "vault" }, sidebar, list, detail));
+  renderList();
+  renderDetail();
+  search.focus();
+}
+
+function folderButton(id, name, role) {
+  return h("button", {
+    type: "button", "data-folder": name, "aria-current": S.folder === id ? "true" : "false",
+    onclick: () => { S.folder = id; S.selected = null; renderVault(); },
+  }, h("span", {}, name), h("span", { class: "role" }, role));
+}
+
+function renderList() {
+  const { page, total } = visibleItems();
+  const ul = $("items");
+  if (!ul) return;
+  ul.replaceChildren(...page.map((it) => h("li", {},
+    h("button", {
+      type: "button", "data-item": it.name, "aria-current": S.selected === it.id ? "true" : "false",
+      onclick: () => { S.selected = it.id; S.revealed = {}; renderList(); renderDetail(); },
+    },
+    h("span", {}, it.name, it.has_totp ? h("span", { class: "badge" }, "2FA") : null,
+      it.item_type !== "login" ? h("span", { class: "badge" }, TYPES[it.item_type] || it.item_type) : null),
+    h("span", { class: "sub" }, [it.username, it.folder].filter(Boolean).join(" · "))))));
+  $("count").textContent = !S.complete
+    ? `${S.total} items (loading the rest…)`
+    : total > page.length
+    ? `${total} items (showing ${page.length}; search to narrow)`
+    : `${total} item${total === 1 ? "" : "s"}${S.trash ? " in the trash" : ""}`;
+  performance.mark("coffer-list-rendered");
+}
+
+async function renderDetail() {
+  clearTimers();
+  const pane = $("detail");
+  if (!pane) return;
+  if (!S.folder && !S.selected) {
+    pane.replaceChildren(h("p", { class: "empty" }, "Select an item."));
+    return;
+  }
+  if (!S.selected) {
+    pane.replaceChildren(await folderPanel(S.folder));
+    return;
+  }
+  let item;
+  try {
+    item = await call("item.get", { item: S.selected, trash: S.trash });
+  } catch (e) {
+    pane.replaceChildren(h("p", { class: "error" }, e.message));
+    return;
+  }
+  const editable = canEdit(item.folder_id) && canEdit(item.folder);
+  const dl = h("dl", { class: "fields" });
+  const order = (FIELDS[item.item_type] || []).concat(Object.keys(item.fields).filter((k) => !(FIELDS[item.item_type] || []).includes(k)));
+  for (const k of order) {
+    const v = item.fields[k];
+    if (v === undefined || v === "") continue;
+    const secret = item.secret_fields.includes(k);
+    const label = item.labels && item.labels[k] ? item.labels[k] : (LABEL[k] || k);
+    if (k === "totp") {
+      const code = h("span", { class: "totp", id: "totp-code", "aria-live": "off" }, "······");
+      const secs = h("span", { class: "secs", id: "totp-secs" });
+      dl.append(h("dt", {}, "2FA code"), h("dd", {}, code, secs,
+        h("button", { type: "button", class: "small ghost", onclick: () => copy(code.dataset.code || "", "Code") }, "Copy")));
+      liveTotp(item.id, code, secs);
+      continue;
+    }
+    const shown = !secret || S.revealed[k];
+    dl.append(h("dt", {}, label), h("dd", {},
+      h("span", { class: secret ? "mono" : "", "data-field": k }, shown ? v : "••••••••"),
+      secret ? h("button", {
+        type: "button", class: "small ghost", "aria-label": (shown ? "Hide " : "Reveal ") + label,
+        onclick: () => { S.revealed[k] = !S.revealed[k]; renderDetail(); },
+      }, shown ? "Hide" : "Reveal") : null,
+      h("button", { type: "button", class: "small ghost", "aria-label": "Copy " + label, onclick: () => copy(v, label) }, "Copy")));
+  }
+  if (item.urls.length) dl.append(h("dt", {}, "Websites"), h("dd", {}, item.urls.join(", ")));
+  const tools = h("div", { class: "toolbar", id: "item-tools" });
+  if (editable && !S.trash) {
+    tools.append(...[
+      h("button", { type: "button", id: "edit-item", onclick: () => itemDialog(item) }, "Edit"),
+      item.item_type === "login" && !item.fields.totp
+        ? h("button", { type: "button", class: "ghost", onclick: () => add2faDialog(item) }, "Add 2FA") : null,
+      h("button", { type: "button", class: "danger", id: "trash-item", onclick: () => act(call("item.trash", { item: item.id }), "Moved to the trash", true) }, "Move to trash"),
+    ].filter(Boolean));
+  }
+  if (editable && S.trash) {
+    tools.append(h("button", { type: "button", id: "restore-item", onclick: () => act(call("item.restore", { item: item.id }), "Restored", true) }, "Restore"));
+  }
+  tools.append(h("button", { type: "button", class: "ghost", id: "history-item", onclick: () => historyDialog(item) }, "History"));
+  pane.replaceChildren(
+    h("h1", { id: "item-name" }, item.name),
+    h("p", { class: "muted" }, (TYPES[item.item_type] || item.item_type) + " in " + item.folder + (editable ? "" : " · view only (" + roleOf(item.folder) + ")")),
+    tools, dl);
+}
+
+function roleOf(folderName) {
+  const f = S.folders.find((x) => x.name === folderName);
+  return f ? (ROLE[f.role] || f.role) : "";
+}
+
+function liveTotp(id, code, secs) {
+  let left = 0;
+  const tick = async () => {
+    if (left > 1) {
+      left -= 1;
+      secs.textContent = left + " s left";
+      return;
+    }
+    try {
+      const c = await call("totp.code", { item: id });
+      code.textContent = c.code.replace(/^(\d{3})(\d{3})$/, "$1 $2");
+      code.dataset.code = c.code;
+      left = c.seconds_remaining;
+      secs.textContent = left + " s left";
+    } catch (e) {
+      secs.textContent = e.message;
+    }
+  };
+  tick();
+  S.timers.push(setInterval(tick, 1000));
+}
+
+async function act(promise, done, deselect) {
+  try {
+    await promise;
+    toast(done);
+    if (deselect) S.selected = null;
+    await refresh();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+function folderSelect(id, preferred) {
+  const writable = S.folders.filter((f) => f.role === "manager" || f.role === "editor");
+  return h("select", { id: id },
+    writable.map((f) => h("option", { value: f.id, selected: f.id === preferred || f.name === preferred }, f.name)));
+}
+
+function itemDialog(item) {
+  const type = item ? item.item_type : "login";
+  const typeSel = h("select", {}, Object.entries(TYPES).map(([k, v]) => h("option", { value: k, selected: k === type }, v)));
+  const name = h("input", { type: "text", required: true, value: item ? item.name : "" });
+  const folder = folderSelect("item-folder", item ? item.folder_id : S.folder);
+  const box = h("div", {});
+  const inputs = {};
+  const url = h("input", { type: "text", value: item ? item.urls.join(", ") : "" });
+  const drawFields = () => {
+    const t = typeSel.value;
+    box.replaceChildren();
+    for (const k of FIELDS[t]) {
+      const secret = ["password", "totp", "number", "cvv"].includes(k);
+      const input = k === "notes"
+        ? h("textarea", { rows: 3 })
+        : h("input", { type: secret ? "password" : "text", autocomplete: "off" });
+      input.value = item && item.fields[k] ? item.fields[k] : (inputs[k] ? inputs[k].value : "");
+      inputs[k] = input;
+      if (k === "password") {
+        input.id = "field-password";
+        box.append(h("label", { for: "field-password" }, LABEL[k]), h("div", { class: "inline" }, input,
+          h("button", { type: "button", class: "ghost", id: "gen-into", onclick: () => { input.type = "text"; input.value = generate(20, true); } }, "Generate")));
+      } else {
+        box.append(field("field-" + k, LABEL[k], input));
+      }
+    }
+    if (t === "login") box.append(field("field-urls", "Websites (comma-separated)", url));
+  };
+  typeSel.addEventListener("change", drawFields);
+  drawFields();
+  const body = [field("item-name-input", "Name", name)];
+  if (!item) body.unshift(field("item-type", "Type", typeSel), field("item-folder-label", "Folder", folder));
+  body.push(box);
+  dialog(item ? "Edit " + item.name : "New item", body, async () => {
+    const fields = {};
+    for (const [k, input] of Object.entries(inputs)) {
+      if (!FIELDS[typeSel.value].includes(k)) continue;
+      if (item ? input.value !== (item.fields[k] || "") : input.value !== "") fields[k] = input.value;
+    }
+    const urls = url.value.split(",").map((s) => s.trim()).filter(Boolean);
+    if (item) {
+      await call("item.edit", { item: item.id, name: name.value !== item.name ? name.value : null, fields: fields, urls: typeSel.value === "login" ? urls : null });
+      toast("Saved");
+    } else {
+      const added = await call("item.add", { folder: folder.value, item_type: typeSel.value, name: name.value, fields: fields, urls: urls });
+      S.selected = added.id;
+      toast("Added");
+    }
+    await refresh();
+  });
+}
+
+function add2faDialog(linkTo) {
+  const secret = h("input", { type: "password", required: true, autocomplete: "off", placeholder: "base32 secret or otpauth://…" });
+  const logins = S.items.filter((i) => i.item_type === "login" && !i.has_totp && canEdit(i.folder));
+  const link = h("select", {},
+    h("option", { value: "" }, "No: a standalone 2FA token"),
+    logins.map((i) => h("option", { value: i.id, selected: linkTo && linkTo.id === i.id }, i.name + " (" + i.folder + ")")));
+  const name = h("input", { type: "text" });
+  const folder = folderSelect("totp-folder", S.folder);
+  const standalone = h("div", {}, field("totp-name", "Name", name), field("totp-folder-label", "Folder", folder));
+  const sync = () => { standalone.hidden = link.value !== ""; };
+  link.addEventListener("change", sync);
+  sync();
+  dialog("Add 2FA", [
+    field("totp-secret", "Secret key or otpauth:// URI", secret),
+    field("totp-link", "Link to an existing password", link),
+    standalone,
+  ], async () => {
+    if (link.value) {
+      await call("totp.set", { item: link.value, secret: secret.value });
+      S.selected = link.value;
+    } else {
+      let n = name.value.trim();
+      if (!n && secret.value.startsWith("otpauth://")) {
+        try { n = decodeURIComponent(new URL(secret.value).pathname.replace(/^\/+totp\//, "").replace(/^\/+/, "")); } catch (e) { n = ""; }
+      }
+      const added = await call("item.add", { folder: folder.value, item_type: "totp", name: n || "2FA token", fields: { totp: secret.value }, urls: [] });
+      S.selected = added.id;
+    }
+    toast("2FA added");
+    await refresh();
+  }, "Add 2FA");
+}
+
+async function historyDialog(item) {
+  let entries;
+  try {
+    entries = await call("item.history", { item: item.id, trash: S.trash });
+  } catch (e) {
+    return fail(e);
+  }
+  const rows = entries.map((e) => h("tr", {},
+    h("td", {}, new Date(e.time_ms).toLocaleString()),
+    h("td", {}, e.user_name || e.user || "—", e.device_name ? " (" + e.device_name + ")" : ""),
+    h("td", {}, (e.changed || []).join(", ") || "created")));
+  dialog("History of " + item.name, h("table", {},
+    h("thead", {}, h("tr", {}, h("th", {}, "When"), h("th", {}, "Who"), h("th", {}, "Changed"))),
+    h("tbody", {}, rows)), null);
+}
+
+function newFolderDialog() {
+  const name = h("input", { type: "text", required: true });
+  dialog("New folder", field("folder-name", "Name", name), async () => {
+    await call("folder.create", { name: name.value });
+    toast("Folder created");
+    await refresh();
+  }, "Create");
+}
+
+async function folderPanel(id) {
+  const f = S.folders.find((x) => x.id === id);
+  if (!f) return h("p", { class: "empty" }, "Select an item.");
+  const panel = h("div", { id: "folder-panel" }, h("h1", {}, f.name), h("p", { class: "muted" }, "Your role: " + (ROLE[f.role] || f.role)));
+  let members;
+  try {
+    members = await call("folder.members", { folder: f.id });
+  } catch (e) {
+    panel.append(h("p", { class: "error" }, e.message));
+    return panel;
+  }
+  const manager = f.role === "manager";
+  const table = h("table", { id: "members" },
+    h("caption", { class: "sr-only" }, "Members"),
+    h("thead", {}, h("tr", {}, h("th", {}, "Member"), h("th", {}, "Role"), manager ? h("th", {}, h("span", { class: "sr-only" }, "Actions")) : null)),
+    h("tbody", {}, members.members.map((m) => {
+      const who = m.kind === "group" ? { group: m.name } : { user: m.name };
+      const role = h("select", { "aria-label": "Role of " + m.name, disabled: !manager },
+        Object.entries(ROLE).filter(([k]) => k !== "none").map(([k, v]) => h("option", { value: k, selected: k === m.role }, v)));
+      role.addEventListener("change", () => act(call("folder.role", Object.assign({ folder: f.id, role: role.value }, who)), "Role changed"));
+      return h("tr", {}, h("td", {}, m.kind === "group" ? "Group " : "", m.name), h("td", {}, role),
+        manager ? h("td", {}, h("button", { type: "button", class: "small danger", onclick: () => act(call("folder.unshare", Object.assign({ folder: f.id }, who)), "Removed") }, "Remove")) : null);
+    })));
+  panel.append(h("h2", {}, "Members"), table);
+  if (manager) {
+    const kind = h("select", { id: "share-kind" }, h("option", { value: "group" }, "Group"), h("option", { value: "user" }, "User (email)"));
+    const who = h("input", { type: "text", id: "share-who", required: true });
+    const role = h("select", { id: "share-role" }, Object.entries(ROLE).filter(([k]) => k !== "none").map(([k, v]) => h("option", { value: k, selected: k === "member" }, v)));
+    const form = h("form", { class: "row", id: "share-form" },
+      h("div", {}, h("label", { for: "share-kind" }, "Share with"), kind),
+      h("div", {}, h("label", { for: "share-who" }, "Name"), who),
+      h("div", {}, h("label", { for: "share-role" }, "Role"), role),
+      h("button", { type: "submit", id: "share-add" }, "Add"));
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const p = { folder: f.id, role: role.value };
+      p[kind.value] = who.value.trim();
+      act(call("folder.share", p), "Shared");
+    });
+    panel.append(form);
+  }
+  return panel;
+}
+
+async function refresh() {
+  try {
+    await loadVault();
+  } catch (e) {
+    if (e.code === 1001) return renderLocked();
+    return fail(e);
+  }
+  if (S.view === "vault") renderVault();
+}
+
+// ---- the admin console ----------------------------------------------------
+
+async function renderAdmin() {
+  clearTimers();
+  await loadTeam();
+  const main = $("main");
+  if (!S.team) {
+    main.replaceChildren(h("div", { class: "card narrow" }, h("h1", {}, "No team"),
+      h("p", {}, "This device is in no team yet: run `coffer team create NAME` to found one.")));
+    return;
+  }
+  const calls = await Promise.allSettled([
+    call("user.list"), call("group.list"), call("device.list"), call("invite.pending", { kind: "user" }),
+    call("invite.list"), call("peers"), call("folder.list"),
+  ]);
+  const [users, groups, devices, pending, invites, peers, folders] = calls.map((c) => (c.status === "fulfilled" ? c.value : null));
+  const admin = S.team.admin;
+  const sections = [];
+  sections.push(h("section", { class: "card", id: "team" }, h("h2", {}, "Team " + S.team.name),
+    h("p", {}, `${S.team.users} users · ${S.team.devices} devices · you are ${admin ? "a team admin" : "a member"}`)));
+  if (admin) sections.push(inviteSection(), pendingSection(pending || []));
+  sections.push(h("section", { class: "card", id: "users" }, h("h2", {}, "Users and devices"),
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "User"), h("th", {}, "Groups"), h("th", {}, "Devices"))),
+      h("tbody", {}, (users || []).map((u) => h("tr", {},
+        h("td", {}, u.name || u.email, h("div", { class: "muted" }, u.email), u.admin ? h("span", { class: "badge" }, u.founder ? "founder" : "admin") : null),
+        h("td", {}, u.groups.join(", ")),
+        h("td", {}, u.device_list.map((d) => h("div", {}, (d.name || d.device_id.slice(0, 8)) + (d.this_device ? " (this one)" : ""),
+          d.last_seen_ms ? h("span", { class: "muted" }, " · seen " + new Date(d.last_seen_ms).toLocaleTimeString()) : null,
+          admin && !d.this_device ? h("button", { type: "button", class: "small danger", onclick: () => confirmRevoke(d) }, "Revoke") : null)))))))));
+  sections.push(groupsSection(groups || [], admin));
+  const access = await Promise.all((folders || []).map((f) => call("folder.members", { folder: f.id }).catch(() => null)));
+  sections.push(h("section", { class: "card", id: "access" }, h("h2", {}, "Folder access"),
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Folder"), h("th", {}, "Who can reach it"))),
+      h("tbody", {}, (folders || []).map((f, i) => h("tr", {},
+        h("td", {}, h("button", {
+          type: "button", class: "ghost small", onclick: () => { S.view = "vault"; S.folder = f.id; S.selected = null; nav(); },
+        }, f.name)),
+        h("td", {}, access[i]
+          ? access[i].members.map((m) => h("div", {}, (m.kind === "group" ? "group " : "") + m.name + " — " + (ROLE[m.role] || m.role)))
+          : "your role: " + (ROLE[f.role] || f.role))))))));
+  sections.push(h("section", { class: "card", id: "sync" }, h("h2", {}, "Sync health"),
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Device"), h("th", {}, "State"), h("th", {}, "Last seen"))),
+      h("tbody", {}, ((peers && peers.peers) || []).map((p) => h("tr", {},
+        h("td", {}, p.name || p.user || p.device_id.slice(0, 8)),
+        h("td", {}, p.connected ? "connected" : "not connected"),
+        h("td", {}, p.last_contact_ms ? new Date(p.last_contact_ms).toLocaleString() : "—")))))));
+  if (devices) sections.push(h("p", { class: "muted" }, devices.filter((d) => d.revoked).length + " revoked devices"));
+  main.replaceChildren(h("h1", { class: "sr-only" }, "Admin console"), h("div", { class: "admin" }, sections));
+  if (admin) {
+    // A join arrives while the console is open: show it without a reload
+    // (only that card, so a half-typed invite stays).
+    let seen = JSON.stringify((pending || []).map((p) => p.verification_code));
+    S.timers.push(setInterval(async () => {
+      let now;
+      try {
+        now = await call("invite.pending", { kind: "user" });
+      } catch (e) {
+        return;
+      }
+      const key = JSON.stringify(now.map((p) => p.verification_code));
+      if (key !== seen && $("pending-joins")) {
+        seen = key;
+        $("pending-joins").replaceWith(pendingSection(now));
+      }
+    }, 2000));
+  }
+}
+
+function inviteSection() {
+  const email = h("input", { type: "email", id: "invite-email", required: true });
+  const name = h("input", { type: "text", id: "invite-name" });
+  const groups = h("input", { type: "text", id: "invite-groups", placeholder: "e.g. ops, support" });
+  const out = h("div", { id: "invite-result" });
+  const form = h("form", { id: "invite-form" },
+    h("div", { class: "row" },
+      h("div", {}, h("label", { for: "invite-email" }, "Email"), email),
+      h("div", {}, h("label", { for: "invite-name" }, "Name"), name)),
+    h("label", { for: "invite-groups" }, "Groups (comma-separated)"), groups,
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "invite-send" }, "Invite")), out);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await call("invite.create", {
+        email: email.value.trim(), name: name.value.trim() || null,
+        groups: groups.value.split(",").map((s) => s.trim()).filter(Boolean), admin: false, expires: null, recover: false,
+      });
+      out.replaceChildren(h("p", {}, "Give this one-time code to " + r.email + " (they run `coffer join CODE`):"),
+        h("p", { class: "code", id: "invite-code" }, r.code),
+        h("button", { type: "button", class: "small ghost", onclick: () => copy(r.code, "Code") }, "Copy code"));
+      email.value = "";
+    } catch (e) {
+      out.replaceChildren(h("p", { class: "error" }, e.message));
+    }
+  });
+  return h("section", { class: "card" }, h("h2", {}, "Invite a person"), form);
+}
+
+function pendingSection(pending) {
+  const body = pending.length
+    ? h("table", { id: "pending" }, h("thead", {}, h("tr", {}, h("th", {}, "Who"), h("th", {}, "Verification code"), h("th", {}, h("span", { class: "sr-only" }, "Decide")))),
+      h("tbody", {}, pending.map((p) => h("tr", {},
+        h("td", {}, p.name || p.email, h("div", { class: "muted" }, p.email + " · " + p.device_name + (p.groups.length ? " · " + p.groups.join(", ") : ""))),
+        h("td", { class: "vcode" }, p.verification_code),
+        h("td", {},
+          h("button", { type: "button", class: "small", "data-confirm": p.verification_code, onclick: () => decide("invite.confirm", p, "Admitted " + p.email) }, "Confirm"),
+          " ",
+          h("button", { type: "button", class: "small danger", onclick: () => decide("invite.reject", p, "Rejected") }, "Reject"))))))
+    : h("p", { class: "muted" }, "No join is waiting.");
+  return h("section", { class: "card", id: "pending-joins" }, h("h2", {}, "Pending joins"),
+    h("p", { class: "hint" }, "Confirm only when the code matches the one on the joiner's screen."),
+    body, h("button", { type: "button", class: "ghost small", id: "pending-refresh", onclick: renderAdmin }, "Refresh"));
+}
+
+async function decide(method, p, done) {
+  try {
+    await call(method, { kind: p.kind || "user", verification_code: p.verification_code });
+    toast(done);
+  } catch (e) {
+    fail(e);
+  }
+  renderAdmin();
+}
+
+function confirmRevoke(d) {
+  dialog("Revoke " + (d.name || d.device_id.slice(0, 8)) + "?",
+    h("p", {}, "The device stops syncing and the keys of its folders rotate."),
+    async () => {
+      await call("device.revoke", { device: d.device_id });
+      toast("Revoked");
+      renderAdmin();
+    }, "Revoke");
+}
+
+function groupsSection(groups, admin) {
+  const section = h("section", { class: "card", id: "groups" }, h("h2", {}, "Groups"),
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Group"), h("th", {}, "Members"))),
+      h("tbody", {}, groups.map((g) => h("tr", {}, h("td", {}, g.name), h("td", {}, g.members.join(", ")))))));
+  if (admin) {
+    const group = h("input", { type: "text", id: "group-name", required: true });
+    const user = h("input", { type: "text", id: "group-user", placeholder: "email (optional)" });
+    const form = h("form", { class: "row" },
+      h("div", {}, h("label", { for: "group-name" }, "Group"), group),
+      h("div", {}, h("label", { for: "group-user" }, "Add user"), user),
+      h("button", { type: "submit" }, "Save"));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try {
+        if (!groups.some((g) => g.name === group.value.trim())) await call("group.create", { group: group.value.trim() });
+        if (user.value.trim()) await call("group.add", { group: group.value.trim(), user: user.value.trim() });
+        toast("Group saved");
+      } catch (e) {
+        fail(e);
+      }
+      renderAdmin();
+    });
+    section.append(form);
+  }
+  return section;
+}
+
+// ---- live updates ---------------------------------------------------------
+
+async function listen() {
+  let r;
+  try {
+    r = await fetch("/api/events", { credentials: "same-origin", headers: { "X-Coffer-Csrf": csrf || "" } });
+  } catch (e) {
+    return setTimeout(listen, 2000);
+  }
+  if (r.status === 401) return ended("signed out or the vault locked");
+  const reader = r.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const chunk = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      const data = chunk.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+      if (data) onEvent(data);
+    }
+  }
+  // The stream ends when the session does (a lock): see whether it lives.
+  setTimeout(async () => {
+    try {
+      await call("status");
+      listen();
+    } catch (e) { /* ended() took over */ }
+  }, 300);
+}
+
+let pending = null;
+function onEvent(data) {
+  let ev;
+  try {
+    ev = JSON.parse(data);
+  } catch (e) {
+    return;
+  }
+  if (!ev.type) ev.type = "sync_progress"; // "lagged": reload to be sure
+  if (ev.type === "lock_state" && ev.locked) {
+    return ended("the vault locked");
+  }
+  if (["item_changed", "folder_changed", "sync_progress"].includes(ev.type)) {
+    clearTimeout(pending);
+    pending = setTimeout(async () => {
+      if (S.view !== "vault") return;
+      await loadVault().catch(() => {});
+      renderListKeepFocus();
+    }, 150);
+  }
+}
+
+function renderListKeepFocus() {
+  const active = document.activeElement && document.activeElement.id;
+  const sidebarStale = $("folders") && $("folders").children.length !== S.folders.length + 1;
+  if (sidebarStale || !$("items")) renderVault();
+  else { renderList(); if (S.selected) renderDetail(); }
+  if (active && $(active)) $(active).focus();
+}
+
+// ---- start ----------------------------------------------------------------
+
+function nav() {
+  $("nav-vault").setAttribute("aria-pressed", String(S.view === "vault"));
+  $("nav-admin").setAttribute("aria-pressed", String(S.view === "admin"));
+  if (S.view === "admin") renderAdmin().catch(fail);
+  else refresh();
+}
+
+async function start() {
+  // All at once: a locked vault refuses the listing, and status says why.
+  const listing = loadVault().then(() => null, (e) => e);
+  const status = await loadStatus();
+  if (status.locked) return renderLocked();
+  const failed = await listing;
+  if (failed) throw failed;
+  S.view = "vault";
+  renderVault();
+  requestAnimationFrame(() => performance.mark("coffer-vault-painted"));
+}
+
+if (!csrf) {
+  ended("this tab has no session");
+} else {
+  $("nav-vault").addEventListener("click", () => { S.view = "vault"; nav(); });
+  $("nav-admin").addEventListener("click", () => { S.view = "admin"; nav(); });
+  $("lock").addEventListener("click", () => call("lock").then(() => ended("you locked the vault")).catch(fail));
+  listen();
+  start().catch(fail);
+}
