@@ -1318,3 +1318,6 @@ mod tests {
         assert!(shown.contains("bank") && shown.contains("<redacted>"));
     }
 }
+
+mod audit;
+pub use audit::*;

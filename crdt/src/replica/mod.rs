@@ -21,6 +21,7 @@
 //! key it is not handed. Persisting, the keystore, sockets and framing are
 //! the daemon's.
 
+mod audit;
 mod error;
 mod items;
 mod manage;
@@ -44,6 +45,7 @@ use crate::ops::{ControlOp, MembershipOp, Principal, Role};
 use crate::space::{Outcome, Report, Space};
 use crate::state::State;
 
+pub use audit::{AuditRow, OpenRecord, AUDIT_SINCE_VERSION, MAX_AUDIT_BATCH, MAX_AUDIT_HEADS};
 pub use error::{Needs, ReplicaError};
 pub use items::{FolderSummary, HistoryItem, ImportItem, ImportPlan, ItemQuery, NewItemSpec};
 pub use manage::{FolderRemoval, TrashEmptied};
@@ -117,6 +119,8 @@ pub enum Persist {
     },
     /// The paired devices, as they are now.
     Trusted(Vec<Trusted>),
+    /// Audit records to keep (this device's own, or a peer's).
+    Audit(Vec<AuditRow>),
 }
 
 /// What changed on an item.
@@ -193,6 +197,7 @@ const MAX_ITEM_EVENTS: usize = 64;
 struct Unlocked {
     keys: DeviceKeys,
     open: BTreeMap<SpaceId, OpenFolder>,
+    audit: audit::AuditKeys,
 }
 
 /// One device's replicated state. See the module documentation.
@@ -209,6 +214,7 @@ pub struct Replica {
     suspended: BTreeMap<DeviceId, sync::PeerState>,
     allowed: BTreeMap<DeviceId, [u8; 32]>,
     effects: VecDeque<Effect>,
+    audit: audit::AuditState,
 }
 
 impl std::fmt::Debug for Replica {
@@ -323,6 +329,7 @@ impl Replica {
             suspended: BTreeMap::new(),
             allowed: BTreeMap::new(),
             effects: VecDeque::new(),
+            audit: audit::AuditState::default(),
         };
         replica.update_allowed();
         replica
@@ -382,7 +389,11 @@ impl Replica {
                 open.insert(*id, folder);
             }
         }
-        self.unlocked = Some(Unlocked { keys, open });
+        self.unlocked = Some(Unlocked {
+            keys,
+            open,
+            audit: audit::AuditKeys::default(),
+        });
         self.emit(Event::LockChanged {
             locked: false,
             reason,
