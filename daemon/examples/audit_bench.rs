@@ -37,7 +37,9 @@ fn main() {
     let mut store = Store::open(&path).unwrap();
     let admin = DeviceKeys::generate(&mut OsRng);
     let readers = [(admin.device_id(), admin.exchange_public())];
-    let devices: Vec<DeviceKeys> = (0..USERS).map(|_| DeviceKeys::generate(&mut OsRng)).collect();
+    let devices: Vec<DeviceKeys> = (0..USERS)
+        .map(|_| DeviceKeys::generate(&mut OsRng))
+        .collect();
     let mut writers: Vec<ChainWriter> = devices
         .iter()
         .map(|d| ChainWriter::new(d.device_id()))
@@ -154,10 +156,11 @@ fn main() {
     // The verifier over every chain.
     let t = Instant::now();
     let rows = store.audit_rows().unwrap();
-    let reports = coffer_crdt::audit::verify(
-        rows.into_iter()
-            .map(|(device, seq, bytes)| Row { device, seq, bytes }),
-    );
+    let reports = coffer_crdt::audit::verify(rows.into_iter().map(|(device, seq, bytes)| Row {
+        device,
+        seq,
+        bytes,
+    }));
     println!(
         "verify {} chains of {} records: {:.1} s",
         reports.len(),
