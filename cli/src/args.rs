@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
-use crate::{enrol, service, sync, team, ui};
+use crate::{audit, enrol, service, sync, team, ui};
 
 /// A subcommand's arguments, or a command group's subcommands, built only
 /// when that subcommand runs (`Command::defer`): clap derive otherwise
@@ -253,6 +253,9 @@ pub enum Command {
     /// User groups: folders shared with a group reach all its users.
     #[command(subcommand)]
     Group(Lazy<team::GroupCommand>),
+    /// The audit trail: who used which item, when, from which device
+    /// (`audit verify|exposure|export` below).
+    Audit(Lazy<audit::AuditArgs>),
     /// Devices this one syncs with, and their connections.
     Peers,
     /// Why this laptop and another do not see each other: a checklist

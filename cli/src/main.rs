@@ -3,6 +3,7 @@
 //! reads secrets from stdin or a prompt, and prints.
 
 mod args;
+mod audit;
 mod clipboard;
 mod config;
 mod connect;
@@ -455,6 +456,8 @@ fn dispatch(
             match field {
                 Some(field) => {
                     let value = output::field_value(&view, &field)?;
+                    let action = if copy { "copy" } else { "reveal" };
+                    audit::note(ctx, action, &view.id, &field);
                     if copy {
                         let secs = clear_after(clear)?;
                         clipboard::copy(&value, secs)?;
@@ -484,7 +487,10 @@ fn dispatch(
                     }
                 }
                 // Secrets stay masked in JSON too unless asked for.
-                None if reveal => ctx.print(&view, |v| output::item(v, true)),
+                None if reveal => {
+                    audit::note(ctx, "reveal", &view.id, "");
+                    ctx.print(&view, |v| output::item(v, true))
+                }
                 None => ctx.print(&output::masked_item(view), |v| output::item(v, false)),
             }
         }
@@ -652,6 +658,7 @@ fn dispatch(
         }
         Command::Folder(Lazy(FolderCommand::Sharing(cmd))) => team::share(ctx, cmd)?,
         Command::Team(Lazy(cmd)) => team::team(ctx, cmd)?,
+        Command::Audit(Lazy(args)) => audit::run(ctx, args)?,
         Command::User(Lazy(cmd)) => team::user(ctx, cmd)?,
         Command::Group(Lazy(cmd)) => team::group(ctx, cmd)?,
         Command::Folder(Lazy(FolderCommand::Ls)) => {
@@ -1145,8 +1152,12 @@ fn totp(ctx: &mut Ctx, args: TotpArgs) -> Result<(), CliError> {
     let item = args
         .item
         .ok_or_else(|| CliError::Usage("name the item: coffer totp ITEM".into()))?;
-    let code = ctx.call::<m::TotpGet>(&m::TotpParams { item, at: args.at })?;
+    let code = ctx.call::<m::TotpGet>(&m::TotpParams {
+        item: item.clone(),
+        at: args.at,
+    })?;
     if args.copy {
+        audit::note(ctx, "totp-copy", &item, "totp");
         let secs = clear_after(args.clear)?;
         clipboard::copy(&code.code, secs)?;
         ctx.print(

@@ -128,7 +128,10 @@ impl<'a> Resolver<'a> {
             })?;
             return Ok(Zeroizing::new(code.code));
         }
-        output::field_value(view, &r.field)
+        let value = output::field_value(view, &r.field)?;
+        let item = view.id.clone();
+        crate::audit::note(self.ctx, "secret-read", &item, &r.field);
+        Ok(value)
     }
 }
 

@@ -17,6 +17,7 @@
 //! state), [`Envelope`], [`FolderDoc`], [`ops::ControlOp`], [`state::State`].
 
 pub mod accept;
+pub mod audit;
 pub mod bounds;
 pub mod crypto;
 pub mod envelope;

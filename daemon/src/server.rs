@@ -39,6 +39,7 @@ use crate::net::Net;
 use crate::vault::actor::{Router, VaultHandle};
 use crate::vault::{Now, Output, Vault};
 
+mod audit_rpc;
 mod convert;
 mod items_rpc;
 
@@ -389,6 +390,10 @@ impl Shared {
             v.confirm_pin(&pin, now())?;
             let items = v.export_items(None, true)?;
             let folders = v.replica()?.folder_spaces().count();
+            let mut ev =
+                coffer_crdt::audit::AuditEvent::new("", coffer_crdt::audit::Action::Backup);
+            ev.detail = Some(format!("{} items", items.len()));
+            v.audit_note(ev, now());
             Ok::<_, RpcError>((items, folders))
         })?;
         let count = items.len();
@@ -444,6 +449,9 @@ fn export_text(v: &mut Vault, p: m::ExportParams) -> Result<m::ExportResult, Fai
     // Serde's strings are UTF-8 already; the copy is the reply's.
     let text = String::from_utf8_lossy(&text).into_owned();
     info!(items = count, format = %p.format, "plaintext export");
+    let mut ev = coffer_crdt::audit::AuditEvent::new("", coffer_crdt::audit::Action::Export);
+    ev.detail = Some(format!("{count} items as {}", p.format));
+    v.audit_note(ev, now());
     Ok(m::ExportResult {
         format: p.format,
         items: count,
@@ -457,6 +465,7 @@ fn on_vault(method: &str) -> Option<items_rpc::Handler> {
         .iter()
         .chain(team_rpc::METHODS.iter())
         .chain(net_rpc::METHODS.iter())
+        .chain(audit_rpc::METHODS.iter())
         .find(|(name, _)| *name == method)
         .map(|(_, h)| *h)
 }

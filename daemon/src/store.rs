@@ -6,7 +6,10 @@
 
 use std::path::Path;
 
-use coffer_crdt::{Envelope, SpaceId};
+use coffer_crdt::replica::AuditRow;
+use std::collections::BTreeMap;
+
+use coffer_crdt::{DeviceId, Envelope, SpaceId};
 use rusqlite::{params, Connection, OptionalExtension};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +62,20 @@ impl Store {
              CREATE TABLE IF NOT EXISTS snapshots (
                  space BLOB PRIMARY KEY REFERENCES spaces(id),
                  sealed BLOB NOT NULL
-             );",
+             );
+
+             CREATE TABLE IF NOT EXISTS audit (
+                 device BLOB NOT NULL,
+                 seq INTEGER NOT NULL,
+                 hash BLOB NOT NULL,
+                 time INTEGER NOT NULL,
+                 user TEXT NOT NULL,
+                 kind INTEGER NOT NULL,
+                 bytes BLOB NOT NULL,
+                 PRIMARY KEY (device, seq, hash)
+             );
+             CREATE INDEX IF NOT EXISTS audit_by_time ON audit(time);
+             CREATE INDEX IF NOT EXISTS audit_by_user ON audit(user, time);",
         )?;
         // A folder's team (NULL: a personal folder); added after the first release.
         let has_team: bool = conn.query_row(
@@ -135,6 +151,7 @@ impl Store {
         kv: &[(&str, Vec<u8>)],
         spaces: &[(SpaceId, &str, Option<SpaceId>, &[Envelope])],
         snapshots: &[(SpaceId, Option<&[u8]>)],
+        audit: &[AuditRow],
     ) -> Result<(), StoreError> {
         #[cfg(test)]
         if std::mem::take(&mut self.fail_next) {
@@ -173,6 +190,9 @@ impl Store {
                 )?,
             };
         }
+        for row in audit {
+            insert_audit(&tx, row)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -184,7 +204,7 @@ impl Store {
         self.conn.pragma_update(None, "secure_delete", "ON")?;
         let tx = self.conn.transaction()?;
         tx.execute_batch(
-            "DELETE FROM snapshots; DELETE FROM envelopes; DELETE FROM spaces; DELETE FROM kv;",
+            "DELETE FROM snapshots; DELETE FROM envelopes; DELETE FROM spaces; DELETE FROM kv; DELETE FROM audit;",
         )?;
         tx.commit()?;
         self.conn.execute_batch("VACUUM")?;
@@ -228,6 +248,33 @@ fn space_id(bytes: Vec<u8>, key: &str) -> Result<SpaceId, StoreError> {
     Ok(SpaceId(id))
 }
 
+fn insert_audit(tx: &rusqlite::Transaction<'_>, row: &AuditRow) -> Result<(), StoreError> {
+    let r = &row.record;
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO audit (device, seq, hash, time, user, kind, bytes) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        &r.device().0[..],
+        r.seq() as i64,
+        &r.hash().0[..],
+        r.time_ms(),
+        row.user,
+        audit_kind(r),
+        r.bytes()
+    ])?;
+    Ok(())
+}
+
+/// The `kind` column: 0 a key record, 1 an event, 2 a checkpoint.
+fn audit_kind(r: &coffer_crdt::audit::Record) -> i64 {
+    match r.body().body {
+        coffer_crdt::audit::Body::Key { .. } => 0,
+        coffer_crdt::audit::Body::Sealed { .. } => 1,
+        coffer_crdt::audit::Body::Checkpoint { .. } => 2,
+    }
+}
+
 fn insert_envelope(tx: &rusqlite::Transaction<'_>, env: &Envelope) -> Result<(), StoreError> {
     tx.prepare_cached("INSERT OR IGNORE INTO envelopes (id, space, author, seq, bytes) VALUES (?1, ?2, ?3, ?4, ?5)")?
         .execute(params![
@@ -238,4 +285,169 @@ fn insert_envelope(tx: &rusqlite::Transaction<'_>, env: &Envelope) -> Result<(),
             env.bytes()
         ])?;
     Ok(())
+}
+
+/// Which stored audit records a query wants (the indexed part of a filter:
+/// the rest is judged on the opened records).
+#[derive(Clone, Debug, Default)]
+pub struct AuditRange {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub user: Option<String>,
+    pub device: Option<DeviceId>,
+    /// Records after this (time, device, seq) only (`--follow`).
+    pub after: Option<(i64, DeviceId, u64)>,
+    pub limit: usize,
+}
+
+/// A chain's newest record and newest key record, as stored.
+pub type ChainTail = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// A stored audit row: where it is filed, and its bytes.
+pub type AuditStored = (DeviceId, u64, Vec<u8>);
+
+impl Store {
+    /// Each chain's newest seq held.
+    pub fn audit_heads(&self) -> Result<BTreeMap<DeviceId, u64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT device, MAX(seq) FROM audit GROUP BY device")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (d, s) = row?;
+            out.insert(device_id(d)?, s.max(0) as u64);
+        }
+        Ok(out)
+    }
+
+    /// A chain's records above `after`, in seq order, at most `limit`.
+    pub fn audit_after(
+        &self,
+        device: &DeviceId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, bytes FROM audit WHERE device = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![&device.0[..], after as i64, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A chain's newest record and newest key record.
+    pub fn audit_tail(&self, device: &DeviceId) -> Result<ChainTail, StoreError> {
+        let last = self
+            .conn
+            .query_row(
+                "SELECT bytes FROM audit WHERE device = ?1 ORDER BY seq DESC LIMIT 1",
+                [&device.0[..]],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()?;
+        let key = self
+            .conn
+            .query_row(
+                "SELECT bytes FROM audit WHERE device = ?1 AND kind = 0 ORDER BY seq DESC LIMIT 1",
+                [&device.0[..]],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()?;
+        Ok((last, key))
+    }
+
+    /// The record at (device, seq) (the first, if forked).
+    pub fn audit_at(&self, device: &DeviceId, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT bytes FROM audit WHERE device = ?1 AND seq = ?2 LIMIT 1")?
+            .query_row(params![&device.0[..], seq as i64], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The event records in `range`, oldest first.
+    pub fn audit_query(&self, range: &AuditRange) -> Result<Vec<AuditStored>, StoreError> {
+        let mut sql = String::from("SELECT device, seq, bytes FROM audit WHERE kind = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(u) = &range.user {
+            arg(&mut sql, " AND user = ?", u.clone().into());
+        }
+        if let Some(s) = range.since_ms {
+            arg(&mut sql, " AND time >= ?", s.into());
+        }
+        if let Some(u) = range.until_ms {
+            arg(&mut sql, " AND time <= ?", u.into());
+        }
+        if let Some(d) = &range.device {
+            arg(&mut sql, " AND device = ?", d.0.to_vec().into());
+        }
+        if let Some((t, d, s)) = &range.after {
+            args.push((*t).into());
+            args.push(d.0.to_vec().into());
+            args.push((*s as i64).into());
+            let n = args.len();
+            sql.push_str(&format!(
+                " AND (time, device, seq) > (?{}, ?{}, ?{})",
+                n - 2,
+                n - 1,
+                n
+            ));
+        }
+        args.push((range.limit as i64).into());
+        sql.push_str(&format!(
+            " ORDER BY time, device, seq LIMIT ?{}",
+            args.len()
+        ));
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (d, s, b) = row?;
+            out.push((device_id(d)?, s.max(0) as u64, b));
+        }
+        Ok(out)
+    }
+
+    /// Every audit row as filed (for `coffer audit verify`).
+    pub fn audit_rows(&self) -> Result<Vec<AuditStored>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT device, seq, bytes FROM audit ORDER BY device, seq")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (d, s, b) = row?;
+            out.push((device_id(d)?, s.max(0) as u64, b));
+        }
+        Ok(out)
+    }
+}
+
+fn device_id(bytes: Vec<u8>) -> Result<DeviceId, StoreError> {
+    let id: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| StoreError::Corrupt {
+            key: "audit.device".into(),
+            reason: "not 32 bytes".into(),
+        })?;
+    Ok(DeviceId(id))
 }

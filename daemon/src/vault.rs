@@ -28,6 +28,7 @@ use crate::keystore::{self, Failures, KdfParams, KeystoreError, KeystoreRecord};
 use crate::store::{Store, StoreError};
 
 pub mod actor;
+pub mod audit;
 pub mod enrol;
 #[cfg(test)]
 mod reload_tests;
@@ -188,7 +189,9 @@ impl Vault {
             .store
             .get_json::<Vec<Trusted>>(KV_TRUSTED)?
             .unwrap_or_default();
-        Ok(Some(Replica::load(identity, stored, trusted)))
+        let mut replica = Replica::load(identity, stored, trusted);
+        replica.audit_load(self.store.audit_heads()?);
+        Ok(Some(replica))
     }
 
     /// The stored identity. (A store of the first release — envelopes
@@ -241,8 +244,10 @@ impl Vault {
         let mut trusted = None;
         let mut batches = Vec::new();
         let mut snapshots = Vec::new();
+        let mut audit = Vec::new();
         for p in persists {
             match p {
+                Persist::Audit(rows) => audit.extend(rows.iter().cloned()),
                 Persist::Envelopes {
                     space,
                     kind,
@@ -260,7 +265,7 @@ impl Vault {
             .map(|t| serde_json::to_vec(t).map_err(|e| VaultError::Internal(e.to_string())))
             .transpose()?;
         let kv: Vec<(&str, Vec<u8>)> = trusted.map(|t| (KV_TRUSTED, t)).into_iter().collect();
-        self.store.persist(&kv, &batches, &snapshots)?;
+        self.store.persist(&kv, &batches, &snapshots, &audit)?;
         Ok(())
     }
 
@@ -389,9 +394,10 @@ impl Vault {
                     team,
                     envelopes,
                 } => Some((*space, *kind, *team, envelopes.as_slice())),
-                Persist::Trusted(_) | Persist::Snapshot { .. } | Persist::DropSnapshot { .. } => {
-                    None
-                }
+                Persist::Trusted(_)
+                | Persist::Audit(_)
+                | Persist::Snapshot { .. }
+                | Persist::DropSnapshot { .. } => None,
             })
             .collect();
         // All or nothing: keystore, sealed keys, identity and the Personal folder.
@@ -404,6 +410,7 @@ impl Vault {
                 (KV_FAILURES, json(&Failures::default())),
             ],
             &batches,
+            &[],
             &[],
         )?;
         let ids = (identity.device, identity.personal);
@@ -466,12 +473,37 @@ impl Vault {
     /// managers people know ask for the master password: an unlocked
     /// laptop left alone does not hand out every secret in one command.
     pub fn confirm_pin(&mut self, pin: &str, now: Now) -> Result<(), VaultError> {
-        self.verify_pin(pin, now).map(drop)
+        let result = self.verify_pin(pin, now).map(drop);
+        if matches!(result, Err(VaultError::WrongPin)) {
+            let mut ev =
+                coffer_crdt::audit::AuditEvent::new("", coffer_crdt::audit::Action::UnlockFailed);
+            ev.detail = Some("a wrong PIN to confirm an export or backup".into());
+            self.audit_note(ev, now);
+        }
+        result
     }
 
     /// Opens the vault with the PIN; counts and throttles failures.
     pub fn unlock(&mut self, pin: &str, now: Now) -> Result<(), VaultError> {
-        let root = self.verify_pin(pin, now)?;
+        let before = self
+            .store
+            .get_json::<Failures>(KV_FAILURES)?
+            .unwrap_or_default();
+        let root = match self.verify_pin(pin, now) {
+            Ok(root) => root,
+            Err(e) => {
+                if matches!(e, VaultError::WrongPin) {
+                    // Unlocked already: the record is written now; locked,
+                    // at the next unlock (the key is under the PIN).
+                    let ev = coffer_crdt::audit::AuditEvent::new(
+                        "",
+                        coffer_crdt::audit::Action::UnlockFailed,
+                    );
+                    self.audit_note(ev, now);
+                }
+                return Err(e);
+            }
+        };
         if !self.is_locked() {
             // Already open: the PIN was still checked (and failures counted).
             return Ok(());
@@ -489,6 +521,16 @@ impl Vault {
         let replica = self.replica_mut()?;
         replica.unlock(keys, &mut rand::rngs::OsRng)?;
         let opened = replica.last_unlock();
+        use coffer_crdt::audit::{Action, AuditEvent};
+        if before.count > 0 {
+            let mut ev = AuditEvent::new("", Action::UnlockFailed);
+            ev.detail = Some(format!(
+                "{} wrong PIN attempt(s) while locked, the last at unix {}",
+                before.count, before.last_unix
+            ));
+            self.audit_note(ev, now);
+        }
+        self.audit_note(AuditEvent::new("", Action::Unlock), now);
         release_freed_memory();
         info!(
             from_snapshot = opened.from_snapshot,
@@ -528,12 +570,12 @@ impl Vault {
             ],
             &[],
             &[],
+            &[],
         )?;
         info!("PIN changed");
         Ok(())
     }
 
-    /// Forgets every key and decrypted document.
     /// Seals snapshots of the open folders that changed much since their
     /// last one (see `Replica::snapshot_folders`); written by settle.
     pub fn snapshot_folders(&mut self) {
@@ -545,10 +587,19 @@ impl Vault {
         }
     }
 
+    /// Forgets every key and decrypted document.
     pub fn lock(&mut self, reason: LockReason) {
         if self.is_locked() {
             return;
         }
+        let mut ev = coffer_crdt::audit::AuditEvent::new("", coffer_crdt::audit::Action::Lock);
+        ev.detail = Some(format!("{reason:?}").to_lowercase());
+        let now = Now {
+            unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        };
+        self.audit_note(ev, now);
         // Folders that changed much are saved compacted first, so the next
         // unlock does not replay their changes (written by settle).
         self.snapshot_folders();
@@ -793,13 +844,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes kv records, envelope batches and folder snapshots in one
-    /// transaction.
+    /// Writes kv records, envelope batches, folder snapshots and audit
+    /// records in one transaction.
     pub fn persist(
         &mut self,
         kv: &[(&str, Vec<u8>)],
         batches: &[(SpaceId, SpaceKind, Option<SpaceId>, &[Envelope])],
         snapshots: &[(SpaceId, Option<&[u8]>)],
+        audit: &[coffer_crdt::replica::AuditRow],
     ) -> Result<(), StoreError> {
         let rows: Vec<(SpaceId, &str, Option<SpaceId>, &[Envelope])> = batches
             .iter()
@@ -811,7 +863,7 @@ impl Store {
                 (*space, kind, *team, *envs)
             })
             .collect();
-        self.write_batch(kv, &rows, snapshots)
+        self.write_batch(kv, &rows, snapshots, audit)
     }
 }
 

@@ -1368,3 +1368,6 @@ mod tests {
         assert!(shown.contains("bank") && shown.contains("<redacted>"));
     }
 }
+
+mod audit;
+pub use audit::*;

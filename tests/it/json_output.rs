@@ -102,6 +102,7 @@ fn every_command_prints_json_with_json_errors_included() {
     let pin_line = format!("{PIN}\n");
     let backup_lines = format!("{PIN}\nbackup pass\n");
     let device0 = "00".repeat(32);
+    let audit_file = file("audit.csv");
     let (tpl, out, codes, bak) = (
         file("tpl"),
         file("out.txt"),
@@ -200,6 +201,10 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["invite", "cancel", "bob@example.org"], "", 5),
         (vec!["device", "rename", "ada-laptop"], "", 0),
         (vec!["device", "rename", "ffffffff", "ghost"], "", 5),
+        (vec!["audit", "--since", "7d"], "", 0),
+        (vec!["audit", "--action", "bogus"], "", 9),
+        (vec!["audit", "verify"], "", 0),
+        (vec!["audit", "export", &audit_file, "--format", "csv"], "", 0),
         (vec!["device", "rename", "tab\there"], "", 9),
         (vec!["team", "rename", "Acme Ltd"], "", 0),
         (vec!["group", "create", "tmp"], "", 0),

@@ -3,6 +3,7 @@
 //! own daemon. Build first: `cargo build --workspace && cargo test --workspace`.
 
 mod admins;
+mod audit;
 mod autostart;
 mod bad_input;
 mod cli_e2e;

@@ -21,6 +21,7 @@
 //! key it is not handed. Persisting, the keystore, sockets and framing are
 //! the daemon's.
 
+mod audit;
 mod error;
 mod items;
 mod manage;
@@ -45,6 +46,7 @@ use crate::ops::{ControlOp, MembershipOp, Principal, Role};
 use crate::space::{Outcome, Report, Space};
 use crate::state::State;
 
+pub use audit::{AuditRow, OpenRecord, AUDIT_SINCE_VERSION, MAX_AUDIT_BATCH, MAX_AUDIT_HEADS};
 pub use error::{Needs, ReplicaError};
 pub use items::{FolderSummary, HistoryItem, ImportItem, ImportPlan, ItemQuery, NewItemSpec};
 pub use manage::{FolderRemoval, TrashEmptied};
@@ -126,6 +128,8 @@ pub enum Persist {
     Snapshot { space: SpaceId, sealed: Vec<u8> },
     /// Delete the folder's snapshot: it no longer matches the folder.
     DropSnapshot { space: SpaceId },
+    /// Audit records to keep (this device's own, or a peer's).
+    Audit(Vec<AuditRow>),
 }
 
 /// What changed on an item.
@@ -202,6 +206,7 @@ const MAX_ITEM_EVENTS: usize = 64;
 struct Unlocked {
     keys: DeviceKeys,
     open: BTreeMap<SpaceId, OpenFolder>,
+    audit: audit::AuditKeys,
 }
 
 /// One device's replicated state. See the module documentation.
@@ -218,6 +223,7 @@ pub struct Replica {
     suspended: BTreeMap<DeviceId, sync::PeerState>,
     allowed: BTreeMap<DeviceId, [u8; 32]>,
     effects: VecDeque<Effect>,
+    audit: audit::AuditState,
     /// Sealed folder snapshots, tried first when a folder is opened.
     snapshots: BTreeMap<SpaceId, Vec<u8>>,
     last_unlock: UnlockReport,
@@ -350,6 +356,7 @@ impl Replica {
             effects: VecDeque::new(),
             snapshots,
             last_unlock: UnlockReport::default(),
+            audit: audit::AuditState::default(),
         };
         replica.update_allowed();
         replica
@@ -431,7 +438,11 @@ impl Replica {
             }
         }
         self.last_unlock = report;
-        self.unlocked = Some(Unlocked { keys, open });
+        self.unlocked = Some(Unlocked {
+            keys,
+            open,
+            audit: audit::AuditKeys::default(),
+        });
         self.emit(Event::LockChanged {
             locked: false,
             reason,

@@ -21,8 +21,9 @@ use crate::ops::{ControlOp, MembershipOp, Principal};
 use crate::space::{IngestError, Space};
 
 /// The version a [`SyncMessage::Hello`] carries (2: envelope format 3,
-/// chain heads in summaries; 3: [`SyncMessage::Time`]).
-pub const SYNC_VERSION: u16 = 3;
+/// chain heads in summaries; 3: [`SyncMessage::Time`]; 4: the audit
+/// trail's [`SyncMessage::AuditHeads`] and [`SyncMessage::AuditRecords`]).
+pub const SYNC_VERSION: u16 = 4;
 /// The lowest version a peer's `Hello` may carry: a version-2 peer syncs
 /// like any other, it is only never sent what it does not know.
 pub const MIN_SYNC_VERSION: u16 = 2;
@@ -96,6 +97,16 @@ pub enum SyncMessage {
     /// times depend on clocks). The transport's business: the replica
     /// takes no decision on it and ignores it.
     Time { unix_ms: i64 },
+    /// The newest seq of each audit chain the sender holds (once per
+    /// session, to a peer whose `Hello` announced
+    /// [`super::AUDIT_SINCE_VERSION`]): send the records above them that I
+    /// may read.
+    AuditHeads { heads: Vec<(DeviceId, u64)> },
+    /// Audit records (`crate::audit::Record` bytes), each chain in seq order.
+    AuditRecords {
+        #[serde(with = "envelope_list")]
+        records: Vec<Vec<u8>>,
+    },
 }
 
 /// Envelopes as byte strings (serde_bytes for each element).
@@ -127,6 +138,8 @@ impl SyncMessage {
             SyncMessage::Envelopes { envelopes, .. } => envelopes.len() <= MAX_BATCH_ENVELOPES,
             SyncMessage::Error { text, .. } => text.len() <= 512,
             SyncMessage::Caught { .. } | SyncMessage::Time { .. } => true,
+            SyncMessage::AuditHeads { heads } => heads.len() <= super::MAX_AUDIT_HEADS,
+            SyncMessage::AuditRecords { records } => records.len() <= super::MAX_AUDIT_BATCH,
         }
     }
 }
@@ -256,6 +269,12 @@ pub(crate) struct PeerState {
     asked_from_start: BTreeSet<SpaceId>,
     /// A device the team took out was sent the roster ops that say so.
     notice_queued: bool,
+    /// The sync version its `Hello` announced.
+    version: u16,
+    /// This device's audit heads were sent.
+    audit_heads_sent: bool,
+    /// The audit chain heads it holds (its `AuditHeads`, then what was sent).
+    pub(super) audit_heads: Option<BTreeMap<DeviceId, u64>>,
 }
 
 impl PeerState {
@@ -272,6 +291,8 @@ impl PeerState {
         self.caught.clear();
         self.owe_caught.clear();
         self.notice_queued = false;
+        self.audit_heads_sent = false;
+        self.audit_heads = None;
         self
     }
 }
@@ -549,6 +570,23 @@ impl Replica {
             self.peers.get_mut(peer)?.woken = false;
             return None;
         }
+        let st = self.peers.get(peer)?;
+        if st.version >= super::AUDIT_SINCE_VERSION
+            && !st.audit_heads_sent
+            && self
+                .team_state()
+                .is_some_and(|t| t.is_live_team_device(peer))
+        {
+            let heads = self
+                .audit_heads()
+                .iter()
+                .filter(|(d, _)| self.audit_may_read(&self.identity.device, d))
+                .map(|(d, s)| (*d, *s))
+                .take(super::MAX_AUDIT_HEADS)
+                .collect();
+            self.peers.get_mut(peer)?.audit_heads_sent = true;
+            return Some(SyncMessage::AuditHeads { heads });
+        }
         let notice = self.team_id().filter(|_| self.is_out(peer));
         if let Some(team) = notice {
             if !self.peers.get(peer)?.notice_queued {
@@ -674,6 +712,9 @@ impl Replica {
                 if version < MIN_SYNC_VERSION {
                     return Err(ProtocolViolation::Version(version));
                 }
+                if let Some(st) = self.peers.get_mut(&peer) {
+                    st.version = version;
+                }
                 self.peer_holds(peer, spaces);
             }
             SyncMessage::Summary { spaces } => {
@@ -711,6 +752,21 @@ impl Replica {
             }
             // The daemon's session reads the peer's clock from it.
             SyncMessage::Time { .. } => {}
+            SyncMessage::AuditHeads { heads } => {
+                let live = self
+                    .team_state()
+                    .is_some_and(|t| t.is_live_team_device(&peer));
+                if let Some(st) = self.peers.get_mut(&peer).filter(|_| live) {
+                    st.audit_heads = Some(heads.into_iter().collect());
+                    self.wake(peer);
+                }
+            }
+            SyncMessage::AuditRecords { records } => {
+                if !self.peers.get(&peer).is_some_and(|p| p.hello_heard) {
+                    return Err(ProtocolViolation::Malformed("audit records before hello"));
+                }
+                self.audit_received(records)?;
+            }
         }
         Ok(())
     }

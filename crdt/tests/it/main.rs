@@ -2,6 +2,7 @@
 //! deterministic multi-replica simulator.
 
 mod attacks;
+mod audit;
 mod harness;
 mod hostile_peers;
 mod manage;

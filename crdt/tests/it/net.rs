@@ -18,6 +18,7 @@ pub struct Store {
     pub spaces: BTreeMap<SpaceId, (SpaceKind, Option<SpaceId>, Vec<Envelope>)>,
     pub trusted: Vec<Trusted>,
     pub snapshots: BTreeMap<SpaceId, Vec<u8>>,
+    pub audit: Vec<coffer_crdt::replica::AuditRow>,
 }
 
 impl Store {
@@ -49,6 +50,7 @@ impl Store {
             Persist::DropSnapshot { space } => {
                 self.snapshots.remove(&space);
             }
+            Persist::Audit(rows) => self.audit.extend(rows),
         }
     }
 
@@ -100,6 +102,26 @@ impl Node {
         };
         node.drain();
         node
+    }
+
+    /// The audit records `peer` lacks next, from this node's store (as the
+    /// daemon's vault does).
+    pub fn poll_audit(&mut self, peer: &DeviceId) -> Option<SyncMessage> {
+        let (device, after) = self.replica.audit_wants(peer)?;
+        let mut rows: Vec<_> = self
+            .store
+            .audit
+            .iter()
+            .filter(|r| r.record.device() == device && r.record.seq() > after)
+            .map(|r| r.record.clone())
+            .collect();
+        rows.sort_by_key(|r| r.seq());
+        rows.truncate(coffer_crdt::replica::MAX_AUDIT_BATCH);
+        let last = rows.last()?.seq();
+        self.replica.audit_sent(peer, device, last);
+        Some(SyncMessage::AuditRecords {
+            records: rows.iter().map(|r| r.bytes().to_vec()).collect(),
+        })
     }
 
     pub fn id(&self) -> DeviceId {
@@ -327,7 +349,11 @@ impl World {
                 if !self.connected.contains(&(a.min(b), a.max(b))) {
                     continue;
                 }
-                if let Some(msg) = self.nodes[a].replica.poll_transmit(&peer) {
+                let msg = self.nodes[a]
+                    .replica
+                    .poll_transmit(&peer)
+                    .or_else(|| self.nodes[a].poll_audit(&peer));
+                if let Some(msg) = msg {
                     self.inflight.entry((a, b)).or_default().push_back(msg);
                     // More may follow: poll again next round.
                     self.nodes[a].wakes.insert(peer);
@@ -369,6 +395,10 @@ impl World {
                     SyncMessage::Caught { space } => format!("caught {}", space.short()),
                     SyncMessage::Error { text, .. } => format!("error {text}"),
                     SyncMessage::Time { unix_ms } => format!("time {unix_ms}"),
+                    SyncMessage::AuditHeads { heads } => format!("audit heads {}", heads.len()),
+                    SyncMessage::AuditRecords { records } => {
+                        format!("{} audit records", records.len())
+                    }
                 };
                 eprintln!("{a} -> {b}: {what}");
             }

@@ -74,6 +74,8 @@ pub fn name(msg: &Message) -> &'static str {
         Message::Caught { .. } => "caught",
         Message::Error { .. } => "error",
         Message::Time { .. } => "time",
+        Message::AuditHeads { .. } => "audit-heads",
+        Message::AuditRecords { .. } => "audit-records",
     }
 }
 

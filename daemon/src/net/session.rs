@@ -160,12 +160,16 @@ async fn send_pending(
         let batch = ctx
             .vault
             .call_quiet(move |v| {
-                let r = v.replica_mut()?;
                 let mut msgs = Vec::new();
                 while msgs.len() < POLL_BATCH {
-                    match r.poll_transmit(&device) {
+                    // The replica's messages, then the audit records the
+                    // peer lacks (read from the store).
+                    match v.replica_mut()?.poll_transmit(&device) {
                         Some(m) => msgs.push(m),
-                        None => break,
+                        None => match v.poll_audit(&device)? {
+                            Some(m) => msgs.push(m),
+                            None => break,
+                        },
                     }
                 }
                 Ok::<_, VaultError>(msgs)

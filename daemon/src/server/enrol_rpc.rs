@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use coffer_crdt::audit::Action;
 use coffer_crdt::{DeviceKeys, Replica, SpaceId};
 use coffer_ipc::methods::{self as m, Method};
 use coffer_ipc::{ErrorCode, RpcError};
@@ -418,6 +419,7 @@ impl Shared {
         );
         let code_text = code.encode();
         let note = recover.then(|| recover_note(&email));
+        self.audit_enrol(Action::InviteCreated, &email, kind.name());
         reply::<m::InviteCreate, _>(m::InviteResult {
             code: code_text.to_string(),
             kind: kind.name().into(),
@@ -517,6 +519,12 @@ impl Shared {
                 .unwrap_or(false)
         });
         info!(device = %device.short(), admit, delivered, "enrolment decided");
+        let action = match (admit, kind) {
+            (true, EnrolKind::Device) => Action::DeviceLinked,
+            (true, EnrolKind::User) => Action::JoinConfirmed,
+            (false, _) => Action::JoinRejected,
+        };
+        self.audit_enrol(action, &email, &device.to_hex());
         reply::<m::InviteConfirm, _>(m::DecideResult {
             kind: kind.name().into(),
             email,
@@ -524,6 +532,16 @@ impl Shared {
             delivered,
             recovery,
         })
+    }
+
+    /// An enrolment record on this device's audit chain.
+    fn audit_enrol(&self, action: Action, email: &str, detail: &str) {
+        let mut ev = coffer_crdt::audit::AuditEvent::new("", action);
+        ev.detail = Some(format!("{email} ({detail})"));
+        let _ = self.vault.blocking_call(move |v| {
+            v.audit_note(ev, now());
+            Ok::<_, VaultError>(())
+        });
     }
 
     fn take_join(&self, id: u64) -> Result<JoinState, RpcError> {

@@ -2,6 +2,7 @@
 //! A method's params and result are its `Method` types: [`OnVault`] binds
 //! them, and [`handler`] is the one place that parses and serialises.
 
+use coffer_crdt::audit::Action;
 use coffer_crdt::folder::{ItemEdit, ItemType};
 use coffer_crdt::replica::{FolderRemoval, ItemQuery, LockReason, NewItemSpec};
 use coffer_ipc::methods::{self as m, Method};
@@ -223,6 +224,8 @@ impl OnVault for m::ItemRestore {
 impl OnVault for m::ItemHistory {
     fn run(v: &mut Vault, p: m::ItemRef) -> Result<Vec<m::HistoryEntry>, Failure> {
         let list = v.replica()?.history(&p.item)?;
+        let event = v.audit_item_event(Action::HistoryView, &p.item, None)?;
+        v.audit_note(event, now());
         Ok(list.into_iter().map(convert::history_entry).collect())
     }
 }
@@ -246,7 +249,7 @@ impl OnVault for m::TotpGet {
         let config = coffer_crdt::totp::TotpConfig::parse(uri)
             .map_err(|e| Failure(invalid(format!("stored TOTP secret is invalid: {e}"))))?;
         let at = p.at.unwrap_or(now().unix_secs());
-        Ok(m::TotpCode {
+        let code = m::TotpCode {
             code: config.code_at(at),
             seconds_remaining: config.seconds_remaining(at),
             period: config.period,
@@ -257,7 +260,10 @@ impl OnVault for m::TotpGet {
                 format!("{:?}", config.algorithm).to_uppercase()
             },
             item: item.name.clone(),
-        })
+        };
+        let event = v.audit_item_event(Action::TotpShow, &p.item, Some("totp".into()))?;
+        v.audit_note(event, now());
+        Ok(code)
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use coffer_decoders::audit::{Action, AuditEvent, ChainWriter};
 use coffer_decoders::crypto::{DeviceKeys, FolderKey};
 use coffer_decoders::envelope::{ChangeHeader, Envelope, EnvelopeBody, Kind, ENVELOPE_VERSION};
 use coffer_decoders::ids::{EnvelopeId, SpaceId};
@@ -137,6 +138,25 @@ fn main() {
     for (n, b) in envs.into_iter().enumerate() {
         let env = Envelope::sign(b, &keys);
         fs::write(dir.join(format!("env{n:02}")), env.bytes()).unwrap();
+    }
+    // Audit records: a key record, sealed events, a checkpoint.
+    let audit_dir = root.join("audit_decode");
+    fs::create_dir_all(&audit_dir).unwrap();
+    let mut writer = ChainWriter::new(keys.device_id());
+    let readers = [(other.device_id(), other.exchange_public())];
+    let mut records = Vec::new();
+    for (n, action) in [Action::Reveal, Action::TotpCopy].into_iter().enumerate() {
+        let event = AuditEvent {
+            item_name: Some(format!("item {n}")),
+            field: Some("password".into()),
+            ..AuditEvent::new("ann@example.test", action)
+        };
+        records.extend(writer.append(&keys, &readers, event, 1_000 + n as i64, &mut rng).unwrap());
+    }
+    let through = (records[0].seq(), records[0].hash());
+    records.push(writer.checkpoint(&keys, through, 1_000, 2_000));
+    for (n, r) in records.iter().enumerate() {
+        fs::write(audit_dir.join(format!("rec{n:02}")), r.bytes()).unwrap();
     }
     println!("seeds written under {}", root.display());
 }

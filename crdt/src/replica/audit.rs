@@ -1,0 +1,285 @@
+//! The replica's side of the audit trail ([`crate::audit`]): who reads a
+//! device's records (the team's admin devices and the writer's own user's
+//! devices), appending this device's records, taking in a peer's, and what
+//! each connected peer lacks. The records themselves live in the daemon's
+//! store: the replica keeps only each chain's newest seq held, and is
+//! handed the rows it needs (`audit_wants` says which, `audit_sent` notes
+//! them gone).
+
+use std::collections::BTreeMap;
+
+use rand_core::CryptoRngCore;
+
+use super::sync::ProtocolViolation;
+use super::{Persist, Replica, ReplicaError};
+use crate::audit::{AuditEvent, ChainWriter, Reader, Record};
+use crate::crypto::FolderKey;
+use crate::ids::DeviceId;
+
+/// Most records one `AuditRecords` message carries.
+pub const MAX_AUDIT_BATCH: usize = 2048;
+/// Most chain heads one `AuditHeads` message carries.
+pub const MAX_AUDIT_HEADS: usize = 8192;
+/// The first sync version that knows the audit messages.
+pub const AUDIT_SINCE_VERSION: u16 = 4;
+/// Chain keys kept open in memory while unlocked.
+const MAX_OPEN_KEYS: usize = 4096;
+
+/// A record to store, with the user its device belongs to (for queries by
+/// user), empty if the roster names none.
+#[derive(Clone, Debug)]
+pub struct AuditRow {
+    pub record: Record,
+    pub user: String,
+}
+
+/// A record as a query shows it: its event if this device may read it.
+#[derive(Clone, Debug)]
+pub struct OpenRecord {
+    pub record: Record,
+    pub event: Option<AuditEvent>,
+}
+
+/// The replica's audit state.
+#[derive(Default)]
+pub(crate) struct AuditState {
+    /// Per device: the highest seq held here.
+    heads: BTreeMap<DeviceId, u64>,
+}
+
+/// The audit part of [`super::Unlocked`]: this device's writer and the
+/// chain keys opened so far.
+#[derive(Default)]
+pub(crate) struct AuditKeys {
+    writer: Option<ChainWriter>,
+    open: BTreeMap<(DeviceId, u64), FolderKey>,
+}
+
+impl Replica {
+    /// The stored chains' newest seqs (at start, from the store).
+    pub fn audit_load(&mut self, heads: BTreeMap<DeviceId, u64>) {
+        self.audit.heads = heads;
+    }
+
+    /// The newest seq held per chain.
+    pub fn audit_heads(&self) -> &BTreeMap<DeviceId, u64> {
+        &self.audit.heads
+    }
+
+    /// Whether `reader`'s device may hold and read `author`'s records: the
+    /// same device, a live device of the same user, or a live device of a
+    /// team admin.
+    pub fn audit_may_read(&self, reader: &DeviceId, author: &DeviceId) -> bool {
+        if reader == author {
+            return true;
+        }
+        let Some(t) = self.team_state() else {
+            return false;
+        };
+        if !t.is_live_team_device(reader) {
+            return false;
+        }
+        let Some(user) = t.user_of(reader) else {
+            return false;
+        };
+        t.team.admins.contains_key(user) || t.user_of(author) == Some(user)
+    }
+
+    /// Whether this device's user is a team admin.
+    pub fn audit_is_admin(&self) -> bool {
+        let me = self.identity.device;
+        self.team_state()
+            .and_then(|t| t.user_of(&me).map(|u| t.team.admins.contains_key(u)))
+            .unwrap_or(false)
+    }
+
+    /// Who this device's new records are sealed to (itself aside).
+    pub fn audit_readers(&self) -> Vec<Reader> {
+        let me = self.identity.device;
+        let Some(t) = self.team_state() else {
+            return Vec::new();
+        };
+        t.team
+            .devices
+            .iter()
+            .filter(|(d, r)| **d != me && !r.revoked && t.is_live_team_device(d))
+            .filter(|(d, _)| self.audit_may_read(d, &me))
+            .map(|(d, r)| (*d, r.exchange))
+            .collect()
+    }
+
+    /// The user a device's records are filed under.
+    fn audit_user(&self, device: &DeviceId) -> String {
+        if *device == self.identity.device {
+            return self.identity.email.clone();
+        }
+        self.team_state()
+            .and_then(|t| t.user_of(device))
+            .map(|u| u.0.clone())
+            .unwrap_or_default()
+    }
+
+    /// Appends an event to this device's chain (a `Persist::Audit`
+    /// effect). `resume` gives this chain's newest record and newest key
+    /// record from the store, asked once per unlock.
+    pub fn audit_append(
+        &mut self,
+        mut event: AuditEvent,
+        now_ms: i64,
+        rng: &mut impl CryptoRngCore,
+        resume: impl FnOnce() -> (Option<Record>, Option<Record>),
+    ) -> Result<(), ReplicaError> {
+        let readers = self.audit_readers();
+        event.user = self.identity.email.clone();
+        let unlocked = self.unlocked.as_mut().ok_or(ReplicaError::Locked)?;
+        if unlocked.audit.writer.is_none() {
+            let (last, key) = resume();
+            unlocked.audit.writer = Some(ChainWriter::resume(
+                &unlocked.keys,
+                last.as_ref(),
+                key.as_ref(),
+            ));
+        }
+        let Unlocked { keys, audit, .. } = unlocked;
+        let writer = audit.writer.as_mut().expect("resumed just above");
+        let records = writer
+            .append(keys, &readers, event, now_ms, rng)
+            .map_err(|_| ReplicaError::Locked)?;
+        let user = self.identity.email.clone();
+        self.audit_hold(
+            records
+                .into_iter()
+                .map(|record| AuditRow {
+                    record,
+                    user: user.clone(),
+                })
+                .collect(),
+        );
+        Ok(())
+    }
+
+    /// Queues rows for the store and wakes the peers that lack them.
+    fn audit_hold(&mut self, rows: Vec<AuditRow>) {
+        if rows.is_empty() {
+            return;
+        }
+        let mut grown = Vec::new();
+        for r in &rows {
+            let d = r.record.device();
+            let head = self.audit.heads.entry(d).or_default();
+            if r.record.seq() > *head {
+                *head = r.record.seq();
+                grown.push(d);
+            }
+        }
+        self.effects
+            .push_back(super::Effect::Persist(Persist::Audit(rows)));
+        let peers: Vec<DeviceId> = self
+            .peers
+            .iter()
+            .filter(|(p, st)| {
+                st.audit_heads
+                    .as_ref()
+                    .is_some_and(|_| grown.iter().any(|d| self.audit_may_read(p, d)))
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for p in peers {
+            self.wake(p);
+        }
+    }
+
+    /// A peer's records: each must decode, carry its device's signature and
+    /// belong to a chain this device may hold; those that do are stored.
+    pub(super) fn audit_received(
+        &mut self,
+        records: Vec<Vec<u8>>,
+    ) -> Result<(), ProtocolViolation> {
+        let me = self.identity.device;
+        let mut rows = Vec::with_capacity(records.len());
+        let mut bad = 0;
+        for bytes in &records {
+            let record = Record::decode(bytes).map_err(|_| ProtocolViolation::Undecodable)?;
+            if !record.verify_signature() {
+                bad += 1;
+                continue;
+            }
+            let author = record.device();
+            // A chain of a device the roster does not know, or that this
+            // device may not hold (the rosters differ for a moment): left.
+            let known = self
+                .team_state()
+                .is_some_and(|t| t.team.devices.contains_key(&author));
+            if !known || author == me || !self.audit_may_read(&me, &author) {
+                continue;
+            }
+            rows.push(AuditRow {
+                user: self.audit_user(&author),
+                record,
+            });
+        }
+        if bad > 0 {
+            return Err(ProtocolViolation::InvalidEnvelopes(bad));
+        }
+        self.audit_hold(rows);
+        Ok(())
+    }
+
+    /// The chain `peer` lacks next: its device and the seq the peer holds
+    /// (send the records above it), if any.
+    pub fn audit_wants(&self, peer: &DeviceId) -> Option<(DeviceId, u64)> {
+        let theirs = self.peers.get(peer)?.audit_heads.as_ref()?;
+        self.audit
+            .heads
+            .iter()
+            .filter(|(d, _)| self.audit_may_read(peer, d))
+            .map(|(d, mine)| (*d, *mine, theirs.get(d).copied().unwrap_or(0)))
+            .find(|(_, mine, held)| mine > held)
+            .map(|(d, _, held)| (d, held))
+    }
+
+    /// `peer` was sent `device`'s records up to `seq`.
+    pub fn audit_sent(&mut self, peer: &DeviceId, device: DeviceId, seq: u64) {
+        if let Some(h) = self
+            .peers
+            .get_mut(peer)
+            .and_then(|p| p.audit_heads.as_mut())
+        {
+            let e = h.entry(device).or_default();
+            *e = (*e).max(seq);
+        }
+    }
+
+    /// Opens stored records for a query: each sealed record's event, if
+    /// this device holds its chain key. `key_record(device, seq)` reads a
+    /// key record from the store.
+    pub fn audit_open(
+        &mut self,
+        records: Vec<Record>,
+        mut key_record: impl FnMut(DeviceId, u64) -> Option<Record>,
+    ) -> Result<Vec<OpenRecord>, ReplicaError> {
+        let unlocked = self.unlocked.as_mut().ok_or(ReplicaError::Locked)?;
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            let event = record.key_seq().and_then(|k| {
+                let at = (record.device(), k);
+                if !unlocked.audit.open.contains_key(&at) {
+                    let key = key_record(at.0, at.1).and_then(|r| {
+                        (r.seq() == k && r.device() == at.0 && r.verify_signature())
+                            .then(|| r.open_key(&unlocked.keys))
+                            .flatten()
+                    })?;
+                    if unlocked.audit.open.len() >= MAX_OPEN_KEYS {
+                        unlocked.audit.open.clear();
+                    }
+                    unlocked.audit.open.insert(at, key);
+                }
+                record.open_event(unlocked.audit.open.get(&at)?).ok()
+            });
+            out.push(OpenRecord { record, event });
+        }
+        Ok(out)
+    }
+}
+
+use super::Unlocked;

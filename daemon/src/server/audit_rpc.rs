@@ -1,0 +1,227 @@
+//! IPC methods of the audit trail (`audit.*`), each run on the vault
+//! thread: the query API `coffer audit` and the web console share.
+
+use coffer_crdt::audit::{Action, Finding};
+use coffer_crdt::replica::OpenRecord;
+use coffer_crdt::DeviceId;
+use coffer_ipc::methods::{self as m, Method};
+
+use super::convert::Failure;
+use super::items_rpc::{handler, Handler, OnVault};
+use super::{invalid, now};
+use crate::store::AuditRange;
+use crate::vault::Vault;
+
+/// The methods of this module, by name.
+pub(super) const METHODS: &[(&str, Handler)] = &[
+    (m::AuditNote::NAME, handler::<m::AuditNote>),
+    (m::AuditQuery::NAME, handler::<m::AuditQuery>),
+    (m::AuditVerify::NAME, handler::<m::AuditVerify>),
+];
+
+/// Rows read from the store per page of a query.
+const PAGE: usize = 10_000;
+/// Most records one query returns.
+const MAX_RESULTS: usize = 100_000;
+
+fn action(name: &str) -> Result<Action, Failure> {
+    Action::parse(name).ok_or_else(|| {
+        let all: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        Failure(invalid(format!(
+            "unknown audit action {name:?} (one of: {})",
+            all.join(", ")
+        )))
+    })
+}
+
+impl OnVault for m::AuditNote {
+    fn run(v: &mut Vault, p: m::AuditNoteParams) -> Result<m::Empty, Failure> {
+        let action = action(&p.action)?;
+        // Only what happens on the client's side of the socket.
+        if !matches!(
+            action,
+            Action::Reveal
+                | Action::Copy
+                | Action::TotpCopy
+                | Action::SecretRead
+                | Action::Autofill
+        ) {
+            return Err(Failure(invalid(format!(
+                "{} is recorded by the daemon itself",
+                action.as_str()
+            ))));
+        }
+        let field = p.field.filter(|f| !f.is_empty());
+        let event = match &p.item {
+            Some(item) => v.audit_item_event(action, item, field)?,
+            None => coffer_crdt::audit::AuditEvent {
+                field,
+                ..coffer_crdt::audit::AuditEvent::new("", action)
+            },
+        };
+        v.audit_note(event, now());
+        Ok(m::Empty {})
+    }
+}
+
+/// The cursor of a record: time, device, seq.
+fn cursor(o: &OpenRecord) -> String {
+    let r = &o.record;
+    format!("{}:{}:{}", r.time_ms(), r.device().to_hex(), r.seq())
+}
+
+fn parse_cursor(s: &str) -> Result<(i64, DeviceId, u64), Failure> {
+    let bad = || Failure(invalid(format!("{s:?} is not an audit cursor")));
+    let mut parts = s.split(':');
+    let t = parts.next().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+    let d = parts.next().and_then(DeviceId::from_hex).ok_or_else(bad)?;
+    let q = parts.next().and_then(|q| q.parse().ok()).ok_or_else(bad)?;
+    Ok((t, d, q))
+}
+
+/// A device named by hex id or a unique prefix of one, among the chains
+/// held and the roster's devices.
+fn resolve_device(v: &Vault, s: &str) -> Result<DeviceId, Failure> {
+    let r = v.replica()?;
+    let s = s.trim().to_lowercase();
+    let mut known: Vec<DeviceId> = r.audit_heads().keys().copied().collect();
+    if let Some(t) = r.team_state() {
+        known.extend(t.team.devices.keys().copied());
+    }
+    known.sort();
+    known.dedup();
+    let hits: Vec<DeviceId> = known
+        .into_iter()
+        .filter(|d| d.to_hex().starts_with(&s))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(Failure(invalid(format!(
+            "no device {s:?} in the audit trail"
+        )))),
+        _ => Err(Failure(invalid(format!(
+            "{s:?} names more than one device: give more of its id"
+        )))),
+    }
+}
+
+/// Whether `want` names the (id, name) pair: its name, or its id or an id prefix.
+fn names(want: &str, id: Option<String>, name: Option<&String>) -> bool {
+    let want = want.trim();
+    name.is_some_and(|n| n.eq_ignore_ascii_case(want))
+        || id.is_some_and(|i| want.len() >= 4 && i.starts_with(&want.to_lowercase()))
+}
+
+impl OnVault for m::AuditQuery {
+    fn run(v: &mut Vault, p: m::AuditQueryParams) -> Result<Vec<m::AuditEntry>, Failure> {
+        let actions: Vec<Action> = p
+            .actions
+            .iter()
+            .map(|a| action(a))
+            .collect::<Result<_, _>>()?;
+        let limit = p.limit.unwrap_or(10_000).min(MAX_RESULTS);
+        let mut range = AuditRange {
+            since_ms: p.since_ms,
+            until_ms: p.until_ms,
+            user: p.user.as_ref().map(|u| u.trim().to_lowercase()),
+            device: p
+                .device
+                .as_deref()
+                .map(|d| resolve_device(v, d))
+                .transpose()?,
+            after: p.after.as_deref().map(parse_cursor).transpose()?,
+            limit: PAGE,
+        };
+        let mut out = Vec::new();
+        loop {
+            let page = v.audit_query(&range)?;
+            let full = page.len() == PAGE;
+            if let Some(last) = page.last() {
+                let r = &last.record;
+                range.after = Some((r.time_ms(), r.device(), r.seq()));
+            }
+            let replica = v.replica()?;
+            for o in page {
+                let Some(e) = &o.event else { continue };
+                if !actions.is_empty() && !actions.contains(&e.action) {
+                    continue;
+                }
+                if let Some(f) = &p.folder {
+                    if !names(f, e.folder.map(|x| x.to_hex()), e.folder_name.as_ref()) {
+                        continue;
+                    }
+                }
+                if let Some(i) = &p.item {
+                    if !names(i, e.item.map(|x| x.to_hex()), e.item_name.as_ref()) {
+                        continue;
+                    }
+                }
+                let d = o.record.device();
+                out.push(m::AuditEntry {
+                    time_ms: o.record.time_ms(),
+                    user: e.user.clone(),
+                    device: d.to_hex(),
+                    device_name: replica.device_name(&d),
+                    seq: o.record.seq(),
+                    action: e.action.as_str().into(),
+                    folder: e.folder.map(|x| x.to_hex()),
+                    folder_name: e.folder_name.clone(),
+                    item: e.item.map(|x| x.to_hex()),
+                    item_name: e.item_name.clone(),
+                    field: e.field.clone(),
+                    detail: e.detail.clone(),
+                    cursor: cursor(&o),
+                });
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+impl OnVault for m::AuditVerify {
+    fn run(v: &mut Vault, _: m::Empty) -> Result<m::AuditVerifyResult, Failure> {
+        let reports = v.audit_verify()?;
+        let r = v.replica()?;
+        let chains: Vec<m::AuditChain> = reports
+            .into_iter()
+            .map(|c| m::AuditChain {
+                device: c.device.to_hex(),
+                device_name: r.device_name(&c.device),
+                user: r
+                    .team_state()
+                    .and_then(|t| t.user_of(&c.device))
+                    .map(|u| u.0.clone())
+                    .or_else(|| {
+                        (c.device == r.identity().device).then(|| r.identity().email.clone())
+                    }),
+                records: c.records,
+                last_seq: c.last_seq,
+                pruned_through: c.pruned_through,
+                findings: c
+                    .findings
+                    .iter()
+                    .map(|f| m::AuditFinding {
+                        kind: f.kind().into(),
+                        seq: match f {
+                            Finding::Gap { from, .. } => *from,
+                            Finding::Fork { seq, .. } | Finding::BadSignature { seq, .. } => *seq,
+                        },
+                        to: match f {
+                            Finding::Gap { to, .. } => Some(*to),
+                            _ => None,
+                        },
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(m::AuditVerifyResult {
+            clean: chains.iter().all(|c| c.findings.is_empty()),
+            chains,
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! The audit trail's methods (`coffer audit`, and the web console's
+//! activity view): query, verify, exposure, and the CLI's note of what it
+//! did with a value the daemon served (copied, shown).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Empty, Method};
+
+/// `audit.note`: what the client did with a value it was served (the
+/// daemon cannot see a clipboard): `action` is `reveal`, `copy`,
+/// `totp-copy`, `secret-read`, `autofill`; `item` a reference.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditNoteParams {
+    pub action: String,
+    pub item: Option<String>,
+    /// The field's name (`password`), never its value.
+    pub field: Option<String>,
+}
+
+/// `audit.query`: records matching every filter given, oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditQueryParams {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// A user's email.
+    pub user: Option<String>,
+    /// A device id (hex, or a unique prefix of it).
+    pub device: Option<String>,
+    /// A folder's name or id.
+    pub folder: Option<String>,
+    /// An item's name or id (as named at the time).
+    pub item: Option<String>,
+    /// Any of these actions (empty: all).
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Only records after this cursor (`AuditEntry::cursor`; `--follow`).
+    pub after: Option<String>,
+    /// At most this many (default 10,000).
+    pub limit: Option<usize>,
+}
+
+/// One record as a query shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub time_ms: i64,
+    pub user: String,
+    pub device: String,
+    pub device_name: Option<String>,
+    pub seq: u64,
+    pub action: String,
+    pub folder: Option<String>,
+    pub folder_name: Option<String>,
+    pub item: Option<String>,
+    pub item_name: Option<String>,
+    pub field: Option<String>,
+    pub detail: Option<String>,
+    /// Where this record sits, for `after`.
+    pub cursor: String,
+}
+
+/// One finding of `audit.verify`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditFinding {
+    /// `gap`, `fork` or `bad-signature`.
+    pub kind: String,
+    /// The seq (the first missing one of a gap).
+    pub seq: u64,
+    /// The last missing seq of a gap.
+    pub to: Option<u64>,
+}
+
+/// One device's chain as `audit.verify` found it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditChain {
+    pub device: String,
+    pub device_name: Option<String>,
+    pub user: Option<String>,
+    pub records: u64,
+    pub last_seq: u64,
+    pub pruned_through: u64,
+    pub findings: Vec<AuditFinding>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditVerifyResult {
+    /// No finding in any chain.
+    pub clean: bool,
+    pub chains: Vec<AuditChain>,
+}
+
+method!(
+    /// Notes what the client did with a served value (copied it, showed it).
+    AuditNote, "audit.note", AuditNoteParams, Empty
+);
+method!(
+    /// The audit records this device holds and may read, filtered.
+    AuditQuery, "audit.query", AuditQueryParams, Vec<AuditEntry>
+);
+method!(
+    /// Checks every audit chain held: gaps, forks, bad signatures.
+    AuditVerify, "audit.verify", Empty, AuditVerifyResult
+);

@@ -1,0 +1,323 @@
+//! The audit trail end to end (issue 13): three daemons — admin Ada, Item
+//! Manager Bob, Folder Member Cyd. Cyd shows a shared TOTP and copies a
+//! password; within seconds Ada's `coffer audit --json` has both records;
+//! Cyd sees her own; Bob (not an admin) holds and reads none of hers. Then
+//! the tampering an admin's `coffer audit verify` must name: rows deleted
+//! from a member's store (gap), a member rewriting its chain from a point
+//! (fork), a record's bytes edited and a record replayed under another
+//! device (bad signature).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use coffer_tests::{str_field, Cli, Daemon, PIN};
+use serde_json::Value;
+
+use crate::sync::{free_port, start_node, wait_until, SYNC_TIMEOUT};
+use crate::team::{enrol, init_as};
+
+/// A wl-copy that stores stdin (the clipboard test's fake, smaller).
+fn fake_wl_copy(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let p = bin.join("wl-copy");
+    std::fs::write(
+        &p,
+        "#!/bin/sh\ncase \"$1\" in --help) exit 0 ;; --clear) exit 0 ;; esac\ncat > \"$FAKE_CLIP/clip\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+fn copy_password(d: &Daemon, item: &str) {
+    let dir = d.dir.path();
+    fake_wl_copy(dir);
+    let mut cmd = d.command(&["get", item, "--copy", "--clear-after", "0"]);
+    let path = format!(
+        "{}:{}",
+        dir.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cmd.env("PATH", path)
+        .env("WAYLAND_DISPLAY", "fake-wayland-0")
+        .env_remove("DISPLAY")
+        .env("FAKE_CLIP", dir);
+    let out = coffer_tests::run_with_timeout(&mut cmd, b"", Duration::from_secs(30));
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn records(cli: &Cli, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["audit", "--json"];
+    all.extend_from_slice(args);
+    cli.json(&all, "").as_array().cloned().unwrap_or_default()
+}
+
+fn device_id(cli: &Cli) -> String {
+    str_field(&cli.status(), "device_id").to_string()
+}
+
+fn verify(cli: &Cli) -> Value {
+    let out = cli.coffer(&["audit", "verify", "--json"], "");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+}
+
+/// The findings `verify` lists for `device`: (kind, seq).
+fn findings(v: &Value, device: &str) -> Vec<(String, u64)> {
+    v["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["device"] == device)
+        .flat_map(|c| c["findings"].as_array().cloned().unwrap_or_default())
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Ada (admin), Bob and Cyd in a team; folder "Ops" shared with Bob as
+/// Item Manager and Cyd as Folder Member; a login "aws" with a TOTP.
+fn team() -> (Daemon, Daemon, Daemon, u16) {
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let a = start_node(pa, &[]);
+    let b = start_node(pb, &[pa]);
+    let c = start_node(pc, &[pa]);
+    init_as(&a, "Ada Admin", "ada@example.com");
+    a.ok(&["team", "create", "Acme"], "");
+    enrol(&a, pa, &b, "bob@example.com", &["--name", "Bob"]);
+    enrol(&a, pa, &c, "cyd@example.com", &["--name", "Cyd"]);
+    a.ok(&["folder", "create", "Ops"], "");
+    for (user, role) in [("bob@example.com", "editor"), ("cyd@example.com", "member")] {
+        a.ok(
+            &["folder", "share", "Ops", "--user", user, "--role", role],
+            "",
+        );
+    }
+    a.add_login(
+        "aws",
+        "aws-Secret-77",
+        &["--folder", "Ops", "--username", "ops"],
+    );
+    a.ok(&["totp", "set", "Ops/aws"], "JBSWY3DPEHPK3PXP\n");
+    for (who, d) in [("Bob", &b), ("Cyd", &c)] {
+        wait_until(SYNC_TIMEOUT, &format!("{who} has the TOTP"), || {
+            d.coffer(&["totp", "Ops/aws"], "").status.success()
+        });
+    }
+    (a, b, c, pa)
+}
+
+#[test]
+fn a_members_use_of_a_shared_secret_reaches_the_admin_and_no_other_member() {
+    let (a, b, c, _) = team();
+    let cyd = device_id(&c);
+    c.ok(&["totp", "Ops/aws"], "");
+    copy_password(&c, "Ops/aws");
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    wait_until(SYNC_TIMEOUT, "Ada's audit has Cyd's two records", || {
+        seen = records(&a, &["--user", "cyd@example.com", "--item", "aws"]);
+        let actions: Vec<&str> = seen.iter().filter_map(|r| r["action"].as_str()).collect();
+        actions.contains(&"totp-show") && actions.contains(&"copy")
+    });
+    eprintln!("audit: Cyd's records reached Ada in {:?}", start.elapsed());
+    for r in &seen {
+        assert_eq!(r["user"], "cyd@example.com");
+        assert_eq!(r["device"], cyd.as_str());
+        assert_eq!(r["item_name"], "aws");
+        assert_eq!(r["folder_name"], "Ops");
+        assert!(r["time_ms"].as_i64().unwrap() > 1_700_000_000_000, "{r}");
+    }
+    let copy = seen.iter().find(|r| r["action"] == "copy").unwrap();
+    assert_eq!(copy["field"], "password");
+    // No secret value in any record, nor in the export.
+    let all = a.ok(&["audit", "--json"], "");
+    assert!(!all.contains("aws-Secret-77"));
+    // Filters: by action, by device, by time.
+    let only_copy = records(&a, &["--action", "copy", "--device", &cyd[..12]]);
+    assert!(!only_copy.is_empty() && only_copy.iter().all(|r| r["action"] == "copy"));
+    assert!(records(&a, &["--user", "cyd@example.com", "--until", "1d"]).is_empty());
+
+    // Cyd sees her own records.
+    let own = records(&c, &["--item", "aws"]);
+    let actions: Vec<&str> = own.iter().filter_map(|r| r["action"].as_str()).collect();
+    assert!(
+        actions.contains(&"totp-show") && actions.contains(&"copy"),
+        "{own:?}"
+    );
+
+    // Bob is no admin: after Cyd's records had every chance to reach him
+    // (Ada has them, and Bob syncs with both), he holds none of them.
+    b.ok(&["totp", "Ops/aws"], "");
+    wait_until(SYNC_TIMEOUT, "Ada has Bob's record", || {
+        !records(&a, &["--user", "bob@example.com"]).is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(records(&b, &["--user", "cyd@example.com"]).is_empty());
+    let chains = verify(&b);
+    assert!(
+        chains["chains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|ch| ch["device"] != cyd.as_str()),
+        "Bob holds Cyd's chain: {chains}"
+    );
+    // The honest chains verify clean at the admin's, Cyd's among them.
+    let v = verify(&a);
+    assert_eq!(v["clean"], true, "{v}");
+    assert!(v["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|ch| ch["device"] == cyd.as_str() && ch["user"] == "cyd@example.com"));
+    // CSV and the compliance export.
+    let csv = c.ok(&["audit", "--csv"], "");
+    assert!(csv.starts_with("time,user,device"), "{csv}");
+    let file = a.dir.path().join("audit.json");
+    a.ok(
+        &[
+            "audit",
+            "export",
+            file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    let exported: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(exported.as_array().unwrap().len() >= 2);
+}
+
+fn sql(d: &Daemon, statement: &str, args: &[&dyn rusqlite::ToSql]) -> usize {
+    let db = rusqlite::Connection::open(d.data_dir().join("vault.sqlite3")).unwrap();
+    db.execute(statement, args).unwrap()
+}
+
+#[test]
+fn an_admin_names_every_kind_of_tampering() {
+    let (mut a, mut b, c, pa) = team();
+    let bob = hex::decode(device_id(&b)).unwrap();
+    let cyd = hex::decode(device_id(&c)).unwrap();
+    let bob_hex = device_id(&b);
+    let cyd_hex = device_id(&c);
+    for _ in 0..3 {
+        b.ok(&["totp", "Ops/aws"], "");
+        c.ok(&["totp", "Ops/aws"], "");
+    }
+    let top = |d: &Daemon, device: &[u8]| -> u64 {
+        let db = rusqlite::Connection::open(d.data_dir().join("vault.sqlite3")).unwrap();
+        db.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM audit WHERE device = ?1",
+            [device],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64
+    };
+    wait_until(SYNC_TIMEOUT, "Ada holds Bob's and Cyd's chains", || {
+        top(&a, &bob) > 0 && top(&a, &bob) == top(&b, &bob) && top(&a, &cyd) == top(&c, &cyd)
+    });
+    assert_eq!(verify(&a)["clean"], true);
+
+    // Bob, cut off from Ada, writes on, then deletes two of those rows.
+    a.stop();
+    let from = top(&b, &bob);
+    for _ in 0..4 {
+        b.ok(&["totp", "Ops/aws"], "");
+    }
+    b.stop();
+    let gone = sql(
+        &b,
+        "DELETE FROM audit WHERE device = ?1 AND seq IN (?2, ?3)",
+        &[&bob, &((from + 2) as i64), &((from + 3) as i64)],
+    );
+    assert_eq!(gone, 2);
+    b.spawn();
+    b.unlock();
+    a.spawn();
+    a.unlock();
+    wait_until(SYNC_TIMEOUT, "Ada holds Bob's later records", || {
+        top(&a, &bob) == top(&b, &bob)
+    });
+    let v = verify(&a);
+    assert_eq!(
+        findings(&v, &bob_hex),
+        [("gap".to_string(), from + 2)],
+        "{v}"
+    );
+    let out = a.coffer(&["audit", "verify"], "");
+    assert_eq!(out.status.code(), Some(22), "verify exits 22 on a finding");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("GAP") && text.contains("bob@example.com"),
+        "{text}"
+    );
+
+    // Cyd's device rewrites its chain from a point: its last two rows are
+    // dropped and it writes on from there.
+    let mut c = c;
+    let cyd_top = top(&c, &cyd);
+    c.stop();
+    sql(
+        &c,
+        "DELETE FROM audit WHERE device = ?1 AND seq > ?2",
+        &[&cyd, &((cyd_top - 2) as i64)],
+    );
+    c.spawn();
+    c.unlock();
+    for _ in 0..3 {
+        c.ok(&["totp", "Ops/aws"], "");
+    }
+    wait_until(SYNC_TIMEOUT, "Ada holds Cyd's rewritten records", || {
+        top(&a, &cyd) > cyd_top
+    });
+    let v = verify(&a);
+    assert!(
+        findings(&v, &cyd_hex).iter().any(|(k, _)| k == "fork"),
+        "{v}"
+    );
+
+    // On Ada's copy: a record's bytes edited, and a row of Cyd's chain
+    // replayed as Bob's.
+    a.stop();
+    let db = rusqlite::Connection::open(a.data_dir().join("vault.sqlite3")).unwrap();
+    let mut bytes: Vec<u8> = db
+        .query_row(
+            "SELECT bytes FROM audit WHERE device = ?1 AND seq = 1",
+            [&bob],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    let edited = sql(
+        &a,
+        "UPDATE audit SET bytes = ?1 WHERE device = ?2 AND seq = 1",
+        &[&bytes, &bob],
+    );
+    assert_eq!(edited, 1);
+    drop(db);
+    let replayed = sql(
+        &a,
+        "INSERT INTO audit (device, seq, hash, time, user, kind, bytes) \
+         SELECT ?1, 1000, hash, time, 'bob@example.com', kind, bytes FROM audit WHERE device = ?2 AND seq = 2",
+        &[&bob, &cyd],
+    );
+    assert_eq!(replayed, 1);
+    a.spawn();
+    a.unlock();
+    let v = verify(&a);
+    let bob_findings = findings(&v, &bob_hex);
+    assert!(
+        bob_findings.contains(&("bad-signature".to_string(), 1)),
+        "{v}"
+    );
+    assert!(
+        bob_findings.contains(&("bad-signature".to_string(), 1000)),
+        "{v}"
+    );
+    let _ = (pa, PIN);
+}
