@@ -607,6 +607,7 @@ impl Vault {
             r.lock(reason);
             info!(?reason, "vault locked");
         }
+        release_freed_memory();
     }
 
     /// `coffer reset`: erases this device's vault without its PIN (a
@@ -799,7 +800,7 @@ pub fn new_transport_seed(rng: &mut impl CryptoRngCore) -> Zeroizing<[u8; 32]> {
 
 /// Rebuilding folders frees far more than it keeps (measured: 97 MB RSS after
 /// unlocking 10,000 items); hand the freed heap back to the OS.
-fn release_freed_memory() {
+pub(crate) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the OS.
     unsafe {

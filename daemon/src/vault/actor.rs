@@ -19,7 +19,7 @@ use coffer_crdt::DeviceId;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, info, warn};
 
-use super::{Output, Vault, VaultError};
+use super::{release_freed_memory, Output, Vault, VaultError};
 
 /// Calls waiting for the vault thread at most.
 const QUEUE: usize = 64;
@@ -35,8 +35,9 @@ pub trait Router: Send + 'static {
 type Job = Box<dyn FnOnce(&mut Vault) -> Answer + Send>;
 type Answer = Box<dyn FnOnce() + Send>;
 
-/// Idle time after which folders that changed much are snapshotted.
-const SNAPSHOT_WHEN_IDLE: Duration = Duration::from_secs(5);
+/// Idle time after which folders that changed much are snapshotted and
+/// the freed heap is returned to the OS.
+const IDLE_UPKEEP_AFTER: Duration = Duration::from_secs(5);
 
 enum Call {
     /// A request; `activity` postpones the auto-lock.
@@ -73,6 +74,7 @@ impl VaultHandle {
             sessions: HashMap::new(),
             auto_lock,
             last_activity: Instant::now(),
+            idle_upkept: false,
         };
         std::thread::Builder::new()
             .name("vault".into())
@@ -217,6 +219,8 @@ struct Actor {
     sessions: HashMap<DeviceId, Arc<Notify>>,
     auto_lock: Duration,
     last_activity: Instant,
+    /// The idle upkeep (snapshots, heap trim) ran since the last request.
+    idle_upkept: bool,
 }
 
 impl Actor {
@@ -227,6 +231,7 @@ impl Actor {
                 Call::Job { job, activity } => {
                     if activity {
                         self.last_activity = Instant::now();
+                        self.idle_upkept = false;
                     }
                     let answer = job(&mut self.vault);
                     self.route();
@@ -254,12 +259,14 @@ impl Actor {
                     }
                 }
                 Call::Tick => {
-                    if !self.vault.is_locked() && self.last_activity.elapsed() >= SNAPSHOT_WHEN_IDLE
-                    {
-                        // Saved compacted while nobody waits, so that a crash
-                        // or reboot does not cost a full replay on unlock.
+                    if !self.idle_upkept && self.last_activity.elapsed() >= IDLE_UPKEEP_AFTER {
+                        // Once per idle period, while nobody waits: folders
+                        // saved compacted (a crash or reboot then costs no
+                        // full replay) and the freed heap handed back.
+                        self.idle_upkept = true;
                         self.vault.snapshot_folders();
                         self.settle();
+                        release_freed_memory();
                     }
                     if !self.vault.is_locked() && self.last_activity.elapsed() >= self.auto_lock {
                         info!(
