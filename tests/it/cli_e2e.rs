@@ -331,6 +331,17 @@ fn trash_and_restore() {
         d.ok(&["get", "toss", "--trash", "--field", "password"], ""),
         "pw-toss\n"
     );
+    // The history of an item in the trash is shown too (its audit record
+    // once looked the item up among live items only: chaos seed 12829).
+    let in_trash = d.json(&["history", "toss", "--json", "--reveal"], "");
+    assert!(
+        in_trash
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["trashed"] == true),
+        "history of a trashed item: {in_trash:#}"
+    );
     let folders = d.json(&["folder", "ls", "--json"], "");
     assert_eq!(folders[0]["items"], 1);
     assert_eq!(folders[0]["trashed"], 1);

@@ -7,7 +7,7 @@
 
 use coffer_crdt::audit::{self, AuditEvent, ChainReport, Record, Row};
 use coffer_crdt::replica::{ItemQuery, OpenRecord, SyncMessage, MAX_AUDIT_BATCH};
-use coffer_crdt::DeviceId;
+use coffer_crdt::{DeviceId, ReplicaError};
 use tracing::warn;
 
 use super::{Now, Vault, VaultError};
@@ -52,7 +52,17 @@ impl Vault {
         item: &str,
         field: Option<String>,
     ) -> Result<AuditEvent, VaultError> {
-        let (folder, id, found) = self.find_item(&ItemQuery::live(item))?;
+        // The same lookup as the action's own: a live item first, then the
+        // trash (history and reveals of a trashed item are audited too).
+        let (folder, id, found) = match self.find_item(&ItemQuery::live(item)) {
+            Err(VaultError::Replica(ReplicaError::NoSuchItem { .. })) => {
+                self.find_item(&ItemQuery {
+                    item: item.to_string(),
+                    trash: true,
+                })?
+            }
+            other => other?,
+        };
         let r = self.replica()?;
         Ok(AuditEvent {
             folder: Some(folder),
