@@ -103,6 +103,12 @@ pub(crate) const METHODS: &[&str] = &[
     m::InviteCancel::NAME,
     m::InviteConfirm::NAME,
     m::InviteReject::NAME,
+    // The activity view, and what the page did with a value it was
+    // served (copied, revealed): the daemon decides whose records a
+    // session may read, as for `coffer audit`.
+    m::AuditQuery::NAME,
+    m::AuditVerify::NAME,
+    m::AuditNote::NAME,
 ];
 
 const LOGIN_HTML: &str = include_str!("web/assets/login.html");
