@@ -396,6 +396,40 @@ def live_cli_change(page: Page, a: Node, c: Checks) -> None:
     c.ok("trash, restore from the trash, and the item's history (3 changes) in the browser")
 
 
+def import_export(page: Page, a: Node, base: Path, c: Checks) -> None:
+    # Import: the page reads the file and sends its bytes (import.data).
+    csv = base / "chrome.csv"
+    csv.write_text("name,url,username,password\nImported Wiki,https://wiki.acme.test/,ada,wiki-Secret-31\n")
+    page.click("#nav-vault")
+    page.click("#import")
+    page.set_input_files("#import-file", str(csv))
+    page.select_option("#import-format", "chrome-csv")
+    page.select_option("#import-folder", label="Personal")
+    shot(page, "import")
+    page.click("#dialog-ok")
+    expect(page.locator("#dialog")).not_to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator("#toast")).to_contain_text("Imported 1 items", timeout=TIMEOUT_MS)
+    got = a.json(["get", "Personal/Imported Wiki", "--field", "password"])
+    assert got["value"] == "wiki-Secret-31", got
+    c.ok("a Chrome CSV imported from the browser (file read in the page, sent in the body) lands in Personal")
+
+    # Export: a wrong PIN is refused; the right one gives a download.
+    page.click("#export")
+    page.select_option("#export-folder", label="Personal")
+    page.fill("#export-pin", "not-the-pin-2")
+    page.click("#dialog-ok")
+    expect(page.locator("#dialog-error")).not_to_be_empty(timeout=TIMEOUT_MS)
+    page.fill("#export-pin", PIN_A)
+    with page.expect_download() as dl:
+        page.click("#dialog-ok")
+    assert dl.value.url.startswith("blob:"), dl.value.url
+    exported = json.loads(Path(dl.value.path()).read_text())
+    assert "wiki-Secret-31" in json.dumps(exported) and "Router" not in json.dumps(exported)
+    records = a.json(["audit", "--action", "export", "--user", "alice@acme.test"])
+    assert records and "as json" in (records[-1].get("detail") or ""), records
+    c.ok("an export of Personal from the browser asks the PIN again (a wrong one refused), downloads, and is audited")
+
+
 def lock_while_open(page: Page, a: Node, c: Checks) -> None:
     csrf = page.evaluate("sessionStorage.getItem('coffer-csrf')")
     a.cli(["lock"])
@@ -489,6 +523,7 @@ def main() -> int:
                 wrong_pin_then_unlock(page, a, c)
                 team_walkthrough(context, page, a, b, c)
                 live_cli_change(page, a, c)
+                import_export(page, a, base, c)
                 lock_while_open(page, a, c)
             if items:
                 performance(context, base, items, c)

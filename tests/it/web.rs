@@ -385,6 +385,52 @@ fn the_pages_use_of_a_secret_is_audited_and_read_back() {
     assert_eq!(v["result"]["clean"], true, "{v}");
 }
 
+/// The page imports with the file's bytes in the body (`import.data`);
+/// `import`, which names a file on this machine for the daemon to read, is
+/// not offered. A bad upload changes nothing.
+#[test]
+fn the_web_app_imports_from_the_body_never_from_a_path() {
+    let (d, port) = web_daemon();
+    let (s, _) = login(&d);
+    let o = origin(port);
+    let ok = [
+        ("Origin", o.as_str()),
+        ("Cookie", &s.cookie),
+        ("X-Coffer-Csrf", &s.csrf),
+    ];
+    let file = d.dir.path().join("chrome.csv");
+    let csv = "name,url,username,password\nWiki,https://wiki.example/,ada,wiki-Secret-31\n";
+    std::fs::write(&file, csv).expect("write the export");
+    let by_path = rpc(
+        port,
+        &ok,
+        "import",
+        json!({ "format": "chrome-csv", "path": file.to_str().expect("utf-8") }),
+    )
+    .json();
+    assert!(by_path["error"].is_object(), "{by_path}");
+    let not_base64 = rpc(
+        port,
+        &ok,
+        "import.data",
+        json!({ "format": "chrome-csv", "data_base64": "not base64!" }),
+    )
+    .json();
+    assert!(not_base64["error"].is_object(), "{not_base64}");
+    assert!(d.coffer(&["get", "Wiki", "--json"], "").status.code() != Some(0));
+
+    let data = data_encoding::BASE64.encode(csv.as_bytes());
+    let r = rpc(
+        port,
+        &ok,
+        "import.data",
+        json!({ "format": "chrome-csv", "data_base64": data }),
+    );
+    assert_eq!(r.json()["result"]["added"]["login"], 1, "{}", r.body);
+    let got = d.json(&["get", "Wiki", "--field", "password", "--json"], "");
+    assert_eq!(str_field(&got, "value"), "wiki-Secret-31");
+}
+
 #[test]
 fn the_session_ends_when_the_vault_locks() {
     let (d, port) = web_daemon();

@@ -57,7 +57,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// The methods the web app may call; every other one is refused here.
 /// Left out: creating or erasing a vault, joining, file paths on this
-/// machine (import, export, backup), the event subscription (SSE instead).
+/// machine (`import` and `backup` name one: the page imports with
+/// `import.data`, the file's bytes in the body, and `export` returns its
+/// text, which the page saves as a download), the event subscription (SSE
+/// instead).
 pub(crate) const METHODS: &[&str] = &[
     m::Status::NAME,
     m::Unlock::NAME,
@@ -106,6 +109,8 @@ pub(crate) const METHODS: &[&str] = &[
     // The activity view, and what the page did with a value it was
     // served (copied, revealed): the daemon decides whose records a
     // session may read, as for `coffer audit`.
+    m::ImportData::NAME,
+    m::Export::NAME,
     m::AuditQuery::NAME,
     m::AuditVerify::NAME,
     m::AuditNote::NAME,

@@ -195,6 +195,80 @@ function generatorDialog(into) {
   }
 }
 
+// ---- import and export ----------------------------------------------------
+//
+// The page reads the chosen file and sends its bytes in the request body
+// (`import.data`): no path on this machine is named. An export comes back
+// in the reply (the PIN asked again) and is saved as a download from a
+// blob; the daemon records it in the audit trail.
+
+const IMPORT_FORMATS = ["auto", "bitwarden-json", "bitwarden-csv", "1password-1pux", "1password-csv", "keepass-xml",
+  "keepassxc-csv", "kdbx", "lastpass-csv", "chrome-csv", "firefox-csv", "otpauth", "otpauth-migration", "coffer-json"];
+
+function base64(buffer) {
+  const bytes = new Uint8Array(buffer);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
+}
+
+function download(text, name, type) {
+  const url = URL.createObjectURL(new Blob([text], { type: type }));
+  const a = h("a", { href: url, download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+function importDialog() {
+  const file = h("input", { type: "file", required: true });
+  const format = h("select", {}, IMPORT_FORMATS.map((f) => h("option", { value: f }, f === "auto" ? "detect it" : f)));
+  const writable = S.folders.filter((f) => f.role === "manager" || f.role === "editor");
+  const folder = h("select", {}, h("option", { value: "" }, "the export's own folders"),
+    writable.map((f) => h("option", { value: f.id }, f.name)));
+  const password = h("input", { type: "password", autocomplete: "off" });
+  const report = h("div", { id: "import-report", role: "status" });
+  dialog("Import", [
+    field("import-file", "Export file", file),
+    field("import-format", "Format", format),
+    field("import-folder", "Into", folder),
+    field("import-password", "KeePass database password (kdbx only)", password),
+    report,
+  ], async () => {
+    const f = file.files && file.files[0];
+    if (!f) throw new Error("Choose the export file");
+    const params = {
+      format: format.value, data_base64: base64(await f.arrayBuffer()), folder: folder.value || null,
+      dry_run: false, password: password.value || null,
+    };
+    const r = await call("import.data", params);
+    const added = Object.values(r.added).reduce((a, b) => a + b, 0);
+    toast(`Imported ${added} items (${r.format})` + (r.duplicates ? `, ${r.duplicates} already here` : "") +
+      (r.records_skipped ? `, ${r.records_skipped} skipped` : ""));
+    await refresh();
+  }, "Import");
+}
+
+function exportDialog() {
+  const format = h("select", {}, h("option", { value: "json" }, "Coffer JSON (importable)"), h("option", { value: "csv" }, "CSV"));
+  const folder = h("select", {}, h("option", { value: "" }, "every folder"), S.folders.map((f) => h("option", { value: f.id }, f.name)));
+  const trash = h("input", { type: "checkbox" });
+  const pin = h("input", { type: "password", autocomplete: "off", required: true });
+  dialog("Export", [
+    h("p", { class: "hint" }, "The file holds every secret in plain text. The team's admins see that you exported."),
+    field("export-format", "Format", format),
+    field("export-folder", "Folder", folder),
+    h("label", { for: "export-trash" }, "Include the trash"), Object.assign(trash, { id: "export-trash" }),
+    field("export-pin", "Your PIN", pin),
+  ], async () => {
+    const r = await call("export", { pin: pin.value, format: format.value, folder: folder.value || null, include_trash: trash.checked });
+    pin.value = "";
+    download(r.text, "coffer-export." + r.format, r.format === "csv" ? "text/csv" : "application/json");
+    toast(`Exported ${r.items} items`);
+  }, "Export");
+}
+
 // ---- loading --------------------------------------------------------------
 
 async function loadStatus() {
@@ -303,7 +377,9 @@ function renderVault() {
       h("button", { type: "button", id: "new-item", onclick: () => itemDialog(null) }, "+ New item"),
       h("button", { type: "button", id: "add-2fa", onclick: () => add2faDialog(null) }, "+ 2FA"),
       h("button", { type: "button", class: "ghost", id: "new-folder", onclick: newFolderDialog }, "New folder"),
-      h("button", { type: "button", class: "ghost", id: "generator", onclick: () => generatorDialog(null) }, "Password generator")));
+      h("button", { type: "button", class: "ghost", id: "generator", onclick: () => generatorDialog(null) }, "Password generator"),
+      h("button", { type: "button", class: "ghost", id: "import", onclick: importDialog }, "Import"),
+      h("button", { type: "button", class: "ghost", id: "export", onclick: exportDialog }, "Export")));
   const search = h("input", {
     type: "search", id: "search", placeholder: "Search", "aria-label": "Search items", value: S.query,
     oninput: (ev) => { S.query = ev.target.value; renderList(); },
@@ -799,7 +875,7 @@ const ACTIONS = ["reveal", "copy", "totp-show", "totp-copy", "autofill", "export
   "device-linked", "secret-read"];
 const CSV_COLUMNS = ["time", "user", "device", "device_name", "seq", "action", "folder", "folder_name", "item",
   "item_name", "field", "detail"];
-const A = { entries: [], filter: {} };
+const A = { entries: [], filter: {}, asked: 0 };
 
 // A date input's value as unix ms (the start of that day, local time), or
 // null when empty or not a date.
@@ -862,13 +938,16 @@ async function loadActivity() {
   A.filter = activityFilter();
   A.since = $("audit-since").value;
   A.until = $("audit-until").value;
+  // Only the latest query's answer is shown (a refresh may overtake one).
+  const asked = ++A.asked;
   let entries;
   try {
     entries = await call("audit.query", A.filter);
   } catch (e) {
-    $("audit-count").textContent = e.message;
+    if (asked === A.asked && $("audit-count")) $("audit-count").textContent = e.message;
     return;
   }
+  if (asked !== A.asked) return;
   A.entries = entries;
   const rows = entries.slice().reverse().map((e) => h("tr", {
     "data-user": e.user, "data-action": e.action, "data-item": e.item_name || "",
@@ -898,13 +977,7 @@ function csvField(s) {
 function exportCsv() {
   const lines = [CSV_COLUMNS.join(",")].concat(A.entries.map((e) => CSV_COLUMNS.map((c) =>
     csvField(c === "time" ? new Date(e.time_ms).toISOString().replace(/\.\d{3}Z$/, "Z") : e[c])).join(",")));
-  const blob = new Blob([lines.join("\n") + "\n"], { type: "text/csv" });
-  const url = URL.createObjectURL(blob);
-  const a = h("a", { href: url, download: "coffer-audit.csv", hidden: true });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
+  download(lines.join("\n") + "\n", "coffer-audit.csv", "text/csv");
   toast(A.entries.length + " records exported");
 }
 
