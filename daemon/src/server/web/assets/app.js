@@ -51,7 +51,12 @@ async function call(method, params) {
     ended("signed out or the vault locked");
     throw new CallError(401, "no session");
   }
-  const body = await r.json();
+  let body;
+  try {
+    body = await r.json();
+  } catch (e) {
+    throw new CallError(r.status, r.status === 413 ? "the request is too large for the web app" : "cofferd answered " + r.status);
+  }
   if (body.error) throw new CallError(body.error.code, body.error.message);
   return body.result;
 }
@@ -205,6 +210,8 @@ function generatorDialog(into) {
 const IMPORT_FORMATS = ["auto", "bitwarden-json", "bitwarden-csv", "1password-1pux", "1password-csv", "keepass-xml",
   "keepassxc-csv", "kdbx", "lastpass-csv", "chrome-csv", "firefox-csv", "otpauth", "otpauth-migration", "coffer-json"];
 
+const IMPORT_MAX = 1500 * 1024;
+
 function base64(buffer) {
   const bytes = new Uint8Array(buffer);
   let bin = "";
@@ -238,6 +245,8 @@ function importDialog() {
   ], async () => {
     const f = file.files && file.files[0];
     if (!f) throw new Error("Choose the export file");
+    // The body's limit is 2 MB, and base64 takes a third more.
+    if (f.size > IMPORT_MAX) throw new Error("This file is larger than the web app takes (1.5 MB): use `coffer import FILE`");
     const params = {
       format: format.value, data_base64: base64(await f.arrayBuffer()), folder: folder.value || null,
       dry_run: false, password: password.value || null,
