@@ -235,13 +235,16 @@ def team_walkthrough(browser, page: Page, a: Node, b: Node, c: Checks) -> None:
     page.fill("#folder-name", "Ops")
     page.click("#dialog-ok")
     page.locator("#folders button[data-folder='Ops']").click(timeout=TIMEOUT_MS)
+    # A new folder is personal; sharing it converts it in place.
+    expect(page.locator("#folder-personal")).to_be_visible(timeout=TIMEOUT_MS)
     page.select_option("#share-kind", "group")
     page.fill("#share-who", "ops")
     page.select_option("#share-role", "member")
     page.click("#share-add")
     expect(page.locator("#members")).to_contain_text("ops", timeout=TIMEOUT_MS)
+    expect(page.locator("#folder-personal")).to_have_count(0, timeout=TIMEOUT_MS)
     shot(page, "folder-members")
-    c.ok("a folder created and shared with the group 'ops' as Folder Member")
+    c.ok("a folder created (personal: the panel says so) and converted to shared with the group 'ops' as Folder Member")
 
     # A login, then a 2FA linked to it.
     page.click("#new-item")

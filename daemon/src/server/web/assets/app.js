@@ -683,6 +683,14 @@ async function folderPanel(id) {
         manager ? h("td", {}, h("button", { type: "button", class: "small danger", onclick: () => act(call("folder.unshare", Object.assign({ folder: f.id }, who)), "Removed") }, "Remove")) : null);
     })));
   panel.append(h("h2", {}, "Members"), table);
+  // Personal until shared: sharing it (below) converts it in place.
+  const me = S.status && S.status.email;
+  const personal = !members.members.some((m) => m.kind === "group" || (m.kind === "user" && m.name !== me));
+  if (personal) {
+    panel.append(h("p", { class: "hint", id: "folder-personal" }, manager
+      ? "Personal: only you and your own devices reach it. Share it with a user or a group to make it a shared folder; its items and their history stay as they are."
+      : "Personal: only its owner's devices reach it."));
+  }
   if (manager) {
     const kind = h("select", { id: "share-kind" }, h("option", { value: "group" }, "Group"), h("option", { value: "user" }, "User (email)"));
     const who = h("input", { type: "text", id: "share-who", required: true });
