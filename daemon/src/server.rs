@@ -159,6 +159,7 @@ impl Shared {
     ) -> Result<Value, RpcError> {
         match method {
             m::Import::NAME => return self.import(raw, progress),
+            m::ImportData::NAME => return self.import_data(raw),
             m::Backup::NAME => return self.backup(raw),
             m::RestoreBackup::NAME => return self.restore_backup(raw, progress),
             _ => {}
@@ -282,35 +283,74 @@ impl Shared {
     fn import(&self, raw: Value, progress: ProgressSink) -> Result<Value, RpcError> {
         let p = params::<m::Import>(raw)?;
         let bytes = read_bounded(&p.path, import::MAX_IMPORT_BYTES)?;
-        let format = if p.format == "auto" {
-            import::detect(&bytes).ok_or_else(|| {
+        let result = self.import_bytes(
+            &bytes,
+            &p.format,
+            p.password.as_deref(),
+            p.folder,
+            p.dry_run,
+            p.progress.then_some(progress),
+        )?;
+        reply::<m::Import, _>(result)
+    }
+
+    /// As [`Self::import`], with the export's bytes in the request (the
+    /// web app's upload) rather than a path.
+    fn import_data(&self, raw: Value) -> Result<Value, RpcError> {
+        let p = params::<m::ImportData>(raw)?;
+        let max_encoded = import::MAX_IMPORT_BYTES.div_ceil(3) * 4;
+        if p.data_base64.len() > max_encoded {
+            return Err(invalid(format!(
+                "the export is larger than {} bytes",
+                import::MAX_IMPORT_BYTES
+            )));
+        }
+        let bytes = data_encoding::BASE64
+            .decode(p.data_base64.trim().as_bytes())
+            .map_err(|_| invalid("data_base64 is not base64"))?;
+        let result = self.import_bytes(
+            &bytes,
+            &p.format,
+            p.password.as_deref(),
+            p.folder,
+            p.dry_run,
+            None,
+        )?;
+        reply::<m::ImportData, _>(result)
+    }
+
+    /// Parses an export here, then adds its items on the vault thread.
+    fn import_bytes(
+        &self,
+        bytes: &[u8],
+        format: &str,
+        password: Option<&str>,
+        folder: Option<String>,
+        dry_run: bool,
+        progress: Option<ProgressSink>,
+    ) -> Result<m::ImportResult, RpcError> {
+        let name = format;
+        let format = if name == "auto" {
+            import::detect(bytes).ok_or_else(|| {
                 invalid("cannot tell the format of this file: name it with --format")
             })?
         } else {
-            import::Format::parse_name(&p.format).ok_or_else(|| {
+            import::Format::parse_name(name).ok_or_else(|| {
                 let names: Vec<&str> = import::Format::ALL.iter().map(|f| f.name()).collect();
                 invalid(format!(
-                    "unknown format {:?} (one of: auto, {})",
-                    p.format,
+                    "unknown format {name:?} (one of: auto, {})",
                     names.join(", ")
                 ))
             })?
         };
-        let report = import::parse(format, &bytes, p.password.as_deref()).map_err(|e| {
+        let report = import::parse(format, bytes, password).map_err(|e| {
             let code = match e {
                 import::ImportError::WrongPassword => ErrorCode::WrongPassphrase,
                 _ => ErrorCode::InvalidInput,
             };
             RpcError::new(code, e.to_string())
         })?;
-        let result = self.store_import(
-            report,
-            format,
-            p.folder,
-            p.dry_run,
-            p.progress.then_some(progress),
-        )?;
-        reply::<m::Import, _>(result)
+        self.store_import(report, format, folder, dry_run, progress)
     }
 
     /// Adds parsed items to the vault (all or nothing).

@@ -257,6 +257,23 @@ pub struct ImportParams {
     pub progress: bool,
 }
 
+/// `import.data`: as `import`, with the export's bytes in the request
+/// instead of a path the daemon reads (the web app's upload: the page may
+/// not name files on this machine).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ImportDataParams {
+    /// A format name (`bitwarden-json`, `kdbx`, ...) or `auto`.
+    pub format: String,
+    /// The export file itself, base64 (standard alphabet, padded).
+    pub data_base64: String,
+    /// Put every item in this existing folder instead of the export's folders.
+    pub folder: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The KDBX database password.
+    pub password: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SkippedRecord {
     /// Where: `line 7`, `item 3 'GitHub'`, ...
@@ -428,6 +445,10 @@ method!(
 method!(
     /// Imports another password manager's export, all or nothing.
     Import, "import", ImportParams, ImportResult
+);
+method!(
+    /// Imports an export sent in the request (the web app), all or nothing.
+    ImportData, "import.data", ImportDataParams, ImportResult
 );
 #[derive(Clone, Serialize, Deserialize)]
 pub struct ExportParams {
@@ -1272,6 +1293,18 @@ impl fmt::Debug for ImportParams {
             .field("dry_run", &self.dry_run)
             .field("password", &REDACTED)
             .field("progress", &self.progress)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ImportDataParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportDataParams")
+            .field("format", &self.format)
+            .field("data_base64", &REDACTED)
+            .field("folder", &self.folder)
+            .field("dry_run", &self.dry_run)
+            .field("password", &REDACTED)
             .finish()
     }
 }

@@ -235,13 +235,16 @@ def team_walkthrough(browser, page: Page, a: Node, b: Node, c: Checks) -> None:
     page.fill("#folder-name", "Ops")
     page.click("#dialog-ok")
     page.locator("#folders button[data-folder='Ops']").click(timeout=TIMEOUT_MS)
+    # A new folder is personal; sharing it converts it in place.
+    expect(page.locator("#folder-personal")).to_be_visible(timeout=TIMEOUT_MS)
     page.select_option("#share-kind", "group")
     page.fill("#share-who", "ops")
     page.select_option("#share-role", "member")
     page.click("#share-add")
     expect(page.locator("#members")).to_contain_text("ops", timeout=TIMEOUT_MS)
+    expect(page.locator("#folder-personal")).to_have_count(0, timeout=TIMEOUT_MS)
     shot(page, "folder-members")
-    c.ok("a folder created and shared with the group 'ops' as Folder Member")
+    c.ok("a folder created (personal: the panel says so) and converted to shared with the group 'ops' as Folder Member")
 
     # A login, then a 2FA linked to it.
     page.click("#new-item")
@@ -287,6 +290,26 @@ def team_walkthrough(browser, page: Page, a: Node, b: Node, c: Checks) -> None:
     shot(member, "member-view")
     c.ok(f"the Folder Member's browser shows the live TOTP ({secs}) and no edit control")
 
+    # The member reveals and copies the password and copies the code: the
+    # page tells the daemon (audit.note), as `coffer get --copy` does.
+    member.click("button[aria-label='Reveal Password']")
+    expect(member.locator("span[data-field='password']")).not_to_have_text("••••••••", timeout=TIMEOUT_MS)
+    password = member.locator("span[data-field='password']").inner_text().strip()
+    assert len(password) >= 12, password
+    member.click("button[data-copy='password']")
+    member.click("#totp-copy")
+    notes = {"reveal", "copy", "totp-copy"}
+    deadline = time.monotonic() + 30
+    while True:
+        own = b.json(["audit", "--user", "bob@acme.test", "--item", "Router"])
+        if notes <= {r["action"] for r in own}:
+            break
+        assert time.monotonic() < deadline, f"the member's page left no audit notes: {own}"
+        time.sleep(0.3)
+    copied = next(r for r in own if r["action"] == "copy")
+    assert copied["field"] == "password" and password not in json.dumps(own), copied
+    c.ok("revealing and copying the password and copying the code in the browser are audited (reveal, copy, totp-copy)")
+
     # An edit sent by hand, with the member's own session: refused.
     before = b.json(["get", "Ops/Router"])
     answer = member.evaluate("""async () => {
@@ -299,7 +322,57 @@ def team_walkthrough(browser, page: Page, a: Node, b: Node, c: Checks) -> None:
     after = b.json(["get", "Ops/Router"])
     assert after["fields"] == before["fields"] and a.json(["get", "Ops/Router"])["fields"] == item["fields"]
     c.ok(f"an edit sent by hand from the member's browser is refused ({answer['body']['error']['message']!r}), nothing changed")
+    member_activity(member, c)
     member.close()
+    admin_activity(page, a, c)
+
+
+def member_activity(member: Page, c: Checks) -> None:
+    # A member's activity view: their own records only (the daemon decides).
+    member.click("#nav-activity")
+    expect(member.locator("#audit-rows tr").first).to_be_visible(timeout=TIMEOUT_MS)
+    users = set(member.locator("#audit-rows tr").evaluate_all("rows => rows.map(r => r.dataset.user)"))
+    assert users == {"bob@acme.test"}, users
+    assert member.locator("#audit-verify").count() == 0
+    c.ok("the member's activity view lists only the member's own records")
+
+
+def admin_activity(page: Page, a: Node, c: Checks) -> None:
+    # The admin's activity view shows the member's use, once it has synced.
+    page.click("#nav-activity")
+    page.fill("#audit-user", "bob@acme.test")
+    page.fill("#audit-item", "Router")
+    page.click("#audit-apply")
+    rows = page.locator("#audit-rows tr")
+    deadline = time.monotonic() + 60
+    while True:
+        actions = set(rows.evaluate_all("rows => rows.map(r => r.dataset.action)"))
+        if {"totp-show", "reveal", "copy", "totp-copy"} <= actions:
+            break
+        assert time.monotonic() < deadline, f"the member's use did not reach the admin's activity view: {actions}"
+        page.click("#audit-refresh")
+        time.sleep(0.5)
+    assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.user)")) == {"bob@acme.test"}
+    assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.item)")) == {"Router"}
+    expect(page.locator("#audit-rows tr[data-action='copy']").first).to_contain_text("password")
+    shot(page, "activity")
+    c.ok(f"the admin's activity view shows the member's use of Router ({', '.join(sorted(actions))})")
+
+    # Filter by action, then export what is shown as CSV (a download).
+    page.select_option("#audit-action", "copy")
+    page.click("#audit-apply")
+    expect(rows).to_have_count(1, timeout=TIMEOUT_MS)
+    with page.expect_download() as dl:
+        page.click("#audit-csv")
+    csv = Path(dl.value.path()).read_text().splitlines()
+    assert csv[0] == "time,user,device,device_name,seq,action,folder,folder_name,item,item_name,field,detail", csv
+    assert len(csv) == 2 and ",bob@acme.test," in csv[1] and ",copy," in csv[1] and ",Router,password," in csv[1], csv
+    assert dl.value.url.startswith("blob:"), dl.value.url
+    page.click("#audit-verify")
+    expect(page.locator("#audit-verify-result")).to_contain_text("no gap", timeout=TIMEOUT_MS)
+    c.ok("the activity view filters by action, exports the shown records as CSV, and verifies the chains")
+    # The CLI reads the same records.
+    assert any(r["action"] == "totp-copy" for r in a.json(["audit", "--user", "bob@acme.test", "--item", "Router"]))
 
 
 def live_cli_change(page: Page, a: Node, c: Checks) -> None:
@@ -324,6 +397,40 @@ def live_cli_change(page: Page, a: Node, c: Checks) -> None:
     expect(page.locator("#dialog tbody tr")).to_have_count(3, timeout=TIMEOUT_MS)
     page.click("#dialog-cancel")
     c.ok("trash, restore from the trash, and the item's history (3 changes) in the browser")
+
+
+def import_export(page: Page, a: Node, base: Path, c: Checks) -> None:
+    # Import: the page reads the file and sends its bytes (import.data).
+    csv = base / "chrome.csv"
+    csv.write_text("name,url,username,password\nImported Wiki,https://wiki.acme.test/,ada,wiki-Secret-31\n")
+    page.click("#nav-vault")
+    page.click("#import")
+    page.set_input_files("#import-file", str(csv))
+    page.select_option("#import-format", "chrome-csv")
+    page.select_option("#import-folder", label="Personal")
+    shot(page, "import")
+    page.click("#dialog-ok")
+    expect(page.locator("#dialog")).not_to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator("#toast")).to_contain_text("Imported 1 items", timeout=TIMEOUT_MS)
+    got = a.json(["get", "Personal/Imported Wiki", "--field", "password"])
+    assert got["value"] == "wiki-Secret-31", got
+    c.ok("a Chrome CSV imported from the browser (file read in the page, sent in the body) lands in Personal")
+
+    # Export: a wrong PIN is refused; the right one gives a download.
+    page.click("#export")
+    page.select_option("#export-folder", label="Personal")
+    page.fill("#export-pin", "not-the-pin-2")
+    page.click("#dialog-ok")
+    expect(page.locator("#dialog-error")).not_to_be_empty(timeout=TIMEOUT_MS)
+    page.fill("#export-pin", PIN_A)
+    with page.expect_download() as dl:
+        page.click("#dialog-ok")
+    assert dl.value.url.startswith("blob:"), dl.value.url
+    exported = json.loads(Path(dl.value.path()).read_text())
+    assert "wiki-Secret-31" in json.dumps(exported) and "Router" not in json.dumps(exported)
+    records = a.json(["audit", "--action", "export", "--user", "alice@acme.test"])
+    assert records and "as json" in (records[-1].get("detail") or ""), records
+    c.ok("an export of Personal from the browser asks the PIN again (a wrong one refused), downloads, and is audited")
 
 
 def lock_while_open(page: Page, a: Node, c: Checks) -> None:
@@ -405,6 +512,8 @@ def main() -> int:
             browser = p.chromium.launch(executable_path=os.environ.get("COFFER_CHROMIUM", "/usr/bin/chromium"),
                                         args=["--no-sandbox", "--disable-gpu"])
             context = browser.new_context(viewport={"width": 1280, "height": 800})
+            # The page copies to the clipboard (and tells the audit trail).
+            context.grant_permissions(["clipboard-read", "clipboard-write"])
             if not perf_only:
                 a, b = Node("alice", base), Node("bob", base)
                 nodes += [a, b]
@@ -417,6 +526,7 @@ def main() -> int:
                 wrong_pin_then_unlock(page, a, c)
                 team_walkthrough(context, page, a, b, c)
                 live_cli_change(page, a, c)
+                import_export(page, a, base, c)
                 lock_while_open(page, a, c)
             if items:
                 performance(context, base, items, c)

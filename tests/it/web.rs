@@ -316,6 +316,121 @@ fn a_cross_origin_post_or_a_missing_csrf_token_changes_nothing() {
     assert!(trashed(&d));
 }
 
+/// What the page does with a value it was served (reveal, copy, TOTP
+/// copy) reaches the audit trail through `audit.note`, as the CLI's does;
+/// the activity view reads it back with `audit.query`. The daemon decides:
+/// an action it records itself cannot be noted by the page, and a note
+/// sent cross-origin is refused like any other call.
+#[test]
+fn the_pages_use_of_a_secret_is_audited_and_read_back() {
+    let (d, port) = web_daemon();
+    let (s, _) = login(&d);
+    let o = origin(port);
+    let ok = [
+        ("Origin", o.as_str()),
+        ("Cookie", &s.cookie),
+        ("X-Coffer-Csrf", &s.csrf),
+    ];
+    let item = rpc(port, &ok, "item.get", json!({ "item": "Mail" })).json();
+    let id = str_field(&item["result"], "id").to_string();
+    let copies = |d: &Daemon| -> usize {
+        let all = d.json(&["audit", "--action", "copy", "--json"], "");
+        all.as_array().map_or(0, Vec::len)
+    };
+
+    let note = json!({ "action": "copy", "item": id, "field": "password" });
+    let evil = [
+        ("Origin", "http://evil.example"),
+        ("Cookie", &s.cookie),
+        ("X-Coffer-Csrf", &s.csrf),
+    ];
+    assert_eq!(rpc(port, &evil, "audit.note", note.clone()).status, 403);
+    assert_eq!(copies(&d), 0, "a cross-origin note was recorded");
+    let forged = rpc(port, &ok, "audit.note", json!({ "action": "unlock" })).json();
+    assert!(forged["error"].is_object(), "{forged}");
+
+    let r = rpc(port, &ok, "audit.note", note);
+    assert!(r.json()["result"].is_object(), "{}", r.body);
+    for action in ["reveal", "totp-copy"] {
+        let r = rpc(
+            port,
+            &ok,
+            "audit.note",
+            json!({ "action": action, "item": id, "field": "password" }),
+        );
+        assert!(r.json()["result"].is_object(), "{action}: {}", r.body);
+    }
+    assert_eq!(copies(&d), 1, "the CLI reads the page's note");
+
+    let r = rpc(
+        port,
+        &ok,
+        "audit.query",
+        json!({ "item": "Mail", "actions": ["copy", "reveal", "totp-copy"] }),
+    );
+    assert!(
+        !r.body.contains("hunter2"),
+        "a secret in the audit: {}",
+        r.body
+    );
+    let rows = r.json()["result"].as_array().cloned().unwrap_or_default();
+    let actions: Vec<&str> = rows.iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, ["copy", "reveal", "totp-copy"], "{}", r.body);
+    for e in &rows {
+        assert_eq!(e["item_name"], "Mail", "{e}");
+        assert_eq!(e["item"], id.as_str(), "{e}");
+        assert_eq!(e["field"], "password", "{e}");
+    }
+    let v = rpc(port, &ok, "audit.verify", json!({})).json();
+    assert_eq!(v["result"]["clean"], true, "{v}");
+}
+
+/// The page imports with the file's bytes in the body (`import.data`);
+/// `import`, which names a file on this machine for the daemon to read, is
+/// not offered. A bad upload changes nothing.
+#[test]
+fn the_web_app_imports_from_the_body_never_from_a_path() {
+    let (d, port) = web_daemon();
+    let (s, _) = login(&d);
+    let o = origin(port);
+    let ok = [
+        ("Origin", o.as_str()),
+        ("Cookie", &s.cookie),
+        ("X-Coffer-Csrf", &s.csrf),
+    ];
+    let file = d.dir.path().join("chrome.csv");
+    let csv = "name,url,username,password\nWiki,https://wiki.example/,ada,wiki-Secret-31\n";
+    std::fs::write(&file, csv).expect("write the export");
+    let by_path = rpc(
+        port,
+        &ok,
+        "import",
+        json!({ "format": "chrome-csv", "path": file.to_str().expect("utf-8") }),
+    )
+    .json();
+    assert!(by_path["error"].is_object(), "{by_path}");
+    let not_base64 = rpc(
+        port,
+        &ok,
+        "import.data",
+        json!({ "format": "chrome-csv", "data_base64": "not base64!" }),
+    )
+    .json();
+    assert!(not_base64["error"].is_object(), "{not_base64}");
+    assert!(d.coffer(&["get", "Wiki", "--json"], "").status.code() != Some(0));
+
+    let data = data_encoding::BASE64.encode(csv.as_bytes());
+    let r = rpc(
+        port,
+        &ok,
+        "import.data",
+        json!({ "format": "chrome-csv", "data_base64": data }),
+    );
+    assert_eq!(r.json()["result"]["added"]["login"], 1, "{}", r.body);
+    let got = d.json(&["get", "Wiki", "--field", "password", "--json"], "");
+    assert_eq!(str_field(&got, "value"), "wiki-Secret-31");
+}
+
 #[test]
 fn the_session_ends_when_the_vault_locks() {
     let (d, port) = web_daemon();

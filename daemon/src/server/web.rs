@@ -57,7 +57,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// The methods the web app may call; every other one is refused here.
 /// Left out: creating or erasing a vault, joining, file paths on this
-/// machine (import, export, backup), the event subscription (SSE instead).
+/// machine (`import` and `backup` name one: the page imports with
+/// `import.data`, the file's bytes in the body, and `export` returns its
+/// text, which the page saves as a download), the event subscription (SSE
+/// instead).
 pub(crate) const METHODS: &[&str] = &[
     m::Status::NAME,
     m::Unlock::NAME,
@@ -103,6 +106,14 @@ pub(crate) const METHODS: &[&str] = &[
     m::InviteCancel::NAME,
     m::InviteConfirm::NAME,
     m::InviteReject::NAME,
+    // The activity view, and what the page did with a value it was
+    // served (copied, revealed): the daemon decides whose records a
+    // session may read, as for `coffer audit`.
+    m::ImportData::NAME,
+    m::Export::NAME,
+    m::AuditQuery::NAME,
+    m::AuditVerify::NAME,
+    m::AuditNote::NAME,
 ];
 
 const LOGIN_HTML: &str = include_str!("web/assets/login.html");

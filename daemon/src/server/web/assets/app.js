@@ -51,7 +51,12 @@ async function call(method, params) {
     ended("signed out or the vault locked");
     throw new CallError(401, "no session");
   }
-  const body = await r.json();
+  let body;
+  try {
+    body = await r.json();
+  } catch (e) {
+    throw new CallError(r.status, r.status === 413 ? "the request is too large for the web app" : "cofferd answered " + r.status);
+  }
   if (body.error) throw new CallError(body.error.code, body.error.message);
   return body.result;
 }
@@ -89,6 +94,13 @@ function clearTimers() {
 
 function fail(e) {
   toast(e.message || String(e));
+}
+
+// What the page did with a value it was served, told to the daemon as the
+// CLI does (`audit.note`): it cannot see a clipboard or a screen. Best
+// effort, and never the value: the action, the item's id, the field's name.
+function note(action, item, field) {
+  call("audit.note", { action: action, item: item, field: field || null }).catch(() => {});
 }
 
 async function copy(text, what) {
@@ -186,6 +198,84 @@ function generatorDialog(into) {
   if (!into) {
     $("dialog-ok").hidden = true;
   }
+}
+
+// ---- import and export ----------------------------------------------------
+//
+// The page reads the chosen file and sends its bytes in the request body
+// (`import.data`): no path on this machine is named. An export comes back
+// in the reply (the PIN asked again) and is saved as a download from a
+// blob; the daemon records it in the audit trail.
+
+const IMPORT_FORMATS = ["auto", "bitwarden-json", "bitwarden-csv", "1password-1pux", "1password-csv", "keepass-xml",
+  "keepassxc-csv", "kdbx", "lastpass-csv", "chrome-csv", "firefox-csv", "otpauth", "otpauth-migration", "coffer-json"];
+
+const IMPORT_MAX = 1500 * 1024;
+
+function base64(buffer) {
+  const bytes = new Uint8Array(buffer);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
+}
+
+function download(text, name, type) {
+  const url = URL.createObjectURL(new Blob([text], { type: type }));
+  const a = h("a", { href: url, download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+function importDialog() {
+  const file = h("input", { type: "file", required: true });
+  const format = h("select", {}, IMPORT_FORMATS.map((f) => h("option", { value: f }, f === "auto" ? "detect it" : f)));
+  const writable = S.folders.filter((f) => f.role === "manager" || f.role === "editor");
+  const folder = h("select", {}, h("option", { value: "" }, "the export's own folders"),
+    writable.map((f) => h("option", { value: f.id }, f.name)));
+  const password = h("input", { type: "password", autocomplete: "off" });
+  const report = h("div", { id: "import-report", role: "status" });
+  dialog("Import", [
+    field("import-file", "Export file", file),
+    field("import-format", "Format", format),
+    field("import-folder", "Into", folder),
+    field("import-password", "KeePass database password (kdbx only)", password),
+    report,
+  ], async () => {
+    const f = file.files && file.files[0];
+    if (!f) throw new Error("Choose the export file");
+    // The body's limit is 2 MB, and base64 takes a third more.
+    if (f.size > IMPORT_MAX) throw new Error("This file is larger than the web app takes (1.5 MB): use `coffer import FILE`");
+    const params = {
+      format: format.value, data_base64: base64(await f.arrayBuffer()), folder: folder.value || null,
+      dry_run: false, password: password.value || null,
+    };
+    const r = await call("import.data", params);
+    const added = Object.values(r.added).reduce((a, b) => a + b, 0);
+    toast(`Imported ${added} items (${r.format})` + (r.duplicates ? `, ${r.duplicates} already here` : "") +
+      (r.records_skipped ? `, ${r.records_skipped} skipped` : ""));
+    await refresh();
+  }, "Import");
+}
+
+function exportDialog() {
+  const format = h("select", {}, h("option", { value: "json" }, "Coffer JSON (importable)"), h("option", { value: "csv" }, "CSV"));
+  const folder = h("select", {}, h("option", { value: "" }, "every folder"), S.folders.map((f) => h("option", { value: f.id }, f.name)));
+  const trash = h("input", { type: "checkbox" });
+  const pin = h("input", { type: "password", autocomplete: "off", required: true });
+  dialog("Export", [
+    h("p", { class: "hint" }, "The file holds every secret in plain text. The team's admins see that you exported."),
+    field("export-format", "Format", format),
+    field("export-folder", "Folder", folder),
+    h("label", { for: "export-trash" }, "Include the trash"), Object.assign(trash, { id: "export-trash" }),
+    field("export-pin", "Your PIN", pin),
+  ], async () => {
+    const r = await call("export", { pin: pin.value, format: format.value, folder: folder.value || null, include_trash: trash.checked });
+    pin.value = "";
+    download(r.text, "coffer-export." + r.format, r.format === "csv" ? "text/csv" : "application/json");
+    toast(`Exported ${r.items} items`);
+  }, "Export");
 }
 
 // ---- loading --------------------------------------------------------------
@@ -296,7 +386,9 @@ function renderVault() {
       h("button", { type: "button", id: "new-item", onclick: () => itemDialog(null) }, "+ New item"),
       h("button", { type: "button", id: "add-2fa", onclick: () => add2faDialog(null) }, "+ 2FA"),
       h("button", { type: "button", class: "ghost", id: "new-folder", onclick: newFolderDialog }, "New folder"),
-      h("button", { type: "button", class: "ghost", id: "generator", onclick: () => generatorDialog(null) }, "Password generator")));
+      h("button", { type: "button", class: "ghost", id: "generator", onclick: () => generatorDialog(null) }, "Password generator"),
+      h("button", { type: "button", class: "ghost", id: "import", onclick: importDialog }, "Import"),
+      h("button", { type: "button", class: "ghost", id: "export", onclick: exportDialog }, "Export")));
   const search = h("input", {
     type: "search", id: "search", placeholder: "Search", "aria-label": "Search items", value: S.query,
     oninput: (ev) => { S.query = ev.target.value; renderList(); },
@@ -370,7 +462,10 @@ async function renderDetail() {
       const code = h("span", { class: "totp", id: "totp-code", "aria-live": "off" }, "······");
       const secs = h("span", { class: "secs", id: "totp-secs" });
       dl.append(h("dt", {}, "2FA code"), h("dd", {}, code, secs,
-        h("button", { type: "button", class: "small ghost", onclick: () => copy(code.dataset.code || "", "Code") }, "Copy")));
+        h("button", {
+          type: "button", class: "small ghost", id: "totp-copy",
+          onclick: () => { if (code.dataset.code) { note("totp-copy", item.id, "totp"); copy(code.dataset.code, "Code"); } },
+        }, "Copy")));
       liveTotp(item.id, code, secs);
       continue;
     }
@@ -379,9 +474,16 @@ async function renderDetail() {
       h("span", { class: secret ? "mono" : "", "data-field": k }, shown ? v : "••••••••"),
       secret ? h("button", {
         type: "button", class: "small ghost", "aria-label": (shown ? "Hide " : "Reveal ") + label,
-        onclick: () => { S.revealed[k] = !S.revealed[k]; renderDetail(); },
+        onclick: () => {
+          S.revealed[k] = !S.revealed[k];
+          if (S.revealed[k]) note("reveal", item.id, k);
+          renderDetail();
+        },
       }, shown ? "Hide" : "Reveal") : null,
-      h("button", { type: "button", class: "small ghost", "aria-label": "Copy " + label, onclick: () => copy(v, label) }, "Copy")));
+      h("button", {
+        type: "button", class: "small ghost", "aria-label": "Copy " + label, "data-copy": k,
+        onclick: () => { note("copy", item.id, k); copy(v, label); },
+      }, "Copy")));
   }
   if (item.urls.length) dl.append(h("dt", {}, "Websites"), h("dd", {}, item.urls.join(", ")));
   const tools = h("div", { class: "toolbar", id: "item-tools" });
@@ -581,6 +683,14 @@ async function folderPanel(id) {
         manager ? h("td", {}, h("button", { type: "button", class: "small danger", onclick: () => act(call("folder.unshare", Object.assign({ folder: f.id }, who)), "Removed") }, "Remove")) : null);
     })));
   panel.append(h("h2", {}, "Members"), table);
+  // Personal until shared: sharing it (below) converts it in place.
+  const me = S.status && S.status.email;
+  const personal = !members.members.some((m) => m.kind === "group" || (m.kind === "user" && m.name !== me));
+  if (personal) {
+    panel.append(h("p", { class: "hint", id: "folder-personal" }, manager
+      ? "Personal: only you and your own devices reach it. Share it with a user or a group to make it a shared folder; its items and their history stay as they are."
+      : "Personal: only its owner's devices reach it."));
+  }
   if (manager) {
     const kind = h("select", { id: "share-kind" }, h("option", { value: "group" }, "Group"), h("option", { value: "user" }, "User (email)"));
     const who = h("input", { type: "text", id: "share-who", required: true });
@@ -771,6 +881,138 @@ function groupsSection(groups, admin) {
   return section;
 }
 
+// ---- the activity view (the audit trail) ----------------------------------
+//
+// `audit.query` with the filters as they stand; the daemon decides whose
+// records this session reads (an admin: the team's; anyone else: their
+// own). The CSV is built here from the result and saved as a download.
+
+const ACTIONS = ["reveal", "copy", "totp-show", "totp-copy", "autofill", "export", "backup", "history-view",
+  "unlock", "unlock-failed", "lock", "invite-created", "invite-wrong-code", "join-confirmed", "join-rejected",
+  "device-linked", "secret-read"];
+const CSV_COLUMNS = ["time", "user", "device", "device_name", "seq", "action", "folder", "folder_name", "item",
+  "item_name", "field", "detail"];
+const A = { entries: [], filter: {}, asked: 0 };
+
+// A date input's value as unix ms (the start of that day, local time), or
+// null when empty or not a date.
+function dayMs(value, endOfDay) {
+  if (!value) return null;
+  const t = new Date(value + "T00:00:00").getTime();
+  if (Number.isNaN(t)) return null;
+  return endOfDay ? t + 86400000 - 1 : t;
+}
+
+function activityFilter() {
+  const text = (id) => ($(id) && $(id).value.trim()) || null;
+  const action = text("audit-action");
+  return {
+    user: text("audit-user"), folder: text("audit-folder"), item: text("audit-item"),
+    actions: action ? [action] : [],
+    since_ms: dayMs(text("audit-since"), false), until_ms: dayMs(text("audit-until"), true),
+    limit: 5000,
+  };
+}
+
+async function renderActivity() {
+  clearTimers();
+  if (!S.team) await loadTeam().catch(() => {});
+  const admin = !!(S.team && S.team.admin);
+  const input = (id, label, attrs) => h("div", {}, h("label", { for: id }, label), h("input", Object.assign({ id: id, type: "text" }, attrs || {})));
+  const form = h("form", { id: "audit-form", class: "row" },
+    input("audit-user", "User", { placeholder: "email", value: A.filter.user || "" }),
+    input("audit-folder", "Folder", { value: A.filter.folder || "" }),
+    input("audit-item", "Item", { value: A.filter.item || "" }),
+    h("div", {}, h("label", { for: "audit-action" }, "Action"),
+      h("select", { id: "audit-action" }, h("option", { value: "" }, "any"),
+        ACTIONS.map((a) => h("option", { value: a, selected: (A.filter.actions || [])[0] === a }, a)))),
+    input("audit-since", "Since", { type: "date", value: A.since || "" }),
+    input("audit-until", "Until", { type: "date", value: A.until || "" }),
+    h("button", { type: "submit", id: "audit-apply" }, "Show"));
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); loadActivity(); });
+  const section = h("section", { class: "card", id: "activity" },
+    h("h2", {}, "Activity"),
+    h("p", { class: "hint" }, admin
+      ? "Every device's signed record of what was revealed, copied and changed: the team's, as this device holds them."
+      : "Your own records: the team's admins see everyone's."),
+    form,
+    h("div", { class: "toolbar" },
+      h("button", { type: "button", class: "ghost", id: "audit-refresh", onclick: () => loadActivity() }, "Refresh"),
+      h("button", { type: "button", class: "ghost", id: "audit-csv", onclick: exportCsv }, "Export CSV"),
+      admin ? h("button", { type: "button", class: "ghost", id: "audit-verify", onclick: verifyChains }, "Verify chains") : null,
+      h("span", { id: "audit-count", class: "muted", role: "status" })),
+    h("div", { id: "audit-verified" }),
+    h("div", { class: "scroll", role: "region", "aria-label": "Audit records", tabindex: "0" }, h("table", { id: "audit-table" },
+      h("caption", { class: "sr-only" }, "Audit records, newest first"),
+      h("thead", {}, h("tr", {}, ["Time", "User", "Device", "Action", "Folder", "Item", "Field"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", { id: "audit-rows" }))));
+  $("main").replaceChildren(h("h1", { class: "sr-only" }, "Activity"), h("div", { class: "activity" }, section));
+  await loadActivity();
+}
+
+async function loadActivity() {
+  if (!$("audit-rows")) return;
+  A.filter = activityFilter();
+  A.since = $("audit-since").value;
+  A.until = $("audit-until").value;
+  // Only the latest query's answer is shown (a refresh may overtake one).
+  const asked = ++A.asked;
+  let entries;
+  try {
+    entries = await call("audit.query", A.filter);
+  } catch (e) {
+    if (asked === A.asked && $("audit-count")) $("audit-count").textContent = e.message;
+    return;
+  }
+  if (asked !== A.asked) return;
+  A.entries = entries;
+  const rows = entries.slice().reverse().map((e) => h("tr", {
+    "data-user": e.user, "data-action": e.action, "data-item": e.item_name || "",
+  },
+  h("td", {}, new Date(e.time_ms).toLocaleString()),
+  h("td", {}, e.user),
+  h("td", {}, e.device_name || e.device.slice(0, 8)),
+  h("td", {}, h("span", { class: "badge" }, e.action)),
+  h("td", {}, e.folder_name || ""),
+  h("td", {}, e.item_name || ""),
+  h("td", {}, e.field || "")));
+  if ($("audit-rows")) {
+    $("audit-rows").replaceChildren(...rows);
+    $("audit-count").textContent = entries.length + (entries.length === 1 ? " record" : " records");
+  }
+}
+
+function csvField(s) {
+  let v = s === null || s === undefined ? "" : String(s);
+  // A leading =, +, - or @ would be a formula in a spreadsheet.
+  if (/^[=+\-@]/.test(v)) v = "'" + v;
+  return /[",\r\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v;
+}
+
+// The records shown, as `coffer audit --csv` writes them, saved by the
+// browser from a blob: nothing of it is in a URL the daemon sees.
+function exportCsv() {
+  const lines = [CSV_COLUMNS.join(",")].concat(A.entries.map((e) => CSV_COLUMNS.map((c) =>
+    csvField(c === "time" ? new Date(e.time_ms).toISOString().replace(/\.\d{3}Z$/, "Z") : e[c])).join(",")));
+  download(lines.join("\n") + "\n", "coffer-audit.csv", "text/csv");
+  toast(A.entries.length + " records exported");
+}
+
+async function verifyChains() {
+  const out = $("audit-verified");
+  try {
+    const r = await call("audit.verify");
+    const bad = r.chains.filter((c) => c.findings.length);
+    out.replaceChildren(h("p", { class: r.clean ? "ok" : "error", id: "audit-verify-result" },
+      r.clean
+        ? `${r.chains.length} chains verified: no gap, fork or bad signature.`
+        : bad.map((c) => `${c.user || c.device_name || c.device.slice(0, 8)}: ` +
+          c.findings.map((f) => f.kind + " at " + f.seq + (f.to ? "–" + f.to : "")).join(", ")).join("; ")));
+  } catch (e) {
+    out.replaceChildren(h("p", { class: "error" }, e.message));
+  }
+}
+
 // ---- live updates ---------------------------------------------------------
 
 async function listen() {
@@ -817,6 +1059,12 @@ function onEvent(data) {
   if (ev.type === "lock_state" && ev.locked) {
     return ended("the vault locked");
   }
+  if (ev.type === "sync_progress" && S.view === "activity") {
+    // Audit records arrive with a peer's sync: no event of their own.
+    clearTimeout(pending);
+    pending = setTimeout(() => loadActivity(), 300);
+    return;
+  }
   if (["item_changed", "folder_changed", "sync_progress"].includes(ev.type)) {
     clearTimeout(pending);
     pending = setTimeout(async () => {
@@ -840,7 +1088,9 @@ function renderListKeepFocus() {
 function nav() {
   $("nav-vault").setAttribute("aria-pressed", String(S.view === "vault"));
   $("nav-admin").setAttribute("aria-pressed", String(S.view === "admin"));
+  $("nav-activity").setAttribute("aria-pressed", String(S.view === "activity"));
   if (S.view === "admin") renderAdmin().catch(fail);
+  else if (S.view === "activity") renderActivity().catch(fail);
   else refresh();
 }
 
@@ -861,6 +1111,7 @@ if (!csrf) {
 } else {
   $("nav-vault").addEventListener("click", () => { S.view = "vault"; nav(); });
   $("nav-admin").addEventListener("click", () => { S.view = "admin"; nav(); });
+  $("nav-activity").addEventListener("click", () => { S.view = "activity"; nav(); });
   $("lock").addEventListener("click", () => call("lock").then(() => ended("you locked the vault")).catch(fail));
   listen();
   start().catch(fail);
