@@ -94,6 +94,7 @@ fn main() {
         until_ms: None,
         device: None,
         after: None,
+        newest: false,
         limit: 100_000,
     };
     let mut times = Vec::new();

@@ -295,8 +295,11 @@ pub struct AuditRange {
     pub until_ms: Option<i64>,
     pub user: Option<String>,
     pub device: Option<DeviceId>,
-    /// Records after this (time, device, seq) only (`--follow`).
+    /// Records after this (time, device, seq) only (`--follow`); before
+    /// it when `newest`.
     pub after: Option<(i64, DeviceId, u64)>,
+    /// Newest first (and `after` read as "before").
+    pub newest: bool,
     pub limit: usize,
 }
 
@@ -367,7 +370,8 @@ impl Store {
             .optional()?)
     }
 
-    /// The event records in `range`, oldest first.
+    /// The event records in `range`, oldest first (newest first if
+    /// `range.newest`).
     pub fn audit_query(&self, range: &AuditRange) -> Result<Vec<AuditStored>, StoreError> {
         let mut sql = String::from("SELECT device, seq, bytes FROM audit WHERE kind = 1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -393,17 +397,20 @@ impl Store {
             args.push((*s as i64).into());
             let n = args.len();
             sql.push_str(&format!(
-                " AND (time, device, seq) > (?{}, ?{}, ?{})",
+                " AND (time, device, seq) {} (?{}, ?{}, ?{})",
+                if range.newest { "<" } else { ">" },
                 n - 2,
                 n - 1,
                 n
             ));
         }
         args.push((range.limit as i64).into());
-        sql.push_str(&format!(
-            " ORDER BY time, device, seq LIMIT ?{}",
-            args.len()
-        ));
+        let order = if range.newest {
+            "time DESC, device DESC, seq DESC"
+        } else {
+            "time, device, seq"
+        };
+        sql.push_str(&format!(" ORDER BY {order} LIMIT ?{}", args.len()));
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
             Ok((

@@ -321,3 +321,70 @@ fn an_admin_names_every_kind_of_tampering() {
     );
     let _ = (pa, PIN);
 }
+
+/// Acceptance 3: Cyd (a Folder Member of Ops) shows a TOTP and copies a
+/// password, then leaves the team; Ada edits one of Ops' items after.
+/// `coffer audit exposure` lists exactly Ops' items (not Ada's own folder),
+/// Cyd's uses of each, and which changed since her removal.
+#[test]
+fn a_removed_users_exposure_lists_what_they_could_read() {
+    let (a, _b, c, _) = team();
+    a.add_login("db", "db-Secret-1", &["--folder", "Ops"]);
+    a.ok(&["folder", "create", "Private"], "");
+    a.add_login("vault-root", "root-Secret-2", &["--folder", "Private"]);
+    wait_until(SYNC_TIMEOUT, "Cyd has Ops/db", || {
+        c.coffer(&["get", "Ops/db", "--json"], "").status.success()
+    });
+    c.ok(&["totp", "Ops/aws"], "");
+    copy_password(&c, "Ops/aws");
+    wait_until(SYNC_TIMEOUT, "Ada has Cyd's uses", || {
+        let actions: Vec<String> = records(&a, &["--user", "cyd@example.com"])
+            .iter()
+            .filter_map(|r| r["action"].as_str().map(String::from))
+            .collect();
+        actions.iter().any(|x| x == "copy") && actions.iter().any(|x| x == "totp-show")
+    });
+    // Before removal: readable, not judged for changes.
+    let before = a.json(&["audit", "exposure", "cyd@example.com", "--json"], "");
+    assert_eq!(before["in_team"], true, "{before}");
+    assert!(before["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["changed_since_removal"].is_null()));
+
+    a.ok(&["user", "remove", "cyd@example.com"], "");
+    a.ok(&["edit", "Ops/db", "--username", "rotated"], "");
+
+    let x = a.json(&["audit", "exposure", "cyd@example.com", "--json"], "");
+    assert_eq!(x["in_team"], false, "{x}");
+    let items = x["items"].as_array().unwrap();
+    let mut names: Vec<&str> = items
+        .iter()
+        .map(|i| i["item_name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["aws", "db"], "{x}");
+    assert!(items.iter().all(|i| i["folder_name"] == "Ops"), "{x}");
+    let aws = items.iter().find(|i| i["item_name"] == "aws").unwrap();
+    let db = items.iter().find(|i| i["item_name"] == "db").unwrap();
+    assert_eq!(aws["uses"]["copy"], 1, "{x}");
+    assert!(aws["uses"]["totp-show"].as_u64().unwrap() >= 1, "{x}");
+    assert_eq!(aws["changed_since_removal"], false, "{x}");
+    assert_eq!(db["uses"].as_object().unwrap().len(), 0, "{x}");
+    assert_eq!(db["changed_since_removal"], true, "{x}");
+    let folders = x["folders"].as_array().unwrap();
+    assert_eq!(folders.len(), 1, "{x}");
+    assert_eq!(folders[0]["still_member"], false);
+    assert_eq!(folders[0]["removal_known"], true);
+    // The human form names both and the one to rotate.
+    let text = a.ok(&["audit", "exposure", "cyd@example.com"], "");
+    assert!(
+        text.contains("Ops/aws") && text.contains("unchanged since removal"),
+        "{text}"
+    );
+    assert!(!text.contains("vault-root"), "{text}");
+    // Not an admin: refused.
+    let bob = _b.coffer(&["audit", "exposure", "cyd@example.com", "--json"], "");
+    assert!(!bob.status.success(), "{bob:?}");
+}
