@@ -388,3 +388,71 @@ fn a_removed_users_exposure_lists_what_they_could_read() {
     let bob = _b.coffer(&["audit", "exposure", "cyd@example.com", "--json"], "");
     assert!(!bob.status.success(), "{bob:?}");
 }
+
+/// A wrong invite code tried against Ada's invite is on her chain
+/// (`invite-wrong-code`), next to the invite itself; the right code's
+/// failure modes are not.
+#[test]
+fn a_wrong_invite_code_is_recorded() {
+    use coffer_daemon::net::enrol::{InviteCode, InviteSecret};
+    let pa = free_port();
+    let a = start_node(pa, &[]);
+    init_as(&a, "Ada Admin", "ada@example.com");
+    a.ok(&["team", "create", "Acme"], "");
+    let b = start_node(free_port(), &[]);
+    let code = str_field(
+        &a.json(&["invite", "bob@example.com", "--json"], ""),
+        "code",
+    )
+    .to_string();
+    let mut wrong = InviteCode::parse(&code).unwrap();
+    wrong.secret = InviteSecret::generate(&mut rand::rngs::OsRng);
+    let peer = crate::sync::addr(pa);
+    let err = b.fails(
+        &["join", &wrong.encode(), "--peer", &peer, "--pin-stdin"],
+        format!("{PIN}\n"),
+        15,
+    );
+    assert!(err.contains("wrong invite code"), "{err}");
+    let mut wrong_codes = Vec::new();
+    wait_until(SYNC_TIMEOUT, "Ada's wrong-code record", || {
+        wrong_codes = records(&a, &["--action", "invite-wrong-code"]);
+        !wrong_codes.is_empty()
+    });
+    assert_eq!(wrong_codes.len(), 1, "{wrong_codes:?}");
+    assert_eq!(wrong_codes[0]["user"], "ada@example.com");
+    assert!(!records(&a, &["--action", "invite-created"]).is_empty());
+}
+
+/// `audit.query` with `newest` returns the newest records that match (in
+/// time order), without it the oldest; `coffer audit` without `--since`
+/// asks for the newest.
+#[test]
+fn a_query_without_since_shows_the_newest_records() {
+    use coffer_ipc::methods as m;
+    let a = coffer_tests::Daemon::start();
+    init_as(&a, "Ada Admin", "ada@example.com");
+    a.add_login("aws", "aws-Secret-77", &[]);
+    a.ok(&["totp", "set", "aws"], "JBSWY3DPEHPK3PXP\n");
+    for _ in 0..5 {
+        a.ok(&["totp", "aws"], "");
+    }
+    let all = records(&a, &[]);
+    assert!(all.len() >= 5, "{all:?}");
+    let mut client = a.client();
+    let query = |newest: bool| m::AuditQueryParams {
+        limit: Some(2),
+        newest,
+        ..Default::default()
+    };
+    let newest = client.call::<m::AuditQuery>(&query(true)).unwrap();
+    let oldest = client.call::<m::AuditQuery>(&query(false)).unwrap();
+    let cursors = |e: &[m::AuditEntry]| e.iter().map(|x| x.cursor.clone()).collect::<Vec<_>>();
+    let all_cursors: Vec<String> = all
+        .iter()
+        .map(|r| r["cursor"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cursors(&newest), all_cursors[all_cursors.len() - 2..]);
+    assert_eq!(cursors(&oldest), all_cursors[..2]);
+    assert!(newest[0].time_ms <= newest[1].time_ms);
+}
