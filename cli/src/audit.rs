@@ -67,6 +67,13 @@ pub enum AuditCommand {
         /// The user's email.
         user: String,
     },
+    /// Show or set (a team admin) how many days this device keeps audit
+    /// records (default 365), and prune past it: the device's own chain
+    /// gets a signed checkpoint, so `audit verify` sees no gap.
+    Retention {
+        /// Keep this many days (1 to 36500).
+        days: Option<u32>,
+    },
     /// Write the records (filtered as `coffer audit`) to FILE for an archive.
     Export {
         /// The file to write (a new file, mode 0600).
@@ -139,6 +146,19 @@ pub fn run(ctx: &mut Ctx, args: AuditArgs) -> Result<(), CliError> {
     match args.command {
         Some(AuditCommand::Verify) => verify(ctx),
         Some(AuditCommand::Exposure { user }) => exposure(ctx, &user),
+        Some(AuditCommand::Retention { days }) => {
+            let r = ctx.call::<m::AuditRetention>(&m::AuditRetentionParams { days })?;
+            ctx.print(&r, |r| {
+                println!("Audit records are kept {} days on this device.", r.days);
+                if let Some(t) = r.checkpoint_through {
+                    println!("Checkpoint written: this device's records up to #{t} pruned.");
+                }
+                if r.pruned_rows > 0 {
+                    println!("{} records past the retention dropped.", r.pruned_rows);
+                }
+            });
+            Ok(())
+        }
         Some(AuditCommand::Export {
             file,
             format,

@@ -455,4 +455,15 @@ fn a_query_without_since_shows_the_newest_records() {
     assert_eq!(cursors(&newest), all_cursors[all_cursors.len() - 2..]);
     assert_eq!(cursors(&oldest), all_cursors[..2]);
     assert!(newest[0].time_ms <= newest[1].time_ms);
+
+    // Retention: 365 days by default, settable; nothing here is old
+    // enough to prune, and the chain verifies clean.
+    let r = a.json(&["audit", "retention", "--json"], "");
+    assert_eq!(r["days"], 365, "{r}");
+    let r = a.json(&["audit", "retention", "30", "--json"], "");
+    assert_eq!(r["days"], 30, "{r}");
+    assert_eq!(r["pruned_rows"], 0, "{r}");
+    assert_eq!(a.json(&["audit", "retention", "--json"], "")["days"], 30);
+    a.fails(&["audit", "retention", "0"], "", 9);
+    assert_eq!(verify(&a)["clean"], true);
 }

@@ -18,6 +18,7 @@ pub(super) const METHODS: &[(&str, Handler)] = &[
     (m::AuditQuery::NAME, handler::<m::AuditQuery>),
     (m::AuditVerify::NAME, handler::<m::AuditVerify>),
     (m::AuditExposure::NAME, handler::<m::AuditExposure>),
+    (m::AuditRetention::NAME, handler::<m::AuditRetention>),
 ];
 
 /// Rows read from the store per page of a query.
@@ -300,6 +301,20 @@ impl OnVault for m::AuditExposure {
                 .collect(),
             unreadable_folders: x.unreadable_folders.iter().map(|f| f.to_hex()).collect(),
             records_seen: seen as u64,
+        })
+    }
+}
+
+impl OnVault for m::AuditRetention {
+    fn run(v: &mut Vault, p: m::AuditRetentionParams) -> Result<m::AuditRetentionResult, Failure> {
+        if let Some(days) = p.days {
+            v.set_audit_retention(days)?;
+        }
+        let pruned = v.audit_prune(now())?;
+        Ok(m::AuditRetentionResult {
+            days: v.audit_retention()?,
+            checkpoint_through: pruned.checkpoint_through,
+            pruned_rows: pruned.rows as u64,
         })
     }
 }

@@ -161,3 +161,24 @@ method!(
     /// their removal: the credentials to rotate.
     AuditExposure, "audit.exposure", AuditExposureParams, AuditExposureResult
 );
+
+/// `audit.retention`: this device's audit retention, set if `days` is
+/// given (a team admin's setting), and a pruning run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditRetentionParams {
+    pub days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditRetentionResult {
+    pub days: u32,
+    /// This device's chain got a checkpoint up to this seq.
+    pub checkpoint_through: Option<u64>,
+    /// Rows dropped from the chains held.
+    pub pruned_rows: u64,
+}
+
+method!(
+    /// Shows or sets the audit retention, and prunes past it.
+    AuditRetention, "audit.retention", AuditRetentionParams, AuditRetentionResult
+);
