@@ -299,3 +299,33 @@ fn names_user(
             .is_some_and(|members| members.contains(user)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::EnvelopeId;
+
+    fn point(seq: u64) -> CutoffPoint {
+        CutoffPoint {
+            seq,
+            id: EnvelopeId([seq as u8; 32]),
+        }
+    }
+
+    /// Several removals: per author the earliest point; an author one
+    /// removal had seen nothing of counts from its start.
+    #[test]
+    fn the_earliest_removal_point_per_author_is_used() {
+        let (a, b) = (DeviceId([1; 32]), DeviceId([2; 32]));
+        let first: Cutoff = BTreeMap::from([(a, point(5)), (b, point(3))]);
+        let second: Cutoff = BTreeMap::from([(a, point(9))]);
+        let cut = earliest(&[&first, &second]);
+        assert_eq!(cut.get(&a).map(|p| p.seq), Some(5));
+        assert_eq!(cut.get(&b), None, "the second removal saw none of b's");
+        assert!(!after(&cut, &a, 5));
+        assert!(after(&cut, &a, 6));
+        assert!(after(&cut, &b, 1));
+        let only = earliest(&[&first]);
+        assert!(!after(&only, &b, 3) && after(&only, &b, 4));
+    }
+}
