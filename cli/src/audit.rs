@@ -60,6 +60,20 @@ pub enum AuditCommand {
     /// Check every device's chain held here: gaps, forks and bad signatures,
     /// each with its device and user. Exits 22 when it finds one.
     Verify,
+    /// For a departing or removed user: every item they could read (and
+    /// since which key epoch), the uses recorded, and which changed since
+    /// their removal: the credentials to rotate. Admins only.
+    Exposure {
+        /// The user's email.
+        user: String,
+    },
+    /// Show or set (a team admin) how many days this device keeps audit
+    /// records (default 365), and prune past it: the device's own chain
+    /// gets a signed checkpoint, so `audit verify` sees no gap.
+    Retention {
+        /// Keep this many days (1 to 36500).
+        days: Option<u32>,
+    },
     /// Write the records (filtered as `coffer audit`) to FILE for an archive.
     Export {
         /// The file to write (a new file, mode 0600).
@@ -123,12 +137,28 @@ fn params(f: &Filter) -> Result<m::AuditQueryParams, CliError> {
         actions: f.actions.clone(),
         after: None,
         limit: None,
+        // Without --since: the newest records, not the oldest 10,000.
+        newest: f.since.is_none(),
     })
 }
 
 pub fn run(ctx: &mut Ctx, args: AuditArgs) -> Result<(), CliError> {
     match args.command {
         Some(AuditCommand::Verify) => verify(ctx),
+        Some(AuditCommand::Exposure { user }) => exposure(ctx, &user),
+        Some(AuditCommand::Retention { days }) => {
+            let r = ctx.call::<m::AuditRetention>(&m::AuditRetentionParams { days })?;
+            ctx.print(&r, |r| {
+                println!("Audit records are kept {} days on this device.", r.days);
+                if let Some(t) = r.checkpoint_through {
+                    println!("Checkpoint written: this device's records up to #{t} pruned.");
+                }
+                if r.pruned_rows > 0 {
+                    println!("{} records past the retention dropped.", r.pruned_rows);
+                }
+            });
+            Ok(())
+        }
         Some(AuditCommand::Export {
             file,
             format,
@@ -165,6 +195,8 @@ fn list(ctx: &mut Ctx, filter: &Filter, csv: bool, follow: bool) -> Result<(), C
     };
     show(ctx, &entries, true);
     let mut after = entries.last().map(|e| e.cursor.clone());
+    // From here on: what came after the newest shown.
+    p.newest = false;
     loop {
         std::thread::sleep(Duration::from_secs(1));
         p.after = after.clone();
@@ -254,6 +286,64 @@ fn to_csv(entries: &[m::AuditEntry]) -> String {
     out
 }
 
+fn exposure(ctx: &mut Ctx, user: &str) -> Result<(), CliError> {
+    let x = ctx.call::<m::AuditExposure>(&m::AuditExposureParams { user: user.into() })?;
+    ctx.print(&x, |x| {
+        let state = if x.in_team {
+            "still in the team"
+        } else {
+            "removed from the team"
+        };
+        println!(
+            "{} ({state}, {} device(s), {} of their records held here)",
+            x.user,
+            x.devices.len(),
+            x.records_seen
+        );
+        for f in &x.folders {
+            let now = if f.still_member {
+                "can still read it"
+            } else if f.removal_known {
+                "removed"
+            } else {
+                "removed (no cutoff known: changes not judged)"
+            };
+            println!(
+                "folder {}: since key epoch {}, {now}",
+                f.folder_name, f.since_epoch
+            );
+        }
+        if x.items.is_empty() {
+            println!("No readable items.");
+        }
+        for i in &x.items {
+            let used = if i.uses.is_empty() {
+                "not used".to_string()
+            } else {
+                let parts: Vec<String> = i.uses.iter().map(|(a, n)| format!("{a} {n}")).collect();
+                format!("used: {}", parts.join(", "))
+            };
+            let changed = match i.changed_since_removal {
+                Some(true) => "changed since removal",
+                Some(false) => "unchanged since removal: rotate",
+                None => "",
+            };
+            let trash = if i.trashed { " (trash)" } else { "" };
+            println!(
+                "  {}/{}{trash}  {used}  {changed}",
+                i.folder_name, i.item_name
+            );
+        }
+        for f in &x.unreadable_folders {
+            println!(
+                "folder {}: could be read by them, not by this device (items not listed)",
+                short(f)
+            );
+        }
+    });
+    Ok(())
+}
+
 fn verify(ctx: &mut Ctx) -> Result<(), CliError> {
     let result = ctx.call::<m::AuditVerify>(&m::Empty {})?;
     ctx.print(&result, |r| {
@@ -291,6 +381,8 @@ fn verify(ctx: &mut Ctx) -> Result<(), CliError> {
 
 fn export(ctx: &mut Ctx, file: &PathBuf, format: &str, filter: &Filter) -> Result<(), CliError> {
     let mut p = params(filter)?;
+    // Every record, paged oldest first.
+    p.newest = false;
     p.limit = Some(100_000);
     let mut all: Vec<m::AuditEntry> = Vec::new();
     loop {

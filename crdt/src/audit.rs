@@ -470,6 +470,14 @@ impl Record {
         Ok(event)
     }
 
+    /// The last pruned seq a [`Body::Checkpoint`] names.
+    pub fn pruned_through(&self) -> Option<u64> {
+        match &self.body.body {
+            Body::Checkpoint { through_seq, .. } => Some(*through_seq),
+            _ => None,
+        }
+    }
+
     /// The key record this record's event is sealed under.
     pub fn key_seq(&self) -> Option<u64> {
         match &self.body.body {

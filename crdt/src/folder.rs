@@ -884,6 +884,11 @@ impl FolderDoc {
         out.into_values().collect()
     }
 
+    /// The changes that touched an item (any order).
+    pub fn item_change_hashes(&self, id: &ItemId) -> &[ChangeHash] {
+        self.item_changes.get(id).map_or(&[], Vec::as_slice)
+    }
+
     /// The item as it stood after each change that touched it, oldest first.
     pub fn history(&self, id: ItemId) -> Vec<HistoryEntry> {
         let Ok(obj) = self.item_obj(&id) else {

@@ -295,9 +295,22 @@ pub struct AuditRange {
     pub until_ms: Option<i64>,
     pub user: Option<String>,
     pub device: Option<DeviceId>,
-    /// Records after this (time, device, seq) only (`--follow`).
+    /// Records after this (time, device, seq) only (`--follow`); before
+    /// it when `newest`.
     pub after: Option<(i64, DeviceId, u64)>,
+    /// Newest first (and `after` read as "before").
+    pub newest: bool,
     pub limit: usize,
+}
+
+impl AuditRange {
+    /// Every event record, oldest first (up to 100,000).
+    pub fn default_all() -> AuditRange {
+        AuditRange {
+            limit: 100_000,
+            ..AuditRange::default()
+        }
+    }
 }
 
 /// A chain's newest record and newest key record, as stored.
@@ -367,7 +380,8 @@ impl Store {
             .optional()?)
     }
 
-    /// The event records in `range`, oldest first.
+    /// The event records in `range`, oldest first (newest first if
+    /// `range.newest`).
     pub fn audit_query(&self, range: &AuditRange) -> Result<Vec<AuditStored>, StoreError> {
         let mut sql = String::from("SELECT device, seq, bytes FROM audit WHERE kind = 1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -393,17 +407,20 @@ impl Store {
             args.push((*s as i64).into());
             let n = args.len();
             sql.push_str(&format!(
-                " AND (time, device, seq) > (?{}, ?{}, ?{})",
+                " AND (time, device, seq) {} (?{}, ?{}, ?{})",
+                if range.newest { "<" } else { ">" },
                 n - 2,
                 n - 1,
                 n
             ));
         }
         args.push((range.limit as i64).into());
-        sql.push_str(&format!(
-            " ORDER BY time, device, seq LIMIT ?{}",
-            args.len()
-        ));
+        let order = if range.newest {
+            "time DESC, device DESC, seq DESC"
+        } else {
+            "time, device, seq"
+        };
+        sql.push_str(&format!(" ORDER BY {order} LIMIT ?{}", args.len()));
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
             Ok((
@@ -418,6 +435,54 @@ impl Store {
             out.push((device_id(d)?, s.max(0) as u64, b));
         }
         Ok(out)
+    }
+
+    /// A chain's newest record (by seq) older than `before_ms`: where a
+    /// checkpoint may cut.
+    pub fn audit_prune_candidate(
+        &self,
+        device: &DeviceId,
+        before_ms: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT bytes FROM audit WHERE device = ?1 AND time < ?2 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![&device.0[..], before_ms], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Each chain's newest checkpoint record.
+    pub fn audit_checkpoints(&self) -> Result<Vec<(DeviceId, Vec<u8>)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.device, a.bytes FROM audit a \
+             JOIN (SELECT device, MAX(seq) AS seq FROM audit WHERE kind = 2 GROUP BY device) m \
+             ON a.device = m.device AND a.seq = m.seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (d, b) = row?;
+            out.push((device_id(d)?, b));
+        }
+        Ok(out)
+    }
+
+    /// Drops a chain's records up to `through` but the newest key record
+    /// among them (later records are sealed under it). Returns how many.
+    pub fn audit_delete_through(
+        &self,
+        device: &DeviceId,
+        through: u64,
+    ) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM audit WHERE device = ?1 AND seq <= ?2 AND seq IS NOT \
+             (SELECT MAX(seq) FROM audit WHERE device = ?1 AND kind = 0 AND seq <= ?2)",
+            params![&device.0[..], through as i64],
+        )?)
     }
 
     /// Every audit row as filed (for `coffer audit verify`).

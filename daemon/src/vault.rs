@@ -531,6 +531,10 @@ impl Vault {
             self.audit_note(ev, now);
         }
         self.audit_note(AuditEvent::new("", Action::Unlock), now);
+        // Pruning past the retention runs at each unlock.
+        if let Err(e) = self.audit_prune(now) {
+            warn!(error = %e, "cannot prune the audit trail");
+        }
         release_freed_memory();
         info!(
             from_snapshot = opened.from_snapshot,

@@ -158,6 +158,54 @@ impl Replica {
         Ok(())
     }
 
+    /// Pruning this device's chain past the retention: `candidate` is its
+    /// newest record older than `before_ms` (from the store), `pruned` the
+    /// seq its newest checkpoint already covers. When the candidate is
+    /// past that, a checkpoint naming it is appended (a `Persist::Audit`
+    /// effect) and its seq returned: once the checkpoint is stored, the
+    /// records up to it may be deleted without `verify` seeing a gap.
+    pub fn audit_checkpoint(
+        &mut self,
+        candidate: Option<&Record>,
+        pruned: u64,
+        before_ms: i64,
+        now_ms: i64,
+        resume: impl FnOnce() -> (Option<Record>, Option<Record>),
+    ) -> Result<Option<u64>, ReplicaError> {
+        let me = self.identity.device;
+        let Some(through) = candidate.filter(|r| {
+            r.device() == me && r.seq() > pruned && r.time_ms() < before_ms && r.verify_signature()
+        }) else {
+            return Ok(None);
+        };
+        let unlocked = self.unlocked.as_mut().ok_or(ReplicaError::Locked)?;
+        if unlocked.audit.writer.is_none() {
+            let (last, key) = resume();
+            unlocked.audit.writer = Some(ChainWriter::resume(
+                &unlocked.keys,
+                last.as_ref(),
+                key.as_ref(),
+            ));
+        }
+        let Unlocked { keys, audit, .. } = unlocked;
+        let writer = audit.writer.as_mut().expect("resumed just above");
+        if through.seq() > writer.seq() {
+            return Ok(None);
+        }
+        let record = writer.checkpoint(keys, (through.seq(), through.hash()), before_ms, now_ms);
+        let user = self.identity.email.clone();
+        self.audit_hold(vec![AuditRow { record, user }]);
+        Ok(Some(through.seq()))
+    }
+
+    /// The seq up to which a holder may drop `device`'s records: what its
+    /// newest checkpoint (signed by that device) covers.
+    pub fn audit_prunable(device: &DeviceId, checkpoint: &Record) -> Option<u64> {
+        (checkpoint.device() == *device && checkpoint.verify_signature())
+            .then(|| checkpoint.pruned_through())
+            .flatten()
+    }
+
     /// Queues rows for the store and wakes the peers that lack them.
     fn audit_hold(&mut self, rows: Vec<AuditRow>) {
         if rows.is_empty() {

@@ -23,6 +23,7 @@
 
 mod audit;
 mod error;
+mod exposure;
 mod items;
 mod manage;
 mod open;
@@ -48,6 +49,7 @@ use crate::state::State;
 
 pub use audit::{AuditRow, OpenRecord, AUDIT_SINCE_VERSION, MAX_AUDIT_BATCH, MAX_AUDIT_HEADS};
 pub use error::{Needs, ReplicaError};
+pub use exposure::{ExposedFolder, ExposedItem, Exposure};
 pub use items::{FolderSummary, HistoryItem, ImportItem, ImportPlan, ItemQuery, NewItemSpec};
 pub use manage::{FolderRemoval, TrashEmptied};
 pub use open::Skip;

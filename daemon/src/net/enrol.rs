@@ -1142,7 +1142,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     if hs.read_message(&body[8..], &mut buf).is_err() {
         let why = lock().failed(&invite);
         info!(joiner = %hex::encode(&joiner_transport[..4]), "enrolment with a wrong code");
-        return Err(refuse(&mut io, why).await);
+        // The joiner hears why (burnt at the limit); this side records a
+        // wrong code either way (the audit trail's `invite-wrong-code`).
+        refuse(&mut io, why).await;
+        return Err(EnrolError::WrongCode);
     }
     let claimed = lock().claim(&invite, Instant::now());
     let spec = match claimed {

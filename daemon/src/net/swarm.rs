@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use coffer_crdt::audit::{Action, AuditEvent};
 use coffer_crdt::DeviceId;
 use coffer_ipc::Event;
 use futures::StreamExt;
@@ -545,6 +546,21 @@ impl Actor {
             match enrol::serve(stream, me, joiner, &ctx.invites, now_ms).await {
                 Ok(kind) => {
                     info!(%peer, kind = kind.name(), "enrolment answered")
+                }
+                Err(enrol::EnrolError::WrongCode) => {
+                    info!(%peer, "enrolment ended: wrong invite code");
+                    let mut ev = AuditEvent::new("", Action::InviteWrongCode);
+                    ev.detail = Some(format!("peer {peer}"));
+                    let noted = ctx
+                        .vault
+                        .call_quiet(move |v| {
+                            v.audit_note(ev, crate::vault::Now { unix_ms: now_ms() });
+                            Ok::<_, crate::vault::VaultError>(())
+                        })
+                        .await;
+                    if let Err(e) = noted {
+                        warn!(error = %e, "cannot record a wrong invite code");
+                    }
                 }
                 Err(e) => info!(%peer, error = %e, "enrolment ended"),
             }

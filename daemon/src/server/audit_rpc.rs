@@ -17,6 +17,8 @@ pub(super) const METHODS: &[(&str, Handler)] = &[
     (m::AuditNote::NAME, handler::<m::AuditNote>),
     (m::AuditQuery::NAME, handler::<m::AuditQuery>),
     (m::AuditVerify::NAME, handler::<m::AuditVerify>),
+    (m::AuditExposure::NAME, handler::<m::AuditExposure>),
+    (m::AuditRetention::NAME, handler::<m::AuditRetention>),
 ];
 
 /// Rows read from the store per page of a query.
@@ -130,6 +132,7 @@ impl OnVault for m::AuditQuery {
                 .map(|d| resolve_device(v, d))
                 .transpose()?,
             after: p.after.as_deref().map(parse_cursor).transpose()?,
+            newest: p.newest,
             limit: PAGE,
         };
         let mut out = Vec::new();
@@ -173,10 +176,14 @@ impl OnVault for m::AuditQuery {
                     cursor: cursor(&o),
                 });
                 if out.len() >= limit {
-                    return Ok(out);
+                    break;
                 }
             }
-            if !full {
+            if !full || out.len() >= limit {
+                // Newest first from the store: shown oldest first.
+                if p.newest {
+                    out.reverse();
+                }
                 return Ok(out);
             }
         }
@@ -222,6 +229,92 @@ impl OnVault for m::AuditVerify {
         Ok(m::AuditVerifyResult {
             clean: chains.iter().all(|c| c.findings.is_empty()),
             chains,
+        })
+    }
+}
+
+/// Most of a user's records `audit.exposure` reads.
+const MAX_EXPOSURE_RECORDS: usize = 1_000_000;
+
+impl OnVault for m::AuditExposure {
+    fn run(v: &mut Vault, p: m::AuditExposureParams) -> Result<m::AuditExposureResult, Failure> {
+        let user = p.user.trim().to_lowercase();
+        // The daemon gathers the user's records; the replica decides.
+        let mut range = AuditRange {
+            user: Some(user.clone()),
+            limit: PAGE,
+            ..AuditRange::default()
+        };
+        let mut events = Vec::new();
+        let mut seen = 0usize;
+        loop {
+            let page = v.audit_query(&range)?;
+            let full = page.len() == PAGE;
+            if let Some(last) = page.last() {
+                let r = &last.record;
+                range.after = Some((r.time_ms(), r.device(), r.seq()));
+            }
+            seen += page.len();
+            events.extend(
+                page.into_iter()
+                    .filter_map(|o| o.event.map(|e| (o.record.time_ms(), e)))
+                    .filter(|(_, e)| e.item.is_some() && e.action.is_use()),
+            );
+            if !full || seen >= MAX_EXPOSURE_RECORDS {
+                break;
+            }
+        }
+        let x = v.replica()?.exposure(&user, &events)?;
+        Ok(m::AuditExposureResult {
+            user: x.user.0.clone(),
+            in_team: x.in_team,
+            devices: x.devices.iter().map(|d| d.to_hex()).collect(),
+            folders: x
+                .folders
+                .into_iter()
+                .map(|f| m::ExposedFolder {
+                    folder: f.folder.to_hex(),
+                    folder_name: f.folder_name,
+                    since_epoch: f.since_epoch,
+                    still_member: f.still_member,
+                    removal_known: f.removal_known,
+                })
+                .collect(),
+            items: x
+                .items
+                .into_iter()
+                .map(|i| m::ExposedItem {
+                    folder: i.folder.to_hex(),
+                    folder_name: i.folder_name,
+                    item: i.item.to_hex(),
+                    item_name: i.item_name,
+                    trashed: i.trashed,
+                    since_epoch: i.since_epoch,
+                    uses: i
+                        .uses
+                        .into_iter()
+                        .map(|(a, n)| (a.as_str().to_string(), n))
+                        .collect(),
+                    last_used_ms: i.last_used_ms,
+                    changed_since_removal: i.changed_since_removal,
+                })
+                .collect(),
+            unreadable_folders: x.unreadable_folders.iter().map(|f| f.to_hex()).collect(),
+            records_seen: seen as u64,
+        })
+    }
+}
+
+impl OnVault for m::AuditRetention {
+    fn run(v: &mut Vault, p: m::AuditRetentionParams) -> Result<m::AuditRetentionResult, Failure> {
+        if let Some(days) = p.days {
+            v.set_audit_retention(days)?;
+        }
+        let pruned = v.audit_prune(now())?;
+        Ok(m::AuditRetentionResult {
+            days: v.audit_retention()?,
+            checkpoint_through: pruned.checkpoint_through,
+            pruned_rows: pruned.rows as u64,
         })
     }
 }

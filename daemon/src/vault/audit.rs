@@ -15,6 +15,22 @@ use crate::store::AuditRange;
 
 /// Most bytes of records one `AuditRecords` message carries.
 const MAX_AUDIT_MESSAGE_BYTES: usize = 512 * 1024;
+/// Where this device's retention setting is kept (`coffer audit retention`).
+const KV_RETENTION: &str = "audit.retention_days";
+/// Records are kept this many days unless an admin sets otherwise.
+pub const DEFAULT_RETENTION_DAYS: u32 = 365;
+/// The longest retention one may set (100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// What a pruning run did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pruned {
+    /// This device's chain got a checkpoint up to this seq.
+    pub checkpoint_through: Option<u64>,
+    /// Rows dropped from every chain held.
+    pub rows: usize,
+}
 
 impl Vault {
     /// Appends an event to this device's chain, if the vault is unlocked
@@ -130,6 +146,93 @@ impl Vault {
         })?)
     }
 
+    /// The retention in days this device prunes with.
+    pub fn audit_retention(&self) -> Result<u32, VaultError> {
+        Ok(self
+            .store
+            .get_json::<u32>(KV_RETENTION)?
+            .unwrap_or(DEFAULT_RETENTION_DAYS))
+    }
+
+    /// Sets the retention (1..=[`MAX_RETENTION_DAYS`]); a team admin's
+    /// setting, or a device outside any team's.
+    pub fn set_audit_retention(&mut self, days: u32) -> Result<(), VaultError> {
+        let r = self.replica()?;
+        if r.team_state().is_some() && !r.audit_is_admin() {
+            return Err(coffer_crdt::replica::ReplicaError::NotAdmin {
+                action: "set the audit retention",
+            }
+            .into());
+        }
+        if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+            return Err(VaultError::Invalid(format!(
+                "the retention is 1 to {MAX_RETENTION_DAYS} days"
+            )));
+        }
+        self.store.put_json(KV_RETENTION, &days)?;
+        Ok(())
+    }
+
+    /// Prunes past the retention: this device's chain gets a checkpoint
+    /// naming its newest record older than the retention (the replica
+    /// decides, the checkpoint is stored first); then every chain's rows
+    /// under its newest stored checkpoint, signed by its own device, are
+    /// dropped (the newest key record among them kept: later records are
+    /// sealed under it). Another device's records are dropped only under
+    /// that device's own checkpoint, so `audit verify` sees no gap.
+    pub fn audit_prune(&mut self, now: Now) -> Result<Pruned, VaultError> {
+        let days = self.audit_retention()?;
+        let before = now.unix_ms.saturating_sub(i64::from(days) * DAY_MS);
+        let mut out = Pruned::default();
+        let checkpoints: Vec<(DeviceId, Record)> = self
+            .store
+            .audit_checkpoints()?
+            .into_iter()
+            .filter_map(|(d, b)| Record::decode(&b).ok().map(|r| (d, r)))
+            .collect();
+        if let Some(replica) = self.replica.as_mut().filter(|r| !r.is_locked()) {
+            let me = replica.identity().device;
+            let pruned = checkpoints
+                .iter()
+                .find(|(d, _)| *d == me)
+                .and_then(|(d, r)| coffer_crdt::Replica::audit_prunable(d, r))
+                .unwrap_or(0);
+            let candidate = self
+                .store
+                .audit_prune_candidate(&me, before)?
+                .and_then(|b| Record::decode(&b).ok());
+            let store = &self.store;
+            let resume = || match store.audit_tail(&me) {
+                Ok((last, key)) => (
+                    last.and_then(|b| Record::decode(&b).ok()),
+                    key.and_then(|b| Record::decode(&b).ok()),
+                ),
+                Err(e) => {
+                    warn!(error = %e, "cannot read this device's audit chain");
+                    (None, None)
+                }
+            };
+            out.checkpoint_through = replica.audit_checkpoint(
+                candidate.as_ref(),
+                pruned,
+                before,
+                now.unix_ms,
+                resume,
+            )?;
+            // The checkpoint is on disk before anything under it is dropped.
+            self.settle()?;
+        }
+        for (device, bytes) in self.store.audit_checkpoints()? {
+            let Ok(record) = Record::decode(&bytes) else {
+                continue;
+            };
+            if let Some(through) = coffer_crdt::Replica::audit_prunable(&device, &record) {
+                out.rows += self.store.audit_delete_through(&device, through)?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Every chain held, checked.
     pub fn audit_verify(&self) -> Result<Vec<ChainReport>, VaultError> {
         let rows = self.store.audit_rows()?;
@@ -137,5 +240,75 @@ impl Vault {
             rows.into_iter()
                 .map(|(device, seq, bytes)| Row { device, seq, bytes }),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coffer_crdt::audit::{Action, AuditEvent};
+    use rand::rngs::OsRng;
+
+    use super::super::tests::{kdf, now};
+    use super::*;
+
+    fn at(days: i64) -> Now {
+        Now {
+            unix_ms: now().unix_ms + days * DAY_MS,
+        }
+    }
+
+    /// Retention: records past it are dropped under a signed checkpoint,
+    /// `verify` sees no gap, the records kept still open, and a second run
+    /// has nothing to do. A longer retention keeps everything.
+    #[test]
+    fn pruning_past_the_retention_leaves_a_checkpoint_verify_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = Vault::open(dir.path(), kdf()).unwrap();
+        v.init("Ada", "ada@example.com", "246813", now(), &mut OsRng)
+            .unwrap();
+        v.settle().unwrap();
+        assert_eq!(v.audit_retention().unwrap(), DEFAULT_RETENTION_DAYS);
+        for _ in 0..5 {
+            v.audit_note(AuditEvent::new("", Action::Backup), at(0));
+        }
+        v.settle().unwrap();
+        for _ in 0..2 {
+            v.audit_note(AuditEvent::new("", Action::Export), at(400));
+        }
+        v.settle().unwrap();
+        let before = v.store.audit_rows().unwrap().len();
+
+        // Retention longer than the records' age: nothing goes.
+        v.set_audit_retention(500).unwrap();
+        let kept = v.audit_prune(at(400)).unwrap();
+        assert_eq!((kept.checkpoint_through, kept.rows), (None, 0));
+        assert!(v.set_audit_retention(0).is_err());
+
+        v.set_audit_retention(DEFAULT_RETENTION_DAYS).unwrap();
+        let pruned = v.audit_prune(at(400)).unwrap();
+        // Seq 1 is the key record, 2..=6 the five old events.
+        assert_eq!(pruned.checkpoint_through, Some(6));
+        assert_eq!(pruned.rows, 5, "the old events, not their key record");
+        assert_eq!(v.store.audit_rows().unwrap().len(), before - 5 + 1);
+
+        let reports = v.audit_verify().unwrap();
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].findings.is_empty(), "{reports:?}");
+        assert_eq!(reports[0].pruned_through, 6);
+
+        let left = v.audit_query(&AuditRange::default_all()).unwrap();
+        let actions: Vec<Action> = left
+            .iter()
+            .map(|o| o.event.as_ref().expect("still opens").action)
+            .collect();
+        assert_eq!(actions, [Action::Export, Action::Export]);
+
+        let again = v.audit_prune(at(400)).unwrap();
+        assert_eq!((again.checkpoint_through, again.rows), (None, 0));
+        // Later: the export records and the first checkpoint go under a
+        // second one; still no gap.
+        let later = v.audit_prune(at(800)).unwrap();
+        assert_eq!(later.checkpoint_through, Some(9));
+        assert!(v.audit_verify().unwrap()[0].findings.is_empty());
     }
 }

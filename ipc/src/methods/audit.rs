@@ -17,7 +17,8 @@ pub struct AuditNoteParams {
     pub field: Option<String>,
 }
 
-/// `audit.query`: records matching every filter given, oldest first.
+/// `audit.query`: records matching every filter given, oldest first (the
+/// oldest `limit` of them, or the newest with `newest`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AuditQueryParams {
     pub since_ms: Option<i64>,
@@ -37,6 +38,10 @@ pub struct AuditQueryParams {
     pub after: Option<String>,
     /// At most this many (default 10,000).
     pub limit: Option<usize>,
+    /// The newest `limit` records that match (still returned oldest
+    /// first) rather than the oldest: `coffer audit` without `--since`.
+    #[serde(default)]
+    pub newest: bool,
 }
 
 /// One record as a query shows it.
@@ -99,4 +104,81 @@ method!(
 method!(
     /// Checks every audit chain held: gaps, forks, bad signatures.
     AuditVerify, "audit.verify", Empty, AuditVerifyResult
+);
+
+/// `audit.exposure`: what a departing or removed user could read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditExposureParams {
+    /// The user's email.
+    pub user: String,
+}
+
+/// One item the user could read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExposedItem {
+    pub folder: String,
+    pub folder_name: String,
+    pub item: String,
+    pub item_name: String,
+    pub trashed: bool,
+    /// The first key epoch of the folder they held (0: its founding).
+    pub since_epoch: u32,
+    /// Recorded uses per action (`reveal`, `copy`, `totp-show`, ...).
+    pub uses: std::collections::BTreeMap<String, u64>,
+    pub last_used_ms: Option<i64>,
+    /// Changed since their removal; `None` while they can still read it
+    /// or when no removal names a cutoff.
+    pub changed_since_removal: Option<bool>,
+}
+
+/// One folder the user could read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExposedFolder {
+    pub folder: String,
+    pub folder_name: String,
+    pub since_epoch: u32,
+    pub still_member: bool,
+    pub removal_known: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditExposureResult {
+    pub user: String,
+    /// Still a user of the team.
+    pub in_team: bool,
+    pub devices: Vec<String>,
+    pub folders: Vec<ExposedFolder>,
+    pub items: Vec<ExposedItem>,
+    /// Folders they could read that this device cannot open (their items
+    /// are not listed).
+    pub unreadable_folders: Vec<String>,
+    /// Audit records of the user held here (the uses are counted from them).
+    pub records_seen: u64,
+}
+
+method!(
+    /// Every item a user could read, their uses, and what changed since
+    /// their removal: the credentials to rotate.
+    AuditExposure, "audit.exposure", AuditExposureParams, AuditExposureResult
+);
+
+/// `audit.retention`: this device's audit retention, set if `days` is
+/// given (a team admin's setting), and a pruning run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditRetentionParams {
+    pub days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditRetentionResult {
+    pub days: u32,
+    /// This device's chain got a checkpoint up to this seq.
+    pub checkpoint_through: Option<u64>,
+    /// Rows dropped from the chains held.
+    pub pruned_rows: u64,
+}
+
+method!(
+    /// Shows or sets the audit retention, and prunes past it.
+    AuditRetention, "audit.retention", AuditRetentionParams, AuditRetentionResult
 );
