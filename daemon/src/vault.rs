@@ -91,6 +91,15 @@ pub struct Now {
 }
 
 impl Now {
+    /// The wall clock now.
+    pub fn wall() -> Now {
+        Now {
+            unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        }
+    }
+
     pub fn unix_secs(&self) -> u64 {
         (self.unix_ms / 1000).max(0) as u64
     }
@@ -531,10 +540,8 @@ impl Vault {
             self.audit_note(ev, now);
         }
         self.audit_note(AuditEvent::new("", Action::Unlock), now);
-        // Pruning past the retention runs at each unlock.
-        if let Err(e) = self.audit_prune(now) {
-            warn!(error = %e, "cannot prune the audit trail");
-        }
+        // Pruning past the retention is idle upkeep (vault actor), so a
+        // failed write of this unlock is reported by its own settle.
         release_freed_memory();
         info!(
             from_snapshot = opened.from_snapshot,
@@ -598,12 +605,7 @@ impl Vault {
         }
         let mut ev = coffer_crdt::audit::AuditEvent::new("", coffer_crdt::audit::Action::Lock);
         ev.detail = Some(format!("{reason:?}").to_lowercase());
-        let now = Now {
-            unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-        };
-        self.audit_note(ev, now);
+        self.audit_note(ev, Now::wall());
         // Folders that changed much are saved compacted first, so the next
         // unlock does not replay their changes (written by settle).
         self.snapshot_folders();

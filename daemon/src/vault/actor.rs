@@ -262,10 +262,16 @@ impl Actor {
                     if !self.idle_upkept && self.last_activity.elapsed() >= IDLE_UPKEEP_AFTER {
                         // Once per idle period, while nobody waits: folders
                         // saved compacted (a crash or reboot then costs no
-                        // full replay) and the freed heap handed back.
+                        // full replay), the audit trail pruned past its
+                        // retention, and the freed heap handed back.
                         self.idle_upkept = true;
                         self.vault.snapshot_folders();
                         self.settle();
+                        if !self.vault.is_locked() {
+                            if let Err(e) = self.vault.audit_prune(super::Now::wall()) {
+                                warn!(error = %e, "cannot prune the audit trail");
+                            }
+                        }
                         release_freed_memory();
                     }
                     if !self.vault.is_locked() && self.last_activity.elapsed() >= self.auto_lock {
