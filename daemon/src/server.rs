@@ -604,7 +604,16 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
             dir.display()
         );
     }
-    if meta.permissions().mode() & 0o077 != 0 {
+    let mode = meta.permissions().mode();
+    if mode & 0o1002 != 0 {
+        // A shared folder such as /tmp (owned by root when root runs this):
+        // tightening it would lock every other user out of it.
+        bail!(
+            "refusing socket folder {}: it is shared (world-writable or sticky); give the socket a folder of its own",
+            dir.display()
+        );
+    }
+    if mode & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
     if path.exists() {

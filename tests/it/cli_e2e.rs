@@ -754,6 +754,35 @@ fn status_json_and_socket_permissions() {
     assert_eq!(mode(d.data_dir()), 0o700);
 }
 
+/// A socket in a shared folder such as /tmp is refused, and the folder's
+/// mode is left alone (the daemon once tightened its socket's folder to
+/// 0700 whatever it was: run as root with the socket in /tmp, it locked
+/// every other user out of /tmp).
+#[test]
+fn a_socket_in_a_shared_folder_is_refused_and_the_folder_left_alone() {
+    let shared = coffer_tests::short_tempdir();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let data = coffer_tests::short_tempdir();
+    let mut cmd = std::process::Command::new(coffer_tests::cofferd_bin());
+    cmd.args(["--no-mdns", "--no-ui"])
+        .env("COFFER_DATA_DIR", data.path())
+        .env("COFFER_SOCKET", shared.path().join("cofferd.sock"))
+        .env("COFFER_NO_NETWORK", "1");
+    let out = run_with_timeout(&mut cmd, b"", Duration::from_secs(20));
+    assert!(
+        !out.status.success(),
+        "cofferd ran with its socket in a shared folder"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("shared"), "{err}");
+    let mode = std::fs::metadata(shared.path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o1777);
+}
+
 #[test]
 fn generate_and_clipboard_errors() {
     let d = Daemon::start();
