@@ -237,6 +237,26 @@ impl Store {
     }
 }
 
+/// Rows of `device, seq, bytes` from an audit query.
+fn audit_rows(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(DeviceId, u64, Vec<u8>)>, StoreError> {
+    let rows = stmt.query_map(params, |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (d, s, b) = row?;
+        out.push((device_id(d)?, s.max(0) as u64, b));
+    }
+    Ok(out)
+}
+
 fn space_id(bytes: Vec<u8>, key: &str) -> Result<SpaceId, StoreError> {
     let id: [u8; 32] = bytes
         .as_slice()
@@ -422,19 +442,7 @@ impl Store {
         };
         sql.push_str(&format!(" ORDER BY {order} LIMIT ?{}", args.len()));
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (d, s, b) = row?;
-            out.push((device_id(d)?, s.max(0) as u64, b));
-        }
-        Ok(out)
+        audit_rows(&mut stmt, rusqlite::params_from_iter(args))
     }
 
     /// A chain's newest record (by seq) older than `before_ms`: where a
@@ -490,19 +498,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare("SELECT device, seq, bytes FROM audit ORDER BY device, seq")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (d, s, b) = row?;
-            out.push((device_id(d)?, s.max(0) as u64, b));
-        }
-        Ok(out)
+        audit_rows(&mut stmt, [])
     }
 }
 
