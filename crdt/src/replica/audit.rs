@@ -132,16 +132,7 @@ impl Replica {
         let readers = self.audit_readers();
         event.user = self.identity.email.clone();
         let unlocked = self.unlocked.as_mut().ok_or(ReplicaError::Locked)?;
-        if unlocked.audit.writer.is_none() {
-            let (last, key) = resume();
-            unlocked.audit.writer = Some(ChainWriter::resume(
-                &unlocked.keys,
-                last.as_ref(),
-                key.as_ref(),
-            ));
-        }
-        let Unlocked { keys, audit, .. } = unlocked;
-        let writer = audit.writer.as_mut().expect("resumed just above");
+        let (keys, writer) = chain_writer(unlocked, resume);
         let records = writer
             .append(keys, &readers, event, now_ms, rng)
             .map_err(|_| ReplicaError::Locked)?;
@@ -179,16 +170,7 @@ impl Replica {
             return Ok(None);
         };
         let unlocked = self.unlocked.as_mut().ok_or(ReplicaError::Locked)?;
-        if unlocked.audit.writer.is_none() {
-            let (last, key) = resume();
-            unlocked.audit.writer = Some(ChainWriter::resume(
-                &unlocked.keys,
-                last.as_ref(),
-                key.as_ref(),
-            ));
-        }
-        let Unlocked { keys, audit, .. } = unlocked;
-        let writer = audit.writer.as_mut().expect("resumed just above");
+        let (keys, writer) = chain_writer(unlocked, resume);
         if through.seq() > writer.seq() {
             return Ok(None);
         }
@@ -331,3 +313,17 @@ impl Replica {
 }
 
 use super::Unlocked;
+
+/// This device's chain writer, resumed from the store's tail on first use
+/// after an unlock, with the keys it signs with.
+fn chain_writer(
+    unlocked: &mut Unlocked,
+    resume: impl FnOnce() -> (Option<Record>, Option<Record>),
+) -> (&crate::crypto::DeviceKeys, &mut ChainWriter) {
+    let Unlocked { keys, audit, .. } = unlocked;
+    let writer = audit.writer.get_or_insert_with(|| {
+        let (last, key) = resume();
+        ChainWriter::resume(keys, last.as_ref(), key.as_ref())
+    });
+    (keys, writer)
+}

@@ -46,16 +46,7 @@ impl Vault {
         }
         let me = replica.identity().device;
         let store = &self.store;
-        let resume = || match store.audit_tail(&me) {
-            Ok((last, key)) => (
-                last.and_then(|b| Record::decode(&b).ok()),
-                key.and_then(|b| Record::decode(&b).ok()),
-            ),
-            Err(e) => {
-                warn!(error = %e, "cannot read this device's audit chain");
-                (None, None)
-            }
-        };
+        let resume = || chain_tail(store, &me);
         if let Err(e) = replica.audit_append(event, now.unix_ms, &mut rand::rngs::OsRng, resume) {
             warn!(error = %e, "cannot write an audit record");
         }
@@ -202,16 +193,7 @@ impl Vault {
                 .audit_prune_candidate(&me, before)?
                 .and_then(|b| Record::decode(&b).ok());
             let store = &self.store;
-            let resume = || match store.audit_tail(&me) {
-                Ok((last, key)) => (
-                    last.and_then(|b| Record::decode(&b).ok()),
-                    key.and_then(|b| Record::decode(&b).ok()),
-                ),
-                Err(e) => {
-                    warn!(error = %e, "cannot read this device's audit chain");
-                    (None, None)
-                }
-            };
+            let resume = || chain_tail(store, &me);
             out.checkpoint_through = replica.audit_checkpoint(
                 candidate.as_ref(),
                 pruned,
@@ -240,6 +222,21 @@ impl Vault {
             rows.into_iter()
                 .map(|(device, seq, bytes)| Row { device, seq, bytes }),
         ))
+    }
+}
+
+/// This device's last record and its current key record, read back from
+/// the store to resume its chain.
+fn chain_tail(store: &crate::store::Store, me: &DeviceId) -> (Option<Record>, Option<Record>) {
+    match store.audit_tail(me) {
+        Ok((last, key)) => (
+            last.and_then(|b| Record::decode(&b).ok()),
+            key.and_then(|b| Record::decode(&b).ok()),
+        ),
+        Err(e) => {
+            warn!(error = %e, "cannot read this device's audit chain");
+            (None, None)
+        }
     }
 }
 
