@@ -105,6 +105,32 @@ pub struct ItemRef {
     /// Look in the trash instead of the live items.
     #[serde(default)]
     pub trash: bool,
+    /// `item.get` only: the use of the answer to record in the audit trail
+    /// in the same request (`coffer get --field`, `--copy`, `--reveal`), so
+    /// that an audited read costs one round trip, not two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<ItemUse>,
+}
+
+impl ItemRef {
+    /// A live item, nothing recorded.
+    pub fn live(item: impl Into<String>) -> Self {
+        Self {
+            item: item.into(),
+            trash: false,
+            record: None,
+        }
+    }
+}
+
+/// What a client does with an item it reads: an audit action a client
+/// does on its side of the socket (`reveal`, `copy`, `secret-read`, ...)
+/// and the field, if one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemUse {
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -166,6 +192,23 @@ pub struct ItemView {
     /// (`custom:KIND:TITLE` → `TITLE`), shown after the built-in ones.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+}
+
+impl ItemView {
+    /// The value of a field named by its key or its label (a custom
+    /// field's title), or `name`, `id`, `url`: what `coffer get --field`
+    /// prints.
+    pub fn field(&self, name: &str) -> Option<String> {
+        match name {
+            "name" => Some(self.name.clone()),
+            "id" => Some(self.id.clone()),
+            "url" | "urls" => (!self.urls.is_empty()).then(|| self.urls.join("\n")),
+            other => self.fields.get(other).cloned().or_else(|| {
+                let key = self.labels.iter().find(|(_, l)| l.as_str() == other)?.0;
+                self.fields.get(key).cloned()
+            }),
+        }
+    }
 }
 
 /// An item without secret values, for listings.
