@@ -22,6 +22,7 @@
 //! the daemon's.
 
 mod audit;
+mod browser;
 mod error;
 mod exposure;
 mod items;
@@ -47,6 +48,7 @@ use crate::ops::{ControlOp, MembershipOp, Principal, Role};
 use crate::space::{Outcome, Report, Space};
 use crate::state::State;
 
+pub use browser::SavedLogin;
 pub use audit::{AuditRow, OpenRecord, AUDIT_SINCE_VERSION, MAX_AUDIT_BATCH, MAX_AUDIT_HEADS};
 pub use error::{Needs, ReplicaError};
 pub use exposure::{ExposedFolder, ExposedItem, Exposure};

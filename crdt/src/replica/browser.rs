@@ -1,0 +1,105 @@
+//! What the browser extension may have, decided here: which logins a page
+//! sees, and whether one item may be filled into it. Origin binding is
+//! [`PageOrigin`]; the daemon and the extension only carry the answer.
+
+use std::collections::BTreeMap;
+
+use rand_core::CryptoRngCore;
+
+use super::{NewItemSpec, Replica, ReplicaError};
+use crate::folder::{Item, ItemType};
+use crate::ids::{ItemId, SpaceId};
+use crate::origin::PageOrigin;
+
+/// A new login offered by the extension after a submit ("save this login?").
+pub struct SavedLogin {
+    /// The top-level page's origin: the item's one URL.
+    pub origin: String,
+    /// The item's name; the page's host when empty.
+    pub name: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl Replica {
+    /// Live logins (in every readable folder) with a URL that may be
+    /// filled into a page of `origin`, sorted like [`Replica::items`].
+    pub fn logins_for_origin(
+        &self,
+        origin: &str,
+    ) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
+        let page = PageOrigin::parse(origin)?;
+        Ok(self
+            .items(None, false)?
+            .into_iter()
+            .filter(|(_, i)| i.item_type == ItemType::Login && page.matches_any(&i.urls))
+            .collect())
+    }
+
+    /// The live login `item` (its full id) if it may be filled into a page
+    /// of `origin`; refused otherwise, whoever asks. Any role that reads
+    /// the folder may fill (a Folder Member uses items).
+    pub fn login_for_origin(
+        &self,
+        origin: &str,
+        item: &str,
+    ) -> Result<(SpaceId, &Item), ReplicaError> {
+        let page = PageOrigin::parse(origin)?;
+        let no_such = || ReplicaError::NoSuchItem {
+            query: item.to_string(),
+            trash: false,
+        };
+        let id = ItemId::from_hex(item).ok_or_else(no_such)?;
+        let (folder, found) = self
+            .items(None, false)?
+            .into_iter()
+            .find(|(_, i)| i.id == id)
+            .ok_or_else(no_such)?;
+        if found.item_type != ItemType::Login {
+            return Err(ReplicaError::NotALogin {
+                item: found.name.clone(),
+            });
+        }
+        if !page.matches_any(&found.urls) {
+            return Err(ReplicaError::NotForThisOrigin {
+                item: found.name.clone(),
+                origin: page.serialize(),
+            });
+        }
+        Ok((folder, found))
+    }
+
+    /// Adds a login for the page's origin to the Personal folder.
+    pub fn save_login(
+        &mut self,
+        login: SavedLogin,
+        now_ms: i64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(SpaceId, ItemId), ReplicaError> {
+        let page = PageOrigin::parse(&login.origin)?;
+        let url = page.serialize();
+        let name = match login.name.trim() {
+            "" => url
+                .split_once("://")
+                .map(|(_, host)| host.to_string())
+                .unwrap_or_else(|| url.clone()),
+            n => n.to_string(),
+        };
+        let mut fields = BTreeMap::new();
+        if !login.username.is_empty() {
+            fields.insert("username".to_string(), login.username);
+        }
+        fields.insert("password".to_string(), login.password);
+        self.add_item(
+            NewItemSpec {
+                folder: None,
+                item_type: ItemType::Login,
+                name,
+                fields,
+                urls: vec![url],
+            },
+            now_ms,
+            rng,
+        )
+    }
+}
