@@ -145,10 +145,22 @@ pub fn parse_request(frame: &[u8]) -> Result<Forward, Refused> {
         reason,
     };
     let (method, params) = match incoming.method.as_str() {
-        m::BrowserFind::NAME => (m::BrowserFind::NAME, typed::<m::BrowserFind>(incoming.params)),
-        m::BrowserFill::NAME => (m::BrowserFill::NAME, typed::<m::BrowserFill>(incoming.params)),
-        m::BrowserTotp::NAME => (m::BrowserTotp::NAME, typed::<m::BrowserTotp>(incoming.params)),
-        m::BrowserSave::NAME => (m::BrowserSave::NAME, typed::<m::BrowserSave>(incoming.params)),
+        m::BrowserFind::NAME => (
+            m::BrowserFind::NAME,
+            typed::<m::BrowserFind>(incoming.params),
+        ),
+        m::BrowserFill::NAME => (
+            m::BrowserFill::NAME,
+            typed::<m::BrowserFill>(incoming.params),
+        ),
+        m::BrowserTotp::NAME => (
+            m::BrowserTotp::NAME,
+            typed::<m::BrowserTotp>(incoming.params),
+        ),
+        m::BrowserSave::NAME => (
+            m::BrowserSave::NAME,
+            typed::<m::BrowserSave>(incoming.params),
+        ),
         other => {
             let shown: String = other.chars().take(64).collect();
             return Err(refuse(format!(
@@ -262,7 +274,11 @@ where
         if bytes.len() > MAX_REPLY_BYTES {
             bytes.zeroize();
             let id = reply.get("id").and_then(Value::as_u64);
-            let too_large = error_reply(id, ErrorKind::Error, "the answer is too large for the browser");
+            let too_large = error_reply(
+                id,
+                ErrorKind::Error,
+                "the answer is too large for the browser",
+            );
             bytes = serde_json::to_vec(&too_large).unwrap_or_default();
         }
         let sent = writer.send(Bytes::copy_from_slice(&bytes)).await;
@@ -288,7 +304,11 @@ mod tests {
             Ok(Caller::Chromium(chromium.clone()))
         );
         assert_eq!(
-            caller(&s(&["host", "/x/dev.coffer.host.json", FIREFOX_EXTENSION_ID])),
+            caller(&s(&[
+                "host",
+                "/x/dev.coffer.host.json",
+                FIREFOX_EXTENSION_ID
+            ])),
             Ok(Caller::Firefox(FIREFOX_EXTENSION_ID.into()))
         );
         for other in [
@@ -333,14 +353,32 @@ mod tests {
     #[test]
     fn every_other_request_is_refused() {
         for (frame, id) in [
-            (r#"{"id":1,"method":"item.get","params":{"item":"Bank"}}"#, Some(1)),
-            (r#"{"id":2,"method":"export","params":{"pin":"1","format":"json"}}"#, Some(2)),
-            (r#"{"id":3,"method":"unlock","params":{"pin":"123456"}}"#, Some(3)),
-            (r#"{"id":4,"method":"totp.code","params":{"item":"x"}}"#, Some(4)),
+            (
+                r#"{"id":1,"method":"item.get","params":{"item":"Bank"}}"#,
+                Some(1),
+            ),
+            (
+                r#"{"id":2,"method":"export","params":{"pin":"1","format":"json"}}"#,
+                Some(2),
+            ),
+            (
+                r#"{"id":3,"method":"unlock","params":{"pin":"123456"}}"#,
+                Some(3),
+            ),
+            (
+                r#"{"id":4,"method":"totp.code","params":{"item":"x"}}"#,
+                Some(4),
+            ),
             (r#"{"id":5,"method":"subscribe"}"#, Some(5)),
-            (r#"{"id":6,"method":"browser.fill","params":{"origin":"x"}}"#, Some(6)),
+            (
+                r#"{"id":6,"method":"browser.fill","params":{"origin":"x"}}"#,
+                Some(6),
+            ),
             (r#"{"id":7,"method":"browser.find","params":[]}"#, Some(7)),
-            (r#"{"id":8,"method":"browser.find","params":{"origin":"x"},"x":1}"#, Some(8)),
+            (
+                r#"{"id":8,"method":"browser.find","params":{"origin":"x"},"x":1}"#,
+                Some(8),
+            ),
             (r#"{"method":"browser.find","params":{"origin":"x"}}"#, None),
             (r#"[1,2]"#, None),
             ("\u{0}\u{ff}", None),
@@ -369,7 +407,8 @@ mod tests {
 
     #[tokio::test]
     async fn serve_forwards_allowed_and_answers_refusals_itself() {
-        let mut input = framed(r#"{"id":1,"method":"browser.find","params":{"origin":"https://a.com"}}"#);
+        let mut input =
+            framed(r#"{"id":1,"method":"browser.find","params":{"origin":"https://a.com"}}"#);
         input.extend(framed(r#"{"id":2,"method":"item.list","params":{}}"#));
         let mut output = Vec::new();
         let mut forwarded = Vec::new();

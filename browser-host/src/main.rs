@@ -45,19 +45,15 @@ fn main() -> ExitCode {
         }
     };
     let socket = socket();
-    let served = runtime.block_on(serve(
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-        |request| {
-            let socket = socket.clone();
-            async move {
-                let id = request.id;
-                tokio::task::spawn_blocking(move || call_daemon(&socket, request))
-                    .await
-                    .unwrap_or_else(|e| error_reply(Some(id), ErrorKind::Error, &e.to_string()))
-            }
-        },
-    ));
+    let served = runtime.block_on(serve(tokio::io::stdin(), tokio::io::stdout(), |request| {
+        let socket = socket.clone();
+        async move {
+            let id = request.id;
+            tokio::task::spawn_blocking(move || call_daemon(&socket, request))
+                .await
+                .unwrap_or_else(|e| error_reply(Some(id), ErrorKind::Error, &e.to_string()))
+        }
+    }));
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

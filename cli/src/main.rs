@@ -4,6 +4,7 @@
 
 mod args;
 mod audit;
+mod browser;
 mod clipboard;
 mod config;
 mod connect;
@@ -851,6 +852,7 @@ fn dispatch(
             }
         }
         Command::Service(Lazy(cmd)) => service::service(ctx, cmd)?,
+        Command::Browser(Lazy(cmd)) => browser::browser(ctx, cmd)?,
         Command::Completion(Lazy(CompletionArgs { shell })) => docs::completion(shell, json)?,
         Command::Man(Lazy(ManArgs { dir })) => docs::man_pages(&dir, json)?,
         Command::ClearClipboard(Lazy(ClearClipboardArgs { after })) => {

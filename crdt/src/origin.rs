@@ -181,7 +181,10 @@ mod tests {
     #[test]
     fn look_alikes_do_not_fill() {
         assert!(!fills("https://example.com", "https://examp1e.com"));
-        assert!(!fills("https://example.com", "https://example.com.evil.net"));
+        assert!(!fills(
+            "https://example.com",
+            "https://example.com.evil.net"
+        ));
         assert!(!fills("https://example.com", "https://example.co"));
         assert!(!fills("https://example.com", "https://myexample.com"));
         // A Cyrillic "а": punycode, another domain.
@@ -224,13 +227,24 @@ mod tests {
 
     #[test]
     fn other_schemes_and_garbage_match_nothing() {
-        for page in ["file:///etc/passwd", "chrome-extension://abc/", "data:text/html,x"] {
+        for page in [
+            "file:///etc/passwd",
+            "chrome-extension://abc/",
+            "data:text/html,x",
+        ] {
             assert!(PageOrigin::parse(page).is_err(), "{page}");
         }
         assert!(PageOrigin::parse("not a url").is_err());
         assert!(PageOrigin::parse(&format!("https://{}.com", "a".repeat(3000))).is_err());
         let page = PageOrigin::parse("https://bank.com").unwrap();
-        for stored in ["", "  ", "androidapp://com.bank", "ftp://bank.com", "https://", "::::"] {
+        for stored in [
+            "",
+            "  ",
+            "androidapp://com.bank",
+            "ftp://bank.com",
+            "https://",
+            "::::",
+        ] {
             assert!(!page.matches(stored), "{stored:?}");
         }
         assert!(!page.matches_any::<&str>(&[]));

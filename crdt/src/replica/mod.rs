@@ -48,8 +48,8 @@ use crate::ops::{ControlOp, MembershipOp, Principal, Role};
 use crate::space::{Outcome, Report, Space};
 use crate::state::State;
 
-pub use browser::SavedLogin;
 pub use audit::{AuditRow, OpenRecord, AUDIT_SINCE_VERSION, MAX_AUDIT_BATCH, MAX_AUDIT_HEADS};
+pub use browser::SavedLogin;
 pub use error::{Needs, ReplicaError};
 pub use exposure::{ExposedFolder, ExposedItem, Exposure};
 pub use items::{FolderSummary, HistoryItem, ImportItem, ImportPlan, ItemQuery, NewItemSpec};

@@ -82,7 +82,10 @@ fn a_folder_members_login_fills_on_its_site_only() {
             ),
             "{origin}"
         );
-        assert!(bob.logins_for_origin(origin).unwrap().is_empty(), "{origin}");
+        assert!(
+            bob.logins_for_origin(origin).unwrap().is_empty(),
+            "{origin}"
+        );
     }
     assert!(matches!(
         bob.login_for_origin("file:///x", &bank),

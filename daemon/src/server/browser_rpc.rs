@@ -34,7 +34,13 @@ fn field(item: &Item, name: &str) -> Option<String> {
 }
 
 /// The activity record of a fill into the page of `origin`.
-fn autofill_event(v: &Vault, folder: SpaceId, item: &Item, field: &str, origin: &str) -> AuditEvent {
+fn autofill_event(
+    v: &Vault,
+    folder: SpaceId,
+    item: &Item,
+    field: &str,
+    origin: &str,
+) -> AuditEvent {
     let folder_name = v.replica().map(|r| r.folder_name(&folder)).ok();
     AuditEvent {
         folder: Some(folder),
@@ -106,7 +112,9 @@ impl OnVault for m::BrowserSave {
             username: p.username,
             password: p.password,
         };
-        let (folder, id) = v.replica_mut()?.save_login(login, now().unix_ms, &mut OsRng)?;
+        let (folder, id) = v
+            .replica_mut()?
+            .save_login(login, now().unix_ms, &mut OsRng)?;
         let r = v.replica()?;
         Ok(m::BrowserSaved {
             id: id.to_hex(),
