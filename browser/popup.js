@@ -97,6 +97,7 @@ async function main() {
   }
   say(logins.length ? "Choose a login to fill:" : "No login in your vault for this site.");
   document.body.dataset.state = "ready";
+  performance.mark("coffer-listed");
   if (found.offer) {
     $("offer").hidden = false;
     $("offer-origin").textContent = found.origin;

@@ -23,14 +23,27 @@ pub struct SavedLogin {
 
 impl Replica {
     /// Live logins (in every readable folder) with a URL that may be
-    /// filled into a page of `origin`, sorted like [`Replica::items`].
-    pub fn logins_for_origin(&self, origin: &str) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
+    /// filled into a page of `origin`, sorted by folder and name.
+    pub fn logins_for_origin(
+        &self,
+        origin: &str,
+    ) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
         let page = PageOrigin::parse(origin)?;
-        Ok(self
-            .items(None, false)?
-            .into_iter()
-            .filter(|(_, i)| i.item_type == ItemType::Login && page.matches_any(&i.urls))
-            .collect())
+        let u = self.unlocked()?;
+        // Filtered before sorting: a page matches a few of 10,000 items.
+        let mut found: Vec<(String, SpaceId, &Item)> = u
+            .open
+            .iter()
+            .flat_map(|(space, f)| f.items.values().map(move |i| (*space, i)))
+            .filter(|(_, i)| {
+                i.trashed_ms.is_none()
+                    && i.item_type == ItemType::Login
+                    && page.matches_any(&i.urls)
+            })
+            .map(|(space, i)| (self.folder_name(&space).to_lowercase(), space, i))
+            .collect();
+        found.sort_by_cached_key(|(folder, _, i)| (folder.clone(), i.name.to_lowercase(), i.id));
+        Ok(found.into_iter().map(|(_, s, i)| (s, i)).collect())
     }
 
     /// The live login `item` (its full id) if it may be filled into a page
@@ -48,9 +61,15 @@ impl Replica {
         };
         let id = ItemId::from_hex(item).ok_or_else(no_such)?;
         let (folder, found) = self
-            .items(None, false)?
-            .into_iter()
-            .find(|(_, i)| i.id == id)
+            .unlocked()?
+            .open
+            .iter()
+            .find_map(|(space, f)| {
+                f.items
+                    .get(&id)
+                    .filter(|i| i.trashed_ms.is_none())
+                    .map(|i| (*space, i))
+            })
             .ok_or_else(no_such)?;
         if found.item_type != ItemType::Login {
             return Err(ReplicaError::NotALogin {
