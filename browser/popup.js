@@ -98,7 +98,8 @@ async function main() {
   say(logins.length ? "Choose a login to fill:" : "No login in your vault for this site.");
   document.body.dataset.state = "ready";
   performance.mark("coffer-listed");
-  if (found.offer) {
+  // Offered unless a listed login of this site has that username already.
+  if (found.offer && !logins.some((l) => (l.username || "") === (found.offer.username || ""))) {
     $("offer").hidden = false;
     $("offer-origin").textContent = found.origin;
     $("offer-user").textContent = found.offer.username || "(none)";
