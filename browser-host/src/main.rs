@@ -5,7 +5,7 @@
 //! writing to the browser failed (a message over the size limit, a
 //! broken frame); 2 not started for Coffer's own extension.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use coffer_browser_host::{caller, daemon_reply, error_reply, serve, ErrorKind, Forward};
@@ -20,7 +20,7 @@ fn socket() -> PathBuf {
 }
 
 /// One request to the daemon (a blocking call: run off the runtime).
-fn call_daemon(socket: &PathBuf, request: Forward) -> Value {
+fn call_daemon(socket: &Path, request: Forward) -> Value {
     let answer = Client::connect(socket).and_then(|mut c| {
         c.set_timeout(Some(std::time::Duration::from_secs(30)))?;
         c.call_raw(request.method, request.params)

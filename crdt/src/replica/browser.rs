@@ -24,10 +24,7 @@ pub struct SavedLogin {
 impl Replica {
     /// Live logins (in every readable folder) with a URL that may be
     /// filled into a page of `origin`, sorted by folder and name.
-    pub fn logins_for_origin(
-        &self,
-        origin: &str,
-    ) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
+    pub fn logins_for_origin(&self, origin: &str) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
         let page = PageOrigin::parse(origin)?;
         let u = self.unlocked()?;
         // Filtered before sorting: a page matches a few of 10,000 items.
