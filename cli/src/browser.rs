@@ -18,6 +18,7 @@ use crate::{CliError, Ctx};
 pub enum BrowserCommand {
     /// Write the native messaging host's manifests, so Coffer's extension can reach the daemon.
     Install {
+        /// Which browser's per-user folder to write to.
         #[arg(long, value_enum, default_value = "all")]
         browser: Which,
         /// Write the manifest into this folder instead (e.g. PROFILE/NativeMessagingHosts
@@ -30,8 +31,10 @@ pub enum BrowserCommand {
     },
     /// Remove the manifests `install` wrote.
     Uninstall {
+        /// Which browser's per-user folder to remove it from.
         #[arg(long, value_enum, default_value = "all")]
         browser: Which,
+        /// Remove it from this folder instead (as given to install --dir).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
