@@ -64,9 +64,10 @@ async function tabOrigin(tabId) {
 // ---- What runs in the page (top frame only, the extension's isolated world) ----
 
 // Fills `values` ({username, password} or {code}) into the page if it is
-// still `expected`; returns the kinds of field filled. Self-contained:
-// chrome.scripting serialises it.
-function fillInPage(expected, values) {
+// still `expected`; returns the kinds of field filled. With `probe` it
+// fills nothing and says which it would (values then only say which kinds
+// are asked: `true`). Self-contained: chrome.scripting serialises it.
+function fillInPage(expected, values, probe) {
   if (window.top !== window || location.origin !== expected) {
     return { filled: [], why: "the page is not the one the login was chosen for" };
   }
@@ -101,6 +102,7 @@ function fillInPage(expected, values) {
     return !!label && label.control === el;
   }
   function set(el, value) {
+    if (probe) return;
     const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value").set;
     setter.call(el, value);
     el.dispatchEvent(new Event("input", { bubbles: true }));
@@ -145,11 +147,11 @@ function fillInPage(expected, values) {
   return { filled, why: filled.length ? null : "no visible login field on this page" };
 }
 
-async function writeInto(tabId, origin, values) {
+async function writeInto(tabId, origin, values, probe) {
   const [done] = await chrome.scripting.executeScript({
     target: { tabId, frameIds: [0] },
     func: fillInPage,
-    args: [origin, values],
+    args: [origin, values, !!probe],
   });
   return done && done.result ? done.result : { filled: [], why: "the page could not be reached" };
 }
@@ -183,6 +185,11 @@ async function fromPopup(msg) {
     case "fill":
     case "totp": {
       const method = msg.type === "fill" ? "browser.fill" : "browser.totp";
+      // First, without any value: is there a field to fill? If not, the
+      // daemon is not asked, so nothing leaves the vault (and no record).
+      const asked = msg.type === "fill" ? { username: true, password: true } : { code: true };
+      const probe = await writeInto(tabId, origin, asked, true);
+      if (!probe.filled.length) return probe;
       const r = await call(method, { origin, item: String(msg.item) });
       if (r.error) return { error: r.error };
       const values = msg.type === "fill" ? r.result : { code: r.result.code };
