@@ -3,8 +3,8 @@
 //! admin reads them, the chains verify clean; a forged record is refused.
 
 use coffer_crdt::audit::{self, Action, AuditEvent, Row};
-use coffer_crdt::ops::{Principal, Role};
-use coffer_crdt::replica::{ShareChange, SyncMessage};
+use coffer_crdt::ops::Role;
+use coffer_crdt::replica::SyncMessage;
 use coffer_crdt::SpaceId;
 
 use crate::harness::rng;
@@ -154,13 +154,8 @@ fn a_folder_manager_reads_the_records_about_their_folder() {
         .unwrap()
         .id;
     for (i, role) in [(1, Role::Manager), (2, Role::Member), (3, Role::Editor)] {
-        let who = Principal::User(w.nodes[i].user());
-        w.nodes[0]
-            .replica
-            .folder_share("Infra", who, ShareChange::Share(role), &mut w.rng)
-            .unwrap();
+        w.share(0, "Infra", i, role);
     }
-    w.nodes[0].drain();
     w.settle();
     // Bob and Cyd never meet: Cyd's records reach Bob through Ada.
     w.cut.insert((1, 2));

@@ -3,8 +3,8 @@
 //! Folder Member's logins fill like anyone's.
 
 use coffer_crdt::folder::ItemType;
-use coffer_crdt::ops::{Principal, Role};
-use coffer_crdt::replica::{NewItemSpec, SavedLogin, ShareChange};
+use coffer_crdt::ops::Role;
+use coffer_crdt::replica::{NewItemSpec, SavedLogin};
 use coffer_crdt::ReplicaError;
 
 use crate::harness::rng;
@@ -39,17 +39,7 @@ fn team() -> World {
         .replica
         .create_folder("Ops", 5, &mut w.rng)
         .unwrap();
-    let bob = w.nodes[1].user();
-    w.nodes[0]
-        .replica
-        .folder_share(
-            "Ops",
-            Principal::User(bob),
-            ShareChange::Share(Role::Member),
-            &mut w.rng,
-        )
-        .unwrap();
-    w.nodes[0].drain();
+    w.share(0, "Ops", 1, Role::Member);
     w
 }
 
