@@ -37,6 +37,8 @@ pub const AUDIT_VERSION: u8 = 1;
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 /// Most readers one key record may seal to.
 pub const MAX_READERS: usize = 512;
+/// Fewest sealed boxes a [`Body::Shared`] record carries (padding).
+pub const MIN_SHARED_BOXES: usize = 4;
 /// Most bytes of a name or detail text in an event.
 pub const MAX_TEXT: usize = 512;
 
@@ -248,12 +250,15 @@ pub enum Body {
     /// readers may read too (that folder's Folder Managers): encrypted
     /// under a key of its own (`ciphertext`), which is encrypted under the
     /// chain key of record `key_seq` (`record_key`) and sealed to each
-    /// `extra` device.
+    /// extra device. The sealed boxes (`extra`) name no device, are padded
+    /// with boxes sealed to no one up to a power of two (at least
+    /// [`MIN_SHARED_BOXES`]) and sorted: a holder that opens none learns
+    /// neither which folder's managers they were for nor how many.
     Shared {
         key_seq: u64,
         #[serde(with = "serde_bytes")]
         record_key: Vec<u8>,
-        extra: Vec<SealedKey>,
+        extra: Vec<SealedBox>,
         #[serde(with = "serde_bytes")]
         ciphertext: Vec<u8>,
     },
@@ -266,6 +271,10 @@ pub struct SealedKey {
     #[serde(with = "serde_bytes")]
     pub sealed: Vec<u8>,
 }
+
+/// A key sealed to a device that it does not name (a reader tries each).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SealedBox(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 /// Everything a record says, without its signature.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,13 +380,16 @@ impl RecordBody {
                 if *key_seq == 0 || *key_seq >= self.seq {
                     return Err(RecordError::Invalid("a sealed record names an earlier key"));
                 }
-                if extra.is_empty() || extra.len() > MAX_READERS {
+                if extra.len() < MIN_SHARED_BOXES
+                    || extra.len() > MAX_READERS
+                    || !extra.len().is_power_of_two()
+                {
                     return Err(RecordError::Invalid(
-                        "a shared record seals to 1..=512 more readers",
+                        "a shared record carries a power of two of 4..=512 sealed boxes",
                     ));
                 }
-                if extra.windows(2).any(|w| w[0].device >= w[1].device) {
-                    return Err(RecordError::Invalid("readers sorted, no duplicates"));
+                if extra.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(RecordError::Invalid("sealed boxes sorted, no duplicates"));
                 }
             }
             Body::Checkpoint { through_seq, .. } => {
@@ -507,11 +519,11 @@ impl Record {
         else {
             return None;
         };
-        let me = keys.device_id();
-        let entry = extra.iter().find(|r| r.device == me)?;
-        let record_key = keys.open_folder_key(&entry.sealed).ok()?;
         let aad = aad(&self.body.device, self.body.seq, self.body.time_ms);
-        decode_event(&record_key.decrypt(ciphertext, &aad).ok()?).ok()
+        extra.iter().find_map(|sealed| {
+            let record_key = keys.open_folder_key(&sealed.0).ok()?;
+            decode_event(&record_key.decrypt(ciphertext, &aad).ok()?).ok()
+        })
     }
 
     /// The last pruned seq a [`Body::Checkpoint`] names.
@@ -667,7 +679,6 @@ impl ChainWriter {
         let extra: BTreeMap<DeviceId, [u8; 32]> = extra
             .iter()
             .filter(|(d, _)| !set.contains(d))
-            .take(MAX_READERS)
             .copied()
             .collect();
         let body = if extra.is_empty() {
@@ -677,13 +688,24 @@ impl ChainWriter {
             }
         } else {
             let record_key = FolderKey::generate(rng);
-            let mut sealed = Vec::with_capacity(extra.len());
-            for (device, exchange) in &extra {
-                sealed.push(SealedKey {
-                    device: *device,
-                    sealed: record_key.seal_to(exchange, rng)?,
-                });
+            // More readers than a record can carry: the first 512 by
+            // device id (a folder with that many managers' devices).
+            let count = extra
+                .len()
+                .clamp(MIN_SHARED_BOXES, MAX_READERS)
+                .next_power_of_two();
+            let mut sealed = Vec::with_capacity(count);
+            for exchange in extra.values().take(count) {
+                sealed.push(SealedBox(record_key.seal_to(exchange, rng)?));
             }
+            // Padding: a random key sealed to a random X25519 key, the same
+            // size as a real box and opened by no one.
+            while sealed.len() < count {
+                let mut nobody = [0u8; 32];
+                rng.fill_bytes(&mut nobody);
+                sealed.push(SealedBox(FolderKey::generate(rng).seal_to(&nobody, rng)?));
+            }
+            sealed.sort();
             Body::Shared {
                 key_seq,
                 record_key: key.encrypt(record_key.expose_secret(), &aad, rng),

@@ -150,7 +150,11 @@ fn host_and_site(host: Host<&str>) -> (String, Option<String>) {
     match host {
         Host::Domain(d) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
-            let site = psl::domain_str(&d).map(str::to_string);
+            // A host with an empty label (`a..com`) has no registrable
+            // domain: it matches only itself, exactly.
+            let site = (!d.split('.').any(str::is_empty))
+                .then(|| psl::domain_str(&d).map(str::to_string))
+                .flatten();
             (d, site)
         }
         Host::Ipv4(ip) => (ip.to_string(), None),
@@ -164,6 +168,13 @@ mod tests {
 
     fn fills(stored: &str, page: &str) -> bool {
         PageOrigin::parse(page).unwrap().matches(stored)
+    }
+
+    #[test]
+    fn a_host_with_an_empty_label_matches_only_itself() {
+        assert!(!fills("https://a..com", "https://b..com"));
+        assert!(!fills("https://a..com", "https://x.com"));
+        assert!(fills("https://a..com/login", "https://a..com"));
     }
 
     #[test]

@@ -114,6 +114,15 @@ fn a_shared_record_reaches_its_extra_readers_and_no_other_record() {
         .append(&writer, &readers, &extra, event(1), 2, &mut rng)
         .unwrap();
     assert_eq!(shared.len(), 1, "no new key epoch for one shared record");
+    // The boxes name no device and are padded: a holder cannot tell whose.
+    let Body::Shared { extra: boxes, .. } = &shared[0].body().body else {
+        panic!("a shared record");
+    };
+    assert_eq!(boxes.len(), MIN_SHARED_BOXES);
+    assert!(!shared[0]
+        .bytes()
+        .windows(32)
+        .any(|w| w == manager.device_id().0));
     // An extra reader that is a chain reader already adds nothing.
     let plain = w
         .append(&writer, &readers, &readers, event(2), 3, &mut rng)

@@ -106,16 +106,23 @@ impl Replica {
 
     /// Whether `reader`'s device holds (syncs) `author`'s chain: it reads
     /// it ([`Self::audit_may_read`]), or `author` is a member of a folder
-    /// in `managed` (the folders `reader` manages: [`Self::audit_managed`]),
-    /// whose records about that folder are sealed to it too.
+    /// `reader` manages, whose records about that folder are sealed to it
+    /// too. `managed` caches those folders ([`Self::audit_managed`]) for a
+    /// scan over many chains: computed on the first chain `reader` does
+    /// not read anyway (never for an admin's or the user's own devices).
     pub(super) fn audit_holds(
         &self,
         reader: &DeviceId,
         author: &DeviceId,
-        managed: &[SpaceId],
+        managed: &mut Option<Vec<SpaceId>>,
     ) -> bool {
-        self.audit_may_read(reader, author)
-            || managed.iter().any(|f| {
+        if self.audit_may_read(reader, author) {
+            return true;
+        }
+        managed
+            .get_or_insert_with(|| self.audit_managed(reader))
+            .iter()
+            .any(|f| {
                 self.folders
                     .get(f)
                     .is_some_and(|s| s.role_of(author).is_some())
@@ -269,8 +276,8 @@ impl Replica {
             .iter()
             .filter(|(p, st)| {
                 st.audit_heads.as_ref().is_some_and(|_| {
-                    let managed = self.audit_managed(p);
-                    grown.iter().any(|d| self.audit_holds(p, d, &managed))
+                    let mut managed = None;
+                    grown.iter().any(|d| self.audit_holds(p, d, &mut managed))
                 })
             })
             .map(|(p, _)| *p)
@@ -287,7 +294,7 @@ impl Replica {
         records: Vec<Vec<u8>>,
     ) -> Result<(), ProtocolViolation> {
         let me = self.identity.device;
-        let managed = self.audit_managed(&me);
+        let mut managed = None;
         let mut rows = Vec::with_capacity(records.len());
         let mut bad = 0;
         for bytes in &records {
@@ -302,7 +309,7 @@ impl Replica {
             let known = self
                 .team_state()
                 .is_some_and(|t| t.team.devices.contains_key(&author));
-            if !known || author == me || !self.audit_holds(&me, &author, &managed) {
+            if !known || author == me || !self.audit_holds(&me, &author, &mut managed) {
                 continue;
             }
             rows.push(AuditRow {
@@ -321,13 +328,14 @@ impl Replica {
     /// (send the records above it), if any.
     pub fn audit_wants(&self, peer: &DeviceId) -> Option<(DeviceId, u64)> {
         let theirs = self.peers.get(peer)?.audit_heads.as_ref()?;
-        let managed = self.audit_managed(peer);
+        let mut managed = None;
+        // Chains the peer lacks first (cheap), then whether it holds them.
         self.audit
             .heads
             .iter()
-            .filter(|(d, _)| self.audit_holds(peer, d, &managed))
             .map(|(d, mine)| (*d, *mine, theirs.get(d).copied().unwrap_or(0)))
-            .find(|(_, mine, held)| mine > held)
+            .filter(|(_, mine, held)| mine > held)
+            .find(|(d, _, _)| self.audit_holds(peer, d, &mut managed))
             .map(|(d, _, held)| (d, held))
     }
 

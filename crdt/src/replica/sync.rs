@@ -578,11 +578,11 @@ impl Replica {
                 .is_some_and(|t| t.is_live_team_device(peer))
         {
             let me = self.identity.device;
-            let managed = self.audit_managed(&me);
+            let mut managed = None;
             let heads = self
                 .audit_heads()
                 .iter()
-                .filter(|(d, _)| self.audit_holds(&me, d, &managed))
+                .filter(|(d, _)| self.audit_holds(&me, d, &mut managed))
                 .map(|(d, s)| (*d, *s))
                 .take(super::MAX_AUDIT_HEADS)
                 .collect();

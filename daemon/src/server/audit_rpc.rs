@@ -37,12 +37,13 @@ fn action(name: &str) -> Result<Action, Failure> {
 }
 
 /// An action a client may report: only what happens on its side of the
-/// socket (the daemon records the rest itself).
+/// socket (the daemon records the rest itself, autofill included: the
+/// `browser.*` methods record it with the page's origin).
 pub(super) fn client_action(name: &str) -> Result<Action, Failure> {
     let action = action(name)?;
     if !matches!(
         action,
-        Action::Reveal | Action::Copy | Action::TotpCopy | Action::SecretRead | Action::Autofill
+        Action::Reveal | Action::Copy | Action::TotpCopy | Action::SecretRead
     ) {
         return Err(Failure(invalid(format!(
             "{} is recorded by the daemon itself",

@@ -47,8 +47,12 @@ fn autofill_event(
         folder_name,
         item: Some(item.id),
         item_name: Some(item.name.clone()),
-        field: Some(field.to_string()),
-        detail: Some(origin.to_string()),
+        field: (!field.is_empty()).then(|| field.to_string()),
+        // The page's origin as the browser serialises it (login_for_origin
+        // parsed it already), never its path or query.
+        detail: coffer_crdt::origin::PageOrigin::parse(origin)
+            .ok()
+            .map(|o| o.serialize()),
         ..AuditEvent::new("", Action::Autofill)
     }
 }
@@ -76,7 +80,13 @@ impl OnVault for m::BrowserFill {
             username: field(item, "username"),
             password: field(item, "password"),
         };
-        let event = autofill_event(v, folder, item, "password", &p.origin);
+        // The fields actually handed over.
+        let filled = match (&fields.username, &fields.password) {
+            (_, Some(_)) => "password",
+            (Some(_), None) => "username",
+            (None, None) => "",
+        };
+        let event = autofill_event(v, folder, item, filled, &p.origin);
         v.audit_note(event, now());
         Ok(fields)
     }
