@@ -153,16 +153,34 @@ fn generate(folders: usize) -> Company {
         // Two departments use it, one of them writes; a manager and a
         // few named people from elsewhere.
         let grants = [
-            (Principal::Group(format!("dept{}", f % GROUPS)), Role::Editor),
+            (
+                Principal::Group(format!("dept{}", f % GROUPS)),
+                Role::Editor,
+            ),
             (
                 Principal::Group(format!("dept{}", (f * 7 + 3) % GROUPS)),
                 Role::Member,
             ),
-            (Principal::User(user(ADMINS + (f * 13) % (USERS - ADMINS))), Role::Manager),
-            (Principal::User(user(ADMINS + (f * 17 + 1) % (USERS - ADMINS))), Role::Editor),
-            (Principal::User(user(ADMINS + (f * 19 + 2) % (USERS - ADMINS))), Role::Member),
-            (Principal::User(user(ADMINS + (f * 23 + 3) % (USERS - ADMINS))), Role::Member),
-            (Principal::User(user(ADMINS + (f * 29 + 4) % (USERS - ADMINS))), Role::Member),
+            (
+                Principal::User(user(ADMINS + (f * 13) % (USERS - ADMINS))),
+                Role::Manager,
+            ),
+            (
+                Principal::User(user(ADMINS + (f * 17 + 1) % (USERS - ADMINS))),
+                Role::Editor,
+            ),
+            (
+                Principal::User(user(ADMINS + (f * 19 + 2) % (USERS - ADMINS))),
+                Role::Member,
+            ),
+            (
+                Principal::User(user(ADMINS + (f * 23 + 3) % (USERS - ADMINS))),
+                Role::Member,
+            ),
+            (
+                Principal::User(user(ADMINS + (f * 29 + 4) % (USERS - ADMINS))),
+                Role::Member,
+            ),
         ];
         for (principal, role) in grants {
             match space.grant(founder, principal, role, None, Some(&key), &mut rng) {
@@ -245,9 +263,14 @@ fn main() {
         times,
     );
 
+    // As `Replica::load` does: the roster's envelopes decoded and checked
+    // once, shared by the roster and every folder of the team.
+    let shared = fresh(&c.roster);
+    let mut loaded = Space::new_roster(c.team);
+    loaded.ingest_batch(shared.clone());
     let folder_of = |f: usize| {
         let mut envs = fresh(&c.folders[f]);
-        envs.extend(fresh(&c.roster));
+        envs.extend(shared.iter().cloned());
         envs
     };
     let times = (0..runs)
@@ -262,7 +285,7 @@ fn main() {
         })
         .collect();
     report(
-        "one folder: first evaluation (its ops and the roster's)",
+        "one folder: first evaluation (its ops and the roster's, roster signatures checked before)",
         times,
     );
 
@@ -326,10 +349,14 @@ fn main() {
     let in_roster = t.elapsed();
     let t = Instant::now();
     for s in &mut spaces {
-        s.ingest(concurrent.clone()).expect("a roster op of the team");
+        s.ingest(concurrent.clone())
+            .expect("a roster op of the team");
     }
     let in_folders = t.elapsed();
-    report("one more roster op, concurrent: the roster", vec![in_roster]);
+    report(
+        "one more roster op, concurrent: the roster",
+        vec![in_roster],
+    );
     report(
         &format!("one more roster op, concurrent: taken in by {folders} folders"),
         vec![in_folders],

@@ -204,6 +204,10 @@ pub struct Evaluation {
     pub pending: BTreeSet<EnvelopeId>,
     /// Control ops nobody built on yet: the context of the next envelope.
     pub control_heads: Vec<EnvelopeId>,
+    /// In a folder of a team: the team roster's ops no roster op built on
+    /// (sorted), the context of the next roster op written by a device
+    /// that holds every roster op this folder holds. Empty elsewhere.
+    pub roster_heads: Vec<EnvelopeId>,
     /// Accepted content, Automerge deps (and author chains) first.
     pub content_order: Vec<EnvelopeId>,
     pub usage_order: Vec<EnvelopeId>,
@@ -1238,6 +1242,21 @@ pub fn evaluate_cached(
         .filter(|&i| mask_has(&all, i))
         .filter(|&i| engine.nodes[i].succs.iter().all(|s| engine.pending[*s]))
         .collect();
+    // In a folder of a team, the roster's own heads: their state is the
+    // context of the next roster op ([`extend_roster_in_folder`]).
+    let roster_heads: Vec<usize> = match team {
+        Some(t) if t != home => (0..n)
+            .filter(|&i| mask_has(&all, i) && engine.nodes[i].space == t)
+            .filter(|&i| {
+                engine.nodes[i]
+                    .succs
+                    .iter()
+                    .all(|&s| engine.pending[s] || engine.nodes[s].space != t)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    keep.extend(roster_heads.iter().copied());
     for env in held.values() {
         if !is_control(env.kind()) {
             if let [h] = env.body().context.as_slice() {
@@ -1248,6 +1267,18 @@ pub fn evaluate_cached(
         }
     }
     engine.judge_all(&keep);
+    if let [h] = roster_heads.as_slice() {
+        if let Some(state) = engine.after.get(h) {
+            engine
+                .cache
+                .states
+                .insert(vec![engine.nodes[*h].id], state.clone());
+        }
+    }
+    let mut sorted_roster_heads: Vec<EnvelopeId> =
+        roster_heads.iter().map(|&i| engine.nodes[i].id).collect();
+    sorted_roster_heads.sort();
+    ev.roster_heads = sorted_roster_heads;
     let fin = engine.resolve(&all);
     for i in mask_ones(&all) {
         let id = engine.nodes[i].id;
@@ -1368,6 +1399,102 @@ pub(crate) fn extend_control(
     cache.states.insert(vec![env.id()], ev.state.clone());
     ev.contexts.insert(vec![env.id()], ev.state.clone());
     Some(outcome)
+}
+
+/// The roster fast path of a folder of a team: a roster op that adds no
+/// right to any device already in the team (a new user, a new device, a
+/// name, a new group), written by a device that held every roster op this
+/// folder holds (its context is [`Evaluation::roster_heads`]), and neither
+/// a removal's target nor covered by one (the caller checks
+/// [`adds_no_right`] and the removals). Such an op commutes with every
+/// folder op concurrent with it — none of their verdicts in the pass
+/// depends on it, and it voids or covers nothing — so `R(all ∪ {op})` is
+/// `R(all)` with `op` applied, and it is judged in the state of its own
+/// context as the full evaluation judges it. `None` sends it to the full
+/// evaluation (also when that state is no longer cached).
+pub(crate) fn extend_roster_in_folder(
+    ev: &mut Evaluation,
+    cache: &mut Cache,
+    (env, op, control_before): (&Envelope, &ControlOp, u64),
+    (home, team): (SpaceId, Option<SpaceId>),
+    limits: Limits,
+) -> Option<Result<(), Reason>> {
+    if team.is_none_or(|t| t == home || t != env.space())
+        || !adds_no_right(op)
+        || control_before >= limits.control_ops_per_author
+    {
+        return None;
+    }
+    let mut context = env.body().context.clone();
+    context.sort();
+    context.dedup();
+    if context.is_empty() || context != ev.roster_heads {
+        return None;
+    }
+    let before = cache.states.get(&context)?.clone();
+    let info = OpInfo {
+        id: env.id(),
+        author: env.author(),
+        seq: env.seq(),
+        space: env.space(),
+        home,
+        team,
+        strict: true,
+    };
+    let rank = before.rights(&env.author()).rank;
+    let mut own = (*before).clone();
+    let verdict = own.apply(&info, op).map_err(Reason::Unauthorized);
+    cache.judged.insert(
+        env.id(),
+        Judged {
+            verdict: verdict.clone(),
+            rank,
+        },
+    );
+    let outcome = verdict.map(|_| ());
+    if outcome.is_ok() {
+        let mut state = (*ev.state).clone();
+        let applied = state.apply(
+            &OpInfo {
+                strict: false,
+                ..info
+            },
+            op,
+        );
+        if applied.is_err() {
+            // Authorised in its context, refused where the pass would put
+            // it: the pass decides; this path does not guess.
+            return None;
+        }
+        ev.state = Arc::new(state);
+        cache.states.insert(vec![env.id()], Arc::new(own));
+    } else {
+        cache.states.insert(vec![env.id()], before);
+    }
+    ev.control_heads.retain(|h| !context.contains(h));
+    ev.control_heads.push(env.id());
+    ev.control_heads.sort();
+    ev.roster_heads = vec![env.id()];
+    ev.contexts
+        .insert(ev.control_heads.clone(), ev.state.clone());
+    Some(outcome)
+}
+
+/// Roster ops that give no device a right it lacked: a user with no
+/// device or group, a device (of a user whose rights it then shares, but
+/// which wrote nothing under them before this op), names, a new group.
+pub(crate) fn adds_no_right(op: &ControlOp) -> bool {
+    matches!(
+        op,
+        ControlOp::Roster(
+            RosterOp::AddUser { .. }
+                | RosterOp::AddDevice { .. }
+                | RosterOp::NameUser { .. }
+                | RosterOp::NameDevice { .. }
+                | RosterOp::RenameTeam { .. }
+                | RosterOp::CreateGroup { .. }
+        )
+    )
 }
 
 struct ContentJudgement {

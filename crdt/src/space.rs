@@ -15,7 +15,10 @@ use zeroize::Zeroizing;
 
 use std::sync::Arc;
 
-use crate::accept::{evaluate_cached, extend_control, Cache, Evaluation, Limits, MAX_INCARNATIONS};
+use crate::accept::{
+    adds_no_right, evaluate_cached, extend_control, extend_roster_in_folder, Cache, Evaluation,
+    Limits, MAX_INCARNATIONS,
+};
 pub use crate::accept::{ChainHead, ChangeMeta, Reason};
 use crate::crypto::{CryptoError, DeviceKeys, FolderKey};
 use crate::envelope::{ChangeHeader, Envelope, EnvelopeBody, Kind, ENVELOPE_VERSION};
@@ -860,13 +863,32 @@ impl Space {
         }
         let op = ControlOp::decode(body.kind, &body.payload).ok()?;
         let before = self.control_counts.get(&key).copied().unwrap_or(0);
-        let verdict = extend_control(
+        let verdict = match extend_control(
             &mut self.eval,
             &mut self.cache,
             (env, &op, before),
             (self.id, self.team),
             self.limits,
-        )?;
+        ) {
+            Some(v) => v,
+            None => {
+                // A roster op reaching a folder whose own ops are concurrent
+                // with it: only one no removal could touch.
+                if !adds_no_right(&op)
+                    || self.cutoff_ids.contains(&env.id())
+                    || !self.removals_spare(&op, &body.author)
+                {
+                    return None;
+                }
+                extend_roster_in_folder(
+                    &mut self.eval,
+                    &mut self.cache,
+                    (env, &op, before),
+                    (self.id, self.team),
+                    self.limits,
+                )?
+            }
+        };
         let id = env.id();
         self.eval.tips.insert(key, (body.seq, id));
         self.eval.heads.insert(
@@ -885,6 +907,48 @@ impl Space {
             Err(reason) => {
                 self.eval.quarantined.insert(id, reason.clone());
                 Outcome::Quarantined(reason)
+            }
+        })
+    }
+
+    /// Whether no valid removal is aimed at the author of a roster op
+    /// (which a concurrent folder removal might void) or, for a new
+    /// device, at that device or its user (which would count it removed):
+    /// the roster fast path of a folder is only taken when none is.
+    fn removals_spare(&self, op: &ControlOp, author: &DeviceId) -> bool {
+        let author_user = self.eval.state.team.devices.get(author).map(|r| &r.user);
+        let (new_device, new_user) = match op {
+            ControlOp::Roster(RosterOp::AddDevice { device, user, .. }) => {
+                (Some(device), Some(user))
+            }
+            _ => (None, None),
+        };
+        self.eval.removals.iter().all(|(rid, _)| {
+            let Some(r) = self.held.get(rid) else {
+                return false;
+            };
+            let Ok(removal) = ControlOp::decode(r.kind(), &r.body().payload) else {
+                return false;
+            };
+            match &removal {
+                ControlOp::Membership(MembershipOp::Remove { principal, .. }) => match principal {
+                    Principal::Device(d) => d != author && Some(d) != new_device,
+                    Principal::User(u) => Some(u) != author_user && Some(u) != new_user,
+                    Principal::Group(_) => false,
+                },
+                // Roster removals are in the op's past (it cites every
+                // roster head): they void nothing of it, but may count a
+                // new device of their target removed.
+                ControlOp::Roster(RosterOp::RevokeDevice { device, .. }) => {
+                    Some(device) != new_device
+                }
+                ControlOp::Roster(
+                    RosterOp::RemoveUser { user, .. }
+                    | RosterOp::RemoveAdmin { user, .. }
+                    | RosterOp::RemoveFromGroup { user, .. },
+                ) => Some(user) != new_user,
+                ControlOp::Roster(RosterOp::DeleteGroup { .. }) => new_device.is_none(),
+                _ => false,
             }
         })
     }
