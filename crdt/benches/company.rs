@@ -268,26 +268,34 @@ fn main() {
     let shared = fresh(&c.roster);
     let mut loaded = Space::new_roster(c.team);
     loaded.ingest_batch(shared.clone());
+    let judgements = loaded.roster_judgements().expect("a roster");
     let folder_of = |f: usize| {
         let mut envs = fresh(&c.folders[f]);
         envs.extend(shared.iter().cloned());
         envs
     };
-    let times = (0..runs)
-        .map(|_| {
-            let envs = folder_of(0);
-            let t = Instant::now();
-            let mut s = Space::new_in_team(c.folders[0][0].space(), Some(c.team));
-            s.ingest_batch(envs);
-            let d = t.elapsed();
-            assert!(s.members().len() > 10);
-            d
-        })
-        .collect();
-    report(
-        "one folder: first evaluation (its ops and the roster's, roster signatures checked before)",
-        times,
-    );
+    for share in [false, true] {
+        let times = (0..runs)
+            .map(|_| {
+                let envs = folder_of(0);
+                let t = Instant::now();
+                let mut s = Space::new_in_team(c.folders[0][0].space(), Some(c.team));
+                if share {
+                    s.share_roster_judgements(&judgements);
+                }
+                s.ingest_batch(envs);
+                let d = t.elapsed();
+                assert!(s.members().len() > 10);
+                d
+            })
+            .collect();
+        let how = if share {
+            "the roster's judgements shared, as Replica::load does"
+        } else {
+            "every roster op judged again"
+        };
+        report(&format!("one folder: first evaluation ({how})"), times);
+    }
 
     // Every folder, as a new admin device that holds them all loads them;
     // kept, for the spread of one more roster op below.
@@ -295,6 +303,7 @@ fn main() {
     let mut spaces: Vec<Space> = (0..folders)
         .map(|f| {
             let mut s = Space::new_in_team(c.folders[f][0].space(), Some(c.team));
+            s.share_roster_judgements(&judgements);
             s.ingest_batch(folder_of(f));
             s
         })

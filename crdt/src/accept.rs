@@ -259,13 +259,68 @@ struct Judged {
 #[derive(Clone, Debug, Default)]
 pub struct Cache {
     judged: HashMap<EnvelopeId, Judged>,
+    /// In a folder of a team: the roster's own judgements of its ops,
+    /// shared by every folder loaded with that roster ([`RosterJudgements`]).
+    roster: Option<RosterJudgements>,
     /// `R(X)` by the sorted maximal ops of X.
     states: HashMap<Vec<EnvelopeId>, Arc<State>>,
+}
+
+/// The team roster's judgements of its ops, each in its own context, to
+/// seed the evaluation of the team's folders (`Space::roster_judgements`).
+///
+/// A roster op the roster judged had its whole past held there, and that
+/// past is roster ops only (a context is named by id); `R` of a set of
+/// roster ops does not depend on the space being evaluated (roster ops
+/// apply to the team state alone, and a roster removal's cutoff for the
+/// roster is the same in every space). So a folder holding those roster
+/// envelopes judges each such op exactly as the roster did, and may take
+/// the verdict instead of applying the op again (device proofs included).
+/// Like the folder's own judgements, they are dropped when a fork or a
+/// named cutoff envelope arrives there ([`Cache::clear`]).
+#[derive(Clone, Debug)]
+pub struct RosterJudgements {
+    team: SpaceId,
+    judged: Arc<HashMap<EnvelopeId, Judged>>,
+}
+
+impl RosterJudgements {
+    /// How many ops it judges.
+    pub fn len(&self) -> usize {
+        self.judged.len()
+    }
+
+    /// Whether it judges none.
+    pub fn is_empty(&self) -> bool {
+        self.judged.is_empty()
+    }
 }
 
 impl Cache {
     /// States kept before the oldest are forgotten (judgements are one per op).
     const STATE_LIMIT: usize = 4096;
+
+    /// The roster's judgements (this cache must be the roster's, `team`).
+    pub(crate) fn roster_judgements(&self, team: SpaceId) -> RosterJudgements {
+        RosterJudgements {
+            team,
+            judged: Arc::new(self.judged.clone()),
+        }
+    }
+
+    /// Takes the roster's judgements as well (this cache must be a folder
+    /// of `team`'s).
+    pub(crate) fn share_roster(&mut self, team: SpaceId, roster: &RosterJudgements) {
+        if roster.team == team {
+            self.roster = Some(roster.clone());
+        }
+    }
+
+    fn judged(&self, id: &EnvelopeId) -> Option<&Judged> {
+        self.judged
+            .get(id)
+            .or_else(|| self.roster.as_ref().and_then(|r| r.judged.get(id)))
+    }
 
     pub fn clear(&mut self) {
         *self = Cache::default();
@@ -782,7 +837,7 @@ impl<'a> Engine<'a> {
             let before = self.state_before(i);
             let id = self.nodes[i].id;
             let mut applied: Option<State> = None;
-            let judged = match (&self.nodes[i].bad, self.cache.judged.get(&id)) {
+            let judged = match (&self.nodes[i].bad, self.cache.judged(&id)) {
                 (Some(_), _) => None,
                 (None, Some(j)) => Some(j.clone()),
                 (None, None) => {

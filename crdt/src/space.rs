@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::accept::{
     adds_no_right, evaluate_cached, extend_control, extend_roster_in_folder, Cache, Evaluation,
-    Limits, MAX_INCARNATIONS,
+    Limits, RosterJudgements, MAX_INCARNATIONS,
 };
 pub use crate::accept::{ChainHead, ChangeMeta, Reason};
 use crate::crypto::{CryptoError, DeviceKeys, FolderKey};
@@ -770,6 +770,22 @@ impl Space {
     /// Devices this space names: envelopes from any other are refused.
     pub fn known_devices(&self) -> &HashSet<DeviceId> {
         &self.known
+    }
+
+    /// This roster's judgements of its ops, for its folders
+    /// ([`Space::share_roster_judgements`]).
+    pub fn roster_judgements(&self) -> Option<RosterJudgements> {
+        self.is_roster()
+            .then(|| self.cache.roster_judgements(self.id))
+    }
+
+    /// Takes the team roster's judgements of its ops (see
+    /// [`RosterJudgements`]): a folder loaded with that roster's envelopes
+    /// then judges none of them again. Those of another team are ignored.
+    pub fn share_roster_judgements(&mut self, roster: &RosterJudgements) {
+        if let Some(team) = self.team.filter(|t| *t != self.id) {
+            self.cache.share_roster(team, roster);
+        }
     }
 
     /// Takes in one envelope from anywhere (this device, the store, a peer).

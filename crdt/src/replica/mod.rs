@@ -327,6 +327,8 @@ impl Replica {
             r.ingest_batch(roster_envs.clone());
             r
         });
+        // The roster's verdicts on its own ops, so no folder judges them again.
+        let judgements = roster.as_ref().and_then(Space::roster_judgements);
         let mut folders = BTreeMap::new();
         let mut snapshots = BTreeMap::new();
         for s in stored {
@@ -342,6 +344,9 @@ impl Replica {
             let mut envs = s.envelopes;
             if team.is_some() {
                 envs.extend(roster_envs.iter().cloned());
+                if let Some(j) = &judgements {
+                    space.share_roster_judgements(j);
+                }
             }
             space.ingest_batch(envs);
             folders.insert(s.id, space);

@@ -1297,7 +1297,12 @@ fn roster_ops_reaching_a_folder_one_by_one_equal_one_evaluation() {
         RosterOp::AddUser {
             user: u("carol@acme.test"),
         },
-        RosterOp::add_device(&team, u("carol@acme.test"), &carol, &transport_seed_of(&carol)),
+        RosterOp::add_device(
+            &team,
+            u("carol@acme.test"),
+            &carol,
+            &transport_seed_of(&carol),
+        ),
         RosterOp::NameDevice {
             device: carol.device_id(),
             name: "carol's laptop".into(),
