@@ -1457,11 +1457,12 @@ pub(crate) fn extend_control(
 }
 
 /// The roster fast path of a folder of a team: a roster op that adds no
-/// right to any device already in the team (a new user, a new device, a
-/// name, a new group), written by a device that held every roster op this
+/// right in this folder to any device already in the team (a new user, a
+/// new device, a name, a new group, a user added to a group the folder
+/// never names), written by a device that held every roster op this
 /// folder holds (its context is [`Evaluation::roster_heads`]), and neither
-/// a removal's target nor covered by one (the caller checks
-/// [`adds_no_right`] and the removals). Such an op commutes with every
+/// a removal's target nor covered by one (the caller checks both: the
+/// roster op kinds [`adds_no_right`], and the removals). Such an op commutes with every
 /// folder op concurrent with it — none of their verdicts in the pass
 /// depends on it, and it voids or covers nothing — so `R(all ∪ {op})` is
 /// `R(all)` with `op` applied, and it is judged in the state of its own
@@ -1475,7 +1476,8 @@ pub(crate) fn extend_roster_in_folder(
     limits: Limits,
 ) -> Option<Result<(), Reason>> {
     if team.is_none_or(|t| t == home || t != env.space())
-        || !adds_no_right(op)
+        || !matches!(op, ControlOp::Roster(_))
+        || op.is_removal()
         || control_before >= limits.control_ops_per_author
     {
         return None;

@@ -157,6 +157,9 @@ pub struct Space {
     known: HashSet<DeviceId>,
     /// Envelope ids named by held cutoffs: their arrival changes coverage.
     cutoff_ids: HashSet<EnvelopeId>,
+    /// Groups a held membership op grants to or removes: adding a user to
+    /// another group gives nobody a right in this folder.
+    groups_named: HashSet<String>,
     /// (space, author, seq) slots held, to notice forks.
     slots: HashSet<u64>,
     /// Held control envelopes per chain (for the control fast path's quota).
@@ -185,6 +188,7 @@ impl Space {
             cache: Cache::default(),
             known: HashSet::new(),
             cutoff_ids: HashSet::new(),
+            groups_named: HashSet::new(),
             slots: HashSet::new(),
             control_counts: HashMap::new(),
             unparsable: HashSet::new(),
@@ -237,6 +241,9 @@ impl Space {
         let id = space_id_for(&author, &op);
         let mut space = Space::new_in_team(id, team.map(Space::id));
         if let Some(team) = team {
+            if let Some(j) = team.roster_judgements() {
+                space.share_roster_judgements(&j);
+            }
             space.ingest_batch(team.held.values().cloned().collect());
         }
         let (env, outcome) = space.write_control(keys, &op);
@@ -890,7 +897,7 @@ impl Space {
             None => {
                 // A roster op reaching a folder whose own ops are concurrent
                 // with it: only one no removal could touch.
-                if !adds_no_right(&op)
+                if !self.adds_no_right_here(&op)
                     || self.cutoff_ids.contains(&env.id())
                     || !self.removals_spare(&op, &body.author)
                 {
@@ -927,6 +934,15 @@ impl Space {
         })
     }
 
+    /// Whether a roster op gives no device a right in this folder: one
+    /// of [`adds_no_right`], or a user added to a group no held membership
+    /// op of this folder names.
+    fn adds_no_right_here(&self, op: &ControlOp) -> bool {
+        adds_no_right(op)
+            || matches!(op, ControlOp::Roster(RosterOp::AddToGroup { group, .. })
+                if !self.groups_named.contains(group))
+    }
+
     /// Whether no valid removal is aimed at the author of a roster op
     /// (which a concurrent folder removal might void) or, for a new
     /// device, at that device or its user (which would count it removed):
@@ -939,6 +955,8 @@ impl Space {
             }
             _ => (None, None),
         };
+        // A group's deletion counts every device of its users removed.
+        let joins_group = matches!(op, ControlOp::Roster(RosterOp::AddToGroup { .. }));
         self.eval.removals.iter().all(|(rid, _)| {
             let Some(r) = self.held.get(rid) else {
                 return false;
@@ -963,7 +981,9 @@ impl Space {
                     | RosterOp::RemoveAdmin { user, .. }
                     | RosterOp::RemoveFromGroup { user, .. },
                 ) => Some(user) != new_user,
-                ControlOp::Roster(RosterOp::DeleteGroup { .. }) => new_device.is_none(),
+                ControlOp::Roster(RosterOp::DeleteGroup { .. }) => {
+                    new_device.is_none() && !joins_group
+                }
                 _ => false,
             }
         })
@@ -1181,6 +1201,18 @@ impl Space {
                 ..
             }) => {
                 self.known.insert(*d);
+            }
+            ControlOp::Membership(
+                MembershipOp::Grant {
+                    principal: Principal::Group(g),
+                    ..
+                }
+                | MembershipOp::Remove {
+                    principal: Principal::Group(g),
+                    ..
+                },
+            ) => {
+                self.groups_named.insert(g.clone());
             }
             ControlOp::Roster(RosterOp::AddDevice { device, .. }) => {
                 self.known.insert(*device);

@@ -1215,7 +1215,7 @@ fn a_removal_keeps_its_cutoff_when_a_concurrent_user_removal_comes_first() {
 
 /// Issue 18: a roster op that reaches a folder whose own ops are
 /// concurrent with it (the folder's heads are membership ops) is judged
-/// by the folder's fast path when it gives no right; whatever path it
+/// by the folder's fast path when it gives no right there; whatever path it
 /// takes, the folder ends exactly as a fresh evaluation of everything it
 /// holds. One folder with no removal, one where a member was removed
 /// (the new device of that member must take the full evaluation and be
@@ -1310,13 +1310,18 @@ fn roster_ops_reaching_a_folder_one_by_one_equal_one_evaluation() {
         RosterOp::CreateGroup {
             group: "sales".into(),
         },
+        // A group neither folder names: no right there.
+        RosterOp::AddToGroup {
+            group: "sales".into(),
+            user: u("bob@acme.test"),
+        },
         RosterOp::add_device(
             &team,
             u("bob@acme.test"),
             &bob_phone,
             &transport_seed_of(&bob_phone),
         ),
-        // Gives a right: always the full evaluation.
+        // Gives a right in both folders: the full evaluation.
         RosterOp::AddToGroup {
             group: "it".into(),
             user: u("carol@acme.test"),
