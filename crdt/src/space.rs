@@ -464,6 +464,11 @@ impl Space {
         &self.eval.control_heads
     }
 
+    /// The ids of [`Space::accepted_content`], in its order.
+    pub fn content_order(&self) -> &[EnvelopeId] {
+        &self.eval.content_order
+    }
+
     /// Accepted content envelopes, Automerge deps first.
     pub fn accepted_content(&self) -> impl Iterator<Item = &Envelope> {
         self.eval
