@@ -1528,6 +1528,12 @@ pub(crate) fn extend_roster_in_folder(
     } else {
         cache.states.insert(vec![env.id()], before);
     }
+    // Only the newest states are kept: a long-running folder takes many
+    // roster ops this way between two evaluations, and each state kept
+    // holds its own copy of what the op changed. A late envelope citing
+    // an older context takes the full evaluation, which finds it again.
+    cache.states.remove(&context);
+    ev.contexts.remove(&ev.control_heads);
     ev.control_heads.retain(|h| !context.contains(h));
     ev.control_heads.push(env.id());
     ev.control_heads.sort();
