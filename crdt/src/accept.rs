@@ -204,6 +204,10 @@ pub struct Evaluation {
     pub pending: BTreeSet<EnvelopeId>,
     /// Control ops nobody built on yet: the context of the next envelope.
     pub control_heads: Vec<EnvelopeId>,
+    /// In a folder of a team: the team roster's ops no roster op built on
+    /// (sorted), the context of the next roster op written by a device
+    /// that holds every roster op this folder holds. Empty elsewhere.
+    pub roster_heads: Vec<EnvelopeId>,
     /// Accepted content, Automerge deps (and author chains) first.
     pub content_order: Vec<EnvelopeId>,
     pub usage_order: Vec<EnvelopeId>,
@@ -255,13 +259,68 @@ struct Judged {
 #[derive(Clone, Debug, Default)]
 pub struct Cache {
     judged: HashMap<EnvelopeId, Judged>,
+    /// In a folder of a team: the roster's own judgements of its ops,
+    /// shared by every folder loaded with that roster ([`RosterJudgements`]).
+    roster: Option<RosterJudgements>,
     /// `R(X)` by the sorted maximal ops of X.
     states: HashMap<Vec<EnvelopeId>, Arc<State>>,
+}
+
+/// The team roster's judgements of its ops, each in its own context, to
+/// seed the evaluation of the team's folders (`Space::roster_judgements`).
+///
+/// A roster op the roster judged had its whole past held there, and that
+/// past is roster ops only (a context is named by id); `R` of a set of
+/// roster ops does not depend on the space being evaluated (roster ops
+/// apply to the team state alone, and a roster removal's cutoff for the
+/// roster is the same in every space). So a folder holding those roster
+/// envelopes judges each such op exactly as the roster did, and may take
+/// the verdict instead of applying the op again (device proofs included).
+/// Like the folder's own judgements, they are dropped when a fork or a
+/// named cutoff envelope arrives there ([`Cache::clear`]).
+#[derive(Clone, Debug)]
+pub struct RosterJudgements {
+    team: SpaceId,
+    judged: Arc<HashMap<EnvelopeId, Judged>>,
+}
+
+impl RosterJudgements {
+    /// How many ops it judges.
+    pub fn len(&self) -> usize {
+        self.judged.len()
+    }
+
+    /// Whether it judges none.
+    pub fn is_empty(&self) -> bool {
+        self.judged.is_empty()
+    }
 }
 
 impl Cache {
     /// States kept before the oldest are forgotten (judgements are one per op).
     const STATE_LIMIT: usize = 4096;
+
+    /// The roster's judgements (this cache must be the roster's, `team`).
+    pub(crate) fn roster_judgements(&self, team: SpaceId) -> RosterJudgements {
+        RosterJudgements {
+            team,
+            judged: Arc::new(self.judged.clone()),
+        }
+    }
+
+    /// Takes the roster's judgements as well (this cache must be a folder
+    /// of `team`'s).
+    pub(crate) fn share_roster(&mut self, team: SpaceId, roster: &RosterJudgements) {
+        if roster.team == team {
+            self.roster = Some(roster.clone());
+        }
+    }
+
+    fn judged(&self, id: &EnvelopeId) -> Option<&Judged> {
+        self.judged
+            .get(id)
+            .or_else(|| self.roster.as_ref().and_then(|r| r.judged.get(id)))
+    }
 
     pub fn clear(&mut self) {
         *self = Cache::default();
@@ -778,7 +837,7 @@ impl<'a> Engine<'a> {
             let before = self.state_before(i);
             let id = self.nodes[i].id;
             let mut applied: Option<State> = None;
-            let judged = match (&self.nodes[i].bad, self.cache.judged.get(&id)) {
+            let judged = match (&self.nodes[i].bad, self.cache.judged(&id)) {
                 (Some(_), _) => None,
                 (None, Some(j)) => Some(j.clone()),
                 (None, None) => {
@@ -1238,6 +1297,21 @@ pub fn evaluate_cached(
         .filter(|&i| mask_has(&all, i))
         .filter(|&i| engine.nodes[i].succs.iter().all(|s| engine.pending[*s]))
         .collect();
+    // In a folder of a team, the roster's own heads: their state is the
+    // context of the next roster op ([`extend_roster_in_folder`]).
+    let roster_heads: Vec<usize> = match team {
+        Some(t) if t != home => (0..n)
+            .filter(|&i| mask_has(&all, i) && engine.nodes[i].space == t)
+            .filter(|&i| {
+                engine.nodes[i]
+                    .succs
+                    .iter()
+                    .all(|&s| engine.pending[s] || engine.nodes[s].space != t)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    keep.extend(roster_heads.iter().copied());
     for env in held.values() {
         if !is_control(env.kind()) {
             if let [h] = env.body().context.as_slice() {
@@ -1248,6 +1322,18 @@ pub fn evaluate_cached(
         }
     }
     engine.judge_all(&keep);
+    if let [h] = roster_heads.as_slice() {
+        if let Some(state) = engine.after.get(h) {
+            engine
+                .cache
+                .states
+                .insert(vec![engine.nodes[*h].id], state.clone());
+        }
+    }
+    let mut sorted_roster_heads: Vec<EnvelopeId> =
+        roster_heads.iter().map(|&i| engine.nodes[i].id).collect();
+    sorted_roster_heads.sort();
+    ev.roster_heads = sorted_roster_heads;
     let fin = engine.resolve(&all);
     for i in mask_ones(&all) {
         let id = engine.nodes[i].id;
@@ -1368,6 +1454,110 @@ pub(crate) fn extend_control(
     cache.states.insert(vec![env.id()], ev.state.clone());
     ev.contexts.insert(vec![env.id()], ev.state.clone());
     Some(outcome)
+}
+
+/// The roster fast path of a folder of a team: a roster op that adds no
+/// right in this folder to any device already in the team (a new user, a
+/// new device, a name, a new group, a user added to a group the folder
+/// never names), written by a device that held every roster op this
+/// folder holds (its context is [`Evaluation::roster_heads`]), and neither
+/// a removal's target nor covered by one (the caller checks both: the
+/// roster op kinds [`adds_no_right`], and the removals). Such an op commutes with every
+/// folder op concurrent with it — none of their verdicts in the pass
+/// depends on it, and it voids or covers nothing — so `R(all ∪ {op})` is
+/// `R(all)` with `op` applied, and it is judged in the state of its own
+/// context as the full evaluation judges it. `None` sends it to the full
+/// evaluation (also when that state is no longer cached).
+pub(crate) fn extend_roster_in_folder(
+    ev: &mut Evaluation,
+    cache: &mut Cache,
+    (env, op, control_before): (&Envelope, &ControlOp, u64),
+    (home, team): (SpaceId, Option<SpaceId>),
+    limits: Limits,
+) -> Option<Result<(), Reason>> {
+    if team.is_none_or(|t| t == home || t != env.space())
+        || !matches!(op, ControlOp::Roster(_))
+        || op.is_removal()
+        || control_before >= limits.control_ops_per_author
+    {
+        return None;
+    }
+    let mut context = env.body().context.clone();
+    context.sort();
+    context.dedup();
+    if context.is_empty() || context != ev.roster_heads {
+        return None;
+    }
+    let before = cache.states.get(&context)?.clone();
+    let info = OpInfo {
+        id: env.id(),
+        author: env.author(),
+        seq: env.seq(),
+        space: env.space(),
+        home,
+        team,
+        strict: true,
+    };
+    let rank = before.rights(&env.author()).rank;
+    let mut own = (*before).clone();
+    let verdict = own.apply(&info, op).map_err(Reason::Unauthorized);
+    cache.judged.insert(
+        env.id(),
+        Judged {
+            verdict: verdict.clone(),
+            rank,
+        },
+    );
+    let outcome = verdict.map(|_| ());
+    if outcome.is_ok() {
+        let mut state = (*ev.state).clone();
+        let applied = state.apply(
+            &OpInfo {
+                strict: false,
+                ..info
+            },
+            op,
+        );
+        if applied.is_err() {
+            // Authorised in its context, refused where the pass would put
+            // it: the pass decides; this path does not guess.
+            return None;
+        }
+        ev.state = Arc::new(state);
+        cache.states.insert(vec![env.id()], Arc::new(own));
+    } else {
+        cache.states.insert(vec![env.id()], before);
+    }
+    // Only the newest states are kept: a long-running folder takes many
+    // roster ops this way between two evaluations, and each state kept
+    // holds its own copy of what the op changed. A late envelope citing
+    // an older context takes the full evaluation, which finds it again.
+    cache.states.remove(&context);
+    ev.contexts.remove(&ev.control_heads);
+    ev.control_heads.retain(|h| !context.contains(h));
+    ev.control_heads.push(env.id());
+    ev.control_heads.sort();
+    ev.roster_heads = vec![env.id()];
+    ev.contexts
+        .insert(ev.control_heads.clone(), ev.state.clone());
+    Some(outcome)
+}
+
+/// Roster ops that give no device a right it lacked: a user with no
+/// device or group, a device (of a user whose rights it then shares, but
+/// which wrote nothing under them before this op), names, a new group.
+pub(crate) fn adds_no_right(op: &ControlOp) -> bool {
+    matches!(
+        op,
+        ControlOp::Roster(
+            RosterOp::AddUser { .. }
+                | RosterOp::AddDevice { .. }
+                | RosterOp::NameUser { .. }
+                | RosterOp::NameDevice { .. }
+                | RosterOp::RenameTeam { .. }
+                | RosterOp::CreateGroup { .. }
+        )
+    )
 }
 
 struct ContentJudgement {

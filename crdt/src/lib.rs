@@ -31,7 +31,7 @@ pub mod space;
 pub mod state;
 pub mod totp;
 
-pub use accept::{ChangeMeta, Limits, Reason};
+pub use accept::{ChangeMeta, Limits, Reason, RosterJudgements};
 pub use crypto::{CryptoError, DeviceKeys, FolderKey};
 pub use envelope::{ChangeHeader, DecodeError, Envelope, EnvelopeBody, Kind};
 pub use folder::{FolderDoc, FolderError, HistoryEntry, Item, ItemEdit, ItemType, NewItem};

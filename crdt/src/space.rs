@@ -15,7 +15,10 @@ use zeroize::Zeroizing;
 
 use std::sync::Arc;
 
-use crate::accept::{evaluate_cached, extend_control, Cache, Evaluation, Limits, MAX_INCARNATIONS};
+use crate::accept::{
+    adds_no_right, evaluate_cached, extend_control, extend_roster_in_folder, Cache, Evaluation,
+    Limits, RosterJudgements, MAX_INCARNATIONS,
+};
 pub use crate::accept::{ChainHead, ChangeMeta, Reason};
 use crate::crypto::{CryptoError, DeviceKeys, FolderKey};
 use crate::envelope::{ChangeHeader, Envelope, EnvelopeBody, Kind, ENVELOPE_VERSION};
@@ -154,6 +157,9 @@ pub struct Space {
     known: HashSet<DeviceId>,
     /// Envelope ids named by held cutoffs: their arrival changes coverage.
     cutoff_ids: HashSet<EnvelopeId>,
+    /// Groups a held membership op grants to or removes: adding a user to
+    /// another group gives nobody a right in this folder.
+    groups_named: HashSet<String>,
     /// (space, author, seq) slots held, to notice forks.
     slots: HashSet<u64>,
     /// Held control envelopes per chain (for the control fast path's quota).
@@ -182,6 +188,7 @@ impl Space {
             cache: Cache::default(),
             known: HashSet::new(),
             cutoff_ids: HashSet::new(),
+            groups_named: HashSet::new(),
             slots: HashSet::new(),
             control_counts: HashMap::new(),
             unparsable: HashSet::new(),
@@ -234,6 +241,9 @@ impl Space {
         let id = space_id_for(&author, &op);
         let mut space = Space::new_in_team(id, team.map(Space::id));
         if let Some(team) = team {
+            if let Some(j) = team.roster_judgements() {
+                space.share_roster_judgements(&j);
+            }
             space.ingest_batch(team.held.values().cloned().collect());
         }
         let (env, outcome) = space.write_control(keys, &op);
@@ -452,6 +462,11 @@ impl Space {
     /// Accepted control ops nobody built on yet.
     pub fn control_heads(&self) -> &[EnvelopeId] {
         &self.eval.control_heads
+    }
+
+    /// The ids of [`Space::accepted_content`], in its order.
+    pub fn content_order(&self) -> &[EnvelopeId] {
+        &self.eval.content_order
     }
 
     /// Accepted content envelopes, Automerge deps first.
@@ -769,6 +784,22 @@ impl Space {
         &self.known
     }
 
+    /// This roster's judgements of its ops, for its folders
+    /// ([`Space::share_roster_judgements`]).
+    pub fn roster_judgements(&self) -> Option<RosterJudgements> {
+        self.is_roster()
+            .then(|| self.cache.roster_judgements(self.id))
+    }
+
+    /// Takes the team roster's judgements of its ops (see
+    /// [`RosterJudgements`]): a folder loaded with that roster's envelopes
+    /// then judges none of them again. Those of another team are ignored.
+    pub fn share_roster_judgements(&mut self, roster: &RosterJudgements) {
+        if let Some(team) = self.team.filter(|t| *t != self.id) {
+            self.cache.share_roster(team, roster);
+        }
+    }
+
     /// Takes in one envelope from anywhere (this device, the store, a peer).
     pub fn ingest(&mut self, env: Envelope) -> Result<Outcome, IngestError> {
         self.ingest_with_meta(env, None)
@@ -860,13 +891,32 @@ impl Space {
         }
         let op = ControlOp::decode(body.kind, &body.payload).ok()?;
         let before = self.control_counts.get(&key).copied().unwrap_or(0);
-        let verdict = extend_control(
+        let verdict = match extend_control(
             &mut self.eval,
             &mut self.cache,
             (env, &op, before),
             (self.id, self.team),
             self.limits,
-        )?;
+        ) {
+            Some(v) => v,
+            None => {
+                // A roster op reaching a folder whose own ops are concurrent
+                // with it: only one no removal could touch.
+                if !self.adds_no_right_here(&op)
+                    || self.cutoff_ids.contains(&env.id())
+                    || !self.removals_spare(&op, &body.author)
+                {
+                    return None;
+                }
+                extend_roster_in_folder(
+                    &mut self.eval,
+                    &mut self.cache,
+                    (env, &op, before),
+                    (self.id, self.team),
+                    self.limits,
+                )?
+            }
+        };
         let id = env.id();
         self.eval.tips.insert(key, (body.seq, id));
         self.eval.heads.insert(
@@ -885,6 +935,61 @@ impl Space {
             Err(reason) => {
                 self.eval.quarantined.insert(id, reason.clone());
                 Outcome::Quarantined(reason)
+            }
+        })
+    }
+
+    /// Whether a roster op gives no device a right in this folder: one
+    /// of [`adds_no_right`], or a user added to a group no held membership
+    /// op of this folder names.
+    fn adds_no_right_here(&self, op: &ControlOp) -> bool {
+        adds_no_right(op)
+            || matches!(op, ControlOp::Roster(RosterOp::AddToGroup { group, .. })
+                if !self.groups_named.contains(group))
+    }
+
+    /// Whether no valid removal is aimed at the author of a roster op
+    /// (which a concurrent folder removal might void) or, for a new
+    /// device, at that device or its user (which would count it removed):
+    /// the roster fast path of a folder is only taken when none is.
+    fn removals_spare(&self, op: &ControlOp, author: &DeviceId) -> bool {
+        let author_user = self.eval.state.team.devices.get(author).map(|r| &r.user);
+        let (new_device, new_user) = match op {
+            ControlOp::Roster(RosterOp::AddDevice { device, user, .. }) => {
+                (Some(device), Some(user))
+            }
+            _ => (None, None),
+        };
+        // A group's deletion counts every device of its users removed.
+        let joins_group = matches!(op, ControlOp::Roster(RosterOp::AddToGroup { .. }));
+        self.eval.removals.iter().all(|(rid, _)| {
+            let Some(r) = self.held.get(rid) else {
+                return false;
+            };
+            let Ok(removal) = ControlOp::decode(r.kind(), &r.body().payload) else {
+                return false;
+            };
+            match &removal {
+                ControlOp::Membership(MembershipOp::Remove { principal, .. }) => match principal {
+                    Principal::Device(d) => d != author && Some(d) != new_device,
+                    Principal::User(u) => Some(u) != author_user && Some(u) != new_user,
+                    Principal::Group(_) => false,
+                },
+                // Roster removals are in the op's past (it cites every
+                // roster head): they void nothing of it, but may count a
+                // new device of their target removed.
+                ControlOp::Roster(RosterOp::RevokeDevice { device, .. }) => {
+                    Some(device) != new_device
+                }
+                ControlOp::Roster(
+                    RosterOp::RemoveUser { user, .. }
+                    | RosterOp::RemoveAdmin { user, .. }
+                    | RosterOp::RemoveFromGroup { user, .. },
+                ) => Some(user) != new_user,
+                ControlOp::Roster(RosterOp::DeleteGroup { .. }) => {
+                    new_device.is_none() && !joins_group
+                }
+                _ => false,
             }
         })
     }
@@ -1101,6 +1206,18 @@ impl Space {
                 ..
             }) => {
                 self.known.insert(*d);
+            }
+            ControlOp::Membership(
+                MembershipOp::Grant {
+                    principal: Principal::Group(g),
+                    ..
+                }
+                | MembershipOp::Remove {
+                    principal: Principal::Group(g),
+                    ..
+                },
+            ) => {
+                self.groups_named.insert(g.clone());
             }
             ControlOp::Roster(RosterOp::AddDevice { device, .. }) => {
                 self.known.insert(*device);

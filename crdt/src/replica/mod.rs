@@ -329,6 +329,8 @@ impl Replica {
             r.ingest_batch(roster_envs.clone());
             r
         });
+        // The roster's verdicts on its own ops, so no folder judges them again.
+        let judgements = roster.as_ref().and_then(Space::roster_judgements);
         let mut folders = BTreeMap::new();
         let mut snapshots = BTreeMap::new();
         for s in stored {
@@ -344,6 +346,9 @@ impl Replica {
             let mut envs = s.envelopes;
             if team.is_some() {
                 envs.extend(roster_envs.iter().cloned());
+                if let Some(j) = &judgements {
+                    space.share_roster_judgements(j);
+                }
             }
             space.ingest_batch(envs);
             folders.insert(s.id, space);
@@ -812,14 +817,21 @@ impl Replica {
             let Some(space) = self.folders.get_mut(&id) else {
                 continue;
             };
-            let before: Vec<EnvelopeId> = space.accepted_content().map(Envelope::id).collect();
-            let report = space.ingest_batch(envs.to_vec());
-            let shrank = !report.revoked.is_empty()
-                || !space
-                    .accepted_content()
-                    .map(Envelope::id)
-                    .collect::<Vec<_>>()
-                    .starts_with(&before);
+            let before: Vec<EnvelopeId> = space.content_order().to_vec();
+            // A few at a time take the fast paths (a roster op that gives
+            // no right in this folder is not a whole evaluation).
+            let revoked = if envs.len() <= 8 {
+                // One whose author a later one names waits for the batch.
+                let refused: Vec<Envelope> = envs
+                    .iter()
+                    .filter(|env| space.ingest((*env).clone()).is_err())
+                    .cloned()
+                    .collect();
+                !refused.is_empty() && !space.ingest_batch(refused).revoked.is_empty()
+            } else {
+                !space.ingest_batch(envs.to_vec()).revoked.is_empty()
+            };
+            let shrank = revoked || !space.content_order().starts_with(&before);
             self.refresh_folder(id, shrank);
             self.emit(Event::FolderChanged { folder: id });
         }

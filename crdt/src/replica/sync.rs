@@ -923,6 +923,9 @@ impl Replica {
         if judged_in.is_some() {
             if let Some(r) = &self.roster {
                 all.extend(r.held().cloned());
+                if let Some(j) = r.roster_judgements() {
+                    space.share_roster_judgements(&j);
+                }
             }
         }
         space.ingest_batch(all);

@@ -768,6 +768,9 @@ impl Replica {
             .get(&id)
             .ok_or(ReplicaError::NoSuchFolder { query: id.short() })?;
         let mut space = Space::new_in_team(id, Some(team));
+        if let Some(j) = self.roster.as_ref().and_then(Space::roster_judgements) {
+            space.share_roster_judgements(&j);
+        }
         let mut envs: Vec<Envelope> = old.held().cloned().collect();
         envs.extend(roster_envs);
         space.ingest_batch(envs);

@@ -1212,3 +1212,158 @@ fn a_removal_keeps_its_cutoff_when_a_concurrent_user_removal_comes_first() {
         Some(Outcome::Quarantined(Reason::Removed { by: unshare.id() }))
     );
 }
+
+/// Issue 18: a roster op that reaches a folder whose own ops are
+/// concurrent with it (the folder's heads are membership ops) is judged
+/// by the folder's fast path when it gives no right there; whatever path it
+/// takes, the folder ends exactly as a fresh evaluation of everything it
+/// holds. One folder with no removal, one where a member was removed
+/// (the new device of that member must take the full evaluation and be
+/// counted removed).
+#[test]
+fn roster_ops_reaching_a_folder_one_by_one_equal_one_evaluation() {
+    let mut rng = rng(18);
+    let founder = DeviceKeys::generate(&mut rng);
+    let ann = DeviceKeys::generate(&mut rng);
+    let bob = DeviceKeys::generate(&mut rng);
+    let u = |s: &str| UserId::new(s).unwrap();
+    let (mut roster, _) = Space::create_team(
+        &founder,
+        u("boss@acme.test"),
+        "Acme",
+        transport_of(&founder),
+        &mut rng,
+    )
+    .unwrap();
+    for (user, dev) in [("ann@acme.test", &ann), ("bob@acme.test", &bob)] {
+        roster
+            .roster_op(&founder, RosterOp::AddUser { user: u(user) })
+            .unwrap();
+        roster
+            .roster_op(
+                &founder,
+                RosterOp::add_device(&roster.id(), u(user), dev, &transport_seed_of(dev)),
+            )
+            .unwrap();
+    }
+    roster
+        .roster_op(
+            &founder,
+            RosterOp::AddToGroup {
+                group: "it".into(),
+                user: u("ann@acme.test"),
+            },
+        )
+        .unwrap();
+    let mut folders = Vec::new();
+    for remove_bob in [false, true] {
+        let key = FolderKey::generate(&mut rng);
+        let (mut folder, _) =
+            Space::create_in_team(&founder, &key, Some(&roster), &mut rng).unwrap();
+        folder
+            .grant(
+                &founder,
+                Principal::Group("it".into()),
+                Role::Editor,
+                None,
+                Some(&key),
+                &mut rng,
+            )
+            .unwrap();
+        folder
+            .grant(
+                &founder,
+                Principal::User(u("bob@acme.test")),
+                Role::Editor,
+                None,
+                Some(&key),
+                &mut rng,
+            )
+            .unwrap();
+        let change = add_item_change(&folder, &ann, "shared", 3);
+        let key = folder.folder_key(&ann).unwrap();
+        folder.seal_content(&ann, &key, &change, &mut rng).unwrap();
+        if remove_bob {
+            folder
+                .remove(&founder, Principal::User(u("bob@acme.test")), None)
+                .unwrap();
+        }
+        folders.push(folder);
+    }
+    let carol = DeviceKeys::generate(&mut rng);
+    let bob_phone = DeviceKeys::generate(&mut rng);
+    let team = roster.id();
+    let ops = [
+        RosterOp::AddUser {
+            user: u("carol@acme.test"),
+        },
+        RosterOp::add_device(
+            &team,
+            u("carol@acme.test"),
+            &carol,
+            &transport_seed_of(&carol),
+        ),
+        RosterOp::NameDevice {
+            device: carol.device_id(),
+            name: "carol's laptop".into(),
+        },
+        RosterOp::CreateGroup {
+            group: "sales".into(),
+        },
+        // A group neither folder names: no right there.
+        RosterOp::AddToGroup {
+            group: "sales".into(),
+            user: u("bob@acme.test"),
+        },
+        RosterOp::add_device(
+            &team,
+            u("bob@acme.test"),
+            &bob_phone,
+            &transport_seed_of(&bob_phone),
+        ),
+        // Gives a right in both folders: the full evaluation.
+        RosterOp::AddToGroup {
+            group: "it".into(),
+            user: u("carol@acme.test"),
+        },
+        RosterOp::NameUser {
+            user: u("carol@acme.test"),
+            name: "Carol".into(),
+            joined_ms: 9,
+        },
+        // Not the admin's to write: refused alike on both paths.
+        RosterOp::RenameTeam {
+            name: "Acme Ltd".into(),
+        },
+    ];
+    let last = ops.len() - 1;
+    for (n, op) in ops.into_iter().enumerate() {
+        let env = if n == last {
+            // Written by a non-admin device (a modified client).
+            roster.write_control(&ann, &ControlOp::Roster(op)).0
+        } else {
+            roster.roster_op(&founder, op).unwrap()
+        };
+        for folder in &mut folders {
+            folder.ingest(env.clone()).unwrap();
+            let mut fresh = Space::new_in_team(folder.id(), Some(team));
+            fresh.ingest_batch(folder.held().cloned().collect());
+            assert_eq!(folder.state(), fresh.state(), "op {n}");
+            assert_eq!(folder.control_heads(), fresh.control_heads(), "op {n}");
+            for e in folder.held() {
+                assert_eq!(
+                    folder.outcome_of(&e.id()),
+                    fresh.outcome_of(&e.id()),
+                    "op {n}, envelope {:?}",
+                    e.kind()
+                );
+            }
+            assert_eq!(folder.members(), fresh.members(), "op {n}");
+            // The next op written here cites what a fresh replica would.
+            assert_eq!(folder.cutoff(), fresh.cutoff(), "op {n}");
+        }
+    }
+    // Bob's new phone is a member where bob is, and not where he was removed.
+    assert!(folders[0].members().contains_key(&bob_phone.device_id()));
+    assert!(!folders[1].members().contains_key(&bob_phone.device_id()));
+}
