@@ -15,8 +15,11 @@ Fills: a plain login form; a two-step login; the 2FA code of that second;
 a Folder Member's login; "save this login?" then `coffer get` shows it.
 Refusals, each its own check, nothing filled and no autofill record: a
 look-alike domain, an http page for an https item, a form in a
-cross-origin frame, invisible fields, a page that tries to fill without a
-user action, a transparent overlay (clickjacking), another extension
+cross-origin frame, invisible fields (also through filter, masks,
+clip-path, nested opacity, transparent or background-coloured text), a
+page that tries to fill without a user action, a transparent overlay
+(clickjacking), an opaque overlay that lets clicks through
+(pointer-events:none), a field behind its container, another extension
 calling the host, and requests outside the host's allowed set.
 
 Fill latency (the popup's click to the page's input event) is measured on
@@ -90,6 +93,26 @@ PAGES = {
     "/overlay": f"""<h1>Sign in</h1>{LOGIN_FORM}
 <div id=veil style="position:fixed;inset:0;z-index:2147483647;background:transparent"
  onclick="window.veilClicked=true"></div>{WATCH}""",
+    # Ways to keep fields invisible (or covered) that a simpler check let
+    # through (security review of issue 15): each its own page, each refused.
+    **{path: f"<h1>Sign in</h1>{body}{WATCH}" for path, body in {
+        "/filter-field": LOGIN_FORM.replace("autocomplete=username", "autocomplete=username style='filter:opacity(0)'")
+                                   .replace("autocomplete=current-password",
+                                            "autocomplete=current-password style='filter:opacity(0)'"),
+        "/filter-ancestor": f"<div style='filter:opacity(0)'><div>{LOGIN_FORM}</div></div>",
+        "/cover": f"""{LOGIN_FORM}<div style="position:fixed;inset:0;background:white;pointer-events:none"></div>""",
+        "/cover-important": f"""{LOGIN_FORM}<div style="position:fixed;inset:0;background:white;
+ pointer-events:none !important;transition:pointer-events 1000s allow-discrete"></div>""",
+        "/nested-opacity": f"<div style='opacity:.25'><div style='opacity:.25'><div style='opacity:.25'>"
+                           f"{LOGIN_FORM}</div></div></div>",
+        "/transparent-text": f"<style>input{{color:transparent;background:transparent;border:0}}</style>{LOGIN_FORM}",
+        "/text-fill": f"<style>input{{-webkit-text-fill-color:transparent}}</style>{LOGIN_FORM}",
+        "/same-colour": f"<style>input{{color:#fff;background:#fff}}</style>{LOGIN_FORM}",
+        "/mask": f"<div style='mask-image:linear-gradient(transparent,transparent)'>{LOGIN_FORM}</div>",
+        "/webkit-mask": f"<div style='-webkit-mask-image:linear-gradient(transparent,transparent)'>{LOGIN_FORM}</div>",
+        "/clip-path": f"<div style='clip-path:inset(50%)'>{LOGIN_FORM}</div>",
+        "/behind": f"""<div style="background:white">{LOGIN_FORM.replace('<input', '<input style="position:relative;z-index:-1"')}</div>""",
+    }.items()},
     "/auto": f"""<h1>Sign in</h1>{LOGIN_FORM}{WATCH}<script>
 // Everything a page can do to start a fill by itself.
 const u = document.getElementById('user');
@@ -404,6 +427,32 @@ def refusals(br: Browser, b: Node, ids: dict, c: Checks) -> None:
     page.close()
     popup.close()
     nothing("a form under a transparent overlay is not filled (the field is not what a click there reaches)")
+
+    # Fields made invisible or covered by other means: filter, masks,
+    # clip-path, nested faint wrappers, transparent or background-coloured
+    # text, an opaque overlay that lets clicks through, a field behind its
+    # container's background.
+    for path, what in [
+        ("/filter-field", "filter:opacity(0) on the fields"),
+        ("/filter-ancestor", "filter:opacity(0) on an ancestor"),
+        ("/cover", "an opaque full-page overlay with pointer-events:none"),
+        ("/cover-important", "the same overlay with pointer-events:none !important and a pointer-events transition"),
+        ("/nested-opacity", "three nested opacity:.25 wrappers (0.016 in all)"),
+        ("/transparent-text", "transparent text and background"),
+        ("/text-fill", "-webkit-text-fill-color:transparent"),
+        ("/same-colour", "text the colour of its background"),
+        ("/mask", "mask-image on an ancestor"),
+        ("/webkit-mask", "-webkit-mask-image on an ancestor"),
+        ("/clip-path", "clip-path on an ancestor"),
+        ("/behind", "fields pushed behind their container's background (z-index:-1)"),
+    ]:
+        page = br.open(BANK, path)
+        popup = br.popup(page)
+        r = br.click(popup, f"button.fill[data-item='{ids['bank']}']")
+        assert r["filled"] == "" and values(page) == ["", ""], (path, r, values(page))
+        page.close()
+        popup.close()
+        nothing(f"not filled: {what} ({path}), the daemon not even asked")
 
     # A page that tries to fill by itself: nothing, and no record.
     page = br.open(BANK, "/auto")
