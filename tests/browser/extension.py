@@ -11,7 +11,8 @@ by this script on one loopback port under several host names
 The popup is opened as a page of its own (`popup.html?tab=N`: Playwright
 cannot click the toolbar), and clicked like a user would.
 
-Fills: a plain login form; a two-step login; the 2FA code of that second;
+Fills: a plain login form; a styled honest form (faint wrappers, grey
+text, floating labels over the fields); a two-step login; the 2FA code of that second;
 a Folder Member's login; "save this login?" then `coffer get` shows it.
 Refusals, each its own check, nothing filled and no autofill record: a
 look-alike domain, an http page for an https item, a form in a
@@ -79,6 +80,17 @@ PAGES = {
     "/2fa": """<h1>2FA</h1><form action="/done" method=get>
 <input id=otp name=otp inputmode=numeric autocomplete=one-time-code><button>Verify</button></form>""" + WATCH,
     "/framed": "<h1>Sign in below</h1><iframe id=fr src='http://{frame}/login' width=400 height=200></iframe>" + WATCH,
+    # An honest, styled form: faint-ish wrappers (0.8 x 0.9), grey text on
+    # off-white, floating labels over the fields' centres, a decorative overlay
+    # that lets clicks through beside them (not over them).
+    "/styled": """<h1>Sign in</h1><style>
+.f { position: relative; margin: 8px 0 } .f input { padding: 14px 8px 4px; color: #555; background: #fafafa }
+.f label { position: absolute; left: 10px; top: 50%; transform: translateY(-50%); width: 120px; color: #888 }
+</style><div style="opacity:.8"><div style="opacity:.9"><form id=f action="/done" method=post>
+<div class=f><label for=user>Username</label><input id=user name=username autocomplete=username></div>
+<div class=f><label for=pass>Password</label><input id=pass name=password type=password autocomplete=current-password></div>
+<button>Sign in</button></form></div></div>
+<div style="position:fixed;right:0;top:0;width:120px;height:100%;background:#eef;pointer-events:none"></div>""" + WATCH,
     "/invisible": """<h1>Hidden fields</h1><form>
 <input id=u1 name=username style="opacity:0">
 <input id=p1 type=password style="opacity:0">
@@ -110,7 +122,7 @@ PAGES = {
         "/same-colour": f"<style>input{{color:#fff;background:#fff}}</style>{LOGIN_FORM}",
         "/mask": f"<div style='mask-image:linear-gradient(transparent,transparent)'>{LOGIN_FORM}</div>",
         "/webkit-mask": f"<div style='-webkit-mask-image:linear-gradient(transparent,transparent)'>{LOGIN_FORM}</div>",
-        "/clip-path": f"<div style='clip-path:inset(50%)'>{LOGIN_FORM}</div>",
+        "/clip-path": f"<style>input{{clip-path:circle(1px)}}</style>{LOGIN_FORM}",
         "/behind": f"""<div style="background:white">{LOGIN_FORM.replace('<input', '<input style="position:relative;z-index:-1"')}</div>""",
     }.items()},
     "/auto": f"""<h1>Sign in</h1>{LOGIN_FORM}{WATCH}<script>
@@ -310,6 +322,15 @@ def fills(br: Browser, b: Node, ids: dict, c: Checks) -> list[float]:
     page.close()
     popup.close()
 
+    # An honest page with styling the visibility checks must let through.
+    page = br.open(BANK, "/styled")
+    popup = br.popup(page)
+    r = br.click(popup, f"button.fill[data-item='{ids['bank']}']")
+    assert r["filled"] == "password,username" and values(page) == ["bob", "bank-secret-1"], (r, values(page))
+    page.close()
+    popup.close()
+    c.ok("a styled honest form fills (nested 0.8 x 0.9 opacity, grey text, floating labels over the fields)")
+
     # A two-step login, then its 2FA code.
     page = br.open(STEP, "/step1")
     popup = br.popup(page)
@@ -343,7 +364,7 @@ def fills(br: Browser, b: Node, ids: dict, c: Checks) -> list[float]:
     # Audit: every fill and code insert is one autofill record.
     rows = b.json(["audit", "--action", "autofill"])
     assert {r["field"] for r in rows} == {"password", "totp"}, rows
-    assert len(rows) == 10, [(r["item_name"], r["field"]) for r in rows]
+    assert len(rows) == 11, [(r["item_name"], r["field"]) for r in rows]
     c.ok(f"every fill and 2FA insert left an autofill record ({len(rows)}), with the page's origin")
 
     # "Save this login?" after a submit.
@@ -443,7 +464,7 @@ def refusals(br: Browser, b: Node, ids: dict, c: Checks) -> None:
         ("/same-colour", "text the colour of its background"),
         ("/mask", "mask-image on an ancestor"),
         ("/webkit-mask", "-webkit-mask-image on an ancestor"),
-        ("/clip-path", "clip-path on an ancestor"),
+        ("/clip-path", "clip-path leaving one pixel of each field (its centre, which a click reaches)"),
         ("/behind", "fields pushed behind their container's background (z-index:-1)"),
     ]:
         page = br.open(BANK, path)
