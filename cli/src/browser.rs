@@ -280,4 +280,15 @@ mod tests {
             [(Which::Chromium, PathBuf::from("/x/dev.coffer.host.json"))]
         );
     }
+
+    #[test]
+    fn install_all_leaves_firefox_out_and_uninstall_all_does_not() {
+        assert_eq!(INSTALL_ALL, [Which::Chromium, Which::Chrome]);
+        assert!(EACH.contains(&Which::Firefox));
+        let t = targets(Which::Firefox, Some(PathBuf::from("/x")), &INSTALL_ALL).unwrap();
+        assert_eq!(
+            t,
+            [(Which::Firefox, PathBuf::from("/x/dev.coffer.host.json"))]
+        );
+    }
 }
