@@ -76,8 +76,22 @@ function fillInPage(expected, values, probe) {
   }
   const MIN_SIZE = 6;
   const MIN_OPACITY = 0.2;
-  // The parent in the rendered (flat) tree: slots and shadow hosts included.
-  const up = (n) => n.assignedSlot || n.parentElement || (n.parentNode && n.parentNode.host) || null;
+  // An element's shadow root, closed ones too (chrome.dom, in the
+  // extension's world), or null.
+  const openShadow = (n) => (globalThis.chrome && chrome.dom && chrome.dom.openOrClosedShadowRoot
+    ? chrome.dom.openOrClosedShadowRoot(n) : n.shadowRoot) || null;
+  // The parent in the rendered (flat) tree: the slot a host's child is
+  // shown in (assignedSlot is null for closed shadow roots, so the slot is
+  // looked up from the root), a shadow root's host.
+  function up(n) {
+    const p = n.parentElement;
+    if (!p) return (n.parentNode && n.parentNode.host) || null;
+    const sr = openShadow(p);
+    if (sr) {
+      for (const slot of sr.querySelectorAll("slot")) if (slot.assignedNodes().includes(n)) return slot;
+    }
+    return p;
+  }
   const within = (a, b) => a === b || b.contains(a) || (a.getRootNode && a.getRootNode().host && within(a.getRootNode().host, b));
   // A CSS colour as [r, g, b, a] (0-255), whatever syntax the page used.
   const paint = new OffscreenCanvas(1, 1).getContext("2d", { willReadFrequently: true });
@@ -96,6 +110,34 @@ function fillInPage(expected, values, probe) {
       if (c[3] > 0) return c;
     }
     return [255, 255, 255, 255];
+  }
+  // Shadow trees (open, and closed ones the extension can open): the user
+  // style sheet does not reach into them, so an element there that lets
+  // clicks through (pointer-events:none) is not among elementsFromPoint's.
+  // Any such element with a box over the point, other than one the field
+  // sits in (through a slot), counts as a cover.
+  function shadowRoots(root, out) {
+    for (const n of root.querySelectorAll("*")) {
+      const sr = openShadow(n);
+      if (sr) {
+        out.push(sr);
+        shadowRoots(sr, out);
+      }
+    }
+    return out;
+  }
+  function shadowCover(el, x, y) {
+    const holders = new Set();
+    for (let n = el; n; n = up(n)) holders.add(n);
+    for (const sr of shadowRoots(document, [])) {
+      for (const n of sr.querySelectorAll("*")) {
+        if (holders.has(n) || getComputedStyle(n).pointerEvents !== "none") continue;
+        if (n.checkVisibility && !n.checkVisibility({ opacityProperty: true, visibilityProperty: true })) continue;
+        const b = n.getBoundingClientRect();
+        if (x >= b.left && x < b.right && y >= b.top && y < b.bottom) return true;
+      }
+    }
+    return false;
   }
   function visible(el) {
     if (!el.isConnected || el.disabled || el.readOnly || el.type === "hidden") return false;
@@ -141,6 +183,7 @@ function fillInPage(expected, values, probe) {
     const y = Math.min(Math.max(r.top + r.height / 2, 0), innerHeight - 1);
     const root = el.getRootNode();
     const stack = (root.elementsFromPoint ? root : document).elementsFromPoint(x, y);
+    if (shadowCover(el, x, y)) return false;
     for (const hit of stack) {
       if (within(hit, el)) return true;
       // An ancestor listed before the field paints over it (a field pushed

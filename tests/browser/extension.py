@@ -82,15 +82,22 @@ PAGES = {
     "/framed": "<h1>Sign in below</h1><iframe id=fr src='http://{frame}/login' width=400 height=200></iframe>" + WATCH,
     # An honest, styled form: faint-ish wrappers (0.8 x 0.9), grey text on
     # off-white, floating labels over the fields' centres, a decorative overlay
-    # that lets clicks through beside them (not over them).
+    # that lets clicks through beside them (not over them), all inside a web
+    # component whose shadow wrapper lets clicks through.
     "/styled": """<h1>Sign in</h1><style>
 .f { position: relative; margin: 8px 0 } .f input { padding: 14px 8px 4px; color: #555; background: #fafafa }
 .f label { position: absolute; left: 10px; top: 50%; transform: translateY(-50%); width: 120px; color: #888 }
-</style><div style="opacity:.8"><div style="opacity:.9"><form id=f action="/done" method=post>
+</style><x-card id=card><div style="opacity:.8"><div style="opacity:.9"><form id=f action="/done" method=post>
 <div class=f><label for=user>Username</label><input id=user name=username autocomplete=username></div>
 <div class=f><label for=pass>Password</label><input id=pass name=password type=password autocomplete=current-password></div>
-<button>Sign in</button></form></div></div>
-<div style="position:fixed;right:0;top:0;width:120px;height:100%;background:#eef;pointer-events:none"></div>""" + WATCH,
+<button>Sign in</button></form></div></div></x-card>
+<div style="position:fixed;right:0;top:0;width:120px;height:100%;background:#eef;pointer-events:none"></div>
+<script>
+// A web component around the form: its shadow tree's wrapper (which the
+// fields sit in, through the slot) lets clicks through.
+document.getElementById('card').attachShadow({mode: 'closed'}).innerHTML =
+  '<div style="pointer-events:none;padding:8px;border:1px solid #ccc"><slot></slot></div>';
+</script>""" + WATCH,
     "/invisible": """<h1>Hidden fields</h1><form>
 <input id=u1 name=username style="opacity:0">
 <input id=p1 type=password style="opacity:0">
@@ -115,6 +122,14 @@ PAGES = {
         "/cover": f"""{LOGIN_FORM}<div style="position:fixed;inset:0;background:white;pointer-events:none"></div>""",
         "/cover-important": f"""{LOGIN_FORM}<div style="position:fixed;inset:0;background:white;
  pointer-events:none !important;transition:pointer-events 1000s allow-discrete"></div>""",
+        "/cover-shadow": f"""{LOGIN_FORM}<div id=host></div><script>
+document.getElementById('host').attachShadow({{mode: 'closed'}}).innerHTML =
+  '<div style="position:fixed;inset:0;background:white;pointer-events:none !important"></div>';
+</script>""",
+        "/shadow-filter": f"""<x-wrap id=wrap>{LOGIN_FORM}</x-wrap><script>
+document.getElementById('wrap').attachShadow({{mode: 'closed'}}).innerHTML =
+  '<div style="filter:opacity(0)"><slot></slot></div>';
+</script>""",
         "/nested-opacity": f"<div style='opacity:.25'><div style='opacity:.25'><div style='opacity:.25'>"
                            f"{LOGIN_FORM}</div></div></div>",
         "/transparent-text": f"<style>input{{color:transparent;background:transparent;border:0}}</style>{LOGIN_FORM}",
@@ -329,7 +344,8 @@ def fills(br: Browser, b: Node, ids: dict, c: Checks) -> list[float]:
     assert r["filled"] == "password,username" and values(page) == ["bob", "bank-secret-1"], (r, values(page))
     page.close()
     popup.close()
-    c.ok("a styled honest form fills (nested 0.8 x 0.9 opacity, grey text, floating labels over the fields)")
+    c.ok("a styled honest form fills (nested 0.8 x 0.9 opacity, grey text, floating labels over the fields, "
+         "inside a web component)")
 
     # A two-step login, then its 2FA code.
     page = br.open(STEP, "/step1")
@@ -458,6 +474,8 @@ def refusals(br: Browser, b: Node, ids: dict, c: Checks) -> None:
         ("/filter-ancestor", "filter:opacity(0) on an ancestor"),
         ("/cover", "an opaque full-page overlay with pointer-events:none"),
         ("/cover-important", "the same overlay with pointer-events:none !important and a pointer-events transition"),
+        ("/cover-shadow", "an opaque overlay with pointer-events:none inside a closed shadow tree"),
+        ("/shadow-filter", "filter:opacity(0) on a closed shadow tree's wrapper the form is slotted into"),
         ("/nested-opacity", "three nested opacity:.25 wrappers (0.016 in all)"),
         ("/transparent-text", "transparent text and background"),
         ("/text-fill", "-webkit-text-fill-color:transparent"),
