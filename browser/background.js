@@ -76,10 +76,11 @@ function fillInPage(expected, values, probe) {
   }
   const MIN_SIZE = 6;
   const MIN_OPACITY = 0.2;
-  // An element's shadow root, closed ones too (chrome.dom, in the
-  // extension's world), or null.
+  // An element's shadow root, closed ones too (chrome.dom in Chromium's
+  // extension world; Firefox's content scripts have openOrClosedShadowRoot
+  // on the element), or null.
   const openShadow = (n) => (globalThis.chrome && chrome.dom && chrome.dom.openOrClosedShadowRoot
-    ? chrome.dom.openOrClosedShadowRoot(n) : n.shadowRoot) || null;
+    ? chrome.dom.openOrClosedShadowRoot(n) : n.openOrClosedShadowRoot || n.shadowRoot) || null;
   // The parent in the rendered (flat) tree: the slot a host's child is
   // shown in (assignedSlot is null for closed shadow roots, so the slot is
   // looked up from the root), a shadow root's host.
