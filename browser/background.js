@@ -127,10 +127,12 @@ function fillInPage(expected, values, probe) {
     }
     return out;
   }
+  let roots = null; // found once per call
   function shadowCover(el, x, y) {
     const holders = new Set();
     for (let n = el; n; n = up(n)) holders.add(n);
-    for (const sr of shadowRoots(document, [])) {
+    roots = roots || shadowRoots(document, []);
+    for (const sr of roots) {
       for (const n of sr.querySelectorAll("*")) {
         if (holders.has(n) || getComputedStyle(n).pointerEvents !== "none") continue;
         if (n.checkVisibility && !n.checkVisibility({ opacityProperty: true, visibilityProperty: true })) continue;
@@ -176,7 +178,7 @@ function fillInPage(expected, values, probe) {
       if (r.left >= innerWidth || r.top >= innerHeight || r.bottom <= 0 || r.right <= 0) return false;
     }
     // Nothing may be painted over the field's centre but the field itself,
-    // what it contains, or its label: every element there,
+    // what it contains, or its see-through label: every element there,
     // topmost first, down to the field. The caller made every element a
     // hit-test target for this (writeInto's user style sheet), so an
     // overlay with pointer-events:none is found too, as is a transparent one.
@@ -189,8 +191,12 @@ function fillInPage(expected, values, probe) {
       if (within(hit, el)) return true;
       // An ancestor listed before the field paints over it (a field pushed
       // behind its container's background with a negative z-index).
+      // The field's own label may lie over it (a floating label), but only
+      // a see-through one: no background colour or image.
       const label = hit.closest && hit.closest("label");
-      if (label && label.control === el) continue;
+      const hs = getComputedStyle(hit);
+      const clear = rgba(hs.backgroundColor)[3] === 0 && hs.backgroundImage === "none";
+      if (label && label.control === el && clear) continue;
       return false;
     }
     return false;

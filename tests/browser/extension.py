@@ -130,6 +130,11 @@ document.getElementById('host').attachShadow({{mode: 'closed'}}).innerHTML =
 document.getElementById('wrap').attachShadow({{mode: 'closed'}}).innerHTML =
   '<div style="filter:opacity(0)"><slot></slot></div>';
 </script>""",
+        "/label-cover": """<h1>Sign in</h1><style>.f { position: relative } .f label { position: absolute; inset: 0;
+ background: white; z-index: 1 }</style><form id=f action="/done" method=post>
+<div class=f><label for=user>Welcome</label><input id=user name=username autocomplete=username></div>
+<div class=f><label for=pass>back</label><input id=pass name=password type=password autocomplete=current-password></div>
+<button>Sign in</button></form>""",
         "/nested-opacity": f"<div style='opacity:.25'><div style='opacity:.25'><div style='opacity:.25'>"
                            f"{LOGIN_FORM}</div></div></div>",
         "/transparent-text": f"<style>input{{color:transparent;background:transparent;border:0}}</style>{LOGIN_FORM}",
@@ -476,6 +481,7 @@ def refusals(br: Browser, b: Node, ids: dict, c: Checks) -> None:
         ("/cover-important", "the same overlay with pointer-events:none !important and a pointer-events transition"),
         ("/cover-shadow", "an opaque overlay with pointer-events:none inside a closed shadow tree"),
         ("/shadow-filter", "filter:opacity(0) on a closed shadow tree's wrapper the form is slotted into"),
+        ("/label-cover", "the fields' own labels, opaque, laid over them"),
         ("/nested-opacity", "three nested opacity:.25 wrappers (0.016 in all)"),
         ("/transparent-text", "transparent text and background"),
         ("/text-fill", "-webkit-text-fill-color:transparent"),
