@@ -11,7 +11,10 @@
 //   there (scheme, port, registrable domain);
 // - values are written into the top frame only (frameIds [0]), after the
 //   page checked it is still that origin, into visible, on-screen fields
-//   that are not covered by another element; no UI is ever added to a page.
+//   (opacity multiplied up the ancestors, no filter, mask or clip-path,
+//   text not transparent or the background's colour) that nothing else is
+//   painted over, pointer-events:none overlays included; no UI is ever
+//   added to a page (only a user style sheet for the length of a check).
 
 const HOST = "dev.coffer.host";
 
@@ -72,15 +75,99 @@ function fillInPage(expected, values, probe) {
     return { filled: [], why: "the page is not the one the login was chosen for" };
   }
   const MIN_SIZE = 6;
+  const MIN_OPACITY = 0.2;
+  // An element's shadow root, closed ones too (chrome.dom in Chromium's
+  // extension world; Firefox's content scripts have openOrClosedShadowRoot
+  // on the element), or null.
+  const openShadow = (n) => (globalThis.chrome && chrome.dom && chrome.dom.openOrClosedShadowRoot
+    ? chrome.dom.openOrClosedShadowRoot(n) : n.openOrClosedShadowRoot || n.shadowRoot) || null;
+  // The parent in the rendered (flat) tree: the slot a host's child is
+  // shown in (assignedSlot is null for closed shadow roots, so the slot is
+  // looked up from the root), a shadow root's host.
+  function up(n) {
+    const p = n.parentElement;
+    if (!p) return (n.parentNode && n.parentNode.host) || null;
+    const sr = openShadow(p);
+    if (sr) {
+      for (const slot of sr.querySelectorAll("slot")) if (slot.assignedNodes().includes(n)) return slot;
+    }
+    return p;
+  }
+  const within = (a, b) => a === b || b.contains(a) || (a.getRootNode && a.getRootNode().host && within(a.getRootNode().host, b));
+  // A CSS colour as [r, g, b, a] (0-255), whatever syntax the page used.
+  const paint = new OffscreenCanvas(1, 1).getContext("2d", { willReadFrequently: true });
+  function rgba(colour) {
+    paint.clearRect(0, 0, 1, 1);
+    paint.fillStyle = "#000";
+    paint.fillStyle = colour;
+    paint.fillRect(0, 0, 1, 1);
+    return [...paint.getImageData(0, 0, 1, 1).data];
+  }
+  // The colour behind `el`: its own background or the first ancestor's
+  // that is not transparent (white when none is).
+  function background(el) {
+    for (let n = el; n; n = up(n)) {
+      const c = rgba(getComputedStyle(n).backgroundColor);
+      if (c[3] > 0) return c;
+    }
+    return [255, 255, 255, 255];
+  }
+  // Shadow trees (open, and closed ones the extension can open): the user
+  // style sheet does not reach into them, so an element there that lets
+  // clicks through (pointer-events:none) is not among elementsFromPoint's.
+  // Any such element with a box over the point, other than one the field
+  // sits in (through a slot), counts as a cover.
+  function shadowRoots(root, out) {
+    for (const n of root.querySelectorAll("*")) {
+      const sr = openShadow(n);
+      if (sr) {
+        out.push(sr);
+        shadowRoots(sr, out);
+      }
+    }
+    return out;
+  }
+  let roots = null; // found once per call
+  function shadowCover(el, x, y) {
+    const holders = new Set();
+    for (let n = el; n; n = up(n)) holders.add(n);
+    roots = roots || shadowRoots(document, []);
+    for (const sr of roots) {
+      for (const n of sr.querySelectorAll("*")) {
+        if (holders.has(n) || getComputedStyle(n).pointerEvents !== "none") continue;
+        if (n.checkVisibility && !n.checkVisibility({ opacityProperty: true, visibilityProperty: true })) continue;
+        const b = n.getBoundingClientRect();
+        if (x >= b.left && x < b.right && y >= b.top && y < b.bottom) return true;
+      }
+    }
+    return false;
+  }
   function visible(el) {
     if (!el.isConnected || el.disabled || el.readOnly || el.type === "hidden") return false;
     if (el.checkVisibility && !el.checkVisibility({ opacityProperty: true, visibilityProperty: true, contentVisibilityAuto: true })) {
       return false;
     }
-    for (let n = el; n && n.nodeType === 1; n = n.parentElement) {
+    // Up the ancestor chain: nothing hidden, the opacities multiplied
+    // (nested faint wrappers add up), and no effect that can make a box
+    // invisible while it still has a size (filter, masks, clip-path,
+    // blending).
+    let opacity = 1;
+    for (let n = el; n; n = up(n)) {
       const s = getComputedStyle(n);
-      if (s.display === "none" || s.visibility !== "visible" && n === el || parseFloat(s.opacity) < 0.2) return false;
+      if (s.display === "none" || s.visibility !== "visible" && n === el) return false;
+      opacity *= parseFloat(s.opacity);
+      if (!(opacity >= MIN_OPACITY)) return false;
+      const effects = [s.filter, s.maskImage, s.webkitMaskImage, s.webkitMaskBoxImageSource, s.clipPath];
+      if (effects.some((v) => v && v !== "none")) return false;
+      if (s.mixBlendMode && s.mixBlendMode !== "normal") return false;
     }
+    // Text the user can see: not transparent, not the background's colour.
+    const own = getComputedStyle(el);
+    const ink = rgba(own.webkitTextFillColor || own.color);
+    if (ink[3] === 0) return false;
+    const bg = background(el);
+    if (ink[0] === bg[0] && ink[1] === bg[1] && ink[2] === bg[2]) return false;
+    if (parseFloat(own.fontSize) < MIN_SIZE) return false;
     let r = el.getBoundingClientRect();
     if (r.width < MIN_SIZE || r.height < MIN_SIZE) return false;
     // Inside the document (not pushed off to a negative position).
@@ -90,16 +177,29 @@ function fillInPage(expected, values, probe) {
       r = el.getBoundingClientRect();
       if (r.left >= innerWidth || r.top >= innerHeight || r.bottom <= 0 || r.right <= 0) return false;
     }
-    // What the user would click at the field's centre must be the field
-    // (or its label): a field under another element, even a transparent
-    // one, is not filled.
+    // Nothing may be painted over the field's centre but the field itself,
+    // what it contains, or its see-through label: every element there,
+    // topmost first, down to the field. The caller made every element a
+    // hit-test target for this (writeInto's user style sheet), so an
+    // overlay with pointer-events:none is found too, as is a transparent one.
     const x = Math.min(Math.max(r.left + r.width / 2, 0), innerWidth - 1);
     const y = Math.min(Math.max(r.top + r.height / 2, 0), innerHeight - 1);
-    const hit = document.elementFromPoint(x, y);
-    if (!hit) return false;
-    if (hit === el || el.contains(hit)) return true;
-    const label = hit.closest && hit.closest("label");
-    return !!label && label.control === el;
+    const root = el.getRootNode();
+    const stack = (root.elementsFromPoint ? root : document).elementsFromPoint(x, y);
+    if (shadowCover(el, x, y)) return false;
+    for (const hit of stack) {
+      if (within(hit, el)) return true;
+      // An ancestor listed before the field paints over it (a field pushed
+      // behind its container's background with a negative z-index).
+      // The field's own label may lie over it (a floating label), but only
+      // a see-through one: no background colour or image.
+      const label = hit.closest && hit.closest("label");
+      const hs = getComputedStyle(hit);
+      const clear = rgba(hs.backgroundColor)[3] === 0 && hs.backgroundImage === "none";
+      if (label && label.control === el && clear) continue;
+      return false;
+    }
+    return false;
   }
   function set(el, value) {
     if (probe) return;
@@ -147,13 +247,31 @@ function fillInPage(expected, values, probe) {
   return { filled, why: filled.length ? null : "no visible login field on this page" };
 }
 
+// While the page is checked, every element of it is a hit-test target: a
+// user style sheet (it wins over the page's own !important rules, inline
+// ones included) turns pointer-events back on and transitions off (a
+// transition could hold pointer-events:none a while longer), so
+// elementsFromPoint also finds an overlay that lets clicks through. It is
+// removed as soon as the check (and fill) is done.
+const HIT_ALL = "*, *::before, *::after { pointer-events: auto !important; transition: none !important; }";
+
 async function writeInto(tabId, origin, values, probe) {
-  const [done] = await chrome.scripting.executeScript({
-    target: { tabId, frameIds: [0] },
-    func: fillInPage,
-    args: [origin, values, !!probe],
-  });
-  return done && done.result ? done.result : { filled: [], why: "the page could not be reached" };
+  const target = { tabId, frameIds: [0] };
+  let styled = false;
+  try {
+    await chrome.scripting.insertCSS({ target, css: HIT_ALL, origin: "USER" });
+    styled = true;
+    const [done] = await chrome.scripting.executeScript({
+      target,
+      func: fillInPage,
+      args: [origin, values, !!probe],
+    });
+    return done && done.result ? done.result : { filled: [], why: "the page could not be reached" };
+  } catch (e) {
+    return { filled: [], why: "the page could not be reached" };
+  } finally {
+    if (styled) await chrome.scripting.removeCSS({ target, css: HIT_ALL, origin: "USER" }).catch(() => {});
+  }
 }
 
 // ---- Offers to save ----

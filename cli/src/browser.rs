@@ -17,8 +17,14 @@ use crate::{CliError, Ctx};
 #[derive(Subcommand, Debug)]
 pub enum BrowserCommand {
     /// Write the native messaging host's manifests, so Coffer's extension can reach the daemon.
+    ///
+    /// The default (`all`) writes them for the Chromium-family browsers only (chromium,
+    /// chrome). Firefox gets one only with `--browser firefox`: Coffer's Firefox add-on id
+    /// is not registered with Mozilla yet, so any add-on signed with that id would be
+    /// allowed to use the host (see docs/browser.md).
     Install {
-        /// Which browser's per-user folder to write to.
+        /// Which browser's per-user folder to write to: `all` means chromium and chrome;
+        /// firefox only when named (its add-on id is not registered: any add-on can claim it).
         #[arg(long, value_enum, default_value = "all")]
         browser: Which,
         /// Write the manifest into this folder instead (e.g. PROFILE/NativeMessagingHosts
@@ -31,7 +37,8 @@ pub enum BrowserCommand {
     },
     /// Remove the manifests `install` wrote.
     Uninstall {
-        /// Which browser's per-user folder to remove it from.
+        /// Which browser's per-user folder to remove it from (`all`: chromium, chrome and
+        /// firefox).
         #[arg(long, value_enum, default_value = "all")]
         browser: Which,
         /// Remove it from this folder instead (as given to install --dir).
@@ -49,7 +56,22 @@ pub enum Which {
     All,
 }
 
+/// What `uninstall` (default `all`) cleans up: every browser.
 const EACH: [Which; 3] = [Which::Chromium, Which::Chrome, Which::Firefox];
+
+/// What `install` (default `all`) writes: the Chromium family only. Firefox
+/// identifies an add-on by an id its author picks; Coffer's
+/// (`browser@coffer.invalid`) is not registered with Mozilla, so anyone can
+/// sign an add-on with it, and a Firefox host manifest would let that add-on
+/// use the host. Firefox is written only when named.
+const INSTALL_ALL: [Which; 2] = [Which::Chromium, Which::Chrome];
+
+/// Printed (stderr) and reported (`warning`) when installing for Firefox.
+pub const FIREFOX_WARNING: &str = "Firefox identifies Coffer's add-on only by the id \
+browser@coffer.invalid, which is not registered with Mozilla: any add-on signed with that id \
+can use this host (find, fill and 2FA codes for every login's origin while the vault is \
+unlocked). Install only Coffer's own add-on in this Firefox profile, or remove the manifest \
+with `coffer browser uninstall --browser firefox`.";
 
 #[derive(Debug, Serialize)]
 struct Manifest {
@@ -62,6 +84,9 @@ struct Report {
     /// The host program the manifests name (install only).
     host: Option<String>,
     manifests: Vec<Manifest>,
+    /// Set when a Firefox manifest was installed (see `FIREFOX_WARNING`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
 }
 
 fn home() -> Result<PathBuf, CliError> {
@@ -112,13 +137,18 @@ pub fn render(browser: Which, host: &Path) -> String {
     text
 }
 
-fn targets(browser: Which, dir: Option<PathBuf>) -> Result<Vec<(Which, PathBuf)>, CliError> {
+/// Where `browser` (`all`: each of `all`) keeps its manifest.
+fn targets(
+    browser: Which,
+    dir: Option<PathBuf>,
+    all: &[Which],
+) -> Result<Vec<(Which, PathBuf)>, CliError> {
     let file = format!("{HOST_NAME}.json");
     match (browser, dir) {
         (Which::All, Some(_)) => Err(CliError::Usage(
             "--dir needs one --browser (chromium, chrome or firefox)".into(),
         )),
-        (Which::All, None) => EACH
+        (Which::All, None) => all
             .iter()
             .map(|b| Ok((*b, manifest_dir(*b)?.join(&file))))
             .collect(),
@@ -153,7 +183,7 @@ pub fn browser(ctx: &mut Ctx, cmd: BrowserCommand) -> Result<(), CliError> {
                 None => host_binary()?,
             };
             let mut manifests = Vec::new();
-            for (b, path) in targets(browser, dir)? {
+            for (b, path) in targets(browser, dir, &INSTALL_ALL)? {
                 let io = |e: std::io::Error| CliError::Other(format!("{}: {e}", path.display()));
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(io)?;
@@ -164,14 +194,22 @@ pub fn browser(ctx: &mut Ctx, cmd: BrowserCommand) -> Result<(), CliError> {
                     path: path.display().to_string(),
                 });
             }
+            let warning = manifests
+                .iter()
+                .any(|m| m.browser == Which::Firefox)
+                .then(|| FIREFOX_WARNING.to_string());
+            if let Some(w) = &warning {
+                eprintln!("coffer: warning: {w}");
+            }
             Report {
                 host: Some(host.display().to_string()),
                 manifests,
+                warning,
             }
         }
         BrowserCommand::Uninstall { browser, dir } => {
             let mut manifests = Vec::new();
-            for (b, path) in targets(browser, dir)? {
+            for (b, path) in targets(browser, dir, &EACH)? {
                 // Only a manifest of our host's name: never someone else's file.
                 let ours = std::fs::read(&path)
                     .ok()
@@ -189,6 +227,7 @@ pub fn browser(ctx: &mut Ctx, cmd: BrowserCommand) -> Result<(), CliError> {
             Report {
                 host: None,
                 manifests,
+                warning: None,
             }
         }
     };
@@ -234,11 +273,22 @@ mod tests {
 
     #[test]
     fn dir_needs_one_browser() {
-        assert!(targets(Which::All, Some(PathBuf::from("/x"))).is_err());
-        let t = targets(Which::Chromium, Some(PathBuf::from("/x"))).unwrap();
+        assert!(targets(Which::All, Some(PathBuf::from("/x")), &INSTALL_ALL).is_err());
+        let t = targets(Which::Chromium, Some(PathBuf::from("/x")), &INSTALL_ALL).unwrap();
         assert_eq!(
             t,
             [(Which::Chromium, PathBuf::from("/x/dev.coffer.host.json"))]
+        );
+    }
+
+    #[test]
+    fn install_all_leaves_firefox_out_and_uninstall_all_does_not() {
+        assert_eq!(INSTALL_ALL, [Which::Chromium, Which::Chrome]);
+        assert!(EACH.contains(&Which::Firefox));
+        let t = targets(Which::Firefox, Some(PathBuf::from("/x")), &INSTALL_ALL).unwrap();
+        assert_eq!(
+            t,
+            [(Which::Firefox, PathBuf::from("/x/dev.coffer.host.json"))]
         );
     }
 }

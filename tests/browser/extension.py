@@ -11,12 +11,16 @@ by this script on one loopback port under several host names
 The popup is opened as a page of its own (`popup.html?tab=N`: Playwright
 cannot click the toolbar), and clicked like a user would.
 
-Fills: a plain login form; a two-step login; the 2FA code of that second;
+Fills: a plain login form; a styled honest form (faint wrappers, grey
+text, floating labels over the fields); a two-step login; the 2FA code of that second;
 a Folder Member's login; "save this login?" then `coffer get` shows it.
 Refusals, each its own check, nothing filled and no autofill record: a
 look-alike domain, an http page for an https item, a form in a
-cross-origin frame, invisible fields, a page that tries to fill without a
-user action, a transparent overlay (clickjacking), another extension
+cross-origin frame, invisible fields (also through filter, masks,
+clip-path, nested opacity, transparent or background-coloured text), a
+page that tries to fill without a user action, a transparent overlay
+(clickjacking), an opaque overlay that lets clicks through
+(pointer-events:none), a field behind its container, another extension
 calling the host, and requests outside the host's allowed set.
 
 Fill latency (the popup's click to the page's input event) is measured on
@@ -76,6 +80,24 @@ PAGES = {
     "/2fa": """<h1>2FA</h1><form action="/done" method=get>
 <input id=otp name=otp inputmode=numeric autocomplete=one-time-code><button>Verify</button></form>""" + WATCH,
     "/framed": "<h1>Sign in below</h1><iframe id=fr src='http://{frame}/login' width=400 height=200></iframe>" + WATCH,
+    # An honest, styled form: faint-ish wrappers (0.8 x 0.9), grey text on
+    # off-white, floating labels over the fields' centres, a decorative overlay
+    # that lets clicks through beside them (not over them), all inside a web
+    # component whose shadow wrapper lets clicks through.
+    "/styled": """<h1>Sign in</h1><style>
+.f { position: relative; margin: 8px 0 } .f input { padding: 14px 8px 4px; color: #555; background: #fafafa }
+.f label { position: absolute; left: 10px; top: 50%; transform: translateY(-50%); width: 120px; color: #888 }
+</style><x-card id=card><div style="opacity:.8"><div style="opacity:.9"><form id=f action="/done" method=post>
+<div class=f><label for=user>Username</label><input id=user name=username autocomplete=username></div>
+<div class=f><label for=pass>Password</label><input id=pass name=password type=password autocomplete=current-password></div>
+<button>Sign in</button></form></div></div></x-card>
+<div style="position:fixed;right:0;top:0;width:120px;height:100%;background:#eef;pointer-events:none"></div>
+<script>
+// A web component around the form: its shadow tree's wrapper (which the
+// fields sit in, through the slot) lets clicks through.
+document.getElementById('card').attachShadow({mode: 'closed'}).innerHTML =
+  '<div style="pointer-events:none;padding:8px;border:1px solid #ccc"><slot></slot></div>';
+</script>""" + WATCH,
     "/invisible": """<h1>Hidden fields</h1><form>
 <input id=u1 name=username style="opacity:0">
 <input id=p1 type=password style="opacity:0">
@@ -90,6 +112,39 @@ PAGES = {
     "/overlay": f"""<h1>Sign in</h1>{LOGIN_FORM}
 <div id=veil style="position:fixed;inset:0;z-index:2147483647;background:transparent"
  onclick="window.veilClicked=true"></div>{WATCH}""",
+    # Ways to keep fields invisible (or covered) that a simpler check let
+    # through (security review of issue 15): each its own page, each refused.
+    **{path: f"<h1>Sign in</h1>{body}{WATCH}" for path, body in {
+        "/filter-field": LOGIN_FORM.replace("autocomplete=username", "autocomplete=username style='filter:opacity(0)'")
+                                   .replace("autocomplete=current-password",
+                                            "autocomplete=current-password style='filter:opacity(0)'"),
+        "/filter-ancestor": f"<div style='filter:opacity(0)'><div>{LOGIN_FORM}</div></div>",
+        "/cover": f"""{LOGIN_FORM}<div style="position:fixed;inset:0;background:white;pointer-events:none"></div>""",
+        "/cover-important": f"""{LOGIN_FORM}<div style="position:fixed;inset:0;background:white;
+ pointer-events:none !important;transition:pointer-events 1000s allow-discrete"></div>""",
+        "/cover-shadow": f"""{LOGIN_FORM}<div id=host></div><script>
+document.getElementById('host').attachShadow({{mode: 'closed'}}).innerHTML =
+  '<div style="position:fixed;inset:0;background:white;pointer-events:none !important"></div>';
+</script>""",
+        "/shadow-filter": f"""<x-wrap id=wrap>{LOGIN_FORM}</x-wrap><script>
+document.getElementById('wrap').attachShadow({{mode: 'closed'}}).innerHTML =
+  '<div style="filter:opacity(0)"><slot></slot></div>';
+</script>""",
+        "/label-cover": """<h1>Sign in</h1><style>.f { position: relative } .f label { position: absolute; inset: 0;
+ background: white; z-index: 1 }</style><form id=f action="/done" method=post>
+<div class=f><label for=user>Welcome</label><input id=user name=username autocomplete=username></div>
+<div class=f><label for=pass>back</label><input id=pass name=password type=password autocomplete=current-password></div>
+<button>Sign in</button></form>""",
+        "/nested-opacity": f"<div style='opacity:.25'><div style='opacity:.25'><div style='opacity:.25'>"
+                           f"{LOGIN_FORM}</div></div></div>",
+        "/transparent-text": f"<style>input{{color:transparent;background:transparent;border:0}}</style>{LOGIN_FORM}",
+        "/text-fill": f"<style>input{{-webkit-text-fill-color:transparent}}</style>{LOGIN_FORM}",
+        "/same-colour": f"<style>input{{color:#fff;background:#fff}}</style>{LOGIN_FORM}",
+        "/mask": f"<div style='mask-image:linear-gradient(transparent,transparent)'>{LOGIN_FORM}</div>",
+        "/webkit-mask": f"<div style='-webkit-mask-image:linear-gradient(transparent,transparent)'>{LOGIN_FORM}</div>",
+        "/clip-path": f"<style>input{{clip-path:circle(1px)}}</style>{LOGIN_FORM}",
+        "/behind": f"""<div style="background:white">{LOGIN_FORM.replace('<input', '<input style="position:relative;z-index:-1"')}</div>""",
+    }.items()},
     "/auto": f"""<h1>Sign in</h1>{LOGIN_FORM}{WATCH}<script>
 // Everything a page can do to start a fill by itself.
 const u = document.getElementById('user');
@@ -287,6 +342,16 @@ def fills(br: Browser, b: Node, ids: dict, c: Checks) -> list[float]:
     page.close()
     popup.close()
 
+    # An honest page with styling the visibility checks must let through.
+    page = br.open(BANK, "/styled")
+    popup = br.popup(page)
+    r = br.click(popup, f"button.fill[data-item='{ids['bank']}']")
+    assert r["filled"] == "password,username" and values(page) == ["bob", "bank-secret-1"], (r, values(page))
+    page.close()
+    popup.close()
+    c.ok("a styled honest form fills (nested 0.8 x 0.9 opacity, grey text, floating labels over the fields, "
+         "inside a web component)")
+
     # A two-step login, then its 2FA code.
     page = br.open(STEP, "/step1")
     popup = br.popup(page)
@@ -320,7 +385,7 @@ def fills(br: Browser, b: Node, ids: dict, c: Checks) -> list[float]:
     # Audit: every fill and code insert is one autofill record.
     rows = b.json(["audit", "--action", "autofill"])
     assert {r["field"] for r in rows} == {"password", "totp"}, rows
-    assert len(rows) == 10, [(r["item_name"], r["field"]) for r in rows]
+    assert len(rows) == 11, [(r["item_name"], r["field"]) for r in rows]
     c.ok(f"every fill and 2FA insert left an autofill record ({len(rows)}), with the page's origin")
 
     # "Save this login?" after a submit.
@@ -404,6 +469,35 @@ def refusals(br: Browser, b: Node, ids: dict, c: Checks) -> None:
     page.close()
     popup.close()
     nothing("a form under a transparent overlay is not filled (the field is not what a click there reaches)")
+
+    # Fields made invisible or covered by other means: filter, masks,
+    # clip-path, nested faint wrappers, transparent or background-coloured
+    # text, an opaque overlay that lets clicks through, a field behind its
+    # container's background.
+    for path, what in [
+        ("/filter-field", "filter:opacity(0) on the fields"),
+        ("/filter-ancestor", "filter:opacity(0) on an ancestor"),
+        ("/cover", "an opaque full-page overlay with pointer-events:none"),
+        ("/cover-important", "the same overlay with pointer-events:none !important and a pointer-events transition"),
+        ("/cover-shadow", "an opaque overlay with pointer-events:none inside a closed shadow tree"),
+        ("/shadow-filter", "filter:opacity(0) on a closed shadow tree's wrapper the form is slotted into"),
+        ("/label-cover", "the fields' own labels, opaque, laid over them"),
+        ("/nested-opacity", "three nested opacity:.25 wrappers (0.016 in all)"),
+        ("/transparent-text", "transparent text and background"),
+        ("/text-fill", "-webkit-text-fill-color:transparent"),
+        ("/same-colour", "text the colour of its background"),
+        ("/mask", "mask-image on an ancestor"),
+        ("/webkit-mask", "-webkit-mask-image on an ancestor"),
+        ("/clip-path", "clip-path leaving one pixel of each field (its centre, which a click reaches)"),
+        ("/behind", "fields pushed behind their container's background (z-index:-1)"),
+    ]:
+        page = br.open(BANK, path)
+        popup = br.popup(page)
+        r = br.click(popup, f"button.fill[data-item='{ids['bank']}']")
+        assert r["filled"] == "" and values(page) == ["", ""], (path, r, values(page))
+        page.close()
+        popup.close()
+        nothing(f"not filled: {what} ({path}), the daemon not even asked")
 
     # A page that tries to fill by itself: nothing, and no record.
     page = br.open(BANK, "/auto")

@@ -232,25 +232,85 @@ fn install_writes_and_uninstall_removes_the_manifests_under_home() {
         cmd.env("HOME", &home).env_remove("XDG_CONFIG_HOME");
         let out = run_with_timeout(&mut cmd, b"", Duration::from_secs(30));
         assert!(out.status.success(), "{args:?}: {out:?}");
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+            stderr,
+        )
     };
     let host_bin = native_host_bin();
     let host_bin = host_bin.to_str().unwrap();
-    let r = run(&["browser", "install", "--host", host_bin, "--json"]);
-    assert_eq!(r["manifests"].as_array().unwrap().len(), 3, "{r}");
     let chromium = home.join(".config/chromium/NativeMessagingHosts/dev.coffer.host.json");
+    let chrome = home.join(".config/google-chrome/NativeMessagingHosts/dev.coffer.host.json");
     let firefox = home.join(".mozilla/native-messaging-hosts/dev.coffer.host.json");
+    // The default (all): the Chromium family only, no warning.
+    let (r, stderr) = run(&["browser", "install", "--host", host_bin, "--json"]);
+    let browsers: Vec<&str> = r["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["browser"].as_str().unwrap())
+        .collect();
+    assert_eq!(browsers, ["chromium", "chrome"], "{r}");
+    assert!(r.get("warning").is_none(), "{r}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(chromium.exists() && chrome.exists());
+    assert!(!firefox.exists(), "Firefox must be asked for by name");
     let m: Value = serde_json::from_slice(&std::fs::read(&chromium).unwrap()).unwrap();
     assert_eq!(m["allowed_origins"], json!([CHROMIUM]));
     assert_eq!(
         m["path"],
         std::fs::canonicalize(host_bin).unwrap().to_str().unwrap()
     );
+    // `--browser all` is the same.
+    let (r, _) = run(&[
+        "browser",
+        "install",
+        "--browser",
+        "all",
+        "--host",
+        host_bin,
+        "--json",
+    ]);
+    assert_eq!(r["manifests"].as_array().unwrap().len(), 2, "{r}");
+    assert!(!firefox.exists());
+    // Firefox when named, with a warning on stderr and in the JSON.
+    let (r, stderr) = run(&[
+        "browser",
+        "install",
+        "--browser",
+        "firefox",
+        "--host",
+        host_bin,
+        "--json",
+    ]);
+    assert_eq!(r["manifests"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["manifests"][0]["browser"], "firefox");
+    let warning = r["warning"].as_str().unwrap();
+    assert!(
+        warning.contains("browser@coffer.invalid") && warning.contains("not registered"),
+        "{warning}"
+    );
+    assert!(
+        stderr.contains("warning") && stderr.contains("not registered"),
+        "{stderr}"
+    );
     let m: Value = serde_json::from_slice(&std::fs::read(&firefox).unwrap()).unwrap();
     assert_eq!(m["allowed_extensions"], json!(["browser@coffer.invalid"]));
-    let r = run(&["browser", "uninstall", "--browser", "firefox", "--json"]);
+    // Uninstall: one browser, then all (Firefox included).
+    let (r, _) = run(&["browser", "uninstall", "--browser", "firefox", "--json"]);
     assert_eq!(r["manifests"].as_array().unwrap().len(), 1);
     assert!(!firefox.exists() && chromium.exists());
-    run(&["browser", "uninstall", "--json"]);
-    assert!(!chromium.exists());
+    run(&[
+        "browser",
+        "install",
+        "--browser",
+        "firefox",
+        "--host",
+        host_bin,
+        "--json",
+    ]);
+    let (r, _) = run(&["browser", "uninstall", "--json"]);
+    assert_eq!(r["manifests"].as_array().unwrap().len(), 3, "{r}");
+    assert!(!chromium.exists() && !chrome.exists() && !firefox.exists());
 }

@@ -227,6 +227,7 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["service", "install"], "", 20),
         (vec!["service", "uninstall"], "", 20),
         (vec!["browser", "install"], "", 0),
+        (vec!["browser", "install", "--browser", "firefox"], "", 0),
         (vec!["browser", "install", "--dir", "/nonexistent"], "", 2),
         (vec!["browser", "uninstall"], "", 0),
         (vec!["completion", "fish"], "", 0),
