@@ -21,6 +21,7 @@ mod json_output;
 mod no_plaintext;
 mod personal;
 mod recover;
+mod relay;
 mod removal;
 mod roster_names;
 mod rough_edges;

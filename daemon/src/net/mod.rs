@@ -55,6 +55,9 @@ pub struct NetConfig {
     pub mdns: bool,
     /// Turn the network off entirely.
     pub disabled: bool,
+    /// A keyless relay (`cofferd --relay`): every peer may connect and
+    /// open a session; the relay decides what counts (a roster naming it).
+    pub relay: bool,
 }
 
 impl NetConfig {
@@ -127,6 +130,9 @@ pub(crate) enum Command {
     AllowedChanged,
     /// `coffer sync now`.
     SyncNow(oneshot::Sender<(usize, usize)>),
+    /// The team's relays and their addresses (`RosterOp::AddRelay`): read
+    /// them from `Ctx::relays`.
+    RelaysChanged,
     /// mDNS found a peer (`mdns`), or an enrolment learnt its addresses.
     Discovered {
         peer: PeerId,
@@ -270,6 +276,8 @@ pub(crate) struct Ctx {
     pub invites: Mutex<enrol::InviteTable>,
     /// The replica's allowed peers, as they are now.
     pub allowed: watch::Receiver<BTreeMap<DeviceId, [u8; 32]>>,
+    /// The team's relays (device id = transport key) and their addresses.
+    pub relays: watch::Receiver<BTreeMap<DeviceId, Vec<String>>>,
     /// Whether the swarm actor runs (it waits for the device's identity):
     /// until then nothing answers a command that waits for a reply.
     pub swarm_running: AtomicBool,
@@ -307,6 +315,7 @@ impl Net {
         vault: VaultHandle,
         events: broadcast::Sender<Event>,
         mut allowed: watch::Receiver<BTreeMap<DeviceId, [u8; 32]>>,
+        mut relays: watch::Receiver<BTreeMap<DeviceId, Vec<String>>>,
     ) -> Net {
         let (cmd, rx) = mpsc::channel(256);
         let ctx = Arc::new(Ctx {
@@ -317,6 +326,7 @@ impl Net {
             config,
             invites: Mutex::new(enrol::InviteTable::default()),
             allowed: allowed.clone(),
+            relays: relays.clone(),
             swarm_running: AtomicBool::new(false),
         });
         let identity_ready = Arc::new(Notify::new());
@@ -333,6 +343,14 @@ impl Net {
         tokio::spawn(async move {
             while allowed.changed().await.is_ok() {
                 if cmd.send(Command::AllowedChanged).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let cmd = ctx.cmd.clone();
+        tokio::spawn(async move {
+            while relays.changed().await.is_ok() {
+                if cmd.send(Command::RelaysChanged).await.is_err() {
                     return;
                 }
             }
@@ -415,6 +433,20 @@ impl Net {
                 Some((*d, t))
             })
             .collect()
+    }
+
+    /// Whether a session-worthy connection to `device` is up.
+    pub fn is_connected(&self, device: &DeviceId) -> bool {
+        self.ctx
+            .status()
+            .peers
+            .get(device)
+            .is_some_and(|s| s.connected)
+    }
+
+    /// Every address the swarm listens on.
+    pub fn listen_addrs(&self) -> Vec<String> {
+        self.ctx.status().listen.clone()
     }
 
     /// `coffer peers`: the devices this one syncs with (`allowed`, with

@@ -274,7 +274,13 @@ pub(crate) async fn run(
 
 impl Actor {
     fn is_allowed(&self, peer: &PeerId) -> Option<DeviceId> {
-        self.allowed.get(&transport_of(peer)?).copied()
+        let transport = transport_of(peer)?;
+        if self.ctx.config.relay {
+            // A relay names every peer by its transport key and lets the
+            // relay state decide what it may do.
+            return (*peer != self.local).then_some(DeviceId(transport));
+        }
+        self.allowed.get(&transport).copied()
     }
 
     fn refuse(&mut self, peer: PeerId, why: &str) {
@@ -328,6 +334,30 @@ impl Actor {
                         Some(_) => {}
                     }
                 }
+            }
+            Command::RelaysChanged => {
+                let relays = self.ctx.relays.borrow().clone();
+                let now = Instant::now();
+                for (device, addrs) in relays {
+                    let Some(peer) = super::peer_id_of(&device.0) else {
+                        continue;
+                    };
+                    let addrs: Vec<Multiaddr> = addrs
+                        .iter()
+                        .filter_map(|a| a.parse::<Multiaddr>().ok())
+                        .map(|a| without_p2p(&a).0)
+                        .take(16)
+                        .collect();
+                    let r = self.redial.entry(peer).or_insert(Redial {
+                        addrs: Vec::new(),
+                        attempt: 0,
+                        next_at: now,
+                    });
+                    r.addrs = addrs;
+                    r.attempt = 0;
+                    r.next_at = now;
+                }
+                self.dial_due();
             }
             Command::SyncNow(reply) => {
                 let now = Instant::now();
@@ -748,7 +778,8 @@ impl Actor {
                 info,
                 ..
             })) => {
-                if self.is_allowed(&peer_id).is_none() {
+                // A relay never dials: the team's devices dial it.
+                if self.ctx.config.relay || self.is_allowed(&peer_id).is_none() {
                     return;
                 }
                 let r = self.redial.entry(peer_id).or_insert(Redial {
