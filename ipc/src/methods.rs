@@ -601,6 +601,11 @@ pub struct PeerInfo {
     pub bytes_received: u64,
     pub envelopes_sent: u64,
     pub envelopes_received: u64,
+    /// How the connection runs: "lan", "direct" (over the internet, a
+    /// hole punched by DCUtR included) or "relayed" (through a relay's
+    /// circuit, still Noise end to end).
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -610,6 +615,19 @@ pub struct PeersResult {
     pub listen: Vec<String>,
     pub mdns: bool,
     pub peers: Vec<PeerInfo>,
+    /// AutoNAT's verdict on this device: "public", "private" or "unknown".
+    #[serde(default)]
+    pub nat: Option<String>,
+    /// Hole punches (DCUtR) since start: succeeded and failed.
+    #[serde(default)]
+    pub hole_punches: HolePunches,
+}
+
+/// DCUtR attempts since the daemon started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolePunches {
+    pub succeeded: u64,
+    pub failed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,6 +22,7 @@ mod no_plaintext;
 mod personal;
 mod recover;
 mod relay;
+mod relay_nat;
 mod removal;
 mod roster_names;
 mod rough_edges;

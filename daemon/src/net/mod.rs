@@ -19,6 +19,7 @@
 //! `AllowedPeers`, watched.
 
 mod dial_error;
+pub mod nat;
 pub mod discovery;
 pub mod enrol;
 pub mod protocol;
@@ -175,6 +176,8 @@ pub(crate) struct PeerStat {
     /// Its wall clock minus ours (ms), from its `Time` message, and when.
     pub clock_offset_ms: Option<i64>,
     pub clock_measured_ms: Option<i64>,
+    /// How the current connection runs (lan, direct, relayed).
+    pub path: Option<nat::Path>,
 }
 
 impl PeerStat {
@@ -224,6 +227,10 @@ pub(crate) struct Status {
     pub mdns: MdnsState,
     /// Every device heard with mDNS since start, of this team or not.
     pub heard: BTreeMap<PeerId, Sighting>,
+    /// AutoNAT's verdict on this device ("public", "private", "unknown").
+    pub nat: Option<String>,
+    /// DCUtR hole punches since start.
+    pub hole_punches: coffer_ipc::methods::HolePunches,
 }
 
 impl Status {
@@ -486,6 +493,7 @@ impl Net {
                     bytes_received: s.bytes_received,
                     envelopes_sent: s.envelopes_sent,
                     envelopes_received: s.envelopes_received,
+                    path: s.path.filter(|_| s.connected).map(|p| p.as_str().to_string()),
                 }
             })
             .collect();
@@ -494,6 +502,8 @@ impl Net {
             listen: status.listen.clone(),
             mdns: self.ctx.config.mdns,
             peers,
+            nat: status.nat.clone(),
+            hole_punches: status.hole_punches,
         }
     }
 }

@@ -15,13 +15,19 @@ use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::ConnectionId;
+use libp2p::{
+    autonat, dcutr, identify, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol,
+    Swarm,
+};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::dial_error;
 use super::enrol;
+use super::nat;
 use super::protocol::{NOISE_PROLOGUE, PROTOCOL_NAME};
 use super::session::{self, SessionHandle};
 use super::{
@@ -34,7 +40,22 @@ struct Behaviour {
     stream: libp2p_stream::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    /// Circuit relay v2 server: on `cofferd --relay` only.
+    relay: Toggle<relay::Behaviour>,
+    /// Circuit relay v2 client: reservations at the team's relays, and
+    /// dials through them.
+    relay_client: relay::client::Behaviour,
+    /// Hole punching over a relayed connection.
+    dcutr: dcutr::Behaviour,
+    /// Whether this device is reachable from outside (a relay answers
+    /// probes; devices ask connected peers).
+    autonat: autonat::Behaviour,
 }
+
+/// Bounds of the relay's circuits: a sync session is small but lives
+/// long; a session cut by a limit starts again.
+const CIRCUIT_DURATION: Duration = Duration::from_secs(30 * 60);
+const CIRCUIT_BYTES: u64 = 64 << 20;
 
 /// How often a connection is pinged, and how long an answer may take: a
 /// peer that answers is "in contact" (`coffer peers` shows when it last
@@ -92,13 +113,23 @@ struct Actor {
     enrolments: Arc<tokio::sync::Semaphore>,
     /// Enrolment streams being served, per peer.
     enrol_by_peer: Arc<std::sync::Mutex<HashMap<PeerId, usize>>>,
+    /// The team's relays and their addresses (`RelaysChanged`).
+    relays: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Relays this device asked for a circuit reservation on the current
+    /// connection to them.
+    reserved: std::collections::HashSet<PeerId>,
+    /// Relayed connections per peer (closed once a hole punch succeeds).
+    relayed: HashMap<PeerId, Vec<ConnectionId>>,
+    /// Peers whose relayed connection was closed for a direct one: their
+    /// session starts again on it instead of cutting the peer off.
+    upgrading: std::collections::HashSet<PeerId>,
 }
 
 fn protocol() -> StreamProtocol {
     StreamProtocol::new(PROTOCOL_NAME)
 }
 
-fn build_swarm(seed: Zeroizing<[u8; 32]>) -> anyhow::Result<Swarm<Behaviour>> {
+fn build_swarm(seed: Zeroizing<[u8; 32]>, is_relay: bool) -> anyhow::Result<Swarm<Behaviour>> {
     let mut bytes = *seed;
     let key = libp2p::identity::Keypair::ed25519_from_bytes(&mut bytes)
         .context("the device key is not an Ed25519 key")?;
@@ -115,7 +146,33 @@ fn build_swarm(seed: Zeroizing<[u8; 32]>) -> anyhow::Result<Swarm<Behaviour>> {
     #[cfg(feature = "quic")]
     let builder = builder.with_quic();
     let swarm = builder
-        .with_behaviour(|key| Behaviour {
+        .with_relay_client(noise_config, yamux::Config::default)?
+        .with_behaviour(|key, relay_client| Behaviour {
+            relay: Toggle::from(is_relay.then(|| {
+                relay::Behaviour::new(
+                    key.public().to_peer_id(),
+                    relay::Config {
+                        max_reservations: 4096,
+                        max_reservations_per_peer: 4,
+                        max_circuits: 4096,
+                        max_circuits_per_peer: 16,
+                        max_circuit_duration: CIRCUIT_DURATION,
+                        max_circuit_bytes: CIRCUIT_BYTES,
+                        ..relay::Config::default()
+                    },
+                )
+            })),
+            relay_client,
+            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+            autonat: autonat::Behaviour::new(
+                key.public().to_peer_id(),
+                autonat::Config {
+                    // A relay serves probes of devices behind NATs
+                    // wherever they are; a device asks connected peers.
+                    only_global_ips: !is_relay,
+                    ..autonat::Config::default()
+                },
+            ),
             stream: libp2p_stream::Behaviour::new(),
             identify: identify::Behaviour::new(
                 identify::Config::new("/coffer/id/1".into(), key.public())
@@ -146,7 +203,7 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Command>,
     allowed_now: BTreeMap<DeviceId, [u8; 32]>,
 ) -> anyhow::Result<()> {
-    let mut swarm = build_swarm(seed)?;
+    let mut swarm = build_swarm(seed, ctx.config.relay)?;
     let local = *swarm.local_peer_id();
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control
@@ -238,6 +295,10 @@ pub(crate) async fn run(
         guests: HashMap::new(),
         enrolments: Arc::new(tokio::sync::Semaphore::new(enrol::MAX_GUESTS)),
         enrol_by_peer: Arc::default(),
+        relays: HashMap::new(),
+        reserved: Default::default(),
+        relayed: HashMap::new(),
+        upgrading: Default::default(),
     };
     let (inbound_tx, mut inbound_rx) = mpsc::channel(16);
     tokio::spawn(async move {
@@ -316,6 +377,7 @@ impl Actor {
                     }
                 }
                 self.allowed = by_transport(set);
+                self.routes_through_relays();
                 let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 for peer in connected {
                     match self.is_allowed(&peer) {
@@ -338,6 +400,7 @@ impl Actor {
             Command::RelaysChanged => {
                 let relays = self.ctx.relays.borrow().clone();
                 let now = Instant::now();
+                self.relays.clear();
                 for (device, addrs) in relays {
                     let Some(peer) = super::peer_id_of(&device.0) else {
                         continue;
@@ -353,10 +416,14 @@ impl Actor {
                         attempt: 0,
                         next_at: now,
                     });
-                    r.addrs = addrs;
+                    r.addrs = addrs.clone();
                     r.attempt = 0;
                     r.next_at = now;
+                    self.relays.insert(peer, addrs);
                 }
+                let relays = &self.relays;
+                self.reserved.retain(|p| relays.contains_key(p));
+                self.routes_through_relays();
                 self.dial_due();
             }
             Command::SyncNow(reply) => {
@@ -420,6 +487,15 @@ impl Actor {
             } => {
                 if self.sessions.get(&peer).is_some_and(|s| s.id == session) {
                     self.sessions.remove(&peer);
+                    // Its relayed connection closed for a direct one: the
+                    // session starts again there.
+                    if self.upgrading.remove(&peer) && !violation && self.swarm.is_connected(&peer) {
+                        if let Some(device) = self.is_allowed(&peer) {
+                            debug!(%peer, "session moves to the direct connection");
+                            self.start_session(peer, device);
+                            return;
+                        }
+                    }
                     if violation {
                         warn!(%peer, %reason, "peer broke the sync protocol: disconnecting");
                         if let Some(r) = self.redial.get_mut(&peer) {
@@ -613,6 +689,17 @@ impl Actor {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
                 self.ctx.status().listen.push(address.to_string());
+                if self.ctx.config.relay && nat::path_of(&address) != nat::Path::Relayed {
+                    // A relay is where devices reach it: its reservations
+                    // name these addresses (not loopback, unless that is all).
+                    let loopback = address.iter().any(|p| {
+                        matches!(p, Protocol::Ip4(a) if a.is_loopback())
+                            || matches!(p, Protocol::Ip6(a) if a.is_loopback())
+                    });
+                    if !loopback || self.swarm.external_addresses().next().is_none() {
+                        self.swarm.add_external_address(address.clone());
+                    }
+                }
                 if self.ctx.config.mdns && self.discovery.is_none() {
                     if let Some(port) = tcp_port(&address) {
                         match discovery::Discovery::start(self.local, port, self.ctx.cmd.clone()) {
@@ -634,6 +721,7 @@ impl Actor {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
@@ -642,7 +730,40 @@ impl Actor {
                     ConnectedPoint::Dialer { address, .. } => address.clone(),
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
+                let path = nat::path_of(&remote);
+                let relayed = path == nat::Path::Relayed
+                    || nat::path_of(endpoint.get_remote_address()) == nat::Path::Relayed
+                    || matches!(&endpoint, ConnectedPoint::Listener { local_addr, .. } if nat::path_of(local_addr) == nat::Path::Relayed);
+                let path = if relayed { nat::Path::Relayed } else { path };
+                if relayed {
+                    let ids = self.relayed.entry(peer_id).or_default();
+                    if ids.len() < 16 {
+                        ids.push(connection_id);
+                    }
+                }
+                if !relayed && !self.reserved.contains(&peer_id) {
+                    // A team relay: reserve a circuit there, so devices
+                    // behind other NATs reach this one through it.
+                    if let Some(addr) = self.relays.get(&peer_id).and_then(|a| a.first()) {
+                        let circuit = nat::circuit_listen(addr, peer_id);
+                        match self.swarm.listen_on(circuit.clone()) {
+                            Ok(_) => {
+                                info!(%circuit, "reserving a circuit at the relay");
+                                self.reserved.insert(peer_id);
+                            }
+                            Err(e) => warn!(%circuit, error = %e, "cannot listen through the relay"),
+                        }
+                    }
+                }
                 let allowed = self.is_allowed(&peer_id);
+                if let Some(device) = allowed {
+                    // The best path up: a direct connection beats a relayed one.
+                    self.ctx.stat(&device, |s| {
+                        if !relayed || !s.connected || s.path.is_none() {
+                            s.path = Some(path);
+                        }
+                    });
+                }
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     let (bare, _) = without_p2p(address);
                     for s in &mut self.statics {
@@ -704,13 +825,32 @@ impl Actor {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 cause,
                 ..
             } => {
+                let was_relayed = self.relayed.get_mut(&peer_id).is_some_and(|ids| {
+                    let before = ids.len();
+                    ids.retain(|c| *c != connection_id);
+                    ids.len() != before
+                });
+                if self.relayed.get(&peer_id).is_some_and(Vec::is_empty) {
+                    self.relayed.remove(&peer_id);
+                }
                 if num_established > 0 {
+                    if was_relayed {
+                        // A direct connection remains: the session, if it
+                        // ran on the relayed one, starts again there.
+                        self.upgrading.insert(peer_id);
+                        if let Some(device) = self.is_allowed(&peer_id) {
+                            self.ctx.stat(&device, |s| s.path = Some(nat::Path::Direct));
+                        }
+                    }
                     return;
                 }
+                self.reserved.remove(&peer_id);
+                self.upgrading.remove(&peer_id);
                 if self.guests.remove(&peer_id).is_some() {
                     debug!(peer = %peer_id, "guest disconnected");
                     return;
@@ -760,6 +900,43 @@ impl Actor {
                     r.attempt = r.attempt.saturating_add(1);
                     r.next_at = Instant::now() + backoff(r.attempt);
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(_) => {
+                    info!(peer = %remote_peer_id, "hole punched: a direct connection replaces the relayed one");
+                    self.ctx.status().hole_punches.succeeded += 1;
+                    for id in self.relayed.remove(&remote_peer_id).unwrap_or_default() {
+                        self.upgrading.insert(remote_peer_id);
+                        self.swarm.close_connection(id);
+                    }
+                }
+                Err(e) => {
+                    info!(peer = %remote_peer_id, error = %e, "hole punch failed: staying relayed");
+                    self.ctx.status().hole_punches.failed += 1;
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
+                new,
+                ..
+            })) => {
+                let nat = match new {
+                    autonat::NatStatus::Public(_) => "public",
+                    autonat::NatStatus::Private => "private",
+                    autonat::NatStatus::Unknown => "unknown",
+                };
+                info!(nat, "AutoNAT status");
+                self.ctx.status().nat = Some(nat.to_string());
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => {
+                debug!(relay = %relay_peer_id, "circuit reservation accepted");
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "reachable from outside at");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result, .. })) => {
                 let Some(device) = self.is_allowed(&peer) else {
@@ -850,13 +1027,14 @@ impl Actor {
         let due: Vec<(PeerId, Vec<Multiaddr>)> = self
             .redial
             .iter()
-            .filter(|(p, r)| {
-                r.next_at <= now
-                    && !r.addrs.is_empty()
-                    && !self.swarm.is_connected(p)
-                    && self.is_allowed(p).is_some()
+            .filter(|(p, r)| r.next_at <= now && !self.swarm.is_connected(p))
+            .filter(|(p, _)| self.is_allowed(p).is_some())
+            .map(|(p, r)| {
+                let mut addrs = r.addrs.clone();
+                addrs.extend(self.circuits_to(p));
+                (*p, addrs)
             })
-            .map(|(p, r)| (*p, r.addrs.clone()))
+            .filter(|(_, addrs)| !addrs.is_empty())
             .collect();
         for (peer, addrs) in due {
             if let Some(r) = self.redial.get_mut(&peer) {
@@ -873,6 +1051,42 @@ impl Actor {
         }
         // Known peers with no address yet are reached when they dial us or
         // mDNS finds them.
+    }
+}
+
+impl Actor {
+    /// Addresses of `peer` through each of the team's relays (none for a
+    /// relay itself, nor on a relay).
+    fn circuits_to(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        if self.ctx.config.relay || self.relays.contains_key(peer) {
+            return Vec::new();
+        }
+        self.relays
+            .iter()
+            .filter_map(|(relay, addrs)| Some(nat::circuit_to(addrs.first()?, *relay)))
+            .collect()
+    }
+
+    /// With relays, every allowed device is worth dialling through them,
+    /// even one whose address this device never learnt.
+    fn routes_through_relays(&mut self) {
+        if self.ctx.config.relay || self.relays.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let peers: Vec<PeerId> = self
+            .allowed
+            .keys()
+            .filter_map(super::peer_id_of)
+            .filter(|p| *p != self.local && !self.relays.contains_key(p))
+            .collect();
+        for peer in peers {
+            self.redial.entry(peer).or_insert(Redial {
+                addrs: Vec::new(),
+                attempt: 0,
+                next_at: now,
+            });
+        }
     }
 }
 
