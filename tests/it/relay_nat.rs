@@ -3,6 +3,7 @@
 //! holds a bridge (11.0.0.0/24, which exists only in these namespaces) and
 //! the relay (11.0.0.1); two "home" routers (11.0.0.11 and .12) each
 //! masquerade (nftables) their home network, 192.168.1.0/24 in both homes,
+//! and drop unsolicited connections from outside as home routers do,
 //! where laptops H1 and H2 live. The laptops meet once over a temporary
 //! cable (10.99.0.0/30) to enrol and learn of the relay; the cable goes.
 //! Then H1 edits while H2 is off, H1 goes off, H2 comes up and receives the
@@ -73,8 +74,18 @@ struct World {
 impl World {
     fn new() -> World {
         let public = Netns::new("pub");
-        assert!(ip(&["-n", &public.0, "link", "add", "br0", "type", "bridge"]));
-        assert!(ip(&["-n", &public.0, "addr", "add", "11.0.0.1/24", "dev", "br0"]));
+        assert!(ip(&[
+            "-n", &public.0, "link", "add", "br0", "type", "bridge"
+        ]));
+        assert!(ip(&[
+            "-n",
+            &public.0,
+            "addr",
+            "add",
+            "11.0.0.1/24",
+            "dev",
+            "br0"
+        ]));
         assert!(ip(&["-n", &public.0, "link", "set", "br0", "up"]));
         let routers = [Netns::new("r1"), Netns::new("r2")];
         let laptops = [Netns::new("h1"), Netns::new("h2")];
@@ -82,12 +93,36 @@ impl World {
             let (r, h) = (&routers[i], &laptops[i]);
             let wan = format!("{}w", r.0);
             let port = format!("{}p", r.0);
-            veth(r, &wan, Some(&format!("11.0.0.{}/24", 11 + i)), &public, &port, None);
-            assert!(ip(&["-n", &public.0, "link", "set", &port, "master", "br0"]));
+            veth(
+                r,
+                &wan,
+                Some(&format!("11.0.0.{}/24", 11 + i)),
+                &public,
+                &port,
+                None,
+            );
+            assert!(ip(&[
+                "-n", &public.0, "link", "set", &port, "master", "br0"
+            ]));
             let lan = format!("{}l", r.0);
             let eth = format!("{}e", h.0);
-            veth(r, &lan, Some("192.168.1.1/24"), h, &eth, Some("192.168.1.2/24"));
-            assert!(ip(&["-n", &h.0, "route", "add", "default", "via", "192.168.1.1"]));
+            veth(
+                r,
+                &lan,
+                Some("192.168.1.1/24"),
+                h,
+                &eth,
+                Some("192.168.1.2/24"),
+            );
+            assert!(ip(&[
+                "-n",
+                &h.0,
+                "route",
+                "add",
+                "default",
+                "via",
+                "192.168.1.1"
+            ]));
             sh(r, "echo 1 > /proc/sys/net/ipv4/ip_forward");
             nft(
                 r,
@@ -95,6 +130,12 @@ impl World {
                     "table ip nat {{
                        chain post {{ type nat hook postrouting priority 100; policy accept;
                                      oifname \"{wan}\" masquerade; }}
+                     }}
+                     table ip filter {{
+                       chain input {{ type filter hook input priority 0; policy accept;
+                                      iifname \"{wan}\" ct state new drop; }}
+                       chain forward {{ type filter hook forward priority 0; policy accept;
+                                        iifname \"{wan}\" ct state new drop; }}
                      }}\n"
                 ),
             );
@@ -108,7 +149,10 @@ impl World {
 
     /// The temporary cable between the laptops (10.99.0.1 and .2).
     fn plug_cable(&self) {
-        let (a, b) = (format!("{}c", self.laptops[0].0), format!("{}c", self.laptops[1].0));
+        let (a, b) = (
+            format!("{}c", self.laptops[0].0),
+            format!("{}c", self.laptops[1].0),
+        );
         veth(
             &self.laptops[0],
             &a,
@@ -127,6 +171,10 @@ impl World {
 
 fn daemon_in(ns: &Netns, args: &[&str]) -> Daemon {
     Daemon::start_with(Options {
+        env: vec![(
+            "RUST_LOG".into(),
+            "info,coffer_daemon::net::swarm=debug".into(),
+        )],
         wrapper: ns.wrapper(),
         default_listen: true,
         args: args.iter().map(|s| s.to_string()).collect(),
@@ -188,7 +236,15 @@ fn issue_16_laptops_behind_two_nats_sync_through_the_relay() {
     enrol_over(&h1, "/ip4/10.99.0.1/tcp/7373", &h2, "bob@example.com");
     h1.ok(&["folder", "create", "Ops"], "");
     h1.ok(
-        &["folder", "share", "Ops", "--user", "bob@example.com", "--role", "editor"],
+        &[
+            "folder",
+            "share",
+            "Ops",
+            "--user",
+            "bob@example.com",
+            "--role",
+            "editor",
+        ],
         "",
     );
     h1.add_login("before", "pw0", &["--folder", "Ops"]);
@@ -196,15 +252,21 @@ fn issue_16_laptops_behind_two_nats_sync_through_the_relay() {
         item_names(&h2, "Ops") == ["before"]
     });
     h1.ok(
-        &["relay", "add", &format!("/ip4/11.0.0.1/tcp/7373/p2p/{relay_id}")],
+        &[
+            "relay",
+            "add",
+            &format!("/ip4/11.0.0.1/tcp/7373/p2p/{relay_id}"),
+        ],
         "",
     );
     let connected = |cli: &Cli| {
         cli.json(&["relay", "ls", "--json"], "")["relays"][0]["connected"] == Value::Bool(true)
     };
-    wait_until(CATCH_UP, "both laptops reach the relay through their NAT", || {
-        connected(&h1) && connected(&h2)
-    });
+    wait_until(
+        CATCH_UP,
+        "both laptops reach the relay through their NAT",
+        || connected(&h1) && connected(&h2),
+    );
     let (d1, d2) = (device_of(&h1), device_of(&h2));
     h2.stop();
     world.unplug_cable();
@@ -213,8 +275,7 @@ fn issue_16_laptops_behind_two_nats_sync_through_the_relay() {
     h1.add_login("while-h2-is-off", "pw1", &["--folder", "Ops"]);
     wait_until(CATCH_UP, "the relay holds H1's edit", || {
         relay_status(&relay)["teams"][0]["envelopes"].as_u64() > Some(0)
-            && peer_entry(&h1, &relay_peer_device(&relay_id))["envelopes_sent"].as_u64()
-                > Some(0)
+            && peer_entry(&h1, &relay_peer_device(&relay_id))["envelopes_sent"].as_u64() > Some(0)
     });
     // The relay has everything once H1's session with it is idle.
     std::thread::sleep(Duration::from_secs(2));
@@ -225,15 +286,27 @@ fn issue_16_laptops_behind_two_nats_sync_through_the_relay() {
     wait_until(CATCH_UP, "H2 gets the edit from the relay", || {
         item_names(&h2, "Ops") == ["before", "while-h2-is-off"]
     });
-    println!("relay_nat: H2 caught up from the relay in {:?}", t.elapsed());
+    println!(
+        "relay_nat: H2 caught up from the relay in {:?}",
+        t.elapsed()
+    );
 
     // Both up: they reach each other through the relay (a circuit).
     h1.spawn();
     h1.unlock();
-    wait_until(CATCH_UP, "H1 and H2 connect through the relay", || {
-        peer_entry(&h1, &d2)["connected"] == Value::Bool(true)
-            && peer_entry(&h2, &d1)["connected"] == Value::Bool(true)
-    });
+    let deadline = Instant::now() + CATCH_UP;
+    while !(peer_entry(&h1, &d2)["connected"] == Value::Bool(true)
+        && peer_entry(&h2, &d1)["connected"] == Value::Bool(true))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "H1 and H2 did not connect through the relay; H1:\n{}\nH2:\n{}\nrelay:\n{}",
+            coffer_tests::tail(&h1.log, 40),
+            coffer_tests::tail(&h2.log, 40),
+            coffer_tests::tail(&relay.log, 40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let first_path = peer_entry(&h2, &d1)["path"].clone();
     let t = Instant::now();
     h1.add_login("both-up", "pw2", &["--folder", "Ops"]);
@@ -254,8 +327,21 @@ fn issue_16_laptops_behind_two_nats_sync_through_the_relay() {
     println!(
         "relay_nat: edits H1->H2 {h1_to_h2:?}, H2->H1 {h2_to_h1:?} (bound {EDIT_BOUND:?}); \
          path first {first_path}, now {path}; hole punches {}; AutoNAT says {}; whole test {:?}",
-        peers["hole_punches"], peers["nat"], started.elapsed()
+        peers["hole_punches"],
+        peers["nat"],
+        started.elapsed()
     );
+    for (who, d) in [("H1", &h1), ("H2", &h2)] {
+        for line in std::fs::read_to_string(&d.log).unwrap_or_default().lines() {
+            if line.contains("hole punch")
+                || line.contains("AutoNAT")
+                || line.contains("moved its session")
+                || line.contains("session moves")
+            {
+                println!("relay_nat: {who}: {line}");
+            }
+        }
+    }
     assert!(
         path == "relayed" || path == "direct",
         "H2 reaches H1 across the internet, not on a LAN: {path}"

@@ -19,9 +19,9 @@
 //! `AllowedPeers`, watched.
 
 mod dial_error;
-pub mod nat;
 pub mod discovery;
 pub mod enrol;
+pub mod nat;
 pub mod protocol;
 mod session;
 mod swarm;
@@ -493,7 +493,10 @@ impl Net {
                     bytes_received: s.bytes_received,
                     envelopes_sent: s.envelopes_sent,
                     envelopes_received: s.envelopes_received,
-                    path: s.path.filter(|_| s.connected).map(|p| p.as_str().to_string()),
+                    path: s
+                        .path
+                        .filter(|_| s.connected)
+                        .map(|p| p.as_str().to_string()),
                 }
             })
             .collect();

@@ -92,6 +92,9 @@ mod tests {
             .to_peer_id();
         let c = circuit_to(&"/ip4/11.0.0.1/tcp/7373".parse().unwrap(), relay);
         assert_eq!(path_of(&c), Path::Relayed);
-        assert_eq!(c.to_string(), format!("/ip4/11.0.0.1/tcp/7373/p2p/{relay}/p2p-circuit"));
+        assert_eq!(
+            c.to_string(),
+            format!("/ip4/11.0.0.1/tcp/7373/p2p/{relay}/p2p-circuit")
+        );
     }
 }

@@ -13,10 +13,10 @@ use coffer_ipc::Event;
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::ConnectionId;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     autonat, dcutr, identify, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol,
     Swarm,
@@ -120,9 +120,15 @@ struct Actor {
     reserved: std::collections::HashSet<PeerId>,
     /// Relayed connections per peer (closed once a hole punch succeeds).
     relayed: HashMap<PeerId, Vec<ConnectionId>>,
-    /// Peers whose relayed connection was closed for a direct one: their
-    /// session starts again on it instead of cutting the peer off.
-    upgrading: std::collections::HashSet<PeerId>,
+    /// Peers whose relayed connection closed for a direct one, and when:
+    /// for [`MOVE_WINDOW`], a session that ends starts again on the direct
+    /// connection, and a second sync stream of the peer replaces ours,
+    /// instead of cutting the peer off.
+    moved_at: HashMap<PeerId, Instant>,
+    /// Listeners through a relay's circuit, and the relay.
+    circuit_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
+    /// When a refused or lost reservation may be asked for again.
+    reserve_after: HashMap<PeerId, Instant>,
 }
 
 fn protocol() -> StreamProtocol {
@@ -186,6 +192,12 @@ fn build_swarm(seed: Zeroizing<[u8; 32]>, is_relay: bool) -> anyhow::Result<Swar
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
+    let mut swarm = swarm;
+    if let Some(relay) = swarm.behaviour_mut().relay.as_mut() {
+        // A relay by its operator's choice: serve circuits from the start
+        // rather than once AutoNAT confirms an external address.
+        relay.set_status(Some(relay::Status::Enable));
+    }
     Ok(swarm)
 }
 
@@ -298,7 +310,9 @@ pub(crate) async fn run(
         relays: HashMap::new(),
         reserved: Default::default(),
         relayed: HashMap::new(),
-        upgrading: Default::default(),
+        moved_at: HashMap::new(),
+        circuit_listeners: HashMap::new(),
+        reserve_after: HashMap::new(),
     };
     let (inbound_tx, mut inbound_rx) = mpsc::channel(16);
     tokio::spawn(async move {
@@ -327,6 +341,7 @@ pub(crate) async fn run(
             event = actor.swarm.select_next_some() => actor.swarm_event(event),
             _ = tick.tick() => {
                 actor.expire_guests();
+                actor.reserve_due();
                 actor.dial_due();
             }
         }
@@ -489,7 +504,7 @@ impl Actor {
                     self.sessions.remove(&peer);
                     // Its relayed connection closed for a direct one: the
                     // session starts again there.
-                    if self.upgrading.remove(&peer) && !violation && self.swarm.is_connected(&peer) {
+                    if self.moved_recently(&peer) && !violation && self.swarm.is_connected(&peer) {
                         if let Some(device) = self.is_allowed(&peer) {
                             debug!(%peer, "session moves to the direct connection");
                             self.start_session(peer, device);
@@ -512,7 +527,18 @@ impl Actor {
     }
 
     fn inbound(&mut self, peer: PeerId, stream: libp2p::Stream) {
+        let moved = self.moved_recently(&peer);
         match self.sessions.get_mut(&peer) {
+            Some(s) if s.has_inbound() && moved => {
+                // Its relayed connection closed for a direct one and it
+                // moved its session first: ours follows onto this stream.
+                debug!(%peer, "peer moved its session to the direct connection");
+                self.sessions.remove(&peer);
+                if let Some(device) = self.is_allowed(&peer) {
+                    self.early_streams.insert(peer, stream);
+                    self.start_session(peer, device);
+                }
+            }
             Some(s) if s.has_inbound() => {
                 // A second sync stream: the peer started a new session (each
                 // opens one), so the one ours writes to is gone on its side.
@@ -715,6 +741,18 @@ impl Actor {
                     }
                 }
             }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(relay) = self.circuit_listeners.remove(&listener_id) {
+                    info!(%relay, ?reason, "the circuit reservation ended; asking again later");
+                    self.reserved.remove(&relay);
+                    self.reserve_after
+                        .insert(relay, Instant::now() + RESERVE_RETRY);
+                }
+            }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 let a = address.to_string();
                 self.ctx.status().listen.retain(|l| l != &a);
@@ -741,19 +779,8 @@ impl Actor {
                         ids.push(connection_id);
                     }
                 }
-                if !relayed && !self.reserved.contains(&peer_id) {
-                    // A team relay: reserve a circuit there, so devices
-                    // behind other NATs reach this one through it.
-                    if let Some(addr) = self.relays.get(&peer_id).and_then(|a| a.first()) {
-                        let circuit = nat::circuit_listen(addr, peer_id);
-                        match self.swarm.listen_on(circuit.clone()) {
-                            Ok(_) => {
-                                info!(%circuit, "reserving a circuit at the relay");
-                                self.reserved.insert(peer_id);
-                            }
-                            Err(e) => warn!(%circuit, error = %e, "cannot listen through the relay"),
-                        }
-                    }
+                if !relayed {
+                    self.reserve(peer_id);
                 }
                 let allowed = self.is_allowed(&peer_id);
                 if let Some(device) = allowed {
@@ -842,7 +869,7 @@ impl Actor {
                     if was_relayed {
                         // A direct connection remains: the session, if it
                         // ran on the relayed one, starts again there.
-                        self.upgrading.insert(peer_id);
+                        self.moved_at.insert(peer_id, Instant::now());
                         if let Some(device) = self.is_allowed(&peer_id) {
                             self.ctx.stat(&device, |s| s.path = Some(nat::Path::Direct));
                         }
@@ -850,7 +877,7 @@ impl Actor {
                     return;
                 }
                 self.reserved.remove(&peer_id);
-                self.upgrading.remove(&peer_id);
+                self.moved_at.remove(&peer_id);
                 if self.guests.remove(&peer_id).is_some() {
                     debug!(peer = %peer_id, "guest disconnected");
                     return;
@@ -908,8 +935,8 @@ impl Actor {
                 Ok(_) => {
                     info!(peer = %remote_peer_id, "hole punched: a direct connection replaces the relayed one");
                     self.ctx.status().hole_punches.succeeded += 1;
+                    self.moved_at.insert(remote_peer_id, Instant::now());
                     for id in self.relayed.remove(&remote_peer_id).unwrap_or_default() {
-                        self.upgrading.insert(remote_peer_id);
                         self.swarm.close_connection(id);
                     }
                 }
@@ -1054,7 +1081,62 @@ impl Actor {
     }
 }
 
+/// How long after a move from a relayed connection to a direct one the
+/// sessions may start again on it.
+const MOVE_WINDOW: Duration = Duration::from_secs(10);
+
+/// A refused or lost circuit reservation is asked for again after this.
+const RESERVE_RETRY: Duration = Duration::from_secs(5);
+
 impl Actor {
+    /// A team relay this device is connected to: reserve a circuit there
+    /// (listen through it), so devices behind other NATs reach this one.
+    fn reserve(&mut self, relay: PeerId) {
+        if self.reserved.contains(&relay)
+            || self
+                .reserve_after
+                .get(&relay)
+                .is_some_and(|t| *t > Instant::now())
+        {
+            return;
+        }
+        let Some(addr) = self.relays.get(&relay).and_then(|a| a.first()) else {
+            return;
+        };
+        let circuit = nat::circuit_listen(addr, relay);
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(id) => {
+                info!(%circuit, "reserving a circuit at the relay");
+                self.reserved.insert(relay);
+                self.circuit_listeners.insert(id, relay);
+            }
+            Err(e) => {
+                warn!(%circuit, error = %e, "cannot listen through the relay");
+                self.reserve_after
+                    .insert(relay, Instant::now() + RESERVE_RETRY);
+            }
+        }
+    }
+
+    fn moved_recently(&self, peer: &PeerId) -> bool {
+        self.moved_at
+            .get(peer)
+            .is_some_and(|t| t.elapsed() < MOVE_WINDOW)
+    }
+
+    /// Reservations lost or refused are asked for again while connected.
+    fn reserve_due(&mut self) {
+        let due: Vec<PeerId> = self
+            .relays
+            .keys()
+            .filter(|r| !self.reserved.contains(r) && self.swarm.is_connected(r))
+            .copied()
+            .collect();
+        for relay in due {
+            self.reserve(relay);
+        }
+    }
+
     /// Addresses of `peer` through each of the team's relays (none for a
     /// relay itself, nor on a relay).
     fn circuits_to(&self, peer: &PeerId) -> Vec<Multiaddr> {
