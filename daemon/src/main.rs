@@ -81,6 +81,10 @@ struct Args {
     /// its own; no mDNS, no web app.
     #[arg(long)]
     relay: bool,
+    /// Do not try to punch a direct connection (DCUtR) through NATs to a
+    /// device reached through a relay: stay relayed.
+    #[arg(long)]
+    no_hole_punch: bool,
     /// With --relay: the envelope bytes kept per team at most (default 1 GiB).
     #[arg(long, value_name = "BYTES")]
     relay_max_team_bytes: Option<u64>,
@@ -279,6 +283,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             mdns: !args.relay && !args.no_mdns && file.mdns.unwrap_or(true),
             disabled: args.no_network,
             relay: args.relay,
+            no_hole_punch: args.no_hole_punch,
         },
         relay: args.relay.then(|| {
             let mut limits = coffer_crdt::replica::relay::RelayLimits::default();

@@ -59,6 +59,8 @@ pub struct NetConfig {
     /// A keyless relay (`cofferd --relay`): every peer may connect and
     /// open a session; the relay decides what counts (a roster naming it).
     pub relay: bool,
+    /// Do not try DCUtR hole punching (stay relayed: `--no-hole-punch`).
+    pub no_hole_punch: bool,
 }
 
 impl NetConfig {

@@ -45,8 +45,8 @@ struct Behaviour {
     /// Circuit relay v2 client: reservations at the team's relays, and
     /// dials through them.
     relay_client: relay::client::Behaviour,
-    /// Hole punching over a relayed connection.
-    dcutr: dcutr::Behaviour,
+    /// Hole punching over a relayed connection (off with `--no-hole-punch`).
+    dcutr: Toggle<dcutr::Behaviour>,
     /// Whether this device is reachable from outside (a relay answers
     /// probes; devices ask connected peers).
     autonat: autonat::Behaviour,
@@ -135,7 +135,11 @@ fn protocol() -> StreamProtocol {
     StreamProtocol::new(PROTOCOL_NAME)
 }
 
-fn build_swarm(seed: Zeroizing<[u8; 32]>, is_relay: bool) -> anyhow::Result<Swarm<Behaviour>> {
+fn build_swarm(
+    seed: Zeroizing<[u8; 32]>,
+    is_relay: bool,
+    hole_punch: bool,
+) -> anyhow::Result<Swarm<Behaviour>> {
     let mut bytes = *seed;
     let key = libp2p::identity::Keypair::ed25519_from_bytes(&mut bytes)
         .context("the device key is not an Ed25519 key")?;
@@ -169,7 +173,9 @@ fn build_swarm(seed: Zeroizing<[u8; 32]>, is_relay: bool) -> anyhow::Result<Swar
                 )
             })),
             relay_client,
-            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+            dcutr: Toggle::from(
+                hole_punch.then(|| dcutr::Behaviour::new(key.public().to_peer_id())),
+            ),
             autonat: autonat::Behaviour::new(
                 key.public().to_peer_id(),
                 autonat::Config {
@@ -215,7 +221,7 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Command>,
     allowed_now: BTreeMap<DeviceId, [u8; 32]>,
 ) -> anyhow::Result<()> {
-    let mut swarm = build_swarm(seed, ctx.config.relay)?;
+    let mut swarm = build_swarm(seed, ctx.config.relay, !ctx.config.no_hole_punch)?;
     let local = *swarm.local_peer_id();
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control
