@@ -52,7 +52,11 @@ impl Device {
         let transport = coffer_crdt::crypto::ed25519_public(&seed);
         let email = format!("{name}@bench.test");
         let replica = Replica::create(keys.clone(), name, &email, transport, 1, rng).unwrap();
-        let mut d = Device { replica, keys, seed };
+        let mut d = Device {
+            replica,
+            keys,
+            seed,
+        };
         d.drain();
         d
     }
@@ -94,7 +98,10 @@ fn team(t: usize, devices: usize, items: usize, rng: &mut ChaCha20Rng) -> Vec<De
     let mut ds: Vec<Device> = (0..devices)
         .map(|i| Device::new(&format!("t{t}d{i}"), rng))
         .collect();
-    ds[0].replica.create_team(&format!("Team {t}"), 1, rng).unwrap();
+    ds[0]
+        .replica
+        .create_team(&format!("Team {t}"), 1, rng)
+        .unwrap();
     let team = ds[0].replica.team_id().unwrap();
     for i in 1..devices {
         let email = format!("t{t}d{i}@bench.test");
@@ -110,7 +117,12 @@ fn team(t: usize, devices: usize, items: usize, rng: &mut ChaCha20Rng) -> Vec<De
         let user = UserId::new(&format!("t{t}d{i}@bench.test")).unwrap();
         ds[0]
             .replica
-            .folder_share("Ops", Principal::User(user), ShareChange::Share(Role::Editor), rng)
+            .folder_share(
+                "Ops",
+                Principal::User(user),
+                ShareChange::Share(Role::Editor),
+                rng,
+            )
             .unwrap();
     }
     for n in 0..items {
@@ -129,7 +141,10 @@ fn team(t: usize, devices: usize, items: usize, rng: &mut ChaCha20Rng) -> Vec<De
             )
             .unwrap();
     }
-    ds[0].replica.add_relay(RELAY, vec!["/ip4/127.0.0.1/tcp/1".into()], rng).unwrap();
+    ds[0]
+        .replica
+        .add_relay(RELAY, vec!["/ip4/127.0.0.1/tcp/1".into()], rng)
+        .unwrap();
     ds[0].drain();
     // The others join with the roster as it is now (relay included); the
     // folder reaches them through the relay only.
@@ -151,7 +166,10 @@ fn persist(relay: &mut Relay, into: &mut Vec<StoredSpace>, bytes: &mut u64) {
             envelopes,
         }) = e
         {
-            *bytes += envelopes.iter().map(|e| e.bytes().len() as u64).sum::<u64>();
+            *bytes += envelopes
+                .iter()
+                .map(|e| e.bytes().len() as u64)
+                .sum::<u64>();
             match into.iter_mut().find(|s| s.id == space) {
                 Some(s) => s.envelopes.extend(envelopes),
                 None => into.push(StoredSpace {
@@ -197,7 +215,9 @@ fn session(
         *relay_cpu += t.elapsed();
         if let Some(m) = m {
             moved = true;
-            d.replica.handle_message(rid, m, rng).expect("an honest relay");
+            d.replica
+                .handle_message(rid, m, rng)
+                .expect("an honest relay");
             d.drain();
         }
         if !moved {
@@ -208,13 +228,63 @@ fn session(
     relay.peer_disconnected(&h);
 }
 
+type Dump = Vec<(
+    coffer_crdt::SpaceId,
+    bool,
+    Option<coffer_crdt::SpaceId>,
+    Vec<Vec<u8>>,
+)>;
+
+/// In a fresh process: the relay loaded from a dumped store, with the
+/// resident memory it takes (the other measurements share the process
+/// with the simulated clients).
+fn load_only(path: &str) {
+    let bytes = std::fs::read(path).expect("the dumped store");
+    let dump: Dump = postcard::from_bytes(&bytes).expect("a dump");
+    drop(bytes);
+    let stored: Vec<StoredSpace> = dump
+        .into_iter()
+        .map(|(id, roster, team, envs)| StoredSpace {
+            id,
+            kind: if roster {
+                coffer_crdt::replica::SpaceKind::Roster
+            } else {
+                coffer_crdt::replica::SpaceKind::Folder
+            },
+            team,
+            envelopes: envs
+                .iter()
+                .map(|b| coffer_crdt::Envelope::decode(b).expect("an envelope"))
+                .collect(),
+            snapshot: None,
+        })
+        .collect();
+    let before = rss_kib();
+    let t = Instant::now();
+    let relay = Relay::load(RELAY, stored, RelayLimits::default());
+    let took = t.elapsed();
+    let after = rss_kib();
+    println!(
+        "relay alone (fresh process): {} teams loaded in {took:.2?}; RSS {} -> {} MiB (+{} MiB, envelopes included)",
+        relay.status().teams.len(),
+        before / 1024,
+        after / 1024,
+        after.saturating_sub(before) / 1024
+    );
+}
+
 fn main() {
+    if let Ok(path) = std::env::var("RELAY_BENCH_LOAD") {
+        return load_only(&path);
+    }
     let teams = env("TEAMS", 100);
     let devices = env("DEVICES", 5);
     let items = env("ITEMS", 20);
     let mut rng = ChaCha20Rng::seed_from_u64(16);
     let built = Instant::now();
-    let mut all: Vec<Vec<Device>> = (0..teams).map(|t| team(t, devices, items, &mut rng)).collect();
+    let mut all: Vec<Vec<Device>> = (0..teams)
+        .map(|t| team(t, devices, items, &mut rng))
+        .collect();
     println!(
         "relay bench: {teams} teams x {devices} devices, {items} items each: clients built in {:.1?}",
         built.elapsed()
@@ -252,7 +322,7 @@ fn main() {
         wall.elapsed()
     );
     println!(
-        "relay: holds {} envelopes, {} KiB; process RSS {} -> {} MiB (+{} MiB for the relay's state)",
+        "relay: holds {} envelopes, {} KiB; process RSS {} -> {} MiB (+{} MiB: the relay and the folders the clients received)",
         status.teams.iter().map(|t| t.envelopes).sum::<usize>(),
         bytes / 1024,
         rss_before / 1024,
@@ -260,6 +330,25 @@ fn main() {
         rss_after.saturating_sub(rss_before) / 1024
     );
     drop(relay);
+    let dump: Dump = store
+        .iter()
+        .map(|s| {
+            (
+                s.id,
+                s.kind == coffer_crdt::replica::SpaceKind::Roster,
+                s.team,
+                s.envelopes.iter().map(|e| e.bytes().to_vec()).collect(),
+            )
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("coffer-relay-bench-{}.bin", std::process::id()));
+    std::fs::write(&path, postcard::to_stdvec(&dump).expect("a dump")).expect("write the dump");
+    let child = std::process::Command::new(std::env::current_exe().expect("this bench"))
+        .env("RELAY_BENCH_LOAD", &path)
+        .output()
+        .expect("run the load in a fresh process");
+    print!("{}", String::from_utf8_lossy(&child.stdout));
+    let _ = std::fs::remove_file(&path);
     let t = Instant::now();
     let loaded = Relay::load(RELAY, store, RelayLimits::default());
     println!(
@@ -270,7 +359,11 @@ fn main() {
     // Every device holds every item through the relay alone.
     for team in &all {
         for d in team.iter().skip(1) {
-            let n = d.replica.items(Some("Ops"), false).map(|l| l.len()).unwrap_or(0);
+            let n = d
+                .replica
+                .items(Some("Ops"), false)
+                .map(|l| l.len())
+                .unwrap_or(0);
             assert_eq!(n, items, "a device got every item through the relay");
         }
     }
