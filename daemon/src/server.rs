@@ -535,7 +535,11 @@ fn sync_partners(v: &Vault) -> (BTreeSet<DeviceId>, BTreeMap<DeviceId, String>) 
     }
     // A device the team took out stays connectable only to be told so:
     // no partner to list.
-    let out = |d: &DeviceId| r.team_state().is_some_and(|t| t.is_dead(d));
+    // Nor a relay the team removed.
+    let out = |d: &DeviceId| {
+        r.team_state()
+            .is_some_and(|t| t.is_dead(d) || t.team.removed_relays.contains(d))
+    };
     let partners = r.allowed_peers().keys().filter(|d| !out(d)).copied();
     (partners.collect(), names)
 }

@@ -51,8 +51,8 @@ impl Default for RelayLimits {
         RelayLimits {
             max_teams: 1024,
             max_team_bytes: 1 << 30,
-            max_pending: 256,
-            max_pending_bytes: 8 << 20,
+            max_pending: 128,
+            max_pending_bytes: 2 << 20,
         }
     }
 }
