@@ -19,7 +19,7 @@ esac
 if ! cargo deb --version >/dev/null 2>&1; then
   cargo install cargo-deb --locked
 fi
-cargo build --profile "$profile" -p coffer-cli -p coffer-daemon
+cargo build --profile "$profile" -p coffer-cli -p coffer-daemon -p coffer-browser-host
 bin="target/$out"
 assets=target/deb-assets
 rm -rf "$assets"

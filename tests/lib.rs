@@ -71,6 +71,11 @@ pub fn coffer_bin() -> PathBuf {
     binary("coffer")
 }
 
+/// The `coffer-native-host` binary beside the test executable.
+pub fn native_host_bin() -> PathBuf {
+    binary("coffer-native-host")
+}
+
 /// A short temp dir under /tmp (Unix socket paths are limited to ~108 bytes).
 pub fn short_tempdir() -> TempDir {
     tempfile::Builder::new()

@@ -280,6 +280,9 @@ pub enum Command {
     /// Open the vault and the admin console in a browser: prints the local
     /// web app's address with a one-time sign-in token.
     Ui(Lazy<ui::UiArgs>),
+    /// Let Coffer's browser extension fill logins: install or remove the native messaging host.
+    #[command(subcommand)]
+    Browser(Lazy<crate::browser::BrowserCommand>),
     /// Run cofferd as a login service: the systemd user unit (Linux) or the launchd agent (macOS).
     #[command(subcommand)]
     Service(Lazy<service::ServiceCommand>),

@@ -4,6 +4,7 @@
 
 mod args;
 mod audit;
+mod browser;
 mod clipboard;
 mod config;
 mod connect;
@@ -452,13 +453,27 @@ fn dispatch(
             clear,
             trash,
         })) => {
-            let view = ctx.call::<m::ItemGet>(&m::ItemRef { item, trash })?;
+            // The use is recorded by the daemon in the request that serves
+            // the item; `--copy` without `--field` needs the item's type to
+            // pick the field, so it is told afterwards.
+            let action = if copy { "copy" } else { "reveal" };
+            let record = (field.is_some() || reveal).then(|| m::ItemUse {
+                action: action.into(),
+                field: field.clone(),
+            });
+            let recorded = record.is_some();
+            let view = ctx.call::<m::ItemGet>(&m::ItemRef {
+                item,
+                trash,
+                record,
+            })?;
             let field = field.or_else(|| copy.then(|| default_copy_field(&view).to_string()));
             match field {
                 Some(field) => {
                     let value = output::field_value(&view, &field)?;
-                    let action = if copy { "copy" } else { "reveal" };
-                    audit::note(ctx, action, &view.id, &field);
+                    if !recorded {
+                        audit::note(ctx, action, &view.id, &field);
+                    }
                     if copy {
                         let secs = clear_after(clear)?;
                         clipboard::copy(&value, secs)?;
@@ -488,10 +503,7 @@ fn dispatch(
                     }
                 }
                 // Secrets stay masked in JSON too unless asked for.
-                None if reveal => {
-                    audit::note(ctx, "reveal", &view.id, "");
-                    ctx.print(&view, |v| output::item(v, true))
-                }
+                None if reveal => ctx.print(&view, |v| output::item(v, true)),
                 None => ctx.print(&output::masked_item(view), |v| output::item(v, false)),
             }
         }
@@ -511,7 +523,7 @@ fn dispatch(
         }
         Command::Edit(Lazy(args)) => edit_item(ctx, args)?,
         Command::Rm(Lazy(RmArgs { item })) => {
-            let s = ctx.call::<m::ItemTrash>(&m::ItemRef { item, trash: false })?;
+            let s = ctx.call::<m::ItemTrash>(&m::ItemRef::live(item))?;
             ctx.print(&s, |s| {
                 println!(
                     "Moved {}/{} to the trash (`coffer restore {}` brings it back).",
@@ -562,11 +574,15 @@ fn dispatch(
             });
         }
         Command::Restore(Lazy(RestoreArgs { item })) => {
-            let s = ctx.call::<m::ItemRestore>(&m::ItemRef { item, trash: true })?;
+            let s = ctx.call::<m::ItemRestore>(&m::ItemRef {
+                item,
+                trash: true,
+                record: None,
+            })?;
             ctx.print(&s, |s| println!("Restored {}/{}.", s.folder, s.name));
         }
         Command::History(Lazy(HistoryArgs { item, reveal })) => {
-            let mut entries = ctx.call::<m::ItemHistory>(&m::ItemRef { item, trash: false })?;
+            let mut entries = ctx.call::<m::ItemHistory>(&m::ItemRef::live(item))?;
             if !reveal {
                 entries = output::masked_history(entries);
             }
@@ -582,10 +598,7 @@ fn dispatch(
             ..
         })) => {
             // A custom field may be named by its title, as `--field` allows.
-            let view = ctx.call::<m::ItemGet>(&m::ItemRef {
-                item: item.clone(),
-                trash: false,
-            })?;
+            let view = ctx.call::<m::ItemGet>(&m::ItemRef::live(item.clone()))?;
             let field = view
                 .labels
                 .iter()
@@ -841,6 +854,7 @@ fn dispatch(
             }
         }
         Command::Service(Lazy(cmd)) => service::service(ctx, cmd)?,
+        Command::Browser(Lazy(cmd)) => browser::browser(ctx, cmd)?,
         Command::Completion(Lazy(CompletionArgs { shell })) => docs::completion(shell, json)?,
         Command::Man(Lazy(ManArgs { dir })) => docs::man_pages(&dir, json)?,
         Command::ClearClipboard(Lazy(ClearClipboardArgs { after })) => {
@@ -1080,10 +1094,7 @@ fn edit_custom_fields(
     custom: &CustomFields,
     fields: &mut BTreeMap<String, String>,
 ) -> Result<(), CliError> {
-    let view = ctx.call::<m::ItemGet>(&m::ItemRef {
-        item: item.to_string(),
-        trash: false,
-    })?;
+    let view = ctx.call::<m::ItemGet>(&m::ItemRef::live(item))?;
     let existing = |title: &str| -> Option<(String, bool)> {
         view.labels
             .iter()

@@ -241,16 +241,7 @@ fn ordered<'a>(
 /// One field's raw value, as `--field` prints and `--copy` copies: by key,
 /// or a custom field by its title.
 pub fn field_value(v: &ItemView, field: &str) -> Result<Zeroizing<String>, CliError> {
-    let value = match field {
-        "name" => Some(v.name.clone()),
-        "id" => Some(v.id.clone()),
-        "url" | "urls" => (!v.urls.is_empty()).then(|| v.urls.join("\n")),
-        other => v.fields.get(other).cloned().or_else(|| {
-            let key = v.labels.iter().find(|(_, l)| l.as_str() == other)?.0;
-            v.fields.get(key).cloned()
-        }),
-    };
-    value.map(Zeroizing::new).ok_or_else(|| {
+    v.field(field).map(Zeroizing::new).ok_or_else(|| {
         let mut known: Vec<&str> = v
             .fields
             .keys()

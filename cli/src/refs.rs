@@ -103,10 +103,7 @@ impl<'a> Resolver<'a> {
                 Some(folder) => format!("{folder}/{}", r.item),
                 None => r.item.clone(),
             };
-            let view = self.ctx.call::<m::ItemGet>(&m::ItemRef {
-                item: query,
-                trash: false,
-            })?;
+            let view = self.ctx.call::<m::ItemGet>(&m::ItemRef::live(query))?;
             // The item must be in the folder named, whatever matched it.
             if let Some(folder) = &r.folder {
                 let lower = folder.to_lowercase();

@@ -244,6 +244,19 @@ pub enum Body {
         through_hash: RecordHash,
         before_ms: i64,
     },
+    /// An [`AuditEvent`] about a folder that devices outside the chain's
+    /// readers may read too (that folder's Folder Managers): encrypted
+    /// under a key of its own (`ciphertext`), which is encrypted under the
+    /// chain key of record `key_seq` (`record_key`) and sealed to each
+    /// `extra` device.
+    Shared {
+        key_seq: u64,
+        #[serde(with = "serde_bytes")]
+        record_key: Vec<u8>,
+        extra: Vec<SealedKey>,
+        #[serde(with = "serde_bytes")]
+        ciphertext: Vec<u8>,
+    },
 }
 
 /// The chain key sealed to one reader device.
@@ -354,6 +367,19 @@ impl RecordBody {
                     return Err(RecordError::Invalid("a sealed record names an earlier key"));
                 }
             }
+            Body::Shared { key_seq, extra, .. } => {
+                if *key_seq == 0 || *key_seq >= self.seq {
+                    return Err(RecordError::Invalid("a sealed record names an earlier key"));
+                }
+                if extra.is_empty() || extra.len() > MAX_READERS {
+                    return Err(RecordError::Invalid(
+                        "a shared record seals to 1..=512 more readers",
+                    ));
+                }
+                if extra.windows(2).any(|w| w[0].device >= w[1].device) {
+                    return Err(RecordError::Invalid("readers sorted, no duplicates"));
+                }
+            }
             Body::Checkpoint { through_seq, .. } => {
                 if *through_seq == 0 || *through_seq >= self.seq {
                     return Err(RecordError::Invalid("a checkpoint names earlier records"));
@@ -454,20 +480,38 @@ impl Record {
         keys.open_folder_key(&entry.sealed).ok()
     }
 
-    /// The event of a [`Body::Sealed`] record, under its chain key.
+    /// The event of a [`Body::Sealed`] or [`Body::Shared`] record, under
+    /// its chain key.
     pub fn open_event(&self, key: &FolderKey) -> Result<AuditEvent, CryptoError> {
-        let Body::Sealed { ciphertext, .. } = &self.body.body else {
-            return Err(CryptoError::Decrypt);
-        };
-        let plain = key.decrypt(
-            ciphertext,
-            &aad(&self.body.device, self.body.seq, self.body.time_ms),
-        )?;
-        let event: AuditEvent = postcard::from_bytes(&plain).map_err(|_| CryptoError::Decrypt)?;
-        if !event.within_bounds() {
-            return Err(CryptoError::Decrypt);
+        let aad = aad(&self.body.device, self.body.seq, self.body.time_ms);
+        match &self.body.body {
+            Body::Sealed { ciphertext, .. } => decode_event(&key.decrypt(ciphertext, &aad)?),
+            Body::Shared {
+                record_key,
+                ciphertext,
+                ..
+            } => {
+                let record_key = record_key_from(&key.decrypt(record_key, &aad)?)?;
+                decode_event(&record_key.decrypt(ciphertext, &aad)?)
+            }
+            _ => Err(CryptoError::Decrypt),
         }
-        Ok(event)
+    }
+
+    /// The event of a [`Body::Shared`] record sealed to `keys`' device as
+    /// one of its extra readers.
+    pub fn open_shared(&self, keys: &DeviceKeys) -> Option<AuditEvent> {
+        let Body::Shared {
+            extra, ciphertext, ..
+        } = &self.body.body
+        else {
+            return None;
+        };
+        let me = keys.device_id();
+        let entry = extra.iter().find(|r| r.device == me)?;
+        let record_key = keys.open_folder_key(&entry.sealed).ok()?;
+        let aad = aad(&self.body.device, self.body.seq, self.body.time_ms);
+        decode_event(&record_key.decrypt(ciphertext, &aad).ok()?).ok()
     }
 
     /// The last pruned seq a [`Body::Checkpoint`] names.
@@ -481,10 +525,23 @@ impl Record {
     /// The key record this record's event is sealed under.
     pub fn key_seq(&self) -> Option<u64> {
         match &self.body.body {
-            Body::Sealed { key_seq, .. } => Some(*key_seq),
+            Body::Sealed { key_seq, .. } | Body::Shared { key_seq, .. } => Some(*key_seq),
             _ => None,
         }
     }
+}
+
+fn decode_event(plain: &[u8]) -> Result<AuditEvent, CryptoError> {
+    let event: AuditEvent = postcard::from_bytes(plain).map_err(|_| CryptoError::Decrypt)?;
+    if !event.within_bounds() {
+        return Err(CryptoError::Decrypt);
+    }
+    Ok(event)
+}
+
+fn record_key_from(plain: &[u8]) -> Result<FolderKey, CryptoError> {
+    let bytes: [u8; 32] = plain.try_into().map_err(|_| CryptoError::Decrypt)?;
+    Ok(FolderKey::from_bytes(bytes))
 }
 
 fn aad(device: &DeviceId, seq: u64, time_ms: i64) -> Vec<u8> {
@@ -567,11 +624,15 @@ impl ChainWriter {
     }
 
     /// Appends `event`: a new key record first when the readers changed
-    /// (the writer is always one). Returns the new records in order.
+    /// (the writer is always one). `extra` are devices outside the chain's
+    /// readers that may read this one event (a folder's Folder Managers):
+    /// when any, the record is a [`Body::Shared`]. Returns the new records
+    /// in order.
     pub fn append(
         &mut self,
         keys: &DeviceKeys,
         readers: &[Reader],
+        extra: &[Reader],
         event: AuditEvent,
         now_ms: i64,
         rng: &mut impl CryptoRngCore,
@@ -597,20 +658,40 @@ impl ChainWriter {
             self.key = Some((record.seq(), key, set));
             out.push(record);
         }
-        let (key_seq, key, _) = self.key.as_ref().expect("set just above");
+        let (key_seq, key, set) = self.key.as_ref().expect("set just above");
         let key_seq = *key_seq;
         let plain = zeroize::Zeroizing::new(
             postcard::to_stdvec(&event.bounded()).expect("serialising to a Vec cannot fail"),
         );
-        let ciphertext = key.encrypt(&plain, &aad(&self.device, self.seq + 1, now_ms), rng);
-        out.push(self.push(
-            keys,
-            now_ms,
+        let aad = aad(&self.device, self.seq + 1, now_ms);
+        let extra: BTreeMap<DeviceId, [u8; 32]> = extra
+            .iter()
+            .filter(|(d, _)| !set.contains(d))
+            .take(MAX_READERS)
+            .copied()
+            .collect();
+        let body = if extra.is_empty() {
             Body::Sealed {
                 key_seq,
-                ciphertext,
-            },
-        ));
+                ciphertext: key.encrypt(&plain, &aad, rng),
+            }
+        } else {
+            let record_key = FolderKey::generate(rng);
+            let mut sealed = Vec::with_capacity(extra.len());
+            for (device, exchange) in &extra {
+                sealed.push(SealedKey {
+                    device: *device,
+                    sealed: record_key.seal_to(exchange, rng)?,
+                });
+            }
+            Body::Shared {
+                key_seq,
+                record_key: key.encrypt(record_key.expose_secret(), &aad, rng),
+                extra: sealed,
+                ciphertext: record_key.encrypt(&plain, &aad, rng),
+            }
+        };
+        out.push(self.push(keys, now_ms, body));
         Ok(out)
     }
 

@@ -24,6 +24,7 @@ pub mod envelope;
 pub mod folder;
 pub mod ids;
 pub mod ops;
+pub mod origin;
 pub mod replica;
 pub mod schema;
 pub mod space;

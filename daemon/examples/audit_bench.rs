@@ -68,7 +68,7 @@ fn main() {
         };
         let time = start + i as i64 * step;
         for record in writers[u]
-            .append(&devices[u], &readers, event, time, &mut OsRng)
+            .append(&devices[u], &readers, &[], event, time, &mut OsRng)
             .unwrap()
         {
             batch.push(AuditRow {
@@ -141,6 +141,7 @@ fn main() {
             .append(
                 &devices[0],
                 &readers,
+                &[],
                 AuditEvent::new("user0@example.com", Action::Reveal),
                 now + i,
                 &mut OsRng,

@@ -40,6 +40,7 @@ use crate::vault::actor::{Router, VaultHandle};
 use crate::vault::{Now, Output, Vault};
 
 mod audit_rpc;
+mod browser_rpc;
 mod convert;
 mod items_rpc;
 
@@ -514,6 +515,7 @@ fn on_vault(method: &str) -> Option<items_rpc::Handler> {
         .chain(team_rpc::METHODS.iter())
         .chain(net_rpc::METHODS.iter())
         .chain(audit_rpc::METHODS.iter())
+        .chain(browser_rpc::METHODS.iter())
         .find(|(name, _)| *name == method)
         .map(|(_, h)| *h)
 }

@@ -312,7 +312,7 @@ fn insert_audit(tx: &rusqlite::Transaction<'_>, row: &AuditRow) -> Result<(), St
 fn audit_kind(r: &coffer_crdt::audit::Record) -> i64 {
     match r.body().body {
         coffer_crdt::audit::Body::Key { .. } => 0,
-        coffer_crdt::audit::Body::Sealed { .. } => 1,
+        coffer_crdt::audit::Body::Sealed { .. } | coffer_crdt::audit::Body::Shared { .. } => 1,
         coffer_crdt::audit::Body::Checkpoint { .. } => 2,
     }
 }

@@ -105,6 +105,32 @@ pub struct ItemRef {
     /// Look in the trash instead of the live items.
     #[serde(default)]
     pub trash: bool,
+    /// `item.get` only: the use of the answer to record in the audit trail
+    /// in the same request (`coffer get --field`, `--copy`, `--reveal`), so
+    /// that an audited read costs one round trip, not two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<ItemUse>,
+}
+
+impl ItemRef {
+    /// A live item, nothing recorded.
+    pub fn live(item: impl Into<String>) -> Self {
+        Self {
+            item: item.into(),
+            trash: false,
+            record: None,
+        }
+    }
+}
+
+/// What a client does with an item it reads: an audit action a client
+/// does on its side of the socket (`reveal`, `copy`, `secret-read`, ...)
+/// and the field, if one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemUse {
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -166,6 +192,23 @@ pub struct ItemView {
     /// (`custom:KIND:TITLE` → `TITLE`), shown after the built-in ones.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+}
+
+impl ItemView {
+    /// The value of a field named by its key or its label (a custom
+    /// field's title), or `name`, `id`, `url`: what `coffer get --field`
+    /// prints.
+    pub fn field(&self, name: &str) -> Option<String> {
+        match name {
+            "name" => Some(self.name.clone()),
+            "id" => Some(self.id.clone()),
+            "url" | "urls" => (!self.urls.is_empty()).then(|| self.urls.join("\n")),
+            other => self.fields.get(other).cloned().or_else(|| {
+                let key = self.labels.iter().find(|(_, l)| l.as_str() == other)?.0;
+                self.fields.get(key).cloned()
+            }),
+        }
+    }
 }
 
 /// An item without secret values, for listings.
@@ -1422,6 +1465,96 @@ mod tests {
 
 mod audit;
 pub use audit::*;
+
+// ---- The browser extension (issue 15) ----
+//
+// The native messaging host (`coffer-native-host`) forwards these and
+// nothing else ([`BROWSER_METHODS`]); the replica decides every answer
+// from the top-level page's origin (`coffer_crdt::origin`).
+
+/// A page's top-level origin, as the browser reports the tab's URL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BrowserFindParams {
+    pub origin: String,
+}
+
+/// A login that may be filled into the page: no secret value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrowserLogin {
+    /// The item's full id: what `browser.fill` and `browser.totp` take.
+    pub id: String,
+    pub name: String,
+    pub folder: String,
+    pub username: Option<String>,
+    pub has_totp: bool,
+}
+
+/// One chosen login (its full id) for the page of `origin`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BrowserItemParams {
+    pub origin: String,
+    pub item: String,
+}
+
+/// What is filled into the page (no `Debug`: a password).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BrowserFields {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// The linked TOTP code for the 2FA field.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BrowserCode {
+    pub code: String,
+    pub seconds_remaining: u64,
+}
+
+/// "Save this login?" confirmed in the popup (no `Debug`: a password).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BrowserSaveParams {
+    pub origin: String,
+    /// The item's name; the page's host when absent or empty.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BrowserSaved {
+    pub id: String,
+    pub name: String,
+    pub folder: String,
+}
+
+method!(
+    /// The logins whose URLs may be filled into a page of `origin`.
+    BrowserFind, "browser.find", BrowserFindParams, Vec<BrowserLogin>
+);
+method!(
+    /// One login's username and password, for a page of `origin` only
+    /// (an `autofill` activity record).
+    BrowserFill, "browser.fill", BrowserItemParams, BrowserFields
+);
+method!(
+    /// One login's current TOTP code, for a page of `origin` only (an
+    /// `autofill` activity record of the field `totp`).
+    BrowserTotp, "browser.totp", BrowserItemParams, BrowserCode
+);
+method!(
+    /// Adds a login for `origin` to the Personal folder.
+    BrowserSave, "browser.save", BrowserSaveParams, BrowserSaved
+);
+
+/// Every method the native messaging host forwards; it refuses the rest.
+pub const BROWSER_METHODS: &[&str] = &[
+    BrowserFind::NAME,
+    BrowserFill::NAME,
+    BrowserTotp::NAME,
+    BrowserSave::NAME,
+];
 
 /// `relay.add`: a keyless relay, by its multiaddr with `/p2p/PEER_ID`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The web app's browser tests (issue 14): Playwright (Python) driving
+# The browser tests: the web app (issue 14, walkthrough.py) and the
+# browser extension with its native host (issue 15, extension.py).
+# Playwright (Python) driving
 # Debian's chromium against real cofferd daemons on loopback (temp dirs,
 # --no-mdns, web apps on free ports). Installs what it needs: chromium
 # (apt, as root) and a venv under target/ with playwright (pip); the
 # Playwright browser download is never used.
 #
 #   bash tests/browser/run.sh                 # the walkthrough and checks
-#   COFFER_BROWSER_ITEMS=10000 bash tests/browser/run.sh --perf-only
+#   COFFER_BROWSER_ITEMS=10000 bash tests/browser/run.sh --perf-only   # both perf runs
 #   COFFER_SCREENSHOTS=docs bash tests/browser/run.sh   # refresh docs/screenshots/
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -31,6 +33,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import playwright, ax
   "$venv/bin/pip" install -q playwright axe-playwright-python
 fi
 
-cargo build -q -p coffer-daemon -p coffer-cli
+cargo build -q -p coffer-daemon -p coffer-cli -p coffer-browser-host
 export COFFER_BIN_DIR="$target/debug"
-exec "$venv/bin/python" "$root/tests/browser/walkthrough.py" "$@"
+"$venv/bin/python" "$root/tests/browser/walkthrough.py" "$@"
+exec "$venv/bin/python" "$root/tests/browser/extension.py" "$@"

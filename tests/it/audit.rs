@@ -192,6 +192,60 @@ fn a_members_use_of_a_shared_secret_reaches_the_admin_and_no_other_member() {
     assert!(exported.as_array().unwrap().len() >= 2);
 }
 
+/// Records about a folder are visible to its Folder Managers: Bob manages
+/// Infra (and is an Item Manager of Ops); Cyd, a Folder Member of both,
+/// reveals a password in each. Bob reads Cyd's record about Infra and no
+/// other of hers (not Ops, not her unlocks); Ada, the admin, reads both.
+#[test]
+fn a_folder_manager_reads_the_records_about_their_folder_alone() {
+    let (a, b, c, _) = team();
+    a.ok(&["folder", "create", "Infra"], "");
+    for (user, role) in [
+        ("bob@example.com", "manager"),
+        ("cyd@example.com", "member"),
+    ] {
+        a.ok(
+            &["folder", "share", "Infra", "--user", user, "--role", role],
+            "",
+        );
+    }
+    a.add_login("db", "db-Secret-42", &["--folder", "Infra"]);
+    wait_until(SYNC_TIMEOUT, "Cyd has Infra/db", || {
+        c.coffer(&["get", "Infra/db"], "").status.success()
+    });
+    assert_eq!(
+        c.ok(&["get", "Infra/db", "--field", "password"], "").trim(),
+        "db-Secret-42"
+    );
+    assert_eq!(
+        c.ok(&["get", "Ops/aws", "--field", "password"], "").trim(),
+        "aws-Secret-77"
+    );
+
+    let reveals = |d: &Daemon| -> Vec<String> {
+        records(d, &["--user", "cyd@example.com", "--action", "reveal"])
+            .iter()
+            .map(|r| r["folder_name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    wait_until(SYNC_TIMEOUT, "Ada reads both of Cyd's reveals", || {
+        let mut seen = reveals(&a);
+        seen.sort();
+        seen == ["Infra", "Ops"]
+    });
+    wait_until(SYNC_TIMEOUT, "Bob reads Cyd's reveal in Infra", || {
+        reveals(&b) == ["Infra"]
+    });
+    // Bob holds Cyd's chain (that is how the Infra record reached him)
+    // and can read nothing else of it.
+    let of_cyd = records(&b, &["--user", "cyd@example.com"]);
+    assert_eq!(of_cyd.len(), 1, "{of_cyd:?}");
+    assert_eq!(of_cyd[0]["item_name"], "db");
+    assert_eq!(of_cyd[0]["field"], "password");
+    let v = verify(&b);
+    assert_eq!(v["clean"], true, "{v}");
+}
+
 fn sql(d: &Daemon, statement: &str, args: &[&dyn rusqlite::ToSql]) -> usize {
     let db = rusqlite::Connection::open(d.data_dir().join("vault.sqlite3")).unwrap();
     db.execute(statement, args).unwrap()
@@ -466,4 +520,57 @@ fn a_query_without_since_shows_the_newest_records() {
     assert_eq!(a.json(&["audit", "retention", "--json"], "")["days"], 30);
     a.fails(&["audit", "retention", "0"], "", 9);
     assert_eq!(verify(&a)["clean"], true);
+}
+
+/// `coffer get --field` and `--reveal` are recorded by the daemon in the
+/// request that serves the item (one record each, named with the field as
+/// asked); a field the item lacks shows nothing and records nothing; an
+/// action the daemon records itself cannot be claimed through `item.get`.
+#[test]
+fn a_read_is_recorded_in_the_request_that_serves_it() {
+    use coffer_ipc::methods as m;
+    let a = coffer_tests::Daemon::start();
+    init_as(&a, "Ada Admin", "ada@example.com");
+    a.add_login("aws", "aws-Secret-77", &[]);
+    let uses = |a: &Daemon| -> Vec<(String, String)> {
+        records(a, &["--item", "aws"])
+            .iter()
+            .filter(|r| matches!(r["action"].as_str(), Some("reveal" | "copy")))
+            .map(|r| {
+                (
+                    r["action"].as_str().unwrap().to_string(),
+                    r["field"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(uses(&a), vec![]);
+    assert_eq!(
+        a.ok(&["get", "aws", "--field", "password"], "").trim(),
+        "aws-Secret-77"
+    );
+    assert_eq!(uses(&a), vec![("reveal".into(), "password".into())]);
+    a.ok(&["get", "aws", "--reveal"], "");
+    a.ok(&["get", "aws"], "");
+    assert_eq!(
+        uses(&a),
+        vec![
+            ("reveal".into(), "password".into()),
+            ("reveal".into(), String::new()),
+        ]
+    );
+    a.fails(&["get", "aws", "--field", "pin"], "", 5);
+    assert_eq!(uses(&a).len(), 2);
+
+    let mut client = a.client();
+    let bad = client.call::<m::ItemGet>(&m::ItemRef {
+        item: "aws".into(),
+        trash: false,
+        record: Some(m::ItemUse {
+            action: "export".into(),
+            field: None,
+        }),
+    });
+    assert!(bad.is_err(), "{bad:?}");
+    assert_eq!(uses(&a).len(), 2);
 }

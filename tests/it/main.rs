@@ -6,6 +6,7 @@ mod admins;
 mod audit;
 mod autostart;
 mod bad_input;
+mod browser_host;
 mod cli_e2e;
 mod clipboard;
 mod conflicts;

@@ -23,7 +23,7 @@ fn chain(keys: &DeviceKeys, readers: &[Reader], n: u64, rng: &mut ChaCha20Rng) -
     let mut out = Vec::new();
     for i in 0..n {
         out.extend(
-            w.append(keys, readers, event(i), 1_000 + i as i64, rng)
+            w.append(keys, readers, &[], event(i), 1_000 + i as i64, rng)
                 .unwrap(),
         );
     }
@@ -80,9 +80,9 @@ fn a_new_reader_set_starts_a_new_key_epoch() {
     let mut w = ChainWriter::new(writer.device_id());
     let one = [(a.device_id(), a.exchange_public())];
     let two = [one[0], (b.device_id(), b.exchange_public())];
-    let first = w.append(&writer, &one, event(0), 1, &mut rng).unwrap();
-    let same = w.append(&writer, &one, event(1), 2, &mut rng).unwrap();
-    let wider = w.append(&writer, &two, event(2), 3, &mut rng).unwrap();
+    let first = w.append(&writer, &one, &[], event(0), 1, &mut rng).unwrap();
+    let same = w.append(&writer, &one, &[], event(1), 2, &mut rng).unwrap();
+    let wider = w.append(&writer, &two, &[], event(2), 3, &mut rng).unwrap();
     assert_eq!((first.len(), same.len(), wider.len()), (2, 1, 2));
     assert!(first[0].open_key(&b).is_none());
     let key = wider[0].open_key(&b).unwrap();
@@ -90,11 +90,53 @@ fn a_new_reader_set_starts_a_new_key_epoch() {
     // A writer resumed from its store keeps the epoch and the chain.
     let mut resumed = ChainWriter::resume(&writer, wider.last(), Some(&wider[0]));
     let next = resumed
-        .append(&writer, &two, event(3), 4, &mut rng)
+        .append(&writer, &two, &[], event(3), 4, &mut rng)
         .unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].seq(), 6);
     assert_eq!(next[0].body().prev, Some(wider[1].hash()));
+}
+
+/// A record about a folder sealed to that folder's managers too: they read
+/// that one record and no other of the chain; the chain's readers read it
+/// as any; the chain stays one chain and verifies clean.
+#[test]
+fn a_shared_record_reaches_its_extra_readers_and_no_other_record() {
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let (writer, admin, manager, stranger) = (device(1), device(2), device(3), device(4));
+    let mut w = ChainWriter::new(writer.device_id());
+    let readers = [(admin.device_id(), admin.exchange_public())];
+    let extra = [(manager.device_id(), manager.exchange_public())];
+    let mut all = w
+        .append(&writer, &readers, &[], event(0), 1, &mut rng)
+        .unwrap();
+    let shared = w
+        .append(&writer, &readers, &extra, event(1), 2, &mut rng)
+        .unwrap();
+    assert_eq!(shared.len(), 1, "no new key epoch for one shared record");
+    // An extra reader that is a chain reader already adds nothing.
+    let plain = w
+        .append(&writer, &readers, &readers, event(2), 3, &mut rng)
+        .unwrap();
+    assert!(matches!(plain[0].body().body, Body::Sealed { .. }));
+    all.extend(shared.iter().cloned());
+    all.extend(plain);
+
+    let chain_key = all[0].open_key(&admin).unwrap();
+    let opened: Vec<AuditEvent> = all[1..]
+        .iter()
+        .map(|r| r.open_event(&chain_key).unwrap())
+        .collect();
+    assert_eq!(opened, vec![event(0), event(1), event(2)]);
+    assert!(all[0].open_key(&manager).is_none());
+    let by_manager: Vec<Option<AuditEvent>> = all.iter().map(|r| r.open_shared(&manager)).collect();
+    assert_eq!(by_manager, vec![None, None, Some(event(1)), None]);
+    assert!(all.iter().all(|r| r.open_shared(&stranger).is_none()));
+
+    let decoded = Record::decode(shared[0].bytes()).unwrap();
+    assert_eq!(decoded.open_shared(&manager), Some(event(1)));
+    let reports = verify(rows(&all));
+    assert!(reports.iter().all(|r| r.findings.is_empty()), "{reports:?}");
 }
 
 #[test]
@@ -172,7 +214,7 @@ fn a_chain_rewritten_from_a_point_is_a_fork() {
     let honest = chain(&a, &[], 6, &mut rng);
     // The device rewrites from seq 5: a writer resumed at seq 4.
     let mut w = ChainWriter::resume(&a, Some(&honest[3]), Some(&honest[0]));
-    let rewritten = w.append(&a, &[], event(99), 5_000, &mut rng).unwrap();
+    let rewritten = w.append(&a, &[], &[], event(99), 5_000, &mut rng).unwrap();
     assert_eq!(rewritten[0].seq(), 5);
     // Both copies held: two records at seq 5.
     let mut both = rows(&honest);
@@ -191,7 +233,10 @@ fn a_checkpoint_covers_pruned_records() {
     let mut w = ChainWriter::new(a.device_id());
     let mut all = Vec::new();
     for i in 0..10 {
-        all.extend(w.append(&a, &[], event(i), i as i64, &mut rng).unwrap());
+        all.extend(
+            w.append(&a, &[], &[], event(i), i as i64, &mut rng)
+                .unwrap(),
+        );
     }
     let through = (all[5].seq(), all[5].hash());
     all.push(w.checkpoint(&a, through, 6, 100));
@@ -233,7 +278,7 @@ fn texts_are_cut_to_the_bound() {
     let mut w = ChainWriter::new(a.device_id());
     let mut e = event(0);
     e.item_name = Some("é".repeat(1000));
-    let recs = w.append(&a, &[], e, 1, &mut rng).unwrap();
+    let recs = w.append(&a, &[], &[], e, 1, &mut rng).unwrap();
     let key = recs[0].open_key(&a).unwrap();
     let opened = recs[1].open_event(&key).unwrap();
     assert!(opened.item_name.unwrap().len() <= MAX_TEXT);

@@ -14,7 +14,8 @@ use super::sync::ProtocolViolation;
 use super::{Persist, Replica, ReplicaError};
 use crate::audit::{AuditEvent, ChainWriter, Reader, Record};
 use crate::crypto::FolderKey;
-use crate::ids::DeviceId;
+use crate::ids::{DeviceId, SpaceId};
+use crate::ops::Role;
 
 /// Most records one `AuditRecords` message carries.
 pub const MAX_AUDIT_BATCH: usize = 2048;
@@ -68,7 +69,9 @@ impl Replica {
 
     /// Whether `reader`'s device may hold and read `author`'s records: the
     /// same device, a live device of the same user, or a live device of a
-    /// team admin.
+    /// team admin. Besides, a Folder Manager's device holds the chain of a
+    /// member of a folder it manages, and reads its records about that
+    /// folder alone ([`Self::audit_holds`]).
     pub fn audit_may_read(&self, reader: &DeviceId, author: &DeviceId) -> bool {
         if reader == author {
             return true;
@@ -83,6 +86,62 @@ impl Replica {
             return false;
         };
         t.team.admins.contains_key(user) || t.user_of(author) == Some(user)
+    }
+
+    /// The team folders `reader`'s device manages (Folder Manager role).
+    pub(super) fn audit_managed(&self, reader: &DeviceId) -> Vec<SpaceId> {
+        if !self
+            .team_state()
+            .is_some_and(|t| t.is_live_team_device(reader))
+        {
+            return Vec::new();
+        }
+        self.folders
+            .iter()
+            .filter(|(_, s)| s.team().is_some() && !s.is_deleted())
+            .filter(|(_, s)| s.role_of(reader) == Some(Role::Manager))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Whether `reader`'s device holds (syncs) `author`'s chain: it reads
+    /// it ([`Self::audit_may_read`]), or `author` is a member of a folder
+    /// in `managed` (the folders `reader` manages: [`Self::audit_managed`]),
+    /// whose records about that folder are sealed to it too.
+    pub(super) fn audit_holds(
+        &self,
+        reader: &DeviceId,
+        author: &DeviceId,
+        managed: &[SpaceId],
+    ) -> bool {
+        self.audit_may_read(reader, author)
+            || managed.iter().any(|f| {
+                self.folders
+                    .get(f)
+                    .is_some_and(|s| s.role_of(author).is_some())
+            })
+    }
+
+    /// The devices outside the chain's readers that may read an event
+    /// about `folder`: its Folder Managers' live devices.
+    fn audit_extra_readers(&self, folder: Option<&SpaceId>) -> Vec<Reader> {
+        let me = self.identity.device;
+        let (Some(t), Some(space)) = (self.team_state(), folder.and_then(|f| self.folders.get(f)))
+        else {
+            return Vec::new();
+        };
+        if space.team().is_none() {
+            return Vec::new();
+        }
+        space
+            .members()
+            .into_iter()
+            .filter(|(d, role)| *role == Role::Manager && *d != me && t.is_live_team_device(d))
+            .filter_map(|(d, _)| {
+                let r = t.team.devices.get(&d).filter(|r| !r.revoked)?;
+                Some((d, r.exchange))
+            })
+            .collect()
     }
 
     /// Whether this device's user is a team admin.
@@ -130,11 +189,12 @@ impl Replica {
         resume: impl FnOnce() -> (Option<Record>, Option<Record>),
     ) -> Result<(), ReplicaError> {
         let readers = self.audit_readers();
+        let extra = self.audit_extra_readers(event.folder.as_ref());
         event.user = self.identity.email.clone();
         let unlocked = self.unlocked.as_mut().ok_or(ReplicaError::Locked)?;
         let (keys, writer) = chain_writer(unlocked, resume);
         let records = writer
-            .append(keys, &readers, event, now_ms, rng)
+            .append(keys, &readers, &extra, event, now_ms, rng)
             .map_err(|_| ReplicaError::Locked)?;
         let user = self.identity.email.clone();
         self.audit_hold(
@@ -208,9 +268,10 @@ impl Replica {
             .peers
             .iter()
             .filter(|(p, st)| {
-                st.audit_heads
-                    .as_ref()
-                    .is_some_and(|_| grown.iter().any(|d| self.audit_may_read(p, d)))
+                st.audit_heads.as_ref().is_some_and(|_| {
+                    let managed = self.audit_managed(p);
+                    grown.iter().any(|d| self.audit_holds(p, d, &managed))
+                })
             })
             .map(|(p, _)| *p)
             .collect();
@@ -226,6 +287,7 @@ impl Replica {
         records: Vec<Vec<u8>>,
     ) -> Result<(), ProtocolViolation> {
         let me = self.identity.device;
+        let managed = self.audit_managed(&me);
         let mut rows = Vec::with_capacity(records.len());
         let mut bad = 0;
         for bytes in &records {
@@ -240,7 +302,7 @@ impl Replica {
             let known = self
                 .team_state()
                 .is_some_and(|t| t.team.devices.contains_key(&author));
-            if !known || author == me || !self.audit_may_read(&me, &author) {
+            if !known || author == me || !self.audit_holds(&me, &author, &managed) {
                 continue;
             }
             rows.push(AuditRow {
@@ -259,10 +321,11 @@ impl Replica {
     /// (send the records above it), if any.
     pub fn audit_wants(&self, peer: &DeviceId) -> Option<(DeviceId, u64)> {
         let theirs = self.peers.get(peer)?.audit_heads.as_ref()?;
+        let managed = self.audit_managed(peer);
         self.audit
             .heads
             .iter()
-            .filter(|(d, _)| self.audit_may_read(peer, d))
+            .filter(|(d, _)| self.audit_holds(peer, d, &managed))
             .map(|(d, mine)| (*d, *mine, theirs.get(d).copied().unwrap_or(0)))
             .find(|(_, mine, held)| mine > held)
             .map(|(d, _, held)| (d, held))
@@ -291,6 +354,13 @@ impl Replica {
         let unlocked = self.unlocked.as_mut().ok_or(ReplicaError::Locked)?;
         let mut out = Vec::with_capacity(records.len());
         for record in records {
+            if let Some(event) = record.open_shared(&unlocked.keys) {
+                out.push(OpenRecord {
+                    record,
+                    event: Some(event),
+                });
+                continue;
+            }
             let event = record.key_seq().and_then(|k| {
                 let at = (record.device(), k);
                 if !unlocked.audit.open.contains_key(&at) {

@@ -57,6 +57,16 @@ pub enum ReplicaError {
     /// An item edit the document refuses (too large, no such item...).
     #[error("{0}")]
     Item(FolderError),
+    /// A page origin nothing is filled into (`origin.rs`).
+    #[error(transparent)]
+    Origin(#[from] crate::origin::OriginError),
+    /// The item's URLs do not match the page (origin binding): nothing of
+    /// it leaves the vault for that page.
+    #[error("item {item} is not for {origin}: none of its URLs matches that page's scheme, port and registrable domain")]
+    NotForThisOrigin { item: String, origin: String },
+    /// Only login items are filled into pages.
+    #[error("{item} is not a login: only logins are filled into pages")]
+    NotALogin { item: String },
     /// An edit that changes nothing.
     #[error("nothing to change")]
     NothingToChange,

@@ -22,6 +22,7 @@
 //! the daemon's.
 
 mod audit;
+mod browser;
 mod error;
 mod exposure;
 mod items;
@@ -49,6 +50,7 @@ use crate::space::{Outcome, Report, Space};
 use crate::state::State;
 
 pub use audit::{AuditRow, OpenRecord, AUDIT_SINCE_VERSION, MAX_AUDIT_BATCH, MAX_AUDIT_HEADS};
+pub use browser::SavedLogin;
 pub use error::{Needs, ReplicaError};
 pub use exposure::{ExposedFolder, ExposedItem, Exposure};
 pub use items::{FolderSummary, HistoryItem, ImportItem, ImportPlan, ItemQuery, NewItemSpec};

@@ -588,10 +588,12 @@ impl Replica {
                 .team_state()
                 .is_some_and(|t| t.is_live_team_device(peer))
         {
+            let me = self.identity.device;
+            let managed = self.audit_managed(&me);
             let heads = self
                 .audit_heads()
                 .iter()
-                .filter(|(d, _)| self.audit_may_read(&self.identity.device, d))
+                .filter(|(d, _)| self.audit_holds(&me, d, &managed))
                 .map(|(d, s)| (*d, *s))
                 .take(super::MAX_AUDIT_HEADS)
                 .collect();

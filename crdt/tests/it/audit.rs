@@ -3,15 +3,22 @@
 //! admin reads them, the chains verify clean; a forged record is refused.
 
 use coffer_crdt::audit::{self, Action, AuditEvent, Row};
+use coffer_crdt::ops::Role;
 use coffer_crdt::replica::SyncMessage;
+use coffer_crdt::SpaceId;
 
 use crate::harness::rng;
 use crate::net::World;
 
 fn append(w: &mut World, i: usize, action: Action, item: &str) {
+    append_in(w, i, action, item, None);
+}
+
+fn append_in(w: &mut World, i: usize, action: Action, item: &str, folder: Option<SpaceId>) {
     let event = AuditEvent {
         item_name: Some(item.into()),
         field: Some("password".into()),
+        folder,
         ..AuditEvent::new("", action)
     };
     let stored: Vec<_> = w.nodes[i]
@@ -129,4 +136,54 @@ fn a_record_with_a_bad_signature_cuts_the_peer_off_and_changes_nothing() {
     );
     w.nodes[0].drain();
     assert_eq!(w.nodes[0].store.audit.len(), before);
+}
+
+/// A record about a folder reaches its Folder Manager, who reads it and no
+/// other record of the writer's; an Item Manager of the folder reads none.
+#[test]
+fn a_folder_manager_reads_the_records_about_their_folder() {
+    let mut w = World::new(&["ada", "bob", "cyd", "dan"], rng(133));
+    w.found_team(0, 0, &[]);
+    for i in 1..4 {
+        w.admit(0, i, &[]);
+    }
+    w.settle();
+    let infra = w.nodes[0]
+        .replica
+        .create_folder("Infra", 5, &mut w.rng)
+        .unwrap()
+        .id;
+    for (i, role) in [(1, Role::Manager), (2, Role::Member), (3, Role::Editor)] {
+        w.share(0, "Infra", i, role);
+    }
+    w.settle();
+    // Bob and Cyd never meet: Cyd's records reach Bob through Ada.
+    w.cut.insert((1, 2));
+    w.disconnect(1, 2);
+    append(&mut w, 2, Action::Unlock, "");
+    append_in(&mut w, 2, Action::Reveal, "db", Some(infra));
+    append(&mut w, 2, Action::Reveal, "Bank");
+    w.settle();
+    let cyd = w.nodes[2].id();
+    let held = |w: &World, i: usize| -> Vec<audit::Record> {
+        let by_seq: std::collections::BTreeMap<u64, audit::Record> = w.nodes[i]
+            .store
+            .audit
+            .iter()
+            .filter(|r| r.record.device() == cyd)
+            .map(|r| (r.record.seq(), r.record.clone()))
+            .collect();
+        by_seq.into_values().collect()
+    };
+    let ada = held(&w, 0);
+    let bob = held(&w, 1);
+    assert_eq!(bob.len(), ada.len(), "Bob holds Cyd's whole chain");
+    assert!(held(&w, 3).is_empty(), "an Item Manager holds none of it");
+    let keys = w.nodes[1].keys.clone();
+    let opened: Vec<AuditEvent> = bob.iter().filter_map(|r| r.open_shared(&keys)).collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0].item_name.as_deref(), Some("db"));
+    assert_eq!(opened[0].folder, Some(infra));
+    let reports = audit::verify(rows(&w, 1));
+    assert!(reports.iter().all(|r| r.findings.is_empty()), "{reports:?}");
 }

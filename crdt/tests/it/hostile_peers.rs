@@ -21,17 +21,7 @@ fn team() -> World {
         .replica
         .create_folder("Ops", 5, &mut w.rng)
         .unwrap();
-    let cyd = w.nodes[2].user();
-    w.nodes[0]
-        .replica
-        .folder_share(
-            "Ops",
-            Principal::User(cyd),
-            ShareChange::Share(Role::Editor),
-            &mut w.rng,
-        )
-        .unwrap();
-    w.nodes[0].drain();
+    w.share(0, "Ops", 2, Role::Editor);
     w.settle();
     w
 }

@@ -3,6 +3,7 @@
 
 mod attacks;
 mod audit;
+mod browser;
 mod harness;
 mod hostile_peers;
 mod manage;

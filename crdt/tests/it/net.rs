@@ -478,6 +478,17 @@ impl World {
         self.nodes[founder].drain();
     }
 
+    /// `by` shares `folder` with the user of node `with` as `role`.
+    pub fn share(&mut self, by: usize, folder: &str, with: usize, role: coffer_crdt::ops::Role) {
+        let who = coffer_crdt::ops::Principal::User(self.nodes[with].user());
+        let change = coffer_crdt::replica::ShareChange::Share(role);
+        self.nodes[by]
+            .replica
+            .folder_share(folder, who, change, &mut self.rng)
+            .unwrap_or_else(|e| panic!("share {folder}: {e}"));
+        self.nodes[by].drain();
+    }
+
     /// `joiner` joins the team of `admin` as a new user (what enrolment
     /// does once the codes matched), with groups.
     pub fn admit(&mut self, admin: usize, joiner: usize, groups: &[&str]) {

@@ -126,17 +126,7 @@ fn every_removal_rotates_and_everyone_left_reads_old_and_new_after_lock_and_rest
         // Dan joins after the rotation, into "it" (unshare: shared directly).
         w.admit(0, 3, &["it"]);
         if matches!(how, Removal::Unshare) {
-            let dan = w.nodes[3].user();
-            w.nodes[0]
-                .replica
-                .folder_share(
-                    "Ops",
-                    Principal::User(dan),
-                    ShareChange::Share(Role::Member),
-                    &mut w.rng,
-                )
-                .unwrap();
-            w.nodes[0].drain();
+            w.share(0, "Ops", 3, Role::Member);
         }
         w.settle();
         // Bob holds no key of the new epoch: neither on his device (what

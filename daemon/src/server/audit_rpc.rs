@@ -36,23 +36,25 @@ fn action(name: &str) -> Result<Action, Failure> {
     })
 }
 
+/// An action a client may report: only what happens on its side of the
+/// socket (the daemon records the rest itself).
+pub(super) fn client_action(name: &str) -> Result<Action, Failure> {
+    let action = action(name)?;
+    if !matches!(
+        action,
+        Action::Reveal | Action::Copy | Action::TotpCopy | Action::SecretRead | Action::Autofill
+    ) {
+        return Err(Failure(invalid(format!(
+            "{} is recorded by the daemon itself",
+            action.as_str()
+        ))));
+    }
+    Ok(action)
+}
+
 impl OnVault for m::AuditNote {
     fn run(v: &mut Vault, p: m::AuditNoteParams) -> Result<m::Empty, Failure> {
-        let action = action(&p.action)?;
-        // Only what happens on the client's side of the socket.
-        if !matches!(
-            action,
-            Action::Reveal
-                | Action::Copy
-                | Action::TotpCopy
-                | Action::SecretRead
-                | Action::Autofill
-        ) {
-            return Err(Failure(invalid(format!(
-                "{} is recorded by the daemon itself",
-                action.as_str()
-            ))));
-        }
+        let action = client_action(&p.action)?;
         let field = p.field.filter(|f| !f.is_empty());
         let event = match &p.item {
             Some(item) => v.audit_item_event(action, item, field)?,

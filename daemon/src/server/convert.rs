@@ -85,7 +85,8 @@ fn replica_code(e: &ReplicaError) -> ErrorCode {
         ReplicaError::NotAllowed { .. }
         | ReplicaError::NotAdmin { .. }
         | ReplicaError::NotFounder
-        | ReplicaError::LeaveThroughGroup { .. } => ErrorCode::PermissionDenied,
+        | ReplicaError::LeaveThroughGroup { .. }
+        | ReplicaError::NotForThisOrigin { .. } => ErrorCode::PermissionDenied,
         ReplicaError::WrongKeys { .. } | ReplicaError::Internal(_) => ErrorCode::Internal,
         ReplicaError::NoLongerMember(_) => ErrorCode::NoLongerMember,
         _ => ErrorCode::InvalidInput,

@@ -126,11 +126,27 @@ impl OnVault for m::ItemAdd {
 
 impl OnVault for m::ItemGet {
     fn run(v: &mut Vault, p: m::ItemRef) -> Result<m::ItemView, Failure> {
-        let (folder, id, _) = v.find_item(&ItemQuery {
+        let action = p
+            .record
+            .as_ref()
+            .map(|u| super::audit_rpc::client_action(&u.action))
+            .transpose()?;
+        let (folder, id, found) = v.find_item(&ItemQuery {
             item: p.item,
             trash: p.trash,
         })?;
-        view(v, folder, id)
+        let name = found.name.clone();
+        let view = view(v, folder, id)?;
+        if let (Some(action), Some(used)) = (action, p.record) {
+            let field = used.field.filter(|f| !f.is_empty());
+            // A field the item lacks is an error at the client: nothing
+            // was shown, so nothing is recorded.
+            if field.as_deref().is_none_or(|f| view.field(f).is_some()) {
+                let event = v.audit_event_for(folder, id, name, action, field)?;
+                v.audit_note(event, now());
+            }
+        }
+        Ok(view)
     }
 }
 

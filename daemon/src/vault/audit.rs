@@ -7,7 +7,7 @@
 
 use coffer_crdt::audit::{self, AuditEvent, ChainReport, Record, Row};
 use coffer_crdt::replica::{ItemQuery, OpenRecord, SyncMessage, MAX_AUDIT_BATCH};
-use coffer_crdt::{DeviceId, ReplicaError};
+use coffer_crdt::{DeviceId, ItemId, ReplicaError, SpaceId};
 use tracing::warn;
 
 use super::{Now, Vault, VaultError};
@@ -70,12 +70,24 @@ impl Vault {
             }
             other => other?,
         };
-        let r = self.replica()?;
+        let name = found.name.clone();
+        self.audit_event_for(folder, id, name, action, field)
+    }
+
+    /// An event about an item found already: its folder's name now.
+    pub fn audit_event_for(
+        &self,
+        folder: SpaceId,
+        item: ItemId,
+        item_name: String,
+        action: audit::Action,
+        field: Option<String>,
+    ) -> Result<AuditEvent, VaultError> {
         Ok(AuditEvent {
             folder: Some(folder),
-            folder_name: Some(r.folder_name(&folder)),
-            item: Some(id),
-            item_name: Some(found.name.clone()),
+            folder_name: Some(self.replica()?.folder_name(&folder)),
+            item: Some(item),
+            item_name: Some(item_name),
             field,
             ..AuditEvent::new("", action)
         })

@@ -139,19 +139,27 @@ fn main() {
         let env = Envelope::sign(b, &keys);
         fs::write(dir.join(format!("env{n:02}")), env.bytes()).unwrap();
     }
-    // Audit records: a key record, sealed events, a checkpoint.
+    // Audit records: a key record, sealed events, a shared event (sealed to
+    // a folder's managers too), a checkpoint.
     let audit_dir = root.join("audit_decode");
     fs::create_dir_all(&audit_dir).unwrap();
     let mut writer = ChainWriter::new(keys.device_id());
     let readers = [(other.device_id(), other.exchange_public())];
     let mut records = Vec::new();
-    for (n, action) in [Action::Reveal, Action::TotpCopy].into_iter().enumerate() {
+    let manager = DeviceKeys::generate(&mut rng);
+    let managers = [(manager.device_id(), manager.exchange_public())];
+    for (n, action) in [Action::Reveal, Action::TotpCopy, Action::Copy].into_iter().enumerate() {
         let event = AuditEvent {
             item_name: Some(format!("item {n}")),
             field: Some("password".into()),
             ..AuditEvent::new("ann@example.test", action)
         };
-        records.extend(writer.append(&keys, &readers, event, 1_000 + n as i64, &mut rng).unwrap());
+        let extra: &[_] = if n == 2 { &managers } else { &[] };
+        records.extend(
+            writer
+                .append(&keys, &readers, extra, event, 1_000 + n as i64, &mut rng)
+                .unwrap(),
+        );
     }
     let through = (records[0].seq(), records[0].hash());
     records.push(writer.checkpoint(&keys, through, 1_000, 2_000));
