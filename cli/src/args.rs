@@ -250,6 +250,9 @@ pub enum Command {
     /// The team's users (by email).
     #[command(subcommand)]
     User(Lazy<team::UserCommand>),
+    /// The team's keyless relays: add, list, remove; `status` on a relay.
+    #[command(subcommand)]
+    Relay(Lazy<crate::relay::RelayCommand>),
     /// User groups: folders shared with a group reach all its users.
     #[command(subcommand)]
     Group(Lazy<team::GroupCommand>),

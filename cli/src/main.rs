@@ -15,6 +15,7 @@ mod generate;
 mod input;
 mod output;
 mod refs;
+mod relay;
 mod service;
 mod sync;
 mod team;
@@ -671,6 +672,7 @@ fn dispatch(
         }
         Command::Folder(Lazy(FolderCommand::Sharing(cmd))) => team::share(ctx, cmd)?,
         Command::Team(Lazy(cmd)) => team::team(ctx, cmd)?,
+        Command::Relay(Lazy(cmd)) => relay::relay(ctx, cmd)?,
         Command::Audit(Lazy(args)) => audit::run(ctx, args)?,
         Command::User(Lazy(cmd)) => team::user(ctx, cmd)?,
         Command::Group(Lazy(cmd)) => team::group(ctx, cmd)?,

@@ -282,7 +282,25 @@ pub enum RosterOp {
         name: String,
         joined_ms: i64,
     },
+    /// Adds a keyless relay (admins only): an always-on peer that holds
+    /// and forwards the team's envelopes without any key. It is named by
+    /// its Ed25519 transport key (its libp2p identity; its device id in
+    /// the roster is that key), and `addrs` are the multiaddrs devices
+    /// dial it at. Adding it again replaces its addresses.
+    AddRelay {
+        transport: [u8; 32],
+        addrs: Vec<String>,
+    },
+    /// Removes a relay (admins only): devices stop syncing with it, and
+    /// the relay, seeing the op, drops every envelope of the team.
+    RemoveRelay {
+        transport: [u8; 32],
+    },
 }
+
+/// Most addresses one [`RosterOp::AddRelay`] may carry, and the longest.
+pub const MAX_RELAY_ADDRS: usize = 8;
+pub const MAX_RELAY_ADDR_LEN: usize = 256;
 
 impl RosterOp {
     /// An [`RosterOp::AddDevice`] for `device`'s keys, with its proof: the
@@ -479,6 +497,11 @@ impl ControlOp {
                 RosterOp::NameDevice { name, .. } => name.len() <= MAX_DEVICE_NAME,
                 RosterOp::DeleteGroup { group, cutoffs } => name_ok(group) && cutoffs_ok(cutoffs),
                 RosterOp::RenameTeam { name } => name_ok(name),
+                RosterOp::AddRelay { addrs, .. } => {
+                    addrs.len() <= MAX_RELAY_ADDRS
+                        && addrs.iter().all(|a| a.len() <= MAX_RELAY_ADDR_LEN)
+                }
+                RosterOp::RemoveRelay { .. } => true,
                 RosterOp::NameUser { user, name, .. } => user_ok(user) && name_ok(name),
                 RosterOp::RemoveFromGroup {
                     group,

@@ -71,6 +71,12 @@ pub struct TeamState {
     /// When each user joined (the first [`RosterOp::NameUser`] since they
     /// were added), by the writer's clock.
     pub joined_ms: OrdMap<UserId, i64>,
+    /// The team's keyless relays ([`RosterOp::AddRelay`]), by device id
+    /// (the relay's transport key), with the addresses to dial them at.
+    pub relays: OrdMap<DeviceId, Vec<String>>,
+    /// Relays removed ([`RosterOp::RemoveRelay`]) and not added again:
+    /// devices send them the op that removed them, nothing else.
+    pub removed_relays: OrdSet<DeviceId>,
 }
 
 /// One folder grant.
@@ -1100,6 +1106,31 @@ impl State {
                     return deny("no such group");
                 }
                 self.team.deleted_groups.insert(group.clone());
+            }
+            RosterOp::AddRelay { transport, addrs } => {
+                need_admin()?;
+                let id = DeviceId(*transport);
+                if self.team.devices.contains_key(&id)
+                    || self
+                        .team
+                        .devices
+                        .values()
+                        .any(|r| r.transport == *transport)
+                {
+                    return deny("that key is a device of the team, not a relay");
+                }
+                if info.strict && self.team.relays.get(&id) == Some(addrs) {
+                    return deny("the relay is there already");
+                }
+                self.team.relays.insert(id, addrs.clone());
+                self.team.removed_relays.remove(&id);
+            }
+            RosterOp::RemoveRelay { transport } => {
+                need_admin()?;
+                if self.team.relays.remove(&DeviceId(*transport)).is_none() {
+                    return deny("no such relay");
+                }
+                self.team.removed_relays.insert(DeviceId(*transport));
             }
             RosterOp::RenameTeam { name } => {
                 need_admin()?;

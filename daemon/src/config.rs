@@ -20,6 +20,8 @@ pub struct Config {
     pub net: crate::net::NetConfig,
     /// Where the local web app listens (a loopback address), or none.
     pub ui: Option<std::net::SocketAddr>,
+    /// `--relay`: run as a keyless relay, with these limits.
+    pub relay: Option<coffer_crdt::replica::relay::RelayLimits>,
 }
 
 /// The web app's default address (`--ui-listen`).

@@ -75,6 +75,19 @@ struct Args {
     /// With --log-file: the size at which it rotates (default 4 MiB).
     #[arg(long, value_name = "BYTES", default_value_t = coffer_daemon::logfile::DEFAULT_MAX_BYTES)]
     log_max_bytes: u64,
+    /// Run as a keyless relay (docs/relay.md): hold and forward the
+    /// envelopes of every team whose admin added this relay (`coffer relay
+    /// add`), with no PIN and no key that opens them. Use a data dir of
+    /// its own; no mDNS, no web app.
+    #[arg(long)]
+    relay: bool,
+    /// Do not try to punch a direct connection (DCUtR) through NATs to a
+    /// device reached through a relay: stay relayed.
+    #[arg(long)]
+    no_hole_punch: bool,
+    /// With --relay: the envelope bytes kept per team at most (default 1 GiB).
+    #[arg(long, value_name = "BYTES")]
+    relay_max_team_bytes: Option<u64>,
     /// Print the cofferd(1) man page (roff) and exit (for packaging).
     #[arg(long, hide = true)]
     man_page: bool,
@@ -267,10 +280,19 @@ fn run(args: Args) -> anyhow::Result<()> {
                     .collect::<Vec<_>>(),
                 "--peer",
             )?,
-            mdns: !args.no_mdns && file.mdns.unwrap_or(true),
+            mdns: !args.relay && !args.no_mdns && file.mdns.unwrap_or(true),
             disabled: args.no_network,
+            relay: args.relay,
+            no_hole_punch: args.no_hole_punch,
         },
-        ui: match (args.no_ui, args.ui_listen) {
+        relay: args.relay.then(|| {
+            let mut limits = coffer_crdt::replica::relay::RelayLimits::default();
+            if let Some(max) = args.relay_max_team_bytes {
+                limits.max_team_bytes = max;
+            }
+            limits
+        }),
+        ui: match (args.no_ui || args.relay, args.ui_listen) {
             (true, _) => None,
             (false, Some(addr)) => Some(addr),
             (false, None) => coffer_daemon::config::DEFAULT_UI_LISTEN.parse().ok(),

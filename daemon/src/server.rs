@@ -47,6 +47,7 @@ mod items_rpc;
 use convert::{Answer, Failure};
 mod enrol_rpc;
 mod net_rpc;
+mod relay_rpc;
 mod team_rpc;
 mod web;
 
@@ -131,6 +132,7 @@ fn invalid(msg: impl Into<String>) -> RpcError {
 struct Bus {
     events: broadcast::Sender<Event>,
     allowed: watch::Sender<BTreeMap<DeviceId, [u8; 32]>>,
+    relays: watch::Sender<BTreeMap<DeviceId, Vec<String>>>,
 }
 
 impl Router for Bus {
@@ -143,6 +145,9 @@ impl Router for Bus {
             }
             Output::AllowedPeers(a) => {
                 self.allowed.send_replace(a);
+            }
+            Output::Relays(r) => {
+                self.relays.send_replace(r);
             }
             Output::Transmit(_) => {}
         }
@@ -170,6 +175,9 @@ impl Shared {
         }
         if enrol_rpc::handles(method) {
             return self.dispatch_enrol(method, raw);
+        }
+        if relay_rpc::handles(method) {
+            return self.dispatch_relay(method, raw);
         }
         match method {
             m::UiOpen::NAME => {
@@ -525,10 +533,15 @@ fn sync_partners(v: &Vault) -> (BTreeSet<DeviceId>, BTreeMap<DeviceId, String>) 
         .collect();
     if let Some(t) = r.team_state() {
         names.extend(t.team.device_names.iter().map(|(d, n)| (*d, n.clone())));
+        names.extend(t.team.relays.keys().map(|d| (*d, "relay".to_string())));
     }
     // A device the team took out stays connectable only to be told so:
     // no partner to list.
-    let out = |d: &DeviceId| r.team_state().is_some_and(|t| t.is_dead(d));
+    // Nor a relay the team removed.
+    let out = |d: &DeviceId| {
+        r.team_state()
+            .is_some_and(|t| t.is_dead(d) || t.team.removed_relays.contains(d))
+    };
     let partners = r.allowed_peers().keys().filter(|d| !out(d)).copied();
     (partners.collect(), names)
 }
@@ -654,13 +667,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     fs::set_permissions(&config.data_dir, fs::Permissions::from_mode(0o700))?;
     let _lock = lock_data_dir(&config.data_dir)?;
-    let vault = Vault::open(&config.data_dir, config.kdf).context("cannot open the vault store")?;
+    let vault = match config.relay {
+        Some(limits) => Vault::open_relay(&config.data_dir, limits, &mut rand::rngs::OsRng)
+            .context("cannot open the relay's store")?,
+        None => Vault::open(&config.data_dir, config.kdf).context("cannot open the vault store")?,
+    };
     let listener = bind_socket(&config.socket)?;
     let (events, _) = broadcast::channel(256);
     let (allowed, allowed_rx) = watch::channel(BTreeMap::new());
+    let (relays, relays_rx) = watch::channel(BTreeMap::new());
     let bus = Bus {
         events: events.clone(),
         allowed,
+        relays,
     };
     let vault = VaultHandle::spawn(vault, config.auto_lock, bus);
     let net = Net::spawn(
@@ -668,6 +687,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         vault.clone(),
         events.clone(),
         allowed_rx,
+        relays_rx,
     );
     let ui = config
         .ui

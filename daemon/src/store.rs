@@ -114,6 +114,14 @@ impl Store {
             .transpose()
     }
 
+    pub fn put_kv(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
     pub fn put_json<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value).expect("serialising plain data cannot fail");
         self.conn.execute(
@@ -192,6 +200,20 @@ impl Store {
         }
         for row in audit {
             insert_audit(&tx, row)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets spaces and every envelope and snapshot of them (a relay's
+    /// team that removed it, a folder the team deleted), in one transaction.
+    pub fn drop_spaces(&mut self, spaces: &[SpaceId]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for space in spaces {
+            let id = &space.0[..];
+            tx.execute("DELETE FROM envelopes WHERE space = ?1", params![id])?;
+            tx.execute("DELETE FROM snapshots WHERE space = ?1", params![id])?;
+            tx.execute("DELETE FROM spaces WHERE id = ?1", params![id])?;
         }
         tx.commit()?;
         Ok(())

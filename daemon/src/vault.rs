@@ -30,6 +30,7 @@ use crate::store::{Store, StoreError};
 pub mod actor;
 pub mod audit;
 pub mod enrol;
+pub mod relay;
 #[cfg(test)]
 mod reload_tests;
 
@@ -114,6 +115,8 @@ pub enum Output {
     AllowedPeers(BTreeMap<DeviceId, [u8; 32]>),
     /// The replica has messages for this peer (`poll_transmit`).
     Transmit(DeviceId),
+    /// The team's relays (by device id = transport key) and their addresses.
+    Relays(BTreeMap<DeviceId, Vec<String>>),
 }
 
 /// A device as its pairing key names it.
@@ -157,6 +160,8 @@ pub struct Vault {
     kdf: KdfParams,
     /// `None` before `init`.
     replica: Option<Replica>,
+    /// `cofferd --relay`: the keyless relay instead of a replica.
+    relay: Option<coffer_crdt::replica::relay::Relay>,
     /// Effects for the actor, in the order they happened.
     outputs: Vec<Output>,
     /// The replica was rebuilt from the store (after a failed write).
@@ -173,6 +178,7 @@ impl Vault {
             store,
             kdf,
             replica: None,
+            relay: None,
             outputs: Vec::new(),
             reloaded: false,
         };
@@ -233,6 +239,9 @@ impl Vault {
     /// write the replica is reloaded from the store, so memory never runs
     /// ahead of disk.
     pub fn settle(&mut self) -> Result<(), VaultError> {
+        if self.relay.is_some() {
+            return self.settle_relay();
+        }
         let Some(replica) = self.replica.as_mut() else {
             return Ok(());
         };
@@ -254,8 +263,10 @@ impl Vault {
         let mut batches = Vec::new();
         let mut snapshots = Vec::new();
         let mut audit = Vec::new();
+        let mut drops = Vec::new();
         for p in persists {
             match p {
+                Persist::DropSpace { space } => drops.push(*space),
                 Persist::Audit(rows) => audit.extend(rows.iter().cloned()),
                 Persist::Envelopes {
                     space,
@@ -275,6 +286,12 @@ impl Vault {
             .transpose()?;
         let kv: Vec<(&str, Vec<u8>)> = trusted.map(|t| (KV_TRUSTED, t)).into_iter().collect();
         self.store.persist(&kv, &batches, &snapshots, &audit)?;
+        if !drops.is_empty() {
+            // After the batches: a space is never dropped and written again
+            // in one settle. A crash in between leaves it for the relay to
+            // drop again when it loads.
+            self.store.drop_spaces(&drops)?;
+        }
         Ok(())
     }
 
@@ -406,7 +423,8 @@ impl Vault {
                 Persist::Trusted(_)
                 | Persist::Audit(_)
                 | Persist::Snapshot { .. }
-                | Persist::DropSnapshot { .. } => None,
+                | Persist::DropSnapshot { .. }
+                | Persist::DropSpace { .. } => None,
             })
             .collect();
         // All or nothing: keystore, sealed keys, identity and the Personal folder.
@@ -662,6 +680,9 @@ impl Vault {
     /// signing key, which exists only under the PIN — a copy of the data
     /// dir lets nobody sign as this device. `None` before `init`.
     pub fn network_secret(&self) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
+        if self.is_relay() {
+            return self.relay_secret();
+        }
         if self.replica.is_none() {
             return Ok(None);
         }
@@ -784,14 +805,19 @@ impl Vault {
 
 /// The replica's queued effects: what to persist, and the rest for the actor.
 fn drain(replica: &mut Replica) -> (Vec<Persist>, Vec<Output>) {
+    drain_with(|| replica.poll_effect())
+}
+
+fn drain_with(mut next: impl FnMut() -> Option<Effect>) -> (Vec<Persist>, Vec<Output>) {
     let mut persists = Vec::new();
     let mut outputs = Vec::new();
-    while let Some(effect) = replica.poll_effect() {
+    while let Some(effect) = next() {
         match effect {
             Effect::Persist(p) => persists.push(p),
             Effect::Event(e) => outputs.push(Output::Event(e)),
             Effect::AllowedPeers(a) => outputs.push(Output::AllowedPeers(a)),
             Effect::Transmit(d) => outputs.push(Output::Transmit(d)),
+            Effect::Relays(r) => outputs.push(Output::Relays(r)),
         }
     }
     (persists, outputs)

@@ -644,6 +644,11 @@ pub struct PeerInfo {
     pub bytes_received: u64,
     pub envelopes_sent: u64,
     pub envelopes_received: u64,
+    /// How the connection runs: "lan", "direct" (over the internet, a
+    /// hole punched by DCUtR included) or "relayed" (through a relay's
+    /// circuit, still Noise end to end).
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -653,6 +658,19 @@ pub struct PeersResult {
     pub listen: Vec<String>,
     pub mdns: bool,
     pub peers: Vec<PeerInfo>,
+    /// AutoNAT's verdict on this device: "public", "private" or "unknown".
+    #[serde(default)]
+    pub nat: Option<String>,
+    /// Hole punches (DCUtR) since start: succeeded and failed.
+    #[serde(default)]
+    pub hole_punches: HolePunches,
+}
+
+/// DCUtR attempts since the daemon started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolePunches {
+    pub succeeded: u64,
+    pub failed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1537,3 +1555,80 @@ pub const BROWSER_METHODS: &[&str] = &[
     BrowserTotp::NAME,
     BrowserSave::NAME,
 ];
+
+/// `relay.add`: a keyless relay, by its multiaddr with `/p2p/PEER_ID`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelayAddParams {
+    /// The relay's address(es), each ending in `/p2p/PEER_ID` (one peer).
+    pub addrs: Vec<String>,
+}
+
+/// `relay.remove`: a relay by its peer id (or its device id in hex).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelayRemoveParams {
+    pub relay: String,
+}
+
+/// One relay of the team.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayInfo {
+    /// Its libp2p peer id.
+    pub peer_id: String,
+    /// Its device id in the roster (its transport key, hex).
+    pub device_id: String,
+    pub addrs: Vec<String>,
+    /// Connected now.
+    pub connected: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayListResult {
+    pub relays: Vec<RelayInfo>,
+}
+
+/// One team a relay holds (`relay.status`, asked of `cofferd --relay`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayTeamHeld {
+    pub team_id: String,
+    pub name: String,
+    pub spaces: usize,
+    pub envelopes: usize,
+    pub bytes: u64,
+    /// Held without effect (refused by the acceptance rule).
+    pub quarantined: usize,
+    /// Devices of the team connected now.
+    pub connected: usize,
+    /// At its byte limit: new envelopes are not kept.
+    pub full: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayStatusResult {
+    /// This relay's peer id (what `coffer relay add` needs, with an address).
+    pub peer_id: String,
+    pub listen: Vec<String>,
+    pub teams: Vec<RelayTeamHeld>,
+    /// Connected peers that showed no roster naming this relay (yet).
+    pub pending: usize,
+    /// Sessions cut for a protocol violation since start.
+    pub refused_sessions: u64,
+    /// Batches not kept because their team was full, since start.
+    pub dropped_full: u64,
+}
+
+method!(
+    /// Adds a keyless relay to the team (admins only).
+    RelayAdd, "relay.add", RelayAddParams, TeamChangeResult
+);
+method!(
+    /// Removes a relay from the team (admins only).
+    RelayRemove, "relay.remove", RelayRemoveParams, TeamChangeResult
+);
+method!(
+    /// The team's relays.
+    RelayList, "relay.list", Empty, RelayListResult
+);
+method!(
+    /// What a relay (`cofferd --relay`) holds: asked of the relay itself.
+    RelayStatus, "relay.status", Empty, RelayStatusResult
+);

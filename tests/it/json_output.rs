@@ -102,6 +102,12 @@ fn every_command_prints_json_with_json_errors_included() {
     let pin_line = format!("{PIN}\n");
     let backup_lines = format!("{PIN}\nbackup pass\n");
     let device0 = "00".repeat(32);
+    let relay_peer = libp2p::identity::Keypair::ed25519_from_bytes([7u8; 32])
+        .expect("a seed")
+        .public()
+        .to_peer_id()
+        .to_string();
+    let relay_addr = format!("/ip4/192.0.2.7/tcp/7373/p2p/{relay_peer}");
     let audit_file = file("audit.csv");
     let (tpl, out, codes, bak) = (
         file("tpl"),
@@ -174,6 +180,13 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["sync", "now"], "", 0),
         (vec!["team", "create", "Acme"], "", 0),
         (vec!["team", "show"], "", 0),
+        (vec!["relay", "ls"], "", 0),
+        (vec!["relay", "add", "/ip4/192.0.2.7/tcp/7373"], "", 9),
+        (vec!["relay", "add", &relay_addr], "", 0),
+        (vec!["relay", "remove", &relay_peer], "", 0),
+        (vec!["relay", "remove", &relay_peer], "", 9),
+        // This daemon is no relay: the error, in JSON.
+        (vec!["relay", "status"], "", 9),
         // A team of one with nobody to reach: no problem (exit 22 otherwise).
         (vec!["doctor"], "", 0),
         (vec!["user", "ls"], "", 0),

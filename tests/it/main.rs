@@ -22,6 +22,8 @@ mod json_output;
 mod no_plaintext;
 mod personal;
 mod recover;
+mod relay;
+mod relay_nat;
 mod removal;
 mod roster_names;
 mod rough_edges;

@@ -30,6 +30,7 @@ mod manage;
 mod open;
 mod personal;
 mod recover;
+pub mod relay;
 mod snapshot;
 mod standing;
 mod sync;
@@ -134,6 +135,9 @@ pub enum Persist {
     DropSnapshot { space: SpaceId },
     /// Audit records to keep (this device's own, or a peer's).
     Audit(Vec<AuditRow>),
+    /// Forget a space and every envelope of it (a relay's team that removed
+    /// it, or a folder the team deleted).
+    DropSpace { space: SpaceId },
 }
 
 /// What changed on an item.
@@ -201,6 +205,9 @@ pub enum Effect {
     AllowedPeers(BTreeMap<DeviceId, [u8; 32]>),
     /// [`Replica::poll_transmit`] has something for this peer.
     Transmit(DeviceId),
+    /// The team's relays now (`RosterOp::AddRelay`), each by its device id
+    /// (its transport key), with the addresses to dial it at.
+    Relays(BTreeMap<DeviceId, Vec<String>>),
 }
 
 /// Above this many touched items in one batch, one folder event replaces
@@ -231,6 +238,11 @@ pub struct Replica {
     /// Sealed folder snapshots, tried first when a folder is opened.
     snapshots: BTreeMap<SpaceId, Vec<u8>>,
     last_unlock: UnlockReport,
+    /// A keyless relay's replica of one team (`relay.rs`): never unlocked,
+    /// holds every folder of the team, and is no member of any.
+    keyless: bool,
+    /// The team's relays as last told ([`Effect::Relays`]).
+    relays: BTreeMap<DeviceId, Vec<String>>,
 }
 
 /// How the last unlock opened the folders.
@@ -316,6 +328,15 @@ impl Replica {
 
     /// A device's replica from what it stored; locked.
     pub fn load(identity: Identity, stored: Vec<StoredSpace>, trusted: Vec<Trusted>) -> Replica {
+        Replica::load_with(identity, stored, trusted, false)
+    }
+
+    fn load_with(
+        identity: Identity,
+        stored: Vec<StoredSpace>,
+        trusted: Vec<Trusted>,
+        keyless: bool,
+    ) -> Replica {
         let mut roster_envs = Vec::new();
         let mut team = None;
         for s in &stored {
@@ -366,6 +387,8 @@ impl Replica {
             snapshots,
             last_unlock: UnlockReport::default(),
             audit: audit::AuditState::default(),
+            keyless,
+            relays: BTreeMap::new(),
         };
         replica.update_allowed();
         replica
@@ -601,6 +624,23 @@ impl Replica {
             for (d, rec) in t.team.devices.iter() {
                 allowed.insert(*d, rec.transport);
             }
+            if !self.keyless {
+                // A relay's device id is its transport key.
+                // A removed one only to be told so (`notice_for`).
+                for d in t.team.relays.keys().chain(t.team.removed_relays.iter()) {
+                    allowed.entry(*d).or_insert(d.0);
+                }
+            }
+        }
+        let relays: BTreeMap<DeviceId, Vec<String>> = match roster {
+            Some(t) if !self.keyless => {
+                t.team.relays.iter().map(|(d, a)| (*d, a.clone())).collect()
+            }
+            _ => BTreeMap::new(),
+        };
+        if relays != self.relays {
+            self.relays = relays.clone();
+            self.effects.push_back(Effect::Relays(relays));
         }
         for space in self.folders.values() {
             let state = space.state();

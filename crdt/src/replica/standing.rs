@@ -94,7 +94,8 @@ impl Replica {
 
     /// Whether the roster held here took device `d` out.
     pub(super) fn is_out(&self, d: &DeviceId) -> bool {
-        self.team_state().is_some_and(|t| t.is_dead(d))
+        self.team_state()
+            .is_some_and(|t| t.is_dead(d) || t.team.removed_relays.contains(d))
     }
 
     /// What tells device `d` that it is out: the accepted roster ops that
@@ -107,7 +108,7 @@ impl Replica {
             return Vec::new();
         };
         let t = roster.state();
-        if !t.is_dead(d) {
+        if !t.is_dead(d) && !t.team.removed_relays.contains(d) {
             return Vec::new();
         }
         let user = t.user_of(d).cloned();
@@ -122,6 +123,9 @@ impl Replica {
                         }
                         Ok(ControlOp::Roster(RosterOp::RemoveUser { user: u, .. })) => {
                             Some(&u) == user.as_ref()
+                        }
+                        Ok(ControlOp::Roster(RosterOp::RemoveRelay { transport })) => {
+                            DeviceId(transport) == *d
                         }
                         _ => false,
                     }

@@ -333,11 +333,21 @@ impl Replica {
         if Some(*space) == self.team_id() {
             return self
                 .team_state()
-                .is_some_and(|t| t.is_live_team_device(peer));
+                .is_some_and(|t| t.is_live_team_device(peer) || self.is_team_relay(peer));
         }
-        self.folders
-            .get(space)
-            .is_some_and(|s| s.state().member_devices().contains_key(peer))
+        self.folders.get(space).is_some_and(|s| {
+            s.state().member_devices().contains_key(peer)
+                || (self.is_team_relay(peer) && s.team().is_some() && s.team() == self.team_id())
+        })
+    }
+
+    /// Whether `peer` is a relay of this device's team (never, on a relay:
+    /// relays do not sync with each other).
+    pub(super) fn is_team_relay(&self, peer: &DeviceId) -> bool {
+        !self.keyless
+            && self
+                .team_state()
+                .is_some_and(|t| t.team.relays.contains_key(peer))
     }
 
     /// The spaces `peer` shares with this device: the roster first.
@@ -572,6 +582,7 @@ impl Replica {
         }
         let st = self.peers.get(peer)?;
         if st.version >= super::AUDIT_SINCE_VERSION
+            && !self.keyless
             && !st.audit_heads_sent
             && self
                 .team_state()
@@ -964,9 +975,17 @@ impl Replica {
                     )
             })
         });
-        let member = space.role_of(&me).is_some() || waiting_grant;
-        let from_member = space.state().member_devices().contains_key(&peer) || waiting_grant;
-        if !member || !from_member {
+        let from_member = space.state().member_devices().contains_key(&peer);
+        let from_relay = self.is_team_relay(&peer) && judged_in.is_some();
+        let keep = if self.keyless {
+            // A relay holds every folder of its team that a member sends,
+            // and never one the team deleted.
+            judged_in.is_some() && from_member && space.state().folder.deleted.is_none()
+        } else {
+            let member = space.role_of(&me).is_some() || waiting_grant;
+            member && (from_member || from_relay || waiting_grant)
+        };
+        if !keep {
             return None;
         }
         let own: Vec<Envelope> = space.held().filter(|e| e.space() == id).cloned().collect();

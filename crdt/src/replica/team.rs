@@ -2,7 +2,7 @@
 //! with its users and groups with roles, enrolment's roster ops, and
 //! pairing outside a team (a tool for tests and single-user setups).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand_core::CryptoRngCore;
 
@@ -207,6 +207,66 @@ impl Replica {
             )));
         }
         self.roster_write(vec![RosterOp::RenameTeam { name }], rng)
+    }
+
+    /// `coffer relay add`: adds a keyless relay, named by its transport key
+    /// (the Ed25519 key of its libp2p peer id), and the addresses to dial
+    /// it at (admins only). Adding a relay that is there replaces its
+    /// addresses.
+    pub fn add_relay(
+        &mut self,
+        transport: [u8; 32],
+        addrs: Vec<String>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        self.check_standing()?;
+        self.require_admin("add a relay")?;
+        if addrs.len() > crate::ops::MAX_RELAY_ADDRS
+            || addrs
+                .iter()
+                .any(|a| a.is_empty() || a.len() > crate::ops::MAX_RELAY_ADDR_LEN)
+        {
+            return Err(ReplicaError::Refused(format!(
+                "a relay takes 1 to {} addresses of at most {} characters",
+                crate::ops::MAX_RELAY_ADDRS,
+                crate::ops::MAX_RELAY_ADDR_LEN
+            )));
+        }
+        if self.require_team()?.team.relays.get(&DeviceId(transport)) == Some(&addrs) {
+            return Err(ReplicaError::Refused(
+                "the team has that relay at those addresses already".into(),
+            ));
+        }
+        self.roster_write(vec![RosterOp::AddRelay { transport, addrs }], rng)
+    }
+
+    /// `coffer relay remove`: the team's devices stop syncing with the
+    /// relay, and the relay drops every envelope of the team once it hears
+    /// of it (admins only).
+    pub fn remove_relay(
+        &mut self,
+        transport: [u8; 32],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<TeamChange, ReplicaError> {
+        self.check_standing()?;
+        self.require_admin("remove a relay")?;
+        if !self
+            .require_team()?
+            .team
+            .relays
+            .contains_key(&DeviceId(transport))
+        {
+            return Err(ReplicaError::Refused("the team has no such relay".into()));
+        }
+        self.roster_write(vec![RosterOp::RemoveRelay { transport }], rng)
+    }
+
+    /// `coffer relay ls`: the team's relays (device id = transport key)
+    /// and their addresses.
+    pub fn relays(&self) -> BTreeMap<DeviceId, Vec<String>> {
+        self.team_state()
+            .map(|t| t.team.relays.iter().map(|(d, a)| (*d, a.clone())).collect())
+            .unwrap_or_default()
     }
 
     /// `coffer team leave`: this device's user removes themself from the

@@ -10,6 +10,7 @@ mod manage;
 mod manage_attacks;
 mod net;
 mod recover;
+mod relay;
 mod replica;
 mod roster_admin;
 mod scenarios;

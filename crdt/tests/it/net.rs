@@ -51,6 +51,10 @@ impl Store {
                 self.snapshots.remove(&space);
             }
             Persist::Audit(rows) => self.audit.extend(rows),
+            Persist::DropSpace { space } => {
+                self.spaces.remove(&space);
+                self.snapshots.remove(&space);
+            }
         }
     }
 
@@ -158,7 +162,7 @@ impl Node {
             match effect {
                 Effect::Persist(p) => self.store.apply(p),
                 Effect::Event(e) => self.events.push(e),
-                Effect::AllowedPeers(_) => {}
+                Effect::AllowedPeers(_) | Effect::Relays(_) => {}
                 Effect::Transmit(peer) => {
                     self.wakes.insert(peer);
                 }
@@ -189,7 +193,7 @@ impl Node {
                     self.store.apply(p);
                 }
                 Effect::Event(e) => self.events.push(e),
-                Effect::AllowedPeers(_) => {}
+                Effect::AllowedPeers(_) | Effect::Relays(_) => {}
                 Effect::Transmit(peer) => {
                     self.wakes.insert(peer);
                 }

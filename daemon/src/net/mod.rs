@@ -21,6 +21,7 @@
 mod dial_error;
 pub mod discovery;
 pub mod enrol;
+pub mod nat;
 pub mod protocol;
 mod session;
 mod swarm;
@@ -55,6 +56,11 @@ pub struct NetConfig {
     pub mdns: bool,
     /// Turn the network off entirely.
     pub disabled: bool,
+    /// A keyless relay (`cofferd --relay`): every peer may connect and
+    /// open a session; the relay decides what counts (a roster naming it).
+    pub relay: bool,
+    /// Do not try DCUtR hole punching (stay relayed: `--no-hole-punch`).
+    pub no_hole_punch: bool,
 }
 
 impl NetConfig {
@@ -127,6 +133,9 @@ pub(crate) enum Command {
     AllowedChanged,
     /// `coffer sync now`.
     SyncNow(oneshot::Sender<(usize, usize)>),
+    /// The team's relays and their addresses (`RosterOp::AddRelay`): read
+    /// them from `Ctx::relays`.
+    RelaysChanged,
     /// mDNS found a peer (`mdns`), or an enrolment learnt its addresses.
     Discovered {
         peer: PeerId,
@@ -169,6 +178,8 @@ pub(crate) struct PeerStat {
     /// Its wall clock minus ours (ms), from its `Time` message, and when.
     pub clock_offset_ms: Option<i64>,
     pub clock_measured_ms: Option<i64>,
+    /// How the current connection runs (lan, direct, relayed).
+    pub path: Option<nat::Path>,
 }
 
 impl PeerStat {
@@ -218,6 +229,10 @@ pub(crate) struct Status {
     pub mdns: MdnsState,
     /// Every device heard with mDNS since start, of this team or not.
     pub heard: BTreeMap<PeerId, Sighting>,
+    /// AutoNAT's verdict on this device ("public", "private", "unknown").
+    pub nat: Option<String>,
+    /// DCUtR hole punches since start.
+    pub hole_punches: coffer_ipc::methods::HolePunches,
 }
 
 impl Status {
@@ -270,6 +285,8 @@ pub(crate) struct Ctx {
     pub invites: Mutex<enrol::InviteTable>,
     /// The replica's allowed peers, as they are now.
     pub allowed: watch::Receiver<BTreeMap<DeviceId, [u8; 32]>>,
+    /// The team's relays (device id = transport key) and their addresses.
+    pub relays: watch::Receiver<BTreeMap<DeviceId, Vec<String>>>,
     /// Whether the swarm actor runs (it waits for the device's identity):
     /// until then nothing answers a command that waits for a reply.
     pub swarm_running: AtomicBool,
@@ -307,6 +324,7 @@ impl Net {
         vault: VaultHandle,
         events: broadcast::Sender<Event>,
         mut allowed: watch::Receiver<BTreeMap<DeviceId, [u8; 32]>>,
+        mut relays: watch::Receiver<BTreeMap<DeviceId, Vec<String>>>,
     ) -> Net {
         let (cmd, rx) = mpsc::channel(256);
         let ctx = Arc::new(Ctx {
@@ -317,6 +335,7 @@ impl Net {
             config,
             invites: Mutex::new(enrol::InviteTable::default()),
             allowed: allowed.clone(),
+            relays: relays.clone(),
             swarm_running: AtomicBool::new(false),
         });
         let identity_ready = Arc::new(Notify::new());
@@ -333,6 +352,14 @@ impl Net {
         tokio::spawn(async move {
             while allowed.changed().await.is_ok() {
                 if cmd.send(Command::AllowedChanged).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let cmd = ctx.cmd.clone();
+        tokio::spawn(async move {
+            while relays.changed().await.is_ok() {
+                if cmd.send(Command::RelaysChanged).await.is_err() {
                     return;
                 }
             }
@@ -417,6 +444,20 @@ impl Net {
             .collect()
     }
 
+    /// Whether a session-worthy connection to `device` is up.
+    pub fn is_connected(&self, device: &DeviceId) -> bool {
+        self.ctx
+            .status()
+            .peers
+            .get(device)
+            .is_some_and(|s| s.connected)
+    }
+
+    /// Every address the swarm listens on.
+    pub fn listen_addrs(&self) -> Vec<String> {
+        self.ctx.status().listen.clone()
+    }
+
     /// `coffer peers`: the devices this one syncs with (`allowed`, with
     /// the names they were paired under) and any connected.
     pub fn peers(
@@ -454,6 +495,10 @@ impl Net {
                     bytes_received: s.bytes_received,
                     envelopes_sent: s.envelopes_sent,
                     envelopes_received: s.envelopes_received,
+                    path: s
+                        .path
+                        .filter(|_| s.connected)
+                        .map(|p| p.as_str().to_string()),
                 }
             })
             .collect();
@@ -462,6 +507,8 @@ impl Net {
             listen: status.listen.clone(),
             mdns: self.ctx.config.mdns,
             peers,
+            nat: status.nat.clone(),
+            hole_punches: status.hole_punches,
         }
     }
 }

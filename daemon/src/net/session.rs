@@ -164,8 +164,10 @@ async fn send_pending(
                 while msgs.len() < POLL_BATCH {
                     // The replica's messages, then the audit records the
                     // peer lacks (read from the store).
-                    match v.replica_mut()?.poll_transmit(&device) {
+                    match v.poll_transmit(&device)? {
                         Some(m) => msgs.push(m),
+                        // A relay holds no audit trail.
+                        None if v.is_relay() => break,
                         None => match v.poll_audit(&device)? {
                             Some(m) => msgs.push(m),
                             None => break,
@@ -279,7 +281,7 @@ async fn run(
                     }
                     let handled = ctx
                         .vault
-                        .call_quiet(move |v| Ok::<_, VaultError>(v.replica_mut()?.handle_message(device, msg, &mut OsRng)))
+                        .call_quiet(move |v| v.handle_message(device, msg, &mut OsRng))
                         .await;
                     match handled {
                         Ok(Ok(())) => {}

@@ -13,15 +13,21 @@ use coffer_ipc::Event;
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::ConnectionId;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{
+    autonat, dcutr, identify, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol,
+    Swarm,
+};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::dial_error;
 use super::enrol;
+use super::nat;
 use super::protocol::{NOISE_PROLOGUE, PROTOCOL_NAME};
 use super::session::{self, SessionHandle};
 use super::{
@@ -34,7 +40,22 @@ struct Behaviour {
     stream: libp2p_stream::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    /// Circuit relay v2 server: on `cofferd --relay` only.
+    relay: Toggle<relay::Behaviour>,
+    /// Circuit relay v2 client: reservations at the team's relays, and
+    /// dials through them.
+    relay_client: relay::client::Behaviour,
+    /// Hole punching over a relayed connection (off with `--no-hole-punch`).
+    dcutr: Toggle<dcutr::Behaviour>,
+    /// Whether this device is reachable from outside (a relay answers
+    /// probes; devices ask connected peers).
+    autonat: autonat::Behaviour,
 }
+
+/// Bounds of the relay's circuits: a sync session is small but lives
+/// long; a session cut by a limit starts again.
+const CIRCUIT_DURATION: Duration = Duration::from_secs(30 * 60);
+const CIRCUIT_BYTES: u64 = 64 << 20;
 
 /// How often a connection is pinged, and how long an answer may take: a
 /// peer that answers is "in contact" (`coffer peers` shows when it last
@@ -92,13 +113,33 @@ struct Actor {
     enrolments: Arc<tokio::sync::Semaphore>,
     /// Enrolment streams being served, per peer.
     enrol_by_peer: Arc<std::sync::Mutex<HashMap<PeerId, usize>>>,
+    /// The team's relays and their addresses (`RelaysChanged`).
+    relays: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Relays this device asked for a circuit reservation on the current
+    /// connection to them.
+    reserved: std::collections::HashSet<PeerId>,
+    /// Relayed connections per peer (closed once a hole punch succeeds).
+    relayed: HashMap<PeerId, Vec<ConnectionId>>,
+    /// Peers whose relayed connection closed for a direct one, and when:
+    /// for [`MOVE_WINDOW`], a session that ends starts again on the direct
+    /// connection, and a second sync stream of the peer replaces ours,
+    /// instead of cutting the peer off.
+    moved_at: HashMap<PeerId, Instant>,
+    /// Listeners through a relay's circuit, and the relay.
+    circuit_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
+    /// When a refused or lost reservation may be asked for again.
+    reserve_after: HashMap<PeerId, Instant>,
 }
 
 fn protocol() -> StreamProtocol {
     StreamProtocol::new(PROTOCOL_NAME)
 }
 
-fn build_swarm(seed: Zeroizing<[u8; 32]>) -> anyhow::Result<Swarm<Behaviour>> {
+fn build_swarm(
+    seed: Zeroizing<[u8; 32]>,
+    is_relay: bool,
+    hole_punch: bool,
+) -> anyhow::Result<Swarm<Behaviour>> {
     let mut bytes = *seed;
     let key = libp2p::identity::Keypair::ed25519_from_bytes(&mut bytes)
         .context("the device key is not an Ed25519 key")?;
@@ -115,7 +156,35 @@ fn build_swarm(seed: Zeroizing<[u8; 32]>) -> anyhow::Result<Swarm<Behaviour>> {
     #[cfg(feature = "quic")]
     let builder = builder.with_quic();
     let swarm = builder
-        .with_behaviour(|key| Behaviour {
+        .with_relay_client(noise_config, yamux::Config::default)?
+        .with_behaviour(|key, relay_client| Behaviour {
+            relay: Toggle::from(is_relay.then(|| {
+                relay::Behaviour::new(
+                    key.public().to_peer_id(),
+                    relay::Config {
+                        max_reservations: 4096,
+                        max_reservations_per_peer: 4,
+                        max_circuits: 4096,
+                        max_circuits_per_peer: 16,
+                        max_circuit_duration: CIRCUIT_DURATION,
+                        max_circuit_bytes: CIRCUIT_BYTES,
+                        ..relay::Config::default()
+                    },
+                )
+            })),
+            relay_client,
+            dcutr: Toggle::from(
+                hole_punch.then(|| dcutr::Behaviour::new(key.public().to_peer_id())),
+            ),
+            autonat: autonat::Behaviour::new(
+                key.public().to_peer_id(),
+                autonat::Config {
+                    // A relay serves probes of devices behind NATs
+                    // wherever they are; a device asks connected peers.
+                    only_global_ips: !is_relay,
+                    ..autonat::Config::default()
+                },
+            ),
             stream: libp2p_stream::Behaviour::new(),
             identify: identify::Behaviour::new(
                 identify::Config::new("/coffer/id/1".into(), key.public())
@@ -129,6 +198,12 @@ fn build_swarm(seed: Zeroizing<[u8; 32]>) -> anyhow::Result<Swarm<Behaviour>> {
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
+    let mut swarm = swarm;
+    if let Some(relay) = swarm.behaviour_mut().relay.as_mut() {
+        // A relay by its operator's choice: serve circuits from the start
+        // rather than once AutoNAT confirms an external address.
+        relay.set_status(Some(relay::Status::Enable));
+    }
     Ok(swarm)
 }
 
@@ -146,7 +221,7 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Command>,
     allowed_now: BTreeMap<DeviceId, [u8; 32]>,
 ) -> anyhow::Result<()> {
-    let mut swarm = build_swarm(seed)?;
+    let mut swarm = build_swarm(seed, ctx.config.relay, !ctx.config.no_hole_punch)?;
     let local = *swarm.local_peer_id();
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control
@@ -238,6 +313,12 @@ pub(crate) async fn run(
         guests: HashMap::new(),
         enrolments: Arc::new(tokio::sync::Semaphore::new(enrol::MAX_GUESTS)),
         enrol_by_peer: Arc::default(),
+        relays: HashMap::new(),
+        reserved: Default::default(),
+        relayed: HashMap::new(),
+        moved_at: HashMap::new(),
+        circuit_listeners: HashMap::new(),
+        reserve_after: HashMap::new(),
     };
     let (inbound_tx, mut inbound_rx) = mpsc::channel(16);
     tokio::spawn(async move {
@@ -266,6 +347,7 @@ pub(crate) async fn run(
             event = actor.swarm.select_next_some() => actor.swarm_event(event),
             _ = tick.tick() => {
                 actor.expire_guests();
+                actor.reserve_due();
                 actor.dial_due();
             }
         }
@@ -274,7 +356,13 @@ pub(crate) async fn run(
 
 impl Actor {
     fn is_allowed(&self, peer: &PeerId) -> Option<DeviceId> {
-        self.allowed.get(&transport_of(peer)?).copied()
+        let transport = transport_of(peer)?;
+        if self.ctx.config.relay {
+            // A relay names every peer by its transport key and lets the
+            // relay state decide what it may do.
+            return (*peer != self.local).then_some(DeviceId(transport));
+        }
+        self.allowed.get(&transport).copied()
     }
 
     fn refuse(&mut self, peer: PeerId, why: &str) {
@@ -310,6 +398,7 @@ impl Actor {
                     }
                 }
                 self.allowed = by_transport(set);
+                self.routes_through_relays();
                 let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 for peer in connected {
                     match self.is_allowed(&peer) {
@@ -328,6 +417,35 @@ impl Actor {
                         Some(_) => {}
                     }
                 }
+            }
+            Command::RelaysChanged => {
+                let relays = self.ctx.relays.borrow().clone();
+                let now = Instant::now();
+                self.relays.clear();
+                for (device, addrs) in relays {
+                    let Some(peer) = super::peer_id_of(&device.0) else {
+                        continue;
+                    };
+                    let addrs: Vec<Multiaddr> = addrs
+                        .iter()
+                        .filter_map(|a| a.parse::<Multiaddr>().ok())
+                        .map(|a| without_p2p(&a).0)
+                        .take(16)
+                        .collect();
+                    let r = self.redial.entry(peer).or_insert(Redial {
+                        addrs: Vec::new(),
+                        attempt: 0,
+                        next_at: now,
+                    });
+                    r.addrs = addrs.clone();
+                    r.attempt = 0;
+                    r.next_at = now;
+                    self.relays.insert(peer, addrs);
+                }
+                let relays = &self.relays;
+                self.reserved.retain(|p| relays.contains_key(p));
+                self.routes_through_relays();
+                self.dial_due();
             }
             Command::SyncNow(reply) => {
                 let now = Instant::now();
@@ -390,6 +508,15 @@ impl Actor {
             } => {
                 if self.sessions.get(&peer).is_some_and(|s| s.id == session) {
                     self.sessions.remove(&peer);
+                    // Its relayed connection closed for a direct one: the
+                    // session starts again there.
+                    if self.moved_recently(&peer) && !violation && self.swarm.is_connected(&peer) {
+                        if let Some(device) = self.is_allowed(&peer) {
+                            debug!(%peer, "session moves to the direct connection");
+                            self.start_session(peer, device);
+                            return;
+                        }
+                    }
                     if violation {
                         warn!(%peer, %reason, "peer broke the sync protocol: disconnecting");
                         if let Some(r) = self.redial.get_mut(&peer) {
@@ -406,7 +533,18 @@ impl Actor {
     }
 
     fn inbound(&mut self, peer: PeerId, stream: libp2p::Stream) {
+        let moved = self.moved_recently(&peer);
         match self.sessions.get_mut(&peer) {
+            Some(s) if s.has_inbound() && moved => {
+                // Its relayed connection closed for a direct one and it
+                // moved its session first: ours follows onto this stream.
+                debug!(%peer, "peer moved its session to the direct connection");
+                self.sessions.remove(&peer);
+                if let Some(device) = self.is_allowed(&peer) {
+                    self.early_streams.insert(peer, stream);
+                    self.start_session(peer, device);
+                }
+            }
             Some(s) if s.has_inbound() => {
                 // A second sync stream: the peer started a new session (each
                 // opens one), so the one ours writes to is gone on its side.
@@ -583,6 +721,17 @@ impl Actor {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
                 self.ctx.status().listen.push(address.to_string());
+                if self.ctx.config.relay && nat::path_of(&address) != nat::Path::Relayed {
+                    // A relay is where devices reach it: its reservations
+                    // name these addresses (not loopback, unless that is all).
+                    let loopback = address.iter().any(|p| {
+                        matches!(p, Protocol::Ip4(a) if a.is_loopback())
+                            || matches!(p, Protocol::Ip6(a) if a.is_loopback())
+                    });
+                    if !loopback || self.swarm.external_addresses().next().is_none() {
+                        self.swarm.add_external_address(address.clone());
+                    }
+                }
                 if self.ctx.config.mdns && self.discovery.is_none() {
                     if let Some(port) = tcp_port(&address) {
                         match discovery::Discovery::start(self.local, port, self.ctx.cmd.clone()) {
@@ -598,12 +747,25 @@ impl Actor {
                     }
                 }
             }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(relay) = self.circuit_listeners.remove(&listener_id) {
+                    info!(%relay, ?reason, "the circuit reservation ended; asking again later");
+                    self.reserved.remove(&relay);
+                    self.reserve_after
+                        .insert(relay, Instant::now() + RESERVE_RETRY);
+                }
+            }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 let a = address.to_string();
                 self.ctx.status().listen.retain(|l| l != &a);
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
@@ -612,7 +774,29 @@ impl Actor {
                     ConnectedPoint::Dialer { address, .. } => address.clone(),
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
+                let path = nat::path_of(&remote);
+                let relayed = path == nat::Path::Relayed
+                    || nat::path_of(endpoint.get_remote_address()) == nat::Path::Relayed
+                    || matches!(&endpoint, ConnectedPoint::Listener { local_addr, .. } if nat::path_of(local_addr) == nat::Path::Relayed);
+                let path = if relayed { nat::Path::Relayed } else { path };
+                if relayed {
+                    let ids = self.relayed.entry(peer_id).or_default();
+                    if ids.len() < 16 {
+                        ids.push(connection_id);
+                    }
+                }
+                if !relayed {
+                    self.reserve(peer_id);
+                }
                 let allowed = self.is_allowed(&peer_id);
+                if let Some(device) = allowed {
+                    // The best path up: a direct connection beats a relayed one.
+                    self.ctx.stat(&device, |s| {
+                        if !relayed || !s.connected || s.path.is_none() {
+                            s.path = Some(path);
+                        }
+                    });
+                }
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     let (bare, _) = without_p2p(address);
                     for s in &mut self.statics {
@@ -674,13 +858,32 @@ impl Actor {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 cause,
                 ..
             } => {
+                let was_relayed = self.relayed.get_mut(&peer_id).is_some_and(|ids| {
+                    let before = ids.len();
+                    ids.retain(|c| *c != connection_id);
+                    ids.len() != before
+                });
+                if self.relayed.get(&peer_id).is_some_and(Vec::is_empty) {
+                    self.relayed.remove(&peer_id);
+                }
                 if num_established > 0 {
+                    if was_relayed {
+                        // A direct connection remains: the session, if it
+                        // ran on the relayed one, starts again there.
+                        self.moved_at.insert(peer_id, Instant::now());
+                        if let Some(device) = self.is_allowed(&peer_id) {
+                            self.ctx.stat(&device, |s| s.path = Some(nat::Path::Direct));
+                        }
+                    }
                     return;
                 }
+                self.reserved.remove(&peer_id);
+                self.moved_at.remove(&peer_id);
                 if self.guests.remove(&peer_id).is_some() {
                     debug!(peer = %peer_id, "guest disconnected");
                     return;
@@ -731,6 +934,43 @@ impl Actor {
                     r.next_at = Instant::now() + backoff(r.attempt);
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(_) => {
+                    info!(peer = %remote_peer_id, "hole punched: a direct connection replaces the relayed one");
+                    self.ctx.status().hole_punches.succeeded += 1;
+                    self.moved_at.insert(remote_peer_id, Instant::now());
+                    for id in self.relayed.remove(&remote_peer_id).unwrap_or_default() {
+                        self.swarm.close_connection(id);
+                    }
+                }
+                Err(e) => {
+                    info!(peer = %remote_peer_id, error = %e, "hole punch failed: staying relayed");
+                    self.ctx.status().hole_punches.failed += 1;
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
+                new,
+                ..
+            })) => {
+                let nat = match new {
+                    autonat::NatStatus::Public(_) => "public",
+                    autonat::NatStatus::Private => "private",
+                    autonat::NatStatus::Unknown => "unknown",
+                };
+                info!(nat, "AutoNAT status");
+                self.ctx.status().nat = Some(nat.to_string());
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => {
+                debug!(relay = %relay_peer_id, "circuit reservation accepted");
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "reachable from outside at");
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result, .. })) => {
                 let Some(device) = self.is_allowed(&peer) else {
                     return;
@@ -748,7 +988,8 @@ impl Actor {
                 info,
                 ..
             })) => {
-                if self.is_allowed(&peer_id).is_none() {
+                // A relay never dials: the team's devices dial it.
+                if self.ctx.config.relay || self.is_allowed(&peer_id).is_none() {
                     return;
                 }
                 let r = self.redial.entry(peer_id).or_insert(Redial {
@@ -819,13 +1060,14 @@ impl Actor {
         let due: Vec<(PeerId, Vec<Multiaddr>)> = self
             .redial
             .iter()
-            .filter(|(p, r)| {
-                r.next_at <= now
-                    && !r.addrs.is_empty()
-                    && !self.swarm.is_connected(p)
-                    && self.is_allowed(p).is_some()
+            .filter(|(p, r)| r.next_at <= now && !self.swarm.is_connected(p))
+            .filter(|(p, _)| self.is_allowed(p).is_some())
+            .map(|(p, r)| {
+                let mut addrs = r.addrs.clone();
+                addrs.extend(self.circuits_to(p));
+                (*p, addrs)
             })
-            .map(|(p, r)| (*p, r.addrs.clone()))
+            .filter(|(_, addrs)| !addrs.is_empty())
             .collect();
         for (peer, addrs) in due {
             if let Some(r) = self.redial.get_mut(&peer) {
@@ -842,6 +1084,97 @@ impl Actor {
         }
         // Known peers with no address yet are reached when they dial us or
         // mDNS finds them.
+    }
+}
+
+/// How long after a move from a relayed connection to a direct one the
+/// sessions may start again on it.
+const MOVE_WINDOW: Duration = Duration::from_secs(10);
+
+/// A refused or lost circuit reservation is asked for again after this.
+const RESERVE_RETRY: Duration = Duration::from_secs(5);
+
+impl Actor {
+    /// A team relay this device is connected to: reserve a circuit there
+    /// (listen through it), so devices behind other NATs reach this one.
+    fn reserve(&mut self, relay: PeerId) {
+        if self.reserved.contains(&relay)
+            || self
+                .reserve_after
+                .get(&relay)
+                .is_some_and(|t| *t > Instant::now())
+        {
+            return;
+        }
+        let Some(addr) = self.relays.get(&relay).and_then(|a| a.first()) else {
+            return;
+        };
+        let circuit = nat::circuit_listen(addr, relay);
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(id) => {
+                info!(%circuit, "reserving a circuit at the relay");
+                self.reserved.insert(relay);
+                self.circuit_listeners.insert(id, relay);
+            }
+            Err(e) => {
+                warn!(%circuit, error = %e, "cannot listen through the relay");
+                self.reserve_after
+                    .insert(relay, Instant::now() + RESERVE_RETRY);
+            }
+        }
+    }
+
+    fn moved_recently(&self, peer: &PeerId) -> bool {
+        self.moved_at
+            .get(peer)
+            .is_some_and(|t| t.elapsed() < MOVE_WINDOW)
+    }
+
+    /// Reservations lost or refused are asked for again while connected.
+    fn reserve_due(&mut self) {
+        let due: Vec<PeerId> = self
+            .relays
+            .keys()
+            .filter(|r| !self.reserved.contains(r) && self.swarm.is_connected(r))
+            .copied()
+            .collect();
+        for relay in due {
+            self.reserve(relay);
+        }
+    }
+
+    /// Addresses of `peer` through each of the team's relays (none for a
+    /// relay itself, nor on a relay).
+    fn circuits_to(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        if self.ctx.config.relay || self.relays.contains_key(peer) {
+            return Vec::new();
+        }
+        self.relays
+            .iter()
+            .filter_map(|(relay, addrs)| Some(nat::circuit_to(addrs.first()?, *relay)))
+            .collect()
+    }
+
+    /// With relays, every allowed device is worth dialling through them,
+    /// even one whose address this device never learnt.
+    fn routes_through_relays(&mut self) {
+        if self.ctx.config.relay || self.relays.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let peers: Vec<PeerId> = self
+            .allowed
+            .keys()
+            .filter_map(super::peer_id_of)
+            .filter(|p| *p != self.local && !self.relays.contains_key(p))
+            .collect();
+        for peer in peers {
+            self.redial.entry(peer).or_insert(Redial {
+                addrs: Vec::new(),
+                attempt: 0,
+                next_at: now,
+            });
+        }
     }
 }
 

@@ -240,9 +240,7 @@ impl Actor {
                 }
                 Call::Connect { peer, notify } => {
                     self.sessions.insert(peer, notify);
-                    if let Ok(r) = self.vault.replica_mut() {
-                        r.peer_connected(peer);
-                    }
+                    self.vault.peer_connected(peer);
                     self.settle();
                 }
                 Call::Disconnect { peer, notify } => {
@@ -253,9 +251,7 @@ impl Actor {
                         .is_some_and(|n| Arc::ptr_eq(n, &notify))
                     {
                         self.sessions.remove(&peer);
-                        if let Ok(r) = self.vault.replica_mut() {
-                            r.peer_disconnected(&peer);
-                        }
+                        self.vault.peer_disconnected(&peer);
                     }
                 }
                 Call::Tick => {
@@ -305,10 +301,8 @@ impl Actor {
         if self.vault.take_reloaded() {
             // A rebuilt replica knows no connected peer: tell it again.
             let peers: Vec<DeviceId> = self.sessions.keys().copied().collect();
-            if let Ok(r) = self.vault.replica_mut() {
-                for peer in peers {
-                    r.peer_connected(peer);
-                }
+            for peer in peers {
+                self.vault.peer_connected(peer);
             }
             self.settle();
         }

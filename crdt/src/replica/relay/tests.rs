@@ -1,0 +1,46 @@
+use super::*;
+use rand_chacha::rand_core::SeedableRng;
+
+fn rng() -> rand_chacha::ChaCha20Rng {
+    rand_chacha::ChaCha20Rng::seed_from_u64(1)
+}
+
+#[test]
+fn a_stranger_is_greeted_with_an_empty_hello_and_nothing_else() {
+    let mut relay = Relay::load([7; 32], Vec::new(), RelayLimits::default());
+    let stranger = DeviceId([9; 32]);
+    relay.peer_connected(stranger);
+    assert!(matches!(
+        relay.poll_transmit(&stranger),
+        Some(SyncMessage::Hello { spaces, .. }) if spaces.is_empty()
+    ));
+    assert_eq!(relay.poll_transmit(&stranger), None);
+    // What it sends before a roster that names the relay counts for nothing.
+    let mut rng = rng();
+    assert!(relay
+        .handle_message(stranger, SyncMessage::Summary { spaces: vec![] }, &mut rng)
+        .is_ok());
+    assert_eq!(relay.status().teams.len(), 0);
+    assert_eq!(relay.status().pending, 1);
+}
+
+#[test]
+fn pending_peers_are_bounded() {
+    let limits = RelayLimits {
+        max_pending: 2,
+        ..RelayLimits::default()
+    };
+    let mut relay = Relay::load([7; 32], Vec::new(), limits);
+    for i in 0..5u8 {
+        relay.peer_connected(DeviceId([i; 32]));
+    }
+    assert_eq!(relay.status().pending, 2);
+    assert_eq!(
+        relay.handle_message(
+            DeviceId([4; 32]),
+            SyncMessage::Summary { spaces: vec![] },
+            &mut rng()
+        ),
+        Err(ProtocolViolation::NotAllowed)
+    );
+}

@@ -1,0 +1,153 @@
+//! The vault of `cofferd --relay`: the keyless [`Relay`] with its store
+//! (`relay.sqlite3`) and its transport key. No keystore, no PIN, no device
+//! keys: the only secret is the transport key (its libp2p identity), which
+//! signs Noise handshakes and opens no envelope. The sync calls here
+//! dispatch to the relay or to the replica, so the sessions and the actor
+//! drive either the same way.
+
+use std::path::Path;
+
+use coffer_crdt::replica::relay::{Relay, RelayLimits, RelayStatus};
+use coffer_crdt::replica::{ProtocolViolation, SyncMessage};
+use coffer_crdt::DeviceId;
+use rand_core::CryptoRngCore;
+use tracing::{info, warn};
+use zeroize::Zeroizing;
+
+use super::{drain_with, new_transport_seed, Vault, VaultError};
+use crate::store::Store;
+
+/// The relay's transport key seed (kv; the data dir is 0700).
+const KV_RELAY_IDENTITY: &str = "relay_identity";
+
+impl Vault {
+    /// Opens (creating if needed) a relay's store under `data_dir`: its
+    /// transport key is made on first start.
+    pub fn open_relay(
+        data_dir: &Path,
+        limits: RelayLimits,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vault, VaultError> {
+        let store = Store::open(&data_dir.join("relay.sqlite3"))?;
+        let seed = match store.get_kv(KV_RELAY_IDENTITY)? {
+            Some(bytes) => {
+                Zeroizing::new(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                    VaultError::Internal("the relay's transport key is malformed".into())
+                })?)
+            }
+            None => {
+                let seed = new_transport_seed(rng);
+                store.put_kv(KV_RELAY_IDENTITY, seed.as_slice())?;
+                seed
+            }
+        };
+        let transport = coffer_crdt::crypto::ed25519_public(&seed);
+        let stored = store.load_spaces()?;
+        let relay = Relay::load(transport, stored, limits);
+        let mut vault = Vault {
+            data_dir: data_dir.to_path_buf(),
+            store,
+            kdf: crate::keystore::KdfParams::default(),
+            replica: None,
+            relay: Some(relay),
+            outputs: Vec::new(),
+            reloaded: false,
+        };
+        info!(
+            teams = vault.relay.as_ref().map_or(0, |r| r.status().teams.len()),
+            "relay opened"
+        );
+        vault.settle()?;
+        Ok(vault)
+    }
+
+    pub fn is_relay(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// The relay's transport key seed (its network identity).
+    pub(super) fn relay_secret(&self) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
+        if self.relay.is_none() {
+            return Ok(None);
+        }
+        let bytes = self
+            .store
+            .get_kv(KV_RELAY_IDENTITY)?
+            .ok_or_else(|| VaultError::Internal("the relay has no transport key".into()))?;
+        let seed: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| VaultError::Internal("the relay's transport key is malformed".into()))?;
+        Ok(Some(Zeroizing::new(seed)))
+    }
+
+    /// What the relay holds (`coffer relay status` asked of a relay).
+    pub fn relay_status(&self) -> Option<RelayStatus> {
+        self.relay.as_ref().map(Relay::status)
+    }
+
+    /// The relay's device id (its transport key).
+    pub fn relay_device(&self) -> Option<DeviceId> {
+        self.relay.as_ref().map(Relay::device)
+    }
+
+    pub(super) fn settle_relay(&mut self) -> Result<(), VaultError> {
+        let Some(relay) = self.relay.as_mut() else {
+            return Ok(());
+        };
+        let (persists, outputs) = drain_with(|| relay.poll_effect());
+        if !persists.is_empty() {
+            if let Err(e) = self.write(&persists) {
+                // Memory is ahead of disk: start again from the store.
+                warn!(error = %e, "a relay write failed; reloading from the store");
+                let transport = self.relay.as_ref().map(|r| r.device().0);
+                self.relay = None;
+                if let (Some(transport), Ok(stored)) = (transport, self.store.load_spaces()) {
+                    self.relay = Some(Relay::load(transport, stored, RelayLimits::default()));
+                    self.reloaded = true;
+                }
+                return Err(e);
+            }
+        }
+        self.outputs.extend(outputs);
+        Ok(())
+    }
+
+    /// A sync session with `peer` started (on the relay, or the replica).
+    pub fn peer_connected(&mut self, peer: DeviceId) {
+        if let Some(r) = self.relay.as_mut() {
+            r.peer_connected(peer);
+        } else if let Ok(r) = self.replica_mut() {
+            r.peer_connected(peer);
+        }
+    }
+
+    pub fn peer_disconnected(&mut self, peer: &DeviceId) {
+        if let Some(r) = self.relay.as_mut() {
+            r.peer_disconnected(peer);
+        } else if let Ok(r) = self.replica_mut() {
+            r.peer_disconnected(peer);
+        }
+    }
+
+    /// The next sync message for `peer`.
+    pub fn poll_transmit(&mut self, peer: &DeviceId) -> Result<Option<SyncMessage>, VaultError> {
+        if let Some(r) = self.relay.as_mut() {
+            return Ok(r.poll_transmit(peer));
+        }
+        Ok(self.replica_mut()?.poll_transmit(peer))
+    }
+
+    /// A sync message from `peer`.
+    pub fn handle_message(
+        &mut self,
+        peer: DeviceId,
+        msg: SyncMessage,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Result<(), ProtocolViolation>, VaultError> {
+        if let Some(r) = self.relay.as_mut() {
+            return Ok(r.handle_message(peer, msg, rng));
+        }
+        Ok(self.replica_mut()?.handle_message(peer, msg, rng))
+    }
+}
