@@ -66,6 +66,7 @@ cf a invite confirm "$VC" >/dev/null
 wait $JOIN
 cf a folder create Ops >/dev/null
 cf a folder share Ops --user bob@bench.test --role editor >/dev/null
+cf r relay accept "$(cf a team show --json | jq -r .team_id)" >/dev/null
 cf a relay add "/ip4/127.0.0.1/tcp/$PR/p2p/$RID" >/dev/null
 until_true 30 bash -c "COFFER_SOCKET=$W/b/run/sock COFFER_NO_AUTOSTART=1 $C relay ls --json | jq -e '.relays[0].connected'"
 

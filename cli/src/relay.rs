@@ -30,6 +30,14 @@ pub enum RelayCommand {
     /// Asked of a relay (`cofferd --relay`): the teams it holds, their
     /// envelopes and bytes, what it refused. Never starts a daemon.
     Status,
+    /// Asked of a relay by its operator: hold the team with this id (from
+    /// `coffer team show --json` on one of its devices). A relay takes no
+    /// team its operator did not accept, so nobody can store things on it
+    /// by founding a team and adding it. Never starts a daemon.
+    Accept {
+        /// The team's id (hex).
+        team: String,
+    },
 }
 
 pub fn relay(ctx: &mut Ctx, cmd: RelayCommand) -> Result<(), CliError> {
@@ -67,14 +75,18 @@ pub fn relay(ctx: &mut Ctx, cmd: RelayCommand) -> Result<(), CliError> {
                 println!("Relay removed: the team's devices no longer sync with it.");
             }
         }
+        RelayCommand::Accept { team } => {
+            connect_relay(ctx)?;
+            let s = ctx.call::<m::RelayAccept>(&m::RelayAcceptParams { team })?;
+            ctx.print(&s, |s| {
+                println!(
+                    "Accepted: the relay holds the team once one of its devices connects ({} team(s) accepted).",
+                    s.accepted.len()
+                )
+            });
+        }
         RelayCommand::Status => {
-            let client = Client::connect(&ctx.target.socket).map_err(|e| {
-                CliError::Unavailable(format!(
-                    "no relay answers on {}: {e} (start it with `cofferd --relay`)",
-                    ctx.target.socket.display()
-                ))
-            })?;
-            ctx.client = Some(client);
+            connect_relay(ctx)?;
             let s = ctx.call::<m::RelayStatus>(&m::Empty {})?;
             ctx.print(&s, |s| {
                 println!("Relay {}", s.peer_id);
@@ -104,5 +116,17 @@ pub fn relay(ctx: &mut Ctx, cmd: RelayCommand) -> Result<(), CliError> {
             });
         }
     }
+    Ok(())
+}
+
+/// Talks to the relay at the target socket: never starts a daemon.
+fn connect_relay(ctx: &mut Ctx) -> Result<(), CliError> {
+    let client = Client::connect(&ctx.target.socket).map_err(|e| {
+        CliError::Unavailable(format!(
+            "no relay answers on {}: {e} (start it with `cofferd --relay`)",
+            ctx.target.socket.display()
+        ))
+    })?;
+    ctx.client = Some(client);
     Ok(())
 }

@@ -294,6 +294,9 @@ fn main() {
     );
     let rss_before = rss_kib();
     let mut relay = Relay::load(RELAY, Vec::new(), RelayLimits::default());
+    for t in &all {
+        relay.accept_team(t[0].replica.team_id().expect("a team"));
+    }
     let mut store = Vec::new();
     let mut bytes = 0u64;
     let mut cpu = Duration::ZERO;

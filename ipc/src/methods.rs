@@ -1614,6 +1614,15 @@ pub struct RelayStatusResult {
     pub refused_sessions: u64,
     /// Batches not kept because their team was full, since start.
     pub dropped_full: u64,
+    /// The teams its operator accepted (`relay.accept`), hex ids.
+    #[serde(default)]
+    pub accepted: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelayAcceptParams {
+    /// The team's id (hex, as `coffer team show` prints it).
+    pub team: String,
 }
 
 method!(
@@ -1631,4 +1640,9 @@ method!(
 method!(
     /// What a relay (`cofferd --relay`) holds: asked of the relay itself.
     RelayStatus, "relay.status", Empty, RelayStatusResult
+);
+method!(
+    /// Asked of a relay by its operator: take the team with this id when
+    /// one of its devices presents a roster naming this relay.
+    RelayAccept, "relay.accept", RelayAcceptParams, RelayStatusResult
 );

@@ -112,6 +112,11 @@ fn issue_16_a_relay_forwards_an_edit_between_laptops_never_up_together_and_holds
     let relay_addr = format!("{}/p2p/{peer_id}", addr(pr));
     h2.fails(&["relay", "add", &relay_addr], "", 10);
     h1.fails(&["relay", "add", &addr(pr)], "", 9);
+    // The relay's operator accepts the team first: before that, the team's
+    // devices are refused like any stranger's.
+    let team_id = str_field(&h1.json(&["team", "show", "--json"], ""), "team_id").to_string();
+    relay.ok(&["relay", "accept", &team_id], "");
+    assert_eq!(relay_status(&relay)["accepted"][0], team_id.as_str());
     h1.ok(&["relay", "add", &relay_addr], "");
     let ls = h1.json(&["relay", "ls", "--json"], "");
     assert_eq!(ls["relays"][0]["peer_id"], Value::String(peer_id.clone()));

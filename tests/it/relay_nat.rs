@@ -251,6 +251,8 @@ fn issue_16_laptops_behind_two_nats_sync_through_the_relay() {
     wait_until(CATCH_UP, "H2 holds Ops (over the cable)", || {
         item_names(&h2, "Ops") == ["before"]
     });
+    let team_id = str_field(&h1.json(&["team", "show", "--json"], ""), "team_id").to_string();
+    relay.ok(&["relay", "accept", &team_id], "");
     h1.ok(
         &[
             "relay",

@@ -12,16 +12,19 @@
 //! relay learns which device a key belongs to only from a team's roster.
 //! A peer whose key no held roster names is *pending*: it is greeted with
 //! an empty `Hello`, and the only thing it may send that counts is a team
-//! roster; the relay takes the team when that roster, as the acceptance
-//! rule accepts it, names this relay (`RosterOp::AddRelay`, an admin's op)
-//! and names the sender as a live device. A roster op removing the relay
+//! roster; the relay takes the team when its operator accepted that team
+//! (`Relay::accept_team`: `coffer relay accept TEAM_ID` on the relay — a
+//! stranger who founds a team of their own and names the relay in it is
+//! refused) and that roster, as the acceptance rule accepts it, names this
+//! relay (`RosterOp::AddRelay`, an admin's op) and names the sender as a
+//! live device. A roster op removing the relay
 //! drops the team and every envelope of it; a folder the team deleted is
 //! dropped too.
 //!
 //! What it is not: no IO, no clock, no key. Storage is bounded per team
 //! ([`RelayLimits`]); what a full team sends is not kept.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand_core::CryptoRngCore;
 
@@ -105,6 +108,8 @@ enum Link {
 pub struct Relay {
     me: DeviceId,
     limits: RelayLimits,
+    /// The teams its operator accepted: no other team is ever taken.
+    accepted: BTreeSet<SpaceId>,
     teams: BTreeMap<SpaceId, Replica>,
     peers: BTreeMap<DeviceId, Link>,
     allowed: BTreeMap<DeviceId, [u8; 32]>,
@@ -158,6 +163,7 @@ impl Relay {
         let mut relay = Relay {
             me,
             limits,
+            accepted: BTreeSet::new(),
             teams: BTreeMap::new(),
             peers: BTreeMap::new(),
             allowed: BTreeMap::new(),
@@ -203,6 +209,27 @@ impl Relay {
     }
 
     /// What the relay holds, per team.
+    /// The limits it was loaded with.
+    pub fn limits(&self) -> RelayLimits {
+        self.limits
+    }
+
+    /// The teams its operator accepted (from the relay's store at start).
+    pub fn set_accepted_teams(&mut self, teams: BTreeSet<SpaceId>) {
+        self.accepted = teams;
+    }
+
+    /// Its operator accepts `team`: a member device presenting a roster of
+    /// it that names this relay is taken from now on.
+    pub fn accept_team(&mut self, team: SpaceId) {
+        self.accepted.insert(team);
+    }
+
+    /// The teams its operator accepted.
+    pub fn accepted_teams(&self) -> &BTreeSet<SpaceId> {
+        &self.accepted
+    }
+
     pub fn status(&self) -> RelayStatus {
         let mut teams = Vec::new();
         for (id, r) in &self.teams {
@@ -332,12 +359,32 @@ impl Relay {
             None => Err(ProtocolViolation::NotAllowed),
             Some(Link::Bound { team, device }) => {
                 let (team, device) = (*team, *device);
-                if matches!(msg, SyncMessage::Envelopes { .. })
-                    && self.team_bytes(&team) >= self.limits.max_team_bytes
-                {
-                    self.dropped_full += 1;
-                    return Ok(());
-                }
+                let msg = match msg {
+                    SyncMessage::Envelopes { space, envelopes }
+                        if self.team_bytes(&team) >= self.limits.max_team_bytes =>
+                    {
+                        // Full: folder content is not kept, but the roster
+                        // and membership ops are (a removal, the relay's own
+                        // removal or a folder's deletion must still land).
+                        let control: Vec<Vec<u8>> = envelopes
+                            .into_iter()
+                            .filter(|b| {
+                                Envelope::decode(b).is_ok_and(|e| {
+                                    matches!(e.kind(), Kind::Roster | Kind::Membership)
+                                })
+                            })
+                            .collect();
+                        self.dropped_full += 1;
+                        if control.is_empty() {
+                            return Ok(());
+                        }
+                        SyncMessage::Envelopes {
+                            space,
+                            envelopes: control,
+                        }
+                    }
+                    other => other,
+                };
                 let result = match self.teams.get_mut(&team) {
                     Some(r) => r.handle_message(device, msg, rng),
                     None => Err(ProtocolViolation::NotAllowed),
@@ -449,7 +496,9 @@ impl Relay {
                 return Ok(());
             }
         } else {
-            if self.teams.len() >= self.limits.max_teams {
+            // Only a team its operator accepted: otherwise anyone could found
+            // a team, name this relay in it and store whatever they like.
+            if self.teams.len() >= self.limits.max_teams || !self.accepted.contains(&team) {
                 return Err(ProtocolViolation::NotAllowed);
             }
             let stored = StoredSpace {

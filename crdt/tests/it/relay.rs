@@ -165,12 +165,19 @@ fn team(role: Role) -> (World, SpaceId) {
     (w, ops)
 }
 
+/// The relay, its operator having accepted the team of `w`'s node 0.
+fn relay_for(w: &World, stored: Vec<coffer_crdt::replica::StoredSpace>) -> Relay {
+    let mut relay = Relay::load(RELAY, stored, RelayLimits::default());
+    relay.accept_team(w.nodes[0].replica.team_id().expect("a team"));
+    relay
+}
+
 #[test]
 fn an_edit_reaches_a_device_that_was_never_up_with_its_author() {
     let (mut w, ops) = team(Role::Editor);
     w.cut.insert((0, 1));
     w.cut.insert((1, 0));
-    let mut relay = Relay::load(RELAY, Vec::new(), RelayLimits::default());
+    let mut relay = relay_for(&w, Vec::new());
     let mut store = RelayStore::default();
     add(&mut w, 0, "Ops", "written-while-bob-is-off");
     assert_eq!(session(&mut w, 0, &mut relay, &mut store, None), None);
@@ -178,7 +185,7 @@ fn an_edit_reaches_a_device_that_was_never_up_with_its_author() {
     assert_eq!(status.teams.len(), 1, "{status:?}");
     assert_eq!(status.teams[0].spaces, 2, "the roster and Ops: {status:?}");
     // The relay restarts from its store, then Bob comes up.
-    let mut relay = Relay::load(RELAY, store.stored(), RelayLimits::default());
+    let mut relay = relay_for(&w, store.stored());
     store.drain(&mut relay);
     assert_eq!(session(&mut w, 1, &mut relay, &mut store, None), None);
     assert_eq!(w.nodes[1].names("Ops"), ["written-while-bob-is-off"]);
@@ -197,7 +204,7 @@ fn an_edit_reaches_a_device_that_was_never_up_with_its_author() {
 #[test]
 fn forged_envelopes_and_a_folder_members_write_are_refused_by_the_relay() {
     let (mut w, ops) = team(Role::Member);
-    let mut relay = Relay::load(RELAY, Vec::new(), RelayLimits::default());
+    let mut relay = relay_for(&w, Vec::new());
     let mut store = RelayStore::default();
     add(&mut w, 0, "Ops", "old");
     assert_eq!(session(&mut w, 0, &mut relay, &mut store, None), None);
@@ -292,10 +299,29 @@ fn a_stranger_with_a_roster_that_does_not_name_the_relay_gets_nothing() {
     assert_eq!(relay.status().teams.len(), 0);
 }
 
+/// A team whose roster names the relay, but that its operator never
+/// accepted (a stranger's own team, made to store things on it), is not
+/// taken: nothing stored, the session refused.
+#[test]
+fn a_team_its_operator_did_not_accept_is_refused_though_its_roster_names_the_relay() {
+    let (mut w, _) = team(Role::Editor);
+    let mut relay = Relay::load(RELAY, Vec::new(), RelayLimits::default());
+    let mut store = RelayStore::default();
+    add(&mut w, 0, "Ops", "loot");
+    let err = session(&mut w, 0, &mut relay, &mut store, None);
+    assert!(err.is_some(), "the session is refused");
+    assert!(store.spaces.is_empty());
+    assert_eq!(relay.status().teams.len(), 0);
+    // Accepted, the same team is taken.
+    relay.accept_team(w.nodes[0].replica.team_id().unwrap());
+    assert_eq!(session(&mut w, 0, &mut relay, &mut store, None), None);
+    assert_eq!(relay.status().teams.len(), 1);
+}
+
 #[test]
 fn a_removed_relay_drops_the_team_and_a_deleted_folder_is_dropped() {
     let (mut w, ops) = team(Role::Editor);
-    let mut relay = Relay::load(RELAY, Vec::new(), RelayLimits::default());
+    let mut relay = relay_for(&w, Vec::new());
     let mut store = RelayStore::default();
     add(&mut w, 0, "Ops", "x");
     w.nodes[0]

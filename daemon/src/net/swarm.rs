@@ -139,7 +139,32 @@ fn build_swarm(
     seed: Zeroizing<[u8; 32]>,
     is_relay: bool,
     hole_punch: bool,
+    allowed: &tokio::sync::watch::Receiver<BTreeMap<DeviceId, [u8; 32]>>,
 ) -> anyhow::Result<Swarm<Behaviour>> {
+    // On a relay, circuits are for the devices of the teams it holds (its
+    // allowed peers), not for anyone who connects: a stranger may neither
+    // reserve a slot nor open a circuit (libp2p's relay asks every rate
+    // limiter; these say no to a peer that is not allowed).
+    let team_device = |allowed: tokio::sync::watch::Receiver<BTreeMap<DeviceId, [u8; 32]>>| {
+        move |peer: PeerId, _: &Multiaddr, _: std::time::Instant| {
+            transport_of(&peer).is_some_and(|t| allowed.borrow().contains_key(&DeviceId(t)))
+        }
+    };
+    let mut relay_config = relay::Config {
+        max_reservations: 4096,
+        max_reservations_per_peer: 4,
+        max_circuits: 4096,
+        max_circuits_per_peer: 16,
+        max_circuit_duration: CIRCUIT_DURATION,
+        max_circuit_bytes: CIRCUIT_BYTES,
+        ..relay::Config::default()
+    };
+    relay_config
+        .reservation_rate_limiters
+        .push(Box::new(team_device(allowed.clone())));
+    relay_config
+        .circuit_src_rate_limiters
+        .push(Box::new(team_device(allowed.clone())));
     let mut bytes = *seed;
     let key = libp2p::identity::Keypair::ed25519_from_bytes(&mut bytes)
         .context("the device key is not an Ed25519 key")?;
@@ -158,20 +183,9 @@ fn build_swarm(
     let swarm = builder
         .with_relay_client(noise_config, yamux::Config::default)?
         .with_behaviour(|key, relay_client| Behaviour {
-            relay: Toggle::from(is_relay.then(|| {
-                relay::Behaviour::new(
-                    key.public().to_peer_id(),
-                    relay::Config {
-                        max_reservations: 4096,
-                        max_reservations_per_peer: 4,
-                        max_circuits: 4096,
-                        max_circuits_per_peer: 16,
-                        max_circuit_duration: CIRCUIT_DURATION,
-                        max_circuit_bytes: CIRCUIT_BYTES,
-                        ..relay::Config::default()
-                    },
-                )
-            })),
+            relay: Toggle::from(
+                is_relay.then(|| relay::Behaviour::new(key.public().to_peer_id(), relay_config)),
+            ),
             relay_client,
             dcutr: Toggle::from(
                 hole_punch.then(|| dcutr::Behaviour::new(key.public().to_peer_id())),
@@ -221,7 +235,12 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Command>,
     allowed_now: BTreeMap<DeviceId, [u8; 32]>,
 ) -> anyhow::Result<()> {
-    let mut swarm = build_swarm(seed, ctx.config.relay, !ctx.config.no_hole_punch)?;
+    let mut swarm = build_swarm(
+        seed,
+        ctx.config.relay,
+        !ctx.config.no_hole_punch,
+        &ctx.allowed,
+    )?;
     let local = *swarm.local_peer_id();
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control

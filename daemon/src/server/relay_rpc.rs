@@ -20,6 +20,7 @@ const ALL: &[&str] = &[
     m::RelayRemove::NAME,
     m::RelayList::NAME,
     m::RelayStatus::NAME,
+    m::RelayAccept::NAME,
 ];
 
 /// Whether `method` is one of these.
@@ -118,43 +119,60 @@ impl Shared {
                     .collect();
                 reply::<m::RelayList, _>(m::RelayListResult { relays })
             }
-            m::RelayStatus::NAME => {
-                let (device, status) = self.vault.blocking_call_quiet(|v| {
-                    Ok::<_, RpcError>((v.relay_device(), v.relay_status()))
+            m::RelayAccept::NAME => {
+                let p = params::<m::RelayAccept>(raw)?;
+                let team = coffer_crdt::SpaceId::from_hex(p.team.trim()).ok_or_else(|| {
+                    invalid(format!(
+                        "{:?} is not a team id: `coffer team show --json` on a team device prints it (team_id)",
+                        p.team
+                    ))
                 })?;
-                let (Some(device), Some(status)) = (device, status) else {
-                    return Err(RpcError::new(
-                        ErrorCode::InvalidInput,
-                        "this cofferd is not a relay: `coffer relay ls` lists the team's relays",
-                    ));
-                };
-                let teams = status
-                    .teams
-                    .into_iter()
-                    .map(|t| m::RelayTeamHeld {
-                        team_id: t.team.to_hex(),
-                        name: t.name,
-                        spaces: t.spaces,
-                        envelopes: t.envelopes,
-                        bytes: t.bytes,
-                        quarantined: t.quarantined,
-                        connected: t.connected,
-                        full: t.full,
-                    })
-                    .collect();
-                reply::<m::RelayStatus, _>(m::RelayStatusResult {
-                    peer_id: peer_id_of(&device.0)
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                    listen: self.net.listen_addrs(),
-                    teams,
-                    pending: status.pending,
-                    refused_sessions: status.refused_sessions,
-                    dropped_full: status.dropped_full,
-                })
+                self.vault.blocking_call(move |v| {
+                    v.relay_accept(team).map_err(RpcError::from)?;
+                    Ok::<_, RpcError>(())
+                })?;
+                self.relay_status()
             }
+            m::RelayStatus::NAME => self.relay_status(),
             _ => Err(RpcError::new(ErrorCode::MethodNotFound, method.to_string())),
         }
+    }
+
+    fn relay_status(&self) -> Result<Value, RpcError> {
+        let (device, status, accepted) = self.vault.blocking_call_quiet(|v| {
+            Ok::<_, RpcError>((v.relay_device(), v.relay_status(), v.relay_accepted()))
+        })?;
+        let (Some(device), Some(status)) = (device, status) else {
+            return Err(RpcError::new(
+                ErrorCode::InvalidInput,
+                "this cofferd is not a relay: `coffer relay ls` lists the team's relays",
+            ));
+        };
+        let teams = status
+            .teams
+            .into_iter()
+            .map(|t| m::RelayTeamHeld {
+                team_id: t.team.to_hex(),
+                name: t.name,
+                spaces: t.spaces,
+                envelopes: t.envelopes,
+                bytes: t.bytes,
+                quarantined: t.quarantined,
+                connected: t.connected,
+                full: t.full,
+            })
+            .collect();
+        reply::<m::RelayStatus, _>(m::RelayStatusResult {
+            peer_id: peer_id_of(&device.0)
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            listen: self.net.listen_addrs(),
+            teams,
+            pending: status.pending,
+            refused_sessions: status.refused_sessions,
+            dropped_full: status.dropped_full,
+            accepted,
+        })
     }
 }
 

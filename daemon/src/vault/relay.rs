@@ -9,7 +9,7 @@ use std::path::Path;
 
 use coffer_crdt::replica::relay::{Relay, RelayLimits, RelayStatus};
 use coffer_crdt::replica::{ProtocolViolation, SyncMessage};
-use coffer_crdt::DeviceId;
+use coffer_crdt::{DeviceId, SpaceId};
 use rand_core::CryptoRngCore;
 use tracing::{info, warn};
 use zeroize::Zeroizing;
@@ -19,6 +19,8 @@ use crate::store::Store;
 
 /// The relay's transport key seed (kv; the data dir is 0700).
 const KV_RELAY_IDENTITY: &str = "relay_identity";
+/// The teams its operator accepted (kv, JSON list of ids).
+const KV_RELAY_TEAMS: &str = "relay_teams";
 
 impl Vault {
     /// Opens (creating if needed) a relay's store under `data_dir`: its
@@ -43,7 +45,8 @@ impl Vault {
         };
         let transport = coffer_crdt::crypto::ed25519_public(&seed);
         let stored = store.load_spaces()?;
-        let relay = Relay::load(transport, stored, limits);
+        let mut relay = Relay::load(transport, stored, limits);
+        relay.set_accepted_teams(accepted_teams(&store)?);
         let mut vault = Vault {
             data_dir: data_dir.to_path_buf(),
             store,
@@ -86,6 +89,28 @@ impl Vault {
         self.relay.as_ref().map(Relay::status)
     }
 
+    /// Its operator accepts `team` (stored first, then the relay told).
+    pub fn relay_accept(&mut self, team: SpaceId) -> Result<(), VaultError> {
+        let Some(relay) = self.relay.as_mut() else {
+            return Err(VaultError::Invalid(
+                "this cofferd is not a relay: run `coffer relay accept` against `cofferd --relay`'s socket".into(),
+            ));
+        };
+        let mut teams = relay.accepted_teams().clone();
+        teams.insert(team);
+        let ids: Vec<String> = teams.iter().map(SpaceId::to_hex).collect();
+        self.store.put_json(KV_RELAY_TEAMS, &ids)?;
+        relay.accept_team(team);
+        Ok(())
+    }
+
+    /// The teams its operator accepted (hex ids).
+    pub fn relay_accepted(&self) -> Vec<String> {
+        self.relay.as_ref().map_or_else(Vec::new, |r| {
+            r.accepted_teams().iter().map(SpaceId::to_hex).collect()
+        })
+    }
+
     /// The relay's device id (its transport key).
     pub fn relay_device(&self) -> Option<DeviceId> {
         self.relay.as_ref().map(Relay::device)
@@ -100,10 +125,17 @@ impl Vault {
             if let Err(e) = self.write(&persists) {
                 // Memory is ahead of disk: start again from the store.
                 warn!(error = %e, "a relay write failed; reloading from the store");
-                let transport = self.relay.as_ref().map(|r| r.device().0);
+                let kept = self
+                    .relay
+                    .as_ref()
+                    .map(|r| (r.device().0, r.limits(), r.accepted_teams().clone()));
                 self.relay = None;
-                if let (Some(transport), Ok(stored)) = (transport, self.store.load_spaces()) {
-                    self.relay = Some(Relay::load(transport, stored, RelayLimits::default()));
+                if let (Some((transport, limits, accepted)), Ok(stored)) =
+                    (kept, self.store.load_spaces())
+                {
+                    let mut relay = Relay::load(transport, stored, limits);
+                    relay.set_accepted_teams(accepted);
+                    self.relay = Some(relay);
                     self.reloaded = true;
                 }
                 return Err(e);
@@ -150,4 +182,10 @@ impl Vault {
         }
         Ok(self.replica_mut()?.handle_message(peer, msg, rng))
     }
+}
+
+/// The teams the relay's operator accepted, from its store.
+fn accepted_teams(store: &Store) -> Result<std::collections::BTreeSet<SpaceId>, VaultError> {
+    let ids: Vec<String> = store.get_json(KV_RELAY_TEAMS)?.unwrap_or_default();
+    Ok(ids.iter().filter_map(|h| SpaceId::from_hex(h)).collect())
 }
