@@ -16,7 +16,7 @@ use coffer_tests::{files_under, item_names, str_field, Cli, Daemon, Options, PIN
 use serde_json::Value;
 
 use crate::sync::{addr, free_port, start_node, wait_until, SYNC_TIMEOUT};
-use crate::team::{enrol, init_as};
+use crate::team::{enrol, init_as, share};
 
 /// A relay on loopback `port`, with its own data dir.
 pub fn start_relay(port: u16) -> Daemon {
@@ -78,31 +78,9 @@ fn issue_16_a_relay_forwards_an_edit_between_laptops_never_up_together_and_holds
     h1.ok(&["team", "create", "Acme"], "");
     enrol(&h1, p1, &h2, "bob@example.com", &[]);
     h1.ok(&["folder", "create", "Ops"], "");
-    h1.ok(
-        &[
-            "folder",
-            "share",
-            "Ops",
-            "--user",
-            "bob@example.com",
-            "--role",
-            "editor",
-        ],
-        "",
-    );
+    share(&h1, "Ops", "bob@example.com", "editor");
     h1.ok(&["folder", "create", "Read"], "");
-    h1.ok(
-        &[
-            "folder",
-            "share",
-            "Read",
-            "--user",
-            "bob@example.com",
-            "--role",
-            "member",
-        ],
-        "",
-    );
+    share(&h1, "Read", "bob@example.com", "member");
     h1.add_login("before", "pw0", &["--folder", "Ops"]);
     wait_until(SYNC_TIMEOUT, "H2 holds Ops", || {
         item_names(&h2, "Ops") == ["before"]

@@ -22,7 +22,7 @@ use crate::discovery::{cannot_run, ip, Netns};
 use crate::enrol::{one_pending, Joining};
 use crate::relay::relay_status;
 use crate::sync::wait_until;
-use crate::team::init_as;
+use crate::team::{init_as, share};
 
 /// How long an edit may take to reach the other laptop through the relay
 /// once both are up (measured: see the test's output).
@@ -235,18 +235,7 @@ fn issue_16_laptops_behind_two_nats_sync_through_the_relay() {
     h1.ok(&["team", "create", "Acme"], "");
     enrol_over(&h1, "/ip4/10.99.0.1/tcp/7373", &h2, "bob@example.com");
     h1.ok(&["folder", "create", "Ops"], "");
-    h1.ok(
-        &[
-            "folder",
-            "share",
-            "Ops",
-            "--user",
-            "bob@example.com",
-            "--role",
-            "editor",
-        ],
-        "",
-    );
+    share(&h1, "Ops", "bob@example.com", "editor");
     h1.add_login("before", "pw0", &["--folder", "Ops"]);
     wait_until(CATCH_UP, "H2 holds Ops (over the cable)", || {
         item_names(&h2, "Ops") == ["before"]

@@ -14,6 +14,14 @@ use crate::sync::{addr, free_port, start_node, wait_until, SYNC_TIMEOUT};
 
 const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXP";
 
+/// `coffer folder share FOLDER --user USER --role ROLE` on `cli`.
+pub fn share(cli: &Cli, folder: &str, user: &str, role: &str) {
+    cli.ok(
+        &["folder", "share", folder, "--user", user, "--role", role],
+        "",
+    );
+}
+
 pub fn init_as(cli: &Cli, name: &str, email: &str) {
     cli.ok(
         &["init", "--name", name, "--email", email, "--pin-stdin"],
@@ -86,18 +94,7 @@ fn four_daemons_run_a_team() {
 
     // The shared folder, with a login whose TOTP is linked.
     a.ok(&["folder", "create", "Registrar"], "");
-    a.ok(
-        &[
-            "folder",
-            "share",
-            "Registrar",
-            "--user",
-            "bob@example.com",
-            "--role",
-            "editor",
-        ],
-        "",
-    );
+    share(&a, "Registrar", "bob@example.com", "editor");
     a.ok(
         &[
             "folder",
@@ -304,18 +301,7 @@ fn issue_12_a_rotated_folder_keeps_its_items_across_lock_and_restart() {
     a.ok(&["team", "create", "Acme"], "");
     enrol(&a, pa, &b, "bob@example.com", &[]);
     a.ok(&["folder", "create", "Ops"], "");
-    a.ok(
-        &[
-            "folder",
-            "share",
-            "Ops",
-            "--user",
-            "bob@example.com",
-            "--role",
-            "editor",
-        ],
-        "",
-    );
+    share(&a, "Ops", "bob@example.com", "editor");
     a.add_login("before", "pw1", &["--folder", "Ops"]);
     a.ok(
         &["folder", "unshare", "Ops", "--user", "bob@example.com"],
