@@ -208,7 +208,6 @@ impl Relay {
         self.teams.get(team)
     }
 
-    /// What the relay holds, per team.
     /// The limits it was loaded with.
     pub fn limits(&self) -> RelayLimits {
         self.limits
@@ -230,6 +229,7 @@ impl Relay {
         &self.accepted
     }
 
+    /// What the relay holds, per team.
     pub fn status(&self) -> RelayStatus {
         let mut teams = Vec::new();
         for (id, r) in &self.teams {
