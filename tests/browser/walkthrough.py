@@ -346,14 +346,18 @@ def admin_activity(page: Page, a: Node, c: Checks) -> None:
     rows = page.locator("#audit-rows tr")
     deadline = time.monotonic() + 60
     while True:
-        actions = set(rows.evaluate_all("rows => rows.map(r => r.dataset.action)"))
+        # One snapshot of the table (a refresh may re-render it between two
+        # reads): actions, users and items of the same rows.
+        shown = rows.evaluate_all(
+            "rows => rows.map(r => [r.dataset.action, r.dataset.user, r.dataset.item])")
+        actions = {a for a, _, _ in shown}
         if {"totp-show", "reveal", "copy", "totp-copy"} <= actions:
             break
         assert time.monotonic() < deadline, f"the member's use did not reach the admin's activity view: {actions}"
         page.click("#audit-refresh")
         time.sleep(0.5)
-    assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.user)")) == {"bob@acme.test"}
-    assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.item)")) == {"Router"}
+    assert {u for _, u, _ in shown} == {"bob@acme.test"}, shown
+    assert {i for _, _, i in shown} == {"Router"}, shown
     expect(page.locator("#audit-rows tr[data-action='copy']").first).to_contain_text("password")
     shot(page, "activity")
     c.ok(f"the admin's activity view shows the member's use of Router ({', '.join(sorted(actions))})")

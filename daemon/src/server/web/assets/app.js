@@ -918,16 +918,20 @@ async function renderActivity() {
   clearTimers();
   if (!S.team) await loadTeam().catch(() => {});
   const admin = !!(S.team && S.team.admin);
+  // What was typed into a filter the page shows now (before this render,
+  // or while it waited for the team) is kept, not reset to the last query's.
+  const typed = (id, last) => ($(id) ? $(id).value : last) || "";
+  const action = typed("audit-action", (A.filter.actions || [])[0]);
   const input = (id, label, attrs) => h("div", {}, h("label", { for: id }, label), h("input", Object.assign({ id: id, type: "text" }, attrs || {})));
   const form = h("form", { id: "audit-form", class: "row" },
-    input("audit-user", "User", { placeholder: "email", value: A.filter.user || "" }),
-    input("audit-folder", "Folder", { value: A.filter.folder || "" }),
-    input("audit-item", "Item", { value: A.filter.item || "" }),
+    input("audit-user", "User", { placeholder: "email", value: typed("audit-user", A.filter.user) }),
+    input("audit-folder", "Folder", { value: typed("audit-folder", A.filter.folder) }),
+    input("audit-item", "Item", { value: typed("audit-item", A.filter.item) }),
     h("div", {}, h("label", { for: "audit-action" }, "Action"),
       h("select", { id: "audit-action" }, h("option", { value: "" }, "any"),
-        ACTIONS.map((a) => h("option", { value: a, selected: (A.filter.actions || [])[0] === a }, a)))),
-    input("audit-since", "Since", { type: "date", value: A.since || "" }),
-    input("audit-until", "Until", { type: "date", value: A.until || "" }),
+        ACTIONS.map((a) => h("option", { value: a, selected: action === a }, a)))),
+    input("audit-since", "Since", { type: "date", value: typed("audit-since", A.since) }),
+    input("audit-until", "Until", { type: "date", value: typed("audit-until", A.until) }),
     h("button", { type: "submit", id: "audit-apply" }, "Show"));
   form.addEventListener("submit", (ev) => { ev.preventDefault(); loadActivity(); });
   const section = h("section", { class: "card", id: "activity" },
