@@ -344,10 +344,13 @@ def admin_activity(page: Page, a: Node, c: Checks) -> None:
     page.fill("#audit-item", "Router")
     page.click("#audit-apply")
     rows = page.locator("#audit-rows tr")
+    settled = page.locator("#audit-table[aria-busy='false']")
     deadline = time.monotonic() + 60
     while True:
-        # One snapshot of the table (a refresh may re-render it between two
-        # reads): actions, users and items of the same rows.
+        # The rows of the query just sent, not the page's first, unfiltered
+        # load still on screen (aria-busy until the answer is shown); one
+        # snapshot of them, as a sync may re-render the table between reads.
+        expect(settled).to_have_count(1, timeout=TIMEOUT_MS)
         shown = rows.evaluate_all(
             "rows => rows.map(r => [r.dataset.action, r.dataset.user, r.dataset.item])")
         actions = {a for a, _, _ in shown}

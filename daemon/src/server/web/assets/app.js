@@ -959,13 +959,19 @@ async function loadActivity() {
   A.filter = activityFilter();
   A.since = $("audit-since").value;
   A.until = $("audit-until").value;
-  // Only the latest query's answer is shown (a refresh may overtake one).
+  // Only the latest query's answer is shown (a refresh may overtake one);
+  // until it is, the table says it is busy: the rows are the last query's.
   const asked = ++A.asked;
+  $("audit-table").setAttribute("aria-busy", "true");
+  const answered = () => {
+    if (asked === A.asked && $("audit-table")) $("audit-table").setAttribute("aria-busy", "false");
+  };
   let entries;
   try {
     entries = await call("audit.query", A.filter);
   } catch (e) {
     if (asked === A.asked && $("audit-count")) $("audit-count").textContent = e.message;
+    answered();
     return;
   }
   if (asked !== A.asked) return;
@@ -984,6 +990,7 @@ async function loadActivity() {
     $("audit-rows").replaceChildren(...rows);
     $("audit-count").textContent = entries.length + (entries.length === 1 ? " record" : " records");
   }
+  answered();
 }
 
 function csvField(s) {
