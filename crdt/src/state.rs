@@ -61,6 +61,12 @@ pub struct TeamState {
     pub admins: OrdMap<UserId, u32>,
     pub users: OrdSet<UserId>,
     pub devices: OrdMap<DeviceId, DeviceRecord>,
+    /// `devices` by user (revoked ones included): a device is enrolled once
+    /// and never changes user, so this index only grows with `devices`.
+    /// Without it, finding a user's devices scanned every device of the
+    /// team, on every `AddDevice` of every fold of the roster.
+    #[serde(skip)]
+    devices_by_user: OrdMap<UserId, OrdSet<DeviceId>>,
     pub groups: OrdMap<String, OrdSet<UserId>>,
     /// Deleted groups: their names are not used again.
     pub deleted_groups: OrdSet<String>,
@@ -77,6 +83,17 @@ pub struct TeamState {
     /// Relays removed ([`RosterOp::RemoveRelay`]) and not added again:
     /// devices send them the op that removed them, nothing else.
     pub removed_relays: OrdSet<DeviceId>,
+}
+
+impl TeamState {
+    /// A device joins the team, bound to its user for good.
+    fn enrol(&mut self, device: DeviceId, record: DeviceRecord) {
+        self.devices_by_user
+            .entry(record.user.clone())
+            .or_default()
+            .insert(device);
+        self.devices.insert(device, record);
+    }
 }
 
 /// One folder grant.
@@ -308,9 +325,13 @@ impl State {
     ) -> impl Iterator<Item = (&'a DeviceId, &'a DeviceRecord)> + 'a {
         let live = self.team.users.contains(u);
         self.team
-            .devices
-            .iter()
-            .filter(move |(_, r)| live && &r.user == u && !r.revoked)
+            .devices_by_user
+            .get(u)
+            .filter(|_| live)
+            .into_iter()
+            .flatten()
+            .filter_map(|d| Some((d, self.team.devices.get(d)?)))
+            .filter(|(_, r)| !r.revoked)
     }
 
     /// Every device the folder's grants reach, with its X25519 key if known.
@@ -338,11 +359,9 @@ impl State {
                 }
             }
         }
-        if !users.is_empty() {
-            for (d, r) in self.team.devices.iter() {
-                if !r.revoked && users.contains(&r.user) && self.team.users.contains(&r.user) {
-                    out.insert(*d, Some(r.exchange));
-                }
+        for u in users {
+            for (d, r) in self.devices_of_user(u) {
+                out.insert(*d, Some(r.exchange));
             }
         }
         out
@@ -447,10 +466,8 @@ impl State {
 
     fn snapshot(&self) -> BTreeMap<DeviceId, Rights> {
         let mut devices: BTreeSet<DeviceId> = self.member_devices().into_keys().collect();
-        for (d, r) in self.team.devices.iter() {
-            if self.team.admins.contains_key(&r.user) {
-                devices.insert(*d);
-            }
+        for admin in self.team.admins.keys() {
+            devices.extend(self.team.devices_by_user.get(admin).into_iter().flatten());
         }
         devices.into_iter().map(|d| (d, self.rights(&d))).collect()
     }
@@ -868,7 +885,7 @@ impl State {
             t.founder = Some(founder.clone());
             t.admins.insert(founder.clone(), FOUNDER_RANK);
             t.users.insert(founder.clone());
-            t.devices.insert(
+            t.enrol(
                 author,
                 DeviceRecord {
                     user: founder.clone(),
@@ -991,7 +1008,7 @@ impl State {
                         if !by_admin && live >= MAX_SELF_ADDED_DEVICES {
                             return deny("more devices for this user need a team admin");
                         }
-                        self.team.devices.insert(
+                        self.team.enrol(
                             *device,
                             DeviceRecord {
                                 user: user.clone(),
