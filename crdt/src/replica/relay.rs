@@ -93,6 +93,8 @@ pub struct RelayStatus {
 
 #[derive(Default)]
 struct Pending {
+    /// Its place in the order of arrival: the oldest gives way first.
+    arrival: u64,
     hello: Option<SyncMessage>,
     hello_sent: bool,
     roster: Option<Space>,
@@ -116,6 +118,8 @@ pub struct Relay {
     effects: VecDeque<Effect>,
     refused_sessions: u64,
     dropped_full: u64,
+    /// Pending peers seen so far (the next one's `arrival`).
+    arrivals: u64,
 }
 
 impl std::fmt::Debug for Relay {
@@ -170,6 +174,7 @@ impl Relay {
             effects: VecDeque::new(),
             refused_sessions: 0,
             dropped_full: 0,
+            arrivals: 0,
         };
         for space in strays {
             relay
@@ -307,15 +312,33 @@ impl Relay {
             self.after(team);
             return;
         }
-        let pending = self
+        // A pending peer that has not shown a roster by the time the table
+        // is full gives way: strangers who connect and say nothing cannot
+        // keep a team's new device out. The one dropped is told at its next
+        // message (`NotAllowed`, the session ends) and may connect again.
+        let pending: Vec<(u64, DeviceId)> = self
             .peers
-            .values()
-            .filter(|l| matches!(l, Link::Pending(_)))
-            .count();
-        if pending < self.limits.max_pending {
-            self.peers.insert(handle, Link::Pending(Box::default()));
-            self.effects.push_back(Effect::Transmit(handle));
+            .iter()
+            .filter_map(|(h, l)| match l {
+                Link::Pending(p) => Some((p.arrival, *h)),
+                Link::Bound { .. } => None,
+            })
+            .collect();
+        if pending.len() >= self.limits.max_pending {
+            let Some(&(_, oldest)) = pending.iter().min() else {
+                return;
+            };
+            self.peers.remove(&oldest);
         }
+        self.arrivals += 1;
+        self.peers.insert(
+            handle,
+            Link::Pending(Box::new(Pending {
+                arrival: self.arrivals,
+                ..Pending::default()
+            })),
+        );
+        self.effects.push_back(Effect::Transmit(handle));
     }
 
     pub fn peer_disconnected(&mut self, handle: &DeviceId) {

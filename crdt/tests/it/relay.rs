@@ -355,3 +355,43 @@ fn a_removed_relay_drops_the_team_and_a_deleted_folder_is_dropped() {
     assert!(store.spaces.is_empty(), "{:?}", store.spaces.keys());
     assert!(relay.status().teams.is_empty());
 }
+
+/// Strangers who connect and never show a roster fill the pending table;
+/// the oldest gives way to the next peer, so a team device that connects
+/// after them is still taken, and the stranger dropped is refused at its
+/// next message.
+#[test]
+fn silent_strangers_give_way_to_a_team_device_when_the_pending_table_is_full() {
+    let (mut w, _) = team(Role::Editor);
+    let limits = RelayLimits {
+        max_pending: 2,
+        ..RelayLimits::default()
+    };
+    let mut relay = Relay::load(RELAY, Vec::new(), limits);
+    relay.accept_team(w.nodes[0].replica.team_id().unwrap());
+    let mut store = RelayStore::default();
+    let strangers = [DeviceId([0xe1; 32]), DeviceId([0xe2; 32])];
+    for s in strangers {
+        relay.peer_connected(s);
+    }
+    assert_eq!(relay.status().pending, 2);
+    add(&mut w, 0, "Ops", "kept");
+    assert_eq!(session(&mut w, 0, &mut relay, &mut store, None), None);
+    assert_eq!(relay.status().teams.len(), 1, "the team device was taken");
+    let hello = || SyncMessage::Hello {
+        version: coffer_crdt::replica::SYNC_VERSION,
+        spaces: vec![],
+    };
+    // The first stranger gave way; the second still waits.
+    assert_eq!(
+        relay.handle_message(strangers[0], hello(), &mut w.rng),
+        Err(coffer_crdt::replica::ProtocolViolation::NotAllowed)
+    );
+    assert_eq!(
+        relay.handle_message(strangers[1], hello(), &mut w.rng),
+        Ok(())
+    );
+    // Bob, through the relay alone, gets what Ada left there.
+    assert_eq!(session(&mut w, 1, &mut relay, &mut store, None), None);
+    assert_eq!(w.nodes[1].names("Ops"), ["kept"]);
+}

@@ -18,8 +18,8 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::ConnectionId;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    autonat, dcutr, identify, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol,
-    Swarm,
+    autonat, connection_limits, dcutr, identify, noise, ping, relay, tcp, yamux, Multiaddr, PeerId,
+    StreamProtocol, Swarm,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -50,6 +50,21 @@ struct Behaviour {
     /// Whether this device is reachable from outside (a relay answers
     /// probes; devices ask connected peers).
     autonat: autonat::Behaviour,
+    /// Connections at once ([`connection_limits_for`]).
+    limits: connection_limits::Behaviour,
+}
+
+/// How many connections a daemon takes at once: past these, a connection
+/// is refused at its handshake instead of using up the process's file
+/// descriptors. A laptop connects to the devices it syncs with (a few per
+/// device: direct, relayed, hole-punched); a relay takes every device of
+/// the teams it serves, and strangers who have yet to show a roster.
+fn connection_limits_for(is_relay: bool) -> connection_limits::ConnectionLimits {
+    let incoming = if is_relay { 8192 } else { 1024 };
+    connection_limits::ConnectionLimits::default()
+        .with_max_pending_incoming(Some(256))
+        .with_max_established_incoming(Some(incoming))
+        .with_max_established_per_peer(Some(8))
 }
 
 /// Bounds of the relay's circuits: a sync session is small but lives
@@ -199,6 +214,7 @@ fn build_swarm(
                     ..autonat::Config::default()
                 },
             ),
+            limits: connection_limits::Behaviour::new(connection_limits_for(is_relay)),
             stream: libp2p_stream::Behaviour::new(),
             identify: identify::Behaviour::new(
                 identify::Config::new("/coffer/id/1".into(), key.public())
