@@ -164,6 +164,9 @@ pub struct Space {
     slots: HashSet<u64>,
     /// Held control envelopes per chain (for the control fast path's quota).
     control_counts: HashMap<(SpaceId, DeviceId), u64>,
+    /// Bytes of the held envelopes of this space (not the roster's that a
+    /// folder of a team holds too): what a relay counts against its limit.
+    own_bytes: u64,
     /// Content whose change failed to parse: never parsed again.
     unparsable: HashSet<EnvelopeId>,
     limits: Limits,
@@ -181,6 +184,7 @@ impl Space {
             id,
             team,
             held: HashMap::new(),
+            own_bytes: 0,
             last: HashMap::new(),
             metas: HashMap::new(),
             by_hash: HashMap::new(),
@@ -1190,7 +1194,15 @@ impl Space {
                 self.learn_names(&op);
             }
         }
-        self.held.insert(env.id(), env);
+        let bytes = (env.space() == self.id).then_some(env.bytes().len() as u64);
+        if self.held.insert(env.id(), env).is_none() {
+            self.own_bytes += bytes.unwrap_or(0);
+        }
+    }
+
+    /// Bytes of the held envelopes of this space itself.
+    pub fn own_bytes(&self) -> u64 {
+        self.own_bytes
     }
 
     /// Records the devices and cutoff envelopes a control op names.
@@ -1535,6 +1547,9 @@ impl Space {
     /// else has seen, so our chain stays free of it.
     fn unpublish(&mut self, id: &EnvelopeId) {
         if let Some(env) = self.held.remove(id) {
+            if env.space() == self.id {
+                self.own_bytes = self.own_bytes.saturating_sub(env.bytes().len() as u64);
+            }
             let key = (env.space(), env.author());
             self.slots
                 .remove(&slot(&env.space(), &env.author(), env.seq()));

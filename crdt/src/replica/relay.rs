@@ -283,8 +283,7 @@ impl Relay {
             r.roster
                 .iter()
                 .chain(r.folders.values())
-                .flat_map(|s| s.held().filter(move |e| e.space() == s.id()))
-                .map(|e| e.bytes().len() as u64)
+                .map(Space::own_bytes)
                 .sum()
         })
     }

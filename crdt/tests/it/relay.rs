@@ -395,3 +395,26 @@ fn silent_strangers_give_way_to_a_team_device_when_the_pending_table_is_full() {
     assert_eq!(session(&mut w, 1, &mut relay, &mut store, None), None);
     assert_eq!(w.nodes[1].names("Ops"), ["kept"]);
 }
+
+/// The byte count a relay checks on every batch is kept as envelopes
+/// arrive: it equals a walk of what each space holds of its own (a folder
+/// of a team also holds the roster's envelopes, not counted twice).
+#[test]
+fn a_spaces_own_bytes_are_what_it_holds_of_itself() {
+    let (mut w, ops) = team(Role::Editor);
+    add(&mut w, 0, "Ops", "one");
+    add(&mut w, 0, "Ops", "two");
+    let r = &w.nodes[0].replica;
+    let team = r.team_id().unwrap();
+    for id in [team, ops] {
+        let s = r.space(&id).unwrap();
+        let walked: u64 = s
+            .held()
+            .filter(|e| e.space() == id)
+            .map(|e| e.bytes().len() as u64)
+            .sum();
+        assert!(walked > 0);
+        assert_eq!(s.own_bytes(), walked);
+    }
+    assert!(r.space(&ops).unwrap().held().any(|e| e.space() == team));
+}
