@@ -38,6 +38,13 @@ pub enum RelayCommand {
         /// The team's id (hex).
         team: String,
     },
+    /// Asked of a relay by its operator: stop holding the team with this
+    /// id (undoes `accept`): everything the relay holds of it is deleted and
+    /// its devices are refused. Never starts a daemon.
+    Forget {
+        /// The team's id (hex).
+        team: String,
+    },
 }
 
 pub fn relay(ctx: &mut Ctx, cmd: RelayCommand) -> Result<(), CliError> {
@@ -81,6 +88,16 @@ pub fn relay(ctx: &mut Ctx, cmd: RelayCommand) -> Result<(), CliError> {
             ctx.print(&s, |s| {
                 println!(
                     "Accepted: the relay holds the team once one of its devices connects ({} team(s) accepted).",
+                    s.accepted.len()
+                )
+            });
+        }
+        RelayCommand::Forget { team } => {
+            connect_relay(ctx)?;
+            let s = ctx.call::<m::RelayForget>(&m::RelayAcceptParams { team })?;
+            ctx.print(&s, |s| {
+                println!(
+                    "Forgotten: the relay no longer holds the team and refuses its devices ({} team(s) accepted).",
                     s.accepted.len()
                 )
             });

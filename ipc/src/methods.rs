@@ -1646,3 +1646,8 @@ method!(
     /// one of its devices presents a roster naming this relay.
     RelayAccept, "relay.accept", RelayAcceptParams, RelayStatusResult
 );
+method!(
+    /// Asked of a relay by its operator: no longer accept the team with
+    /// this id, and drop everything held of it.
+    RelayForget, "relay.forget", RelayAcceptParams, RelayStatusResult
+);

@@ -67,7 +67,7 @@ fn a_window_opens(bytes: &[u8], env: &Envelope) -> bool {
 #[test]
 fn issue_16_a_relay_forwards_an_edit_between_laptops_never_up_together_and_holds_no_key() {
     let (pr, p1, p2) = (free_port(), free_port(), free_port());
-    let relay = start_relay(pr);
+    let mut relay = start_relay(pr);
     let status = relay_status(&relay);
     let peer_id = str_field(&status, "peer_id").to_string();
     assert_eq!(status["teams"], serde_json::json!([]));
@@ -226,4 +226,22 @@ fn issue_16_a_relay_forwards_an_edit_between_laptops_never_up_together_and_holds
             .all(|n| n.starts_with("relay.sqlite3") || n == "cofferd.lock"),
         "{names:?}"
     );
+
+    // Its operator takes the team back: nothing of it is left on the relay,
+    // also after a restart; a team it never knew is an error.
+    relay.ok(&["relay", "forget", &team_id], "");
+    let s = relay_status(&relay);
+    assert_eq!(s["teams"].as_array().map(Vec::len), Some(0), "{s}");
+    assert_eq!(s["accepted"].as_array().map(Vec::len), Some(0), "{s}");
+    relay.stop();
+    relay.spawn();
+    assert!(
+        stored_envelopes(&relay).is_empty(),
+        "the relay's store dropped the team"
+    );
+    assert_eq!(
+        relay_status(&relay)["accepted"].as_array().map(Vec::len),
+        Some(0)
+    );
+    relay.fails(&["relay", "forget", &team_id], "", 5);
 }

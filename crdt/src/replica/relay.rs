@@ -229,6 +229,16 @@ impl Relay {
         self.accepted.insert(team);
     }
 
+    /// Its operator takes `team` back: no longer accepted, and everything
+    /// held of it dropped (`Persist::DropSpace`), its devices' sessions
+    /// refused at their next message. Whether it was accepted or held.
+    pub fn forget_team(&mut self, team: SpaceId) -> bool {
+        let accepted = self.accepted.remove(&team);
+        let held = self.teams.contains_key(&team);
+        self.drop_team(team);
+        accepted || held
+    }
+
     /// The teams its operator accepted.
     pub fn accepted_teams(&self) -> &BTreeSet<SpaceId> {
         &self.accepted

@@ -418,3 +418,31 @@ fn a_spaces_own_bytes_are_what_it_holds_of_itself() {
     }
     assert!(r.space(&ops).unwrap().held().any(|e| e.space() == team));
 }
+
+/// Its operator takes an accepted team back: everything held of it is
+/// dropped from the store, and its devices are refused as strangers are
+/// (the same roster no longer binds it) until accepted again.
+#[test]
+fn a_team_its_operator_forgets_is_dropped_and_refused() {
+    let (mut w, _) = team(Role::Editor);
+    let mut relay = relay_for(&w, Vec::new());
+    let mut store = RelayStore::default();
+    let team = w.nodes[0].replica.team_id().unwrap();
+    add(&mut w, 0, "Ops", "held");
+    assert_eq!(session(&mut w, 0, &mut relay, &mut store, None), None);
+    assert_eq!(relay.status().teams.len(), 1);
+    assert!(!store.spaces.is_empty());
+
+    assert!(relay.forget_team(team));
+    store.drain(&mut relay);
+    assert!(store.spaces.is_empty(), "every space of the team dropped");
+    assert!(relay.status().teams.is_empty());
+    assert!(relay.accepted_teams().is_empty());
+    assert!(!relay.forget_team(team), "nothing left to forget");
+    // Ada comes back: refused, nothing stored.
+    assert!(session(&mut w, 0, &mut relay, &mut store, None).is_some());
+    assert!(store.spaces.is_empty());
+    // And after a restart from what was stored, nothing of it is there.
+    let reloaded = Relay::load(RELAY, store.stored(), RelayLimits::default());
+    assert!(reloaded.status().teams.is_empty());
+}

@@ -21,6 +21,7 @@ const ALL: &[&str] = &[
     m::RelayList::NAME,
     m::RelayStatus::NAME,
     m::RelayAccept::NAME,
+    m::RelayForget::NAME,
 ];
 
 /// Whether `method` is one of these.
@@ -120,17 +121,28 @@ impl Shared {
                 reply::<m::RelayList, _>(m::RelayListResult { relays })
             }
             m::RelayAccept::NAME => {
-                let p = params::<m::RelayAccept>(raw)?;
-                let team = coffer_crdt::SpaceId::from_hex(p.team.trim()).ok_or_else(|| {
-                    invalid(format!(
-                        "{:?} is not a team id: `coffer team show --json` on a team device prints it (team_id)",
-                        p.team
-                    ))
-                })?;
+                let team = team_id(&params::<m::RelayAccept>(raw)?.team)?;
                 self.vault.blocking_call(move |v| {
                     v.relay_accept(team).map_err(RpcError::from)?;
                     Ok::<_, RpcError>(())
                 })?;
+                self.relay_status()
+            }
+            m::RelayForget::NAME => {
+                let p = params::<m::RelayForget>(raw)?;
+                let team = team_id(&p.team)?;
+                let known = self
+                    .vault
+                    .blocking_call(move |v| v.relay_forget(team).map_err(RpcError::from))?;
+                if !known {
+                    return Err(RpcError::new(
+                        ErrorCode::NotFound,
+                        format!(
+                            "this relay neither accepted nor holds team {}",
+                            p.team.trim()
+                        ),
+                    ));
+                }
                 self.relay_status()
             }
             m::RelayStatus::NAME => self.relay_status(),
@@ -174,6 +186,15 @@ impl Shared {
             accepted,
         })
     }
+}
+
+/// A team id as its operator typed it.
+fn team_id(text: &str) -> Result<coffer_crdt::SpaceId, RpcError> {
+    coffer_crdt::SpaceId::from_hex(text.trim()).ok_or_else(|| {
+        invalid(format!(
+            "{text:?} is not a team id: `coffer team show --json` on a team device prints it (team_id)"
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -104,6 +104,21 @@ impl Vault {
         Ok(())
     }
 
+    /// Its operator takes `team` back (stored first, then the relay drops
+    /// what it holds of the team). Whether the relay knew the team.
+    pub fn relay_forget(&mut self, team: SpaceId) -> Result<bool, VaultError> {
+        let Some(relay) = self.relay.as_mut() else {
+            return Err(VaultError::Invalid(
+                "this cofferd is not a relay: run `coffer relay forget` against `cofferd --relay`'s socket".into(),
+            ));
+        };
+        let mut teams = relay.accepted_teams().clone();
+        teams.remove(&team);
+        let ids: Vec<String> = teams.iter().map(SpaceId::to_hex).collect();
+        self.store.put_json(KV_RELAY_TEAMS, &ids)?;
+        Ok(relay.forget_team(team))
+    }
+
     /// The teams its operator accepted (hex ids).
     pub fn relay_accepted(&self) -> Vec<String> {
         self.relay.as_ref().map_or_else(Vec::new, |r| {
