@@ -189,6 +189,7 @@ fn every_command_prints_json_with_json_errors_included() {
         (vec!["relay", "status"], "", 9),
         // Asked of a team device: it is not a relay (exit 9).
         (vec!["relay", "accept", "00"], "", 9),
+        (vec!["relay", "forget", "00"], "", 9),
         // A team of one with nobody to reach: no problem (exit 22 otherwise).
         (vec!["doctor"], "", 0),
         (vec!["user", "ls"], "", 0),
