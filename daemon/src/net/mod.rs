@@ -278,7 +278,9 @@ pub(crate) struct Dialling {
 pub(crate) struct Ctx {
     pub vault: VaultHandle,
     pub events: broadcast::Sender<Event>,
-    pub status: Mutex<Status>,
+    /// Published by the swarm and session tasks, read by the IPC server:
+    /// a `watch` channel, so no task waits on another's lock.
+    pub status: watch::Sender<Status>,
     pub cmd: mpsc::Sender<Command>,
     pub config: NetConfig,
     /// Open invites and joins waiting for confirmation (memory only).
@@ -293,8 +295,13 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    pub fn status(&self) -> MutexGuard<'_, Status> {
-        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    /// The status as published now (hold it only briefly: writers wait).
+    pub fn status(&self) -> watch::Ref<'_, Status> {
+        self.status.borrow()
+    }
+
+    pub fn update_status(&self, f: impl FnOnce(&mut Status)) {
+        self.status.send_modify(f);
     }
 
     pub fn publish(&self, events: impl IntoIterator<Item = Event>) {
@@ -304,8 +311,10 @@ impl Ctx {
     }
 
     pub fn stat<R>(&self, device: &DeviceId, f: impl FnOnce(&mut PeerStat) -> R) -> R {
-        let mut s = self.status();
-        f(s.peers.entry(*device).or_default())
+        let mut out = None;
+        self.status
+            .send_modify(|s| out = Some(f(s.peers.entry(*device).or_default())));
+        out.expect("send_modify runs its closure")
     }
 }
 
@@ -330,7 +339,7 @@ impl Net {
         let ctx = Arc::new(Ctx {
             vault,
             events,
-            status: Mutex::new(Status::default()),
+            status: watch::Sender::new(Status::default()),
             cmd,
             config,
             invites: Mutex::new(enrol::InviteTable::default()),

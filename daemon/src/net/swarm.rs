@@ -325,11 +325,10 @@ pub(crate) async fn run(
             }
         })
         .collect();
-    {
-        let mut status = ctx.status();
+    ctx.update_status(|status| {
         status.running = true;
         status.started_ms = Some(now_ms());
-    }
+    });
     info!(peer_id = %local, "network started");
     let mut actor = Actor {
         ctx: ctx.clone(),
@@ -515,7 +514,7 @@ impl Actor {
             }
             Command::Discovered { peer, addrs, mdns } => {
                 if mdns && peer != self.local {
-                    self.ctx.status().heard(peer, &addrs, now_ms());
+                    self.ctx.update_status(|s| s.heard(peer, &addrs, now_ms()));
                 }
                 if peer == self.local || self.is_allowed(&peer).is_none() {
                     debug!(%peer, "mDNS: ignoring a peer this device does not sync with");
@@ -755,7 +754,8 @@ impl Actor {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
-                self.ctx.status().listen.push(address.to_string());
+                self.ctx
+                    .update_status(|s| s.listen.push(address.to_string()));
                 if self.ctx.config.relay && nat::path_of(&address) != nat::Path::Relayed {
                     // A relay is where devices reach it: its reservations
                     // name these addresses (not loopback, unless that is all).
@@ -772,11 +772,12 @@ impl Actor {
                         match discovery::Discovery::start(self.local, port, self.ctx.cmd.clone()) {
                             Ok(d) => {
                                 self.discovery = Some(d);
-                                self.ctx.status().mdns = MdnsState::Running;
+                                self.ctx.update_status(|s| s.mdns = MdnsState::Running);
                             }
                             Err(e) => {
                                 warn!(error = %e, "mDNS discovery unavailable");
-                                self.ctx.status().mdns = MdnsState::Failed(e.to_string());
+                                self.ctx
+                                    .update_status(|s| s.mdns = MdnsState::Failed(e.to_string()));
                             }
                         }
                     }
@@ -796,7 +797,7 @@ impl Actor {
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 let a = address.to_string();
-                self.ctx.status().listen.retain(|l| l != &a);
+                self.ctx.update_status(|s| s.listen.retain(|l| l != &a));
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -975,7 +976,7 @@ impl Actor {
             })) => match result {
                 Ok(_) => {
                     info!(peer = %remote_peer_id, "hole punched: a direct connection replaces the relayed one");
-                    self.ctx.status().hole_punches.succeeded += 1;
+                    self.ctx.update_status(|s| s.hole_punches.succeeded += 1);
                     self.moved_at.insert(remote_peer_id, Instant::now());
                     for id in self.relayed.remove(&remote_peer_id).unwrap_or_default() {
                         self.swarm.close_connection(id);
@@ -983,7 +984,7 @@ impl Actor {
                 }
                 Err(e) => {
                     info!(peer = %remote_peer_id, error = %e, "hole punch failed: staying relayed");
-                    self.ctx.status().hole_punches.failed += 1;
+                    self.ctx.update_status(|s| s.hole_punches.failed += 1);
                 }
             },
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
@@ -996,7 +997,7 @@ impl Actor {
                     autonat::NatStatus::Unknown => "unknown",
                 };
                 info!(nat, "AutoNAT status");
-                self.ctx.status().nat = Some(nat.to_string());
+                self.ctx.update_status(|s| s.nat = Some(nat.to_string()));
             }
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
                 relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
