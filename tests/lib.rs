@@ -572,6 +572,12 @@ impl Daemon {
         self.opts.args = args;
     }
 
+    /// Adds to the extra `cofferd` environment for the next start (e.g.
+    /// libfaketime's for a laptop whose clock is off).
+    pub fn add_env(&mut self, env: &[(String, String)]) {
+        self.opts.env.extend_from_slice(env);
+    }
+
     /// Clean stop (SIGTERM) then start again on the same dir.
     pub fn restart(&mut self) {
         self.stop();

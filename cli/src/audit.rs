@@ -212,6 +212,15 @@ fn short(hex: &str) -> &str {
     hex.get(..12).unwrap_or(hex)
 }
 
+/// The record's user as "Name <email>" when the roster names them, else
+/// the email (as `coffer history` names people).
+fn person(e: &m::AuditEntry) -> String {
+    match &e.user_name {
+        Some(name) => format!("{name} <{}>", e.user),
+        None => e.user.clone(),
+    }
+}
+
 fn human(entries: &[m::AuditEntry], header: bool) {
     if entries.is_empty() && header {
         println!("No audit records.");
@@ -240,7 +249,7 @@ fn human(entries: &[m::AuditEntry], header: bool) {
         println!(
             "{}  {:<24} {:<16} {:<14} {what}{field}{detail}",
             output::time(e.time_ms),
-            e.user,
+            person(e),
             device,
             e.action
         );
@@ -261,14 +270,17 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// The CSV of `coffer audit --csv` and `audit export --format csv` (and
+/// the web app's export): `user_name` came last, after `detail`, so a
+/// reader of the older columns by position still reads them.
 fn to_csv(entries: &[m::AuditEntry]) -> String {
     let mut out = String::from(
-        "time,user,device,device_name,seq,action,folder,folder_name,item,item_name,field,detail\n",
+        "time,user,device,device_name,seq,action,folder,folder_name,item,item_name,field,detail,user_name\n",
     );
     for e in entries {
         let o = |s: &Option<String>| csv_field(s.as_deref().unwrap_or(""));
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             output::time(e.time_ms),
             csv_field(&e.user),
             e.device,
@@ -280,7 +292,8 @@ fn to_csv(entries: &[m::AuditEntry]) -> String {
             o(&e.item),
             o(&e.item_name),
             o(&e.field),
-            o(&e.detail)
+            o(&e.detail),
+            o(&e.user_name)
         ));
     }
     out

@@ -84,9 +84,14 @@ fn pin_checked(
 }
 
 /// `coffer pin change`: the current PIN and the new one. On a terminal
-/// (unless `from_stdin`) three hidden prompts (current, new, new again);
-/// else two stdin lines, the current PIN then the new one.
-pub fn pin_change(from_stdin: bool) -> Result<(Secret, Secret), CliError> {
+/// (unless `from_stdin`) three hidden prompts (current, new, new again),
+/// the new PIN judged by `check` (as [`new_pin`]) before it is asked for
+/// again; else two stdin lines, the current PIN then the new one (the
+/// daemon judges it when set).
+pub fn pin_change(
+    from_stdin: bool,
+    check: impl FnOnce(&Secret) -> Result<(), CliError>,
+) -> Result<(Secret, Secret), CliError> {
     if from_stdin || !stdin_is_tty() {
         let old = read_stdin_line()?;
         let new = read_stdin_line()?;
@@ -99,6 +104,7 @@ pub fn pin_change(from_stdin: bool) -> Result<(Secret, Secret), CliError> {
     }
     let old = prompt("Current PIN: ")?;
     let new = prompt("New PIN: ")?;
+    check(&new)?;
     if prompt("New PIN again: ")?.expose() != new.expose() {
         return Err(CliError::Usage("the two new PINs differ".into()));
     }

@@ -564,7 +564,12 @@ fn dispatch(
             ctx.print(&r, output::trash_emptied);
         }
         Command::Pin(Lazy(PinCommand::Change { pin_stdin })) => {
-            let (old, new) = input::pin_change(pin_stdin)?;
+            let (old, new) = input::pin_change(pin_stdin, |pin| {
+                ctx.call::<m::PinCheck>(&m::UnlockParams {
+                    pin: pin.expose().to_string(),
+                })
+                .map(|_| ())
+            })?;
             ctx.call::<m::PinChange>(&m::PinChangeParams {
                 old_pin: old.expose().to_string(),
                 new_pin: new.expose().to_string(),

@@ -362,6 +362,8 @@ def admin_activity(page: Page, a: Node, c: Checks) -> None:
     assert {u for _, u, _ in shown} == {"bob@acme.test"}, shown
     assert {i for _, _, i in shown} == {"Router"}, shown
     expect(page.locator("#audit-rows tr[data-action='copy']").first).to_contain_text("password")
+    # The user column names the member as the roster has them.
+    expect(page.locator("#audit-rows tr[data-action='copy'] td").nth(1)).to_have_text("Bob <bob@acme.test>")
     shot(page, "activity")
     c.ok(f"the admin's activity view shows the member's use of Router ({', '.join(sorted(actions))})")
 
@@ -372,8 +374,9 @@ def admin_activity(page: Page, a: Node, c: Checks) -> None:
     with page.expect_download() as dl:
         page.click("#audit-csv")
     csv = Path(dl.value.path()).read_text().splitlines()
-    assert csv[0] == "time,user,device,device_name,seq,action,folder,folder_name,item,item_name,field,detail", csv
+    assert csv[0] == "time,user,device,device_name,seq,action,folder,folder_name,item,item_name,field,detail,user_name", csv
     assert len(csv) == 2 and ",bob@acme.test," in csv[1] and ",copy," in csv[1] and ",Router,password," in csv[1], csv
+    assert csv[1].endswith(",Bob"), csv
     assert dl.value.url.startswith("blob:"), dl.value.url
     page.click("#audit-verify")
     expect(page.locator("#audit-verify-result")).to_contain_text("no gap", timeout=TIMEOUT_MS)

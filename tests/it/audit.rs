@@ -88,7 +88,7 @@ fn team() -> (Daemon, Daemon, Daemon, u16) {
     init_as(&a, "Ada Admin", "ada@example.com");
     a.ok(&["team", "create", "Acme"], "");
     enrol(&a, pa, &b, "bob@example.com", &["--name", "Bob"]);
-    enrol(&a, pa, &c, "cyd@example.com", &["--name", "Cyd"]);
+    enrol(&a, pa, &c, "cyd@example.com", &["--name", "Cyd Ng"]);
     a.ok(&["folder", "create", "Ops"], "");
     for (user, role) in [("bob@example.com", "editor"), ("cyd@example.com", "member")] {
         a.ok(
@@ -126,6 +126,8 @@ fn a_members_use_of_a_shared_secret_reaches_the_admin_and_no_other_member() {
     eprintln!("audit: Cyd's records reached Ada in {:?}", start.elapsed());
     for r in &seen {
         assert_eq!(r["user"], "cyd@example.com");
+        // Named as the admin's roster has her.
+        assert_eq!(r["user_name"], "Cyd Ng", "{r}");
         assert_eq!(r["device"], cyd.as_str());
         assert_eq!(r["item_name"], "aws");
         assert_eq!(r["folder_name"], "Ops");
@@ -174,9 +176,29 @@ fn a_members_use_of_a_shared_secret_reaches_the_admin_and_no_other_member() {
         .unwrap()
         .iter()
         .any(|ch| ch["device"] == cyd.as_str() && ch["user"] == "cyd@example.com"));
-    // CSV and the compliance export.
-    let csv = c.ok(&["audit", "--csv"], "");
-    assert!(csv.starts_with("time,user,device"), "{csv}");
+    // The human list names her "Name <email>"; so does her own.
+    let text = a.ok(&["audit", "--user", "cyd@example.com", "--item", "aws"], "");
+    let copy_line = text
+        .lines()
+        .find(|l| l.contains(" copy "))
+        .unwrap_or_else(|| panic!("no copy record listed:\n{text}"));
+    assert!(copy_line.contains("Cyd Ng <cyd@example.com>"), "{text}");
+    assert!(c
+        .ok(&["audit", "--item", "aws"], "")
+        .contains("Cyd Ng <cyd@example.com>"));
+    // CSV (the name in a last column) and the compliance export.
+    let csv = c.ok(&["audit", "--csv", "--action", "copy"], "");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time,user,device,device_name,seq,action,folder,folder_name,item,item_name,field,detail,user_name"),
+        "{csv}"
+    );
+    let row = lines.next().unwrap_or_else(|| panic!("no record: {csv}"));
+    assert!(
+        row.contains(",cyd@example.com,") && row.ends_with(",password,,Cyd Ng"),
+        "{csv}"
+    );
     let file = a.dir.path().join("audit.json");
     a.ok(
         &[

@@ -333,6 +333,23 @@ fn issue_21_joins_by_mdns_alone_on_a_dual_stack_lan() {
         hint.contains("--peer /ip4/192.0.2.1/tcp/7373 if mDNS cannot find this device"),
         "{hint}"
     );
+    // `device link` (the admin's own second laptop) offers the same.
+    let link = admin.json(&["device", "link", "--json"], "");
+    assert_eq!(
+        link["addresses"],
+        serde_json::json!(["/ip4/192.0.2.1/tcp/7373"]),
+        "{link:#}"
+    );
+    let hint = admin.coffer(&["device", "link"], "");
+    assert!(hint.status.success(), "{hint:?}");
+    let hint = String::from_utf8_lossy(&hint.stderr);
+    assert!(
+        hint.contains(
+            "coffer device join CODE   (or with --peer /ip4/192.0.2.1/tcp/7373 if mDNS cannot find this device)"
+        ),
+        "{hint}"
+    );
+    assert!(!hint.contains("127.0.0.1"), "{hint}");
 
     let started = std::time::Instant::now();
     let mut slots: Vec<Option<Daemon>> = vec![None, None, None];

@@ -5,8 +5,11 @@
 //! with them). Those need root, `ip` and `nft`, and say why they skip
 //! otherwise; two more run on loopback (no daemon; another team's laptop
 //! at a `--peer` address). The checks' decisions themselves are unit tests of
-//! `coffer_ipc::doctor`; clock skew has no process test (cofferd has no
-//! test clock to fake).
+//! `coffer_ipc::doctor`. Clock skew runs on loopback too: one laptop's
+//! daemon with libfaketime preloaded (package `faketime`, installed with
+//! apt-get when root and missing; the test says why it skips otherwise),
+//! its wall clock 10 minutes behind and its monotonic clock (tokio's
+//! timers) left alone.
 
 use std::process::Command;
 use std::time::Duration;
@@ -16,6 +19,7 @@ use serde_json::Value;
 
 use crate::discovery::{cannot_run, join_by_mdns, laptop, Lan, Netns};
 use crate::sync::{addr, free_port, start_node};
+use crate::team::{enrol, init_as};
 
 /// `coffer doctor --json` exits 22 when it finds a problem (docs/cli.md).
 const PROBLEMS_FOUND: i32 = 22;
@@ -377,5 +381,175 @@ fn doctor_names_a_peer_address_where_another_team_answers() {
     assert!(
         c["next"].as_str().unwrap().contains("coffer invite"),
         "{c:#}"
+    );
+}
+
+/// The environment that runs a program with its wall clock 10 minutes
+/// behind and its monotonic clocks (tokio's timers) untouched, or why
+/// there is none: libfaketime preloaded (not the `faketime` command, which
+/// forks: the harness checks that the daemon answering is its child).
+/// Installed with apt-get when missing and this is root, as
+/// `tests/browser/run.sh` installs chromium.
+fn ten_minutes_behind() -> Result<Vec<(String, String)>, String> {
+    fn library() -> Option<std::path::PathBuf> {
+        let dirs = std::fs::read_dir("/usr/lib")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("faketime"))
+            .chain(["/usr/lib/faketime", "/usr/local/lib/faketime"].map(Into::into));
+        // The multi-threaded one: cofferd runs many threads.
+        dirs.map(|d| d.join("libfaketimeMT.so.1"))
+            .find(|lib| lib.exists())
+    }
+    fn env(lib: &std::path::Path) -> Vec<(String, String)> {
+        vec![
+            ("LD_PRELOAD".into(), lib.display().to_string()),
+            ("FAKETIME".into(), "-10m".into()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ]
+    }
+    /// `date +%s` under it says 10 minutes ago.
+    fn works(lib: &std::path::Path) -> bool {
+        let mut date = Command::new("date");
+        date.arg("+%s").envs(env(lib));
+        let out = run_with_timeout(&mut date, b"", Duration::from_secs(10));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<i64>()
+            .is_ok_and(|then| (590..=610).contains(&(now - then)))
+    }
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if library().is_none() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("libfaketime is not installed and this is not root to install it (apt-get install faketime)".into());
+        }
+        println!("doctor: installing faketime");
+        let install = |args: &[&str]| {
+            run_with_timeout(
+                Command::new("apt-get")
+                    .args(args)
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+                b"",
+                Duration::from_secs(300),
+            )
+            .status
+            .success()
+        };
+        let _ = install(&["install", "-y", "-q", "faketime"])
+            || (install(&["update", "-q"]) && install(&["install", "-y", "-q", "faketime"]));
+    }
+    let lib = library().ok_or("libfaketime is not installed and apt-get could not install it")?;
+    if !works(&lib) {
+        return Err(format!("{} does not move the clock here", lib.display()));
+    }
+    Ok(env(&lib))
+}
+
+/// One laptop's clock 10 minutes behind (its daemon under libfaketime,
+/// on loopback): the other laptop's doctor says the clocks disagree and
+/// names it; its own doctor says the other one is ahead.
+#[test]
+fn doctor_says_the_clocks_disagree_when_one_laptop_is_ten_minutes_behind() {
+    let faketime = match ten_minutes_behind() {
+        Ok(env) => env,
+        Err(why) => {
+            println!(
+                "doctor_says_the_clocks_disagree_when_one_laptop_is_ten_minutes_behind: SKIPPED: {why}"
+            );
+            return;
+        }
+    };
+    let (pa, pb) = (free_port(), free_port());
+    let admin = start_node(pa, &[]);
+    let mut bob = start_node(pb, &[pa]);
+    init_as(&admin, "Ada Admin", "ada@example.com");
+    admin.ok(&["team", "create", "Acme"], "");
+    enrol(
+        &admin,
+        pa,
+        &bob,
+        "bob@example.com",
+        &["--name", "Bob Builder"],
+    );
+    // Joined with the clocks agreeing; now Bob's laptop loses 10 minutes.
+    bob.stop();
+    bob.add_env(&faketime);
+    bob.spawn();
+    bob.unlock();
+    let real_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as i64
+    };
+    let (_, bobs) = doctor_until(&bob, "the admin's clock measured", |_, r| {
+        check(r, "clock").is_some_and(|c| c["verdict"] != "info")
+    });
+    // The preload works: Bob's daemon tells the time 10 minutes ago.
+    let bob_now = bobs["facts"]["now_ms"].as_i64().expect("now_ms");
+    let behind = real_now() - bob_now;
+    assert!(
+        (9 * 60_000..11 * 60_000).contains(&behind),
+        "Bob's daemon is {behind} ms behind, not 10 minutes: {bobs:#}"
+    );
+
+    let (code, report) = doctor_until(&admin, "the clocks disagreeing", |_, r| {
+        check(r, "clock").is_some_and(|c| c["verdict"] == "warn")
+    });
+    assert_eq!(code, PROBLEMS_FOUND, "{report:#}");
+    let clock = check(&report, "clock").unwrap();
+    let detail = clock["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("clocks differ by more than 5 min"),
+        "{clock:#}"
+    );
+    assert!(
+        detail.contains("bob@example.com") && detail.contains("10 min behind this one"),
+        "{clock:#}"
+    );
+    assert!(
+        clock["next"]
+            .as_str()
+            .unwrap()
+            .contains("timedatectl set-ntp true"),
+        "{clock:#}"
+    );
+    let offset = report["facts"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|d| d["clock_offset_ms"].as_i64())
+        .expect("a measured offset");
+    assert!(
+        (-11 * 60_000..-9 * 60_000).contains(&offset),
+        "offset {offset} ms: {report:#}"
+    );
+    // Bob's laptop is still reachable and in sync: the skew is no
+    // connection problem (loopback's own warnings aside).
+    let bob_check = device_check(&report).expect("a check of bob's laptop");
+    assert_eq!(bob_check["verdict"], "ok", "{bob_check:#}");
+    let out = admin.coffer(&["doctor"], "");
+    assert_eq!(out.status.code(), Some(PROBLEMS_FOUND), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("[warn] Clocks:") && text.contains("10 min behind this one"),
+        "{text}"
+    );
+
+    // Bob's doctor sees the admin's laptop ahead.
+    let bob_clock = check(&bobs, "clock").unwrap();
+    assert_eq!(bob_clock["verdict"], "warn", "{bobs:#}");
+    assert!(
+        bob_clock["detail"]
+            .as_str()
+            .unwrap()
+            .contains("min ahead of this one"),
+        "{bob_clock:#}"
     );
 }

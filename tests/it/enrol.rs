@@ -28,8 +28,13 @@ pub(crate) struct Joining {
 
 impl Joining {
     pub(crate) fn spawn(cli: &Cli, args: &[&str], stdin: &str) -> Joining {
-        let mut child = cli
-            .command(args)
+        Joining::start(cli.command(args), stdin)
+    }
+
+    /// As [`Joining::spawn`], running `cmd` (e.g. `coffer join` under
+    /// script(1), on a terminal).
+    pub(crate) fn start(mut cmd: std::process::Command, stdin: &str) -> Joining {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,12 +1,15 @@
 //! Issue 21's rough edges, each pinned by a test: a closed pipe ends
 //! `coffer` quietly; `--json` masks secrets unless `--reveal`; names with a
 //! newline or tab are refused; `edit --url ""` is refused; a weak PIN is
-//! refused before it is asked for again.
+//! refused before it is asked for again (`init`, `pin change`, `join`).
 
 use std::process::Command;
 use std::time::Duration;
 
-use coffer_tests::{run_with_timeout, Daemon};
+use coffer_tests::{run_with_timeout, Cli, Daemon, PIN};
+
+use crate::enrol::{one_pending, Joining};
+use crate::sync::{addr, free_port, start_node};
 use serde_json::Value;
 
 /// A vault with more items than a pipe buffer holds as `coffer ls` lines.
@@ -164,15 +167,25 @@ fn issue_21_edit_url_empty_is_refused_and_clear_urls_clears() {
     assert!(urls.as_array().unwrap().is_empty(), "{urls}");
 }
 
-/// On a terminal (script(1) gives `coffer` one), a PIN under the minimum
-/// is refused after it is typed once, not after typing it twice.
-#[test]
-fn issue_21_a_short_pin_is_refused_before_it_is_asked_again() {
-    if Command::new("script").arg("--version").output().is_err() {
-        println!("issue_21_a_short_pin_is_refused_before_it_is_asked_again: SKIPPED: no script(1)");
-        return;
-    }
-    let d = Daemon::start();
+/// Runs `coffer ARGS` (a shell command line after the program) against
+/// `d` on a terminal: script(1) gives it one, and types `typed` into it.
+/// What the terminal showed, and the exit code.
+fn on_a_terminal(d: &Daemon, args: &str, typed: &str) -> (String, Option<i32>) {
+    let out = run_with_timeout(
+        &mut terminal_command(d, args),
+        typed.as_bytes(),
+        Duration::from_secs(30),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text, out.status.code())
+}
+
+/// script(1) running `coffer ARGS` against `d` on a terminal of its own.
+fn terminal_command(d: &Cli, args: &str) -> Command {
     let cmd = d.command(&[]);
     let mut sh = Command::new("script");
     for (k, v) in cmd.get_envs() {
@@ -182,20 +195,92 @@ fn issue_21_a_short_pin_is_refused_before_it_is_asked_again() {
         };
     }
     sh.args(["-qec"])
-        .arg(format!(
-            "'{}' init --name Ann --email ann@example.com",
-            cmd.get_program().to_string_lossy()
-        ))
+        .arg(format!("'{}' {args}", cmd.get_program().to_string_lossy()))
         .arg("/dev/null");
-    let out = run_with_timeout(&mut sh, b"1234\n", Duration::from_secs(30));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sh
+}
+
+fn no_script(test: &str) -> bool {
+    let missing = Command::new("script").arg("--version").output().is_err();
+    if missing {
+        println!("{test}: SKIPPED: no script(1)");
+    }
+    missing
+}
+
+/// On a terminal, a PIN under the minimum is refused after it is typed
+/// once, not after typing it twice: by `init`, and by `pin change` (its
+/// new PIN; a good one is still asked for twice and set).
+#[test]
+fn issue_21_a_short_pin_is_refused_before_it_is_asked_again() {
+    if no_script("issue_21_a_short_pin_is_refused_before_it_is_asked_again") {
+        return;
+    }
+    let d = Daemon::start();
+    let (text, code) = on_a_terminal(&d, "init --name Ann --email ann@example.com", "1234\n");
     assert!(text.contains("PIN: "), "{text}");
     assert!(!text.contains("PIN again"), "{text}");
     assert!(text.contains("6 to 128 characters"), "{text}");
-    assert_eq!(out.status.code(), Some(9), "{text}");
+    assert_eq!(code, Some(9), "{text}");
     assert_eq!(d.status()["initialized"], false);
+
+    d.init();
+    let (text, code) = on_a_terminal(&d, "pin change", &format!("{PIN}\n1234\n"));
+    assert!(
+        text.contains("Current PIN: ") && text.contains("New PIN: "),
+        "{text}"
+    );
+    assert!(!text.contains("New PIN again"), "{text}");
+    assert!(text.contains("6 to 128 characters"), "{text}");
+    assert_eq!(code, Some(9), "{text}");
+    // Nothing changed: the old PIN still unlocks.
+    d.ok(&["lock"], "");
+    d.unlock();
+
+    let new = "a-longer-pin-42";
+    let (text, code) = on_a_terminal(&d, "pin change", &format!("{PIN}\n{new}\n{new}\n"));
+    assert!(text.contains("New PIN again: "), "{text}");
+    assert_eq!(code, Some(0), "{text}");
+    d.ok(&["lock"], "");
+    d.ok(&["unlock", "--pin-stdin"], format!("{new}\n"));
+}
+
+/// `coffer join` on a terminal: once admitted, a short PIN is refused
+/// after it is typed once and the PIN is asked for anew (not "again");
+/// a good one then joins.
+#[test]
+fn issue_21_join_refuses_a_short_pin_before_it_is_asked_again() {
+    if no_script("issue_21_join_refuses_a_short_pin_before_it_is_asked_again") {
+        return;
+    }
+    let port = free_port();
+    let admin = start_node(port, &[]);
+    admin.init();
+    admin.ok(&["team", "create", "Acme"], "");
+    let joiner = start_node(free_port(), &[port]);
+    let code = admin.json(&["invite", "bob@example.com", "--json"], "")["code"]
+        .as_str()
+        .expect("an invite code")
+        .to_string();
+    // Typed ahead: the terminal holds it until the prompts read it.
+    let mut join = Joining::start(
+        terminal_command(&joiner, &format!("join {code} --peer {}", addr(port))),
+        &format!("1234\n{PIN}\n{PIN}\n"),
+    );
+    let shown = join.verification_code();
+    let pending = one_pending(&admin, "invite");
+    assert_eq!(pending["verification_code"], shown.as_str(), "{pending}");
+    admin.ok(&["invite", "confirm", &shown], "");
+    let (exit, out, err) = join.finish();
+    assert_eq!(exit, 0, "{out}\n{err}");
+    let refused = out
+        .find("6 to 128 characters")
+        .unwrap_or_else(|| panic!("the short PIN was not refused:\n{out}"));
+    let first_prompt = out.find("PIN: ").expect("a PIN prompt");
+    let again = out.find("PIN again: ").expect("the good PIN confirmed");
+    assert!(first_prompt < refused && refused < again, "{out}");
+    assert_eq!(out.matches("PIN again: ").count(), 1, "{out}");
+    assert_eq!(joiner.status()["email"], "bob@example.com");
+    joiner.ok(&["lock"], "");
+    joiner.unlock();
 }

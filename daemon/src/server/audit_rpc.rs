@@ -3,7 +3,7 @@
 
 use coffer_crdt::audit::{Action, Finding};
 use coffer_crdt::replica::OpenRecord;
-use coffer_crdt::DeviceId;
+use coffer_crdt::{DeviceId, UserId};
 use coffer_ipc::methods::{self as m, Method};
 
 use super::convert::Failure;
@@ -166,6 +166,7 @@ impl OnVault for m::AuditQuery {
                 out.push(m::AuditEntry {
                     time_ms: o.record.time_ms(),
                     user: e.user.clone(),
+                    user_name: UserId::new(&e.user).and_then(|u| replica.user_name(&u)),
                     device: d.to_hex(),
                     device_name: replica.device_name(&d),
                     seq: o.record.seq(),

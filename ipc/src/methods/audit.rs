@@ -48,7 +48,12 @@ pub struct AuditQueryParams {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AuditEntry {
     pub time_ms: i64,
+    /// The user's email, as the record has it.
     pub user: String,
+    /// The user's display name, as this device's roster has it (none
+    /// when the roster gives none, or the user is no longer in it).
+    #[serde(default)]
+    pub user_name: Option<String>,
     pub device: String,
     pub device_name: Option<String>,
     pub seq: u64,

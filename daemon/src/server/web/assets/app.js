@@ -890,8 +890,9 @@ function groupsSection(groups, admin) {
 const ACTIONS = ["reveal", "copy", "totp-show", "totp-copy", "autofill", "export", "backup", "history-view",
   "unlock", "unlock-failed", "lock", "invite-created", "invite-wrong-code", "join-confirmed", "join-rejected",
   "device-linked", "secret-read"];
+// As `coffer audit --csv` (user_name last: it came last).
 const CSV_COLUMNS = ["time", "user", "device", "device_name", "seq", "action", "folder", "folder_name", "item",
-  "item_name", "field", "detail"];
+  "item_name", "field", "detail", "user_name"];
 const A = { entries: [], filter: {}, asked: 0 };
 
 // A date input's value as unix ms (the start of that day, local time), or
@@ -980,7 +981,7 @@ async function loadActivity() {
     "data-user": e.user, "data-action": e.action, "data-item": e.item_name || "",
   },
   h("td", {}, new Date(e.time_ms).toLocaleString()),
-  h("td", {}, e.user),
+  h("td", {}, e.user_name ? e.user_name + " <" + e.user + ">" : e.user),
   h("td", {}, e.device_name || e.device.slice(0, 8)),
   h("td", {}, h("span", { class: "badge" }, e.action)),
   h("td", {}, e.folder_name || ""),
