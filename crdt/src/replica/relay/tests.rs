@@ -35,12 +35,18 @@ fn pending_peers_are_bounded() {
         relay.peer_connected(DeviceId([i; 32]));
     }
     assert_eq!(relay.status().pending, 2);
-    assert_eq!(
-        relay.handle_message(
-            DeviceId([4; 32]),
-            SyncMessage::Summary { spaces: vec![] },
-            &mut rng()
-        ),
-        Err(ProtocolViolation::NotAllowed)
-    );
+    // The newest two are kept: each newcomer pushed the oldest out.
+    let summary = || SyncMessage::Summary { spaces: vec![] };
+    for i in 0..3u8 {
+        assert_eq!(
+            relay.handle_message(DeviceId([i; 32]), summary(), &mut rng()),
+            Err(ProtocolViolation::NotAllowed)
+        );
+    }
+    for i in 3..5u8 {
+        assert_eq!(
+            relay.handle_message(DeviceId([i; 32]), summary(), &mut rng()),
+            Ok(())
+        );
+    }
 }
