@@ -31,7 +31,7 @@ impl Replica {
         let mut found: Vec<(String, SpaceId, &Item)> = u
             .open
             .iter()
-            .flat_map(|(space, f)| f.items.values().map(move |i| (*space, i)))
+            .flat_map(|(space, f)| f.items().values().map(move |i| (*space, i)))
             .filter(|(_, i)| {
                 i.trashed_ms.is_none()
                     && i.item_type == ItemType::Login
@@ -62,7 +62,7 @@ impl Replica {
             .open
             .iter()
             .find_map(|(space, f)| {
-                f.items
+                f.items()
                     .get(&id)
                     .filter(|i| i.trashed_ms.is_none())
                     .map(|i| (*space, i))

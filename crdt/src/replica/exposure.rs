@@ -217,7 +217,7 @@ impl Replica {
                 still_member,
                 removal_known: removal.is_some(),
             });
-            for item in open.items.values() {
+            for item in open.items().values() {
                 let (per_action, last) = match uses.get(&item.id) {
                     Some((m, t)) => (m.clone(), Some(*t)),
                     None => (BTreeMap::new(), None),

@@ -140,8 +140,16 @@ impl Replica {
             id: *id,
             name: f.doc.name().unwrap_or_else(|| id.short()),
             role: self.role_in(id),
-            items: f.items.values().filter(|i| i.trashed_ms.is_none()).count(),
-            trashed: f.items.values().filter(|i| i.trashed_ms.is_some()).count(),
+            items: f
+                .items()
+                .values()
+                .filter(|i| i.trashed_ms.is_none())
+                .count(),
+            trashed: f
+                .items()
+                .values()
+                .filter(|i| i.trashed_ms.is_some())
+                .count(),
             team: self.folders.get(id).and_then(Space::team),
         }
     }
@@ -180,7 +188,7 @@ impl Replica {
         let hidden = usize::from(self.hidden_personal().is_some());
         Some((
             u.open.len() - hidden,
-            u.open.values().map(|f| f.items.len()).sum(),
+            u.open.values().map(|f| f.items().len()).sum(),
         ))
     }
 
@@ -280,30 +288,20 @@ impl Replica {
         if let Some((folder, name)) = query.split_once('/') {
             if let Ok(space) = self.resolve_folder(Some(folder)) {
                 if let Some(f) = u.open.get(&space) {
-                    found.extend(
-                        f.items
-                            .values()
-                            .filter(|i| live(i) && i.name.eq_ignore_ascii_case(name))
-                            .map(|i| (space, i.id)),
-                    );
+                    found.extend(f.named(name).filter(|i| live(i)).map(|i| (space, i.id)));
                 }
             }
         }
         if found.is_empty() {
             for (space, f) in &u.open {
-                found.extend(
-                    f.items
-                        .values()
-                        .filter(|i| live(i) && i.name.eq_ignore_ascii_case(query))
-                        .map(|i| (*space, i.id)),
-                );
+                found.extend(f.named(query).filter(|i| live(i)).map(|i| (*space, i.id)));
             }
         }
         if found.is_empty() && query.len() >= 4 && query.chars().all(|c| c.is_ascii_hexdigit()) {
             let q = query.to_lowercase();
             for (space, f) in &u.open {
                 found.extend(
-                    f.items
+                    f.items()
                         .values()
                         .filter(|i| live(i) && i.id.to_hex().starts_with(&q))
                         .map(|i| (*space, i.id)),
@@ -322,7 +320,7 @@ impl Replica {
                     .iter()
                     .map(|(s, i)| {
                         let name = u.open[s]
-                            .items
+                            .items()
                             .get(i)
                             .map(|x| x.name.as_str())
                             .unwrap_or("");
@@ -336,7 +334,7 @@ impl Replica {
     /// An item as its folder's document shows it.
     pub fn item(&self, folder: &SpaceId, id: &ItemId) -> Result<&Item, ReplicaError> {
         self.open_folder(folder)
-            .and_then(|f| f.items.get(id))
+            .and_then(|f| f.items().get(id))
             .ok_or_else(|| ReplicaError::NoSuchItem {
                 query: id.to_hex(),
                 trash: false,
@@ -357,7 +355,7 @@ impl Replica {
             .filter(|(id, _)| only.is_none_or(|o| o == **id))
             .flat_map(|(space, f)| {
                 let name = f.doc.name().unwrap_or_else(|| space.short()).to_lowercase();
-                f.items
+                f.items()
                     .values()
                     .filter(move |i| i.trashed_ms.is_some() == trash)
                     .map(move |i| (name.clone(), *space, i))
@@ -757,7 +755,7 @@ impl Replica {
         let mut seen: BTreeSet<[u8; 32]> = BTreeSet::new();
         for (space, folder) in &u.open {
             let name = self.folder_name(space);
-            for item in folder.items.values() {
+            for item in folder.items().values() {
                 seen.insert(schema::fingerprint(
                     item.item_type.as_str(),
                     &name,

@@ -140,7 +140,11 @@ impl Replica {
                 // acceptance rule refuses its Delete.
                 return Err(ReplicaError::PersonalFolder);
             }
-            let held = self.unlocked()?.open.get(&id).map_or(0, |f| f.items.len());
+            let held = self
+                .unlocked()?
+                .open
+                .get(&id)
+                .map_or(0, |f| f.items().len());
             if held > 0 && !force {
                 return Err(ReplicaError::FolderNotEmpty { name, items: held });
             }
@@ -211,7 +215,7 @@ impl Replica {
             .unlocked()?
             .open
             .get(&target)
-            .is_some_and(|f| f.items.contains_key(&id));
+            .is_some_and(|f| f.items().contains_key(&id));
         let new_id = if taken {
             let mut raw = [0u8; 16];
             rng.fill_bytes(&mut raw);

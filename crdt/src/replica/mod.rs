@@ -948,7 +948,7 @@ impl Replica {
                 .unlocked
                 .as_ref()
                 .and_then(|u| u.open.get(id))
-                .map(|f| items_digest(f.items.values()));
+                .map(|f| items_digest(f.items().values()));
             out.push(SpaceDigest {
                 space: *id,
                 accepted: s.digest(),

@@ -20,8 +20,14 @@ use crate::space::Space;
 /// A folder's decrypted document and what it was built from.
 pub(crate) struct OpenFolder {
     pub doc: FolderDoc,
-    /// Items as the document shows them (kept for listing and search).
-    pub items: BTreeMap<ItemId, Item>,
+    /// Items as the document shows them (kept for listing and search):
+    /// changed only through [`OpenFolder::set_items`] and
+    /// [`OpenFolder::refresh`], which keep `by_name` in step.
+    items: BTreeMap<ItemId, Item>,
+    /// Item ids by their name's [`name_key`]: `coffer get NAME` looks a
+    /// name up rather than comparing it with every item (17.6 ms a `get`
+    /// at 100,000 items, nearly all of it that comparison).
+    by_name: HashMap<u64, Vec<ItemId>>,
     /// Epoch keys this device can open.
     pub keys: BTreeMap<EnvelopeId, FolderKey>,
     /// Accepted content applied to `doc` (its order does not matter: a
@@ -70,6 +76,7 @@ impl OpenFolder {
         let mut open = OpenFolder {
             doc: FolderDoc::with_incarnation(me, 0),
             items: BTreeMap::new(),
+            by_name: HashMap::new(),
             keys: epoch_keys,
             applied_ids: HashSet::new(),
             skipped: BTreeMap::new(),
@@ -82,7 +89,8 @@ impl OpenFolder {
         open.apply(&order);
         open.incarnation = writing_incarnation(space, &me, &open.skipped);
         open.doc.set_writer(me, open.incarnation);
-        open.items = open.doc.items().into_iter().map(|i| (i.id, i)).collect();
+        let items = open.doc.items();
+        open.set_items(items);
         Some(open)
     }
 
@@ -96,6 +104,7 @@ impl OpenFolder {
         OpenFolder {
             doc,
             items: BTreeMap::new(),
+            by_name: HashMap::new(),
             keys,
             applied_ids: applied.iter().map(|(id, _)| *id).collect(),
             skipped,
@@ -229,17 +238,71 @@ impl OpenFolder {
         if touched.len() > 64 && touched.len() * 2 > self.items.len() {
             // Most of the folder (an import, an initial sync): one pass over
             // the document is cheaper than a lookup per item.
-            self.items = self.doc.items().into_iter().map(|i| (i.id, i)).collect();
+            let items = self.doc.items();
+            self.set_items(items);
             return;
         }
         for id in touched {
             match self.doc.item(*id) {
-                Some(item) => {
-                    self.items.insert(*id, item);
-                }
-                None => {
-                    self.items.remove(id);
-                }
+                Some(item) => self.put_item(item),
+                None => self.remove_item(id),
+            }
+        }
+    }
+
+    /// Items as the document shows them.
+    pub fn items(&self) -> &BTreeMap<ItemId, Item> {
+        &self.items
+    }
+
+    /// The items named `name` (ASCII case ignored), by id.
+    pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Item> + 'a {
+        let mut ids: Vec<&ItemId> = self
+            .by_name
+            .get(&name_key(name))
+            .into_iter()
+            .flatten()
+            .collect();
+        ids.sort();
+        ids.into_iter()
+            .filter_map(|id| self.items.get(id))
+            .filter(move |i| i.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Replaces every cached item (the document read whole).
+    pub(crate) fn set_items(&mut self, items: Vec<Item>) {
+        self.items.clear();
+        self.by_name.clear();
+        for item in items {
+            self.put_item(item);
+        }
+    }
+
+    fn put_item(&mut self, item: Item) {
+        let (id, key) = (item.id, name_key(&item.name));
+        if let Some(old) = self.items.insert(id, item) {
+            let was = name_key(&old.name);
+            if was != key {
+                self.unname(was, &id);
+            }
+        }
+        let ids = self.by_name.entry(key).or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+
+    fn remove_item(&mut self, id: &ItemId) {
+        if let Some(old) = self.items.remove(id) {
+            self.unname(name_key(&old.name), id);
+        }
+    }
+
+    fn unname(&mut self, key: u64, id: &ItemId) {
+        if let Some(ids) = self.by_name.get_mut(&key) {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                self.by_name.remove(&key);
             }
         }
     }
@@ -307,4 +370,17 @@ pub(crate) fn writing_incarnation(
         }
     }
     need.min(crate::accept::MAX_INCARNATIONS - 1)
+}
+
+/// The index key of an item name: a hash of it with ASCII case folded, the
+/// way names are matched (`eq_ignore_ascii_case`). Equal names share a key;
+/// a collision only adds a candidate that the match then drops.
+fn name_key(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same on every run and every device.
+    let mut h = std::hash::DefaultHasher::new();
+    for b in name.bytes() {
+        b.to_ascii_lowercase().hash(&mut h);
+    }
+    h.finish()
 }

@@ -81,7 +81,7 @@ impl Replica {
     pub(super) fn hidden_personal(&self) -> Option<SpaceId> {
         let own = self.identity.personal;
         let f = self.unlocked.as_ref()?.open.get(&own)?;
-        let untouched = f.items.is_empty()
+        let untouched = f.items().is_empty()
             && self
                 .folders
                 .get(&own)

@@ -242,6 +242,7 @@ pub(crate) fn restore(space: &Space, keys: &DeviceKeys, sealed: &[u8]) -> Option
     folder.apply(&fresh);
     folder.incarnation = writing_incarnation(space, &me, &folder.skipped);
     folder.doc.set_writer(me, folder.incarnation);
-    folder.items = folder.doc.items().into_iter().map(|i| (i.id, i)).collect();
+    let items = folder.doc.items();
+    folder.set_items(items);
     Some(folder)
 }

@@ -866,3 +866,64 @@ fn a_version_2_peer_still_syncs_and_time_is_ignored() {
         Err(ProtocolViolation::Version(1))
     );
 }
+
+/// Names resolve through each open folder's name index: case folded, kept
+/// in step with renames, trash and restore, and with what a peer's sync
+/// brings; two items of one name are ambiguous, both listed.
+#[test]
+fn item_names_resolve_through_the_index_after_renames_trash_and_sync() {
+    let mut w = team();
+    let resolve =
+        |w: &World, i: usize, q: &str| w.nodes[i].replica.resolve_item(&ItemQuery::live(q));
+    let (ops, old) = resolve(&w, 1, "OLD").unwrap();
+    assert_eq!(resolve(&w, 1, "ops/Old").unwrap(), (ops, old));
+    // Ada renames it; Bob's index follows the sync.
+    w.nodes[0]
+        .replica
+        .edit_item(
+            &ItemQuery::live("old"),
+            ItemEdit {
+                name: Some("Router".into()),
+                ..Default::default()
+            },
+            20,
+            &mut w.rng,
+        )
+        .unwrap();
+    w.nodes[0].drain();
+    w.settle();
+    for i in [0, 1] {
+        assert!(matches!(
+            resolve(&w, i, "old"),
+            Err(ReplicaError::NoSuchItem { .. })
+        ));
+        assert_eq!(resolve(&w, i, "router").unwrap(), (ops, old));
+    }
+    // A second "Router": ambiguous, both candidates named.
+    add(&mut w, 1, "Ops", "ROUTER");
+    w.settle();
+    match resolve(&w, 0, "Router") {
+        Err(ReplicaError::Ambiguous { candidates, .. }) => assert_eq!(candidates.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    // The first one in the trash: the live name is the other one's alone,
+    // and the trash finds the first.
+    let id = old.to_hex();
+    w.nodes[0]
+        .replica
+        .set_trashed(&id, true, 30, &mut w.rng)
+        .unwrap();
+    w.nodes[0].drain();
+    w.settle();
+    let (_, live) = resolve(&w, 1, "router").unwrap();
+    assert_ne!(live, old);
+    let trashed = w.nodes[1].replica.resolve_item(&ItemQuery {
+        item: "Router".into(),
+        trash: true,
+    });
+    assert_eq!(trashed.unwrap(), (ops, old));
+    // A restart rebuilds the index from the document.
+    let mut rng = rng(7);
+    w.nodes[1].restart(&mut rng);
+    assert_eq!(resolve(&w, 1, "ROUTER").unwrap().1, live);
+}
