@@ -44,7 +44,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
 [[ -d $SHARED/bench ]] || SHARED=/work/shared
 W=$(mktemp -d /tmp/cfscale.XXXXXX)
-OUTDIR=${OUTDIR:-$W/out}
+OUTDIR=${OUTDIR:-$(mktemp -d /tmp/cfscale-out.XXXXXX)}
 mkdir -p "$OUTDIR"
 for tool in hyperfine jq python3; do command -v $tool >/dev/null || { echo "needs $tool (apt-get install -y $tool)" >&2; exit 2; }; done
 
@@ -62,7 +62,7 @@ cleanup() {
   [[ -n $DPID ]] && kill "$DPID" 2>/dev/null
   [[ -n $AGENT_PID ]] && kill "$AGENT_PID" 2>/dev/null
   wait 2>/dev/null
-  rm -rf "$W/data"* "$W/run" "$W/gen" "$W/peer"
+  rm -rf "$W"
 }
 trap cleanup EXIT
 now_ns() { date +%s%N; }
@@ -72,7 +72,7 @@ mb() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
 start_daemon() { # DATA_DIR -> sets DPID, START_MS (spawn until `coffer status` answers)
   local t0
   t0=$(now_ns)
-  COFFER_DATA_DIR=$1 "$D" >>"$W/cofferd.log" 2>&1 &
+  COFFER_DATA_DIR=$1 "$D" >>"$OUTDIR/cofferd.log" 2>&1 &
   DPID=$!
   for _ in $(seq 1 3000); do
     if "$C" status >/dev/null 2>&1; then START_MS=$(ms_between "$t0" "$(now_ns)"); return; fi
@@ -86,6 +86,7 @@ stop_daemon() { # -> STOP_MS (SIGTERM until exit: the vault locks, folders are s
   kill "$DPID"; wait "$DPID" 2>/dev/null || true; DPID=
   STOP_MS=$(ms_between "$t0" "$(now_ns)")
 }
+: >"$OUTDIR/cofferd.log"
 TSV=$OUTDIR/scale.tsv
 printf 'n\toperation\tvalue\tunit\tnotes\n' >"$TSV"
 row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$TSV"; printf '  %-7s %-40s %10s %-4s %s\n' "$@"; }
@@ -156,7 +157,8 @@ for N in "${NS[@]}"; do
   start_daemon "$DATA"
   echo "$PIN" | "$C" init --name Bench --email bench@example.invalid --pin-stdin >/dev/null
   t0=$(now_ns)
-  "$C" import --format bitwarden-json "$W/gen/export.json" --json >"$OUTDIR/import$N.json"
+  "$C" import --format bitwarden-json "$W/gen/export.json" --json >"$OUTDIR/import$N.json" ||
+    { echo "import of $N failed; the end of cofferd's log:" >&2; tail -n 20 "$OUTDIR/cofferd.log" >&2; exit 1; }
   row "$N" import "$(ms_between "$t0" "$(now_ns)")" ms "one coffer import of a $(du -h "$W/gen/export.json" | cut -f1) Bitwarden JSON (20 folders)"
   rm -rf "$W/gen"
   row "$N" rss_after_import "$(mb "$(rss_kib "$DPID")")" MB "VmRSS right after the import"
