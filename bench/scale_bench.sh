@@ -136,14 +136,14 @@ echo "coffer $("$C" --version | awk '{print $2}'), N=${NS[*]}, $(nproc) cores, l
 restart_and_measure() { # N LABEL DATA_DIR
   local n=$1 label=$2 data=$3 t0
   stop_daemon
-  row "$n" "${label}stop" "$STOP_MS" ms "SIGTERM until exit (locks: each folder sealed as a snapshot)"
+  row "$n" "${label}stop" "$STOP_MS" ms "SIGTERM until exit (locks: a folder with 256+ changes since its last snapshot is sealed as one)"
   row "$n" "${label}store_size" "$(du -sk "$data" | cut -f1)" KiB "du -sk of the data dir (vault.sqlite3 $(( $(stat -c %s "$data/vault.sqlite3") / 1024 )) KiB)"
   start_daemon "$data"
   row "$n" "${label}daemon_start" "$START_MS" ms "spawn cofferd until \`coffer status\` answers (10 ms polls, a coffer process each)"
   sleep 1
   row "$n" "${label}rss_locked" "$(mb "$(rss_kib "$DPID")")" MB "VmRSS, 1 s after start, locked"
   t0=$(now_ns); echo "$PIN" | "$C" unlock --pin-stdin >/dev/null
-  row "$n" "${label}unlock" "$(ms_between "$t0" "$(now_ns)")" ms "coffer unlock --pin-stdin: Argon2id + keys + each folder from its snapshot"
+  row "$n" "${label}unlock" "$(ms_between "$t0" "$(now_ns)")" ms "coffer unlock --pin-stdin: Argon2id + keys + each folder from its snapshot, or rebuilt from its envelopes (see cofferd.log)"
   row "$n" "${label}rss_unlocked" "$(mb "$(rss_kib "$DPID")")" MB "VmRSS right after unlock"
   sleep 7
   row "$n" "${label}rss_unlocked_idle" "$(mb "$(rss_kib "$DPID")")" MB "VmRSS after 7 s idle (heap trimmed after 5 s)"
