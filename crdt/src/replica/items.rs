@@ -539,8 +539,8 @@ impl Replica {
             });
         match result {
             Ok((env, meta, touched)) => {
-                open.record_own(&env, &meta);
                 let touched: std::collections::HashSet<ItemId> = touched.into_iter().collect();
+                open.record_own(&env, &meta, touched.len());
                 open.refresh(&touched);
                 sealed.push(env);
                 self.persist(folder, sealed);

@@ -42,8 +42,11 @@ pub(crate) struct OpenFolder {
     learned: Vec<(EnvelopeId, ChangeMeta)>,
     /// The incarnation this device writes as.
     pub incarnation: u32,
-    /// Changes applied since the folder was last snapshotted (or built
-    /// without a snapshot).
+    /// Work applied since the folder was last snapshotted (or built
+    /// without a snapshot): per change, one or the items it touched where
+    /// more. An import writes a few changes of many items, and replaying
+    /// it costs by the item: counted by changes, a 100,000-item import
+    /// never got a snapshot, and every unlock replayed it.
     unsnapshotted: usize,
 }
 
@@ -124,7 +127,8 @@ impl OpenFolder {
         self.applied_ids.len()
     }
 
-    /// Whether at least `changes` (and one) were applied since the last snapshot.
+    /// Whether at least `changes` (and one) were applied since the last
+    /// snapshot, a change counting as the items it touched where more.
     pub(crate) fn snapshot_due(&self, changes: usize) -> bool {
         self.unsnapshotted >= changes.max(1)
     }
@@ -164,7 +168,7 @@ impl OpenFolder {
                 }
             }
         }
-        self.unsnapshotted += ids.len();
+        self.unsnapshotted += ids.len().max(touched.len());
         if self.doc.apply_bound(batch).is_ok() {
             self.applied_ids.extend(ids.iter().map(|(_, id)| *id));
         } else {
@@ -320,11 +324,12 @@ impl OpenFolder {
         }
     }
 
-    /// Records a change this device made (already in `doc`).
-    pub fn record_own(&mut self, env: &Envelope, meta: &ChangeMeta) {
+    /// Records a change this device made (already in `doc`), which
+    /// touched `items` items.
+    pub fn record_own(&mut self, env: &Envelope, meta: &ChangeMeta, items: usize) {
         self.hashes.insert(meta.hash, env.id());
         self.applied_ids.insert(env.id());
-        self.unsnapshotted += 1;
+        self.unsnapshotted += items.max(1);
     }
 
     /// Takes in epoch keys that reached this device since it opened the

@@ -33,7 +33,8 @@ use crate::space::Space;
 pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
 
 /// A folder is snapshotted once this many changes were applied since its
-/// last snapshot (or since it was rebuilt without one).
+/// last snapshot (or since it was rebuilt without one), a change that
+/// touched more items counting as that many.
 pub const SNAPSHOT_AFTER_CHANGES: usize = 256;
 
 const VERSION: u8 = 1;

@@ -927,3 +927,48 @@ fn item_names_resolve_through_the_index_after_renames_trash_and_sync() {
     w.nodes[1].restart(&mut rng);
     assert_eq!(resolve(&w, 1, "ROUTER").unwrap().1, live);
 }
+
+/// An import is a few changes of many items: it counts by its items
+/// towards a snapshot, so the next restart loads the folder from one
+/// instead of replaying the import (a 100,000-item import never got one).
+#[test]
+fn an_import_of_many_items_gets_its_folder_a_snapshot() {
+    let mut w = World::new(&["ada"], rng(44));
+    let items: Vec<coffer_crdt::replica::ImportItem> = (0..300)
+        .map(|i| coffer_crdt::replica::ImportItem {
+            item_type: ItemType::Login,
+            name: format!("svc{i:03}"),
+            folder: None,
+            fields: [("password".to_string(), format!("pw{i}"))].into(),
+            urls: vec![],
+            created_ms: None,
+            updated_ms: None,
+            trashed_ms: None,
+        })
+        .collect();
+    let plan = w.nodes[0]
+        .replica
+        .import(items, None, false, 10, &mut w.rng, &mut |_, _| {})
+        .unwrap();
+    assert_eq!(plan.added.values().sum::<usize>(), 300);
+    w.nodes[0].drain();
+    w.nodes[0]
+        .replica
+        .snapshot_folders(coffer_crdt::replica::SNAPSHOT_AFTER_CHANGES, &mut w.rng);
+    w.nodes[0].drain();
+    let mut r = rng(45);
+    w.nodes[0].restart(&mut r);
+    let report = w.nodes[0].replica.last_unlock();
+    assert!(
+        report.from_snapshot >= 1 && report.rebuilt == 0,
+        "{report:?}"
+    );
+    assert!(resolve_ok(&w, "svc299"));
+}
+
+fn resolve_ok(w: &World, name: &str) -> bool {
+    w.nodes[0]
+        .replica
+        .resolve_item(&ItemQuery::live(name))
+        .is_ok()
+}
