@@ -395,13 +395,31 @@ pub fn valid_expiry(s: &str) -> bool {
     month_ok && year_ok
 }
 
+/// A field's value by its name: an item's [`crate::Fields`], or an
+/// import's map of them.
+pub trait FieldLookup {
+    fn field(&self, name: &str) -> Option<&str>;
+}
+
+impl FieldLookup for BTreeMap<String, String> {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+impl FieldLookup for crate::folder::Fields {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
 /// What makes two items "the same" for an import: type, folder, name, the
 /// first URL and the identifying fields. Re-importing an export adds nothing.
 pub fn fingerprint(
     item_type: &str,
     folder: &str,
     name: &str,
-    fields: &BTreeMap<String, String>,
+    fields: &impl FieldLookup,
     first_url: &str,
 ) -> [u8; 32] {
     let mut h = blake3::Hasher::new_derive_key("coffer import fingerprint v1");
@@ -409,7 +427,7 @@ pub fn fingerprint(
         h.update(&(s.len() as u64).to_le_bytes());
         h.update(s.as_bytes());
     };
-    let field = |k: &str| fields.get(k).map(String::as_str).unwrap_or("");
+    let field = |k: &str| fields.field(k).unwrap_or("");
     part(item_type);
     part(folder);
     part(name);

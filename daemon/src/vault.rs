@@ -747,7 +747,7 @@ impl Vault {
                 item_type: item.item_type.as_str().into(),
                 name: item.name.clone(),
                 folder,
-                fields: item.fields.clone(),
+                fields: item.fields.clone().into(),
                 urls: item.urls.clone(),
                 created_ms: Some(item.created_ms),
                 updated_ms: Some(item.updated_ms),

@@ -225,7 +225,7 @@ impl Replica {
         };
         let edit = ItemEdit {
             name: None,
-            fields: item.fields.clone(),
+            fields: item.fields.clone().into(),
             urls: Some(item.urls.clone()),
         };
         let new = NewItem {

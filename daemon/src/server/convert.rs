@@ -132,7 +132,7 @@ pub fn item_view(r: &Replica, folder: &SpaceId, item: &Item) -> m::ItemView {
         folder_id: folder.to_hex(),
         item_type: item.item_type.as_str().into(),
         name: item.name.clone(),
-        fields: item.fields.clone(),
+        fields: item.fields.clone().into(),
         urls: item.urls.clone(),
         created_ms: item.created_ms,
         updated_ms: item.updated_ms,
@@ -150,9 +150,7 @@ pub fn item_view(r: &Replica, folder: &SpaceId, item: &Item) -> m::ItemView {
 }
 
 /// Display titles of the custom fields among `fields` (the schema's word).
-fn labels(
-    fields: &std::collections::BTreeMap<String, String>,
-) -> std::collections::BTreeMap<String, String> {
+fn labels(fields: &coffer_crdt::Fields) -> std::collections::BTreeMap<String, String> {
     fields
         .keys()
         .filter(|k| coffer_crdt::schema::parse_custom_key(k).is_some())
@@ -207,7 +205,7 @@ pub fn history_entry(h: HistoryItem) -> m::HistoryEntry {
         user: h.user.map(|u| u.to_string()),
         user_name: h.user_name,
         name: h.item.name,
-        fields: h.item.fields,
+        fields: h.item.fields.into(),
         urls: h.item.urls,
         trashed: h.item.trashed_ms.is_some(),
         changed: h.changed,
