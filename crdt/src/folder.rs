@@ -123,6 +123,11 @@ impl Fields {
         self.0.iter().map(|(_, v)| v)
     }
 
+    /// Drops the spare capacity inserting left (items are kept decoded).
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+
     pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut String) -> bool) {
         self.0.retain_mut(|(k, v)| keep(k, v));
     }
@@ -956,6 +961,7 @@ impl FolderDoc {
                 fields.insert(key, winner);
             }
         }
+        fields.shrink_to_fit();
         Some(Item {
             id,
             item_type,
