@@ -8,7 +8,7 @@
 //! seq, deps), and whatever depends on a skipped one — so documents stay
 //! identical on every member device.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::accept::{parse_change, ChangeMeta};
 use crate::crypto::{DeviceKeys, FolderKey};
@@ -27,7 +27,7 @@ pub(crate) struct OpenFolder {
     /// Item ids by their name's [`name_key`]: `coffer get NAME` looks a
     /// name up rather than comparing it with every item (17.6 ms a `get`
     /// at 100,000 items, nearly all of it that comparison).
-    by_name: HashMap<u64, Vec<ItemId>>,
+    by_name: HashMap<u64, BTreeSet<ItemId>>,
     /// Epoch keys this device can open.
     pub keys: BTreeMap<EnvelopeId, FolderKey>,
     /// Accepted content applied to `doc` (its order does not matter: a
@@ -261,14 +261,10 @@ impl OpenFolder {
 
     /// The items named `name` (ASCII case ignored), by id.
     pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Item> + 'a {
-        let mut ids: Vec<&ItemId> = self
-            .by_name
+        self.by_name
             .get(&name_key(name))
             .into_iter()
             .flatten()
-            .collect();
-        ids.sort();
-        ids.into_iter()
             .filter_map(|id| self.items.get(id))
             .filter(move |i| i.name.eq_ignore_ascii_case(name))
     }
@@ -290,10 +286,9 @@ impl OpenFolder {
                 self.unname(was, &id);
             }
         }
-        let ids = self.by_name.entry(key).or_default();
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
+        // A set per name: many items of one name ("Untitled", or a
+        // writer's 100,000 copies) cost a log, not a scan, each.
+        self.by_name.entry(key).or_default().insert(id);
     }
 
     fn remove_item(&mut self, id: &ItemId) {
@@ -304,7 +299,7 @@ impl OpenFolder {
 
     fn unname(&mut self, key: u64, id: &ItemId) {
         if let Some(ids) = self.by_name.get_mut(&key) {
-            ids.retain(|i| i != id);
+            ids.remove(id);
             if ids.is_empty() {
                 self.by_name.remove(&key);
             }
