@@ -219,8 +219,20 @@ impl Relay {
     }
 
     /// The teams its operator accepted (from the relay's store at start).
+    /// A held team not among them is dropped (`Persist::DropSpace`): what
+    /// is accepted decides, also after a `forget` whose drops were not
+    /// stored (a crash between its two writes).
     pub fn set_accepted_teams(&mut self, teams: BTreeSet<SpaceId>) {
         self.accepted = teams;
+        let unaccepted: Vec<SpaceId> = self
+            .teams
+            .keys()
+            .filter(|t| !self.accepted.contains(t))
+            .copied()
+            .collect();
+        for team in unaccepted {
+            self.drop_team(team);
+        }
     }
 
     /// Its operator accepts `team`: a member device presenting a roster of
@@ -321,23 +333,24 @@ impl Relay {
             self.after(team);
             return;
         }
-        // A pending peer that has not shown a roster by the time the table
-        // is full gives way: strangers who connect and say nothing cannot
-        // keep a team's new device out. The one dropped is told at its next
-        // message (`NotAllowed`, the session ends) and may connect again.
-        let pending: Vec<(u64, DeviceId)> = self
+        // When the table is full a pending peer gives way: strangers who
+        // connect and say nothing cannot keep a team's new device out. The
+        // silent ones first (no Hello, no roster bytes), oldest first, then
+        // the oldest of all. The one dropped is told at its next message
+        // (`NotAllowed`, the session ends) and may connect again.
+        let pending: Vec<(bool, u64, DeviceId)> = self
             .peers
             .iter()
             .filter_map(|(h, l)| match l {
-                Link::Pending(p) => Some((p.arrival, *h)),
+                Link::Pending(p) => Some((p.hello.is_some() || p.bytes > 0, p.arrival, *h)),
                 Link::Bound { .. } => None,
             })
             .collect();
         if pending.len() >= self.limits.max_pending {
-            let Some(&(_, oldest)) = pending.iter().min() else {
+            let Some(&(_, _, gives_way)) = pending.iter().min() else {
                 return;
             };
-            self.peers.remove(&oldest);
+            self.peers.remove(&gives_way);
         }
         self.arrivals += 1;
         self.peers.insert(

@@ -446,3 +446,22 @@ fn a_team_its_operator_forgets_is_dropped_and_refused() {
     let reloaded = Relay::load(RELAY, store.stored(), RelayLimits::default());
     assert!(reloaded.status().teams.is_empty());
 }
+
+/// What its operator accepted decides at start: a team the store still
+/// holds but that is no longer accepted (a `forget` cut short between its
+/// two writes) is dropped when the accepted list is set.
+#[test]
+fn a_held_team_no_longer_accepted_is_dropped_at_start() {
+    let (mut w, _) = team(Role::Editor);
+    let mut relay = relay_for(&w, Vec::new());
+    let mut store = RelayStore::default();
+    add(&mut w, 0, "Ops", "held");
+    assert_eq!(session(&mut w, 0, &mut relay, &mut store, None), None);
+    assert!(!store.spaces.is_empty());
+    let mut restarted = Relay::load(RELAY, store.stored(), RelayLimits::default());
+    assert_eq!(restarted.status().teams.len(), 1);
+    restarted.set_accepted_teams(Default::default());
+    store.drain(&mut restarted);
+    assert!(restarted.status().teams.is_empty());
+    assert!(store.spaces.is_empty(), "the store drops it too");
+}

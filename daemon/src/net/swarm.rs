@@ -55,14 +55,15 @@ struct Behaviour {
 }
 
 /// How many connections a daemon takes at once: past these, a connection
-/// is refused at its handshake instead of using up the process's file
-/// descriptors. A laptop connects to the devices it syncs with (a few per
-/// device: direct, relayed, hole-punched); a relay takes every device of
-/// the teams it serves, and strangers who have yet to show a roster.
+/// is refused at its handshake. A laptop connects to the devices it syncs
+/// with (a few per device: direct, relayed, hole-punched); a relay takes
+/// every device of the teams it serves, and strangers who have yet to show
+/// a roster. No cap on handshakes in progress: one host opening bare TCP
+/// connections would hold such a cap full for the handshake timeout and
+/// keep every device out.
 fn connection_limits_for(is_relay: bool) -> connection_limits::ConnectionLimits {
     let incoming = if is_relay { 8192 } else { 1024 };
     connection_limits::ConnectionLimits::default()
-        .with_max_pending_incoming(Some(256))
         .with_max_established_incoming(Some(incoming))
         .with_max_established_per_peer(Some(8))
 }

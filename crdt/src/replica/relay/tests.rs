@@ -50,3 +50,29 @@ fn pending_peers_are_bounded() {
         );
     }
 }
+
+#[test]
+fn a_silent_pending_peer_gives_way_before_an_older_one_that_spoke() {
+    let limits = RelayLimits {
+        max_pending: 2,
+        ..RelayLimits::default()
+    };
+    let mut relay = Relay::load([7; 32], Vec::new(), limits);
+    let (talker, silent, newcomer) = (DeviceId([1; 32]), DeviceId([2; 32]), DeviceId([3; 32]));
+    let hello = || SyncMessage::Hello {
+        version: SYNC_VERSION,
+        spaces: vec![],
+    };
+    relay.peer_connected(talker);
+    assert_eq!(relay.handle_message(talker, hello(), &mut rng()), Ok(()));
+    relay.peer_connected(silent);
+    relay.peer_connected(newcomer);
+    assert_eq!(relay.status().pending, 2);
+    assert_eq!(
+        relay.handle_message(silent, hello(), &mut rng()),
+        Err(ProtocolViolation::NotAllowed)
+    );
+    let summary = || SyncMessage::Summary { spaces: vec![] };
+    assert_eq!(relay.handle_message(talker, summary(), &mut rng()), Ok(()));
+    assert_eq!(relay.handle_message(newcomer, hello(), &mut rng()), Ok(()));
+}
