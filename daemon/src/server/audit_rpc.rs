@@ -166,7 +166,9 @@ impl OnVault for m::AuditQuery {
                 out.push(m::AuditEntry {
                     time_ms: o.record.time_ms(),
                     user: e.user.clone(),
-                    user_name: UserId::new(&e.user).and_then(|u| replica.user_name(&u)),
+                    user_name: UserId::new(&e.user)
+                        .and_then(|u| replica.user_name(&u))
+                        .filter(|n| !n.contains(['<', '>'])),
                     device: d.to_hex(),
                     device_name: replica.device_name(&d),
                     seq: o.record.seq(),

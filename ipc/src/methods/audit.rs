@@ -50,8 +50,10 @@ pub struct AuditEntry {
     pub time_ms: i64,
     /// The user's email, as the record has it.
     pub user: String,
-    /// The user's display name, as this device's roster has it (none
-    /// when the roster gives none, or the user is no longer in it).
+    /// The user's display name, as this device's roster has it (also for
+    /// a user removed since). None when the roster gives none, or when the
+    /// name holds `<` or `>`: shown as "Name <email>", such a name could
+    /// pass for someone else's address.
     #[serde(default)]
     pub user_name: Option<String>,
     pub device: String,

@@ -976,6 +976,14 @@ async function loadActivity() {
     return;
   }
   if (asked !== A.asked) return;
+  try {
+    showActivity(entries);
+  } finally {
+    answered();
+  }
+}
+
+function showActivity(entries) {
   A.entries = entries;
   const rows = entries.slice().reverse().map((e) => h("tr", {
     "data-user": e.user, "data-action": e.action, "data-item": e.item_name || "",
@@ -991,7 +999,6 @@ async function loadActivity() {
     $("audit-rows").replaceChildren(...rows);
     $("audit-count").textContent = entries.length + (entries.length === 1 ? " record" : " records");
   }
-  answered();
 }
 
 function csvField(s) {
