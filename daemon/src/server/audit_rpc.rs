@@ -117,6 +117,12 @@ fn names(want: &str, id: Option<String>, name: Option<&String>) -> bool {
         || id.is_some_and(|i| want.len() >= 4 && i.starts_with(&want.to_lowercase()))
 }
 
+/// A user's roster name as an audit entry shows it: not one holding `<` or
+/// `>`, which shown as "Name <email>" could pass for another address.
+fn shown_name(name: Option<String>) -> Option<String> {
+    name.filter(|n| !n.contains(['<', '>']))
+}
+
 impl OnVault for m::AuditQuery {
     fn run(v: &mut Vault, p: m::AuditQueryParams) -> Result<Vec<m::AuditEntry>, Failure> {
         let actions: Vec<Action> = p
@@ -166,9 +172,7 @@ impl OnVault for m::AuditQuery {
                 out.push(m::AuditEntry {
                     time_ms: o.record.time_ms(),
                     user: e.user.clone(),
-                    user_name: UserId::new(&e.user)
-                        .and_then(|u| replica.user_name(&u))
-                        .filter(|n| !n.contains(['<', '>'])),
+                    user_name: shown_name(UserId::new(&e.user).and_then(|u| replica.user_name(&u))),
                     device: d.to_hex(),
                     device_name: replica.device_name(&d),
                     seq: o.record.seq(),
@@ -322,5 +326,18 @@ impl OnVault for m::AuditRetention {
             checkpoint_through: pruned.checkpoint_through,
             pruned_rows: pruned.rows as u64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_name;
+
+    #[test]
+    fn a_name_that_could_pass_for_an_address_is_not_shown() {
+        assert_eq!(shown_name(Some("Cyd Ng".into())).as_deref(), Some("Cyd Ng"));
+        assert_eq!(shown_name(Some("Cyd Ng <cyd@example.com>".into())), None);
+        assert_eq!(shown_name(Some("a > b".into())), None);
+        assert_eq!(shown_name(None), None);
     }
 }
