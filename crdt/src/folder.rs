@@ -76,10 +76,6 @@ impl Fields {
         self.find(key).ok().map(|i| &self.0[i].1)
     }
 
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut String> {
-        self.find(key).ok().map(|i| &mut self.0[i].1)
-    }
-
     pub fn contains_key(&self, key: &str) -> bool {
         self.find(key).is_ok()
     }
@@ -111,10 +107,6 @@ impl Fields {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut String)> {
-        self.0.iter_mut().map(|(k, v)| (&*k, v))
-    }
-
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator {
         self.0.iter().map(|(k, _)| k)
     }
@@ -128,9 +120,6 @@ impl Fields {
         self.0.shrink_to_fit();
     }
 
-    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut String) -> bool) {
-        self.0.retain_mut(|(k, v)| keep(k, v));
-    }
 }
 
 impl std::ops::Index<&str> for Fields {
