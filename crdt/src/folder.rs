@@ -119,7 +119,6 @@ impl Fields {
     pub fn shrink_to_fit(&mut self) {
         self.0.shrink_to_fit();
     }
-
 }
 
 impl std::ops::Index<&str> for Fields {

@@ -91,15 +91,9 @@ impl Vault {
 
     /// Its operator accepts `team` (stored first, then the relay told).
     pub fn relay_accept(&mut self, team: SpaceId) -> Result<(), VaultError> {
-        let Some(relay) = self.relay.as_mut() else {
-            return Err(VaultError::Invalid(
-                "this cofferd is not a relay: run `coffer relay accept` against `cofferd --relay`'s socket".into(),
-            ));
-        };
-        let mut teams = relay.accepted_teams().clone();
-        teams.insert(team);
-        let ids: Vec<String> = teams.iter().map(SpaceId::to_hex).collect();
-        self.store.put_json(KV_RELAY_TEAMS, &ids)?;
+        let relay = self.store_accepted("accept", |teams| {
+            teams.insert(team);
+        })?;
         relay.accept_team(team);
         Ok(())
     }
@@ -107,16 +101,30 @@ impl Vault {
     /// Its operator takes `team` back (stored first, then the relay drops
     /// what it holds of the team). Whether the relay knew the team.
     pub fn relay_forget(&mut self, team: SpaceId) -> Result<bool, VaultError> {
+        let relay = self.store_accepted("forget", |teams| {
+            teams.remove(&team);
+        })?;
+        Ok(relay.forget_team(team))
+    }
+
+    /// Stores the accepted teams as `change` leaves them, before the relay
+    /// is told (`command` names the `coffer relay` command in the error of
+    /// a daemon that is no relay).
+    fn store_accepted(
+        &mut self,
+        command: &str,
+        change: impl FnOnce(&mut std::collections::BTreeSet<SpaceId>),
+    ) -> Result<&mut Relay, VaultError> {
         let Some(relay) = self.relay.as_mut() else {
-            return Err(VaultError::Invalid(
-                "this cofferd is not a relay: run `coffer relay forget` against `cofferd --relay`'s socket".into(),
-            ));
+            return Err(VaultError::Invalid(format!(
+                "this cofferd is not a relay: run `coffer relay {command}` against `cofferd --relay`'s socket"
+            )));
         };
         let mut teams = relay.accepted_teams().clone();
-        teams.remove(&team);
+        change(&mut teams);
         let ids: Vec<String> = teams.iter().map(SpaceId::to_hex).collect();
         self.store.put_json(KV_RELAY_TEAMS, &ids)?;
-        Ok(relay.forget_team(team))
+        Ok(relay)
     }
 
     /// The teams its operator accepted (hex ids).
