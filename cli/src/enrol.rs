@@ -330,12 +330,7 @@ pub fn join(ctx: &mut Ctx, args: JoinArgs, device: bool) -> Result<(), CliError>
         if !json {
             println!("Admitted. Choose a PIN for this device.");
         }
-        let pin = match input::new_pin(false, |pin| {
-            ctx.call::<m::PinCheck>(&m::UnlockParams {
-                pin: pin.expose().to_string(),
-            })
-            .map(|_| ())
-        }) {
+        let pin = match input::new_pin(false, |pin| ctx.check_pin(pin)) {
             Ok(pin) => pin,
             Err(CliError::Rpc(e)) if e.kind() == Some(ErrorCode::InvalidInput) && attempts < 3 => {
                 eprintln!("error: {}", e.message);

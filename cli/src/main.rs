@@ -333,6 +333,15 @@ impl Ctx {
         Ok(self.client()?.call::<M>(params)?)
     }
 
+    /// Asks the daemon whether `pin` may be a PIN (length, strength), before
+    /// a prompt asks for it again.
+    fn check_pin(&mut self, pin: &Secret) -> Result<(), CliError> {
+        self.call::<m::PinCheck>(&m::UnlockParams {
+            pin: pin.expose().to_string(),
+        })
+        .map(|_| ())
+    }
+
     /// Prints `value` as JSON with `--json`, else runs `human`.
     fn print<T: serde::Serialize>(&self, value: &T, human: impl FnOnce(&T)) {
         if self.json {
@@ -411,12 +420,7 @@ fn dispatch(
             email,
             pin_stdin,
         })) => {
-            let pin = input::new_pin(pin_stdin, |pin| {
-                ctx.call::<m::PinCheck>(&m::UnlockParams {
-                    pin: pin.expose().to_string(),
-                })
-                .map(|_| ())
-            })?;
+            let pin = input::new_pin(pin_stdin, |pin| ctx.check_pin(pin))?;
             let r = ctx.call::<m::Init>(&m::InitParams {
                 name,
                 email,
@@ -564,12 +568,7 @@ fn dispatch(
             ctx.print(&r, output::trash_emptied);
         }
         Command::Pin(Lazy(PinCommand::Change { pin_stdin })) => {
-            let (old, new) = input::pin_change(pin_stdin, |pin| {
-                ctx.call::<m::PinCheck>(&m::UnlockParams {
-                    pin: pin.expose().to_string(),
-                })
-                .map(|_| ())
-            })?;
+            let (old, new) = input::pin_change(pin_stdin, |pin| ctx.check_pin(pin))?;
             ctx.call::<m::PinChange>(&m::PinChangeParams {
                 old_pin: old.expose().to_string(),
                 new_pin: new.expose().to_string(),
