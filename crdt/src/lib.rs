@@ -34,7 +34,9 @@ pub mod totp;
 pub use accept::{ChangeMeta, Limits, Reason, RosterJudgements};
 pub use crypto::{CryptoError, DeviceKeys, FolderKey};
 pub use envelope::{ChangeHeader, DecodeError, Envelope, EnvelopeBody, Kind};
-pub use folder::{Fields, FolderDoc, FolderError, HistoryEntry, Item, ItemEdit, ItemType, NewItem};
+pub use folder::{
+    Fields, FolderDoc, FolderError, HistoryEntry, Item, ItemEdit, ItemHead, ItemType, NewItem,
+};
 pub use ids::{DeviceId, EnvelopeId, ItemId, SpaceId};
 pub use ops::{ControlOp, MembershipOp, Principal, Role, RosterOp, UserId};
 pub use replica::{Effect, Event, Replica, ReplicaError};

@@ -764,7 +764,7 @@ impl Vault {
     }
 
     /// An item by query, with its folder.
-    pub fn find_item(&self, query: &ItemQuery) -> Result<(SpaceId, ItemId, &Item), VaultError> {
+    pub fn find_item(&self, query: &ItemQuery) -> Result<(SpaceId, ItemId, Item), VaultError> {
         let r = self.replica()?;
         let (folder, id) = r.resolve_item(query)?;
         Ok((folder, id, r.item(&folder, &id)?))

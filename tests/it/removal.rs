@@ -372,7 +372,10 @@ fn captured_envelopes_stay_closed(t: &Team) {
         .map(|items| items.iter().map(|(_, i)| i.name.clone()).collect())
         .unwrap_or_default();
     assert!(!names.contains(&"new".to_string()), "B's view: {names:?}");
-    for (_, item) in replica.items(None, false).expect("unlocked") {
+    for (folder, head) in replica.items(None, false).expect("unlocked") {
+        let item = replica
+            .item(&folder, &head.id)
+            .expect("listed, so readable");
         assert!(
             item.fields.values().all(|v| v != NEW_PW),
             "B's view holds the new password in {}",

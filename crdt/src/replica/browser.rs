@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rand_core::CryptoRngCore;
 
 use super::{NewItemSpec, Replica, ReplicaError};
-use crate::folder::{Item, ItemType};
+use crate::folder::{Item, ItemHead, ItemType};
 use crate::ids::{ItemId, SpaceId};
 use crate::origin::PageOrigin;
 
@@ -24,11 +24,14 @@ pub struct SavedLogin {
 impl Replica {
     /// Live logins (in every readable folder) with a URL that may be
     /// filled into a page of `origin`, sorted by folder and name.
-    pub fn logins_for_origin(&self, origin: &str) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
+    pub fn logins_for_origin(
+        &self,
+        origin: &str,
+    ) -> Result<Vec<(SpaceId, &ItemHead)>, ReplicaError> {
         let page = PageOrigin::parse(origin)?;
         let u = self.unlocked()?;
         // Filtered before sorting: a page matches a few of 10,000 items.
-        let mut found: Vec<(String, SpaceId, &Item)> = u
+        let mut found: Vec<(String, SpaceId, &ItemHead)> = u
             .open
             .iter()
             .flat_map(|(space, f)| f.items().values().map(move |i| (*space, i)))
@@ -50,7 +53,7 @@ impl Replica {
         &self,
         origin: &str,
         item: &str,
-    ) -> Result<(SpaceId, &Item), ReplicaError> {
+    ) -> Result<(SpaceId, Item), ReplicaError> {
         let page = PageOrigin::parse(origin)?;
         let no_such = || ReplicaError::NoSuchItem {
             query: item.to_string(),
@@ -79,7 +82,8 @@ impl Replica {
                 origin: page.serialize(),
             });
         }
-        Ok((folder, found))
+        let item = self.item(&folder, &id)?;
+        Ok((folder, item))
     }
 
     /// Adds a login for the page's origin to the Personal folder.

@@ -9,7 +9,9 @@ use rand_core::CryptoRngCore;
 use super::{check_name, Event, ItemChange, OpenFolder, Replica, ReplicaError, MAX_ITEM_EVENTS};
 use crate::accept::ChangeMeta;
 use crate::crypto::FolderKey;
-use crate::folder::{check_new_item, FolderDoc, FolderError, Item, ItemEdit, ItemType, NewItem};
+use crate::folder::{
+    check_new_item, FolderDoc, FolderError, Item, ItemEdit, ItemHead, ItemType, NewItem,
+};
 use crate::ids::{DeviceId, ItemId, SpaceId};
 use crate::ops::{Role, UserId};
 use crate::replica::error::Needs;
@@ -283,7 +285,7 @@ impl Replica {
                 why: "it is empty",
             });
         }
-        let live = |i: &Item| i.trashed_ms.is_some() == q.trash;
+        let live = |i: &ItemHead| i.trashed_ms.is_some() == q.trash;
         let mut found: Vec<(SpaceId, ItemId)> = Vec::new();
         if let Some((folder, name)) = query.split_once('/') {
             if let Ok(space) = self.resolve_folder(Some(folder)) {
@@ -331,8 +333,18 @@ impl Replica {
         }
     }
 
-    /// An item as its folder's document shows it.
-    pub fn item(&self, folder: &SpaceId, id: &ItemId) -> Result<&Item, ReplicaError> {
+    /// An item as its folder's document shows it, read whole.
+    pub fn item(&self, folder: &SpaceId, id: &ItemId) -> Result<Item, ReplicaError> {
+        self.open_folder(folder)
+            .and_then(|f| f.item(id))
+            .ok_or_else(|| ReplicaError::NoSuchItem {
+                query: id.to_hex(),
+                trash: false,
+            })
+    }
+
+    /// An item's head (what a listing shows of it).
+    pub fn item_head(&self, folder: &SpaceId, id: &ItemId) -> Result<&ItemHead, ReplicaError> {
         self.open_folder(folder)
             .and_then(|f| f.items().get(id))
             .ok_or_else(|| ReplicaError::NoSuchItem {
@@ -346,10 +358,10 @@ impl Replica {
         &self,
         folder: Option<&str>,
         trash: bool,
-    ) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
+    ) -> Result<Vec<(SpaceId, &ItemHead)>, ReplicaError> {
         let u = self.unlocked()?;
         let only = folder.map(|f| self.resolve_folder(Some(f))).transpose()?;
-        let mut out: Vec<(String, SpaceId, &Item)> = u
+        let mut out: Vec<(String, SpaceId, &ItemHead)> = u
             .open
             .iter()
             .filter(|(id, _)| only.is_none_or(|o| o == **id))
@@ -370,12 +382,12 @@ impl Replica {
     /// `coffer conflicts`: every live item where concurrent edits of a
     /// field were kept side by side (the value shown won last-writer-wins,
     /// the others are kept), sorted like [`Replica::items`].
-    pub fn conflicted(&self) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
-        Ok(self
-            .items(None, false)?
+    pub fn conflicted(&self) -> Result<Vec<(SpaceId, Item)>, ReplicaError> {
+        self.items(None, false)?
             .into_iter()
-            .filter(|(_, i)| i.has_conflicts())
-            .collect())
+            .filter(|(_, i)| i.conflict)
+            .map(|(s, i)| Ok((s, self.item(&s, &i.id)?)))
+            .collect()
     }
 
     /// `coffer conflicts pick`: settles a conflict by writing one of the
@@ -444,7 +456,7 @@ impl Replica {
     }
 
     /// Case-insensitive match on name, username, URLs and folder (never on secrets).
-    pub fn search(&self, query: &str) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
+    pub fn search(&self, query: &str) -> Result<Vec<(SpaceId, &ItemHead)>, ReplicaError> {
         let q = query.trim().to_lowercase();
         if q.is_empty() {
             return Err(ReplicaError::BadName {
@@ -458,8 +470,8 @@ impl Replica {
             .filter(|(s, i)| {
                 i.name.to_lowercase().contains(&q)
                     || self.folder_name(s).to_lowercase().contains(&q)
-                    || i.fields
-                        .get("username")
+                    || i.username
+                        .as_ref()
                         .is_some_and(|u| u.to_lowercase().contains(&q))
                     || i.urls.iter().any(|u| u.to_lowercase().contains(&q))
             })
@@ -721,14 +733,14 @@ impl Replica {
         &self,
         folder: Option<&str>,
         include_trash: bool,
-    ) -> Result<Vec<(String, &Item)>, ReplicaError> {
-        let mut out: Vec<(String, &Item)> = Vec::new();
+    ) -> Result<Vec<(String, Item)>, ReplicaError> {
+        let mut out: Vec<(String, Item)> = Vec::new();
         for trash in [false, true] {
             if trash && !include_trash {
                 continue;
             }
             for (s, i) in self.items(folder, trash)? {
-                out.push((self.folder_name(&s), i));
+                out.push((self.folder_name(&s), self.item(&s, &i.id)?));
             }
         }
         Ok(out)
@@ -755,7 +767,8 @@ impl Replica {
         let mut seen: BTreeSet<[u8; 32]> = BTreeSet::new();
         for (space, folder) in &u.open {
             let name = self.folder_name(space);
-            for item in folder.items().values() {
+            // Read whole from the document: the fingerprint takes every field.
+            for item in folder.doc.items() {
                 seen.insert(schema::fingerprint(
                     item.item_type.as_str(),
                     &name,

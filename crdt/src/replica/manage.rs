@@ -209,7 +209,7 @@ impl Replica {
         }
         self.require_role(&from, Needs::Writer)?;
         self.require_role(&target, Needs::Writer)?;
-        let item = self.item(&from, &id)?.clone();
+        let item = self.item(&from, &id)?;
         // The same id, unless the target shows one already (a concurrent move).
         let taken = self
             .unlocked()?

@@ -948,7 +948,7 @@ impl Replica {
                 .unlocked
                 .as_ref()
                 .and_then(|u| u.open.get(id))
-                .map(|f| items_digest(f.items().values()));
+                .map(|f| items_digest(&f.doc.items(), f.items().values()));
             out.push(SpaceDigest {
                 space: *id,
                 accepted: s.digest(),
@@ -960,8 +960,12 @@ impl Replica {
 }
 
 /// A digest of items as a reader sees them: every field, URL, time, trash
-/// state and conflict, in id order.
-fn items_digest<'a>(items: impl Iterator<Item = &'a crate::folder::Item>) -> [u8; 32] {
+/// state and conflict, in id order; then the heads kept for listing, so a
+/// head left stale by a sync or a restore shows as a difference.
+fn items_digest<'a>(
+    items: &[crate::folder::Item],
+    heads: impl Iterator<Item = &'a crate::folder::ItemHead>,
+) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(b"coffer/items-digest/v2\0");
     let mut part = |b: &[u8]| {
@@ -988,6 +992,9 @@ fn items_digest<'a>(items: impl Iterator<Item = &'a crate::folder::Item>) -> [u8
                 part(v.as_bytes());
             }
         }
+    }
+    for head in heads {
+        part(format!("{head:?}").as_bytes());
     }
     *h.finalize().as_bytes()
 }

@@ -13,21 +13,22 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use crate::accept::{parse_change, ChangeMeta};
 use crate::crypto::{DeviceKeys, FolderKey};
 use crate::envelope::Envelope;
-use crate::folder::{BoundChange, FolderDoc, Item};
+use crate::folder::{BoundChange, FolderDoc, Item, ItemHead};
 use crate::ids::{EnvelopeId, ItemId};
 use crate::space::Space;
 
 /// A folder's decrypted document and what it was built from.
 pub(crate) struct OpenFolder {
     pub doc: FolderDoc,
-    /// Items as the document shows them (kept for listing and search):
-    /// changed only through [`OpenFolder::set_items`] and
-    /// [`OpenFolder::refresh`], which keep `by_name` in step.
-    items: BTreeMap<ItemId, Item>,
+    /// The head of each item as the document shows it (for listing and
+    /// search; the whole item is read from `doc`): changed only through
+    /// [`OpenFolder::set_items`] and [`OpenFolder::refresh`], which keep
+    /// `by_name` in step.
+    items: BTreeMap<ItemId, ItemHead>,
     /// Item ids by their name's [`name_key`]: `coffer get NAME` looks a
     /// name up rather than comparing it with every item (17.6 ms a `get`
     /// at 100,000 items, nearly all of it that comparison).
-    by_name: HashMap<u64, BTreeSet<ItemId>>,
+    by_name: HashMap<u64, Named>,
     /// Epoch keys this device can open.
     pub keys: BTreeMap<EnvelopeId, FolderKey>,
     /// Accepted content applied to `doc` (its order does not matter: a
@@ -92,7 +93,7 @@ impl OpenFolder {
         open.apply(&order);
         open.incarnation = writing_incarnation(space, &me, &open.skipped);
         open.doc.set_writer(me, open.incarnation);
-        let items = open.doc.items();
+        let items = open.doc.item_heads();
         open.set_items(items);
         Some(open)
     }
@@ -242,43 +243,54 @@ impl OpenFolder {
         if touched.len() > 64 && touched.len() * 2 > self.items.len() {
             // Most of the folder (an import, an initial sync): one pass over
             // the document is cheaper than a lookup per item.
-            let items = self.doc.items();
+            let items = self.doc.item_heads();
             self.set_items(items);
             return;
         }
         for id in touched {
             match self.doc.item(*id) {
-                Some(item) => self.put_item(item),
+                Some(item) => self.put_item(ItemHead::from(item)),
                 None => self.remove_item(id),
             }
         }
     }
 
-    /// Items as the document shows them.
-    pub fn items(&self) -> &BTreeMap<ItemId, Item> {
+    /// The head of each item the document shows.
+    pub fn items(&self) -> &BTreeMap<ItemId, ItemHead> {
         &self.items
     }
 
+    /// The whole item, read from the document.
+    pub fn item(&self, id: &ItemId) -> Option<Item> {
+        if !self.items.contains_key(id) {
+            return None;
+        }
+        self.doc.item(*id)
+    }
+
     /// The items named `name` (ASCII case ignored), by id.
-    pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Item> + 'a {
+    pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ItemHead> + 'a {
         self.by_name
             .get(&name_key(name))
             .into_iter()
-            .flatten()
+            .flat_map(Named::iter)
             .filter_map(|id| self.items.get(id))
             .filter(move |i| i.name.eq_ignore_ascii_case(name))
     }
 
-    /// Replaces every cached item (the document read whole).
-    pub(crate) fn set_items(&mut self, items: Vec<Item>) {
-        self.items.clear();
+    /// Replaces every cached item head (the document read whole).
+    pub(crate) fn set_items(&mut self, items: Vec<ItemHead>) {
+        // Collected, not inserted one by one: a map built from sorted keys
+        // has full nodes, one filled by inserts in order half-full ones
+        // (12 MB more at 100,000 items).
+        self.items = items.into_iter().map(|i| (i.id, i)).collect();
         self.by_name.clear();
-        for item in items {
-            self.put_item(item);
+        for (id, item) in &self.items {
+            index_name(&mut self.by_name, name_key(&item.name), *id);
         }
     }
 
-    fn put_item(&mut self, item: Item) {
+    fn put_item(&mut self, item: ItemHead) {
         let (id, key) = (item.id, name_key(&item.name));
         if let Some(old) = self.items.insert(id, item) {
             let was = name_key(&old.name);
@@ -286,9 +298,7 @@ impl OpenFolder {
                 self.unname(was, &id);
             }
         }
-        // A set per name: many items of one name ("Untitled", or a
-        // writer's 100,000 copies) cost a log, not a scan, each.
-        self.by_name.entry(key).or_default().insert(id);
+        index_name(&mut self.by_name, key, id);
     }
 
     fn remove_item(&mut self, id: &ItemId) {
@@ -299,8 +309,7 @@ impl OpenFolder {
 
     fn unname(&mut self, key: u64, id: &ItemId) {
         if let Some(ids) = self.by_name.get_mut(&key) {
-            ids.remove(id);
-            if ids.is_empty() {
+            if ids.remove(id) {
                 self.by_name.remove(&key);
             }
         }
@@ -372,6 +381,61 @@ pub(crate) fn writing_incarnation(
     need.min(crate::accept::MAX_INCARNATIONS - 1)
 }
 
+/// The ids of the items of one name: nearly every name has one item, and a
+/// set of one took a 192-byte B-tree node (16 MB at 100,000 items); a set
+/// keeps many items of one name ("Untitled", or a writer's 100,000 copies)
+/// at a log, not a scan, each.
+#[derive(Debug)]
+enum Named {
+    One(ItemId),
+    Many(BTreeSet<ItemId>),
+}
+
+impl Named {
+    fn insert(&mut self, id: ItemId) {
+        match self {
+            Named::One(one) if *one == id => {}
+            Named::One(one) => *self = Named::Many(BTreeSet::from([*one, id])),
+            Named::Many(ids) => {
+                ids.insert(id);
+            }
+        }
+    }
+
+    /// Removes `id`; whether no id is left.
+    fn remove(&mut self, id: &ItemId) -> bool {
+        match self {
+            Named::One(one) => one == id,
+            Named::Many(ids) => {
+                ids.remove(id);
+                // A set of one turns back into `One`, so a set never empties.
+                if let (1, Some(last)) = (ids.len(), ids.first().copied()) {
+                    *self = Named::One(last);
+                }
+                false
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &ItemId> {
+        let (one, many) = match self {
+            Named::One(id) => (Some(id), None),
+            Named::Many(ids) => (None, Some(ids.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+/// Adds `id` under the name key `key`.
+fn index_name(by_name: &mut HashMap<u64, Named>, key: u64, id: ItemId) {
+    match by_name.entry(key) {
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(Named::One(id));
+        }
+        std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().insert(id),
+    }
+}
+
 /// The index key of an item name: a hash of it with ASCII case folded, the
 /// way names are matched (`eq_ignore_ascii_case`). Equal names share a key;
 /// a collision only adds a candidate that the match then drops.
@@ -383,4 +447,32 @@ fn name_key(name: &str) -> u64 {
         b.to_ascii_lowercase().hash(&mut h);
     }
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(named: &Named) -> Vec<u8> {
+        named.iter().map(|id| id.0[0]).collect()
+    }
+
+    /// One name's ids through every shape: one, many, back to one, none.
+    #[test]
+    fn a_name_keeps_its_ids_as_they_come_and_go() {
+        let id = |n: u8| ItemId([n; 16]);
+        let mut named = Named::One(id(2));
+        named.insert(id(2));
+        assert_eq!(ids(&named), [2]);
+        named.insert(id(1));
+        named.insert(id(3));
+        assert_eq!(ids(&named), [1, 2, 3]);
+        assert!(!named.remove(&id(9)) && !named.remove(&id(2)));
+        assert_eq!(ids(&named), [1, 3]);
+        assert!(!named.remove(&id(1)));
+        assert!(matches!(named, Named::One(_)));
+        assert_eq!(ids(&named), [3]);
+        assert!(!named.remove(&id(1)), "another id leaves it");
+        assert!(named.remove(&id(3)), "its last id empties it");
+    }
 }

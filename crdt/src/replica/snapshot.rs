@@ -243,7 +243,7 @@ pub(crate) fn restore(space: &Space, keys: &DeviceKeys, sealed: &[u8]) -> Option
     folder.apply(&fresh);
     folder.incarnation = writing_incarnation(space, &me, &folder.skipped);
     folder.doc.set_writer(me, folder.incarnation);
-    let items = folder.doc.items();
+    let items = folder.doc.item_heads();
     folder.set_items(items);
     Some(folder)
 }

@@ -191,9 +191,10 @@ fn manage_attack_a_removed_admin_deletes_with_a_backdated_context() {
 fn shows(w: &World, i: usize, needle: &str) -> bool {
     let live = w.nodes[i].replica.items(None, false).unwrap();
     let trash = w.nodes[i].replica.items(None, true).unwrap();
-    live.iter()
-        .chain(trash.iter())
-        .any(|(_, item)| format!("{item:?}").contains(needle))
+    live.iter().chain(trash.iter()).any(|(folder, head)| {
+        let item = w.nodes[i].replica.item(folder, &head.id).unwrap();
+        format!("{item:?}").contains(needle)
+    })
 }
 
 fn isolate(w: &mut World, i: usize) {

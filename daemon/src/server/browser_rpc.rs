@@ -66,8 +66,12 @@ impl OnVault for m::BrowserFind {
                 id: i.id.to_hex(),
                 name: i.name.clone(),
                 folder: r.folder_name(&folder),
-                username: field(i, "username"),
-                has_totp: field(i, "totp").is_some(),
+                username: i
+                    .username
+                    .as_deref()
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_string),
+                has_totp: i.has_totp,
             })
             .collect())
     }
@@ -77,8 +81,8 @@ impl OnVault for m::BrowserFill {
     fn run(v: &mut Vault, p: m::BrowserItemParams) -> Result<m::BrowserFields, Failure> {
         let (folder, item) = v.replica()?.login_for_origin(&p.origin, &p.item)?;
         let fields = m::BrowserFields {
-            username: field(item, "username"),
-            password: field(item, "password"),
+            username: field(&item, "username"),
+            password: field(&item, "password"),
         };
         // The fields actually handed over.
         let filled = match (&fields.username, &fields.password) {
@@ -86,7 +90,7 @@ impl OnVault for m::BrowserFill {
             (Some(_), None) => "username",
             (None, None) => "",
         };
-        let event = autofill_event(v, folder, item, filled, &p.origin);
+        let event = autofill_event(v, folder, &item, filled, &p.origin);
         v.audit_note(event, now());
         Ok(fields)
     }
@@ -95,7 +99,7 @@ impl OnVault for m::BrowserFill {
 impl OnVault for m::BrowserTotp {
     fn run(v: &mut Vault, p: m::BrowserItemParams) -> Result<m::BrowserCode, Failure> {
         let (folder, item) = v.replica()?.login_for_origin(&p.origin, &p.item)?;
-        let uri = field(item, "totp").ok_or_else(|| {
+        let uri = field(&item, "totp").ok_or_else(|| {
             Failure(RpcError::new(
                 ErrorCode::NotFound,
                 format!("{} has no TOTP secret", item.name),
@@ -108,7 +112,7 @@ impl OnVault for m::BrowserTotp {
             code: config.code_at(at),
             seconds_remaining: config.seconds_remaining(at),
         };
-        let event = autofill_event(v, folder, item, "totp", &p.origin);
+        let event = autofill_event(v, folder, &item, "totp", &p.origin);
         v.audit_note(event, now());
         Ok(code)
     }

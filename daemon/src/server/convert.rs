@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use coffer_crdt::folder::Item;
+use coffer_crdt::folder::{Item, ItemHead};
 use coffer_crdt::replica::{
     Event as ReplicaEvent, FolderMembers, FolderSummary, HistoryItem, ItemChange, LockReason,
     TeamChange, TeamSummary, UserSummary,
@@ -158,22 +158,19 @@ fn labels(fields: &coffer_crdt::Fields) -> std::collections::BTreeMap<String, St
         .collect()
 }
 
-pub fn item_summary(r: &Replica, folder: &SpaceId, item: &Item) -> m::ItemSummary {
+pub fn item_summary(r: &Replica, folder: &SpaceId, item: &ItemHead) -> m::ItemSummary {
     m::ItemSummary {
         id: item.id.to_hex(),
         folder: r.folder_name(folder),
         item_type: item.item_type.as_str().into(),
         name: item.name.clone(),
-        username: item.fields.get("username").cloned(),
-        urls: item.urls.clone(),
-        has_totp: item.fields.get("totp").is_some_and(|t| !t.is_empty()),
+        username: item.username.as_deref().map(str::to_string),
+        urls: item.urls.iter().map(|u| u.to_string()).collect(),
+        has_totp: item.has_totp,
         updated_ms: item.updated_ms,
         trashed_ms: item.trashed_ms,
-        archived: item
-            .fields
-            .get(coffer_crdt::schema::ARCHIVED)
-            .is_some_and(|a| !a.is_empty()),
-        conflict: item.has_conflicts(),
+        archived: item.archived,
+        conflict: item.conflict,
     }
 }
 

@@ -69,12 +69,12 @@ fn view(
     id: coffer_crdt::ItemId,
 ) -> Result<m::ItemView, Failure> {
     let r = v.replica()?;
-    Ok(convert::item_view(r, &folder, r.item(&folder, &id)?))
+    Ok(convert::item_view(r, &folder, &r.item(&folder, &id)?))
 }
 
 fn summaries<'a>(
     v: &'a Vault,
-    items: impl Iterator<Item = (coffer_crdt::SpaceId, &'a coffer_crdt::folder::Item)>,
+    items: impl Iterator<Item = (coffer_crdt::SpaceId, &'a coffer_crdt::ItemHead)>,
 ) -> Result<Vec<m::ItemSummary>, Failure> {
     let r = v.replica()?;
     let mut list: Vec<m::ItemSummary> = items
@@ -187,7 +187,7 @@ impl OnVault for m::ItemConflicts {
         let r = v.replica()?;
         Ok(r.conflicted()?
             .into_iter()
-            .map(|(f, i)| convert::item_view(r, &f, i))
+            .map(|(f, i)| convert::item_view(r, &f, &i))
             .collect())
     }
 }
@@ -222,7 +222,11 @@ fn set_trashed(v: &mut Vault, item: &str, trash: bool) -> Result<m::ItemSummary,
         .replica_mut()?
         .set_trashed(item, trash, now().unix_ms, &mut OsRng)?;
     let r = v.replica()?;
-    Ok(convert::item_summary(r, &folder, r.item(&folder, &id)?))
+    Ok(convert::item_summary(
+        r,
+        &folder,
+        r.item_head(&folder, &id)?,
+    ))
 }
 
 impl OnVault for m::ItemTrash {
