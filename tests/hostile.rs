@@ -427,7 +427,7 @@ impl Link {
         let mut bytes = 0;
         for env in envs {
             if !batch.is_empty()
-                && (bytes + env.bytes().len() > TARGET_BATCH_BYTES
+                && (bytes + env.wire_len() > TARGET_BATCH_BYTES
                     || batch.len() == MAX_BATCH_ENVELOPES)
             {
                 self.send(&Message::Envelopes {
@@ -436,8 +436,8 @@ impl Link {
                 })?;
                 bytes = 0;
             }
-            bytes += env.bytes().len();
-            batch.push(env.bytes().to_vec());
+            bytes += env.wire_len();
+            batch.push(env.to_bytes());
         }
         if !batch.is_empty() {
             self.send(&Message::Envelopes {

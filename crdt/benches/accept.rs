@@ -77,7 +77,7 @@ fn fixture() -> Fixture {
     }
     // As received from the network: decoded from bytes, signatures not yet
     // verified (an envelope remembers its verdict once checked).
-    let fresh = |e: &Envelope| Envelope::decode(e.bytes()).unwrap();
+    let fresh = |e: &Envelope| Envelope::decode(&e.to_bytes()).unwrap();
     let content = content.iter().map(fresh).collect();
     Fixture {
         control: vec![fresh(&genesis), fresh(&grant)],
@@ -166,7 +166,7 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || {
                 all.iter()
-                    .map(|e| Envelope::decode(e.bytes()).unwrap())
+                    .map(|e| Envelope::decode(&e.to_bytes()).unwrap())
                     .collect::<Vec<_>>()
             },
             |envs| envs.iter().filter(|e| e.verify_signature()).count(),
@@ -232,7 +232,7 @@ fn bench_control(c: &mut Criterion) {
     let (space, admin, second) = roster(N);
     let held: Vec<Envelope> = space.held().cloned().collect();
     let id = space.id();
-    let fresh = |e: &Envelope| Envelope::decode(e.bytes()).unwrap();
+    let fresh = |e: &Envelope| Envelope::decode(&e.to_bytes()).unwrap();
     let mut group = c.benchmark_group("control");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));

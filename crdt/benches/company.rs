@@ -217,7 +217,7 @@ fn generate(folders: usize) -> Company {
 /// As received from the network: decoded, signatures not yet verified.
 fn fresh(envs: &[Envelope]) -> Vec<Envelope> {
     envs.iter()
-        .map(|e| Envelope::decode(e.bytes()).expect("own envelopes decode"))
+        .map(|e| Envelope::decode(&e.to_bytes()).expect("own envelopes decode"))
         .collect()
 }
 

@@ -169,10 +169,7 @@ fn persist(relay: &mut Relay, into: &mut Vec<StoredSpace>, bytes: &mut u64) {
             envelopes,
         }) = e
         {
-            *bytes += envelopes
-                .iter()
-                .map(|e| e.bytes().len() as u64)
-                .sum::<u64>();
+            *bytes += envelopes.iter().map(|e| e.wire_len() as u64).sum::<u64>();
             match into.iter_mut().find(|s| s.id == space) {
                 Some(s) => s.envelopes.extend(envelopes),
                 None => into.push(StoredSpace {
@@ -343,7 +340,7 @@ fn main() {
                 s.id,
                 s.kind == coffer_crdt::replica::SpaceKind::Roster,
                 s.team,
-                s.envelopes.iter().map(|e| e.bytes().to_vec()).collect(),
+                s.envelopes.iter().map(|e| e.to_bytes()).collect(),
             )
         })
         .collect();

@@ -84,6 +84,14 @@ struct SignedEnvelope {
     signature: Vec<u8>,
 }
 
+/// [`SignedEnvelope`] encoded from borrowed parts (the same bytes).
+#[derive(Serialize)]
+struct SignedEnvelopeRef<'a> {
+    body: &'a EnvelopeBody,
+    #[serde(with = "serde_bytes")]
+    signature: &'a [u8; 64],
+}
+
 /// A decoded envelope with its id and wire bytes; the signature is checked by
 /// [`Envelope::verify_signature`], not by decoding. The verdict is
 /// remembered with the (immutable) envelope and its clones, so an envelope
@@ -98,13 +106,19 @@ struct Inner {
     body: EnvelopeBody,
     signature: [u8; 64],
     id: EnvelopeId,
-    bytes: Vec<u8>,
+    /// The length of its wire bytes.
+    wire_len: usize,
+    // No copy of the wire bytes: decoding accepts only the canonical
+    // encoding, so [`Envelope::to_bytes`] gives them back exactly. Held,
+    // they doubled every envelope's payload in memory.
     verified: OnceLock<bool>,
 }
 
 impl PartialEq for Envelope {
     fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id && self.0.bytes == other.0.bytes
+        self.0.id == other.0.id
+            && self.0.body == other.0.body
+            && self.0.signature == other.0.signature
     }
 }
 
@@ -156,13 +170,6 @@ impl Envelope {
     pub fn sign(body: EnvelopeBody, keys: &DeviceKeys) -> Envelope {
         let signing = body.signing_bytes();
         let signature = keys.sign(&signing);
-        let mut bytes = postcard::to_stdvec(&SignedEnvelope {
-            body: body.clone(),
-            signature: signature.to_vec(),
-        })
-        .expect("serialising to a Vec cannot fail");
-        // Held as long as the envelope is: not with the doubling's slack.
-        bytes.shrink_to_fit();
         let id = EnvelopeId(*blake3::hash(&signing).as_bytes());
         // Signed right here: valid iff the signer is the claimed author.
         let verified = OnceLock::from(body.author == keys.device_id());
@@ -170,9 +177,10 @@ impl Envelope {
             body,
             signature,
             id,
-            bytes,
+            wire_len: 0,
             verified,
         }))
+        .with_wire_len()
     }
 
     /// Decodes untrusted bytes. Never panics; bounded by [`MAX_ENVELOPE_BYTES`].
@@ -183,8 +191,10 @@ impl Envelope {
                 max: MAX_ENVELOPE_BYTES,
             });
         }
-        let (signed, rest): (SignedEnvelope, _) =
+        let (mut signed, rest): (SignedEnvelope, _) =
             postcard::take_from_bytes(bytes).map_err(|_| DecodeError::Malformed)?;
+        // Held as long as the envelope is: not with the decoder's slack.
+        signed.body.payload.shrink_to_fit();
         if !rest.is_empty() {
             return Err(DecodeError::Malformed);
         }
@@ -227,24 +237,19 @@ impl Envelope {
             }
             (None, _) => {}
         }
-        let mut canonical = postcard::to_stdvec(&SignedEnvelope {
-            body: body.clone(),
-            signature: signature.to_vec(),
-        })
-        .map_err(|_| DecodeError::Malformed)?;
-        if canonical != bytes {
-            return Err(DecodeError::NonCanonical);
-        }
-        // Every held envelope keeps its bytes: without the slack the Vec
-        // grew with (up to as much again: 10.6 MB for 10,000 envelopes).
-        canonical.shrink_to_fit();
-        Ok(Envelope(Arc::new(Inner {
+        let envelope = Envelope(Arc::new(Inner {
             id: EnvelopeId(*blake3::hash(&body.signing_bytes()).as_bytes()),
             body,
             signature,
-            bytes: canonical,
+            wire_len: bytes.len(),
             verified: OnceLock::new(),
-        })))
+        }));
+        // One encoding per envelope: its id and `to_bytes` stand for these
+        // bytes only if encoding it again gives them.
+        if envelope.to_bytes() != bytes {
+            return Err(DecodeError::NonCanonical);
+        }
+        Ok(envelope)
     }
 
     pub fn verify_signature(&self) -> bool {
@@ -303,8 +308,26 @@ impl Envelope {
     pub fn body(&self) -> &EnvelopeBody {
         &self.0.body
     }
-    pub fn bytes(&self) -> &[u8] {
-        &self.0.bytes
+    /// The length of [`Envelope::to_bytes`], without encoding.
+    pub fn wire_len(&self) -> usize {
+        self.0.wire_len
+    }
+
+    fn with_wire_len(mut self) -> Envelope {
+        let len = self.to_bytes().len();
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.wire_len = len;
+        }
+        self
+    }
+
+    /// Its wire bytes (encoded again: the one canonical encoding).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(&SignedEnvelopeRef {
+            body: &self.0.body,
+            signature: &self.0.signature,
+        })
+        .expect("serialising to a Vec cannot fail")
     }
     pub fn space(&self) -> SpaceId {
         self.0.body.space
@@ -353,22 +376,27 @@ mod tests {
     fn roundtrip_keeps_id_and_signature() {
         let keys = DeviceKeys::generate(&mut ChaCha20Rng::seed_from_u64(1));
         let env = sample(&keys);
-        let again = Envelope::decode(env.bytes()).unwrap();
+        let again = Envelope::decode(&env.to_bytes()).unwrap();
         assert_eq!(again, env);
         assert!(again.verify_signature());
     }
 
-    /// A held envelope keeps its bytes without the slack of the Vec they
-    /// were serialised into (a vault holds every envelope it has).
+    /// A held envelope keeps no copy of its wire bytes, and its payload
+    /// without the decoder's slack (a vault holds every envelope it has);
+    /// the bytes it gives back are the ones it was decoded from.
     #[test]
-    fn held_bytes_have_no_slack() {
+    fn held_envelopes_keep_one_copy_of_the_payload() {
         let keys = DeviceKeys::generate(&mut ChaCha20Rng::seed_from_u64(1));
         let mut body = sample(&keys).body().clone();
         body.payload = vec![5; 700];
         let env = Envelope::sign(body, &keys);
-        assert_eq!(env.0.bytes.capacity(), env.bytes().len());
-        let again = Envelope::decode(env.bytes()).unwrap();
-        assert_eq!(again.0.bytes.capacity(), again.bytes().len());
+        let bytes = env.to_bytes();
+        assert_eq!(env.wire_len(), bytes.len());
+        let again = Envelope::decode(&bytes).unwrap();
+        assert_eq!(again.to_bytes(), bytes);
+        assert_eq!((again.wire_len(), again.id()), (bytes.len(), env.id()));
+        assert_eq!(again.0.body.payload.capacity(), 700);
+        assert!(again == env);
     }
 
     #[test]
@@ -388,7 +416,7 @@ mod tests {
     fn tampered_payload_fails_signature() {
         let keys = DeviceKeys::generate(&mut ChaCha20Rng::seed_from_u64(1));
         let env = sample(&keys);
-        let mut bytes = env.bytes().to_vec();
+        let mut bytes = env.to_bytes();
         let n = bytes.len();
         bytes[n - 70] ^= 1; // inside the payload, before the signature
         let tampered = Envelope::decode(&bytes).unwrap();
@@ -400,7 +428,7 @@ mod tests {
     fn the_id_names_the_body_not_the_signature() {
         let keys = DeviceKeys::generate(&mut ChaCha20Rng::seed_from_u64(1));
         let env = sample(&keys);
-        let mut bytes = env.bytes().to_vec();
+        let mut bytes = env.to_bytes();
         let n = bytes.len();
         bytes[n - 1] ^= 1; // the signature's last byte
         let resigned = Envelope::decode(&bytes).unwrap();
@@ -411,7 +439,7 @@ mod tests {
     #[test]
     fn rejects_trailing_bytes_oversize_and_bad_structure() {
         let keys = DeviceKeys::generate(&mut ChaCha20Rng::seed_from_u64(1));
-        let mut bytes = sample(&keys).bytes().to_vec();
+        let mut bytes = sample(&keys).to_bytes();
         bytes.push(0);
         assert_eq!(Envelope::decode(&bytes), Err(DecodeError::Malformed));
         let big = vec![0u8; MAX_ENVELOPE_BYTES + 1];
@@ -423,7 +451,7 @@ mod tests {
         body.prev = None;
         let env = Envelope::sign(body, &keys);
         assert!(matches!(
-            Envelope::decode(env.bytes()),
+            Envelope::decode(&env.to_bytes()),
             Err(DecodeError::Invalid(_))
         ));
     }
@@ -438,7 +466,7 @@ mod tests {
         fn mutated_envelopes_never_verify_as_original(pos in 0usize..200, bit in 0u8..8) {
             let keys = DeviceKeys::generate(&mut ChaCha20Rng::seed_from_u64(5));
             let env = sample(&keys);
-            let mut bytes = env.bytes().to_vec();
+            let mut bytes = env.to_bytes();
             let pos = pos % bytes.len();
             bytes[pos] ^= 1 << bit;
             if let Ok(decoded) = Envelope::decode(&bytes) {

@@ -1194,7 +1194,7 @@ impl Space {
                 self.learn_names(&op);
             }
         }
-        let bytes = (env.space() == self.id).then_some(env.bytes().len() as u64);
+        let bytes = (env.space() == self.id).then_some(env.wire_len() as u64);
         if self.held.insert(env.id(), env).is_none() {
             self.own_bytes += bytes.unwrap_or(0);
         }
@@ -1548,7 +1548,7 @@ impl Space {
     fn unpublish(&mut self, id: &EnvelopeId) {
         if let Some(env) = self.held.remove(id) {
             if env.space() == self.id {
-                self.own_bytes = self.own_bytes.saturating_sub(env.bytes().len() as u64);
+                self.own_bytes = self.own_bytes.saturating_sub(env.wire_len() as u64);
             }
             let key = (env.space(), env.author());
             self.slots

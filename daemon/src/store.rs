@@ -324,7 +324,7 @@ fn insert_envelope(tx: &rusqlite::Transaction<'_>, env: &Envelope) -> Result<(),
             &env.space().0[..],
             &env.author().0[..],
             env.seq() as i64,
-            env.bytes()
+            env.to_bytes()
         ])?;
     Ok(())
 }

@@ -170,7 +170,7 @@ async fn probe(
                 let env = Envelope::sign(body, &keys);
                 let msg = Message::Envelopes {
                     space,
-                    envelopes: vec![env.bytes().to_vec()],
+                    envelopes: vec![env.to_bytes()],
                 };
                 let _ = write_message(&mut out, &msg).await;
             }

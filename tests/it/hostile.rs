@@ -322,9 +322,9 @@ fn issue_12_a_hostile_device_changes_nothing_and_honest_daemons_keep_serving() {
     );
     eprintln!(
         "writer's changes: nested {} bytes ({DEPTH} maps), op-count bomb {} bytes, inflation bomb {} bytes (inflates to {} MiB)",
-        deep.bytes().len(),
-        op_bomb.bytes().len(),
-        zip_bomb.bytes().len(),
+        deep.wire_len(),
+        op_bomb.wire_len(),
+        zip_bomb.wire_len(),
         INFLATED >> 20
     );
     to_a.send_envelopes(scratch, &[deep.clone(), op_bomb.clone(), zip_bomb.clone()])
@@ -447,7 +447,7 @@ fn issue_12_a_hostile_device_changes_nothing_and_honest_daemons_keep_serving() {
         &mut to_a,
         &Message::Envelopes {
             space: ops,
-            envelopes: vec![forged(&mal, ops, b_dev, 7).bytes().to_vec()],
+            envelopes: vec![forged(&mal, ops, b_dev, 7).to_bytes()],
         },
         "an envelope signed for B's device by Mallory's key",
     );
@@ -472,7 +472,7 @@ fn issue_12_a_hostile_device_changes_nothing_and_honest_daemons_keep_serving() {
         None,
         b"x",
     );
-    let mut flipped = own.bytes().to_vec();
+    let mut flipped = own.to_bytes();
     *flipped.last_mut().expect("bytes") ^= 1;
     send_violation(
         &mut link,
@@ -498,7 +498,7 @@ fn issue_12_a_hostile_device_changes_nothing_and_honest_daemons_keep_serving() {
         &mut link,
         &Message::Envelopes {
             space: ops,
-            envelopes: vec![big.bytes().to_vec()],
+            envelopes: vec![big.to_bytes()],
         },
         "an envelope over 1 MiB",
     );

@@ -150,7 +150,7 @@ fn issue_16_a_relay_forwards_an_edit_between_laptops_never_up_together_and_holds
     wait_until(SYNC_TIMEOUT, "the relay judged the member's write", || {
         relay_status(&relay)["teams"][0]["quarantined"] == 1
     });
-    let mut forged = write.bytes().to_vec();
+    let mut forged = write.to_bytes();
     let mid = forged.len() / 2;
     forged[mid] ^= 1;
     let _ = link.send(&coffer_daemon::net::protocol::Message::Envelopes {

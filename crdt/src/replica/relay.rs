@@ -281,7 +281,7 @@ impl Relay {
                 held.spaces += 1;
                 for e in s.held().filter(|e| e.space() == s.id()) {
                     held.envelopes += 1;
-                    held.bytes += e.bytes().len() as u64;
+                    held.bytes += e.wire_len() as u64;
                 }
                 held.quarantined += s.quarantined().len();
             }

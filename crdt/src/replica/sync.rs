@@ -676,13 +676,13 @@ impl Replica {
                     st.queued.remove(&id);
                     continue;
                 };
-                if !batch.is_empty() && bytes + env.bytes().len() > MAX_BATCH_BYTES {
+                if !batch.is_empty() && bytes + env.wire_len() > MAX_BATCH_BYTES {
                     break;
                 }
                 let st = self.peers.get_mut(peer)?;
                 st.queue.pop_front();
                 st.queued.remove(&id);
-                bytes += env.bytes().len();
+                bytes += env.wire_len();
                 note(st.known.entry(space).or_default(), &Link::of(&env));
                 batch.push(env);
             }
@@ -694,7 +694,7 @@ impl Replica {
             if !batch.is_empty() {
                 return Some(SyncMessage::Envelopes {
                     space,
-                    envelopes: batch.iter().map(|e| e.bytes().to_vec()).collect(),
+                    envelopes: batch.iter().map(|e| e.to_bytes()).collect(),
                 });
             }
         }

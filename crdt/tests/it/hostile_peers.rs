@@ -60,7 +60,7 @@ fn a_peer_cannot_plant_folders_through_a_pending_grant() {
         let (pending_grant, _) = space.write_control(&k, &to_group);
         let msg = SyncMessage::Envelopes {
             space: space.id(),
-            envelopes: vec![found.bytes().to_vec(), pending_grant.bytes().to_vec()],
+            envelopes: vec![found.to_bytes(), pending_grant.to_bytes()],
         };
         if w.inject(1, 0, msg) {
             planted += 1;
@@ -205,8 +205,7 @@ fn a_flood_of_unlinked_envelopes_is_not_sent_again_with_every_honest_write() {
                 },
                 &bob_keys,
             )
-            .bytes()
-            .to_vec()
+            .to_bytes()
         })
         .collect();
     assert!(w.inject(

@@ -228,7 +228,7 @@ fn forged_envelopes_and_a_folder_members_write_are_refused_by_the_relay() {
     let env = force_content_as(&mut forger, &keys, &key, epoch, &change, header, &mut w.rng);
     let push = SyncMessage::Envelopes {
         space: ops,
-        envelopes: vec![env.bytes().to_vec()],
+        envelopes: vec![env.to_bytes()],
     };
     assert_eq!(session(&mut w, 1, &mut relay, &mut store, Some(push)), None);
     let team = w.nodes[0].replica.team_id().unwrap();
@@ -241,7 +241,7 @@ fn forged_envelopes_and_a_folder_members_write_are_refused_by_the_relay() {
     assert_eq!(relay.status().teams[0].quarantined, 1);
     // A forged envelope (a byte of its signed body changed: a new id under
     // a signature that does not cover it) ends the session.
-    let mut bytes = env.bytes().to_vec();
+    let mut bytes = env.to_bytes();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
     let forged = SyncMessage::Envelopes {
@@ -275,7 +275,7 @@ fn a_stranger_with_a_roster_that_does_not_name_the_relay_gets_nothing() {
         .space(&team)
         .unwrap()
         .held()
-        .map(|e| e.bytes().to_vec())
+        .map(|e| e.to_bytes())
         .collect();
     let h = handle(&w.nodes[0]);
     relay.peer_connected(h);
@@ -411,7 +411,7 @@ fn a_spaces_own_bytes_are_what_it_holds_of_itself() {
         let walked: u64 = s
             .held()
             .filter(|e| e.space() == id)
-            .map(|e| e.bytes().len() as u64)
+            .map(|e| e.wire_len() as u64)
             .sum();
         assert!(walked > 0);
         assert_eq!(s.own_bytes(), walked);

@@ -357,7 +357,7 @@ fn a_folder_is_not_kept_without_its_founding_op() {
         .unwrap()
         .held()
         .filter(|e| e.space() == ops && e.id() != found)
-        .map(|e| e.bytes().to_vec())
+        .map(|e| e.to_bytes())
         .collect();
     w.cut.clear();
     w.reconnect();
@@ -465,7 +465,7 @@ fn forge(
     let env = force_content_as(forger, &keys, &key, epoch, change, header, &mut w.rng);
     let msg = SyncMessage::Envelopes {
         space: ops,
-        envelopes: vec![env.bytes().to_vec()],
+        envelopes: vec![env.to_bytes()],
     };
     assert!(w.inject(1, 0, msg));
     w.settle();

@@ -206,7 +206,7 @@ fn a_non_admins_forged_roster_ops_never_take_effect() {
             ADA,
             SyncMessage::Envelopes {
                 space: team,
-                envelopes: vec![env.bytes().to_vec()],
+                envelopes: vec![env.to_bytes()],
             },
         );
         w.settle();
@@ -226,7 +226,7 @@ fn a_non_admins_forged_roster_ops_never_take_effect() {
         ADA,
         SyncMessage::Envelopes {
             space: team,
-            envelopes: vec![env.bytes().to_vec()],
+            envelopes: vec![env.to_bytes()],
         },
     );
     w.settle();

@@ -580,7 +580,7 @@ impl Sim {
             self.count("adversary roster forgery");
             let msg = SyncMessage::Envelopes {
                 space: team,
-                envelopes: vec![env.bytes().to_vec()],
+                envelopes: vec![env.to_bytes()],
             };
             for b in self.w.neighbours(a) {
                 self.w.inject(a, b, msg.clone());
@@ -688,7 +688,7 @@ impl Sim {
         }
         let msg = SyncMessage::Envelopes {
             space: space.id(),
-            envelopes: out.iter().map(|e| e.bytes().to_vec()).collect(),
+            envelopes: out.iter().map(|e| e.to_bytes()).collect(),
         };
         for b in self.w.neighbours(a) {
             self.w.inject(a, b, msg.clone());

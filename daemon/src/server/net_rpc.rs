@@ -216,7 +216,7 @@ fn sync_status(v: &Vault) -> Result<m::SyncStatusResult, RpcError> {
                 folder_id: id.to_hex(),
                 name: r.unreadable(&id).map(|_| r.folder_name(&id)),
                 envelopes: s.held().count(),
-                envelope_bytes: s.held().map(|e| e.bytes().len() as u64).sum(),
+                envelope_bytes: s.held().map(|e| e.wire_len() as u64).sum(),
                 version_vector: s
                     .version_vector()
                     .into_iter()

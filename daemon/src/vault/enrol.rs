@@ -167,11 +167,7 @@ impl Vault {
             }
         }
         let team = r.team_id().ok_or(ReplicaError::NoTeam)?;
-        let roster = r
-            .roster_envelopes()
-            .iter()
-            .map(|e| e.bytes().to_vec())
-            .collect();
+        let roster = r.roster_envelopes().iter().map(|e| e.to_bytes()).collect();
         info!(device = %joiner.device.short(), "enrolment admitted");
         Ok(Admitted {
             team,

@@ -117,7 +117,7 @@ fn a_failed_write_during_unlock_leaves_memory_as_the_disk_has_it() {
             bob.device_id(),
             SyncMessage::Envelopes {
                 space: ops,
-                envelopes: vec![removal.bytes().to_vec()],
+                envelopes: vec![removal.to_bytes()],
             },
             &mut OsRng,
         )

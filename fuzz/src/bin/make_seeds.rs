@@ -137,7 +137,7 @@ fn main() {
     }
     for (n, b) in envs.into_iter().enumerate() {
         let env = Envelope::sign(b, &keys);
-        fs::write(dir.join(format!("env{n:02}")), env.bytes()).unwrap();
+        fs::write(dir.join(format!("env{n:02}")), env.to_bytes()).unwrap();
     }
     // Audit records: a key record, sealed events, a shared event (sealed to
     // a folder's managers too), a checkpoint.
