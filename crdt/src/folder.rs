@@ -1265,7 +1265,11 @@ mod tests {
         assert_eq!(doc.item_heads(), vec![head.clone()]);
         assert_eq!(
             (head.name.as_str(), head.username.as_deref(), &head.urls[..]),
-            ("Bank", Some("ada@example.com"), &["https://example.com/login".into()][..])
+            (
+                "Bank",
+                Some("ada@example.com"),
+                &["https://example.com/login".into()][..]
+            )
         );
         assert!(head.has_totp && !head.archived && !head.conflict);
         let shown = format!("{head:?}");

@@ -174,6 +174,17 @@ impl Node {
     /// unlocked with the same keys. Returns the accepted-state digests
     /// while still locked, and whether the unlock wrote anything (key
     /// upkeep that was due).
+    /// Unlocks as cofferd does: the sealed snapshots the replica wants are
+    /// handed in from the store first (an unlocked replica holds none).
+    pub fn unlock_from_store(&mut self, rng: &mut ChaCha20Rng) {
+        for id in self.replica.snapshots_wanted() {
+            if let Some(sealed) = self.store.snapshots.get(&id) {
+                self.replica.supply_snapshot(id, sealed.clone());
+            }
+        }
+        self.replica.unlock(self.keys.clone(), rng).unwrap();
+    }
+
     pub fn restart(&mut self, rng: &mut ChaCha20Rng) -> (Vec<(SpaceId, [u8; 32])>, bool) {
         let identity: Identity = self.replica.identity().clone();
         self.replica = Replica::load(identity, self.store.stored(), self.store.trusted.clone());

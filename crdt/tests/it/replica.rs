@@ -964,6 +964,29 @@ fn an_import_of_many_items_gets_its_folder_a_snapshot() {
         "{report:?}"
     );
     assert!(resolve_ok(&w, "svc299"));
+    // Unlocked, the replica holds no sealed snapshot and asks for none.
+    let folders = report.from_snapshot;
+    assert!(w.nodes[0].replica.snapshots_wanted().is_empty());
+    // Locked again, it wants each folder's, and the host hands them in
+    // from its store, as cofferd does at every unlock.
+    w.nodes[0]
+        .replica
+        .lock(coffer_crdt::replica::LockReason::Request);
+    assert!(w.nodes[0].replica.snapshots_wanted().len() >= folders);
+    let mut r = rng(46);
+    w.nodes[0].unlock_from_store(&mut r);
+    let again = w.nodes[0].replica.last_unlock();
+    assert_eq!((again.from_snapshot, again.rebuilt), (folders, 0));
+    // Not handed in, the folder is rebuilt from its envelopes: the same
+    // items, only slower.
+    w.nodes[0]
+        .replica
+        .lock(coffer_crdt::replica::LockReason::Request);
+    let keys = w.nodes[0].keys.clone();
+    w.nodes[0].replica.unlock(keys, &mut r).unwrap();
+    let bare = w.nodes[0].replica.last_unlock();
+    assert_eq!((bare.from_snapshot, bare.rebuilt), (0, folders));
+    assert!(resolve_ok(&w, "svc299"));
 }
 
 fn resolve_ok(w: &World, name: &str) -> bool {

@@ -428,8 +428,7 @@ impl Sim {
     fn lock_toggle(&mut self, i: usize) {
         let node = &mut self.w.nodes[i];
         if node.replica.is_locked() {
-            let keys = node.keys.clone();
-            node.replica.unlock(keys, &mut self.w.rng).unwrap();
+            node.unlock_from_store(&mut self.w.rng);
             let report = node.replica.last_unlock();
             *self
                 .stats
