@@ -39,6 +39,11 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // SQLite's default page cache is 2 MB, filled by the first read of
+        // every envelope at start and then kept: the replica holds what it
+        // needs in memory, and writes append. 512 KiB (a negative size is
+        // in KiB) keeps 1.5 MB less in every daemon.
+        conn.pragma_update(None, "cache_size", -512)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS kv (
                  key TEXT PRIMARY KEY,
