@@ -527,7 +527,7 @@ impl Replica {
                 folder: folder.short(),
             });
         }
-        space.supply_metas(open.take_learned());
+        space.supply_hashes(open.take_learned());
         let result = edit(&mut open.doc)
             .map_err(ReplicaError::from)
             .and_then(|change| {

@@ -40,7 +40,7 @@ pub(crate) struct OpenFolder {
     hashes: HashMap<[u8; 32], EnvelopeId>,
     /// What applying decrypted of each change, not yet handed to the space
     /// (it names a new change's deps by them: [`OpenFolder::take_learned`]).
-    learned: Vec<(EnvelopeId, ChangeMeta)>,
+    learned: Vec<(EnvelopeId, [u8; 32])>,
     /// The incarnation this device writes as.
     pub incarnation: u32,
     /// Work applied since the folder was last snapshotted (or built
@@ -102,7 +102,7 @@ impl OpenFolder {
     pub(crate) fn from_parts(
         doc: FolderDoc,
         keys: BTreeMap<EnvelopeId, FolderKey>,
-        applied: Vec<(EnvelopeId, ChangeMeta)>,
+        applied: Vec<(EnvelopeId, [u8; 32])>,
         skipped: BTreeMap<EnvelopeId, Skip>,
     ) -> OpenFolder {
         OpenFolder {
@@ -112,7 +112,7 @@ impl OpenFolder {
             keys,
             applied_ids: applied.iter().map(|(id, _)| *id).collect(),
             skipped,
-            hashes: applied.iter().map(|(id, m)| (m.hash, *id)).collect(),
+            hashes: applied.iter().map(|(id, hash)| (*hash, *id)).collect(),
             // Handed to the space before this device's next change names its deps.
             learned: applied,
             incarnation: 0,
@@ -160,7 +160,7 @@ impl OpenFolder {
                 Ok((change, meta)) => {
                     touched.extend(crate::folder::touched_by(change.change()));
                     self.hashes.insert(meta.hash, env.id());
-                    self.learned.push((env.id(), meta));
+                    self.learned.push((env.id(), meta.hash));
                     batch.push(change);
                     ids.push((at, env.id()));
                 }
@@ -234,7 +234,7 @@ impl OpenFolder {
     /// The change metadata learnt since the last call: the space needs it to
     /// name the deps of this device's next change (it may not reach every
     /// epoch's key itself, e.g. one this device rotated to).
-    pub fn take_learned(&mut self) -> Vec<(EnvelopeId, ChangeMeta)> {
+    pub fn take_learned(&mut self) -> Vec<(EnvelopeId, [u8; 32])> {
         std::mem::take(&mut self.learned)
     }
 

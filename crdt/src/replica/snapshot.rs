@@ -22,7 +22,6 @@ use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 
 use super::open::{writing_incarnation, OpenFolder, Skip};
-use crate::accept::ChangeMeta;
 use crate::crypto::{DeviceKeys, FolderKey};
 use crate::folder::FolderDoc;
 use crate::ids::{DeviceId, EnvelopeId, ItemId, SpaceId};
@@ -119,16 +118,26 @@ pub(crate) fn seal(
 ) -> Option<Vec<u8>> {
     let epoch = space.current_epoch()?;
     let key = folder.keys.get(&epoch)?.clone();
-    space.supply_metas(folder.take_learned());
+    space.supply_hashes(folder.take_learned());
     let mut applied = Vec::with_capacity(folder.applied_count());
     for id in folder.applied_ids() {
-        let m = space.meta(id)?;
+        // An applied change matched its envelope's header (actor of the
+        // author's incarnation, seq, deps): the header says the rest.
+        let header = space.get(id)?.body().change.as_ref()?;
+        let mut deps = header
+            .deps
+            .iter()
+            .map(|d| space.change_hash(d))
+            .collect::<Option<Vec<[u8; 32]>>>()?;
+        deps.sort_unstable();
         applied.push(AppliedChange {
             envelope: *id,
-            hash: m.hash,
-            actor: m.actor.clone(),
-            seq: m.seq,
-            deps: m.deps.clone(),
+            hash: space.change_hash(id)?,
+            actor: crate::folder::actor_for(&space.get(id)?.author(), header.incarnation)
+                .to_bytes()
+                .to_vec(),
+            seq: header.seq,
+            deps,
         });
     }
     // Deterministic bytes for a given folder.
@@ -203,20 +212,11 @@ pub(crate) fn restore(space: &Space, keys: &DeviceKeys, sealed: &[u8]) -> Option
         }
         skipped.insert(id, skip_of(code)?);
     }
-    let applied: Vec<(EnvelopeId, ChangeMeta)> = body
+    // Only the hashes are read back: the headers say the rest.
+    let applied: Vec<(EnvelopeId, [u8; 32])> = body
         .applied
         .into_iter()
-        .map(|a| {
-            (
-                a.envelope,
-                ChangeMeta {
-                    hash: a.hash,
-                    actor: a.actor,
-                    seq: a.seq,
-                    deps: a.deps,
-                },
-            )
-        })
+        .map(|a| (a.envelope, a.hash))
         .collect();
     let snapshot_keys: BTreeMap<EnvelopeId, FolderKey> = body
         .epochs
