@@ -28,7 +28,10 @@
 # Usage: bench/initial_sync_bench.sh [N...]   (default: 10000 100000)
 # Env:   PATHS (default "link invite"), OUTDIR (default: a temp dir),
 #        SKIP_BUILD=1, TIMEOUT_S (default 600), PERF=1 (perf record -g of
-#        the new device's cofferd during the sync, into OUTDIR)
+#        the new device's cofferd during the sync, into OUTDIR), FILL
+#        (import, the default; edits: instead of the import, N separate
+#        item.add requests into one folder `Bulk` shared with `staff`, an
+#        envelope each: the worst case)
 # Needs: jq, python3 (perf for PERF=1). Kills only the daemons it started
 # (by pid); the PIN goes through stdin, never argv.
 set -euo pipefail
@@ -39,6 +42,7 @@ NS=("$@")
 ((${#NS[@]})) || NS=(10000 100000)
 TIMEOUT_S=${TIMEOUT_S:-600}
 PATHS_=${PATHS:-link invite}
+FILL=${FILL:-import}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 W=$(mktemp -d /tmp/cfinit.XXXXXX)
 OUTDIR=${OUTDIR:-$(mktemp -d /tmp/cfinit-out.XXXXXX)}
@@ -67,7 +71,7 @@ start() { # NAME PORT -> DPID_<NAME>
   "$D" --data-dir "$W/$n/data" --socket "$W/$n/run/sock" --config "$W/$n/none.toml" \
     --kdf-memory-kib 256 --kdf-iterations 1 --no-mdns --no-ui \
     --listen "/ip4/127.0.0.1/tcp/$port" >>"$OUTDIR/cofferd_$n.log" 2>&1 &
-  PIDS+=($!)
+  PIDS+=("$!")
   printf -v "DPID_$n" %s $!
   for _ in $(seq 1 1000); do cf "$n" status >/dev/null 2>&1 && return; sleep 0.01; done
   echo "cofferd $n did not start" >&2; exit 1
@@ -101,7 +105,7 @@ new_device() { # N PATH NAME
       >"$W/join.out" 2>"$W/join.err"
     echo $? >"$W/join.rc"; date +%s%N >"$W/join.end" ) &
   joiner=$!
-  PIDS+=($joiner)
+  PIDS+=("$joiner")
   vc=
   for _ in $(seq 1 3000); do
     vc=$(cf a "$pend" pending --json 2>/dev/null | jq -r '.[0].verification_code // empty')
@@ -118,7 +122,7 @@ new_device() { # N PATH NAME
   cf a "$pend" confirm "$vc" >/dev/null
   wait "$joiner" || true
   [[ $(cat "$W/join.rc") == 0 ]] || { echo "join failed: $(cat "$W/join.out" "$W/join.err")" >&2; exit 1; }
-  row "$n" "${path}_join_returned" "$(s_between "$t0" "$(cat "$W/join.end")")" s "from \`coffer $pend confirm\` on A until \`coffer ${join_args[*]}\` returns on the new device"
+  row "$n" "${FILL_TAG}${path}_join_returned" "$(s_between "$t0" "$(cat "$W/join.end")")" s "from \`coffer $pend confirm\` on A until \`coffer ${join_args[*]}\` returns on the new device"
   got=0 peak=0
   while :; do
     got=$(cf "$name" status --json 2>/dev/null | jq '.items // 0')
@@ -131,18 +135,20 @@ new_device() { # N PATH NAME
   t1=$(now_ns)
   a1=$(cpu_s "$DPID_a"); b1=$(cpu_s "${!dpid}")
   if [[ -n $perf_pid ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
-  row "$n" "${path}_initial_sync" "$(s_between "$t0" "$t1")" s "from \`coffer $pend confirm\` on A until the new device's \`coffer status\` counts all $n items (50 ms polls)"
-  row "$n" "${path}_sender_cpu" "$(awk -v a="$a0" -v b="$a1" 'BEGIN{printf "%.2f", b-a}')" s "A's cofferd utime+stime in that window"
-  row "$n" "${path}_receiver_cpu" "$(awk -v a="$b0" -v b="$b1" 'BEGIN{printf "%.2f", b-a}')" s "the new device's cofferd utime+stime in that window"
-  row "$n" "${path}_receiver_peak_rss" "$(awk -v k="$peak" 'BEGIN{printf "%.1f", k / 1024}')" MB "the new device's VmRSS, highest of the polls"
+  row "$n" "${FILL_TAG}${path}_initial_sync" "$(s_between "$t0" "$t1")" s "from \`coffer $pend confirm\` on A until the new device's \`coffer status\` counts all $n items (50 ms polls)"
+  row "$n" "${FILL_TAG}${path}_sender_cpu" "$(awk -v a="$a0" -v b="$a1" 'BEGIN{printf "%.2f", b-a}')" s "A's cofferd utime+stime in that window"
+  row "$n" "${FILL_TAG}${path}_receiver_cpu" "$(awk -v a="$b0" -v b="$b1" 'BEGIN{printf "%.2f", b-a}')" s "the new device's cofferd utime+stime in that window"
+  row "$n" "${FILL_TAG}${path}_receiver_peak_rss" "$(awk -v k="$peak" 'BEGIN{printf "%.1f", k / 1024}')" MB "the new device's VmRSS, highest of the polls"
   local listed
   listed=$(cf "$name" ls --json | jq length)
   [[ $listed == "$n" ]] || { echo "the new device lists $listed items, expected $n" >&2; exit 1; }
   stop "$name"
 }
 
+FILL_TAG=
+[[ $FILL == edits ]] && FILL_TAG=edits_
 for N in "${NS[@]}"; do
-  echo "== N=$N"
+  echo "== N=$N ($FILL)"
   rm -rf "$W"/a "$W"/link "$W"/invite
   PA=$(free_port)
   start a "$PA"
@@ -152,9 +158,34 @@ for N in "${NS[@]}"; do
   cf a team create Bench >/dev/null
   cf a group create staff >/dev/null
   cf a group add staff bench@example.invalid >/dev/null
-  python3 "$ROOT/bench/gen_bitwarden.py" "$N" >"$W/export.json"
-  cf a import --format bitwarden-json "$W/export.json" >/dev/null
-  rm -f "$W/export.json"
+  if [[ $FILL == edits ]]; then
+    # N separate item.add requests over one socket connection: N changes,
+    # N envelopes in one folder (the worst case for an initial sync).
+    cf a folder create Bulk >/dev/null
+    t_fill=$(now_ns)
+    python3 - "$N" "$W/a/run/sock" <<'PY'
+import json, socket, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_UNIX); s.connect(path); f = s.makefile("rwb")
+for i in range(n):
+    req = {"jsonrpc": "2.0", "id": i + 1, "method": "item.add", "params": {
+        "folder": "Bulk", "item_type": "login", "name": f"svc{i:06}",
+        "fields": {"username": f"user{i}", "password": f"pw-{i:06}-0123456789abcdef"},
+        "urls": [f"https://svc{i:06}.example"]}}
+    f.write(json.dumps(req).encode() + b"\n"); f.flush()
+    while True:
+        msg = json.loads(f.readline())
+        if msg.get("id") == i + 1:
+            if "error" in msg:
+                sys.exit(f"item.add failed: {msg['error']}")
+            break
+PY
+    row "$N" edits_fill "$(s_between "$t_fill" "$(now_ns)")" s "$N item.add requests on A over one socket connection (one envelope each)"
+  else
+    python3 "$ROOT/bench/gen_bitwarden.py" "$N" >"$W/export.json"
+    cf a import --format bitwarden-json "$W/export.json" >/dev/null
+    rm -f "$W/export.json"
+  fi
   cf a folder ls --json | jq -r '.[] | select(.name != "Personal") | .id' | while read -r f; do
     cf a folder share "$f" --group staff --role editor >/dev/null
   done
@@ -163,7 +194,9 @@ for N in "${NS[@]}"; do
   echo "$PIN" | cf a unlock --pin-stdin >/dev/null
   HAVE=$(cf a status --json | jq .items)
   [[ $HAVE == "$N" ]] || { echo "A holds $HAVE items, expected $N" >&2; exit 1; }
+  row "$N" "${FILL_TAG}sender_envelopes" "$(cf a sync status --json | jq '[.spaces[].envelopes] | add')" "" "the folders' envelopes A holds, $(cf a sync status --json | jq '[.spaces[].envelope_bytes] | add') B"
   for P in $PATHS_; do new_device "$N" "$P" "$P"; done
+
   stop a
 done
 echo "rows: $TSV"
