@@ -20,11 +20,15 @@
 # keepassxc/pass scripts themselves (one process per added entry: hours at
 # these sizes) run only with PEER_SCRIPTS_N=n (their own store size).
 #
+# Then, for each N, bench/initial_sync_bench.sh: the initial sync of the N
+# items to a new device of the same user (`coffer device link`) and to a
+# teammate's (`coffer invite`), two cofferd on loopback (SKIP_SYNC=1 skips).
+#
 # Usage: bench/scale_bench.sh [N...]       (default: 10000 100000)
 # Env:   RUNS (hyperfine runs of `coffer get`, default 50), LS_RUNS (default
 #        5), EDITS_N (default 10000; 0 skips), KPX_N (default 100000), PASS_N
 #        (default 10000), ST_N (default 10000), SKIP_PEERS=1,
-#        PEER_SCRIPTS_N (default 0), OUTDIR (default: a temp dir)
+#        PEER_SCRIPTS_N (default 0), SKIP_SYNC=1, OUTDIR (default: a temp dir)
 # Needs: hyperfine, jq, python3; peers: keepassxc, pass, gnupg, syncthing,
 #        curl (apt-get install -y hyperfine jq keepassxc pass gnupg syncthing).
 # Talks only to its own Unix socket; kills only the processes it started;
@@ -201,6 +205,12 @@ if (( EDITS_N > 0 )); then
   rm -rf "$DATA"
 fi
 
+if [[ -z ${SKIP_SYNC:-} ]]; then
+  echo "== initial sync to a new device (bench/initial_sync_bench.sh)"
+  SKIP_BUILD=1 OUTDIR=$OUTDIR/initial_sync bash "$ROOT/bench/initial_sync_bench.sh" "${NS[@]}"
+  tail -n +2 "$OUTDIR/initial_sync/initial_sync.tsv" >>"$TSV"
+fi
+
 peer_row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$OUTDIR/peers.tsv"; printf '  %-7s %-40s %10s %-4s %s\n' "$@"; }
 printf 'n\toperation\tvalue\tunit\tnotes\n' >"$OUTDIR/peers.tsv"
 hf_peer() { # N NAME RUNS NOTES CMD  (shell command; row = median ms)
@@ -318,4 +328,6 @@ check "100,000: unlock ms < 3000" "$(val 100000 unlock)" 3000
 check "100,000: RSS after restart+unlock, MB < 150" "$(val 100000 rss_unlocked)" 150
 check "100,000: coffer get median ms < 5" "$(val 100000 coffer_get_median)" 5
 check "100,000: ls --json first item ms < 50" "$(val 100000 ls_json_first_item)" 50
+check "100,000: initial sync to a linked device s < 30" "$(val 100000 link_initial_sync)" 30
+check "100,000: initial sync to a teammate's device s < 30" "$(val 100000 invite_initial_sync)" 30
 echo "rows: $TSV $OUTDIR/peers.tsv"

@@ -109,6 +109,19 @@ pub enum SyncMessage {
     },
 }
 
+/// The envelopes of one `Envelopes` message, each of `space`.
+fn decode_batch(space: SpaceId, envelopes: &[Vec<u8>]) -> Result<Vec<Envelope>, ProtocolViolation> {
+    let mut envs = Vec::with_capacity(envelopes.len());
+    for bytes in envelopes {
+        let env = Envelope::decode(bytes).map_err(|_| ProtocolViolation::Undecodable)?;
+        if env.space() != space {
+            return Err(ProtocolViolation::InvalidEnvelopes(1));
+        }
+        envs.push(env);
+    }
+    Ok(envs)
+}
+
 /// Envelopes as byte strings (serde_bytes for each element).
 mod envelope_list {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -737,24 +750,8 @@ impl Replica {
                 self.peer_holds(peer, spaces);
             }
             SyncMessage::Envelopes { space, envelopes } => {
-                let mut envs = Vec::with_capacity(envelopes.len());
-                for bytes in &envelopes {
-                    let env =
-                        Envelope::decode(bytes).map_err(|_| ProtocolViolation::Undecodable)?;
-                    if env.space() != space {
-                        return Err(ProtocolViolation::InvalidEnvelopes(1));
-                    }
-                    envs.push(env);
-                }
-                let control = envs
-                    .iter()
-                    .any(|e| matches!(e.kind(), Kind::Membership | Kind::Roster));
-                self.received(peer, space, envs)?;
-                if control {
-                    // A membership or roster change: hand keys to new member
-                    // devices, rotate away from ones that left (managers).
-                    self.upkeep_keys(false, rng);
-                }
+                let envs = decode_batch(space, &envelopes)?;
+                self.envelopes_from(peer, space, envs, rng)?;
             }
             SyncMessage::Caught { space } => {
                 self.emit(Event::CaughtUp { peer, space });
@@ -780,6 +777,75 @@ impl Replica {
                 }
                 self.audit_received(records)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Takes messages from `peer` in order, as [`Replica::handle_message`]
+    /// does one by one, except that consecutive `Envelopes` of one space
+    /// are taken in as one batch: one evaluation of the space instead of
+    /// one per message (the acceptance rule judges everything the space
+    /// holds each time, so an initial sync of N envelopes in 1 MiB
+    /// messages cost N²/batch). The caller bounds `msgs` (the daemon passes
+    /// the frames it has already read ahead); each message keeps its own
+    /// bounds. An `Err` ends the session as there: what came before the
+    /// offending message was taken in.
+    pub fn handle_messages(
+        &mut self,
+        peer: DeviceId,
+        msgs: Vec<SyncMessage>,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<(), ProtocolViolation> {
+        let mut msgs = msgs.into_iter().peekable();
+        while let Some(msg) = msgs.next() {
+            let SyncMessage::Envelopes { space, envelopes } = msg else {
+                self.handle_message(peer, msg, rng)?;
+                continue;
+            };
+            if !self.allowed.contains_key(&peer) || !self.peers.contains_key(&peer) {
+                return Err(ProtocolViolation::NotAllowed);
+            }
+            if envelopes.len() > MAX_BATCH_ENVELOPES {
+                return Err(ProtocolViolation::Malformed("over the protocol's bounds"));
+            }
+            let mut envs = decode_batch(space, &envelopes)?;
+            let mut failed = None;
+            while let Some(SyncMessage::Envelopes { envelopes, .. }) = msgs.next_if(|m| {
+                matches!(m, SyncMessage::Envelopes { space: s, envelopes }
+                    if *s == space && envelopes.len() <= MAX_BATCH_ENVELOPES)
+            }) {
+                match decode_batch(space, &envelopes) {
+                    Ok(more) => envs.extend(more),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            self.envelopes_from(peer, space, envs, rng)?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decoded envelopes of `space` from `peer`, taken in as one batch.
+    fn envelopes_from(
+        &mut self,
+        peer: DeviceId,
+        space: SpaceId,
+        envs: Vec<Envelope>,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<(), ProtocolViolation> {
+        let control = envs
+            .iter()
+            .any(|e| matches!(e.kind(), Kind::Membership | Kind::Roster));
+        self.received(peer, space, envs)?;
+        if control {
+            // A membership or roster change: hand keys to new member
+            // devices, rotate away from ones that left (managers).
+            self.upkeep_keys(false, rng);
         }
         Ok(())
     }

@@ -269,6 +269,10 @@ pub struct World {
     pub delivery: u32,
     /// A node allowed to break the protocol (its peers cut it off).
     pub adversary: Option<usize>,
+    /// Deliver everything in flight on a link in one
+    /// `Replica::handle_messages` call, as `cofferd` hands over the frames
+    /// it read ahead (off: one `handle_message` per message).
+    pub read_ahead: bool,
 }
 
 impl World {
@@ -284,6 +288,7 @@ impl World {
             envelopes: HashMap::new(),
             delivery: 100,
             adversary: None,
+            read_ahead: false,
         }
     }
 
@@ -387,40 +392,22 @@ impl World {
                 moved = true;
                 continue;
             }
-            let Some(msg) = self.inflight.get_mut(&(a, b)).and_then(VecDeque::pop_front) else {
-                continue;
+            let batch: Vec<SyncMessage> = match self.inflight.get_mut(&(a, b)) {
+                Some(q) if self.read_ahead => q.drain(..).collect(),
+                Some(q) => q.pop_front().into_iter().collect(),
+                None => Vec::new(),
             };
-            self.messages += 1;
-            if let SyncMessage::Envelopes { envelopes, .. } = &msg {
-                *self.envelopes.entry((a, b)).or_default() += envelopes.len() as u64;
+            if batch.is_empty() {
+                continue;
+            }
+            for msg in &batch {
+                self.trace(a, b, msg);
             }
             moved = true;
-            if self.messages > 99_000 || std::env::var("COFFER_SIM_TRACE").is_ok() {
-                let what = match &msg {
-                    SyncMessage::Hello { spaces, .. } => format!("hello {}", spaces.len()),
-                    SyncMessage::Summary { spaces } => format!("summary {}", spaces.len()),
-                    SyncMessage::Envelopes { space, envelopes } => {
-                        let ids: Vec<String> = envelopes
-                            .iter()
-                            .filter_map(|b| Envelope::decode(b).ok())
-                            .map(|e| e.id().short()[..4].to_string())
-                            .collect();
-                        format!("{} envelopes of {} {ids:?}", envelopes.len(), space.short())
-                    }
-                    SyncMessage::Caught { space } => format!("caught {}", space.short()),
-                    SyncMessage::Error { text, .. } => format!("error {text}"),
-                    SyncMessage::Time { unix_ms } => format!("time {unix_ms}"),
-                    SyncMessage::AuditHeads { heads } => format!("audit heads {}", heads.len()),
-                    SyncMessage::AuditRecords { records } => {
-                        format!("{} audit records", records.len())
-                    }
-                };
-                eprintln!("{a} -> {b}: {what}");
-            }
             let from = self.nodes[a].id();
             let result = self.nodes[b]
                 .replica
-                .handle_message(from, msg, &mut self.rng);
+                .handle_messages(from, batch, &mut self.rng);
             self.nodes[b].drain();
             if let Err(e) = result {
                 assert!(
@@ -435,6 +422,37 @@ impl World {
             }
         }
         moved
+    }
+
+    /// Counts a message delivered from `a` to `b`, and prints it when
+    /// tracing (`COFFER_SIM_TRACE`) or past 99,000 messages.
+    fn trace(&mut self, a: usize, b: usize, msg: &SyncMessage) {
+        self.messages += 1;
+        if let SyncMessage::Envelopes { envelopes, .. } = msg {
+            *self.envelopes.entry((a, b)).or_default() += envelopes.len() as u64;
+        }
+        if self.messages > 99_000 || std::env::var("COFFER_SIM_TRACE").is_ok() {
+            let what = match msg {
+                SyncMessage::Hello { spaces, .. } => format!("hello {}", spaces.len()),
+                SyncMessage::Summary { spaces } => format!("summary {}", spaces.len()),
+                SyncMessage::Envelopes { space, envelopes } => {
+                    let ids: Vec<String> = envelopes
+                        .iter()
+                        .filter_map(|b| Envelope::decode(b).ok())
+                        .map(|e| e.id().short()[..4].to_string())
+                        .collect();
+                    format!("{} envelopes of {} {ids:?}", envelopes.len(), space.short())
+                }
+                SyncMessage::Caught { space } => format!("caught {}", space.short()),
+                SyncMessage::Error { text, .. } => format!("error {text}"),
+                SyncMessage::Time { unix_ms } => format!("time {unix_ms}"),
+                SyncMessage::AuditHeads { heads } => format!("audit heads {}", heads.len()),
+                SyncMessage::AuditRecords { records } => {
+                    format!("{} audit records", records.len())
+                }
+            };
+            eprintln!("{a} -> {b}: {what}");
+        }
     }
 
     /// Puts `msg` on the link from `from` to `to` (if they are connected),

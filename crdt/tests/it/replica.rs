@@ -383,6 +383,85 @@ fn a_folder_is_not_kept_without_its_founding_op() {
     assert_eq!(w.nodes[0].digest(&ops), w.nodes[1].digest(&ops));
 }
 
+/// Issue 18 (initial sync): the frames a daemon has read ahead go to
+/// `handle_messages` at once, and consecutive envelopes of one space are
+/// taken in as one batch — founding op, grants and content split over
+/// many messages, in send order. The folder arrives whole, as one by one.
+#[test]
+fn envelopes_read_ahead_are_taken_in_as_one_batch() {
+    let mut w = pair();
+    w.cut.insert((0, 1));
+    w.round();
+    let ops = ops_for_bob(&mut w);
+    for name in ["a", "b", "c"] {
+        add(&mut w, 0, "Ops", name);
+    }
+    w.cut.clear();
+    w.reconnect();
+    // Bob's hello reaches Ada; Ada's messages to Bob, each envelope of Ops
+    // in a message of its own, the others (hello, roster) where they came.
+    let (ada, bob) = (w.nodes[0].id(), w.nodes[1].id());
+    while let Some(msg) = w.nodes[1].replica.poll_transmit(&ada) {
+        w.nodes[0]
+            .replica
+            .handle_message(bob, msg, &mut w.rng)
+            .unwrap();
+    }
+    w.nodes[1].drain();
+    w.nodes[1].wakes.clear();
+    let mut msgs = Vec::new();
+    while let Some(msg) = w.nodes[0].replica.poll_transmit(&bob) {
+        match msg {
+            SyncMessage::Envelopes { space, envelopes } if space == ops => {
+                msgs.extend(envelopes.into_iter().map(|e| SyncMessage::Envelopes {
+                    space,
+                    envelopes: vec![e],
+                }))
+            }
+            other => msgs.push(other),
+        }
+    }
+    w.nodes[0].drain();
+    w.nodes[0].wakes.clear();
+    let split = msgs
+        .iter()
+        .filter(|m| matches!(m, SyncMessage::Envelopes { space, .. } if *space == ops))
+        .count();
+    assert!(split > 4, "Ops went out as {split} messages");
+    w.nodes[1]
+        .replica
+        .handle_messages(ada, msgs, &mut w.rng)
+        .unwrap();
+    w.nodes[1].drain();
+    assert_eq!(w.nodes[1].names("Ops"), ["a", "b", "c", "old"]);
+    assert_eq!(w.nodes[0].digest(&ops), w.nodes[1].digest(&ops));
+    // An undecodable message after good ones: those before it are taken
+    // in, then the session ends as a violation.
+    add(&mut w, 0, "Ops", "d");
+    let d = w.nodes[0]
+        .replica
+        .space(&ops)
+        .unwrap()
+        .held()
+        .filter(|e| e.space() == ops)
+        .map(|e| e.bytes().to_vec())
+        .collect::<Vec<_>>();
+    let bad = vec![
+        SyncMessage::Envelopes {
+            space: ops,
+            envelopes: d,
+        },
+        SyncMessage::Envelopes {
+            space: ops,
+            envelopes: vec![vec![0xff; 16]],
+        },
+    ];
+    let got = w.nodes[1].replica.handle_messages(ada, bad, &mut w.rng);
+    assert!(got.is_err_and(|e| e.is_violation()));
+    w.nodes[1].drain();
+    assert_eq!(w.nodes[1].names("Ops"), ["a", "b", "c", "d", "old"]);
+}
+
 /// Regression (sim seed 4896694741619481390): a peer sent a folder this
 /// device dropped (not a member then, or the message was lost) and counts
 /// it as held; what it sends later lacks the founding op, so it was

@@ -79,6 +79,7 @@ impl Sim {
             rng(r.next_u64()),
         );
         w.delivery = 50 + (r.next_u32() % 51);
+        w.read_ahead = r.next_u32().is_multiple_of(2);
         if adversary {
             w.adversary = Some(n - 1);
         }

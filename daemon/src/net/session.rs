@@ -196,6 +196,49 @@ async fn send_pending(
     }
 }
 
+/// Notes a frame read from the peer (its bytes and envelopes, the clocks)
+/// and returns the message for the replica, or `None` when it is the
+/// peer's clock (the transport's business, `coffer doctor`).
+fn noted(
+    ctx: &Ctx,
+    device: DeviceId,
+    own: &mpsc::Sender<Message>,
+    time_sent: &mut bool,
+    msg: Message,
+    n: usize,
+    read_at: i64,
+) -> Option<Message> {
+    let received = match &msg {
+        Message::Envelopes { envelopes, .. } => envelopes.len() as u64,
+        _ => 0,
+    };
+    ctx.stat(&device, |s| {
+        s.bytes_received += n as u64;
+        s.envelopes_received += received;
+        if received > 0 || matches!(msg, Message::Caught { .. }) {
+            s.last_sync_ms = Some(now_ms());
+        }
+    });
+    // The clocks (`coffer doctor`): ours goes to a peer that knows the
+    // message, once; theirs is noted.
+    match &msg {
+        Message::Hello { version, .. } if *version >= TIME_SINCE_VERSION && !*time_sent => {
+            *time_sent = true;
+            let _ = own.try_send(Message::Time { unix_ms: now_ms() });
+        }
+        Message::Time { unix_ms } => {
+            let offset = unix_ms.saturating_sub(read_at);
+            ctx.stat(&device, |s| {
+                s.clock_offset_ms = Some(offset);
+                s.clock_measured_ms = Some(read_at);
+            });
+            return None;
+        }
+        _ => {}
+    }
+    Some(msg)
+}
+
 /// Runs the session; returns why it ended and whether the peer broke the protocol.
 async fn run(
     ctx: Arc<Ctx>,
@@ -230,74 +273,88 @@ async fn run(
     ctx.vault.connect(device, wake.clone()).await;
     let (frame_tx, mut frames) = mpsc::channel(READ_AHEAD);
     let mut reader_task: Option<tokio::task::JoinHandle<()>> = None;
+    // A frame read ahead while draining, to handle next.
+    let mut stash: Option<ReaderEvent> = None;
     let outcome: Result<String, (Message, String)> = loop {
-        tokio::select! {
-            msg = inbox.recv() => match msg {
-                None => break Ok("disconnected".into()),
-                Some(SessionMsg::Inbound(stream)) => {
-                    if let Some(r) = reader_task.take() {
-                        r.abort();
+        let ev = match stash.take() {
+            Some(ev) => ev,
+            None => tokio::select! {
+                msg = inbox.recv() => match msg {
+                    None => break Ok("disconnected".into()),
+                    Some(SessionMsg::Inbound(stream)) => {
+                        if let Some(r) = reader_task.take() {
+                            r.abort();
+                        }
+                        reader_task = Some(tokio::spawn(reader(stream, frame_tx.clone())));
+                        continue;
                     }
-                    reader_task = Some(tokio::spawn(reader(stream, frame_tx.clone())));
+                },
+                ev = frames.recv() => ev.unwrap_or(ReaderEvent::End),
+                done = &mut writer_task => {
+                    break Ok(done.unwrap_or_else(|_| "writer failed".into()));
                 }
             },
-            ev = frames.recv() => match ev {
-                None | Some(ReaderEvent::End) => break Ok("the peer closed its stream".into()),
-                Some(ReaderEvent::Bad(FrameError::Io(e))) => break Ok(format!("stream error: {e}")),
-                Some(ReaderEvent::Bad(e)) => {
-                    let text = e.to_string();
-                    break Err((Message::Error { code: super::protocol::ErrorCode::Malformed, text: text.clone() }, text));
-                }
-                Some(ReaderEvent::Frame(msg, n, read_at)) => {
-                    let received = match &msg {
-                        Message::Envelopes { envelopes, .. } => envelopes.len() as u64,
-                        _ => 0,
-                    };
-                    ctx.stat(&device, |s| {
-                        s.bytes_received += n as u64;
-                        s.envelopes_received += received;
-                        if received > 0 || matches!(msg, Message::Caught { .. }) {
-                            s.last_sync_ms = Some(now_ms());
-                        }
-                    });
-                    // The clocks (`coffer doctor`): ours goes to a peer
-                    // that knows the message, once; theirs is noted.
-                    match &msg {
-                        Message::Hello { version, .. }
-                            if *version >= TIME_SINCE_VERSION && !time_sent =>
-                        {
-                            time_sent = true;
-                            let _ = own.try_send(Message::Time { unix_ms: now_ms() });
-                        }
-                        Message::Time { unix_ms } => {
-                            let offset = unix_ms.saturating_sub(read_at);
-                            ctx.stat(&device, |s| {
-                                s.clock_offset_ms = Some(offset);
-                                s.clock_measured_ms = Some(read_at);
-                            });
-                            continue;
-                        }
-                        _ => {}
-                    }
-                    let handled = ctx
-                        .vault
-                        .call_quiet(move |v| v.handle_message(device, msg, &mut OsRng))
-                        .await;
-                    match handled {
-                        Ok(Ok(())) => {}
-                        Ok(Err(v)) if v.is_violation() => {
-                            let mut text = v.to_string();
-                            text.truncate(MAX_ERROR_TEXT);
-                            break Err((Message::Error { code: v.code(), text: text.clone() }, text));
-                        }
-                        Ok(Err(v)) => break Ok(v.to_string()),
-                        Err(e) => break Ok(format!("local error: {e}")),
-                    }
-                }
-            },
-            done = &mut writer_task => {
-                break Ok(done.unwrap_or_else(|_| "writer failed".into()));
+        };
+        let msg = match ev {
+            ReaderEvent::End => break Ok("the peer closed its stream".into()),
+            ReaderEvent::Bad(FrameError::Io(e)) => break Ok(format!("stream error: {e}")),
+            ReaderEvent::Bad(e) => {
+                let text = e.to_string();
+                break Err((
+                    Message::Error {
+                        code: super::protocol::ErrorCode::Malformed,
+                        text: text.clone(),
+                    },
+                    text,
+                ));
             }
+            ReaderEvent::Frame(msg, n, read_at) => {
+                match noted(&ctx, device, &own, &mut time_sent, msg, n, read_at) {
+                    Some(msg) => msg,
+                    None => continue,
+                }
+            }
+        };
+        // Envelopes: the frames already read ahead go to the replica in the
+        // same call, so it takes a space's envelopes in as one batch.
+        let mut msgs = vec![msg];
+        if matches!(msgs[0], Message::Envelopes { .. }) {
+            while msgs.len() <= READ_AHEAD {
+                match frames.try_recv() {
+                    Ok(ReaderEvent::Frame(msg, n, read_at)) => {
+                        if let Some(msg) =
+                            noted(&ctx, device, &own, &mut time_sent, msg, n, read_at)
+                        {
+                            msgs.push(msg);
+                        }
+                    }
+                    Ok(other) => {
+                        stash = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let handled = ctx
+            .vault
+            .call_quiet(move |v| v.handle_messages(device, msgs, &mut OsRng))
+            .await;
+        match handled {
+            Ok(Ok(())) => {}
+            Ok(Err(v)) if v.is_violation() => {
+                let mut text = v.to_string();
+                text.truncate(MAX_ERROR_TEXT);
+                break Err((
+                    Message::Error {
+                        code: v.code(),
+                        text: text.clone(),
+                    },
+                    text,
+                ));
+            }
+            Ok(Err(v)) => break Ok(v.to_string()),
+            Err(e) => break Ok(format!("local error: {e}")),
         }
     };
     if let Some(r) = reader_task.take() {

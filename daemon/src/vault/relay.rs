@@ -205,6 +205,26 @@ impl Vault {
         }
         Ok(self.replica_mut()?.handle_message(peer, msg, rng))
     }
+
+    /// Sync messages from `peer` in order (the frames a session read
+    /// ahead): a device's replica takes consecutive envelopes of one
+    /// space as one batch (`Replica::handle_messages`).
+    pub fn handle_messages(
+        &mut self,
+        peer: DeviceId,
+        msgs: Vec<SyncMessage>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Result<(), ProtocolViolation>, VaultError> {
+        if let Some(r) = self.relay.as_mut() {
+            for msg in msgs {
+                if let Err(e) = r.handle_message(peer, msg, rng) {
+                    return Ok(Err(e));
+                }
+            }
+            return Ok(Ok(()));
+        }
+        Ok(self.replica_mut()?.handle_messages(peer, msgs, rng))
+    }
 }
 
 /// The teams the relay's operator accepted, from its store.
