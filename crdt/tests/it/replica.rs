@@ -444,7 +444,7 @@ fn envelopes_read_ahead_are_taken_in_as_one_batch() {
         .unwrap()
         .held()
         .filter(|e| e.space() == ops)
-        .map(|e| e.bytes().to_vec())
+        .map(|e| e.to_bytes())
         .collect::<Vec<_>>();
     let bad = vec![
         SyncMessage::Envelopes {
