@@ -799,12 +799,10 @@ impl Vault {
 
     /// Every envelope of a space as stored (for tests and tools).
     pub fn stored_envelopes(&self, space: &SpaceId) -> Result<Vec<Envelope>, VaultError> {
-        Ok(self
-            .store
-            .envelopes(space)?
-            .iter()
-            .filter_map(|b| Envelope::decode(b).ok())
-            .collect())
+        let mut out = Vec::new();
+        self.store
+            .each_envelope(space, |b| out.extend(Envelope::decode(b).ok()))?;
+        Ok(out)
     }
 }
 
@@ -856,17 +854,13 @@ impl Store {
             } else {
                 SpaceKind::Folder
             };
-            let envelopes = self
-                .envelopes(&id)?
-                .iter()
-                .filter_map(|b| match Envelope::decode(b) {
-                    Ok(e) => Some(e),
-                    Err(e) => {
-                        warn!(space = %id.short(), error = %e, "a stored envelope does not decode");
-                        None
-                    }
-                })
-                .collect();
+            let mut envelopes = Vec::new();
+            self.each_envelope(&id, |bytes| match Envelope::decode(bytes) {
+                Ok(e) => envelopes.push(e),
+                Err(e) => {
+                    warn!(space = %id.short(), error = %e, "a stored envelope does not decode");
+                }
+            })?;
             out.push(StoredSpace {
                 id,
                 kind,
