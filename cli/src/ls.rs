@@ -6,7 +6,7 @@
 
 use std::io::{self, BufWriter, Write};
 
-use coffer_ipc::methods::{ItemListParams, ItemsChunk};
+use coffer_ipc::methods::{ItemListParams, ItemSummary, ItemsChunk};
 use coffer_ipc::ClientError;
 
 use crate::output::{self, Table};
@@ -17,6 +17,7 @@ pub(crate) fn ls(ctx: &mut Ctx, folder: Option<String>, trash: bool) -> Result<(
         out: BufWriter::new(io::stdout().lock()),
         json: ctx.json,
         table: None,
+        waiting: Vec::new(),
         printed: 0,
     };
     let params = ItemListParams {
@@ -51,8 +52,10 @@ fn output_failed(e: io::Error) -> CliError {
 struct Printer<W: Write> {
     out: W,
     json: bool,
-    /// The table's columns, once the first part said them.
+    /// The table's columns, once the listing's head said them.
     table: Option<Table>,
+    /// Rows that came before the head.
+    waiting: Vec<ItemSummary>,
     printed: usize,
 }
 
@@ -65,16 +68,23 @@ impl<W: Write> Printer<W> {
             }
             return self.out.flush();
         }
-        let table = *self.table.get_or_insert_with(|| match part.head {
-            Some(h) => Table::new(h.name_chars, h.folder_chars),
-            // An older daemon's whole listing, in its reply.
-            None => Table::for_items(&part.items),
-        });
-        for item in &part.items {
+        if let (None, Some(h)) = (self.table, part.head) {
+            self.table = Some(Table::new(h.name_chars, h.folder_chars));
+        }
+        self.waiting.extend(part.items);
+        self.rows()
+    }
+
+    /// Prints the rows that wait, once the columns are known.
+    fn rows(&mut self) -> io::Result<()> {
+        let Some(table) = self.table else {
+            return Ok(());
+        };
+        for item in self.waiting.drain(..) {
             if self.printed == 0 {
                 writeln!(self.out, "{}", table.header())?;
             }
-            writeln!(self.out, "{}", table.row(item))?;
+            writeln!(self.out, "{}", table.row(&item))?;
             self.printed += 1;
         }
         self.out.flush()
@@ -83,8 +93,15 @@ impl<W: Write> Printer<W> {
     fn end(&mut self) -> io::Result<()> {
         if self.json {
             output::json_end(&mut self.out, self.printed > 0)?;
-        } else if self.printed == 0 {
-            writeln!(self.out, "(no items)")?;
+        } else {
+            // No head came: an older daemon's whole listing, in its reply.
+            if self.table.is_none() {
+                self.table = Some(Table::for_items(&self.waiting));
+            }
+            self.rows()?;
+            if self.printed == 0 {
+                writeln!(self.out, "(no items)")?;
+            }
         }
         self.out.flush()
     }
@@ -102,30 +119,31 @@ mod tests {
             folder: folder.into(),
             item_type: "login".into(),
             name: format!("Item \"{n}\" ✓"),
-            username: (n % 2 == 0).then(|| format!("user{n}")),
+            username: n.is_multiple_of(2).then(|| format!("user{n}")),
             urls: urls.iter().map(|u| u.to_string()).collect(),
-            has_totp: n % 3 == 0,
+            has_totp: n.is_multiple_of(3),
             updated_ms: n as i64,
             trashed_ms: None,
-            archived: n % 5 == 0,
-            conflict: n % 7 == 0,
+            archived: n.is_multiple_of(5),
+            conflict: n.is_multiple_of(7),
         }
     }
 
-    /// Prints `items` in parts of `sizes` (a head on the first), as the
-    /// daemon streams them.
-    fn streamed(items: &[ItemSummary], sizes: &[usize], json: bool, head: bool) -> String {
+    /// Prints `items` in parts of `sizes` (the head on part `head`, if
+    /// any), as the daemon streams them.
+    fn streamed(items: &[ItemSummary], sizes: &[usize], json: bool, head: Option<usize>) -> String {
         let mut p = Printer {
             out: Vec::new(),
             json,
             table: None,
+            waiting: Vec::new(),
             printed: 0,
         };
         let mut rest = items;
         for (n, size) in sizes.iter().enumerate() {
             let (part, tail) = rest.split_at((*size).min(rest.len()));
             rest = tail;
-            let head = (head && n == 0).then(|| ListingHead {
+            let head = (head == Some(n)).then(|| ListingHead {
                 total: items.len(),
                 name_chars: items
                     .iter()
@@ -182,8 +200,8 @@ mod tests {
         for n in [0, 1, 5, 12] {
             let items = &items[..n];
             for sizes in [&[0, 3, 9][..], &[1, 1, 100], &[64], &[]] {
-                for head in [true, false] {
-                    if sizes.len() > 1 && !head {
+                for head in [Some(0), Some(1), None] {
+                    if sizes.len() > 1 && head.is_none() {
                         continue; // parts without a head: only an old daemon's one
                     }
                     let sizes = if sizes.is_empty() { &[n][..] } else { sizes };

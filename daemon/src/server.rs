@@ -867,8 +867,8 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream, uid: u32) -> 
                 shared.dispatch(&method, request.params, notes)
             });
             // Notes go out on this connection while the request runs, and
-            // those still queued when it ends before its reply (the handler
-            // dropped its sender: the queue ends).
+            // those still queued when it ends before its reply (every note
+            // was queued before the handler returned).
             let result = loop {
                 tokio::select! {
                     done = &mut handler => break done.unwrap_or_else(|_| {
@@ -877,7 +877,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream, uid: u32) -> 
                     Some(note) = notes_rx.recv() => send_note(&mut framed, note).await?,
                 }
             };
-            while let Some(note) = notes_rx.recv().await {
+            while let Ok(note) = notes_rx.try_recv() {
                 send_note(&mut framed, note).await?;
             }
             result

@@ -167,10 +167,12 @@ pub struct ItemListParams {
 }
 
 /// A part of a streamed listing (`item.list` with `stream`), in listing
-/// order; the first part is small, so the first items arrive at once.
+/// order; the first part is small, so the first items arrive at once, and
+/// the head comes in the first or the second part.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemsChunk {
-    /// What a reader needs before the first row: in the first part only.
+    /// What a table needs before its first row: in one part, the first or
+    /// the second (the first items are sent before it is counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<ListingHead>,
     pub items: Vec<ItemSummary>,

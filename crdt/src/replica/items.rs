@@ -113,12 +113,29 @@ pub struct ListKey {
 /// One item of a [`Listing`].
 #[derive(Clone, Debug)]
 pub struct ListRow<'a> {
-    pub key: ListKey,
+    /// The rank of the folder's lowered name among the listed folders'.
+    rank: u32,
+    at: u32,
     pub folder: SpaceId,
     pub item: &'a Item,
 }
 
-/// A listing in no order yet ([`Replica::listing`]).
+impl ListRow<'_> {
+    /// Where the row falls in the listing (its name lowered here: an
+    /// allocation, so sorts cache it).
+    pub fn key(&self) -> ListKey {
+        ListKey {
+            folder: self.rank,
+            name: self.item.name.to_lowercase(),
+            id: self.item.id,
+            at: self.at,
+        }
+    }
+}
+
+/// A listing not sorted yet ([`Replica::listing`]): its rows come folder
+/// by folder in the order of the folders' lowered names, in no order
+/// within a folder.
 #[derive(Clone, Debug)]
 pub struct Listing<'a> {
     pub rows: Vec<ListRow<'a>>,
@@ -126,17 +143,27 @@ pub struct Listing<'a> {
     pub folder_names: BTreeMap<SpaceId, String>,
 }
 
-/// Puts the `n` first rows of a listing in place, sorted, and leaves the
-/// others after them in no order: O(len + n log n), not O(len log len).
+/// Puts the `n` first rows of a listing (as [`Replica::listing`] gave
+/// them) in place, sorted, and leaves the others after them in no order.
+/// Only the folders the first `n` rows come from are looked at: their
+/// names lowered, then a selection and a sort of `n` (the other folders'
+/// rows sort after them).
 pub fn sort_first(rows: &mut [ListRow<'_>], n: usize) {
     let n = n.min(rows.len());
     if n == 0 {
         return;
     }
-    if n < rows.len() {
-        rows.select_nth_unstable_by(n - 1, |a, b| a.key.cmp(&b.key));
+    let last = rows[n - 1].rank;
+    let end = rows.partition_point(|r| r.rank <= last);
+    let head = &mut rows[..end];
+    let mut keyed: Vec<(ListKey, usize)> =
+        head.iter().enumerate().map(|(i, r)| (r.key(), i)).collect();
+    if n < keyed.len() {
+        keyed.select_nth_unstable(n - 1);
     }
-    rows[..n].sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    keyed[..n].sort_unstable();
+    let placed: Vec<ListRow<'_>> = keyed.iter().map(|(_, i)| head[*i].clone()).collect();
+    head.clone_from_slice(&placed);
 }
 
 /// Splits items into batches of at most 500 items and about 256 KiB of
@@ -390,13 +417,14 @@ impl Replica {
         trash: bool,
     ) -> Result<Vec<(SpaceId, &Item)>, ReplicaError> {
         let mut rows = self.listing(folder, trash)?.rows;
-        rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        rows.sort_by_cached_key(ListRow::key);
         Ok(rows.into_iter().map(|r| (r.folder, r.item)).collect())
     }
 
-    /// What [`Replica::items`] lists, not yet sorted: each row carries its
-    /// [`ListKey`], so a caller can put the first rows in place without
-    /// sorting the rest ([`sort_first`]), as a streamed listing does.
+    /// What [`Replica::items`] lists, not yet sorted (folder by folder, in
+    /// the order of their lowered names), so a caller can put the first
+    /// rows in place without sorting the rest ([`sort_first`]), as a
+    /// streamed listing does. Each row gives its [`ListKey`].
     pub fn listing(&self, folder: Option<&str>, trash: bool) -> Result<Listing<'_>, ReplicaError> {
         let u = self.unlocked()?;
         let only = folder.map(|f| self.resolve_folder(Some(f))).transpose()?;
@@ -418,22 +446,22 @@ impl Replica {
                 .map(|l| sorted.binary_search(&l).unwrap_or(0) as u32)
                 .collect()
         };
-        let mut rows = Vec::new();
-        for ((space, f, _), rank) in folders.iter().zip(ranks) {
-            for i in f.items().values() {
-                if i.trashed_ms.is_some() != trash {
+        // Folders by rank; those of one rank in their first order, so a
+        // row's `at` keeps the order of ties.
+        let mut order: Vec<usize> = (0..folders.len()).collect();
+        order.sort_by_key(|i| ranks[*i]);
+        let mut rows = Vec::with_capacity(folders.iter().map(|(_, f, _)| f.items().len()).sum());
+        for i in order {
+            let (space, f, _) = &folders[i];
+            for item in f.items().values() {
+                if item.trashed_ms.is_some() != trash {
                     continue;
                 }
                 rows.push(ListRow {
-                    key: ListKey {
-                        folder: rank,
-                        // Lowered once per item, not per comparison.
-                        name: i.name.to_lowercase(),
-                        id: i.id,
-                        at: rows.len() as u32,
-                    },
+                    rank: ranks[i],
+                    at: rows.len() as u32,
                     folder: **space,
-                    item: i,
+                    item,
                 });
             }
         }
