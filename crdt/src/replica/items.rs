@@ -145,9 +145,9 @@ pub struct Listing<'a> {
 
 /// Puts the `n` first rows of a listing (as [`Replica::listing`] gave
 /// them) in place, sorted, and leaves the others after them in no order.
-/// Only the folders the first `n` rows come from are looked at: their
-/// names lowered, then a selection and a sort of `n` (the other folders'
-/// rows sort after them).
+/// Only the folders the first `n` rows come from are looked at, and in
+/// them a name is lowered whole only where its first bytes
+/// ([`name_prefix`]) could place it among the first `n`.
 pub fn sort_first(rows: &mut [ListRow<'_>], n: usize) {
     let n = n.min(rows.len());
     if n == 0 {
@@ -156,14 +156,52 @@ pub fn sort_first(rows: &mut [ListRow<'_>], n: usize) {
     let last = rows[n - 1].rank;
     let end = rows.partition_point(|r| r.rank <= last);
     let head = &mut rows[..end];
+    let mut candidates: Vec<usize> = (0..end).collect();
+    if n < end {
+        // A name's prefix orders like the name: the first n rows are
+        // among those whose prefix is at most the n-th smallest.
+        let pre: Vec<(u32, u128)> = head
+            .iter()
+            .map(|r| (r.rank, name_prefix(&r.item.name)))
+            .collect();
+        let bound = *pre.clone().select_nth_unstable(n - 1).1;
+        candidates.retain(|i| pre[*i] <= bound);
+    }
     let mut keyed: Vec<(ListKey, usize)> =
-        head.iter().enumerate().map(|(i, r)| (r.key(), i)).collect();
+        candidates.iter().map(|i| (head[*i].key(), *i)).collect();
     if n < keyed.len() {
         keyed.select_nth_unstable(n - 1);
     }
-    keyed[..n].sort_unstable();
-    let placed: Vec<ListRow<'_>> = keyed.iter().map(|(_, i)| head[*i].clone()).collect();
+    keyed.truncate(n);
+    keyed.sort_unstable();
+    let mut first = vec![false; end];
+    let mut placed: Vec<ListRow<'_>> = Vec::with_capacity(end);
+    for (_, i) in &keyed {
+        first[*i] = true;
+        placed.push(head[*i].clone());
+    }
+    placed.extend((0..end).filter(|i| !first[*i]).map(|i| head[i].clone()));
     head.clone_from_slice(&placed);
+}
+
+/// The first 16 bytes of `name` lowered (as `str::to_lowercase`), zero
+/// padded: names in order have prefixes in order (never the other way
+/// round). Without an allocation when those bytes are ASCII.
+fn name_prefix(name: &str) -> u128 {
+    let bytes = name.as_bytes();
+    let take = bytes.len().min(16);
+    let mut out = [0u8; 16];
+    if bytes[..take].is_ascii() {
+        for (o, b) in out.iter_mut().zip(&bytes[..take]) {
+            *o = b.to_ascii_lowercase();
+        }
+    } else {
+        let lowered = name.to_lowercase();
+        let l = lowered.as_bytes();
+        let take = l.len().min(16);
+        out[..take].copy_from_slice(&l[..take]);
+    }
+    u128::from_be_bytes(out)
 }
 
 /// Splits items into batches of at most 500 items and about 256 KiB of
@@ -979,4 +1017,51 @@ fn check_urls(urls: &[String]) -> Result<(), ReplicaError> {
         return Err(ReplicaError::EmptyUrl);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_prefix;
+
+    /// Names in order (lowered) have prefixes in order, over names that
+    /// share long prefixes, differ in case, or lower to other lengths.
+    #[test]
+    fn name_prefixes_keep_the_order_of_lowered_names() {
+        let names = [
+            "",
+            "a",
+            "A",
+            "a\0",
+            "ab",
+            "Abc",
+            "service 00001",
+            "Service 00002",
+            "service 000010",
+            "shared-prefix-name-1",
+            "SHARED-PREFIX-NAME-2",
+            "shared-prefix-nA",
+            "İstanbul",
+            "istanbul",
+            "\u{212A}elvin",
+            "kelvin",
+            "ǅungla",
+            "ǆungla",
+            "ΣΑΣ",
+            "σας",
+            "Äpfel",
+            "äpfel",
+            "zzzzzzzzzzzzzzzzz",
+            "0123456789abcdef",
+            "0123456789abcdeF0",
+            "é",
+            "e\u{301}",
+        ];
+        for a in names {
+            for b in names {
+                if a.to_lowercase() <= b.to_lowercase() {
+                    assert!(name_prefix(a) <= name_prefix(b), "{a:?} {b:?}");
+                }
+            }
+        }
+    }
 }
