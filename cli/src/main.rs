@@ -13,6 +13,7 @@ mod doctor;
 mod enrol;
 mod generate;
 mod input;
+mod ls;
 mod output;
 mod refs;
 mod relay;
@@ -517,10 +518,7 @@ fn dispatch(
         })) => refs::read(ctx, &reference, no_newline)?,
         Command::Run(Lazy(args)) => return refs::run(ctx, args, core_limit),
         Command::Inject(Lazy(args)) => refs::inject(ctx, args)?,
-        Command::Ls(Lazy(LsArgs { folder, trash })) => {
-            let items = ctx.call::<m::ItemList>(&m::ItemListParams { folder, trash })?;
-            ctx.print(&items, |i| output::summaries(i));
-        }
+        Command::Ls(Lazy(LsArgs { folder, trash })) => ls::ls(ctx, folder, trash)?,
         Command::Search(Lazy(SearchArgs { query })) => {
             let items = ctx.call::<m::ItemSearch>(&m::SearchParams { query })?;
             ctx.print(&items, |i| output::summaries(i));
@@ -548,13 +546,7 @@ fn dispatch(
                 )
             });
         }
-        Command::Trash(Lazy(TrashCommand::Ls { folder })) => {
-            let items = ctx.call::<m::ItemList>(&m::ItemListParams {
-                folder,
-                trash: true,
-            })?;
-            ctx.print(&items, |i| output::summaries(i));
-        }
+        Command::Trash(Lazy(TrashCommand::Ls { folder })) => ls::ls(ctx, folder, true)?,
         Command::Trash(Lazy(TrashCommand::Empty { folder, yes })) => {
             if input::stdin_is_tty()
                 && !yes

@@ -267,27 +267,56 @@ pub fn summaries(items: &[ItemSummary]) {
         println!("(no items)");
         return;
     }
-    let width = items
-        .iter()
-        .map(|i| i.name.chars().count())
-        .max()
-        .unwrap_or(4)
-        .clamp(4, 40);
-    let fwidth = items
-        .iter()
-        .map(|i| i.folder.chars().count())
-        .max()
-        .unwrap_or(6)
-        .clamp(6, 24);
-    println!(
-        "{:<8}  {:<width$}  {:<6}  {:<fwidth$}  USERNAME / URL",
-        "ID", "NAME", "TYPE", "FOLDER"
-    );
+    let table = Table::for_items(items);
+    println!("{}", table.header());
     for i in items {
+        println!("{}", table.row(i));
+    }
+}
+
+/// The item table's columns: sized from every row's name and folder, so a
+/// streamed listing takes them from its head (`ListingHead`), known before
+/// the first row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Table {
+    width: usize,
+    fwidth: usize,
+}
+
+impl Table {
+    /// Columns for the longest name and folder name (in characters).
+    pub fn new(name_chars: usize, folder_chars: usize) -> Table {
+        Table {
+            width: name_chars.clamp(4, 40),
+            fwidth: folder_chars.clamp(6, 24),
+        }
+    }
+
+    pub fn for_items(items: &[ItemSummary]) -> Table {
+        let longest = |f: fn(&ItemSummary) -> &str| {
+            items
+                .iter()
+                .map(|i| f(i).chars().count())
+                .max()
+                .unwrap_or(0)
+        };
+        Table::new(longest(|i| &i.name), longest(|i| &i.folder))
+    }
+
+    pub fn header(&self) -> String {
+        let (width, fwidth) = (self.width, self.fwidth);
+        format!(
+            "{:<8}  {:<width$}  {:<6}  {:<fwidth$}  USERNAME / URL",
+            "ID", "NAME", "TYPE", "FOLDER"
+        )
+    }
+
+    pub fn row(&self, i: &ItemSummary) -> String {
+        let (width, fwidth) = (self.width, self.fwidth);
         let extra = i
             .username
-            .clone()
-            .or_else(|| i.urls.first().cloned())
+            .as_deref()
+            .or_else(|| i.urls.first().map(String::as_str))
             .unwrap_or_default();
         let totp = if i.has_totp && i.item_type != "totp" {
             " +totp"
@@ -296,14 +325,31 @@ pub fn summaries(items: &[ItemSummary]) {
         };
         let archived = if i.archived { " [archived]" } else { "" };
         let conflict = if i.conflict { " [conflict]" } else { "" };
-        println!(
+        format!(
             "{:<8}  {:<width$}  {:<6}  {:<fwidth$}  {extra}{totp}{archived}{conflict}",
             prefix(&i.id, 8),
             i.name,
             i.item_type,
             i.folder
-        );
+        )
     }
+}
+
+/// One value as `json` prints it, as an element of a printed array: the
+/// same text `json` gives the whole array, written one element at a time.
+pub fn json_element(
+    out: &mut impl std::io::Write,
+    value: &impl serde::Serialize,
+    first: bool,
+) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    out.write_all(if first { b"[\n  " } else { b",\n  " })?;
+    out.write_all(text.replace('\n', "\n  ").as_bytes())
+}
+
+/// Ends an array begun by [`json_element`] (`any`: one was written).
+pub fn json_end(out: &mut impl std::io::Write, any: bool) -> std::io::Result<()> {
+    out.write_all(if any { b"\n]\n" } else { b"[]\n" })
 }
 
 pub fn trash_emptied(r: &coffer_ipc::methods::TrashEmptyResult) {

@@ -19,8 +19,8 @@ use anyhow::{bail, Context};
 use coffer_crdt::DeviceId;
 use coffer_ipc::methods::{self as m, Method};
 use coffer_ipc::{
-    ErrorCode, Event, Notification, Progress, ProgressNotification, Request, Response, RpcError,
-    MAX_FRAME_BYTES,
+    ErrorCode, Event, ItemsNotification, Notification, Progress, ProgressNotification, Request,
+    Response, RpcError, MAX_FRAME_BYTES,
 };
 use futures::{SinkExt, StreamExt};
 use rand::rngs::OsRng;
@@ -43,6 +43,7 @@ mod audit_rpc;
 mod browser_rpc;
 mod convert;
 mod items_rpc;
+mod listing;
 
 use convert::{Answer, Failure};
 mod enrol_rpc;
@@ -64,11 +65,21 @@ struct Shared {
     web: Option<(std::net::SocketAddr, web::sessions::Sessions)>,
 }
 
-/// Where a long request reports how far it has got (see [`Progress`]);
-/// lossy: a note that finds the queue full is dropped.
-type ProgressSink = mpsc::Sender<Progress>;
-/// Progress notes waiting to be written, at most.
-const PROGRESS_QUEUE: usize = 16;
+/// What a request sends on its own connection before its reply.
+#[derive(Debug)]
+enum Note {
+    /// How far a long request has got (see [`Progress`]); lossy: a note
+    /// that finds the queue full is dropped.
+    Progress(Progress),
+    /// A part of a streamed listing (`listing`); never dropped: its
+    /// sender waits for room.
+    Items(m::ItemsChunk),
+}
+
+/// Where a request sends its [`Note`]s: to the connection's writer.
+type NoteSink = mpsc::Sender<Note>;
+/// Notes waiting to be written, at most (a listing's parts included).
+const NOTE_QUEUE: usize = 16;
 
 impl From<ExportError> for RpcError {
     fn from(e: ExportError) -> Self {
@@ -157,13 +168,15 @@ impl Router for Bus {
 impl Shared {
     /// Runs one request. On the blocking pool (the vault calls wait for
     /// the vault thread; import parsing and scrypt run here).
-    fn dispatch(
-        &self,
-        method: &str,
-        raw: Value,
-        progress: ProgressSink,
-    ) -> Result<Value, RpcError> {
+    fn dispatch(&self, method: &str, raw: Value, progress: NoteSink) -> Result<Value, RpcError> {
         match method {
+            m::ItemList::NAME => {
+                let p = params::<m::ItemList>(raw.clone())?;
+                // Streamed only to a reader (the web app passes none).
+                if p.stream && !progress.is_closed() {
+                    return listing::stream(&self.vault, p, progress);
+                }
+            }
             m::Import::NAME => return self.import(raw, progress),
             m::ImportData::NAME => return self.import_data(raw),
             m::Backup::NAME => return self.backup(raw),
@@ -289,7 +302,7 @@ fn status(v: &mut Vault, (auto_lock_secs, data_dir, socket): (u64, String, Strin
 
 impl Shared {
     /// Reads and parses the export here, then adds it on the vault thread.
-    fn import(&self, raw: Value, progress: ProgressSink) -> Result<Value, RpcError> {
+    fn import(&self, raw: Value, progress: NoteSink) -> Result<Value, RpcError> {
         let p = params::<m::Import>(raw)?;
         let bytes = read_bounded(&p.path, import::MAX_IMPORT_BYTES)?;
         let result = self.import_bytes(
@@ -336,7 +349,7 @@ impl Shared {
         password: Option<&str>,
         folder: Option<String>,
         dry_run: bool,
-        progress: Option<ProgressSink>,
+        progress: Option<NoteSink>,
     ) -> Result<m::ImportResult, RpcError> {
         let name = format;
         let format = if name == "auto" {
@@ -369,7 +382,7 @@ impl Shared {
         format: import::Format,
         folder: Option<String>,
         dry_run: bool,
-        progress: Option<ProgressSink>,
+        progress: Option<NoteSink>,
     ) -> Result<m::ImportResult, RpcError> {
         let skipped: Vec<m::SkippedRecord> = report
             .skipped
@@ -385,11 +398,11 @@ impl Shared {
         let plan = self.vault.blocking_call(move |v| {
             let mut on_progress = |done: usize, total: usize| {
                 if let Some(sink) = &progress {
-                    let _ = sink.try_send(Progress {
+                    let _ = sink.try_send(Note::Progress(Progress {
                         phase: "store".into(),
                         done: done as u64,
                         total: total as u64,
-                    });
+                    }));
                 }
             };
             v.import(
@@ -459,7 +472,7 @@ impl Shared {
         })
     }
 
-    fn restore_backup(&self, raw: Value, progress: ProgressSink) -> Result<Value, RpcError> {
+    fn restore_backup(&self, raw: Value, progress: NoteSink) -> Result<Value, RpcError> {
         let p = params::<m::RestoreBackup>(raw)?;
         // The age header and stream framing add a little to the plaintext limit.
         let sealed = read_bounded(&p.path, import::MAX_IMPORT_BYTES + (1 << 20))?;
@@ -745,6 +758,16 @@ async fn send(
     Ok(())
 }
 
+async fn send_note(
+    framed: &mut Framed<UnixStream, AnyDelimiterCodec>,
+    note: Note,
+) -> anyhow::Result<()> {
+    match note {
+        Note::Progress(p) => send(framed, &ProgressNotification::new(p)).await,
+        Note::Items(part) => send(framed, &ItemsNotification::new(part)).await,
+    }
+}
+
 async fn serve_connection(shared: Arc<Shared>, stream: UnixStream, uid: u32) -> anyhow::Result<()> {
     let peer = stream.peer_cred()?;
     let codec =
@@ -839,21 +862,25 @@ async fn serve_connection(shared: Arc<Shared>, stream: UnixStream, uid: u32) -> 
         } else {
             let shared = shared.clone();
             let method = request.method.clone();
-            let (progress, mut progress_rx) = mpsc::channel(PROGRESS_QUEUE);
+            let (notes, mut notes_rx) = mpsc::channel(NOTE_QUEUE);
             let mut handler = tokio::task::spawn_blocking(move || {
-                shared.dispatch(&method, request.params, progress)
+                shared.dispatch(&method, request.params, notes)
             });
-            // Progress notes go out on this connection while the request runs.
-            loop {
+            // Notes go out on this connection while the request runs, and
+            // those still queued when it ends before its reply (every note
+            // was queued before the handler returned).
+            let result = loop {
                 tokio::select! {
                     done = &mut handler => break done.unwrap_or_else(|_| {
                         Err(RpcError::new(ErrorCode::Internal, "request handler failed"))
                     }),
-                    Some(note) = progress_rx.recv() => {
-                        send(&mut framed, &ProgressNotification::new(note)).await?;
-                    }
+                    Some(note) = notes_rx.recv() => send_note(&mut framed, note).await?,
                 }
+            };
+            while let Ok(note) = notes_rx.try_recv() {
+                send_note(&mut framed, note).await?;
             }
+            result
         };
         if request.id.is_none() {
             continue; // a notification: no reply

@@ -21,7 +21,8 @@ pub mod wire;
 pub use client::{Client, ClientError};
 pub use methods::Method;
 pub use wire::{
-    ErrorCode, Event, Notification, Progress, ProgressNotification, Request, Response, RpcError,
+    ErrorCode, Event, ItemsNotification, Notification, Progress, ProgressNotification, Request,
+    Response, RpcError,
 };
 
 /// Version of this protocol; sent in every response.

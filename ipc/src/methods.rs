@@ -158,6 +158,36 @@ pub struct ItemListParams {
     pub folder: Option<String>,
     #[serde(default)]
     pub trash: bool,
+    /// Send the listing in [`ItemsChunk`]s, `items` notifications on the
+    /// request's connection, before the reply; the reply's result then
+    /// holds the items no chunk carried (none, from this daemon). Absent
+    /// for old clients and the web app: everything comes in the reply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+}
+
+/// A part of a streamed listing (`item.list` with `stream`), in listing
+/// order; the first part is small, so the first items arrive at once, and
+/// the head comes in the first or the second part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemsChunk {
+    /// What a table needs before its first row: in one part, the first or
+    /// the second (the first items are sent before it is counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<ListingHead>,
+    pub items: Vec<ItemSummary>,
+}
+
+/// The whole listing's size and widths, known before it is all sent (a
+/// table sizes its columns from them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingHead {
+    /// How many items the whole listing holds.
+    pub total: usize,
+    /// The longest item name, in characters.
+    pub name_chars: usize,
+    /// The longest folder name, in characters.
+    pub folder_chars: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -249,6 +249,28 @@ impl ProgressNotification {
     }
 }
 
+/// The JSON-RPC notification carrying a part of a streamed listing
+/// (method `items`, see [`crate::methods::ItemListParams::stream`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemsNotification {
+    pub jsonrpc: String,
+    pub method: String,
+    pub params: crate::methods::ItemsChunk,
+}
+
+impl ItemsNotification {
+    /// Its method name.
+    pub const METHOD: &'static str = "items";
+
+    pub fn new(chunk: crate::methods::ItemsChunk) -> Self {
+        Self {
+            jsonrpc: "2.0".into(),
+            method: Self::METHOD.into(),
+            params: chunk,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ mod export;
 mod hostile;
 mod import;
 mod json_output;
+mod ls_stream;
 mod no_plaintext;
 mod personal;
 mod recover;

@@ -53,6 +53,7 @@ pub use audit::{AuditRow, OpenRecord, AUDIT_SINCE_VERSION, MAX_AUDIT_BATCH, MAX_
 pub use browser::SavedLogin;
 pub use error::{Needs, ReplicaError};
 pub use exposure::{ExposedFolder, ExposedItem, Exposure};
+pub use items::{sort_first, ListKey, ListRow, Listing};
 pub use items::{FolderSummary, HistoryItem, ImportItem, ImportPlan, ItemQuery, NewItemSpec};
 pub use manage::{FolderRemoval, TrashEmptied};
 pub use open::Skip;

@@ -1074,3 +1074,85 @@ fn resolve_ok(w: &World, name: &str) -> bool {
         .resolve_item(&ItemQuery::live(name))
         .is_ok()
 }
+
+/// A streamed listing sorts only its first rows (`sort_first`): they are
+/// the listing's first rows, for every length, and the whole listing is in
+/// folder, lowered name, id order (folders differing in case mixed).
+#[test]
+fn a_listing_sorted_first_rows_start_like_the_full_listing() {
+    let mut w = World::new(&["ada"], rng(7));
+    for folder in ["Ops", "ops-2", "Zeta", "alpha"] {
+        w.nodes[0]
+            .replica
+            .create_folder(folder, 5, &mut w.rng)
+            .expect("folder");
+    }
+    let names = [
+        "b", "B", "a", "Äpfel", "äpfel", "ΣΑΣ", "z", "A", "b", "m1", "M0",
+    ];
+    for (n, name) in names.iter().enumerate() {
+        let folder = ["Ops", "ops-2", "Zeta", "alpha", "Personal"][n % 5];
+        add(&mut w, 0, folder, name);
+        add(&mut w, 0, ["alpha", "Zeta"][n % 2], name);
+    }
+    let r = &w.nodes[0].replica;
+    let full: Vec<_> = r
+        .items(None, false)
+        .expect("items")
+        .into_iter()
+        .map(|(f, i)| (f, i.id))
+        .collect();
+    let mut naive = full.clone();
+    naive.sort_by_cached_key(|(f, id)| {
+        let name = &r.item(f, id).expect("item").name;
+        (r.folder_name(f).to_lowercase(), name.to_lowercase(), *id)
+    });
+    assert_eq!(full, naive);
+    assert_eq!(full.len(), 2 * names.len());
+    for n in 0..=full.len() + 1 {
+        let mut rows = r.listing(None, false).expect("listing").rows;
+        coffer_crdt::replica::sort_first(&mut rows, n);
+        let first: Vec<_> = rows.iter().take(n).map(|r| (r.folder, r.item.id)).collect();
+        assert_eq!(first, full[..n.min(full.len())], "first {n}");
+    }
+    let one = r.listing(Some("zeta"), false).expect("one folder");
+    assert_eq!(one.folder_names.values().collect::<Vec<_>>(), ["Zeta"]);
+
+    // One folder of names that share long prefixes, differ in case, or
+    // lower to other lengths (İ, K, ǅ): the first rows are picked by a
+    // 16-byte prefix of the lowered name, then by the whole of it.
+    let mut w = World::new(&["ada"], rng(8));
+    let stems = [
+        "Shared-Prefix-Name-",
+        "shared-prefix-name-",
+        "shared-prefix-nA",
+        "İstanbul ",
+        "\u{212A}elvin ",
+        "ǅungla ",
+        "kelvin ",
+        "a",
+    ];
+    for k in 0..48 {
+        let name = format!("{}{}", stems[k % stems.len()], 47 - k);
+        add(&mut w, 0, "Personal", &name);
+    }
+    let r = &w.nodes[0].replica;
+    let full: Vec<_> = r
+        .items(None, false)
+        .expect("items")
+        .into_iter()
+        .map(|(f, i)| (f, i.id))
+        .collect();
+    assert_eq!(full.len(), 48);
+    for n in 0..=full.len() {
+        let mut rows = r.listing(None, false).expect("listing").rows;
+        coffer_crdt::replica::sort_first(&mut rows, n);
+        let first: Vec<_> = rows.iter().take(n).map(|r| (r.folder, r.item.id)).collect();
+        assert_eq!(first, full[..n], "first {n} of one folder");
+        let mut all: Vec<_> = rows.iter().map(|r| r.item.id).collect();
+        all.sort();
+        assert_eq!(all.len(), 48, "no row lost or doubled");
+        all.dedup();
+        assert_eq!(all.len(), 48, "no row lost or doubled");
+    }
+}

@@ -159,9 +159,15 @@ fn labels(fields: &coffer_crdt::Fields) -> std::collections::BTreeMap<String, St
 }
 
 pub fn item_summary(r: &Replica, folder: &SpaceId, item: &ItemHead) -> m::ItemSummary {
+    summary_in(r.folder_name(folder), item)
+}
+
+/// [`item_summary`] with its folder's name already read (a listing reads
+/// each folder's once, not once per item).
+pub fn summary_in(folder: String, item: &ItemHead) -> m::ItemSummary {
     m::ItemSummary {
         id: item.id.to_hex(),
-        folder: r.folder_name(folder),
+        folder,
         item_type: item.item_type.as_str().into(),
         name: item.name.clone(),
         username: item.username.as_deref().map(str::to_string),
