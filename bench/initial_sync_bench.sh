@@ -163,23 +163,7 @@ for N in "${NS[@]}"; do
     # N envelopes in one folder (the worst case for an initial sync).
     cf a folder create Bulk >/dev/null
     t_fill=$(now_ns)
-    python3 - "$N" "$W/a/run/sock" <<'PY'
-import json, socket, sys
-n, path = int(sys.argv[1]), sys.argv[2]
-s = socket.socket(socket.AF_UNIX); s.connect(path); f = s.makefile("rwb")
-for i in range(n):
-    req = {"jsonrpc": "2.0", "id": i + 1, "method": "item.add", "params": {
-        "folder": "Bulk", "item_type": "login", "name": f"svc{i:06}",
-        "fields": {"username": f"user{i}", "password": f"pw-{i:06}-0123456789abcdef"},
-        "urls": [f"https://svc{i:06}.example"]}}
-    f.write(json.dumps(req).encode() + b"\n"); f.flush()
-    while True:
-        msg = json.loads(f.readline())
-        if msg.get("id") == i + 1:
-            if "error" in msg:
-                sys.exit(f"item.add failed: {msg['error']}")
-            break
-PY
+    python3 "$ROOT/bench/fill_edits.py" "$N" "$W/a/run/sock" Bulk 6
     row "$N" edits_fill "$(s_between "$t_fill" "$(now_ns)")" s "$N item.add requests on A over one socket connection (one envelope each)"
   else
     python3 "$ROOT/bench/gen_bitwarden.py" "$N" >"$W/export.json"

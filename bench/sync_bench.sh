@@ -125,23 +125,7 @@ t_imp=$EPOCHREALTIME
 if [[ ${BULK:-import} == edits ]]; then
   # One item.add request per item over one socket connection: N separate
   # changes, N envelopes (the worst case for the initial sync).
-  python3 - "$N" "$W/a/run/sock" <<'PY'
-import json, socket, sys
-n, path = int(sys.argv[1]), sys.argv[2]
-s = socket.socket(socket.AF_UNIX); s.connect(path); f = s.makefile("rwb")
-for i in range(n):
-    req = {"jsonrpc": "2.0", "id": i + 1, "method": "item.add", "params": {
-        "folder": "Bulk", "item_type": "login", "name": f"svc{i:05}",
-        "fields": {"username": f"user{i}", "password": f"pw-{i:05}-0123456789abcdef"},
-        "urls": [f"https://svc{i:05}.example"]}}
-    f.write(json.dumps(req).encode() + b"\n"); f.flush()
-    while True:
-        msg = json.loads(f.readline())
-        if msg.get("id") == i + 1:
-            if "error" in msg:
-                sys.exit(f"item.add failed: {msg['error']}")
-            break
-PY
+  python3 "$ROOT/bench/fill_edits.py" "$N" "$W/a/run/sock" Bulk 5
   echo "added $N items one by one on A: $(awk -v a="$t_imp" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.2f", b-a}') s"
 else
   cf a import "$W/bulk.csv" --folder Bulk >/dev/null

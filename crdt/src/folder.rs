@@ -1058,6 +1058,13 @@ impl FolderDoc {
         self.read_all(ItemHead::from)
     }
 
+    /// Reads every item whole, one at a time, and keeps only what `each`
+    /// makes of it (in id order): a digest or a fingerprint per item,
+    /// without a folder's secrets all decoded at once.
+    pub fn map_items<T>(&self, each: impl FnMut(Item) -> T) -> Vec<T> {
+        self.read_all(each)
+    }
+
     fn read_all<T>(&self, mut each: impl FnMut(Item) -> T) -> Vec<T> {
         let mut out: BTreeMap<ItemId, T> = BTreeMap::new();
         for items in self.item_maps() {

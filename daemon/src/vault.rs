@@ -321,8 +321,7 @@ impl Vault {
         let was_unlocked = keys.is_some();
         if let Some(keys) = keys {
             let mut unlocked = replica;
-            let supplied = supply_snapshots(&self.store, &mut unlocked);
-            if let Err(e) = &supplied {
+            if let Err(e) = supply_snapshots(&self.store, &mut unlocked) {
                 warn!(error = %e, "cannot read the folder snapshots: folders are rebuilt");
             }
             match unlocked.unlock(keys, &mut rand::rngs::OsRng) {
@@ -550,7 +549,10 @@ impl Vault {
         let keys = DeviceKeys::from_secret_bytes(&plain)
             .map_err(|e| VaultError::Internal(e.to_string()))?;
         let replica = self.replica.as_mut().ok_or(VaultError::NotInitialized)?;
-        supply_snapshots(&self.store, replica)?;
+        if let Err(e) = supply_snapshots(&self.store, replica) {
+            // A snapshot is a shortcut: the folders are rebuilt without it.
+            warn!(error = %e, "cannot read the folder snapshots: folders are rebuilt");
+        }
         replica.unlock(keys, &mut rand::rngs::OsRng)?;
         let opened = replica.last_unlock();
         use coffer_crdt::audit::{Action, AuditEvent};

@@ -300,6 +300,18 @@ mod tests {
 
     /// A client on one end of a socket pair, and a fake daemon on the
     /// other that checks the request and answers with `lines`.
+    /// Every part of a streamed listing, in order.
+    fn all_parts(client: &mut Client) -> Vec<ItemsChunk> {
+        let mut parts = Vec::new();
+        client
+            .list_streamed(&ItemListParams::default(), |p| {
+                parts.push(p);
+                Ok(())
+            })
+            .expect("listed");
+        parts
+    }
+
     fn talk(lines: Vec<String>, check: impl FnOnce(Value) + Send + 'static) -> Client {
         let (ours, theirs) = UnixStream::pair().expect("socket pair");
         thread::spawn(move || {
@@ -357,13 +369,7 @@ mod tests {
                 assert_eq!(request["params"]["stream"], true);
             },
         );
-        let mut parts = Vec::new();
-        client
-            .list_streamed(&ItemListParams::default(), |p| {
-                parts.push(p);
-                Ok(())
-            })
-            .expect("listed");
+        let parts = all_parts(&mut client);
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].head, Some(head));
         let items: Vec<ItemSummary> = parts.into_iter().flat_map(|p| p.items).collect();
@@ -374,13 +380,7 @@ mod tests {
     fn an_older_daemons_whole_reply_is_one_part_without_a_head() {
         let whole = serde_json::to_value((0..3).map(summary).collect::<Vec<_>>()).expect("JSON");
         let mut client = talk(vec![reply(whole)], |_| {});
-        let mut parts = Vec::new();
-        client
-            .list_streamed(&ItemListParams::default(), |p| {
-                parts.push(p);
-                Ok(())
-            })
-            .expect("listed");
+        let parts = all_parts(&mut client);
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].head, None);
         assert_eq!(parts[0].items.len(), 3);

@@ -60,29 +60,30 @@ impl Replica {
             trash: false,
         };
         let id = ItemId::from_hex(item).ok_or_else(no_such)?;
-        let (folder, found) = self
+        let folder = self
             .unlocked()?
             .open
             .iter()
             .find_map(|(space, f)| {
-                f.items()
-                    .get(&id)
-                    .filter(|i| i.trashed_ms.is_none())
-                    .map(|i| (*space, i))
+                let live = f.items().get(&id)?.trashed_ms.is_none();
+                live.then_some(*space)
             })
             .ok_or_else(no_such)?;
-        if found.item_type != ItemType::Login {
-            return Err(ReplicaError::NotALogin {
-                item: found.name.clone(),
-            });
+        // Judged on the item read whole, the one whose secrets are handed
+        // over, not on the head kept for listing.
+        let item = self.item(&folder, &id)?;
+        if item.trashed_ms.is_some() {
+            return Err(no_such());
         }
-        if !page.matches_any(&found.urls) {
+        if item.item_type != ItemType::Login {
+            return Err(ReplicaError::NotALogin { item: item.name });
+        }
+        if !page.matches_any(&item.urls) {
             return Err(ReplicaError::NotForThisOrigin {
-                item: found.name.clone(),
+                item: item.name,
                 origin: page.serialize(),
             });
         }
-        let item = self.item(&folder, &id)?;
         Ok((folder, item))
     }
 

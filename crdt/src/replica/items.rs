@@ -907,16 +907,17 @@ impl Replica {
         let mut seen: BTreeSet<[u8; 32]> = BTreeSet::new();
         for (space, folder) in &u.open {
             let name = self.folder_name(space);
-            // Read whole from the document: the fingerprint takes every field.
-            for item in folder.doc.items() {
-                seen.insert(schema::fingerprint(
+            // Read whole from the document, one item at a time: the
+            // fingerprint takes every field.
+            seen.extend(folder.doc.map_items(|item| {
+                schema::fingerprint(
                     item.item_type.as_str(),
                     &name,
                     &item.name,
                     &item.fields,
                     item.urls.first().map(String::as_str).unwrap_or(""),
-                ));
-            }
+                )
+            }));
         }
         // Names read once, not per item (each is a document lookup).
         let into_name = into.map(|space| self.folder_name(&space));

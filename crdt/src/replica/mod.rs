@@ -976,7 +976,7 @@ impl Replica {
                 .unlocked
                 .as_ref()
                 .and_then(|u| u.open.get(id))
-                .map(|f| items_digest(&f.doc.items(), f.items().values()));
+                .map(|f| items_digest(&f.doc.map_items(|i| item_digest(&i)), f.items().values()));
             out.push(SpaceDigest {
                 space: *id,
                 accepted: s.digest(),
@@ -987,42 +987,52 @@ impl Replica {
     }
 }
 
-/// A digest of items as a reader sees them: every field, URL, time, trash
-/// state and conflict, in id order; then the heads kept for listing, so a
+/// A digest of items as a reader sees them: each item's
+/// [`item_digest`], in id order; then the heads kept for listing, so a
 /// head left stale by a sync or a restore shows as a difference.
 fn items_digest<'a>(
-    items: &[crate::folder::Item],
+    items: &[[u8; 32]],
     heads: impl Iterator<Item = &'a crate::folder::ItemHead>,
 ) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    h.update(b"coffer/items-digest/v2\0");
+    h.update(b"coffer/items-digest/v3\0");
+    for item in items {
+        h.update(item);
+    }
+    for head in heads {
+        let shown = format!("{head:?}");
+        h.update(&(shown.len() as u64).to_le_bytes());
+        h.update(shown.as_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+/// One item as a reader sees it: every field, URL, time, trash state and
+/// conflict.
+fn item_digest(item: &crate::folder::Item) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
     let mut part = |b: &[u8]| {
         h.update(&(b.len() as u64).to_le_bytes());
         h.update(b);
     };
-    for item in items {
-        part(&item.id.0);
-        part(item.item_type.as_str().as_bytes());
-        part(item.name.as_bytes());
-        part(&item.created_ms.to_le_bytes());
-        part(&item.updated_ms.to_le_bytes());
-        part(&item.trashed_ms.unwrap_or(-1).to_le_bytes());
-        for (k, v) in &item.fields {
-            part(k.as_bytes());
+    part(&item.id.0);
+    part(item.item_type.as_str().as_bytes());
+    part(item.name.as_bytes());
+    part(&item.created_ms.to_le_bytes());
+    part(&item.updated_ms.to_le_bytes());
+    part(&item.trashed_ms.unwrap_or(-1).to_le_bytes());
+    for (k, v) in &item.fields {
+        part(k.as_bytes());
+        part(v.as_bytes());
+    }
+    for u in &item.urls {
+        part(u.as_bytes());
+    }
+    for (k, vs) in &item.conflicts {
+        part(k.as_bytes());
+        for v in vs {
             part(v.as_bytes());
         }
-        for u in &item.urls {
-            part(u.as_bytes());
-        }
-        for (k, vs) in &item.conflicts {
-            part(k.as_bytes());
-            for v in vs {
-                part(v.as_bytes());
-            }
-        }
-    }
-    for head in heads {
-        part(format!("{head:?}").as_bytes());
     }
     *h.finalize().as_bytes()
 }

@@ -7,7 +7,7 @@ use coffer_crdt::folder::{ItemEdit, ItemType};
 use coffer_crdt::ops::{Principal, Role};
 use coffer_crdt::replica::{GroupChange, ItemQuery, NewItemSpec, ShareChange, Skip, SyncMessage};
 use coffer_crdt::{
-    ChangeHeader, ChangeMeta, EnvelopeId, ItemId, Outcome, ReplicaError, Space, SpaceId,
+    ChangeHeader, ChangeMeta, EnvelopeId, ItemId, Outcome, Replica, ReplicaError, Space, SpaceId,
 };
 
 use crate::harness::{doc_as, force_content_as, rng};
@@ -1096,12 +1096,7 @@ fn a_listing_sorted_first_rows_start_like_the_full_listing() {
         add(&mut w, 0, ["alpha", "Zeta"][n % 2], name);
     }
     let r = &w.nodes[0].replica;
-    let full: Vec<_> = r
-        .items(None, false)
-        .expect("items")
-        .into_iter()
-        .map(|(f, i)| (f, i.id))
-        .collect();
+    let full = listed(r);
     let mut naive = full.clone();
     naive.sort_by_cached_key(|(f, id)| {
         let name = &r.item(f, id).expect("item").name;
@@ -1110,9 +1105,7 @@ fn a_listing_sorted_first_rows_start_like_the_full_listing() {
     assert_eq!(full, naive);
     assert_eq!(full.len(), 2 * names.len());
     for n in 0..=full.len() + 1 {
-        let mut rows = r.listing(None, false).expect("listing").rows;
-        coffer_crdt::replica::sort_first(&mut rows, n);
-        let first: Vec<_> = rows.iter().take(n).map(|r| (r.folder, r.item.id)).collect();
+        let (first, _) = first_rows(r, n);
         assert_eq!(first, full[..n.min(full.len())], "first {n}");
     }
     let one = r.listing(Some("zeta"), false).expect("one folder");
@@ -1137,22 +1130,31 @@ fn a_listing_sorted_first_rows_start_like_the_full_listing() {
         add(&mut w, 0, "Personal", &name);
     }
     let r = &w.nodes[0].replica;
-    let full: Vec<_> = r
-        .items(None, false)
-        .expect("items")
-        .into_iter()
-        .map(|(f, i)| (f, i.id))
-        .collect();
+    let full = listed(r);
     assert_eq!(full.len(), 48);
     for n in 0..=full.len() {
-        let mut rows = r.listing(None, false).expect("listing").rows;
-        coffer_crdt::replica::sort_first(&mut rows, n);
-        let first: Vec<_> = rows.iter().take(n).map(|r| (r.folder, r.item.id)).collect();
+        let (first, mut all) = first_rows(r, n);
         assert_eq!(first, full[..n], "first {n} of one folder");
-        let mut all: Vec<_> = rows.iter().map(|r| r.item.id).collect();
         all.sort();
         assert_eq!(all.len(), 48, "no row lost or doubled");
         all.dedup();
         assert_eq!(all.len(), 48, "no row lost or doubled");
     }
+}
+
+/// The full listing's (folder, item) ids, in its order.
+fn listed(r: &Replica) -> Vec<(SpaceId, ItemId)> {
+    r.items(None, false)
+        .expect("items")
+        .into_iter()
+        .map(|(f, i)| (f, i.id))
+        .collect()
+}
+
+/// The first `n` rows after `sort_first`, and every row's item id.
+fn first_rows(r: &Replica, n: usize) -> (Vec<(SpaceId, ItemId)>, Vec<ItemId>) {
+    let mut rows = r.listing(None, false).expect("listing").rows;
+    coffer_crdt::replica::sort_first(&mut rows, n);
+    let first = rows.iter().take(n).map(|r| (r.folder, r.item.id)).collect();
+    (first, rows.iter().map(|r| r.item.id).collect())
 }
