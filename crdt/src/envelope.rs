@@ -84,6 +84,12 @@ struct SignedEnvelope {
     signature: Vec<u8>,
 }
 
+/// The wire bytes of a signed body.
+fn encode(body: &EnvelopeBody, signature: &[u8; 64]) -> Vec<u8> {
+    postcard::to_stdvec(&SignedEnvelopeRef { body, signature })
+        .expect("serialising to a Vec cannot fail")
+}
+
 /// [`SignedEnvelope`] encoded from borrowed parts (the same bytes).
 #[derive(Serialize)]
 struct SignedEnvelopeRef<'a> {
@@ -173,14 +179,14 @@ impl Envelope {
         let id = EnvelopeId(*blake3::hash(&signing).as_bytes());
         // Signed right here: valid iff the signer is the claimed author.
         let verified = OnceLock::from(body.author == keys.device_id());
+        let wire_len = encode(&body, &signature).len();
         Envelope(Arc::new(Inner {
             body,
             signature,
             id,
-            wire_len: 0,
+            wire_len,
             verified,
         }))
-        .with_wire_len()
     }
 
     /// Decodes untrusted bytes. Never panics; bounded by [`MAX_ENVELOPE_BYTES`].
@@ -313,21 +319,9 @@ impl Envelope {
         self.0.wire_len
     }
 
-    fn with_wire_len(mut self) -> Envelope {
-        let len = self.to_bytes().len();
-        if let Some(inner) = Arc::get_mut(&mut self.0) {
-            inner.wire_len = len;
-        }
-        self
-    }
-
     /// Its wire bytes (encoded again: the one canonical encoding).
     pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_stdvec(&SignedEnvelopeRef {
-            body: &self.0.body,
-            signature: &self.0.signature,
-        })
-        .expect("serialising to a Vec cannot fail")
+        encode(&self.0.body, &self.0.signature)
     }
     pub fn space(&self) -> SpaceId {
         self.0.body.space

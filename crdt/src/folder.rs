@@ -56,10 +56,11 @@ impl ItemType {
     }
 }
 
-/// An item's fields by name, in name order: a sorted `Vec`, since an open
-/// folder keeps every item decoded and a `BTreeMap`'s first node alone
-/// takes ≈540 bytes for the two or three fields most items have. The
-/// methods are `BTreeMap`'s, by the same names.
+/// An item's fields by name, in name order: a sorted `Vec`, since a
+/// `BTreeMap`'s first node alone takes ≈540 bytes for the two or three
+/// fields most items have, and every item is read whole at unlock (for its
+/// head) and for each `get`. The methods are `BTreeMap`'s, by the same
+/// names.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Fields(Vec<(String, String)>);
 
@@ -114,11 +115,6 @@ impl Fields {
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator {
         self.0.iter().map(|(_, v)| v)
     }
-
-    /// Drops the spare capacity inserting left (items are kept decoded).
-    pub fn shrink_to_fit(&mut self) {
-        self.0.shrink_to_fit();
-    }
 }
 
 impl std::ops::Index<&str> for Fields {
@@ -133,7 +129,6 @@ impl FromIterator<(String, String)> for Fields {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Fields {
         let mut fields = Fields::new();
         fields.extend(iter);
-        fields.0.shrink_to_fit();
         fields
     }
 }
@@ -170,9 +165,7 @@ impl<'a> IntoIterator for &'a Fields {
 impl From<BTreeMap<String, String>> for Fields {
     fn from(map: BTreeMap<String, String>) -> Fields {
         // Already in key order.
-        let mut v: Vec<(String, String)> = map.into_iter().collect();
-        v.shrink_to_fit();
-        Fields(v)
+        Fields(map.into_iter().collect())
     }
 }
 
@@ -995,7 +988,6 @@ impl FolderDoc {
                 fields.insert(key, winner);
             }
         }
-        fields.shrink_to_fit();
         Some(Item {
             id,
             item_type,
@@ -1049,23 +1041,19 @@ impl FolderDoc {
 
     /// Every item, trashed ones included, in id order.
     pub fn items(&self) -> Vec<Item> {
-        self.read_all(|item| item)
+        self.map_items(|item| item)
     }
 
     /// Every item's head, trashed ones included, in id order: each item is
     /// read whole and dropped at once, so no folder's secrets pile up.
     pub fn item_heads(&self) -> Vec<ItemHead> {
-        self.read_all(ItemHead::from)
+        self.map_items(ItemHead::from)
     }
 
     /// Reads every item whole, one at a time, and keeps only what `each`
-    /// makes of it (in id order): a digest or a fingerprint per item,
-    /// without a folder's secrets all decoded at once.
-    pub fn map_items<T>(&self, each: impl FnMut(Item) -> T) -> Vec<T> {
-        self.read_all(each)
-    }
-
-    fn read_all<T>(&self, mut each: impl FnMut(Item) -> T) -> Vec<T> {
+    /// makes of it (in id order): a head, a digest or a fingerprint per
+    /// item, without a folder's secrets all decoded at once.
+    pub fn map_items<T>(&self, mut each: impl FnMut(Item) -> T) -> Vec<T> {
         let mut out: BTreeMap<ItemId, T> = BTreeMap::new();
         for items in self.item_maps() {
             for key in self.doc.keys(&items) {

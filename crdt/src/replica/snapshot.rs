@@ -123,7 +123,8 @@ pub(crate) fn seal(
     for id in folder.applied_ids() {
         // An applied change matched its envelope's header (actor of the
         // author's incarnation, seq, deps): the header says the rest.
-        let header = space.get(id)?.body().change.as_ref()?;
+        let env = space.get(id)?;
+        let header = env.body().change.as_ref()?;
         let mut deps = header
             .deps
             .iter()
@@ -133,7 +134,7 @@ pub(crate) fn seal(
         applied.push(AppliedChange {
             envelope: *id,
             hash: space.change_hash(id)?,
-            actor: crate::folder::actor_for(&space.get(id)?.author(), header.incarnation)
+            actor: crate::folder::actor_for(&env.author(), header.incarnation)
                 .to_bytes()
                 .to_vec(),
             seq: header.seq,
