@@ -16,8 +16,8 @@ use zeroize::Zeroizing;
 use std::sync::Arc;
 
 use crate::accept::{
-    adds_no_right, evaluate_cached, extend_control, extend_roster_in_folder, Cache, Evaluation,
-    Limits, RosterJudgements, MAX_INCARNATIONS,
+    adds_no_right, evaluate_cached, extend_control, extend_roster_in_folder, Cache, ChangeTip,
+    Evaluation, Limits, RosterJudgements, MAX_INCARNATIONS,
 };
 pub use crate::accept::{ChainHead, ChangeMeta, Reason};
 use crate::crypto::{CryptoError, DeviceKeys, FolderKey};
@@ -857,9 +857,13 @@ impl Space {
             self.eval.accepted.insert(id);
             self.eval.content_order.push(id);
             if let Some(h) = &env.body().change {
-                let k = (env.author(), h.incarnation, h.seq);
-                self.eval.change_keys.insert(k);
-                self.eval.accepted_changes.insert(k, id);
+                let tip = ChangeTip {
+                    seq: h.seq,
+                    accepted: true,
+                };
+                self.eval
+                    .change_tips
+                    .insert((env.author(), h.incarnation), tip);
             }
             if let Some(m) = meta {
                 self.record_meta(id, m);
@@ -1094,16 +1098,13 @@ impl Space {
         let Some(h) = &body.change else {
             return false;
         };
-        let me = (body.author, h.incarnation, h.seq);
+        // Conservative: a change that does not follow its chain's highest
+        // judged change (accepted) takes the slow path, which judges gaps
+        // and forks.
+        let tip = self.eval.change_tips.get(&(body.author, h.incarnation));
         h.incarnation >= at.incarnation(&body.author)
             && h.incarnation < MAX_INCARNATIONS
-            && !self.eval.change_keys.contains(&me)
-            && (h.seq == 1
-                || self.eval.accepted_changes.contains_key(&(
-                    body.author,
-                    h.incarnation,
-                    h.seq - 1,
-                )))
+            && ChangeTip::takes_next(tip, h.seq)
             && h.deps.iter().all(|d| {
                 self.eval.accepted.contains(d)
                     && self.held.get(d).is_some_and(|e| e.kind() == Kind::Content)

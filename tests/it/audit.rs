@@ -399,18 +399,27 @@ fn an_admin_names_every_kind_of_tampering() {
 }
 
 /// Acceptance 3: Cyd (a Folder Member of Ops) shows a TOTP and copies a
-/// password, then leaves the team; Ada edits one of Ops' items after.
+/// password, then leaves the team; Ada edits one of Ops' items after, and
+/// Bob another, which reaches Ada by sync (Ada writes nothing after it).
 /// `coffer audit exposure` lists exactly Ops' items (not Ada's own folder),
 /// Cyd's uses of each, and which changed since her removal.
 #[test]
 fn a_removed_users_exposure_lists_what_they_could_read() {
-    let (a, _b, c, _) = team();
+    let (a, b, c, _) = team();
     a.add_login("db", "db-Secret-1", &["--folder", "Ops"]);
+    a.add_login("api", "api-Secret-3", &["--folder", "Ops"]);
     a.ok(&["folder", "create", "Private"], "");
     a.add_login("vault-root", "root-Secret-2", &["--folder", "Private"]);
-    wait_until(SYNC_TIMEOUT, "Cyd has Ops/db", || {
-        c.coffer(&["get", "Ops/db", "--json"], "").status.success()
-    });
+    for (who, d) in [("Bob", &b), ("Cyd", &c)] {
+        wait_until(
+            SYNC_TIMEOUT,
+            &format!("{who} has Ops/db and Ops/api"),
+            || {
+                d.coffer(&["get", "Ops/db", "--json"], "").status.success()
+                    && d.coffer(&["get", "Ops/api", "--json"], "").status.success()
+            },
+        );
+    }
     c.ok(&["totp", "Ops/aws"], "");
     copy_password(&c, "Ops/aws");
     wait_until(SYNC_TIMEOUT, "Ada has Cyd's uses", || {
@@ -431,6 +440,11 @@ fn a_removed_users_exposure_lists_what_they_could_read() {
 
     a.ok(&["user", "remove", "cyd@example.com"], "");
     a.ok(&["edit", "Ops/db", "--username", "rotated"], "");
+    b.ok(&["edit", "Ops/api", "--username", "bob-rotated"], "");
+    wait_until(SYNC_TIMEOUT, "Ada has Bob's edit of Ops/api", || {
+        let out = a.coffer(&["get", "Ops/api", "--json"], "");
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("bob-rotated")
+    });
 
     let x = a.json(&["audit", "exposure", "cyd@example.com", "--json"], "");
     assert_eq!(x["in_team"], false, "{x}");
@@ -440,7 +454,7 @@ fn a_removed_users_exposure_lists_what_they_could_read() {
         .map(|i| i["item_name"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["aws", "db"], "{x}");
+    assert_eq!(names, ["api", "aws", "db"], "{x}");
     assert!(items.iter().all(|i| i["folder_name"] == "Ops"), "{x}");
     let aws = items.iter().find(|i| i["item_name"] == "aws").unwrap();
     let db = items.iter().find(|i| i["item_name"] == "db").unwrap();
@@ -449,6 +463,11 @@ fn a_removed_users_exposure_lists_what_they_could_read() {
     assert_eq!(aws["changed_since_removal"], false, "{x}");
     assert_eq!(db["uses"].as_object().unwrap().len(), 0, "{x}");
     assert_eq!(db["changed_since_removal"], true, "{x}");
+    let api = items.iter().find(|i| i["item_name"] == "api").unwrap();
+    assert_eq!(
+        api["changed_since_removal"], true,
+        "an edit synced from Bob's device counts: {x}"
+    );
     let folders = x["folders"].as_array().unwrap();
     assert_eq!(folders.len(), 1, "{x}");
     assert_eq!(folders[0]["still_member"], false);
@@ -461,7 +480,7 @@ fn a_removed_users_exposure_lists_what_they_could_read() {
     );
     assert!(!text.contains("vault-root"), "{text}");
     // Not an admin: refused.
-    let bob = _b.coffer(&["audit", "exposure", "cyd@example.com", "--json"], "");
+    let bob = b.coffer(&["audit", "exposure", "cyd@example.com", "--json"], "");
     assert!(!bob.status.success(), "{bob:?}");
 }
 

@@ -205,7 +205,7 @@ impl Replica {
                 Some(cut) => space
                     .accepted_content()
                     .filter(|env| after(cut, &env.author(), env.seq()))
-                    .filter_map(|env| space.change_hash(&env.id()))
+                    .filter_map(|env| open.change_hash(&env.id()))
                     .collect(),
                 None => HashSet::new(),
             };

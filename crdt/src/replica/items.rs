@@ -667,7 +667,6 @@ impl Replica {
                 folder: folder.short(),
             });
         }
-        space.supply_hashes(open.take_learned());
         let result = edit(&mut open.doc)
             .map_err(ReplicaError::from)
             .and_then(|change| {
@@ -685,6 +684,13 @@ impl Replica {
                 })?;
                 let meta = ChangeMeta::of(&parsed);
                 let touched = crate::folder::touched_by(&parsed);
+                // The space names deps by envelope: hand it the few this
+                // change has (the folder keeps the hashes of every change).
+                space.supply_hashes(
+                    meta.deps
+                        .iter()
+                        .filter_map(|h| open.applied_of_hash(h).map(|id| (id, *h))),
+                );
                 let env =
                     space.seal_content_with_meta(&u.keys, &key, &change, meta.clone(), rng)?;
                 Ok((env, meta, touched))

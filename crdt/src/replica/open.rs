@@ -31,16 +31,13 @@ pub(crate) struct OpenFolder {
     by_name: HashMap<u64, Named>,
     /// Epoch keys this device can open.
     pub keys: BTreeMap<EnvelopeId, FolderKey>,
-    /// Accepted content applied to `doc` (its order does not matter: a
-    /// document is the set of its changes).
-    applied_ids: HashSet<EnvelopeId>,
+    /// Accepted content applied to `doc`, with its Automerge change hash
+    /// (its order does not matter: a document is the set of its changes).
+    /// The one map of them a replica keeps: the space learns a hash only
+    /// when a change of this device names it as a dep.
+    applied: HashMap<EnvelopeId, [u8; 32]>,
     /// Accepted content not applied, and why (same on every key holder).
     pub skipped: BTreeMap<EnvelopeId, Skip>,
-    /// Automerge change hash -> envelope, of the applied changes.
-    hashes: HashMap<[u8; 32], EnvelopeId>,
-    /// What applying decrypted of each change, not yet handed to the space
-    /// (it names a new change's deps by them: [`OpenFolder::take_learned`]).
-    learned: Vec<(EnvelopeId, [u8; 32])>,
     /// The incarnation this device writes as.
     pub incarnation: u32,
     /// Work applied since the folder was last snapshotted (or built
@@ -82,10 +79,8 @@ impl OpenFolder {
             items: BTreeMap::new(),
             by_name: HashMap::new(),
             keys: epoch_keys,
-            applied_ids: HashSet::new(),
+            applied: HashMap::new(),
             skipped: BTreeMap::new(),
-            hashes: HashMap::new(),
-            learned: Vec::new(),
             incarnation: 0,
             unsnapshotted: 0,
         };
@@ -110,22 +105,36 @@ impl OpenFolder {
             items: BTreeMap::new(),
             by_name: HashMap::new(),
             keys,
-            applied_ids: applied.iter().map(|(id, _)| *id).collect(),
+            applied: applied.into_iter().collect(),
             skipped,
-            hashes: applied.iter().map(|(id, hash)| (*hash, *id)).collect(),
-            // Handed to the space before this device's next change names its deps.
-            learned: applied,
             incarnation: 0,
             unsnapshotted: 0,
         }
     }
 
-    pub(crate) fn applied_ids(&self) -> impl Iterator<Item = &EnvelopeId> {
-        self.applied_ids.iter()
+    /// The applied changes and their Automerge hashes.
+    pub(crate) fn applied(&self) -> impl Iterator<Item = (&EnvelopeId, &[u8; 32])> {
+        self.applied.iter()
     }
 
     pub(crate) fn applied_count(&self) -> usize {
-        self.applied_ids.len()
+        self.applied.len()
+    }
+
+    /// The Automerge hash of an applied change.
+    pub(crate) fn change_hash(&self, id: &EnvelopeId) -> Option<[u8; 32]> {
+        self.applied.get(id).copied()
+    }
+
+    /// The applied change of an Automerge hash (the lowest envelope id
+    /// should two carry it; acceptance lets one (actor, seq) in only).
+    /// A scan: asked only for the few deps of this device's next change.
+    pub(crate) fn applied_of_hash(&self, hash: &[u8; 32]) -> Option<EnvelopeId> {
+        self.applied
+            .iter()
+            .filter(|(_, h)| *h == hash)
+            .map(|(id, _)| *id)
+            .min()
     }
 
     /// Whether at least `changes` (and one) were applied since the last
@@ -159,8 +168,9 @@ impl OpenFolder {
             match self.check(env) {
                 Ok((change, meta)) => {
                     touched.extend(crate::folder::touched_by(change.change()));
-                    self.hashes.insert(meta.hash, env.id());
-                    self.learned.push((env.id(), meta.hash));
+                    // Before it is in the document: a later change of the
+                    // batch may name it as a dep.
+                    self.applied.insert(env.id(), meta.hash);
                     batch.push(change);
                     ids.push((at, env.id()));
                 }
@@ -170,17 +180,18 @@ impl OpenFolder {
             }
         }
         self.unsnapshotted += ids.len().max(touched.len());
-        if self.doc.apply_bound(batch).is_ok() {
-            self.applied_ids.extend(ids.iter().map(|(_, id)| *id));
-        } else {
+        if self.doc.apply_bound(batch).is_err() {
             // Automerge refused the batch (checked changes should not be)
             // and applied none of it: one by one, from the envelopes again,
             // skipping what fails and what depends on it.
+            for (_, id) in &ids {
+                self.applied.remove(id);
+            }
             for (at, id) in ids {
-                let one = self.check(envelopes[at]).map(|(change, _)| change);
-                match one.map(|c| self.doc.apply_bound(vec![c])) {
-                    Ok(Ok(())) => {
-                        self.applied_ids.insert(id);
+                let one = self.check(envelopes[at]);
+                match one.map(|(change, meta)| (self.doc.apply_bound(vec![change]), meta.hash)) {
+                    Ok((Ok(()), hash)) => {
+                        self.applied.insert(id, hash);
                     }
                     _ => {
                         self.skipped.insert(id, Skip::Unreadable);
@@ -211,16 +222,21 @@ impl OpenFolder {
         }
         let change = BoundChange::new(env.author(), header.incarnation, change)
             .ok_or(Skip::HeaderMismatch)?;
-        let mut deps: Vec<EnvelopeId> = Vec::with_capacity(meta.deps.len());
-        for h in &meta.deps {
-            match self.hashes.get(h) {
-                Some(id) => deps.push(*id),
-                None => return Err(Skip::HeaderMismatch),
-            }
+        // The header names the deps by envelope, the change by hash: the
+        // same set, through the applied changes (one hash per envelope and
+        // one envelope per hash: acceptance lets one (actor, seq) in).
+        if !header.deps.windows(2).all(|w| w[0] < w[1]) {
+            return Err(Skip::HeaderMismatch);
         }
-        deps.sort();
+        let mut named: Vec<[u8; 32]> = Vec::with_capacity(header.deps.len());
+        for id in &header.deps {
+            named.push(*self.applied.get(id).ok_or(Skip::HeaderMismatch)?);
+        }
+        named.sort_unstable();
+        let mut deps = meta.deps.clone();
+        deps.sort_unstable();
         deps.dedup();
-        if deps != header.deps {
+        if named != deps {
             return Err(Skip::HeaderMismatch);
         }
         Ok((change, meta))
@@ -228,14 +244,7 @@ impl OpenFolder {
 
     /// Whether the envelope's change is in the document.
     pub fn is_applied(&self, id: &EnvelopeId) -> bool {
-        self.applied_ids.contains(id)
-    }
-
-    /// The change metadata learnt since the last call: the space needs it to
-    /// name the deps of this device's next change (it may not reach every
-    /// epoch's key itself, e.g. one this device rotated to).
-    pub fn take_learned(&mut self) -> Vec<(EnvelopeId, [u8; 32])> {
-        std::mem::take(&mut self.learned)
+        self.applied.contains_key(id)
     }
 
     /// Refreshes the cached items after `touched` changed.
@@ -331,8 +340,7 @@ impl OpenFolder {
     /// Records a change this device made (already in `doc`), which
     /// touched `items` items.
     pub fn record_own(&mut self, env: &Envelope, meta: &ChangeMeta, items: usize) {
-        self.hashes.insert(meta.hash, env.id());
-        self.applied_ids.insert(env.id());
+        self.applied.insert(env.id(), meta.hash);
         self.unsnapshotted += items.max(1);
     }
 
@@ -352,9 +360,9 @@ impl OpenFolder {
         // applied in: it extends if nothing applied left the accepted set.
         let still = accepted
             .iter()
-            .filter(|id| self.applied_ids.contains(id))
+            .filter(|id| self.applied.contains_key(id))
             .count();
-        still == self.applied_ids.len()
+        still == self.applied.len()
     }
 }
 

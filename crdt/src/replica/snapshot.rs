@@ -118,9 +118,8 @@ pub(crate) fn seal(
 ) -> Option<Vec<u8>> {
     let epoch = space.current_epoch()?;
     let key = folder.keys.get(&epoch)?.clone();
-    space.supply_hashes(folder.take_learned());
     let mut applied = Vec::with_capacity(folder.applied_count());
-    for id in folder.applied_ids() {
+    for (id, hash) in folder.applied() {
         // An applied change matched its envelope's header (actor of the
         // author's incarnation, seq, deps): the header says the rest.
         let env = space.get(id)?;
@@ -128,12 +127,12 @@ pub(crate) fn seal(
         let mut deps = header
             .deps
             .iter()
-            .map(|d| space.change_hash(d))
+            .map(|d| folder.change_hash(d))
             .collect::<Option<Vec<[u8; 32]>>>()?;
         deps.sort_unstable();
         applied.push(AppliedChange {
             envelope: *id,
-            hash: space.change_hash(id)?,
+            hash: *hash,
             actor: crate::folder::actor_for(&env.author(), header.incarnation)
                 .to_bytes()
                 .to_vec(),
