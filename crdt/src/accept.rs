@@ -2114,7 +2114,10 @@ mod tests {
         };
         assert!(ChangeTip::takes_next(Some(&accepted), 5));
         assert!(!ChangeTip::takes_next(Some(&accepted), 4), "judged already");
-        assert!(!ChangeTip::takes_next(Some(&accepted), 3), "judged or a fork");
+        assert!(
+            !ChangeTip::takes_next(Some(&accepted), 3),
+            "judged or a fork"
+        );
         assert!(!ChangeTip::takes_next(Some(&accepted), 6), "a gap");
         let pending = ChangeTip {
             seq: 4,

@@ -8,7 +8,8 @@
 //! expose the accepted state. Acceptance itself lives in [`crate::accept`],
 //! the per-op rule in [`crate::state`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
@@ -104,6 +105,9 @@ pub struct Report {
     /// new order alone does not need it: a document is the set of its
     /// changes).
     pub rebuild: bool,
+    /// Whether the batch took a whole evaluation (false: each of its
+    /// envelopes extended a chain and took the fast path).
+    pub evaluated: bool,
 }
 
 /// Derives a space's id from its founding op and that op's author: the op
@@ -160,6 +164,14 @@ pub struct Space {
     known: HashSet<DeviceId>,
     /// Envelope ids named by held cutoffs: their arrival changes coverage.
     cutoff_ids: HashSet<EnvelopeId>,
+    /// What content not accepted (pending, or quarantined for a reason an
+    /// endorsement may lift) waits for: the envelopes it names as prev,
+    /// context or dep, and its chains. An envelope among them takes the
+    /// slow path, whose evaluation may accept what waited — through
+    /// several steps (a change built on a quarantined one missing a dep).
+    /// Rebuilt with each evaluation.
+    awaited: HashSet<EnvelopeId>,
+    awaiting_chains: HashSet<(SpaceId, DeviceId)>,
     /// Groups a held membership op grants to or removes: adding a user to
     /// another group gives nobody a right in this folder.
     groups_named: HashSet<String>,
@@ -195,6 +207,8 @@ impl Space {
             cache: Cache::default(),
             known: HashSet::new(),
             cutoff_ids: HashSet::new(),
+            awaited: HashSet::new(),
+            awaiting_chains: HashSet::new(),
             groups_named: HashSet::new(),
             slots: HashSet::new(),
             control_counts: HashMap::new(),
@@ -691,7 +705,14 @@ impl Space {
         if self.metas.contains_key(&id) {
             return;
         }
-        self.by_hash.entry(hash).or_insert(id);
+        // One change in two envelopes (a fork): the one accepted names it.
+        if !self
+            .by_hash
+            .get(&hash)
+            .is_some_and(|old| self.eval.accepted.contains(old))
+        {
+            self.by_hash.insert(hash, id);
+        }
         self.metas.insert(id, hash);
     }
 
@@ -729,7 +750,14 @@ impl Space {
         if incarnation < need {
             return Err(SpaceError::StaleIncarnation { need });
         }
-        if meta.deps.iter().any(|h| !self.by_hash.contains_key(h)) {
+        // A dep known by an envelope no longer accepted (the losing side
+        // of a fork carrying the same change) is learnt again.
+        let named = |h: &[u8; 32]| {
+            self.by_hash
+                .get(h)
+                .is_some_and(|id| self.eval.accepted.contains(id))
+        };
+        if !meta.deps.iter().all(named) {
             self.learn_metas(keys);
         }
         let mut deps = Vec::with_capacity(meta.deps.len());
@@ -774,6 +802,31 @@ impl Space {
 
     fn reevaluate(&mut self) {
         self.eval = evaluate_cached(self.id, self.team, &self.held, &mut self.cache, self.limits);
+        self.index_awaited();
+    }
+
+    /// Rebuilds [`Space::awaited`] from the evaluation.
+    fn index_awaited(&mut self) {
+        self.awaited.clear();
+        self.awaiting_chains.clear();
+        let endorsable = self
+            .eval
+            .quarantined
+            .iter()
+            .filter(|(_, r)| r.endorsable())
+            .map(|(id, _)| id);
+        for id in self.eval.pending.iter().chain(endorsable) {
+            let Some(env) = self.held.get(id) else {
+                continue;
+            };
+            let body = env.body();
+            self.awaiting_chains.insert((body.space, body.author));
+            self.awaited.extend(body.prev);
+            self.awaited.extend(body.context.iter().copied());
+            if let Some(h) = &body.change {
+                self.awaited.extend(h.deps.iter().copied());
+            }
+        }
     }
 
     fn check(&self, env: &Envelope) -> Result<(), IngestError> {
@@ -844,27 +897,7 @@ impl Space {
         self.check(&env)?;
         let id = env.id();
         if self.fast_accept(&env) {
-            let key = (env.space(), env.author());
-            self.eval.tips.insert(key, (env.seq(), id));
-            self.eval.heads.insert(
-                key,
-                vec![ChainHead {
-                    seq: env.seq(),
-                    id,
-                    linked: true,
-                }],
-            );
-            self.eval.accepted.insert(id);
-            self.eval.content_order.push(id);
-            if let Some(h) = &env.body().change {
-                let tip = ChangeTip {
-                    seq: h.seq,
-                    accepted: true,
-                };
-                self.eval
-                    .change_tips
-                    .insert((env.author(), h.incarnation), tip);
-            }
+            self.accept_fast(&env);
             if let Some(m) = meta {
                 self.record_meta(id, m);
             }
@@ -1021,22 +1054,39 @@ impl Space {
         })
     }
 
-    /// Whether a pending envelope waits for `env` (as its author's previous
-    /// envelope, in its context, or as a dep).
+    /// Whether content not accepted may wait for `env` (see
+    /// [`Space::awaited`]).
     fn waited_for(&self, env: &Envelope) -> bool {
         let body = env.body();
-        self.eval.pending.iter().any(|p| {
-            let Some(pe) = self.held.get(p) else {
-                return false;
+        self.awaiting_chains.contains(&(body.space, body.author))
+            || self.awaited.contains(&env.id())
+    }
+
+    /// Records content [`Space::fast_accept`] took as a full evaluation
+    /// would: the chain's tip and head, accepted, last in content order.
+    fn accept_fast(&mut self, env: &Envelope) {
+        let id = env.id();
+        let key = (env.space(), env.author());
+        self.eval.tips.insert(key, (env.seq(), id));
+        self.eval.heads.insert(
+            key,
+            vec![ChainHead {
+                seq: env.seq(),
+                id,
+                linked: true,
+            }],
+        );
+        self.eval.accepted.insert(id);
+        self.eval.content_order.push(id);
+        if let Some(h) = &env.body().change {
+            let tip = ChangeTip {
+                seq: h.seq,
+                accepted: true,
             };
-            (pe.author() == body.author && pe.space() == body.space)
-                || pe.body().context.contains(&env.id())
-                || pe
-                    .body()
-                    .change
-                    .as_ref()
-                    .is_some_and(|h| h.deps.contains(&env.id()))
-        })
+            self.eval
+                .change_tips
+                .insert((env.author(), h.incarnation), tip);
+        }
     }
 
     /// The common case without a full re-evaluation: content that extends
@@ -1126,7 +1176,6 @@ impl Space {
     /// reported, not kept. Control envelopes come first, so a batch may
     /// carry the grant or roster entry that makes its other authors known.
     pub fn ingest_batch(&mut self, envs: Vec<Envelope>) -> Report {
-        let before: BTreeSet<EnvelopeId> = self.eval.accepted.clone();
         let mut report = Report {
             outcomes: vec![Ok(Outcome::Pending); envs.len()],
             ..Report::default()
@@ -1154,6 +1203,16 @@ impl Space {
                 e.seq(),
             )
         });
+        deps_first(&mut todo);
+        // Content that extends chains, in an order where each envelope's
+        // prev and deps come first, takes the fast path one by one, as if
+        // it had come alone — until one does not: from there on everything
+        // is held and judged by one evaluation (a fast path after an
+        // unjudged envelope could disagree with it). An initial sync of a
+        // folder of many edits is then linear, not one evaluation of
+        // everything held per batch.
+        let mut fast = true;
+        let mut accepted_before: Option<BTreeSet<EnvelopeId>> = None;
         loop {
             let (ready, wait): (Vec<_>, Vec<_>) =
                 todo.into_iter().partition(|(_, e)| self.knows(e));
@@ -1173,23 +1232,32 @@ impl Space {
             for (i, env) in ready {
                 if !verified.contains(&env.id()) && !env.verify_signature() {
                     report.outcomes[i] = Err(IngestError::BadSignature);
-                } else {
-                    fresh.push((i, env.id()));
-                    self.hold(env);
+                    continue;
                 }
+                fast = fast && self.fast_accept(&env);
+                if fast {
+                    self.accept_fast(&env);
+                    report.outcomes[i] = Ok(Outcome::Accepted);
+                } else {
+                    // Only an evaluation revokes: what it held before.
+                    accepted_before.get_or_insert_with(|| self.eval.accepted.clone());
+                    fresh.push((i, env.id()));
+                }
+                self.hold(env);
             }
         }
         for (i, _) in todo {
             report.outcomes[i] = Err(IngestError::UnknownAuthor);
         }
-        if !fresh.is_empty() {
+        if let Some(before) = accepted_before {
             self.reevaluate();
+            report.evaluated = true;
+            for (i, id) in fresh {
+                report.outcomes[i] = Ok(self.outcome_of(&id).unwrap_or(Outcome::Pending));
+            }
+            report.revoked = before.difference(&self.eval.accepted).copied().collect();
+            report.rebuild = !report.revoked.is_empty();
         }
-        for (i, id) in fresh {
-            report.outcomes[i] = Ok(self.outcome_of(&id).unwrap_or(Outcome::Pending));
-        }
-        report.revoked = before.difference(&self.eval.accepted).copied().collect();
-        report.rebuild = !report.revoked.is_empty();
         report
     }
 
@@ -1633,6 +1701,52 @@ impl Space {
     ) -> Result<Envelope, SpaceError> {
         self.seal_payload(keys, folder_key, Kind::Usage, event, None, rng)
     }
+}
+
+/// Reorders `todo` so that an envelope comes after its author's previous
+/// one and after its change's deps where the batch holds them, otherwise
+/// keeping the given order (a peer sends each chain in seq order, one
+/// author after another, so a change of one author naming another's
+/// later change would stop the fast path).
+fn deps_first(todo: &mut Vec<(usize, Envelope)>) {
+    let at: HashMap<EnvelopeId, usize> = todo
+        .iter()
+        .enumerate()
+        .map(|(pos, (_, e))| (e.id(), pos))
+        .collect();
+    let n = todo.len();
+    let mut waits = vec![0usize; n];
+    let mut unblocks: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (pos, (_, e)) in todo.iter().enumerate() {
+        let body = e.body();
+        let deps = body.change.iter().flat_map(|h| h.deps.iter());
+        for before in body.prev.iter().chain(deps) {
+            if let Some(&p) = at.get(before) {
+                if p != pos {
+                    waits[pos] += 1;
+                    unblocks[p].push(pos);
+                }
+            }
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|p| waits[*p] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse(p)) = ready.pop() {
+        order.push(p);
+        for &c in &unblocks[p] {
+            waits[c] -= 1;
+            if waits[c] == 0 {
+                ready.push(Reverse(c));
+            }
+        }
+    }
+    if order.len() < n {
+        // A cycle (only a forger makes one): the given order, judged whole.
+        return;
+    }
+    let mut slots: Vec<Option<(usize, Envelope)>> = todo.drain(..).map(Some).collect();
+    todo.extend(order.into_iter().filter_map(|p| slots[p].take()));
 }
 
 #[cfg(test)]
