@@ -37,6 +37,32 @@ pub const MAX_SPACES: usize = 1024;
 /// Most chain heads one space summary may carry.
 pub const MAX_TIPS: usize = 8192;
 
+/// What a connection's outbound stream negotiated (libp2p protocol
+/// selection: the daemon offers `/coffer/sync/3`, then `/coffer/sync/2`),
+/// so what the peer understands before anything is written. The daemon
+/// tells the replica when a session opens; the replica decides what to
+/// send from it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SyncWire {
+    /// `/coffer/sync/2`: `Hello` carries every chain head of every shared
+    /// space (an older peer reads nothing else).
+    #[default]
+    V2,
+    /// `/coffer/sync/3`: `HelloDigest` carries one digest of everything
+    /// shared; heads go out only for the spaces whose digests differ.
+    V3,
+}
+
+impl SyncWire {
+    /// The libp2p protocol name of the wire.
+    pub fn protocol_name(self) -> &'static str {
+        match self {
+            SyncWire::V2 => "/coffer/sync/2",
+            SyncWire::V3 => "/coffer/sync/3",
+        }
+    }
+}
+
 /// A chain head: the last envelope of one author's chain in one space that
 /// a peer holds (one per chain, unless its author forked it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +133,22 @@ pub enum SyncMessage {
         #[serde(with = "envelope_list")]
         records: Vec<Vec<u8>>,
     },
+    /// `/coffer/sync/3` only: the first message on the stream instead of
+    /// `Hello`, of constant size: the version, and one digest of the chain
+    /// heads of every space the sender shares with the receiver
+    /// ([`Replica::sync_digest`]). Equal digests: the two hold the same,
+    /// nothing more is said but `Caught`. Different: each side sends its
+    /// `SpaceDigests`.
+    HelloDigest { version: u16, digest: [u8; 32] },
+    /// `/coffer/sync/3` only: per space the sender shares with the
+    /// receiver, the digest of its chain heads. The receiver answers with
+    /// `Tips` for the spaces whose digests differ from its own (and with
+    /// its own `SpaceDigests` if it sent none since the last hello).
+    SpaceDigests { spaces: Vec<(SpaceId, [u8; 32])> },
+    /// `/coffer/sync/3` only: the chain heads of some spaces (a `Summary`
+    /// of these spaces alone; what the receiver knows of the others stays).
+    /// Answered by the receiver's own `Tips` of a space it did not send yet.
+    Tips { spaces: Vec<SpaceSummary> },
 }
 
 /// The envelopes of one `Envelopes` message, each of `space`.
@@ -145,9 +187,11 @@ impl SyncMessage {
             s.len() <= MAX_SPACES && s.iter().all(|x| x.tips.len() <= MAX_TIPS)
         };
         match self {
-            SyncMessage::Hello { spaces, .. } | SyncMessage::Summary { spaces } => {
-                spaces_ok(spaces)
-            }
+            SyncMessage::Hello { spaces, .. }
+            | SyncMessage::Summary { spaces }
+            | SyncMessage::Tips { spaces } => spaces_ok(spaces),
+            SyncMessage::SpaceDigests { spaces } => spaces.len() <= MAX_SPACES,
+            SyncMessage::HelloDigest { .. } => true,
             SyncMessage::Envelopes { envelopes, .. } => envelopes.len() <= MAX_BATCH_ENVELOPES,
             SyncMessage::Error { text, .. } => text.len() <= 512,
             SyncMessage::Caught { .. } | SyncMessage::Time { .. } => true,
@@ -288,6 +332,19 @@ pub(crate) struct PeerState {
     audit_heads_sent: bool,
     /// The audit chain heads it holds (its `AuditHeads`, then what was sent).
     pub(super) audit_heads: Option<BTreeMap<DeviceId, u64>>,
+    /// What its stream negotiated: which hello it is sent.
+    wire: SyncWire,
+    /// Digests differed (`/coffer/sync/3`): send `SpaceDigests`.
+    digests_due: bool,
+    /// `SpaceDigests` went out since its last hello.
+    digests_sent: bool,
+    /// Spaces whose heads it is to be sent (`Tips`).
+    tips_due: BTreeSet<SpaceId>,
+    /// Spaces whose heads it was sent since its last hello.
+    tips_sent: BTreeSet<SpaceId>,
+    /// Spaces whose heads are awaited from it: nothing of them is sent
+    /// until they arrive (it may hold all of it).
+    awaiting: BTreeSet<SpaceId>,
 }
 
 impl PeerState {
@@ -306,7 +363,19 @@ impl PeerState {
         self.notice_queued = false;
         self.audit_heads_sent = false;
         self.audit_heads = None;
+        // What is shared again goes out whole (`refresh_shares`): no
+        // longer waiting for its heads.
+        self.awaiting.clear();
         self
+    }
+
+    /// A hello or summary of the peer starts a new round of the exchange.
+    fn new_round(&mut self) {
+        self.digests_due = false;
+        self.digests_sent = false;
+        self.tips_due.clear();
+        self.tips_sent.clear();
+        self.awaiting.clear();
     }
 }
 
@@ -338,6 +407,49 @@ fn note(heads: &mut Heads, env: &Link) {
         chain.linked.sort();
         chain.linked.drain(..chain.linked.len() - 64);
     }
+}
+
+/// What a peer holds of a space, by its summary.
+fn heads_of(summary: SpaceSummary) -> Heads {
+    let mut heads = Heads::new();
+    for t in summary.tips {
+        if t.space == summary.space {
+            let chain = heads.entry((t.space, t.author)).or_default();
+            if t.linked {
+                chain.linked.push((t.seq, t.id));
+            } else {
+                chain.loose.insert(t.id);
+            }
+        }
+    }
+    heads
+}
+
+/// The digest of one space's heads (as its summary lists them, sorted):
+/// BLAKE3 in derive-key mode over the space id and each tip.
+fn space_digest(summary: &SpaceSummary) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("coffer 2026 sync space heads v1");
+    h.update(&summary.space.0);
+    h.update(&(summary.tips.len() as u64).to_le_bytes());
+    for t in &summary.tips {
+        h.update(&t.space.0);
+        h.update(&t.author.0);
+        h.update(&t.seq.to_le_bytes());
+        h.update(&t.id.0);
+        h.update(&[u8::from(t.linked)]);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// The digest of per-space digests (in space order).
+fn all_digest(spaces: &[(SpaceId, [u8; 32])]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("coffer 2026 sync shared heads v1");
+    h.update(&(spaces.len() as u64).to_le_bytes());
+    for (space, digest) in spaces {
+        h.update(&space.0);
+        h.update(digest);
+    }
+    *h.finalize().as_bytes()
 }
 
 impl Replica {
@@ -408,8 +520,36 @@ impl Replica {
             .collect()
     }
 
-    /// A peer connected (its transport identity checked by the caller).
+    /// Per space shared with `peer` (as many as a summary would carry),
+    /// the digest of its heads ([`space_digest`]), in space order.
+    fn space_digests_for(&self, peer: &DeviceId) -> Vec<(SpaceId, [u8; 32])> {
+        let mut out: Vec<(SpaceId, [u8; 32])> = self
+            .summaries_for(peer)
+            .iter()
+            .map(|s| (s.space, space_digest(s)))
+            .collect();
+        out.sort_by_key(|(s, _)| *s);
+        out
+    }
+
+    /// The digest a `HelloDigest` to `peer` carries: of every space shared
+    /// with it, in space order, its id and the digest of its heads. Two
+    /// devices that share the same spaces and hold the same heads of each
+    /// compute the same digest.
+    pub fn sync_digest(&self, peer: &DeviceId) -> [u8; 32] {
+        all_digest(&self.space_digests_for(peer))
+    }
+
+    /// A peer connected (its transport identity checked by the caller)
+    /// over `/coffer/sync/2`: see [`Replica::peer_connected_on`].
     pub fn peer_connected(&mut self, peer: DeviceId) {
+        self.peer_connected_on(peer, SyncWire::V2);
+    }
+
+    /// A peer connected (its transport identity checked by the caller);
+    /// `wire` is what this side's outbound stream negotiated, so which
+    /// hello the peer understands.
+    pub fn peer_connected_on(&mut self, peer: DeviceId, wire: SyncWire) {
         // A new connection: whatever session an old one had is over.
         self.suspended.remove(&peer);
         if !self.allowed.contains_key(&peer) {
@@ -420,6 +560,7 @@ impl Replica {
             peer,
             PeerState {
                 shared,
+                wire,
                 ..PeerState::default()
             },
         );
@@ -575,13 +716,18 @@ impl Replica {
     pub fn poll_transmit(&mut self, peer: &DeviceId) -> Option<SyncMessage> {
         let hello_sent = self.peers.get(peer)?.hello_sent;
         if !hello_sent {
-            let spaces = self.summaries_for(peer);
-            let st = self.peers.get_mut(peer)?;
-            st.hello_sent = true;
-            return Some(SyncMessage::Hello {
-                version: SYNC_VERSION,
-                spaces,
-            });
+            let hello = match self.peers.get(peer)?.wire {
+                SyncWire::V2 => SyncMessage::Hello {
+                    version: SYNC_VERSION,
+                    spaces: self.summaries_for(peer),
+                },
+                SyncWire::V3 => SyncMessage::HelloDigest {
+                    version: SYNC_VERSION,
+                    digest: self.sync_digest(peer),
+                },
+            };
+            self.peers.get_mut(peer)?.hello_sent = true;
+            return Some(hello);
         }
         if self.peers.get(peer)?.summary_due {
             let spaces = self.summaries_for(peer);
@@ -592,6 +738,24 @@ impl Replica {
         if !self.peers.get(peer)?.hello_heard {
             self.peers.get_mut(peer)?.woken = false;
             return None;
+        }
+        if self.peers.get(peer)?.digests_due {
+            let spaces = self.space_digests_for(peer);
+            let st = self.peers.get_mut(peer)?;
+            st.digests_due = false;
+            st.digests_sent = true;
+            return Some(SyncMessage::SpaceDigests { spaces });
+        }
+        if !self.peers.get(peer)?.tips_due.is_empty() {
+            let st = self.peers.get_mut(peer)?;
+            let due = std::mem::take(&mut st.tips_due);
+            st.tips_sent.extend(due.iter().copied());
+            let spaces = due
+                .iter()
+                .take(MAX_SPACES)
+                .filter_map(|s| self.summary_of(s))
+                .collect();
+            return Some(SyncMessage::Tips { spaces });
         }
         let st = self.peers.get(peer)?;
         if st.version >= super::AUDIT_SINCE_VERSION
@@ -626,9 +790,13 @@ impl Replica {
                 }
             }
         }
-        let dirty: Vec<SpaceId> = std::mem::take(&mut self.peers.get_mut(peer)?.dirty)
-            .into_iter()
-            .collect();
+        let st = self.peers.get_mut(peer)?;
+        // Spaces whose heads are awaited wait for them.
+        let (waiting, dirty): (BTreeSet<SpaceId>, BTreeSet<SpaceId>) =
+            std::mem::take(&mut st.dirty)
+                .into_iter()
+                .partition(|s| st.awaiting.contains(s));
+        st.dirty = waiting;
         for space in dirty {
             if !self.shares(peer, &space) {
                 continue;
@@ -749,6 +917,24 @@ impl Replica {
                 }
                 self.peer_holds(peer, spaces);
             }
+            SyncMessage::HelloDigest { version, digest } => {
+                if version < MIN_SYNC_VERSION {
+                    return Err(ProtocolViolation::Version(version));
+                }
+                self.peer_digest(peer, version, digest);
+            }
+            SyncMessage::SpaceDigests { spaces } => {
+                if !self.peers.get(&peer).is_some_and(|p| p.hello_heard) {
+                    return Err(ProtocolViolation::Malformed("space digests before hello"));
+                }
+                self.peer_space_digests(peer, spaces);
+            }
+            SyncMessage::Tips { spaces } => {
+                if !self.peers.get(&peer).is_some_and(|p| p.hello_heard) {
+                    return Err(ProtocolViolation::Malformed("tips before hello"));
+                }
+                self.peer_tips(peer, spaces);
+            }
             SyncMessage::Envelopes { space, envelopes } => {
                 let envs = decode_batch(space, &envelopes)?;
                 self.envelopes_from(peer, space, envs, rng)?;
@@ -858,28 +1044,133 @@ impl Replica {
             return;
         };
         st.hello_heard = true;
+        st.new_round();
         st.known.clear();
         for s in spaces {
             if !shared.contains(&s.space) {
                 continue;
             }
-            let heads = st.known.entry(s.space).or_default();
-            for t in s.tips {
-                if t.space == s.space {
-                    let chain = heads.entry((t.space, t.author)).or_default();
-                    if t.linked {
-                        chain.linked.push((t.seq, t.id));
-                    } else {
-                        chain.loose.insert(t.id);
-                    }
-                }
-            }
+            st.known.insert(s.space, heads_of(s));
         }
         st.queue.clear();
         st.queued.clear();
         st.owe_caught = shared.clone();
         st.shared = shared.clone();
         st.dirty = shared;
+        self.wake(peer);
+    }
+
+    /// The peer's `HelloDigest`: equal to this device's digest, it holds
+    /// what this device holds of every shared space (nothing to send but
+    /// `Caught`); different, per-space digests are exchanged first and
+    /// nothing is sent until the peer's heads of a space are known.
+    fn peer_digest(&mut self, peer: DeviceId, version: u16, digest: [u8; 32]) {
+        let shared: BTreeSet<SpaceId> = self.shared_with(&peer).into_iter().collect();
+        let in_sync = self.sync_digest(&peer) == digest;
+        let mine: Vec<SpaceSummary> = if in_sync {
+            self.summaries_for(&peer)
+        } else {
+            Vec::new()
+        };
+        let Some(st) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        st.version = version;
+        st.hello_heard = true;
+        st.new_round();
+        st.known.clear();
+        st.queue.clear();
+        st.queued.clear();
+        if in_sync {
+            for s in mine {
+                st.known.insert(s.space, heads_of(s));
+            }
+        } else {
+            st.awaiting = shared.clone();
+            st.digests_due = true;
+        }
+        st.owe_caught = shared.clone();
+        st.shared = shared.clone();
+        st.dirty = shared;
+        self.wake(peer);
+    }
+
+    /// The peer's `SpaceDigests`: a space with the same digest here is
+    /// held alike; one it does not list it lacks (as a `Summary` without
+    /// it says); for one whose digest differs, heads are exchanged.
+    fn peer_space_digests(&mut self, peer: DeviceId, spaces: Vec<(SpaceId, [u8; 32])>) {
+        let theirs: BTreeMap<SpaceId, [u8; 32]> = spaces.into_iter().collect();
+        let mine: Vec<(SpaceSummary, [u8; 32])> = self
+            .summaries_for(&peer)
+            .into_iter()
+            .map(|s| {
+                let d = space_digest(&s);
+                (s, d)
+            })
+            .collect();
+        let Some(st) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if !st.digests_sent {
+            st.digests_due = true;
+        }
+        for (summary, digest) in mine {
+            let space = summary.space;
+            match theirs.get(&space) {
+                Some(d) if *d == digest => {
+                    st.known.insert(space, heads_of(summary));
+                    st.awaiting.remove(&space);
+                }
+                Some(_) => {
+                    if !st.tips_sent.contains(&space) {
+                        st.tips_due.insert(space);
+                    }
+                    if !st.known.contains_key(&space) {
+                        st.awaiting.insert(space);
+                    }
+                }
+                None => {
+                    st.known.remove(&space);
+                    st.awaiting.remove(&space);
+                }
+            }
+            st.owe_caught.insert(space);
+            st.dirty.insert(space);
+        }
+        self.wake(peer);
+    }
+
+    /// The peer's `Tips`: what it holds of these spaces (the others as
+    /// known); a space whose heads this device did not send it yet gets
+    /// them back, so that a side that found the digests equal answers one
+    /// that found them different.
+    fn peer_tips(&mut self, peer: DeviceId, spaces: Vec<SpaceSummary>) {
+        let shared: BTreeSet<SpaceId> = self.shared_with(&peer).into_iter().collect();
+        let Some(st) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        for s in spaces {
+            let space = s.space;
+            if !shared.contains(&space) {
+                continue;
+            }
+            st.known.insert(space, heads_of(s));
+            st.awaiting.remove(&space);
+            if !st.tips_sent.contains(&space) {
+                st.tips_due.insert(space);
+            }
+            // Planned afresh against what it holds.
+            let PeerState { queue, queued, .. } = st;
+            queue.retain(|(sp, id)| {
+                let keep = *sp != space;
+                if !keep {
+                    queued.remove(id);
+                }
+                keep
+            });
+            st.owe_caught.insert(space);
+            st.dirty.insert(space);
+        }
         self.wake(peer);
     }
 
