@@ -1,6 +1,9 @@
-//! The sync wire protocol `/coffer/sync/2`: the framing of the replica's
-//! [`SyncMessage`]s. Pure: no sockets, no vault. What a message means, and
-//! what to send, is the replica's (`coffer_crdt::replica::sync`).
+//! The sync wire protocol `/coffer/sync/3` (and `/coffer/sync/2`, which
+//! older daemons speak): the framing of the replica's [`SyncMessage`]s.
+//! Pure: no sockets, no vault. What a message means, and what to send, is
+//! the replica's (`coffer_crdt::replica::sync`). Both wires frame the same
+//! messages; which one a session's outbound stream negotiated decides the
+//! hello the replica sends ([`SyncWire`]).
 //!
 //! Each side of a connection opens one outbound stream and only writes to
 //! it; it only reads the stream the other side opened. A frame is a 4-byte
@@ -10,13 +13,17 @@
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub use coffer_crdt::replica::{
-    PeerErrorCode as ErrorCode, SpaceSummary, SyncMessage as Message, Tip,
+    PeerErrorCode as ErrorCode, SpaceSummary, SyncMessage as Message, SyncWire, Tip,
     MAX_BATCH_BYTES as TARGET_BATCH_BYTES, MAX_BATCH_ENVELOPES, MAX_SPACES, MAX_TIPS,
     SYNC_VERSION as PROTOCOL_VERSION, TIME_SINCE_VERSION,
 };
 
-/// The libp2p protocol name; the trailing number is the major version.
+/// The libp2p protocol name of `/coffer/sync/2` (today's `Hello`, every
+/// head); the trailing number is the major version.
 pub const PROTOCOL_NAME: &str = "/coffer/sync/2";
+/// The libp2p protocol name of `/coffer/sync/3` (`HelloDigest`), offered
+/// first; a peer that does not speak it gets `/coffer/sync/2`.
+pub const PROTOCOL_NAME_V3: &str = "/coffer/sync/3";
 /// Bytes of the Noise prologue both sides must agree on: other libp2p nodes
 /// (and other apps or major versions) fail the handshake.
 pub const NOISE_PROLOGUE: &[u8] = b"coffer/noise/v1";
@@ -76,6 +83,9 @@ pub fn name(msg: &Message) -> &'static str {
         Message::Time { .. } => "time",
         Message::AuditHeads { .. } => "audit-heads",
         Message::AuditRecords { .. } => "audit-records",
+        Message::HelloDigest { .. } => "hello-digest",
+        Message::SpaceDigests { .. } => "space-digests",
+        Message::Tips { .. } => "tips",
     }
 }
 
