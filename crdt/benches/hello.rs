@@ -115,6 +115,8 @@ struct Bytes {
     /// Chain heads sent (in hellos, summaries and tips).
     tips: usize,
     messages: BTreeMap<&'static str, usize>,
+    /// Bytes per kind of message.
+    bytes: BTreeMap<&'static str, usize>,
 }
 
 fn kind(msg: &SyncMessage) -> &'static str {
@@ -152,6 +154,7 @@ fn step(from: &mut Device, to: &mut Device, out: &mut Bytes, rng: &mut ChaCha20R
         out.tips += spaces.iter().map(|s| s.tips.len()).sum::<usize>();
     }
     *out.messages.entry(kind(&m)).or_default() += 1;
+    *out.bytes.entry(kind(&m)).or_default() += n;
     from.drain();
     to.replica.handle_message(from_id, m, rng).expect("honest");
     to.drain();
@@ -228,7 +231,7 @@ fn main() {
     println!(
         "| connection | wire | hello bytes (both) | tips sent | all bytes until quiet | messages |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let mut n = 0;
     for (what, change) in [
         ("in sync", 0usize),
@@ -244,13 +247,14 @@ fn main() {
             let b = connect(&mut ada, &mut bob, wire, &mut rng);
             let elapsed = t.elapsed();
             println!(
-                "| {what} | {} | {} | {} | {} | {:?} ({:.0} ms) |",
+                "| {what} | {} | {} | {} | {} | {:?} ({:.0} ms) | {:?} |",
                 wire.protocol_name(),
                 b.hello,
                 b.tips,
                 b.total,
                 b.messages,
-                elapsed.as_secs_f64() * 1e3
+                elapsed.as_secs_f64() * 1e3,
+                b.bytes
             );
         }
     }

@@ -161,6 +161,13 @@ mod tests {
         }
     }
 
+    fn sample_tips() -> Message {
+        let Message::Hello { spaces, .. } = sample() else {
+            unreachable!()
+        };
+        Message::Tips { spaces }
+    }
+
     #[test]
     fn frames_round_trip() {
         let msgs = vec![
@@ -178,6 +185,19 @@ mod tests {
             },
             Message::Time {
                 unix_ms: 1_764_700_000_000,
+            },
+            Message::HelloDigest {
+                version: PROTOCOL_VERSION,
+                digest: [5; 32],
+            },
+            Message::SpaceDigests {
+                spaces: vec![(SpaceId([1; 32]), [6; 32])],
+            },
+            Message::Tips {
+                spaces: vec![SpaceSummary {
+                    space: SpaceId([1; 32]),
+                    tips: vec![],
+                }],
             },
         ];
         let mut wire = Vec::new();
@@ -210,6 +230,27 @@ mod tests {
             envelopes: vec![],
         };
         assert!(decode(&encode(&empty)).is_err());
+        // More spaces than a summary may describe, in the /3 messages too.
+        let digests = Message::SpaceDigests {
+            spaces: vec![(SpaceId([0; 32]), [0; 32]); MAX_SPACES + 1],
+        };
+        assert!(decode(&encode(&digests)).is_err());
+        let tips = Message::Tips {
+            spaces: vec![
+                SpaceSummary {
+                    space: SpaceId([0; 32]),
+                    tips: vec![],
+                };
+                MAX_SPACES + 1
+            ],
+        };
+        assert!(decode(&encode(&tips)).is_err());
+        // The /3 hello is of constant size: a version and a digest.
+        let hello = Message::HelloDigest {
+            version: PROTOCOL_VERSION,
+            digest: [0xff; 32],
+        };
+        assert!(encode(&hello).len() <= 40, "{}", encode(&hello).len());
         // Trailing bytes.
         let mut long = encode(&sample());
         long.push(0);
@@ -219,6 +260,28 @@ mod tests {
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        /// The `/coffer/sync/3` messages, cut or altered anywhere.
+        #[test]
+        fn altered_v3_messages_never_panic(
+            cut in 0usize..200,
+            at in 0usize..200,
+            byte in any::<u8>(),
+            which in 0u8..3,
+        ) {
+            let msg = match which {
+                0 => Message::HelloDigest { version: PROTOCOL_VERSION, digest: [7; 32] },
+                1 => Message::SpaceDigests { spaces: vec![(SpaceId([1; 32]), [2; 32]); 2] },
+                _ => sample_tips(),
+            };
+            let mut bytes = encode(&msg);
+            if !bytes.is_empty() {
+                let i = at % bytes.len();
+                bytes[i] = byte;
+            }
+            bytes.truncate(cut.min(bytes.len()));
             let _ = decode(&bytes);
         }
     }
