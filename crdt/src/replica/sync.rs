@@ -924,15 +924,11 @@ impl Replica {
                 self.peer_digest(peer, version, digest);
             }
             SyncMessage::SpaceDigests { spaces } => {
-                if !self.peers.get(&peer).is_some_and(|p| p.hello_heard) {
-                    return Err(ProtocolViolation::Malformed("space digests before hello"));
-                }
+                self.hello_implied(peer);
                 self.peer_space_digests(peer, spaces);
             }
             SyncMessage::Tips { spaces } => {
-                if !self.peers.get(&peer).is_some_and(|p| p.hello_heard) {
-                    return Err(ProtocolViolation::Malformed("tips before hello"));
-                }
+                self.hello_implied(peer);
                 self.peer_tips(peer, spaces);
             }
             SyncMessage::Envelopes { space, envelopes } => {
@@ -1093,6 +1089,24 @@ impl Replica {
         st.shared = shared.clone();
         st.dirty = shared;
         self.wake(peer);
+    }
+
+    /// `SpaceDigests` or `Tips` from a peer whose hello this session has
+    /// not heard: its hello came before this replica was rebuilt (the
+    /// daemon's reload after a failed write tells it of its peers again,
+    /// and the peer answers the new hello without a hello of its own).
+    /// Only a `/coffer/sync/3` peer sends them, so it knows this version;
+    /// nothing of it is known, so what differs goes out whole.
+    fn hello_implied(&mut self, peer: DeviceId) {
+        let shared: BTreeSet<SpaceId> = self.shared_with(&peer).into_iter().collect();
+        let Some(st) = self.peers.get_mut(&peer).filter(|st| !st.hello_heard) else {
+            return;
+        };
+        st.hello_heard = true;
+        st.version = SYNC_VERSION;
+        st.new_round();
+        st.owe_caught = shared.clone();
+        st.shared = shared;
     }
 
     /// The peer's `SpaceDigests`: a space with the same digest here is

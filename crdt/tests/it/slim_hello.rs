@@ -231,3 +231,28 @@ fn digests_that_raced_a_write_still_converge() {
     names.sort();
     assert_eq!(names, ["F0-item", "raced"]);
 }
+
+/// A replica rebuilt mid-session (cofferd reloads it after a failed write
+/// and tells it of its peers again) greets the peer again; the peer
+/// answers with `SpaceDigests` or `Tips` and no hello of its own: the
+/// rebuilt side takes that as the peer's hello, and the two sync on.
+#[test]
+fn a_replica_rebuilt_mid_session_on_v3_syncs_on() {
+    let mut w = team(SyncWire::V3);
+    let bob = w.nodes[1].id();
+    add(&mut w, 0, "F1", "before-rebuild");
+    w.settle();
+    add(&mut w, 1, "F3", "bob-while-rebuilt");
+    w.nodes[0].replica.peer_connected_on(bob, SyncWire::V3);
+    w.nodes[0].drain();
+    w.settle();
+    add(&mut w, 0, "F0", "after-rebuild");
+    add(&mut w, 1, "F2", "bob-after");
+    w.settle();
+    let has =
+        |w: &World, i: usize, f: &str, name: &str| w.nodes[i].names(f).contains(&name.to_string());
+    assert!(has(&w, 1, "F1", "before-rebuild"));
+    assert!(has(&w, 1, "F0", "after-rebuild"));
+    assert!(has(&w, 0, "F3", "bob-while-rebuilt"));
+    assert!(has(&w, 0, "F2", "bob-after"));
+}
