@@ -1,8 +1,11 @@
 //! Sync planning: what this device tells a peer it holds, what the peer
 //! lacks, and taking in what a peer sends. Per shared space: exchange chain
 //! heads, send what the other lacks (control ops first, each author's chain
-//! in order), push new envelopes as they are held. The message types are
-//! here; their encoding and framing are the daemon's (`net/protocol.rs`).
+//! in order), push new envelopes as they are held. On `/coffer/sync/3`
+//! heads are exchanged only for the spaces whose digests differ
+//! (`HelloDigest`, `SpaceDigests`, `Tips`). The message types are in
+//! `crate::sync_wire` (re-exported here); their encoding and framing are
+//! the daemon's (`net/protocol.rs`).
 //!
 //! A peer may send envelopes only of a space it shares with this device:
 //! the roster if it is a live device of the team, a folder if it is one of
