@@ -17,7 +17,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 export RUSTC_BOOTSTRAP=1
-for target in envelope_decode membership_decode audit_decode; do
+for target in envelope_decode membership_decode audit_decode sync_decode; do
     echo "fuzzing $target for ${secs}s"
     mkdir -p "corpus/$target"
     cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \

@@ -29,6 +29,7 @@ pub mod replica;
 pub mod schema;
 pub mod space;
 pub mod state;
+pub mod sync_wire;
 pub mod totp;
 
 pub use accept::{ChangeMeta, Limits, Reason, RosterJudgements};

@@ -91,6 +91,11 @@ struct Args {
     /// Print the cofferd(1) man page (roff) and exit (for packaging).
     #[arg(long, hide = true)]
     man_page: bool,
+    /// For tests only: speak the sync protocol `/coffer/sync/2` alone (no
+    /// `/coffer/sync/3`), as a daemon from before it did, so that tests
+    /// can run a mixed pair.
+    #[arg(long, hide = true)]
+    sync_v2_only: bool,
 }
 
 /// Exit status when another cofferd already serves the socket.
@@ -284,6 +289,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             disabled: args.no_network,
             relay: args.relay,
             no_hole_punch: args.no_hole_punch,
+            sync_v2_only: args.sync_v2_only,
         },
         relay: args.relay.then(|| {
             let mut limits = coffer_crdt::replica::relay::RelayLimits::default();

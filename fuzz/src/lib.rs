@@ -1,5 +1,5 @@
 //! The decoders of coffer-crdt under fuzzing, compiled from coffer-crdt's
-//! own source files (`ids`, `crypto`, `envelope`, `ops`, `audit`) without the rest
+//! own source files (`ids`, `crypto`, `envelope`, `ops`, `audit`, `sync_wire`) without the rest
 //! of the crate: no Automerge, so a cold fuzz build takes a fraction of the
 //! time (CI builds it from scratch). The code fuzzed is the code shipped.
 
@@ -13,3 +13,5 @@ pub mod envelope;
 pub mod ids;
 #[path = "../../crdt/src/ops.rs"]
 pub mod ops;
+#[path = "../../crdt/src/sync_wire.rs"]
+pub mod sync_wire;

@@ -679,6 +679,10 @@ pub struct PeerInfo {
     /// circuit, still Noise end to end).
     #[serde(default)]
     pub path: Option<String>,
+    /// The sync protocol this device's stream to it negotiated
+    /// ("/coffer/sync/3", or "/coffer/sync/2" with an older daemon).
+    #[serde(default)]
+    pub sync_protocol: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -737,3 +737,94 @@ fn issue_21_peers_show_last_contact_and_a_peer_that_stopped_answering() {
         peer_of(&a, &b_id)["silent"] == false
     });
 }
+
+/// The sync protocol `cli`'s daemon negotiated with `device`, if connected.
+fn sync_protocol(cli: &Cli, device: &str) -> Option<String> {
+    let v = cli.json(&["peers", "--json"], "");
+    v["peers"].as_array().and_then(|a| {
+        a.iter()
+            .find(|p| p["device_id"] == device && p["connected"] == true)
+            .and_then(|p| p["sync_protocol"].as_str().map(str::to_string))
+    })
+}
+
+/// Issue 18: a daemon that speaks `/coffer/sync/2` alone (the hidden
+/// `--sync-v2-only`, as a daemon from before `/coffer/sync/3`) and new
+/// daemons sync both ways, before and after restarts; two new daemons
+/// negotiate `/coffer/sync/3`, and once the old one is upgraded so does it.
+#[test]
+fn a_v2_only_daemon_and_new_ones_sync_both_ways() {
+    let ports = [free_port(), free_port(), free_port()];
+    let a = start_node(ports[0], &[ports[1], ports[2]]);
+    let mut old_args = net_args(ports[1], &[ports[0]]);
+    old_args.push("--sync-v2-only".into());
+    let mut b = Daemon::start_with(Options {
+        args: old_args,
+        ..Default::default()
+    });
+    let mut c = start_node(ports[2], &[ports[0]]);
+    for d in [&a, &b, &c] {
+        d.init();
+    }
+    let (ka, kb, kc) = (pairing_key(&a), pairing_key(&b), pairing_key(&c));
+    a.ok(&["folder", "create", "Team"], "");
+    a.ok(&["folder", "create", "Other"], "");
+    for (key, name) in [(&kb, "B"), (&kc, "C")] {
+        a.ok(
+            &[
+                "device", "trust", key, "--name", name, "--share", "Team", "--share", "Other",
+            ],
+            "",
+        );
+    }
+    b.ok(&["device", "trust", &ka, "--name", "A"], "");
+    c.ok(&["device", "trust", &ka, "--name", "A"], "");
+    for d in [&b, &c] {
+        wait_until(SYNC_TIMEOUT, "the shared folders arrive", || {
+            has_folder(d, "Team") && has_folder(d, "Other")
+        });
+    }
+    let (ida, idb, idc) = (device_id(&a), device_id(&b), device_id(&c));
+    wait_until(SYNC_TIMEOUT, "the protocols show", || {
+        sync_protocol(&a, &idb).as_deref() == Some("/coffer/sync/2")
+            && sync_protocol(&b, &ida).as_deref() == Some("/coffer/sync/2")
+            && sync_protocol(&a, &idc).as_deref() == Some("/coffer/sync/3")
+            && sync_protocol(&c, &ida).as_deref() == Some("/coffer/sync/3")
+    });
+    // Both ways, with the old daemon.
+    a.add_login("GitHub", "pw-mixed", &["--folder", "Team"]);
+    b.add_login("Jira", "pw-old", &["--folder", "Other"]);
+    for d in [&a, &b, &c] {
+        wait_until(SYNC_TIMEOUT, "both items arrive everywhere", || {
+            item(d, "Team/GitHub").is_some() && item(d, "Other/Jira").is_some()
+        });
+    }
+    // While B and C are down, one folder changes; restarted, they get it
+    // (C over `/3`: the digests differ in that folder only).
+    b.stop();
+    c.stop();
+    a.add_login("Offline", "pw-offline", &["--folder", "Team"]);
+    b.spawn();
+    c.spawn();
+    for d in [&b, &c] {
+        d.unlock();
+        wait_until(SYNC_TIMEOUT, "the offline item arrives", || {
+            item(d, "Team/Offline").is_some()
+        });
+    }
+    // B upgraded: `/coffer/sync/3` with A from now on, and still in sync.
+    b.stop();
+    let mut new_args = net_args(ports[1], &[ports[0]]);
+    new_args.retain(|a| a != "--sync-v2-only");
+    b.set_args(new_args);
+    b.spawn();
+    b.unlock();
+    wait_until(SYNC_TIMEOUT, "the upgraded daemon speaks /3", || {
+        sync_protocol(&a, &idb).as_deref() == Some("/coffer/sync/3")
+            && sync_protocol(&b, &ida).as_deref() == Some("/coffer/sync/3")
+    });
+    b.add_login("Upgraded", "pw-new", &["--folder", "Team"]);
+    wait_until(SYNC_TIMEOUT, "the upgraded daemon's item arrives", || {
+        item(&a, "Team/Upgraded").is_some() && item(&c, "Team/Upgraded").is_some()
+    });
+}

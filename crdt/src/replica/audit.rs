@@ -17,12 +17,7 @@ use crate::crypto::FolderKey;
 use crate::ids::{DeviceId, SpaceId};
 use crate::ops::Role;
 
-/// Most records one `AuditRecords` message carries.
-pub const MAX_AUDIT_BATCH: usize = 2048;
-/// Most chain heads one `AuditHeads` message carries.
-pub const MAX_AUDIT_HEADS: usize = 8192;
-/// The first sync version that knows the audit messages.
-pub const AUDIT_SINCE_VERSION: u16 = 4;
+pub use crate::sync_wire::{AUDIT_SINCE_VERSION, MAX_AUDIT_BATCH, MAX_AUDIT_HEADS};
 /// Chain keys kept open in memory while unlocked.
 const MAX_OPEN_KEYS: usize = 4096;
 

@@ -61,9 +61,9 @@ pub use recover::Recovery;
 pub use snapshot::SNAPSHOT_AFTER_CHANGES;
 pub use standing::Standing;
 pub use sync::{
-    PeerErrorCode, PeerSummary, ProtocolViolation, SpaceDigest, SpaceSummary, SyncMessage, Tip,
-    MAX_BATCH_BYTES, MAX_BATCH_ENVELOPES, MAX_SPACES, MAX_TIPS, MIN_SYNC_VERSION, SYNC_VERSION,
-    TIME_SINCE_VERSION,
+    PeerErrorCode, PeerSummary, ProtocolViolation, SpaceDigest, SpaceSummary, SyncMessage,
+    SyncWire, Tip, MAX_BATCH_BYTES, MAX_BATCH_ENVELOPES, MAX_SPACES, MAX_TIPS, MIN_SYNC_VERSION,
+    SYNC_VERSION, TIME_SINCE_VERSION,
 };
 pub use team::{
     principal_name, FolderMembers, GroupChange, Joiner, MemberDevice, MemberEntry, ShareChange,

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand_core::CryptoRngCore;
 
-use super::sync::{ProtocolViolation, SyncMessage, MIN_SYNC_VERSION, SYNC_VERSION};
+use super::sync::{ProtocolViolation, SyncMessage, SyncWire, MIN_SYNC_VERSION, SYNC_VERSION};
 use super::{Effect, Identity, Persist, Replica, SpaceKind, StoredSpace};
 use crate::envelope::{Envelope, Kind};
 use crate::ids::{DeviceId, SpaceId};
@@ -97,6 +97,8 @@ struct Pending {
     arrival: u64,
     hello: Option<SyncMessage>,
     hello_sent: bool,
+    /// What its session's outbound stream negotiated.
+    wire: SyncWire,
     roster: Option<Space>,
     bytes: usize,
 }
@@ -322,13 +324,22 @@ impl Relay {
         })
     }
 
-    /// A peer connected (named by its transport key).
+    /// A peer connected (named by its transport key) over `/coffer/sync/2`.
     pub fn peer_connected(&mut self, handle: DeviceId) {
+        self.peer_connected_on(handle, SyncWire::V2);
+    }
+
+    /// A peer connected (named by its transport key); `wire` is what the
+    /// relay's outbound stream to it negotiated. A pending peer is greeted
+    /// with an empty `Hello` on either wire (every version reads it: "I
+    /// hold nothing, send your roster"); once bound, the team's replica
+    /// greets it as `wire` says.
+    pub fn peer_connected_on(&mut self, handle: DeviceId, wire: SyncWire) {
         self.peer_disconnected(&handle);
         if let Some((team, device)) = self.device_of(&handle) {
             self.peers.insert(handle, Link::Bound { team, device });
             if let Some(r) = self.teams.get_mut(&team) {
-                r.peer_connected(device);
+                r.peer_connected_on(device, wire);
             }
             self.after(team);
             return;
@@ -357,6 +368,7 @@ impl Relay {
             handle,
             Link::Pending(Box::new(Pending {
                 arrival: self.arrivals,
+                wire,
                 ..Pending::default()
             })),
         );
@@ -459,7 +471,7 @@ impl Relay {
             return Err(ProtocolViolation::NotAllowed);
         };
         match msg {
-            SyncMessage::Hello { version, .. } => {
+            SyncMessage::Hello { version, .. } | SyncMessage::HelloDigest { version, .. } => {
                 if version < MIN_SYNC_VERSION {
                     return Err(ProtocolViolation::Version(version));
                 }
@@ -531,6 +543,7 @@ impl Relay {
         let team = roster.id();
         let envs: Vec<Envelope> = roster.held().cloned().collect();
         let hello = p.hello.clone();
+        let wire = p.wire;
         if let Some(r) = self.teams.get_mut(&team) {
             r.take_in(team, envs);
             let known = r.team_state().is_some_and(|t| {
@@ -566,7 +579,7 @@ impl Relay {
         self.peers.insert(handle, Link::Bound { team, device });
         let result = match self.teams.get_mut(&team) {
             Some(r) => {
-                r.peer_connected(device);
+                r.peer_connected_on(device, wire);
                 match hello {
                     Some(h) => r.handle_message(device, h, rng),
                     None => Ok(()),

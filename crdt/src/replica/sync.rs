@@ -1,8 +1,11 @@
 //! Sync planning: what this device tells a peer it holds, what the peer
 //! lacks, and taking in what a peer sends. Per shared space: exchange chain
 //! heads, send what the other lacks (control ops first, each author's chain
-//! in order), push new envelopes as they are held. The message types are
-//! here; their encoding and framing are the daemon's (`net/protocol.rs`).
+//! in order), push new envelopes as they are held. On `/coffer/sync/3`
+//! heads are exchanged only for the spaces whose digests differ
+//! (`HelloDigest`, `SpaceDigests`, `Tips`). The message types are in
+//! `crate::sync_wire` (re-exported here); their encoding and framing are
+//! the daemon's (`net/protocol.rs`).
 //!
 //! A peer may send envelopes only of a space it shares with this device:
 //! the roster if it is a live device of the team, a folder if it is one of
@@ -12,102 +15,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
-use serde::{Deserialize, Serialize};
-
 use super::{Event, Persist, Replica, SpaceKind};
 use crate::envelope::{Envelope, Kind};
 use crate::ids::{DeviceId, EnvelopeId, SpaceId};
 use crate::ops::{ControlOp, MembershipOp, Principal};
 use crate::space::{IngestError, Space};
-
-/// The version a [`SyncMessage::Hello`] carries (2: envelope format 3,
-/// chain heads in summaries; 3: [`SyncMessage::Time`]; 4: the audit
-/// trail's [`SyncMessage::AuditHeads`] and [`SyncMessage::AuditRecords`]).
-pub const SYNC_VERSION: u16 = 4;
-/// The lowest version a peer's `Hello` may carry: a version-2 peer syncs
-/// like any other, it is only never sent what it does not know.
-pub const MIN_SYNC_VERSION: u16 = 2;
-/// The first version that knows [`SyncMessage::Time`].
-pub const TIME_SINCE_VERSION: u16 = 3;
-/// A batch of envelopes is cut at this size (or [`MAX_BATCH_ENVELOPES`]).
-pub const MAX_BATCH_BYTES: usize = 1 << 20;
-pub const MAX_BATCH_ENVELOPES: usize = 8192;
-/// Most spaces one summary may describe.
-pub const MAX_SPACES: usize = 1024;
-/// Most chain heads one space summary may carry.
-pub const MAX_TIPS: usize = 8192;
-
-/// A chain head: the last envelope of one author's chain in one space that
-/// a peer holds (one per chain, unless its author forked it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tip {
-    pub space: SpaceId,
-    pub author: DeviceId,
-    pub seq: u64,
-    pub id: EnvelopeId,
-    /// The holder holds every ancestor of it too (false: a gap below it).
-    pub linked: bool,
-}
-
-/// What a peer holds of one space: its chain heads.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SpaceSummary {
-    pub space: SpaceId,
-    pub tips: Vec<Tip>,
-}
-
-/// Why a peer is being cut off (or said it closes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PeerErrorCode {
-    /// The frame or message could not be decoded, or broke a bound.
-    Malformed,
-    /// An envelope failed its signature or does not belong to the space.
-    InvalidEnvelope,
-    /// The `Hello` named a version this side does not speak.
-    Version,
-    /// This device does not sync with the peer.
-    NotAllowed,
-}
-
-/// One message of the sync protocol. Variant order is wire format: append only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SyncMessage {
-    /// First message on every outbound stream: the version, and the heads
-    /// of each space the sender shares with the receiver.
-    Hello {
-        version: u16,
-        spaces: Vec<SpaceSummary>,
-    },
-    /// "Here is what I hold now; send what I lack."
-    Summary { spaces: Vec<SpaceSummary> },
-    /// Envelopes of one space, control ops first, each chain in seq order.
-    Envelopes {
-        space: SpaceId,
-        #[serde(with = "envelope_list")]
-        envelopes: Vec<Vec<u8>>,
-    },
-    /// Everything the receiver lacked of `space` (per its last summary) was sent.
-    Caught { space: SpaceId },
-    /// The sender is closing the connection, and why.
-    Error { code: PeerErrorCode, text: String },
-    /// The sender's wall clock as it sent this (ms since the Unix epoch):
-    /// sent once per session, after the receiver's `Hello` announced
-    /// [`TIME_SINCE_VERSION`] or later, so the receiver can tell how far
-    /// the two clocks are apart (`coffer doctor`; TOTP codes and audit
-    /// times depend on clocks). The transport's business: the replica
-    /// takes no decision on it and ignores it.
-    Time { unix_ms: i64 },
-    /// The newest seq of each audit chain the sender holds (once per
-    /// session, to a peer whose `Hello` announced
-    /// [`super::AUDIT_SINCE_VERSION`]): send the records above them that I
-    /// may read.
-    AuditHeads { heads: Vec<(DeviceId, u64)> },
-    /// Audit records (`crate::audit::Record` bytes), each chain in seq order.
-    AuditRecords {
-        #[serde(with = "envelope_list")]
-        records: Vec<Vec<u8>>,
-    },
-}
+pub use crate::sync_wire::{
+    PeerErrorCode, SpaceSummary, SyncMessage, SyncWire, Tip, MAX_BATCH_BYTES, MAX_BATCH_ENVELOPES,
+    MAX_SPACES, MAX_TIPS, MIN_SYNC_VERSION, SYNC_VERSION, TIME_SINCE_VERSION,
+};
 
 /// The envelopes of one `Envelopes` message, each of `space`.
 fn decode_batch(space: SpaceId, envelopes: &[Vec<u8>]) -> Result<Vec<Envelope>, ProtocolViolation> {
@@ -120,41 +36,6 @@ fn decode_batch(space: SpaceId, envelopes: &[Vec<u8>]) -> Result<Vec<Envelope>, 
         envs.push(env);
     }
     Ok(envs)
-}
-
-/// Envelopes as byte strings (serde_bytes for each element).
-mod envelope_list {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use serde_bytes::{ByteBuf, Bytes};
-
-    pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
-        let refs: Vec<&Bytes> = v.iter().map(|b| Bytes::new(b)).collect();
-        refs.serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
-        let bufs: Vec<ByteBuf> = Vec::deserialize(d)?;
-        Ok(bufs.into_iter().map(ByteBuf::into_vec).collect())
-    }
-}
-
-impl SyncMessage {
-    /// Whether the message keeps within the protocol's bounds.
-    pub fn within_bounds(&self) -> bool {
-        let spaces_ok = |s: &[SpaceSummary]| {
-            s.len() <= MAX_SPACES && s.iter().all(|x| x.tips.len() <= MAX_TIPS)
-        };
-        match self {
-            SyncMessage::Hello { spaces, .. } | SyncMessage::Summary { spaces } => {
-                spaces_ok(spaces)
-            }
-            SyncMessage::Envelopes { envelopes, .. } => envelopes.len() <= MAX_BATCH_ENVELOPES,
-            SyncMessage::Error { text, .. } => text.len() <= 512,
-            SyncMessage::Caught { .. } | SyncMessage::Time { .. } => true,
-            SyncMessage::AuditHeads { heads } => heads.len() <= super::MAX_AUDIT_HEADS,
-            SyncMessage::AuditRecords { records } => records.len() <= super::MAX_AUDIT_BATCH,
-        }
-    }
 }
 
 /// A peer broke the protocol (or closed): the session ends.
@@ -288,6 +169,19 @@ pub(crate) struct PeerState {
     audit_heads_sent: bool,
     /// The audit chain heads it holds (its `AuditHeads`, then what was sent).
     pub(super) audit_heads: Option<BTreeMap<DeviceId, u64>>,
+    /// What its stream negotiated: which hello it is sent.
+    wire: SyncWire,
+    /// Digests differed (`/coffer/sync/3`): send `SpaceDigests`.
+    digests_due: bool,
+    /// `SpaceDigests` went out since its last hello.
+    digests_sent: bool,
+    /// Spaces whose heads it is to be sent (`Tips`).
+    tips_due: BTreeSet<SpaceId>,
+    /// Spaces whose heads it was sent since its last hello.
+    tips_sent: BTreeSet<SpaceId>,
+    /// Spaces whose heads are awaited from it: nothing of them is sent
+    /// until they arrive (it may hold all of it).
+    awaiting: BTreeSet<SpaceId>,
 }
 
 impl PeerState {
@@ -306,7 +200,19 @@ impl PeerState {
         self.notice_queued = false;
         self.audit_heads_sent = false;
         self.audit_heads = None;
+        // What is shared again goes out whole (`refresh_shares`): no
+        // longer waiting for its heads.
+        self.awaiting.clear();
         self
+    }
+
+    /// A hello or summary of the peer starts a new round of the exchange.
+    fn new_round(&mut self) {
+        self.digests_due = false;
+        self.digests_sent = false;
+        self.tips_due.clear();
+        self.tips_sent.clear();
+        self.awaiting.clear();
     }
 }
 
@@ -338,6 +244,49 @@ fn note(heads: &mut Heads, env: &Link) {
         chain.linked.sort();
         chain.linked.drain(..chain.linked.len() - 64);
     }
+}
+
+/// What a peer holds of a space, by its summary.
+fn heads_of(summary: SpaceSummary) -> Heads {
+    let mut heads = Heads::new();
+    for t in summary.tips {
+        if t.space == summary.space {
+            let chain = heads.entry((t.space, t.author)).or_default();
+            if t.linked {
+                chain.linked.push((t.seq, t.id));
+            } else {
+                chain.loose.insert(t.id);
+            }
+        }
+    }
+    heads
+}
+
+/// The digest of one space's heads (as its summary lists them, sorted):
+/// BLAKE3 in derive-key mode over the space id and each tip.
+fn space_digest(summary: &SpaceSummary) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("coffer 2026 sync space heads v1");
+    h.update(&summary.space.0);
+    h.update(&(summary.tips.len() as u64).to_le_bytes());
+    for t in &summary.tips {
+        h.update(&t.space.0);
+        h.update(&t.author.0);
+        h.update(&t.seq.to_le_bytes());
+        h.update(&t.id.0);
+        h.update(&[u8::from(t.linked)]);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// The digest of per-space digests (in space order).
+fn all_digest(spaces: &[(SpaceId, [u8; 32])]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("coffer 2026 sync shared heads v1");
+    h.update(&(spaces.len() as u64).to_le_bytes());
+    for (space, digest) in spaces {
+        h.update(&space.0);
+        h.update(digest);
+    }
+    *h.finalize().as_bytes()
 }
 
 impl Replica {
@@ -408,8 +357,36 @@ impl Replica {
             .collect()
     }
 
-    /// A peer connected (its transport identity checked by the caller).
+    /// Per space shared with `peer` (as many as a summary would carry),
+    /// the digest of its heads ([`space_digest`]), in space order.
+    fn space_digests_for(&self, peer: &DeviceId) -> Vec<(SpaceId, [u8; 32])> {
+        let mut out: Vec<(SpaceId, [u8; 32])> = self
+            .summaries_for(peer)
+            .iter()
+            .map(|s| (s.space, space_digest(s)))
+            .collect();
+        out.sort_by_key(|(s, _)| *s);
+        out
+    }
+
+    /// The digest a `HelloDigest` to `peer` carries: of every space shared
+    /// with it, in space order, its id and the digest of its heads. Two
+    /// devices that share the same spaces and hold the same heads of each
+    /// compute the same digest.
+    pub fn sync_digest(&self, peer: &DeviceId) -> [u8; 32] {
+        all_digest(&self.space_digests_for(peer))
+    }
+
+    /// A peer connected (its transport identity checked by the caller)
+    /// over `/coffer/sync/2`: see [`Replica::peer_connected_on`].
     pub fn peer_connected(&mut self, peer: DeviceId) {
+        self.peer_connected_on(peer, SyncWire::V2);
+    }
+
+    /// A peer connected (its transport identity checked by the caller);
+    /// `wire` is what this side's outbound stream negotiated, so which
+    /// hello the peer understands.
+    pub fn peer_connected_on(&mut self, peer: DeviceId, wire: SyncWire) {
         // A new connection: whatever session an old one had is over.
         self.suspended.remove(&peer);
         if !self.allowed.contains_key(&peer) {
@@ -420,6 +397,7 @@ impl Replica {
             peer,
             PeerState {
                 shared,
+                wire,
                 ..PeerState::default()
             },
         );
@@ -575,13 +553,18 @@ impl Replica {
     pub fn poll_transmit(&mut self, peer: &DeviceId) -> Option<SyncMessage> {
         let hello_sent = self.peers.get(peer)?.hello_sent;
         if !hello_sent {
-            let spaces = self.summaries_for(peer);
-            let st = self.peers.get_mut(peer)?;
-            st.hello_sent = true;
-            return Some(SyncMessage::Hello {
-                version: SYNC_VERSION,
-                spaces,
-            });
+            let hello = match self.peers.get(peer)?.wire {
+                SyncWire::V2 => SyncMessage::Hello {
+                    version: SYNC_VERSION,
+                    spaces: self.summaries_for(peer),
+                },
+                SyncWire::V3 => SyncMessage::HelloDigest {
+                    version: SYNC_VERSION,
+                    digest: self.sync_digest(peer),
+                },
+            };
+            self.peers.get_mut(peer)?.hello_sent = true;
+            return Some(hello);
         }
         if self.peers.get(peer)?.summary_due {
             let spaces = self.summaries_for(peer);
@@ -592,6 +575,24 @@ impl Replica {
         if !self.peers.get(peer)?.hello_heard {
             self.peers.get_mut(peer)?.woken = false;
             return None;
+        }
+        if self.peers.get(peer)?.digests_due {
+            let spaces = self.space_digests_for(peer);
+            let st = self.peers.get_mut(peer)?;
+            st.digests_due = false;
+            st.digests_sent = true;
+            return Some(SyncMessage::SpaceDigests { spaces });
+        }
+        if !self.peers.get(peer)?.tips_due.is_empty() {
+            let st = self.peers.get_mut(peer)?;
+            let due = std::mem::take(&mut st.tips_due);
+            st.tips_sent.extend(due.iter().copied());
+            let spaces = due
+                .iter()
+                .take(MAX_SPACES)
+                .filter_map(|s| self.summary_of(s))
+                .collect();
+            return Some(SyncMessage::Tips { spaces });
         }
         let st = self.peers.get(peer)?;
         if st.version >= super::AUDIT_SINCE_VERSION
@@ -626,9 +627,13 @@ impl Replica {
                 }
             }
         }
-        let dirty: Vec<SpaceId> = std::mem::take(&mut self.peers.get_mut(peer)?.dirty)
-            .into_iter()
-            .collect();
+        let st = self.peers.get_mut(peer)?;
+        // Spaces whose heads are awaited wait for them.
+        let (waiting, dirty): (BTreeSet<SpaceId>, BTreeSet<SpaceId>) =
+            std::mem::take(&mut st.dirty)
+                .into_iter()
+                .partition(|s| st.awaiting.contains(s));
+        st.dirty = waiting;
         for space in dirty {
             if !self.shares(peer, &space) {
                 continue;
@@ -749,6 +754,20 @@ impl Replica {
                 }
                 self.peer_holds(peer, spaces);
             }
+            SyncMessage::HelloDigest { version, digest } => {
+                if version < MIN_SYNC_VERSION {
+                    return Err(ProtocolViolation::Version(version));
+                }
+                self.peer_digest(peer, version, digest);
+            }
+            SyncMessage::SpaceDigests { spaces } => {
+                self.hello_implied(peer);
+                self.peer_space_digests(peer, spaces);
+            }
+            SyncMessage::Tips { spaces } => {
+                self.hello_implied(peer);
+                self.peer_tips(peer, spaces);
+            }
             SyncMessage::Envelopes { space, envelopes } => {
                 let envs = decode_batch(space, &envelopes)?;
                 self.envelopes_from(peer, space, envs, rng)?;
@@ -858,28 +877,151 @@ impl Replica {
             return;
         };
         st.hello_heard = true;
+        st.new_round();
         st.known.clear();
         for s in spaces {
             if !shared.contains(&s.space) {
                 continue;
             }
-            let heads = st.known.entry(s.space).or_default();
-            for t in s.tips {
-                if t.space == s.space {
-                    let chain = heads.entry((t.space, t.author)).or_default();
-                    if t.linked {
-                        chain.linked.push((t.seq, t.id));
-                    } else {
-                        chain.loose.insert(t.id);
-                    }
-                }
-            }
+            st.known.insert(s.space, heads_of(s));
         }
         st.queue.clear();
         st.queued.clear();
         st.owe_caught = shared.clone();
         st.shared = shared.clone();
         st.dirty = shared;
+        self.wake(peer);
+    }
+
+    /// The peer's `HelloDigest`: equal to this device's digest, it holds
+    /// what this device holds of every shared space (nothing to send but
+    /// `Caught`); different, per-space digests are exchanged first and
+    /// nothing is sent until the peer's heads of a space are known.
+    fn peer_digest(&mut self, peer: DeviceId, version: u16, digest: [u8; 32]) {
+        let shared: BTreeSet<SpaceId> = self.shared_with(&peer).into_iter().collect();
+        let in_sync = self.sync_digest(&peer) == digest;
+        let mine: Vec<SpaceSummary> = if in_sync {
+            self.summaries_for(&peer)
+        } else {
+            Vec::new()
+        };
+        let Some(st) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        st.version = version;
+        st.hello_heard = true;
+        st.new_round();
+        st.known.clear();
+        st.queue.clear();
+        st.queued.clear();
+        if in_sync {
+            for s in mine {
+                st.known.insert(s.space, heads_of(s));
+            }
+        } else {
+            st.awaiting = shared.clone();
+            st.digests_due = true;
+        }
+        st.owe_caught = shared.clone();
+        st.shared = shared.clone();
+        st.dirty = shared;
+        self.wake(peer);
+    }
+
+    /// `SpaceDigests` or `Tips` from a peer whose hello this session has
+    /// not heard: its hello came before this replica was rebuilt (the
+    /// daemon's reload after a failed write tells it of its peers again,
+    /// and the peer answers the new hello without a hello of its own).
+    /// Only a `/coffer/sync/3` peer sends them, so it knows this version;
+    /// nothing of it is known, so what differs goes out whole.
+    fn hello_implied(&mut self, peer: DeviceId) {
+        let shared: BTreeSet<SpaceId> = self.shared_with(&peer).into_iter().collect();
+        let Some(st) = self.peers.get_mut(&peer).filter(|st| !st.hello_heard) else {
+            return;
+        };
+        st.hello_heard = true;
+        st.version = SYNC_VERSION;
+        st.new_round();
+        st.owe_caught = shared.clone();
+        st.shared = shared;
+    }
+
+    /// The peer's `SpaceDigests`: a space with the same digest here is
+    /// held alike; one it does not list it lacks (as a `Summary` without
+    /// it says); for one whose digest differs, heads are exchanged.
+    fn peer_space_digests(&mut self, peer: DeviceId, spaces: Vec<(SpaceId, [u8; 32])>) {
+        let theirs: BTreeMap<SpaceId, [u8; 32]> = spaces.into_iter().collect();
+        let mine: Vec<(SpaceSummary, [u8; 32])> = self
+            .summaries_for(&peer)
+            .into_iter()
+            .map(|s| {
+                let d = space_digest(&s);
+                (s, d)
+            })
+            .collect();
+        let Some(st) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if !st.digests_sent {
+            st.digests_due = true;
+        }
+        for (summary, digest) in mine {
+            let space = summary.space;
+            match theirs.get(&space) {
+                Some(d) if *d == digest => {
+                    st.known.insert(space, heads_of(summary));
+                    st.awaiting.remove(&space);
+                }
+                Some(_) => {
+                    if !st.tips_sent.contains(&space) {
+                        st.tips_due.insert(space);
+                    }
+                    if !st.known.contains_key(&space) {
+                        st.awaiting.insert(space);
+                    }
+                }
+                None => {
+                    st.known.remove(&space);
+                    st.awaiting.remove(&space);
+                }
+            }
+            st.owe_caught.insert(space);
+            st.dirty.insert(space);
+        }
+        self.wake(peer);
+    }
+
+    /// The peer's `Tips`: what it holds of these spaces (the others as
+    /// known); a space whose heads this device did not send it yet gets
+    /// them back, so that a side that found the digests equal answers one
+    /// that found them different.
+    fn peer_tips(&mut self, peer: DeviceId, spaces: Vec<SpaceSummary>) {
+        let shared: BTreeSet<SpaceId> = self.shared_with(&peer).into_iter().collect();
+        let Some(st) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        for s in spaces {
+            let space = s.space;
+            if !shared.contains(&space) {
+                continue;
+            }
+            st.known.insert(space, heads_of(s));
+            st.awaiting.remove(&space);
+            if !st.tips_sent.contains(&space) {
+                st.tips_due.insert(space);
+            }
+            // Planned afresh against what it holds.
+            let PeerState { queue, queued, .. } = st;
+            queue.retain(|(sp, id)| {
+                let keep = *sp != space;
+                if !keep {
+                    queued.remove(id);
+                }
+                keep
+            });
+            st.owe_caught.insert(space);
+            st.dirty.insert(space);
+        }
         self.wake(peer);
     }
 

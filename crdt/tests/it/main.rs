@@ -16,3 +16,4 @@ mod roster_admin;
 mod scenarios;
 mod sim;
 mod sim_space;
+mod slim_hello;

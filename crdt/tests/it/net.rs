@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use coffer_crdt::ops::UserId;
 use coffer_crdt::replica::{
-    Effect, Event, Identity, Joiner, Persist, SpaceKind, StoredSpace, SyncMessage, Trusted,
+    Effect, Event, Identity, Joiner, Persist, SpaceKind, StoredSpace, SyncMessage, SyncWire,
+    Trusted,
 };
 use coffer_crdt::{DeviceId, DeviceKeys, Envelope, Replica, SpaceId};
 use rand_chacha::ChaCha20Rng;
@@ -273,6 +274,33 @@ pub struct World {
     /// `Replica::handle_messages` call, as `cofferd` hands over the frames
     /// it read ahead (off: one `handle_message` per message).
     pub read_ahead: bool,
+    /// Which sync wire each connection speaks.
+    pub wires: Wires,
+    connections: u64,
+    /// Messages per kind of sync message delivered (`msg hello`…).
+    pub kinds: BTreeMap<&'static str, u64>,
+    /// When set, every message delivered: (from, to, message).
+    pub log: Option<Vec<(usize, usize, SyncMessage)>>,
+}
+
+/// Which sync wire each new connection speaks.
+#[derive(Clone, Copy, Debug)]
+pub enum Wires {
+    /// The same on every link, both ways (`/coffer/sync/2` by default, as
+    /// before the choice existed).
+    All(SyncWire),
+    /// Per connection and per direction, picked from the salt, the pair
+    /// and how many connections came before (the world's rng is not
+    /// touched, so a seed's schedule is as it was): both ends `/2`, both
+    /// `/3`, or one of each.
+    Mixed(u64),
+}
+
+/// A 64-bit mix (splitmix64's finaliser): picks a wire from a salt.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 impl World {
@@ -289,6 +317,10 @@ impl World {
             delivery: 100,
             adversary: None,
             read_ahead: false,
+            wires: Wires::All(SyncWire::V2),
+            connections: 0,
+            kinds: BTreeMap::new(),
+            log: None,
         }
     }
 
@@ -317,14 +349,31 @@ impl World {
                 if up && !was {
                     self.connected.insert((a, b));
                     let (da, db) = (self.nodes[a].id(), self.nodes[b].id());
-                    self.nodes[a].replica.peer_connected(db);
-                    self.nodes[b].replica.peer_connected(da);
+                    let (wa, wb) = self.wires_for(a, b);
+                    self.nodes[a].replica.peer_connected_on(db, wa);
+                    self.nodes[b].replica.peer_connected_on(da, wb);
                     self.nodes[a].drain();
                     self.nodes[b].drain();
                 } else if !up && was {
                     self.disconnect(a, b);
                 }
             }
+        }
+    }
+
+    /// The wires of a new connection of `a` and `b` (see `wires`).
+    fn wires_for(&mut self, a: usize, b: usize) -> (SyncWire, SyncWire) {
+        let salt = match self.wires {
+            Wires::All(w) => return (w, w),
+            Wires::Mixed(salt) => salt,
+        };
+        self.connections += 1;
+        let pick = mix(salt ^ mix(((a as u64) << 32) | b as u64) ^ mix(self.connections));
+        match pick % 4 {
+            0 => (SyncWire::V2, SyncWire::V2),
+            1 => (SyncWire::V3, SyncWire::V2),
+            2 => (SyncWire::V2, SyncWire::V3),
+            _ => (SyncWire::V3, SyncWire::V3),
         }
     }
 
@@ -431,6 +480,23 @@ impl World {
         if let SyncMessage::Envelopes { envelopes, .. } = msg {
             *self.envelopes.entry((a, b)).or_default() += envelopes.len() as u64;
         }
+        let kind = match msg {
+            SyncMessage::Hello { .. } => "msg hello",
+            SyncMessage::Summary { .. } => "msg summary",
+            SyncMessage::Envelopes { .. } => "msg envelopes",
+            SyncMessage::Caught { .. } => "msg caught",
+            SyncMessage::Error { .. } => "msg error",
+            SyncMessage::Time { .. } => "msg time",
+            SyncMessage::AuditHeads { .. } => "msg audit-heads",
+            SyncMessage::AuditRecords { .. } => "msg audit-records",
+            SyncMessage::HelloDigest { .. } => "msg hello-digest",
+            SyncMessage::SpaceDigests { .. } => "msg space-digests",
+            SyncMessage::Tips { .. } => "msg tips",
+        };
+        *self.kinds.entry(kind).or_default() += 1;
+        if let Some(log) = &mut self.log {
+            log.push((a, b, msg.clone()));
+        }
         if self.messages > 99_000 || std::env::var("COFFER_SIM_TRACE").is_ok() {
             let what = match msg {
                 SyncMessage::Hello { spaces, .. } => format!("hello {}", spaces.len()),
@@ -450,6 +516,9 @@ impl World {
                 SyncMessage::AuditRecords { records } => {
                     format!("{} audit records", records.len())
                 }
+                SyncMessage::HelloDigest { .. } => "hello digest".to_string(),
+                SyncMessage::SpaceDigests { spaces } => format!("space digests {}", spaces.len()),
+                SyncMessage::Tips { spaces } => format!("tips {}", spaces.len()),
             };
             eprintln!("{a} -> {b}: {what}");
         }

@@ -6,14 +6,14 @@ use coffer_crdt::folder::ItemType;
 use coffer_crdt::ops::{Principal, Role};
 use coffer_crdt::replica::relay::{Relay, RelayLimits};
 use coffer_crdt::replica::{
-    Effect, NewItemSpec, Persist, ShareChange, SpaceKind, StoredSpace, SyncMessage,
+    Effect, NewItemSpec, Persist, ShareChange, SpaceKind, StoredSpace, SyncMessage, SyncWire,
 };
 use coffer_crdt::ItemId;
 use coffer_crdt::{DeviceId, Outcome, SpaceId};
 use std::collections::BTreeMap;
 
 use crate::harness::{doc_as, force_content_as, rng};
-use crate::net::{transport, Node, World};
+use crate::net::{transport, Node, Wires, World};
 
 const RELAY: [u8; 32] = [0xAB; 32];
 
@@ -75,8 +75,13 @@ fn session(
 ) -> Option<coffer_crdt::replica::ProtocolViolation> {
     let relay_id = DeviceId(RELAY);
     let h = handle(&w.nodes[i]);
-    w.nodes[i].replica.peer_connected(relay_id);
-    relay.peer_connected(h);
+    // Both ends on the wire the world says (`/coffer/sync/2` unless set).
+    let wire = match w.wires {
+        Wires::All(wire) => wire,
+        Wires::Mixed(_) => SyncWire::V2,
+    };
+    w.nodes[i].replica.peer_connected_on(relay_id, wire);
+    relay.peer_connected_on(h, wire);
     let mut inject = inject;
     let mut error = None;
     for _ in 0..10_000 {
@@ -174,7 +179,59 @@ fn relay_for(w: &World, stored: Vec<coffer_crdt::replica::StoredSpace>) -> Relay
 
 #[test]
 fn an_edit_reaches_a_device_that_was_never_up_with_its_author() {
+    edit_through_the_relay(SyncWire::V2);
+}
+
+/// The same over `/coffer/sync/3` (issue 18): the relay greets a device
+/// it does not know yet with an empty `Hello`, binds it, then its team
+/// replica speaks digests; a device in sync with it exchanges no heads.
+#[test]
+fn an_edit_reaches_a_device_through_the_relay_over_v3() {
+    let (mut w, _) = edit_through_the_relay(SyncWire::V3);
+    let mut relay = relay_for(&w, Vec::new());
+    let mut store = RelayStore::default();
+    // Bob brings everything to a relay that holds nothing yet, then a
+    // second session finds the two in sync: hellos of one digest only.
+    assert_eq!(session(&mut w, 1, &mut relay, &mut store, None), None);
+    let relay_id = DeviceId(RELAY);
+    let h = handle(&w.nodes[1]);
+    w.nodes[1].replica.peer_connected_on(relay_id, SyncWire::V3);
+    relay.peer_connected_on(h, SyncWire::V3);
+    let mut seen = Vec::new();
+    for _ in 0..1000 {
+        let a = w.nodes[1].replica.poll_transmit(&relay_id);
+        w.nodes[1].drain();
+        if let Some(m) = a.clone() {
+            seen.push(m.clone());
+            relay.handle_message(h, m, &mut w.rng).unwrap();
+            store.drain(&mut relay);
+        }
+        let b = relay.poll_transmit(&h);
+        store.drain(&mut relay);
+        if let Some(m) = b.clone() {
+            seen.push(m.clone());
+            w.nodes[1]
+                .replica
+                .handle_message(relay_id, m, &mut w.rng)
+                .unwrap();
+            w.nodes[1].drain();
+        }
+        if a.is_none() && b.is_none() {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().all(|m| matches!(
+            m,
+            SyncMessage::HelloDigest { .. } | SyncMessage::Caught { .. }
+        )),
+        "{seen:?}"
+    );
+}
+
+fn edit_through_the_relay(wire: SyncWire) -> (World, SpaceId) {
     let (mut w, ops) = team(Role::Editor);
+    w.wires = Wires::All(wire);
     w.cut.insert((0, 1));
     w.cut.insert((1, 0));
     let mut relay = relay_for(&w, Vec::new());
@@ -199,6 +256,7 @@ fn an_edit_reaches_a_device_that_was_never_up_with_its_author() {
         .unwrap()
         .items(Some("Ops"), false)
         .is_err());
+    (w, ops)
 }
 
 #[test]

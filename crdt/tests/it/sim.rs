@@ -38,7 +38,7 @@ use proptest::prelude::*;
 use rand_chacha::rand_core::RngCore;
 
 use crate::harness::rng;
-use crate::net::World;
+use crate::net::{Wires, World};
 
 const SHARED: &str = "Shared";
 
@@ -80,6 +80,8 @@ impl Sim {
         );
         w.delivery = 50 + (r.next_u32() % 51);
         w.read_ahead = r.next_u32().is_multiple_of(2);
+        // Both sync wires, per connection (off the seed's own stream).
+        w.wires = Wires::Mixed(seed ^ 0x3c3c_3c3c_3c3c_3c3c);
         if adversary {
             w.adversary = Some(n - 1);
         }
@@ -1002,8 +1004,35 @@ pub fn run(
         sim.step();
     }
     sim.check();
+    for (kind, n) in &sim.w.kinds {
+        *sim.stats.entry(kind).or_default() += n;
+    }
     eprintln!("messages {}, {:?}", sim.w.messages, sim.stats);
     sim.stats
+}
+
+/// Both sync wires run in the simulator (`/coffer/sync/2` hellos with
+/// every head, `/coffer/sync/3` digests, heads only where they differ),
+/// mixed per connection, and the runs converge (issue 18).
+#[test]
+fn both_sync_wires_run_in_the_simulator() {
+    let mut total: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for seed in 0..12u64 {
+        for (k, n) in run(seed, 5, 40, seed % 2 == 0, seed % 4 == 1) {
+            *total.entry(k).or_default() += n;
+        }
+    }
+    for kind in [
+        "msg hello",
+        "msg hello-digest",
+        "msg space-digests",
+        "msg tips",
+    ] {
+        assert!(
+            total.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} in 12 runs: {total:?}"
+        );
+    }
 }
 
 /// Folders do open from snapshots in the simulator — after a lock and

@@ -61,6 +61,10 @@ pub struct NetConfig {
     pub relay: bool,
     /// Do not try DCUtR hole punching (stay relayed: `--no-hole-punch`).
     pub no_hole_punch: bool,
+    /// For tests only (`--sync-v2-only`, hidden): speak `/coffer/sync/2`
+    /// alone, as a daemon from before `/coffer/sync/3`, to show that a
+    /// mixed pair syncs.
+    pub sync_v2_only: bool,
 }
 
 impl NetConfig {
@@ -180,6 +184,8 @@ pub(crate) struct PeerStat {
     pub clock_measured_ms: Option<i64>,
     /// How the current connection runs (lan, direct, relayed).
     pub path: Option<nat::Path>,
+    /// The sync protocol the current session's outbound stream negotiated.
+    pub sync_protocol: Option<&'static str>,
 }
 
 impl PeerStat {
@@ -508,6 +514,7 @@ impl Net {
                         .path
                         .filter(|_| s.connected)
                         .map(|p| p.as_str().to_string()),
+                    sync_protocol: s.sync_protocol.filter(|_| s.connected).map(str::to_string),
                 }
             })
             .collect();

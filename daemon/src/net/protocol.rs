@@ -1,6 +1,9 @@
-//! The sync wire protocol `/coffer/sync/2`: the framing of the replica's
-//! [`SyncMessage`]s. Pure: no sockets, no vault. What a message means, and
-//! what to send, is the replica's (`coffer_crdt::replica::sync`).
+//! The sync wire protocol `/coffer/sync/3` (and `/coffer/sync/2`, which
+//! older daemons speak): the framing of the replica's [`SyncMessage`]s.
+//! Pure: no sockets, no vault. What a message means, and what to send, is
+//! the replica's (`coffer_crdt::replica::sync`). Both wires frame the same
+//! messages; which one a session's outbound stream negotiated decides the
+//! hello the replica sends ([`SyncWire`]).
 //!
 //! Each side of a connection opens one outbound stream and only writes to
 //! it; it only reads the stream the other side opened. A frame is a 4-byte
@@ -10,13 +13,17 @@
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub use coffer_crdt::replica::{
-    PeerErrorCode as ErrorCode, SpaceSummary, SyncMessage as Message, Tip,
+    PeerErrorCode as ErrorCode, SpaceSummary, SyncMessage as Message, SyncWire, Tip,
     MAX_BATCH_BYTES as TARGET_BATCH_BYTES, MAX_BATCH_ENVELOPES, MAX_SPACES, MAX_TIPS,
     SYNC_VERSION as PROTOCOL_VERSION, TIME_SINCE_VERSION,
 };
 
-/// The libp2p protocol name; the trailing number is the major version.
+/// The libp2p protocol name of `/coffer/sync/2` (today's `Hello`, every
+/// head); the trailing number is the major version.
 pub const PROTOCOL_NAME: &str = "/coffer/sync/2";
+/// The libp2p protocol name of `/coffer/sync/3` (`HelloDigest`), offered
+/// first; a peer that does not speak it gets `/coffer/sync/2`.
+pub const PROTOCOL_NAME_V3: &str = "/coffer/sync/3";
 /// Bytes of the Noise prologue both sides must agree on: other libp2p nodes
 /// (and other apps or major versions) fail the handshake.
 pub const NOISE_PROLOGUE: &[u8] = b"coffer/noise/v1";
@@ -76,6 +83,9 @@ pub fn name(msg: &Message) -> &'static str {
         Message::Time { .. } => "time",
         Message::AuditHeads { .. } => "audit-heads",
         Message::AuditRecords { .. } => "audit-records",
+        Message::HelloDigest { .. } => "hello-digest",
+        Message::SpaceDigests { .. } => "space-digests",
+        Message::Tips { .. } => "tips",
     }
 }
 
@@ -151,6 +161,13 @@ mod tests {
         }
     }
 
+    fn sample_tips() -> Message {
+        let Message::Hello { spaces, .. } = sample() else {
+            unreachable!()
+        };
+        Message::Tips { spaces }
+    }
+
     #[test]
     fn frames_round_trip() {
         let msgs = vec![
@@ -168,6 +185,19 @@ mod tests {
             },
             Message::Time {
                 unix_ms: 1_764_700_000_000,
+            },
+            Message::HelloDigest {
+                version: PROTOCOL_VERSION,
+                digest: [5; 32],
+            },
+            Message::SpaceDigests {
+                spaces: vec![(SpaceId([1; 32]), [6; 32])],
+            },
+            Message::Tips {
+                spaces: vec![SpaceSummary {
+                    space: SpaceId([1; 32]),
+                    tips: vec![],
+                }],
             },
         ];
         let mut wire = Vec::new();
@@ -200,6 +230,27 @@ mod tests {
             envelopes: vec![],
         };
         assert!(decode(&encode(&empty)).is_err());
+        // More spaces than a summary may describe, in the /3 messages too.
+        let digests = Message::SpaceDigests {
+            spaces: vec![(SpaceId([0; 32]), [0; 32]); MAX_SPACES + 1],
+        };
+        assert!(decode(&encode(&digests)).is_err());
+        let tips = Message::Tips {
+            spaces: vec![
+                SpaceSummary {
+                    space: SpaceId([0; 32]),
+                    tips: vec![],
+                };
+                MAX_SPACES + 1
+            ],
+        };
+        assert!(decode(&encode(&tips)).is_err());
+        // The /3 hello is of constant size: a version and a digest.
+        let hello = Message::HelloDigest {
+            version: PROTOCOL_VERSION,
+            digest: [0xff; 32],
+        };
+        assert!(encode(&hello).len() <= 40, "{}", encode(&hello).len());
         // Trailing bytes.
         let mut long = encode(&sample());
         long.push(0);
@@ -209,6 +260,28 @@ mod tests {
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        /// The `/coffer/sync/3` messages, cut or altered anywhere.
+        #[test]
+        fn altered_v3_messages_never_panic(
+            cut in 0usize..200,
+            at in 0usize..200,
+            byte in any::<u8>(),
+            which in 0u8..3,
+        ) {
+            let msg = match which {
+                0 => Message::HelloDigest { version: PROTOCOL_VERSION, digest: [7; 32] },
+                1 => Message::SpaceDigests { spaces: vec![(SpaceId([1; 32]), [2; 32]); 2] },
+                _ => sample_tips(),
+            };
+            let mut bytes = encode(&msg);
+            if !bytes.is_empty() {
+                let i = at % bytes.len();
+                bytes[i] = byte;
+            }
+            bytes.truncate(cut.min(bytes.len()));
             let _ = decode(&bytes);
         }
     }

@@ -16,8 +16,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, warn};
 
 use super::protocol::{
-    read_message, write_message, FrameError, Message, MAX_ERROR_TEXT, PROTOCOL_NAME,
-    TIME_SINCE_VERSION,
+    read_message, write_message, FrameError, Message, SyncWire, MAX_ERROR_TEXT, TIME_SINCE_VERSION,
 };
 use super::{now_ms, Command, Ctx};
 use crate::vault::VaultError;
@@ -222,7 +221,9 @@ fn noted(
     // The clocks (`coffer doctor`): ours goes to a peer that knows the
     // message, once; theirs is noted.
     match &msg {
-        Message::Hello { version, .. } if *version >= TIME_SINCE_VERSION && !*time_sent => {
+        Message::Hello { version, .. } | Message::HelloDigest { version, .. }
+            if *version >= TIME_SINCE_VERSION && !*time_sent =>
+        {
             *time_sent = true;
             let _ = own.try_send(Message::Time { unix_ms: now_ms() });
         }
@@ -239,6 +240,39 @@ fn noted(
     Some(msg)
 }
 
+/// Opens the outbound sync stream: `/coffer/sync/3`, else (the peer does
+/// not speak it) `/coffer/sync/2`; `v2_only` (tests) offers `/2` alone.
+/// Returns the stream and the wire it negotiated, or why it failed.
+async fn open(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+    v2_only: bool,
+) -> Result<(Stream, SyncWire), String> {
+    let wires: &[SyncWire] = if v2_only {
+        &[SyncWire::V2]
+    } else {
+        &[SyncWire::V3, SyncWire::V2]
+    };
+    let mut last = String::new();
+    for wire in wires {
+        let opened = tokio::time::timeout(
+            OPEN_TIMEOUT,
+            control.open_stream(peer, StreamProtocol::new(wire.protocol_name())),
+        )
+        .await;
+        match opened {
+            Ok(Ok(s)) => return Ok((s, *wire)),
+            Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(p))) => {
+                debug!(%peer, protocol = %p, "the peer does not speak it");
+                last = format!("the peer speaks no sync protocol of ours ({p})");
+            }
+            Ok(Err(e)) => return Err(format!("cannot open the sync stream: {e}")),
+            Err(_) => return Err("timed out opening the sync stream".into()),
+        }
+    }
+    Err(last)
+}
+
 /// Runs the session; returns why it ended and whether the peer broke the protocol.
 async fn run(
     ctx: Arc<Ctx>,
@@ -247,16 +281,12 @@ async fn run(
     mut control: libp2p_stream::Control,
     mut inbox: mpsc::Receiver<SessionMsg>,
 ) -> (String, bool) {
-    let opened = tokio::time::timeout(
-        OPEN_TIMEOUT,
-        control.open_stream(peer, StreamProtocol::new(PROTOCOL_NAME)),
-    )
-    .await;
-    let out = match opened {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return (format!("cannot open the sync stream: {e}"), false),
-        Err(_) => return ("timed out opening the sync stream".into(), false),
+    let (out, wire) = match open(&mut control, peer, ctx.config.sync_v2_only).await {
+        Ok(opened) => opened,
+        Err(reason) => return (reason, false),
     };
+    debug!(%peer, protocol = wire.protocol_name(), "sync stream open");
+    ctx.stat(&device, |s| s.sync_protocol = Some(wire.protocol_name()));
     let wake = Arc::new(Notify::new());
     let (cut, cut_off) = oneshot::channel();
     let (own, own_rx) = mpsc::channel(1);
@@ -270,7 +300,7 @@ async fn run(
     ));
     let mut time_sent = false;
     // The replica greets the peer (its Hello) through the writer.
-    ctx.vault.connect(device, wake.clone()).await;
+    ctx.vault.connect(device, wake.clone(), wire).await;
     let (frame_tx, mut frames) = mpsc::channel(READ_AHEAD);
     let mut reader_task: Option<tokio::task::JoinHandle<()>> = None;
     // A frame read ahead while draining, to handle next.

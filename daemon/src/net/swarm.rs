@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 use super::dial_error;
 use super::enrol;
 use super::nat;
-use super::protocol::{NOISE_PROLOGUE, PROTOCOL_NAME};
+use super::protocol::{NOISE_PROLOGUE, PROTOCOL_NAME, PROTOCOL_NAME_V3};
 use super::session::{self, SessionHandle};
 use super::{
     backoff, discovery, now_ms, transport_of, without_p2p, Command, Ctx, Dialling, MdnsState,
@@ -151,6 +151,10 @@ fn protocol() -> StreamProtocol {
     StreamProtocol::new(PROTOCOL_NAME)
 }
 
+fn protocol_v3() -> StreamProtocol {
+    StreamProtocol::new(PROTOCOL_NAME_V3)
+}
+
 fn build_swarm(
     seed: Zeroizing<[u8; 32]>,
     is_relay: bool,
@@ -263,6 +267,17 @@ pub(crate) async fn run(
     let mut incoming = control
         .accept(protocol())
         .map_err(|_| anyhow::anyhow!("sync protocol registered twice"))?;
+    // Inbound on both wires (a daemon from before `/coffer/sync/3` opens
+    // `/2`); the tests' `--sync-v2-only` daemon accepts `/2` alone.
+    let incoming_v3 = if ctx.config.sync_v2_only {
+        None
+    } else {
+        Some(
+            control
+                .accept(protocol_v3())
+                .map_err(|_| anyhow::anyhow!("sync protocol registered twice"))?,
+        )
+    };
     let mut enrol_incoming = control
         .accept(enrol::protocol())
         .map_err(|_| anyhow::anyhow!("enrolment protocol registered twice"))?;
@@ -356,6 +371,16 @@ pub(crate) async fn run(
         reserve_after: HashMap::new(),
     };
     let (inbound_tx, mut inbound_rx) = mpsc::channel(16);
+    if let Some(mut incoming_v3) = incoming_v3 {
+        let inbound_tx = inbound_tx.clone();
+        tokio::spawn(async move {
+            while let Some(pair) = incoming_v3.next().await {
+                if inbound_tx.send(pair).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         while let Some(pair) = incoming.next().await {
             if inbound_tx.send(pair).await.is_err() {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coffer_crdt::replica::LockReason;
+use coffer_crdt::replica::{LockReason, SyncWire};
 use coffer_crdt::DeviceId;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, info, warn};
@@ -43,7 +43,12 @@ enum Call {
     /// A request; `activity` postpones the auto-lock.
     Job { job: Job, activity: bool },
     /// A sync session for `peer` started: wake it through `notify`.
-    Connect { peer: DeviceId, notify: Arc<Notify> },
+    /// `wire`: what its outbound stream negotiated.
+    Connect {
+        peer: DeviceId,
+        notify: Arc<Notify>,
+        wire: SyncWire,
+    },
     /// That session ended.
     Disconnect { peer: DeviceId, notify: Arc<Notify> },
     /// Once a second: snapshot, then lock, after their idle times.
@@ -170,8 +175,8 @@ impl VaultHandle {
 
     /// A sync session for `peer` started; `notify` wakes it when the
     /// replica has something for it.
-    pub async fn connect(&self, peer: DeviceId, notify: Arc<Notify>) {
-        let _ = self.tx.send(Call::Connect { peer, notify }).await;
+    pub async fn connect(&self, peer: DeviceId, notify: Arc<Notify>, wire: SyncWire) {
+        let _ = self.tx.send(Call::Connect { peer, notify, wire }).await;
     }
 
     /// The session of `peer` (the one `notify` belongs to) ended.
@@ -216,7 +221,8 @@ struct Actor {
     vault: Vault,
     router: Box<dyn Router>,
     notice: watch::Sender<Option<String>>,
-    sessions: HashMap<DeviceId, Arc<Notify>>,
+    /// Each peer's session: its wake-up, and the wire its stream negotiated.
+    sessions: HashMap<DeviceId, (Arc<Notify>, SyncWire)>,
     auto_lock: Duration,
     last_activity: Instant,
     /// The idle upkeep (snapshots, heap trim) ran since the last request.
@@ -238,9 +244,9 @@ impl Actor {
                     answer();
                     continue;
                 }
-                Call::Connect { peer, notify } => {
-                    self.sessions.insert(peer, notify);
-                    self.vault.peer_connected(peer);
+                Call::Connect { peer, notify, wire } => {
+                    self.sessions.insert(peer, (notify, wire));
+                    self.vault.peer_connected(peer, wire);
                     self.settle();
                 }
                 Call::Disconnect { peer, notify } => {
@@ -248,7 +254,7 @@ impl Actor {
                     if self
                         .sessions
                         .get(&peer)
-                        .is_some_and(|n| Arc::ptr_eq(n, &notify))
+                        .is_some_and(|(n, _)| Arc::ptr_eq(n, &notify))
                     {
                         self.sessions.remove(&peer);
                         self.vault.peer_disconnected(&peer);
@@ -300,9 +306,10 @@ impl Actor {
     fn route(&mut self) {
         if self.vault.take_reloaded() {
             // A rebuilt replica knows no connected peer: tell it again.
-            let peers: Vec<DeviceId> = self.sessions.keys().copied().collect();
-            for peer in peers {
-                self.vault.peer_connected(peer);
+            let peers: Vec<(DeviceId, SyncWire)> =
+                self.sessions.iter().map(|(d, (_, w))| (*d, *w)).collect();
+            for (peer, wire) in peers {
+                self.vault.peer_connected(peer, wire);
             }
             self.settle();
         }
@@ -320,7 +327,7 @@ impl Actor {
             match output {
                 Output::Transmit(peer) => {
                     if let Some(n) = self.sessions.get(&peer) {
-                        n.notify_one();
+                        n.0.notify_one();
                     }
                 }
                 other => self.router.route(other),

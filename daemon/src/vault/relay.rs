@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use coffer_crdt::replica::relay::{Relay, RelayLimits, RelayStatus};
-use coffer_crdt::replica::{ProtocolViolation, SyncMessage};
+use coffer_crdt::replica::{ProtocolViolation, SyncMessage, SyncWire};
 use coffer_crdt::{DeviceId, SpaceId};
 use rand_core::CryptoRngCore;
 use tracing::{info, warn};
@@ -168,12 +168,13 @@ impl Vault {
         Ok(())
     }
 
-    /// A sync session with `peer` started (on the relay, or the replica).
-    pub fn peer_connected(&mut self, peer: DeviceId) {
+    /// A sync session with `peer` started (on the relay, or the replica);
+    /// `wire` is what its outbound stream negotiated.
+    pub fn peer_connected(&mut self, peer: DeviceId, wire: SyncWire) {
         if let Some(r) = self.relay.as_mut() {
-            r.peer_connected(peer);
+            r.peer_connected_on(peer, wire);
         } else if let Ok(r) = self.replica_mut() {
-            r.peer_connected(peer);
+            r.peer_connected_on(peer, wire);
         }
     }
 

@@ -11,6 +11,7 @@ use coffer_decoders::audit::{Action, AuditEvent, ChainWriter};
 use coffer_decoders::crypto::{DeviceKeys, FolderKey};
 use coffer_decoders::envelope::{ChangeHeader, Envelope, EnvelopeBody, Kind, ENVELOPE_VERSION};
 use coffer_decoders::ids::{EnvelopeId, SpaceId};
+use coffer_decoders::sync_wire::{PeerErrorCode, SpaceSummary, SyncMessage, Tip};
 use coffer_decoders::ops::{
     ChainLink, ControlOp, CutoffPoint, KeyWrap, MembershipOp, Principal, Role, RosterOp, UserId,
 };
@@ -165,6 +166,64 @@ fn main() {
     records.push(writer.checkpoint(&keys, through, 1_000, 2_000));
     for (n, r) in records.iter().enumerate() {
         fs::write(audit_dir.join(format!("rec{n:02}")), r.bytes()).unwrap();
+    }
+    // Sync messages: one of each, the `/coffer/sync/3` ones included.
+    let sync_dir = root.join("sync_decode");
+    fs::create_dir_all(&sync_dir).unwrap();
+    let tip = Tip {
+        space: SpaceId([5; 32]),
+        author: keys.device_id(),
+        seq: 7,
+        id: id(7),
+        linked: true,
+    };
+    let summary = SpaceSummary {
+        space: SpaceId([5; 32]),
+        tips: vec![tip, Tip { linked: false, ..tip }],
+    };
+    let messages = [
+        SyncMessage::Hello {
+            version: 4,
+            spaces: vec![summary.clone()],
+        },
+        SyncMessage::Summary {
+            spaces: vec![summary.clone()],
+        },
+        SyncMessage::Envelopes {
+            space: SpaceId([5; 32]),
+            envelopes: vec![vec![1, 2, 3]],
+        },
+        SyncMessage::Caught {
+            space: SpaceId([5; 32]),
+        },
+        SyncMessage::Error {
+            code: PeerErrorCode::Malformed,
+            text: "bad".into(),
+        },
+        SyncMessage::Time { unix_ms: 1_764_700_000_000 },
+        SyncMessage::AuditHeads {
+            heads: vec![(keys.device_id(), 3)],
+        },
+        SyncMessage::AuditRecords {
+            records: vec![vec![9; 16]],
+        },
+        SyncMessage::HelloDigest {
+            version: 4,
+            digest: [0x42; 32],
+        },
+        SyncMessage::SpaceDigests {
+            spaces: vec![(SpaceId([5; 32]), [0x43; 32])],
+        },
+        SyncMessage::Tips {
+            spaces: vec![summary],
+        },
+    ];
+    for (n, m) in messages.iter().enumerate() {
+        fs::write(
+            sync_dir.join(format!("msg{n:02}")),
+            postcard::to_stdvec(m).unwrap(),
+        )
+        .unwrap();
     }
     println!("seeds written under {}", root.display());
 }
