@@ -164,14 +164,19 @@ pub struct Space {
     known: HashSet<DeviceId>,
     /// Envelope ids named by held cutoffs: their arrival changes coverage.
     cutoff_ids: HashSet<EnvelopeId>,
-    /// What content not accepted (pending, or quarantined for a reason an
-    /// endorsement may lift) waits for: the envelopes it names as prev,
-    /// context or dep, and its chains. An envelope among them takes the
-    /// slow path, whose evaluation may accept what waited — through
-    /// several steps (a change built on a quarantined one missing a dep).
-    /// Rebuilt with each evaluation.
+    /// What envelopes not accepted (pending, or quarantined for a reason
+    /// an endorsement may lift) wait for: the envelopes they name as prev,
+    /// context or dep. An envelope among them takes the slow path, whose
+    /// evaluation may accept what waited — through several steps (a change
+    /// built on a quarantined one missing a dep). Rebuilt with each
+    /// evaluation.
     awaited: HashSet<EnvelopeId>,
-    awaiting_chains: HashSet<(SpaceId, DeviceId)>,
+    /// Per chain, the lowest seq of such an envelope: an envelope of the
+    /// chain at or above it may fork it or fill what it waits for, and
+    /// takes the slow path. Below it cannot: a pending control op of the
+    /// author (a key wrap sent ahead of the content before it) no longer
+    /// sends a whole initial sync down the slow path.
+    awaiting_chains: HashMap<(SpaceId, DeviceId), u64>,
     /// Groups a held membership op grants to or removes: adding a user to
     /// another group gives nobody a right in this folder.
     groups_named: HashSet<String>,
@@ -208,7 +213,7 @@ impl Space {
             known: HashSet::new(),
             cutoff_ids: HashSet::new(),
             awaited: HashSet::new(),
-            awaiting_chains: HashSet::new(),
+            awaiting_chains: HashMap::new(),
             groups_named: HashSet::new(),
             slots: HashSet::new(),
             control_counts: HashMap::new(),
@@ -820,7 +825,11 @@ impl Space {
                 continue;
             };
             let body = env.body();
-            self.awaiting_chains.insert((body.space, body.author));
+            let lowest = self
+                .awaiting_chains
+                .entry((body.space, body.author))
+                .or_insert(body.seq);
+            *lowest = (*lowest).min(body.seq);
             self.awaited.extend(body.prev);
             self.awaited.extend(body.context.iter().copied());
             if let Some(h) = &body.change {
@@ -1058,7 +1067,9 @@ impl Space {
     /// [`Space::awaited`]).
     fn waited_for(&self, env: &Envelope) -> bool {
         let body = env.body();
-        self.awaiting_chains.contains(&(body.space, body.author))
+        self.awaiting_chains
+            .get(&(body.space, body.author))
+            .is_some_and(|lowest| body.seq >= *lowest)
             || self.awaited.contains(&env.id())
     }
 

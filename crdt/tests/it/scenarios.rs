@@ -1548,5 +1548,53 @@ fn a_write_after_a_fork_of_one_change_names_the_accepted_envelope() {
     let r = w.reps[2].seal_content(&w.keys[2], &k, &change, &mut w.rng);
     assert!(r.is_ok(), "the next write fails: {r:?}");
     let deps = r.unwrap().body().change.clone().unwrap().deps;
-    assert!(deps.contains(&x.id()) && !deps.contains(&y.id()), "{deps:?}");
+    assert!(
+        deps.contains(&x.id()) && !deps.contains(&y.id()),
+        "{deps:?}"
+    );
+}
+
+/// A new device's initial sync: the founder's control op written after its
+/// content (a grant, as a key wrap for the new device is) comes first and
+/// waits for the content before it. The content below it still takes the
+/// fast path; the change it waits for goes to an evaluation, which takes
+/// the op in.
+#[test]
+fn a_pending_control_op_above_the_content_leaves_the_content_below_fast() {
+    let mut w = World::new(43, &[Role::Editor]);
+    let control: Vec<Envelope> = w.reps[0].held().cloned().collect();
+    let mut content = Vec::new();
+    for round in 0..10 {
+        content.push(w.write(0, &format!("item {round}"), 100 + round as i64));
+    }
+    let newcomer = DeviceKeys::generate(&mut w.rng);
+    let key = w.reps[0].folder_key(&w.keys[0]).unwrap();
+    let grant = w.reps[0]
+        .grant(
+            &w.keys[0],
+            Principal::Device(newcomer.device_id()),
+            Role::Member,
+            Some(newcomer.exchange_public()),
+            Some(&key),
+            &mut w.rng,
+        )
+        .unwrap();
+    let last = content.pop().unwrap();
+    assert_eq!(grant.body().prev, Some(last.id()));
+    let first = content.remove(0);
+
+    let mut fresh = Space::new(w.reps[0].id());
+    let with_control: Vec<Envelope> = control.iter().chain([&first, &grant]).cloned().collect();
+    assert!(fresh.ingest_batch(with_control).evaluated);
+    assert_eq!(fresh.outcome_of(&grant.id()), Some(Outcome::Pending));
+    let middle = fresh.ingest_batch(content.clone());
+    assert!(!middle.evaluated, "below the pending op: {middle:?}");
+    assert!(middle.outcomes.iter().all(|o| *o == Ok(Outcome::Accepted)));
+    let end = fresh.ingest_batch(vec![last.clone()]);
+    assert!(end.evaluated, "the op waits for it");
+    assert_eq!(fresh.outcome_of(&grant.id()), Some(Outcome::Accepted));
+    let mut judged = fresh.clone();
+    judged.refresh();
+    assert_eq!(fresh.digest(), judged.digest());
+    assert_eq!(digest(&fresh, &w.keyring), digest(&w.reps[0], &w.keyring));
 }
