@@ -755,19 +755,12 @@ impl Space {
         if incarnation < need {
             return Err(SpaceError::StaleIncarnation { need });
         }
-        // A dep known by an envelope no longer accepted (the losing side
-        // of a fork carrying the same change) is learnt again.
-        let named = |h: &[u8; 32]| {
-            self.by_hash
-                .get(h)
-                .is_some_and(|id| self.eval.accepted.contains(id))
-        };
-        if !meta.deps.iter().all(named) {
+        if meta.deps.iter().any(|h| self.accepted_of_hash(h).is_none()) {
             self.learn_metas(keys);
         }
         let mut deps = Vec::with_capacity(meta.deps.len());
         for h in &meta.deps {
-            deps.push(*self.by_hash.get(h).ok_or(SpaceError::UnknownDep)?);
+            deps.push(self.accepted_of_hash(h).ok_or(SpaceError::UnknownDep)?);
         }
         deps.sort();
         deps.dedup();
@@ -776,6 +769,22 @@ impl Space {
             seq: meta.seq,
             deps,
         })
+    }
+
+    /// The accepted envelope carrying the change of hash `h`. Two carry one
+    /// change only where its author forked, and which one is accepted may
+    /// change as envelopes arrive: `by_hash` names one, and where that one
+    /// is no longer accepted, the (lowest) accepted one is looked for.
+    fn accepted_of_hash(&self, h: &[u8; 32]) -> Option<EnvelopeId> {
+        match self.by_hash.get(h) {
+            Some(id) if self.eval.accepted.contains(id) => Some(*id),
+            _ => self
+                .metas
+                .iter()
+                .filter(|(id, hash)| *hash == h && self.eval.accepted.contains(id))
+                .map(|(id, _)| *id)
+                .min(),
+        }
     }
 
     /// Whether a decrypted change matches its envelope's header: actor of
@@ -814,13 +823,8 @@ impl Space {
     fn index_awaited(&mut self) {
         self.awaited.clear();
         self.awaiting_chains.clear();
-        let endorsable = self
-            .eval
-            .quarantined
-            .iter()
-            .filter(|(_, r)| r.endorsable())
-            .map(|(id, _)| id);
-        for id in self.eval.pending.iter().chain(endorsable) {
+        let mut linked: HashMap<EnvelopeId, bool> = HashMap::new();
+        for id in &self.eval.pending {
             let Some(env) = self.held.get(id) else {
                 continue;
             };
@@ -831,11 +835,57 @@ impl Space {
                 .or_insert(body.seq);
             *lowest = (*lowest).min(body.seq);
             self.awaited.extend(body.prev);
+            // Below a gap of its chain nothing else it names matters until
+            // the gap is filled (by its chain, awaited above): a forger's
+            // unlinked envelopes naming 1,000 deps each cost nothing here.
+            if self.is_linked(*id, &mut linked) {
+                self.awaited.extend(body.context.iter().copied());
+                if let Some(h) = &body.change {
+                    self.awaited.extend(h.deps.iter().copied());
+                }
+            }
+        }
+        // A quarantined change an endorsement may lift is judged, so
+        // linked, and below any envelope that extends its chain: only what
+        // it names matters (its chain stays on the fast path).
+        for (id, _) in self.eval.quarantined.iter().filter(|(_, r)| r.endorsable()) {
+            let Some(env) = self.held.get(id) else {
+                continue;
+            };
+            let body = env.body();
+            self.awaited.extend(body.prev);
             self.awaited.extend(body.context.iter().copied());
             if let Some(h) = &body.change {
                 self.awaited.extend(h.deps.iter().copied());
             }
         }
+    }
+
+    /// Whether the held envelope `id`'s chain is held all the way down
+    /// (a judged envelope is); `memo` keeps the answers of one pass.
+    fn is_linked(&self, id: EnvelopeId, memo: &mut HashMap<EnvelopeId, bool>) -> bool {
+        let mut path = Vec::new();
+        let mut at = id;
+        let linked = loop {
+            if let Some(known) = memo.get(&at) {
+                break *known;
+            }
+            if self.eval.accepted.contains(&at) || self.eval.quarantined.contains_key(&at) {
+                break true;
+            }
+            let Some(env) = self.held.get(&at) else {
+                break false;
+            };
+            path.push(at);
+            match env.body().prev {
+                Some(prev) => at = prev,
+                None => break true,
+            }
+        };
+        for step in path {
+            memo.insert(step, linked);
+        }
+        linked
     }
 
     fn check(&self, env: &Envelope) -> Result<(), IngestError> {
@@ -1079,14 +1129,16 @@ impl Space {
         let id = env.id();
         let key = (env.space(), env.author());
         self.eval.tips.insert(key, (env.seq(), id));
-        self.eval.heads.insert(
-            key,
-            vec![ChainHead {
-                seq: env.seq(),
-                id,
-                linked: true,
-            }],
-        );
+        // It replaces its prev as a head; a held envelope above a gap of
+        // the chain (pending) stays one, as an evaluation keeps it.
+        let heads = self.eval.heads.entry(key).or_default();
+        heads.retain(|h| Some(h.id) != env.body().prev);
+        heads.push(ChainHead {
+            seq: env.seq(),
+            id,
+            linked: true,
+        });
+        heads.sort();
         self.eval.accepted.insert(id);
         self.eval.content_order.push(id);
         if let Some(h) = &env.body().change {

@@ -4,6 +4,7 @@
 mod attacks;
 mod audit;
 mod browser;
+mod fast_paths;
 mod harness;
 mod hostile_peers;
 mod manage;

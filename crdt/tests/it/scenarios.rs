@@ -1590,11 +1590,113 @@ fn a_pending_control_op_above_the_content_leaves_the_content_below_fast() {
     let middle = fresh.ingest_batch(content.clone());
     assert!(!middle.evaluated, "below the pending op: {middle:?}");
     assert!(middle.outcomes.iter().all(|o| *o == Ok(Outcome::Accepted)));
+    // The pending op stays a head of its chain (what sync summaries and
+    // hello digests are made of), as an evaluation keeps it.
+    let mut judged = fresh.clone();
+    judged.refresh();
+    assert_eq!(fresh.chain_heads(), judged.chain_heads());
+    assert_eq!(fresh.chain_tips(), judged.chain_tips());
     let end = fresh.ingest_batch(vec![last.clone()]);
     assert!(end.evaluated, "the op waits for it");
     assert_eq!(fresh.outcome_of(&grant.id()), Some(Outcome::Accepted));
     let mut judged = fresh.clone();
     judged.refresh();
+    assert_eq!(fresh.chain_heads(), judged.chain_heads());
     assert_eq!(fresh.digest(), judged.digest());
     assert_eq!(digest(&fresh, &w.keyring), digest(&w.reps[0], &w.keyring));
+}
+
+/// An honest device that built on the losing side of a forger's fork has
+/// a quarantined change (`BuildsOnQuarantined`, which an endorsement may
+/// lift); its later changes still take the fast path, all but the one
+/// whose prev is that change. (Found by a review: every later envelope of
+/// its chain took a whole evaluation, on every device.)
+#[test]
+fn a_device_that_built_on_a_losing_fork_stays_on_the_fast_path() {
+    let mut w = World::new(44, &[Role::Editor, Role::Editor, Role::Editor]);
+    w.converge();
+    let epoch = w.reps[0].current_epoch().unwrap();
+    let key = w.keyring[&epoch].clone();
+    let before = w.reps[1].clone();
+    let ca = add_item_change(&w.reps[1], &w.keys[1], "forked", 1);
+    let p = force_content(&mut w.reps[1], &w.keys[1], &key, epoch, &ca, &mut w.rng);
+    let mut alt = before.clone();
+    let cb = add_item_change(&alt, &w.keys[1], "forked other", 1);
+    let q = force_content(&mut alt, &w.keys[1], &key, epoch, &cb, &mut w.rng);
+    let (x, y) = if p.id() < q.id() { (p, q) } else { (q, p) };
+    w.reps[2].ingest(y.clone()).unwrap();
+    let on_y = w.write(2, "on Y", 3);
+    w.reps[3].ingest(x.clone()).unwrap();
+    w.write(3, "on X", 4);
+    w.converge();
+    assert!(matches!(
+        w.reps[0].outcome_of(&on_y.id()),
+        Some(Outcome::Quarantined(Reason::BuildsOnQuarantined))
+    ));
+    let mut evaluated = 0;
+    for k in 0..5 {
+        let env = w.write(2, &format!("later {k}"), 10 + k);
+        let report = w.reps[0].ingest_batch(vec![env]);
+        assert_eq!(report.outcomes[0], Ok(Outcome::Accepted));
+        evaluated += usize::from(report.evaluated);
+    }
+    assert!(evaluated <= 1, "{evaluated} of 5 took an evaluation");
+    let mut judged = w.reps[0].clone();
+    judged.refresh();
+    assert_eq!(w.reps[0].digest(), judged.digest());
+}
+
+/// One change in two envelopes X < Y: this device accepts X, then Y wins
+/// (a change built on Y), then X again (another user built on X). Its next
+/// write names X, the envelope accepted now. (Found by a review: the hash
+/// stayed on Y and every write was refused while the change was a head.)
+#[test]
+fn a_write_after_a_fork_that_flips_back_names_the_accepted_envelope() {
+    let mut w = World::new(44, &[Role::Editor, Role::Editor, Role::Editor]);
+    w.converge();
+    let epoch = w.reps[0].current_epoch().unwrap();
+    let key = w.keyring[&epoch].clone();
+    let before = w.reps[1].clone();
+    let ca = add_item_change(&w.reps[1], &w.keys[1], "forked", 1);
+    let p = force_content(&mut w.reps[1], &w.keys[1], &key, epoch, &ca, &mut w.rng);
+    let mut alt = before.clone();
+    let q = force_content(&mut alt, &w.keys[1], &key, epoch, &ca, &mut w.rng);
+    let (x, y) = if p.id() < q.id() { (p, q) } else { (q, p) };
+    w.reps[0].ingest(x.clone()).unwrap();
+    w.reps[0].learn_metas(&w.keys[0]);
+    assert!(w.reps[0].is_accepted(&x.id()));
+    w.reps[2].ingest(y.clone()).unwrap();
+    let on_y = w.write(2, "on Y", 3);
+    w.reps[0].ingest(y.clone()).unwrap();
+    w.reps[0].ingest(on_y.clone()).unwrap();
+    assert!(w.reps[0].is_accepted(&y.id()) && !w.reps[0].is_accepted(&x.id()));
+    w.reps[0].learn_metas(&w.keys[0]);
+    let cc = add_item_change(&w.reps[3], &w.keys[3], "by three", 4);
+    w.reps[3].ingest(x.clone()).unwrap();
+    let meta = ChangeMeta::from_change(&cc).unwrap();
+    let header = ChangeHeader {
+        incarnation: meta.incarnation(&w.keys[3].device_id()).unwrap(),
+        seq: meta.seq,
+        deps: vec![x.id()],
+    };
+    let on_x = force_content_as(
+        &mut w.reps[3],
+        &w.keys[3],
+        &key,
+        epoch,
+        &cc,
+        header,
+        &mut w.rng,
+    );
+    w.reps[0].ingest(on_x).unwrap();
+    assert!(w.reps[0].is_accepted(&x.id()) && !w.reps[0].is_accepted(&y.id()));
+    let change = add_item_change(&w.reps[0], &w.keys[0], "next", 5);
+    let k = w.reps[0].folder_key(&w.keys[0]).unwrap();
+    let r = w.reps[0].seal_content(&w.keys[0], &k, &change, &mut w.rng);
+    assert!(r.is_ok(), "the next write fails: {r:?}");
+    let deps = r.unwrap().body().change.clone().unwrap().deps;
+    assert!(
+        deps.contains(&x.id()) && !deps.contains(&y.id()),
+        "{deps:?}"
+    );
 }
