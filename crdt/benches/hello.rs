@@ -19,11 +19,14 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use coffer_crdt::folder::ItemType;
-use coffer_crdt::ops::{Principal, RosterOp, UserId};
-use coffer_crdt::replica::{Joiner, NewItemSpec, ShareChange, SyncMessage, SyncWire};
-use coffer_crdt::{DeviceId, DeviceKeys, Replica, Role};
+use coffer_crdt::ops::{Principal, UserId};
+use coffer_crdt::replica::{NewItemSpec, ShareChange, SyncMessage, SyncWire};
+use coffer_crdt::{DeviceId, Role};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+
+mod support;
+use support::{joiner, Device};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -32,34 +35,9 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-struct Device {
-    replica: Replica,
-    keys: DeviceKeys,
-    seed: [u8; 32],
-}
-
 impl Device {
-    fn new(name: &str, rng: &mut ChaCha20Rng) -> Device {
-        let keys = DeviceKeys::generate(rng);
-        let seed = *blake3::hash(&keys.device_id().0).as_bytes();
-        let transport = coffer_crdt::crypto::ed25519_public(&seed);
-        let email = format!("{name}@bench.test");
-        let replica = Replica::create(keys.clone(), name, &email, transport, 1, rng).unwrap();
-        let mut d = Device {
-            replica,
-            keys,
-            seed,
-        };
-        d.drain();
-        d
-    }
-
     fn id(&self) -> DeviceId {
         self.keys.device_id()
-    }
-
-    fn drain(&mut self) {
-        while self.replica.poll_effect().is_some() {}
     }
 
     fn add(&mut self, folder: &str, name: &str, rng: &mut ChaCha20Rng) {
@@ -77,28 +55,6 @@ impl Device {
             )
             .unwrap();
         self.drain();
-    }
-}
-
-fn joiner(d: &Device, team: &coffer_crdt::SpaceId, user: &UserId) -> Joiner {
-    let RosterOp::AddDevice {
-        device,
-        exchange,
-        transport,
-        proof,
-        transport_proof,
-        ..
-    } = RosterOp::add_device(team, user.clone(), &d.keys, &d.seed)
-    else {
-        unreachable!()
-    };
-    Joiner {
-        device,
-        exchange,
-        transport,
-        name: None,
-        proof,
-        transport_proof,
     }
 }
 

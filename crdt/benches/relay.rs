@@ -15,12 +15,15 @@
 use std::time::{Duration, Instant};
 
 use coffer_crdt::folder::ItemType;
-use coffer_crdt::ops::{Principal, RosterOp, UserId};
+use coffer_crdt::ops::{Principal, UserId};
 use coffer_crdt::replica::relay::{Relay, RelayLimits};
-use coffer_crdt::replica::{Effect, Joiner, NewItemSpec, Persist, ShareChange, StoredSpace};
-use coffer_crdt::{DeviceId, DeviceKeys, Replica, Role};
+use coffer_crdt::replica::{Effect, NewItemSpec, Persist, ShareChange, StoredSpace};
+use coffer_crdt::{DeviceId, Role};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+
+mod support;
+use support::{joiner, Device};
 
 const RELAY: [u8; 32] = [0xAB; 32];
 
@@ -42,56 +45,9 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-struct Device {
-    replica: Replica,
-    keys: DeviceKeys,
-    seed: [u8; 32],
-}
-
 impl Device {
-    fn new(name: &str, rng: &mut ChaCha20Rng) -> Device {
-        let keys = DeviceKeys::generate(rng);
-        let seed = *blake3::hash(&keys.device_id().0).as_bytes();
-        let transport = coffer_crdt::crypto::ed25519_public(&seed);
-        let email = format!("{name}@bench.test");
-        let replica = Replica::create(keys.clone(), name, &email, transport, 1, rng).unwrap();
-        let mut d = Device {
-            replica,
-            keys,
-            seed,
-        };
-        d.drain();
-        d
-    }
-
     fn handle(&self) -> DeviceId {
         DeviceId(self.replica.identity().transport)
-    }
-
-    fn drain(&mut self) {
-        while self.replica.poll_effect().is_some() {}
-    }
-}
-
-fn joiner(d: &Device, team: &coffer_crdt::SpaceId, user: &UserId) -> Joiner {
-    let RosterOp::AddDevice {
-        device,
-        exchange,
-        transport,
-        proof,
-        transport_proof,
-        ..
-    } = RosterOp::add_device(team, user.clone(), &d.keys, &d.seed)
-    else {
-        unreachable!()
-    };
-    Joiner {
-        device,
-        exchange,
-        transport,
-        name: None,
-        proof,
-        transport_proof,
     }
 }
 

@@ -13,7 +13,8 @@ use coffer_crdt::{
 use crate::harness::{doc_as, force_content_as, rng};
 use crate::net::World;
 
-fn add(w: &mut World, i: usize, folder: &str, name: &str) {
+/// Adds a login `name` (password `pw-NAME`) to `folder` on node `i`.
+pub fn add(w: &mut World, i: usize, folder: &str, name: &str) {
     let spec = NewItemSpec {
         folder: Some(folder.into()),
         item_type: ItemType::Login,

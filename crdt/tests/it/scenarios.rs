@@ -1508,37 +1508,13 @@ fn a_change_an_endorsable_quarantined_change_waits_for_is_not_taken_fast() {
 fn a_write_after_a_fork_of_one_change_names_the_accepted_envelope() {
     let mut w = World::new(44, &[Role::Editor, Role::Editor, Role::Editor]);
     w.converge();
-    let epoch = w.reps[0].current_epoch().unwrap();
-    let key = w.keyring[&epoch].clone();
-    let before = w.reps[1].clone();
-    let ca = add_item_change(&w.reps[1], &w.keys[1], "forked", 1);
-    let p = force_content(&mut w.reps[1], &w.keys[1], &key, epoch, &ca, &mut w.rng);
-    let mut alt = before.clone();
-    let q = force_content(&mut alt, &w.keys[1], &key, epoch, &ca, &mut w.rng);
-    assert_ne!(p.id(), q.id());
-    let (x, y) = if p.id() < q.id() { (p, q) } else { (q, p) };
+    let (x, y) = one_change_forked(&mut w);
     // Device 2 sees Y only and builds on it.
     w.reps[2].ingest(y.clone()).unwrap();
     let wb = write(&mut w.reps[2], &w.keys[2], "on Y", 3, &mut w.rng);
     assert_eq!(wb.body().change.as_ref().unwrap().deps, vec![y.id()]);
-    // Device 3 builds on X, its change independent of h (a lying header).
-    let cc = add_item_change(&w.reps[3], &w.keys[3], "by three", 4);
-    w.reps[3].ingest(x.clone()).unwrap();
-    let meta = ChangeMeta::from_change(&cc).unwrap();
-    let header = ChangeHeader {
-        incarnation: meta.incarnation(&w.keys[3].device_id()).unwrap(),
-        seq: meta.seq,
-        deps: vec![x.id()],
-    };
-    let wc = force_content_as(
-        &mut w.reps[3],
-        &w.keys[3],
-        &key,
-        epoch,
-        &cc,
-        header,
-        &mut w.rng,
-    );
+    // Device 3 builds on X, its change independent of its hash.
+    let wc = built_on_by_three(&mut w, &x);
     // Device 2 gets X and W_C: X wins (lowest id built on), Y goes.
     w.reps[2].ingest(x.clone()).unwrap();
     w.reps[2].ingest(wc.clone()).unwrap();
@@ -1654,14 +1630,7 @@ fn a_device_that_built_on_a_losing_fork_stays_on_the_fast_path() {
 fn a_write_after_a_fork_that_flips_back_names_the_accepted_envelope() {
     let mut w = World::new(44, &[Role::Editor, Role::Editor, Role::Editor]);
     w.converge();
-    let epoch = w.reps[0].current_epoch().unwrap();
-    let key = w.keyring[&epoch].clone();
-    let before = w.reps[1].clone();
-    let ca = add_item_change(&w.reps[1], &w.keys[1], "forked", 1);
-    let p = force_content(&mut w.reps[1], &w.keys[1], &key, epoch, &ca, &mut w.rng);
-    let mut alt = before.clone();
-    let q = force_content(&mut alt, &w.keys[1], &key, epoch, &ca, &mut w.rng);
-    let (x, y) = if p.id() < q.id() { (p, q) } else { (q, p) };
+    let (x, y) = one_change_forked(&mut w);
     w.reps[0].ingest(x.clone()).unwrap();
     w.reps[0].learn_metas(&w.keys[0]);
     assert!(w.reps[0].is_accepted(&x.id()));
@@ -1671,23 +1640,7 @@ fn a_write_after_a_fork_that_flips_back_names_the_accepted_envelope() {
     w.reps[0].ingest(on_y.clone()).unwrap();
     assert!(w.reps[0].is_accepted(&y.id()) && !w.reps[0].is_accepted(&x.id()));
     w.reps[0].learn_metas(&w.keys[0]);
-    let cc = add_item_change(&w.reps[3], &w.keys[3], "by three", 4);
-    w.reps[3].ingest(x.clone()).unwrap();
-    let meta = ChangeMeta::from_change(&cc).unwrap();
-    let header = ChangeHeader {
-        incarnation: meta.incarnation(&w.keys[3].device_id()).unwrap(),
-        seq: meta.seq,
-        deps: vec![x.id()],
-    };
-    let on_x = force_content_as(
-        &mut w.reps[3],
-        &w.keys[3],
-        &key,
-        epoch,
-        &cc,
-        header,
-        &mut w.rng,
-    );
+    let on_x = built_on_by_three(&mut w, &x);
     w.reps[0].ingest(on_x).unwrap();
     assert!(w.reps[0].is_accepted(&x.id()) && !w.reps[0].is_accepted(&y.id()));
     let change = add_item_change(&w.reps[0], &w.keys[0], "next", 5);
@@ -1699,4 +1652,46 @@ fn a_write_after_a_fork_that_flips_back_names_the_accepted_envelope() {
         deps.contains(&x.id()) && !deps.contains(&y.id()),
         "{deps:?}"
     );
+}
+
+/// Device 1 (a forger) signs one Automerge change into two envelopes:
+/// (X, Y), X the lower id.
+fn one_change_forked(w: &mut World) -> (Envelope, Envelope) {
+    let epoch = w.reps[0].current_epoch().unwrap();
+    let key = w.keyring[&epoch].clone();
+    let before = w.reps[1].clone();
+    let change = add_item_change(&w.reps[1], &w.keys[1], "forked", 1);
+    let p = force_content(&mut w.reps[1], &w.keys[1], &key, epoch, &change, &mut w.rng);
+    let mut alt = before;
+    let q = force_content(&mut alt, &w.keys[1], &key, epoch, &change, &mut w.rng);
+    assert_ne!(p.id(), q.id());
+    if p.id() < q.id() {
+        (p, q)
+    } else {
+        (q, p)
+    }
+}
+
+/// Device 3 builds on `x` by its header, with a change that does not
+/// depend on x's (a lying header): what makes x the side built on.
+fn built_on_by_three(w: &mut World, x: &Envelope) -> Envelope {
+    let epoch = w.reps[0].current_epoch().unwrap();
+    let key = w.keyring[&epoch].clone();
+    let change = add_item_change(&w.reps[3], &w.keys[3], "by three", 4);
+    w.reps[3].ingest(x.clone()).unwrap();
+    let meta = ChangeMeta::from_change(&change).unwrap();
+    let header = ChangeHeader {
+        incarnation: meta.incarnation(&w.keys[3].device_id()).unwrap(),
+        seq: meta.seq,
+        deps: vec![x.id()],
+    };
+    force_content_as(
+        &mut w.reps[3],
+        &w.keys[3],
+        &key,
+        epoch,
+        &change,
+        header,
+        &mut w.rng,
+    )
 }

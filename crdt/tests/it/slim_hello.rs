@@ -3,30 +3,15 @@
 //! chain heads; one space that differs gets its heads exchanged, alone; on
 //! `/coffer/sync/2` the hello is today's, every head of every space.
 
-use coffer_crdt::folder::ItemType;
 use coffer_crdt::ops::{Principal, Role};
-use coffer_crdt::replica::{NewItemSpec, ShareChange, SyncMessage, SyncWire};
+use coffer_crdt::replica::{ShareChange, SyncMessage, SyncWire};
 use coffer_crdt::SpaceId;
 
 use crate::harness::rng;
 use crate::net::{Wires, World};
+use crate::replica::add;
 
 const FOLDERS: [&str; 4] = ["F0", "F1", "F2", "F3"];
-
-fn add(w: &mut World, i: usize, folder: &str, name: &str) {
-    let spec = NewItemSpec {
-        folder: Some(folder.into()),
-        item_type: ItemType::Login,
-        name: name.into(),
-        fields: [("password".to_string(), format!("pw-{name}"))].into(),
-        urls: vec![],
-    };
-    w.nodes[i]
-        .replica
-        .add_item(spec, 10, &mut w.rng)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    w.nodes[i].drain();
-}
 
 /// Ada (admin) and Bob in a team, four folders shared with Bob as
 /// editor, one item in each, synced over `wire`.
