@@ -773,6 +773,16 @@ impl Replica {
                 self.envelopes_from(peer, space, envs, rng)?;
             }
             SyncMessage::Caught { space } => {
+                // Its heads of a space this device still awaits did not come
+                // before it planned that space: the digests of the two
+                // changed between their rounds (one side saw them equal).
+                // A whole summary starts a round both sides answer.
+                if let Some(st) = self.peers.get_mut(&peer) {
+                    if st.awaiting.remove(&space) {
+                        st.summary_due = true;
+                        self.wake(peer);
+                    }
+                }
                 self.emit(Event::CaughtUp { peer, space });
             }
             SyncMessage::Error { code, text } => {

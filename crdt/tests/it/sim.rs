@@ -1130,3 +1130,13 @@ proptest! {
         run(seed, n, steps, false, false);
     }
 }
+
+/// A seed the simulator found: on `/coffer/sync/3` one side saw a
+/// space's digests equal and planned it (sending `Caught`) while the other
+/// still awaited its heads, and never sent it a voided roster op it held:
+/// the roster diverged. A `Caught` for an awaited space now starts a whole
+/// summary round.
+#[test]
+fn a_space_awaited_when_the_peer_planned_it_is_summarised() {
+    run(5231407073033034001, 4, 40, true, true);
+}
