@@ -148,11 +148,13 @@ pub struct Space {
     held: HashMap<EnvelopeId, Envelope>,
     /// Per (space, author), the held envelope with the highest (seq, id).
     last: HashMap<(SpaceId, DeviceId), (u64, EnvelopeId)>,
-    /// Decrypted change metadata (key holders only): names a new change's
-    /// deps and checks payloads against headers. Acceptance never reads it.
-    /// Only its hash is kept: the rest of a change's metadata is in its
-    /// envelope's header, checked against it before it was applied (a
-    /// ChangeMeta each took ≈ 230 bytes, 2.3 MB for 10,000 edits).
+    /// Change hashes this space was told or learnt (key holders only):
+    /// they name a new change's deps. In a replica only this device's own
+    /// changes and the deps it named (the open folder keeps every applied
+    /// change's hash); `learn_metas` fills it for all accepted content.
+    /// Acceptance never reads it. Only the hash is kept: the rest of a
+    /// change's metadata is in its envelope's header (a ChangeMeta each
+    /// took ≈ 230 bytes, 2.3 MB for 10,000 edits).
     metas: HashMap<EnvelopeId, [u8; 32]>,
     /// Automerge change hash -> held content envelope, from `metas`.
     by_hash: HashMap<[u8; 32], EnvelopeId>,

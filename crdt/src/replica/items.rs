@@ -686,11 +686,7 @@ impl Replica {
                 let touched = crate::folder::touched_by(&parsed);
                 // The space names deps by envelope: hand it the few this
                 // change has (the folder keeps the hashes of every change).
-                space.supply_hashes(
-                    meta.deps
-                        .iter()
-                        .filter_map(|h| open.applied_of_hash(h).map(|id| (id, *h))),
-                );
+                space.supply_hashes(open.applied_of_hashes(&meta.deps));
                 let env =
                     space.seal_content_with_meta(&u.keys, &key, &change, meta.clone(), rng)?;
                 Ok((env, meta, touched))

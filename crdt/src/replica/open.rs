@@ -126,15 +126,19 @@ impl OpenFolder {
         self.applied.get(id).copied()
     }
 
-    /// The applied change of an Automerge hash (the lowest envelope id
-    /// should two carry it; acceptance lets one (actor, seq) in only).
-    /// A scan: asked only for the few deps of this device's next change.
-    pub(crate) fn applied_of_hash(&self, hash: &[u8; 32]) -> Option<EnvelopeId> {
-        self.applied
-            .iter()
-            .filter(|(_, h)| *h == hash)
-            .map(|(id, _)| *id)
-            .min()
+    /// The applied changes of these Automerge hashes, as (envelope, hash):
+    /// the lowest envelope id should two carry one (acceptance lets one
+    /// (actor, seq) in only). One scan, asked only for the deps of this
+    /// device's next change.
+    pub(crate) fn applied_of_hashes(&self, hashes: &[[u8; 32]]) -> Vec<(EnvelopeId, [u8; 32])> {
+        let mut found: BTreeMap<[u8; 32], EnvelopeId> = BTreeMap::new();
+        for (id, hash) in &self.applied {
+            if hashes.contains(hash) {
+                let lowest = found.entry(*hash).or_insert(*id);
+                *lowest = (*lowest).min(*id);
+            }
+        }
+        found.into_iter().map(|(hash, id)| (id, hash)).collect()
     }
 
     /// Whether at least `changes` (and one) were applied since the last
